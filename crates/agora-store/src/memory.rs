@@ -1,0 +1,71 @@
+//! An in-memory backend, for tests and for running without a data directory.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::{Store, StoreError};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    entries: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>>, StoreError> {
+        self.entries.lock().map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock()?.get(key).cloned())
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.lock()?.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.lock()?.remove(key);
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()?
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        let mut entries = self.lock()?;
+        if entries.get(key).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        match new {
+            Some(value) => entries.insert(key.to_owned(), value.to_vec()),
+            None => entries.remove(key),
+        };
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passes_the_contract() {
+        crate::contract::check(&super::MemoryStore::new());
+    }
+}
