@@ -1,1 +1,64 @@
-//! placeholder
+//! The agora agent: registers its machine's resources with the master, runs executors and
+//! their tasks in sandboxes, delivers every status update reliably (checkpointed, retried until
+//! acknowledged), serves the Mesos executor API and sandbox files, and recovers its running
+//! executors when it restarts over the same work directory.
+//!
+//! The public surface is [`AgentConfig`], [`start`], [`AgentHandle`] and
+//! [`run_command_executor`], the built-in executor that `agora executor` runs.
+
+mod checkpoint;
+mod command_executor;
+mod config;
+mod core;
+mod http;
+mod master_link;
+mod process;
+
+use std::sync::Arc;
+
+pub use command_executor::run as run_command_executor;
+pub use config::{AgentConfig, detect_resources};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot use work dir {path}: {source}")]
+    WorkDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("checkpoint {path} is corrupt: {reason}")]
+    Checkpoint { path: String, reason: String },
+    #[error("http client: {0}")]
+    Client(String),
+}
+
+/// A running agent: its HTTP routes and a way to stop its executors.
+pub struct AgentHandle {
+    pub router: axum::Router,
+    agent: Arc<core::Agent>,
+}
+
+impl AgentHandle {
+    /// Stops every executor (SHUTDOWN, then SIGKILL after the grace period) and waits for them.
+    /// Used by `agora up` on Ctrl-C; a standalone agent leaves its tasks running for recovery.
+    pub async fn shutdown_executors(&self, grace: std::time::Duration) {
+        self.agent.shutdown_all(grace).await;
+    }
+
+    /// The agent id once registered.
+    pub fn agent_id(&self) -> Option<String> {
+        self.agent.agent_id()
+    }
+}
+
+/// Recovers the agent's checkpointed state and starts its loops (master link, status update
+/// delivery, executor supervision).
+pub fn start(
+    config: AgentConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<AgentHandle, AgentError> {
+    let agent = core::Agent::recover(config, shutdown)?;
+    master_link::spawn(agent.clone());
+    let router = http::router(agent.clone());
+    Ok(AgentHandle { router, agent })
+}

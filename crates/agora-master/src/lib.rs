@@ -1,1 +1,50 @@
-//! placeholder
+//! The agora master: admits agents, offers their resources to frameworks through the DRF
+//! allocator, validates launches, routes tasks and status updates, detects failed agents and
+//! frameworks, and serves the Mesos scheduler, operator and state HTTP APIs.
+//!
+//! The public surface is [`MasterConfig`] and [`start`], which returns the axum router to mount
+//! (alone, or merged with an agent's for `agora up`) and a handle for shutdown.
+
+mod config;
+mod core;
+mod http;
+mod metrics;
+mod registry;
+mod stream;
+mod views;
+
+use std::sync::{Arc, Mutex};
+
+pub use config::MasterConfig;
+
+use crate::core::Master;
+
+pub use crate::core::MasterError;
+
+/// A running master: its HTTP routes and the background loops (allocation, failure detection,
+/// heartbeats) that stop when the handle's token is cancelled.
+pub struct MasterHandle {
+    pub router: axum::Router,
+    shared: Shared,
+}
+
+pub(crate) type Shared = Arc<Mutex<Master>>;
+
+impl MasterHandle {
+    /// Whether the master has at least this many active agents (used by `agora up` and tests).
+    pub fn active_agents(&self) -> usize {
+        core::lock(&self.shared).active_agent_count()
+    }
+}
+
+/// Builds the master from its configuration (opening the registry) and starts its loops.
+pub fn start(
+    config: MasterConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<MasterHandle, MasterError> {
+    let master = Master::recover(config)?;
+    let shared: Shared = Arc::new(Mutex::new(master));
+    core::spawn_loops(shared.clone(), shutdown);
+    let router = http::router(shared.clone());
+    Ok(MasterHandle { router, shared })
+}

@@ -1,0 +1,494 @@
+//! The built-in executor (`agora executor`): what Mesos calls the command executor (one command
+//! task) and the default executor (a task group). It is a separate process speaking the v1
+//! executor API to its agent, exactly like a framework's custom executor, so an agent restart
+//! does not touch it: it keeps its tasks running, re-subscribes, and re-sends every update the
+//! agent had not acknowledged.
+
+mod duration;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use nix::sys::signal::Signal;
+use tokio::sync::mpsc;
+
+use agora_api::executor::{Call, Event, Message, Subscribe, UnacknowledgedUpdate, Update};
+use agora_api::mesos::{FrameworkInfo, Id, TaskInfo, TaskStatus, encode_bytes};
+use agora_api::recordio;
+use agora_types::TaskState;
+
+use crate::process::signal_group;
+
+const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+
+struct Settings {
+    endpoint: String,
+    framework_id: String,
+    executor_id: String,
+    sandbox: PathBuf,
+    recovery_timeout: Duration,
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings, String> {
+        let var = |name: &str| {
+            std::env::var(name).map_err(|_| format!("{name} is not set: run by an agent"))
+        };
+        Ok(Settings {
+            endpoint: var("MESOS_AGENT_ENDPOINT")?,
+            framework_id: var("MESOS_FRAMEWORK_ID")?,
+            executor_id: var("MESOS_EXECUTOR_ID")?,
+            sandbox: PathBuf::from(var("MESOS_SANDBOX").or_else(|_| var("MESOS_DIRECTORY"))?),
+            recovery_timeout: std::env::var("MESOS_RECOVERY_TIMEOUT")
+                .ok()
+                .and_then(|text| duration::parse(&text))
+                .unwrap_or(Duration::from_secs(15 * 60)),
+        })
+    }
+}
+
+struct RunningTask {
+    info: TaskInfo,
+    pid: Option<i32>,
+    state: TaskState,
+    killing: bool,
+}
+
+enum Input {
+    Event(Event),
+    StreamEnded,
+    Exited {
+        task_id: String,
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    KillTimeout {
+        task_id: String,
+    },
+}
+
+struct Executor {
+    settings: Settings,
+    client: reqwest::Client,
+    framework: Option<FrameworkInfo>,
+    tasks: BTreeMap<String, RunningTask>,
+    /// Updates sent but not acknowledged by the agent, by uuid.
+    unacknowledged: HashMap<String, TaskStatus>,
+    inputs: mpsc::UnboundedSender<Input>,
+    shutting_down: bool,
+    launched_any: bool,
+}
+
+/// Runs the executor until its tasks are done; returns the process exit code.
+pub async fn run() -> Result<i32, String> {
+    let settings = Settings::from_env()?;
+    let client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (inputs, mut receiver) = mpsc::unbounded_channel();
+    let mut executor = Executor {
+        settings,
+        client,
+        framework: None,
+        tasks: BTreeMap::new(),
+        unacknowledged: HashMap::new(),
+        inputs,
+        shutting_down: false,
+        launched_any: false,
+    };
+    let mut disconnected_since: Option<Instant> = None;
+    executor
+        .connect()
+        .await
+        .map_err(|e| format!("cannot subscribe to the agent: {e}"))?;
+    loop {
+        if executor.finished() {
+            return Ok(0);
+        }
+        let input = tokio::select! {
+            input = receiver.recv() => input,
+            () = tokio::time::sleep(Duration::from_secs(1)), if disconnected_since.is_some() => None,
+        };
+        match input {
+            Some(Input::Event(event)) => executor.handle_event(event).await,
+            Some(Input::Exited {
+                task_id,
+                code,
+                signal,
+            }) => executor.task_exited(&task_id, code, signal).await,
+            Some(Input::KillTimeout { task_id }) => executor.kill_timeout(&task_id),
+            Some(Input::StreamEnded) => {
+                disconnected_since.get_or_insert_with(Instant::now);
+            }
+            None => {}
+        }
+        if let Some(since) = disconnected_since {
+            if since.elapsed() > executor.settings.recovery_timeout {
+                executor.kill_everything();
+                return Err("the agent did not come back within the recovery timeout".into());
+            }
+            if executor.connect().await.is_ok() {
+                disconnected_since = None;
+            }
+        }
+    }
+}
+
+impl Executor {
+    fn url(&self) -> String {
+        format!("http://{}/api/v1/executor", self.settings.endpoint)
+    }
+
+    fn call(&self, kind: &str) -> Call {
+        Call {
+            kind: kind.to_owned(),
+            executor_id: Id::new(self.settings.executor_id.clone()),
+            framework_id: Id::new(self.settings.framework_id.clone()),
+            subscribe: None,
+            update: None,
+            message: None,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        let all_done = self.tasks.values().all(|t| t.state.is_terminal());
+        (self.launched_any || self.shutting_down) && all_done && self.unacknowledged.is_empty()
+    }
+
+    /// Subscribes (re-sending what the agent has not acknowledged) and pumps events into the
+    /// input channel.
+    async fn connect(&mut self) -> Result<(), String> {
+        let mut call = self.call("SUBSCRIBE");
+        call.subscribe = Some(Subscribe {
+            unacknowledged_tasks: self
+                .tasks
+                .values()
+                .filter(|t| !t.state.is_terminal())
+                .map(|t| t.info.clone())
+                .collect(),
+            unacknowledged_updates: self
+                .unacknowledged
+                .values()
+                .map(|s| UnacknowledgedUpdate { status: s.clone() })
+                .collect(),
+        });
+        let response = self
+            .client
+            .post(self.url())
+            .header("Accept", "application/json")
+            .json(&call)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("agent answered {}", response.status()));
+        }
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let mut body = response.bytes_stream();
+            let mut decoder = recordio::Decoder::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                decoder.feed(&chunk);
+                while let Ok(Some(record)) = decoder.next_record() {
+                    match serde_json::from_slice::<Event>(&record) {
+                        Ok(event) => {
+                            let _ = inputs.send(Input::Event(event));
+                        }
+                        Err(error) => eprintln!("agora executor: unreadable event: {error}"),
+                    }
+                }
+            }
+            let _ = inputs.send(Input::StreamEnded);
+        });
+        Ok(())
+    }
+
+    async fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Subscribed { subscribed } => self.framework = Some(subscribed.framework_info),
+            Event::Launch { launch } => self.launch(launch.task, false).await,
+            Event::LaunchGroup { launch_group } => {
+                for task in launch_group.task_group.tasks {
+                    self.launch(task, true).await;
+                }
+            }
+            Event::Kill { kill } => {
+                let grace = kill
+                    .kill_policy
+                    .and_then(|p| p.grace_period)
+                    .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64));
+                self.kill(&kill.task_id.value, grace).await;
+            }
+            Event::Acknowledged { acknowledged } => {
+                self.unacknowledged.remove(&acknowledged.uuid);
+            }
+            Event::Shutdown => {
+                self.shutting_down = true;
+                let ids: Vec<String> = self.tasks.keys().cloned().collect();
+                for id in ids {
+                    self.kill(&id, None).await;
+                }
+            }
+            Event::Message {
+                message: Message { .. },
+            }
+            | Event::Heartbeat => {}
+            Event::Error { error } => eprintln!("agora executor: agent error: {}", error.message),
+        }
+    }
+
+    async fn launch(&mut self, task: TaskInfo, in_group: bool) {
+        let task_id = task.task_id.value.clone();
+        self.launched_any = true;
+        let Some(command) = task.command.clone() else {
+            self.tasks.insert(
+                task_id.clone(),
+                RunningTask {
+                    info: task,
+                    pid: None,
+                    state: TaskState::Staging,
+                    killing: false,
+                },
+            );
+            self.update(
+                &task_id,
+                TaskState::Failed,
+                Some("Task has no command".into()),
+                Some("REASON_TASK_INVALID"),
+            )
+            .await;
+            return;
+        };
+        let directory = if in_group {
+            self.settings.sandbox.join("tasks").join(&task_id)
+        } else {
+            self.settings.sandbox.clone()
+        };
+        self.tasks.insert(
+            task_id.clone(),
+            RunningTask {
+                info: task,
+                pid: None,
+                state: TaskState::Staging,
+                killing: false,
+            },
+        );
+        self.update(&task_id, TaskState::Starting, None, None).await;
+        let spawned = spawn_task(&command, &directory, in_group);
+        match spawned {
+            Ok(mut child) => {
+                let pid = child.id().map(|p| p as i32);
+                if let Some(task) = self.tasks.get_mut(&task_id) {
+                    task.pid = pid;
+                }
+                let inputs = self.inputs.clone();
+                let exited_id = task_id.clone();
+                tokio::spawn(async move {
+                    use std::os::unix::process::ExitStatusExt;
+                    let status = child.wait().await.ok();
+                    let _ = inputs.send(Input::Exited {
+                        task_id: exited_id,
+                        code: status.and_then(|s| s.code()),
+                        signal: status.and_then(|s| s.signal()),
+                    });
+                });
+                self.update(&task_id, TaskState::Running, None, None).await;
+            }
+            Err(error) => {
+                self.update(
+                    &task_id,
+                    TaskState::Failed,
+                    Some(format!("Failed to launch the command: {error}")),
+                    Some("REASON_COMMAND_EXECUTOR_FAILED"),
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn kill(&mut self, task_id: &str, grace: Option<Duration>) {
+        let killing_state = self
+            .framework
+            .as_ref()
+            .is_some_and(|f| f.has_capability("TASK_KILLING_STATE"));
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        if task.state.is_terminal() || task.killing {
+            return;
+        }
+        task.killing = true;
+        let grace = grace
+            .or_else(|| {
+                task.info
+                    .kill_policy
+                    .as_ref()
+                    .and_then(|p| p.grace_period.as_ref())
+                    .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
+            })
+            .unwrap_or(DEFAULT_KILL_GRACE);
+        match task.pid {
+            Some(pid) => {
+                signal_group(pid, Signal::SIGTERM);
+                let inputs = self.inputs.clone();
+                let id = task_id.to_owned();
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    let _ = inputs.send(Input::KillTimeout { task_id: id });
+                });
+                if killing_state {
+                    self.update(task_id, TaskState::Killing, None, None).await;
+                }
+            }
+            None => {
+                self.update(
+                    task_id,
+                    TaskState::Killed,
+                    Some("Killed before it started".into()),
+                    None,
+                )
+                .await;
+            }
+        }
+    }
+
+    fn kill_timeout(&mut self, task_id: &str) {
+        if let Some(task) = self.tasks.get(task_id)
+            && !task.state.is_terminal()
+            && let Some(pid) = task.pid
+        {
+            signal_group(pid, Signal::SIGKILL);
+        }
+    }
+
+    fn kill_everything(&mut self) {
+        for task in self.tasks.values() {
+            if let Some(pid) = task.pid {
+                signal_group(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    async fn task_exited(&mut self, task_id: &str, code: Option<i32>, signal: Option<i32>) {
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        // Whatever the task left behind in its group goes with it.
+        if let Some(pid) = task.pid {
+            signal_group(pid, Signal::SIGKILL);
+        }
+        let killing = task.killing;
+        let (state, message) = match (code, signal) {
+            _ if killing => (TaskState::Killed, describe(code, signal)),
+            (Some(0), _) => (
+                TaskState::Finished,
+                "Command exited with status 0".to_owned(),
+            ),
+            _ => (TaskState::Failed, describe(code, signal)),
+        };
+        let reason = (state == TaskState::Failed).then_some("REASON_COMMAND_EXECUTOR_FAILED");
+        self.update(task_id, state, Some(message), reason).await;
+        // In a task group, one failed task takes the others down (Mesos' default executor).
+        let group = self.tasks.len() > 1;
+        if group && state != TaskState::Finished {
+            let others: Vec<String> = self
+                .tasks
+                .iter()
+                .filter(|(id, t)| id.as_str() != task_id && !t.state.is_terminal())
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in others {
+                self.kill(&id, None).await;
+            }
+        }
+    }
+
+    async fn update(
+        &mut self,
+        task_id: &str,
+        state: TaskState,
+        message: Option<String>,
+        reason: Option<&str>,
+    ) {
+        if let Some(task) = self.tasks.get_mut(task_id) {
+            task.state = state;
+        }
+        let mut status = TaskStatus::new(task_id, state).with_source("SOURCE_EXECUTOR");
+        status.message = message;
+        status.reason = reason.map(str::to_owned);
+        status.executor_id = Some(Id::new(self.settings.executor_id.clone()));
+        status.uuid = Some(encode_bytes(uuid::Uuid::new_v4().as_bytes()));
+        status.timestamp = Some(crate::core::epoch_secs());
+        if let Some(uuid) = &status.uuid {
+            self.unacknowledged.insert(uuid.clone(), status.clone());
+        }
+        let mut call = self.call("UPDATE");
+        call.update = Some(Update { status });
+        // If the agent is away the update stays unacknowledged and is re-sent on re-subscribe.
+        let _ = self
+            .client
+            .post(self.url())
+            .json(&call)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+    }
+}
+
+fn describe(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(code), _) => format!("Command exited with status {code}"),
+        (None, Some(signal)) => {
+            let name = Signal::try_from(signal)
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_else(|_| signal.to_string());
+            format!("Command terminated with signal {name}")
+        }
+        (None, None) => "Command terminated".to_owned(),
+    }
+}
+
+/// Starts a task in its own process group, in its sandbox, with its environment on top of the
+/// executor's (which carries the MESOS_* variables).
+fn spawn_task(
+    command: &agora_api::mesos::CommandInfo,
+    directory: &std::path::Path,
+    own_files: bool,
+) -> std::io::Result<tokio::process::Child> {
+    std::fs::create_dir_all(directory)?;
+    let value = command.value.clone().unwrap_or_default();
+    let mut process = if command.shell {
+        let mut process = tokio::process::Command::new("/bin/sh");
+        process.arg("-c").arg(&value);
+        process
+    } else {
+        let mut process = tokio::process::Command::new(&value);
+        process.args(command.arguments.iter().skip(1));
+        process
+    };
+    if let Some(environment) = &command.environment {
+        for variable in &environment.variables {
+            process.env(&variable.name, variable.value.clone().unwrap_or_default());
+        }
+    }
+    process
+        .env("MESOS_SANDBOX", directory)
+        .current_dir(directory)
+        .stdin(Stdio::null())
+        .process_group(0);
+    if own_files {
+        let open = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(directory.join(name))
+        };
+        process
+            .stdout(Stdio::from(open("stdout")?))
+            .stderr(Stdio::from(open("stderr")?));
+    }
+    process.spawn()
+}

@@ -1,0 +1,113 @@
+//! The agent's configuration and the detection of its machine's resources.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agora_api::mesos::Attribute;
+use agora_types::{Range, Resource, Resources};
+
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The master's `host:port`.
+    pub master: String,
+    /// Sandboxes and checkpoints live here.
+    pub work_dir: PathBuf,
+    pub hostname: String,
+    /// Address executors and the master use to reach this agent.
+    pub advertise_ip: String,
+    /// Port of this agent's HTTP API (the `agora up` port when combined with the master).
+    pub port: u16,
+    pub resources: Resources,
+    pub attributes: Vec<Attribute>,
+    /// The `agora` binary, whose `executor` subcommand is the built-in executor.
+    pub executor_binary: PathBuf,
+    /// SIGTERM → SIGKILL grace period when a kill policy gives none.
+    pub default_kill_grace: Duration,
+    /// Time for an executor to subscribe before it is destroyed (Mesos: 1 min).
+    pub executor_registration_timeout: Duration,
+    /// Time for a recovered executor to re-subscribe after an agent restart (Mesos: 15 min).
+    pub recovery_timeout: Duration,
+    /// Time an executor gets between SHUTDOWN and SIGKILL (Mesos: 5 s).
+    pub executor_shutdown_grace: Duration,
+    /// First retry of an unacknowledged status update; doubles up to 10 minutes (Mesos: 10 s).
+    pub status_update_retry: Duration,
+    /// Serve the agent-only root paths (`/state`, `/health`, `/metrics/snapshot`); off when the
+    /// master shares the port.
+    pub standalone: bool,
+}
+
+impl AgentConfig {
+    pub fn new(master: impl Into<String>, work_dir: impl Into<PathBuf>) -> AgentConfig {
+        AgentConfig {
+            master: master.into(),
+            work_dir: work_dir.into(),
+            hostname: "localhost".into(),
+            advertise_ip: "127.0.0.1".into(),
+            port: 5051,
+            resources: Resources::new(),
+            attributes: Vec::new(),
+            executor_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("agora")),
+            default_kill_grace: Duration::from_secs(3),
+            executor_registration_timeout: Duration::from_secs(60),
+            recovery_timeout: Duration::from_secs(15 * 60),
+            executor_shutdown_grace: Duration::from_secs(5),
+            status_update_retry: Duration::from_secs(10),
+            standalone: true,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.advertise_ip, self.port)
+    }
+}
+
+/// Resources of this machine, as Mesos computes them when `--resources` does not say: all cpus,
+/// memory less 1 GiB (or half, on small machines), the work dir's free disk less 5 GiB (or half),
+/// ports 31000–32000. Entries in `overrides` replace the detected ones by name.
+pub fn detect_resources(work_dir: &Path, overrides: &Resources) -> Resources {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    let mem_mb = total_memory_mb()
+        .map(|total| (total - 1024.0).max(total / 2.0))
+        .unwrap_or(1024.0);
+    let disk_mb = free_disk_mb(work_dir)
+        .map(|free| (free - 5120.0).max(free / 2.0))
+        .unwrap_or(10240.0);
+    let mut detected = Resources::new();
+    detected.push(Resource::scalar("cpus", cpus));
+    detected.push(Resource::scalar("mem", mem_mb.floor()));
+    detected.push(Resource::scalar("disk", disk_mb.floor()));
+    detected.push(Resource::ranges("ports", [Range::new(31000, 32000)]));
+    let overridden: Vec<&str> = overrides.iter().map(|r| r.name.as_str()).collect();
+    let mut result = detected.filter(|r| !overridden.contains(&r.name.as_str()));
+    result += overrides;
+    result
+}
+
+fn total_memory_mb() -> Option<f64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn free_disk_mb(path: &Path) -> Option<f64> {
+    let stat = nix::sys::statvfs::statvfs(path).ok()?;
+    Some(stat.blocks_available() as f64 * stat.fragment_size() as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_detected_entries() {
+        let overrides =
+            Resources::parse("cpus:3;cpus(web):1;ports:[5000-5001]").unwrap_or_default();
+        let resources = detect_resources(Path::new("/"), &overrides);
+        assert_eq!(resources.scalar("cpus"), agora_types::Scalar::from_units(4));
+        assert_eq!(resources.ranges("ports"), vec![Range::new(5000, 5001)]);
+        assert!(resources.scalar("mem").is_positive());
+    }
+}

@@ -1,0 +1,1365 @@
+//! The agent's state and the rules that change it: executors and their tasks, the status
+//! update queues, and recovery. All methods lock briefly and never hold the lock across I/O
+//! other than the checkpoint write, which must precede acknowledging an executor's update.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use agora_api::agent_protocol::{AgentTask, RegisterAgent, RunningExecutor};
+use agora_api::executor::{self, Event as ExecutorEvent};
+use agora_api::mesos::{
+    AgentInfo, CommandInfo, ExecutorInfo, FrameworkInfo, Id, KillPolicy, TaskGroupInfo, TaskInfo,
+    TaskStatus, encode_bytes,
+};
+use agora_api::recordio;
+use agora_types::{ExecutorId, FrameworkId, TaskId, TaskState};
+
+use crate::AgentError;
+use crate::checkpoint::{
+    self, Checkpoint, ExecutorCheckpoint, FrameworkCheckpoint, TaskCheckpoint, UpdateCheckpoint,
+};
+use crate::config::AgentConfig;
+use crate::process;
+
+const MAX_STATUS_RETRY: Duration = Duration::from_secs(600);
+const MAX_COMPLETED: usize = 100;
+
+pub(crate) fn epoch_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+pub(crate) fn new_uuid() -> String {
+    encode_bytes(uuid::Uuid::new_v4().as_bytes())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ExecutorKind {
+    /// The built-in executor running one command task.
+    Command,
+    /// The built-in executor running a task group (LAUNCH_GROUP).
+    Default,
+    /// The framework's own executor.
+    Custom,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExecutorState {
+    Registering,
+    Running,
+    Terminating,
+    Terminated,
+}
+
+#[derive(Clone)]
+pub(crate) struct TaskRecord {
+    pub info: TaskInfo,
+    pub state: TaskState,
+    pub status: Option<TaskStatus>,
+    pub launched: bool,
+}
+
+pub(crate) struct Executor {
+    pub info: ExecutorInfo,
+    pub kind: ExecutorKind,
+    pub container_id: String,
+    pub directory: PathBuf,
+    pub pid: Option<i32>,
+    pub pid_start_time: Option<u64>,
+    pub state: ExecutorState,
+    pub stream: Option<mpsc::UnboundedSender<Bytes>>,
+    /// Launches waiting for the executor to subscribe: (task ids, is a group).
+    pub queued: Vec<(Vec<TaskId>, bool)>,
+    pub tasks: BTreeMap<TaskId, TaskRecord>,
+    pub completed_tasks: VecDeque<TaskRecord>,
+    /// A kill or shutdown was requested: tasks that die with it are KILLED, not FAILED.
+    pub killing: bool,
+    /// Recovered after an agent restart and not yet re-subscribed.
+    pub recovered: bool,
+}
+
+impl Executor {
+    fn send(&self, event: &ExecutorEvent) -> bool {
+        match &self.stream {
+            Some(stream) => stream.send(recordio::encode(&event.to_json())).is_ok(),
+            None => false,
+        }
+    }
+}
+
+pub(crate) struct FrameworkEntry {
+    pub info: FrameworkInfo,
+    pub executors: BTreeMap<ExecutorId, Executor>,
+    pub completed_executors: VecDeque<Executor>,
+}
+
+/// Updates of one task, delivered to the master one at a time, in order.
+pub(crate) struct UpdateQueue {
+    pub pending: VecDeque<TaskStatus>,
+    pub next_attempt: Instant,
+    pub interval: Duration,
+}
+
+pub(crate) struct AgentState {
+    pub agent_id: Option<String>,
+    pub master_connected: bool,
+    pub frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
+    pub completed_frameworks: VecDeque<FrameworkEntry>,
+    pub updates: BTreeMap<(FrameworkId, TaskId), UpdateQueue>,
+}
+
+pub(crate) struct Agent {
+    pub config: AgentConfig,
+    pub client: reqwest::Client,
+    pub start_time: f64,
+    pub shutdown: CancellationToken,
+    /// Wakes the status sender (a new update, or the master link came back).
+    pub updates_wanted: Notify,
+    state: Mutex<AgentState>,
+}
+
+impl Agent {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, AgentState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn agent_id(&self) -> Option<String> {
+        self.lock().agent_id.clone()
+    }
+
+    /// Loads the checkpoint: live executors are re-adopted (they will re-subscribe), dead ones
+    /// have their unfinished tasks failed.
+    pub fn recover(
+        config: AgentConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Agent>, AgentError> {
+        std::fs::create_dir_all(&config.work_dir).map_err(|source| AgentError::WorkDir {
+            path: config.work_dir.display().to_string(),
+            source,
+        })?;
+        let saved = checkpoint::load(&config.work_dir)?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| AgentError::Client(e.to_string()))?;
+        let mut state = AgentState {
+            agent_id: saved.agent_id.clone(),
+            master_connected: false,
+            frameworks: BTreeMap::new(),
+            completed_frameworks: VecDeque::new(),
+            updates: BTreeMap::new(),
+        };
+        for update in saved.updates {
+            let key = (
+                FrameworkId::new(update.framework_id),
+                TaskId::new(update.task_id),
+            );
+            state.updates.insert(
+                key,
+                UpdateQueue {
+                    pending: update.pending.into(),
+                    next_attempt: Instant::now(),
+                    interval: config.status_update_retry,
+                },
+            );
+        }
+        let mut dead: Vec<(FrameworkId, ExecutorId)> = Vec::new();
+        for framework in saved.frameworks {
+            let Some(framework_id) = framework
+                .info
+                .id
+                .as_ref()
+                .map(|id| FrameworkId::new(id.value.clone()))
+            else {
+                continue;
+            };
+            let mut entry = FrameworkEntry {
+                info: framework.info.clone(),
+                executors: BTreeMap::new(),
+                completed_executors: VecDeque::new(),
+            };
+            for saved_executor in framework.executors {
+                let executor_id = ExecutorId::new(saved_executor.info.executor_id.value.clone());
+                let alive = saved_executor.pid.is_some_and(|pid| {
+                    process::is_same_process(pid, saved_executor.pid_start_time)
+                });
+                let tasks = saved_executor
+                    .tasks
+                    .into_iter()
+                    .map(|task| {
+                        let id = TaskId::new(task.info.task_id.value.clone());
+                        (
+                            id,
+                            TaskRecord {
+                                info: task.info,
+                                state: task.state,
+                                status: task.status,
+                                launched: task.launched,
+                            },
+                        )
+                    })
+                    .collect();
+                let executor = Executor {
+                    info: saved_executor.info,
+                    kind: saved_executor.kind,
+                    container_id: saved_executor.container_id,
+                    directory: saved_executor.directory,
+                    pid: saved_executor.pid,
+                    pid_start_time: saved_executor.pid_start_time,
+                    state: ExecutorState::Registering,
+                    stream: None,
+                    queued: Vec::new(),
+                    tasks,
+                    completed_tasks: VecDeque::new(),
+                    killing: false,
+                    recovered: true,
+                };
+                if !alive {
+                    dead.push((framework_id.clone(), executor_id.clone()));
+                }
+                entry.executors.insert(executor_id, executor);
+            }
+            state.frameworks.insert(framework_id, entry);
+        }
+        let agent = Arc::new(Agent {
+            config,
+            client,
+            start_time: epoch_secs(),
+            shutdown,
+            updates_wanted: Notify::new(),
+            state: Mutex::new(state),
+        });
+        for (framework_id, executor_id) in dead {
+            tracing::warn!(framework = %framework_id, executor = %executor_id, "executor died while the agent was down");
+            agent.executor_terminated(
+                &framework_id,
+                &executor_id,
+                None,
+                "Executor terminated while the agent was down",
+            );
+        }
+        let recovered: Vec<(FrameworkId, ExecutorId, i32)> = {
+            let state = agent.lock();
+            state
+                .frameworks
+                .iter()
+                .flat_map(|(fid, f)| {
+                    f.executors
+                        .iter()
+                        .filter_map(|(eid, e)| e.pid.map(|pid| (fid.clone(), eid.clone(), pid)))
+                })
+                .collect()
+        };
+        for (framework_id, executor_id, pid) in recovered {
+            tracing::info!(framework = %framework_id, executor = %executor_id, pid, "re-adopting executor");
+            agent
+                .clone()
+                .watch_recovered(framework_id.clone(), executor_id.clone(), pid);
+            agent.clone().expect_subscription(
+                framework_id,
+                executor_id,
+                agent.config.recovery_timeout,
+            );
+        }
+        agent.save();
+        Ok(agent)
+    }
+
+    /// Writes the checkpoint. Failing to checkpoint is logged: the agent keeps running, as
+    /// losing recovery is better than losing the tasks.
+    pub(crate) fn save(&self) {
+        let snapshot = self.checkpoint_of(&self.lock());
+        if let Err(error) = checkpoint::store(&self.config.work_dir, &snapshot) {
+            tracing::error!(%error, "cannot write the agent checkpoint");
+        }
+    }
+
+    fn save_locked(&self, state: &AgentState) {
+        let snapshot = self.checkpoint_of(state);
+        if let Err(error) = checkpoint::store(&self.config.work_dir, &snapshot) {
+            tracing::error!(%error, "cannot write the agent checkpoint");
+        }
+    }
+
+    fn checkpoint_of(&self, state: &AgentState) -> Checkpoint {
+        Checkpoint {
+            agent_id: state.agent_id.clone(),
+            frameworks: state
+                .frameworks
+                .values()
+                .map(|framework| FrameworkCheckpoint {
+                    info: framework.info.clone(),
+                    executors: framework
+                        .executors
+                        .values()
+                        .map(|executor| ExecutorCheckpoint {
+                            info: executor.info.clone(),
+                            kind: executor.kind,
+                            container_id: executor.container_id.clone(),
+                            directory: executor.directory.clone(),
+                            pid: executor.pid,
+                            pid_start_time: executor.pid_start_time,
+                            tasks: executor
+                                .tasks
+                                .values()
+                                .map(|task| TaskCheckpoint {
+                                    info: task.info.clone(),
+                                    state: task.state,
+                                    status: task.status.clone(),
+                                    launched: task.launched,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            updates: state
+                .updates
+                .iter()
+                .map(|((framework_id, task_id), queue)| UpdateCheckpoint {
+                    framework_id: framework_id.to_string(),
+                    task_id: task_id.to_string(),
+                    pending: queue.pending.iter().cloned().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn agent_info(&self, state: &AgentState) -> AgentInfo {
+        AgentInfo {
+            hostname: self.config.hostname.clone(),
+            port: self.config.port,
+            resources: agora_api::mesos::from_resources(
+                &self.config.resources,
+                agora_api::mesos::ResourceFormat::default(),
+                None,
+            ),
+            attributes: self.config.attributes.clone(),
+            id: state.agent_id.as_ref().map(|id| Id::new(id.clone())),
+        }
+    }
+
+    /// What the agent tells the master when it (re-)registers.
+    pub(crate) fn registration(&self) -> RegisterAgent {
+        let state = self.lock();
+        let mut tasks = Vec::new();
+        let mut executors = Vec::new();
+        for (framework_id, framework) in &state.frameworks {
+            for executor in framework.executors.values() {
+                if executor.kind != ExecutorKind::Command {
+                    executors.push(RunningExecutor {
+                        framework_id: framework_id.to_string(),
+                        executor: executor.info.clone(),
+                    });
+                }
+                for task in executor.tasks.values() {
+                    let status = task.status.clone().unwrap_or_else(|| {
+                        TaskStatus::new(task.info.task_id.value.as_str(), task.state)
+                    });
+                    tasks.push(AgentTask {
+                        framework_id: framework_id.to_string(),
+                        task: task.info.clone(),
+                        status,
+                    });
+                }
+            }
+        }
+        RegisterAgent {
+            agent_id: state.agent_id.clone(),
+            info: self.agent_info(&state),
+            endpoint: self.config.endpoint(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            tasks,
+            frameworks: state.frameworks.values().map(|f| f.info.clone()).collect(),
+            executors,
+        }
+    }
+
+    pub(crate) fn set_registered(&self, agent_id: String) {
+        let mut state = self.lock();
+        let changed = state.agent_id.as_deref() != Some(agent_id.as_str());
+        state.agent_id = Some(agent_id);
+        state.master_connected = true;
+        for queue in state.updates.values_mut() {
+            queue.next_attempt = Instant::now();
+            queue.interval = self.config.status_update_retry;
+        }
+        if changed {
+            self.save_locked(&state);
+        }
+        drop(state);
+        self.updates_wanted.notify_one();
+    }
+
+    pub(crate) fn set_disconnected(&self) {
+        self.lock().master_connected = false;
+    }
+
+    fn sandbox_for(
+        &self,
+        agent_id: &str,
+        framework_id: &FrameworkId,
+        executor_id: &str,
+        container_id: &str,
+    ) -> PathBuf {
+        self.config
+            .work_dir
+            .join("slaves")
+            .join(agent_id)
+            .join("frameworks")
+            .join(framework_id.as_str())
+            .join("executors")
+            .join(executor_id)
+            .join("runs")
+            .join(container_id)
+    }
+
+    /// RUN_TASKS from the master: find or start the executor, then deliver or queue the tasks.
+    pub(crate) fn run_tasks(
+        self: &Arc<Self>,
+        framework: FrameworkInfo,
+        executor: Option<ExecutorInfo>,
+        tasks: Vec<TaskInfo>,
+        group: bool,
+    ) {
+        let Some(framework_id) = framework
+            .id
+            .as_ref()
+            .map(|id| FrameworkId::new(id.value.clone()))
+        else {
+            return;
+        };
+        let (kind, executor_info) = match (&executor, tasks.first()) {
+            (Some(executor), _) if group => (ExecutorKind::Default, executor.clone()),
+            (Some(executor), _) => (ExecutorKind::Custom, executor.clone()),
+            (None, Some(task)) => (
+                ExecutorKind::Command,
+                command_executor_info(&framework_id, task),
+            ),
+            (None, None) => return,
+        };
+        let executor_id = ExecutorId::new(executor_info.executor_id.value.clone());
+        let mut state = self.lock();
+        let Some(agent_id) = state.agent_id.clone() else {
+            return;
+        };
+        let entry = state
+            .frameworks
+            .entry(framework_id.clone())
+            .or_insert_with(|| FrameworkEntry {
+                info: framework.clone(),
+                executors: BTreeMap::new(),
+                completed_executors: VecDeque::new(),
+            });
+        entry.info = framework.clone();
+        let task_ids: Vec<TaskId> = tasks
+            .iter()
+            .map(|t| TaskId::new(t.task_id.value.clone()))
+            .collect();
+        let needs_start = entry.executors.get(&executor_id).is_none_or(|e| {
+            matches!(
+                e.state,
+                ExecutorState::Terminating | ExecutorState::Terminated
+            )
+        });
+        if needs_start {
+            if let Some(old) = entry.executors.remove(&executor_id) {
+                entry.completed_executors.push_back(old);
+            }
+            let container_id = uuid::Uuid::new_v4().to_string();
+            let directory = self.sandbox_for(
+                &agent_id,
+                &framework_id,
+                executor_id.as_str(),
+                &container_id,
+            );
+            entry.executors.insert(
+                executor_id.clone(),
+                Executor {
+                    info: executor_info.clone(),
+                    kind,
+                    container_id,
+                    directory,
+                    pid: None,
+                    pid_start_time: None,
+                    state: ExecutorState::Registering,
+                    stream: None,
+                    queued: Vec::new(),
+                    tasks: BTreeMap::new(),
+                    completed_tasks: VecDeque::new(),
+                    killing: false,
+                    recovered: false,
+                },
+            );
+        }
+        let Some(executor) = entry.executors.get_mut(&executor_id) else {
+            return;
+        };
+        for task in tasks {
+            let id = TaskId::new(task.task_id.value.clone());
+            executor.tasks.insert(
+                id,
+                TaskRecord {
+                    info: task,
+                    state: TaskState::Staging,
+                    status: None,
+                    launched: false,
+                },
+            );
+        }
+        if executor.stream.is_some() && executor.state == ExecutorState::Running {
+            deliver(executor, &task_ids, group);
+        } else {
+            executor.queued.push((task_ids, group));
+        }
+        let framework_info = entry.info.clone();
+        if needs_start {
+            let launched = self.start_executor(
+                &agent_id,
+                &framework_id,
+                &framework_info,
+                &executor_id,
+                &mut state,
+            );
+            if let Err(message) = launched {
+                self.fail_executor_tasks(
+                    &mut state,
+                    &framework_id,
+                    &executor_id,
+                    TaskState::Failed,
+                    "REASON_CONTAINER_LAUNCH_FAILED",
+                    &message,
+                );
+                mark_terminated(&mut state, &framework_id, &executor_id);
+            }
+        }
+        self.save_locked(&state);
+        drop(state);
+        self.updates_wanted.notify_one();
+    }
+
+    /// Creates the sandbox and spawns the executor process.
+    fn start_executor(
+        self: &Arc<Self>,
+        agent_id: &str,
+        framework_id: &FrameworkId,
+        framework: &FrameworkInfo,
+        executor_id: &ExecutorId,
+        state: &mut AgentState,
+    ) -> Result<(), String> {
+        let Some(executor) = state
+            .frameworks
+            .get_mut(framework_id)
+            .and_then(|f| f.executors.get_mut(executor_id))
+        else {
+            return Err("executor vanished".into());
+        };
+        std::fs::create_dir_all(&executor.directory).map_err(|e| {
+            format!(
+                "Failed to create sandbox {}: {e}",
+                executor.directory.display()
+            )
+        })?;
+        if let Some(parent) = executor.directory.parent() {
+            let latest = parent.join("latest");
+            let _ = std::fs::remove_file(&latest);
+            let _ = std::os::unix::fs::symlink(&executor.directory, &latest);
+        }
+        let mut environment: BTreeMap<String, String> = BTreeMap::new();
+        let directory = executor.directory.display().to_string();
+        let grace = executor
+            .info
+            .shutdown_grace_period
+            .as_ref()
+            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
+            .unwrap_or(self.config.executor_shutdown_grace);
+        for (key, value) in [
+            ("MESOS_FRAMEWORK_ID", framework_id.to_string()),
+            ("MESOS_EXECUTOR_ID", executor_id.to_string()),
+            ("MESOS_DIRECTORY", directory.clone()),
+            ("MESOS_SANDBOX", directory),
+            ("MESOS_AGENT_ENDPOINT", self.config.endpoint()),
+            ("MESOS_SLAVE_ID", agent_id.to_owned()),
+            (
+                "MESOS_SLAVE_PID",
+                format!("slave(1)@{}", self.config.endpoint()),
+            ),
+            (
+                "MESOS_CHECKPOINT",
+                if framework.checkpoint { "1" } else { "0" }.to_owned(),
+            ),
+            (
+                "MESOS_HTTP_COMMAND_EXECUTOR",
+                if executor.kind == ExecutorKind::Command {
+                    "1"
+                } else {
+                    "0"
+                }
+                .to_owned(),
+            ),
+            (
+                "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
+                format!("{}secs", grace.as_secs_f64()),
+            ),
+            (
+                "MESOS_RECOVERY_TIMEOUT",
+                format!("{}secs", self.config.recovery_timeout.as_secs_f64()),
+            ),
+            ("MESOS_SUBSCRIPTION_BACKOFF_MAX", "2secs".to_owned()),
+            ("LIBPROCESS_PORT", "0".to_owned()),
+        ] {
+            environment.insert(key.to_owned(), value);
+        }
+        let builtin;
+        let command = match executor.kind {
+            ExecutorKind::Command | ExecutorKind::Default => {
+                builtin = CommandInfo {
+                    shell: false,
+                    value: Some(self.config.executor_binary.display().to_string()),
+                    arguments: vec!["agora".into(), "executor".into()],
+                    ..CommandInfo::default()
+                };
+                &builtin
+            }
+            ExecutorKind::Custom => match &executor.info.command {
+                Some(command) => command,
+                None => return Err("ExecutorInfo has no command".into()),
+            },
+        };
+        if let Some(variables) = command.environment.as_ref().map(|e| &e.variables) {
+            for variable in variables {
+                environment.insert(
+                    variable.name.clone(),
+                    variable.value.clone().unwrap_or_default(),
+                );
+            }
+        }
+        let child = process::spawn(process::Launch {
+            command,
+            environment,
+            directory: &executor.directory,
+        })
+        .map_err(|e| format!("Failed to launch executor: {e}"))?;
+        let pid = child.id().map(|pid| pid as i32);
+        executor.pid = pid;
+        executor.pid_start_time = pid.and_then(process::start_time);
+        tracing::info!(framework = %framework_id, executor = %executor_id, pid, "executor started");
+        self.clone()
+            .watch_child(framework_id.clone(), executor_id.clone(), child);
+        self.clone().expect_subscription(
+            framework_id.clone(),
+            executor_id.clone(),
+            self.config.executor_registration_timeout,
+        );
+        Ok(())
+    }
+
+    fn watch_child(
+        self: Arc<Self>,
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        mut child: tokio::process::Child,
+    ) {
+        tokio::spawn(async move {
+            let status = child.wait().await.ok().and_then(|status| {
+                use std::os::unix::process::ExitStatusExt;
+                status
+                    .code()
+                    .or_else(|| status.signal().map(|signal| 128 + signal))
+            });
+            self.executor_terminated(&framework_id, &executor_id, status, "Executor terminated");
+        });
+    }
+
+    /// A recovered executor is not our child: poll its pid.
+    fn watch_recovered(
+        self: Arc<Self>,
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        pid: i32,
+    ) {
+        tokio::spawn(async move {
+            let start = process::start_time(pid);
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if !process::is_same_process(pid, start) {
+                    break;
+                }
+            }
+            self.executor_terminated(&framework_id, &executor_id, None, "Executor terminated");
+        });
+    }
+
+    /// Destroys an executor that has not subscribed in time.
+    fn expect_subscription(
+        self: Arc<Self>,
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        timeout: Duration,
+    ) {
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let pid = {
+                let state = self.lock();
+                let Some(executor) = state
+                    .frameworks
+                    .get(&framework_id)
+                    .and_then(|f| f.executors.get(&executor_id))
+                else {
+                    return;
+                };
+                if executor.state != ExecutorState::Registering {
+                    return;
+                }
+                executor.pid
+            };
+            tracing::warn!(framework = %framework_id, executor = %executor_id, "executor did not subscribe in time; destroying it");
+            {
+                let mut state = self.lock();
+                self.fail_executor_tasks(
+                    &mut state,
+                    &framework_id,
+                    &executor_id,
+                    TaskState::Failed,
+                    "REASON_EXECUTOR_REGISTRATION_TIMEOUT",
+                    "Executor did not register within the registration timeout",
+                );
+                self.save_locked(&state);
+            }
+            self.updates_wanted.notify_one();
+            if let Some(pid) = pid {
+                process::signal_group(pid, Signal::SIGKILL);
+            }
+        });
+    }
+
+    /// Queues an update for the master (after recording the task's state).
+    fn enqueue_update(
+        &self,
+        state: &mut AgentState,
+        framework_id: &FrameworkId,
+        mut status: TaskStatus,
+    ) {
+        let task_id = TaskId::new(status.task_id.value.clone());
+        if status.uuid.is_none() {
+            status.uuid = Some(new_uuid());
+        }
+        if status.timestamp.is_none() {
+            status.timestamp = Some(epoch_secs());
+        }
+        if let Some(agent_id) = &state.agent_id {
+            status.agent_id = Some(Id::new(agent_id.clone()));
+        }
+        if let Some(framework) = state.frameworks.get_mut(framework_id) {
+            for executor in framework.executors.values_mut() {
+                if let Some(task) = executor.tasks.get_mut(&task_id) {
+                    task.state = status.state;
+                    status
+                        .executor_id
+                        .get_or_insert_with(|| Id::new(executor.info.executor_id.value.clone()));
+                    task.status = Some(status.clone());
+                }
+            }
+        }
+        let queue = state
+            .updates
+            .entry((framework_id.clone(), task_id))
+            .or_insert_with(|| UpdateQueue {
+                pending: VecDeque::new(),
+                next_attempt: Instant::now(),
+                interval: self.config.status_update_retry,
+            });
+        if queue
+            .pending
+            .iter()
+            .any(|pending| pending.uuid == status.uuid)
+        {
+            return;
+        }
+        if queue.pending.is_empty() {
+            queue.next_attempt = Instant::now();
+            queue.interval = self.config.status_update_retry;
+        }
+        queue.pending.push_back(status);
+    }
+
+    /// The heads of the update queues that are due, marking them as attempted.
+    pub(crate) fn due_updates(
+        &self,
+    ) -> (
+        Option<String>,
+        Vec<(FrameworkId, TaskStatus)>,
+        Option<Instant>,
+    ) {
+        let mut state = self.lock();
+        if !state.master_connected {
+            return (None, Vec::new(), None);
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        let mut next: Option<Instant> = None;
+        for ((framework_id, _), queue) in state.updates.iter_mut() {
+            let Some(head) = queue.pending.front() else {
+                continue;
+            };
+            if queue.next_attempt <= now {
+                due.push((framework_id.clone(), head.clone()));
+                queue.next_attempt = now + queue.interval;
+                queue.interval = (queue.interval * 2).min(MAX_STATUS_RETRY);
+            }
+            next = Some(next.map_or(queue.next_attempt, |n: Instant| n.min(queue.next_attempt)));
+        }
+        (state.agent_id.clone(), due, next)
+    }
+
+    /// ACKNOWLEDGE from the framework (through the master).
+    pub(crate) fn acknowledge(&self, framework_id: &FrameworkId, task_id: &TaskId, uuid: &str) {
+        let mut state = self.lock();
+        let key = (framework_id.clone(), task_id.clone());
+        let Some(queue) = state.updates.get_mut(&key) else {
+            return;
+        };
+        if queue.pending.front().and_then(|s| s.uuid.as_deref()) != Some(uuid) {
+            return;
+        }
+        let acked = queue.pending.pop_front();
+        queue.next_attempt = Instant::now();
+        queue.interval = self.config.status_update_retry;
+        if queue.pending.is_empty() {
+            state.updates.remove(&key);
+        }
+        if let Some(acked) = acked
+            && acked.state.is_terminal()
+        {
+            complete_task(&mut state, framework_id, task_id);
+        }
+        cleanup_framework(&mut state, framework_id);
+        self.save_locked(&state);
+        drop(state);
+        self.updates_wanted.notify_one();
+    }
+
+    /// KILL from the master.
+    pub(crate) fn kill_task(
+        &self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        kill_policy: Option<KillPolicy>,
+    ) {
+        let mut state = self.lock();
+        let Some(framework) = state.frameworks.get_mut(framework_id) else {
+            return;
+        };
+        let Some((executor_id, executor)) = framework
+            .executors
+            .iter_mut()
+            .find(|(_, e)| e.tasks.contains_key(task_id))
+        else {
+            return;
+        };
+        let executor_id = executor_id.clone();
+        let launched = executor.tasks.get(task_id).is_some_and(|t| t.launched);
+        if launched
+            && executor.send(&ExecutorEvent::Kill {
+                kill: executor::Kill {
+                    task_id: Id::new(task_id.as_str()),
+                    kill_policy,
+                },
+            })
+        {
+            return;
+        }
+        // Not delivered yet: the agent kills it itself.
+        for (ids, _) in &mut executor.queued {
+            ids.retain(|id| id != task_id);
+        }
+        executor.queued.retain(|(ids, _)| !ids.is_empty());
+        let nothing_left = executor.tasks.values().all(|t| {
+            t.state.is_terminal() || &TaskId::new(t.info.task_id.value.clone()) == task_id
+        });
+        let status = TaskStatus::new(task_id.as_str(), TaskState::Killed)
+            .with_source("SOURCE_AGENT")
+            .with_reason("REASON_TASK_KILLED_DURING_LAUNCH")
+            .with_message("Killed before delivery to the executor");
+        self.enqueue_update(&mut state, framework_id, status);
+        if nothing_left {
+            self.shutdown_executor_locked(&mut state, framework_id, &executor_id);
+        }
+        self.save_locked(&state);
+        drop(state);
+        self.updates_wanted.notify_one();
+    }
+
+    pub(crate) fn shutdown_executor(
+        self: &Arc<Self>,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+    ) {
+        let mut state = self.lock();
+        self.shutdown_executor_locked(&mut state, framework_id, executor_id);
+    }
+
+    /// Sends SHUTDOWN (or kills an executor that never subscribed) and SIGKILLs the group after
+    /// the grace period.
+    fn shutdown_executor_locked(
+        &self,
+        state: &mut AgentState,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+    ) {
+        let Some(executor) = state
+            .frameworks
+            .get_mut(framework_id)
+            .and_then(|f| f.executors.get_mut(executor_id))
+        else {
+            return;
+        };
+        if executor.state == ExecutorState::Terminated {
+            return;
+        }
+        executor.killing = true;
+        executor.state = ExecutorState::Terminating;
+        let pid = executor.pid;
+        let grace = executor
+            .info
+            .shutdown_grace_period
+            .as_ref()
+            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
+            .unwrap_or(self.config.executor_shutdown_grace);
+        if !executor.send(&ExecutorEvent::Shutdown)
+            && let Some(pid) = pid
+        {
+            process::signal_group(pid, Signal::SIGTERM);
+        }
+        if let Some(pid) = pid {
+            let start = executor.pid_start_time;
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                if process::is_same_process(pid, start) {
+                    process::signal_group(pid, Signal::SIGKILL);
+                }
+            });
+        }
+    }
+
+    pub(crate) fn shutdown_framework(self: &Arc<Self>, framework_id: &FrameworkId) {
+        let mut state = self.lock();
+        let executors: Vec<ExecutorId> = state
+            .frameworks
+            .get(framework_id)
+            .map(|f| f.executors.keys().cloned().collect())
+            .unwrap_or_default();
+        for executor_id in executors {
+            self.shutdown_executor_locked(&mut state, framework_id, &executor_id);
+        }
+        // Updates for a removed framework can never be acknowledged.
+        state.updates.retain(|(fid, _), _| fid != framework_id);
+        self.save_locked(&state);
+    }
+
+    pub(crate) fn update_framework(&self, info: FrameworkInfo) {
+        let Some(framework_id) = info
+            .id
+            .as_ref()
+            .map(|id| FrameworkId::new(id.value.clone()))
+        else {
+            return;
+        };
+        let mut state = self.lock();
+        if let Some(framework) = state.frameworks.get_mut(&framework_id) {
+            framework.info = info;
+            self.save_locked(&state);
+        }
+    }
+
+    pub(crate) fn framework_message(
+        &self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        data: String,
+    ) {
+        let state = self.lock();
+        if let Some(executor) = state
+            .frameworks
+            .get(framework_id)
+            .and_then(|f| f.executors.get(executor_id))
+        {
+            executor.send(&ExecutorEvent::Message {
+                message: executor::Message { data },
+            });
+        }
+    }
+
+    /// Executor SUBSCRIBE: attaches the event stream, sends SUBSCRIBED and any queued launches.
+    pub(crate) fn executor_subscribe(
+        &self,
+        call: &executor::Call,
+        stream: mpsc::UnboundedSender<Bytes>,
+    ) -> Result<(), &'static str> {
+        let framework_id = FrameworkId::new(call.framework_id.value.clone());
+        let executor_id = ExecutorId::new(call.executor_id.value.clone());
+        let mut state = self.lock();
+        let agent_info = self.agent_info(&state);
+        let Some(framework) = state.frameworks.get_mut(&framework_id) else {
+            return Err("Framework cannot be found");
+        };
+        let framework_info = framework.info.clone();
+        let Some(executor) = framework.executors.get_mut(&executor_id) else {
+            return Err("Executor cannot be found");
+        };
+        if executor.state == ExecutorState::Terminated {
+            return Err("Executor is terminated");
+        }
+        let subscribed = ExecutorEvent::Subscribed {
+            subscribed: Box::new(executor::Subscribed {
+                executor_info: ExecutorInfo {
+                    executor_id: Id::new(executor_id.as_str()),
+                    ..executor.info.clone()
+                },
+                framework_info,
+                agent_info,
+                container_id: Some(Id::new(executor.container_id.clone())),
+            }),
+        };
+        executor.stream = Some(stream);
+        executor.send(&subscribed);
+        if executor.state == ExecutorState::Registering {
+            executor.state = ExecutorState::Running;
+        }
+        executor.recovered = false;
+        // A re-subscribing executor lists tasks it has but whose updates the agent never saw.
+        let known_by_executor: Vec<TaskId> = call
+            .subscribe
+            .as_ref()
+            .map(|s| {
+                s.unacknowledged_tasks
+                    .iter()
+                    .map(|t| TaskId::new(t.task_id.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for task_id in known_by_executor {
+            if let Some(task) = executor.tasks.get_mut(&task_id) {
+                task.launched = true;
+            }
+        }
+        let queued = std::mem::take(&mut executor.queued);
+        for (task_ids, group) in queued {
+            deliver(executor, &task_ids, group);
+        }
+        let resent: Vec<TaskStatus> = call
+            .subscribe
+            .as_ref()
+            .map(|s| {
+                s.unacknowledged_updates
+                    .iter()
+                    .map(|u| u.status.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for status in resent {
+            self.enqueue_update(&mut state, &framework_id, status);
+        }
+        self.save_locked(&state);
+        drop(state);
+        self.updates_wanted.notify_one();
+        tracing::info!(framework = %framework_id, executor = %executor_id, "executor subscribed");
+        Ok(())
+    }
+
+    /// Executor UPDATE: checkpointed, acknowledged to the executor, queued for the master.
+    pub(crate) fn executor_update(&self, call: &executor::Call) -> Result<(), (u16, &'static str)> {
+        let framework_id = FrameworkId::new(call.framework_id.value.clone());
+        let executor_id = ExecutorId::new(call.executor_id.value.clone());
+        let Some(update) = &call.update else {
+            return Err((400, "Expecting 'update' to be present"));
+        };
+        let mut state = self.lock();
+        let Some(executor) = state
+            .frameworks
+            .get(&framework_id)
+            .and_then(|f| f.executors.get(&executor_id))
+        else {
+            return Err((400, "Executor cannot be found"));
+        };
+        if executor.stream.is_none() {
+            return Err((403, "Executor is not subscribed"));
+        }
+        let mut status = update.status.clone();
+        status.executor_id = Some(Id::new(executor_id.as_str()));
+        let task_id = status.task_id.value.clone();
+        let uuid = status.uuid.clone().unwrap_or_default();
+        self.enqueue_update(&mut state, &framework_id, status);
+        self.save_locked(&state);
+        if let Some(executor) = state
+            .frameworks
+            .get(&framework_id)
+            .and_then(|f| f.executors.get(&executor_id))
+        {
+            executor.send(&ExecutorEvent::Acknowledged {
+                acknowledged: executor::Acknowledged {
+                    task_id: Id::new(task_id),
+                    uuid,
+                },
+            });
+        }
+        drop(state);
+        self.updates_wanted.notify_one();
+        Ok(())
+    }
+
+    /// The executor's process ended: its unfinished tasks fail (or are killed, when a kill or
+    /// shutdown was under way), and a custom executor's scheduler hears of it.
+    pub(crate) fn executor_terminated(
+        &self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        exit_status: Option<i32>,
+        message: &str,
+    ) {
+        let mut state = self.lock();
+        let Some(executor) = state
+            .frameworks
+            .get(framework_id)
+            .and_then(|f| f.executors.get(executor_id))
+        else {
+            return;
+        };
+        if executor.state == ExecutorState::Terminated {
+            return;
+        }
+        let killing = executor.killing;
+        let kind = executor.kind;
+        let message = match exit_status {
+            Some(code) => format!("{message} with status {code}"),
+            None => message.to_owned(),
+        };
+        let (state_for_tasks, reason) = if killing {
+            (TaskState::Killed, "REASON_EXECUTOR_TERMINATED")
+        } else {
+            (TaskState::Failed, "REASON_EXECUTOR_TERMINATED")
+        };
+        self.fail_executor_tasks(
+            &mut state,
+            framework_id,
+            executor_id,
+            state_for_tasks,
+            reason,
+            &message,
+        );
+        mark_terminated(&mut state, framework_id, executor_id);
+        cleanup_framework(&mut state, framework_id);
+        self.save_locked(&state);
+        drop(state);
+        tracing::info!(framework = %framework_id, executor = %executor_id, ?exit_status, "executor terminated");
+        self.updates_wanted.notify_one();
+        if kind != ExecutorKind::Command {
+            crate::master_link::report_executor_exit(self, framework_id, executor_id, exit_status);
+        }
+    }
+
+    fn fail_executor_tasks(
+        &self,
+        state: &mut AgentState,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        task_state: TaskState,
+        reason: &str,
+        message: &str,
+    ) {
+        let Some(executor) = state
+            .frameworks
+            .get(framework_id)
+            .and_then(|f| f.executors.get(executor_id))
+        else {
+            return;
+        };
+        let unfinished: Vec<TaskId> = executor
+            .tasks
+            .values()
+            .filter(|task| !task.state.is_terminal())
+            .map(|task| TaskId::new(task.info.task_id.value.clone()))
+            .collect();
+        for task_id in unfinished {
+            let status = TaskStatus::new(task_id.as_str(), task_state)
+                .with_source("SOURCE_AGENT")
+                .with_reason(reason)
+                .with_message(message);
+            self.enqueue_update(state, framework_id, status);
+        }
+    }
+
+    /// Stops every executor and waits (bounded) for them to end.
+    pub(crate) async fn shutdown_all(&self, grace: Duration) {
+        let pids: Vec<i32> = {
+            let mut state = self.lock();
+            let mut pids = Vec::new();
+            let keys: Vec<(FrameworkId, ExecutorId)> = state
+                .frameworks
+                .iter()
+                .flat_map(|(fid, f)| f.executors.keys().map(|eid| (fid.clone(), eid.clone())))
+                .collect();
+            for (framework_id, executor_id) in keys {
+                if let Some(executor) = state
+                    .frameworks
+                    .get_mut(&framework_id)
+                    .and_then(|f| f.executors.get_mut(&executor_id))
+                {
+                    executor.killing = true;
+                    executor.state = ExecutorState::Terminating;
+                    if !executor.send(&ExecutorEvent::Shutdown)
+                        && let Some(pid) = executor.pid
+                    {
+                        process::signal_group(pid, Signal::SIGTERM);
+                    }
+                    pids.extend(executor.pid);
+                }
+            }
+            pids
+        };
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline
+            && pids.iter().any(|pid| process::start_time(*pid).is_some())
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for pid in pids {
+            process::signal_group(pid, Signal::SIGKILL);
+        }
+    }
+
+    pub(crate) fn with_state<T>(&self, read: impl FnOnce(&AgentState) -> T) -> T {
+        read(&self.lock())
+    }
+}
+
+/// Sends LAUNCH or LAUNCH_GROUP for tasks the executor has not been given yet.
+fn deliver(executor: &mut Executor, task_ids: &[TaskId], group: bool) {
+    let tasks: Vec<TaskInfo> = task_ids
+        .iter()
+        .filter_map(|id| executor.tasks.get(id))
+        .filter(|task| !task.launched && !task.state.is_terminal())
+        .map(|task| task.info.clone())
+        .collect();
+    if tasks.is_empty() {
+        return;
+    }
+    let sent = if group {
+        executor.send(&ExecutorEvent::LaunchGroup {
+            launch_group: executor::LaunchGroup {
+                task_group: TaskGroupInfo {
+                    tasks: tasks.clone(),
+                },
+            },
+        })
+    } else {
+        tasks.iter().all(|task| {
+            executor.send(&ExecutorEvent::Launch {
+                launch: executor::Launch { task: task.clone() },
+            })
+        })
+    };
+    if sent {
+        for id in task_ids {
+            if let Some(task) = executor.tasks.get_mut(id) {
+                task.launched = true;
+            }
+        }
+    }
+}
+
+fn mark_terminated(state: &mut AgentState, framework_id: &FrameworkId, executor_id: &ExecutorId) {
+    if let Some(executor) = state
+        .frameworks
+        .get_mut(framework_id)
+        .and_then(|f| f.executors.get_mut(executor_id))
+    {
+        executor.state = ExecutorState::Terminated;
+        executor.stream = None;
+        executor.queued.clear();
+    }
+}
+
+/// Moves a task whose terminal update was acknowledged out of its executor's live set.
+fn complete_task(state: &mut AgentState, framework_id: &FrameworkId, task_id: &TaskId) {
+    let Some(framework) = state.frameworks.get_mut(framework_id) else {
+        return;
+    };
+    for executor in framework.executors.values_mut() {
+        if let Some(task) = executor.tasks.remove(task_id) {
+            executor.completed_tasks.push_back(task);
+            while executor.completed_tasks.len() > MAX_COMPLETED {
+                executor.completed_tasks.pop_front();
+            }
+        }
+    }
+}
+
+/// Terminated executors with nothing left to deliver become completed; a framework with no
+/// executors left becomes completed too.
+fn cleanup_framework(state: &mut AgentState, framework_id: &FrameworkId) {
+    let pending: Vec<TaskId> = state
+        .updates
+        .keys()
+        .filter(|(fid, _)| fid == framework_id)
+        .map(|(_, tid)| tid.clone())
+        .collect();
+    let Some(framework) = state.frameworks.get_mut(framework_id) else {
+        return;
+    };
+    let finished: Vec<ExecutorId> = framework
+        .executors
+        .iter()
+        .filter(|(_, executor)| {
+            executor.state == ExecutorState::Terminated
+                && executor
+                    .tasks
+                    .keys()
+                    .all(|task_id| !pending.contains(task_id))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    for executor_id in finished {
+        if let Some(mut executor) = framework.executors.remove(&executor_id) {
+            let tasks: Vec<TaskRecord> =
+                std::mem::take(&mut executor.tasks).into_values().collect();
+            executor.completed_tasks.extend(tasks);
+            framework.completed_executors.push_back(executor);
+            while framework.completed_executors.len() > MAX_COMPLETED {
+                framework.completed_executors.pop_front();
+            }
+        }
+    }
+    if framework.executors.is_empty()
+        && let Some(framework) = state.frameworks.remove(framework_id)
+    {
+        state.completed_frameworks.push_back(framework);
+        while state.completed_frameworks.len() > MAX_COMPLETED {
+            state.completed_frameworks.pop_front();
+        }
+    }
+}
+
+/// The ExecutorInfo of the built-in command executor for one task: its id is the task id.
+fn command_executor_info(framework_id: &FrameworkId, task: &TaskInfo) -> ExecutorInfo {
+    ExecutorInfo {
+        kind: Some("COMMAND".into()),
+        executor_id: Id::new(task.task_id.value.clone()),
+        framework_id: Some(Id::new(framework_id.as_str())),
+        name: Some(format!("Command Executor (Task: {})", task.task_id.value)),
+        command: task.command.clone(),
+        ..ExecutorInfo::default()
+    }
+}

@@ -1,0 +1,90 @@
+//! `POST /api/v1/executor`: the Mesos v1 executor API.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+
+use agora_api::executor::Call;
+
+use super::{Shared, text};
+
+pub(crate) async fn handle(
+    State(agent): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Expecting 'Content-Type' to be present",
+            );
+        }
+        Some("application/json") => {}
+        Some(other) => {
+            return text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Expecting 'Content-Type' of application/json, got '{other}'"),
+            );
+        }
+    }
+    let call = match Call::parse(&body) {
+        Ok(call) => call,
+        Err(error) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to validate executor::Call: {error}"),
+            );
+        }
+    };
+    match call.kind.as_str() {
+        "SUBSCRIBE" => {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            if let Err(message) = agent.executor_subscribe(&call, sender) {
+                return text(StatusCode::BAD_REQUEST, message);
+            }
+            let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+                receiver
+                    .recv()
+                    .await
+                    .map(|frame| (Ok::<_, std::convert::Infallible>(frame), receiver))
+            });
+            let mut response = Response::new(Body::from_stream(stream));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        "UPDATE" => match agent.executor_update(&call) {
+            Ok(()) => accepted(),
+            Err((403, message)) => text(StatusCode::FORBIDDEN, message),
+            Err((_, message)) => text(StatusCode::BAD_REQUEST, message),
+        },
+        "MESSAGE" => {
+            if let Some(message) = call.message {
+                crate::master_link::forward_executor_message(
+                    &agent,
+                    &call.framework_id.value,
+                    &call.executor_id.value,
+                    message.data,
+                );
+            }
+            accepted()
+        }
+        _ => accepted(),
+    }
+}
+
+fn accepted() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+    )
+        .into_response()
+}

@@ -1,0 +1,83 @@
+//! The agent's HTTP surface: the Mesos executor API, sandbox files, and `/slave(1)/state`.
+
+mod executor_api;
+mod files;
+mod state;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::core::Agent;
+
+pub(crate) type Shared = Arc<Agent>;
+
+pub(crate) fn router(agent: Shared) -> Router {
+    let mut router = Router::new()
+        .route("/api/v1/executor", post(executor_api::handle))
+        .route("/slave(1)/api/v1/executor", post(executor_api::handle))
+        .route("/slave(1)/state", get(state::state))
+        .route("/slave(1)/state.json", get(state::state))
+        .route("/slave(1)/health", get(health))
+        .route("/slave(1)/monitor/statistics", get(state::statistics))
+        .route("/files/read", get(files::read))
+        .route("/files/read.json", get(files::read))
+        .route("/files/browse", get(files::browse))
+        .route("/files/browse.json", get(files::browse))
+        .route("/files/download", get(files::download))
+        .route("/files/download.json", get(files::download))
+        .route("/files/debug", get(files::debug));
+    if agent.config.standalone {
+        router = router
+            .route("/state", get(state::state))
+            .route("/state.json", get(state::state))
+            .route("/health", get(health))
+            .route("/version", get(version))
+            .route("/monitor/statistics", get(state::statistics))
+            .route("/metrics/snapshot", get(state::metrics_snapshot))
+            .route("/metrics", get(state::metrics_text));
+    }
+    router.with_state(agent)
+}
+
+pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        message.into(),
+    )
+        .into_response()
+}
+
+pub(crate) fn json_response(value: &serde_json::Value) -> Response {
+    let body = agora_api::scheduler::ascii_json(value);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn health() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+    )
+        .into_response()
+}
+
+async fn version() -> Response {
+    json_response(
+        &serde_json::json!({"version": "1.11.0", "agora_version": env!("CARGO_PKG_VERSION")}),
+    )
+}

@@ -1,0 +1,223 @@
+//! `/slave(1)/state` in the Mesos v0 shape (frameworks, executors with their sandbox
+//! `directory`, tasks) and the agent's metrics.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use agora_api::v0::flat_resources;
+use agora_types::{Resources, TaskState};
+
+use super::{Shared, json_response};
+use crate::core::{AgentState, Executor, FrameworkEntry, TaskRecord};
+
+fn task_json(framework_id: &str, executor: &Executor, task: &TaskRecord, agent_id: &str) -> Value {
+    let resources = agora_api::mesos::to_resources(&task.info.resources).unwrap_or_default();
+    let statuses: Vec<Value> = task
+        .status
+        .iter()
+        .map(|s| json!({"state": s.state, "timestamp": s.timestamp.unwrap_or(0.0)}))
+        .collect();
+    json!({
+        "id": task.info.task_id.value,
+        "name": task.info.name,
+        "framework_id": framework_id,
+        "executor_id": if executor.info.kind.as_deref() == Some("COMMAND") { "" } else { executor.info.executor_id.value.as_str() },
+        "slave_id": agent_id,
+        "state": task.state,
+        "resources": flat_resources(&resources),
+        "statuses": statuses,
+    })
+}
+
+fn executor_json(framework_id: &str, executor: &Executor, agent_id: &str) -> Value {
+    let mut resources =
+        agora_api::mesos::to_resources(&executor.info.resources).unwrap_or_default();
+    for task in executor.tasks.values().filter(|t| !t.state.is_terminal()) {
+        resources += &agora_api::mesos::to_resources(&task.info.resources).unwrap_or_default();
+    }
+    let (queued, live): (Vec<&TaskRecord>, Vec<&TaskRecord>) = executor
+        .tasks
+        .values()
+        .partition(|t| !t.launched && t.state == TaskState::Staging);
+    json!({
+        "id": executor.info.executor_id.value,
+        "name": executor.info.name.clone().unwrap_or_default(),
+        "source": "",
+        "container": executor.container_id,
+        "directory": executor.directory.display().to_string(),
+        "resources": flat_resources(&resources),
+        "type": executor.info.kind.clone().unwrap_or_else(|| "CUSTOM".into()),
+        "tasks": live.iter().map(|t| task_json(framework_id, executor, t, agent_id)).collect::<Vec<_>>(),
+        "queued_tasks": queued.iter().map(|t| task_json(framework_id, executor, t, agent_id)).collect::<Vec<_>>(),
+        "completed_tasks": executor.completed_tasks.iter().map(|t| task_json(framework_id, executor, t, agent_id)).collect::<Vec<_>>(),
+    })
+}
+
+fn framework_json(framework: &FrameworkEntry, agent_id: &str) -> Value {
+    let id = framework
+        .info
+        .id
+        .as_ref()
+        .map(|id| id.value.clone())
+        .unwrap_or_default();
+    json!({
+        "id": id,
+        "name": framework.info.name,
+        "user": framework.info.user,
+        "failover_timeout": framework.info.failover_timeout,
+        "checkpoint": framework.info.checkpoint,
+        "hostname": framework.info.hostname.clone().unwrap_or_default(),
+        "role": framework.info.role.clone().unwrap_or_else(|| "*".into()),
+        "executors": framework.executors.values().map(|e| executor_json(&id, e, agent_id)).collect::<Vec<_>>(),
+        "completed_executors": framework.completed_executors.iter().map(|e| executor_json(&id, e, agent_id)).collect::<Vec<_>>(),
+    })
+}
+
+fn used_resources(state: &AgentState) -> Resources {
+    let mut used = Resources::new();
+    for framework in state.frameworks.values() {
+        for executor in framework.executors.values() {
+            for task in executor.tasks.values().filter(|t| !t.state.is_terminal()) {
+                used += &agora_api::mesos::to_resources(&task.info.resources).unwrap_or_default();
+            }
+        }
+    }
+    used
+}
+
+pub(crate) async fn state(State(agent): State<Shared>) -> Response {
+    let value = agent.with_state(|state| {
+        let agent_id = state.agent_id.clone().unwrap_or_default();
+        let resources = &agent.config.resources;
+        let attributes: serde_json::Map<String, Value> =
+            agent.config.attributes.iter().map(|a| (a.name.clone(), a.v0_value())).collect();
+        let mut reserved = serde_json::Map::new();
+        for role in resources.reserved().iter().map(|r| r.role().to_owned()) {
+            reserved.insert(role.clone(), flat_resources(&resources.filter(|r| r.role() == role)));
+        }
+        json!({
+            "version": "1.11.0",
+            "build_date": "",
+            "build_time": 0.0,
+            "build_user": "agora",
+            "start_time": agent.start_time,
+            "id": agent_id,
+            "pid": format!("slave(1)@{}", agent.config.endpoint()),
+            "hostname": agent.config.hostname,
+            "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT", "TASK_KILLING_STATE"],
+            "resources": flat_resources(resources),
+            "reserved_resources": reserved,
+            "unreserved_resources": flat_resources(&resources.unreserved()),
+            "used_resources": flat_resources(&used_resources(state)),
+            "attributes": attributes,
+            "master_hostname": agent.config.master.rsplit_once(':').map(|(h, _)| h).unwrap_or(&agent.config.master),
+            "flags": {
+                "master": agent.config.master,
+                "work_dir": agent.config.work_dir.display().to_string(),
+                "port": agent.config.port.to_string(),
+                "hostname": agent.config.hostname,
+            },
+            "frameworks": state.frameworks.values().map(|f| framework_json(f, &agent_id)).collect::<Vec<_>>(),
+            "completed_frameworks": state.completed_frameworks.iter().map(|f| framework_json(f, &agent_id)).collect::<Vec<_>>(),
+        })
+    });
+    json_response(&value)
+}
+
+/// Per-container usage arrives with the containers issue's cgroups; until then the list is
+/// empty rather than invented.
+pub(crate) async fn statistics() -> Response {
+    json_response(&json!([]))
+}
+
+fn metrics(agent: &Shared) -> Vec<(String, f64)> {
+    agent.with_state(|state| {
+        let used = used_resources(state);
+        let mut metrics = vec![
+            (
+                "slave/registered".to_owned(),
+                if state.master_connected { 1.0 } else { 0.0 },
+            ),
+            (
+                "slave/uptime_secs".to_owned(),
+                crate::core::epoch_secs() - agent.start_time,
+            ),
+        ];
+        for name in ["cpus", "mem", "disk", "gpus"] {
+            let total = agent.config.resources.scalar(name).to_f64();
+            let used = used.scalar(name).to_f64();
+            metrics.push((format!("slave/{name}_total"), total));
+            metrics.push((format!("slave/{name}_used"), used));
+            metrics.push((
+                format!("slave/{name}_percent"),
+                if total > 0.0 { used / total } else { 0.0 },
+            ));
+        }
+        let mut counts = std::collections::HashMap::new();
+        let mut executors = 0.0;
+        for framework in state.frameworks.values() {
+            for executor in framework.executors.values() {
+                executors += 1.0;
+                for task in executor.tasks.values() {
+                    *counts.entry(task.state).or_insert(0.0) += 1.0;
+                }
+            }
+        }
+        for state_name in [
+            TaskState::Staging,
+            TaskState::Starting,
+            TaskState::Running,
+            TaskState::Killing,
+        ] {
+            metrics.push((
+                format!("slave/tasks_{}", state_name.metric_suffix()),
+                counts.get(&state_name).copied().unwrap_or(0.0),
+            ));
+        }
+        metrics.push(("slave/executors_running".to_owned(), executors));
+        metrics.push((
+            "slave/frameworks_active".to_owned(),
+            state.frameworks.len() as f64,
+        ));
+        metrics.push((
+            "slave/status_updates_pending".to_owned(),
+            state.updates.values().map(|q| q.pending.len() as f64).sum(),
+        ));
+        metrics
+    })
+}
+
+pub(crate) async fn metrics_snapshot(State(agent): State<Shared>) -> Response {
+    let map: serde_json::Map<String, Value> = metrics(&agent)
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    json_response(&Value::Object(map))
+}
+
+pub(crate) async fn metrics_text(State(agent): State<Shared>) -> Response {
+    let mut text = String::new();
+    for (name, value) in metrics(&agent) {
+        let name: String = format!("agora_{name}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        text.push_str(&format!("# TYPE {name} gauge\n{name} {value}\n"));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response()
+}

@@ -1,0 +1,302 @@
+//! The agent's connection to the master: subscribe (registering with everything it runs), obey
+//! the command stream, ping, and deliver status updates with retries. Reconnects with backoff
+//! whenever the stream ends, so a restarted master gets the agent back within seconds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use agora_api::agent_protocol::{
+    AgentCommand, ExecutorExited, ExecutorMessage, Ping, StatusUpdate,
+};
+use agora_api::recordio;
+use agora_types::{ExecutorId, FrameworkId, TaskId};
+
+use crate::core::Agent;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub(crate) fn spawn(agent: Arc<Agent>) {
+    tokio::spawn(subscription_loop(agent.clone()));
+    tokio::spawn(status_loop(agent));
+}
+
+fn url(agent: &Agent, path: &str) -> String {
+    format!("http://{}{path}", agent.config.master)
+}
+
+async fn post<T: Serialize>(
+    agent: &Agent,
+    path: &str,
+    body: &T,
+) -> Result<reqwest::StatusCode, reqwest::Error> {
+    let response = agent
+        .client
+        .post(url(agent, path))
+        .timeout(Duration::from_secs(10))
+        .json(body)
+        .send()
+        .await?;
+    Ok(response.status())
+}
+
+async fn subscription_loop(agent: Arc<Agent>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if agent.shutdown.is_cancelled() {
+            return;
+        }
+        match subscribe_once(&agent).await {
+            Ok(Outcome::Registered) => backoff = Duration::from_millis(100),
+            Ok(Outcome::Stop) => return,
+            Ok(Outcome::Refused) => {}
+            Err(error) => {
+                tracing::debug!(%error, master = %agent.config.master, "master link down")
+            }
+        }
+        agent.set_disconnected();
+        tokio::select! {
+            () = agent.shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+enum Outcome {
+    /// Was registered; the stream then ended.
+    Registered,
+    Refused,
+    /// The master told the agent to shut down.
+    Stop,
+}
+
+async fn subscribe_once(agent: &Arc<Agent>) -> Result<Outcome, String> {
+    let registration = agent.registration();
+    let response = agent
+        .client
+        .post(url(agent, "/internal/agent/subscribe"))
+        .json(&registration)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("subscribe answered {}", response.status()));
+    }
+    let mut body = response.bytes_stream();
+    let mut decoder = recordio::Decoder::new();
+    let mut registered = false;
+    let (ping_stop, ping_task) = {
+        let token = tokio_util::sync::CancellationToken::new();
+        (token.clone(), token)
+    };
+    let _stop_pings = ping_stop.drop_guard();
+    loop {
+        let chunk = tokio::select! {
+            () = agent.shutdown.cancelled() => return Ok(Outcome::Stop),
+            () = ping_task.cancelled() => return Ok(Outcome::Registered),
+            chunk = body.next() => chunk,
+        };
+        let Some(chunk) = chunk else {
+            return Ok(if registered {
+                Outcome::Registered
+            } else {
+                Outcome::Refused
+            });
+        };
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        decoder.feed(&chunk);
+        while let Some(record) = decoder.next_record().map_err(|e| e.to_string())? {
+            let command: AgentCommand = match serde_json::from_slice(&record) {
+                Ok(command) => command,
+                Err(error) => {
+                    tracing::warn!(%error, "unreadable command from the master");
+                    continue;
+                }
+            };
+            if let AgentCommand::Registered {
+                agent_id,
+                ping_interval_ms,
+                ..
+            } = &command
+            {
+                registered = true;
+                tracing::info!(agent = %agent_id, master = %agent.config.master, "registered with the master");
+                agent.set_registered(agent_id.clone());
+                tokio::spawn(ping_loop(
+                    agent.clone(),
+                    agent_id.clone(),
+                    Duration::from_millis(*ping_interval_ms),
+                    ping_task.clone(),
+                ));
+                continue;
+            }
+            if let AgentCommand::Shutdown { message } = &command {
+                tracing::error!(%message, "the master refused this agent");
+                agent.shutdown.cancel();
+                return Ok(Outcome::Stop);
+            }
+            handle(agent, command);
+        }
+    }
+}
+
+fn handle(agent: &Arc<Agent>, command: AgentCommand) {
+    match command {
+        AgentCommand::RunTasks {
+            framework,
+            executor,
+            tasks,
+            group,
+        } => agent.run_tasks(framework, executor, tasks, group),
+        AgentCommand::KillTask {
+            framework_id,
+            task_id,
+            kill_policy,
+        } => agent.kill_task(
+            &FrameworkId::new(framework_id),
+            &TaskId::new(task_id),
+            kill_policy,
+        ),
+        AgentCommand::Acknowledge {
+            framework_id,
+            task_id,
+            uuid,
+        } => agent.acknowledge(
+            &FrameworkId::new(framework_id),
+            &TaskId::new(task_id),
+            &uuid,
+        ),
+        AgentCommand::ShutdownExecutor {
+            framework_id,
+            executor_id,
+        } => agent.shutdown_executor(
+            &FrameworkId::new(framework_id),
+            &ExecutorId::new(executor_id),
+        ),
+        AgentCommand::ShutdownFramework { framework_id } => {
+            agent.shutdown_framework(&FrameworkId::new(framework_id))
+        }
+        AgentCommand::FrameworkMessage {
+            framework_id,
+            executor_id,
+            data,
+        } => agent.framework_message(
+            &FrameworkId::new(framework_id),
+            &ExecutorId::new(executor_id),
+            data,
+        ),
+        AgentCommand::UpdateFramework { framework } => agent.update_framework(framework),
+        AgentCommand::Registered { .. }
+        | AgentCommand::Shutdown { .. }
+        | AgentCommand::Heartbeat => {}
+    }
+}
+
+/// Pings until the master stops knowing us (404 → re-subscribe) or the link ends.
+async fn ping_loop(
+    agent: Arc<Agent>,
+    agent_id: String,
+    interval: Duration,
+    link: tokio_util::sync::CancellationToken,
+) {
+    // Several pings per master timeout period, so one lost ping is harmless.
+    let period = (interval / 3).max(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            () = link.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        match post(
+            &agent,
+            "/internal/agent/ping",
+            &Ping {
+                agent_id: agent_id.clone(),
+            },
+        )
+        .await
+        {
+            Ok(status) if status == reqwest::StatusCode::NOT_FOUND => {
+                tracing::info!("the master no longer knows this agent; re-registering");
+                link.cancel();
+                return;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "ping failed"),
+        }
+    }
+}
+
+/// Delivers due status updates; woken by new updates, otherwise sleeps until the next retry.
+async fn status_loop(agent: Arc<Agent>) {
+    loop {
+        let (agent_id, due, next) = agent.due_updates();
+        if let Some(agent_id) = agent_id {
+            for (framework_id, status) in due {
+                let update = StatusUpdate {
+                    agent_id: agent_id.clone(),
+                    framework_id: framework_id.to_string(),
+                    status,
+                };
+                if let Err(error) = post(&agent, "/internal/agent/status", &update).await {
+                    tracing::debug!(%error, "status update not delivered; will retry");
+                }
+            }
+        }
+        let sleep = next
+            .map(|at| at.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_millis(5));
+        tokio::select! {
+            () = agent.shutdown.cancelled() => return,
+            () = agent.updates_wanted.notified() => {}
+            () = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+pub(crate) fn report_executor_exit(
+    agent: &Agent,
+    framework_id: &FrameworkId,
+    executor_id: &ExecutorId,
+    status: Option<i32>,
+) {
+    let Some(agent_id) = agent.agent_id() else {
+        return;
+    };
+    let body = ExecutorExited {
+        agent_id,
+        framework_id: framework_id.to_string(),
+        executor_id: executor_id.to_string(),
+        status,
+    };
+    let client = agent.client.clone();
+    let target = url(agent, "/internal/agent/executor-exited");
+    tokio::spawn(async move {
+        let _ = client.post(target).json(&body).send().await;
+    });
+}
+
+pub(crate) fn forward_executor_message(
+    agent: &Agent,
+    framework_id: &str,
+    executor_id: &str,
+    data: String,
+) {
+    let Some(agent_id) = agent.agent_id() else {
+        return;
+    };
+    let body = ExecutorMessage {
+        agent_id,
+        framework_id: framework_id.to_owned(),
+        executor_id: executor_id.to_owned(),
+        data,
+    };
+    let client = agent.client.clone();
+    let target = url(agent, "/internal/agent/message");
+    tokio::spawn(async move {
+        let _ = client.post(target).json(&body).send().await;
+    });
+}

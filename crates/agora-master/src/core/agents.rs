@@ -1,0 +1,525 @@
+//! Agent lifecycle: registration and re-registration (with task reconciliation), the ping-based
+//! failure detector, unreachable and gone agents, maintenance (deactivate, drain).
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use agora_api::agent_protocol::{AgentCommand, RegisterAgent};
+use agora_api::mesos::{Id, TaskStatus};
+use agora_api::scheduler::{Event, Failure};
+use agora_types::{AgentId, FrameworkId, TaskId, TaskState};
+
+use super::{Agent, AgentConnection, AgentLink, Master, StreamSender, Task, epoch_secs};
+use crate::registry::AgentRecord;
+use crate::views;
+
+impl Master {
+    /// An agent subscribed (registration or re-registration). On success the stream has already
+    /// received `REGISTERED` followed by any kill/shutdown commands reconciliation decided.
+    pub(crate) fn register_agent(
+        &mut self,
+        request: RegisterAgent,
+        sender: StreamSender,
+    ) -> Result<(AgentId, u64), String> {
+        let send = |command: &AgentCommand| {
+            let _ = sender.send(agora_api::recordio::encode(&command.to_json()));
+        };
+        if let Some(id) = &request.agent_id
+            && self.gone_agents.contains(&AgentId::new(id.clone()))
+        {
+            send(&AgentCommand::Shutdown {
+                message: format!("Agent {id} has been marked gone"),
+            });
+            return Err(format!("agent {id} has been marked gone"));
+        }
+        let total = agora_api::mesos::to_resources(&request.info.resources)
+            .map_err(|e| format!("invalid agent resources: {e}"))?;
+        let id = match &request.agent_id {
+            Some(id) => AgentId::new(id.clone()),
+            None => self.next_agent_id(),
+        };
+        let now = epoch_secs();
+        let generation = self.next_link_generation();
+        let previous = self.agents.remove(&id);
+        let was_registered_here = previous.as_ref().is_some_and(|agent| agent.registered);
+        let was_unreachable = previous.as_ref().is_some_and(|agent| !agent.is_reachable());
+        if previous.is_some() {
+            self.rescind_agent_offers(&id);
+            self.allocator.remove_agent(&id);
+        }
+
+        // Frameworks the agent runs tasks for that this master does not know yet (it restarted).
+        let mut shutdown_frameworks: HashSet<String> = HashSet::new();
+        for info in &request.frameworks {
+            let Some(framework_id) = info
+                .id
+                .as_ref()
+                .map(|id| FrameworkId::new(id.value.clone()))
+            else {
+                continue;
+            };
+            if self
+                .completed_frameworks
+                .iter()
+                .any(|f| f.id == framework_id)
+            {
+                shutdown_frameworks.insert(framework_id.to_string());
+            } else {
+                self.add_recovered_framework(framework_id, info.clone(), now);
+            }
+        }
+
+        let mut info = request.info.clone();
+        info.id = Some(Id::new(id.as_str()));
+        let agent = Agent {
+            id: id.clone(),
+            info,
+            endpoint: request.endpoint.clone(),
+            version: request.version.clone(),
+            total: total.clone(),
+            registered_time: previous.as_ref().map_or(now, |p| p.registered_time),
+            reregistered_time: previous.as_ref().map(|_| now),
+            connection: AgentConnection::Connected(AgentLink {
+                generation,
+                sender: sender.clone(),
+            }),
+            deactivated: previous.as_ref().is_some_and(|p| p.deactivated),
+            draining: previous.as_ref().is_some_and(|p| p.draining),
+            mark_gone_when_drained: previous.as_ref().is_some_and(|p| p.mark_gone_when_drained),
+            last_seen: Instant::now(),
+            registered: true,
+            tasks: HashSet::new(),
+        };
+        let known_tasks: HashSet<(FrameworkId, TaskId)> = previous
+            .as_ref()
+            .map(|p| p.tasks.clone())
+            .unwrap_or_default();
+        let deactivated = agent.deactivated;
+        let record = AgentRecord {
+            id: id.to_string(),
+            info: agent.info.clone(),
+            endpoint: agent.endpoint.clone(),
+            registered_time: agent.registered_time,
+            gone: false,
+            deactivated,
+        };
+        self.agents.insert(id.clone(), agent);
+        send(&AgentCommand::Registered {
+            agent_id: id.to_string(),
+            master_id: self.id.clone(),
+            ping_interval_ms: self.config.agent_ping_timeout.as_millis() as u64,
+        });
+
+        let mut reported: HashSet<(FrameworkId, TaskId)> = HashSet::new();
+        let mut kills: Vec<(String, String)> = Vec::new();
+        let mut updates: Vec<(FrameworkId, TaskStatus)> = Vec::new();
+        for reported_task in &request.tasks {
+            let framework_id = FrameworkId::new(reported_task.framework_id.clone());
+            let task_id = TaskId::new(reported_task.task.task_id.value.clone());
+            if shutdown_frameworks.contains(framework_id.as_str()) {
+                continue;
+            }
+            let Some(framework) = self.frameworks.get_mut(&framework_id) else {
+                shutdown_frameworks.insert(framework_id.to_string());
+                continue;
+            };
+            let state = reported_task.status.state;
+            match framework.tasks.get_mut(&task_id) {
+                Some(task) => {
+                    let back_from_unreachable = task.state == TaskState::Unreachable;
+                    task.state = state;
+                    task.agent_id = id.clone();
+                    task.unreachable_since = None;
+                    if task.latest_status().map(|s| s.state) != Some(state) {
+                        task.statuses.push(reported_task.status.clone());
+                    }
+                    if back_from_unreachable {
+                        let mut status = reported_task.status.clone();
+                        status.uuid = None;
+                        status.source = Some("SOURCE_MASTER".into());
+                        status.reason = Some("REASON_AGENT_REREGISTERED".into());
+                        status.message = Some("Agent re-registered".into());
+                        updates.push((framework_id.clone(), status));
+                    }
+                }
+                None if was_unreachable || was_registered_here => {
+                    // The master already reported this task lost (or never launched it): the
+                    // framework has moved on, so the task must not keep running.
+                    kills.push((framework_id.to_string(), task_id.to_string()));
+                    continue;
+                }
+                None => {
+                    let resources = agora_api::mesos::to_resources(&reported_task.task.resources)
+                        .unwrap_or_default();
+                    let role = framework
+                        .roles
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "*".to_owned());
+                    let executor_id = reported_task
+                        .task
+                        .executor
+                        .as_ref()
+                        .map(|e| agora_types::ExecutorId::new(e.executor_id.value.clone()));
+                    framework.tasks.insert(
+                        task_id.clone(),
+                        Task {
+                            info: reported_task.task.clone(),
+                            framework_id: framework_id.clone(),
+                            agent_id: id.clone(),
+                            executor_id,
+                            state,
+                            statuses: vec![reported_task.status.clone()],
+                            resources,
+                            role,
+                            released: state.is_terminal(),
+                            unreachable_since: None,
+                        },
+                    );
+                }
+            }
+            reported.insert((framework_id, task_id));
+        }
+        for executor in &request.executors {
+            let framework_id = FrameworkId::new(executor.framework_id.clone());
+            if let Some(framework) = self.frameworks.get_mut(&framework_id) {
+                let executor_id =
+                    agora_types::ExecutorId::new(executor.executor.executor_id.value.clone());
+                framework
+                    .executors
+                    .insert((id.clone(), executor_id), executor.executor.clone());
+            }
+        }
+        if let Some(stored) = self.agents.get_mut(&id) {
+            stored.tasks = reported.clone();
+        }
+
+        // Tasks the master placed here that the agent does not know: they are gone.
+        for (framework_id, task_id) in known_tasks.difference(&reported) {
+            let partition_aware = self
+                .frameworks
+                .get(framework_id)
+                .is_some_and(|f| f.partition_aware());
+            let state = if partition_aware {
+                TaskState::Gone
+            } else {
+                TaskState::Lost
+            };
+            let status = TaskStatus::new(task_id.as_str(), state)
+                .with_source("SOURCE_MASTER")
+                .with_reason("REASON_RECONCILIATION")
+                .with_message("Task is unknown to the agent");
+            self.master_update(framework_id, task_id, status);
+        }
+        for (framework_id, status) in updates {
+            self.send_event(&framework_id, &Event::update(status));
+        }
+
+        let used: Vec<_> = reported
+            .iter()
+            .filter_map(|(framework_id, task_id)| {
+                let task = self.frameworks.get(framework_id)?.tasks.get(task_id)?;
+                (!task.released).then(|| {
+                    (
+                        framework_id.clone(),
+                        task.role.clone(),
+                        task.resources.clone(),
+                    )
+                })
+            })
+            .collect();
+        self.allocator.add_agent(id.clone(), total, used);
+        if deactivated {
+            self.allocator.set_agent_active(&id, false);
+        }
+        for framework_id in shutdown_frameworks {
+            send(&AgentCommand::ShutdownFramework { framework_id });
+        }
+        for (framework_id, task_id) in kills {
+            send(&AgentCommand::KillTask {
+                framework_id,
+                task_id,
+                kill_policy: None,
+            });
+        }
+        self.registry.put_agent(&record);
+        if previous.is_some() {
+            self.metrics.agent_reregistrations += 1;
+        } else {
+            self.metrics.agent_registrations += 1;
+        }
+        let agent_json = self.agents.get(&id).map(|a| views::v1_agent(self, a));
+        if let Some(agent_json) = agent_json {
+            self.publish(
+                serde_json::json!({"type": "AGENT_ADDED", "agent_added": {"agent": agent_json}}),
+            );
+        }
+        tracing::info!(agent = %id, endpoint = %request.endpoint, tasks = request.tasks.len(), reregistered = previous.is_some(), "agent registered");
+        self.want_allocation();
+        Ok((id, generation))
+    }
+
+    /// The agent's subscription stream closed. It stays alive (without offers) until its ping
+    /// timeout: it is probably reconnecting.
+    pub(crate) fn agent_disconnected(&mut self, agent_id: &AgentId, generation: u64) {
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        match &agent.connection {
+            AgentConnection::Connected(link) if link.generation == generation => {}
+            _ => return,
+        }
+        agent.connection = AgentConnection::Disconnected;
+        tracing::info!(agent = %agent_id, "agent disconnected");
+        self.allocator.set_agent_active(agent_id, false);
+        self.rescind_agent_offers(agent_id);
+    }
+
+    /// A ping from an agent. `false` tells it to subscribe again.
+    pub(crate) fn agent_ping(&mut self, agent_id: &AgentId) -> bool {
+        match self.agents.get_mut(agent_id) {
+            Some(agent) if matches!(agent.connection, AgentConnection::Connected(_)) => {
+                agent.last_seen = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks agents silent past their timeout unreachable.
+    pub(crate) fn check_agent_timeouts(&mut self) {
+        let timeout = self.config.agent_timeout();
+        let silent: Vec<AgentId> = self
+            .agents
+            .values()
+            .filter(|agent| agent.is_reachable() && agent.last_seen.elapsed() >= timeout)
+            .map(|agent| agent.id.clone())
+            .collect();
+        for id in silent {
+            self.mark_unreachable(&id);
+        }
+        let drained: Vec<(AgentId, bool)> = self
+            .agents
+            .values()
+            .filter(|agent| agent.draining && agent.tasks.is_empty())
+            .map(|agent| (agent.id.clone(), agent.mark_gone_when_drained))
+            .collect();
+        for (id, mark_gone) in drained {
+            if mark_gone {
+                let _ = self.mark_agent_gone(&id);
+            } else if let Some(agent) = self.agents.get_mut(&id) {
+                agent.draining = false;
+            }
+        }
+    }
+
+    fn mark_unreachable(&mut self, agent_id: &AgentId) {
+        let since = epoch_secs();
+        tracing::warn!(agent = %agent_id, "agent unreachable: no ping within the timeout");
+        self.rescind_agent_offers(agent_id);
+        self.allocator.remove_agent(agent_id);
+        let tasks: Vec<(FrameworkId, TaskId)> = match self.agents.get_mut(agent_id) {
+            Some(agent) => {
+                agent.connection = AgentConnection::Unreachable { since };
+                agent.tasks.iter().cloned().collect()
+            }
+            None => return,
+        };
+        for (framework_id, task_id) in tasks {
+            let partition_aware = self
+                .frameworks
+                .get(&framework_id)
+                .is_some_and(|f| f.partition_aware());
+            let state = if partition_aware {
+                TaskState::Unreachable
+            } else {
+                TaskState::Lost
+            };
+            let mut status = TaskStatus::new(task_id.as_str(), state)
+                .with_source("SOURCE_MASTER")
+                .with_reason("REASON_AGENT_REMOVED")
+                .with_message(format!("Agent {agent_id} is unreachable"));
+            status.agent_id = Some(Id::new(agent_id.as_str()));
+            if partition_aware {
+                status.unreachable_time =
+                    Some(serde_json::json!({"nanoseconds": (since * 1e9) as i64}));
+            }
+            self.master_update(&framework_id, &task_id, status);
+        }
+        let failure = Event::Failure {
+            failure: Failure {
+                agent_id: Some(Id::new(agent_id.as_str())),
+                executor_id: None,
+                status: None,
+            },
+        };
+        let connected: Vec<FrameworkId> = self
+            .frameworks
+            .values()
+            .filter(|f| f.connected())
+            .map(|f| f.id.clone())
+            .collect();
+        for framework_id in connected {
+            self.send_event(&framework_id, &failure);
+        }
+        self.metrics.agent_removals += 1;
+        self.publish(serde_json::json!({"type": "AGENT_REMOVED", "agent_removed": {"agent_id": {"value": agent_id.as_str()}}}));
+    }
+
+    /// MARK_AGENT_GONE: permanent; its tasks become TASK_GONE_BY_OPERATOR.
+    pub(crate) fn mark_agent_gone(&mut self, agent_id: &AgentId) -> Result<(), String> {
+        let Some(agent) = self.agents.get(agent_id) else {
+            return Err(format!("Agent {agent_id} is not registered"));
+        };
+        let tasks: Vec<(FrameworkId, TaskId)> = agent.tasks.iter().cloned().collect();
+        self.send_agent(
+            agent_id,
+            &AgentCommand::Shutdown {
+                message: "Agent marked gone by operator".into(),
+            },
+        );
+        for (framework_id, task_id) in tasks {
+            let status = TaskStatus::new(task_id.as_str(), TaskState::GoneByOperator)
+                .with_source("SOURCE_MASTER")
+                .with_reason("REASON_AGENT_REMOVED_BY_OPERATOR")
+                .with_message(format!("Agent {agent_id} was marked gone"));
+            self.master_update(&framework_id, &task_id, status);
+        }
+        self.rescind_agent_offers(agent_id);
+        self.allocator.remove_agent(agent_id);
+        if let Some(agent) = self.agents.remove(agent_id) {
+            self.registry.put_agent(&AgentRecord {
+                id: agent_id.to_string(),
+                info: agent.info,
+                endpoint: agent.endpoint,
+                registered_time: agent.registered_time,
+                gone: true,
+                deactivated: true,
+            });
+        }
+        self.gone_agents.insert(agent_id.clone());
+        self.metrics.agent_removals += 1;
+        self.publish(serde_json::json!({"type": "AGENT_REMOVED", "agent_removed": {"agent_id": {"value": agent_id.as_str()}}}));
+        Ok(())
+    }
+
+    pub(crate) fn set_agent_deactivated(
+        &mut self,
+        agent_id: &AgentId,
+        deactivated: bool,
+    ) -> Result<(), String> {
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return Err(format!("Agent {agent_id} is not registered"));
+        };
+        agent.deactivated = deactivated;
+        if !deactivated {
+            agent.draining = false;
+        }
+        let record = AgentRecord {
+            id: agent_id.to_string(),
+            info: agent.info.clone(),
+            endpoint: agent.endpoint.clone(),
+            registered_time: agent.registered_time,
+            gone: false,
+            deactivated,
+        };
+        let connected = matches!(agent.connection, AgentConnection::Connected(_));
+        self.registry.put_agent(&record);
+        self.allocator
+            .set_agent_active(agent_id, connected && !deactivated);
+        if deactivated {
+            self.rescind_agent_offers(agent_id);
+        } else {
+            self.want_allocation();
+        }
+        Ok(())
+    }
+
+    /// DRAIN_AGENT: no new offers, every task killed (with the given grace period).
+    pub(crate) fn drain_agent(
+        &mut self,
+        agent_id: &AgentId,
+        grace_ns: Option<i64>,
+    ) -> Result<(), String> {
+        self.set_agent_deactivated(agent_id, true)?;
+        let tasks: Vec<(FrameworkId, TaskId)> = match self.agents.get_mut(agent_id) {
+            Some(agent) => {
+                agent.draining = true;
+                agent.tasks.iter().cloned().collect()
+            }
+            None => Vec::new(),
+        };
+        let kill_policy = grace_ns.map(|nanoseconds| agora_api::mesos::KillPolicy {
+            grace_period: Some(agora_api::mesos::DurationInfo { nanoseconds }),
+        });
+        for (framework_id, task_id) in tasks {
+            self.send_agent(
+                agent_id,
+                &AgentCommand::KillTask {
+                    framework_id: framework_id.to_string(),
+                    task_id: task_id.to_string(),
+                    kill_policy: kill_policy.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn mark_gone_after_drain(&mut self, agent_id: &AgentId) {
+        if let Some(agent) = self.agents.get_mut(agent_id) {
+            agent.mark_gone_when_drained = true;
+        }
+    }
+
+    pub(crate) fn rescind_agent_offers(&mut self, agent_id: &AgentId) {
+        let offers: Vec<_> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| &o.agent_id == agent_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for offer in offers {
+            self.rescind_offer(&offer);
+        }
+    }
+
+    pub(crate) fn rescind_framework_offers(&mut self, framework_id: &FrameworkId) {
+        let offers: Vec<_> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| &o.framework_id == framework_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for offer in offers {
+            self.rescind_offer(&offer);
+        }
+    }
+
+    /// Takes an offer back: resources return to the allocator, the framework gets RESCIND.
+    pub(crate) fn rescind_offer(&mut self, offer_id: &agora_types::OfferId) {
+        let Some(offer) = self.offers.remove(offer_id) else {
+            return;
+        };
+        if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
+            framework.offers.remove(offer_id);
+        }
+        let now = self.now_ms();
+        self.allocator.recover(
+            &offer.framework_id,
+            &offer.agent_id,
+            &offer.role,
+            &offer.resources,
+            None,
+            now,
+        );
+        self.send_event(
+            &offer.framework_id,
+            &Event::Rescind {
+                rescind: agora_api::scheduler::Rescind {
+                    offer_id: Id::new(offer_id.as_str()),
+                },
+            },
+        );
+        self.want_allocation();
+    }
+}

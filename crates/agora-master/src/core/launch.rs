@@ -1,0 +1,550 @@
+//! The offer cycle: turning allocator grants into offers, and validating ACCEPT (LAUNCH,
+//! LAUNCH_GROUP) and DECLINE against them.
+
+use std::collections::HashMap;
+
+use agora_api::agent_protocol::AgentCommand;
+use agora_api::mesos::{
+    Address, AllocationInfo, ExecutorInfo, Id, ResourceFormat, TaskInfo, TaskStatus,
+    from_resources, validate_id,
+};
+use agora_api::scheduler::{Accept, Decline, Event, Filters, Offer, Offers, Operation, Url};
+use agora_types::{AgentId, ExecutorId, FrameworkId, OfferId, Resources, TaskId, TaskState};
+
+use super::{Master, OutstandingOffer, Task, epoch_secs};
+use crate::views;
+
+impl Master {
+    /// One allocation round: every grant becomes an offer sent to its framework.
+    pub(crate) fn allocate(&mut self) {
+        let now = self.now_ms();
+        let grants = self.allocator.allocate(now);
+        self.metrics.allocation_runs += 1;
+        if grants.is_empty() {
+            return;
+        }
+        let mut by_framework: HashMap<FrameworkId, Vec<Offer>> = HashMap::new();
+        for grant in grants {
+            let offer_id = self.next_offer_id();
+            let Some(agent) = self.agents.get(&grant.agent) else {
+                self.allocator.recover(
+                    &grant.framework,
+                    &grant.agent,
+                    &grant.role,
+                    &grant.resources,
+                    None,
+                    now,
+                );
+                continue;
+            };
+            let Some(framework) = self.frameworks.get(&grant.framework) else {
+                self.allocator.recover(
+                    &grant.framework,
+                    &grant.agent,
+                    &grant.role,
+                    &grant.resources,
+                    None,
+                    now,
+                );
+                continue;
+            };
+            let format = ResourceFormat {
+                refinement: framework.info.has_capability("RESERVATION_REFINEMENT"),
+                allocation_role: framework.info.has_capability("MULTI_ROLE"),
+            };
+            let (host, port) = split_endpoint(&agent.endpoint);
+            let executor_ids = framework
+                .executors
+                .keys()
+                .filter(|(agent_id, _)| agent_id == &grant.agent)
+                .map(|(_, executor)| Id::new(executor.as_str()))
+                .collect();
+            let offer = Offer {
+                id: Id::new(offer_id.as_str()),
+                framework_id: Id::new(grant.framework.as_str()),
+                agent_id: Id::new(grant.agent.as_str()),
+                hostname: agent.info.hostname.clone(),
+                url: Some(Url {
+                    scheme: "http".into(),
+                    address: Address {
+                        hostname: agent.info.hostname.clone(),
+                        ip: host,
+                        port,
+                    },
+                    path: "/slave(1)".into(),
+                }),
+                resources: from_resources(&grant.resources, format, Some(&grant.role)),
+                attributes: agent.info.attributes.clone(),
+                executor_ids,
+                allocation_info: format.allocation_role.then(|| AllocationInfo {
+                    role: grant.role.clone(),
+                }),
+            };
+            if let Some(framework) = self.frameworks.get_mut(&grant.framework) {
+                framework.offers.insert(offer_id.clone());
+            }
+            self.offers.insert(
+                offer_id,
+                OutstandingOffer {
+                    framework_id: grant.framework.clone(),
+                    agent_id: grant.agent,
+                    role: grant.role,
+                    resources: grant.resources,
+                },
+            );
+            by_framework.entry(grant.framework).or_default().push(offer);
+        }
+        for (framework_id, offers) in by_framework {
+            self.send_event(
+                &framework_id,
+                &Event::Offers {
+                    offers: Offers { offers },
+                },
+            );
+        }
+    }
+
+    /// DECLINE: the offers' resources return with a refuse filter.
+    pub(crate) fn decline(&mut self, framework_id: &FrameworkId, decline: Decline) {
+        let refuse = Filters::refuse_ms(decline.filters.as_ref());
+        let now = self.now_ms();
+        for offer_id in decline.offer_ids {
+            let offer_id = OfferId::new(offer_id.value);
+            if self
+                .offers
+                .get(&offer_id)
+                .is_none_or(|offer| &offer.framework_id != framework_id)
+            {
+                continue;
+            }
+            if let Some(offer) = self.take_offer(&offer_id) {
+                self.allocator.recover(
+                    framework_id,
+                    &offer.agent_id,
+                    &offer.role,
+                    &offer.resources,
+                    Some(refuse),
+                    now,
+                );
+            }
+        }
+        self.want_allocation();
+    }
+
+    fn take_offer(&mut self, offer_id: &OfferId) -> Option<OutstandingOffer> {
+        let offer = self.offers.remove(offer_id)?;
+        if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
+            framework.offers.remove(offer_id);
+        }
+        Some(offer)
+    }
+
+    /// ACCEPT: validates the offers, then each operation; unused resources return with the
+    /// call's refuse filter.
+    pub(crate) fn accept(&mut self, framework_id: &FrameworkId, accept: Accept) {
+        let refuse = Filters::refuse_ms(accept.filters.as_ref());
+        let now = self.now_ms();
+        if let Err(message) = self.check_offers(framework_id, &accept.offer_ids) {
+            let partition_aware = self
+                .frameworks
+                .get(framework_id)
+                .is_some_and(|f| f.partition_aware());
+            let state = if partition_aware {
+                TaskState::Dropped
+            } else {
+                TaskState::Lost
+            };
+            for task in operation_tasks(&accept.operations) {
+                let status = TaskStatus::new(task.task_id.value.as_str(), state)
+                    .with_source("SOURCE_MASTER")
+                    .with_reason("REASON_INVALID_OFFERS")
+                    .with_message(message.clone());
+                self.send_event(framework_id, &Event::update(stamp(status)));
+            }
+            // Valid offers among them go back, as Mesos does.
+            for offer_id in &accept.offer_ids {
+                let offer_id = OfferId::new(offer_id.value.clone());
+                if self
+                    .offers
+                    .get(&offer_id)
+                    .is_some_and(|o| &o.framework_id == framework_id)
+                    && let Some(offer) = self.take_offer(&offer_id)
+                {
+                    self.allocator.recover(
+                        framework_id,
+                        &offer.agent_id,
+                        &offer.role,
+                        &offer.resources,
+                        None,
+                        now,
+                    );
+                }
+            }
+            self.want_allocation();
+            return;
+        }
+        let mut available = Resources::new();
+        let mut agent_id = None;
+        let mut role = String::from("*");
+        for offer_id in &accept.offer_ids {
+            if let Some(offer) = self.take_offer(&OfferId::new(offer_id.value.clone())) {
+                available += &offer.resources;
+                role = offer.role;
+                agent_id = Some(offer.agent_id);
+            }
+        }
+        let Some(agent_id) = agent_id else { return };
+        for operation in accept.operations {
+            self.apply_operation(framework_id, &agent_id, &role, &mut available, operation);
+        }
+        self.allocator.recover(
+            framework_id,
+            &agent_id,
+            &role,
+            &available,
+            Some(refuse),
+            now,
+        );
+        self.want_allocation();
+    }
+
+    fn check_offers(&self, framework_id: &FrameworkId, offer_ids: &[Id]) -> Result<(), String> {
+        if offer_ids.is_empty() {
+            return Err("No offers specified".into());
+        }
+        let mut agent: Option<&AgentId> = None;
+        for offer_id in offer_ids {
+            let Some(offer) = self.offers.get(&OfferId::new(offer_id.value.clone())) else {
+                return Err(format!("Offer {} is no longer valid", offer_id.value));
+            };
+            if &offer.framework_id != framework_id {
+                return Err(format!("Offer {} has invalid framework", offer_id.value));
+            }
+            if agent.is_some_and(|a| a != &offer.agent_id) {
+                return Err("Aggregated offers must belong to one single agent".into());
+            }
+            agent = Some(&offer.agent_id);
+        }
+        Ok(())
+    }
+
+    fn apply_operation(
+        &mut self,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        role: &str,
+        available: &mut Resources,
+        operation: Operation,
+    ) {
+        let has_operation_id = operation.id.is_some();
+        match operation.kind.as_str() {
+            "LAUNCH" => {
+                let tasks = operation.launch.map(|l| l.task_infos).unwrap_or_default();
+                for task in tasks {
+                    let checked = if has_operation_id {
+                        Err("Operation IDs are not supported for LAUNCH operations".to_owned())
+                    } else {
+                        self.check_task(framework_id, agent_id, &task, available, &[])
+                    };
+                    match checked {
+                        Ok(needed) => {
+                            available.subtract(&needed);
+                            self.launch(framework_id, agent_id, role, vec![(task, needed)], None);
+                        }
+                        Err(message) => self.task_error(framework_id, &task, message),
+                    }
+                }
+            }
+            "LAUNCH_GROUP" => {
+                let Some(group) = operation.launch_group else {
+                    return;
+                };
+                let checked = self.check_group(
+                    framework_id,
+                    agent_id,
+                    &group.executor,
+                    &group.task_group.tasks,
+                    available,
+                    has_operation_id,
+                );
+                match checked {
+                    Ok(launches) => {
+                        for (_, needed) in &launches {
+                            available.subtract(needed);
+                        }
+                        let mut executor = group.executor;
+                        executor.framework_id = Some(Id::new(framework_id.as_str()));
+                        self.launch(framework_id, agent_id, role, launches, Some(executor));
+                    }
+                    Err(message) => {
+                        for task in &group.task_group.tasks {
+                            self.task_error(framework_id, task, message.clone());
+                        }
+                    }
+                }
+            }
+            other => {
+                tracing::warn!(framework = %framework_id, operation = other, "unsupported offer operation ignored");
+            }
+        }
+    }
+
+    fn task_error(&mut self, framework_id: &FrameworkId, task: &TaskInfo, message: String) {
+        tracing::info!(framework = %framework_id, task = %task.task_id.value, %message, "task rejected");
+        self.metrics.count_task_state(TaskState::Error);
+        let status = TaskStatus::new(task.task_id.value.as_str(), TaskState::Error)
+            .with_source("SOURCE_MASTER")
+            .with_reason("REASON_TASK_INVALID")
+            .with_message(message);
+        self.send_event(framework_id, &Event::update(stamp(status)));
+    }
+
+    /// Validates one task against the offer; returns the resources it consumes (its own plus
+    /// its executor's when that executor is not running yet).
+    fn check_task(
+        &self,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        task: &TaskInfo,
+        available: &Resources,
+        siblings: &[TaskId],
+    ) -> Result<Resources, String> {
+        validate_id("Task", &task.task_id.value).map_err(|e| e.to_string())?;
+        let task_id = TaskId::new(task.task_id.value.clone());
+        let framework = self
+            .frameworks
+            .get(framework_id)
+            .ok_or("Framework is not subscribed")?;
+        if framework.tasks.contains_key(&task_id) || siblings.contains(&task_id) {
+            return Err(format!("Task has duplicate ID: {task_id}"));
+        }
+        if task.agent_id.value != agent_id.as_str() {
+            return Err(format!(
+                "Task uses agent {} but the offer is for agent {agent_id}",
+                task.agent_id.value
+            ));
+        }
+        if task.name.is_empty() && task.task_id.value.is_empty() {
+            return Err("Task must have a name".into());
+        }
+        match (&task.command, &task.executor) {
+            (Some(_), Some(_)) => return Err("Task should have at most one of CommandInfo or ExecutorInfo present".into()),
+            (None, None) => return Err("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present".into()),
+            (Some(command), None) => {
+                if command.value.as_deref().unwrap_or("").is_empty() {
+                    return Err("Task's CommandInfo has no 'value'".into());
+                }
+            }
+            (None, Some(_)) => {}
+        }
+        let mut needed = agora_api::mesos::to_resources(&task.resources)
+            .map_err(|e| format!("Task uses invalid resources: {e}"))?;
+        if let Some(executor) = &task.executor {
+            validate_id("Executor", &executor.executor_id.value).map_err(|e| e.to_string())?;
+            if let Some(owner) = &executor.framework_id
+                && owner.value != framework_id.as_str()
+            {
+                return Err("ExecutorInfo has an invalid FrameworkID".into());
+            }
+            if executor
+                .command
+                .as_ref()
+                .is_none_or(|c| c.value.as_deref().unwrap_or("").is_empty())
+                && executor.kind.as_deref() != Some("DEFAULT")
+            {
+                return Err("ExecutorInfo must have a command".into());
+            }
+            let executor_key = (
+                agent_id.clone(),
+                ExecutorId::new(executor.executor_id.value.clone()),
+            );
+            if !framework.executors.contains_key(&executor_key) {
+                needed += &agora_api::mesos::to_resources(&executor.resources)
+                    .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
+            }
+        }
+        if !available.contains(&needed) {
+            return Err(format!(
+                "Task uses more resources {needed} than available {available}"
+            ));
+        }
+        Ok(needed)
+    }
+
+    fn check_group(
+        &self,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        executor: &ExecutorInfo,
+        tasks: &[TaskInfo],
+        available: &Resources,
+        has_operation_id: bool,
+    ) -> Result<Vec<(TaskInfo, Resources)>, String> {
+        if has_operation_id {
+            return Err("Operation IDs are not supported for LAUNCH_GROUP operations".into());
+        }
+        if executor.kind.as_deref() != Some("DEFAULT") {
+            return Err("LAUNCH_GROUP needs an executor of type DEFAULT".into());
+        }
+        if tasks.is_empty() {
+            return Err("Task group is empty".into());
+        }
+        validate_id("Executor", &executor.executor_id.value).map_err(|e| e.to_string())?;
+        let framework = self
+            .frameworks
+            .get(framework_id)
+            .ok_or("Framework is not subscribed")?;
+        let executor_key = (
+            agent_id.clone(),
+            ExecutorId::new(executor.executor_id.value.clone()),
+        );
+        let mut remaining = available.clone();
+        if !framework.executors.contains_key(&executor_key) {
+            let executor_resources = agora_api::mesos::to_resources(&executor.resources)
+                .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
+            remaining = remaining
+                .checked_sub(&executor_resources)
+                .ok_or("Executor uses more resources than available")?;
+        }
+        let mut launches = Vec::new();
+        let mut seen: Vec<TaskId> = Vec::new();
+        for task in tasks {
+            if task.executor.is_some() {
+                return Err("Tasks in a group must not set 'executor'".into());
+            }
+            let needed = self.check_task(framework_id, agent_id, task, &remaining, &seen)?;
+            remaining.subtract(&needed);
+            seen.push(TaskId::new(task.task_id.value.clone()));
+            launches.push((task.clone(), needed));
+        }
+        // The executor's own resources ride with the first task for accounting.
+        if let Some(first) = launches.first_mut()
+            && !framework.executors.contains_key(&executor_key)
+        {
+            first.1 += &agora_api::mesos::to_resources(&executor.resources).unwrap_or_default();
+        }
+        Ok(launches)
+    }
+
+    /// Records the tasks as STAGING and sends them to the agent.
+    fn launch(
+        &mut self,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        role: &str,
+        tasks: Vec<(TaskInfo, Resources)>,
+        group_executor: Option<ExecutorInfo>,
+    ) {
+        let Some(framework) = self.frameworks.get_mut(framework_id) else {
+            return;
+        };
+        let framework_info = framework.info.clone();
+        let mut infos = Vec::with_capacity(tasks.len());
+        let mut added = Vec::new();
+        for (mut info, resources) in tasks {
+            self.allocator
+                .mark_used(framework_id, agent_id, role, &resources);
+            if let Some(executor) = info.executor.as_mut() {
+                executor.framework_id = Some(Id::new(framework_id.as_str()));
+                framework.executors.insert(
+                    (
+                        agent_id.clone(),
+                        ExecutorId::new(executor.executor_id.value.clone()),
+                    ),
+                    executor.clone(),
+                );
+            }
+            let executor_id = info
+                .executor
+                .as_ref()
+                .or(group_executor.as_ref())
+                .map(|e| ExecutorId::new(e.executor_id.value.clone()));
+            let task_id = TaskId::new(info.task_id.value.clone());
+            let mut staging =
+                TaskStatus::new(task_id.as_str(), TaskState::Staging).with_source("SOURCE_MASTER");
+            staging.agent_id = Some(Id::new(agent_id.as_str()));
+            staging.timestamp = Some(epoch_secs());
+            let task = Task {
+                info: info.clone(),
+                framework_id: framework_id.clone(),
+                agent_id: agent_id.clone(),
+                executor_id,
+                state: TaskState::Staging,
+                statuses: vec![staging],
+                resources,
+                role: role.to_owned(),
+                released: false,
+                unreachable_since: None,
+            };
+            added.push(views::v1_task(&task));
+            framework.tasks.insert(task_id.clone(), task);
+            if let Some(agent) = self.agents.get_mut(agent_id) {
+                agent.tasks.insert((framework_id.clone(), task_id));
+            }
+            infos.push(info);
+        }
+        if let Some(executor) = &group_executor {
+            framework.executors.insert(
+                (
+                    agent_id.clone(),
+                    ExecutorId::new(executor.executor_id.value.clone()),
+                ),
+                executor.clone(),
+            );
+        }
+        for _ in &infos {
+            self.metrics.count_task_state(TaskState::Staging);
+        }
+        let group = group_executor.is_some();
+        let commands: Vec<AgentCommand> = if group {
+            vec![AgentCommand::RunTasks {
+                framework: framework_info,
+                executor: group_executor,
+                tasks: infos,
+                group,
+            }]
+        } else {
+            infos
+                .into_iter()
+                .map(|task| AgentCommand::RunTasks {
+                    framework: framework_info.clone(),
+                    executor: task.executor.clone(),
+                    tasks: vec![task],
+                    group: false,
+                })
+                .collect()
+        };
+        for command in &commands {
+            self.send_agent(agent_id, command);
+        }
+        for task in added {
+            self.publish(serde_json::json!({"type": "TASK_ADDED", "task_added": {"task": task}}));
+        }
+    }
+}
+
+fn operation_tasks(operations: &[Operation]) -> Vec<&TaskInfo> {
+    let mut tasks = Vec::new();
+    for operation in operations {
+        if let Some(launch) = &operation.launch {
+            tasks.extend(launch.task_infos.iter());
+        }
+        if let Some(group) = &operation.launch_group {
+            tasks.extend(group.task_group.tasks.iter());
+        }
+    }
+    tasks
+}
+
+fn stamp(mut status: TaskStatus) -> TaskStatus {
+    status.timestamp = Some(epoch_secs());
+    status
+}
+
+/// `host:port` → (host, port), port 5051 when absent or invalid.
+pub(crate) fn split_endpoint(endpoint: &str) -> (String, u16) {
+    match endpoint.rsplit_once(':') {
+        Some((host, port)) => (host.to_owned(), port.parse().unwrap_or(5051)),
+        None => (endpoint.to_owned(), 5051),
+    }
+}

@@ -1,0 +1,364 @@
+//! The master's state and every rule that changes it. One `Master` value sits behind a mutex;
+//! HTTP handlers and the background loops call its methods, which never block on I/O except the
+//! registry's durable writes. Messages to frameworks, agents and operator subscribers go into
+//! unbounded per-connection channels drained by the HTTP streams.
+
+mod agents;
+mod frameworks;
+mod launch;
+mod loops;
+mod roles;
+mod status;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use agora_alloc::{Allocator, AllocatorConfig};
+use agora_api::agent_protocol::AgentCommand;
+use agora_api::mesos::{AgentInfo, ExecutorInfo, FrameworkInfo, MasterInfo, TaskInfo, TaskStatus};
+use agora_api::recordio;
+use agora_api::scheduler::Event;
+use agora_types::{AgentId, ExecutorId, FrameworkId, OfferId, Resources, TaskId, TaskState};
+
+use crate::Shared;
+use crate::config::MasterConfig;
+use crate::metrics::Counters;
+use crate::registry::Registry;
+
+pub(crate) use frameworks::validate_role;
+pub(crate) use loops::spawn_loops;
+
+/// Frames already RecordIO-encoded, ready to write to a stream.
+pub(crate) type StreamSender = mpsc::UnboundedSender<Bytes>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("registry: {0}")]
+    Registry(#[from] agora_store::StoreError),
+    #[error("registry holds corrupt data at '{0}'")]
+    CorruptRegistry(String),
+}
+
+pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, Master> {
+    // A panic while holding the lock would be a bug; recover the state rather than wedging the
+    // whole master.
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) fn epoch_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+pub(crate) struct FrameworkStream {
+    pub id: String,
+    pub sender: StreamSender,
+}
+
+pub(crate) struct Framework {
+    pub id: FrameworkId,
+    pub info: FrameworkInfo,
+    pub roles: Vec<String>,
+    pub registered_time: f64,
+    pub reregistered_time: Option<f64>,
+    pub unregistered_time: Option<f64>,
+    pub stream: Option<FrameworkStream>,
+    /// Set while disconnected: the failover timeout counts from here.
+    pub disconnected_since: Option<Instant>,
+    /// Known from the registry or an agent's report, not yet re-subscribed to this master.
+    pub recovered: bool,
+    pub tasks: HashMap<TaskId, Task>,
+    pub completed_tasks: VecDeque<Task>,
+    pub offers: HashSet<OfferId>,
+    pub executors: HashMap<(AgentId, ExecutorId), ExecutorInfo>,
+}
+
+impl Framework {
+    pub fn partition_aware(&self) -> bool {
+        self.info.has_capability("PARTITION_AWARE")
+    }
+
+    pub fn connected(&self) -> bool {
+        self.stream.is_some()
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Task {
+    pub info: TaskInfo,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub executor_id: Option<ExecutorId>,
+    pub state: TaskState,
+    pub statuses: Vec<TaskStatus>,
+    pub resources: Resources,
+    pub role: String,
+    /// The task's resources went back to the allocator (it reached a terminal state).
+    pub released: bool,
+    pub unreachable_since: Option<f64>,
+}
+
+impl Task {
+    pub fn latest_status(&self) -> Option<&TaskStatus> {
+        self.statuses.last()
+    }
+}
+
+pub(crate) struct AgentLink {
+    pub generation: u64,
+    pub sender: StreamSender,
+}
+
+pub(crate) enum AgentConnection {
+    Connected(AgentLink),
+    /// Stream closed (or recovered from the registry): still counted as alive until its ping
+    /// timeout passes.
+    Disconnected,
+    Unreachable {
+        since: f64,
+    },
+}
+
+pub(crate) struct Agent {
+    pub id: AgentId,
+    pub info: AgentInfo,
+    pub endpoint: String,
+    pub version: String,
+    pub total: Resources,
+    pub registered_time: f64,
+    pub reregistered_time: Option<f64>,
+    pub connection: AgentConnection,
+    /// Deactivated by an operator (or draining): no offers.
+    pub deactivated: bool,
+    pub draining: bool,
+    /// DRAIN_AGENT with `mark_gone`: once its tasks are gone, so is the agent.
+    pub mark_gone_when_drained: bool,
+    pub last_seen: Instant,
+    /// Registered with this master process (not only known from the registry).
+    pub registered: bool,
+    pub tasks: HashSet<(FrameworkId, TaskId)>,
+}
+
+impl Agent {
+    pub fn is_active(&self) -> bool {
+        matches!(self.connection, AgentConnection::Connected(_)) && !self.deactivated
+    }
+
+    pub fn is_reachable(&self) -> bool {
+        !matches!(self.connection, AgentConnection::Unreachable { .. })
+    }
+}
+
+pub(crate) struct OutstandingOffer {
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub role: String,
+    pub resources: Resources,
+}
+
+pub struct Master {
+    pub(crate) config: MasterConfig,
+    pub(crate) id: String,
+    pub(crate) info: MasterInfo,
+    pub(crate) start_time: f64,
+    pub(crate) clock: Instant,
+    pub(crate) registry: Registry,
+    pub(crate) allocator: Allocator,
+    pub(crate) agents: HashMap<AgentId, Agent>,
+    pub(crate) gone_agents: HashSet<AgentId>,
+    pub(crate) frameworks: HashMap<FrameworkId, Framework>,
+    pub(crate) completed_frameworks: VecDeque<Framework>,
+    pub(crate) offers: HashMap<OfferId, OutstandingOffer>,
+    pub(crate) operator_streams: Vec<StreamSender>,
+    pub(crate) metrics: Counters,
+    pub(crate) allocation_wanted: Arc<Notify>,
+    pub(crate) weights: std::collections::BTreeMap<String, f64>,
+    pub(crate) quotas: std::collections::BTreeMap<String, crate::registry::QuotaRecord>,
+    next_framework: u64,
+    next_agent: u64,
+    next_offer: u64,
+    next_link: u64,
+}
+
+impl Master {
+    /// Creates the master over its registry: admitted agents come back as disconnected (they get
+    /// one agent timeout to re-register), frameworks as recovered (their failover timeout starts
+    /// now), weights and quota as they were.
+    pub fn recover(config: MasterConfig) -> Result<Master, MasterError> {
+        let registry = Registry::open(config.data_dir.as_deref())?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let version = crate::views::MESOS_VERSION.to_owned();
+        let info = MasterInfo {
+            id: id.clone(),
+            ip: u32::from_be_bytes(config.advertise_ip.octets()),
+            port: config.port,
+            pid: format!("master@{}:{}", config.advertise_ip, config.port),
+            hostname: config.hostname.clone(),
+            version,
+            address: agora_api::mesos::Address {
+                hostname: config.hostname.clone(),
+                ip: config.advertise_ip.to_string(),
+                port: config.port,
+            },
+        };
+        let mut master = Master {
+            allocator: Allocator::new(AllocatorConfig::default()),
+            id,
+            info,
+            start_time: epoch_secs(),
+            clock: Instant::now(),
+            registry,
+            agents: HashMap::new(),
+            gone_agents: HashSet::new(),
+            frameworks: HashMap::new(),
+            completed_frameworks: VecDeque::new(),
+            offers: HashMap::new(),
+            operator_streams: Vec::new(),
+            metrics: Counters::default(),
+            allocation_wanted: Arc::new(Notify::new()),
+            weights: std::collections::BTreeMap::new(),
+            quotas: std::collections::BTreeMap::new(),
+            next_framework: 0,
+            next_agent: 0,
+            next_offer: 0,
+            next_link: 0,
+            config,
+        };
+        master.load_registry()?;
+        Ok(master)
+    }
+
+    fn load_registry(&mut self) -> Result<(), MasterError> {
+        for (role, weight) in self.config.weights.clone() {
+            self.allocator.set_weight(&role, weight);
+            self.weights.insert(role, weight);
+        }
+        let snapshot = self.registry.load()?;
+        for (role, weight) in snapshot.weights {
+            self.allocator.set_weight(&role, weight);
+            self.weights.insert(role, weight);
+        }
+        for quota in snapshot.quotas {
+            self.allocator
+                .set_quota(&quota.role, quota.guarantees.clone(), quota.limits.clone());
+            self.quotas.insert(quota.role.clone(), quota);
+        }
+        let now = epoch_secs();
+        for record in snapshot.agents {
+            if record.gone {
+                self.gone_agents.insert(AgentId::new(record.id));
+                continue;
+            }
+            let id = AgentId::new(record.id.clone());
+            let total = agora_api::mesos::to_resources(&record.info.resources).unwrap_or_default();
+            self.agents.insert(
+                id.clone(),
+                Agent {
+                    id,
+                    info: record.info,
+                    endpoint: record.endpoint,
+                    version: String::new(),
+                    total,
+                    registered_time: record.registered_time,
+                    reregistered_time: None,
+                    connection: AgentConnection::Disconnected,
+                    deactivated: record.deactivated,
+                    draining: false,
+                    mark_gone_when_drained: false,
+                    last_seen: Instant::now(),
+                    registered: false,
+                    tasks: HashSet::new(),
+                },
+            );
+        }
+        for info in snapshot.frameworks {
+            let Some(id) = info
+                .id
+                .as_ref()
+                .map(|id| FrameworkId::new(id.value.clone()))
+            else {
+                continue;
+            };
+            self.add_recovered_framework(id, info, now);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn next_framework_id(&mut self) -> FrameworkId {
+        let id = FrameworkId::new(format!("{}-{:04}", self.id, self.next_framework));
+        self.next_framework += 1;
+        id
+    }
+
+    pub(crate) fn next_agent_id(&mut self) -> AgentId {
+        let id = AgentId::new(format!("{}-S{}", self.id, self.next_agent));
+        self.next_agent += 1;
+        id
+    }
+
+    pub(crate) fn next_offer_id(&mut self) -> OfferId {
+        let id = OfferId::new(format!("{}-O{}", self.id, self.next_offer));
+        self.next_offer += 1;
+        id
+    }
+
+    pub(crate) fn next_link_generation(&mut self) -> u64 {
+        self.next_link += 1;
+        self.next_link
+    }
+
+    pub(crate) fn want_allocation(&self) {
+        self.allocation_wanted.notify_one();
+    }
+
+    pub fn active_agent_count(&self) -> usize {
+        self.agents
+            .values()
+            .filter(|agent| agent.is_active())
+            .count()
+    }
+
+    /// Sends a scheduler event to a framework if it is connected.
+    pub(crate) fn send_event(&self, framework_id: &FrameworkId, event: &Event) {
+        if let Some(stream) = self
+            .frameworks
+            .get(framework_id)
+            .and_then(|f| f.stream.as_ref())
+        {
+            let _ = stream.sender.send(recordio::encode(&event.to_json()));
+        }
+    }
+
+    /// Sends a command to an agent if it is connected; returns whether it was sent.
+    pub(crate) fn send_agent(&self, agent_id: &AgentId, command: &AgentCommand) -> bool {
+        match self.agents.get(agent_id).map(|agent| &agent.connection) {
+            Some(AgentConnection::Connected(link)) => link
+                .sender
+                .send(recordio::encode(&command.to_json()))
+                .is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Publishes an operator-API event to every operator subscriber.
+    pub(crate) fn publish(&mut self, event: serde_json::Value) {
+        if self.operator_streams.is_empty() {
+            return;
+        }
+        let frame = recordio::encode(&agora_api::scheduler::ascii_json(&event));
+        self.operator_streams
+            .retain(|sender| sender.send(frame.clone()).is_ok());
+    }
+}

@@ -1,0 +1,116 @@
+//! agora's internal master↔agent endpoints: the agent's subscription stream and its reports.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use agora_api::agent_protocol::{
+    ExecutorExited, ExecutorMessage, Ping, RegisterAgent, StatusUpdate,
+};
+use agora_types::AgentId;
+
+use super::text;
+use crate::Shared;
+use crate::core::lock;
+use crate::stream::ClosingStream;
+
+pub(crate) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/internal/agent/subscribe", post(subscribe))
+        .route("/internal/agent/ping", post(ping))
+        .route("/internal/agent/status", post(status))
+        .route("/internal/agent/message", post(message))
+        .route("/internal/agent/executor-exited", post(executor_exited))
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
+}
+
+fn ok() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+    )
+        .into_response()
+}
+
+async fn subscribe(State(shared): State<Shared>, body: Bytes) -> Response {
+    let request: RegisterAgent = match parse(&body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let outcome = lock(&shared).register_agent(request, sender.clone());
+    drop(sender);
+    match outcome {
+        Ok((agent_id, generation)) => {
+            let closer = shared.clone();
+            let stream = ClosingStream::new(receiver, move || {
+                lock(&closer).agent_disconnected(&agent_id, generation);
+            });
+            let mut response = Response::new(Body::from_stream(stream));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/recordio"),
+            );
+            response
+        }
+        Err(message) => {
+            // A refused agent still gets the stream (it may carry a SHUTDOWN command).
+            tracing::warn!(%message, "agent registration refused");
+            Response::new(Body::from_stream(ClosingStream::new(receiver, || {})))
+        }
+    }
+}
+
+async fn ping(State(shared): State<Shared>, body: Bytes) -> Response {
+    let ping: Ping = match parse(&body) {
+        Ok(ping) => ping,
+        Err(response) => return response,
+    };
+    if lock(&shared).agent_ping(&AgentId::new(ping.agent_id)) {
+        ok()
+    } else {
+        text(
+            StatusCode::NOT_FOUND,
+            "agent is not connected; subscribe again",
+        )
+    }
+}
+
+async fn status(State(shared): State<Shared>, body: Bytes) -> Response {
+    match parse::<StatusUpdate>(&body) {
+        Ok(update) => {
+            lock(&shared).agent_status_update(update);
+            ok()
+        }
+        Err(response) => response,
+    }
+}
+
+async fn message(State(shared): State<Shared>, body: Bytes) -> Response {
+    match parse::<ExecutorMessage>(&body) {
+        Ok(message) => {
+            lock(&shared).executor_message(message);
+            ok()
+        }
+        Err(response) => response,
+    }
+}
+
+async fn executor_exited(State(shared): State<Shared>, body: Bytes) -> Response {
+    match parse::<ExecutorExited>(&body) {
+        Ok(exited) => {
+            lock(&shared).executor_exited(exited);
+            ok()
+        }
+        Err(response) => response,
+    }
+}

@@ -1,0 +1,100 @@
+//! The master's HTTP surface: the Mesos scheduler API, the operator API, the v0 state
+//! endpoints, metrics, and agora's internal agent endpoints. Each module maps its errors to its
+//! wire shape; nothing here panics on input.
+
+mod agents;
+mod operator;
+mod scheduler;
+mod state;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+use crate::Shared;
+
+pub(crate) fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/api/v1/scheduler", post(scheduler::handle))
+        .route("/master/api/v1/scheduler", post(scheduler::handle))
+        .route("/api/v1", post(operator::handle))
+        .route("/api/v1/", post(operator::handle))
+        .route("/api/v1/operator", post(operator::handle))
+        .route("/master/api/v1", post(operator::handle))
+        .merge(state::routes())
+        .merge(agents::routes())
+        .with_state(shared)
+}
+
+/// A plain-text response, as Mesos answers errors.
+pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    let message = message.into();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        message,
+    )
+        .into_response()
+}
+
+/// 202 with an explicit empty body: Python's http.client would otherwise wait for one.
+pub(crate) fn accepted() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+    )
+        .into_response()
+}
+
+pub(crate) fn json_response(value: &serde_json::Value) -> Response {
+    let body = agora_api::scheduler::ascii_json(value);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Mesos' content-type rules: missing → 400, anything but exactly `application/json` → 415.
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
+    match headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => Err(text(
+            StatusCode::BAD_REQUEST,
+            "Expecting 'Content-Type' to be present",
+        )),
+        Some("application/json") => Ok(()),
+        Some("application/x-protobuf") => Err(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type application/x-protobuf is not supported by agora; use application/json",
+        )),
+        Some(other) => Err(text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Expecting 'Content-Type' of application/json, got '{other}'"),
+        )),
+    }
+}
+
+/// Whether the `Accept` header allows JSON (a missing header accepts anything).
+pub(crate) fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return true;
+    };
+    let accept = accept.to_str().unwrap_or("");
+    accept
+        .split(',')
+        .map(|part| part.split(';').next().unwrap_or("").trim())
+        .any(|media| {
+            media == wanted || media == "*/*" || media == "application/*" || media.is_empty()
+        })
+}

@@ -1,0 +1,207 @@
+//! `POST /api/v1/scheduler`: the Mesos v1 scheduler API, with its exact status codes.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+
+use agora_api::scheduler::{Call, KNOWN_CALLS};
+use agora_types::{AgentId, ExecutorId, FrameworkId, TaskId};
+
+use super::{accepted, accepts, check_content_type, text};
+use crate::Shared;
+use crate::core::lock;
+use crate::stream::ClosingStream;
+
+pub(crate) async fn handle(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(response) = check_content_type(&headers) {
+        return response;
+    }
+    if let Some(kind) = peek_type(&body) {
+        if kind == "UNKNOWN" {
+            return text(StatusCode::NOT_IMPLEMENTED, "Received an unknown call type");
+        }
+        if !KNOWN_CALLS.contains(&kind.as_str()) {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to convert JSON into Call protobuf: unknown call type '{kind}'"),
+            );
+        }
+    }
+    let call = match Call::parse(&body) {
+        Ok(call) => call,
+        Err(error) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to validate scheduler::Call: {error}"),
+            );
+        }
+    };
+    if call.kind == "SUBSCRIBE" {
+        return subscribe(shared, &headers, call);
+    }
+    let Some(framework_id) = call
+        .framework_id
+        .as_ref()
+        .map(|id| FrameworkId::new(id.value.clone()))
+    else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Expecting 'framework_id' to be present",
+        );
+    };
+    let mut master = lock(&shared);
+    let Some(framework) = master.frameworks.get(&framework_id) else {
+        return text(StatusCode::BAD_REQUEST, "Framework cannot be found");
+    };
+    let Some(stream) = &framework.stream else {
+        return text(StatusCode::FORBIDDEN, "Framework is not subscribed");
+    };
+    let Some(stream_id) = headers.get("mesos-stream-id").and_then(|v| v.to_str().ok()) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "All non-subscribe calls should include the 'Mesos-Stream-Id' header",
+        );
+    };
+    if stream_id != stream.id {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The stream ID '{stream_id}' included in this request didn't match the stream ID currently associated with framework ID {framework_id}"
+            ),
+        );
+    }
+    match call.kind.as_str() {
+        "TEARDOWN" => master.remove_framework(&framework_id),
+        "ACCEPT" => {
+            if let Some(accept) = call.accept {
+                master.accept(&framework_id, accept);
+            }
+        }
+        "DECLINE" => {
+            if let Some(decline) = call.decline {
+                master.decline(&framework_id, decline);
+            }
+        }
+        "REVIVE" => master.revive(
+            &framework_id,
+            &call.revive.map(|r| r.roles).unwrap_or_default(),
+        ),
+        "SUPPRESS" => master.suppress(
+            &framework_id,
+            &call.suppress.map(|r| r.roles).unwrap_or_default(),
+        ),
+        "KILL" => {
+            if let Some(kill) = call.kill {
+                master.kill_task(
+                    &framework_id,
+                    &TaskId::new(kill.task_id.value),
+                    kill.kill_policy,
+                );
+            }
+        }
+        "SHUTDOWN" => {
+            if let Some(shutdown) = call.shutdown {
+                master.shutdown_executor(
+                    &framework_id,
+                    &AgentId::new(shutdown.agent_id.value),
+                    &ExecutorId::new(shutdown.executor_id.value),
+                );
+            }
+        }
+        "ACKNOWLEDGE" => {
+            if let Some(ack) = call.acknowledge {
+                master.acknowledge(&framework_id, ack);
+            }
+        }
+        "RECONCILE" => master.reconcile(
+            &framework_id,
+            call.reconcile.map(|r| r.tasks).unwrap_or_default(),
+        ),
+        "MESSAGE" => {
+            if let Some(message) = call.message {
+                master.framework_message(&framework_id, message);
+            }
+        }
+        "UPDATE_FRAMEWORK" => {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+            )
+                .into_response();
+        }
+        // REQUEST is ignored by the built-in allocator, as in Mesos; inverse offers and
+        // operation feedback have nothing to act on (no maintenance windows, no operation ids).
+        _ => {}
+    }
+    accepted()
+}
+
+fn peek_type(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("type")?.as_str().map(str::to_owned)
+}
+
+fn subscribe(shared: Shared, headers: &HeaderMap, call: Call) -> Response {
+    if !accepts(headers, "application/json") {
+        return text(
+            StatusCode::NOT_ACCEPTABLE,
+            "Expecting 'Accept' to allow application/json",
+        );
+    }
+    if headers.contains_key("mesos-stream-id") {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Subscribe calls should not include the 'Mesos-Stream-Id' header",
+        );
+    }
+    let Some(subscribe) = call.subscribe else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Expecting 'subscribe' to be present",
+        );
+    };
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let outcome = lock(&shared).subscribe(
+        subscribe.framework_info,
+        subscribe.suppressed_roles,
+        sender.clone(),
+    );
+    match outcome {
+        Ok((framework_id, stream_id)) => {
+            drop(sender);
+            let closer = shared.clone();
+            let closing_stream_id = stream_id.clone();
+            let stream = ClosingStream::new(receiver, move || {
+                lock(&closer).framework_disconnected(&framework_id, &closing_stream_id);
+            });
+            let mut response = Response::new(Body::from_stream(stream));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            if let Ok(value) = HeaderValue::from_str(&stream_id) {
+                headers.insert("Mesos-Stream-Id", value);
+            }
+            response
+        }
+        Err(refused) => {
+            let event = agora_api::scheduler::Event::error(refused.0);
+            let _ = sender.send(agora_api::recordio::encode(&event.to_json()));
+            drop(sender);
+            let stream = ClosingStream::new(receiver, || {});
+            let mut response = Response::new(Body::from_stream(stream));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    }
+}

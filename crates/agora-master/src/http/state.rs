@@ -1,0 +1,316 @@
+//! Read-only endpoints in the Mesos v0 shapes (`/master/state` and friends), health, version,
+//! leader redirect and metrics.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use agora_types::FrameworkId;
+
+use super::{json_response, text};
+use crate::core::lock;
+use crate::{Shared, metrics, views};
+
+type Params = Query<HashMap<String, String>>;
+
+pub(crate) fn routes() -> Router<Shared> {
+    let mut router = Router::new();
+    for path in [
+        "/master/state",
+        "/state",
+        "/state.json",
+        "/master/state.json",
+    ] {
+        router = router.route(path, get(state));
+    }
+    for path in ["/master/state-summary", "/state-summary"] {
+        router = router.route(path, get(state_summary));
+    }
+    for path in ["/master/frameworks", "/frameworks"] {
+        router = router.route(path, get(frameworks));
+    }
+    for path in ["/master/slaves", "/slaves"] {
+        router = router.route(path, get(agents));
+    }
+    for path in ["/master/tasks", "/tasks"] {
+        router = router.route(path, get(tasks));
+    }
+    for path in ["/master/roles", "/roles"] {
+        router = router.route(path, get(roles));
+    }
+    for path in ["/master/health", "/health"] {
+        router = router.route(path, get(health));
+    }
+    router
+        .route("/master/weights", get(weights))
+        .route("/master/redirect", get(redirect))
+        .route("/master/teardown", post(teardown))
+        .route("/version", get(version))
+        .route("/metrics/snapshot", get(metrics_snapshot))
+        .route("/metrics", get(metrics_text))
+}
+
+/// `?jsonp=callback` wraps the JSON, as Mesos' read-only endpoints allow.
+fn maybe_jsonp(params: &HashMap<String, String>, value: &Value) -> Response {
+    match params.get("jsonp") {
+        Some(callback)
+            if callback
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') =>
+        {
+            let body = format!(
+                "{callback}({});",
+                String::from_utf8_lossy(&agora_api::scheduler::ascii_json(value))
+            );
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/javascript"),
+                )],
+                body,
+            )
+                .into_response()
+        }
+        _ => json_response(value),
+    }
+}
+
+async fn state(State(shared): State<Shared>, Query(params): Params) -> Response {
+    let value = views::v0_state(&lock(&shared));
+    maybe_jsonp(&params, &value)
+}
+
+async fn state_summary(State(shared): State<Shared>, Query(params): Params) -> Response {
+    let value = views::state_summary(&lock(&shared));
+    maybe_jsonp(&params, &value)
+}
+
+async fn frameworks(State(shared): State<Shared>, Query(params): Params) -> Response {
+    let master = lock(&shared);
+    let wanted = params.get("framework_id");
+    let keep = |id: &FrameworkId| wanted.is_none_or(|w| w == id.as_str());
+    let frameworks: Vec<Value> = master
+        .frameworks
+        .values()
+        .filter(|f| keep(&f.id))
+        .map(|f| views::v0_framework(&master, f))
+        .collect();
+    let completed: Vec<Value> = master
+        .completed_frameworks
+        .iter()
+        .filter(|f| keep(&f.id))
+        .map(|f| views::v0_framework(&master, f))
+        .collect();
+    let value = json!({"frameworks": frameworks, "completed_frameworks": completed, "unregistered_frameworks": []});
+    maybe_jsonp(&params, &value)
+}
+
+async fn agents(State(shared): State<Shared>, Query(params): Params) -> Response {
+    let master = lock(&shared);
+    let wanted = params.get("slave_id");
+    let slaves: Vec<Value> = master
+        .agents
+        .values()
+        .filter(|a| a.registered && a.is_reachable())
+        .filter(|a| wanted.is_none_or(|w| w == a.id.as_str()))
+        .map(|a| views::v0_agent(&master, a))
+        .collect();
+    let recovered: Vec<Value> = master
+        .agents
+        .values()
+        .filter(|a| !a.registered && a.is_reachable())
+        .map(|a| json!({"id": a.id.as_str(), "hostname": a.info.hostname, "port": a.info.port}))
+        .collect();
+    maybe_jsonp(
+        &params,
+        &json!({"slaves": slaves, "recovered_slaves": recovered}),
+    )
+}
+
+async fn tasks(State(shared): State<Shared>, Query(params): Params) -> Response {
+    let limit: usize = match params.get("limit").map(|v| v.parse()) {
+        None => 100,
+        Some(Ok(limit)) => limit,
+        Some(Err(_)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Failed to parse 'limit': not a number",
+            );
+        }
+    };
+    let offset: usize = match params.get("offset").map(|v| v.parse()) {
+        None => 0,
+        Some(Ok(offset)) => offset,
+        Some(Err(_)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Failed to parse 'offset': not a number",
+            );
+        }
+    };
+    let ascending = match params.get("order").map(String::as_str) {
+        None | Some("des") => false,
+        Some("asc") => true,
+        Some(other) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("Unknown 'order' '{other}': use asc or des"),
+            );
+        }
+    };
+    let master = lock(&shared);
+    let mut all: Vec<&crate::core::Task> = Vec::new();
+    for framework in master
+        .frameworks
+        .values()
+        .chain(master.completed_frameworks.iter())
+    {
+        if params
+            .get("framework_id")
+            .is_some_and(|id| id != framework.id.as_str())
+        {
+            continue;
+        }
+        all.extend(framework.tasks.values());
+        all.extend(framework.completed_tasks.iter());
+    }
+    if let Some(task_id) = params.get("task_id") {
+        all.retain(|task| &task.info.task_id.value == task_id);
+    }
+    let started = |task: &crate::core::Task| {
+        task.statuses
+            .first()
+            .and_then(|s| s.timestamp)
+            .unwrap_or(0.0)
+    };
+    all.sort_by(|a, b| started(a).total_cmp(&started(b)));
+    if !ascending {
+        all.reverse();
+    }
+    let tasks: Vec<Value> = all
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(views::v0_task)
+        .collect();
+    maybe_jsonp(&params, &json!({"tasks": tasks}))
+}
+
+async fn roles(State(shared): State<Shared>, Query(params): Params) -> Response {
+    let roles: Vec<Value> = lock(&shared)
+        .roles_json()
+        .into_iter()
+        .map(|role| {
+            let resources = role["resources"]
+                .as_array()
+                .map(|wire| {
+                    let wire: Vec<agora_api::mesos::WireResource> = wire
+                        .iter()
+                        .filter_map(|r| serde_json::from_value(r.clone()).ok())
+                        .collect();
+                    agora_api::mesos::to_resources(&wire).unwrap_or_default()
+                })
+                .unwrap_or_default();
+            let frameworks: Vec<Value> = role["frameworks"]
+                .as_array()
+                .map(|f| f.iter().map(|id| id["value"].clone()).collect())
+                .unwrap_or_default();
+            json!({
+                "name": role["name"],
+                "weight": role["weight"],
+                "frameworks": frameworks,
+                "resources": agora_api::v0::flat_resources(&resources),
+            })
+        })
+        .collect();
+    maybe_jsonp(&params, &json!({"roles": roles}))
+}
+
+async fn weights(State(shared): State<Shared>) -> Response {
+    let master = lock(&shared);
+    let weights: Vec<Value> = master
+        .weights
+        .iter()
+        .map(|(role, weight)| json!({"role": role, "weight": weight}))
+        .collect();
+    json_response(&json!(weights))
+}
+
+async fn health() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+    )
+        .into_response()
+}
+
+async fn version() -> Response {
+    json_response(&views::version_json())
+}
+
+/// A single master is always the leader: redirect to itself.
+async fn redirect(State(shared): State<Shared>) -> Response {
+    let location = {
+        let master = lock(&shared);
+        format!("//{}:{}", master.info.hostname, master.info.port)
+    };
+    let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+async fn teardown(State(shared): State<Shared>, body: Bytes) -> Response {
+    let form = String::from_utf8_lossy(&body);
+    let framework_id = form
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == "frameworkId")
+        .map(|(_, value)| value.to_owned());
+    let Some(framework_id) = framework_id else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Missing 'frameworkId' query parameter in the request body",
+        );
+    };
+    let framework_id = FrameworkId::new(framework_id);
+    let mut master = lock(&shared);
+    if !master.frameworks.contains_key(&framework_id) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("No framework found with specified ID {framework_id}"),
+        );
+    }
+    master.remove_framework(&framework_id);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+    )
+        .into_response()
+}
+
+async fn metrics_snapshot(State(shared): State<Shared>) -> Response {
+    let snapshot = metrics::snapshot(&lock(&shared));
+    let map: serde_json::Map<String, Value> =
+        snapshot.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    json_response(&Value::Object(map))
+}
+
+async fn metrics_text(State(shared): State<Shared>) -> Response {
+    let snapshot = metrics::snapshot(&lock(&shared));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        metrics::prometheus(&snapshot),
+    )
+        .into_response()
+}

@@ -1,0 +1,195 @@
+//! Master metrics: counters kept as events happen, gauges computed from the state on demand,
+//! rendered as Mesos' `/metrics/snapshot` JSON and as Prometheus text from one list.
+
+use std::collections::HashMap;
+
+use agora_types::TaskState;
+
+use crate::core::{AgentConnection, Master};
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub agent_registrations: u64,
+    pub agent_reregistrations: u64,
+    pub agent_removals: u64,
+    pub valid_status_updates: u64,
+    pub invalid_status_updates: u64,
+    pub allocation_runs: u64,
+    pub framework_to_executor_messages: u64,
+    pub executor_to_framework_messages: u64,
+    /// Tasks that reached each terminal state since start (Mesos counts these cumulatively).
+    terminal: HashMap<TaskState, u64>,
+}
+
+impl Counters {
+    pub fn count_task_state(&mut self, state: TaskState) {
+        if state.is_terminal() {
+            *self.terminal.entry(state).or_default() += 1;
+        }
+    }
+}
+
+/// Every metric as (Mesos name, value).
+pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
+    let mut metrics: Vec<(String, f64)> = Vec::new();
+    let mut put = |name: &str, value: f64| metrics.push((name.to_owned(), value));
+    put("master/elected", 1.0);
+    put("master/uptime_secs", master.clock.elapsed().as_secs_f64());
+
+    let mut total = agora_types::Resources::new();
+    let mut used = agora_types::Resources::new();
+    let mut offered = agora_types::Resources::new();
+    for agent in master.agents.values().filter(|a| a.is_reachable()) {
+        total += &agent.total;
+    }
+    for framework in master.frameworks.values() {
+        for task in framework.tasks.values().filter(|t| !t.released) {
+            used += &task.resources;
+        }
+    }
+    for offer in master.offers.values() {
+        offered += &offer.resources;
+    }
+    for name in ["cpus", "mem", "disk", "gpus"] {
+        let total_value = total.scalar(name).to_f64();
+        let used_value = used.scalar(name).to_f64();
+        put(&format!("master/{name}_total"), total_value);
+        put(&format!("master/{name}_used"), used_value);
+        put(
+            &format!("master/{name}_percent"),
+            if total_value > 0.0 {
+                used_value / total_value
+            } else {
+                0.0
+            },
+        );
+        put(&format!("master/{name}_revocable_total"), 0.0);
+        put(&format!("master/{name}_revocable_used"), 0.0);
+        put(&format!("master/{name}_revocable_percent"), 0.0);
+        put(
+            &format!("allocator/mesos/resources/{name}/total"),
+            total_value,
+        );
+        put(
+            &format!("allocator/mesos/resources/{name}/offered_or_allocated"),
+            used_value + offered.scalar(name).to_f64(),
+        );
+    }
+
+    let agents = master.agents.values();
+    let (mut active, mut inactive, mut connected, mut disconnected, mut unreachable) =
+        (0, 0, 0, 0, 0);
+    for agent in agents {
+        match agent.connection {
+            AgentConnection::Connected(_) => connected += 1,
+            AgentConnection::Disconnected => disconnected += 1,
+            AgentConnection::Unreachable { .. } => unreachable += 1,
+        }
+        if agent.is_reachable() {
+            if agent.deactivated {
+                inactive += 1
+            } else {
+                active += 1
+            }
+        }
+    }
+    put("master/slaves_active", f64::from(active));
+    put("master/slaves_inactive", f64::from(inactive));
+    put("master/slaves_connected", f64::from(connected));
+    put("master/slaves_disconnected", f64::from(disconnected));
+    put("master/slaves_unreachable", f64::from(unreachable));
+
+    let connected_frameworks = master.frameworks.values().filter(|f| f.connected()).count() as f64;
+    let all_frameworks = master.frameworks.len() as f64;
+    put("master/frameworks_active", connected_frameworks);
+    put(
+        "master/frameworks_inactive",
+        all_frameworks - connected_frameworks,
+    );
+    put("master/frameworks_connected", connected_frameworks);
+    put(
+        "master/frameworks_disconnected",
+        all_frameworks - connected_frameworks,
+    );
+
+    let mut live: HashMap<TaskState, u64> = HashMap::new();
+    for framework in master.frameworks.values() {
+        for task in framework.tasks.values() {
+            *live.entry(task.state).or_default() += 1;
+        }
+    }
+    for state in TaskState::ALL {
+        let value = if state.is_terminal() {
+            master.metrics.terminal.get(&state).copied().unwrap_or(0)
+        } else {
+            live.get(&state).copied().unwrap_or(0)
+        };
+        put(
+            &format!("master/tasks_{}", state.metric_suffix()),
+            value as f64,
+        );
+    }
+    put("master/outstanding_offers", master.offers.len() as f64);
+    put(
+        "master/slave_registrations",
+        master.metrics.agent_registrations as f64,
+    );
+    put(
+        "master/slave_reregistrations",
+        master.metrics.agent_reregistrations as f64,
+    );
+    put(
+        "master/slave_removals",
+        master.metrics.agent_removals as f64,
+    );
+    put(
+        "master/valid_status_updates",
+        master.metrics.valid_status_updates as f64,
+    );
+    put(
+        "master/invalid_status_updates",
+        master.metrics.invalid_status_updates as f64,
+    );
+    put(
+        "master/messages_framework_to_executor",
+        master.metrics.framework_to_executor_messages as f64,
+    );
+    put(
+        "master/messages_executor_to_framework",
+        master.metrics.executor_to_framework_messages as f64,
+    );
+    put(
+        "allocator/mesos/allocation_runs",
+        master.metrics.allocation_runs as f64,
+    );
+    metrics
+}
+
+/// Prometheus text exposition: `master/tasks_running` becomes `agora_master_tasks_running`.
+pub(crate) fn prometheus(metrics: &[(String, f64)]) -> String {
+    let mut text = String::new();
+    for (name, value) in metrics {
+        let name: String = format!("agora_{name}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let kind = if name.ends_with("_registrations")
+            || name.ends_with("_removals")
+            || name.ends_with("_updates")
+            || name.ends_with("_runs")
+            || name.contains("_messages_")
+        {
+            "counter"
+        } else {
+            "gauge"
+        };
+        text.push_str(&format!("# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    text
+}

@@ -1,0 +1,533 @@
+//! JSON renderings of the master's state: the v1 operator shapes (`GET_STATE` and the
+//! operator event stream) and the v0 shapes of `/master/state` and friends.
+
+use serde_json::{Value, json};
+
+use agora_api::mesos::{ResourceFormat, from_resources};
+use agora_api::v0::flat_resources;
+use agora_types::Resources;
+
+use crate::core::{Agent, AgentConnection, Framework, Master, Task};
+
+/// The Mesos version we answer with; pymesos parses it as dotted integers.
+pub(crate) const MESOS_VERSION: &str = "1.11.0";
+
+fn wire(resources: &Resources) -> Value {
+    json!(from_resources(resources, ResourceFormat::default(), None))
+}
+
+fn nanos(secs: f64) -> Value {
+    json!({"nanoseconds": (secs * 1e9) as i64})
+}
+
+fn agent_usage(master: &Master, agent: &Agent) -> (Resources, Resources) {
+    let mut used = Resources::new();
+    for (framework_id, task_id) in &agent.tasks {
+        if let Some(task) = master
+            .frameworks
+            .get(framework_id)
+            .and_then(|f| f.tasks.get(task_id))
+            && !task.released
+        {
+            used += &task.resources;
+        }
+    }
+    let mut offered = Resources::new();
+    for offer in master.offers.values().filter(|o| o.agent_id == agent.id) {
+        offered += &offer.resources;
+    }
+    (used, offered)
+}
+
+fn framework_usage(master: &Master, framework: &Framework) -> (Resources, Resources) {
+    let mut used = Resources::new();
+    for task in framework.tasks.values().filter(|t| !t.released) {
+        used += &task.resources;
+    }
+    let mut offered = Resources::new();
+    for offer_id in &framework.offers {
+        if let Some(offer) = master.offers.get(offer_id) {
+            offered += &offer.resources;
+        }
+    }
+    (used, offered)
+}
+
+pub(crate) fn v1_task(task: &Task) -> Value {
+    let mut value = json!({
+        "name": task.info.name,
+        "task_id": task.info.task_id,
+        "framework_id": {"value": task.framework_id.as_str()},
+        "agent_id": {"value": task.agent_id.as_str()},
+        "state": task.state,
+        "resources": task.info.resources,
+        "statuses": task.statuses,
+    });
+    if let Some(map) = value.as_object_mut() {
+        if let Some(executor) = &task.executor_id {
+            map.insert("executor_id".into(), json!({"value": executor.as_str()}));
+        }
+        for (key, field) in [
+            ("labels", &task.info.labels),
+            ("discovery", &task.info.discovery),
+            ("container", &task.info.container),
+            ("health_check", &task.info.health_check),
+        ] {
+            if let Some(field) = field {
+                map.insert(key.into(), field.clone());
+            }
+        }
+        if let Some(kill_policy) = &task.info.kill_policy {
+            map.insert("kill_policy".into(), json!(kill_policy));
+        }
+    }
+    value
+}
+
+pub(crate) fn v1_agent(master: &Master, agent: &Agent) -> Value {
+    let (used, offered) = agent_usage(master, agent);
+    let mut value = json!({
+        "agent_info": agent.info,
+        "active": agent.is_active(),
+        "deactivated": agent.deactivated,
+        "version": agent.version,
+        "pid": format!("slave(1)@{}", agent.endpoint),
+        "registered_time": nanos(agent.registered_time),
+        "total_resources": wire(&agent.total),
+        "allocated_resources": wire(&used),
+        "offered_resources": wire(&offered),
+        "capabilities": [{"type": "MULTI_ROLE"}, {"type": "HIERARCHICAL_ROLE"}, {"type": "RESERVATION_REFINEMENT"}],
+    });
+    if let (Some(map), Some(time)) = (value.as_object_mut(), agent.reregistered_time) {
+        map.insert("reregistered_time".into(), nanos(time));
+    }
+    if let (Some(map), true) = (value.as_object_mut(), agent.draining) {
+        map.insert("drain_info".into(), json!({"state": "DRAINING"}));
+    }
+    value
+}
+
+pub(crate) fn v1_framework(master: &Master, framework: &Framework) -> Value {
+    let (used, offered) = framework_usage(master, framework);
+    let mut value = json!({
+        "framework_info": framework.info,
+        "active": framework.connected(),
+        "connected": framework.connected(),
+        "recovered": framework.recovered,
+        "registered_time": nanos(framework.registered_time),
+        "allocated_resources": wire(&used),
+        "offered_resources": wire(&offered),
+    });
+    if let Some(map) = value.as_object_mut() {
+        if let Some(time) = framework.reregistered_time {
+            map.insert("reregistered_time".into(), nanos(time));
+        }
+        if let Some(time) = framework.unregistered_time {
+            map.insert("unregistered_time".into(), nanos(time));
+        }
+    }
+    value
+}
+
+pub(crate) fn get_tasks(master: &Master) -> Value {
+    let mut tasks = Vec::new();
+    let mut unreachable = Vec::new();
+    let mut completed = Vec::new();
+    for framework in master.frameworks.values() {
+        for task in framework.tasks.values() {
+            if task.state == agora_types::TaskState::Unreachable {
+                unreachable.push(v1_task(task));
+            } else {
+                tasks.push(v1_task(task));
+            }
+        }
+        completed.extend(framework.completed_tasks.iter().map(v1_task));
+    }
+    for framework in &master.completed_frameworks {
+        completed.extend(framework.completed_tasks.iter().map(v1_task));
+    }
+    json!({"tasks": tasks, "unreachable_tasks": unreachable, "completed_tasks": completed})
+}
+
+pub(crate) fn get_agents(master: &Master) -> Value {
+    let agents: Vec<Value> = master
+        .agents
+        .values()
+        .filter(|a| a.registered && a.is_reachable())
+        .map(|a| v1_agent(master, a))
+        .collect();
+    let recovered: Vec<Value> = master
+        .agents
+        .values()
+        .filter(|a| !a.registered && a.is_reachable())
+        .map(|a| json!(a.info))
+        .collect();
+    json!({"agents": agents, "recovered_agents": recovered})
+}
+
+pub(crate) fn get_frameworks(master: &Master) -> Value {
+    let frameworks: Vec<Value> = master
+        .frameworks
+        .values()
+        .map(|f| v1_framework(master, f))
+        .collect();
+    let completed: Vec<Value> = master
+        .completed_frameworks
+        .iter()
+        .map(|f| v1_framework(master, f))
+        .collect();
+    json!({"frameworks": frameworks, "completed_frameworks": completed})
+}
+
+pub(crate) fn get_executors(master: &Master) -> Value {
+    let mut executors = Vec::new();
+    for framework in master.frameworks.values() {
+        for ((agent_id, _), info) in &framework.executors {
+            executors
+                .push(json!({"executor_info": info, "agent_id": {"value": agent_id.as_str()}}));
+        }
+    }
+    json!({"executors": executors})
+}
+
+pub(crate) fn get_state(master: &Master) -> Value {
+    json!({
+        "get_tasks": get_tasks(master),
+        "get_executors": get_executors(master),
+        "get_frameworks": get_frameworks(master),
+        "get_agents": get_agents(master),
+    })
+}
+
+pub(crate) fn version_json() -> Value {
+    json!({
+        "version": MESOS_VERSION,
+        "agora_version": env!("CARGO_PKG_VERSION"),
+        "build_date": "",
+        "build_time": 0.0,
+        "build_user": "agora",
+    })
+}
+
+pub(crate) fn v0_task(task: &Task) -> Value {
+    let statuses: Vec<Value> = task
+        .statuses
+        .iter()
+        .map(|s| {
+            let mut status = json!({"state": s.state, "timestamp": s.timestamp.unwrap_or(0.0)});
+            if let (Some(map), Some(healthy)) = (status.as_object_mut(), s.healthy) {
+                map.insert("healthy".into(), json!(healthy));
+            }
+            if let (Some(map), Some(container)) = (status.as_object_mut(), &s.container_status) {
+                map.insert("container_status".into(), container.clone());
+            }
+            status
+        })
+        .collect();
+    let resources = agora_api::mesos::to_resources(&task.info.resources).unwrap_or_default();
+    let mut value = json!({
+        "id": task.info.task_id.value,
+        "name": task.info.name,
+        "framework_id": task.framework_id.as_str(),
+        "executor_id": task.executor_id.as_ref().map(|e| e.as_str()).unwrap_or(""),
+        "slave_id": task.agent_id.as_str(),
+        "state": task.state,
+        "resources": flat_resources(&resources),
+        "role": task.role,
+        "statuses": statuses,
+    });
+    if let Some(map) = value.as_object_mut() {
+        for (key, field) in [
+            ("labels", &task.info.labels),
+            ("discovery", &task.info.discovery),
+            ("container", &task.info.container),
+            ("health_check", &task.info.health_check),
+        ] {
+            if let Some(field) = field {
+                map.insert(key.into(), field.clone());
+            }
+        }
+    }
+    value
+}
+
+pub(crate) fn v0_framework(master: &Master, framework: &Framework) -> Value {
+    let (used, offered) = framework_usage(master, framework);
+    let mut tasks = Vec::new();
+    let mut unreachable = Vec::new();
+    for task in framework.tasks.values() {
+        if task.state == agora_types::TaskState::Unreachable {
+            unreachable.push(v0_task(task));
+        } else {
+            tasks.push(v0_task(task));
+        }
+    }
+    let offers: Vec<Value> = framework
+        .offers
+        .iter()
+        .filter_map(|id| master.offers.get(id).map(|o| (id, o)))
+        .map(|(id, offer)| {
+            json!({
+                "id": id.as_str(),
+                "framework_id": framework.id.as_str(),
+                "slave_id": offer.agent_id.as_str(),
+                "allocation_info": {"role": offer.role},
+                "resources": flat_resources(&offer.resources),
+            })
+        })
+        .collect();
+    let executors: Vec<Value> = framework
+        .executors
+        .iter()
+        .map(|((agent_id, executor_id), info)| {
+            let resources = agora_api::mesos::to_resources(&info.resources).unwrap_or_default();
+            json!({
+                "executor_id": executor_id.as_str(),
+                "name": info.name.clone().unwrap_or_default(),
+                "framework_id": framework.id.as_str(),
+                "command": info.command,
+                "resources": flat_resources(&resources),
+                "type": info.kind.clone().unwrap_or_else(|| "CUSTOM".into()),
+                "slave_id": agent_id.as_str(),
+            })
+        })
+        .collect();
+    let capabilities: Vec<&str> = framework
+        .info
+        .capabilities
+        .iter()
+        .map(|c| c.kind.as_str())
+        .collect();
+    let mut value = json!({
+        "id": framework.id.as_str(),
+        "name": framework.info.name,
+        "user": framework.info.user,
+        "hostname": framework.info.hostname.clone().unwrap_or_default(),
+        "webui_url": framework.info.webui_url.clone().unwrap_or_default(),
+        "principal": framework.info.principal,
+        "capabilities": capabilities,
+        "active": framework.connected(),
+        "connected": framework.connected(),
+        "recovered": framework.recovered,
+        "failover_timeout": framework.info.failover_timeout,
+        "checkpoint": framework.info.checkpoint,
+        "registered_time": framework.registered_time,
+        "unregistered_time": framework.unregistered_time.unwrap_or(0.0),
+        "used_resources": flat_resources(&used),
+        "offered_resources": flat_resources(&offered),
+        "resources": flat_resources(&{ let mut all = used.clone(); all += &offered; all }),
+        "tasks": tasks,
+        "unreachable_tasks": unreachable,
+        "completed_tasks": framework.completed_tasks.iter().map(v0_task).collect::<Vec<_>>(),
+        "offers": offers,
+        "executors": executors,
+    });
+    if let Some(map) = value.as_object_mut() {
+        if framework.info.has_capability("MULTI_ROLE") {
+            map.insert("roles".into(), json!(framework.roles));
+        } else {
+            map.insert(
+                "role".into(),
+                json!(
+                    framework
+                        .roles
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "*".into())
+                ),
+            );
+        }
+        if let Some(time) = framework.reregistered_time {
+            map.insert("reregistered_time".into(), json!(time));
+        }
+        if let Some(labels) = &framework.info.labels {
+            map.insert("labels".into(), labels.clone());
+        }
+    }
+    value
+}
+
+pub(crate) fn v0_agent(master: &Master, agent: &Agent) -> Value {
+    let (used, offered) = agent_usage(master, agent);
+    let mut reserved = serde_json::Map::new();
+    let reserved_resources = agent.total.reserved();
+    let mut roles: Vec<&str> = reserved_resources.iter().map(|r| r.role()).collect();
+    roles.sort_unstable();
+    roles.dedup();
+    for role in roles {
+        let for_role = reserved_resources.filter(|r| r.role() == role);
+        reserved.insert(role.to_owned(), flat_resources(&for_role));
+    }
+    let attributes: serde_json::Map<String, Value> = agent
+        .info
+        .attributes
+        .iter()
+        .map(|a| (a.name.clone(), a.v0_value()))
+        .collect();
+    let mut value = json!({
+        "id": agent.id.as_str(),
+        "pid": format!("slave(1)@{}", agent.endpoint),
+        "hostname": agent.info.hostname,
+        "port": agent.info.port,
+        "registered_time": agent.registered_time,
+        "resources": flat_resources(&agent.total),
+        "used_resources": flat_resources(&used),
+        "offered_resources": flat_resources(&offered),
+        "reserved_resources": reserved,
+        "unreserved_resources": flat_resources(&agent.total.unreserved()),
+        "attributes": attributes,
+        "active": agent.is_active(),
+        "deactivated": agent.deactivated,
+        "version": agent.version,
+        "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
+    });
+    if let Some(map) = value.as_object_mut() {
+        if let Some(time) = agent.reregistered_time {
+            map.insert("reregistered_time".into(), json!(time));
+        }
+        if agent.draining {
+            map.insert("drain_info".into(), json!({"state": "DRAINING"}));
+        }
+    }
+    value
+}
+
+fn flags(master: &Master) -> Value {
+    let config = &master.config;
+    json!({
+        "port": config.port.to_string(),
+        "hostname": config.hostname,
+        "work_dir": config.data_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
+        "agent_ping_timeout": format!("{}secs", config.agent_ping_timeout.as_secs_f64()),
+        "max_agent_ping_timeouts": config.max_agent_ping_timeouts.to_string(),
+        "allocation_interval": format!("{}secs", config.allocation_interval.as_secs_f64()),
+    })
+}
+
+pub(crate) fn v0_state(master: &Master) -> Value {
+    let reachable = || {
+        master
+            .agents
+            .values()
+            .filter(|a| a.registered && a.is_reachable())
+    };
+    let slaves: Vec<Value> = reachable().map(|a| v0_agent(master, a)).collect();
+    let recovered: Vec<Value> = master
+        .agents
+        .values()
+        .filter(|a| !a.registered && a.is_reachable())
+        .map(|a| json!({"id": a.id.as_str(), "hostname": a.info.hostname, "port": a.info.port}))
+        .collect();
+    let frameworks: Vec<Value> = master
+        .frameworks
+        .values()
+        .map(|f| v0_framework(master, f))
+        .collect();
+    let completed: Vec<Value> = master
+        .completed_frameworks
+        .iter()
+        .map(|f| v0_framework(master, f))
+        .collect();
+    let activated = reachable().filter(|a| !a.deactivated).count();
+    let deactivated = reachable().filter(|a| a.deactivated).count();
+    let unreachable = master
+        .agents
+        .values()
+        .filter(|a| matches!(a.connection, AgentConnection::Unreachable { .. }))
+        .count();
+    json!({
+        "version": MESOS_VERSION,
+        "build_date": "",
+        "build_time": 0.0,
+        "build_user": "agora",
+        "start_time": master.start_time,
+        "elected_time": master.start_time,
+        "id": master.id,
+        "pid": master.info.pid,
+        "hostname": master.info.hostname,
+        "capabilities": ["AGENT_UPDATE", "AGENT_DRAINING", "QUOTA_V2"],
+        "activated_slaves": activated,
+        "deactivated_slaves": deactivated,
+        "unreachable_slaves": unreachable,
+        "leader": master.info.pid,
+        "leader_info": master.info,
+        "flags": flags(master),
+        "slaves": slaves,
+        "recovered_slaves": recovered,
+        "frameworks": frameworks,
+        "completed_frameworks": completed,
+        "orphan_tasks": [],
+        "unregistered_frameworks": [],
+    })
+}
+
+pub(crate) fn state_summary(master: &Master) -> Value {
+    let count_states = |tasks: &mut dyn Iterator<Item = &Task>| {
+        let mut counts = serde_json::Map::new();
+        for state in agora_types::TaskState::ALL {
+            counts.insert(state.as_str().to_owned(), json!(0));
+        }
+        for task in tasks {
+            if let Some(Value::Number(n)) = counts.get(task.state.as_str()) {
+                let next = n.as_u64().unwrap_or(0) + 1;
+                counts.insert(task.state.as_str().to_owned(), json!(next));
+            }
+        }
+        counts
+    };
+    let slaves: Vec<Value> = master
+        .agents
+        .values()
+        .filter(|a| a.registered && a.is_reachable())
+        .map(|agent| {
+            let mut value = v0_agent(master, agent);
+            let mut tasks = agent
+                .tasks
+                .iter()
+                .filter_map(|(f, t)| master.frameworks.get(f).and_then(|f| f.tasks.get(t)));
+            let counts = count_states(&mut tasks);
+            let framework_ids: Vec<&str> = {
+                let mut ids: Vec<&str> = agent.tasks.iter().map(|(f, _)| f.as_str()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            };
+            if let Some(map) = value.as_object_mut() {
+                map.extend(counts);
+                map.insert("framework_ids".into(), json!(framework_ids));
+            }
+            value
+        })
+        .collect();
+    let frameworks: Vec<Value> = master
+        .frameworks
+        .values()
+        .map(|framework| {
+            let (used, offered) = framework_usage(master, framework);
+            let mut tasks = framework.tasks.values();
+            let counts = count_states(&mut tasks);
+            let mut agent_ids: Vec<&str> = framework.tasks.values().map(|t| t.agent_id.as_str()).collect();
+            agent_ids.sort_unstable();
+            agent_ids.dedup();
+            let mut value = json!({
+                "id": framework.id.as_str(),
+                "name": framework.info.name,
+                "pid": "",
+                "used_resources": flat_resources(&used),
+                "offered_resources": flat_resources(&offered),
+                "capabilities": framework.info.capabilities.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(),
+                "hostname": framework.info.hostname.clone().unwrap_or_default(),
+                "webui_url": framework.info.webui_url.clone().unwrap_or_default(),
+                "active": framework.connected(),
+                "connected": framework.connected(),
+                "recovered": framework.recovered,
+                "slave_ids": agent_ids,
+            });
+            if let Some(map) = value.as_object_mut() {
+                map.extend(counts);
+            }
+            value
+        })
+        .collect();
+    json!({"hostname": master.info.hostname, "slaves": slaves, "frameworks": frameworks})
+}

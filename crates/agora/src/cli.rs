@@ -1,0 +1,203 @@
+//! Command-line definitions: every flag is defined once, here, with its `AGORA_*` variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "agora",
+    version,
+    about = "A datacenter operating system: Mesos, Marathon and Chronos in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a whole single-node cluster (master and agent on one port)
+    Up(UpArgs),
+    /// Run a master
+    Master(MasterArgs),
+    /// Run an agent
+    Agent(AgentArgs),
+    /// The built-in executor; started by agents, not by hand
+    #[command(hide = true)]
+    Executor,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NetworkArgs {
+    /// Address to listen on
+    #[arg(long, env = "AGORA_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Address other nodes and executors use to reach this process
+    #[arg(long, env = "AGORA_IP", default_value = "127.0.0.1")]
+    pub ip: std::net::Ipv4Addr,
+    /// Hostname advertised in offers and state (default: the machine's hostname)
+    #[arg(long, env = "AGORA_HOSTNAME")]
+    pub hostname: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MasterOptions {
+    /// How often agents must ping the master (e.g. 15s, 500ms)
+    #[arg(long, env = "AGORA_AGENT_PING_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub agent_ping_timeout: Duration,
+    /// Missed pings before an agent is unreachable
+    #[arg(long, env = "AGORA_MAX_AGENT_PING_TIMEOUTS", default_value_t = 5)]
+    pub max_agent_ping_timeouts: u32,
+    /// Heartbeat period of scheduler and operator event streams
+    #[arg(long, env = "AGORA_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// Period of the allocation round when nothing triggers one sooner
+    #[arg(long, env = "AGORA_ALLOCATION_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub allocation_interval: Duration,
+    /// Initial role weights, e.g. web=3,analytics=1
+    #[arg(long, env = "AGORA_WEIGHTS", value_parser = parse_weights)]
+    pub weights: Option<Weights>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentOptions {
+    /// Resources in Mesos syntax, e.g. "cpus:4;mem:8192;ports:[31000-32000];cpus(analytics):2"
+    #[arg(long, env = "AGORA_RESOURCES")]
+    pub resources: Option<String>,
+    /// Attributes, e.g. "rack:a;zone:1"
+    #[arg(long, env = "AGORA_ATTRIBUTES")]
+    pub attributes: Option<String>,
+    /// First retry of an unacknowledged status update (doubles up to 10 minutes)
+    #[arg(long, env = "AGORA_STATUS_UPDATE_RETRY", default_value = "10s", value_parser = parse_duration)]
+    pub status_update_retry: Duration,
+    /// Time an executor has to subscribe before it is destroyed
+    #[arg(long, env = "AGORA_EXECUTOR_REGISTRATION_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
+    pub executor_registration_timeout: Duration,
+    /// Default SIGTERM→SIGKILL grace period for tasks
+    #[arg(long, env = "AGORA_KILL_GRACE", default_value = "3s", value_parser = parse_duration)]
+    pub kill_grace: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    #[arg(long, env = "AGORA_PORT", default_value_t = 5050)]
+    pub port: u16,
+    /// Where the registry and (unless --work-dir says otherwise) sandboxes live
+    #[arg(long, env = "AGORA_DATA_DIR", default_value = "./agora-data")]
+    pub data_dir: PathBuf,
+    /// The agent's work dir (default: DATA_DIR/agent)
+    #[arg(long, env = "AGORA_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
+    pub master: MasterOptions,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
+#[derive(Args, Debug)]
+pub struct MasterArgs {
+    #[arg(long, env = "AGORA_PORT", default_value_t = 5050)]
+    pub port: u16,
+    /// Where the registry lives
+    #[arg(long, env = "AGORA_DATA_DIR", default_value = "./agora-master")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
+    pub master: MasterOptions,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The master, HOST:PORT
+    #[arg(long, env = "AGORA_MASTER")]
+    pub master: String,
+    #[arg(long, env = "AGORA_PORT", default_value_t = 5051)]
+    pub port: u16,
+    /// Sandboxes and checkpoints
+    #[arg(long, env = "AGORA_WORK_DIR", default_value = "./agora-agent")]
+    pub work_dir: PathBuf,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
+pub type Weights = Vec<(String, f64)>;
+
+/// `500ms`, `15s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 500ms, 15s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("'{text}' has an unknown unit; use ms, s, m or h")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("'{text}' is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_weights(text: &str) -> Result<Weights, String> {
+    text.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| {
+            let (role, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}' should be role=weight"))?;
+            let weight: f64 = weight
+                .trim()
+                .parse()
+                .map_err(|_| format!("weight of '{role}' is not a number"))?;
+            if !(weight > 0.0 && weight.is_finite()) {
+                return Err(format!("weight of '{role}' must be positive"));
+            }
+            Ok((role.trim().to_owned(), weight))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3y").is_err());
+    }
+
+    #[test]
+    fn weights() {
+        assert_eq!(
+            parse_weights("web=3,analytics=1"),
+            Ok(vec![("web".into(), 3.0), ("analytics".into(), 1.0)])
+        );
+        assert!(parse_weights("web=0").is_err());
+        assert!(parse_weights("web").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

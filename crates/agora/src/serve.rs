@@ -1,0 +1,197 @@
+//! Running the server roles: bind, build each role's config from the flags, serve until
+//! Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use agora_agent::{AgentConfig, detect_resources};
+use agora_api::mesos::Attribute;
+use agora_master::MasterConfig;
+use agora_types::Resources;
+
+use crate::cli::{AgentArgs, AgentOptions, MasterArgs, MasterOptions, NetworkArgs, UpArgs};
+
+fn hostname(network: &NetworkArgs) -> String {
+    network.hostname.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into())
+    })
+}
+
+async fn bind(network: &NetworkArgs, port: u16) -> anyhow::Result<(TcpListener, u16)> {
+    let address: SocketAddr = format!("{}:{port}", network.bind)
+        .parse()
+        .context("invalid --bind address")?;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
+}
+
+fn master_config(
+    options: &MasterOptions,
+    network: &NetworkArgs,
+    port: u16,
+    data_dir: std::path::PathBuf,
+) -> MasterConfig {
+    MasterConfig {
+        hostname: hostname(network),
+        advertise_ip: network.ip,
+        port,
+        data_dir: Some(data_dir),
+        agent_ping_timeout: options.agent_ping_timeout,
+        max_agent_ping_timeouts: options.max_agent_ping_timeouts,
+        heartbeat_interval: options.heartbeat_interval,
+        allocation_interval: options.allocation_interval,
+        weights: options.weights.clone().unwrap_or_default(),
+        ..MasterConfig::default()
+    }
+}
+
+fn agent_config(
+    options: &AgentOptions,
+    network: &NetworkArgs,
+    master: String,
+    port: u16,
+    work_dir: std::path::PathBuf,
+) -> anyhow::Result<AgentConfig> {
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("cannot create work dir {}", work_dir.display()))?;
+    let overrides = match &options.resources {
+        Some(text) => Resources::parse(text).context("invalid --resources")?,
+        None => Resources::new(),
+    };
+    let attributes = match &options.attributes {
+        Some(text) => Attribute::parse_list(text).context("invalid --attributes")?,
+        None => Vec::new(),
+    };
+    let mut config = AgentConfig::new(master, work_dir.clone());
+    config.hostname = hostname(network);
+    config.advertise_ip = network.ip.to_string();
+    config.port = port;
+    config.resources = detect_resources(&work_dir, &overrides);
+    config.attributes = attributes;
+    config.status_update_retry = options.status_update_retry;
+    config.executor_registration_timeout = options.executor_registration_timeout;
+    config.default_kill_grace = options.kill_grace;
+    Ok(config)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("server failed")
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (listener, port) = bind(&args.network, args.port).await?;
+    let shutdown = CancellationToken::new();
+    let master = agora_master::start(
+        master_config(&args.master, &args.network, port, args.data_dir.clone()),
+        shutdown.clone(),
+    )
+    .context("cannot start the master")?;
+    let work_dir = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("agent"));
+    let mut config = agent_config(
+        &args.agent,
+        &args.network,
+        format!("127.0.0.1:{port}"),
+        port,
+        work_dir,
+    )?;
+    config.standalone = false;
+    let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
+    let router = master.router.clone().merge(agent.router.clone());
+    let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+    println!(
+        "agora up: master and agent listening on http://{}:{port} (ready in {} ms)",
+        args.network.ip,
+        started.elapsed().as_millis()
+    );
+    stop_signal().await;
+    tracing::info!("stopping: shutting down tasks");
+    agent
+        .shutdown_executors(std::time::Duration::from_secs(5))
+        .await;
+    shutdown.cancel();
+    server.await.context("server task failed")??;
+    Ok(())
+}
+
+pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
+    let (listener, port) = bind(&args.network, args.port).await?;
+    let shutdown = CancellationToken::new();
+    let master = agora_master::start(
+        master_config(&args.master, &args.network, port, args.data_dir.clone()),
+        shutdown.clone(),
+    )
+    .context("cannot start the master")?;
+    let server = tokio::spawn(serve(listener, master.router.clone(), shutdown.clone()));
+    println!(
+        "agora master: listening on http://{}:{port}",
+        args.network.ip
+    );
+    stop_signal().await;
+    shutdown.cancel();
+    server.await.context("server task failed")??;
+    Ok(())
+}
+
+/// A standalone agent leaves its executors running when it stops: restarted over the same work
+/// dir, it re-adopts them.
+pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let (listener, port) = bind(&args.network, args.port).await?;
+    let shutdown = CancellationToken::new();
+    let config = agent_config(
+        &args.agent,
+        &args.network,
+        args.master.clone(),
+        port,
+        args.work_dir.clone(),
+    )?;
+    let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
+    let server = tokio::spawn(serve(listener, agent.router.clone(), shutdown.clone()));
+    println!(
+        "agora agent: listening on http://{}:{port}, master {}",
+        args.network.ip, args.master
+    );
+    tokio::select! {
+        () = stop_signal() => {}
+        () = shutdown.cancelled() => tracing::error!("the master refused this agent; stopping"),
+    }
+    shutdown.cancel();
+    server.await.context("server task failed")??;
+    Ok(())
+}
