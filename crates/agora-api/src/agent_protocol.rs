@@ -44,7 +44,11 @@ pub struct RunningExecutor {
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AgentCommand {
     /// First record of every subscription.
-    Registered { agent_id: String, master_id: String, ping_interval_ms: u64 },
+    Registered {
+        agent_id: String,
+        master_id: String,
+        ping_interval_ms: u64,
+    },
     /// Run tasks: one task, or a task group when `group` is true; `executor` is set for custom
     /// executors and task groups.
     RunTasks {
@@ -62,16 +66,33 @@ pub enum AgentCommand {
         kill_policy: Option<KillPolicy>,
     },
     /// The framework acknowledged the update with this uuid.
-    Acknowledge { framework_id: String, task_id: String, uuid: String },
-    ShutdownExecutor { framework_id: String, executor_id: String },
+    Acknowledge {
+        framework_id: String,
+        task_id: String,
+        uuid: String,
+    },
+    ShutdownExecutor {
+        framework_id: String,
+        executor_id: String,
+    },
     /// The framework is gone: kill everything of it.
-    ShutdownFramework { framework_id: String },
+    ShutdownFramework {
+        framework_id: String,
+    },
     /// A framework message for an executor (base64 data).
-    FrameworkMessage { framework_id: String, executor_id: String, data: String },
+    FrameworkMessage {
+        framework_id: String,
+        executor_id: String,
+        data: String,
+    },
     /// The framework's info changed (failover to a new scheduler).
-    UpdateFramework { framework: FrameworkInfo },
+    UpdateFramework {
+        framework: FrameworkInfo,
+    },
     /// The master refuses this agent (marked gone); it must stop.
-    Shutdown { message: String },
+    Shutdown {
+        message: String,
+    },
     Heartbeat,
 }
 

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::mesos::{
-    null_vec, AgentInfo, ExecutorInfo, FrameworkInfo, Id, KillPolicy, TaskGroupInfo, TaskInfo,
-    TaskStatus,
-};
 use crate::ApiError;
+use crate::mesos::{
+    AgentInfo, ExecutorInfo, FrameworkInfo, Id, KillPolicy, TaskGroupInfo, TaskInfo, TaskStatus,
+    null_vec,
+};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UnacknowledgedUpdate {
@@ -16,9 +16,17 @@ pub struct UnacknowledgedUpdate {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Subscribe {
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub unacknowledged_tasks: Vec<TaskInfo>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub unacknowledged_updates: Vec<UnacknowledgedUpdate>,
 }
 
@@ -48,7 +56,9 @@ pub struct Call {
 
 impl Default for Update {
     fn default() -> Update {
-        Update { status: TaskStatus::new("", agora_types::TaskState::Running) }
+        Update {
+            status: TaskStatus::new("", agora_types::TaskState::Running),
+        }
     }
 }
 
@@ -64,14 +74,22 @@ impl Call {
         match call.kind.as_str() {
             "SUBSCRIBE" | "HEARTBEAT" => {}
             "UPDATE" => {
-                let update = call.update.as_ref().ok_or_else(|| ApiError::invalid("Expecting 'update' to be present"))?;
+                let update = call
+                    .update
+                    .as_ref()
+                    .ok_or_else(|| ApiError::invalid("Expecting 'update' to be present"))?;
                 let status = &update.status;
-                let uuid = status.uuid.as_deref().ok_or_else(|| ApiError::invalid("'uuid' must be set on status updates"))?;
+                let uuid = status
+                    .uuid
+                    .as_deref()
+                    .ok_or_else(|| ApiError::invalid("'uuid' must be set on status updates"))?;
                 if crate::mesos::decode_bytes(uuid)?.len() != 16 {
                     return Err(ApiError::invalid("'uuid' is not a valid UUID"));
                 }
                 if status.state == agora_types::TaskState::Staging {
-                    return Err(ApiError::invalid("Executors may not send TASK_STAGING updates"));
+                    return Err(ApiError::invalid(
+                        "Executors may not send TASK_STAGING updates",
+                    ));
                 }
                 if let Some(source) = &status.source
                     && source != "SOURCE_EXECUTOR"
@@ -81,13 +99,21 @@ impl Call {
                 if let Some(executor) = &status.executor_id
                     && executor != &call.executor_id
                 {
-                    return Err(ApiError::invalid("ExecutorID in status update does not match"));
+                    return Err(ApiError::invalid(
+                        "ExecutorID in status update does not match",
+                    ));
                 }
             }
             "MESSAGE" => {
-                call.message.as_ref().ok_or_else(|| ApiError::invalid("Expecting 'message' to be present"))?;
+                call.message
+                    .as_ref()
+                    .ok_or_else(|| ApiError::invalid("Expecting 'message' to be present"))?;
             }
-            other => return Err(ApiError::invalid(format!("Unsupported executor call '{other}'"))),
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "Unsupported executor call '{other}'"
+                )));
+            }
         }
         Ok(call)
     }
@@ -160,12 +186,16 @@ mod tests {
         assert!(Call::parse(good).is_ok());
         let staging = String::from_utf8_lossy(good).replace("TASK_RUNNING", "TASK_STAGING");
         assert!(Call::parse(staging.as_bytes()).is_err());
-        let no_uuid = String::from_utf8_lossy(good).replace(r#","uuid":"AAAAAAAAAAAAAAAAAAAAAA==""#, "");
+        let no_uuid =
+            String::from_utf8_lossy(good).replace(r#","uuid":"AAAAAAAAAAAAAAAAAAAAAA==""#, "");
         assert!(Call::parse(no_uuid.as_bytes()).is_err());
     }
 
     #[test]
     fn shutdown_has_no_payload() {
-        assert_eq!(String::from_utf8(Event::Shutdown.to_json()).unwrap(), r#"{"type":"SHUTDOWN"}"#);
+        assert_eq!(
+            String::from_utf8(Event::Shutdown.to_json()).unwrap(),
+            r#"{"type":"SHUTDOWN"}"#
+        );
     }
 }

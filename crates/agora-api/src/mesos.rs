@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use agora_types::{Range, Reservation, ReservationKind, Resource, ResourceValue, Resources, Scalar};
+use agora_types::{
+    Range, Reservation, ReservationKind, Resource, ResourceValue, Resources, Scalar,
+};
 
 use crate::ApiError;
 
@@ -18,7 +20,9 @@ pub struct Id {
 
 impl Id {
     pub fn new(value: impl Into<String>) -> Id {
-        Id { value: value.into() }
+        Id {
+            value: value.into(),
+        }
     }
 }
 
@@ -29,7 +33,9 @@ pub struct DurationInfo {
 
 impl DurationInfo {
     pub fn from_secs_f64(secs: f64) -> DurationInfo {
-        DurationInfo { nanoseconds: (secs * 1e9) as i64 }
+        DurationInfo {
+            nanoseconds: (secs * 1e9) as i64,
+        }
     }
 }
 
@@ -51,7 +57,11 @@ pub struct FrameworkInfo {
     pub checkpoint: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub roles: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
@@ -59,7 +69,11 @@ pub struct FrameworkInfo {
     pub principal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webui_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub capabilities: Vec<Capability>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Value>,
@@ -71,7 +85,9 @@ fn zero() -> f64 {
 
 impl FrameworkInfo {
     pub fn has_capability(&self, name: &str) -> bool {
-        self.capabilities.iter().any(|capability| capability.kind == name)
+        self.capabilities
+            .iter()
+            .any(|capability| capability.kind == name)
     }
 
     /// The roles the framework subscribes with: `roles` with MULTI_ROLE, else `role` or `*`.
@@ -143,7 +159,11 @@ pub struct WireResource {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservation: Option<ReservationInfo>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub reservations: Vec<ReservationInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_info: Option<AllocationInfo>,
@@ -164,21 +184,34 @@ impl WireResource {
         format: ResourceFormat,
         allocation_role: Option<&str>,
     ) -> WireResource {
-        let mut wire = WireResource { name: resource.name.clone(), ..WireResource::default() };
+        let mut wire = WireResource {
+            name: resource.name.clone(),
+            ..WireResource::default()
+        };
         match &resource.value {
             ResourceValue::Scalar(value) => {
                 wire.kind = "SCALAR".into();
-                wire.scalar = Some(ScalarValue { value: value.to_f64() });
+                wire.scalar = Some(ScalarValue {
+                    value: value.to_f64(),
+                });
             }
             ResourceValue::Ranges(ranges) => {
                 wire.kind = "RANGES".into();
                 wire.ranges = Some(RangesValue {
-                    range: ranges.iter().map(|r| RangeValue { begin: r.begin, end: r.end }).collect(),
+                    range: ranges
+                        .iter()
+                        .map(|r| RangeValue {
+                            begin: r.begin,
+                            end: r.end,
+                        })
+                        .collect(),
                 });
             }
             ResourceValue::Set(items) => {
                 wire.kind = "SET".into();
-                wire.set = Some(SetValue { item: items.iter().cloned().collect() });
+                wire.set = Some(SetValue {
+                    item: items.iter().cloned().collect(),
+                });
             }
         }
         if format.refinement {
@@ -200,12 +233,16 @@ impl WireResource {
             if let Some(reservation) = &resource.reservation
                 && reservation.kind == ReservationKind::Dynamic
             {
-                wire.reservation =
-                    Some(ReservationInfo { principal: reservation.principal.clone(), ..Default::default() });
+                wire.reservation = Some(ReservationInfo {
+                    principal: reservation.principal.clone(),
+                    ..Default::default()
+                });
             }
         }
         if format.allocation_role {
-            wire.allocation_info = allocation_role.map(|role| AllocationInfo { role: role.to_owned() });
+            wire.allocation_info = allocation_role.map(|role| AllocationInfo {
+                role: role.to_owned(),
+            });
         }
         wire
     }
@@ -218,7 +255,10 @@ impl WireResource {
         let value = match self.kind.as_str() {
             "SCALAR" => {
                 let scalar = self.scalar.as_ref().ok_or_else(|| {
-                    ApiError::invalid(format!("resource '{}' is SCALAR without 'scalar'", self.name))
+                    ApiError::invalid(format!(
+                        "resource '{}' is SCALAR without 'scalar'",
+                        self.name
+                    ))
                 })?;
                 if !scalar.value.is_finite() || scalar.value < 0.0 {
                     return Err(ApiError::invalid(format!(
@@ -230,7 +270,10 @@ impl WireResource {
             }
             "RANGES" => {
                 let ranges = self.ranges.as_ref().ok_or_else(|| {
-                    ApiError::invalid(format!("resource '{}' is RANGES without 'ranges'", self.name))
+                    ApiError::invalid(format!(
+                        "resource '{}' is RANGES without 'ranges'",
+                        self.name
+                    ))
                 })?;
                 for range in &ranges.range {
                     if range.begin > range.end {
@@ -266,11 +309,19 @@ impl WireResource {
                 || self.reservations.last().and_then(|r| r.kind.as_deref()) == Some("DYNAMIC");
             Reservation {
                 role,
-                kind: if dynamic { ReservationKind::Dynamic } else { ReservationKind::Static },
+                kind: if dynamic {
+                    ReservationKind::Dynamic
+                } else {
+                    ReservationKind::Static
+                },
                 principal: self.reservation.as_ref().and_then(|r| r.principal.clone()),
             }
         });
-        Ok(Resource { name: self.name.clone(), value, reservation })
+        Ok(Resource {
+            name: self.name.clone(),
+            value,
+            reservation,
+        })
     }
 }
 
@@ -287,7 +338,10 @@ pub fn from_resources(
     format: ResourceFormat,
     allocation_role: Option<&str>,
 ) -> Vec<WireResource> {
-    resources.iter().map(|r| WireResource::from_resource(r, format, allocation_role)).collect()
+    resources
+        .iter()
+        .map(|r| WireResource::from_resource(r, format, allocation_role))
+        .collect()
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -311,40 +365,58 @@ impl Attribute {
     pub fn parse_list(text: &str) -> Result<Vec<Attribute>, ApiError> {
         let mut attributes = Vec::new();
         for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, value) = part
-                .split_once(':')
-                .ok_or_else(|| ApiError::invalid(format!("invalid attribute '{part}': expected name:value")))?;
+            let (name, value) = part.split_once(':').ok_or_else(|| {
+                ApiError::invalid(format!("invalid attribute '{part}': expected name:value"))
+            })?;
             let (name, value) = (name.trim(), value.trim());
             if name.is_empty() {
-                return Err(ApiError::invalid(format!("invalid attribute '{part}': empty name")));
+                return Err(ApiError::invalid(format!(
+                    "invalid attribute '{part}': empty name"
+                )));
             }
-            let mut attribute = Attribute { name: name.to_owned(), ..Attribute::default() };
+            let mut attribute = Attribute {
+                name: name.to_owned(),
+                ..Attribute::default()
+            };
             if let Ok(number) = value.parse::<f64>() {
                 attribute.kind = "SCALAR".into();
                 attribute.scalar = Some(ScalarValue { value: number });
             } else if value.starts_with('[') || value.starts_with('{') {
-                let parsed = Resources::parse(&format!("x:{value}"))
-                    .map_err(|e| ApiError::invalid(format!("invalid attribute '{part}': {}", e.reason)))?;
+                let parsed = Resources::parse(&format!("x:{value}")).map_err(|e| {
+                    ApiError::invalid(format!("invalid attribute '{part}': {}", e.reason))
+                })?;
                 let resource = parsed.iter().next().cloned();
                 match resource.map(|r| r.value) {
                     Some(ResourceValue::Ranges(ranges)) => {
                         attribute.kind = "RANGES".into();
                         attribute.ranges = Some(RangesValue {
-                            range: ranges.iter().map(|r| RangeValue { begin: r.begin, end: r.end }).collect(),
+                            range: ranges
+                                .iter()
+                                .map(|r| RangeValue {
+                                    begin: r.begin,
+                                    end: r.end,
+                                })
+                                .collect(),
                         });
                     }
                     Some(ResourceValue::Set(items)) => {
                         attribute.kind = "SET".into();
-                        attribute.set = Some(SetValue { item: items.into_iter().collect() });
+                        attribute.set = Some(SetValue {
+                            item: items.into_iter().collect(),
+                        });
                     }
                     _ => {
                         attribute.kind = "TEXT".into();
-                        attribute.text = Some(TextValue { value: value.to_owned() });
+                        attribute.text = Some(TextValue {
+                            value: value.to_owned(),
+                        });
                     }
                 }
             } else {
                 attribute.kind = "TEXT".into();
-                attribute.text = Some(TextValue { value: value.to_owned() });
+                attribute.text = Some(TextValue {
+                    value: value.to_owned(),
+                });
             }
             attributes.push(attribute);
         }
@@ -357,13 +429,22 @@ impl Attribute {
             return serde_json::json!(scalar.value);
         }
         if let Some(ranges) = &self.ranges {
-            let parts: Vec<String> = ranges.range.iter().map(|r| format!("{}-{}", r.begin, r.end)).collect();
+            let parts: Vec<String> = ranges
+                .range
+                .iter()
+                .map(|r| format!("{}-{}", r.begin, r.end))
+                .collect();
             return Value::String(format!("[{}]", parts.join(", ")));
         }
         if let Some(set) = &self.set {
             return Value::String(format!("{{{}}}", set.item.join(", ")));
         }
-        Value::String(self.text.as_ref().map(|t| t.value.clone()).unwrap_or_default())
+        Value::String(
+            self.text
+                .as_ref()
+                .map(|t| t.value.clone())
+                .unwrap_or_default(),
+        )
     }
 }
 
@@ -384,7 +465,11 @@ pub struct Environment {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CommandInfo {
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub uris: Vec<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
@@ -392,7 +477,11 @@ pub struct CommandInfo {
     pub shell: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub arguments: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -400,7 +489,14 @@ pub struct CommandInfo {
 
 impl Default for CommandInfo {
     fn default() -> CommandInfo {
-        CommandInfo { uris: Vec::new(), environment: None, shell: true, value: None, arguments: Vec::new(), user: None }
+        CommandInfo {
+            uris: Vec::new(),
+            environment: None,
+            shell: true,
+            value: None,
+            arguments: Vec::new(),
+            user: None,
+        }
     }
 }
 
@@ -425,7 +521,11 @@ pub struct ExecutorInfo {
     pub command: Option<CommandInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<Value>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub resources: Vec<WireResource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -444,7 +544,11 @@ pub struct TaskInfo {
     pub name: String,
     pub task_id: Id,
     pub agent_id: Id,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub resources: Vec<WireResource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<ExecutorInfo>,
@@ -482,12 +586,19 @@ pub fn validate_id(kind: &str, value: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid(format!("{kind} id must not be empty")));
     }
     if value == "." || value == ".." {
-        return Err(ApiError::invalid(format!("{kind} id '{value}' is not allowed")));
+        return Err(ApiError::invalid(format!(
+            "{kind} id '{value}' is not allowed"
+        )));
     }
     if value.len() > 255 {
-        return Err(ApiError::invalid(format!("{kind} id is longer than 255 bytes")));
+        return Err(ApiError::invalid(format!(
+            "{kind} id is longer than 255 bytes"
+        )));
     }
-    if value.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+    if value
+        .chars()
+        .any(|c| c == '/' || c == '\\' || c.is_control())
+    {
         return Err(ApiError::invalid(format!(
             "{kind} id '{}' contains '/', '\\' or a control character",
             value.escape_debug()
@@ -512,7 +623,11 @@ pub struct TaskStatus {
     pub agent_id: Option<Id>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor_id: Option<Id>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_opt_f64")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_opt_f64"
+    )]
     pub timestamp: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
@@ -590,9 +705,17 @@ pub struct MasterInfo {
 pub struct AgentInfo {
     pub hostname: String,
     pub port: u16,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub resources: Vec<WireResource>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub attributes: Vec<Attribute>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Id>,
@@ -643,7 +766,9 @@ where
                 .map(Some)
                 .map_err(|_| serde::de::Error::custom(format!("'{text}' is not a number"))),
         },
-        Some(other) => Err(serde::de::Error::custom(format!("expected a number, got {other}"))),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "expected a number, got {other}"
+        ))),
     }
 }
 
@@ -666,10 +791,16 @@ mod tests {
     #[test]
     fn refinement_format_round_trips() {
         let resources = Resources::parse("cpus(web):1;mem:64").unwrap();
-        let format = ResourceFormat { refinement: true, allocation_role: true };
+        let format = ResourceFormat {
+            refinement: true,
+            allocation_role: true,
+        };
         let wire = from_resources(&resources, format, Some("web"));
         assert_eq!(wire[0].reservations[0].role.as_deref(), Some("web"));
-        assert_eq!(wire[1].allocation_info, Some(AllocationInfo { role: "web".into() }));
+        assert_eq!(
+            wire[1].allocation_info,
+            Some(AllocationInfo { role: "web".into() })
+        );
         assert_eq!(to_resources(&wire).unwrap(), resources);
     }
 
@@ -678,14 +809,17 @@ mod tests {
         let bad: WireResource = serde_json::from_str(r#"{"name":"cpus","type":"SCALAR"}"#).unwrap();
         assert!(bad.to_resource().is_err());
         let negative: WireResource =
-            serde_json::from_str(r#"{"name":"cpus","type":"SCALAR","scalar":{"value":-1}}"#).unwrap();
+            serde_json::from_str(r#"{"name":"cpus","type":"SCALAR","scalar":{"value":-1}}"#)
+                .unwrap();
         assert!(negative.to_resource().is_err());
     }
 
     #[test]
     fn lenient_numbers_and_defaults() {
-        let info: FrameworkInfo =
-            serde_json::from_str(r#"{"user":"u","name":"n","failover_timeout":"100","roles":null}"#).unwrap();
+        let info: FrameworkInfo = serde_json::from_str(
+            r#"{"user":"u","name":"n","failover_timeout":"100","roles":null}"#,
+        )
+        .unwrap();
         assert_eq!(info.failover_timeout, 100.0);
         assert_eq!(info.effective_roles(), vec!["*".to_owned()]);
         let command: CommandInfo = serde_json::from_str(r#"{"value":"ls"}"#).unwrap();

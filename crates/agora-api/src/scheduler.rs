@@ -3,15 +3,19 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::mesos::{
-    lenient_opt_f64, null_vec, Attribute, ExecutorInfo, FrameworkInfo, Id, KillPolicy, MasterInfo,
-    TaskGroupInfo, TaskInfo, TaskStatus, WireResource,
-};
 use crate::ApiError;
+use crate::mesos::{
+    Attribute, ExecutorInfo, FrameworkInfo, Id, KillPolicy, MasterInfo, TaskGroupInfo, TaskInfo,
+    TaskStatus, WireResource, lenient_opt_f64, null_vec,
+};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Filters {
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_opt_f64")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_opt_f64"
+    )]
     pub refuse_seconds: Option<f64>,
 }
 
@@ -20,8 +24,14 @@ impl Filters {
     pub fn refuse_ms(filters: Option<&Filters>) -> u64 {
         const DEFAULT_SECS: f64 = 5.0;
         const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
-        let secs = filters.and_then(|f| f.refuse_seconds).unwrap_or(DEFAULT_SECS);
-        let secs = if secs.is_nan() || secs < 0.0 { DEFAULT_SECS } else { secs.min(MAX_SECS) };
+        let secs = filters
+            .and_then(|f| f.refuse_seconds)
+            .unwrap_or(DEFAULT_SECS);
+        let secs = if secs.is_nan() || secs < 0.0 {
+            DEFAULT_SECS
+        } else {
+            secs.min(MAX_SECS)
+        };
         (secs * 1000.0) as u64
     }
 }
@@ -29,7 +39,11 @@ impl Filters {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Subscribe {
     pub framework_info: FrameworkInfo,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub suppressed_roles: Vec<String>,
 }
 
@@ -187,7 +201,10 @@ impl Call {
         let missing = |key: &str| ApiError::invalid(format!("Expecting '{key}' to be present"));
         match self.kind.as_str() {
             "SUBSCRIBE" => {
-                let subscribe = self.subscribe.as_ref().ok_or_else(|| missing("subscribe"))?;
+                let subscribe = self
+                    .subscribe
+                    .as_ref()
+                    .ok_or_else(|| missing("subscribe"))?;
                 let info = &subscribe.framework_info;
                 if let (Some(top), Some(inner)) = (&self.framework_id, &info.id)
                     && top != inner
@@ -208,13 +225,20 @@ impl Call {
             "KILL" => drop(self.kill.as_ref().ok_or_else(|| missing("kill"))?),
             "SHUTDOWN" => drop(self.shutdown.as_ref().ok_or_else(|| missing("shutdown"))?),
             "ACKNOWLEDGE" => {
-                let ack = self.acknowledge.as_ref().ok_or_else(|| missing("acknowledge"))?;
+                let ack = self
+                    .acknowledge
+                    .as_ref()
+                    .ok_or_else(|| missing("acknowledge"))?;
                 let raw = crate::mesos::decode_bytes(&ack.uuid)?;
                 if raw.len() != 16 {
                     return Err(ApiError::invalid("'acknowledge.uuid' is not a valid UUID"));
                 }
             }
-            "RECONCILE" => drop(self.reconcile.as_ref().ok_or_else(|| missing("reconcile"))?),
+            "RECONCILE" => drop(
+                self.reconcile
+                    .as_ref()
+                    .ok_or_else(|| missing("reconcile"))?,
+            ),
             "MESSAGE" => drop(self.message.as_ref().ok_or_else(|| missing("message"))?),
             "REQUEST" => drop(self.request.as_ref().ok_or_else(|| missing("request"))?),
             _ => {}
@@ -243,9 +267,17 @@ pub struct Offer {
     pub url: Option<Url>,
     #[serde(default, deserialize_with = "null_vec")]
     pub resources: Vec<WireResource>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub attributes: Vec<Attribute>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_vec"
+    )]
     pub executor_ids: Vec<Id>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_info: Option<crate::mesos::AllocationInfo>,
@@ -306,11 +338,17 @@ pub enum Event {
 
 impl Event {
     pub fn error(message: impl Into<String>) -> Event {
-        Event::Error { error: ErrorEvent { message: message.into() } }
+        Event::Error {
+            error: ErrorEvent {
+                message: message.into(),
+            },
+        }
     }
 
     pub fn update(status: TaskStatus) -> Event {
-        Event::Update { update: Update { status } }
+        Event::Update {
+            update: Update { status },
+        }
     }
 
     /// Compact JSON with non-ASCII escaped, so byte and character counts agree for clients
@@ -349,7 +387,10 @@ mod tests {
     fn parses_pymesos_subscribe() {
         let body = br#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"root","name":"test","failover_timeout":100,"capabilities":[{"type":"GPU_RESOURCES"}],"hostname":"h"}}}"#;
         let call = Call::parse(body).unwrap();
-        assert_eq!(call.subscribe.unwrap().framework_info.failover_timeout, 100.0);
+        assert_eq!(
+            call.subscribe.unwrap().framework_info.failover_timeout,
+            100.0
+        );
     }
 
     #[test]
@@ -365,8 +406,14 @@ mod tests {
     #[test]
     fn events_have_their_payload_key() {
         let json = String::from_utf8(Event::error("Framework failed over").to_json()).unwrap();
-        assert_eq!(json, r#"{"type":"ERROR","error":{"message":"Framework failed over"}}"#);
-        assert_eq!(String::from_utf8(Event::Heartbeat.to_json()).unwrap(), r#"{"type":"HEARTBEAT"}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"ERROR","error":{"message":"Framework failed over"}}"#
+        );
+        assert_eq!(
+            String::from_utf8(Event::Heartbeat.to_json()).unwrap(),
+            r#"{"type":"HEARTBEAT"}"#
+        );
         let status = TaskStatus::new("t", agora_types::TaskState::Running).with_message("é");
         let json = String::from_utf8(Event::update(status).to_json()).unwrap();
         assert!(json.is_ascii() && json.contains("\\u00e9"), "{json}");
@@ -375,8 +422,18 @@ mod tests {
     #[test]
     fn refuse_seconds_rules() {
         assert_eq!(Filters::refuse_ms(None), 5000);
-        assert_eq!(Filters::refuse_ms(Some(&Filters { refuse_seconds: Some(-1.0) })), 5000);
-        assert_eq!(Filters::refuse_ms(Some(&Filters { refuse_seconds: Some(0.5) })), 500);
+        assert_eq!(
+            Filters::refuse_ms(Some(&Filters {
+                refuse_seconds: Some(-1.0)
+            })),
+            5000
+        );
+        assert_eq!(
+            Filters::refuse_ms(Some(&Filters {
+                refuse_seconds: Some(0.5)
+            })),
+            500
+        );
     }
 
     proptest! {

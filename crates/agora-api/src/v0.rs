@@ -10,21 +10,36 @@ use agora_types::{ResourceValue, Resources};
 pub fn flat_resources(resources: &Resources) -> Value {
     let mut map = Map::new();
     for name in ["cpus", "gpus", "mem", "disk"] {
-        map.insert(name.to_owned(), Value::from(resources.scalar(name).to_f64()));
+        map.insert(
+            name.to_owned(),
+            Value::from(resources.scalar(name).to_f64()),
+        );
     }
     for entry in resources.iter() {
         match &entry.value {
             ResourceValue::Scalar(_) => {
-                map.insert(entry.name.clone(), Value::from(resources.scalar(&entry.name).to_f64()));
+                map.insert(
+                    entry.name.clone(),
+                    Value::from(resources.scalar(&entry.name).to_f64()),
+                );
             }
             ResourceValue::Ranges(_) => {
-                let parts: Vec<String> =
-                    resources.ranges(&entry.name).iter().map(|r| format!("{}-{}", r.begin, r.end)).collect();
-                map.insert(entry.name.clone(), Value::String(format!("[{}]", parts.join(", "))));
+                let parts: Vec<String> = resources
+                    .ranges(&entry.name)
+                    .iter()
+                    .map(|r| format!("{}-{}", r.begin, r.end))
+                    .collect();
+                map.insert(
+                    entry.name.clone(),
+                    Value::String(format!("[{}]", parts.join(", "))),
+                );
             }
             ResourceValue::Set(items) => {
                 let parts: Vec<&str> = items.iter().map(String::as_str).collect();
-                map.insert(entry.name.clone(), Value::String(format!("{{{}}}", parts.join(", "))));
+                map.insert(
+                    entry.name.clone(),
+                    Value::String(format!("{{{}}}", parts.join(", "))),
+                );
             }
         }
     }

@@ -46,8 +46,16 @@ pub(crate) mod contract {
         let listed = store.list("a/").unwrap();
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[1], ("a/2".to_owned(), b"two".to_vec()));
-        assert!(!store.compare_and_swap("a/1", Some(b"wrong"), Some(b"x")).unwrap());
-        assert!(store.compare_and_swap("a/1", Some(b"one"), Some(b"uno")).unwrap());
+        assert!(
+            !store
+                .compare_and_swap("a/1", Some(b"wrong"), Some(b"x"))
+                .unwrap()
+        );
+        assert!(
+            store
+                .compare_and_swap("a/1", Some(b"one"), Some(b"uno"))
+                .unwrap()
+        );
         assert!(store.compare_and_swap("c", None, Some(b"new")).unwrap());
         assert!(!store.compare_and_swap("c", None, Some(b"again")).unwrap());
         assert!(store.compare_and_swap("c", Some(b"new"), None).unwrap());

@@ -16,7 +16,9 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>>, StoreError> {
-        self.entries.lock().map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
+        self.entries
+            .lock()
+            .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
     }
 }
 

@@ -31,7 +31,10 @@ impl Store for RedbStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let transaction = self.database.begin_read().map_err(backend)?;
         let table = transaction.open_table(TABLE).map_err(backend)?;
-        Ok(table.get(key).map_err(backend)?.map(|value| value.value().to_vec()))
+        Ok(table
+            .get(key)
+            .map_err(backend)?
+            .map(|value| value.value().to_vec()))
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {

@@ -7,7 +7,7 @@ mod task_state;
 
 pub use ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId};
 pub use resources::{
-    ParseResourcesError, Range, Reservation, ReservationKind, Resource, ResourceValue, Resources,
-    Scalar, DEFAULT_ROLE,
+    DEFAULT_ROLE, ParseResourcesError, Range, Reservation, ReservationKind, Resource,
+    ResourceValue, Resources, Scalar,
 };
 pub use task_state::TaskState;

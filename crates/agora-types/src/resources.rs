@@ -102,7 +102,10 @@ pub struct Range {
 
 impl Range {
     pub fn new(begin: u64, end: u64) -> Range {
-        Range { begin: begin.min(end), end: begin.max(end) }
+        Range {
+            begin: begin.min(end),
+            end: begin.max(end),
+        }
     }
 
     pub fn len(self) -> u64 {
@@ -171,7 +174,9 @@ impl ResourceValue {
     /// Removes what `other` has in common with `self` (clamped at empty).
     fn subtract(&mut self, other: &ResourceValue) {
         match (self, other) {
-            (ResourceValue::Scalar(a), ResourceValue::Scalar(b)) => *a = (*a - *b).max(Scalar::ZERO),
+            (ResourceValue::Scalar(a), ResourceValue::Scalar(b)) => {
+                *a = (*a - *b).max(Scalar::ZERO)
+            }
             (ResourceValue::Ranges(a), ResourceValue::Ranges(b)) => *a = subtract_ranges(a, b),
             (ResourceValue::Set(a), ResourceValue::Set(b)) => a.retain(|item| !b.contains(item)),
             _ => {}
@@ -194,9 +199,11 @@ fn normalize_ranges(mut ranges: Vec<Range>) -> Vec<Range> {
 }
 
 fn ranges_contain(outer: &[Range], inner: &[Range]) -> bool {
-    inner
-        .iter()
-        .all(|needle| outer.iter().any(|hay| hay.begin <= needle.begin && needle.end <= hay.end))
+    inner.iter().all(|needle| {
+        outer
+            .iter()
+            .any(|hay| hay.begin <= needle.begin && needle.end <= hay.end)
+    })
 }
 
 fn subtract_ranges(from: &[Range], remove: &[Range]) -> Vec<Range> {
@@ -240,7 +247,11 @@ pub struct Reservation {
 
 impl Reservation {
     pub fn static_for(role: impl Into<String>) -> Reservation {
-        Reservation { role: role.into(), kind: ReservationKind::Static, principal: None }
+        Reservation {
+            role: role.into(),
+            kind: ReservationKind::Static,
+            principal: None,
+        }
     }
 }
 
@@ -263,7 +274,11 @@ impl Resource {
     }
 
     pub fn ranges(name: impl Into<String>, ranges: impl IntoIterator<Item = Range>) -> Resource {
-        Resource { name: name.into(), value: ResourceValue::ranges(ranges), reservation: None }
+        Resource {
+            name: name.into(),
+            value: ResourceValue::ranges(ranges),
+            reservation: None,
+        }
     }
 
     pub fn set(name: impl Into<String>, items: impl IntoIterator<Item = String>) -> Resource {
@@ -282,7 +297,9 @@ impl Resource {
 
     /// The role the entry is reserved for, `*` when unreserved.
     pub fn role(&self) -> &str {
-        self.reservation.as_ref().map_or(DEFAULT_ROLE, |r| r.role.as_str())
+        self.reservation
+            .as_ref()
+            .map_or(DEFAULT_ROLE, |r| r.role.as_str())
     }
 
     fn mergeable_with(&self, other: &Resource) -> bool {
@@ -316,7 +333,11 @@ impl Resources {
         if resource.value.is_empty() {
             return;
         }
-        match self.entries.iter_mut().find(|entry| entry.mergeable_with(&resource)) {
+        match self
+            .entries
+            .iter_mut()
+            .find(|entry| entry.mergeable_with(&resource))
+        {
             Some(entry) => entry.value.add(&resource.value),
             None => self.entries.push(resource),
         }
@@ -344,7 +365,11 @@ impl Resources {
     /// Removes from `self` what it shares with `other` (entries clamp at empty).
     pub fn subtract(&mut self, other: &Resources) {
         for removed in &other.entries {
-            if let Some(entry) = self.entries.iter_mut().find(|entry| entry.mergeable_with(removed)) {
+            if let Some(entry) = self
+                .entries
+                .iter_mut()
+                .find(|entry| entry.mergeable_with(removed))
+            {
                 entry.value.subtract(&removed.value);
             }
         }
@@ -401,7 +426,14 @@ impl Resources {
     }
 
     pub fn filter(&self, keep: impl Fn(&Resource) -> bool) -> Resources {
-        Resources { entries: self.entries.iter().filter(|entry| keep(entry)).cloned().collect() }
+        Resources {
+            entries: self
+                .entries
+                .iter()
+                .filter(|entry| keep(entry))
+                .cloned()
+                .collect(),
+        }
     }
 
     /// Keeps only the given scalar amount of `name`, taking unreserved last (reserved resources
@@ -415,7 +447,11 @@ impl Resources {
     /// reserved.
     pub fn parse(text: &str) -> Result<Resources, ParseResourcesError> {
         let mut resources = Resources::new();
-        for part in text.split(';').map(str::trim).filter(|part| !part.is_empty()) {
+        for part in text
+            .split(';')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
             let (key, value) = part
                 .split_once(':')
                 .ok_or_else(|| ParseResourcesError::new(part, "expected name:value"))?;
@@ -432,9 +468,14 @@ impl Resources {
             if name.is_empty() || role.is_empty() {
                 return Err(ParseResourcesError::new(part, "empty name or role"));
             }
-            let value = parse_value(value.trim()).map_err(|why| ParseResourcesError::new(part, why))?;
+            let value =
+                parse_value(value.trim()).map_err(|why| ParseResourcesError::new(part, why))?;
             let reservation = (role != DEFAULT_ROLE).then(|| Reservation::static_for(role));
-            resources.push(Resource { name: name.to_owned(), value, reservation });
+            resources.push(Resource {
+                name: name.to_owned(),
+                value,
+                reservation,
+            });
         }
         Ok(resources)
     }
@@ -446,8 +487,14 @@ fn parse_value(text: &str) -> Result<ResourceValue, &'static str> {
         let mut ranges = Vec::new();
         for piece in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (begin, end) = piece.split_once('-').ok_or("range must be begin-end")?;
-            let begin: u64 = begin.trim().parse().map_err(|_| "range bound is not a number")?;
-            let end: u64 = end.trim().parse().map_err(|_| "range bound is not a number")?;
+            let begin: u64 = begin
+                .trim()
+                .parse()
+                .map_err(|_| "range bound is not a number")?;
+            let end: u64 = end
+                .trim()
+                .parse()
+                .map_err(|_| "range bound is not a number")?;
             if begin > end {
                 return Err("range begin is after its end");
             }
@@ -460,7 +507,9 @@ fn parse_value(text: &str) -> Result<ResourceValue, &'static str> {
         let items = inner.split(',').map(str::trim).filter(|p| !p.is_empty());
         return Ok(ResourceValue::Set(items.map(str::to_owned).collect()));
     }
-    let number: f64 = text.parse().map_err(|_| "value is not a number, range list or set")?;
+    let number: f64 = text
+        .parse()
+        .map_err(|_| "value is not a number, range list or set")?;
     if !number.is_finite() || number < 0.0 {
         return Err("scalar must be a finite non-negative number");
     }
@@ -482,8 +531,10 @@ impl fmt::Display for Resources {
             match &entry.value {
                 ResourceValue::Scalar(value) => write!(f, "{value}")?,
                 ResourceValue::Ranges(ranges) => {
-                    let parts: Vec<String> =
-                        ranges.iter().map(|r| format!("{}-{}", r.begin, r.end)).collect();
+                    let parts: Vec<String> = ranges
+                        .iter()
+                        .map(|r| format!("{}-{}", r.begin, r.end))
+                        .collect();
                     write!(f, "[{}]", parts.join(", "))?;
                 }
                 ResourceValue::Set(items) => {
@@ -529,7 +580,10 @@ pub struct ParseResourcesError {
 
 impl ParseResourcesError {
     fn new(entry: &str, reason: &'static str) -> ParseResourcesError {
-        ParseResourcesError { entry: entry.to_owned(), reason }
+        ParseResourcesError {
+            entry: entry.to_owned(),
+            reason,
+        }
     }
 }
 
@@ -540,13 +594,23 @@ mod tests {
 
     #[test]
     fn parses_mesos_syntax() {
-        let resources =
-            Resources::parse("cpus:4;mem:8192;ports:[31000-32000, 5000-5001];cpus(analytics):2;zones:{a,b}")
-                .unwrap();
+        let resources = Resources::parse(
+            "cpus:4;mem:8192;ports:[31000-32000, 5000-5001];cpus(analytics):2;zones:{a,b}",
+        )
+        .unwrap();
         assert_eq!(resources.scalar("cpus"), Scalar::from_units(6));
-        assert_eq!(resources.allocatable_to("web").scalar("cpus"), Scalar::from_units(4));
-        assert_eq!(resources.allocatable_to("analytics").scalar("cpus"), Scalar::from_units(6));
-        assert_eq!(resources.ranges("ports"), vec![Range::new(5000, 5001), Range::new(31000, 32000)]);
+        assert_eq!(
+            resources.allocatable_to("web").scalar("cpus"),
+            Scalar::from_units(4)
+        );
+        assert_eq!(
+            resources.allocatable_to("analytics").scalar("cpus"),
+            Scalar::from_units(6)
+        );
+        assert_eq!(
+            resources.ranges("ports"),
+            vec![Range::new(5000, 5001), Range::new(31000, 32000)]
+        );
         assert_eq!(
             resources.to_string(),
             "cpus:4; mem:8192; ports:[5000-5001, 31000-32000]; cpus(analytics):2; zones:{a, b}"
@@ -555,7 +619,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_syntax() {
-        for bad in ["cpus", "cpus:x", "ports:[5-", "ports:[9-1]", "cpus(:1", "cpus:-1", ":3"] {
+        for bad in [
+            "cpus",
+            "cpus:x",
+            "ports:[5-",
+            "ports:[9-1]",
+            "cpus(:1",
+            "cpus:-1",
+            ":3",
+        ] {
             assert!(Resources::parse(bad).is_err(), "{bad} should not parse");
         }
     }
@@ -572,22 +644,36 @@ mod tests {
 
     #[test]
     fn subtracting_ranges_splits_them() {
-        let have: Resources = [Resource::ranges("ports", [Range::new(31000, 31010)])].into_iter().collect();
-        let take: Resources = [Resource::ranges("ports", [Range::new(31005, 31005)])].into_iter().collect();
+        let have: Resources = [Resource::ranges("ports", [Range::new(31000, 31010)])]
+            .into_iter()
+            .collect();
+        let take: Resources = [Resource::ranges("ports", [Range::new(31005, 31005)])]
+            .into_iter()
+            .collect();
         let left = have.checked_sub(&take).unwrap();
-        assert_eq!(left.ranges("ports"), vec![Range::new(31000, 31004), Range::new(31006, 31010)]);
+        assert_eq!(
+            left.ranges("ports"),
+            vec![Range::new(31000, 31004), Range::new(31006, 31010)]
+        );
         assert!(left.checked_sub(&take).is_none());
     }
 
     fn arb_resources() -> impl Strategy<Value = Resources> {
-        let scalar = (prop::sample::select(vec!["cpus", "mem", "disk"]), 0i64..100_000, prop::option::of("[ab]"))
+        let scalar = (
+            prop::sample::select(vec!["cpus", "mem", "disk"]),
+            0i64..100_000,
+            prop::option::of("[ab]"),
+        )
             .prop_map(|(name, milli, role)| Resource {
                 name: name.into(),
                 value: ResourceValue::Scalar(Scalar::from_milli(milli)),
                 reservation: role.map(Reservation::static_for),
             });
         let ranges = prop::collection::vec((0u64..500, 0u64..20), 0..4).prop_map(|spans| {
-            Resource::ranges("ports", spans.into_iter().map(|(b, len)| Range::new(b, b + len)))
+            Resource::ranges(
+                "ports",
+                spans.into_iter().map(|(b, len)| Range::new(b, b + len)),
+            )
         });
         let set = prop::collection::btree_set("[a-d]", 0..4)
             .prop_map(|items| Resource::set("zones", items));

@@ -138,13 +138,19 @@ mod tests {
             assert_eq!(state.as_str().parse::<TaskState>(), Ok(state));
         }
         assert_eq!(TaskState::Running.metric_suffix(), "running");
-        assert_eq!(TaskState::GoneByOperator.metric_suffix(), "gone_by_operator");
+        assert_eq!(
+            TaskState::GoneByOperator.metric_suffix(),
+            "gone_by_operator"
+        );
     }
 
     #[test]
     fn partition_states_become_lost_for_old_frameworks() {
         assert_eq!(TaskState::Unreachable.for_framework(false), TaskState::Lost);
-        assert_eq!(TaskState::Unreachable.for_framework(true), TaskState::Unreachable);
+        assert_eq!(
+            TaskState::Unreachable.for_framework(true),
+            TaskState::Unreachable
+        );
         assert_eq!(TaskState::Running.for_framework(false), TaskState::Running);
         assert!(!TaskState::Unreachable.is_terminal());
         assert!(TaskState::Dropped.is_terminal());

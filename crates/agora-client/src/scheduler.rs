@@ -1,0 +1,489 @@
+//! The scheduler SDK: subscribes to a master, keeps the subscription alive (re-subscribing
+//! with the framework id, with backoff, following redirects to the leader), hands out events
+//! in order, and sends calls with the current stream id.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use agora_api::mesos::{FrameworkInfo, Id, KillPolicy, TaskInfo, TaskStatus};
+use agora_api::recordio;
+use agora_api::scheduler::{
+    Accept, Acknowledge, Call, Decline, Event, Filters, Kill, Launch, Message, Operation,
+    Reconcile, ReconcileTask, Roles, Subscribe,
+};
+
+use crate::{ClientError, base_url};
+
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// Acknowledge every update carrying a uuid as soon as it is received.
+    pub implicit_acknowledgements: bool,
+    /// Longest pause between re-subscription attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> SchedulerOptions {
+        SchedulerOptions {
+            implicit_acknowledgements: true,
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Session {
+    base: String,
+    framework_id: Option<String>,
+    stream_id: Option<String>,
+}
+
+/// A subscribed framework. Events arrive through [`Scheduler::next_event`]; after a
+/// reconnection a fresh `SUBSCRIBED` event shows up in the same sequence.
+pub struct Scheduler {
+    session: Arc<Mutex<Session>>,
+    http: reqwest::Client,
+    events: mpsc::UnboundedReceiver<Event>,
+    stop: stop_flag::Stop,
+}
+
+mod stop_flag {
+    //! A tiny stop flag shared with the background task (avoids another dependency).
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[derive(Clone, Default)]
+    pub struct Stop(Arc<AtomicBool>);
+
+    impl Stop {
+        pub fn set(&self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+        pub fn is_set(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+}
+
+impl Scheduler {
+    /// Subscribes and waits for `SUBSCRIBED` (or the first failure).
+    pub async fn subscribe(
+        master: &str,
+        info: FrameworkInfo,
+        options: SchedulerOptions,
+    ) -> Result<Scheduler, ClientError> {
+        let session = Arc::new(Mutex::new(Session {
+            base: base_url(master),
+            framework_id: info.id.as_ref().map(|id| id.value.clone()),
+            stream_id: None,
+        }));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ClientError::Connect {
+                url: master.to_owned(),
+                message: e.to_string(),
+            })?;
+        let (sender, events) = mpsc::unbounded_channel();
+        let stop = stop_flag::Stop::default();
+        let (ready_sender, ready) = tokio::sync::oneshot::channel();
+        tokio::spawn(run(
+            session.clone(),
+            http.clone(),
+            info,
+            options,
+            sender,
+            stop.clone(),
+            ready_sender,
+        ));
+        match ready.await {
+            Ok(Ok(())) => Ok(Scheduler {
+                session,
+                http,
+                events,
+                stop,
+            }),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(ClientError::NotSubscribed),
+        }
+    }
+
+    pub fn framework_id(&self) -> Option<String> {
+        self.lock().framework_id.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next event, `None` once the scheduler is dropped or torn down.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Sends a call with the framework id and stream id filled in.
+    pub async fn call(&self, mut call: Call) -> Result<(), ClientError> {
+        let (base, framework_id, stream_id) = {
+            let session = self.lock();
+            (
+                session.base.clone(),
+                session.framework_id.clone(),
+                session.stream_id.clone(),
+            )
+        };
+        let (Some(framework_id), Some(stream_id)) = (framework_id, stream_id) else {
+            return Err(ClientError::NotSubscribed);
+        };
+        call.framework_id = Some(Id::new(framework_id));
+        send_call(&self.http, &base, &stream_id, &call).await
+    }
+
+    fn call_of(kind: &str) -> Call {
+        Call {
+            kind: kind.to_owned(),
+            ..Call::default()
+        }
+    }
+
+    pub async fn launch(
+        &self,
+        offer_ids: Vec<Id>,
+        tasks: Vec<TaskInfo>,
+        refuse_seconds: Option<f64>,
+    ) -> Result<(), ClientError> {
+        let mut call = Scheduler::call_of("ACCEPT");
+        call.accept = Some(Accept {
+            offer_ids,
+            operations: vec![Operation {
+                kind: "LAUNCH".into(),
+                launch: Some(Launch { task_infos: tasks }),
+                ..Operation::default()
+            }],
+            filters: refuse_seconds.map(|s| Filters {
+                refuse_seconds: Some(s),
+            }),
+        });
+        self.call(call).await
+    }
+
+    pub async fn accept(
+        &self,
+        offer_ids: Vec<Id>,
+        operations: Vec<Operation>,
+        filters: Option<Filters>,
+    ) -> Result<(), ClientError> {
+        let mut call = Scheduler::call_of("ACCEPT");
+        call.accept = Some(Accept {
+            offer_ids,
+            operations,
+            filters,
+        });
+        self.call(call).await
+    }
+
+    pub async fn decline(
+        &self,
+        offer_ids: Vec<Id>,
+        refuse_seconds: Option<f64>,
+    ) -> Result<(), ClientError> {
+        let mut call = Scheduler::call_of("DECLINE");
+        call.decline = Some(Decline {
+            offer_ids,
+            filters: refuse_seconds.map(|s| Filters {
+                refuse_seconds: Some(s),
+            }),
+        });
+        self.call(call).await
+    }
+
+    pub async fn kill(&self, task_id: &str, grace: Option<Duration>) -> Result<(), ClientError> {
+        let mut call = Scheduler::call_of("KILL");
+        call.kill = Some(Kill {
+            task_id: Id::new(task_id),
+            agent_id: None,
+            kill_policy: grace.map(|g| KillPolicy {
+                grace_period: Some(agora_api::mesos::DurationInfo {
+                    nanoseconds: g.as_nanos() as i64,
+                }),
+            }),
+        });
+        self.call(call).await
+    }
+
+    /// Acknowledges an update that carries a uuid; others need no acknowledgement.
+    pub async fn acknowledge(&self, status: &TaskStatus) -> Result<(), ClientError> {
+        let (Some(uuid), Some(agent_id)) = (&status.uuid, &status.agent_id) else {
+            return Ok(());
+        };
+        let mut call = Scheduler::call_of("ACKNOWLEDGE");
+        call.acknowledge = Some(Acknowledge {
+            agent_id: agent_id.clone(),
+            task_id: status.task_id.clone(),
+            uuid: uuid.clone(),
+        });
+        self.call(call).await
+    }
+
+    /// Explicit reconciliation of the given (task, agent) pairs; empty = implicit.
+    pub async fn reconcile(&self, tasks: Vec<(String, Option<String>)>) -> Result<(), ClientError> {
+        let mut call = Scheduler::call_of("RECONCILE");
+        call.reconcile = Some(Reconcile {
+            tasks: tasks
+                .into_iter()
+                .map(|(task, agent)| ReconcileTask {
+                    task_id: Id::new(task),
+                    agent_id: agent.map(Id::new),
+                })
+                .collect(),
+        });
+        self.call(call).await
+    }
+
+    pub async fn revive(&self, roles: Vec<String>) -> Result<(), ClientError> {
+        let mut call = Scheduler::call_of("REVIVE");
+        call.revive = Some(Roles { roles });
+        self.call(call).await
+    }
+
+    pub async fn suppress(&self, roles: Vec<String>) -> Result<(), ClientError> {
+        let mut call = Scheduler::call_of("SUPPRESS");
+        call.suppress = Some(Roles { roles });
+        self.call(call).await
+    }
+
+    pub async fn message(
+        &self,
+        agent_id: &str,
+        executor_id: &str,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        let mut call = Scheduler::call_of("MESSAGE");
+        call.message = Some(Message {
+            agent_id: Id::new(agent_id),
+            executor_id: Id::new(executor_id),
+            data: agora_api::mesos::encode_bytes(data),
+        });
+        self.call(call).await
+    }
+
+    /// Removes the framework: every task is killed.
+    pub async fn teardown(self) -> Result<(), ClientError> {
+        let result = self.call(Scheduler::call_of("TEARDOWN")).await;
+        self.stop.set();
+        result
+    }
+
+    /// Disconnects without tearing down: the master keeps the tasks for the failover timeout.
+    pub fn disconnect(self) {
+        self.stop.set();
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.stop.set();
+    }
+}
+
+async fn send_call(
+    http: &reqwest::Client,
+    base: &str,
+    stream_id: &str,
+    call: &Call,
+) -> Result<(), ClientError> {
+    let url = format!("{base}/api/v1/scheduler");
+    let response = http
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .header("Mesos-Stream-Id", stream_id)
+        .json(call)
+        .send()
+        .await
+        .map_err(|e| ClientError::Connect {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(ClientError::Status {
+        url,
+        status: status.as_u16(),
+        body,
+    })
+}
+
+/// The subscription loop: subscribe, pump events, re-subscribe with backoff.
+async fn run(
+    session: Arc<Mutex<Session>>,
+    http: reqwest::Client,
+    mut info: FrameworkInfo,
+    options: SchedulerOptions,
+    events: mpsc::UnboundedSender<Event>,
+    stop: stop_flag::Stop,
+    ready: tokio::sync::oneshot::Sender<Result<(), ClientError>>,
+) {
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(100);
+    while !stop.is_set() && !events.is_closed() {
+        let outcome = subscribe_once(
+            &session, &http, &mut info, &options, &events, &stop, &mut ready,
+        )
+        .await;
+        match outcome {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(error) => {
+                tracing::debug!(%error, "scheduler subscription failed");
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Err(error));
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(options.max_backoff);
+    }
+}
+
+async fn subscribe_once(
+    session: &Arc<Mutex<Session>>,
+    http: &reqwest::Client,
+    info: &mut FrameworkInfo,
+    options: &SchedulerOptions,
+    events: &mpsc::UnboundedSender<Event>,
+    stop: &stop_flag::Stop,
+    ready: &mut Option<tokio::sync::oneshot::Sender<Result<(), ClientError>>>,
+) -> Result<(), ClientError> {
+    let lock = |s: &Arc<Mutex<Session>>| -> (String, Option<String>) {
+        let s = s.lock().unwrap_or_else(|p| p.into_inner());
+        (s.base.clone(), s.framework_id.clone())
+    };
+    let mut redirects = 0;
+    let response = loop {
+        let (base, framework_id) = lock(session);
+        info.id = framework_id.clone().map(Id::new);
+        let call = Call {
+            kind: "SUBSCRIBE".into(),
+            framework_id: framework_id.map(Id::new),
+            subscribe: Some(Subscribe {
+                framework_info: info.clone(),
+                suppressed_roles: Vec::new(),
+            }),
+            ..Call::default()
+        };
+        let url = format!("{base}/api/v1/scheduler");
+        let response = http
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .json(&call)
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        if response.status() == reqwest::StatusCode::TEMPORARY_REDIRECT && redirects < 5 {
+            redirects += 1;
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            session.lock().unwrap_or_else(|p| p.into_inner()).base = base_url(&location);
+            continue;
+        }
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            return Err(ClientError::Status { url, status, body });
+        }
+        break response;
+    };
+    let stream_id = response
+        .headers()
+        .get("mesos-stream-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let base = lock(session).0;
+    let mut body = response.bytes_stream();
+    let mut decoder = recordio::Decoder::new();
+    while let Some(chunk) = body.next().await {
+        if stop.is_set() {
+            return Ok(());
+        }
+        let chunk = chunk.map_err(|e| ClientError::Connect {
+            url: base.clone(),
+            message: e.to_string(),
+        })?;
+        decoder.feed(&chunk);
+        while let Some(record) = decoder.next_record().map_err(|e| ClientError::Invalid {
+            url: base.clone(),
+            message: e.to_string(),
+        })? {
+            let event: Event = match serde_json::from_slice(&record) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(%error, "unreadable scheduler event");
+                    continue;
+                }
+            };
+            match &event {
+                Event::Subscribed { subscribed } => {
+                    let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+                    s.framework_id = Some(subscribed.framework_id.value.clone());
+                    s.stream_id = stream_id.clone();
+                    drop(s);
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                }
+                Event::Error { error } => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Err(ClientError::Status {
+                            url: base.clone(),
+                            status: 200,
+                            body: error.message.clone(),
+                        }));
+                        return Ok(());
+                    }
+                }
+                Event::Update { update } if options.implicit_acknowledgements => {
+                    if let (Some(uuid), Some(agent_id), Some(stream_id)) =
+                        (&update.status.uuid, &update.status.agent_id, &stream_id)
+                    {
+                        let framework_id = session
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .framework_id
+                            .clone();
+                        let call = Call {
+                            kind: "ACKNOWLEDGE".into(),
+                            framework_id: framework_id.map(Id::new),
+                            acknowledge: Some(Acknowledge {
+                                agent_id: agent_id.clone(),
+                                task_id: update.status.task_id.clone(),
+                                uuid: uuid.clone(),
+                            }),
+                            ..Call::default()
+                        };
+                        if let Err(error) = send_call(http, &base, stream_id, &call).await {
+                            tracing::warn!(%error, "implicit acknowledgement failed");
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if events.send(event).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}

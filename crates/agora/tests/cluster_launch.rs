@@ -1,0 +1,152 @@
+//! One master and three agents as separate processes: a framework launches 100 command tasks
+//! across them through the SDK, sees every state change, and reads a task's stdout from its
+//! agent's sandbox.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use agora_api::scheduler::Event;
+use agora_client::MasterClient;
+use agora_types::TaskState;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_tasks_across_three_agents() {
+    let dir = temp_dir();
+    let master = start_master(&path(&dir, "master"));
+    let agents: Vec<Process> = (0..3)
+        .map(|i| {
+            start_agent(
+                &master.address(),
+                &path(&dir, &format!("agent{i}")),
+                "cpus:4;mem:4096;ports:[31000-31100]",
+            )
+        })
+        .collect();
+    let client = MasterClient::new(&master.address());
+    wait_for_agents(&client, 3).await;
+
+    let mut scheduler = subscribe(&master.address(), framework_info("hundred")).await;
+    let mut launched = 0;
+    let mut agents_used: HashSet<String> = HashSet::new();
+    let mut states: HashMap<String, Vec<TaskState>> = HashMap::new();
+    let mut finished = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while finished < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {finished} tasks finished"
+        );
+        match next_event(&mut scheduler, Duration::from_secs(30)).await {
+            Event::Offers { offers } => {
+                for offer in offers.offers {
+                    let mut tasks = Vec::new();
+                    let cpus: f64 = offer
+                        .resources
+                        .iter()
+                        .filter(|r| r.name == "cpus")
+                        .filter_map(|r| r.scalar.as_ref())
+                        .map(|s| s.value)
+                        .sum();
+                    // 0.5 cpu each: at most 8 at a time per agent, so all three agents are needed.
+                    while launched < 100 && (tasks.len() as f64 + 1.0) * 0.5 <= cpus {
+                        let id = format!("task-{launched}");
+                        tasks.push(command_task(
+                            &id,
+                            &offer,
+                            &format!("echo hello from {id}; sleep 0.2"),
+                            0.5,
+                            32.0,
+                        ));
+                        launched += 1;
+                    }
+                    if !tasks.is_empty() {
+                        agents_used.insert(offer.agent_id.value.clone());
+                    }
+                    scheduler
+                        .launch(vec![offer.id.clone()], tasks, Some(0.1))
+                        .await
+                        .expect("accept");
+                }
+            }
+            Event::Update { update } => {
+                let status = update.status;
+                states
+                    .entry(status.task_id.value.clone())
+                    .or_default()
+                    .push(status.state);
+                if status.state == TaskState::Finished {
+                    finished += 1;
+                }
+                assert!(
+                    !matches!(
+                        status.state,
+                        TaskState::Failed | TaskState::Lost | TaskState::Error
+                    ),
+                    "task {} ended {:?}: {:?}",
+                    status.task_id.value,
+                    status.state,
+                    status.message
+                );
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(agents_used.len(), 3, "tasks should spread over all agents");
+    for (task, seen) in &states {
+        assert_eq!(
+            seen,
+            &[TaskState::Starting, TaskState::Running, TaskState::Finished],
+            "states of {task}"
+        );
+    }
+
+    // The stdout of a task, through the agent's /files API, using the directory from its state.
+    let finished_task = "task-7";
+    let stdout = wait_until(
+        Duration::from_secs(10),
+        "stdout of a finished task",
+        || async {
+            for agent in &agents {
+                let agent_client = MasterClient::new(&agent.address());
+                let state = agent_client.get_json("/slave(1)/state").await.ok()?;
+                for framework in state["frameworks"]
+                    .as_array()?
+                    .iter()
+                    .chain(state["completed_frameworks"].as_array()?)
+                {
+                    for executor in framework["executors"]
+                        .as_array()?
+                        .iter()
+                        .chain(framework["completed_executors"].as_array()?)
+                    {
+                        if executor["id"] == finished_task {
+                            let directory = executor["directory"].as_str()?;
+                            let read = agent_client
+                                .get_json(&format!("/files/read?path={directory}/stdout&offset=0"))
+                                .await
+                                .ok()?;
+                            return read["data"].as_str().map(str::to_owned);
+                        }
+                    }
+                }
+            }
+            None
+        },
+    )
+    .await;
+    assert!(
+        stdout.contains("hello from task-7"),
+        "stdout was {stdout:?}"
+    );
+
+    // The master's view: 100 finished tasks, nothing left running, resources all free again.
+    let metrics = client.get_json("/metrics/snapshot").await.expect("metrics");
+    assert_eq!(metrics["master/tasks_finished"], 100.0);
+    assert_eq!(metrics["master/tasks_running"], 0.0);
+    assert_eq!(metrics["master/cpus_used"], 0.0);
+    assert_eq!(metrics["master/slaves_active"], 3.0);
+    scheduler.teardown().await.expect("teardown");
+}

@@ -1,0 +1,286 @@
+//! Test harness: real `agora` processes on loopback with temporary directories, a
+//! wait-until helper, and framework helpers over the real scheduler SDK.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agora_api::mesos::{CommandInfo, FrameworkInfo, Id, TaskInfo, WireResource};
+use agora_api::scheduler::{Event, Offer};
+use agora_client::{MasterClient, Scheduler, SchedulerOptions};
+use agora_types::TaskState;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_agora");
+
+/// A running `agora` process, killed (SIGKILL) when dropped.
+pub struct Process {
+    pub child: Child,
+    pub port: u16,
+    pub args: Vec<String>,
+}
+
+impl Process {
+    /// Starts `agora <args>` with `--port 0` and waits for its "listening on" line.
+    pub fn start(args: &[&str]) -> Process {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env(
+                "AGORA_LOG",
+                std::env::var("AGORA_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn agora");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let port = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split([':', ' ', ',']).nth(1))
+            .and_then(|port| port.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        Process { child, port, args }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill9();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Fast failure detection so tests take seconds, not minutes.
+pub const FAST_MASTER: &[&str] = &[
+    "--agent-ping-timeout",
+    "300ms",
+    "--max-agent-ping-timeouts",
+    "4",
+    "--allocation-interval",
+    "200ms",
+];
+
+pub fn start_master(data_dir: &Path) -> Process {
+    let mut args = vec![
+        "master",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--data-dir",
+        data_dir.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(FAST_MASTER);
+    Process::start(&args)
+}
+
+pub fn start_agent(master: &str, work_dir: &Path, resources: &str) -> Process {
+    Process::start(&[
+        "agent",
+        "--master",
+        master,
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--work-dir",
+        work_dir.to_str().expect("utf8"),
+        "--resources",
+        resources,
+        "--status-update-retry",
+        "500ms",
+    ])
+}
+
+pub fn start_up(data_dir: &Path, extra: &[&str]) -> Process {
+    let mut args = vec![
+        "up",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--data-dir",
+        data_dir.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(FAST_MASTER);
+    args.extend_from_slice(extra);
+    Process::start(&args)
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn wait_for_agents(master: &MasterClient, count: usize) {
+    wait_until(
+        Duration::from_secs(20),
+        &format!("{count} active agents"),
+        || async {
+            let state = master.get_json("/master/state").await.ok()?;
+            (state["activated_slaves"].as_u64()? as usize >= count).then_some(())
+        },
+    )
+    .await
+}
+
+pub fn framework_info(name: &str) -> FrameworkInfo {
+    FrameworkInfo {
+        user: "root".into(),
+        name: name.into(),
+        failover_timeout: 60.0,
+        ..FrameworkInfo::default()
+    }
+}
+
+pub async fn subscribe(master: &str, info: FrameworkInfo) -> Scheduler {
+    Scheduler::subscribe(master, info, SchedulerOptions::default())
+        .await
+        .expect("subscribe")
+}
+
+pub fn scalar(name: &str, value: f64) -> WireResource {
+    WireResource {
+        name: name.into(),
+        kind: "SCALAR".into(),
+        scalar: Some(agora_api::mesos::ScalarValue { value }),
+        role: Some("*".into()),
+        ..WireResource::default()
+    }
+}
+
+pub fn command_task(id: &str, offer: &Offer, command: &str, cpus: f64, mem: f64) -> TaskInfo {
+    TaskInfo {
+        name: id.into(),
+        task_id: Id::new(id),
+        agent_id: offer.agent_id.clone(),
+        resources: vec![scalar("cpus", cpus), scalar("mem", mem)],
+        command: Some(CommandInfo {
+            value: Some(command.into()),
+            ..CommandInfo::default()
+        }),
+        ..TaskInfo::default()
+    }
+}
+
+/// Next event that is not a heartbeat, with a timeout.
+pub async fn next_event(scheduler: &mut Scheduler, timeout: Duration) -> Event {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, scheduler.next_event()).await {
+            Ok(Some(Event::Heartbeat)) => continue,
+            Ok(Some(event)) => return event,
+            Ok(None) => panic!("event stream ended"),
+            Err(_) => panic!("no event within {timeout:?}"),
+        }
+    }
+}
+
+/// Waits for offers, declining nothing.
+pub async fn next_offers(scheduler: &mut Scheduler, timeout: Duration) -> Vec<Offer> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Event::Offers { offers } = next_event(scheduler, left).await {
+            return offers.offers;
+        }
+    }
+}
+
+/// Waits until the task reaches `state`, returning its status (other events are skipped).
+pub async fn wait_for_state(
+    scheduler: &mut Scheduler,
+    task_id: &str,
+    state: TaskState,
+    timeout: Duration,
+) -> agora_api::mesos::TaskStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Event::Update { update } = next_event(scheduler, left).await
+            && update.status.task_id.value == task_id
+        {
+            if update.status.state == state {
+                return update.status;
+            }
+            assert!(
+                !update.status.state.is_terminal(),
+                "task {task_id} ended {:?} ({:?}) while waiting for {state:?}",
+                update.status.state,
+                update.status.message
+            );
+        }
+    }
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("agora-test-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+pub fn path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
