@@ -86,6 +86,8 @@ pub(crate) struct Executor {
     pub killing: bool,
     /// Recovered after an agent restart and not yet re-subscribed.
     pub recovered: bool,
+    /// Kills that arrived while a recovered executor had not re-subscribed yet.
+    pub pending_kills: Vec<(TaskId, Option<KillPolicy>)>,
 }
 
 impl Executor {
@@ -225,6 +227,7 @@ impl Agent {
                     completed_tasks: VecDeque::new(),
                     killing: false,
                     recovered: true,
+                    pending_kills: Vec::new(),
                 };
                 if !alive {
                     dead.push((framework_id.clone(), executor_id.clone()));
@@ -501,6 +504,7 @@ impl Agent {
                     completed_tasks: VecDeque::new(),
                     killing: false,
                     recovered: false,
+                    pending_kills: Vec::new(),
                 },
             );
         }
@@ -871,14 +875,26 @@ impl Agent {
         };
         let executor_id = executor_id.clone();
         let launched = executor.tasks.get(task_id).is_some_and(|t| t.launched);
-        if launched
-            && executor.send(&ExecutorEvent::Kill {
+        if launched {
+            let kill = ExecutorEvent::Kill {
                 kill: executor::Kill {
                     task_id: Id::new(task_id.as_str()),
                     kill_policy,
                 },
-            })
-        {
+            };
+            if executor.recovered && executor.stream.is_none() {
+                // It will re-subscribe shortly; the kill waits for it.
+                executor
+                    .pending_kills
+                    .push((task_id.clone(), kill_policy_of(&kill)));
+                return;
+            }
+            if !executor.send(&kill) {
+                // The executor has the task but is not connected (e.g. not yet re-subscribed
+                // after an agent restart): destroy it; its tasks end as KILLED.
+                self.shutdown_executor_locked(&mut state, framework_id, &executor_id);
+                self.save_locked(&state);
+            }
             return;
         }
         // Not delivered yet: the agent kills it itself.
@@ -886,9 +902,10 @@ impl Agent {
             ids.retain(|id| id != task_id);
         }
         executor.queued.retain(|(ids, _)| !ids.is_empty());
-        let nothing_left = executor.tasks.values().all(|t| {
-            t.state.is_terminal() || &TaskId::new(t.info.task_id.value.clone()) == task_id
-        });
+        let nothing_left = executor
+            .tasks
+            .iter()
+            .all(|(id, task)| task.state.is_terminal() || id == task_id);
         let status = TaskStatus::new(task_id.as_str(), TaskState::Killed)
             .with_source("SOURCE_AGENT")
             .with_reason("REASON_TASK_KILLED_DURING_LAUNCH")
@@ -1058,6 +1075,14 @@ impl Agent {
         let queued = std::mem::take(&mut executor.queued);
         for (task_ids, group) in queued {
             deliver(executor, &task_ids, group);
+        }
+        for (task_id, kill_policy) in std::mem::take(&mut executor.pending_kills) {
+            executor.send(&ExecutorEvent::Kill {
+                kill: executor::Kill {
+                    task_id: Id::new(task_id.as_str()),
+                    kill_policy,
+                },
+            });
         }
         let resent: Vec<TaskStatus> = call
             .subscribe
@@ -1242,6 +1267,13 @@ impl Agent {
 
     pub(crate) fn with_state<T>(&self, read: impl FnOnce(&AgentState) -> T) -> T {
         read(&self.lock())
+    }
+}
+
+fn kill_policy_of(event: &ExecutorEvent) -> Option<KillPolicy> {
+    match event {
+        ExecutorEvent::Kill { kill } => kill.kill_policy.clone(),
+        _ => None,
     }
 }
 

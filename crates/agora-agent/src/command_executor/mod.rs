@@ -110,7 +110,7 @@ pub async fn run() -> Result<i32, String> {
         }
         let input = tokio::select! {
             input = receiver.recv() => input,
-            () = tokio::time::sleep(Duration::from_secs(1)), if disconnected_since.is_some() => None,
+            () = tokio::time::sleep(Duration::from_millis(200)), if disconnected_since.is_some() => None,
         };
         match input {
             Some(Input::Event(event)) => executor.handle_event(event).await,

@@ -113,12 +113,17 @@ pub fn start_master(data_dir: &Path) -> Process {
 }
 
 pub fn start_agent(master: &str, work_dir: &Path, resources: &str) -> Process {
+    start_agent_on(master, work_dir, resources, 0)
+}
+
+pub fn start_agent_on(master: &str, work_dir: &Path, resources: &str, port: u16) -> Process {
+    let port = port.to_string();
     Process::start(&[
         "agent",
         "--master",
         master,
         "--port",
-        "0",
+        &port,
         "--bind",
         "127.0.0.1",
         "--work-dir",
@@ -282,5 +287,35 @@ pub fn process_alive(pid: i32) -> bool {
             .next()
             .is_some_and(|rest| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
+    }
+}
+
+/// The executor pids recorded in an agent's checkpoint.
+pub fn checkpointed_executor_pids(work_dir: &Path) -> Vec<i32> {
+    let Ok(text) = std::fs::read_to_string(work_dir.join("meta/agent.json")) else {
+        return Vec::new();
+    };
+    let Ok(checkpoint) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for framework in checkpoint["frameworks"].as_array().into_iter().flatten() {
+        for executor in framework["executors"].as_array().into_iter().flatten() {
+            if let Some(pid) = executor["pid"].as_i64() {
+                pids.push(pid as i32);
+            }
+        }
+    }
+    pids
+}
+
+/// Kills every executor process group recorded in an agent checkpoint (tests whose agent was
+/// killed leave its tasks behind, as a real agent crash does).
+pub fn kill_leftovers(work_dir: &Path) {
+    for pid in checkpointed_executor_pids(work_dir) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }

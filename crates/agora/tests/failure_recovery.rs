@@ -1,0 +1,222 @@
+//! Failures and restarts: an agent killed with SIGKILL has its tasks reported lost within the
+//! configured timeout; an agent restarted over its work dir keeps its running tasks; a master
+//! restarted over its data dir gets the framework and its tasks back.
+
+mod common;
+
+use std::time::Duration;
+
+use agora_api::scheduler::Event;
+use agora_client::MasterClient;
+use agora_types::TaskState;
+use common::*;
+
+/// Launches one long-running task on the first offer and waits until it runs.
+async fn launch_sleeper(
+    scheduler: &mut agora_client::Scheduler,
+    task_id: &str,
+) -> agora_api::mesos::TaskStatus {
+    let offers = next_offers(scheduler, Duration::from_secs(20)).await;
+    let offer = &offers[0];
+    let task = command_task(task_id, offer, "echo started; exec sleep 600", 0.5, 32.0);
+    scheduler
+        .launch(vec![offer.id.clone()], vec![task], None)
+        .await
+        .expect("launch");
+    for other in &offers[1..] {
+        scheduler
+            .decline(vec![other.id.clone()], Some(60.0))
+            .await
+            .expect("decline");
+    }
+    wait_for_state(
+        scheduler,
+        task_id,
+        TaskState::Running,
+        Duration::from_secs(20),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_agent_tasks_become_lost_within_the_timeout() {
+    let dir = temp_dir();
+    let master = start_master(&path(&dir, "master"));
+    let mut agent = start_agent(&master.address(), &path(&dir, "agent"), "cpus:2;mem:1024");
+    let client = MasterClient::new(&master.address());
+    wait_for_agents(&client, 1).await;
+    let mut scheduler = subscribe(&master.address(), framework_info("lost")).await;
+    let running = launch_sleeper(&mut scheduler, "doomed").await;
+    let agent_id = running.agent_id.clone().expect("agent id").value;
+
+    let killed_at = std::time::Instant::now();
+    agent.kill9();
+    // Ping timeout 300 ms × 4 = 1.2 s, checked every 75 ms.
+    let mut saw_failure = false;
+    let lost = loop {
+        match next_event(&mut scheduler, Duration::from_secs(10)).await {
+            Event::Update { update } if update.status.task_id.value == "doomed" => {
+                break update.status;
+            }
+            Event::Failure { failure } => {
+                assert_eq!(failure.agent_id.map(|id| id.value), Some(agent_id.clone()));
+                saw_failure = true;
+            }
+            _ => {}
+        }
+    };
+    let elapsed = killed_at.elapsed();
+    assert_eq!(lost.state, TaskState::Lost, "{lost:?}");
+    assert_eq!(lost.reason.as_deref(), Some("REASON_AGENT_REMOVED"));
+    assert!(
+        lost.uuid.is_none(),
+        "master-generated updates carry no uuid"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1000),
+        "lost too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "lost too late: {elapsed:?}"
+    );
+    if !saw_failure {
+        loop {
+            if let Event::Failure { failure } =
+                next_event(&mut scheduler, Duration::from_secs(5)).await
+            {
+                assert_eq!(failure.agent_id.map(|id| id.value), Some(agent_id.clone()));
+                break;
+            }
+        }
+    }
+    let metrics = client.get_json("/metrics/snapshot").await.expect("metrics");
+    assert_eq!(metrics["master/slaves_unreachable"], 1.0);
+    assert_eq!(metrics["master/tasks_lost"], 1.0);
+    // The sleeper survived its agent (no pid namespace yet): clean it up via the agent's checkpoint.
+    kill_leftovers(&path(&dir, "agent"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_agent_keeps_its_running_tasks() {
+    let dir = temp_dir();
+    let master = start_master(&path(&dir, "master"));
+    let work_dir = path(&dir, "agent");
+    let mut agent = start_agent(&master.address(), &work_dir, "cpus:2;mem:1024");
+    let client = MasterClient::new(&master.address());
+    wait_for_agents(&client, 1).await;
+    let mut scheduler = subscribe(&master.address(), framework_info("survivor")).await;
+    let running = launch_sleeper(&mut scheduler, "keeper").await;
+    let agent_id = running.agent_id.expect("agent id").value;
+
+    let executor_pids = checkpointed_executor_pids(&work_dir);
+    assert_eq!(executor_pids.len(), 1);
+    let port = agent.port;
+    agent.kill9();
+    let agent = start_agent_on(&master.address(), &work_dir, "cpus:2;mem:1024", port);
+    // Same agent id, task still running on it, before the master's timeout could call it lost.
+    let state = wait_until(
+        Duration::from_secs(10),
+        "agent re-registered with its task",
+        || async {
+            let state = MasterClient::new(&agent.address())
+                .get_json("/slave(1)/state")
+                .await
+                .ok()?;
+            let executors = state["frameworks"][0]["executors"].as_array()?.clone();
+            (executors.len() == 1 && executors[0]["tasks"][0]["state"] == "TASK_RUNNING")
+                .then_some(state)
+        },
+    )
+    .await;
+    assert_eq!(state["id"], agent_id.as_str());
+    let metrics = client.get_json("/metrics/snapshot").await.expect("metrics");
+    assert_eq!(metrics["master/tasks_running"], 1.0);
+    assert_eq!(metrics["master/tasks_lost"], 0.0);
+
+    // The re-adopted executor still obeys: a kill reaches the task through the new agent process.
+    scheduler.kill("keeper", None).await.expect("kill");
+    let killed = wait_for_state(
+        &mut scheduler,
+        "keeper",
+        TaskState::Killed,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(
+        killed.agent_id.as_ref().map(|id| id.value.clone()),
+        Some(agent_id)
+    );
+    assert_eq!(
+        killed.source.as_deref(),
+        Some("SOURCE_EXECUTOR"),
+        "the executor re-subscribed and killed it: {killed:?}"
+    );
+    wait_until(Duration::from_secs(10), "executor process gone", || async {
+        (!process_alive(executor_pids[0])).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_master_gets_the_framework_and_its_tasks_back() {
+    let dir = temp_dir();
+    let data_dir = path(&dir, "master");
+    let mut master = start_master(&data_dir);
+    let port = master.port.to_string();
+    let agent_work = path(&dir, "agent");
+    let _agent = start_agent(&master.address(), &agent_work, "cpus:2;mem:1024");
+    let client = MasterClient::new(&master.address());
+    wait_for_agents(&client, 1).await;
+    let mut scheduler = subscribe(&master.address(), framework_info("phoenix")).await;
+    let framework_id = scheduler.framework_id().expect("framework id");
+    launch_sleeper(&mut scheduler, "steady").await;
+
+    master.kill9();
+    let mut args = vec![
+        "master",
+        "--port",
+        port.as_str(),
+        "--bind",
+        "127.0.0.1",
+        "--data-dir",
+        data_dir.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(FAST_MASTER);
+    let master = Process::start(&args);
+    let client = MasterClient::new(&master.address());
+
+    // The scheduler SDK re-subscribes with its framework id by itself.
+    loop {
+        if let Event::Subscribed { subscribed } =
+            next_event(&mut scheduler, Duration::from_secs(20)).await
+        {
+            assert_eq!(subscribed.framework_id.value, framework_id);
+            break;
+        }
+    }
+    // The agent re-registers with the running task; reconciliation tells the framework.
+    wait_for_agents(&client, 1).await;
+    scheduler.reconcile(vec![]).await.expect("reconcile");
+    let status = loop {
+        if let Event::Update { update } = next_event(&mut scheduler, Duration::from_secs(10)).await
+            && update.status.task_id.value == "steady"
+        {
+            break update.status;
+        }
+    };
+    assert_eq!(status.state, TaskState::Running);
+    assert_eq!(status.reason.as_deref(), Some("REASON_RECONCILIATION"));
+    let state = client.get_json("/master/state").await.expect("state");
+    assert_eq!(state["frameworks"][0]["id"], framework_id.as_str());
+    assert_eq!(state["frameworks"][0]["tasks"][0]["state"], "TASK_RUNNING");
+
+    scheduler.kill("steady", None).await.expect("kill");
+    wait_for_state(
+        &mut scheduler,
+        "steady",
+        TaskState::Killed,
+        Duration::from_secs(20),
+    )
+    .await;
+}
