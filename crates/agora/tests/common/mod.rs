@@ -319,3 +319,30 @@ pub fn kill_leftovers(work_dir: &Path) {
         );
     }
 }
+
+/// Like [`wait_for_state`], but remembers every status it passes over in `seen`, and looks
+/// there first: tasks launched together report in any order.
+pub async fn wait_for_status(
+    scheduler: &mut Scheduler,
+    seen: &mut Vec<agora_api::mesos::TaskStatus>,
+    task_id: &str,
+    state: TaskState,
+    timeout: Duration,
+) -> agora_api::mesos::TaskStatus {
+    if let Some(status) = seen
+        .iter()
+        .find(|s| s.task_id.value == task_id && s.state == state)
+    {
+        return status.clone();
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Event::Update { update } = next_event(scheduler, left).await {
+            seen.push(update.status.clone());
+            if update.status.task_id.value == task_id && update.status.state == state {
+                return update.status;
+            }
+        }
+    }
+}
