@@ -146,8 +146,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .shutdown_executors(std::time::Duration::from_secs(5))
         .await;
     shutdown.cancel();
-    server.await.context("server task failed")??;
-    Ok(())
+    finish(server).await
 }
 
 pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
@@ -165,8 +164,7 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     );
     stop_signal().await;
     shutdown.cancel();
-    server.await.context("server task failed")??;
-    Ok(())
+    finish(server).await
 }
 
 /// A standalone agent leaves its executors running when it stops: restarted over the same work
@@ -189,9 +187,21 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     );
     tokio::select! {
         () = stop_signal() => {}
-        () = shutdown.cancelled() => tracing::error!("the master refused this agent; stopping"),
+        () = shutdown.cancelled() => {
+            // Marked gone: its tasks are gone too.
+            tracing::error!("the master refused this agent; stopping its tasks and exiting");
+            agent.shutdown_executors(std::time::Duration::from_secs(5)).await;
+        }
     }
     shutdown.cancel();
-    server.await.context("server task failed")??;
-    Ok(())
+    finish(server).await
+}
+
+/// Waits for in-flight requests, but not for the endless event streams of schedulers and
+/// executors: those end when the process does.
+async fn finish(server: tokio::task::JoinHandle<anyhow::Result<()>>) -> anyhow::Result<()> {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), server).await {
+        Ok(result) => result.context("server task failed")?,
+        Err(_) => Ok(()),
+    }
 }
