@@ -3,6 +3,8 @@
 //! with guarantees and limits on some roles (the trimming path), and once on a cluster with
 //! nothing free (the steady state).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! Convergence of repeated rounds to the DRF outcome: frameworks that keep launching tasks on
 //! every offer end up with dominant shares in proportion to their roles' weights.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
 use agora_alloc::{Allocator, AllocatorConfig};
 use agora_types::{AgentId, FrameworkId, Resources};
 

@@ -40,6 +40,8 @@ pub struct RunningExecutor {
 }
 
 /// What the master tells an agent, in order, on its subscription stream.
+// Commands are built, serialised and dropped at once; boxing the large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AgentCommand {

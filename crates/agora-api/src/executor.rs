@@ -156,6 +156,8 @@ pub struct ErrorEvent {
     pub message: String,
 }
 
+// Events are built, serialised and dropped at once; boxing the large variants buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Event {

@@ -87,12 +87,7 @@ mod tests {
             let mut decoder = Decoder::new();
             for chunk in chunks {
                 decoder.feed(&chunk);
-                loop {
-                    match decoder.next_record() {
-                        Ok(Some(_)) => continue,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+                while let Ok(Some(_)) = decoder.next_record() {}
             }
         }
 

@@ -2,6 +2,8 @@
 //! across them through the SDK, sees every state change, and reads a task's stdout from its
 //! agent's sandbox.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
 mod common;
 
 use std::collections::{HashMap, HashSet};

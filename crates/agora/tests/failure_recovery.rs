@@ -2,6 +2,8 @@
 //! configured timeout; an agent restarted over its work dir keeps its running tasks; a master
 //! restarted over its data dir gets the framework and its tasks back.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! TASK_ERROR/TASK_LOST/TASK_DROPPED, decline filters, kills, reconciliation, failover timeout,
 //! teardown, task groups and custom executors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! `agora up`: a whole cluster in one process, ready at once, and stopped cleanly — its tasks
 //! included — by SIGTERM; started again over the same data dir it is the same agent.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
 mod common;
 
 use std::time::{Duration, Instant};

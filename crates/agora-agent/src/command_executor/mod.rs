@@ -58,7 +58,7 @@ struct RunningTask {
 }
 
 enum Input {
-    Event(Event),
+    Event(Box<Event>),
     StreamEnded,
     Exited {
         task_id: String,
@@ -113,7 +113,7 @@ pub async fn run() -> Result<i32, String> {
             () = tokio::time::sleep(Duration::from_millis(200)), if disconnected_since.is_some() => None,
         };
         match input {
-            Some(Input::Event(event)) => executor.handle_event(event).await,
+            Some(Input::Event(event)) => executor.handle_event(*event).await,
             Some(Input::Exited {
                 task_id,
                 code,
@@ -195,7 +195,7 @@ impl Executor {
                 while let Ok(Some(record)) = decoder.next_record() {
                     match serde_json::from_slice::<Event>(&record) {
                         Ok(event) => {
-                            let _ = inputs.send(Input::Event(event));
+                            let _ = inputs.send(Input::Event(Box::new(event)));
                         }
                         Err(error) => eprintln!("agora executor: unreadable event: {error}"),
                     }

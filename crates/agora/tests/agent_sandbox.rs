@@ -1,0 +1,293 @@
+//! The agent's guarantees: sandbox files served and confined to the work dir, status updates
+//! held in order and retried until acknowledged, executors that never subscribe destroyed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use agora_api::mesos::{CommandInfo, ExecutorInfo, Id};
+use agora_api::scheduler::Event;
+use agora_client::{MasterClient, Scheduler, SchedulerOptions};
+use agora_types::TaskState;
+use common::*;
+
+async fn get(address: &str, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("http://{address}{path}"))
+        .await
+        .expect("get");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_files_are_served_and_confined() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let mut scheduler = subscribe(&up.address(), framework_info("files")).await;
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let command = "printf 'line one\\nline two\\n'; ln -s /etc/hostname escape; mkdir sub; echo hidden > sub/f";
+    scheduler
+        .launch(
+            vec![offer.id.clone()],
+            vec![command_task("writer", &offer, command, 0.1, 32.0)],
+            None,
+        )
+        .await
+        .expect("launch");
+    wait_for_state(
+        &mut scheduler,
+        "writer",
+        TaskState::Finished,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    let client = MasterClient::new(&up.address());
+    let (framework_id, directory) = wait_until(
+        Duration::from_secs(5),
+        "the executor in the agent's state",
+        || async {
+            let state = client.get_json("/slave(1)/state").await.ok()?;
+            let frameworks = state["frameworks"]
+                .as_array()?
+                .iter()
+                .chain(state["completed_frameworks"].as_array()?);
+            for framework in frameworks {
+                let executors = framework["executors"]
+                    .as_array()?
+                    .iter()
+                    .chain(framework["completed_executors"].as_array()?);
+                for executor in executors {
+                    if executor["id"] == "writer" {
+                        return Some((
+                            framework["id"].as_str()?.to_owned(),
+                            executor["directory"].as_str()?.to_owned(),
+                        ));
+                    }
+                }
+            }
+            None
+        },
+    )
+    .await;
+
+    let (status, body) = get(
+        &up.address(),
+        &format!("/files/read?path={directory}/stdout&offset=0"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let read: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(read["data"], "line one\nline two\n");
+    assert_eq!(read["offset"], 0);
+    let (_, body) = get(
+        &up.address(),
+        &format!("/files/read?path={directory}/stdout&offset=5&length=3"),
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).expect("json")["data"],
+        "one"
+    );
+    let (_, body) = get(
+        &up.address(),
+        &format!("/files/read?path={directory}/stdout&offset=-1"),
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).expect("json"),
+        serde_json::json!({"offset": 18, "data": ""})
+    );
+    // The virtual path Mesos tools use.
+    let virtual_path = format!("/frameworks/{framework_id}/executors/writer/runs/latest/stdout");
+    let (status, body) = get(
+        &up.address(),
+        &format!("/files/read?path={virtual_path}&offset=0"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = get(&up.address(), &format!("/files/browse?path={directory}")).await;
+    assert_eq!(status, 200);
+    let listing: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let names: Vec<&str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with("/stdout")) && names.iter().any(|n| n.ends_with("/sub")),
+        "{names:?}"
+    );
+    let (status, body) = get(
+        &up.address(),
+        &format!("/files/download?path={directory}/sub/f"),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "hidden\n"));
+
+    // Nothing outside the work dir, however it is spelled.
+    for path in [
+        "/etc/hostname".to_owned(),
+        format!(
+            "{directory}/../../../../../../../../../../../../../../../../../../../../etc/hostname"
+        ),
+        format!("{directory}/escape"),
+    ] {
+        let (status, _) = get(&up.address(), &format!("/files/read?path={path}&offset=0")).await;
+        assert_eq!(status, 403, "{path} must be refused");
+    }
+    let (status, _) = get(&up.address(), "/files/read?offset=0").await;
+    assert_eq!(status, 400);
+    let (status, _) = get(
+        &up.address(),
+        &format!("/files/read?path={directory}/nope&offset=0"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = get(
+        &up.address(),
+        &format!("/files/read?path={directory}/stdout&offset=-5"),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_are_retried_in_order_until_acknowledged() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &[
+            "--resources",
+            "cpus:2;mem:1024",
+            "--status-update-retry",
+            "300ms",
+        ],
+    );
+    let options = SchedulerOptions {
+        implicit_acknowledgements: false,
+        ..SchedulerOptions::default()
+    };
+    let mut scheduler = Scheduler::subscribe(&up.address(), framework_info("acks"), options)
+        .await
+        .expect("subscribe");
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    scheduler
+        .launch(
+            vec![offer.id.clone()],
+            vec![command_task("quick", &offer, "true", 0.1, 32.0)],
+            None,
+        )
+        .await
+        .expect("launch");
+
+    let mut next_update = async |scheduler: &mut Scheduler| loop {
+        if let Event::Update { update } = next_event(scheduler, Duration::from_secs(10)).await {
+            return (update.status, Instant::now());
+        }
+    };
+    let (starting, first_seen) = next_update(&mut scheduler).await;
+    assert_eq!(starting.state, TaskState::Starting);
+    // Not acknowledged: the same update again after the retry interval, nothing newer first.
+    let (again, seen_again) = next_update(&mut scheduler).await;
+    assert_eq!(
+        (again.state, &again.uuid),
+        (TaskState::Starting, &starting.uuid)
+    );
+    assert!(
+        seen_again - first_seen >= Duration::from_millis(250),
+        "retried after {:?}",
+        seen_again - first_seen
+    );
+    scheduler.acknowledge(&again).await.expect("ack");
+    let (running, _) = next_update(&mut scheduler).await;
+    assert_eq!(running.state, TaskState::Running);
+    scheduler.acknowledge(&running).await.expect("ack");
+    let (finished, _) = next_update(&mut scheduler).await;
+    assert_eq!(finished.state, TaskState::Finished);
+    // Until the terminal update is acknowledged the master keeps the task.
+    let state = MasterClient::new(&up.address())
+        .get_json("/master/state")
+        .await
+        .expect("state");
+    assert_eq!(state["frameworks"][0]["tasks"][0]["state"], "TASK_FINISHED");
+    scheduler.acknowledge(&finished).await.expect("ack");
+    wait_until(
+        Duration::from_secs(5),
+        "task completed after its ack",
+        || async {
+            let state = MasterClient::new(&up.address())
+                .get_json("/master/state")
+                .await
+                .ok()?;
+            (state["frameworks"][0]["completed_tasks"][0]["id"] == "quick").then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_that_never_subscribes_fails_its_task() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &[
+            "--resources",
+            "cpus:2;mem:1024",
+            "--executor-registration-timeout",
+            "1s",
+        ],
+    );
+    let mut scheduler = subscribe(&up.address(), framework_info("silent")).await;
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let mut task = command_task("stuck", &offer, "true", 0.1, 32.0);
+    task.command = None;
+    task.executor = Some(ExecutorInfo {
+        executor_id: Id::new("mute"),
+        command: Some(CommandInfo {
+            value: Some("exec sleep 60".into()),
+            ..CommandInfo::default()
+        }),
+        ..ExecutorInfo::default()
+    });
+    scheduler
+        .launch(vec![offer.id.clone()], vec![task], None)
+        .await
+        .expect("launch");
+    let failed = wait_for_state(
+        &mut scheduler,
+        "stuck",
+        TaskState::Failed,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        failed.reason.as_deref(),
+        Some("REASON_EXECUTOR_REGISTRATION_TIMEOUT")
+    );
+    // The executor's end reaches the scheduler as FAILURE.
+    loop {
+        if let Event::Failure { failure } =
+            next_event(&mut scheduler, Duration::from_secs(10)).await
+        {
+            assert_eq!(
+                failure.executor_id.map(|id| id.value).as_deref(),
+                Some("mute")
+            );
+            break;
+        }
+    }
+}
