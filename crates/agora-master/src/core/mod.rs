@@ -210,7 +210,11 @@ impl Master {
             },
         };
         let mut master = Master {
-            allocator: Allocator::new(AllocatorConfig::default()),
+            // Mesos: a decline filter is never shorter than one allocation interval.
+            allocator: Allocator::new(AllocatorConfig {
+                min_refuse_ms: config.allocation_interval.as_millis() as u64,
+                ..AllocatorConfig::default()
+            }),
             id,
             info,
             start_time: epoch_secs(),

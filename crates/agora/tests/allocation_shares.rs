@@ -1,0 +1,124 @@
+//! DRF across roles on a real cluster: two frameworks that keep launching short tasks share
+//! the cluster 75/25 under weights 3:1, and the shares flip live when an operator swaps the
+//! weights (the classic "web by day, analytics by night").
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+
+use agora_api::scheduler::Event;
+use agora_client::MasterClient;
+use common::*;
+
+/// A framework that takes one 0.5-cpu slot per offer, forever, with tasks of `task_secs`.
+fn greedy_framework(
+    master: String,
+    role: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut info = framework_info(role);
+        info.role = Some(role.to_owned());
+        let mut scheduler = subscribe(&master, info).await;
+        let mut next = 0;
+        while !stop.load(Ordering::SeqCst) {
+            let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(200), scheduler.next_event()).await
+            else {
+                continue;
+            };
+            if let Event::Offers { offers } = event {
+                for offer in offers.offers {
+                    let cpus: f64 = offer
+                        .resources
+                        .iter()
+                        .filter(|r| r.name == "cpus")
+                        .filter_map(|r| r.scalar.as_ref())
+                        .map(|s| s.value)
+                        .sum();
+                    if cpus >= 0.5 {
+                        next += 1;
+                        let task =
+                            command_task(&format!("{role}-{next}"), &offer, "sleep 1.5", 0.5, 16.0);
+                        let _ = scheduler
+                            .launch(vec![offer.id.clone()], vec![task], Some(0.0))
+                            .await;
+                    } else {
+                        let _ = scheduler.decline(vec![offer.id.clone()], Some(0.0)).await;
+                    }
+                }
+            }
+        }
+        let _ = scheduler.teardown().await;
+    })
+}
+
+/// The fraction of running cpus held by the web role, averaged over a few samples.
+async fn web_share(client: &MasterClient) -> f64 {
+    let mut samples = Vec::new();
+    for _ in 0..10 {
+        let state = client.get_json("/master/state").await.expect("state");
+        let mut web = 0.0;
+        let mut all = 0.0;
+        for framework in state["frameworks"].as_array().unwrap() {
+            let cpus = framework["used_resources"]["cpus"].as_f64().unwrap_or(0.0);
+            all += cpus;
+            if framework["role"] == "web" {
+                web += cpus;
+            }
+        }
+        if all > 0.0 {
+            samples.push(web / all);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    samples.iter().sum::<f64>() / samples.len().max(1) as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_set_the_shares_and_change_them_live() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &[
+            "--resources",
+            "cpus:8;mem:4096",
+            "--weights",
+            "web=3,analytics=1",
+        ],
+    );
+    let client = MasterClient::new(&up.address());
+    wait_for_agents(&client, 1).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let web = greedy_framework(up.address(), "web", stop.clone());
+    let analytics = greedy_framework(up.address(), "analytics", stop.clone());
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let day = web_share(&client).await;
+    eprintln!("web share by day: {day:.3}");
+    assert!(
+        (0.62..=0.88).contains(&day),
+        "web should hold ~75% by day, held {day:.2}"
+    );
+
+    client
+        .operator(&json!({"type": "UPDATE_WEIGHTS", "update_weights": {"weight_infos": [{"role": "web", "weight": 1.0}, {"role": "analytics", "weight": 3.0}]}}))
+        .await
+        .expect("weights");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let night = web_share(&client).await;
+    eprintln!("web share by night: {night:.3}");
+    assert!(
+        (0.12..=0.38).contains(&night),
+        "web should hold ~25% by night, held {night:.2}"
+    );
+
+    stop.store(true, Ordering::SeqCst);
+    let _ = tokio::join!(web, analytics);
+}
