@@ -222,3 +222,94 @@ async fn restarted_master_gets_the_framework_and_its_tasks_back() {
     )
     .await;
 }
+
+/// Freezes a process (a network partition, as far as the master can tell) and thaws it.
+fn signal(process: &Process, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(process.pid()), signal).expect("signal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_agent_is_reconciled() {
+    let dir = temp_dir();
+    let master = start_master(&path(&dir, "master"));
+    let work_dir = path(&dir, "agent");
+    let agent = start_agent(&master.address(), &work_dir, "cpus:2;mem:1024");
+    let client = MasterClient::new(&master.address());
+    wait_for_agents(&client, 1).await;
+
+    // One framework that knows about partitions, one that does not.
+    let mut aware_info = framework_info("aware");
+    aware_info.capabilities = vec![agora_api::mesos::Capability {
+        kind: "PARTITION_AWARE".into(),
+    }];
+    let mut aware = subscribe(&master.address(), aware_info).await;
+    let mut plain = subscribe(&master.address(), framework_info("plain")).await;
+    launch_sleeper(&mut aware, "patient").await;
+    launch_sleeper(&mut plain, "impatient").await;
+    let pids_before = checkpointed_executor_pids(&work_dir);
+    assert_eq!(pids_before.len(), 2);
+
+    signal(&agent, nix::sys::signal::Signal::SIGSTOP);
+    let unreachable = wait_for_state(
+        &mut aware,
+        "patient",
+        TaskState::Unreachable,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(unreachable.unreachable_time.is_some());
+    wait_for_state(
+        &mut plain,
+        "impatient",
+        TaskState::Lost,
+        Duration::from_secs(10),
+    )
+    .await;
+    aware
+        .reconcile(vec![("patient".into(), None)])
+        .await
+        .expect("reconcile");
+    wait_for_state(
+        &mut aware,
+        "patient",
+        TaskState::Unreachable,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    signal(&agent, nix::sys::signal::Signal::SIGCONT);
+    // The partition-aware framework sees its task running again; the other framework's task,
+    // already reported lost, is killed on the agent.
+    let back = wait_for_state(
+        &mut aware,
+        "patient",
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(back.source.as_deref(), Some("SOURCE_MASTER"));
+    wait_until(
+        Duration::from_secs(10),
+        "the lost task's executor killed",
+        || async {
+            (pids_before
+                .iter()
+                .filter(|pid| process_alive(**pid))
+                .count()
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    let state = client.get_json("/master/state").await.expect("state");
+    assert_eq!(state["unreachable_slaves"], 0);
+    assert_eq!(state["activated_slaves"], 1);
+    aware.kill("patient", None).await.expect("kill");
+    wait_for_state(
+        &mut aware,
+        "patient",
+        TaskState::Killed,
+        Duration::from_secs(10),
+    )
+    .await;
+}
