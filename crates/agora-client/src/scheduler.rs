@@ -414,7 +414,19 @@ async fn subscribe_once(
     let base = lock(session).0;
     let mut body = response.bytes_stream();
     let mut decoder = recordio::Decoder::new();
-    while let Some(chunk) = body.next().await {
+    // Mesos' advice: a subscription that misses about five heartbeats is dead; reconnect.
+    let mut silence_limit = Duration::from_secs(75);
+    loop {
+        let chunk = match tokio::time::timeout(silence_limit, body.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ClientError::Connect {
+                    url: base.clone(),
+                    message: "no heartbeat from the master".into(),
+                });
+            }
+        };
         if stop.is_set() {
             return Ok(());
         }
@@ -436,6 +448,10 @@ async fn subscribe_once(
             };
             match &event {
                 Event::Subscribed { subscribed } => {
+                    if subscribed.heartbeat_interval_seconds > 0.0 {
+                        silence_limit =
+                            Duration::from_secs_f64(subscribed.heartbeat_interval_seconds * 5.0);
+                    }
                     let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
                     s.framework_id = Some(subscribed.framework_id.value.clone());
                     s.stream_id = stream_id.clone();

@@ -122,3 +122,81 @@ async fn weights_set_the_shares_and_change_them_live() {
     stop.store(true, Ordering::SeqCst);
     let _ = tokio::join!(web, analytics);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_reservations_are_offered_only_to_their_role() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &[
+            "--resources",
+            "cpus:1;mem:512;cpus(analytics):2;mem(analytics):256",
+        ],
+    );
+    let client = MasterClient::new(&up.address());
+    wait_for_agents(&client, 1).await;
+
+    let mut anyone = subscribe(&up.address(), framework_info("anyone")).await;
+    let offer = next_offers(&mut anyone, Duration::from_secs(10))
+        .await
+        .remove(0);
+    assert!(
+        offer
+            .resources
+            .iter()
+            .all(|r| r.role.as_deref() == Some("*")),
+        "{:?}",
+        offer.resources
+    );
+    let cpus: f64 = offer
+        .resources
+        .iter()
+        .filter(|r| r.name == "cpus")
+        .filter_map(|r| r.scalar.as_ref())
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(cpus, 1.0);
+    // Launching on reserved resources the offer does not hold is refused.
+    let mut greedy = command_task("greedy", &offer, "true", 0.5, 16.0);
+    greedy.resources[0].role = Some("analytics".into());
+    anyone
+        .launch(vec![offer.id.clone()], vec![greedy], Some(3600.0))
+        .await
+        .expect("accept");
+    let error = wait_for_state(
+        &mut anyone,
+        "greedy",
+        agora_types::TaskState::Error,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(error.message.unwrap_or_default().contains("more resources"));
+
+    let mut info = framework_info("analyst");
+    info.role = Some("analytics".into());
+    let mut analyst = subscribe(&up.address(), info).await;
+    let offer = next_offers(&mut analyst, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let reserved: f64 = offer
+        .resources
+        .iter()
+        .filter(|r| r.name == "cpus" && r.role.as_deref() == Some("analytics"))
+        .filter_map(|r| r.scalar.as_ref())
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(reserved, 2.0, "{:?}", offer.resources);
+    let mut task = command_task("reserved-work", &offer, "true", 2.0, 16.0);
+    task.resources[0].role = Some("analytics".into());
+    analyst
+        .launch(vec![offer.id.clone()], vec![task], None)
+        .await
+        .expect("accept");
+    wait_for_state(
+        &mut analyst,
+        "reserved-work",
+        agora_types::TaskState::Finished,
+        Duration::from_secs(10),
+    )
+    .await;
+}
