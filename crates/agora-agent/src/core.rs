@@ -120,6 +120,30 @@ pub(crate) struct AgentState {
     pub updates: BTreeMap<(FrameworkId, TaskId), UpdateQueue>,
 }
 
+impl AgentState {
+    pub(crate) fn executor(
+        &self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+    ) -> Option<&Executor> {
+        self.frameworks
+            .get(framework_id)?
+            .executors
+            .get(executor_id)
+    }
+
+    pub(crate) fn executor_mut(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+    ) -> Option<&mut Executor> {
+        self.frameworks
+            .get_mut(framework_id)?
+            .executors
+            .get_mut(executor_id)
+    }
+}
+
 pub(crate) struct Agent {
     pub config: AgentConfig,
     pub client: reqwest::Client,
@@ -563,11 +587,7 @@ impl Agent {
         executor_id: &ExecutorId,
         state: &mut AgentState,
     ) -> Result<(), String> {
-        let Some(executor) = state
-            .frameworks
-            .get_mut(framework_id)
-            .and_then(|f| f.executors.get_mut(executor_id))
-        else {
+        let Some(executor) = state.executor_mut(framework_id, executor_id) else {
             return Err("executor vanished".into());
         };
         std::fs::create_dir_all(&executor.directory).map_err(|e| {
@@ -717,11 +737,7 @@ impl Agent {
             tokio::time::sleep(timeout).await;
             let pid = {
                 let state = self.lock();
-                let Some(executor) = state
-                    .frameworks
-                    .get(&framework_id)
-                    .and_then(|f| f.executors.get(&executor_id))
-                else {
+                let Some(executor) = state.executor(&framework_id, &executor_id) else {
                     return;
                 };
                 if executor.state != ExecutorState::Registering {
@@ -936,11 +952,7 @@ impl Agent {
         framework_id: &FrameworkId,
         executor_id: &ExecutorId,
     ) {
-        let Some(executor) = state
-            .frameworks
-            .get_mut(framework_id)
-            .and_then(|f| f.executors.get_mut(executor_id))
-        else {
+        let Some(executor) = state.executor_mut(framework_id, executor_id) else {
             return;
         };
         if executor.state == ExecutorState::Terminated {
@@ -1008,11 +1020,7 @@ impl Agent {
         data: String,
     ) {
         let state = self.lock();
-        if let Some(executor) = state
-            .frameworks
-            .get(framework_id)
-            .and_then(|f| f.executors.get(executor_id))
-        {
+        if let Some(executor) = state.executor(framework_id, executor_id) {
             executor.send(&ExecutorEvent::Message {
                 message: executor::Message { data },
             });
@@ -1112,11 +1120,7 @@ impl Agent {
             return Err((400, "Expecting 'update' to be present"));
         };
         let mut state = self.lock();
-        let Some(executor) = state
-            .frameworks
-            .get(&framework_id)
-            .and_then(|f| f.executors.get(&executor_id))
-        else {
+        let Some(executor) = state.executor(&framework_id, &executor_id) else {
             return Err((400, "Executor cannot be found"));
         };
         if executor.stream.is_none() {
@@ -1128,11 +1132,7 @@ impl Agent {
         let uuid = status.uuid.clone().unwrap_or_default();
         self.enqueue_update(&mut state, &framework_id, status);
         self.save_locked(&state);
-        if let Some(executor) = state
-            .frameworks
-            .get(&framework_id)
-            .and_then(|f| f.executors.get(&executor_id))
-        {
+        if let Some(executor) = state.executor(&framework_id, &executor_id) {
             executor.send(&ExecutorEvent::Acknowledged {
                 acknowledged: executor::Acknowledged {
                     task_id: Id::new(task_id),
@@ -1155,11 +1155,7 @@ impl Agent {
         message: &str,
     ) {
         let mut state = self.lock();
-        let Some(executor) = state
-            .frameworks
-            .get(framework_id)
-            .and_then(|f| f.executors.get(executor_id))
-        else {
+        let Some(executor) = state.executor(framework_id, executor_id) else {
             return;
         };
         if executor.state == ExecutorState::Terminated {
@@ -1204,11 +1200,7 @@ impl Agent {
         reason: &str,
         message: &str,
     ) {
-        let Some(executor) = state
-            .frameworks
-            .get(framework_id)
-            .and_then(|f| f.executors.get(executor_id))
-        else {
+        let Some(executor) = state.executor(framework_id, executor_id) else {
             return;
         };
         let unfinished: Vec<TaskId> = executor
@@ -1237,11 +1229,7 @@ impl Agent {
                 .flat_map(|(fid, f)| f.executors.keys().map(|eid| (fid.clone(), eid.clone())))
                 .collect();
             for (framework_id, executor_id) in keys {
-                if let Some(executor) = state
-                    .frameworks
-                    .get_mut(&framework_id)
-                    .and_then(|f| f.executors.get_mut(&executor_id))
-                {
+                if let Some(executor) = state.executor_mut(&framework_id, &executor_id) {
                     executor.killing = true;
                     executor.state = ExecutorState::Terminating;
                     if !executor.send(&ExecutorEvent::Shutdown)
@@ -1313,11 +1301,7 @@ fn deliver(executor: &mut Executor, task_ids: &[TaskId], group: bool) {
 }
 
 fn mark_terminated(state: &mut AgentState, framework_id: &FrameworkId, executor_id: &ExecutorId) {
-    if let Some(executor) = state
-        .frameworks
-        .get_mut(framework_id)
-        .and_then(|f| f.executors.get_mut(executor_id))
-    {
+    if let Some(executor) = state.executor_mut(framework_id, executor_id) {
         executor.state = ExecutorState::Terminated;
         executor.stream = None;
         executor.queued.clear();

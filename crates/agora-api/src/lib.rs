@@ -5,6 +5,7 @@
 pub mod agent_protocol;
 pub mod executor;
 pub mod mesos;
+pub mod prometheus;
 pub mod recordio;
 pub mod scheduler;
 pub mod v0;

@@ -165,31 +165,13 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
     metrics
 }
 
-/// Prometheus text exposition: `master/tasks_running` becomes `agora_master_tasks_running`.
+/// Prometheus text exposition of the same list.
 pub(crate) fn prometheus(metrics: &[(String, f64)]) -> String {
-    let mut text = String::new();
-    for (name, value) in metrics {
-        let name: String = format!("agora_{name}")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let kind = if name.ends_with("_registrations")
+    agora_api::prometheus::render(metrics, |name| {
+        name.ends_with("_registrations")
             || name.ends_with("_removals")
             || name.ends_with("_updates")
             || name.ends_with("_runs")
             || name.contains("_messages_")
-        {
-            "counter"
-        } else {
-            "gauge"
-        };
-        text.push_str(&format!("# TYPE {name} {kind}\n{name} {value}\n"));
-    }
-    text
+    })
 }

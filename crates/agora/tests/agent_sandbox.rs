@@ -192,7 +192,7 @@ async fn updates_are_retried_in_order_until_acknowledged() {
         .await
         .expect("launch");
 
-    let mut next_update = async |scheduler: &mut Scheduler| loop {
+    let next_update = async |scheduler: &mut Scheduler| loop {
         if let Event::Update { update } = next_event(scheduler, Duration::from_secs(10)).await {
             return (update.status, Instant::now());
         }

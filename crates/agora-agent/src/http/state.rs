@@ -198,20 +198,7 @@ pub(crate) async fn metrics_snapshot(State(agent): State<Shared>) -> Response {
 }
 
 pub(crate) async fn metrics_text(State(agent): State<Shared>) -> Response {
-    let mut text = String::new();
-    for (name, value) in metrics(&agent) {
-        let name: String = format!("agora_{name}")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        text.push_str(&format!("# TYPE {name} gauge\n{name} {value}\n"));
-    }
+    let text = agora_api::prometheus::render(&metrics(&agent), |_| false);
     (
         [(
             header::CONTENT_TYPE,
