@@ -107,14 +107,17 @@ impl Master {
                 .recover(framework_id, &agent_id, &role, &resources, None, now);
             self.want_allocation();
         }
-        self.publish(serde_json::json!({
-            "type": "TASK_UPDATED",
-            "task_updated": {
-                "framework_id": {"value": framework_id.as_str()},
-                "status": status,
-                "state": status.state,
-            }
-        }));
+        // Building the event costs; skip it when nobody listens.
+        if !self.operator_streams.is_empty() {
+            self.publish(serde_json::json!({
+                "type": "TASK_UPDATED",
+                "task_updated": {
+                    "framework_id": {"value": framework_id.as_str()},
+                    "status": status,
+                    "state": status.state,
+                }
+            }));
+        }
     }
 
     /// Moves a task to the completed list.
