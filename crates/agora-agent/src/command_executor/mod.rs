@@ -100,6 +100,10 @@ pub async fn run() -> Result<i32, String> {
         launched_any: false,
     };
     let mut disconnected_since: Option<Instant> = None;
+    // SIGTERM (the agent destroying an executor that cannot hear SHUTDOWN) takes the tasks
+    // with it: they live in process groups of their own.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
     executor
         .connect()
         .await
@@ -109,6 +113,10 @@ pub async fn run() -> Result<i32, String> {
             return Ok(0);
         }
         let input = tokio::select! {
+            _ = terminate.recv() => {
+                executor.kill_everything();
+                return Err("terminated by SIGTERM; tasks killed".into());
+            }
             input = receiver.recv() => input,
             () = tokio::time::sleep(Duration::from_millis(200)), if disconnected_since.is_some() => None,
         };

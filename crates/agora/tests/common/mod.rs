@@ -82,9 +82,33 @@ impl Process {
     }
 }
 
+impl Process {
+    /// The agent work dir this process uses, if it runs an agent.
+    fn work_dir(&self) -> Option<PathBuf> {
+        let value = |flag: &str| {
+            self.args
+                .iter()
+                .position(|a| a == flag)
+                .and_then(|i| self.args.get(i + 1))
+        };
+        match self.args.first().map(String::as_str) {
+            Some("agent") => value("--work-dir").map(PathBuf::from),
+            Some("up") => value("--work-dir")
+                .map(PathBuf::from)
+                .or_else(|| value("--data-dir").map(|d| Path::new(d).join("agent"))),
+            _ => None,
+        }
+    }
+}
+
+/// Stops the process and whatever tasks it left: a test must not leave executors behind,
+/// whether its agent was stopped, killed or is still running.
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill9();
+        if let Some(work_dir) = self.work_dir() {
+            kill_leftovers(&work_dir);
+        }
     }
 }
 
@@ -312,11 +336,18 @@ pub fn checkpointed_executor_pids(work_dir: &Path) -> Vec<i32> {
 /// Kills every executor process group recorded in an agent checkpoint (tests whose agent was
 /// killed leave its tasks behind, as a real agent crash does).
 pub fn kill_leftovers(work_dir: &Path) {
-    for pid in checkpointed_executor_pids(work_dir) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    use nix::sys::signal::{Signal, killpg};
+    let pids = checkpointed_executor_pids(work_dir);
+    // SIGTERM first: the built-in executor then kills its tasks' process groups.
+    for pid in &pids {
+        let _ = killpg(nix::unistd::Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && pids.iter().any(|pid| process_alive(*pid)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in pids {
+        let _ = killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 
