@@ -697,11 +697,10 @@ impl Agent {
         mut child: tokio::process::Child,
     ) {
         tokio::spawn(async move {
-            let status = child.wait().await.ok().and_then(|status| {
+            // The raw wait status, as Mesos reports it in FAILURE events (exit 3 is 768).
+            let status = child.wait().await.ok().map(|status| {
                 use std::os::unix::process::ExitStatusExt;
-                status
-                    .code()
-                    .or_else(|| status.signal().map(|signal| 128 + signal))
+                status.into_raw()
             });
             self.executor_terminated(&framework_id, &executor_id, status, "Executor terminated");
         });
@@ -1164,7 +1163,8 @@ impl Agent {
         let killing = executor.killing;
         let kind = executor.kind;
         let message = match exit_status {
-            Some(code) => format!("{message} with status {code}"),
+            Some(raw) if raw & 0x7f == 0 => format!("{message} with status {}", (raw >> 8) & 0xff),
+            Some(raw) => format!("{message} by signal {}", raw & 0x7f),
             None => message.to_owned(),
         };
         let (state_for_tasks, reason) = if killing {

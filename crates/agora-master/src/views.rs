@@ -304,7 +304,6 @@ pub(crate) fn v0_framework(master: &Master, framework: &Framework) -> Value {
         "user": framework.info.user,
         "hostname": framework.info.hostname.clone().unwrap_or_default(),
         "webui_url": framework.info.webui_url.clone().unwrap_or_default(),
-        "principal": framework.info.principal,
         "capabilities": capabilities,
         "active": framework.connected(),
         "connected": framework.connected(),
@@ -342,6 +341,9 @@ pub(crate) fn v0_framework(master: &Master, framework: &Framework) -> Value {
         }
         if let Some(labels) = &framework.info.labels {
             map.insert("labels".into(), labels.clone());
+        }
+        if let Some(principal) = &framework.info.principal {
+            map.insert("principal".into(), json!(principal));
         }
     }
     value
