@@ -254,6 +254,16 @@ impl Scheduler {
         self.call(call).await
     }
 
+    /// Asks an agent to shut an executor down (its tasks are killed).
+    pub async fn shutdown(&self, executor_id: &str, agent_id: &str) -> Result<(), ClientError> {
+        let mut call = Scheduler::call_of("SHUTDOWN");
+        call.shutdown = Some(agora_api::scheduler::Shutdown {
+            executor_id: Id::new(executor_id),
+            agent_id: Id::new(agent_id),
+        });
+        self.call(call).await
+    }
+
     pub async fn message(
         &self,
         agent_id: &str,

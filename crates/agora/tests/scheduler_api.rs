@@ -551,3 +551,117 @@ async fn task_groups_and_custom_executors() {
         .expect("g1 completed");
     assert_eq!(g1["executor_id"], "group-executor");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppress_shutdown_and_foreign_offers() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:4;mem:2048"],
+    );
+    let mut first = subscribe(&up.address(), framework_info("first")).await;
+    let offer = next_offers(&mut first, Duration::from_secs(10))
+        .await
+        .remove(0);
+
+    // Another framework cannot use this offer: its tasks are lost, the offer stays valid.
+    let mut second = subscribe(&up.address(), framework_info("second")).await;
+    second
+        .launch(
+            vec![offer.id.clone()],
+            vec![command_task("thief", &offer, "true", 0.1, 32.0)],
+            None,
+        )
+        .await
+        .expect("accept");
+    let lost = wait_for_state(
+        &mut second,
+        "thief",
+        TaskState::Lost,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(lost.reason.as_deref(), Some("REASON_INVALID_OFFERS"));
+    assert!(
+        lost.message
+            .unwrap_or_default()
+            .contains("invalid framework")
+    );
+    second.suppress(vec![]).await.expect("suppress");
+
+    // A task group under the default executor, then SHUTDOWN of that executor kills its tasks.
+    let executor = ExecutorInfo {
+        kind: Some("DEFAULT".into()),
+        executor_id: Id::new("shut-me"),
+        resources: vec![scalar("cpus", 0.1), scalar("mem", 32.0)],
+        ..ExecutorInfo::default()
+    };
+    let group = vec![
+        command_task("s1", &offer, "exec sleep 600", 0.1, 32.0),
+        command_task("s2", &offer, "exec sleep 600", 0.1, 32.0),
+    ];
+    let operation = Operation {
+        kind: "LAUNCH_GROUP".into(),
+        launch_group: Some(LaunchGroup {
+            executor,
+            task_group: TaskGroupInfo { tasks: group },
+        }),
+        ..Operation::default()
+    };
+    first
+        .accept(vec![offer.id.clone()], vec![operation], None)
+        .await
+        .expect("accept");
+    let mut seen = Vec::new();
+    wait_for_status(
+        &mut first,
+        &mut seen,
+        "s1",
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_for_status(
+        &mut first,
+        &mut seen,
+        "s2",
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    first
+        .shutdown("shut-me", &offer.agent_id.value)
+        .await
+        .expect("shutdown");
+    wait_for_status(
+        &mut first,
+        &mut seen,
+        "s1",
+        TaskState::Killed,
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_for_status(
+        &mut first,
+        &mut seen,
+        "s2",
+        TaskState::Killed,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // The suppressed framework got no offers all this time, and gets them once revived.
+    let quiet = tokio::time::timeout(
+        Duration::from_millis(500),
+        next_offers(&mut second, Duration::from_secs(5)),
+    )
+    .await;
+    assert!(
+        quiet.is_err(),
+        "a suppressed framework was offered resources"
+    );
+    // The first framework holds what it was re-offered; once it is gone, revive brings offers.
+    first.teardown().await.expect("teardown");
+    second.revive(vec![]).await.expect("revive");
+    next_offers(&mut second, Duration::from_secs(5)).await;
+}
