@@ -291,3 +291,160 @@ async fn an_executor_that_never_subscribes_fails_its_task() {
         }
     }
 }
+
+/// Reads a finished command task's stdout through the agent.
+async fn stdout_of(address: &str, task_id: &str) -> String {
+    let client = MasterClient::new(address);
+    wait_until(Duration::from_secs(5), "task stdout", || async {
+        let state = client.get_json("/slave(1)/state").await.ok()?;
+        let frameworks = state["frameworks"]
+            .as_array()?
+            .iter()
+            .chain(state["completed_frameworks"].as_array()?);
+        for framework in frameworks {
+            for executor in framework["executors"]
+                .as_array()?
+                .iter()
+                .chain(framework["completed_executors"].as_array()?)
+            {
+                if executor["id"] == task_id {
+                    let directory = executor["directory"].as_str()?;
+                    let read = client
+                        .get_json(&format!("/files/read?path={directory}/stdout&offset=0"))
+                        .await
+                        .ok()?;
+                    return read["data"].as_str().map(str::to_owned);
+                }
+            }
+        }
+        None
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_run_with_shell_or_argv_and_their_environment() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let mut scheduler = subscribe(&up.address(), framework_info("env")).await;
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+
+    let mut shell = command_task(
+        "shell",
+        &offer,
+        "echo \"$GREETING from $MESOS_TASK_ID\"; pwd; echo sandbox=$MESOS_SANDBOX",
+        0.1,
+        32.0,
+    );
+    if let Some(command) = shell.command.as_mut() {
+        command.environment = Some(agora_api::mesos::Environment {
+            variables: vec![agora_api::mesos::EnvironmentVariable {
+                name: "GREETING".into(),
+                kind: None,
+                value: Some("hi".into()),
+            }],
+        });
+    }
+    let mut argv = command_task("argv", &offer, "/bin/echo", 0.1, 32.0);
+    if let Some(command) = argv.command.as_mut() {
+        command.shell = false;
+        command.arguments = vec!["echo".into(), "two  spaces; not a shell".into()];
+    }
+    scheduler
+        .launch(vec![offer.id.clone()], vec![shell, argv], None)
+        .await
+        .expect("launch");
+    let mut seen = Vec::new();
+    wait_for_status(
+        &mut scheduler,
+        &mut seen,
+        "shell",
+        TaskState::Finished,
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_for_status(
+        &mut scheduler,
+        &mut seen,
+        "argv",
+        TaskState::Finished,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    let shell_out = stdout_of(&up.address(), "shell").await;
+    let lines: Vec<&str> = shell_out.lines().collect();
+    assert_eq!(lines[0], "hi from shell", "{shell_out}");
+    assert!(
+        lines[1].contains("/executors/shell/runs/"),
+        "cwd is the sandbox: {shell_out}"
+    );
+    assert_eq!(lines[2], format!("sandbox={}", lines[1]));
+    assert_eq!(
+        stdout_of(&up.address(), "argv").await,
+        "two  spaces; not a shell\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_escalates_to_sigkill_after_the_grace_period() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let mut scheduler = subscribe(&up.address(), framework_info("stubborn")).await;
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let task = command_task(
+        "stubborn",
+        &offer,
+        "trap 'echo got TERM' TERM; while true; do sleep 0.05; done",
+        0.1,
+        32.0,
+    );
+    scheduler
+        .launch(vec![offer.id.clone()], vec![task], None)
+        .await
+        .expect("launch");
+    wait_for_state(
+        &mut scheduler,
+        "stubborn",
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let asked = Instant::now();
+    scheduler
+        .kill("stubborn", Some(Duration::from_millis(800)))
+        .await
+        .expect("kill");
+    let killed = wait_for_state(
+        &mut scheduler,
+        "stubborn",
+        TaskState::Killed,
+        Duration::from_secs(10),
+    )
+    .await;
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_millis(700),
+        "SIGKILL came before the grace period ended: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(killed.message.unwrap_or_default().contains("SIGKILL"));
+    assert!(
+        stdout_of(&up.address(), "stubborn")
+            .await
+            .contains("got TERM"),
+        "the task saw SIGTERM first"
+    );
+}

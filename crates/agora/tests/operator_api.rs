@@ -328,6 +328,82 @@ async fn operator_event_stream_follows_the_cluster() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_an_agent_kills_its_tasks_and_can_mark_it_gone() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let client = MasterClient::new(&up.address());
+    let mut scheduler = subscribe(&up.address(), framework_info("drained")).await;
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let tasks = vec![
+        command_task("d1", &offer, "exec sleep 600", 0.1, 32.0),
+        command_task("d2", &offer, "exec sleep 600", 0.1, 32.0),
+    ];
+    scheduler
+        .launch(vec![offer.id.clone()], tasks, None)
+        .await
+        .expect("launch");
+    let mut seen = Vec::new();
+    wait_for_status(
+        &mut scheduler,
+        &mut seen,
+        "d1",
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_for_status(
+        &mut scheduler,
+        &mut seen,
+        "d2",
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    let tasks = client
+        .get_json("/master/tasks?order=asc")
+        .await
+        .expect("tasks");
+    assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(2));
+    let frameworks = client
+        .get_json("/master/frameworks")
+        .await
+        .expect("frameworks");
+    assert_eq!(frameworks["frameworks"][0]["name"], "drained");
+
+    client
+        .operator(&json!({"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": offer.agent_id.value}, "max_grace_period": {"nanoseconds": 100_000_000}}}))
+        .await
+        .expect("drain");
+    wait_for_status(
+        &mut scheduler,
+        &mut seen,
+        "d1",
+        TaskState::Killed,
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_for_status(
+        &mut scheduler,
+        &mut seen,
+        "d2",
+        TaskState::Killed,
+        Duration::from_secs(10),
+    )
+    .await;
+    let state = client.get_json("/master/state").await.expect("state");
+    assert_eq!(
+        state["deactivated_slaves"], 1,
+        "a draining agent gets no offers"
+    );
+    assert_eq!(state["slaves"][0]["drain_info"]["state"], "DRAINING");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marking_an_agent_gone_is_permanent() {
     let dir = temp_dir();
     let master = start_master(&path(&dir, "master"));

@@ -285,7 +285,7 @@ impl Executor {
             },
         );
         self.update(&task_id, TaskState::Starting, None, None).await;
-        let spawned = spawn_task(&command, &directory, in_group);
+        let spawned = spawn_task(&task_id, &command, &directory, in_group);
         match spawned {
             Ok(mut child) => {
                 let pid = child.id().map(|p| p as i32);
@@ -462,6 +462,7 @@ fn describe(code: Option<i32>, signal: Option<i32>) -> String {
 /// Starts a task in its own process group, in its sandbox, with its environment on top of the
 /// executor's (which carries the MESOS_* variables).
 fn spawn_task(
+    task_id: &str,
     command: &agora_api::mesos::CommandInfo,
     directory: &std::path::Path,
     own_files: bool,
@@ -484,6 +485,7 @@ fn spawn_task(
     }
     process
         .env("MESOS_SANDBOX", directory)
+        .env("MESOS_TASK_ID", task_id)
         .current_dir(directory)
         .stdin(Stdio::null())
         .process_group(0);
