@@ -1253,6 +1253,15 @@ impl Agent {
         }
     }
 
+    pub(crate) fn heartbeat_executors(&self) {
+        let state = self.lock();
+        for framework in state.frameworks.values() {
+            for executor in framework.executors.values() {
+                executor.send(&ExecutorEvent::Heartbeat);
+            }
+        }
+    }
+
     pub(crate) fn with_state<T>(&self, read: impl FnOnce(&AgentState) -> T) -> T {
         read(&self.lock())
     }

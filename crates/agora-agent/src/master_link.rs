@@ -20,7 +20,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(crate) fn spawn(agent: Arc<Agent>) {
     tokio::spawn(subscription_loop(agent.clone()));
-    tokio::spawn(status_loop(agent));
+    tokio::spawn(status_loop(agent.clone()));
+    tokio::spawn(executor_heartbeats(agent));
+}
+
+/// HEARTBEAT events keep executor streams alive through idle periods (Mesos sends them to HTTP
+/// executors too, every 30 minutes; a shorter period suits proxies with idle timeouts).
+async fn executor_heartbeats(agent: Arc<Agent>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(30));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            () = agent.shutdown.cancelled() => return,
+            _ = ticker.tick() => agent.heartbeat_executors(),
+        }
+    }
 }
 
 fn url(agent: &Agent, path: &str) -> String {
