@@ -48,6 +48,9 @@ pub struct Scheduler {
     http: reqwest::Client,
     events: mpsc::UnboundedReceiver<Event>,
     stop: stop_flag::Stop,
+    /// The subscription task: aborting it closes the connection at once, so the master sees
+    /// the framework go (and starts its failover timeout) without waiting for a heartbeat.
+    task: tokio::task::AbortHandle,
 }
 
 mod stop_flag {
@@ -90,7 +93,7 @@ impl Scheduler {
         let (sender, events) = mpsc::unbounded_channel();
         let stop = stop_flag::Stop::default();
         let (ready_sender, ready) = tokio::sync::oneshot::channel();
-        tokio::spawn(run(
+        let task = tokio::spawn(run(
             session.clone(),
             http.clone(),
             info,
@@ -98,13 +101,15 @@ impl Scheduler {
             sender,
             stop.clone(),
             ready_sender,
-        ));
+        ))
+        .abort_handle();
         match ready.await {
             Ok(Ok(())) => Ok(Scheduler {
                 session,
                 http,
                 events,
                 stop,
+                task,
             }),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(ClientError::NotSubscribed),
@@ -281,20 +286,17 @@ impl Scheduler {
 
     /// Removes the framework: every task is killed.
     pub async fn teardown(self) -> Result<(), ClientError> {
-        let result = self.call(Scheduler::call_of("TEARDOWN")).await;
-        self.stop.set();
-        result
+        self.call(Scheduler::call_of("TEARDOWN")).await
     }
 
     /// Disconnects without tearing down: the master keeps the tasks for the failover timeout.
-    pub fn disconnect(self) {
-        self.stop.set();
-    }
+    pub fn disconnect(self) {}
 }
 
 impl Drop for Scheduler {
     fn drop(&mut self) {
         self.stop.set();
+        self.task.abort();
     }
 }
 

@@ -101,8 +101,8 @@ pub(crate) fn v1_agent(master: &Master, agent: &Agent) -> Value {
     if let (Some(map), Some(time)) = (value.as_object_mut(), agent.reregistered_time) {
         map.insert("reregistered_time".into(), nanos(time));
     }
-    if let (Some(map), true) = (value.as_object_mut(), agent.draining) {
-        map.insert("drain_info".into(), json!({"state": "DRAINING"}));
+    if let (Some(map), Some(drain)) = (value.as_object_mut(), agent.drain) {
+        map.insert("drain_info".into(), json!({"state": drain.as_str()}));
     }
     value
 }
@@ -387,8 +387,8 @@ pub(crate) fn v0_agent(master: &Master, agent: &Agent) -> Value {
         if let Some(time) = agent.reregistered_time {
             map.insert("reregistered_time".into(), json!(time));
         }
-        if agent.draining {
-            map.insert("drain_info".into(), json!({"state": "DRAINING"}));
+        if let Some(drain) = agent.drain {
+            map.insert("drain_info".into(), json!({"state": drain.as_str()}));
         }
     }
     value

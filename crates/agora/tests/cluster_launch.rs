@@ -34,6 +34,7 @@ async fn hundred_tasks_across_three_agents() {
     let mut launched = 0;
     let mut agents_used: HashSet<String> = HashSet::new();
     let mut states: HashMap<String, Vec<TaskState>> = HashMap::new();
+    let mut uuids: HashSet<String> = HashSet::new();
     let mut finished = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while finished < 100 {
@@ -75,6 +76,11 @@ async fn hundred_tasks_across_three_agents() {
             }
             Event::Update { update } => {
                 let status = update.status;
+                // Delivery is at least once: an update retried before its acknowledgement
+                // arrived comes again with the same uuid.
+                if !uuids.insert(status.uuid.clone().unwrap_or_default()) {
+                    continue;
+                }
                 states
                     .entry(status.task_id.value.clone())
                     .or_default()

@@ -211,7 +211,10 @@ async fn restarted_master_gets_the_framework_and_its_tasks_back() {
             if update.status.reason.as_deref() == Some("REASON_RECONCILIATION") {
                 break update.status;
             }
-            assert!(update.status.uuid.is_some(), "only a retried agent update may come first");
+            assert!(
+                update.status.uuid.is_some(),
+                "only a retried agent update may come first"
+            );
         }
     };
     assert!(status.uuid.is_none());

@@ -9,7 +9,9 @@ use agora_api::mesos::{Id, TaskStatus};
 use agora_api::scheduler::{Event, Failure};
 use agora_types::{AgentId, FrameworkId, TaskId, TaskState};
 
-use super::{Agent, AgentConnection, AgentLink, Master, StreamSender, Task, epoch_secs};
+use super::{
+    Agent, AgentConnection, AgentLink, DrainState, Master, StreamSender, Task, epoch_secs,
+};
 use crate::registry::AgentRecord;
 use crate::views;
 
@@ -84,7 +86,7 @@ impl Master {
                 sender: sender.clone(),
             }),
             deactivated: previous.as_ref().is_some_and(|p| p.deactivated),
-            draining: previous.as_ref().is_some_and(|p| p.draining),
+            drain: previous.as_ref().and_then(|p| p.drain),
             mark_gone_when_drained: previous.as_ref().is_some_and(|p| p.mark_gone_when_drained),
             last_seen: Instant::now(),
             registered: true,
@@ -301,14 +303,14 @@ impl Master {
         let drained: Vec<(AgentId, bool)> = self
             .agents
             .values()
-            .filter(|agent| agent.draining && agent.tasks.is_empty())
+            .filter(|agent| agent.drain == Some(DrainState::Draining) && agent.tasks.is_empty())
             .map(|agent| (agent.id.clone(), agent.mark_gone_when_drained))
             .collect();
         for (id, mark_gone) in drained {
             if mark_gone {
                 let _ = self.mark_agent_gone(&id);
             } else if let Some(agent) = self.agents.get_mut(&id) {
-                agent.draining = false;
+                agent.drain = Some(DrainState::Drained);
             }
         }
     }
@@ -413,7 +415,7 @@ impl Master {
         };
         agent.deactivated = deactivated;
         if !deactivated {
-            agent.draining = false;
+            agent.drain = None;
         }
         let record = AgentRecord {
             id: agent_id.to_string(),
@@ -444,7 +446,7 @@ impl Master {
         self.set_agent_deactivated(agent_id, true)?;
         let tasks: Vec<(FrameworkId, TaskId)> = match self.agents.get_mut(agent_id) {
             Some(agent) => {
-                agent.draining = true;
+                agent.drain = Some(DrainState::Draining);
                 agent.tasks.iter().cloned().collect()
             }
             None => Vec::new(),

@@ -138,7 +138,7 @@ pub(crate) struct Agent {
     pub connection: AgentConnection,
     /// Deactivated by an operator (or draining): no offers.
     pub deactivated: bool,
-    pub draining: bool,
+    pub drain: Option<DrainState>,
     /// DRAIN_AGENT with `mark_gone`: once its tasks are gone, so is the agent.
     pub mark_gone_when_drained: bool,
     pub last_seen: Instant,
@@ -154,6 +154,22 @@ impl Agent {
 
     pub fn is_reachable(&self) -> bool {
         !matches!(self.connection, AgentConnection::Unreachable { .. })
+    }
+}
+
+/// Maintenance drain progress, shown as `drain_info.state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DrainState {
+    Draining,
+    Drained,
+}
+
+impl DrainState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrainState::Draining => "DRAINING",
+            DrainState::Drained => "DRAINED",
+        }
     }
 }
 
@@ -275,7 +291,7 @@ impl Master {
                     reregistered_time: None,
                     connection: AgentConnection::Disconnected,
                     deactivated: record.deactivated,
-                    draining: false,
+                    drain: None,
                     mark_gone_when_drained: false,
                     last_seen: Instant::now(),
                     registered: false,
