@@ -49,34 +49,7 @@ async fn sandbox_files_are_served_and_confined() {
     )
     .await;
 
-    let client = MasterClient::new(&up.address());
-    let (framework_id, directory) = wait_until(
-        Duration::from_secs(5),
-        "the executor in the agent's state",
-        || async {
-            let state = client.get_json("/slave(1)/state").await.ok()?;
-            let frameworks = state["frameworks"]
-                .as_array()?
-                .iter()
-                .chain(state["completed_frameworks"].as_array()?);
-            for framework in frameworks {
-                let executors = framework["executors"]
-                    .as_array()?
-                    .iter()
-                    .chain(framework["completed_executors"].as_array()?);
-                for executor in executors {
-                    if executor["id"] == "writer" {
-                        return Some((
-                            framework["id"].as_str()?.to_owned(),
-                            executor["directory"].as_str()?.to_owned(),
-                        ));
-                    }
-                }
-            }
-            None
-        },
-    )
-    .await;
+    let (framework_id, directory) = executor_directory(&up.address(), "writer").await;
 
     let (status, body) = get(
         &up.address(),
@@ -292,36 +265,6 @@ async fn an_executor_that_never_subscribes_fails_its_task() {
     }
 }
 
-/// Reads a finished command task's stdout through the agent.
-async fn stdout_of(address: &str, task_id: &str) -> String {
-    let client = MasterClient::new(address);
-    wait_until(Duration::from_secs(5), "task stdout", || async {
-        let state = client.get_json("/slave(1)/state").await.ok()?;
-        let frameworks = state["frameworks"]
-            .as_array()?
-            .iter()
-            .chain(state["completed_frameworks"].as_array()?);
-        for framework in frameworks {
-            for executor in framework["executors"]
-                .as_array()?
-                .iter()
-                .chain(framework["completed_executors"].as_array()?)
-            {
-                if executor["id"] == task_id {
-                    let directory = executor["directory"].as_str()?;
-                    let read = client
-                        .get_json(&format!("/files/read?path={directory}/stdout&offset=0"))
-                        .await
-                        .ok()?;
-                    return read["data"].as_str().map(str::to_owned);
-                }
-            }
-        }
-        None
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_run_with_shell_or_argv_and_their_environment() {
     let dir = temp_dir();
@@ -360,24 +303,16 @@ async fn commands_run_with_shell_or_argv_and_their_environment() {
         .await
         .expect("launch");
     let mut seen = Vec::new();
-    wait_for_status(
+    wait_for_all(
         &mut scheduler,
         &mut seen,
-        "shell",
-        TaskState::Finished,
-        Duration::from_secs(10),
-    )
-    .await;
-    wait_for_status(
-        &mut scheduler,
-        &mut seen,
-        "argv",
+        &["shell", "argv"],
         TaskState::Finished,
         Duration::from_secs(10),
     )
     .await;
 
-    let shell_out = stdout_of(&up.address(), "shell").await;
+    let shell_out = task_stdout(&up.address(), "shell").await;
     let lines: Vec<&str> = shell_out.lines().collect();
     assert_eq!(lines[0], "hi from shell", "{shell_out}");
     assert!(
@@ -386,7 +321,7 @@ async fn commands_run_with_shell_or_argv_and_their_environment() {
     );
     assert_eq!(lines[2], format!("sandbox={}", lines[1]));
     assert_eq!(
-        stdout_of(&up.address(), "argv").await,
+        task_stdout(&up.address(), "argv").await,
         "two  spaces; not a shell\n"
     );
 }
@@ -442,7 +377,7 @@ async fn kill_escalates_to_sigkill_after_the_grace_period() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(killed.message.unwrap_or_default().contains("SIGKILL"));
     assert!(
-        stdout_of(&up.address(), "stubborn")
+        task_stdout(&up.address(), "stubborn")
             .await
             .contains("got TERM"),
         "the task saw SIGTERM first"

@@ -35,6 +35,7 @@ async fn hundred_tasks_across_three_agents() {
     let mut agents_used: HashSet<String> = HashSet::new();
     let mut states: HashMap<String, Vec<TaskState>> = HashMap::new();
     let mut uuids: HashSet<String> = HashSet::new();
+    let mut task_agents: HashMap<String, String> = HashMap::new();
     let mut finished = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while finished < 100 {
@@ -81,6 +82,9 @@ async fn hundred_tasks_across_three_agents() {
                 if !uuids.insert(status.uuid.clone().unwrap_or_default()) {
                     continue;
                 }
+                if let Some(agent) = &status.agent_id {
+                    task_agents.insert(status.task_id.value.clone(), agent.value.clone());
+                }
                 states
                     .entry(status.task_id.value.clone())
                     .or_default()
@@ -112,39 +116,21 @@ async fn hundred_tasks_across_three_agents() {
     }
 
     // The stdout of a task, through the agent's /files API, using the directory from its state.
-    let finished_task = "task-7";
-    let stdout = wait_until(
-        Duration::from_secs(10),
-        "stdout of a finished task",
-        || async {
-            for agent in &agents {
-                let agent_client = MasterClient::new(&agent.address());
-                let state = agent_client.get_json("/slave(1)/state").await.ok()?;
-                for framework in state["frameworks"]
-                    .as_array()?
-                    .iter()
-                    .chain(state["completed_frameworks"].as_array()?)
-                {
-                    for executor in framework["executors"]
-                        .as_array()?
-                        .iter()
-                        .chain(framework["completed_executors"].as_array()?)
-                    {
-                        if executor["id"] == finished_task {
-                            let directory = executor["directory"].as_str()?;
-                            let read = agent_client
-                                .get_json(&format!("/files/read?path={directory}/stdout&offset=0"))
-                                .await
-                                .ok()?;
-                            return read["data"].as_str().map(str::to_owned);
-                        }
-                    }
-                }
-            }
-            None
-        },
-    )
-    .await;
+    let task_agent = task_agents
+        .get("task-7")
+        .cloned()
+        .expect("task-7 ran somewhere");
+    let mut agent_address = None;
+    for agent in &agents {
+        let state = MasterClient::new(&agent.address())
+            .get_json("/slave(1)/state")
+            .await
+            .expect("state");
+        if state["id"] == task_agent.as_str() {
+            agent_address = Some(agent.address());
+        }
+    }
+    let stdout = task_stdout(&agent_address.expect("the agent of task-7"), "task-7").await;
     assert!(
         stdout.contains("hello from task-7"),
         "stdout was {stdout:?}"

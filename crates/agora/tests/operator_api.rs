@@ -348,18 +348,10 @@ async fn draining_an_agent_kills_its_tasks_and_can_mark_it_gone() {
         .await
         .expect("launch");
     let mut seen = Vec::new();
-    wait_for_status(
+    wait_for_all(
         &mut scheduler,
         &mut seen,
-        "d1",
-        TaskState::Running,
-        Duration::from_secs(10),
-    )
-    .await;
-    wait_for_status(
-        &mut scheduler,
-        &mut seen,
-        "d2",
+        &["d1", "d2"],
         TaskState::Running,
         Duration::from_secs(10),
     )
@@ -379,18 +371,10 @@ async fn draining_an_agent_kills_its_tasks_and_can_mark_it_gone() {
         .operator(&json!({"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": offer.agent_id.value}, "max_grace_period": {"nanoseconds": 100_000_000}}}))
         .await
         .expect("drain");
-    wait_for_status(
+    wait_for_all(
         &mut scheduler,
         &mut seen,
-        "d1",
-        TaskState::Killed,
-        Duration::from_secs(10),
-    )
-    .await;
-    wait_for_status(
-        &mut scheduler,
-        &mut seen,
-        "d2",
+        &["d1", "d2"],
         TaskState::Killed,
         Duration::from_secs(10),
     )

@@ -340,18 +340,10 @@ async fn kill_reconcile_and_failover_timeout() {
         Some("Command exited with status 3")
     );
     assert!(failed.uuid.is_some());
-    wait_for_status(
+    wait_for_all(
         &mut scheduler,
         &mut seen,
-        "long-1",
-        TaskState::Running,
-        Duration::from_secs(10),
-    )
-    .await;
-    wait_for_status(
-        &mut scheduler,
-        &mut seen,
-        "long-2",
+        &["long-1", "long-2"],
         TaskState::Running,
         Duration::from_secs(10),
     )
@@ -489,18 +481,10 @@ async fn task_groups_and_custom_executors() {
         .await
         .expect("accept");
     let mut seen = Vec::new();
-    wait_for_status(
+    wait_for_all(
         &mut scheduler,
         &mut seen,
-        "g1",
-        TaskState::Finished,
-        Duration::from_secs(15),
-    )
-    .await;
-    wait_for_status(
-        &mut scheduler,
-        &mut seen,
-        "g2",
+        &["g1", "g2"],
         TaskState::Finished,
         Duration::from_secs(15),
     )
@@ -613,18 +597,10 @@ async fn suppress_shutdown_and_foreign_offers() {
         .await
         .expect("accept");
     let mut seen = Vec::new();
-    wait_for_status(
+    wait_for_all(
         &mut first,
         &mut seen,
-        "s1",
-        TaskState::Running,
-        Duration::from_secs(10),
-    )
-    .await;
-    wait_for_status(
-        &mut first,
-        &mut seen,
-        "s2",
+        &["s1", "s2"],
         TaskState::Running,
         Duration::from_secs(10),
     )
@@ -633,18 +609,10 @@ async fn suppress_shutdown_and_foreign_offers() {
         .shutdown("shut-me", &offer.agent_id.value)
         .await
         .expect("shutdown");
-    wait_for_status(
+    wait_for_all(
         &mut first,
         &mut seen,
-        "s1",
-        TaskState::Killed,
-        Duration::from_secs(10),
-    )
-    .await;
-    wait_for_status(
-        &mut first,
-        &mut seen,
-        "s2",
+        &["s1", "s2"],
         TaskState::Killed,
         Duration::from_secs(10),
     )

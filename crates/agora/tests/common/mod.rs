@@ -377,3 +377,59 @@ pub async fn wait_for_status(
         }
     }
 }
+
+/// Waits until every one of `task_ids` has reached `state` (in any order).
+pub async fn wait_for_all(
+    scheduler: &mut Scheduler,
+    seen: &mut Vec<agora_api::mesos::TaskStatus>,
+    task_ids: &[&str],
+    state: TaskState,
+    timeout: Duration,
+) {
+    for task_id in task_ids {
+        wait_for_status(scheduler, seen, task_id, state, timeout).await;
+    }
+}
+
+/// The (framework id, sandbox directory) of an executor, live or completed, from an agent's
+/// `/slave(1)/state`.
+pub async fn executor_directory(agent_address: &str, executor_id: &str) -> (String, String) {
+    let client = MasterClient::new(agent_address);
+    wait_until(
+        Duration::from_secs(5),
+        "the executor in the agent's state",
+        || async {
+            let state = client.get_json("/slave(1)/state").await.ok()?;
+            let frameworks = state["frameworks"]
+                .as_array()?
+                .iter()
+                .chain(state["completed_frameworks"].as_array()?);
+            for framework in frameworks {
+                let executors = framework["executors"]
+                    .as_array()?
+                    .iter()
+                    .chain(framework["completed_executors"].as_array()?);
+                for executor in executors {
+                    if executor["id"] == executor_id {
+                        return Some((
+                            framework["id"].as_str()?.to_owned(),
+                            executor["directory"].as_str()?.to_owned(),
+                        ));
+                    }
+                }
+            }
+            None
+        },
+    )
+    .await
+}
+
+/// The stdout of a command task (its executor has the task's id), read through the agent.
+pub async fn task_stdout(agent_address: &str, task_id: &str) -> String {
+    let (_, directory) = executor_directory(agent_address, task_id).await;
+    let read = MasterClient::new(agent_address)
+        .get_json(&format!("/files/read?path={directory}/stdout&offset=0"))
+        .await
+        .expect("read stdout");
+    read["data"].as_str().unwrap_or_default().to_owned()
+}
