@@ -33,7 +33,7 @@ fn agent_usage(master: &Master, agent: &Agent) -> (Resources, Resources) {
         }
     }
     let mut offered = Resources::new();
-    for offer in master.offers.values().filter(|o| o.agent_id == agent.id) {
+    for offer in agent.offers.iter().filter_map(|id| master.offers.get(id)) {
         offered += &offer.resources;
     }
     (used, offered)

@@ -42,11 +42,13 @@ impl Master {
         };
         let now = epoch_secs();
         let generation = self.next_link_generation();
+        // Offers of the previous registration are void: rescind them while the agent (and so
+        // its offer index) is still known.
+        self.rescind_agent_offers(&id);
         let previous = self.agents.remove(&id);
         let was_registered_here = previous.as_ref().is_some_and(|agent| agent.registered);
         let was_unreachable = previous.as_ref().is_some_and(|agent| !agent.is_reachable());
         if previous.is_some() {
-            self.rescind_agent_offers(&id);
             self.allocator.remove_agent(&id);
         }
 
@@ -91,6 +93,7 @@ impl Master {
             last_seen: Instant::now(),
             registered: true,
             tasks: HashSet::new(),
+            offers: HashSet::new(),
         };
         let known_tasks: HashSet<(FrameworkId, TaskId)> = previous
             .as_ref()
@@ -475,11 +478,10 @@ impl Master {
 
     pub(crate) fn rescind_agent_offers(&mut self, agent_id: &AgentId) {
         let offers: Vec<_> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.agent_id == agent_id)
-            .map(|(id, _)| id.clone())
-            .collect();
+            .agents
+            .get(agent_id)
+            .map(|agent| agent.offers.iter().cloned().collect())
+            .unwrap_or_default();
         for offer in offers {
             self.rescind_offer(&offer);
         }
@@ -487,11 +489,10 @@ impl Master {
 
     pub(crate) fn rescind_framework_offers(&mut self, framework_id: &FrameworkId) {
         let offers: Vec<_> = self
-            .offers
-            .iter()
-            .filter(|(_, o)| &o.framework_id == framework_id)
-            .map(|(id, _)| id.clone())
-            .collect();
+            .frameworks
+            .get(framework_id)
+            .map(|framework| framework.offers.iter().cloned().collect())
+            .unwrap_or_default();
         for offer in offers {
             self.rescind_offer(&offer);
         }
@@ -499,12 +500,9 @@ impl Master {
 
     /// Takes an offer back: resources return to the allocator, the framework gets RESCIND.
     pub(crate) fn rescind_offer(&mut self, offer_id: &agora_types::OfferId) {
-        let Some(offer) = self.offers.remove(offer_id) else {
+        let Some(offer) = self.take_offer(offer_id) else {
             return;
         };
-        if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
-            framework.offers.remove(offer_id);
-        }
         let now = self.now_ms();
         self.allocator.recover(
             &offer.framework_id,

@@ -83,6 +83,9 @@ impl Master {
             if let Some(framework) = self.frameworks.get_mut(&grant.framework) {
                 framework.offers.insert(offer_id.clone());
             }
+            if let Some(agent) = self.agents.get_mut(&grant.agent) {
+                agent.offers.insert(offer_id.clone());
+            }
             self.offers.insert(
                 offer_id,
                 OutstandingOffer {
@@ -131,10 +134,14 @@ impl Master {
         self.want_allocation();
     }
 
-    fn take_offer(&mut self, offer_id: &OfferId) -> Option<OutstandingOffer> {
+    /// Removes an outstanding offer from every index that holds it.
+    pub(crate) fn take_offer(&mut self, offer_id: &OfferId) -> Option<OutstandingOffer> {
         let offer = self.offers.remove(offer_id)?;
         if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
             framework.offers.remove(offer_id);
+        }
+        if let Some(agent) = self.agents.get_mut(&offer.agent_id) {
+            agent.offers.remove(offer_id);
         }
         Some(offer)
     }

@@ -145,6 +145,8 @@ pub(crate) struct Agent {
     /// Registered with this master process (not only known from the registry).
     pub registered: bool,
     pub tasks: HashSet<(FrameworkId, TaskId)>,
+    /// Outstanding offers of this agent's resources (kept so state views need not scan all).
+    pub offers: HashSet<OfferId>,
 }
 
 impl Agent {
@@ -296,6 +298,7 @@ impl Master {
                     last_seen: Instant::now(),
                     registered: false,
                     tasks: HashSet::new(),
+                    offers: HashSet::new(),
                 },
             );
         }
