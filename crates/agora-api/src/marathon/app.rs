@@ -1,0 +1,744 @@
+//! The Marathon app definition: parsing with Marathon's defaults, normalising legacy forms
+//! (`ports`, `uris`, relative ids), validating every field at once into 422 details, and the
+//! JSON Marathon answers with.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::errors::Violations;
+use super::path;
+
+mod defaults {
+    pub fn instances() -> i64 {
+        1
+    }
+    pub fn cpus() -> f64 {
+        1.0
+    }
+    pub fn mem() -> f64 {
+        128.0
+    }
+    pub fn backoff_seconds() -> f64 {
+        1.0
+    }
+    pub fn backoff_factor() -> f64 {
+        1.15
+    }
+    /// Marathon ≤ 1.x and its documentation examples; the later RAML says 300.
+    pub fn max_launch_delay_seconds() -> f64 {
+        3600.0
+    }
+    pub fn kill_selection() -> String {
+        "YOUNGEST_FIRST".into()
+    }
+    pub fn one() -> f64 {
+        1.0
+    }
+    pub fn tcp() -> String {
+        "tcp".into()
+    }
+    pub fn http() -> String {
+        "HTTP".into()
+    }
+    pub fn grace_period() -> i64 {
+        300
+    }
+    pub fn interval() -> i64 {
+        60
+    }
+    pub fn timeout() -> i64 {
+        20
+    }
+    pub fn max_failures() -> i64 {
+        3
+    }
+    pub fn delay() -> i64 {
+        15
+    }
+    pub fn yes() -> bool {
+        true
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeStrategy {
+    #[serde(default = "defaults::one")]
+    pub minimum_health_capacity: f64,
+    #[serde(default = "defaults::one")]
+    pub maximum_over_capacity: f64,
+}
+
+impl Default for UpgradeStrategy {
+    fn default() -> UpgradeStrategy {
+        UpgradeStrategy {
+            minimum_health_capacity: 1.0,
+            maximum_over_capacity: 1.0,
+        }
+    }
+}
+
+/// `"disabled"`, or when to consider an unreachable instance gone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum UnreachableStrategy {
+    Disabled(String),
+    #[serde(rename_all = "camelCase")]
+    Policy {
+        inactive_after_seconds: i64,
+        expunge_after_seconds: i64,
+    },
+}
+
+impl Default for UnreachableStrategy {
+    fn default() -> UnreachableStrategy {
+        UnreachableStrategy::Policy {
+            inactive_after_seconds: 0,
+            expunge_after_seconds: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortDefinition {
+    #[serde(default)]
+    pub port: i64,
+    #[serde(default = "defaults::tcp")]
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchUri {
+    pub uri: String,
+    #[serde(default = "defaults::yes")]
+    pub extract: bool,
+    #[serde(default)]
+    pub executable: bool,
+    #[serde(default)]
+    pub cache: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_path: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    #[serde(default = "defaults::http")]
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_index: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Value>,
+    #[serde(default = "defaults::grace_period")]
+    pub grace_period_seconds: i64,
+    #[serde(default = "defaults::interval")]
+    pub interval_seconds: i64,
+    #[serde(default = "defaults::timeout")]
+    pub timeout_seconds: i64,
+    #[serde(default = "defaults::max_failures")]
+    pub max_consecutive_failures: i64,
+    #[serde(default)]
+    pub ignore_http1xx: bool,
+    #[serde(default = "defaults::delay")]
+    pub delay_seconds: i64,
+}
+
+const HEALTH_PROTOCOLS: &[&str] = &[
+    "HTTP",
+    "HTTPS",
+    "TCP",
+    "COMMAND",
+    "MESOS_HTTP",
+    "MESOS_HTTPS",
+    "MESOS_TCP",
+];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionInfo {
+    pub last_scaling_at: String,
+    pub last_config_change_at: String,
+}
+
+/// An app as stored and answered. Read-only fields a client sends back (task counts,
+/// deployments, `versionInfo`) are ignored on input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppDefinition {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Value>,
+    #[serde(default = "defaults::instances")]
+    pub instances: i64,
+    #[serde(default = "defaults::cpus")]
+    pub cpus: f64,
+    #[serde(default = "defaults::mem")]
+    pub mem: f64,
+    #[serde(default)]
+    pub disk: f64,
+    #[serde(default)]
+    pub gpus: i64,
+    #[serde(default)]
+    pub executor: String,
+    #[serde(default)]
+    pub constraints: Vec<Vec<String>>,
+    #[serde(default)]
+    pub uris: Vec<String>,
+    #[serde(default)]
+    pub fetch: Vec<FetchUri>,
+    #[serde(default)]
+    pub store_urls: Vec<String>,
+    #[serde(default = "defaults::backoff_seconds")]
+    pub backoff_seconds: f64,
+    #[serde(default = "defaults::backoff_factor")]
+    pub backoff_factor: f64,
+    #[serde(default = "defaults::max_launch_delay_seconds")]
+    pub max_launch_delay_seconds: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Value>,
+    #[serde(default)]
+    pub health_checks: Vec<HealthCheck>,
+    #[serde(default)]
+    pub readiness_checks: Vec<Value>,
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    #[serde(default)]
+    pub upgrade_strategy: UpgradeStrategy,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_resource_roles: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_kill_grace_period_seconds: Option<i64>,
+    #[serde(default)]
+    pub unreachable_strategy: UnreachableStrategy,
+    #[serde(default = "defaults::kill_selection")]
+    pub kill_selection: String,
+    #[serde(default)]
+    pub port_definitions: Option<Vec<PortDefinition>>,
+    /// Legacy input, mirrored from `portDefinitions` on output.
+    #[serde(default)]
+    pub ports: Option<Vec<i64>>,
+    #[serde(default)]
+    pub require_ports: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<Value>,
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub version_info: Option<VersionInfo>,
+}
+
+impl AppDefinition {
+    /// Parses a request body. Type errors are reported as violations at their JSON path, as
+    /// Marathon does, so one 422 answers everything.
+    pub fn parse(body: &Value) -> Result<AppDefinition, Violations> {
+        let mut violations = Violations::default();
+        match serde_path_to_error::deserialize::<_, AppDefinition>(body) {
+            Ok(app) => Ok(app),
+            Err(error) => {
+                let path = error.path().to_string();
+                let path = if path == "." {
+                    "/".to_owned()
+                } else {
+                    format!("/{}", path.replace('.', "/"))
+                };
+                violations.add(path, error.inner().to_string());
+                Err(violations)
+            }
+        }
+    }
+
+    /// Resolves ids and legacy forms into the canonical definition: absolute `id` and
+    /// `dependencies`, `portDefinitions` from `ports` (or Marathon's one default port), `fetch`
+    /// from `uris`, and `ports` mirrored back.
+    pub fn normalize(&mut self, parent_group: &str) -> Result<(), Violations> {
+        let mut violations = Violations::default();
+        match path::resolve(&self.id, parent_group) {
+            Ok(id) => self.id = id,
+            Err(message) => violations.add("/id", message),
+        }
+        let parent = path::parent(&self.id).to_owned();
+        for (index, dependency) in self.dependencies.iter_mut().enumerate() {
+            match path::resolve(dependency, &parent) {
+                Ok(resolved) => *dependency = resolved,
+                Err(message) => violations.add(format!("/dependencies({index})"), message),
+            }
+        }
+        if self.port_definitions.is_none() {
+            self.port_definitions = Some(match &self.ports {
+                Some(ports) => ports
+                    .iter()
+                    .map(|port| PortDefinition {
+                        port: *port,
+                        protocol: "tcp".into(),
+                        name: None,
+                        labels: BTreeMap::new(),
+                    })
+                    .collect(),
+                None if self.uses_host_network() => vec![PortDefinition {
+                    port: 0,
+                    protocol: "tcp".into(),
+                    name: Some("default".into()),
+                    labels: BTreeMap::new(),
+                }],
+                None => Vec::new(),
+            });
+        }
+        self.ports = Some(
+            self.port_definitions
+                .iter()
+                .flatten()
+                .map(|p| p.port)
+                .collect(),
+        );
+        if self.fetch.is_empty() {
+            self.fetch = self
+                .uris
+                .iter()
+                .map(|uri| FetchUri {
+                    uri: uri.clone(),
+                    extract: true,
+                    executable: false,
+                    cache: false,
+                    dest_path: None,
+                })
+                .collect();
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(violations)
+        }
+    }
+
+    fn uses_host_network(&self) -> bool {
+        let bridge_in_container = self
+            .container
+            .as_ref()
+            .and_then(|c| c.get("docker"))
+            .and_then(|d| d.get("network"))
+            .and_then(Value::as_str)
+            .is_some_and(|network| network != "HOST");
+        let container_network = self.networks.iter().any(|n| {
+            n.get("mode")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m != "host")
+        });
+        !bridge_in_container && !container_network
+    }
+
+    /// Every problem with the definition, each at its JSON path.
+    pub fn validate(&self) -> Violations {
+        let mut v = Violations::default();
+        if path::resolve(&self.id, "/").is_err() || !self.id.starts_with('/') {
+            v.add("/id", path::SEGMENT_RULE);
+        }
+        let has_image = self
+            .container
+            .as_ref()
+            .and_then(|c| c.get("docker").or_else(|| c.get("mesos")))
+            .and_then(|runtime| runtime.get("image"))
+            .is_some();
+        match (&self.cmd, &self.args) {
+            (Some(_), Some(_)) => v.add(
+                "/",
+                "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.",
+            ),
+            (None, None) if !has_image => v.add(
+                "/",
+                "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.",
+            ),
+            _ => {}
+        }
+        if let Some(cmd) = &self.cmd
+            && cmd.trim().is_empty()
+        {
+            v.add("/cmd", "must not be empty");
+        }
+        if !at_least(self.cpus, 0.001) {
+            v.add(
+                "/cpus",
+                format!("got {}, expected 0.001 or more", self.cpus),
+            );
+        }
+        for (field, value) in [("/mem", self.mem), ("/disk", self.disk)] {
+            if !at_least(value, 0.0) {
+                v.add(field, format!("got {value}, expected 0.0 or more"));
+            }
+        }
+        if self.gpus < 0 {
+            v.add("/gpus", format!("got {}, expected 0 or more", self.gpus));
+        }
+        if self.instances < 0 {
+            v.add(
+                "/instances",
+                format!("got {}, expected 0 or more", self.instances),
+            );
+        }
+        if !at_least(self.backoff_seconds, 0.0) {
+            v.add("/backoffSeconds", "must be 0 or more");
+        }
+        if !at_least(self.backoff_factor, 1.0) {
+            v.add(
+                "/backoffFactor",
+                format!("got {}, expected 1.0 or more", self.backoff_factor),
+            );
+        }
+        if !at_least(self.max_launch_delay_seconds, 0.0) {
+            v.add("/maxLaunchDelaySeconds", "must be 0 or more");
+        }
+        for (field, value) in [
+            (
+                "/upgradeStrategy/minimumHealthCapacity",
+                self.upgrade_strategy.minimum_health_capacity,
+            ),
+            (
+                "/upgradeStrategy/maximumOverCapacity",
+                self.upgrade_strategy.maximum_over_capacity,
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                v.add(
+                    field,
+                    format!("got {value}, expected a number between 0.0 and 1.0"),
+                );
+            }
+        }
+        if !matches!(
+            self.kill_selection.as_str(),
+            "YOUNGEST_FIRST" | "OLDEST_FIRST"
+        ) {
+            v.add("/killSelection", "must be YOUNGEST_FIRST or OLDEST_FIRST");
+        }
+        match &self.unreachable_strategy {
+            UnreachableStrategy::Disabled(text) if text != "disabled" => {
+                v.add("/unreachableStrategy", "must be \"disabled\" or an object with inactiveAfterSeconds and expungeAfterSeconds");
+            }
+            UnreachableStrategy::Policy {
+                inactive_after_seconds,
+                expunge_after_seconds,
+            } => {
+                if *inactive_after_seconds < 0 {
+                    v.add(
+                        "/unreachableStrategy/inactiveAfterSeconds",
+                        "must be 0 or more",
+                    );
+                }
+                if expunge_after_seconds < inactive_after_seconds {
+                    v.add(
+                        "/unreachableStrategy/expungeAfterSeconds",
+                        "must be at least inactiveAfterSeconds",
+                    );
+                }
+            }
+            UnreachableStrategy::Disabled(_) => {}
+        }
+        if let Some(grace) = self.task_kill_grace_period_seconds
+            && grace < 0
+        {
+            v.add("/taskKillGracePeriodSeconds", "must be 0 or more");
+        }
+        for (name, value) in &self.env {
+            let is_secret_ref = value.get("secret").is_some_and(Value::is_string);
+            if !value.is_string() && !is_secret_ref {
+                v.add(
+                    format!("/env/{name}"),
+                    "must be a string or {\"secret\": name}",
+                );
+            }
+        }
+        for (index, constraint) in self.constraints.iter().enumerate() {
+            let operator = constraint.get(1).map(|o| o.to_ascii_uppercase());
+            let known = [
+                "UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS",
+            ];
+            if !(2..=3).contains(&constraint.len())
+                || !operator.as_deref().is_some_and(|o| known.contains(&o))
+            {
+                v.add(
+                    format!("/constraints({index})"),
+                    "must be [field, OPERATOR, value?] with a known operator",
+                );
+            }
+        }
+        self.validate_ports(&mut v);
+        self.validate_health_checks(&mut v);
+        for (index, dependency) in self.dependencies.iter().enumerate() {
+            if !dependency.starts_with('/') || path::resolve(dependency, "/").is_err() {
+                v.add(format!("/dependencies({index})"), path::SEGMENT_RULE);
+            }
+        }
+        v
+    }
+
+    fn validate_ports(&self, v: &mut Violations) {
+        let definitions = self.port_definitions.as_deref().unwrap_or_default();
+        let mut names = std::collections::BTreeSet::new();
+        for (index, definition) in definitions.iter().enumerate() {
+            let at = |field: &str| format!("/portDefinitions({index})/{field}");
+            if !(0..=65535).contains(&definition.port) {
+                v.add(at("port"), "must be between 0 and 65535");
+            }
+            if self.require_ports && definition.port == 0 {
+                v.add(
+                    at("port"),
+                    "must be given (not 0) when requirePorts is true",
+                );
+            }
+            if !matches!(definition.protocol.as_str(), "tcp" | "udp" | "udp,tcp") {
+                v.add(at("protocol"), "must be tcp, udp or udp,tcp");
+            }
+            if let Some(name) = &definition.name {
+                let valid = !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                if !valid {
+                    v.add(at("name"), "must be lowercase letters, digits and hyphens");
+                }
+                if !names.insert(name.clone()) {
+                    v.add(
+                        at("name"),
+                        format!("'{name}' is used by another port definition"),
+                    );
+                }
+            }
+        }
+        let fixed: Vec<i64> = definitions
+            .iter()
+            .map(|d| d.port)
+            .filter(|p| *p != 0)
+            .collect();
+        let distinct: std::collections::BTreeSet<i64> = fixed.iter().copied().collect();
+        if distinct.len() != fixed.len() {
+            v.add("/portDefinitions", "ports must be unique");
+        }
+    }
+
+    fn validate_health_checks(&self, v: &mut Violations) {
+        let port_count = self.port_definitions.as_ref().map_or(0, Vec::len);
+        for (index, check) in self.health_checks.iter().enumerate() {
+            let at = |field: &str| format!("/healthChecks({index})/{field}");
+            if !HEALTH_PROTOCOLS.contains(&check.protocol.as_str()) {
+                v.add(
+                    at("protocol"),
+                    format!("must be one of {}", HEALTH_PROTOCOLS.join(", ")),
+                );
+            }
+            if check.protocol == "COMMAND" {
+                if check
+                    .command
+                    .as_ref()
+                    .and_then(|c| c.get("value"))
+                    .and_then(Value::as_str)
+                    .is_none()
+                {
+                    v.add(at("command"), "a COMMAND health check needs command.value");
+                }
+            } else if check.port.is_none() {
+                let index_wanted = check.port_index.unwrap_or(0);
+                if index_wanted < 0 || index_wanted as usize >= port_count {
+                    v.add(
+                        at("portIndex"),
+                        format!(
+                            "refers to port {index_wanted}, but the app has {port_count} port(s)"
+                        ),
+                    );
+                }
+            }
+            for (field, value) in [
+                ("intervalSeconds", check.interval_seconds),
+                ("timeoutSeconds", check.timeout_seconds),
+            ] {
+                if value <= 0 {
+                    v.add(at(field), "must be greater than 0");
+                }
+            }
+            if check.timeout_seconds > check.interval_seconds {
+                v.add(
+                    at("timeoutSeconds"),
+                    "must be no greater than intervalSeconds",
+                );
+            }
+            for (field, value) in [
+                ("gracePeriodSeconds", check.grace_period_seconds),
+                ("maxConsecutiveFailures", check.max_consecutive_failures),
+            ] {
+                if value < 0 {
+                    v.add(at(field), "must be 0 or more");
+                }
+            }
+        }
+    }
+}
+
+/// `value >= min`, false for NaN.
+fn at_least(value: f64, min: f64) -> bool {
+    value >= min
+}
+
+/// A partial update: the fields present in `patch` replace the app's, the others stay
+/// (Marathon's `partialUpdate=true`, the default of `PUT /v2/apps/{id}`).
+pub fn merge_partial(current: &Value, patch: &Value) -> Value {
+    let mut merged = current.clone();
+    if let (Some(target), Some(changes)) = (merged.as_object_mut(), patch.as_object()) {
+        for (key, value) in changes {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(body: Value) -> AppDefinition {
+        let mut app = AppDefinition::parse(&body).unwrap();
+        app.normalize("/").unwrap();
+        app
+    }
+
+    #[test]
+    fn defaults_are_marathons() {
+        let app = parse(json!({"id": "web", "cmd": "sleep 100"}));
+        assert_eq!(app.id, "/web");
+        assert_eq!(
+            (app.instances, app.cpus, app.mem, app.disk),
+            (1, 1.0, 128.0, 0.0)
+        );
+        assert_eq!(app.backoff_factor, 1.15);
+        assert_eq!(app.upgrade_strategy, UpgradeStrategy::default());
+        assert_eq!(app.kill_selection, "YOUNGEST_FIRST");
+        assert_eq!(
+            app.port_definitions.as_ref().map(Vec::len),
+            Some(1),
+            "one default port on host networking"
+        );
+        assert_eq!(app.ports, Some(vec![0]));
+        assert!(app.validate().is_empty());
+        let out = serde_json::to_value(&app).unwrap();
+        assert_eq!(
+            out["unreachableStrategy"],
+            json!({"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0})
+        );
+        assert_eq!(
+            out["portDefinitions"][0],
+            json!({"port": 0, "protocol": "tcp", "name": "default"})
+        );
+        assert!(out.get("versionInfo").is_none());
+    }
+
+    #[test]
+    fn legacy_forms_are_normalized() {
+        let app = parse(json!({
+            "id": "/prod/web", "cmd": "x", "ports": [8080, 0], "uris": ["http://h/a.tgz"],
+            "dependencies": ["../db", "/cache"]
+        }));
+        let ports: Vec<i64> = app
+            .port_definitions
+            .iter()
+            .flatten()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(ports, vec![8080, 0]);
+        assert_eq!(app.fetch[0].uri, "http://h/a.tgz");
+        assert!(app.fetch[0].extract);
+        assert_eq!(
+            app.dependencies,
+            vec!["/db".to_owned(), "/cache".to_owned()]
+        );
+        let bridged = parse(
+            json!({"id": "b", "container": {"type": "DOCKER", "docker": {"image": "x", "network": "BRIDGE"}}}),
+        );
+        assert_eq!(bridged.port_definitions, Some(vec![]));
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let app = parse(json!({
+            "id": "/web", "cmd": "x", "args": ["y"], "cpus": 0, "mem": -1, "instances": -2,
+            "backoffFactor": 0.5, "upgradeStrategy": {"minimumHealthCapacity": 1.5},
+            "killSelection": "RANDOM", "portDefinitions": [{"port": 70000, "protocol": "sctp", "name": "A"}],
+            "healthChecks": [{"protocol": "HTTP", "portIndex": 3}, {"protocol": "COMMAND"}],
+            "constraints": [["hostname"]]
+        }));
+        let violations = app.validate().into_vec();
+        let paths: Vec<&str> = violations.iter().map(|v| v.path.as_str()).collect();
+        for expected in [
+            "/",
+            "/cpus",
+            "/mem",
+            "/instances",
+            "/backoffFactor",
+            "/upgradeStrategy/minimumHealthCapacity",
+            "/killSelection",
+            "/portDefinitions(0)/port",
+            "/portDefinitions(0)/protocol",
+            "/portDefinitions(0)/name",
+            "/healthChecks(0)/portIndex",
+            "/healthChecks(1)/command",
+            "/constraints(0)",
+        ] {
+            assert!(
+                paths.contains(&expected),
+                "{expected} missing from {paths:?}"
+            );
+        }
+        let body = super::super::errors::invalid_body(&violations);
+        assert_eq!(body["message"], "Object is not valid");
+    }
+
+    #[test]
+    fn type_errors_name_their_path() {
+        let error =
+            AppDefinition::parse(&json!({"id": "/web", "cmd": "x", "cpus": "lots"})).unwrap_err();
+        let violations = error.into_vec();
+        assert_eq!(violations[0].path, "/cpus");
+        let error = AppDefinition::parse(
+            &json!({"id": "/web", "upgradeStrategy": {"maximumOverCapacity": []}}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.into_vec()[0].path,
+            "/upgradeStrategy/maximumOverCapacity"
+        );
+        let bad_id = AppDefinition::parse(&json!({"id": "/Web", "cmd": "x"}))
+            .unwrap()
+            .normalize("/")
+            .unwrap_err();
+        assert_eq!(bad_id.into_vec()[0].path, "/id");
+    }
+
+    #[test]
+    fn partial_updates_replace_only_given_fields() {
+        let current = json!({"id": "/web", "cmd": "x", "instances": 1, "mem": 64});
+        let merged = merge_partial(&current, &json!({"instances": 3}));
+        assert_eq!(
+            merged,
+            json!({"id": "/web", "cmd": "x", "instances": 3, "mem": 64})
+        );
+    }
+}
