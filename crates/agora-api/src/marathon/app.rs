@@ -732,6 +732,91 @@ mod tests {
         assert_eq!(bad_id.into_vec()[0].path, "/id");
     }
 
+    /// The `marathon` 0.13.0 Python client builds `MarathonApp(**snake_case(json))` and raises
+    /// on any other key. Its accepted keys, read from the installed client's signature:
+    const CLIENT_APP_KEYS: &[&str] = &[
+        "accepted_resource_roles",
+        "args",
+        "backoff_factor",
+        "backoff_seconds",
+        "cmd",
+        "constraints",
+        "container",
+        "cpus",
+        "dependencies",
+        "deployments",
+        "disk",
+        "env",
+        "executor",
+        "fetch",
+        "gpus",
+        "health_checks",
+        "id",
+        "instances",
+        "ip_address",
+        "kill_selection",
+        "labels",
+        "last_task_failure",
+        "max_launch_delay_seconds",
+        "mem",
+        "networks",
+        "port_definitions",
+        "ports",
+        "readiness_check_results",
+        "readiness_checks",
+        "require_ports",
+        "residency",
+        "role",
+        "secrets",
+        "store_urls",
+        "task_kill_grace_period_seconds",
+        "task_rate_limit",
+        "task_stats",
+        "tasks",
+        "tasks_healthy",
+        "tasks_running",
+        "tasks_staged",
+        "tasks_unhealthy",
+        "unreachable_strategy",
+        "upgrade_strategy",
+        "uris",
+        "user",
+        "version",
+        "version_info",
+    ];
+
+    fn snake_case(key: &str) -> String {
+        let mut out = String::new();
+        for c in key.chars() {
+            if c.is_ascii_uppercase() {
+                out.push('_');
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn answers_only_keys_the_python_client_knows() {
+        let mut app = parse(json!({
+            "id": "/web", "cmd": "x", "user": "nobody", "acceptedResourceRoles": ["*"], "version": "2015-09-17T09:32:36.583Z",
+            "taskKillGracePeriodSeconds": 3, "container": {"type": "MESOS"}, "networks": [{"mode": "host"}]
+        }));
+        app.version_info = Some(VersionInfo {
+            last_scaling_at: "a".into(),
+            last_config_change_at: "b".into(),
+        });
+        let out = serde_json::to_value(&app).unwrap();
+        for key in out.as_object().unwrap().keys() {
+            assert!(
+                CLIENT_APP_KEYS.contains(&snake_case(key).as_str()),
+                "the marathon client would reject '{key}'"
+            );
+        }
+    }
+
     #[test]
     fn partial_updates_replace_only_given_fields() {
         let current = json!({"id": "/web", "cmd": "x", "instances": 1, "mem": 64});
