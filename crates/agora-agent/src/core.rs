@@ -151,6 +151,8 @@ pub(crate) struct Agent {
     pub shutdown: CancellationToken,
     /// Wakes the status sender (a new update, or the master link came back).
     pub updates_wanted: Notify,
+    /// Set while the agent stops its executors: new tasks are refused, not started.
+    stopping: std::sync::atomic::AtomicBool,
     state: Mutex<AgentState>,
 }
 
@@ -266,6 +268,7 @@ impl Agent {
             start_time: epoch_secs(),
             shutdown,
             updates_wanted: Notify::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(state),
         });
         for (framework_id, executor_id) in dead {
@@ -482,6 +485,19 @@ impl Agent {
         let Some(agent_id) = state.agent_id.clone() else {
             return;
         };
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            for task in &tasks {
+                let status = TaskStatus::new(task.task_id.value.as_str(), TaskState::Lost)
+                    .with_source("SOURCE_AGENT")
+                    .with_reason("REASON_AGENT_RESTARTED")
+                    .with_message("The agent is shutting down");
+                self.enqueue_update(&mut state, &framework_id, status);
+            }
+            self.save_locked(&state);
+            drop(state);
+            self.updates_wanted.notify_one();
+            return;
+        }
         let entry = state
             .frameworks
             .entry(framework_id.clone())
@@ -1220,6 +1236,8 @@ impl Agent {
 
     /// Stops every executor and waits (bounded) for them to end.
     pub(crate) async fn shutdown_all(&self, grace: Duration) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let pids: Vec<i32> = {
             let mut state = self.lock();
             let mut pids = Vec::new();
