@@ -253,3 +253,61 @@ mod tests {
         }
     }
 }
+
+/// The level-triggered form of the same rules, for a scheduler that recomputes after every
+/// change instead of counting events: given what runs now, how many old instances to kill and
+/// how many new ones to start. `min_healthy` and `max_capacity` come from [`RollingRestart::begin`].
+pub fn next_step(
+    instances: u32,
+    min_healthy: u32,
+    max_capacity: u32,
+    old_running: u32,
+    new_healthy: u32,
+    new_active: u32,
+) -> Step {
+    // Old instances beyond the minimum (counting healthy new ones) may go.
+    let healthy = old_running + new_healthy;
+    let mut kill_old = healthy.saturating_sub(min_healthy).min(old_running);
+    // Never keep more old ones than the new ones still missing.
+    let still_needed = instances.saturating_sub(new_healthy);
+    kill_old = kill_old.max(old_running.saturating_sub(still_needed));
+    let old_left = old_running - kill_old;
+    let start_new = instances
+        .saturating_sub(new_active)
+        .min(max_capacity.saturating_sub(old_left + new_active));
+    Step {
+        kill_old,
+        start_new,
+    }
+}
+
+#[cfg(test)]
+mod level_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Applying `next_step` repeatedly, with new instances turning healthy one at a time,
+        /// converges to all-new without exceeding capacity or dropping below the minimum.
+        #[test]
+        fn converges_within_bounds(n in 1u32..20, min in 0u32..=10, over in 0u32..=10) {
+            let strategy = UpgradeStrategy { minimum_health_capacity: f64::from(min) / 10.0, maximum_over_capacity: f64::from(over) / 10.0 };
+            let (plan, _) = RollingRestart::begin(n, strategy, n, false);
+            let (mut old, mut healthy, mut active) = (n, 0u32, 0u32);
+            for _ in 0..200 {
+                let step = next_step(n, plan.min_healthy, plan.max_capacity, old, healthy, active);
+                old -= step.kill_old;
+                active += step.start_new;
+                prop_assert!(old + active <= plan.max_capacity, "over capacity");
+                if old == 0 && healthy == n {
+                    return Ok(());
+                }
+                if healthy < active {
+                    healthy += 1;
+                }
+                prop_assert!(old + healthy >= plan.min_healthy.min(old + active), "below minimum");
+            }
+            prop_assert!(false, "did not converge: old {} healthy {} active {}", old, healthy, active);
+        }
+    }
+}
