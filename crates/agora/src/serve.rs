@@ -100,6 +100,26 @@ async fn stop_signal() {
     }
 }
 
+/// The services scheduler (Marathon `/v2`), a framework of the master at `master`, with its
+/// own store file in `data_dir`.
+fn services(
+    data_dir: &std::path::Path,
+    master: String,
+    advertised: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<axum::Router> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let store = agora_store::RedbStore::open(&data_dir.join("services.redb"))
+        .context("cannot open the services store")?;
+    let config = agora_services::ServicesConfig {
+        master,
+        advertised,
+        store: std::sync::Arc::new(store),
+    };
+    agora_services::start(config, shutdown).context("cannot start the services scheduler")
+}
+
 async fn serve(
     listener: TcpListener,
     router: axum::Router,
@@ -133,7 +153,20 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     )?;
     config.standalone = false;
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
-    let router = master.router.clone().merge(agent.router.clone());
+    let advertised = format!("{}:{port}", args.network.ip);
+    // Services stop first on shutdown, so they do not replace the tasks being stopped.
+    let services_shutdown = shutdown.child_token();
+    let services = services(
+        &args.data_dir,
+        format!("127.0.0.1:{port}"),
+        advertised,
+        services_shutdown.clone(),
+    )?;
+    let router = master
+        .router
+        .clone()
+        .merge(agent.router.clone())
+        .merge(services);
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora up: master and agent listening on http://{}:{port} (ready in {} ms)",
@@ -142,6 +175,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     stop_signal().await;
     tracing::info!("stopping: shutting down tasks");
+    services_shutdown.cancel();
     agent
         .shutdown_executors(std::time::Duration::from_secs(5))
         .await;

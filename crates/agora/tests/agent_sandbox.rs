@@ -194,7 +194,10 @@ async fn updates_are_retried_in_order_until_acknowledged() {
         .get_json("/master/state")
         .await
         .expect("state");
-    assert_eq!(state["frameworks"][0]["tasks"][0]["state"], "TASK_FINISHED");
+    assert_eq!(
+        framework(&state, "acks")["tasks"][0]["state"],
+        "TASK_FINISHED"
+    );
     scheduler.acknowledge(&finished).await.expect("ack");
     wait_until(
         Duration::from_secs(5),
@@ -204,7 +207,7 @@ async fn updates_are_retried_in_order_until_acknowledged() {
                 .get_json("/master/state")
                 .await
                 .ok()?;
-            (state["frameworks"][0]["completed_tasks"][0]["id"] == "quick").then_some(())
+            (framework(&state, "acks")["completed_tasks"][0]["id"] == "quick").then_some(())
         },
     )
     .await;

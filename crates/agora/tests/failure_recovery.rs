@@ -219,7 +219,7 @@ async fn restarted_master_gets_the_framework_and_its_tasks_back() {
     };
     assert!(status.uuid.is_none());
     let state = client.get_json("/master/state").await.expect("state");
-    assert_eq!(state["frameworks"][0]["id"], framework_id.as_str());
+    assert_eq!(framework(&state, "phoenix")["id"], framework_id.as_str());
     let weights = client
         .operator(&serde_json::json!({"type": "GET_WEIGHTS"}))
         .await
@@ -228,7 +228,10 @@ async fn restarted_master_gets_the_framework_and_its_tasks_back() {
         weights["get_weights"]["weight_infos"],
         serde_json::json!([{"role": "web", "weight": 2.5}])
     );
-    assert_eq!(state["frameworks"][0]["tasks"][0]["state"], "TASK_RUNNING");
+    assert_eq!(
+        framework(&state, "phoenix")["tasks"][0]["state"],
+        "TASK_RUNNING"
+    );
 
     scheduler.kill("steady", None).await.expect("kill");
     wait_for_state(

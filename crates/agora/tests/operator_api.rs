@@ -365,7 +365,7 @@ async fn draining_an_agent_kills_its_tasks_and_can_mark_it_gone() {
         .get_json("/master/frameworks")
         .await
         .expect("frameworks");
-    assert_eq!(frameworks["frameworks"][0]["name"], "drained");
+    assert_eq!(framework(&frameworks, "drained")["name"], "drained");
 
     client
         .operator(&json!({"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": offer.agent_id.value}, "max_grace_period": {"nanoseconds": 100_000_000}}}))

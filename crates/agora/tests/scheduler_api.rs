@@ -114,7 +114,7 @@ async fn status_codes_follow_mesos() {
             .get_json("/master/state")
             .await
             .ok()?;
-        (state["frameworks"][0]["connected"] == false).then_some(())
+        (framework(&state, "codes")["connected"] == false).then_some(())
     })
     .await;
     let (status, _) = post(
@@ -205,7 +205,9 @@ async fn invalid_launches_never_crash_anything() {
         .await
         .expect("state");
     assert_eq!(
-        state["frameworks"][0]["tasks"].as_array().map(Vec::len),
+        framework(&state, "invalid")["tasks"]
+            .as_array()
+            .map(Vec::len),
         Some(1)
     );
 }
@@ -520,7 +522,7 @@ async fn task_groups_and_custom_executors() {
         .get_json("/master/state")
         .await
         .expect("state");
-    let completed = master_state["frameworks"][0]["completed_tasks"]
+    let completed = framework(&master_state, "groups")["completed_tasks"]
         .as_array()
         .cloned()
         .unwrap_or_default();

@@ -433,3 +433,13 @@ pub async fn task_stdout(agent_address: &str, task_id: &str) -> String {
         .expect("read stdout");
     read["data"].as_str().unwrap_or_default().to_owned()
 }
+
+/// The framework called `name` in a v0 master state (`agora up` also runs the services
+/// scheduler's framework, so positions are not stable).
+pub fn framework<'a>(state: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    static MISSING: serde_json::Value = serde_json::Value::Null;
+    state["frameworks"]
+        .as_array()
+        .and_then(|frameworks| frameworks.iter().find(|f| f["name"] == name))
+        .unwrap_or(&MISSING)
+}

@@ -1,0 +1,737 @@
+//! The services scheduler's state and decisions: apps and their versions, instances, and
+//! deployments, recomputed level-triggered after every change (what should run versus what
+//! runs), using the pure planners of `agora-plan`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use agora_api::marathon::app::{AppDefinition, VersionInfo};
+use agora_api::marathon::time::format_millis;
+use agora_plan::rolling::{RollingRestart, UpgradeStrategy, next_step};
+use agora_store::Store;
+use agora_types::TaskState;
+
+const APPS: &str = "services/apps/";
+const MAX_VERSIONS: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error("store: {0}")]
+    Store(#[from] agora_store::StoreError),
+    #[error("stored app '{0}' is corrupt")]
+    Corrupt(String),
+}
+
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct App {
+    /// Normalised; `portDefinitions[].port` are the assigned service ports.
+    pub definition: AppDefinition,
+    pub version_info: VersionInfo,
+    /// Older versions, newest last, each with its definition.
+    pub versions: Vec<AppDefinition>,
+}
+
+impl App {
+    pub fn version(&self) -> &str {
+        self.definition.version.as_deref().unwrap_or_default()
+    }
+
+    /// Whether an instance started at `version` runs the current configuration: scaling makes
+    /// a new version without touching running instances.
+    pub fn is_current(&self, version: &str) -> bool {
+        version >= self.version_info.last_config_change_at.as_str()
+    }
+
+    pub fn service_ports(&self) -> Vec<u64> {
+        self.definition
+            .port_definitions
+            .iter()
+            .flatten()
+            .map(|p| p.port.max(0) as u64)
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Instance {
+    pub task_id: String,
+    pub app_id: String,
+    pub version: String,
+    pub agent_id: String,
+    pub host: String,
+    pub ports: Vec<u64>,
+    pub state: TaskState,
+    pub staged_at: String,
+    pub started_at: Option<String>,
+    pub kill_requested: bool,
+}
+
+impl Instance {
+    fn active(&self) -> bool {
+        !self.state.is_terminal() && !self.kill_requested
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    Scale,
+    Restart { min_healthy: u32, max_capacity: u32 },
+    Stop,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Scale => "ScaleApplication",
+            Action::Restart { .. } => "RestartApplication",
+            Action::Stop => "StopApplication",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Deployment {
+    pub id: String,
+    pub version: String,
+    pub app_id: String,
+    pub action: Action,
+    /// The app as it was before, for a reverting cancel (`None`: it did not exist).
+    pub previous: Option<AppDefinition>,
+}
+
+/// What the framework must do after a change.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Work {
+    pub kills: Vec<String>,
+    /// Instances to launch per app.
+    pub launches: BTreeMap<String, u32>,
+}
+
+pub(crate) struct Services {
+    store: Arc<dyn Store>,
+    pub apps: BTreeMap<String, App>,
+    pub instances: BTreeMap<String, Instance>,
+    pub deployments: BTreeMap<String, Deployment>,
+    pub framework_id: Option<String>,
+    /// Kills asked for through the API, for the framework to send.
+    pub pending_kills: Vec<String>,
+    /// Versions are timestamps; two changes in one millisecond still get distinct ones.
+    last_version_millis: i64,
+}
+
+pub(crate) enum ChangeError {
+    Locked(Vec<String>),
+    NotFound,
+}
+
+impl Services {
+    pub fn load(store: Arc<dyn Store>) -> Result<Services, ServicesError> {
+        let mut apps = BTreeMap::new();
+        for (key, value) in store.list(APPS)? {
+            let app: App =
+                serde_json::from_slice(&value).map_err(|_| ServicesError::Corrupt(key.clone()))?;
+            apps.insert(app.definition.id.clone(), app);
+        }
+        Ok(Services {
+            store,
+            apps,
+            instances: BTreeMap::new(),
+            deployments: BTreeMap::new(),
+            framework_id: None,
+            pending_kills: Vec::new(),
+            last_version_millis: 0,
+        })
+    }
+
+    fn next_version(&mut self) -> String {
+        self.last_version_millis = now_millis().max(self.last_version_millis + 1);
+        format_millis(self.last_version_millis)
+    }
+
+    fn persist(&self, app_id: &str) {
+        let key = format!("{APPS}{}", app_id.trim_start_matches('/'));
+        let result = match self.apps.get(app_id) {
+            Some(app) => match serde_json::to_vec(app) {
+                Ok(bytes) => self.store.put(&key, &bytes),
+                Err(error) => {
+                    tracing::error!(%error, app = app_id, "cannot encode app");
+                    return;
+                }
+            },
+            None => self.store.delete(&key),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, app = app_id, "cannot persist app");
+        }
+    }
+
+    /// Service ports of every app but `except`.
+    pub fn service_ports_taken(&self, except: &str) -> BTreeMap<u64, String> {
+        self.apps
+            .values()
+            .filter(|app| app.definition.id != except)
+            .flat_map(|app| {
+                app.service_ports()
+                    .into_iter()
+                    .filter(|p| *p != 0)
+                    .map(|p| (p, app.definition.id.clone()))
+            })
+            .collect()
+    }
+
+    fn deployments_of(&self, app_id: &str) -> Vec<String> {
+        self.deployments
+            .values()
+            .filter(|d| d.app_id == app_id)
+            .map(|d| d.id.clone())
+            .collect()
+    }
+
+    /// Stores a new definition of an app (created or changed) and starts its deployment.
+    /// Returns (deployment id, version).
+    pub fn put_app(
+        &mut self,
+        mut definition: AppDefinition,
+        force: bool,
+    ) -> Result<(String, String), ChangeError> {
+        let id = definition.id.clone();
+        let locked = self.deployments_of(&id);
+        if !locked.is_empty() && !force {
+            return Err(ChangeError::Locked(locked));
+        }
+        for deployment in locked {
+            self.deployments.remove(&deployment);
+        }
+        let version = self.next_version();
+        definition.version = Some(version.clone());
+        definition.version_info = None;
+        let previous = self.apps.get(&id).cloned();
+        let action = match &previous {
+            None => Action::Scale,
+            Some(old) if same_except_scale(&old.definition, &definition) => Action::Scale,
+            Some(_) => restart_action(&definition, self.active_count(&id)),
+        };
+        let version_info = match (&previous, action) {
+            (Some(old), Action::Scale) => VersionInfo {
+                last_scaling_at: version.clone(),
+                last_config_change_at: old.version_info.last_config_change_at.clone(),
+            },
+            _ => VersionInfo {
+                last_scaling_at: version.clone(),
+                last_config_change_at: version.clone(),
+            },
+        };
+        let mut versions = previous
+            .as_ref()
+            .map(|old| old.versions.clone())
+            .unwrap_or_default();
+        if let Some(old) = &previous {
+            versions.push(old.definition.clone());
+        }
+        if versions.len() > MAX_VERSIONS {
+            versions.remove(0);
+        }
+        self.apps.insert(
+            id.clone(),
+            App {
+                definition,
+                version_info,
+                versions,
+            },
+        );
+        self.persist(&id);
+        Ok(self.start_deployment(&id, &version, action, previous.map(|p| p.definition)))
+    }
+
+    /// A new version with the same definition: a rolling restart.
+    pub fn restart_app(&mut self, id: &str, force: bool) -> Result<(String, String), ChangeError> {
+        let app = self.apps.get(id).ok_or(ChangeError::NotFound)?;
+        let mut definition = app.definition.clone();
+        definition.version = None;
+        let locked = self.deployments_of(id);
+        if !locked.is_empty() && !force {
+            return Err(ChangeError::Locked(locked));
+        }
+        for deployment in locked {
+            self.deployments.remove(&deployment);
+        }
+        let previous = app.definition.clone();
+        let version = self.next_version();
+        definition.version = Some(version.clone());
+        let action = restart_action(&definition, self.active_count(id));
+        if let Some(app) = self.apps.get_mut(id) {
+            app.versions.push(previous.clone());
+            app.definition = definition;
+            app.version_info = VersionInfo {
+                last_scaling_at: version.clone(),
+                last_config_change_at: version.clone(),
+            };
+        }
+        self.persist(id);
+        Ok(self.start_deployment(id, &version, action, Some(previous)))
+    }
+
+    pub fn delete_app(&mut self, id: &str, force: bool) -> Result<(String, String), ChangeError> {
+        if !self.apps.contains_key(id) {
+            return Err(ChangeError::NotFound);
+        }
+        let locked = self.deployments_of(id);
+        if !locked.is_empty() && !force {
+            return Err(ChangeError::Locked(locked));
+        }
+        for deployment in locked {
+            self.deployments.remove(&deployment);
+        }
+        let version = self.next_version();
+        let previous = self.apps.get(id).map(|app| app.definition.clone());
+        Ok(self.start_deployment(id, &version, Action::Stop, previous))
+    }
+
+    fn start_deployment(
+        &mut self,
+        app_id: &str,
+        version: &str,
+        action: Action,
+        previous: Option<AppDefinition>,
+    ) -> (String, String) {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.deployments.insert(
+            id.clone(),
+            Deployment {
+                id: id.clone(),
+                version: version.to_owned(),
+                app_id: app_id.to_owned(),
+                action,
+                previous,
+            },
+        );
+        (id, version.to_owned())
+    }
+
+    /// Cancels a deployment: with `force` it just stops; otherwise the app goes back to what it
+    /// was (or away, if the deployment created it) in a new deployment.
+    pub fn cancel_deployment(
+        &mut self,
+        id: &str,
+        force: bool,
+    ) -> Result<Option<(String, String)>, ChangeError> {
+        let deployment = self.deployments.remove(id).ok_or(ChangeError::NotFound)?;
+        if force {
+            return Ok(None);
+        }
+        match deployment.previous {
+            Some(previous)
+                if deployment.action != Action::Stop
+                    || self.apps.contains_key(&deployment.app_id) =>
+            {
+                self.put_app(previous, true).map(Some)
+            }
+            Some(_) => Ok(None),
+            None => self.delete_app(&deployment.app_id, true).map(Some),
+        }
+    }
+
+    fn active_count(&self, app_id: &str) -> u32 {
+        self.instances
+            .values()
+            .filter(|i| i.app_id == app_id && i.active())
+            .count() as u32
+    }
+
+    /// Recomputes what must happen for every app: kills to send (marked as requested) and
+    /// launches wanted; finishes deployments that reached their target.
+    pub fn plan(&mut self) -> Work {
+        let mut work = Work {
+            kills: std::mem::take(&mut self.pending_kills),
+            ..Work::default()
+        };
+        let app_ids: Vec<String> = self.apps.keys().cloned().collect();
+        for app_id in app_ids {
+            self.plan_app(&app_id, &mut work);
+        }
+        work
+    }
+
+    fn plan_app(&mut self, app_id: &str, work: &mut Work) {
+        let Some(app) = self.apps.get(app_id) else {
+            return;
+        };
+        let wanted = app.definition.instances.max(0) as u32;
+        let kill_oldest = app.definition.kill_selection == "OLDEST_FIRST";
+        let deployment = self
+            .deployments
+            .values()
+            .find(|d| d.app_id == app_id)
+            .cloned();
+        let mut active: Vec<&Instance> = self
+            .instances
+            .values()
+            .filter(|i| i.app_id == app_id && i.active())
+            .collect();
+        // Kill preference: not yet running first, then by age per killSelection.
+        active.sort_by(|a, b| {
+            let running = |i: &Instance| i.state == TaskState::Running;
+            running(a).cmp(&running(b)).then_with(|| {
+                if kill_oldest {
+                    a.staged_at.cmp(&b.staged_at)
+                } else {
+                    b.staged_at.cmp(&a.staged_at)
+                }
+            })
+        });
+        let (mut kills, launch): (Vec<String>, u32) = match deployment.map(|d| d.action) {
+            Some(Action::Stop) => (active.iter().map(|i| i.task_id.clone()).collect(), 0),
+            Some(Action::Restart {
+                min_healthy,
+                max_capacity,
+            }) => {
+                let old: Vec<&Instance> = active
+                    .iter()
+                    .copied()
+                    .filter(|i| !app.is_current(&i.version))
+                    .collect();
+                let new: Vec<&Instance> = active
+                    .iter()
+                    .copied()
+                    .filter(|i| app.is_current(&i.version))
+                    .collect();
+                let new_healthy =
+                    new.iter().filter(|i| i.state == TaskState::Running).count() as u32;
+                let old_running = old.len() as u32;
+                let step = next_step(
+                    wanted,
+                    min_healthy,
+                    max_capacity,
+                    old_running,
+                    new_healthy,
+                    new.len() as u32,
+                );
+                let kills = old
+                    .iter()
+                    .take(step.kill_old as usize)
+                    .map(|i| i.task_id.clone())
+                    .collect();
+                (kills, step.start_new)
+            }
+            _ => {
+                let count = active.len() as u32;
+                if count > wanted {
+                    (
+                        active
+                            .iter()
+                            .take((count - wanted) as usize)
+                            .map(|i| i.task_id.clone())
+                            .collect(),
+                        0,
+                    )
+                } else {
+                    (Vec::new(), wanted - count)
+                }
+            }
+        };
+        for task_id in &kills {
+            if let Some(instance) = self.instances.get_mut(task_id) {
+                instance.kill_requested = true;
+            }
+        }
+        work.kills.append(&mut kills);
+        if launch > 0 {
+            work.launches.insert(app_id.to_owned(), launch);
+        }
+        self.finish_deployments(app_id);
+    }
+
+    fn finish_deployments(&mut self, app_id: &str) {
+        let Some(app) = self.apps.get(app_id) else {
+            return;
+        };
+        let wanted = app.definition.instances.max(0) as usize;
+        let live: Vec<&Instance> = self
+            .instances
+            .values()
+            .filter(|i| i.app_id == app_id && !i.state.is_terminal())
+            .collect();
+        let done: Vec<String> = self
+            .deployments
+            .values()
+            .filter(|d| d.app_id == app_id)
+            .filter(|d| match d.action {
+                Action::Stop => live.is_empty(),
+                Action::Scale | Action::Restart { .. } => {
+                    live.len() == wanted
+                        && live.iter().all(|i| {
+                            app.is_current(&i.version)
+                                && i.state == TaskState::Running
+                                && !i.kill_requested
+                        })
+                }
+            })
+            .map(|d| d.id.clone())
+            .collect();
+        for id in done {
+            if let Some(deployment) = self.deployments.remove(&id) {
+                tracing::info!(deployment = %id, app = app_id, action = deployment.action.name(), "deployment finished");
+                if deployment.action == Action::Stop {
+                    self.apps.remove(app_id);
+                    self.instances.retain(|_, i| i.app_id != app_id);
+                    self.persist(app_id);
+                }
+            }
+        }
+    }
+
+    /// A status update for one of our tasks.
+    pub fn update(&mut self, task_id: &str, state: TaskState, agent_id: Option<&str>) {
+        let now = format_millis(now_millis());
+        match self.instances.get_mut(task_id) {
+            Some(instance) => {
+                instance.state = state;
+                if state == TaskState::Running && instance.started_at.is_none() {
+                    instance.started_at = Some(now);
+                }
+                if state.is_terminal() {
+                    self.instances.remove(task_id);
+                }
+            }
+            None if !state.is_terminal() => {
+                // A task this process did not launch (it restarted): adopt it if its app exists.
+                let Some(app) = self.apps.values().find(|app| {
+                    task_id.starts_with(&format!(
+                        "{}.",
+                        agora_api::marathon::path::safe_name(&app.definition.id)
+                    ))
+                }) else {
+                    return;
+                };
+                let instance = Instance {
+                    task_id: task_id.to_owned(),
+                    app_id: app.definition.id.clone(),
+                    version: app.version().to_owned(),
+                    agent_id: agent_id.unwrap_or_default().to_owned(),
+                    host: String::new(),
+                    ports: Vec::new(),
+                    state,
+                    staged_at: now.clone(),
+                    started_at: (state == TaskState::Running).then_some(now),
+                    kill_requested: false,
+                };
+                self.instances.insert(task_id.to_owned(), instance);
+            }
+            None => {}
+        }
+    }
+
+    pub fn launched(&mut self, instance: Instance) {
+        self.instances.insert(instance.task_id.clone(), instance);
+    }
+
+    /// Kills given instances of an app; with `scale`, the app's instance count drops too (a
+    /// deployment), otherwise they are replaced.
+    pub fn kill_tasks(
+        &mut self,
+        task_ids: &[String],
+        scale: bool,
+    ) -> (Vec<Instance>, Option<(String, String)>) {
+        let mut killed = Vec::new();
+        for task_id in task_ids {
+            if let Some(instance) = self.instances.get(task_id) {
+                killed.push(instance.clone());
+            }
+        }
+        if !scale {
+            return (killed, None);
+        }
+        let mut by_app: BTreeMap<String, i64> = BTreeMap::new();
+        for instance in &killed {
+            *by_app.entry(instance.app_id.clone()).or_default() += 1;
+        }
+        let mut last = None;
+        for (app_id, count) in by_app {
+            for instance in killed.iter().filter(|i| i.app_id == app_id) {
+                if let Some(live) = self.instances.get_mut(&instance.task_id) {
+                    live.kill_requested = true;
+                }
+            }
+            if let Some(app) = self.apps.get(&app_id) {
+                let mut definition = app.definition.clone();
+                definition.instances = (definition.instances - count).max(0);
+                if let Ok(result) = self.put_app(definition, true) {
+                    last = Some(result);
+                }
+            }
+        }
+        (killed, last)
+    }
+
+    pub fn definition_json(&self, app_id: &str) -> Option<Value> {
+        self.apps
+            .get(app_id)
+            .and_then(|app| serde_json::to_value(&app.definition).ok())
+    }
+}
+
+/// Whether two definitions differ only in `instances` (and bookkeeping fields).
+fn same_except_scale(old: &AppDefinition, new: &AppDefinition) -> bool {
+    let mut old = old.clone();
+    let mut new = new.clone();
+    old.instances = 0;
+    new.instances = 0;
+    old.version = None;
+    new.version = None;
+    old.version_info = None;
+    new.version_info = None;
+    old == new
+}
+
+fn restart_action(definition: &AppDefinition, old_running: u32) -> Action {
+    let strategy = UpgradeStrategy {
+        minimum_health_capacity: definition.upgrade_strategy.minimum_health_capacity,
+        maximum_over_capacity: definition.upgrade_strategy.maximum_over_capacity,
+    };
+    let (plan, _) = RollingRestart::begin(
+        definition.instances.max(0) as u32,
+        strategy,
+        old_running,
+        false,
+    );
+    Action::Restart {
+        min_healthy: plan.min_healthy,
+        max_capacity: plan.max_capacity,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn app(body: Value) -> AppDefinition {
+        let mut app = AppDefinition::parse(&body).unwrap();
+        app.normalize("/").unwrap();
+        app
+    }
+
+    fn services() -> Services {
+        Services::load(Arc::new(agora_store::MemoryStore::new())).unwrap()
+    }
+
+    fn run(services: &mut Services, app_id: &str, count: u32) -> Vec<String> {
+        let version = services.apps[app_id].version().to_owned();
+        (0..count)
+            .map(|_| {
+                let task_id = format!(
+                    "{}.{}",
+                    agora_api::marathon::path::safe_name(app_id),
+                    uuid::Uuid::new_v4()
+                );
+                services.launched(Instance {
+                    task_id: task_id.clone(),
+                    app_id: app_id.into(),
+                    version: version.clone(),
+                    agent_id: "a".into(),
+                    host: "h".into(),
+                    ports: vec![],
+                    state: TaskState::Running,
+                    staged_at: format_millis(now_millis()),
+                    started_at: None,
+                    kill_requested: false,
+                });
+                task_id
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scale_up_down_and_finish() {
+        let mut s = services();
+        s.put_app(
+            app(json!({"id": "/web", "cmd": "x", "instances": 3})),
+            false,
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(s.plan().launches.get("/web"), Some(&3));
+        run(&mut s, "/web", 3);
+        assert!(s.plan().launches.is_empty());
+        assert!(s.deployments.is_empty(), "scale deployment finished");
+        let mut smaller = s.apps["/web"].definition.clone();
+        smaller.instances = 1;
+        s.put_app(smaller, false).ok().unwrap();
+        assert_eq!(s.plan().kills.len(), 2);
+    }
+
+    #[test]
+    fn second_change_is_locked_unless_forced() {
+        let mut s = services();
+        s.put_app(
+            app(json!({"id": "/web", "cmd": "x", "instances": 2})),
+            false,
+        )
+        .ok()
+        .unwrap();
+        let again = s.put_app(
+            app(json!({"id": "/web", "cmd": "y", "instances": 2})),
+            false,
+        );
+        assert!(matches!(again, Err(ChangeError::Locked(ids)) if ids.len() == 1));
+        assert!(
+            s.put_app(app(json!({"id": "/web", "cmd": "y", "instances": 2})), true)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn restart_replaces_old_instances_within_the_strategy() {
+        let mut s = services();
+        s.put_app(app(json!({"id": "/web", "cmd": "x", "instances": 4, "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.0}})), false).ok().unwrap();
+        run(&mut s, "/web", 4);
+        s.plan();
+        s.put_app(app(json!({"id": "/web", "cmd": "y", "instances": 4, "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.0}})), false).ok().unwrap();
+        // Marathon's example: kill down to the minimum at once and start what capacity allows.
+        let work = s.plan();
+        assert_eq!((work.kills.len(), work.launches.get("/web")), (2, Some(&2)));
+        for task in &work.kills {
+            s.update(task, TaskState::Killed, None);
+        }
+        run(&mut s, "/web", 2);
+        // Two new ones run: the last old ones go and the last new ones start.
+        let work = s.plan();
+        assert_eq!((work.kills.len(), work.launches.get("/web")), (2, Some(&2)));
+        for task in &work.kills {
+            s.update(task, TaskState::Killed, None);
+        }
+        run(&mut s, "/web", 2);
+        s.plan();
+        assert!(s.deployments.is_empty(), "restart finished");
+    }
+
+    #[test]
+    fn deleting_stops_everything_then_forgets_the_app() {
+        let mut s = services();
+        s.put_app(
+            app(json!({"id": "/web", "cmd": "x", "instances": 2})),
+            false,
+        )
+        .ok()
+        .unwrap();
+        let tasks = run(&mut s, "/web", 2);
+        s.plan();
+        s.delete_app("/web", false).ok().unwrap();
+        assert_eq!(s.plan().kills.len(), 2);
+        for task in &tasks {
+            s.update(task, TaskState::Killed, None);
+        }
+        s.plan();
+        assert!(!s.apps.contains_key("/web"));
+    }
+}

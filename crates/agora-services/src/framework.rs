@@ -1,0 +1,370 @@
+//! The services scheduler as a framework: subscribes through the SDK, turns offers into
+//! launches for apps that want instances, relays kills, follows status updates, and suppresses
+//! offers while nothing waits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use agora_api::marathon::path::safe_name;
+use agora_api::marathon::time::format_millis;
+use agora_api::mesos::{
+    CommandInfo, Environment, EnvironmentVariable, FrameworkInfo, Id, ResourceFormat, TaskInfo,
+    from_resources,
+};
+use agora_api::scheduler::{Event, Offer};
+use agora_client::{Scheduler, SchedulerOptions};
+use agora_plan::constraints::{AgentFacts, Constraint, all_allow};
+use agora_plan::offer_match::{InstanceNeeds, match_offer};
+use agora_types::{Scalar, TaskState};
+
+use crate::Shared;
+use crate::core::{App, Instance, now_millis};
+
+const FRAMEWORK_ID_KEY: &str = "services/framework_id";
+/// A week, as Marathon sets it: tasks survive a long scheduler outage.
+const FAILOVER_TIMEOUT_SECS: f64 = 604_800.0;
+
+pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut agents: HashMap<String, AgentFacts> = HashMap::new();
+    while !shutdown.is_cancelled() {
+        let framework_id = shared
+            .config
+            .store
+            .get(FRAMEWORK_ID_KEY)
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok());
+        let info = FrameworkInfo {
+            user: "root".into(),
+            name: "marathon".into(),
+            id: framework_id.map(Id::new),
+            failover_timeout: FAILOVER_TIMEOUT_SECS,
+            checkpoint: true,
+            hostname: Some(shared.config.advertised.clone()),
+            webui_url: Some(format!("http://{}", shared.config.advertised)),
+            ..FrameworkInfo::default()
+        };
+        let scheduler = tokio::select! {
+            () = shutdown.cancelled() => return,
+            result = Scheduler::subscribe(&shared.config.master, info, SchedulerOptions::default()) => result,
+        };
+        let mut scheduler = match scheduler {
+            Ok(scheduler) => scheduler,
+            Err(error) => {
+                tracing::debug!(%error, "services scheduler cannot subscribe yet");
+                if error.to_string().contains("Framework has been removed") {
+                    let _ = shared.config.store.delete(FRAMEWORK_ID_KEY);
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(300)) => continue,
+                }
+            }
+        };
+        if let Some(id) = scheduler.framework_id() {
+            if let Err(error) = shared.config.store.put(FRAMEWORK_ID_KEY, id.as_bytes()) {
+                tracing::error!(%error, "cannot persist the services framework id");
+            }
+            shared.lock().framework_id = Some(id);
+        }
+        let _ = scheduler.reconcile(Vec::new()).await;
+        session(&shared, &mut scheduler, &mut agents, &shutdown).await;
+    }
+}
+
+/// One subscription: returns when the event stream ends.
+async fn session(
+    shared: &Arc<Shared>,
+    scheduler: &mut Scheduler,
+    agents: &mut HashMap<String, AgentFacts>,
+    shutdown: &CancellationToken,
+) {
+    let mut suppressed = false;
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = scheduler.next_event() => match event {
+                Some(event) => Some(event),
+                None => return,
+            },
+            () = shared.wake.notified() => None,
+            () = tokio::time::sleep(Duration::from_secs(1)) => None,
+        };
+        match event {
+            Some(Event::Offers { offers }) => {
+                for offer in &offers.offers {
+                    agents.insert(offer.agent_id.value.clone(), facts(offer));
+                }
+                handle_offers(shared, scheduler, agents, offers.offers).await;
+            }
+            Some(Event::Update { update }) => {
+                let status = update.status;
+                let agent = status.agent_id.as_ref().map(|a| a.value.as_str());
+                shared
+                    .lock()
+                    .update(&status.task_id.value, status.state, agent);
+            }
+            Some(Event::Subscribed { .. }) => {
+                let _ = scheduler.reconcile(Vec::new()).await;
+            }
+            Some(Event::Error { error }) => {
+                tracing::warn!(message = %error.message, "master error")
+            }
+            _ => {}
+        }
+        // Level-triggered: after anything, recompute kills and whether offers are wanted.
+        let work = shared.lock().plan();
+        for task_id in &work.kills {
+            if let Err(error) = scheduler.kill(task_id, None).await {
+                tracing::warn!(%error, task = %task_id, "kill failed");
+            }
+        }
+        let wants_offers = !work.launches.is_empty();
+        if wants_offers && suppressed {
+            suppressed = scheduler.revive(Vec::new()).await.is_err();
+        } else if !wants_offers && !suppressed {
+            suppressed = scheduler.suppress(Vec::new()).await.is_ok();
+        }
+    }
+}
+
+fn facts(offer: &Offer) -> AgentFacts {
+    let attributes: BTreeMap<String, String> = offer
+        .attributes
+        .iter()
+        .map(|a| {
+            let value = match a.v0_value() {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (a.name.clone(), value)
+        })
+        .collect();
+    AgentFacts {
+        hostname: offer.hostname.clone(),
+        attributes,
+    }
+}
+
+fn needs(app: &App) -> InstanceNeeds {
+    let definition = &app.definition;
+    let ports = definition
+        .port_definitions
+        .iter()
+        .flatten()
+        .map(|p| {
+            if definition.require_ports {
+                p.port.max(0) as u64
+            } else {
+                0
+            }
+        })
+        .collect();
+    InstanceNeeds {
+        cpus: Scalar::from_f64(definition.cpus),
+        mem: Scalar::from_f64(definition.mem),
+        disk: Scalar::from_f64(definition.disk),
+        gpus: Scalar::from_f64(definition.gpus as f64),
+        ports,
+    }
+}
+
+async fn handle_offers(
+    shared: &Arc<Shared>,
+    scheduler: &Scheduler,
+    agents: &HashMap<String, AgentFacts>,
+    offers: Vec<Offer>,
+) {
+    let mut launches: Vec<(Offer, Vec<TaskInfo>)> = Vec::new();
+    {
+        let mut services = shared.lock();
+        let mut wanted = services.plan().launches;
+        for offer in offers {
+            let mut remaining =
+                agora_api::mesos::to_resources(&offer.resources).unwrap_or_default();
+            let candidate = facts(&offer);
+            let mut tasks = Vec::new();
+            for (app_id, count) in wanted.iter_mut() {
+                let Some(app) = services.apps.get(app_id).cloned() else {
+                    continue;
+                };
+                let constraints: Vec<Constraint> = app
+                    .definition
+                    .constraints
+                    .iter()
+                    .filter_map(|c| Constraint::parse(c).ok())
+                    .collect();
+                let app_needs = needs(&app);
+                while *count > 0 {
+                    let placed: Vec<AgentFacts> = services
+                        .instances
+                        .values()
+                        .filter(|i| i.app_id == *app_id && !i.state.is_terminal())
+                        .map(|i| {
+                            agents
+                                .get(&i.agent_id)
+                                .cloned()
+                                .unwrap_or_else(|| AgentFacts {
+                                    hostname: i.host.clone(),
+                                    ..AgentFacts::default()
+                                })
+                        })
+                        .collect();
+                    let placed_refs: Vec<&AgentFacts> = placed.iter().collect();
+                    if !all_allow(&constraints, &candidate, &placed_refs) {
+                        break;
+                    }
+                    let Ok(matched) = match_offer(&app_needs, &remaining) else {
+                        break;
+                    };
+                    remaining.subtract(&matched.resources);
+                    let task = task_info(&app, &offer, &matched);
+                    services.launched(Instance {
+                        task_id: task.task_id.value.clone(),
+                        app_id: app_id.clone(),
+                        version: app.version().to_owned(),
+                        agent_id: offer.agent_id.value.clone(),
+                        host: offer.hostname.clone(),
+                        ports: matched.host_ports.clone(),
+                        state: TaskState::Staging,
+                        staged_at: format_millis(now_millis()),
+                        started_at: None,
+                        kill_requested: false,
+                    });
+                    tasks.push(task);
+                    *count -= 1;
+                }
+            }
+            launches.push((offer, tasks));
+        }
+    }
+    for (offer, tasks) in launches {
+        let result = if tasks.is_empty() {
+            scheduler.decline(vec![offer.id.clone()], Some(5.0)).await
+        } else {
+            scheduler
+                .launch(vec![offer.id.clone()], tasks, Some(1.0))
+                .await
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "answering an offer failed");
+        }
+    }
+}
+
+/// The TaskInfo of one instance, with Marathon's environment.
+fn task_info(app: &App, offer: &Offer, matched: &agora_plan::offer_match::Matched) -> TaskInfo {
+    let definition = &app.definition;
+    let task_id = format!("{}.{}", safe_name(&definition.id), uuid::Uuid::new_v4());
+    let mut env: BTreeMap<String, String> = definition
+        .env
+        .iter()
+        .filter_map(|(key, value)| value.as_str().map(|v| (key.clone(), v.to_owned())))
+        .collect();
+    for (index, port) in matched.host_ports.iter().enumerate() {
+        env.insert(format!("PORT{index}"), port.to_string());
+        if let Some(name) = definition
+            .port_definitions
+            .as_ref()
+            .and_then(|d| d.get(index))
+            .and_then(|d| d.name.as_ref())
+        {
+            env.insert(
+                format!("PORT_{}", name.to_ascii_uppercase().replace('-', "_")),
+                port.to_string(),
+            );
+        }
+    }
+    if let Some(first) = matched.host_ports.first() {
+        env.insert("PORT".into(), first.to_string());
+    }
+    env.insert(
+        "PORTS".into(),
+        matched
+            .host_ports
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    env.insert("HOST".into(), offer.hostname.clone());
+    env.insert("MARATHON_APP_ID".into(), definition.id.clone());
+    env.insert("MARATHON_APP_VERSION".into(), app.version().to_owned());
+    env.insert(
+        "MARATHON_APP_RESOURCE_CPUS".into(),
+        definition.cpus.to_string(),
+    );
+    env.insert(
+        "MARATHON_APP_RESOURCE_MEM".into(),
+        definition.mem.to_string(),
+    );
+    env.insert(
+        "MARATHON_APP_RESOURCE_DISK".into(),
+        definition.disk.to_string(),
+    );
+    env.insert(
+        "MARATHON_APP_RESOURCE_GPUS".into(),
+        definition.gpus.to_string(),
+    );
+    let mut label_keys = Vec::new();
+    for (key, value) in &definition.labels {
+        if key.len() > 512 || value.len() > 512 {
+            continue;
+        }
+        let safe: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        env.insert(format!("MARATHON_APP_LABEL_{safe}"), value.clone());
+        label_keys.push(safe);
+    }
+    env.insert("MARATHON_APP_LABELS".into(), label_keys.join(" "));
+    let variables = env
+        .into_iter()
+        .map(|(name, value)| EnvironmentVariable {
+            name,
+            kind: None,
+            value: Some(value),
+        })
+        .collect();
+    let command = match (&definition.cmd, &definition.args) {
+        (Some(cmd), _) => CommandInfo {
+            value: Some(cmd.clone()),
+            shell: true,
+            ..CommandInfo::default()
+        },
+        (None, Some(args)) => CommandInfo {
+            value: args.first().cloned(),
+            arguments: args.clone(),
+            shell: false,
+            ..CommandInfo::default()
+        },
+        (None, None) => CommandInfo {
+            value: Some("true".into()),
+            ..CommandInfo::default()
+        },
+    };
+    TaskInfo {
+        name: safe_name(&definition.id),
+        task_id: Id::new(task_id),
+        agent_id: offer.agent_id.clone(),
+        resources: from_resources(&matched.resources, ResourceFormat::default(), None),
+        command: Some(CommandInfo {
+            environment: Some(Environment { variables }),
+            ..command
+        }),
+        labels: Some(
+            serde_json::json!({"labels": [{"key": "MARATHON_APP_VERSION", "value": app.version()}]}),
+        ),
+        ..TaskInfo::default()
+    }
+}

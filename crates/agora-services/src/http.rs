@@ -1,0 +1,603 @@
+//! The Marathon `/v2` HTTP API.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, delete, get, post};
+use serde_json::{Value, json};
+
+use agora_api::marathon::app::{AppDefinition, merge_partial};
+use agora_api::marathon::errors::{Violations, invalid_body, message_body};
+use agora_api::marathon::path;
+use agora_plan::service_ports;
+
+use crate::core::ChangeError;
+use crate::{Shared, json as views};
+
+type Params = Query<HashMap<String, String>>;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v2/apps", get(list_apps).post(create_app))
+        .route("/v2/apps/{*rest}", any(app_resource))
+        .route("/v2/tasks", get(list_tasks))
+        .route("/v2/tasks/delete", post(delete_tasks))
+        .route("/v2/deployments", get(list_deployments))
+        .route("/v2/deployments/{id}", delete(cancel_deployment))
+        .route("/v2/info", get(info))
+        .route("/v2/leader", get(leader))
+        .route("/ping", get(ping))
+        .with_state(shared)
+}
+
+fn reply(status: StatusCode, value: &Value) -> Response {
+    let body = agora_api::scheduler::ascii_json(value);
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    reply(status, &message_body(message))
+}
+
+fn flag(params: &HashMap<String, String>, name: &str) -> bool {
+    params
+        .get(name)
+        .is_some_and(|v| v == "true" || v.is_empty())
+}
+
+fn deployment_result(deployment_id: &str, version: &str) -> Response {
+    let mut response = reply(
+        StatusCode::OK,
+        &json!({"deploymentId": deployment_id, "version": version}),
+    );
+    if let Ok(value) = HeaderValue::from_str(deployment_id) {
+        response
+            .headers_mut()
+            .insert("Marathon-Deployment-Id", value);
+    }
+    response
+}
+
+fn change_error(error: ChangeError, app_id: &str) -> Response {
+    match error {
+        ChangeError::NotFound => error_not_found(app_id),
+        ChangeError::Locked(ids) => {
+            let first = ids.first().cloned().unwrap_or_default();
+            let deployments: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
+            reply(
+                StatusCode::CONFLICT,
+                &json!({
+                    "message": format!("App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/{first}'."),
+                    "deployments": deployments,
+                }),
+            )
+        }
+    }
+}
+
+fn error_not_found(app_id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("App '{app_id}' does not exist"),
+    )
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        reply(
+            StatusCode::BAD_REQUEST,
+            &json!({"message": "Invalid JSON", "details": e.to_string()}),
+        )
+    })
+}
+
+/// Parses, normalises and validates a definition, and assigns its service ports.
+fn prepare(shared: &Shared, body: &Value, parent: &str) -> Result<AppDefinition, Response> {
+    let invalid = |violations: Violations| {
+        reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &invalid_body(&violations.into_vec()),
+        )
+    };
+    let mut definition = AppDefinition::parse(body).map_err(invalid)?;
+    definition.normalize(parent).map_err(invalid)?;
+    let violations = definition.validate();
+    if !violations.is_empty() {
+        return Err(invalid(violations));
+    }
+    let services = shared.lock();
+    let requested: Vec<u64> = definition
+        .port_definitions
+        .iter()
+        .flatten()
+        .map(|p| p.port.max(0) as u64)
+        .collect();
+    let previous = services
+        .apps
+        .get(&definition.id)
+        .map(|app| app.service_ports())
+        .unwrap_or_default();
+    let taken = services.service_ports_taken(&definition.id);
+    let assigned =
+        service_ports::assign(&requested, &previous, &taken, service_ports::DEFAULT_RANGE)
+            .map_err(|e| error(StatusCode::CONFLICT, e.to_string()))?;
+    for (definition_port, port) in definition
+        .port_definitions
+        .iter_mut()
+        .flatten()
+        .zip(&assigned)
+    {
+        definition_port.port = *port as i64;
+    }
+    definition.ports = Some(assigned.iter().map(|p| *p as i64).collect());
+    Ok(definition)
+}
+
+async fn list_apps(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let embed_tasks = params
+        .iter()
+        .any(|(k, v)| k == "embed" && (v == "apps.tasks" || v == "app.tasks"));
+    let id_filter = params
+        .iter()
+        .find(|(k, _)| k == "id")
+        .map(|(_, v)| v.clone());
+    let cmd_filter = params
+        .iter()
+        .find(|(k, _)| k == "cmd")
+        .map(|(_, v)| v.clone());
+    let services = shared.lock();
+    let apps: Vec<Value> = services
+        .apps
+        .values()
+        .filter(|app| {
+            id_filter
+                .as_ref()
+                .is_none_or(|f| app.definition.id.contains(f.as_str()))
+        })
+        .filter(|app| {
+            cmd_filter.as_ref().is_none_or(|f| {
+                app.definition
+                    .cmd
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains(f.as_str())
+            })
+        })
+        .map(|app| views::app(&services, app, embed_tasks))
+        .collect();
+    reply(StatusCode::OK, &json!({"apps": apps}))
+}
+
+async fn create_app(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Params,
+    body: Bytes,
+) -> Response {
+    let body = match parse_body(&body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let definition = match prepare(&shared, &body, "/") {
+        Ok(definition) => definition,
+        Err(response) => return response,
+    };
+    let id = definition.id.clone();
+    let mut services = shared.lock();
+    if services.apps.contains_key(&id) {
+        return error(
+            StatusCode::CONFLICT,
+            format!("An app with id [{id}] already exists."),
+        );
+    }
+    match services.put_app(definition, flag(&params, "force")) {
+        Ok(_) => {
+            let value = services
+                .apps
+                .get(&id)
+                .map(|app| views::app(&services, app, false))
+                .unwrap_or_default();
+            drop(services);
+            shared.wake.notify_one();
+            let mut response = reply(StatusCode::CREATED, &value);
+            if let Ok(location) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Err(e) => change_error(e, &id),
+    }
+}
+
+/// Everything under `/v2/apps/<id>`: the app itself, `/restart`, `/tasks[/<task>]`,
+/// `/versions[/<version>]`.
+async fn app_resource(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    Path(rest): Path<String>,
+    Query(params): Params,
+    body: Bytes,
+) -> Response {
+    let rest = format!("/{}", rest.trim_matches('/'));
+    let (id, suffix) = split_suffix(&rest);
+    match (method.as_str(), suffix.as_slice()) {
+        ("GET", []) => {
+            let services = shared.lock();
+            let embed = params.get("embed").is_some_and(|e| e.ends_with(".tasks"));
+            match services.apps.get(&id) {
+                Some(app) => reply(
+                    StatusCode::OK,
+                    &json!({"app": views::app(&services, app, embed)}),
+                ),
+                None => error_not_found(&id),
+            }
+        }
+        ("PUT" | "PATCH", []) => update_app(&shared, &id, &params, &body, method == Method::PATCH),
+        ("DELETE", []) => {
+            let result = shared.lock().delete_app(&id, flag(&params, "force"));
+            shared.wake.notify_one();
+            match result {
+                Ok((deployment, version)) => deployment_result(&deployment, &version),
+                Err(e) => change_error(e, &id),
+            }
+        }
+        ("POST", ["restart"]) => {
+            let result = shared.lock().restart_app(&id, flag(&params, "force"));
+            shared.wake.notify_one();
+            match result {
+                Ok((deployment, version)) => deployment_result(&deployment, &version),
+                Err(e) => change_error(e, &id),
+            }
+        }
+        ("GET", ["tasks"]) => {
+            let services = shared.lock();
+            if !services.apps.contains_key(&id) {
+                return error_not_found(&id);
+            }
+            let tasks: Vec<Value> = services
+                .instances
+                .values()
+                .filter(|i| i.app_id == id)
+                .map(|i| views::task(&services, i))
+                .collect();
+            reply(StatusCode::OK, &json!({"tasks": tasks}))
+        }
+        ("DELETE", ["tasks"]) => {
+            let services = shared.lock();
+            if !services.apps.contains_key(&id) {
+                return error_not_found(&id);
+            }
+            let host = params.get("host");
+            let ids: Vec<String> = services
+                .instances
+                .values()
+                .filter(|i| i.app_id == id && host.is_none_or(|h| &i.host == h))
+                .map(|i| i.task_id.clone())
+                .collect();
+            drop(services);
+            kill(&shared, &ids, flag(&params, "scale"))
+        }
+        ("DELETE", ["tasks", task_id]) => {
+            if shared
+                .lock()
+                .instances
+                .get(*task_id)
+                .is_none_or(|i| i.app_id != id)
+            {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("Task '{task_id}' does not exist"),
+                );
+            }
+            kill(&shared, &[(*task_id).to_owned()], flag(&params, "scale"))
+        }
+        ("GET", ["versions"]) => {
+            let services = shared.lock();
+            match services.apps.get(&id) {
+                Some(app) => {
+                    let mut versions: Vec<String> = app
+                        .versions
+                        .iter()
+                        .filter_map(|v| v.version.clone())
+                        .collect();
+                    versions.push(app.version().to_owned());
+                    versions.reverse();
+                    reply(StatusCode::OK, &json!({"versions": versions}))
+                }
+                None => error_not_found(&id),
+            }
+        }
+        ("GET", ["versions", version]) => {
+            let services = shared.lock();
+            let Some(app) = services.apps.get(&id) else {
+                return error_not_found(&id);
+            };
+            let found = std::iter::once(&app.definition)
+                .chain(app.versions.iter())
+                .find(|d| d.version.as_deref() == Some(*version));
+            match found {
+                Some(definition) => reply(
+                    StatusCode::OK,
+                    &serde_json::to_value(definition).unwrap_or_default(),
+                ),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    format!("App '{id}' does not exist in version {version}"),
+                ),
+            }
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("No resource at /v2/apps{rest} for {method}"),
+        ),
+    }
+}
+
+/// Splits `/prod/web/tasks/x` into (`/prod/web`, ["tasks", "x"]) for the known sub-resources.
+fn split_suffix(rest: &str) -> (String, Vec<&str>) {
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    for (index, segment) in segments.iter().enumerate() {
+        if index > 0 && matches!(*segment, "tasks" | "restart" | "versions") {
+            return (
+                format!("/{}", segments[..index].join("/")),
+                segments[index..].to_vec(),
+            );
+        }
+    }
+    (rest.to_owned(), Vec::new())
+}
+
+fn update_app(
+    shared: &Shared,
+    id: &str,
+    params: &HashMap<String, String>,
+    body: &[u8],
+    always_partial: bool,
+) -> Response {
+    let patch = match parse_body(body) {
+        Ok(patch) => patch,
+        Err(response) => return response,
+    };
+    let force = flag(params, "force");
+    // `{"version": V}`: roll back to that version as a new one.
+    if let Some(version) = patch.get("version").and_then(Value::as_str)
+        && patch.as_object().is_some_and(|o| o.len() == 1)
+    {
+        let definition = {
+            let services = shared.lock();
+            let Some(app) = services.apps.get(id) else {
+                return error_not_found(id);
+            };
+            app.versions
+                .iter()
+                .find(|d| d.version.as_deref() == Some(version))
+                .cloned()
+        };
+        let Some(mut definition) = definition else {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("App '{id}' does not exist in version {version}"),
+            );
+        };
+        definition.version = None;
+        let result = shared.lock().put_app(definition, force);
+        shared.wake.notify_one();
+        return match result {
+            Ok((deployment, version)) => deployment_result(&deployment, &version),
+            Err(e) => change_error(e, id),
+        };
+    }
+    let partial = always_partial || params.get("partialUpdate").is_none_or(|v| v != "false");
+    let existing = shared.lock().definition_json(id);
+    let mut body = match (&existing, partial) {
+        (Some(current), true) => merge_partial(current, &patch),
+        _ => patch,
+    };
+    if let Some(map) = body.as_object_mut() {
+        map.insert("id".into(), json!(id));
+        map.remove("version");
+    }
+    let definition = match prepare(shared, &body, path::parent(id)) {
+        Ok(definition) => definition,
+        Err(response) => return response,
+    };
+    let created = existing.is_none();
+    let result = shared.lock().put_app(definition, force);
+    shared.wake.notify_one();
+    match result {
+        Ok((deployment, version)) => {
+            let mut response = deployment_result(&deployment, &version);
+            if created {
+                *response.status_mut() = StatusCode::CREATED;
+            }
+            response
+        }
+        Err(e) => change_error(e, id),
+    }
+}
+
+fn kill(shared: &Shared, task_ids: &[String], scale: bool) -> Response {
+    let (killed, deployment) = shared.lock().kill_tasks(task_ids, scale);
+    // Without scale the planner replaces them; the kills go out as plain kills.
+    if !scale {
+        let mut services = shared.lock();
+        for instance in &killed {
+            if let Some(live) = services.instances.get_mut(&instance.task_id) {
+                live.kill_requested = true;
+            }
+        }
+        let tasks: Vec<Value> = killed.iter().map(|i| views::task(&services, i)).collect();
+        services
+            .pending_kills
+            .extend(killed.iter().map(|i| i.task_id.clone()));
+        drop(services);
+        shared.wake.notify_one();
+        return reply(StatusCode::OK, &json!({"tasks": tasks}));
+    }
+    shared
+        .lock()
+        .pending_kills
+        .extend(killed.iter().map(|i| i.task_id.clone()));
+    shared.wake.notify_one();
+    match deployment {
+        Some((deployment, version)) => deployment_result(&deployment, &version),
+        None => reply(StatusCode::OK, &json!({"tasks": []})),
+    }
+}
+
+async fn list_tasks(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let services = shared.lock();
+    let wants_text = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| {
+            accept.contains("text/plain") && !accept.contains("application/json")
+        });
+    if wants_text {
+        return (
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+            views::tasks_text(&services),
+        )
+            .into_response();
+    }
+    let states: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "status" || k == "status[]")
+        .map(|(_, v)| format!("TASK_{}", v.to_ascii_uppercase()))
+        .collect();
+    let tasks: Vec<Value> = services
+        .instances
+        .values()
+        .filter(|i| states.is_empty() || states.contains(&i.state.as_str().to_owned()))
+        .map(|i| views::task(&services, i))
+        .collect();
+    reply(StatusCode::OK, &json!({"tasks": tasks}))
+}
+
+async fn delete_tasks(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Params,
+    body: Bytes,
+) -> Response {
+    let body = match parse_body(&body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let Some(ids) = body.get("ids").and_then(Value::as_array) else {
+        return reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &invalid_body(&[agora_api::marathon::errors::Violation {
+                path: "/ids".into(),
+                errors: vec!["is required".into()],
+            }]),
+        );
+    };
+    let ids: Vec<String> = ids
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    kill(&shared, &ids, flag(&params, "scale"))
+}
+
+async fn list_deployments(State(shared): State<Arc<Shared>>) -> Response {
+    let services = shared.lock();
+    let deployments: Vec<Value> = services
+        .deployments
+        .values()
+        .map(views::deployment)
+        .collect();
+    reply(StatusCode::OK, &json!(deployments))
+}
+
+async fn cancel_deployment(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> Response {
+    let force = flag(&params, "force");
+    let result = shared.lock().cancel_deployment(&id, force);
+    shared.wake.notify_one();
+    match result {
+        Ok(None) => (
+            StatusCode::ACCEPTED,
+            [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+        )
+            .into_response(),
+        Ok(Some((deployment, version))) => deployment_result(&deployment, &version),
+        Err(ChangeError::NotFound) => error(
+            StatusCode::NOT_FOUND,
+            format!("DeploymentPlan {id} does not exist"),
+        ),
+        Err(e) => change_error(e, &id),
+    }
+}
+
+async fn info(State(shared): State<Arc<Shared>>) -> Response {
+    let framework_id = shared.lock().framework_id.clone();
+    reply(
+        StatusCode::OK,
+        &json!({
+            "name": "marathon",
+            "version": "1.4.0",
+            "buildref": "agora",
+            "elected": true,
+            "leader": shared.config.advertised,
+            "frameworkId": framework_id,
+            "marathon_config": {"master": shared.config.master, "framework_name": "marathon", "failover_timeout": 604800, "local_port_min": 10000, "local_port_max": 20000},
+            "zookeeper_config": {},
+            "http_config": {},
+        }),
+    )
+}
+
+async fn leader(State(shared): State<Arc<Shared>>) -> Response {
+    reply(StatusCode::OK, &json!({"leader": shared.config.advertised}))
+}
+
+async fn ping() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+        "pong",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn splits_sub_resources() {
+        assert_eq!(
+            super::split_suffix("/prod/web"),
+            ("/prod/web".to_owned(), vec![])
+        );
+        assert_eq!(
+            super::split_suffix("/prod/web/tasks/t1"),
+            ("/prod/web".to_owned(), vec!["tasks", "t1"])
+        );
+        assert_eq!(
+            super::split_suffix("/web/versions"),
+            ("/web".to_owned(), vec!["versions"])
+        );
+        assert_eq!(super::split_suffix("/tasks"), ("/tasks".to_owned(), vec![]));
+    }
+}

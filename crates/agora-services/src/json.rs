@@ -1,0 +1,122 @@
+//! Marathon's response shapes for apps, tasks and deployments.
+
+use serde_json::{Value, json};
+
+use agora_api::marathon::path::safe_name;
+use agora_types::TaskState;
+
+use crate::core::{App, Deployment, Instance, Services};
+
+pub(crate) fn task(services: &Services, instance: &Instance) -> Value {
+    let service_ports = services
+        .apps
+        .get(&instance.app_id)
+        .map(App::service_ports)
+        .unwrap_or_default();
+    json!({
+        "id": instance.task_id,
+        "appId": instance.app_id,
+        "host": instance.host,
+        "ports": instance.ports,
+        "servicePorts": service_ports,
+        "slaveId": instance.agent_id,
+        "state": instance.state,
+        "stagedAt": instance.staged_at,
+        "startedAt": instance.started_at,
+        "version": instance.version,
+        "ipAddresses": [],
+        "localVolumes": [],
+    })
+}
+
+/// An app with its read-only counters and, when asked, its tasks.
+pub(crate) fn app(services: &Services, app: &App, embed_tasks: bool) -> Value {
+    let mut value = serde_json::to_value(&app.definition).unwrap_or_else(|_| json!({}));
+    let instances: Vec<&Instance> = services
+        .instances
+        .values()
+        .filter(|i| i.app_id == app.definition.id)
+        .collect();
+    let count = |state: TaskState| instances.iter().filter(|i| i.state == state).count();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("versionInfo".into(), json!(app.version_info));
+        map.insert(
+            "tasksStaged".into(),
+            json!(count(TaskState::Staging) + count(TaskState::Starting)),
+        );
+        map.insert("tasksRunning".into(), json!(count(TaskState::Running)));
+        map.insert("tasksHealthy".into(), json!(0));
+        map.insert("tasksUnhealthy".into(), json!(0));
+        let deployments: Vec<Value> = services
+            .deployments
+            .values()
+            .filter(|d| d.app_id == app.definition.id)
+            .map(|d| json!({"id": d.id}))
+            .collect();
+        map.insert("deployments".into(), json!(deployments));
+        if embed_tasks {
+            map.insert(
+                "tasks".into(),
+                json!(
+                    instances
+                        .iter()
+                        .map(|i| task(services, i))
+                        .collect::<Vec<_>>()
+                ),
+            );
+        }
+    }
+    value
+}
+
+pub(crate) fn deployment(deployment: &Deployment) -> Value {
+    let action = json!({"action": deployment.action.name(), "app": deployment.app_id});
+    json!({
+        "id": deployment.id,
+        "version": deployment.version,
+        "affectedApps": [deployment.app_id],
+        "affectedPods": [],
+        "steps": [{"actions": [action.clone()]}],
+        "currentActions": [{"action": deployment.action.name(), "app": deployment.app_id, "readinessCheckResults": []}],
+        "currentStep": 1,
+        "totalSteps": 1,
+    })
+}
+
+/// The haproxy-marathon-bridge text form: one line per (app, service port), running tasks
+/// only, every field followed by a tab.
+pub(crate) fn tasks_text(services: &Services) -> String {
+    let mut text = String::new();
+    for app in services.apps.values() {
+        let running: Vec<&Instance> = services
+            .instances
+            .values()
+            .filter(|i| i.app_id == app.definition.id && i.state == TaskState::Running)
+            .collect();
+        let name = safe_name(&app.definition.id);
+        let service_ports = app.service_ports();
+        if service_ports.is_empty() {
+            let mut hosts: Vec<&str> = running.iter().map(|i| i.host.as_str()).collect();
+            hosts.sort_unstable();
+            text.push_str(&format!("{name}\t \t"));
+            for host in hosts {
+                text.push_str(&format!("{host}\t"));
+            }
+            text.push('\n');
+            continue;
+        }
+        for (index, service_port) in service_ports.iter().enumerate() {
+            let mut addresses: Vec<String> = running
+                .iter()
+                .map(|i| format!("{}:{}", i.host, i.ports.get(index).copied().unwrap_or(0)))
+                .collect();
+            addresses.sort();
+            text.push_str(&format!("{name}\t{service_port}\t"));
+            for address in addresses {
+                text.push_str(&format!("{address}\t"));
+            }
+            text.push('\n');
+        }
+    }
+    text
+}

@@ -1,0 +1,57 @@
+//! The services scheduler: long-running apps behind Marathon's `/v2` API. It is a framework
+//! like any other — it reaches the master only through the scheduler SDK — and keeps its apps
+//! in the store.
+//!
+//! Built so far (issue 3 is in progress): apps (create, read, partial update, delete,
+//! restart, versions), scaling and replacement of lost instances, rolling restarts by
+//! `upgradeStrategy` (health = running until health checks exist), service ports, placement
+//! constraints, `/v2/tasks` (JSON and the HAProxy bridge's text form), `/v2/deployments`,
+//! `/v2/info`, `/ping`.
+
+mod core;
+mod framework;
+mod http;
+mod json;
+
+use std::sync::{Arc, Mutex};
+
+use agora_store::Store;
+
+pub use crate::core::ServicesError;
+
+#[derive(Clone)]
+pub struct ServicesConfig {
+    /// The master's `host:port`.
+    pub master: String,
+    /// The `host:port` this API is served on (for `/v2/info` and `/v2/leader`).
+    pub advertised: String,
+    pub store: Arc<dyn Store>,
+}
+
+/// Starts the framework and returns the `/v2` routes.
+pub fn start(
+    config: ServicesConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<axum::Router, ServicesError> {
+    let services = core::Services::load(config.store.clone())?;
+    let shared = Arc::new(Shared {
+        services: Mutex::new(services),
+        wake: tokio::sync::Notify::new(),
+        config: config.clone(),
+    });
+    tokio::spawn(framework::run(shared.clone(), shutdown));
+    Ok(http::router(shared))
+}
+
+pub(crate) struct Shared {
+    pub services: Mutex<core::Services>,
+    /// Something changed that may need launches or kills.
+    pub wake: tokio::sync::Notify,
+    pub config: ServicesConfig,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, core::Services> {
+        self.services.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,268 @@
+//! The services scheduler's `/v2` API on `agora up`: deploy, scale, rolling restart, kill and
+//! replace, delete, validation errors, and apps surviving a restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use common::*;
+
+struct Marathon {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Marathon {
+    fn new(address: &str) -> Marathon {
+        Marathon {
+            base: format!("http://{address}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.send(reqwest::Method::GET, path, None).await.1
+    }
+
+    /// Waits until no deployment is running and the app has `count` running tasks.
+    async fn settled(&self, app: &str, count: usize) -> Vec<Value> {
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{app} settled with {count} tasks"),
+            || async {
+                let deployments = self.get("/v2/deployments").await;
+                let tasks = self.get(&format!("/v2/apps{app}/tasks")).await["tasks"]
+                    .as_array()?
+                    .clone();
+                let running = tasks
+                    .iter()
+                    .filter(|t| t["state"] == "TASK_RUNNING")
+                    .count();
+                (deployments.as_array()?.is_empty() && running == count && tasks.len() == count)
+                    .then_some(tasks)
+            },
+        )
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_scale_restart_kill_and_delete() {
+    let dir = temp_dir();
+    let data_dir = dir.path().join("data");
+    let up = start_up(
+        &data_dir,
+        &["--resources", "cpus:4;mem:2048;ports:[31000-31020]"],
+    );
+    let marathon = Marathon::new(&up.address());
+    wait_for_agents(&agora_client::MasterClient::new(&up.address()), 1).await;
+
+    let app = json!({"id": "/prod/web", "cmd": "echo port=$PORT0 app=$MARATHON_APP_ID host=$HOST; exec sleep 600", "cpus": 0.1, "mem": 32, "instances": 2, "labels": {"tier": "front"}});
+    let (status, created) = marathon
+        .send(reqwest::Method::POST, "/v2/apps", Some(app.clone()))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["portDefinitions"][0]["port"], 10000,
+        "the first service port of the range"
+    );
+    assert_eq!(created["deployments"].as_array().map(Vec::len), Some(1));
+    let tasks = marathon.settled("/prod/web", 2).await;
+    let task = &tasks[0];
+    assert_eq!(task["servicePorts"], json!([10000]));
+    let host_port = task["ports"][0].as_u64().expect("host port");
+    assert!((31000..=31020).contains(&host_port));
+    let stdout = task_stdout(&up.address(), task["id"].as_str().unwrap()).await;
+    assert_eq!(
+        stdout,
+        format!(
+            "port={host_port} app=/prod/web host={}\n",
+            task["host"].as_str().unwrap()
+        )
+    );
+
+    // A second app cannot take the same service port; duplicates and bad input are refused.
+    let (status, body) = marathon
+        .send(
+            reqwest::Method::POST,
+            "/v2/apps",
+            Some(json!({"id": "/other", "cmd": "x", "portDefinitions": [{"port": 10000}]})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = marathon
+        .send(reqwest::Method::POST, "/v2/apps", Some(app.clone()))
+        .await;
+    assert_eq!(status, 409, "the app exists");
+    let (status, body) = marathon
+        .send(
+            reqwest::Method::POST,
+            "/v2/apps",
+            Some(json!({"id": "/bad", "cpus": 0, "instances": -1})),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let paths: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    assert!(
+        paths.contains(&"/cpus") && paths.contains(&"/instances") && paths.contains(&"/"),
+        "{body}"
+    );
+    assert_eq!(
+        marathon
+            .send(reqwest::Method::GET, "/v2/apps/nope", None)
+            .await
+            .0,
+        404
+    );
+
+    // Scale with a partial update, as the marathon client does.
+    let (status, body) = marathon
+        .send(
+            reqwest::Method::PUT,
+            "/v2/apps/prod/web",
+            Some(json!({"instances": 3})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["deploymentId"].is_string());
+    let before = marathon.settled("/prod/web", 3).await;
+
+    // A definition change is a rolling restart: every task replaced by one of the new version.
+    let (status, body) = marathon
+        .send(
+            reqwest::Method::PUT,
+            "/v2/apps/prod/web",
+            Some(json!({"cmd": "echo v2; exec sleep 600"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let version = body["version"].as_str().unwrap().to_owned();
+    let after = marathon.settled("/prod/web", 3).await;
+    assert!(
+        after.iter().all(|t| t["version"] == version.as_str()),
+        "{after:?}"
+    );
+    assert!(
+        after
+            .iter()
+            .all(|t| !before.iter().any(|b| b["id"] == t["id"]))
+    );
+    let versions = marathon.get("/v2/apps/prod/web/versions").await;
+    assert_eq!(versions["versions"].as_array().map(Vec::len), Some(3));
+
+    // Killing a task replaces it; killing with scale lowers the instance count.
+    let victim = after[0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = marathon
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v2/apps/prod/web/tasks/{victim}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_until(Duration::from_secs(20), "the killed task gone", || async {
+        let tasks = marathon.get("/v2/apps/prod/web/tasks").await["tasks"]
+            .as_array()?
+            .clone();
+        (!tasks.iter().any(|t| t["id"] == victim.as_str())).then_some(())
+    })
+    .await;
+    let replaced = marathon.settled("/prod/web", 3).await;
+    assert!(replaced.iter().all(|t| t["id"] != victim.as_str()));
+    let victim = replaced[0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = marathon
+        .send(
+            reqwest::Method::POST,
+            "/v2/tasks/delete?scale=true",
+            Some(json!({"ids": [victim]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    marathon.settled("/prod/web", 2).await;
+    assert_eq!(
+        marathon.get("/v2/apps/prod/web").await["app"]["instances"],
+        2
+    );
+
+    // The HAProxy bridge's text form.
+    let text = reqwest::Client::new()
+        .get(format!("http://{}/v2/tasks", up.address()))
+        .header("Accept", "text/plain")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("prod_web\t10000\t"))
+        .expect("a line for the app");
+    assert_eq!(line.matches(':').count(), 2, "{line}");
+
+    // Delete: tasks killed, the app gone.
+    let (status, _) = marathon
+        .send(reqwest::Method::DELETE, "/v2/apps/prod/web", None)
+        .await;
+    assert_eq!(status, 200);
+    wait_until(Duration::from_secs(20), "app deleted", || async {
+        let apps = marathon.get("/v2/apps").await;
+        apps["apps"].as_array()?.is_empty().then_some(())
+    })
+    .await;
+    let state = agora_client::MasterClient::new(&up.address())
+        .get_json("/master/state")
+        .await
+        .unwrap();
+    let running: usize = state["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["tasks"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(running, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_survive_a_restart() {
+    let dir = temp_dir();
+    let data_dir = dir.path().join("data");
+    let mut up = start_up(&data_dir, &["--resources", "cpus:2;mem:1024"]);
+    let marathon = Marathon::new(&up.address());
+    let (status, _) = marathon.send(reqwest::Method::POST, "/v2/apps", Some(json!({"id": "/keeper", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16, "instances": 2}))).await;
+    assert_eq!(status, 201);
+    marathon.settled("/keeper", 2).await;
+    up.terminate();
+    let up = start_up(&data_dir, &["--resources", "cpus:2;mem:1024"]);
+    let marathon = Marathon::new(&up.address());
+    let app = marathon.get("/v2/apps/keeper").await;
+    assert_eq!(app["app"]["instances"], 2);
+    assert_eq!(
+        app["app"]["portDefinitions"][0]["port"], 10000,
+        "service ports are kept"
+    );
+    marathon.settled("/keeper", 2).await;
+}
