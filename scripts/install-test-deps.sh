@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the Python compatibility tests (tests/compat) need into $REPO/.venv:
-#   - pytest
+#   - pytest, and the `marathon` 0.13.0 client for the services API
 #   - pymesos 0.3.15 with http-parser 0.9.0's pure-Python parser (the C extension of
 #     http-parser does not build on Python >= 3.11, so only its `http_parser/*.py` files are
 #     copied into site-packages and pymesos is installed with --no-deps), plus six and addict.
@@ -13,6 +13,7 @@ VENV="$REPO/.venv"
 PY="$VENV/bin/python"
 PYMESOS_VERSION="0.3.15"
 HTTP_PARSER_VERSION="0.9.0"
+MARATHON_VERSION="0.13.0"
 
 LOG="$(mktemp -t install-test-deps.XXXXXX.log)"
 WORK="$(mktemp -d -t install-test-deps.XXXXXX)"
@@ -31,11 +32,14 @@ run() {
 # The check that everything is in place (also used as the final verification): pymesos imports,
 # is the expected version, and its HTTP parser is http-parser's pure-Python one.
 verify() {
-    "$PY" - "$PYMESOS_VERSION" <<'EOF'
+    "$PY" - "$PYMESOS_VERSION" "$MARATHON_VERSION" <<'EOF'
 import sys
 import importlib.metadata as md
 
 want = sys.argv[1]
+import marathon  # noqa: F401
+if md.version("marathon") != sys.argv[2]:
+    sys.exit(f"marathon {md.version('marathon')} installed, want {sys.argv[2]}")
 import pytest  # noqa: F401
 import six  # noqa: F401
 import addict  # noqa: F401
@@ -87,7 +91,7 @@ fi
 
 PIP=("$PY" -m pip --disable-pip-version-check --no-input -q)
 
-run "${PIP[@]}" install pytest six addict
+run "${PIP[@]}" install pytest six addict "marathon==$MARATHON_VERSION"
 
 # http-parser: pure-Python package only, copied from the sdist (no C build).
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

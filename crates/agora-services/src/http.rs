@@ -52,10 +52,11 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     reply(status, &message_body(message))
 }
 
+/// A boolean query parameter; the Python client sends `True`/`False`.
 fn flag(params: &HashMap<String, String>, name: &str) -> bool {
     params
         .get(name)
-        .is_some_and(|v| v == "true" || v.is_empty())
+        .is_some_and(|v| v.is_empty() || v.eq_ignore_ascii_case("true"))
 }
 
 fn deployment_result(deployment_id: &str, version: &str) -> Response {
@@ -402,7 +403,10 @@ fn update_app(
             Err(e) => change_error(e, id),
         };
     }
-    let partial = always_partial || params.get("partialUpdate").is_none_or(|v| v != "false");
+    let partial = always_partial
+        || params
+            .get("partialUpdate")
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
     let existing = shared.lock().definition_json(id);
     let mut body = match (&existing, partial) {
         (Some(current), true) => merge_partial(current, &patch),

@@ -1,0 +1,83 @@
+"""The `marathon` 0.13.0 Python client against agora's services API (`/v2`), unmodified."""
+
+import collections
+import collections.abc
+import time
+
+# marathon 0.13.0 predates Python 3.10, which moved Iterable to collections.abc; anyone running
+# the client on a current Python needs this alias (the client's code is otherwise unchanged).
+if not hasattr(collections, "Iterable"):
+    collections.Iterable = collections.abc.Iterable
+
+from marathon import MarathonClient
+from marathon.models import MarathonApp
+
+WAIT = 30.0
+
+
+def wait_for(what, check, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for %s" % what)
+
+
+def settled(client, app_id, count):
+    def check():
+        if client.list_deployments():
+            return None
+        tasks = client.list_tasks(app_id)
+        running = [t for t in tasks if t.state == "TASK_RUNNING"]
+        return tasks if len(running) == count == len(tasks) else None
+    return wait_for("%s with %d running tasks" % (app_id, count), check)
+
+
+def test_app_lifecycle_with_the_marathon_client(agora):
+    client = MarathonClient(agora.url)
+    assert client.ping().strip() in (b"pong", "pong", b'"pong"', '"pong"')
+    info = client.get_info()
+    assert info.name == "marathon"
+
+    app = client.create_app("/compat/web", MarathonApp(cmd="exec sleep 600", cpus=0.1, mem=32, instances=2,
+                                                       labels={"team": "compat"}))
+    assert app.id == "/compat/web"
+    assert app.port_definitions[0].port == 10000
+    tasks = settled(client, "/compat/web", 2)
+    assert all(t.service_ports == [10000] for t in tasks)
+    assert all(t.started_at is not None for t in tasks)
+
+    listed = client.list_apps()
+    assert [a.id for a in listed] == ["/compat/web"]
+    assert client.get_app("/compat/web").instances == 2
+
+    result = client.scale_app("/compat/web", instances=3)
+    assert "deploymentId" in result
+    settled(client, "/compat/web", 3)
+
+    # A definition change rolls every task over to the new version.
+    old_ids = {t.id for t in client.list_tasks("/compat/web")}
+    current = client.get_app("/compat/web")
+    current.cmd = "echo v2; exec sleep 600"
+    client.update_app("/compat/web", current)
+    tasks = settled(client, "/compat/web", 3)
+    assert not old_ids & {t.id for t in tasks}
+    assert len(client.list_versions("/compat/web")) == 3
+
+    # Kill one task: it is replaced. Kill with scale: the app shrinks.
+    victim = tasks[0].id
+    client.kill_task("/compat/web", victim)
+    wait_for("the killed task replaced",
+             lambda: victim not in {t.id for t in client.list_tasks("/compat/web")} and
+             len([t for t in client.list_tasks("/compat/web") if t.state == "TASK_RUNNING"]) == 3)
+    client.kill_given_tasks([client.list_tasks("/compat/web")[0].id], scale=True)
+    settled(client, "/compat/web", 2)
+    assert client.get_app("/compat/web").instances == 2
+
+    client.restart_app("/compat/web")
+    settled(client, "/compat/web", 2)
+
+    client.delete_app("/compat/web")
+    wait_for("app deleted", lambda: client.list_apps() == [])
