@@ -1008,8 +1008,10 @@ impl Agent {
         for executor_id in executors {
             self.shutdown_executor_locked(&mut state, framework_id, &executor_id);
         }
-        // Updates for a removed framework can never be acknowledged.
+        // Updates for a removed framework can never be acknowledged. Executors that already
+        // ended were waiting only for those: the framework may be complete now.
         state.updates.retain(|(fid, _), _| fid != framework_id);
+        cleanup_framework(&mut state, framework_id);
         self.save_locked(&state);
     }
 
