@@ -311,3 +311,36 @@ mod level_tests {
         }
     }
 }
+
+/// Marathon's launch backoff: the delay after a failure is `backoff_seconds` the first time,
+/// then the previous delay times `factor`, never more than `max_seconds`.
+pub fn next_backoff(
+    previous: Option<f64>,
+    backoff_seconds: f64,
+    factor: f64,
+    max_seconds: f64,
+) -> f64 {
+    let next = match previous {
+        None => backoff_seconds,
+        Some(delay) => delay * factor,
+    };
+    next.clamp(0.0, max_seconds.max(0.0))
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::next_backoff;
+
+    #[test]
+    fn grows_by_the_factor_up_to_the_cap() {
+        let mut delay = None;
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let next = next_backoff(delay, 1.0, 2.0, 10.0);
+            seen.push(next);
+            delay = Some(next);
+        }
+        assert_eq!(seen, vec![1.0, 2.0, 4.0, 8.0, 10.0]);
+        assert_eq!(next_backoff(None, 5.0, 1.15, 3.0), 3.0);
+    }
+}

@@ -109,6 +109,24 @@ pub(crate) struct Deployment {
     pub previous: Option<AppDefinition>,
 }
 
+/// An app's launch delay after failures.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Backoff {
+    pub delay_seconds: f64,
+    pub until_millis: i64,
+}
+
+/// How an app's recent offers went, for `/v2/queue`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OfferStats {
+    pub processed: u64,
+    pub unused: u64,
+    pub last_used_at: Option<String>,
+    pub last_unused_at: Option<String>,
+    /// Marathon's reason names → how many offers were declined for it.
+    pub reasons: BTreeMap<String, u64>,
+}
+
 /// What the framework must do after a change.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Work {
@@ -127,6 +145,12 @@ pub(crate) struct Services {
     pub pending_kills: Vec<String>,
     /// Versions are timestamps; two changes in one millisecond still get distinct ones.
     last_version_millis: i64,
+    pub backoffs: BTreeMap<String, Backoff>,
+    pub offer_stats: BTreeMap<String, OfferStats>,
+    /// When each app started waiting for launches (the queue's `since`).
+    pub waiting_since: BTreeMap<String, String>,
+    /// Instances each app waits to launch (delayed or not).
+    pub queued: BTreeMap<String, u32>,
 }
 
 pub(crate) enum ChangeError {
@@ -150,6 +174,10 @@ impl Services {
             framework_id: None,
             pending_kills: Vec::new(),
             last_version_millis: 0,
+            backoffs: BTreeMap::new(),
+            offer_stats: BTreeMap::new(),
+            waiting_since: BTreeMap::new(),
+            queued: BTreeMap::new(),
         })
     }
 
@@ -446,7 +474,21 @@ impl Services {
         }
         work.kills.append(&mut kills);
         if launch > 0 {
-            work.launches.insert(app_id.to_owned(), launch);
+            self.waiting_since
+                .entry(app_id.to_owned())
+                .or_insert_with(|| format_millis(now_millis()));
+            self.queued.insert(app_id.to_owned(), launch);
+            let delayed = self
+                .backoffs
+                .get(app_id)
+                .is_some_and(|b| b.until_millis > now_millis());
+            if !delayed {
+                work.launches.insert(app_id.to_owned(), launch);
+            }
+        } else {
+            self.waiting_since.remove(app_id);
+            self.queued.remove(app_id);
+            self.offer_stats.remove(app_id);
         }
         self.finish_deployments(app_id);
     }
@@ -500,7 +542,15 @@ impl Services {
                     instance.started_at = Some(now);
                 }
                 if state.is_terminal() {
+                    let failed = matches!(
+                        state,
+                        TaskState::Failed | TaskState::Finished | TaskState::Error
+                    ) && !instance.kill_requested;
+                    let app_id = instance.app_id.clone();
                     self.instances.remove(task_id);
+                    if failed {
+                        self.delay_launches(&app_id);
+                    }
                 }
             }
             None if !state.is_terminal() => {
@@ -529,6 +579,38 @@ impl Services {
             }
             None => {}
         }
+    }
+
+    /// A task of the app failed: its next launch waits (Marathon's backoff).
+    fn delay_launches(&mut self, app_id: &str) {
+        let Some(app) = self.apps.get(app_id) else {
+            return;
+        };
+        let definition = &app.definition;
+        let previous = self.backoffs.get(app_id).map(|b| b.delay_seconds);
+        let delay = agora_plan::rolling::next_backoff(
+            previous,
+            definition.backoff_seconds,
+            definition.backoff_factor,
+            definition.max_launch_delay_seconds,
+        );
+        let until_millis = now_millis() + (delay * 1000.0) as i64;
+        self.backoffs.insert(
+            app_id.to_owned(),
+            Backoff {
+                delay_seconds: delay,
+                until_millis,
+            },
+        );
+    }
+
+    /// `DELETE /v2/queue/{id}/delay`.
+    pub fn reset_delay(&mut self, app_id: &str) -> bool {
+        if !self.apps.contains_key(app_id) {
+            return false;
+        }
+        self.backoffs.remove(app_id);
+        true
     }
 
     pub fn launched(&mut self, instance: Instance) {

@@ -17,7 +17,7 @@ use agora_api::mesos::{
 use agora_api::scheduler::{Event, Offer};
 use agora_client::{Scheduler, SchedulerOptions};
 use agora_plan::constraints::{AgentFacts, Constraint, all_allow};
-use agora_plan::offer_match::{InstanceNeeds, match_offer};
+use agora_plan::offer_match::{InstanceNeeds, Mismatch, match_offer};
 use agora_types::{Scalar, TaskState};
 
 use crate::Shared;
@@ -198,6 +198,8 @@ async fn handle_offers(
                     .filter_map(|c| Constraint::parse(c).ok())
                     .collect();
                 let app_needs = needs(&app);
+                let mut launched_here = 0;
+                let mut declined: Option<&'static str> = None;
                 while *count > 0 {
                     let placed: Vec<AgentFacts> = services
                         .instances
@@ -215,10 +217,15 @@ async fn handle_offers(
                         .collect();
                     let placed_refs: Vec<&AgentFacts> = placed.iter().collect();
                     if !all_allow(&constraints, &candidate, &placed_refs) {
+                        declined = Some(Mismatch::UnfulfilledConstraint.as_str());
                         break;
                     }
-                    let Ok(matched) = match_offer(&app_needs, &remaining) else {
-                        break;
+                    let matched = match match_offer(&app_needs, &remaining) {
+                        Ok(matched) => matched,
+                        Err(mismatch) => {
+                            declined = Some(mismatch.as_str());
+                            break;
+                        }
                     };
                     remaining.subtract(&matched.resources);
                     let task = task_info(&app, &offer, &matched);
@@ -236,6 +243,17 @@ async fn handle_offers(
                     });
                     tasks.push(task);
                     *count -= 1;
+                    launched_here += 1;
+                }
+                let now = format_millis(now_millis());
+                let stats = services.offer_stats.entry(app_id.clone()).or_default();
+                stats.processed += 1;
+                if launched_here > 0 {
+                    stats.last_used_at = Some(now);
+                } else if let Some(reason) = declined {
+                    stats.unused += 1;
+                    stats.last_unused_at = Some(now);
+                    *stats.reasons.entry(reason.to_owned()).or_default() += 1;
                 }
             }
             launches.push((offer, tasks));

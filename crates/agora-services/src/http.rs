@@ -29,6 +29,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v2/tasks/delete", post(delete_tasks))
         .route("/v2/deployments", get(list_deployments))
         .route("/v2/deployments/{id}", delete(cancel_deployment))
+        .route("/v2/queue", get(queue))
+        .route("/v2/queue/{*rest}", delete(reset_delay))
         .route("/v2/info", get(info))
         .route("/v2/leader", get(leader))
         .route("/ping", get(ping))
@@ -554,6 +556,34 @@ async fn cancel_deployment(
         ),
         Err(e) => change_error(e, &id),
     }
+}
+
+async fn queue(State(shared): State<Arc<Shared>>) -> Response {
+    let services = shared.lock();
+    reply(
+        StatusCode::OK,
+        &views::queue(&services, crate::core::now_millis()),
+    )
+}
+
+/// `DELETE /v2/queue/{app id}/delay`: launch again without waiting out the backoff.
+async fn reset_delay(State(shared): State<Arc<Shared>>, Path(rest): Path<String>) -> Response {
+    let Some(app) = rest.trim_matches('/').strip_suffix("/delay") else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("No resource at /v2/queue/{rest}"),
+        );
+    };
+    let app_id = format!("/{app}");
+    if !shared.lock().reset_delay(&app_id) {
+        return error_not_found(&app_id);
+    }
+    shared.wake.notify_one();
+    (
+        StatusCode::NO_CONTENT,
+        [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
+    )
+        .into_response()
 }
 
 async fn info(State(shared): State<Arc<Shared>>) -> Response {

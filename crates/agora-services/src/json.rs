@@ -83,6 +83,42 @@ pub(crate) fn deployment(deployment: &Deployment) -> Value {
     })
 }
 
+/// `/v2/queue`: apps waiting for launches, with their delay and how offers went.
+pub(crate) fn queue(services: &Services, now_millis: i64) -> Value {
+    let items: Vec<Value> = services
+        .queued
+        .iter()
+        .filter_map(|(app_id, count)| {
+            let app = services.apps.get(app_id)?;
+            let left = services
+                .backoffs
+                .get(app_id)
+                .map(|b| ((b.until_millis - now_millis).max(0) as f64 / 1000.0).ceil() as i64)
+                .unwrap_or(0);
+            let stats = services.offer_stats.get(app_id).cloned().unwrap_or_default();
+            let reasons: Vec<Value> = stats
+                .reasons
+                .iter()
+                .map(|(reason, declined)| json!({"reason": reason, "declined": declined, "processed": stats.processed}))
+                .collect();
+            Some(json!({
+                "app": self::app(services, app, false),
+                "count": count,
+                "delay": {"timeLeftSeconds": left, "overdue": left == 0},
+                "since": services.waiting_since.get(app_id),
+                "processedOffersSummary": {
+                    "processedOffersCount": stats.processed,
+                    "unusedOffersCount": stats.unused,
+                    "lastUnusedOfferAt": stats.last_unused_at,
+                    "lastUsedOfferAt": stats.last_used_at,
+                    "rejectSummaryLastOffers": reasons,
+                },
+            }))
+        })
+        .collect();
+    json!({"queue": items})
+}
+
 /// The haproxy-marathon-bridge text form: one line per (app, service port), running tasks
 /// only, every field followed by a tab.
 pub(crate) fn tasks_text(services: &Services) -> String {

@@ -266,3 +266,93 @@ async fn apps_survive_a_restart() {
     );
     marathon.settled("/keeper", 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_back_off_and_the_queue_says_why() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let marathon = Marathon::new(&up.address());
+
+    // An app that cannot fit: the queue names the missing resource.
+    let (status, _) = marathon
+        .send(
+            reqwest::Method::POST,
+            "/v2/apps",
+            Some(json!({"id": "/huge", "cmd": "sleep 1", "cpus": 64, "mem": 16})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let item = wait_until(
+        Duration::from_secs(10),
+        "huge in the queue with a reason",
+        || async {
+            let queue = marathon.get("/v2/queue").await;
+            let item = queue["queue"]
+                .as_array()?
+                .iter()
+                .find(|i| i["app"]["id"] == "/huge")?
+                .clone();
+            let reasons = item["processedOffersSummary"]["rejectSummaryLastOffers"].as_array()?;
+            reasons
+                .iter()
+                .any(|r| r["reason"] == "InsufficientCpus")
+                .then_some(item)
+        },
+    )
+    .await;
+    assert_eq!(item["count"], 1);
+    assert!(
+        item["processedOffersSummary"]["unusedOffersCount"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+
+    // An app that keeps failing waits longer and longer before each relaunch.
+    let (status, _) = marathon
+        .send(reqwest::Method::POST, "/v2/apps", Some(json!({"id": "/crashy", "cmd": "exit 1", "cpus": 0.1, "mem": 16, "backoffSeconds": 30, "backoffFactor": 2})))
+        .await;
+    assert_eq!(status, 201);
+    let delayed = wait_until(Duration::from_secs(10), "crashy delayed", || async {
+        let queue = marathon.get("/v2/queue").await;
+        let item = queue["queue"]
+            .as_array()?
+            .iter()
+            .find(|i| i["app"]["id"] == "/crashy")?
+            .clone();
+        (item["delay"]["timeLeftSeconds"].as_i64()? > 20).then_some(item)
+    })
+    .await;
+    assert_eq!(delayed["delay"]["overdue"], false);
+    // Nothing is relaunched while the delay lasts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tasks = marathon.get("/v2/apps/crashy/tasks").await;
+    assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0));
+
+    // Resetting the delay launches again at once (and it fails again, with a longer delay).
+    let (status, _) = marathon
+        .send(reqwest::Method::DELETE, "/v2/queue/crashy/delay", None)
+        .await;
+    assert_eq!(status, 204);
+    wait_until(
+        Duration::from_secs(10),
+        "crashy relaunched and delayed again",
+        || async {
+            let queue = marathon.get("/v2/queue").await;
+            let item = queue["queue"]
+                .as_array()?
+                .iter()
+                .find(|i| i["app"]["id"] == "/crashy")?
+                .clone();
+            (item["delay"]["timeLeftSeconds"].as_i64()? > 20).then_some(())
+        },
+    )
+    .await;
+    let (status, _) = marathon
+        .send(reqwest::Method::DELETE, "/v2/queue/nope/delay", None)
+        .await;
+    assert_eq!(status, 404);
+}
