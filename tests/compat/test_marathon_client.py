@@ -81,3 +81,30 @@ def test_app_lifecycle_with_the_marathon_client(agora):
 
     client.delete_app("/compat/web")
     wait_for("app deleted", lambda: client.list_apps() == [])
+
+
+def test_event_stream_in_the_marathon_client(agora):
+    import threading
+
+    client = MarathonClient(agora.url)
+    seen = []
+    done = threading.Event()
+
+    def read():
+        try:
+            for event in client.event_stream():
+                seen.append(type(event).__name__)
+                if type(event).__name__ == "MarathonDeploymentSuccess":
+                    break
+        except Exception as error:  # surfaced by the assertions below
+            seen.append("error: %r" % (error,))
+        finally:
+            done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    wait_for("the event stream to attach", lambda: agora.get("/v2/info")[0] == 200, timeout=5)
+    time.sleep(0.5)
+    client.create_app("/events", MarathonApp(cmd="exec sleep 600", cpus=0.1, mem=16, instances=1))
+    assert done.wait(WAIT), "no deployment_success event; saw %r" % (seen,)
+    assert seen[:2] == ["MarathonApiPostEvent", "MarathonDeploymentInfo"], seen
+    assert "MarathonStatusUpdateEvent" in seen and seen[-1] == "MarathonDeploymentSuccess", seen

@@ -107,6 +107,8 @@ pub(crate) struct Deployment {
     pub action: Action,
     /// The app as it was before, for a reverting cancel (`None`: it did not exist).
     pub previous: Option<AppDefinition>,
+    /// The plan in Marathon's event shape (with `original` and `target` root groups).
+    pub plan: Value,
 }
 
 /// An app's launch delay after failures.
@@ -135,8 +137,17 @@ pub(crate) struct Work {
     pub launches: BTreeMap<String, u32>,
 }
 
+/// One event of Marathon's event bus (`/v2/events`).
+#[derive(Clone, Debug)]
+pub(crate) struct BusEvent {
+    pub kind: &'static str,
+    pub data: Value,
+}
+
 pub(crate) struct Services {
     store: Arc<dyn Store>,
+    /// Marathon's event bus; SSE subscribers each hold a receiver.
+    pub events: tokio::sync::broadcast::Sender<BusEvent>,
     pub apps: BTreeMap<String, App>,
     pub instances: BTreeMap<String, Instance>,
     pub deployments: BTreeMap<String, Deployment>,
@@ -167,6 +178,7 @@ impl Services {
             apps.insert(app.definition.id.clone(), app);
         }
         Ok(Services {
+            events: tokio::sync::broadcast::channel(1024).0,
             store,
             apps,
             instances: BTreeMap::new(),
@@ -269,6 +281,15 @@ impl Services {
         if versions.len() > MAX_VERSIONS {
             versions.remove(0);
         }
+        // Marathon announces the API change before the deployment it starts.
+        self.emit(
+            "api_post_event",
+            serde_json::json!({
+                "clientIp": "",
+                "uri": format!("/v2/apps{id}"),
+                "appDefinition": serde_json::to_value(&definition).unwrap_or_default(),
+            }),
+        );
         self.apps.insert(
             id.clone(),
             App {
@@ -333,6 +354,14 @@ impl Services {
         previous: Option<AppDefinition>,
     ) -> (String, String) {
         let id = uuid::Uuid::new_v4().to_string();
+        let plan = self.plan_json(&id, version, app_id, action, previous.as_ref());
+        self.emit(
+            "deployment_info",
+            serde_json::json!({
+                "plan": plan,
+                "currentStep": {"actions": [{"action": action.name(), "app": app_id}]},
+            }),
+        );
         self.deployments.insert(
             id.clone(),
             Deployment {
@@ -341,6 +370,7 @@ impl Services {
                 app_id: app_id.to_owned(),
                 action,
                 previous,
+                plan,
             },
         );
         (id, version.to_owned())
@@ -523,7 +553,19 @@ impl Services {
         for id in done {
             if let Some(deployment) = self.deployments.remove(&id) {
                 tracing::info!(deployment = %id, app = app_id, action = deployment.action.name(), "deployment finished");
+                self.emit(
+                    "deployment_step_success",
+                    serde_json::json!({
+                        "plan": deployment.plan,
+                        "currentStep": {"actions": [{"action": deployment.action.name(), "app": app_id}]},
+                    }),
+                );
+                self.emit(
+                    "deployment_success",
+                    serde_json::json!({"id": id, "plan": deployment.plan}),
+                );
                 if deployment.action == Action::Stop {
+                    self.emit("app_terminated_event", serde_json::json!({"appId": app_id}));
                     self.apps.remove(app_id);
                     self.instances.retain(|_, i| i.app_id != app_id);
                     self.persist(app_id);
@@ -532,9 +574,72 @@ impl Services {
         }
     }
 
+    /// Publishes an event; `data` gets `eventType` and `timestamp`.
+    pub fn emit(&self, kind: &'static str, mut data: Value) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        if let Some(map) = data.as_object_mut() {
+            map.insert("eventType".into(), Value::from(kind));
+            map.insert("timestamp".into(), Value::from(format_millis(now_millis())));
+        }
+        let _ = self.events.send(BusEvent { kind, data });
+    }
+
+    /// The root group as it is now, with `app_id` replaced by `instead` (or left out).
+    fn root_group(&self, app_id: &str, instead: Option<&AppDefinition>, version: &str) -> Value {
+        let apps: Vec<Value> = self
+            .apps
+            .values()
+            .filter(|app| app.definition.id != app_id)
+            .map(|app| serde_json::to_value(&app.definition).unwrap_or_default())
+            .chain(instead.map(|d| serde_json::to_value(d).unwrap_or_default()))
+            .collect();
+        serde_json::json!({"id": "/", "apps": apps, "groups": [], "dependencies": [], "version": version})
+    }
+
+    fn plan_json(
+        &self,
+        id: &str,
+        version: &str,
+        app_id: &str,
+        action: Action,
+        previous: Option<&AppDefinition>,
+    ) -> Value {
+        let current = self.apps.get(app_id).map(|app| app.definition.clone());
+        let target = if action == Action::Stop {
+            None
+        } else {
+            current.as_ref()
+        };
+        serde_json::json!({
+            "id": id,
+            "version": version,
+            "original": self.root_group(app_id, previous, version),
+            "target": self.root_group(app_id, target, version),
+            "steps": [{"actions": [{"action": action.name(), "app": app_id}]}],
+        })
+    }
+
     /// A status update for one of our tasks.
     pub fn update(&mut self, task_id: &str, state: TaskState, agent_id: Option<&str>) {
         let now = format_millis(now_millis());
+        if let Some(instance) = self.instances.get(task_id) {
+            self.emit(
+                "status_update_event",
+                serde_json::json!({
+                    "slaveId": agent_id.unwrap_or(&instance.agent_id),
+                    "taskId": task_id,
+                    "taskStatus": state,
+                    "message": "",
+                    "appId": instance.app_id,
+                    "host": instance.host,
+                    "ipAddresses": [],
+                    "ports": instance.ports,
+                    "version": instance.version,
+                }),
+            );
+        }
         match self.instances.get_mut(task_id) {
             Some(instance) => {
                 instance.state = state;

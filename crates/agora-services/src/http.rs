@@ -29,6 +29,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v2/tasks/delete", post(delete_tasks))
         .route("/v2/deployments", get(list_deployments))
         .route("/v2/deployments/{id}", delete(cancel_deployment))
+        .route("/v2/events", get(events))
         .route("/v2/queue", get(queue))
         .route("/v2/queue/{*rest}", delete(reset_delay))
         .route("/v2/info", get(info))
@@ -556,6 +557,53 @@ async fn cancel_deployment(
         ),
         Err(e) => change_error(e, &id),
     }
+}
+
+/// `GET /v2/events`: Server-Sent Events of Marathon's event bus, optionally filtered by
+/// repeated `event_type=` parameters, with keep-alives (marathon-lb drops a silent stream).
+async fn events(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
+        return error(
+            StatusCode::NOT_ACCEPTABLE,
+            "GET /v2/events needs 'Accept: text/event-stream'",
+        );
+    }
+    let wanted: Vec<String> = params
+        .into_iter()
+        .filter(|(k, _)| k == "event_type")
+        .map(|(_, v)| v)
+        .collect();
+    let receiver = shared.lock().events.subscribe();
+    let stream =
+        futures_util::stream::unfold((receiver, wanted), |(mut receiver, wanted)| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(event) if wanted.is_empty() || wanted.iter().any(|w| w == event.kind) => {
+                        let data = String::from_utf8(agora_api::scheduler::ascii_json(&event.data))
+                            .unwrap_or_default();
+                        let sse = axum::response::sse::Event::default()
+                            .event(event.kind)
+                            .data(data);
+                        return Some((Ok::<_, std::convert::Infallible>(sse), (receiver, wanted)));
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+    axum::response::sse::Sse::new(stream)
+        .keep_alive(
+            axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
+        )
+        .into_response()
 }
 
 async fn queue(State(shared): State<Arc<Shared>>) -> Response {

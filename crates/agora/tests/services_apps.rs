@@ -356,3 +356,125 @@ async fn failures_back_off_and_the_queue_says_why() {
         .await;
     assert_eq!(status, 404);
 }
+
+/// Reads Server-Sent Events into a channel of (event type, JSON data).
+async fn sse(address: &str, query: &str) -> tokio::sync::mpsc::UnboundedReceiver<(String, Value)> {
+    use futures_util::StreamExt;
+    let response = reqwest::Client::new()
+        .get(format!("http://{address}/v2/events{query}"))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let kind = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("event:"))
+                    .map(|s| s.trim().to_owned());
+                let data = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data:"))
+                    .map(|s| s.trim().to_owned());
+                if let (Some(kind), Some(data)) = (kind, data)
+                    && let Ok(value) = serde_json::from_str(&data)
+                    && sender.send((kind, value)).is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
+async fn next_of(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Value)>,
+    kind: &str,
+) -> Value {
+    loop {
+        let (event_type, data) = tokio::time::timeout(Duration::from_secs(15), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event in time"))
+            .expect("event stream open");
+        assert_eq!(data["eventType"], event_type.as_str());
+        if event_type == kind {
+            return data;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_follows_deployments_and_tasks() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let marathon = Marathon::new(&up.address());
+    let mut all = sse(&up.address(), "").await;
+    let mut only_success = sse(&up.address(), "?event_type=deployment_success").await;
+    let (status, _) = marathon
+        .send(
+            reqwest::Method::POST,
+            "/v2/apps",
+            Some(json!({"id": "/watched", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16})),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let posted = next_of(&mut all, "api_post_event").await;
+    assert_eq!(posted["appDefinition"]["id"], "/watched");
+    let info = next_of(&mut all, "deployment_info").await;
+    assert_eq!(
+        info["plan"]["target"]["apps"][0]["id"], "/watched",
+        "plans carry original and target groups"
+    );
+    assert_eq!(
+        info["plan"]["original"]["apps"].as_array().map(Vec::len),
+        Some(0)
+    );
+    let running = loop {
+        let update = next_of(&mut all, "status_update_event").await;
+        if update["taskStatus"] == "TASK_RUNNING" {
+            break update;
+        }
+    };
+    assert_eq!(running["appId"], "/watched");
+    let success = next_of(&mut all, "deployment_success").await;
+    assert_eq!(success["id"], info["plan"]["id"]);
+    let timestamp = success["timestamp"].as_str().unwrap();
+    assert!(
+        timestamp.ends_with('Z') && timestamp.len() == 24,
+        "{timestamp}"
+    );
+
+    // A filtered stream gets only what it asked for.
+    let (kind, data) = tokio::time::timeout(Duration::from_secs(10), only_success.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (kind.as_str(), &data["id"]),
+        ("deployment_success", &info["plan"]["id"])
+    );
+
+    marathon
+        .send(reqwest::Method::DELETE, "/v2/apps/watched", None)
+        .await;
+    let terminated = next_of(&mut all, "app_terminated_event").await;
+    assert_eq!(terminated["appId"], "/watched");
+}
