@@ -310,10 +310,7 @@ impl Agent {
     /// Writes the checkpoint. Failing to checkpoint is logged: the agent keeps running, as
     /// losing recovery is better than losing the tasks.
     pub(crate) fn save(&self) {
-        let snapshot = self.checkpoint_of(&self.lock());
-        if let Err(error) = checkpoint::store(&self.config.work_dir, &snapshot) {
-            tracing::error!(%error, "cannot write the agent checkpoint");
-        }
+        self.save_locked(&self.lock());
     }
 
     fn save_locked(&self, state: &AgentState) {

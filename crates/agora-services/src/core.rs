@@ -229,6 +229,19 @@ impl Services {
             .collect()
     }
 
+    /// A change to an app under deployment is refused (409) unless forced, which cancels the
+    /// running deployments.
+    fn take_over(&mut self, app_id: &str, force: bool) -> Result<(), ChangeError> {
+        let locked = self.deployments_of(app_id);
+        if !locked.is_empty() && !force {
+            return Err(ChangeError::Locked(locked));
+        }
+        for deployment in locked {
+            self.deployments.remove(&deployment);
+        }
+        Ok(())
+    }
+
     fn deployments_of(&self, app_id: &str) -> Vec<String> {
         self.deployments
             .values()
@@ -245,13 +258,7 @@ impl Services {
         force: bool,
     ) -> Result<(String, String), ChangeError> {
         let id = definition.id.clone();
-        let locked = self.deployments_of(&id);
-        if !locked.is_empty() && !force {
-            return Err(ChangeError::Locked(locked));
-        }
-        for deployment in locked {
-            self.deployments.remove(&deployment);
-        }
+        self.take_over(&id, force)?;
         let version = self.next_version();
         definition.version = Some(version.clone());
         definition.version_info = None;
@@ -304,17 +311,14 @@ impl Services {
 
     /// A new version with the same definition: a rolling restart.
     pub fn restart_app(&mut self, id: &str, force: bool) -> Result<(String, String), ChangeError> {
-        let app = self.apps.get(id).ok_or(ChangeError::NotFound)?;
-        let mut definition = app.definition.clone();
-        definition.version = None;
-        let locked = self.deployments_of(id);
-        if !locked.is_empty() && !force {
-            return Err(ChangeError::Locked(locked));
-        }
-        for deployment in locked {
-            self.deployments.remove(&deployment);
-        }
-        let previous = app.definition.clone();
+        let previous = self
+            .apps
+            .get(id)
+            .ok_or(ChangeError::NotFound)?
+            .definition
+            .clone();
+        self.take_over(id, force)?;
+        let mut definition = previous.clone();
         let version = self.next_version();
         definition.version = Some(version.clone());
         let action = restart_action(&definition, self.active_count(id));
@@ -334,13 +338,7 @@ impl Services {
         if !self.apps.contains_key(id) {
             return Err(ChangeError::NotFound);
         }
-        let locked = self.deployments_of(id);
-        if !locked.is_empty() && !force {
-            return Err(ChangeError::Locked(locked));
-        }
-        for deployment in locked {
-            self.deployments.remove(&deployment);
-        }
+        self.take_over(id, force)?;
         let version = self.next_version();
         let previous = self.apps.get(id).map(|app| app.definition.clone());
         Ok(self.start_deployment(id, &version, Action::Stop, previous))

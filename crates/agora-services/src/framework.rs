@@ -93,12 +93,13 @@ async fn session(
             () = shared.wake.notified() => None,
             () = tokio::time::sleep(Duration::from_secs(1)) => None,
         };
+        let mut offers = Vec::new();
         match event {
-            Some(Event::Offers { offers }) => {
-                for offer in &offers.offers {
+            Some(Event::Offers { offers: event }) => {
+                for offer in &event.offers {
                     agents.insert(offer.agent_id.value.clone(), facts(offer));
                 }
-                handle_offers(shared, scheduler, agents, offers.offers).await;
+                offers = event.offers;
             }
             Some(Event::Update { update }) => {
                 let status = update.status;
@@ -115,8 +116,12 @@ async fn session(
             }
             _ => {}
         }
-        // Level-triggered: after anything, recompute kills and whether offers are wanted.
+        // Level-triggered: after anything, recompute kills, launches and whether offers are
+        // wanted. One plan per event: planning marks its kills as sent, so none may be dropped.
         let work = shared.lock().plan();
+        if !offers.is_empty() {
+            handle_offers(shared, scheduler, agents, offers, work.launches.clone()).await;
+        }
         for task_id in &work.kills {
             if let Err(error) = scheduler.kill(task_id, None).await {
                 tracing::warn!(%error, task = %task_id, "kill failed");
@@ -177,11 +182,11 @@ async fn handle_offers(
     scheduler: &Scheduler,
     agents: &HashMap<String, AgentFacts>,
     offers: Vec<Offer>,
+    mut wanted: BTreeMap<String, u32>,
 ) {
     let mut launches: Vec<(Offer, Vec<TaskInfo>)> = Vec::new();
     {
         let mut services = shared.lock();
-        let mut wanted = services.plan().launches;
         for offer in offers {
             let mut remaining =
                 agora_api::mesos::to_resources(&offer.resources).unwrap_or_default();

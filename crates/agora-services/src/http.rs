@@ -75,6 +75,14 @@ fn deployment_result(deployment_id: &str, version: &str) -> Response {
     response
 }
 
+/// The answer to a change: `{deploymentId, version}`, or why it was refused.
+fn answer(result: Result<(String, String), ChangeError>, app_id: &str) -> Response {
+    match result {
+        Ok((deployment, version)) => deployment_result(&deployment, &version),
+        Err(e) => change_error(e, app_id),
+    }
+}
+
 fn change_error(error: ChangeError, app_id: &str) -> Response {
     match error {
         ChangeError::NotFound => error_not_found(app_id),
@@ -255,18 +263,12 @@ async fn app_resource(
         ("DELETE", []) => {
             let result = shared.lock().delete_app(&id, flag(&params, "force"));
             shared.wake.notify_one();
-            match result {
-                Ok((deployment, version)) => deployment_result(&deployment, &version),
-                Err(e) => change_error(e, &id),
-            }
+            answer(result, &id)
         }
         ("POST", ["restart"]) => {
             let result = shared.lock().restart_app(&id, flag(&params, "force"));
             shared.wake.notify_one();
-            match result {
-                Ok((deployment, version)) => deployment_result(&deployment, &version),
-                Err(e) => change_error(e, &id),
-            }
+            answer(result, &id)
         }
         ("GET", ["tasks"]) => {
             let services = shared.lock();
@@ -401,10 +403,7 @@ fn update_app(
         definition.version = None;
         let result = shared.lock().put_app(definition, force);
         shared.wake.notify_one();
-        return match result {
-            Ok((deployment, version)) => deployment_result(&deployment, &version),
-            Err(e) => change_error(e, id),
-        };
+        return answer(result, id);
     }
     let partial = always_partial
         || params

@@ -35,7 +35,13 @@ async fn up_runs_tasks_and_stops_them_on_sigterm() {
     let offer = next_offers(&mut scheduler, Duration::from_secs(10))
         .await
         .remove(0);
-    let task = command_task("sleeper", &offer, "sleep 600 & sleep 600; wait", 0.1, 32.0);
+    let task = command_task(
+        "sleeper",
+        &offer,
+        "sleep 6131 & sleep 6132; wait",
+        0.1,
+        32.0,
+    );
     scheduler
         .launch(vec![offer.id.clone()], vec![task], None)
         .await
@@ -49,21 +55,26 @@ async fn up_runs_tasks_and_stops_them_on_sigterm() {
     .await;
     let executor_pids = checkpointed_executor_pids(&data_dir.join("agent"));
     assert_eq!(executor_pids.len(), 1);
-    let group_members = |pid: i32| -> usize {
+    // Processes running one of the task's (uniquely numbered) sleeps.
+    let task_processes = || -> usize {
         std::fs::read_dir("/proc")
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-                    .filter(|p| {
-                        nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(*p))).ok()
-                            == Some(nix::unistd::Pid::from_raw(pid))
+                    .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+                    .filter(|cmdline| {
+                        cmdline == b"sleep\x006131\x00" || cmdline == b"sleep\x006132\x00"
                     })
                     .count()
             })
             .unwrap_or(0)
     };
-    assert!(group_members(executor_pids[0]) >= 1);
+    wait_until(
+        Duration::from_secs(5),
+        "both of the task's processes",
+        || async { (task_processes() == 2).then_some(()) },
+    )
+    .await;
 
     up.terminate();
     let status = up.child.try_wait().expect("wait").expect("exited");
@@ -71,6 +82,11 @@ async fn up_runs_tasks_and_stops_them_on_sigterm() {
     assert!(
         !process_alive(executor_pids[0]),
         "executor survived agora up"
+    );
+    assert_eq!(
+        task_processes(),
+        0,
+        "a process of the task survived agora up"
     );
 
     // Same data dir: the same agent id comes back.
