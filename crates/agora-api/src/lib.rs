@@ -4,6 +4,7 @@
 
 pub mod agent_protocol;
 pub mod executor;
+pub mod health;
 pub mod marathon;
 pub mod mesos;
 pub mod prometheus;

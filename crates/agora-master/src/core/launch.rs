@@ -344,6 +344,9 @@ impl Master {
             }
             (None, Some(_)) => {}
         }
+        if let Some(check) = &task.health_check {
+            agora_api::health::HealthCheck::parse(check)?;
+        }
         let mut needed = agora_api::mesos::to_resources(&task.resources)
             .map_err(|e| format!("Task uses invalid resources: {e}"))?;
         if let Some(executor) = &task.executor {
