@@ -5,6 +5,8 @@
 //! agent had not acknowledged.
 
 mod duration;
+mod health;
+mod http_probe;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
 use agora_api::executor::{Call, Event, Message, Subscribe, UnacknowledgedUpdate, Update};
+use agora_api::health::HealthCheck;
 use agora_api::mesos::{FrameworkInfo, Id, TaskInfo, TaskStatus, encode_bytes};
 use agora_api::recordio;
 use agora_types::TaskState;
@@ -23,6 +26,7 @@ use agora_types::TaskState;
 use crate::process::signal_group;
 
 const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+const HEALTH_REASON: &str = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED";
 
 struct Settings {
     endpoint: String,
@@ -55,6 +59,36 @@ struct RunningTask {
     pid: Option<i32>,
     state: TaskState,
     killing: bool,
+    /// The task's directory (the sandbox, or its own under a task group's).
+    directory: PathBuf,
+    /// The last health its checks reported (`None`: no check, or no verdict yet).
+    healthy: Option<bool>,
+    /// Killed because its health check failed too often.
+    killed_unhealthy: bool,
+    health: Option<health::HealthTracker>,
+    checker: Option<tokio::task::AbortHandle>,
+}
+
+impl RunningTask {
+    fn new(info: TaskInfo, directory: PathBuf) -> RunningTask {
+        RunningTask {
+            info,
+            pid: None,
+            state: TaskState::Staging,
+            killing: false,
+            directory,
+            healthy: None,
+            killed_unhealthy: false,
+            health: None,
+            checker: None,
+        }
+    }
+
+    fn stop_checking(&mut self) {
+        if let Some(checker) = self.checker.take() {
+            checker.abort();
+        }
+    }
 }
 
 enum Input {
@@ -68,11 +102,16 @@ enum Input {
     KillTimeout {
         task_id: String,
     },
+    Health {
+        task_id: String,
+        result: Result<(), String>,
+    },
 }
 
 struct Executor {
     settings: Settings,
     client: reqwest::Client,
+    probe_client: http_probe::HttpProber,
     framework: Option<FrameworkInfo>,
     tasks: BTreeMap<String, RunningTask>,
     /// Updates sent but not acknowledged by the agent, by uuid.
@@ -88,10 +127,12 @@ pub async fn run() -> Result<i32, String> {
     let client = reqwest::Client::builder()
         .build()
         .map_err(|e| e.to_string())?;
+    let probe_client = http_probe::HttpProber::new()?;
     let (inputs, mut receiver) = mpsc::unbounded_channel();
     let mut executor = Executor {
         settings,
         client,
+        probe_client,
         framework: None,
         tasks: BTreeMap::new(),
         unacknowledged: HashMap::new(),
@@ -128,6 +169,9 @@ pub async fn run() -> Result<i32, String> {
                 signal,
             }) => executor.task_exited(&task_id, code, signal).await,
             Some(Input::KillTimeout { task_id }) => executor.kill_timeout(&task_id),
+            Some(Input::Health { task_id, result }) => {
+                executor.health_result(&task_id, result).await
+            }
             Some(Input::StreamEnded) => {
                 disconnected_since.get_or_insert_with(Instant::now);
             }
@@ -251,16 +295,14 @@ impl Executor {
     async fn launch(&mut self, task: TaskInfo, in_group: bool) {
         let task_id = task.task_id.value.clone();
         self.launched_any = true;
+        let directory = if in_group {
+            self.settings.sandbox.join("tasks").join(&task_id)
+        } else {
+            self.settings.sandbox.clone()
+        };
         let Some(command) = task.command.clone() else {
-            self.tasks.insert(
-                task_id.clone(),
-                RunningTask {
-                    info: task,
-                    pid: None,
-                    state: TaskState::Staging,
-                    killing: false,
-                },
-            );
+            self.tasks
+                .insert(task_id.clone(), RunningTask::new(task, directory));
             self.update(
                 &task_id,
                 TaskState::Failed,
@@ -270,20 +312,8 @@ impl Executor {
             .await;
             return;
         };
-        let directory = if in_group {
-            self.settings.sandbox.join("tasks").join(&task_id)
-        } else {
-            self.settings.sandbox.clone()
-        };
-        self.tasks.insert(
-            task_id.clone(),
-            RunningTask {
-                info: task,
-                pid: None,
-                state: TaskState::Staging,
-                killing: false,
-            },
-        );
+        self.tasks
+            .insert(task_id.clone(), RunningTask::new(task, directory.clone()));
         self.update(&task_id, TaskState::Starting, None, None).await;
         let spawned = spawn_task(&task_id, &command, &directory, in_group);
         match spawned {
@@ -304,6 +334,7 @@ impl Executor {
                     });
                 });
                 self.update(&task_id, TaskState::Running, None, None).await;
+                self.start_checking(&task_id);
             }
             Err(error) => {
                 self.update(
@@ -329,6 +360,7 @@ impl Executor {
             return;
         }
         task.killing = true;
+        task.stop_checking();
         let grace = grace
             .or_else(|| {
                 task.info
@@ -363,6 +395,89 @@ impl Executor {
         }
     }
 
+    /// Starts the task's health checks, if it has any: a probe loop that reports each result.
+    fn start_checking(&mut self, task_id: &str) {
+        let probe_client = self.probe_client.clone();
+        let inputs = self.inputs.clone();
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        let Some(value) = &task.info.health_check else {
+            return;
+        };
+        // The master validated the check; one that is still unreadable is not run.
+        let (check, probe) = match HealthCheck::parse(value).and_then(|c| {
+            let probe = c.probe()?;
+            Ok((c, probe))
+        }) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                eprintln!("agora executor: task {task_id}: {error}");
+                return;
+            }
+        };
+        task.health = Some(health::HealthTracker::new(&check, Instant::now()));
+        let context = health::TaskContext {
+            task_id: task_id.to_owned(),
+            directory: task.directory.clone(),
+            command: task.info.command.clone(),
+        };
+        let id = task_id.to_owned();
+        let checker = tokio::spawn(async move {
+            tokio::time::sleep(health::seconds(check.delay_seconds)).await;
+            let timeout = health::seconds(check.timeout_seconds);
+            // A zero interval would spin; Mesos' default stands in.
+            let interval = Some(health::seconds(check.interval_seconds))
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(10));
+            loop {
+                let result = health::run_probe(&probe, timeout, &probe_client, &context).await;
+                let input = Input::Health {
+                    task_id: id.clone(),
+                    result,
+                };
+                if inputs.send(input).is_err() {
+                    return;
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+        task.checker = Some(checker.abort_handle());
+    }
+
+    /// One probe's result: a change of health is reported in a TASK_RUNNING update (as Mesos
+    /// does, with the failure as message); too many failures kill the task.
+    async fn health_result(&mut self, task_id: &str, result: Result<(), String>) {
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        if task.state != TaskState::Running || task.killing {
+            return;
+        }
+        let Some(tracker) = task.health.as_mut() else {
+            return;
+        };
+        let health::Verdict::Report { healthy, kill } =
+            tracker.record(result.is_ok(), Instant::now())
+        else {
+            return;
+        };
+        task.healthy = Some(healthy);
+        self.update(
+            task_id,
+            TaskState::Running,
+            result.err(),
+            Some(HEALTH_REASON),
+        )
+        .await;
+        if kill {
+            if let Some(task) = self.tasks.get_mut(task_id) {
+                task.killed_unhealthy = true;
+            }
+            self.kill(task_id, None).await;
+        }
+    }
+
     fn kill_timeout(&mut self, task_id: &str) {
         if let Some(task) = self.tasks.get(task_id)
             && !task.state.is_terminal()
@@ -384,12 +499,17 @@ impl Executor {
         let Some(task) = self.tasks.get_mut(task_id) else {
             return;
         };
+        task.stop_checking();
         // Whatever the task left behind in its group goes with it.
         if let Some(pid) = task.pid {
             signal_group(pid, Signal::SIGKILL);
         }
         let killing = task.killing;
         let (state, message) = match (code, signal) {
+            _ if task.killed_unhealthy => (
+                TaskState::Killed,
+                "Task was killed since health check failed".to_owned(),
+            ),
             _ if killing => (TaskState::Killed, describe(code, signal)),
             (Some(0), _) => (
                 TaskState::Finished,
@@ -397,7 +517,13 @@ impl Executor {
             ),
             _ => (TaskState::Failed, describe(code, signal)),
         };
-        let reason = (state == TaskState::Failed).then_some("REASON_COMMAND_EXECUTOR_FAILED");
+        let reason = if state == TaskState::Failed {
+            Some("REASON_COMMAND_EXECUTOR_FAILED")
+        } else if task.killed_unhealthy {
+            Some(HEALTH_REASON)
+        } else {
+            None
+        };
         self.update(task_id, state, Some(message), reason).await;
         // In a task group, one failed task takes the others down (Mesos' default executor).
         let group = self.tasks.len() > 1;
@@ -421,10 +547,13 @@ impl Executor {
         message: Option<String>,
         reason: Option<&str>,
     ) {
+        let mut healthy = None;
         if let Some(task) = self.tasks.get_mut(task_id) {
             task.state = state;
+            healthy = task.healthy;
         }
         let mut status = TaskStatus::new(task_id, state).with_source("SOURCE_EXECUTOR");
+        status.healthy = healthy;
         status.message = message;
         status.reason = reason.map(str::to_owned);
         status.executor_id = Some(Id::new(self.settings.executor_id.clone()));
