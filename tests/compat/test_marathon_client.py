@@ -108,3 +108,45 @@ def test_event_stream_in_the_marathon_client(agora):
     assert done.wait(WAIT), "no deployment_success event; saw %r" % (seen,)
     assert seen[:2] == ["MarathonApiPostEvent", "MarathonDeploymentInfo"], seen
     assert "MarathonStatusUpdateEvent" in seen and seen[-1] == "MarathonDeploymentSuccess", seen
+
+
+def test_health_checks_with_the_marathon_client(agora):
+    import threading
+
+    from marathon.models import MarathonHealthCheck
+
+    client = MarathonClient(agora.url)
+    seen = []
+    done = threading.Event()
+
+    def read():
+        try:
+            for event in client.event_stream(event_types=["health_status_changed_event"]):
+                seen.append(event)
+                break
+        except Exception as error:  # surfaced by the assertions below
+            seen.append("error: %r" % (error,))
+        finally:
+            done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    time.sleep(0.5)
+    check = MarathonHealthCheck(protocol="COMMAND", command={"value": "test -n \"$MESOS_TASK_ID\""},
+                                interval_seconds=1, timeout_seconds=1, grace_period_seconds=10,
+                                max_consecutive_failures=3)
+    client.create_app("/checked", MarathonApp(cmd="exec sleep 600", cpus=0.1, mem=16, instances=1,
+                                              health_checks=[check]))
+
+    def healthy():
+        tasks = client.list_tasks("/checked")
+        return tasks if tasks and tasks[0].health_check_results and tasks[0].health_check_results[0].alive else None
+    tasks = wait_for("a healthy task", healthy)
+    result = tasks[0].health_check_results[0]
+    assert result.consecutive_failures == 0 and result.first_success is not None
+    assert client.get_app("/checked").tasks_healthy == 1
+    assert client.get_app("/checked").health_checks[0].protocol == "COMMAND"
+
+    assert done.wait(WAIT), "no health_status_changed_event"
+    event = seen[0]
+    assert not isinstance(event, str), event
+    assert event.alive is True and event.app_id == "/checked" and event.task_id == tasks[0].id

@@ -10,9 +10,12 @@ use serde_json::Value;
 
 use agora_api::marathon::app::{AppDefinition, VersionInfo};
 use agora_api::marathon::time::format_millis;
+use agora_api::mesos::TaskStatus;
 use agora_plan::rolling::{RollingRestart, UpgradeStrategy, next_step};
 use agora_store::Store;
 use agora_types::TaskState;
+
+use crate::health::HealthRecord;
 
 const APPS: &str = "services/apps/";
 const MAX_VERSIONS: usize = 50;
@@ -74,11 +77,17 @@ pub(crate) struct Instance {
     pub staged_at: String,
     pub started_at: Option<String>,
     pub kill_requested: bool,
+    pub health: HealthRecord,
 }
 
 impl Instance {
     fn active(&self) -> bool {
         !self.state.is_terminal() && !self.kill_requested
+    }
+
+    /// Running and, when the app has health checks, reported alive.
+    pub fn healthy(&self, checked: bool) -> bool {
+        self.state == TaskState::Running && (!checked || self.health.alive == Some(true))
     }
 }
 
@@ -162,6 +171,8 @@ pub(crate) struct Services {
     pub waiting_since: BTreeMap<String, String>,
     /// Instances each app waits to launch (delayed or not).
     pub queued: BTreeMap<String, u32>,
+    /// Each app's last failed task, in Marathon's `lastTaskFailure` shape.
+    pub last_failures: BTreeMap<String, Value>,
 }
 
 pub(crate) enum ChangeError {
@@ -190,6 +201,7 @@ impl Services {
             offer_stats: BTreeMap::new(),
             waiting_since: BTreeMap::new(),
             queued: BTreeMap::new(),
+            last_failures: BTreeMap::new(),
         })
     }
 
@@ -423,6 +435,7 @@ impl Services {
             return;
         };
         let wanted = app.definition.instances.max(0) as u32;
+        let checked = !app.definition.health_checks.is_empty();
         let kill_oldest = app.definition.kill_selection == "OLDEST_FIRST";
         let deployment = self
             .deployments
@@ -436,7 +449,7 @@ impl Services {
             .collect();
         // Kill preference: not yet running first, then by age per killSelection.
         active.sort_by(|a, b| {
-            let running = |i: &Instance| i.state == TaskState::Running;
+            let running = |i: &Instance| i.healthy(checked);
             running(a).cmp(&running(b)).then_with(|| {
                 if kill_oldest {
                     a.staged_at.cmp(&b.staged_at)
@@ -461,8 +474,7 @@ impl Services {
                     .copied()
                     .filter(|i| app.is_current(&i.version))
                     .collect();
-                let new_healthy =
-                    new.iter().filter(|i| i.state == TaskState::Running).count() as u32;
+                let new_healthy = new.iter().filter(|i| i.healthy(checked)).count() as u32;
                 let old_running = old.len() as u32;
                 let step = next_step(
                     wanted,
@@ -526,6 +538,7 @@ impl Services {
             return;
         };
         let wanted = app.definition.instances.max(0) as usize;
+        let checked = !app.definition.health_checks.is_empty();
         let live: Vec<&Instance> = self
             .instances
             .values()
@@ -540,9 +553,7 @@ impl Services {
                 Action::Scale | Action::Restart { .. } => {
                     live.len() == wanted
                         && live.iter().all(|i| {
-                            app.is_current(&i.version)
-                                && i.state == TaskState::Running
-                                && !i.kill_requested
+                            app.is_current(&i.version) && i.healthy(checked) && !i.kill_requested
                         })
                 }
             })
@@ -620,68 +631,177 @@ impl Services {
     }
 
     /// A status update for one of our tasks.
-    pub fn update(&mut self, task_id: &str, state: TaskState, agent_id: Option<&str>) {
+    pub fn update(&mut self, status: &TaskStatus) {
+        let task_id = status.task_id.value.as_str();
+        let state = status.state;
+        let agent_id = status.agent_id.as_ref().map(|a| a.value.as_str());
         let now = format_millis(now_millis());
-        if let Some(instance) = self.instances.get(task_id) {
+        let Some(instance) = self.instances.get(task_id) else {
+            if !state.is_terminal() {
+                self.adopt(task_id, state, agent_id, &now);
+            }
+            return;
+        };
+        let instance = instance.clone();
+        self.emit(
+            "status_update_event",
+            serde_json::json!({
+                "slaveId": agent_id.unwrap_or(&instance.agent_id),
+                "taskId": task_id,
+                "taskStatus": state,
+                "message": status.message.as_deref().unwrap_or_default(),
+                "appId": instance.app_id,
+                "host": instance.host,
+                "ipAddresses": [],
+                "ports": instance.ports,
+                "version": instance.version,
+            }),
+        );
+        if state != instance.state {
             self.emit(
-                "status_update_event",
+                "instance_changed_event",
                 serde_json::json!({
-                    "slaveId": agent_id.unwrap_or(&instance.agent_id),
-                    "taskId": task_id,
-                    "taskStatus": state,
-                    "message": "",
-                    "appId": instance.app_id,
+                    "instanceId": task_id,
+                    "condition": condition(state),
+                    "runSpecId": instance.app_id,
+                    "agentId": instance.agent_id,
+                    "slaveId": instance.agent_id,
                     "host": instance.host,
-                    "ipAddresses": [],
-                    "ports": instance.ports,
-                    "version": instance.version,
+                    "runSpecVersion": instance.version,
                 }),
             );
         }
-        match self.instances.get_mut(task_id) {
-            Some(instance) => {
-                instance.state = state;
-                if state == TaskState::Running && instance.started_at.is_none() {
-                    instance.started_at = Some(now);
-                }
-                if state.is_terminal() {
-                    let failed = matches!(
-                        state,
-                        TaskState::Failed | TaskState::Finished | TaskState::Error
-                    ) && !instance.kill_requested;
-                    let app_id = instance.app_id.clone();
-                    self.instances.remove(task_id);
-                    if failed {
-                        self.delay_launches(&app_id);
-                    }
-                }
-            }
-            None if !state.is_terminal() => {
-                // A task this process did not launch (it restarted): adopt it if its app exists.
-                let Some(app) = self.apps.values().find(|app| {
-                    task_id.starts_with(&format!(
-                        "{}.",
-                        agora_api::marathon::path::safe_name(&app.definition.id)
-                    ))
-                }) else {
-                    return;
-                };
-                let instance = Instance {
-                    task_id: task_id.to_owned(),
-                    app_id: app.definition.id.clone(),
-                    version: app.version().to_owned(),
-                    agent_id: agent_id.unwrap_or_default().to_owned(),
-                    host: String::new(),
-                    ports: Vec::new(),
-                    state,
-                    staged_at: now.clone(),
-                    started_at: (state == TaskState::Running).then_some(now),
-                    kill_requested: false,
-                };
-                self.instances.insert(task_id.to_owned(), instance);
-            }
-            None => {}
+        if let Some(healthy) = status.healthy
+            && !state.is_terminal()
+        {
+            self.health_verdict(&instance, healthy, status.message.as_deref(), &now);
         }
+        if state.is_terminal() {
+            self.instances.remove(task_id);
+            let killed_unhealthy = status.healthy == Some(false)
+                && status.reason.as_deref() == Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED");
+            if killed_unhealthy {
+                self.emit(
+                    "unhealthy_task_kill_event",
+                    serde_json::json!({
+                        "appId": instance.app_id,
+                        "taskId": task_id,
+                        "instanceId": task_id,
+                        "version": instance.version,
+                        "reason": status.message.as_deref().unwrap_or("health check failed"),
+                        "host": instance.host,
+                        "slaveId": instance.agent_id,
+                    }),
+                );
+            }
+            let failed = (killed_unhealthy
+                || matches!(
+                    state,
+                    TaskState::Failed | TaskState::Finished | TaskState::Error
+                ))
+                && !instance.kill_requested;
+            if failed {
+                self.last_failures.insert(
+                    instance.app_id.clone(),
+                    serde_json::json!({
+                        "appId": instance.app_id,
+                        "host": instance.host,
+                        "message": status.message.as_deref().unwrap_or_default(),
+                        "state": state,
+                        "taskId": task_id,
+                        "timestamp": now,
+                        "version": instance.version,
+                        "slaveId": instance.agent_id,
+                    }),
+                );
+                self.delay_launches(&instance.app_id);
+            }
+            return;
+        }
+        if let Some(live) = self.instances.get_mut(task_id) {
+            live.state = state;
+            if state == TaskState::Running && live.started_at.is_none() {
+                live.started_at = Some(now);
+            }
+        }
+    }
+
+    /// The agent's verdict on an instance's health check.
+    fn health_verdict(
+        &mut self,
+        instance: &Instance,
+        healthy: bool,
+        cause: Option<&str>,
+        now: &str,
+    ) {
+        let task_id = instance.task_id.as_str();
+        let Some(live) = self.instances.get_mut(task_id) else {
+            return;
+        };
+        let changed = live.health.record(healthy, cause, now);
+        let check = self
+            .apps
+            .get(&instance.app_id)
+            .and_then(|app| app.definition.health_checks.first())
+            .and_then(|c| serde_json::to_value(c).ok());
+        if !healthy {
+            self.emit(
+                "failed_health_check_event",
+                serde_json::json!({
+                    "appId": instance.app_id,
+                    "taskId": task_id,
+                    "instanceId": task_id,
+                    "healthCheck": check,
+                }),
+            );
+        }
+        if changed {
+            self.emit(
+                "health_status_changed_event",
+                serde_json::json!({
+                    "appId": instance.app_id,
+                    "taskId": task_id,
+                    "instanceId": task_id,
+                    "version": instance.version,
+                    "alive": healthy,
+                }),
+            );
+            self.emit(
+                "instance_health_changed_event",
+                serde_json::json!({
+                    "instanceId": task_id,
+                    "runSpecId": instance.app_id,
+                    "runSpecVersion": instance.version,
+                    "healthy": healthy,
+                }),
+            );
+        }
+    }
+
+    /// A task this process did not launch (it restarted): adopted if its app exists.
+    fn adopt(&mut self, task_id: &str, state: TaskState, agent_id: Option<&str>, now: &str) {
+        let Some(app) = self.apps.values().find(|app| {
+            task_id.starts_with(&format!(
+                "{}.",
+                agora_api::marathon::path::safe_name(&app.definition.id)
+            ))
+        }) else {
+            return;
+        };
+        let instance = Instance {
+            task_id: task_id.to_owned(),
+            app_id: app.definition.id.clone(),
+            version: app.version().to_owned(),
+            agent_id: agent_id.unwrap_or_default().to_owned(),
+            host: String::new(),
+            ports: Vec::new(),
+            state,
+            staged_at: now.to_owned(),
+            started_at: (state == TaskState::Running).then(|| now.to_owned()),
+            kill_requested: false,
+            health: HealthRecord::default(),
+        };
+        self.instances.insert(task_id.to_owned(), instance);
     }
 
     /// A task of the app failed: its next launch waits (Marathon's backoff).
@@ -765,6 +885,24 @@ impl Services {
     }
 }
 
+/// Marathon's condition name for a task state.
+fn condition(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Staging => "Staging",
+        TaskState::Starting => "Starting",
+        TaskState::Running => "Running",
+        TaskState::Killing => "Killing",
+        TaskState::Killed => "Killed",
+        TaskState::Failed => "Failed",
+        TaskState::Finished => "Finished",
+        TaskState::Error => "Error",
+        TaskState::Dropped => "Dropped",
+        TaskState::Gone | TaskState::GoneByOperator => "Gone",
+        TaskState::Unreachable => "Unreachable",
+        _ => "Unknown",
+    }
+}
+
 /// Whether two definitions differ only in `instances` (and bookkeeping fields).
 fn same_except_scale(old: &AppDefinition, new: &AppDefinition) -> bool {
     let mut old = old.clone();
@@ -830,6 +968,7 @@ mod tests {
                     staged_at: format_millis(now_millis()),
                     started_at: None,
                     kill_requested: false,
+                    health: HealthRecord::default(),
                 });
                 task_id
             })
@@ -886,14 +1025,14 @@ mod tests {
         let work = s.plan();
         assert_eq!((work.kills.len(), work.launches.get("/web")), (2, Some(&2)));
         for task in &work.kills {
-            s.update(task, TaskState::Killed, None);
+            s.update(&TaskStatus::new(task, TaskState::Killed));
         }
         run(&mut s, "/web", 2);
         // Two new ones run: the last old ones go and the last new ones start.
         let work = s.plan();
         assert_eq!((work.kills.len(), work.launches.get("/web")), (2, Some(&2)));
         for task in &work.kills {
-            s.update(task, TaskState::Killed, None);
+            s.update(&TaskStatus::new(task, TaskState::Killed));
         }
         run(&mut s, "/web", 2);
         s.plan();
@@ -914,7 +1053,7 @@ mod tests {
         s.delete_app("/web", false).ok().unwrap();
         assert_eq!(s.plan().kills.len(), 2);
         for task in &tasks {
-            s.update(task, TaskState::Killed, None);
+            s.update(&TaskStatus::new(task, TaskState::Killed));
         }
         s.plan();
         assert!(!s.apps.contains_key("/web"));

@@ -22,6 +22,7 @@ use agora_types::{Scalar, TaskState};
 
 use crate::Shared;
 use crate::core::{App, Instance, now_millis};
+use crate::health::{HealthRecord, mesos_check};
 
 const FRAMEWORK_ID_KEY: &str = "services/framework_id";
 /// A week, as Marathon sets it: tasks survive a long scheduler outage.
@@ -102,11 +103,7 @@ async fn session(
                 offers = event.offers;
             }
             Some(Event::Update { update }) => {
-                let status = update.status;
-                let agent = status.agent_id.as_ref().map(|a| a.value.as_str());
-                shared
-                    .lock()
-                    .update(&status.task_id.value, status.state, agent);
+                shared.lock().update(&update.status);
             }
             Some(Event::Subscribed { .. }) => {
                 let _ = scheduler.reconcile(Vec::new()).await;
@@ -245,6 +242,7 @@ async fn handle_offers(
                         staged_at: format_millis(now_millis()),
                         started_at: None,
                         kill_requested: false,
+                        health: HealthRecord::default(),
                     });
                     tasks.push(task);
                     *count -= 1;
@@ -388,6 +386,10 @@ fn task_info(app: &App, offer: &Offer, matched: &agora_plan::offer_match::Matche
         labels: Some(
             serde_json::json!({"labels": [{"key": "MARATHON_APP_VERSION", "value": app.version()}]}),
         ),
+        health_check: definition
+            .health_checks
+            .first()
+            .and_then(|check| mesos_check(check, &matched.host_ports)),
         ..TaskInfo::default()
     }
 }

@@ -162,9 +162,7 @@ async fn list_apps(
     State(shared): State<Arc<Shared>>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let embed_tasks = params
-        .iter()
-        .any(|(k, v)| k == "embed" && (v == "apps.tasks" || v == "app.tasks"));
+    let embed = views::Embed::from_query(&params);
     let id_filter = params
         .iter()
         .find(|(k, _)| k == "id")
@@ -191,7 +189,7 @@ async fn list_apps(
                     .contains(f.as_str())
             })
         })
-        .map(|app| views::app(&services, app, embed_tasks))
+        .map(|app| views::app(&services, app, embed))
         .collect();
     reply(StatusCode::OK, &json!({"apps": apps}))
 }
@@ -222,7 +220,7 @@ async fn create_app(
             let value = services
                 .apps
                 .get(&id)
-                .map(|app| views::app(&services, app, false))
+                .map(|app| views::app(&services, app, views::Embed::default()))
                 .unwrap_or_default();
             drop(services);
             shared.wake.notify_one();
@@ -243,6 +241,7 @@ async fn app_resource(
     method: Method,
     Path(rest): Path<String>,
     Query(params): Params,
+    Query(pairs): Query<Vec<(String, String)>>,
     body: Bytes,
 ) -> Response {
     let rest = format!("/{}", rest.trim_matches('/'));
@@ -250,7 +249,7 @@ async fn app_resource(
     match (method.as_str(), suffix.as_slice()) {
         ("GET", []) => {
             let services = shared.lock();
-            let embed = params.get("embed").is_some_and(|e| e.ends_with(".tasks"));
+            let embed = views::Embed::from_query(&pairs);
             match services.apps.get(&id) {
                 Some(app) => reply(
                     StatusCode::OK,

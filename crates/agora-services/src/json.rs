@@ -26,11 +26,41 @@ pub(crate) fn task(services: &Services, instance: &Instance) -> Value {
         "version": instance.version,
         "ipAddresses": [],
         "localVolumes": [],
+        "healthCheckResults": instance.health.results(&instance.task_id),
     })
 }
 
+/// What `?embed=` asks to include in an app (`apps.*` on lists, `app.*` on one app). Counts
+/// and deployments are always there.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Embed {
+    pub tasks: bool,
+    pub last_task_failure: bool,
+}
+
+impl Embed {
+    pub fn from_query(pairs: &[(String, String)]) -> Embed {
+        let mut embed = Embed::default();
+        for (key, value) in pairs {
+            if key != "embed" {
+                continue;
+            }
+            let what = value
+                .strip_prefix("apps.")
+                .or_else(|| value.strip_prefix("app."))
+                .unwrap_or(value);
+            match what {
+                "tasks" => embed.tasks = true,
+                "lastTaskFailure" | "failures" => embed.last_task_failure = true,
+                _ => {}
+            }
+        }
+        embed
+    }
+}
+
 /// An app with its read-only counters and, when asked, its tasks.
-pub(crate) fn app(services: &Services, app: &App, embed_tasks: bool) -> Value {
+pub(crate) fn app(services: &Services, app: &App, embed: Embed) -> Value {
     let mut value = serde_json::to_value(&app.definition).unwrap_or_else(|_| json!({}));
     let instances: Vec<&Instance> = services
         .instances
@@ -38,6 +68,12 @@ pub(crate) fn app(services: &Services, app: &App, embed_tasks: bool) -> Value {
         .filter(|i| i.app_id == app.definition.id)
         .collect();
     let count = |state: TaskState| instances.iter().filter(|i| i.state == state).count();
+    let alive = |alive: bool| {
+        instances
+            .iter()
+            .filter(|i| i.state == TaskState::Running && i.health.alive == Some(alive))
+            .count()
+    };
     if let Some(map) = value.as_object_mut() {
         map.insert("versionInfo".into(), json!(app.version_info));
         map.insert(
@@ -45,8 +81,13 @@ pub(crate) fn app(services: &Services, app: &App, embed_tasks: bool) -> Value {
             json!(count(TaskState::Staging) + count(TaskState::Starting)),
         );
         map.insert("tasksRunning".into(), json!(count(TaskState::Running)));
-        map.insert("tasksHealthy".into(), json!(0));
-        map.insert("tasksUnhealthy".into(), json!(0));
+        map.insert("tasksHealthy".into(), json!(alive(true)));
+        map.insert("tasksUnhealthy".into(), json!(alive(false)));
+        if embed.last_task_failure
+            && let Some(failure) = services.last_failures.get(&app.definition.id)
+        {
+            map.insert("lastTaskFailure".into(), failure.clone());
+        }
         let deployments: Vec<Value> = services
             .deployments
             .values()
@@ -54,7 +95,7 @@ pub(crate) fn app(services: &Services, app: &App, embed_tasks: bool) -> Value {
             .map(|d| json!({"id": d.id}))
             .collect();
         map.insert("deployments".into(), json!(deployments));
-        if embed_tasks {
+        if embed.tasks {
             map.insert(
                 "tasks".into(),
                 json!(
@@ -102,7 +143,7 @@ pub(crate) fn queue(services: &Services, now_millis: i64) -> Value {
                 .map(|(reason, declined)| json!({"reason": reason, "declined": declined, "processed": stats.processed}))
                 .collect();
             Some(json!({
-                "app": self::app(services, app, false),
+                "app": self::app(services, app, Embed::default()),
                 "count": count,
                 "delay": {"timeLeftSeconds": left, "overdue": left == 0},
                 "since": services.waiting_since.get(app_id),

@@ -4,12 +4,14 @@
 //!
 //! Built so far (issue 3 is in progress): apps (create, read, partial update, delete,
 //! restart, versions), scaling and replacement of lost instances, rolling restarts by
-//! `upgradeStrategy` (health = running until health checks exist), service ports, placement
+//! `upgradeStrategy` (counting instances healthy once their agent-run check passes), health
+//! results and events, service ports, placement
 //! constraints, `/v2/tasks` (JSON and the HAProxy bridge's text form), `/v2/deployments`,
 //! `/v2/info`, `/ping`.
 
 mod core;
 mod framework;
+mod health;
 mod http;
 mod json;
 

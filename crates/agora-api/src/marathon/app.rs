@@ -538,6 +538,13 @@ impl AppDefinition {
 
     fn validate_health_checks(&self, v: &mut Violations) {
         let port_count = self.port_definitions.as_ref().map_or(0, Vec::len);
+        // Checks run on the agent as the task's Mesos health check, and a task has one.
+        if self.health_checks.len() > 1 {
+            v.add(
+                "/healthChecks",
+                "at most one health check per app: agora runs it on the agent, next to the task",
+            );
+        }
         for (index, check) in self.health_checks.iter().enumerate() {
             let at = |field: &str| format!("/healthChecks({index})/{field}");
             if !HEALTH_PROTOCOLS.contains(&check.protocol.as_str()) {
@@ -698,6 +705,7 @@ mod tests {
             "/portDefinitions(0)/port",
             "/portDefinitions(0)/protocol",
             "/portDefinitions(0)/name",
+            "/healthChecks",
             "/healthChecks(0)/portIndex",
             "/healthChecks(1)/command",
             "/constraints(0)",

@@ -1,0 +1,65 @@
+//! A small client for the services scheduler's `/v2` API, as the tests drive it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::wait_until;
+
+pub struct Marathon {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Marathon {
+    pub fn new(address: &str) -> Marathon {
+        Marathon {
+            base: format!("http://{address}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.send(reqwest::Method::GET, path, None).await.1
+    }
+
+    /// Waits until no deployment is running and the app has `count` running tasks.
+    pub async fn settled(&self, app: &str, count: usize) -> Vec<Value> {
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{app} settled with {count} tasks"),
+            || async {
+                let deployments = self.get("/v2/deployments").await;
+                let tasks = self.get(&format!("/v2/apps{app}/tasks")).await["tasks"]
+                    .as_array()?
+                    .clone();
+                let running = tasks
+                    .iter()
+                    .filter(|t| t["state"] == "TASK_RUNNING")
+                    .count();
+                (deployments.as_array()?.is_empty() && running == count && tasks.len() == count)
+                    .then_some(tasks)
+            },
+        )
+        .await
+    }
+}
