@@ -150,3 +150,30 @@ def test_health_checks_with_the_marathon_client(agora):
     event = seen[0]
     assert not isinstance(event, str), event
     assert event.alive is True and event.app_id == "/checked" and event.task_id == tasks[0].id
+
+
+def test_groups_with_the_marathon_client(agora):
+    from marathon.models import MarathonGroup
+
+    client = MarathonClient(agora.url)
+    group = MarathonGroup(id="/compat-group", apps=[
+        MarathonApp(id="/compat-group/db", cmd="exec sleep 600", cpus=0.1, mem=16, instances=1),
+        MarathonApp(id="/compat-group/web", cmd="exec sleep 600", cpus=0.1, mem=16, instances=1,
+                    dependencies=["/compat-group/db"]),
+    ])
+    result = client.create_group(group)
+    assert "deploymentId" in result
+    settled(client, "/compat-group/web", 1)
+
+    groups = client.list_groups()
+    assert [g.id for g in groups] == ["/compat-group"]
+    fetched = client.get_group("/compat-group")
+    assert sorted(a.id for a in fetched.apps) == ["/compat-group/db", "/compat-group/web"]
+    assert fetched.apps[1].dependencies == ["/compat-group/db"]
+
+    client.scale_group("/compat-group", 2)
+    settled(client, "/compat-group/db", 2)
+    settled(client, "/compat-group/web", 2)
+
+    client.delete_group("/compat-group")
+    wait_for("group deleted", lambda: client.list_apps() == [] and client.list_groups() == [])

@@ -11,20 +11,24 @@ use serde_json::Value;
 use agora_api::marathon::app::{AppDefinition, VersionInfo};
 use agora_api::marathon::time::format_millis;
 use agora_api::mesos::TaskStatus;
-use agora_plan::rolling::{RollingRestart, UpgradeStrategy, next_step};
 use agora_store::Store;
 use agora_types::TaskState;
 
+use crate::deploy::Deployment;
+use crate::groups::GroupRecord;
 use crate::health::HealthRecord;
 
 const APPS: &str = "services/apps/";
-const MAX_VERSIONS: usize = 50;
+const GROUPS: &str = "services/groups/";
+const DEPLOYMENTS: &str = "services/deployments/";
+const GROUP_VERSIONS: &str = "services/group_versions/";
+const MAX_GROUP_VERSIONS: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesError {
     #[error("store: {0}")]
     Store(#[from] agora_store::StoreError),
-    #[error("stored app '{0}' is corrupt")]
+    #[error("stored record '{0}' is corrupt")]
     Corrupt(String),
 }
 
@@ -81,7 +85,7 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
-    fn active(&self) -> bool {
+    pub fn active(&self) -> bool {
         !self.state.is_terminal() && !self.kill_requested
     }
 
@@ -89,35 +93,6 @@ impl Instance {
     pub fn healthy(&self, checked: bool) -> bool {
         self.state == TaskState::Running && (!checked || self.health.alive == Some(true))
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Action {
-    Scale,
-    Restart { min_healthy: u32, max_capacity: u32 },
-    Stop,
-}
-
-impl Action {
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Scale => "ScaleApplication",
-            Action::Restart { .. } => "RestartApplication",
-            Action::Stop => "StopApplication",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Deployment {
-    pub id: String,
-    pub version: String,
-    pub app_id: String,
-    pub action: Action,
-    /// The app as it was before, for a reverting cancel (`None`: it did not exist).
-    pub previous: Option<AppDefinition>,
-    /// The plan in Marathon's event shape (with `original` and `target` root groups).
-    pub plan: Value,
 }
 
 /// An app's launch delay after failures.
@@ -138,14 +113,6 @@ pub(crate) struct OfferStats {
     pub reasons: BTreeMap<String, u64>,
 }
 
-/// What the framework must do after a change.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Work {
-    pub kills: Vec<String>,
-    /// Instances to launch per app.
-    pub launches: BTreeMap<String, u32>,
-}
-
 /// One event of Marathon's event bus (`/v2/events`).
 #[derive(Clone, Debug)]
 pub(crate) struct BusEvent {
@@ -158,6 +125,10 @@ pub(crate) struct Services {
     /// Marathon's event bus; SSE subscribers each hold a receiver.
     pub events: tokio::sync::broadcast::Sender<BusEvent>,
     pub apps: BTreeMap<String, App>,
+    /// Groups created through the API (others exist implicitly above apps).
+    pub groups: BTreeMap<String, GroupRecord>,
+    /// Each group's versions (oldest first) as group bodies, for rollback.
+    pub group_versions: BTreeMap<String, Vec<(String, Value)>>,
     pub instances: BTreeMap<String, Instance>,
     pub deployments: BTreeMap<String, Deployment>,
     pub framework_id: Option<String>,
@@ -175,25 +146,44 @@ pub(crate) struct Services {
     pub last_failures: BTreeMap<String, Value>,
 }
 
-pub(crate) enum ChangeError {
-    Locked(Vec<String>),
-    NotFound,
-}
-
 impl Services {
     pub fn load(store: Arc<dyn Store>) -> Result<Services, ServicesError> {
-        let mut apps = BTreeMap::new();
-        for (key, value) in store.list(APPS)? {
-            let app: App =
-                serde_json::from_slice(&value).map_err(|_| ServicesError::Corrupt(key.clone()))?;
-            apps.insert(app.definition.id.clone(), app);
+        fn load_all<T: serde::de::DeserializeOwned>(
+            store: &dyn Store,
+            prefix: &str,
+        ) -> Result<Vec<T>, ServicesError> {
+            store
+                .list(prefix)?
+                .into_iter()
+                .map(|(key, value)| {
+                    serde_json::from_slice(&value).map_err(|_| ServicesError::Corrupt(key))
+                })
+                .collect()
         }
+        let apps = load_all::<App>(store.as_ref(), APPS)?
+            .into_iter()
+            .map(|app| (app.definition.id.clone(), app))
+            .collect();
+        let groups = load_all::<GroupRecord>(store.as_ref(), GROUPS)?
+            .into_iter()
+            .map(|group| (group.id.clone(), group))
+            .collect();
+        let deployments = load_all::<Deployment>(store.as_ref(), DEPLOYMENTS)?
+            .into_iter()
+            .map(|deployment| (deployment.id.clone(), deployment))
+            .collect();
+        let group_versions =
+            load_all::<(String, Vec<(String, Value)>)>(store.as_ref(), GROUP_VERSIONS)?
+                .into_iter()
+                .collect();
         Ok(Services {
             events: tokio::sync::broadcast::channel(1024).0,
             store,
             apps,
+            groups,
+            group_versions,
             instances: BTreeMap::new(),
-            deployments: BTreeMap::new(),
+            deployments,
             framework_id: None,
             pending_kills: Vec::new(),
             last_version_millis: 0,
@@ -205,381 +195,55 @@ impl Services {
         })
     }
 
-    fn next_version(&mut self) -> String {
+    pub(crate) fn next_version(&mut self) -> String {
         self.last_version_millis = now_millis().max(self.last_version_millis + 1);
         format_millis(self.last_version_millis)
     }
 
-    fn persist(&self, app_id: &str) {
+    pub(crate) fn persist(&self, app_id: &str) {
         let key = format!("{APPS}{}", app_id.trim_start_matches('/'));
-        let result = match self.apps.get(app_id) {
-            Some(app) => match serde_json::to_vec(app) {
-                Ok(bytes) => self.store.put(&key, &bytes),
+        self.save(&key, self.apps.get(app_id));
+    }
+
+    pub(crate) fn persist_group(&self, group_id: &str, record: Option<&GroupRecord>) {
+        let key = format!("{GROUPS}{}", group_id.trim_start_matches('/'));
+        self.save(&key, record);
+    }
+
+    pub(crate) fn persist_deployment(&self, id: &str) {
+        self.save(&format!("{DEPLOYMENTS}{id}"), self.deployments.get(id));
+    }
+
+    /// Keeps group `id` as it is now as its version `version`.
+    pub(crate) fn record_group_version(&mut self, id: &str, version: &str) {
+        let snapshot = self.group_json(id, version, |app| {
+            serde_json::to_value(&app.definition).unwrap_or_default()
+        });
+        let versions = self.group_versions.entry(id.to_owned()).or_default();
+        versions.push((version.to_owned(), snapshot));
+        if versions.len() > MAX_GROUP_VERSIONS {
+            versions.remove(0);
+        }
+        let record = (id.to_owned(), versions.clone());
+        let key = format!("{GROUP_VERSIONS}{}", id.trim_start_matches('/'));
+        self.save(&key, Some(&record));
+    }
+
+    /// Writes (or, for `None`, deletes) one record; a store failure is logged, the state in
+    /// memory stays authoritative until the next write.
+    fn save<T: serde::Serialize>(&self, key: &str, value: Option<&T>) {
+        let result = match value {
+            Some(value) => match serde_json::to_vec(value) {
+                Ok(bytes) => self.store.put(key, &bytes),
                 Err(error) => {
-                    tracing::error!(%error, app = app_id, "cannot encode app");
+                    tracing::error!(%error, key, "cannot encode a record");
                     return;
                 }
             },
-            None => self.store.delete(&key),
+            None => self.store.delete(key),
         };
         if let Err(error) = result {
-            tracing::error!(%error, app = app_id, "cannot persist app");
-        }
-    }
-
-    /// Service ports of every app but `except`.
-    pub fn service_ports_taken(&self, except: &str) -> BTreeMap<u64, String> {
-        self.apps
-            .values()
-            .filter(|app| app.definition.id != except)
-            .flat_map(|app| {
-                app.service_ports()
-                    .into_iter()
-                    .filter(|p| *p != 0)
-                    .map(|p| (p, app.definition.id.clone()))
-            })
-            .collect()
-    }
-
-    /// A change to an app under deployment is refused (409) unless forced, which cancels the
-    /// running deployments.
-    fn take_over(&mut self, app_id: &str, force: bool) -> Result<(), ChangeError> {
-        let locked = self.deployments_of(app_id);
-        if !locked.is_empty() && !force {
-            return Err(ChangeError::Locked(locked));
-        }
-        for deployment in locked {
-            self.deployments.remove(&deployment);
-        }
-        Ok(())
-    }
-
-    fn deployments_of(&self, app_id: &str) -> Vec<String> {
-        self.deployments
-            .values()
-            .filter(|d| d.app_id == app_id)
-            .map(|d| d.id.clone())
-            .collect()
-    }
-
-    /// Stores a new definition of an app (created or changed) and starts its deployment.
-    /// Returns (deployment id, version).
-    pub fn put_app(
-        &mut self,
-        mut definition: AppDefinition,
-        force: bool,
-    ) -> Result<(String, String), ChangeError> {
-        let id = definition.id.clone();
-        self.take_over(&id, force)?;
-        let version = self.next_version();
-        definition.version = Some(version.clone());
-        definition.version_info = None;
-        let previous = self.apps.get(&id).cloned();
-        let action = match &previous {
-            None => Action::Scale,
-            Some(old) if same_except_scale(&old.definition, &definition) => Action::Scale,
-            Some(_) => restart_action(&definition, self.active_count(&id)),
-        };
-        let version_info = match (&previous, action) {
-            (Some(old), Action::Scale) => VersionInfo {
-                last_scaling_at: version.clone(),
-                last_config_change_at: old.version_info.last_config_change_at.clone(),
-            },
-            _ => VersionInfo {
-                last_scaling_at: version.clone(),
-                last_config_change_at: version.clone(),
-            },
-        };
-        let mut versions = previous
-            .as_ref()
-            .map(|old| old.versions.clone())
-            .unwrap_or_default();
-        if let Some(old) = &previous {
-            versions.push(old.definition.clone());
-        }
-        if versions.len() > MAX_VERSIONS {
-            versions.remove(0);
-        }
-        // Marathon announces the API change before the deployment it starts.
-        self.emit(
-            "api_post_event",
-            serde_json::json!({
-                "clientIp": "",
-                "uri": format!("/v2/apps{id}"),
-                "appDefinition": serde_json::to_value(&definition).unwrap_or_default(),
-            }),
-        );
-        self.apps.insert(
-            id.clone(),
-            App {
-                definition,
-                version_info,
-                versions,
-            },
-        );
-        self.persist(&id);
-        Ok(self.start_deployment(&id, &version, action, previous.map(|p| p.definition)))
-    }
-
-    /// A new version with the same definition: a rolling restart.
-    pub fn restart_app(&mut self, id: &str, force: bool) -> Result<(String, String), ChangeError> {
-        let previous = self
-            .apps
-            .get(id)
-            .ok_or(ChangeError::NotFound)?
-            .definition
-            .clone();
-        self.take_over(id, force)?;
-        let mut definition = previous.clone();
-        let version = self.next_version();
-        definition.version = Some(version.clone());
-        let action = restart_action(&definition, self.active_count(id));
-        if let Some(app) = self.apps.get_mut(id) {
-            app.versions.push(previous.clone());
-            app.definition = definition;
-            app.version_info = VersionInfo {
-                last_scaling_at: version.clone(),
-                last_config_change_at: version.clone(),
-            };
-        }
-        self.persist(id);
-        Ok(self.start_deployment(id, &version, action, Some(previous)))
-    }
-
-    pub fn delete_app(&mut self, id: &str, force: bool) -> Result<(String, String), ChangeError> {
-        if !self.apps.contains_key(id) {
-            return Err(ChangeError::NotFound);
-        }
-        self.take_over(id, force)?;
-        let version = self.next_version();
-        let previous = self.apps.get(id).map(|app| app.definition.clone());
-        Ok(self.start_deployment(id, &version, Action::Stop, previous))
-    }
-
-    fn start_deployment(
-        &mut self,
-        app_id: &str,
-        version: &str,
-        action: Action,
-        previous: Option<AppDefinition>,
-    ) -> (String, String) {
-        let id = uuid::Uuid::new_v4().to_string();
-        let plan = self.plan_json(&id, version, app_id, action, previous.as_ref());
-        self.emit(
-            "deployment_info",
-            serde_json::json!({
-                "plan": plan,
-                "currentStep": {"actions": [{"action": action.name(), "app": app_id}]},
-            }),
-        );
-        self.deployments.insert(
-            id.clone(),
-            Deployment {
-                id: id.clone(),
-                version: version.to_owned(),
-                app_id: app_id.to_owned(),
-                action,
-                previous,
-                plan,
-            },
-        );
-        (id, version.to_owned())
-    }
-
-    /// Cancels a deployment: with `force` it just stops; otherwise the app goes back to what it
-    /// was (or away, if the deployment created it) in a new deployment.
-    pub fn cancel_deployment(
-        &mut self,
-        id: &str,
-        force: bool,
-    ) -> Result<Option<(String, String)>, ChangeError> {
-        let deployment = self.deployments.remove(id).ok_or(ChangeError::NotFound)?;
-        if force {
-            return Ok(None);
-        }
-        match deployment.previous {
-            Some(previous)
-                if deployment.action != Action::Stop
-                    || self.apps.contains_key(&deployment.app_id) =>
-            {
-                self.put_app(previous, true).map(Some)
-            }
-            Some(_) => Ok(None),
-            None => self.delete_app(&deployment.app_id, true).map(Some),
-        }
-    }
-
-    fn active_count(&self, app_id: &str) -> u32 {
-        self.instances
-            .values()
-            .filter(|i| i.app_id == app_id && i.active())
-            .count() as u32
-    }
-
-    /// Recomputes what must happen for every app: kills to send (marked as requested) and
-    /// launches wanted; finishes deployments that reached their target.
-    pub fn plan(&mut self) -> Work {
-        let mut work = Work {
-            kills: std::mem::take(&mut self.pending_kills),
-            ..Work::default()
-        };
-        let app_ids: Vec<String> = self.apps.keys().cloned().collect();
-        for app_id in app_ids {
-            self.plan_app(&app_id, &mut work);
-        }
-        work
-    }
-
-    fn plan_app(&mut self, app_id: &str, work: &mut Work) {
-        let Some(app) = self.apps.get(app_id) else {
-            return;
-        };
-        let wanted = app.definition.instances.max(0) as u32;
-        let checked = !app.definition.health_checks.is_empty();
-        let kill_oldest = app.definition.kill_selection == "OLDEST_FIRST";
-        let deployment = self
-            .deployments
-            .values()
-            .find(|d| d.app_id == app_id)
-            .cloned();
-        let mut active: Vec<&Instance> = self
-            .instances
-            .values()
-            .filter(|i| i.app_id == app_id && i.active())
-            .collect();
-        // Kill preference: not yet running first, then by age per killSelection.
-        active.sort_by(|a, b| {
-            let running = |i: &Instance| i.healthy(checked);
-            running(a).cmp(&running(b)).then_with(|| {
-                if kill_oldest {
-                    a.staged_at.cmp(&b.staged_at)
-                } else {
-                    b.staged_at.cmp(&a.staged_at)
-                }
-            })
-        });
-        let (mut kills, launch): (Vec<String>, u32) = match deployment.map(|d| d.action) {
-            Some(Action::Stop) => (active.iter().map(|i| i.task_id.clone()).collect(), 0),
-            Some(Action::Restart {
-                min_healthy,
-                max_capacity,
-            }) => {
-                let old: Vec<&Instance> = active
-                    .iter()
-                    .copied()
-                    .filter(|i| !app.is_current(&i.version))
-                    .collect();
-                let new: Vec<&Instance> = active
-                    .iter()
-                    .copied()
-                    .filter(|i| app.is_current(&i.version))
-                    .collect();
-                let new_healthy = new.iter().filter(|i| i.healthy(checked)).count() as u32;
-                let old_running = old.len() as u32;
-                let step = next_step(
-                    wanted,
-                    min_healthy,
-                    max_capacity,
-                    old_running,
-                    new_healthy,
-                    new.len() as u32,
-                );
-                let kills = old
-                    .iter()
-                    .take(step.kill_old as usize)
-                    .map(|i| i.task_id.clone())
-                    .collect();
-                (kills, step.start_new)
-            }
-            _ => {
-                let count = active.len() as u32;
-                if count > wanted {
-                    (
-                        active
-                            .iter()
-                            .take((count - wanted) as usize)
-                            .map(|i| i.task_id.clone())
-                            .collect(),
-                        0,
-                    )
-                } else {
-                    (Vec::new(), wanted - count)
-                }
-            }
-        };
-        for task_id in &kills {
-            if let Some(instance) = self.instances.get_mut(task_id) {
-                instance.kill_requested = true;
-            }
-        }
-        work.kills.append(&mut kills);
-        if launch > 0 {
-            self.waiting_since
-                .entry(app_id.to_owned())
-                .or_insert_with(|| format_millis(now_millis()));
-            self.queued.insert(app_id.to_owned(), launch);
-            let delayed = self
-                .backoffs
-                .get(app_id)
-                .is_some_and(|b| b.until_millis > now_millis());
-            if !delayed {
-                work.launches.insert(app_id.to_owned(), launch);
-            }
-        } else {
-            self.waiting_since.remove(app_id);
-            self.queued.remove(app_id);
-            self.offer_stats.remove(app_id);
-        }
-        self.finish_deployments(app_id);
-    }
-
-    fn finish_deployments(&mut self, app_id: &str) {
-        let Some(app) = self.apps.get(app_id) else {
-            return;
-        };
-        let wanted = app.definition.instances.max(0) as usize;
-        let checked = !app.definition.health_checks.is_empty();
-        let live: Vec<&Instance> = self
-            .instances
-            .values()
-            .filter(|i| i.app_id == app_id && !i.state.is_terminal())
-            .collect();
-        let done: Vec<String> = self
-            .deployments
-            .values()
-            .filter(|d| d.app_id == app_id)
-            .filter(|d| match d.action {
-                Action::Stop => live.is_empty(),
-                Action::Scale | Action::Restart { .. } => {
-                    live.len() == wanted
-                        && live.iter().all(|i| {
-                            app.is_current(&i.version) && i.healthy(checked) && !i.kill_requested
-                        })
-                }
-            })
-            .map(|d| d.id.clone())
-            .collect();
-        for id in done {
-            if let Some(deployment) = self.deployments.remove(&id) {
-                tracing::info!(deployment = %id, app = app_id, action = deployment.action.name(), "deployment finished");
-                self.emit(
-                    "deployment_step_success",
-                    serde_json::json!({
-                        "plan": deployment.plan,
-                        "currentStep": {"actions": [{"action": deployment.action.name(), "app": app_id}]},
-                    }),
-                );
-                self.emit(
-                    "deployment_success",
-                    serde_json::json!({"id": id, "plan": deployment.plan}),
-                );
-                if deployment.action == Action::Stop {
-                    self.emit("app_terminated_event", serde_json::json!({"appId": app_id}));
-                    self.apps.remove(app_id);
-                    self.instances.retain(|_, i| i.app_id != app_id);
-                    self.persist(app_id);
-                }
-            }
+            tracing::error!(%error, key, "cannot persist a record");
         }
     }
 
@@ -595,39 +259,18 @@ impl Services {
         let _ = self.events.send(BusEvent { kind, data });
     }
 
-    /// The root group as it is now, with `app_id` replaced by `instead` (or left out).
-    fn root_group(&self, app_id: &str, instead: Option<&AppDefinition>, version: &str) -> Value {
-        let apps: Vec<Value> = self
-            .apps
+    /// Service ports of every app but `except`.
+    pub fn service_ports_taken(&self, except: &str) -> BTreeMap<u64, String> {
+        self.apps
             .values()
-            .filter(|app| app.definition.id != app_id)
-            .map(|app| serde_json::to_value(&app.definition).unwrap_or_default())
-            .chain(instead.map(|d| serde_json::to_value(d).unwrap_or_default()))
-            .collect();
-        serde_json::json!({"id": "/", "apps": apps, "groups": [], "dependencies": [], "version": version})
-    }
-
-    fn plan_json(
-        &self,
-        id: &str,
-        version: &str,
-        app_id: &str,
-        action: Action,
-        previous: Option<&AppDefinition>,
-    ) -> Value {
-        let current = self.apps.get(app_id).map(|app| app.definition.clone());
-        let target = if action == Action::Stop {
-            None
-        } else {
-            current.as_ref()
-        };
-        serde_json::json!({
-            "id": id,
-            "version": version,
-            "original": self.root_group(app_id, previous, version),
-            "target": self.root_group(app_id, target, version),
-            "steps": [{"actions": [{"action": action.name(), "app": app_id}]}],
-        })
+            .filter(|app| app.definition.id != except)
+            .flat_map(|app| {
+                app.service_ports()
+                    .into_iter()
+                    .filter(|p| *p != 0)
+                    .map(|p| (p, app.definition.id.clone()))
+            })
+            .collect()
     }
 
     /// A status update for one of our tasks.
@@ -900,162 +543,5 @@ fn condition(state: TaskState) -> &'static str {
         TaskState::Gone | TaskState::GoneByOperator => "Gone",
         TaskState::Unreachable => "Unreachable",
         _ => "Unknown",
-    }
-}
-
-/// Whether two definitions differ only in `instances` (and bookkeeping fields).
-fn same_except_scale(old: &AppDefinition, new: &AppDefinition) -> bool {
-    let mut old = old.clone();
-    let mut new = new.clone();
-    old.instances = 0;
-    new.instances = 0;
-    old.version = None;
-    new.version = None;
-    old.version_info = None;
-    new.version_info = None;
-    old == new
-}
-
-fn restart_action(definition: &AppDefinition, old_running: u32) -> Action {
-    let strategy = UpgradeStrategy {
-        minimum_health_capacity: definition.upgrade_strategy.minimum_health_capacity,
-        maximum_over_capacity: definition.upgrade_strategy.maximum_over_capacity,
-    };
-    let (plan, _) = RollingRestart::begin(
-        definition.instances.max(0) as u32,
-        strategy,
-        old_running,
-        false,
-    );
-    Action::Restart {
-        min_healthy: plan.min_healthy,
-        max_capacity: plan.max_capacity,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn app(body: Value) -> AppDefinition {
-        let mut app = AppDefinition::parse(&body).unwrap();
-        app.normalize("/").unwrap();
-        app
-    }
-
-    fn services() -> Services {
-        Services::load(Arc::new(agora_store::MemoryStore::new())).unwrap()
-    }
-
-    fn run(services: &mut Services, app_id: &str, count: u32) -> Vec<String> {
-        let version = services.apps[app_id].version().to_owned();
-        (0..count)
-            .map(|_| {
-                let task_id = format!(
-                    "{}.{}",
-                    agora_api::marathon::path::safe_name(app_id),
-                    uuid::Uuid::new_v4()
-                );
-                services.launched(Instance {
-                    task_id: task_id.clone(),
-                    app_id: app_id.into(),
-                    version: version.clone(),
-                    agent_id: "a".into(),
-                    host: "h".into(),
-                    ports: vec![],
-                    state: TaskState::Running,
-                    staged_at: format_millis(now_millis()),
-                    started_at: None,
-                    kill_requested: false,
-                    health: HealthRecord::default(),
-                });
-                task_id
-            })
-            .collect()
-    }
-
-    #[test]
-    fn scale_up_down_and_finish() {
-        let mut s = services();
-        s.put_app(
-            app(json!({"id": "/web", "cmd": "x", "instances": 3})),
-            false,
-        )
-        .ok()
-        .unwrap();
-        assert_eq!(s.plan().launches.get("/web"), Some(&3));
-        run(&mut s, "/web", 3);
-        assert!(s.plan().launches.is_empty());
-        assert!(s.deployments.is_empty(), "scale deployment finished");
-        let mut smaller = s.apps["/web"].definition.clone();
-        smaller.instances = 1;
-        s.put_app(smaller, false).ok().unwrap();
-        assert_eq!(s.plan().kills.len(), 2);
-    }
-
-    #[test]
-    fn second_change_is_locked_unless_forced() {
-        let mut s = services();
-        s.put_app(
-            app(json!({"id": "/web", "cmd": "x", "instances": 2})),
-            false,
-        )
-        .ok()
-        .unwrap();
-        let again = s.put_app(
-            app(json!({"id": "/web", "cmd": "y", "instances": 2})),
-            false,
-        );
-        assert!(matches!(again, Err(ChangeError::Locked(ids)) if ids.len() == 1));
-        assert!(
-            s.put_app(app(json!({"id": "/web", "cmd": "y", "instances": 2})), true)
-                .is_ok()
-        );
-    }
-
-    #[test]
-    fn restart_replaces_old_instances_within_the_strategy() {
-        let mut s = services();
-        s.put_app(app(json!({"id": "/web", "cmd": "x", "instances": 4, "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.0}})), false).ok().unwrap();
-        run(&mut s, "/web", 4);
-        s.plan();
-        s.put_app(app(json!({"id": "/web", "cmd": "y", "instances": 4, "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.0}})), false).ok().unwrap();
-        // Marathon's example: kill down to the minimum at once and start what capacity allows.
-        let work = s.plan();
-        assert_eq!((work.kills.len(), work.launches.get("/web")), (2, Some(&2)));
-        for task in &work.kills {
-            s.update(&TaskStatus::new(task, TaskState::Killed));
-        }
-        run(&mut s, "/web", 2);
-        // Two new ones run: the last old ones go and the last new ones start.
-        let work = s.plan();
-        assert_eq!((work.kills.len(), work.launches.get("/web")), (2, Some(&2)));
-        for task in &work.kills {
-            s.update(&TaskStatus::new(task, TaskState::Killed));
-        }
-        run(&mut s, "/web", 2);
-        s.plan();
-        assert!(s.deployments.is_empty(), "restart finished");
-    }
-
-    #[test]
-    fn deleting_stops_everything_then_forgets_the_app() {
-        let mut s = services();
-        s.put_app(
-            app(json!({"id": "/web", "cmd": "x", "instances": 2})),
-            false,
-        )
-        .ok()
-        .unwrap();
-        let tasks = run(&mut s, "/web", 2);
-        s.plan();
-        s.delete_app("/web", false).ok().unwrap();
-        assert_eq!(s.plan().kills.len(), 2);
-        for task in &tasks {
-            s.update(&TaskStatus::new(task, TaskState::Killed));
-        }
-        s.plan();
-        assert!(!s.apps.contains_key("/web"));
     }
 }

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use agora_api::marathon::path::safe_name;
 use agora_types::TaskState;
 
-use crate::core::{App, Deployment, Instance, Services};
+use crate::core::{App, Instance, Services};
+use crate::deploy::Deployment;
 
 pub(crate) fn task(services: &Services, instance: &Instance) -> Value {
     let service_ports = services
@@ -46,7 +47,8 @@ impl Embed {
                 continue;
             }
             let what = value
-                .strip_prefix("apps.")
+                .strip_prefix("group.apps.")
+                .or_else(|| value.strip_prefix("apps."))
                 .or_else(|| value.strip_prefix("app."))
                 .unwrap_or(value);
             match what {
@@ -91,7 +93,7 @@ pub(crate) fn app(services: &Services, app: &App, embed: Embed) -> Value {
         let deployments: Vec<Value> = services
             .deployments
             .values()
-            .filter(|d| d.app_id == app.definition.id)
+            .filter(|d| d.action_of(&app.definition.id).is_some())
             .map(|d| json!({"id": d.id}))
             .collect();
         map.insert("deployments".into(), json!(deployments));
@@ -111,16 +113,20 @@ pub(crate) fn app(services: &Services, app: &App, embed: Embed) -> Value {
 }
 
 pub(crate) fn deployment(deployment: &Deployment) -> Value {
-    let action = json!({"action": deployment.action.name(), "app": deployment.app_id});
+    let current: Vec<Value> = deployment
+        .current_actions()
+        .iter()
+        .map(|(app, action)| json!({"action": action.name(), "app": app, "readinessCheckResults": []}))
+        .collect();
     json!({
         "id": deployment.id,
         "version": deployment.version,
-        "affectedApps": [deployment.app_id],
+        "affectedApps": deployment.affected_apps(),
         "affectedPods": [],
-        "steps": [{"actions": [action.clone()]}],
-        "currentActions": [{"action": deployment.action.name(), "app": deployment.app_id, "readinessCheckResults": []}],
-        "currentStep": 1,
-        "totalSteps": 1,
+        "steps": deployment.steps_json(),
+        "currentActions": current,
+        "currentStep": deployment.current_step + 1,
+        "totalSteps": deployment.steps.len(),
     })
 }
 

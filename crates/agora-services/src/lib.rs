@@ -10,7 +10,9 @@
 //! `/v2/info`, `/ping`.
 
 mod core;
+mod deploy;
 mod framework;
+mod groups;
 mod health;
 mod http;
 mod json;

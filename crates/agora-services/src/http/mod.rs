@@ -1,6 +1,9 @@
-//! The Marathon `/v2` HTTP API.
+//! The Marathon `/v2` HTTP API: apps, tasks, deployments, the queue and events here; groups in
+//! `groups.rs`.
 
-use std::collections::HashMap;
+mod groups;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,7 +19,8 @@ use agora_api::marathon::errors::{Violations, invalid_body, message_body};
 use agora_api::marathon::path;
 use agora_plan::service_ports;
 
-use crate::core::ChangeError;
+use crate::core::Services;
+use crate::deploy::ChangeError;
 use crate::{Shared, json as views};
 
 type Params = Query<HashMap<String, String>>;
@@ -25,6 +29,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v2/apps", get(list_apps).post(create_app))
         .route("/v2/apps/{*rest}", any(app_resource))
+        .route("/v2/groups", any(groups::root))
+        .route("/v2/groups/{*rest}", any(groups::resource))
         .route("/v2/tasks", get(list_tasks))
         .route("/v2/tasks/delete", post(delete_tasks))
         .route("/v2/deployments", get(list_deployments))
@@ -86,6 +92,13 @@ fn answer(result: Result<(String, String), ChangeError>, app_id: &str) -> Respon
 fn change_error(error: ChangeError, app_id: &str) -> Response {
     match error {
         ChangeError::NotFound => error_not_found(app_id),
+        ChangeError::Cycle(message) => reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &invalid_body(&[agora_api::marathon::errors::Violation {
+                path: "/".into(),
+                errors: vec![message],
+            }]),
+        ),
         ChangeError::Locked(ids) => {
             let first = ids.first().cloned().unwrap_or_default();
             let deployments: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
@@ -118,19 +131,35 @@ fn parse_body(body: &[u8]) -> Result<Value, Response> {
 
 /// Parses, normalises and validates a definition, and assigns its service ports.
 fn prepare(shared: &Shared, body: &Value, parent: &str) -> Result<AppDefinition, Response> {
-    let invalid = |violations: Violations| {
+    let mut definition = parse_definition(body, parent).map_err(|violations| {
         reply(
             StatusCode::UNPROCESSABLE_ENTITY,
             &invalid_body(&violations.into_vec()),
         )
-    };
-    let mut definition = AppDefinition::parse(body).map_err(invalid)?;
-    definition.normalize(parent).map_err(invalid)?;
+    })?;
+    assign_ports(&shared.lock(), &mut definition, &BTreeMap::new())
+        .map_err(|message| error(StatusCode::CONFLICT, message))?;
+    Ok(definition)
+}
+
+/// Parses, normalises and validates a definition; service ports are not assigned yet.
+fn parse_definition(body: &Value, parent: &str) -> Result<AppDefinition, Violations> {
+    let mut definition = AppDefinition::parse(body)?;
+    definition.normalize(parent)?;
     let violations = definition.validate();
     if !violations.is_empty() {
-        return Err(invalid(violations));
+        return Err(violations);
     }
-    let services = shared.lock();
+    Ok(definition)
+}
+
+/// Assigns an app's service ports, keeping its previous ones where it can and avoiding those
+/// of every other app and `also_taken` (apps of the same request).
+fn assign_ports(
+    services: &Services,
+    definition: &mut AppDefinition,
+    also_taken: &BTreeMap<u64, String>,
+) -> Result<(), String> {
     let requested: Vec<u64> = definition
         .port_definitions
         .iter()
@@ -142,10 +171,11 @@ fn prepare(shared: &Shared, body: &Value, parent: &str) -> Result<AppDefinition,
         .get(&definition.id)
         .map(|app| app.service_ports())
         .unwrap_or_default();
-    let taken = services.service_ports_taken(&definition.id);
+    let mut taken = services.service_ports_taken(&definition.id);
+    taken.extend(also_taken.iter().map(|(port, app)| (*port, app.clone())));
     let assigned =
         service_ports::assign(&requested, &previous, &taken, service_ports::DEFAULT_RANGE)
-            .map_err(|e| error(StatusCode::CONFLICT, e.to_string()))?;
+            .map_err(|e| e.to_string())?;
     for (definition_port, port) in definition
         .port_definitions
         .iter_mut()
@@ -155,7 +185,7 @@ fn prepare(shared: &Shared, body: &Value, parent: &str) -> Result<AppDefinition,
         definition_port.port = *port as i64;
     }
     definition.ports = Some(assigned.iter().map(|p| *p as i64).collect());
-    Ok(definition)
+    Ok(())
 }
 
 async fn list_apps(
