@@ -20,6 +20,8 @@ pub trait Store: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Writes (or, for `None`, deletes) several keys in one atomic, durable step.
+    fn write_batch(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError>;
     /// Every key starting with `prefix`, in key order.
     fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Writes `new` (or deletes, for `None`) only if the current value equals `expected`
@@ -62,5 +64,14 @@ pub(crate) mod contract {
         assert_eq!(store.get("c").unwrap(), None);
         store.delete("a/1").unwrap();
         assert_eq!(store.list("a/").unwrap().len(), 1);
+        store
+            .write_batch(&[
+                ("d/1".into(), Some(b"x".to_vec())),
+                ("d/2".into(), Some(b"y".to_vec())),
+                ("b/1".into(), None),
+            ])
+            .unwrap();
+        assert_eq!(store.list("d/").unwrap().len(), 2);
+        assert_eq!(store.get("b/1").unwrap(), None);
     }
 }

@@ -37,6 +37,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn write_batch(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let mut entries = self.lock()?;
+        for (key, value) in writes {
+            match value {
+                Some(value) => entries.insert(key.clone(), value.clone()),
+                None => entries.remove(key),
+            };
+        }
+        Ok(())
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         Ok(self
             .lock()?

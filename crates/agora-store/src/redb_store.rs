@@ -55,6 +55,24 @@ impl Store for RedbStore {
         transaction.commit().map_err(backend)
     }
 
+    fn write_batch(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let transaction = self.database.begin_write().map_err(backend)?;
+        {
+            let mut table = transaction.open_table(TABLE).map_err(backend)?;
+            for (key, value) in writes {
+                match value {
+                    Some(value) => drop(
+                        table
+                            .insert(key.as_str(), value.as_slice())
+                            .map_err(backend)?,
+                    ),
+                    None => drop(table.remove(key.as_str()).map_err(backend)?),
+                }
+            }
+        }
+        transaction.commit().map_err(backend)
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let transaction = self.database.begin_read().map_err(backend)?;
         let table = transaction.open_table(TABLE).map_err(backend)?;
