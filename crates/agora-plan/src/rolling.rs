@@ -257,11 +257,13 @@ mod tests {
 /// The level-triggered form of the same rules, for a scheduler that recomputes after every
 /// change instead of counting events: given what runs now, how many old instances to kill and
 /// how many new ones to start. `min_healthy` and `max_capacity` come from [`RollingRestart::begin`].
+/// `old_dying` are old instances being killed: gone from health, still taking capacity.
 pub fn next_step(
     instances: u32,
     min_healthy: u32,
     max_capacity: u32,
     old_running: u32,
+    old_dying: u32,
     new_healthy: u32,
     new_active: u32,
 ) -> Step {
@@ -271,10 +273,10 @@ pub fn next_step(
     // Never keep more old ones than the new ones still missing.
     let still_needed = instances.saturating_sub(new_healthy);
     kill_old = kill_old.max(old_running.saturating_sub(still_needed));
-    let old_left = old_running - kill_old;
     let start_new = instances
         .saturating_sub(new_active)
-        .min(max_capacity.saturating_sub(old_left + new_active));
+        // Instances killed in this step still hold their place until they are gone.
+        .min(max_capacity.saturating_sub(old_running + old_dying + new_active));
     Step {
         kill_old,
         start_new,
@@ -293,12 +295,17 @@ mod level_tests {
         fn converges_within_bounds(n in 1u32..20, min in 0u32..=10, over in 0u32..=10) {
             let strategy = UpgradeStrategy { minimum_health_capacity: f64::from(min) / 10.0, maximum_over_capacity: f64::from(over) / 10.0 };
             let (plan, _) = RollingRestart::begin(n, strategy, n, false);
-            let (mut old, mut healthy, mut active) = (n, 0u32, 0u32);
-            for _ in 0..200 {
-                let step = next_step(n, plan.min_healthy, plan.max_capacity, old, healthy, active);
+            let (mut old, mut dying, mut healthy, mut active) = (n, 0u32, 0u32, 0u32);
+            for round in 0..400 {
+                let step = next_step(n, plan.min_healthy, plan.max_capacity, old, dying, healthy, active);
                 old -= step.kill_old;
+                dying += step.kill_old;
                 active += step.start_new;
-                prop_assert!(old + active <= plan.max_capacity, "over capacity");
+                prop_assert!(old + dying + active <= plan.max_capacity, "over capacity");
+                // Kills complete one round later.
+                if round % 2 == 1 {
+                    dying = 0;
+                }
                 if old == 0 && healthy == n {
                     return Ok(());
                 }
