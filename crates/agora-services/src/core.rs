@@ -2,7 +2,7 @@
 //! deployments, recomputed level-triggered after every change (what should run versus what
 //! runs), using the pure planners of `agora-plan`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,6 +22,7 @@ const APPS: &str = "services/apps/";
 const GROUPS: &str = "services/groups/";
 const DEPLOYMENTS: &str = "services/deployments/";
 const GROUP_VERSIONS: &str = "services/group_versions/";
+const INSTANCES: &str = "services/instances/";
 const MAX_GROUP_VERSIONS: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +70,9 @@ impl App {
     }
 }
 
-#[derive(Clone, Debug)]
+/// One launched task of an app. Persisted when launched, when first running and when gone, so
+/// a restarted scheduler knows each task's version, host and ports.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Instance {
     pub task_id: String,
     pub app_id: String,
@@ -80,8 +83,14 @@ pub(crate) struct Instance {
     pub state: TaskState,
     pub staged_at: String,
     pub started_at: Option<String>,
+    #[serde(default)]
     pub kill_requested: bool,
+    #[serde(skip)]
     pub health: HealthRecord,
+    /// Whether the master confirmed it since this process loaded it (explicit reconciliation
+    /// asks about the others until it does).
+    #[serde(skip)]
+    pub confirmed: bool,
 }
 
 impl Instance {
@@ -144,6 +153,8 @@ pub(crate) struct Services {
     pub queued: BTreeMap<String, u32>,
     /// Each app's last failed task, in Marathon's `lastTaskFailure` shape.
     pub last_failures: BTreeMap<String, Value>,
+    /// Instances changed since the last [`Services::flush_instances`].
+    dirty_instances: BTreeSet<String>,
 }
 
 impl Services {
@@ -172,6 +183,10 @@ impl Services {
             .into_iter()
             .map(|deployment| (deployment.id.clone(), deployment))
             .collect();
+        let instances = load_all::<Instance>(store.as_ref(), INSTANCES)?
+            .into_iter()
+            .map(|instance| (instance.task_id.clone(), instance))
+            .collect();
         let group_versions =
             load_all::<(String, Vec<(String, Value)>)>(store.as_ref(), GROUP_VERSIONS)?
                 .into_iter()
@@ -182,7 +197,7 @@ impl Services {
             apps,
             groups,
             group_versions,
-            instances: BTreeMap::new(),
+            instances,
             deployments,
             framework_id: None,
             pending_kills: Vec::new(),
@@ -192,6 +207,7 @@ impl Services {
             waiting_since: BTreeMap::new(),
             queued: BTreeMap::new(),
             last_failures: BTreeMap::new(),
+            dirty_instances: BTreeSet::new(),
         })
     }
 
@@ -212,6 +228,45 @@ impl Services {
 
     pub(crate) fn persist_deployment(&self, id: &str) {
         self.save(&format!("{DEPLOYMENTS}{id}"), self.deployments.get(id));
+    }
+
+    /// Marks an instance to be written (or deleted) by the next flush.
+    pub(crate) fn touch_instance(&mut self, task_id: &str) {
+        self.dirty_instances.insert(task_id.to_owned());
+    }
+
+    /// Writes every changed instance in one batch. Called before launches go out (so a
+    /// restarted scheduler knows every task it launched) and after each planning round.
+    pub(crate) fn flush_instances(&mut self) {
+        if self.dirty_instances.is_empty() {
+            return;
+        }
+        let mut writes = Vec::with_capacity(self.dirty_instances.len());
+        for task_id in std::mem::take(&mut self.dirty_instances) {
+            let key = format!("{INSTANCES}{task_id}");
+            let value = self
+                .instances
+                .get(&task_id)
+                .and_then(|instance| serde_json::to_vec(instance).ok());
+            writes.push((key, value));
+        }
+        if let Err(error) = self.store.write_batch(&writes) {
+            tracing::error!(%error, "cannot persist instances");
+        }
+    }
+
+    /// Tasks loaded from the store that the master has not confirmed yet.
+    pub(crate) fn unconfirmed(&self) -> Vec<(String, Option<String>)> {
+        self.instances
+            .values()
+            .filter(|i| !i.confirmed)
+            .map(|i| {
+                (
+                    i.task_id.clone(),
+                    Some(i.agent_id.clone()).filter(|a| !a.is_empty()),
+                )
+            })
+            .collect()
     }
 
     /// Keeps group `id` as it is now as its version `version`.
@@ -286,6 +341,9 @@ impl Services {
             return;
         };
         let instance = instance.clone();
+        if let Some(live) = self.instances.get_mut(task_id) {
+            live.confirmed = true;
+        }
         self.emit(
             "status_update_event",
             serde_json::json!({
@@ -314,13 +372,16 @@ impl Services {
                 }),
             );
         }
+        // The master no longer knows it (a restart lost it, or it never arrived): gone too.
+        let gone = state.is_terminal() || state == TaskState::Unknown;
         if let Some(healthy) = status.healthy
-            && !state.is_terminal()
+            && !gone
         {
             self.health_verdict(&instance, healthy, status.message.as_deref(), &now);
         }
-        if state.is_terminal() {
+        if gone {
             self.instances.remove(task_id);
+            self.touch_instance(task_id);
             let killed_unhealthy = status.healthy == Some(false)
                 && status.reason.as_deref() == Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED");
             if killed_unhealthy {
@@ -365,6 +426,7 @@ impl Services {
             live.state = state;
             if state == TaskState::Running && live.started_at.is_none() {
                 live.started_at = Some(now);
+                self.touch_instance(task_id);
             }
         }
     }
@@ -443,8 +505,10 @@ impl Services {
             started_at: (state == TaskState::Running).then(|| now.to_owned()),
             kill_requested: false,
             health: HealthRecord::default(),
+            confirmed: true,
         };
         self.instances.insert(task_id.to_owned(), instance);
+        self.touch_instance(task_id);
     }
 
     /// A task of the app failed: its next launch waits (Marathon's backoff).
@@ -480,6 +544,7 @@ impl Services {
     }
 
     pub fn launched(&mut self, instance: Instance) {
+        self.touch_instance(&instance.task_id);
         self.instances.insert(instance.task_id.clone(), instance);
     }
 

@@ -420,6 +420,7 @@ impl Services {
             self.plan_app(&app_id, &mut work);
         }
         self.advance_deployments();
+        self.flush_instances();
         work
     }
 
@@ -470,11 +471,23 @@ impl Services {
                 let (old, new): (Vec<&Instance>, Vec<&Instance>) =
                     active.iter().partition(|i| !app.is_current(&i.version));
                 let new_healthy = new.iter().filter(|i| i.healthy(checked)).count() as u32;
+                // Old instances asked to die still hold their place until they are gone.
+                let old_dying = self
+                    .instances
+                    .values()
+                    .filter(|i| {
+                        i.app_id == app_id
+                            && i.kill_requested
+                            && !i.state.is_terminal()
+                            && !app.is_current(&i.version)
+                    })
+                    .count() as u32;
                 let step = next_step(
                     wanted,
                     min_healthy,
                     max_capacity,
                     old.len() as u32,
+                    old_dying,
                     new_healthy,
                     new.len() as u32,
                 );
@@ -593,7 +606,16 @@ impl Services {
     fn forget_app(&mut self, app_id: &str) {
         self.emit("app_terminated_event", json!({"appId": app_id}));
         self.apps.remove(app_id);
-        self.instances.retain(|_, i| i.app_id != app_id);
+        let tasks: Vec<String> = self
+            .instances
+            .values()
+            .filter(|i| i.app_id == app_id)
+            .map(|i| i.task_id.clone())
+            .collect();
+        for task_id in tasks {
+            self.instances.remove(&task_id);
+            self.touch_instance(&task_id);
+        }
         self.backoffs.remove(app_id);
         self.last_failures.remove(app_id);
         self.queued.remove(app_id);
@@ -719,6 +741,7 @@ mod tests {
                     started_at: None,
                     kill_requested: false,
                     health: Default::default(),
+                    confirmed: true,
                 });
                 task_id
             })
@@ -788,15 +811,19 @@ mod tests {
         )
         .ok()
         .unwrap();
-        // Marathon's example: kill down to the minimum at once and start what capacity allows.
+        // Marathon's example: kill down to the minimum at once; start what capacity allows
+        // once the killed ones are gone (never more than four at any moment).
         let work = s.plan();
-        assert_eq!((work.kills.len(), work.launches.get("/web")), (2, Some(&2)));
+        assert_eq!((work.kills.len(), work.launches.get("/web")), (2, None));
+        assert_eq!(s.plan(), Work::default(), "the dying still count");
         killed(&mut s, &work.kills);
+        assert_eq!(s.plan().launches.get("/web"), Some(&2));
         run(&mut s, "/web", 2);
-        // Two new ones run: the last old ones go and the last new ones start.
+        // Two new ones run: the last old ones go, then the last new ones start.
         let work = s.plan();
-        assert_eq!((work.kills.len(), work.launches.get("/web")), (2, Some(&2)));
+        assert_eq!((work.kills.len(), work.launches.get("/web")), (2, None));
         killed(&mut s, &work.kills);
+        assert_eq!(s.plan().launches.get("/web"), Some(&2));
         run(&mut s, "/web", 2);
         s.plan();
         assert!(s.deployments.is_empty(), "restart finished");

@@ -27,6 +27,7 @@ use crate::health::{HealthRecord, mesos_check};
 const FRAMEWORK_ID_KEY: &str = "services/framework_id";
 /// A week, as Marathon sets it: tasks survive a long scheduler outage.
 const FAILOVER_TIMEOUT_SECS: f64 = 604_800.0;
+const RECONCILE_UNCONFIRMED_EVERY: Duration = Duration::from_secs(3);
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut agents: HashMap<String, AgentFacts> = HashMap::new();
@@ -72,6 +73,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             shared.lock().framework_id = Some(id);
         }
         let _ = scheduler.reconcile(Vec::new()).await;
+        reconcile_unconfirmed(&shared, &scheduler).await;
         session(&shared, &mut scheduler, &mut agents, &shutdown).await;
     }
 }
@@ -84,6 +86,7 @@ async fn session(
     shutdown: &CancellationToken,
 ) {
     let mut suppressed = false;
+    let mut last_reconcile = std::time::Instant::now();
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -107,11 +110,19 @@ async fn session(
             }
             Some(Event::Subscribed { .. }) => {
                 let _ = scheduler.reconcile(Vec::new()).await;
+                last_reconcile = std::time::Instant::now();
+                reconcile_unconfirmed(shared, scheduler).await;
             }
             Some(Event::Error { error }) => {
                 tracing::warn!(message = %error.message, "master error")
             }
             _ => {}
+        }
+        // Tasks loaded from the store that the master has not answered for yet (its agents may
+        // not have re-registered) are asked about again, until it knows.
+        if last_reconcile.elapsed() >= RECONCILE_UNCONFIRMED_EVERY {
+            last_reconcile = std::time::Instant::now();
+            reconcile_unconfirmed(shared, scheduler).await;
         }
         // Level-triggered: after anything, recompute kills, launches and whether offers are
         // wanted. One plan per event: planning marks its kills as sent, so none may be dropped.
@@ -130,6 +141,15 @@ async fn session(
         } else if !wants_offers && !suppressed {
             suppressed = scheduler.suppress(Vec::new()).await.is_ok();
         }
+    }
+}
+
+async fn reconcile_unconfirmed(shared: &Shared, scheduler: &Scheduler) {
+    let unconfirmed = shared.lock().unconfirmed();
+    if !unconfirmed.is_empty()
+        && let Err(error) = scheduler.reconcile(unconfirmed).await
+    {
+        tracing::debug!(%error, "explicit reconciliation failed");
     }
 }
 
@@ -243,6 +263,7 @@ async fn handle_offers(
                         started_at: None,
                         kill_requested: false,
                         health: HealthRecord::default(),
+                        confirmed: true,
                     });
                     tasks.push(task);
                     *count -= 1;
@@ -261,6 +282,8 @@ async fn handle_offers(
             }
             launches.push((offer, tasks));
         }
+        // Known before launched: a restart in between finds them and asks the master.
+        services.flush_instances();
     }
     for (offer, tasks) in launches {
         let result = if tasks.is_empty() {

@@ -191,12 +191,22 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .context("cannot start the master")?;
-    let server = tokio::spawn(serve(listener, master.router.clone(), shutdown.clone()));
+    // The services scheduler runs next to the master, as a framework of it.
+    let services_shutdown = shutdown.child_token();
+    let services = services(
+        &args.data_dir,
+        format!("127.0.0.1:{port}"),
+        format!("{}:{port}", args.network.ip),
+        services_shutdown.clone(),
+    )?;
+    let router = master.router.clone().merge(services);
+    let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora master: listening on http://{}:{port}",
         args.network.ip
     );
     stop_signal().await;
+    services_shutdown.cancel();
     shutdown.cancel();
     finish(server).await
 }

@@ -143,8 +143,19 @@ pub fn start_agent(master: &str, work_dir: &Path, resources: &str) -> Process {
 }
 
 pub fn start_agent_on(master: &str, work_dir: &Path, resources: &str, port: u16) -> Process {
+    start_agent_with(master, work_dir, resources, port, &[])
+}
+
+/// An agent with more flags (`--hostname`, `--attributes`, ...).
+pub fn start_agent_with(
+    master: &str,
+    work_dir: &Path,
+    resources: &str,
+    port: u16,
+    extra: &[&str],
+) -> Process {
     let port = port.to_string();
-    Process::start(&[
+    let mut args = vec![
         "agent",
         "--master",
         master,
@@ -158,7 +169,9 @@ pub fn start_agent_on(master: &str, work_dir: &Path, resources: &str, port: u16)
         resources,
         "--status-update-retry",
         "500ms",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    Process::start(&args)
 }
 
 pub fn start_up(data_dir: &Path, extra: &[&str]) -> Process {
