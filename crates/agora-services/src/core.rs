@@ -120,6 +120,8 @@ pub(crate) struct OfferStats {
     pub last_unused_at: Option<String>,
     /// Marathon's reason names → how many offers were declined for it.
     pub reasons: BTreeMap<String, u64>,
+    /// The last offers that did not fit, newest last, in Marathon's shape.
+    pub last_unused: std::collections::VecDeque<Value>,
 }
 
 /// One event of Marathon's event bus (`/v2/events`).

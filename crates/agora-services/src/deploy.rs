@@ -203,7 +203,7 @@ impl Services {
         dependencies::levels(&graph).map_err(|cycle| ChangeError::Cycle(cycle.to_string()))?;
 
         for id in locked {
-            self.deployments.remove(&id);
+            self.abandon(&id, "superseded by a forced change");
         }
         let version = self.next_version();
         let original = self.root_json(&version);
@@ -379,8 +379,7 @@ impl Services {
         id: &str,
         force: bool,
     ) -> Result<Option<(String, String)>, ChangeError> {
-        let deployment = self.deployments.remove(id).ok_or(ChangeError::NotFound)?;
-        self.persist_deployment(id);
+        let deployment = self.abandon(id, "cancelled").ok_or(ChangeError::NotFound)?;
         if force {
             return Ok(None);
         }
@@ -397,6 +396,17 @@ impl Services {
             return Ok(None);
         }
         self.apply(changes, true).map(Some)
+    }
+
+    /// Ends a deployment that will not finish, with its one terminal event.
+    fn abandon(&mut self, id: &str, reason: &str) -> Option<Deployment> {
+        let deployment = self.deployments.remove(id)?;
+        self.persist_deployment(id);
+        self.emit(
+            "deployment_failed",
+            json!({"id": id, "plan": deployment.plan, "reason": reason}),
+        );
+        Some(deployment)
     }
 
     fn active_count(&self, app_id: &str) -> u32 {
@@ -917,7 +927,11 @@ mod tests {
             )
             .ok()
             .unwrap();
+        let mut events = s.events.subscribe();
         s.cancel_deployment(&id, false).ok().unwrap();
+        let first = events.try_recv().unwrap();
+        assert_eq!(first.kind, "deployment_failed", "one terminal event");
+        assert_eq!(first.data["id"], id.as_str());
         assert_eq!(s.apps["/a"].definition.cmd.as_deref(), Some("x"));
         // The new app is being stopped.
         let deployment = s.deployments.values().next().unwrap();

@@ -28,6 +28,8 @@ const FRAMEWORK_ID_KEY: &str = "services/framework_id";
 /// A week, as Marathon sets it: tasks survive a long scheduler outage.
 const FAILOVER_TIMEOUT_SECS: f64 = 604_800.0;
 const RECONCILE_UNCONFIRMED_EVERY: Duration = Duration::from_secs(3);
+/// Unused offers kept per app for `/v2/queue?embed=lastUnusedOffers`.
+const LAST_UNUSED_OFFERS: usize = 10;
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut agents: HashMap<String, AgentFacts> = HashMap::new();
@@ -153,6 +155,45 @@ async fn reconcile_unconfirmed(shared: &Shared, scheduler: &Scheduler) {
     }
 }
 
+/// An offer that did not fit an app, in Marathon's `lastUnusedOffers` shape.
+fn unused_offer(offer: &Offer, reason: &str, now: &str) -> serde_json::Value {
+    let resources: Vec<serde_json::Value> = offer
+        .resources
+        .iter()
+        .map(|r| {
+            let ranges: Vec<serde_json::Value> = r
+                .ranges
+                .iter()
+                .flat_map(|ranges| &ranges.range)
+                .map(|range| serde_json::json!({"begin": range.begin, "end": range.end}))
+                .collect();
+            serde_json::json!({
+                "name": r.name,
+                "scalar": r.scalar.as_ref().map_or(0.0, |s| s.value),
+                "ranges": ranges,
+                "set": r.set.as_ref().map(|s| s.item.clone()).unwrap_or_default(),
+                "role": r.role.as_deref().unwrap_or("*"),
+            })
+        })
+        .collect();
+    let attributes: Vec<serde_json::Value> = offer
+        .attributes
+        .iter()
+        .map(|a| serde_json::json!({"name": a.name, "value": a.v0_value()}))
+        .collect();
+    serde_json::json!({
+        "offer": {
+            "id": offer.id.value,
+            "agentId": offer.agent_id.value,
+            "hostname": offer.hostname,
+            "resources": resources,
+            "attributes": attributes,
+        },
+        "timestamp": now,
+        "reason": [reason],
+    })
+}
+
 fn facts(offer: &Offer) -> AgentFacts {
     let attributes: BTreeMap<String, String> = offer
         .attributes
@@ -276,8 +317,14 @@ async fn handle_offers(
                     stats.last_used_at = Some(now);
                 } else if let Some(reason) = declined {
                     stats.unused += 1;
-                    stats.last_unused_at = Some(now);
+                    stats.last_unused_at = Some(now.clone());
                     *stats.reasons.entry(reason.to_owned()).or_default() += 1;
+                    stats
+                        .last_unused
+                        .push_back(unused_offer(&offer, reason, &now));
+                    if stats.last_unused.len() > LAST_UNUSED_OFFERS {
+                        stats.last_unused.pop_front();
+                    }
                 }
             }
             launches.push((offer, tasks));

@@ -131,7 +131,7 @@ pub(crate) fn deployment(deployment: &Deployment) -> Value {
 }
 
 /// `/v2/queue`: apps waiting for launches, with their delay and how offers went.
-pub(crate) fn queue(services: &Services, now_millis: i64) -> Value {
+pub(crate) fn queue(services: &Services, now_millis: i64, unused_offers: bool) -> Value {
     let items: Vec<Value> = services
         .queued
         .iter()
@@ -148,7 +148,7 @@ pub(crate) fn queue(services: &Services, now_millis: i64) -> Value {
                 .iter()
                 .map(|(reason, declined)| json!({"reason": reason, "declined": declined, "processed": stats.processed}))
                 .collect();
-            Some(json!({
+            let mut item = json!({
                 "app": self::app(services, app, Embed::default()),
                 "count": count,
                 "delay": {"timeLeftSeconds": left, "overdue": left == 0},
@@ -160,7 +160,11 @@ pub(crate) fn queue(services: &Services, now_millis: i64) -> Value {
                     "lastUsedOfferAt": stats.last_used_at,
                     "rejectSummaryLastOffers": reasons,
                 },
-            }))
+            });
+            if unused_offers && let Some(map) = item.as_object_mut() {
+                map.insert("lastUnusedOffers".into(), json!(stats.last_unused));
+            }
+            Some(item)
         })
         .collect();
     json!({"queue": items})

@@ -55,7 +55,15 @@ async fn deploy_scale_restart_kill_and_delete() {
             Some(json!({"id": "/other", "cmd": "x", "portDefinitions": [{"port": 10000}]})),
         )
         .await;
-    assert_eq!(status, 409, "{body}");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"][0]["path"], "/portDefinitions", "{body}");
+    assert!(
+        body["details"][0]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("10000"),
+        "{body}"
+    );
     let (status, _) = marathon
         .send(reqwest::Method::POST, "/v2/apps", Some(app.clone()))
         .await;
@@ -258,6 +266,25 @@ async fn failures_back_off_and_the_queue_says_why() {
             .unwrap()
             >= 1
     );
+    assert!(item.get("lastUnusedOffers").is_none(), "only when embedded");
+    let queue = marathon.get("/v2/queue?embed=lastUnusedOffers").await;
+    let item = queue["queue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["app"]["id"] == "/huge")
+        .unwrap()
+        .clone();
+    let unused = &item["lastUnusedOffers"][0];
+    assert_eq!(unused["reason"], json!(["InsufficientCpus"]), "{item}");
+    assert!(unused["offer"]["agentId"].is_string(), "{item}");
+    let cpus = unused["offer"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "cpus")
+        .unwrap();
+    assert!(cpus["scalar"].as_f64().unwrap() < 64.0, "{item}");
 
     // An app that keeps failing waits longer and longer before each relaunch.
     let (status, _) = marathon

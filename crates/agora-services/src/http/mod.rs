@@ -137,8 +137,14 @@ fn prepare(shared: &Shared, body: &Value, parent: &str) -> Result<AppDefinition,
             &invalid_body(&violations.into_vec()),
         )
     })?;
-    assign_ports(&shared.lock(), &mut definition, &BTreeMap::new())
-        .map_err(|message| error(StatusCode::CONFLICT, message))?;
+    assign_ports(&shared.lock(), &mut definition, &BTreeMap::new()).map_err(|message| {
+        let mut violations = Violations::default();
+        violations.add("/portDefinitions", message);
+        reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &invalid_body(&violations.into_vec()),
+        )
+    })?;
     Ok(definition)
 }
 
@@ -634,11 +640,17 @@ async fn events(
         .into_response()
 }
 
-async fn queue(State(shared): State<Arc<Shared>>) -> Response {
+async fn queue(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let unused_offers = params
+        .iter()
+        .any(|(k, v)| k == "embed" && v == "lastUnusedOffers");
     let services = shared.lock();
     reply(
         StatusCode::OK,
-        &views::queue(&services, crate::core::now_millis()),
+        &views::queue(&services, crate::core::now_millis(), unused_offers),
     )
 }
 
