@@ -177,3 +177,12 @@ def test_groups_with_the_marathon_client(agora):
 
     client.delete_group("/compat-group")
     wait_for("group deleted", lambda: client.list_apps() == [] and client.list_groups() == [])
+
+
+def test_event_subscriptions_with_the_marathon_client(agora):
+    client = MarathonClient(agora.url)
+    url = "http://127.0.0.1:9/callback"
+    assert client.create_event_subscription(url)["eventType"] == "subscribe_event"
+    assert client.list_event_subscriptions() == [url]
+    assert client.delete_event_subscription(url)["eventType"] == "unsubscribe_event"
+    assert client.list_event_subscriptions() == []

@@ -23,6 +23,7 @@ const GROUPS: &str = "services/groups/";
 const DEPLOYMENTS: &str = "services/deployments/";
 const GROUP_VERSIONS: &str = "services/group_versions/";
 const INSTANCES: &str = "services/instances/";
+const SUBSCRIPTIONS: &str = "services/event_subscriptions";
 const MAX_GROUP_VERSIONS: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +156,8 @@ pub(crate) struct Services {
     pub queued: BTreeMap<String, u32>,
     /// Each app's last failed task, in Marathon's `lastTaskFailure` shape.
     pub last_failures: BTreeMap<String, Value>,
+    /// HTTP callback URLs of `/v2/eventSubscriptions`.
+    pub subscriptions: Vec<String>,
     /// Instances changed since the last [`Services::flush_instances`].
     dirty_instances: BTreeSet<String>,
 }
@@ -189,6 +192,11 @@ impl Services {
             .into_iter()
             .map(|instance| (instance.task_id.clone(), instance))
             .collect();
+        let subscriptions = match store.get(SUBSCRIPTIONS)? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|_| ServicesError::Corrupt(SUBSCRIPTIONS.into()))?,
+            None => Vec::new(),
+        };
         let group_versions =
             load_all::<(String, Vec<(String, Value)>)>(store.as_ref(), GROUP_VERSIONS)?
                 .into_iter()
@@ -209,6 +217,7 @@ impl Services {
             waiting_since: BTreeMap::new(),
             queued: BTreeMap::new(),
             last_failures: BTreeMap::new(),
+            subscriptions,
             dirty_instances: BTreeSet::new(),
         })
     }
@@ -230,6 +239,24 @@ impl Services {
 
     pub(crate) fn persist_deployment(&self, id: &str) {
         self.save(&format!("{DEPLOYMENTS}{id}"), self.deployments.get(id));
+    }
+
+    /// Adds an HTTP callback subscriber; `false` if it was already subscribed.
+    pub(crate) fn subscribe(&mut self, url: &str) -> bool {
+        if self.subscriptions.iter().any(|u| u == url) {
+            return false;
+        }
+        self.subscriptions.push(url.to_owned());
+        self.save(SUBSCRIPTIONS, Some(&self.subscriptions));
+        true
+    }
+
+    /// Removes an HTTP callback subscriber; `false` if it was not subscribed.
+    pub(crate) fn unsubscribe(&mut self, url: &str) -> bool {
+        let before = self.subscriptions.len();
+        self.subscriptions.retain(|u| u != url);
+        self.save(SUBSCRIPTIONS, Some(&self.subscriptions));
+        self.subscriptions.len() != before
     }
 
     /// Marks an instance to be written (or deleted) by the next flush.

@@ -9,6 +9,7 @@
 //! constraints, `/v2/tasks` (JSON and the HAProxy bridge's text form), `/v2/deployments`,
 //! `/v2/info`, `/ping`.
 
+mod callbacks;
 mod core;
 mod deploy;
 mod framework;
@@ -43,6 +44,7 @@ pub fn start(
         wake: tokio::sync::Notify::new(),
         config: config.clone(),
     });
+    tokio::spawn(callbacks::run(shared.clone(), shutdown.clone()));
     tokio::spawn(framework::run(shared.clone(), shutdown));
     Ok(http::router(shared))
 }

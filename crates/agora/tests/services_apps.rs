@@ -453,3 +453,125 @@ async fn the_event_stream_follows_deployments_and_tasks() {
     let terminated = next_of(&mut all, "app_terminated_event").await;
     assert_eq!(terminated["appId"], "/watched");
 }
+
+/// A callback receiver: records every body; refuses the first `refuse` requests with a 500.
+async fn callback_receiver(
+    refuse: usize,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let recorded = seen.clone();
+    let router = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let recorded = recorded.clone();
+            let refused = refused.clone();
+            async move {
+                if refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < refuse {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                recorded
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (url, seen, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_callbacks_are_posted_retried_and_kept() {
+    let dir = temp_dir();
+    let data_dir = dir.path().join("data");
+    let mut up = start_up(&data_dir, &["--resources", "cpus:2;mem:1024"]);
+    let marathon = Marathon::new(&up.address());
+    // The first two deliveries fail: the event still arrives, in order.
+    let (url, seen, _server) = callback_receiver(2).await;
+    let (status, body) = marathon
+        .send(
+            reqwest::Method::POST,
+            &format!("/v2/eventSubscriptions?callbackUrl={url}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["eventType"], "subscribe_event");
+    assert_eq!(body["callbackUrl"], url.as_str());
+    assert_eq!(
+        marathon.get("/v2/eventSubscriptions").await["callbackUrls"],
+        json!([url])
+    );
+    let (status, _) = marathon
+        .send(
+            reqwest::Method::POST,
+            "/v2/apps",
+            Some(json!({"id": "/called", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let kinds = wait_until(
+        Duration::from_secs(15),
+        "deployment_success posted",
+        || async {
+            let kinds: Vec<String> = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|e| e["eventType"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            kinds
+                .iter()
+                .any(|k| k == "deployment_success")
+                .then_some(kinds)
+        },
+    )
+    .await;
+    assert_eq!(
+        &kinds[..3],
+        ["subscribe_event", "api_post_event", "deployment_info"],
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().any(|k| k == "status_update_event"),
+        "{kinds:?}"
+    );
+
+    // Bad URLs are refused; subscriptions survive a restart; unsubscribing twice is a 404.
+    let (status, body) = marathon
+        .send(
+            reqwest::Method::POST,
+            "/v2/eventSubscriptions?callbackUrl=ftp://x",
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    up.terminate();
+    let up = start_up(&data_dir, &["--resources", "cpus:2;mem:1024"]);
+    let marathon = Marathon::new(&up.address());
+    assert_eq!(
+        marathon.get("/v2/eventSubscriptions").await["callbackUrls"],
+        json!([url])
+    );
+    let unsubscribe = format!("/v2/eventSubscriptions?callbackUrl={url}");
+    let (status, body) = marathon
+        .send(reqwest::Method::DELETE, &unsubscribe, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["eventType"], "unsubscribe_event");
+    let (status, _) = marathon
+        .send(reqwest::Method::DELETE, &unsubscribe, None)
+        .await;
+    assert_eq!(status, 404);
+}

@@ -36,6 +36,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v2/deployments", get(list_deployments))
         .route("/v2/deployments/{id}", delete(cancel_deployment))
         .route("/v2/events", get(events))
+        .route(
+            "/v2/eventSubscriptions",
+            get(list_subscriptions).post(subscribe).delete(unsubscribe),
+        )
         .route("/v2/queue", get(queue))
         .route("/v2/queue/{*rest}", delete(reset_delay))
         .route("/v2/info", get(info))
@@ -638,6 +642,69 @@ async fn events(
             axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
         )
         .into_response()
+}
+
+async fn list_subscriptions(State(shared): State<Arc<Shared>>) -> Response {
+    let urls = shared.lock().subscriptions.clone();
+    reply(StatusCode::OK, &json!({"callbackUrls": urls}))
+}
+
+/// The `callbackUrl` parameter, checked: an absolute http(s) URL.
+fn callback_url(params: &HashMap<String, String>) -> Result<String, Response> {
+    let invalid = |message: &str| {
+        let mut violations = Violations::default();
+        violations.add("/callbackUrl", message);
+        reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &invalid_body(&violations.into_vec()),
+        )
+    };
+    let url = params
+        .get("callbackUrl")
+        .ok_or_else(|| invalid("the callbackUrl parameter is required"))?;
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
+            Ok(url.clone())
+        }
+        _ => Err(invalid("must be an absolute http or https URL")),
+    }
+}
+
+async fn subscribe(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
+    let url = match callback_url(&params) {
+        Ok(url) => url,
+        Err(response) => return response,
+    };
+    let event = json!({"callbackUrl": url, "clientIp": "", "eventType": "subscribe_event"});
+    let mut services = shared.lock();
+    services.subscribe(&url);
+    services.emit(
+        "subscribe_event",
+        json!({"callbackUrl": url, "clientIp": ""}),
+    );
+    reply(StatusCode::OK, &event)
+}
+
+async fn unsubscribe(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
+    let url = match callback_url(&params) {
+        Ok(url) => url,
+        Err(response) => return response,
+    };
+    let mut services = shared.lock();
+    if !services.unsubscribe(&url) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("Callback URL {url} is not subscribed"),
+        );
+    }
+    services.emit(
+        "unsubscribe_event",
+        json!({"callbackUrl": url, "clientIp": ""}),
+    );
+    reply(
+        StatusCode::OK,
+        &json!({"callbackUrl": url, "clientIp": "", "eventType": "unsubscribe_event"}),
+    )
 }
 
 async fn queue(
