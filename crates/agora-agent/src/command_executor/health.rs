@@ -13,8 +13,8 @@ use nix::sys::signal::Signal;
 use agora_api::health::{HealthCheck, Probe};
 use agora_api::mesos::CommandInfo;
 
-use super::http_probe::HttpProber;
 use crate::process::signal_group;
+use agora_probe::HttpProber;
 
 /// What the executor does with one probe's result.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,7 +109,7 @@ pub(super) async fn run_probe(
                 IpAddr::V4(_) => format!("{scheme}://{ip}:{port}{path}"),
             };
             let status =
-                match tokio::time::timeout(timeout, http.get(*https, ip, *port, path)).await {
+                match tokio::time::timeout(timeout, http.status(*https, ip, *port, path)).await {
                     Ok(Ok(status)) => status,
                     Ok(Err(error)) => {
                         return Err(format!("HTTP health check to {url} failed: {error}"));

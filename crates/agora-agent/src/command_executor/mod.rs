@@ -6,7 +6,6 @@
 
 mod duration;
 mod health;
-mod http_probe;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -111,7 +110,7 @@ enum Input {
 struct Executor {
     settings: Settings,
     client: reqwest::Client,
-    probe_client: http_probe::HttpProber,
+    probe_client: agora_probe::HttpProber,
     framework: Option<FrameworkInfo>,
     tasks: BTreeMap<String, RunningTask>,
     /// Updates sent but not acknowledged by the agent, by uuid.
@@ -127,7 +126,7 @@ pub async fn run() -> Result<i32, String> {
     let client = reqwest::Client::builder()
         .build()
         .map_err(|e| e.to_string())?;
-    let probe_client = http_probe::HttpProber::new()?;
+    let probe_client = agora_probe::HttpProber::new()?;
     let (inputs, mut receiver) = mpsc::unbounded_channel();
     let mut executor = Executor {
         settings,
