@@ -92,6 +92,15 @@ pub(crate) struct Instance {
     /// asks about the others until it does).
     #[serde(skip)]
     pub confirmed: bool,
+    /// The agent's address, where readiness checks reach the task.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Passed its app's readiness check (checked only while a deployment waits for it).
+    #[serde(default)]
+    pub ready: bool,
+    /// The last readiness result, in Marathon's `readinessCheckResults` shape.
+    #[serde(skip)]
+    pub readiness: Option<Value>,
 }
 
 impl Instance {
@@ -535,6 +544,9 @@ impl Services {
             kill_requested: false,
             health: HealthRecord::default(),
             confirmed: true,
+            ip: None,
+            ready: false,
+            readiness: None,
         };
         self.instances.insert(task_id.to_owned(), instance);
         self.touch_instance(task_id);

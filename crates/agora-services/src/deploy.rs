@@ -436,17 +436,20 @@ impl Services {
 
     /// The action an app is under, or `None` when its step has not come yet (it waits as it
     /// is). Apps outside any deployment heal towards their definition (a scale).
-    fn current_action(&self, app_id: &str) -> Option<Action> {
+    /// With the action, the version of the deployment it belongs to (its new instances are
+    /// the ones readiness checks hold back).
+    fn current_action(&self, app_id: &str) -> Option<(Action, Option<String>)> {
         for deployment in self.deployments.values() {
             if let Some((step, action)) = deployment.action_of(app_id) {
-                return (step <= deployment.current_step).then_some(action);
+                return (step <= deployment.current_step)
+                    .then(|| (action, Some(deployment.version.clone())));
             }
         }
-        Some(Action::Scale)
+        Some((Action::Scale, None))
     }
 
     fn plan_app(&mut self, app_id: &str, work: &mut Work) {
-        let Some(action) = self.current_action(app_id) else {
+        let Some((action, deployment_version)) = self.current_action(app_id) else {
             self.queued.remove(app_id);
             return;
         };
@@ -480,7 +483,10 @@ impl Services {
             } => {
                 let (old, new): (Vec<&Instance>, Vec<&Instance>) =
                     active.iter().partition(|i| !app.is_current(&i.version));
-                let new_healthy = new.iter().filter(|i| i.healthy(checked)).count() as u32;
+                let new_healthy = new
+                    .iter()
+                    .filter(|i| progressed(app, i, deployment_version.as_deref()))
+                    .count() as u32;
                 // Old instances asked to die still hold their place until they are gone.
                 let old_dying = self
                     .instances
@@ -548,7 +554,7 @@ impl Services {
     }
 
     /// Whether an app reached what its action asks for.
-    fn action_done(&self, app_id: &str, action: Action) -> bool {
+    fn action_done(&self, app_id: &str, action: Action, deployment_version: &str) -> bool {
         let live: Vec<&Instance> = self
             .instances
             .values()
@@ -560,11 +566,12 @@ impl Services {
         if action == Action::Stop {
             return live.is_empty();
         }
-        let checked = !app.definition.health_checks.is_empty();
         live.len() == app.definition.instances.max(0) as usize
-            && live
-                .iter()
-                .all(|i| app.is_current(&i.version) && i.healthy(checked) && !i.kill_requested)
+            && live.iter().all(|i| {
+                app.is_current(&i.version)
+                    && progressed(app, i, Some(deployment_version))
+                    && !i.kill_requested
+            })
     }
 
     fn advance_deployments(&mut self) {
@@ -572,9 +579,10 @@ impl Services {
         for id in ids {
             while let Some(deployment) = self.deployments.get(&id) {
                 let actions = deployment.current_actions().to_vec();
+                let version = deployment.version.clone();
                 if !actions
                     .iter()
-                    .all(|(app, action)| self.action_done(app, *action))
+                    .all(|(app, action)| self.action_done(app, *action, &version))
                 {
                     break;
                 }
@@ -658,6 +666,16 @@ impl Services {
             .collect();
         groups::tree(id, &apps, &versions, &self.groups, default_version)
     }
+}
+
+/// Whether an instance counts toward a deployment: running and healthy (when the app has a
+/// health check) and, if the deployment started it and the app has a readiness check, ready.
+fn progressed(app: &App, instance: &Instance, deployment_version: Option<&str>) -> bool {
+    let checked = !app.definition.health_checks.is_empty();
+    let held_back = !app.definition.readiness_checks.is_empty()
+        && deployment_version == Some(instance.version.as_str())
+        && !instance.ready;
+    instance.healthy(checked) && !held_back
 }
 
 fn remove_apps(group: &mut Value, stops: &BTreeSet<String>) {
@@ -752,6 +770,9 @@ mod tests {
                     kill_requested: false,
                     health: Default::default(),
                     confirmed: true,
+                    ip: None,
+                    ready: false,
+                    readiness: None,
                 });
                 task_id
             })

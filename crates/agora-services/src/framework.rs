@@ -305,6 +305,9 @@ async fn handle_offers(
                         kill_requested: false,
                         health: HealthRecord::default(),
                         confirmed: true,
+                        ip: offer.url.as_ref().map(|u| u.address.ip.clone()),
+                        ready: false,
+                        readiness: None,
                     });
                     tasks.push(task);
                     *count -= 1;

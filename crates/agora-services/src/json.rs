@@ -112,11 +112,19 @@ pub(crate) fn app(services: &Services, app: &App, embed: Embed) -> Value {
     value
 }
 
-pub(crate) fn deployment(deployment: &Deployment) -> Value {
+pub(crate) fn deployment(services: &Services, deployment: &Deployment) -> Value {
     let current: Vec<Value> = deployment
         .current_actions()
         .iter()
-        .map(|(app, action)| json!({"action": action.name(), "app": app, "readinessCheckResults": []}))
+        .map(|(app, action)| {
+            let readiness: Vec<&Value> = services
+                .instances
+                .values()
+                .filter(|i| i.app_id == *app && i.version == deployment.version)
+                .filter_map(|i| i.readiness.as_ref())
+                .collect();
+            json!({"action": action.name(), "app": app, "readinessCheckResults": readiness})
+        })
         .collect();
     json!({
         "id": deployment.id,

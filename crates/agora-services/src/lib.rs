@@ -17,6 +17,7 @@ mod groups;
 mod health;
 mod http;
 mod json;
+mod readiness;
 
 use std::sync::{Arc, Mutex};
 
@@ -45,6 +46,7 @@ pub fn start(
         config: config.clone(),
     });
     tokio::spawn(callbacks::run(shared.clone(), shutdown.clone()));
+    tokio::spawn(readiness::run(shared.clone(), shutdown.clone()));
     tokio::spawn(framework::run(shared.clone(), shutdown));
     Ok(http::router(shared))
 }

@@ -283,3 +283,51 @@ async fn more_than_one_check_or_a_bad_port_is_refused() {
     assert!(paths.contains(&"/healthChecks(1)/portIndex"), "{body}");
     assert_eq!(marathon.get("/v2/apps").await["apps"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readiness_check_holds_the_deployment_until_ready() {
+    let dir = temp_dir();
+    let up = start_up(&dir.path().join("data"), &["--resources", RESOURCES]);
+    let marathon = Marathon::new(&up.address());
+    wait_for_agents(&agora_client::MasterClient::new(&up.address()), 1).await;
+
+    // The task serves its sandbox at once, but /ready only exists after three seconds.
+    let app = json!({"id": "/warming", "cpus": 0.1, "mem": 32,
+        "cmd": "(sleep 3; echo yes > ready) & exec python3 -m http.server $PORT0",
+        "portDefinitions": [{"port": 0, "name": "http-api"}],
+        "readinessChecks": [{"path": "/ready", "portName": "http-api", "intervalSeconds": 1,
+            "timeoutSeconds": 0, "preserveLastResponse": true}]});
+    let (status, body) = marathon
+        .send(Method::POST, "/v2/apps", Some(app.clone()))
+        .await;
+    assert_eq!(
+        status, 422,
+        "timeoutSeconds must be below intervalSeconds: {body}"
+    );
+    let mut app = app;
+    app["readinessChecks"][0]["intervalSeconds"] = json!(2);
+    app["readinessChecks"][0]["timeoutSeconds"] = json!(1);
+    let (status, body) = marathon.send(Method::POST, "/v2/apps", Some(app)).await;
+    assert_eq!(status, 201, "{body}");
+
+    let waiting = wait_until(Duration::from_secs(15), "a not-ready result", || async {
+        let deployments = marathon.get("/v2/deployments").await;
+        let result = deployments[0]["currentActions"][0]["readinessCheckResults"][0].clone();
+        (result["ready"] == false && result["lastResponse"]["status"] == 404).then_some(result)
+    })
+    .await;
+    assert_eq!(waiting["name"], "readinessCheck");
+    let tasks = marathon.get("/v2/apps/warming/tasks").await;
+    assert_eq!(
+        tasks["tasks"][0]["state"], "TASK_RUNNING",
+        "running, not ready"
+    );
+    assert_eq!(waiting["taskId"], tasks["tasks"][0]["id"]);
+
+    // Once /ready answers 200 the deployment completes.
+    wait_until(Duration::from_secs(15), "the deployment done", || async {
+        let deployments = marathon.get("/v2/deployments").await;
+        deployments.as_array()?.is_empty().then_some(())
+    })
+    .await;
+}

@@ -11,6 +11,24 @@ use super::errors::Violations;
 use super::path;
 
 mod defaults {
+    pub fn readiness_name() -> String {
+        "readinessCheck".into()
+    }
+    pub fn root() -> String {
+        "/".into()
+    }
+    pub fn http_api() -> String {
+        "http-api".into()
+    }
+    pub fn readiness_interval() -> i64 {
+        30
+    }
+    pub fn readiness_timeout() -> i64 {
+        10
+    }
+    pub fn ready_codes() -> Vec<u16> {
+        vec![200]
+    }
     pub fn instances() -> i64 {
         1
     }
@@ -155,6 +173,29 @@ pub struct HealthCheck {
     pub delay_seconds: i64,
 }
 
+/// Checked by the scheduler against a new task during deployments: it counts toward the
+/// deployment once healthy and ready.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessCheck {
+    #[serde(default = "defaults::readiness_name")]
+    pub name: String,
+    #[serde(default = "defaults::http")]
+    pub protocol: String,
+    #[serde(default = "defaults::root")]
+    pub path: String,
+    #[serde(default = "defaults::http_api")]
+    pub port_name: String,
+    #[serde(default = "defaults::readiness_interval")]
+    pub interval_seconds: i64,
+    #[serde(default = "defaults::readiness_timeout")]
+    pub timeout_seconds: i64,
+    #[serde(default = "defaults::ready_codes")]
+    pub http_status_codes_for_ready: Vec<u16>,
+    #[serde(default)]
+    pub preserve_last_response: bool,
+}
+
 const HEALTH_PROTOCOLS: &[&str] = &[
     "HTTP",
     "HTTPS",
@@ -217,7 +258,7 @@ pub struct AppDefinition {
     #[serde(default)]
     pub health_checks: Vec<HealthCheck>,
     #[serde(default)]
-    pub readiness_checks: Vec<Value>,
+    pub readiness_checks: Vec<ReadinessCheck>,
     #[serde(default)]
     pub dependencies: Vec<String>,
     #[serde(default)]
@@ -484,6 +525,7 @@ impl AppDefinition {
         }
         self.validate_ports(&mut v);
         self.validate_health_checks(&mut v);
+        self.validate_readiness_checks(&mut v);
         for (index, dependency) in self.dependencies.iter().enumerate() {
             if !dependency.starts_with('/') || path::resolve(dependency, "/").is_err() {
                 v.add(format!("/dependencies({index})"), path::SEGMENT_RULE);
@@ -533,6 +575,53 @@ impl AppDefinition {
         let distinct: std::collections::BTreeSet<i64> = fixed.iter().copied().collect();
         if distinct.len() != fixed.len() {
             v.add("/portDefinitions", "ports must be unique");
+        }
+    }
+
+    fn validate_readiness_checks(&self, v: &mut Violations) {
+        if self.readiness_checks.len() > 1 {
+            v.add("/readinessChecks", "only one readiness check is supported");
+        }
+        let names: Vec<&str> = self
+            .port_definitions
+            .iter()
+            .flatten()
+            .filter_map(|p| p.name.as_deref())
+            .collect();
+        for (index, check) in self.readiness_checks.iter().enumerate() {
+            let at = |field: &str| format!("/readinessChecks({index})/{field}");
+            if !matches!(check.protocol.as_str(), "HTTP" | "HTTPS") {
+                v.add(at("protocol"), "must be HTTP or HTTPS");
+            }
+            if !names.contains(&check.port_name.as_str()) {
+                v.add(
+                    at("portName"),
+                    format!("no port definition is named '{}'", check.port_name),
+                );
+            }
+            if !check.path.starts_with('/') {
+                v.add(at("path"), "must start with '/'");
+            }
+            if check.interval_seconds <= 0 {
+                v.add(at("intervalSeconds"), "must be greater than 0");
+            }
+            if check.timeout_seconds <= 0 || check.timeout_seconds >= check.interval_seconds {
+                v.add(
+                    at("timeoutSeconds"),
+                    "must be greater than 0 and less than intervalSeconds",
+                );
+            }
+            if check.http_status_codes_for_ready.is_empty()
+                || check
+                    .http_status_codes_for_ready
+                    .iter()
+                    .any(|c| !(100..=599).contains(c))
+            {
+                v.add(
+                    at("httpStatusCodesForReady"),
+                    "must list HTTP status codes (100-599)",
+                );
+            }
         }
     }
 
@@ -690,7 +779,9 @@ mod tests {
             "backoffFactor": 0.5, "upgradeStrategy": {"minimumHealthCapacity": 1.5},
             "killSelection": "RANDOM", "portDefinitions": [{"port": 70000, "protocol": "sctp", "name": "A"}],
             "healthChecks": [{"protocol": "HTTP", "portIndex": 3}, {"protocol": "COMMAND"}],
-            "constraints": [["hostname"]]
+            "constraints": [["hostname"]],
+            "readinessChecks": [{"portName": "web", "protocol": "TCP", "intervalSeconds": 5,
+                "timeoutSeconds": 5, "httpStatusCodesForReady": [42]}]
         }));
         let violations = app.validate().into_vec();
         let paths: Vec<&str> = violations.iter().map(|v| v.path.as_str()).collect();
@@ -709,6 +800,10 @@ mod tests {
             "/healthChecks(0)/portIndex",
             "/healthChecks(1)/command",
             "/constraints(0)",
+            "/readinessChecks(0)/portName",
+            "/readinessChecks(0)/protocol",
+            "/readinessChecks(0)/timeoutSeconds",
+            "/readinessChecks(0)/httpStatusCodesForReady",
         ] {
             assert!(
                 paths.contains(&expected),
@@ -717,6 +812,24 @@ mod tests {
         }
         let body = super::super::errors::invalid_body(&violations);
         assert_eq!(body["message"], "Object is not valid");
+    }
+
+    #[test]
+    fn readiness_checks_take_marathon_defaults() {
+        let app = parse(json!({"id": "/web", "cmd": "x",
+            "portDefinitions": [{"port": 0, "name": "http-api"}], "readinessChecks": [{}]}));
+        let check = &app.readiness_checks[0];
+        assert_eq!(
+            (
+                check.name.as_str(),
+                check.protocol.as_str(),
+                check.path.as_str()
+            ),
+            ("readinessCheck", "HTTP", "/")
+        );
+        assert_eq!((check.interval_seconds, check.timeout_seconds), (30, 10));
+        assert_eq!(check.http_status_codes_for_ready, vec![200]);
+        assert!(app.validate().is_empty());
     }
 
     #[test]

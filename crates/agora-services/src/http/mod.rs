@@ -569,7 +569,7 @@ async fn list_deployments(State(shared): State<Arc<Shared>>) -> Response {
     let deployments: Vec<Value> = services
         .deployments
         .values()
-        .map(views::deployment)
+        .map(|d| views::deployment(&services, d))
         .collect();
     reply(StatusCode::OK, &json!(deployments))
 }
