@@ -101,11 +101,17 @@ pub(crate) struct Instance {
     /// The last readiness result, in Marathon's `readinessCheckResults` shape.
     #[serde(skip)]
     pub readiness: Option<Value>,
+    /// Since when (epoch millis) the task has been unreachable.
+    #[serde(default)]
+    pub unreachable_since: Option<i64>,
+    /// Unreachable past `inactiveAfterSeconds`: replaced, though still listed.
+    #[serde(default)]
+    pub inactive: bool,
 }
 
 impl Instance {
     pub fn active(&self) -> bool {
-        !self.state.is_terminal() && !self.kill_requested
+        !self.state.is_terminal() && !self.kill_requested && !self.inactive
     }
 
     /// Running and, when the app has health checks, reported alive.
@@ -167,6 +173,9 @@ pub(crate) struct Services {
     pub last_failures: BTreeMap<String, Value>,
     /// HTTP callback URLs of `/v2/eventSubscriptions`.
     pub subscriptions: Vec<String>,
+    /// Unreachable instances expunged by their app's unreachableStrategy: if one comes back,
+    /// it is killed.
+    pub expunged: BTreeSet<String>,
     /// Instances changed since the last [`Services::flush_instances`].
     dirty_instances: BTreeSet<String>,
 }
@@ -227,6 +236,7 @@ impl Services {
             queued: BTreeMap::new(),
             last_failures: BTreeMap::new(),
             subscriptions,
+            expunged: BTreeSet::new(),
             dirty_instances: BTreeSet::new(),
         })
     }
@@ -373,7 +383,16 @@ impl Services {
         let agent_id = status.agent_id.as_ref().map(|a| a.value.as_str());
         let now = format_millis(now_millis());
         let Some(instance) = self.instances.get(task_id) else {
-            if !state.is_terminal() {
+            if state.is_terminal() {
+                self.expunged.remove(task_id);
+            } else if self.expunged.contains(task_id) {
+                // Given up on while unreachable and replaced: it must not run twice.
+                self.pending_kills.push(task_id.to_owned());
+                self.emit(
+                    "unknown_instance_terminated_event",
+                    serde_json::json!({"instanceId": task_id, "runSpecId": "", "condition": "Killing"}),
+                );
+            } else {
                 self.adopt(task_id, state, agent_id, &now);
             }
             return;
@@ -462,6 +481,17 @@ impl Services {
         }
         if let Some(live) = self.instances.get_mut(task_id) {
             live.state = state;
+            if state == TaskState::Unreachable {
+                if live.unreachable_since.is_none() {
+                    live.unreachable_since = Some(now_millis());
+                    self.dirty_instances.insert(task_id.to_owned());
+                }
+            } else if live.unreachable_since.is_some() {
+                // Back (its agent re-registered): active again; a surplus is scaled away.
+                live.unreachable_since = None;
+                live.inactive = false;
+                self.dirty_instances.insert(task_id.to_owned());
+            }
             if state == TaskState::Running && live.started_at.is_none() {
                 live.started_at = Some(now);
                 self.touch_instance(task_id);
@@ -547,6 +577,8 @@ impl Services {
             ip: None,
             ready: false,
             readiness: None,
+            unreachable_since: None,
+            inactive: false,
         };
         self.instances.insert(task_id.to_owned(), instance);
         self.touch_instance(task_id);

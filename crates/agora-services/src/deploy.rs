@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use agora_api::marathon::app::{AppDefinition, VersionInfo};
+use agora_api::marathon::app::{AppDefinition, UnreachableStrategy, VersionInfo};
 use agora_api::marathon::time::format_millis;
 use agora_plan::dependencies;
 use agora_plan::rolling::{RollingRestart, UpgradeStrategy, next_step};
@@ -423,6 +423,7 @@ impl Services {
             kills: std::mem::take(&mut self.pending_kills),
             ..Work::default()
         };
+        self.expire_unreachable(now_millis());
         // Steps first: a finished step lets the next one act in this same round.
         self.advance_deployments();
         let app_ids: Vec<String> = self.apps.keys().cloned().collect();
@@ -436,6 +437,64 @@ impl Services {
 
     /// The action an app is under, or `None` when its step has not come yet (it waits as it
     /// is). Apps outside any deployment heal towards their definition (a scale).
+    /// Applies each app's unreachableStrategy: an instance unreachable for
+    /// `inactiveAfterSeconds` is replaced (while still listed), and after
+    /// `expungeAfterSeconds` forgotten (killed if it ever comes back). `"disabled"` waits forever.
+    fn expire_unreachable(&mut self, now: i64) {
+        let mut inactive = Vec::new();
+        let mut expunge = Vec::new();
+        for instance in self.instances.values() {
+            let Some(since) = instance.unreachable_since else {
+                continue;
+            };
+            let Some(app) = self.apps.get(&instance.app_id) else {
+                continue;
+            };
+            let UnreachableStrategy::Policy {
+                inactive_after_seconds,
+                expunge_after_seconds,
+            } = app.definition.unreachable_strategy
+            else {
+                continue;
+            };
+            let elapsed = now - since;
+            if elapsed >= expunge_after_seconds.max(0) * 1000 {
+                expunge.push(instance.clone());
+            } else if !instance.inactive && elapsed >= inactive_after_seconds.max(0) * 1000 {
+                inactive.push(instance.clone());
+            }
+        }
+        for instance in inactive {
+            if let Some(live) = self.instances.get_mut(&instance.task_id) {
+                live.inactive = true;
+            }
+            self.touch_instance(&instance.task_id);
+            self.emit_condition(&instance, "UnreachableInactive");
+        }
+        for instance in expunge {
+            tracing::info!(task = %instance.task_id, app = %instance.app_id, "unreachable instance expunged");
+            self.instances.remove(&instance.task_id);
+            self.touch_instance(&instance.task_id);
+            self.expunged.insert(instance.task_id.clone());
+            self.emit_condition(&instance, "Gone");
+        }
+    }
+
+    fn emit_condition(&self, instance: &Instance, condition: &str) {
+        self.emit(
+            "instance_changed_event",
+            json!({
+                "instanceId": instance.task_id,
+                "condition": condition,
+                "runSpecId": instance.app_id,
+                "agentId": instance.agent_id,
+                "slaveId": instance.agent_id,
+                "host": instance.host,
+                "runSpecVersion": instance.version,
+            }),
+        );
+    }
+
     /// With the action, the version of the deployment it belongs to (its new instances are
     /// the ones readiness checks hold back).
     fn current_action(&self, app_id: &str) -> Option<(Action, Option<String>)> {
@@ -773,6 +832,8 @@ mod tests {
                     ip: None,
                     ready: false,
                     readiness: None,
+                    unreachable_since: None,
+                    inactive: false,
                 });
                 task_id
             })
@@ -911,6 +972,69 @@ mod tests {
         let work = s.plan();
         assert_eq!(work.kills.len(), 1);
         assert!(work.kills[0].starts_with("shop_web."));
+    }
+
+    #[test]
+    fn unreachable_instances_are_replaced_then_expunged_as_the_strategy_says() {
+        let mut s = services();
+        let strategy = json!({"inactiveAfterSeconds": 10, "expungeAfterSeconds": 20});
+        s.put_app(
+            app(json!({"id": "/web", "cmd": "x", "instances": 1, "unreachableStrategy": strategy})),
+            false,
+        )
+        .ok()
+        .unwrap();
+        let task = run(&mut s, "/web", 1).remove(0);
+        s.plan();
+        let unreachable = agora_api::mesos::TaskStatus::new(&task, TaskState::Unreachable);
+        s.update(&unreachable);
+        assert!(
+            s.plan().launches.is_empty(),
+            "within inactiveAfterSeconds: waits"
+        );
+        let ago = |seconds: i64| Some(now_millis() - seconds * 1000);
+        s.instances.get_mut(&task).unwrap().unreachable_since = ago(11);
+        assert_eq!(
+            s.plan().launches.get("/web"),
+            Some(&1),
+            "inactive: replaced"
+        );
+        assert!(s.instances.contains_key(&task), "still listed");
+        s.instances.get_mut(&task).unwrap().unreachable_since = ago(21);
+        s.plan();
+        assert!(!s.instances.contains_key(&task), "expunged");
+        // Back from the dead: killed, not adopted.
+        s.update(&agora_api::mesos::TaskStatus::new(
+            &task,
+            TaskState::Running,
+        ));
+        assert_eq!(s.plan().kills, vec![task.clone()]);
+        assert!(!s.instances.contains_key(&task));
+    }
+
+    #[test]
+    fn a_returning_instance_is_active_again_and_disabled_never_replaces() {
+        let mut s = services();
+        s.put_app(
+            app(json!({"id": "/web", "cmd": "x", "instances": 1, "unreachableStrategy": "disabled"})),
+            false,
+        )
+        .ok()
+        .unwrap();
+        let task = run(&mut s, "/web", 1).remove(0);
+        s.plan();
+        s.update(&agora_api::mesos::TaskStatus::new(
+            &task,
+            TaskState::Unreachable,
+        ));
+        s.instances.get_mut(&task).unwrap().unreachable_since = Some(now_millis() - 3_600_000);
+        assert!(s.plan().launches.is_empty(), "disabled: never replaced");
+        s.update(&agora_api::mesos::TaskStatus::new(
+            &task,
+            TaskState::Running,
+        ));
+        let instance = &s.instances[&task];
+        assert!(instance.active() && instance.unreachable_since.is_none());
     }
 
     #[test]

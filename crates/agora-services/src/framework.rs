@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use agora_api::marathon::path::safe_name;
 use agora_api::marathon::time::format_millis;
 use agora_api::mesos::{
-    CommandInfo, Environment, EnvironmentVariable, FrameworkInfo, Id, ResourceFormat, TaskInfo,
-    from_resources,
+    Capability, CommandInfo, Environment, EnvironmentVariable, FrameworkInfo, Id, ResourceFormat,
+    TaskInfo, from_resources,
 };
 use agora_api::scheduler::{Event, Offer};
 use agora_client::{Scheduler, SchedulerOptions};
@@ -49,6 +49,11 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             checkpoint: true,
             hostname: Some(shared.config.advertised.clone()),
             webui_url: Some(format!("http://{}", shared.config.advertised)),
+            // Unreachable tasks are reported as such (not lost), so unreachableStrategy decides
+            // when they are replaced; tasks that come back report again.
+            capabilities: vec![Capability {
+                kind: "PARTITION_AWARE".into(),
+            }],
             ..FrameworkInfo::default()
         };
         let scheduler = tokio::select! {
@@ -308,6 +313,8 @@ async fn handle_offers(
                         ip: offer.url.as_ref().map(|u| u.address.ip.clone()),
                         ready: false,
                         readiness: None,
+                        unreachable_since: None,
+                        inactive: false,
                     });
                     tasks.push(task);
                     *count -= 1;

@@ -317,3 +317,67 @@ async fn rolling_upgrades_honour_both_knobs_at_their_edges() {
         upgrade_within_bounds(&marathon, &format!("/edge{index}"), min, over).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_instance_is_replaced_and_killed_when_it_returns() {
+    let dir = temp_dir();
+    let master = start_master(&path(&dir, "master"));
+    let agents: Vec<Process> = (0..2).map(|i| node(&master.address(), &dir, i)).collect();
+    let client = MasterClient::new(&master.address());
+    wait_for_agents(&client, 2).await;
+    let marathon = Marathon::new(&master.address());
+    // Marathon's default strategy: replaced and forgotten as soon as it is unreachable.
+    let app = json!({"id": "/partitioned", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16,
+        "instances": 1, "unreachableStrategy": {"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0}});
+    let (status, body) = marathon.send(Method::POST, "/v2/apps", Some(app)).await;
+    assert_eq!(status, 201, "{body}");
+    let first = settled(&marathon, "/partitioned", 1, Duration::from_secs(30)).await;
+    let first_id = first[0]["id"].as_str().unwrap().to_owned();
+    let first_agent = first[0]["slaveId"].as_str().unwrap().to_owned();
+    let state = client.get_json("/master/state").await.unwrap();
+    let port: u16 = state["slaves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == first_agent.as_str())
+        .and_then(|a| a["pid"].as_str()?.rsplit(':').next()?.parse().ok())
+        .unwrap();
+    let frozen = agents.iter().find(|a| a.port == port).unwrap();
+    let pid = nix::unistd::Pid::from_raw(frozen.pid());
+
+    // The agent stops answering (its task keeps running): the instance is replaced.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let replacement = wait_until(Duration::from_secs(20), "a replacement", || async {
+        let tasks = marathon.get("/v2/apps/partitioned/tasks").await["tasks"]
+            .as_array()?
+            .clone();
+        tasks
+            .into_iter()
+            .find(|t| t["id"] != first_id.as_str() && t["state"] == "TASK_RUNNING")
+    })
+    .await;
+    assert_ne!(replacement["slaveId"], first_agent.as_str());
+
+    // It comes back with its task: the expunged instance is killed, the replacement stays.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "the returning task killed",
+        || async {
+            let tasks = master_tasks(&client).await;
+            tasks
+                .iter()
+                .any(|t| t["id"] == first_id.as_str() && t["state"] == "TASK_KILLED")
+                .then_some(())
+        },
+    )
+    .await;
+    let tasks = marathon.get("/v2/apps/partitioned/tasks").await;
+    let ids: Vec<&str> = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![replacement["id"].as_str().unwrap()]);
+}
