@@ -30,7 +30,17 @@ pub struct MasterHandle {
 
 pub(crate) type Shared = Arc<Mutex<Master>>;
 
+/// More metrics for the master's `/metrics` and `/metrics/snapshot`, as `(name, value)` pairs
+/// under Mesos-style names (`services/apps` is served as `agora_services_apps`); names ending
+/// in `_total` are counters.
+pub type MetricsSource = Arc<dyn Fn() -> Vec<(String, f64)> + Send + Sync>;
+
 impl MasterHandle {
+    /// Adds a component's metrics to the master's.
+    pub fn add_metrics(&self, source: MetricsSource) {
+        core::lock(&self.shared).extra_metrics.push(source);
+    }
+
     /// Whether the master has at least this many active agents (used by `agora up` and tests).
     pub fn active_agents(&self) -> usize {
         core::lock(&self.shared).active_agent_count()

@@ -173,5 +173,6 @@ pub(crate) fn prometheus(metrics: &[(String, f64)]) -> String {
             || name.ends_with("_updates")
             || name.ends_with("_runs")
             || name.contains("_messages_")
+            || name.ends_with("_total")
     })
 }

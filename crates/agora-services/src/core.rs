@@ -178,6 +178,16 @@ pub(crate) struct Services {
     pub expunged: BTreeSet<String>,
     /// Instances changed since the last [`Services::flush_instances`].
     dirty_instances: BTreeSet<String>,
+    pub counters: Counters,
+}
+
+/// Totals since this process started.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Counters {
+    pub launched: u64,
+    pub kills: u64,
+    pub failures: u64,
+    pub health_kills: u64,
 }
 
 impl Services {
@@ -238,6 +248,7 @@ impl Services {
             subscriptions,
             expunged: BTreeSet::new(),
             dirty_instances: BTreeSet::new(),
+            counters: Counters::default(),
         })
     }
 
@@ -442,6 +453,7 @@ impl Services {
             let killed_unhealthy = status.healthy == Some(false)
                 && status.reason.as_deref() == Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED");
             if killed_unhealthy {
+                self.counters.health_kills += 1;
                 self.emit(
                     "unhealthy_task_kill_event",
                     serde_json::json!({
@@ -462,6 +474,7 @@ impl Services {
                 ))
                 && !instance.kill_requested;
             if failed {
+                self.counters.failures += 1;
                 self.last_failures.insert(
                     instance.app_id.clone(),
                     serde_json::json!({
@@ -616,7 +629,69 @@ impl Services {
         true
     }
 
+    /// Gauges of the current state and the counters, for the master's `/metrics`.
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        let count =
+            |state: TaskState| self.instances.values().filter(|i| i.state == state).count() as f64;
+        let groups = crate::groups::group_ids(
+            self.apps.keys().map(String::as_str),
+            self.groups.keys().map(String::as_str),
+        );
+        let unhealthy = self
+            .instances
+            .values()
+            .filter(|i| i.health.alive == Some(false))
+            .count();
+        vec![
+            ("services/apps".into(), self.apps.len() as f64),
+            ("services/groups".into(), groups.len() as f64),
+            ("services/deployments".into(), self.deployments.len() as f64),
+            (
+                "services/instances_running".into(),
+                count(TaskState::Running),
+            ),
+            (
+                "services/instances_staged".into(),
+                count(TaskState::Staging) + count(TaskState::Starting),
+            ),
+            (
+                "services/instances_unreachable".into(),
+                count(TaskState::Unreachable),
+            ),
+            ("services/instances_unhealthy".into(), unhealthy as f64),
+            (
+                "services/queue_size".into(),
+                self.queued.values().map(|c| f64::from(*c)).sum(),
+            ),
+            (
+                "services/apps_delayed".into(),
+                self.backoffs
+                    .values()
+                    .filter(|b| b.until_millis > now_millis())
+                    .count() as f64,
+            ),
+            (
+                "services/event_subscriptions".into(),
+                self.subscriptions.len() as f64,
+            ),
+            (
+                "services/launched_total".into(),
+                self.counters.launched as f64,
+            ),
+            ("services/kills_total".into(), self.counters.kills as f64),
+            (
+                "services/failures_total".into(),
+                self.counters.failures as f64,
+            ),
+            (
+                "services/health_kills_total".into(),
+                self.counters.health_kills as f64,
+            ),
+        ]
+    }
+
     pub fn launched(&mut self, instance: Instance) {
+        self.counters.launched += 1;
         self.touch_instance(&instance.task_id);
         self.instances.insert(instance.task_id.clone(), instance);
     }

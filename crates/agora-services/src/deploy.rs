@@ -432,6 +432,7 @@ impl Services {
         }
         self.advance_deployments();
         self.flush_instances();
+        self.counters.kills += work.kills.len() as u64;
         work
     }
 

@@ -34,11 +34,25 @@ pub struct ServicesConfig {
     pub store: Arc<dyn Store>,
 }
 
-/// Starts the framework and returns the `/v2` routes.
+/// The running services scheduler.
+pub struct ServicesHandle {
+    /// The `/v2` routes (and `/ping`).
+    pub router: axum::Router,
+    shared: Arc<Shared>,
+}
+
+impl ServicesHandle {
+    /// Gauges and counters as `(name, value)` under `services/...`; counters end in `_total`.
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        self.shared.lock().metrics()
+    }
+}
+
+/// Starts the framework and returns its handle.
 pub fn start(
     config: ServicesConfig,
     shutdown: tokio_util::sync::CancellationToken,
-) -> Result<axum::Router, ServicesError> {
+) -> Result<ServicesHandle, ServicesError> {
     let services = core::Services::load(config.store.clone())?;
     let shared = Arc::new(Shared {
         services: Mutex::new(services),
@@ -48,7 +62,10 @@ pub fn start(
     tokio::spawn(callbacks::run(shared.clone(), shutdown.clone()));
     tokio::spawn(readiness::run(shared.clone(), shutdown.clone()));
     tokio::spawn(framework::run(shared.clone(), shutdown));
-    Ok(http::router(shared))
+    Ok(ServicesHandle {
+        router: http::router(shared.clone()),
+        shared,
+    })
 }
 
 pub(crate) struct Shared {

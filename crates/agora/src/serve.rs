@@ -107,7 +107,7 @@ fn services(
     master: String,
     advertised: String,
     shutdown: CancellationToken,
-) -> anyhow::Result<axum::Router> {
+) -> anyhow::Result<std::sync::Arc<agora_services::ServicesHandle>> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let store = agora_store::RedbStore::open(&data_dir.join("services.redb"))
@@ -117,7 +117,17 @@ fn services(
         advertised,
         store: std::sync::Arc::new(store),
     };
-    agora_services::start(config, shutdown).context("cannot start the services scheduler")
+    agora_services::start(config, shutdown)
+        .map(std::sync::Arc::new)
+        .context("cannot start the services scheduler")
+}
+
+/// The services scheduler's metrics, served with the master's.
+fn metrics_of(
+    services: &std::sync::Arc<agora_services::ServicesHandle>,
+) -> agora_master::MetricsSource {
+    let services = services.clone();
+    std::sync::Arc::new(move || services.metrics())
 }
 
 async fn serve(
@@ -162,11 +172,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         advertised,
         services_shutdown.clone(),
     )?;
+    master.add_metrics(metrics_of(&services));
     let router = master
         .router
         .clone()
         .merge(agent.router.clone())
-        .merge(services);
+        .merge(services.router.clone());
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora up: master and agent listening on http://{}:{port} (ready in {} ms)",
@@ -199,7 +210,8 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         format!("{}:{port}", args.network.ip),
         services_shutdown.clone(),
     )?;
-    let router = master.router.clone().merge(services);
+    master.add_metrics(metrics_of(&services));
+    let router = master.router.clone().merge(services.router.clone());
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora master: listening on http://{}:{port}",

@@ -34,6 +34,31 @@ async fn deploy_scale_restart_kill_and_delete() {
     );
     assert_eq!(created["deployments"].as_array().map(Vec::len), Some(1));
     let tasks = marathon.settled("/prod/web", 2).await;
+    // The scheduler's metrics are served with the master's, in Prometheus text and JSON.
+    let metrics = marathon
+        .http
+        .get(format!("{}/metrics", marathon.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("agora_services_apps 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("agora_services_instances_running 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "# TYPE agora_services_launched_total counter\nagora_services_launched_total 2\n"
+        ),
+        "{metrics}"
+    );
+    assert_eq!(
+        marathon.get("/metrics/snapshot").await["services/apps"],
+        1.0
+    );
     let task = &tasks[0];
     assert_eq!(task["servicePorts"], json!([10000]));
     let host_port = task["ports"][0].as_u64().expect("host port");

@@ -200,6 +200,8 @@ pub struct Master {
     pub(crate) allocation_wanted: Arc<Notify>,
     pub(crate) weights: std::collections::BTreeMap<String, f64>,
     pub(crate) quotas: std::collections::BTreeMap<String, crate::registry::QuotaRecord>,
+    /// Metrics of components served next to the master (the services scheduler).
+    pub(crate) extra_metrics: Vec<crate::MetricsSource>,
     next_framework: u64,
     next_agent: u64,
     next_offer: u64,
@@ -248,6 +250,7 @@ impl Master {
             allocation_wanted: Arc::new(Notify::new()),
             weights: std::collections::BTreeMap::new(),
             quotas: std::collections::BTreeMap::new(),
+            extra_metrics: Vec::new(),
             next_framework: 0,
             next_agent: 0,
             next_offer: 0,

@@ -296,15 +296,28 @@ async fn teardown(State(shared): State<Shared>, body: Bytes) -> Response {
         .into_response()
 }
 
+/// The master's metrics and those of the components next to it; the others are asked after the
+/// master's lock is released.
+fn all_metrics(shared: &Shared) -> Vec<(String, f64)> {
+    let (mut snapshot, sources) = {
+        let master = lock(shared);
+        (metrics::snapshot(&master), master.extra_metrics.clone())
+    };
+    for source in sources {
+        snapshot.extend(source());
+    }
+    snapshot
+}
+
 async fn metrics_snapshot(State(shared): State<Shared>) -> Response {
-    let snapshot = metrics::snapshot(&lock(&shared));
+    let snapshot = all_metrics(&shared);
     let map: serde_json::Map<String, Value> =
         snapshot.into_iter().map(|(k, v)| (k, json!(v))).collect();
     json_response(&Value::Object(map))
 }
 
 async fn metrics_text(State(shared): State<Shared>) -> Response {
-    let snapshot = metrics::snapshot(&lock(&shared));
+    let snapshot = all_metrics(&shared);
     (
         [(
             header::CONTENT_TYPE,
