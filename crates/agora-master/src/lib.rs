@@ -32,7 +32,8 @@ pub(crate) type Shared = Arc<Mutex<Master>>;
 
 /// More metrics for the master's `/metrics` and `/metrics/snapshot`, as `(name, value)` pairs
 /// under Mesos-style names (`services/apps` is served as `agora_services_apps`); names ending
-/// in `_total` are counters.
+/// in `_total` are counters (unlike the master's own, where Mesos uses `cpus_total` for a
+/// gauge).
 pub type MetricsSource = Arc<dyn Fn() -> Vec<(String, f64)> + Send + Sync>;
 
 impl MasterHandle {

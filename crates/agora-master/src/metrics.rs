@@ -173,6 +173,7 @@ pub(crate) fn prometheus(metrics: &[(String, f64)]) -> String {
             || name.ends_with("_updates")
             || name.ends_with("_runs")
             || name.contains("_messages_")
-            || name.ends_with("_total")
+            // Mesos' own `*_total` are gauges (`cpus_total`); other components' are counters.
+            || (!name.starts_with("agora_master_") && name.ends_with("_total"))
     })
 }
