@@ -1,6 +1,10 @@
 //! The agent's checkpoint: everything needed to recover after a restart (its id, frameworks,
 //! executors with their pids and sandboxes, tasks, and status updates not yet acknowledged),
-//! in one JSON file under `<work_dir>/meta`, replaced atomically on every change.
+//! under `<work_dir>/meta`, in small files so a change rewrites only what changed:
+//! `agent.json` (id and frameworks), `frameworks/<framework>/executors/<executor>.json` (one
+//! executor and its tasks) and `updates/<framework>/<task>.json` (a task's unacknowledged
+//! updates). Each file is replaced atomically (write, sync, rename). An `agent.json` written by
+//! an older agent, with everything inside, still loads.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,12 +20,14 @@ use crate::AgentError;
 pub(crate) struct Checkpoint {
     pub agent_id: Option<String>,
     pub frameworks: Vec<FrameworkCheckpoint>,
+    #[serde(default)]
     pub updates: Vec<UpdateCheckpoint>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct FrameworkCheckpoint {
     pub info: FrameworkInfo,
+    #[serde(default)]
     pub executors: Vec<ExecutorCheckpoint>,
 }
 
@@ -53,18 +59,45 @@ pub(crate) struct UpdateCheckpoint {
     pub pending: Vec<TaskStatus>,
 }
 
-pub(crate) fn path(work_dir: &Path) -> PathBuf {
-    work_dir.join("meta").join("agent.json")
+pub(crate) fn meta(work_dir: &Path) -> PathBuf {
+    work_dir.join("meta")
 }
 
-pub(crate) fn load(work_dir: &Path) -> Result<Checkpoint, AgentError> {
-    let path = path(work_dir);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| AgentError::Checkpoint {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Checkpoint::default()),
+pub(crate) fn agent_path(work_dir: &Path) -> PathBuf {
+    meta(work_dir).join("agent.json")
+}
+
+pub(crate) fn executor_path(work_dir: &Path, framework_id: &str, executor_id: &str) -> PathBuf {
+    meta(work_dir)
+        .join("frameworks")
+        .join(framework_id)
+        .join("executors")
+        .join(format!("{executor_id}.json"))
+}
+
+pub(crate) fn updates_path(work_dir: &Path, framework_id: &str, task_id: &str) -> PathBuf {
+    meta(work_dir)
+        .join("updates")
+        .join(framework_id)
+        .join(format!("{task_id}.json"))
+}
+
+/// One executor's file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ExecutorFile {
+    pub framework_id: String,
+    pub executor: ExecutorCheckpoint,
+}
+
+fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, AgentError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| AgentError::Checkpoint {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(AgentError::WorkDir {
             path: path.display().to_string(),
             source,
@@ -72,17 +105,141 @@ pub(crate) fn load(work_dir: &Path) -> Result<Checkpoint, AgentError> {
     }
 }
 
+/// The `.json` files two levels below `dir` (`dir/<a>/<b>.json`, or with `middle` between).
+fn files_below(dir: &Path, middle: Option<&str>) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(outer) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in outer.flatten() {
+        let mut inner = entry.path();
+        if let Some(middle) = middle {
+            inner = inner.join(middle);
+        }
+        let Ok(entries) = std::fs::read_dir(&inner) else {
+            continue;
+        };
+        for file in entries.flatten() {
+            let path = file.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Loads the whole checkpoint: `agent.json` with every executor and update file merged in.
+pub(crate) fn load(work_dir: &Path) -> Result<Checkpoint, AgentError> {
+    let mut checkpoint: Checkpoint = read(&agent_path(work_dir))?.unwrap_or_default();
+    let meta = meta(work_dir);
+    for path in files_below(&meta.join("frameworks"), Some("executors")) {
+        let Some(file) = read::<ExecutorFile>(&path)? else {
+            continue;
+        };
+        let framework = checkpoint.frameworks.iter_mut().find(|f| {
+            f.info.id.as_ref().map(|id| id.value.as_str()) == Some(file.framework_id.as_str())
+        });
+        match framework {
+            Some(framework) => framework.executors.push(file.executor),
+            None => {
+                tracing::warn!(path = %path.display(), "checkpointed executor of an unknown framework ignored")
+            }
+        }
+    }
+    for path in files_below(&meta.join("updates"), None) {
+        if let Some(update) = read::<UpdateCheckpoint>(&path)? {
+            checkpoint.updates.push(update);
+        }
+    }
+    Ok(checkpoint)
+}
+
 /// Writes to a temporary file, syncs it and renames it over the old one, so a crash leaves
-/// either the old or the new checkpoint, never a torn one.
-pub(crate) fn store(work_dir: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> {
-    let path = path(work_dir);
+/// either the old or the new file, never a torn one.
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let temporary = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec(checkpoint).map_err(std::io::Error::other)?;
     let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(&bytes)?;
+    file.write_all(bytes)?;
     file.sync_data()?;
-    std::fs::rename(&temporary, &path)
+    std::fs::rename(&temporary, path)
+}
+
+/// Removes a file that may not exist.
+pub(crate) fn remove(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn executor(id: &str, pid: i32) -> serde_json::Value {
+        json!({"info": {"executor_id": {"value": id}, "command": {"value": "x"}},
+            "kind": "Command", "container_id": "c", "directory": "/tmp/d", "pid": pid,
+            "pid_start_time": 1, "tasks": []})
+    }
+
+    #[test]
+    fn loads_split_files_and_an_older_single_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let framework = json!({"user": "u", "name": "f", "id": {"value": "fw"}});
+        // An older agent's checkpoint: everything in agent.json.
+        let old = json!({"agent_id": "a1", "frameworks": [{"info": framework,
+            "executors": [executor("e1", 10)]}],
+            "updates": [{"framework_id": "fw", "task_id": "t1", "pending": []}]});
+        write(&agent_path(dir.path()), old.to_string().as_bytes()).unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert_eq!(loaded.agent_id.as_deref(), Some("a1"));
+        assert_eq!(loaded.frameworks[0].executors.len(), 1);
+        assert_eq!(loaded.updates.len(), 1);
+
+        // Today's layout: executors and update queues in files of their own.
+        let new = json!({"agent_id": "a1", "frameworks": [{"info": framework}]});
+        write(&agent_path(dir.path()), new.to_string().as_bytes()).unwrap();
+        for (id, pid) in [("e1", 10), ("e2", 11)] {
+            let file = json!({"framework_id": "fw", "executor": executor(id, pid)});
+            write(
+                &executor_path(dir.path(), "fw", id),
+                file.to_string().as_bytes(),
+            )
+            .unwrap();
+        }
+        let orphan = json!({"framework_id": "gone", "executor": executor("e3", 12)});
+        write(
+            &executor_path(dir.path(), "gone", "e3"),
+            orphan.to_string().as_bytes(),
+        )
+        .unwrap();
+        let update = json!({"framework_id": "fw", "task_id": "t2", "pending": []});
+        write(
+            &updates_path(dir.path(), "fw", "t2"),
+            update.to_string().as_bytes(),
+        )
+        .unwrap();
+        let loaded = load(dir.path()).unwrap();
+        let pids: Vec<Option<i32>> = loaded.frameworks[0]
+            .executors
+            .iter()
+            .map(|e| e.pid)
+            .collect();
+        assert_eq!(
+            pids,
+            vec![Some(10), Some(11)],
+            "the unknown framework's executor is ignored"
+        );
+        assert_eq!(loaded.updates[0].task_id, "t2");
+
+        remove(&executor_path(dir.path(), "fw", "e2")).unwrap();
+        remove(&executor_path(dir.path(), "fw", "e2")).unwrap();
+        assert_eq!(load(dir.path()).unwrap().frameworks[0].executors.len(), 1);
+    }
 }

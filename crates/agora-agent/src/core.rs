@@ -23,10 +23,9 @@ use agora_api::recordio;
 use agora_types::{ExecutorId, FrameworkId, TaskId, TaskState};
 
 use crate::AgentError;
-use crate::checkpoint::{
-    self, Checkpoint, ExecutorCheckpoint, FrameworkCheckpoint, TaskCheckpoint, UpdateCheckpoint,
-};
+use crate::checkpoint;
 use crate::config::AgentConfig;
+use crate::persist::Written;
 use crate::process;
 
 const MAX_STATUS_RETRY: Duration = Duration::from_secs(600);
@@ -154,9 +153,17 @@ pub(crate) struct Agent {
     /// Set while the agent stops its executors: new tasks are refused, not started.
     stopping: std::sync::atomic::AtomicBool,
     state: Mutex<AgentState>,
+    /// What the checkpoint files hold (locked only inside `save_locked`, under the state lock).
+    written: Mutex<Written>,
 }
 
 impl Agent {
+    pub(crate) fn written(&self) -> MutexGuard<'_, Written> {
+        self.written
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, AgentState> {
         self.state
             .lock()
@@ -178,6 +185,7 @@ impl Agent {
             source,
         })?;
         let saved = checkpoint::load(&config.work_dir)?;
+        let written = Written::loaded(&saved);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -270,6 +278,7 @@ impl Agent {
             updates_wanted: Notify::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(state),
+            written: Mutex::new(written),
         });
         for (framework_id, executor_id) in dead {
             tracing::warn!(framework = %framework_id, executor = %executor_id, "executor died while the agent was down");
@@ -311,57 +320,6 @@ impl Agent {
     /// losing recovery is better than losing the tasks.
     pub(crate) fn save(&self) {
         self.save_locked(&self.lock());
-    }
-
-    fn save_locked(&self, state: &AgentState) {
-        let snapshot = self.checkpoint_of(state);
-        if let Err(error) = checkpoint::store(&self.config.work_dir, &snapshot) {
-            tracing::error!(%error, "cannot write the agent checkpoint");
-        }
-    }
-
-    fn checkpoint_of(&self, state: &AgentState) -> Checkpoint {
-        Checkpoint {
-            agent_id: state.agent_id.clone(),
-            frameworks: state
-                .frameworks
-                .values()
-                .map(|framework| FrameworkCheckpoint {
-                    info: framework.info.clone(),
-                    executors: framework
-                        .executors
-                        .values()
-                        .map(|executor| ExecutorCheckpoint {
-                            info: executor.info.clone(),
-                            kind: executor.kind,
-                            container_id: executor.container_id.clone(),
-                            directory: executor.directory.clone(),
-                            pid: executor.pid,
-                            pid_start_time: executor.pid_start_time,
-                            tasks: executor
-                                .tasks
-                                .values()
-                                .map(|task| TaskCheckpoint {
-                                    info: task.info.clone(),
-                                    state: task.state,
-                                    status: task.status.clone(),
-                                    launched: task.launched,
-                                })
-                                .collect(),
-                        })
-                        .collect(),
-                })
-                .collect(),
-            updates: state
-                .updates
-                .iter()
-                .map(|((framework_id, task_id), queue)| UpdateCheckpoint {
-                    framework_id: framework_id.to_string(),
-                    task_id: task_id.to_string(),
-                    pending: queue.pending.iter().cloned().collect(),
-                })
-                .collect(),
-        }
     }
 
     pub(crate) fn agent_info(&self, state: &AgentState) -> AgentInfo {

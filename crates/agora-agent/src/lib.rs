@@ -12,6 +12,7 @@ mod config;
 mod core;
 mod http;
 mod master_link;
+mod persist;
 mod process;
 
 use std::sync::Arc;

@@ -331,16 +331,23 @@ pub fn process_alive(pid: i32) -> bool {
 
 /// The executor pids recorded in an agent's checkpoint.
 pub fn checkpointed_executor_pids(work_dir: &Path) -> Vec<i32> {
-    let Ok(text) = std::fs::read_to_string(work_dir.join("meta/agent.json")) else {
-        return Vec::new();
-    };
-    let Ok(checkpoint) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Vec::new();
-    };
+    // meta/frameworks/<framework>/executors/<executor>.json, one file per executor.
     let mut pids = Vec::new();
-    for framework in checkpoint["frameworks"].as_array().into_iter().flatten() {
-        for executor in framework["executors"].as_array().into_iter().flatten() {
-            if let Some(pid) = executor["pid"].as_i64() {
+    let Ok(frameworks) = std::fs::read_dir(work_dir.join("meta/frameworks")) else {
+        return pids;
+    };
+    for framework in frameworks.flatten() {
+        let Ok(executors) = std::fs::read_dir(framework.path().join("executors")) else {
+            continue;
+        };
+        for file in executors.flatten() {
+            let Ok(text) = std::fs::read_to_string(file.path()) else {
+                continue;
+            };
+            let Ok(executor) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            if let Some(pid) = executor["executor"]["pid"].as_i64() {
                 pids.push(pid as i32);
             }
         }
