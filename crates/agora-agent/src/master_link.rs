@@ -9,12 +9,15 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use agora_api::agent_protocol::{
-    AgentCommand, ExecutorExited, ExecutorMessage, Ping, StatusUpdate,
+    AgentCommand, ExecutorExited, ExecutorMessage, FrameworkStatus, Ping, StatusUpdates,
 };
 use agora_api::recordio;
 use agora_types::{ExecutorId, FrameworkId, TaskId};
 
 use crate::core::Agent;
+
+/// Status updates sent to the master in one request at most.
+const STATUS_BATCH: usize = 256;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -248,14 +251,21 @@ async fn status_loop(agent: Arc<Agent>) {
     loop {
         let (agent_id, due, next) = agent.due_updates();
         if let Some(agent_id) = agent_id {
-            for (framework_id, status) in due {
-                let update = StatusUpdate {
+            let mut due = due.into_iter().peekable();
+            while due.peek().is_some() {
+                let batch = StatusUpdates {
                     agent_id: agent_id.clone(),
-                    framework_id: framework_id.to_string(),
-                    status,
+                    updates: due
+                        .by_ref()
+                        .take(STATUS_BATCH)
+                        .map(|(framework_id, status)| FrameworkStatus {
+                            framework_id: framework_id.to_string(),
+                            status,
+                        })
+                        .collect(),
                 };
-                if let Err(error) = post(&agent, "/internal/agent/status", &update).await {
-                    tracing::debug!(%error, "status update not delivered; will retry");
+                if let Err(error) = post(&agent, "/internal/agent/statuses", &batch).await {
+                    tracing::debug!(%error, "status updates not delivered; will retry");
                 }
             }
         }

@@ -111,6 +111,20 @@ pub struct StatusUpdate {
     pub status: TaskStatus,
 }
 
+/// Several status updates in one request (`/internal/agent/statuses`): an agent starting many
+/// tasks delivers their updates in batches, not one request each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusUpdates {
+    pub agent_id: String,
+    pub updates: Vec<FrameworkStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrameworkStatus {
+    pub framework_id: String,
+    pub status: TaskStatus,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExecutorMessage {
     pub agent_id: String,

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use agora_api::agent_protocol::{
-    ExecutorExited, ExecutorMessage, Ping, RegisterAgent, StatusUpdate,
+    ExecutorExited, ExecutorMessage, Ping, RegisterAgent, StatusUpdate, StatusUpdates,
 };
 use agora_types::AgentId;
 
@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/internal/agent/subscribe", post(subscribe))
         .route("/internal/agent/ping", post(ping))
         .route("/internal/agent/status", post(status))
+        .route("/internal/agent/statuses", post(statuses))
         .route("/internal/agent/message", post(message))
         .route("/internal/agent/executor-exited", post(executor_exited))
 }
@@ -89,6 +90,23 @@ async fn status(State(shared): State<Shared>, body: Bytes) -> Response {
     match parse::<StatusUpdate>(&body) {
         Ok(update) => {
             lock(&shared).agent_status_update(update);
+            ok()
+        }
+        Err(response) => response,
+    }
+}
+
+async fn statuses(State(shared): State<Shared>, body: Bytes) -> Response {
+    match parse::<StatusUpdates>(&body) {
+        Ok(batch) => {
+            let mut master = lock(&shared);
+            for update in batch.updates {
+                master.agent_status_update(StatusUpdate {
+                    agent_id: batch.agent_id.clone(),
+                    framework_id: update.framework_id,
+                    status: update.status,
+                });
+            }
             ok()
         }
         Err(response) => response,
