@@ -501,9 +501,15 @@ async fn subscribe_once(
                             }),
                             ..Call::default()
                         };
-                        if let Err(error) = send_call(http, &base, stream_id, &call).await {
-                            tracing::warn!(%error, "implicit acknowledgement failed");
-                        }
+                        // Sent without waiting: the events behind this one need not queue
+                        // behind its round trip (each task has one update in flight at most).
+                        let (http, base, stream_id) =
+                            (http.clone(), base.clone(), stream_id.clone());
+                        tokio::spawn(async move {
+                            if let Err(error) = send_call(&http, &base, &stream_id, &call).await {
+                                tracing::warn!(%error, "implicit acknowledgement failed");
+                            }
+                        });
                     }
                 }
                 _ => {}
