@@ -156,17 +156,29 @@ pub(crate) fn load(work_dir: &Path) -> Result<Checkpoint, AgentError> {
     Ok(checkpoint)
 }
 
-/// Writes to a temporary file, syncs it and renames it over the old one, so a crash leaves
-/// either the old or the new file, never a torn one.
-pub(crate) fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes to a temporary file and renames it over the old one, so a crash leaves either the old
+/// or the new file, never a torn one; `durable` syncs the data first, so the new one survives a
+/// power loss too.
+pub(crate) fn write(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let temporary = path.with_extension("json.tmp");
     let mut file = std::fs::File::create(&temporary)?;
     file.write_all(bytes)?;
-    file.sync_data()?;
+    if durable {
+        file.sync_data()?;
+    }
     std::fs::rename(&temporary, path)
+}
+
+/// Syncs a file written without `durable`; one replaced or removed since needs nothing more.
+pub(crate) fn sync(path: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(path) {
+        Ok(file) => file.sync_data(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// Removes a file that may not exist.
@@ -196,7 +208,7 @@ mod tests {
         let old = json!({"agent_id": "a1", "frameworks": [{"info": framework,
             "executors": [executor("e1", 10)]}],
             "updates": [{"framework_id": "fw", "task_id": "t1", "pending": []}]});
-        write(&agent_path(dir.path()), old.to_string().as_bytes()).unwrap();
+        write(&agent_path(dir.path()), old.to_string().as_bytes(), true).unwrap();
         let loaded = load(dir.path()).unwrap();
         assert_eq!(loaded.agent_id.as_deref(), Some("a1"));
         assert_eq!(loaded.frameworks[0].executors.len(), 1);
@@ -204,12 +216,13 @@ mod tests {
 
         // Today's layout: executors and update queues in files of their own.
         let new = json!({"agent_id": "a1", "frameworks": [{"info": framework}]});
-        write(&agent_path(dir.path()), new.to_string().as_bytes()).unwrap();
+        write(&agent_path(dir.path()), new.to_string().as_bytes(), true).unwrap();
         for (id, pid) in [("e1", 10), ("e2", 11)] {
             let file = json!({"framework_id": "fw", "executor": executor(id, pid)});
             write(
                 &executor_path(dir.path(), "fw", id),
                 file.to_string().as_bytes(),
+                true,
             )
             .unwrap();
         }
@@ -217,12 +230,14 @@ mod tests {
         write(
             &executor_path(dir.path(), "gone", "e3"),
             orphan.to_string().as_bytes(),
+            true,
         )
         .unwrap();
         let update = json!({"framework_id": "fw", "task_id": "t2", "pending": []});
         write(
             &updates_path(dir.path(), "fw", "t2"),
             update.to_string().as_bytes(),
+            true,
         )
         .unwrap();
         let loaded = load(dir.path()).unwrap();

@@ -436,6 +436,10 @@ impl Agent {
             (None, None) => return,
         };
         let executor_id = ExecutorId::new(executor_info.executor_id.value.clone());
+        let touched: Vec<TaskId> = tasks
+            .iter()
+            .map(|task| TaskId::new(task.task_id.value.clone()))
+            .collect();
         let mut state = self.lock();
         let Some(agent_id) = state.agent_id.clone() else {
             return;
@@ -544,7 +548,7 @@ impl Agent {
                 mark_terminated(&mut state, &framework_id, &executor_id);
             }
         }
-        self.save_locked(&state);
+        self.save_scoped(&state, &framework_id, Some(&executor_id), &touched);
         drop(state);
         self.updates_wanted.notify_one();
     }
@@ -830,13 +834,25 @@ impl Agent {
         if queue.pending.is_empty() {
             state.updates.remove(&key);
         }
+        let executor_id = state.frameworks.get(framework_id).and_then(|framework| {
+            framework
+                .executors
+                .iter()
+                .find(|(_, executor)| executor.tasks.contains_key(task_id))
+                .map(|(id, _)| id.clone())
+        });
         if let Some(acked) = acked
             && acked.state.is_terminal()
         {
             complete_task(&mut state, framework_id, task_id);
         }
         cleanup_framework(&mut state, framework_id);
-        self.save_locked(&state);
+        self.save_scoped(
+            &state,
+            framework_id,
+            executor_id.as_ref(),
+            std::slice::from_ref(task_id),
+        );
         drop(state);
         self.updates_wanted.notify_one();
     }
@@ -1074,18 +1090,27 @@ impl Agent {
                     .collect()
             })
             .unwrap_or_default();
+        let mut touched: Vec<TaskId> = state
+            .executor(&framework_id, &executor_id)
+            .map(|e| e.tasks.keys().cloned().collect())
+            .unwrap_or_default();
         for status in resent {
+            touched.push(TaskId::new(status.task_id.value.clone()));
             self.enqueue_update(&mut state, &framework_id, status);
         }
-        self.save_locked(&state);
+        self.save_scoped(&state, &framework_id, Some(&executor_id), &touched);
         drop(state);
         self.updates_wanted.notify_one();
         tracing::info!(framework = %framework_id, executor = %executor_id, "executor subscribed");
         Ok(())
     }
 
-    /// Executor UPDATE: checkpointed, acknowledged to the executor, queued for the master.
-    pub(crate) fn executor_update(&self, call: &executor::Call) -> Result<(), (u16, &'static str)> {
+    /// Executor UPDATE: checkpointed, queued for the master; returns the files to sync before
+    /// the update may be acknowledged to the executor ([`Agent::acknowledge_to_executor`]).
+    pub(crate) fn executor_update(
+        &self,
+        call: &executor::Call,
+    ) -> Result<Vec<PathBuf>, (u16, &'static str)> {
         let framework_id = FrameworkId::new(call.framework_id.value.clone());
         let executor_id = ExecutorId::new(call.executor_id.value.clone());
         let Some(update) = &call.update else {
@@ -1101,20 +1126,36 @@ impl Agent {
         let mut status = update.status.clone();
         status.executor_id = Some(Id::new(executor_id.as_str()));
         let task_id = status.task_id.value.clone();
-        let uuid = status.uuid.clone().unwrap_or_default();
         self.enqueue_update(&mut state, &framework_id, status);
-        self.save_locked(&state);
+        let mut unsynced = Vec::new();
+        self.save_scoped_deferred(
+            &state,
+            &framework_id,
+            Some(&executor_id),
+            &[TaskId::new(task_id.clone())],
+            Some(&mut unsynced),
+        );
+        drop(state);
+        self.updates_wanted.notify_one();
+        Ok(unsynced)
+    }
+
+    /// Tells the executor its update is safe (after its checkpoint reached the disk).
+    pub(crate) fn acknowledge_to_executor(&self, call: &executor::Call) {
+        let framework_id = FrameworkId::new(call.framework_id.value.clone());
+        let executor_id = ExecutorId::new(call.executor_id.value.clone());
+        let Some(update) = &call.update else {
+            return;
+        };
+        let state = self.lock();
         if let Some(executor) = state.executor(&framework_id, &executor_id) {
             executor.send(&ExecutorEvent::Acknowledged {
                 acknowledged: executor::Acknowledged {
-                    task_id: Id::new(task_id),
-                    uuid,
+                    task_id: update.status.task_id.clone(),
+                    uuid: update.status.uuid.clone().unwrap_or_default(),
                 },
             });
         }
-        drop(state);
-        self.updates_wanted.notify_one();
-        Ok(())
     }
 
     /// The executor's process ended: its unfinished tasks fail (or are killed, when a kill or

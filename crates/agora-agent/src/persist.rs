@@ -1,7 +1,10 @@
 //! Writing the checkpoint incrementally. Every change to the agent's state calls
 //! [`Agent::save_locked`], which must be cheap with thousands of tasks: a fingerprint of each
 //! executor and of each task's update queue (hashes of the few fields that change) tells which
-//! files are stale, and only those are serialized and written.
+//! files are stale, and only those are serialized and written. Update queues are synced to disk
+//! before the executor's update is acknowledged (the guarantee Mesos gives); the agent and
+//! executor files are replaced atomically without a sync: what they add after a power loss (the
+//! latest acknowledged state of a task) is also known to the master.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -10,6 +13,8 @@ use crate::checkpoint::{
     self, Checkpoint, ExecutorCheckpoint, ExecutorFile, FrameworkCheckpoint, TaskCheckpoint,
     UpdateCheckpoint,
 };
+use agora_types::{ExecutorId, FrameworkId, TaskId};
+
 use crate::core::{Agent, AgentState, Executor, UpdateQueue};
 
 /// What the files on disk hold, as fingerprints.
@@ -98,16 +103,89 @@ fn executor_checkpoint(executor: &Executor) -> ExecutorCheckpoint {
     }
 }
 
+fn report(what: &str, error: std::io::Error) {
+    tracing::error!(%error, what, "cannot write the agent checkpoint");
+}
+
 impl Agent {
-    /// Writes what changed in the checkpoint. A failed write is logged: the agent keeps running,
-    /// as losing recovery is better than losing the tasks; the file is retried on the next save.
+    /// Writes what changed anywhere in the checkpoint. A failed write is logged: the agent keeps
+    /// running, as losing recovery is better than losing the tasks; the file is retried on the
+    /// next save.
     pub(crate) fn save_locked(&self, state: &AgentState) {
         let mut written = self.written();
-        let work_dir = &self.config.work_dir;
-        let report = |what: &str, error: std::io::Error| {
-            tracing::error!(%error, what, "cannot write the agent checkpoint");
-        };
+        self.save_agent_file(state, &mut written);
+        let mut live = HashSet::new();
+        for (framework_id, framework) in &state.frameworks {
+            for executor_id in framework.executors.keys() {
+                let key = (framework_id.to_string(), executor_id.to_string());
+                self.save_executor(state, &mut written, &key);
+                live.insert(key);
+            }
+        }
+        let gone: Vec<(String, String)> = written
+            .executors
+            .keys()
+            .filter(|key| !live.contains(*key))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.save_executor(state, &mut written, &key);
+        }
+        let mut live = HashSet::new();
+        for (framework_id, task_id) in state.updates.keys() {
+            let key = (framework_id.to_string(), task_id.to_string());
+            self.save_updates(state, &mut written, &key);
+            live.insert(key);
+        }
+        let gone: Vec<(String, String)> = written
+            .updates
+            .keys()
+            .filter(|key| !live.contains(*key))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.save_updates(state, &mut written, &key);
+        }
+    }
 
+    /// Writes what changed for one executor and some tasks of a framework: the hot paths
+    /// (launch, executor updates, acknowledgements) touch nothing else, and must not pay for
+    /// looking at every other executor.
+    pub(crate) fn save_scoped(
+        &self,
+        state: &AgentState,
+        framework_id: &FrameworkId,
+        executor_id: Option<&ExecutorId>,
+        tasks: &[TaskId],
+    ) {
+        self.save_scoped_deferred(state, framework_id, executor_id, tasks, None);
+    }
+
+    /// [`Agent::save_scoped`], leaving the sync of update files to the caller when `unsynced`
+    /// is given (their paths are added to it): syncing outside the agent's lock lets many
+    /// executors' updates reach the disk together instead of one after another.
+    pub(crate) fn save_scoped_deferred(
+        &self,
+        state: &AgentState,
+        framework_id: &FrameworkId,
+        executor_id: Option<&ExecutorId>,
+        tasks: &[TaskId],
+        mut unsynced: Option<&mut Vec<std::path::PathBuf>>,
+    ) {
+        let mut written = self.written();
+        self.save_agent_file(state, &mut written);
+        if let Some(executor_id) = executor_id {
+            let key = (framework_id.to_string(), executor_id.to_string());
+            self.save_executor(state, &mut written, &key);
+        }
+        for task_id in tasks {
+            let key = (framework_id.to_string(), task_id.to_string());
+            let deferred = unsynced.as_deref_mut();
+            self.save_updates_with(state, &mut written, &key, deferred);
+        }
+    }
+
+    fn save_agent_file(&self, state: &AgentState, written: &mut Written) {
         let agent_file = Checkpoint {
             agent_id: state.agent_id.clone(),
             frameworks: state
@@ -122,7 +200,8 @@ impl Agent {
         };
         match serde_json::to_vec(&agent_file) {
             Ok(bytes) if bytes != written.agent => {
-                match checkpoint::write(&checkpoint::agent_path(work_dir), &bytes) {
+                let path = checkpoint::agent_path(&self.config.work_dir);
+                match checkpoint::write(&path, &bytes, false) {
                     Ok(()) => written.agent = bytes,
                     Err(error) => report("agent", error),
                 }
@@ -130,85 +209,95 @@ impl Agent {
             Ok(_) => {}
             Err(error) => report("agent", std::io::Error::other(error)),
         }
+    }
 
-        let mut live = HashSet::new();
-        for (framework_id, framework) in &state.frameworks {
-            for (executor_id, executor) in &framework.executors {
-                let key = (framework_id.to_string(), executor_id.to_string());
-                let fingerprint = executor_fingerprint(executor);
-                if written.executors.get(&key) != Some(&fingerprint) {
-                    let file = ExecutorFile {
-                        framework_id: key.0.clone(),
-                        executor: executor_checkpoint(executor),
-                    };
-                    let path = checkpoint::executor_path(work_dir, &key.0, &key.1);
-                    let result = serde_json::to_vec(&file)
-                        .map_err(std::io::Error::other)
-                        .and_then(|bytes| checkpoint::write(&path, &bytes));
-                    match result {
-                        Ok(()) => {
-                            written.executors.insert(key.clone(), fingerprint);
-                        }
-                        Err(error) => report("executor", error),
-                    }
-                }
-                live.insert(key);
-            }
-        }
-        let gone: Vec<(String, String)> = written
-            .executors
-            .keys()
-            .filter(|key| !live.contains(*key))
-            .cloned()
-            .collect();
-        for key in gone {
-            match checkpoint::remove(&checkpoint::executor_path(work_dir, &key.0, &key.1)) {
-                Ok(()) => {
-                    written.executors.remove(&key);
-                }
-                Err(error) => report("executor", error),
-            }
-        }
-
-        let mut live = HashSet::new();
-        for ((framework_id, task_id), queue) in &state.updates {
-            if queue.pending.is_empty() {
-                continue;
-            }
-            let key = (framework_id.to_string(), task_id.to_string());
-            let fingerprint = updates_fingerprint(queue);
-            if written.updates.get(&key) != Some(&fingerprint) {
-                let file = UpdateCheckpoint {
-                    framework_id: key.0.clone(),
-                    task_id: key.1.clone(),
-                    pending: queue.pending.iter().cloned().collect(),
-                };
-                let path = checkpoint::updates_path(work_dir, &key.0, &key.1);
-                let result = serde_json::to_vec(&file)
-                    .map_err(std::io::Error::other)
-                    .and_then(|bytes| checkpoint::write(&path, &bytes));
-                match result {
+    /// Writes one executor's file if it changed, or removes it if the executor is gone.
+    fn save_executor(&self, state: &AgentState, written: &mut Written, key: &(String, String)) {
+        let path = checkpoint::executor_path(&self.config.work_dir, &key.0, &key.1);
+        let executor = state
+            .frameworks
+            .get(&FrameworkId::new(key.0.clone()))
+            .and_then(|f| f.executors.get(&ExecutorId::new(key.1.clone())));
+        let Some(executor) = executor else {
+            if written.executors.contains_key(key) {
+                match checkpoint::remove(&path) {
                     Ok(()) => {
-                        written.updates.insert(key.clone(), fingerprint);
+                        written.executors.remove(key);
+                    }
+                    Err(error) => report("executor", error),
+                }
+            }
+            return;
+        };
+        let fingerprint = executor_fingerprint(executor);
+        if written.executors.get(key) == Some(&fingerprint) {
+            return;
+        }
+        let file = ExecutorFile {
+            framework_id: key.0.clone(),
+            executor: executor_checkpoint(executor),
+        };
+        let result = serde_json::to_vec(&file)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| checkpoint::write(&path, &bytes, false));
+        match result {
+            Ok(()) => {
+                written.executors.insert(key.clone(), fingerprint);
+            }
+            Err(error) => report("executor", error),
+        }
+    }
+
+    /// Writes one task's unacknowledged updates if they changed (synced: they are what an
+    /// executor's acknowledgement promises), or removes the file once none is left.
+    fn save_updates(&self, state: &AgentState, written: &mut Written, key: &(String, String)) {
+        self.save_updates_with(state, written, key, None);
+    }
+
+    fn save_updates_with(
+        &self,
+        state: &AgentState,
+        written: &mut Written,
+        key: &(String, String),
+        unsynced: Option<&mut Vec<std::path::PathBuf>>,
+    ) {
+        let path = checkpoint::updates_path(&self.config.work_dir, &key.0, &key.1);
+        let queue = state
+            .updates
+            .get(&(FrameworkId::new(key.0.clone()), TaskId::new(key.1.clone())))
+            .filter(|queue| !queue.pending.is_empty());
+        let Some(queue) = queue else {
+            if written.updates.contains_key(key) {
+                match checkpoint::remove(&path) {
+                    Ok(()) => {
+                        written.updates.remove(key);
                     }
                     Err(error) => report("updates", error),
                 }
             }
-            live.insert(key);
+            return;
+        };
+        let fingerprint = updates_fingerprint(queue);
+        if written.updates.get(key) == Some(&fingerprint) {
+            return;
         }
-        let gone: Vec<(String, String)> = written
-            .updates
-            .keys()
-            .filter(|key| !live.contains(*key))
-            .cloned()
-            .collect();
-        for key in gone {
-            match checkpoint::remove(&checkpoint::updates_path(work_dir, &key.0, &key.1)) {
-                Ok(()) => {
-                    written.updates.remove(&key);
+        let file = UpdateCheckpoint {
+            framework_id: key.0.clone(),
+            task_id: key.1.clone(),
+            pending: queue.pending.iter().cloned().collect(),
+        };
+        let durable = unsynced.is_none();
+        let result = serde_json::to_vec(&file)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| checkpoint::write(&path, &bytes, durable));
+        match result {
+            Ok(()) => {
+                written.updates.insert(key.clone(), fingerprint);
+                if let Some(unsynced) = unsynced {
+                    unsynced.push(path);
                 }
-                Err(error) => report("updates", error),
             }
+            Err(error) => report("updates", error),
         }
     }
 }

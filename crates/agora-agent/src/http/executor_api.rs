@@ -62,7 +62,20 @@ pub(crate) async fn handle(
             response
         }
         "UPDATE" => match agent.executor_update(&call) {
-            Ok(()) => accepted(),
+            Ok(unsynced) => {
+                let synced = tokio::task::spawn_blocking(move || {
+                    for path in unsynced {
+                        if let Err(error) = crate::checkpoint::sync(&path) {
+                            tracing::error!(%error, path = %path.display(), "cannot sync a status update");
+                        }
+                    }
+                })
+                .await;
+                if synced.is_ok() {
+                    agent.acknowledge_to_executor(&call);
+                }
+                accepted()
+            }
             Err((403, message)) => text(StatusCode::FORBIDDEN, message),
             Err((_, message)) => text(StatusCode::BAD_REQUEST, message),
         },
