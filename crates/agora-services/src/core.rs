@@ -295,7 +295,7 @@ impl Services {
     }
 
     /// Writes every changed instance in one batch. Called before launches go out (so a
-    /// restarted scheduler knows every task it launched) and after each planning round.
+    /// restarted scheduler knows every task it launched) and otherwise once a second.
     pub(crate) fn flush_instances(&mut self) {
         if self.dirty_instances.is_empty() {
             return;

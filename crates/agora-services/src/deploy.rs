@@ -431,7 +431,6 @@ impl Services {
             self.plan_app(&app_id, &mut work);
         }
         self.advance_deployments();
-        self.flush_instances();
         self.counters.kills += work.kills.len() as u64;
         work
     }

@@ -28,6 +28,7 @@ const FRAMEWORK_ID_KEY: &str = "services/framework_id";
 /// A week, as Marathon sets it: tasks survive a long scheduler outage.
 const FAILOVER_TIMEOUT_SECS: f64 = 604_800.0;
 const RECONCILE_UNCONFIRMED_EVERY: Duration = Duration::from_secs(3);
+const INSTANCE_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Unused offers kept per app for `/v2/queue?embed=lastUnusedOffers`.
 const LAST_UNUSED_OFFERS: usize = 10;
 
@@ -94,9 +95,13 @@ async fn session(
 ) {
     let mut suppressed = false;
     let mut last_reconcile = std::time::Instant::now();
+    let mut last_flush = std::time::Instant::now();
     loop {
         let event = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => {
+                shared.lock().flush_instances();
+                return;
+            }
             event = scheduler.next_event() => match event {
                 Some(event) => Some(event),
                 None => return,
@@ -134,6 +139,13 @@ async fn session(
         // Level-triggered: after anything, recompute kills, launches and whether offers are
         // wanted. One plan per event: planning marks its kills as sent, so none may be dropped.
         let work = shared.lock().plan();
+        // Launches are written before they go out (in handle_offers); other changes (a task
+        // started, gone) are written at most once a second: a restart recovers them from the
+        // master anyway.
+        if last_flush.elapsed() >= INSTANCE_FLUSH_EVERY {
+            last_flush = std::time::Instant::now();
+            shared.lock().flush_instances();
+        }
         if !offers.is_empty() {
             handle_offers(shared, scheduler, agents, offers, work.launches.clone()).await;
         }
