@@ -10,10 +10,19 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match cli.command {
+        // One per task: a single thread starts faster and weighs less.
+        cli::Command::Executor => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        // Handlers write checkpoints and spawn processes synchronously; more workers than
+        // cores keep the rest of the API answering while some of them wait on the disk.
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(server_threads())
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("agora: cannot start the async runtime: {error}");
@@ -39,6 +48,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn server_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    (cores * 2).max(4)
 }
 
 fn init_logging(cli: &cli::Cli) {
