@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 
@@ -41,6 +42,8 @@ def measure(binary: str, instances: int) -> float:
         try:
             line = process.stdout.readline()
             port = int(line.split("http://")[1].split(":")[1].split()[0])
+            # Keep draining stdout so the cluster never blocks on a full pipe.
+            threading.Thread(target=process.stdout.read, daemon=True).start()
             deadline = time.perf_counter() + 10
             while True:
                 _, state = request(port, "GET", "/master/state")
@@ -62,7 +65,7 @@ def measure(binary: str, instances: int) -> float:
                     return time.perf_counter() - started
                 if time.perf_counter() - started > 600:
                     raise RuntimeError(f"only {running} of {instances} running after 600 s")
-                time.sleep(0.02)
+                time.sleep(0.5)
         finally:
             process.terminate()
             try:
