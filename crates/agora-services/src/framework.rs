@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use agora_api::marathon::container;
 use agora_api::marathon::path::safe_name;
 use agora_api::marathon::time::format_millis;
 use agora_api::mesos::{
@@ -231,7 +232,7 @@ fn facts(offer: &Offer) -> AgentFacts {
 
 fn needs(app: &App) -> InstanceNeeds {
     let definition = &app.definition;
-    let ports = definition
+    let mut ports: Vec<u64> = definition
         .port_definitions
         .iter()
         .flatten()
@@ -243,6 +244,12 @@ fn needs(app: &App) -> InstanceNeeds {
             }
         })
         .collect();
+    // A bridged container gets its host ports through its port mappings.
+    if ports.is_empty()
+        && let Some(container) = &definition.container
+    {
+        ports = container::requested_host_ports(container);
+    }
     InstanceNeeds {
         cpus: Scalar::from_f64(definition.cpus),
         mem: Scalar::from_f64(definition.mem),
@@ -473,8 +480,13 @@ fn task_info(app: &App, offer: &Offer, matched: &agora_plan::offer_match::Matche
         resources: from_resources(&matched.resources, ResourceFormat::default(), None),
         command: Some(CommandInfo {
             environment: Some(Environment { variables }),
+            uris: container::to_mesos_uris(&definition.fetch, &definition.uris),
             ..command
         }),
+        container: definition
+            .container
+            .as_ref()
+            .map(|c| container::to_mesos(c, &matched.host_ports)),
         labels: Some(
             serde_json::json!({"labels": [{"key": "MARATHON_APP_VERSION", "value": app.version()}]}),
         ),

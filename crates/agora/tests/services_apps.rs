@@ -600,3 +600,37 @@ async fn event_callbacks_are_posted_retried_and_kept() {
         .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_and_fetch_uris_reach_the_agent_in_mesos_shape() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024;ports:[31000-31010]"],
+    );
+    let marathon = Marathon::new(&up.address());
+    // Running the image is the containers issue's; the task runs its command meanwhile.
+    let app = json!({"id": "/boxed", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16,
+        "container": {"type": "DOCKER", "docker": {"image": "web:1", "network": "BRIDGE",
+            "portMappings": [{"containerPort": 80, "hostPort": 0}]},
+            "volumes": [{"containerPath": "/data", "hostPath": "/srv", "mode": "RO"}]},
+        "fetch": [{"uri": "http://127.0.0.1:9/a.tgz", "cache": true}]});
+    let (status, body) = marathon
+        .send(reqwest::Method::POST, "/v2/apps", Some(app))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let tasks = marathon.settled("/boxed", 1).await;
+    let host_port = tasks[0]["ports"][0].as_u64().unwrap();
+    assert!((31000..=31010).contains(&host_port), "{tasks:?}");
+    let state = agora_client::MasterClient::new(&up.address())
+        .get_json("/master/state")
+        .await
+        .unwrap();
+    let task = &framework(&state, "marathon")["tasks"][0];
+    let docker = &task["container"]["docker"];
+    assert_eq!(docker["image"], "web:1", "{task}");
+    assert_eq!(docker["network"], "BRIDGE");
+    assert_eq!(docker["port_mappings"][0]["host_port"], host_port);
+    assert_eq!(docker["port_mappings"][0]["container_port"], 80);
+    assert_eq!(task["container"]["volumes"][0]["host_path"], "/srv");
+}

@@ -2,6 +2,7 @@
 //! timestamps, and the 422 error body. The services scheduler (issue 3) builds on these.
 
 pub mod app;
+pub mod container;
 pub mod errors;
 pub mod path;
 pub mod time;
