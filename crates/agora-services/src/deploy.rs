@@ -178,29 +178,7 @@ impl Services {
         if !locked.is_empty() && !force {
             return Err(ChangeError::Locked(locked.into_iter().collect()));
         }
-        // The dependency graph after the change must stay acyclic.
-        let mut target: BTreeMap<String, AppDefinition> = self
-            .apps
-            .iter()
-            .map(|(id, app)| (id.clone(), app.definition.clone()))
-            .collect();
-        let mut target_groups = self.groups.clone();
-        for change in &changes {
-            match change {
-                Change::Put(definition) => {
-                    target.insert(definition.id.clone(), (**definition).clone());
-                }
-                Change::Group(record) => {
-                    target_groups.insert(record.id.clone(), record.clone());
-                }
-                Change::RemoveGroup(id) => {
-                    target_groups.remove(id);
-                }
-                Change::Restart(_) | Change::Delete(_) => {}
-            }
-        }
-        let graph = groups::dependency_graph(&target, &target_groups);
-        dependencies::levels(&graph).map_err(|cycle| ChangeError::Cycle(cycle.to_string()))?;
+        let graph = self.target_graph(&changes)?;
 
         for id in locked {
             self.abandon(&id, "superseded by a forced change");
@@ -217,7 +195,8 @@ impl Services {
                     previous
                         .entry(id.clone())
                         .or_insert_with(|| self.apps.get(&id).map(|a| a.definition.clone()));
-                    let action = self.store_definition(*definition, &version);
+                    let action = self.put_action(&definition);
+                    self.store_definition(*definition, &version, action);
                     others.insert(id, action);
                 }
                 Change::Restart(id) => {
@@ -252,33 +231,7 @@ impl Services {
                 }
             }
         }
-        let graph = groups::dependency_graph(
-            &self
-                .apps
-                .iter()
-                .map(|(id, app)| (id.clone(), app.definition.clone()))
-                .collect(),
-            &self.groups,
-        );
-        let with_actions = |apps: Vec<Vec<String>>, actions: &dyn Fn(&str) -> Action| {
-            apps.into_iter()
-                .map(|step| {
-                    step.into_iter()
-                        .map(|app| {
-                            let action = actions(&app);
-                            (app, action)
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect::<Vec<_>>()
-        };
-        let stop_steps = dependencies::steps(&graph, &stops, true).unwrap_or_default();
-        let other_ids: BTreeSet<String> = others.keys().cloned().collect();
-        let other_steps = dependencies::steps(&graph, &other_ids, false).unwrap_or_default();
-        let mut steps = with_actions(stop_steps, &|_| Action::Stop);
-        steps.extend(with_actions(other_steps, &|app| {
-            others.get(app).copied().unwrap_or(Action::Scale)
-        }));
+        let steps = order(&graph, &stops, &others);
         let id = uuid::Uuid::new_v4().to_string();
         let mut deployment = Deployment {
             id: id.clone(),
@@ -310,16 +263,72 @@ impl Services {
         Ok((id, version))
     }
 
-    /// Stores a definition as the app's new version; returns the deployment action it needs.
-    fn store_definition(&mut self, mut definition: AppDefinition, version: &str) -> Action {
+    /// The dependency graph after `changes`; refused if it has a cycle.
+    fn target_graph(&self, changes: &[Change]) -> Result<dependencies::Graph, ChangeError> {
+        let mut target: BTreeMap<String, AppDefinition> = self
+            .apps
+            .iter()
+            .map(|(id, app)| (id.clone(), app.definition.clone()))
+            .collect();
+        let mut target_groups = self.groups.clone();
+        for change in changes {
+            match change {
+                Change::Put(definition) => {
+                    target.insert(definition.id.clone(), (**definition).clone());
+                }
+                Change::Group(record) => {
+                    target_groups.insert(record.id.clone(), record.clone());
+                }
+                Change::RemoveGroup(id) => {
+                    target_groups.remove(id);
+                }
+                Change::Restart(_) | Change::Delete(_) => {}
+            }
+        }
+        let graph = groups::dependency_graph(&target, &target_groups);
+        dependencies::levels(&graph).map_err(|cycle| ChangeError::Cycle(cycle.to_string()))?;
+        Ok(graph)
+    }
+
+    /// The deployment action a new definition of an app needs.
+    fn put_action(&self, definition: &AppDefinition) -> Action {
+        match self.apps.get(&definition.id) {
+            None => Action::Start,
+            Some(old) if same_except_scale(&old.definition, definition) => Action::Scale,
+            Some(_) => restart_action(definition, self.active_count(&definition.id)),
+        }
+    }
+
+    /// The steps `changes` would deploy, without making them (`dryRun`).
+    pub fn preview(&self, changes: &[Change]) -> Result<Vec<Vec<(String, Action)>>, ChangeError> {
+        let graph = self.target_graph(changes)?;
+        let mut stops = BTreeSet::new();
+        let mut others = BTreeMap::new();
+        for change in changes {
+            match change {
+                Change::Put(definition) => {
+                    others.insert(definition.id.clone(), self.put_action(definition));
+                }
+                Change::Restart(id) => {
+                    if let Some(app) = self.apps.get(id) {
+                        let action = restart_action(&app.definition, self.active_count(id));
+                        others.insert(id.clone(), action);
+                    }
+                }
+                Change::Delete(id) if self.apps.contains_key(id) => {
+                    stops.insert(id.clone());
+                }
+                _ => {}
+            }
+        }
+        Ok(order(&graph, &stops, &others))
+    }
+
+    /// Stores a definition as the app's new version.
+    fn store_definition(&mut self, mut definition: AppDefinition, version: &str, action: Action) {
         let id = definition.id.clone();
         definition.version = Some(version.to_owned());
         definition.version_info = None;
-        let action = match self.apps.get(&id) {
-            None => Action::Start,
-            Some(old) if same_except_scale(&old.definition, &definition) => Action::Scale,
-            Some(_) => restart_action(&definition, self.active_count(&id)),
-        };
         // Marathon announces the API change before the deployment it starts.
         self.emit(
             "api_post_event",
@@ -330,7 +339,6 @@ impl Services {
             }),
         );
         self.store_version(&id, definition, version, action != Action::Scale);
-        action
     }
 
     fn store_version(
@@ -725,6 +733,37 @@ impl Services {
             .collect();
         groups::tree(id, &apps, &versions, &self.groups, default_version)
     }
+}
+
+/// Deployment steps: stops first (dependants before their dependencies), then the other
+/// actions (dependencies first).
+fn order(
+    graph: &dependencies::Graph,
+    stops: &BTreeSet<String>,
+    others: &BTreeMap<String, Action>,
+) -> Vec<Vec<(String, Action)>> {
+    // The graph was checked for cycles: these cannot fail.
+    let stop_steps = dependencies::steps(graph, stops, true).unwrap_or_default();
+    let other_ids: BTreeSet<String> = others.keys().cloned().collect();
+    let other_steps = dependencies::steps(graph, &other_ids, false).unwrap_or_default();
+    let with = |steps: Vec<Vec<String>>, action: &dyn Fn(&str) -> Action| {
+        steps
+            .into_iter()
+            .map(|step| {
+                step.into_iter()
+                    .map(|app| {
+                        let action = action(&app);
+                        (app, action)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut steps = with(stop_steps, &|_| Action::Stop);
+    steps.extend(with(other_steps, &|app| {
+        others.get(app).copied().unwrap_or(Action::Scale)
+    }));
+    steps
 }
 
 /// Whether an instance counts toward a deployment: running and healthy (when the app has a

@@ -114,6 +114,35 @@ async fn groups_deploy_in_dependency_order_scale_roll_back_and_go() {
     assert_eq!(front["apps"][0]["id"], "/shop/front/web");
     assert_eq!(front["apps"][0]["tasks"].as_array().unwrap().len(), 1);
 
+    // A dry run shows the steps and changes nothing.
+    let (status, body) = marathon
+        .send(
+            Method::PUT,
+            "/v2/groups/shop?dryRun=true",
+            Some(json!({"scaleBy": 3})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["steps"],
+        json!([
+            {"actions": [{"action": "ScaleApplication", "app": "/shop/db/main"}]},
+            {"actions": [{"action": "ScaleApplication", "app": "/shop/front/web"}]},
+        ])
+    );
+    assert!(
+        marathon
+            .get("/v2/deployments")
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        marathon.get("/v2/apps/shop/db/main").await["app"]["instances"],
+        1
+    );
+
     // Scaling the group doubles every app below it.
     let (status, body) = marathon
         .send(Method::PUT, "/v2/groups/shop", Some(json!({"scaleBy": 2})))

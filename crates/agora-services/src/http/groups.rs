@@ -126,6 +126,9 @@ fn handle(
                 Ok(body) => body,
                 Err(response) => return response,
             };
+            if flag(params, "dryRun") {
+                return dry_run(shared, &id, &body);
+            }
             update(shared, &id, &body, force)
         }
         ("PUT", ["versions", version]) => rollback(shared, &id, version, force),
@@ -197,9 +200,6 @@ fn rollback(shared: &Shared, id: &str, version: &str, force: bool) -> Response {
 
 /// `PUT` (or `POST`) of a group body at `id`.
 fn update(shared: &Shared, id: &str, body: &Value, force: bool) -> Response {
-    if !body.is_object() {
-        return invalid_at("/", "a group must be a JSON object");
-    }
     if let Some(version) = body.get("version").and_then(Value::as_str)
         && body
             .as_object()
@@ -207,11 +207,42 @@ fn update(shared: &Shared, id: &str, body: &Value, force: bool) -> Response {
     {
         return rollback(shared, id, version, force);
     }
+    let changes = match changes_of(shared, id, body) {
+        Ok(changes) => changes,
+        Err(response) => return response,
+    };
+    let result = shared.lock().apply(changes, force);
+    finish(shared, id, result, true)
+}
+
+/// `PUT ...?dryRun=true`: the steps the change would deploy, changing nothing.
+fn dry_run(shared: &Shared, id: &str, body: &Value) -> Response {
+    let changes = match changes_of(shared, id, body) {
+        Ok(changes) => changes,
+        Err(response) => return response,
+    };
+    match shared.lock().preview(&changes) {
+        Ok(steps) => {
+            let steps: Vec<Value> = steps
+                .iter()
+                .map(|step| json!({"actions": crate::deploy::actions_json(step)}))
+                .collect();
+            reply(StatusCode::OK, &json!({"steps": steps}))
+        }
+        Err(e) => change_error(e, id),
+    }
+}
+
+/// The changes a group body asks for, or why it is invalid.
+fn changes_of(shared: &Shared, id: &str, body: &Value) -> Result<Vec<Change>, Response> {
+    if !body.is_object() {
+        return Err(invalid_at("/", "a group must be a JSON object"));
+    }
     let changes = {
         let services = shared.lock();
         if let Some(factor) = body.get("scaleBy") {
             let Some(factor) = factor.as_f64().filter(|f| f.is_finite() && *f >= 0.0) else {
-                return invalid_at("/scaleBy", "must be a non-negative number");
+                return Err(invalid_at("/scaleBy", "must be a non-negative number"));
             };
             scaling(&services, id, factor)
         } else {
@@ -223,16 +254,15 @@ fn update(shared: &Shared, id: &str, body: &Value, force: bool) -> Response {
             };
             builder.group(body, id, "");
             if !builder.violations.is_empty() {
-                return reply(
+                return Err(reply(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     &invalid_body(&builder.violations.into_vec()),
-                );
+                ));
             }
             builder.changes
         }
     };
-    let result = shared.lock().apply(changes, force);
-    finish(shared, id, result, true)
+    Ok(changes)
 }
 
 fn finish(
