@@ -1094,11 +1094,25 @@ impl Agent {
             .executor(&framework_id, &executor_id)
             .map(|e| e.tasks.keys().cloned().collect())
             .unwrap_or_default();
+        let mut acknowledgements = Vec::new();
         for status in resent {
             touched.push(TaskId::new(status.task_id.value.clone()));
+            acknowledgements.push((status.task_id.clone(), status.uuid.clone()));
             self.enqueue_update(&mut state, &framework_id, status);
         }
         self.save_scoped(&state, &framework_id, Some(&executor_id), &touched);
+        // Re-sent updates are handled as if sent by UPDATE: checkpointed (just now, synced),
+        // then acknowledged, or the executor would wait for them forever.
+        if let Some(executor) = state.executor(&framework_id, &executor_id) {
+            for (task_id, uuid) in acknowledgements {
+                executor.send(&ExecutorEvent::Acknowledged {
+                    acknowledged: executor::Acknowledged {
+                        task_id,
+                        uuid: uuid.unwrap_or_default(),
+                    },
+                });
+            }
+        }
         drop(state);
         self.updates_wanted.notify_one();
         tracing::info!(framework = %framework_id, executor = %executor_id, "executor subscribed");
