@@ -518,14 +518,20 @@ async fn task_groups_and_custom_executors() {
         text.contains("group-executor") && text.contains("my-executor"),
         "{text}"
     );
-    let master_state = MasterClient::new(&up.address())
-        .get_json("/master/state")
-        .await
-        .expect("state");
-    let completed = framework(&master_state, "groups")["completed_tasks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    // Tasks complete once their (asynchronous) acknowledgements have arrived.
+    let completed = wait_until(Duration::from_secs(10), "tasks completed", || async {
+        let master_state = MasterClient::new(&up.address())
+            .get_json("/master/state")
+            .await
+            .ok()?;
+        let completed = framework(&master_state, "groups")["completed_tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let has = |id: &str| completed.iter().any(|t| t["id"] == id);
+        (has("custom-task") && has("g1")).then_some(completed)
+    })
+    .await;
     let custom_task = completed
         .iter()
         .find(|t| t["id"] == "custom-task")

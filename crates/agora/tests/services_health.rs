@@ -171,14 +171,19 @@ async fn a_task_failing_its_check_is_killed_and_replaced() {
     assert_eq!(failure["taskId"], first_id.as_str(), "{app}");
     assert_eq!(failure["state"], "TASK_KILLED");
     let master = agora_client::MasterClient::new(&up.address());
-    let state = master.get_json("/master/state").await.unwrap();
-    let killed = framework(&state, "marathon")["completed_tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == first_id.as_str())
-        .cloned()
-        .expect("the killed task in completed_tasks");
+    let killed = wait_until(
+        Duration::from_secs(10),
+        "the killed task completed",
+        || async {
+            let state = master.get_json("/master/state").await.ok()?;
+            framework(&state, "marathon")["completed_tasks"]
+                .as_array()?
+                .iter()
+                .find(|t| t["id"] == first_id.as_str())
+                .cloned()
+        },
+    )
+    .await;
     let last = killed["statuses"]
         .as_array()
         .unwrap()
