@@ -201,7 +201,7 @@ impl Agent {
         match serde_json::to_vec(&agent_file) {
             Ok(bytes) if bytes != written.agent => {
                 let path = checkpoint::agent_path(&self.config.work_dir);
-                match checkpoint::write(&path, &bytes, false) {
+                match checkpoint::replace(&path, &bytes) {
                     Ok(()) => written.agent = bytes,
                     Err(error) => report("agent", error),
                 }
