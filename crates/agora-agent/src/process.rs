@@ -30,17 +30,7 @@ pub(crate) fn spawn(launch: Launch<'_>) -> std::io::Result<tokio::process::Child
         .create(true)
         .append(true)
         .open(launch.directory.join("stderr"))?;
-    let value = launch.command.value.clone().unwrap_or_default();
-    let mut command = if launch.command.shell {
-        let mut command = tokio::process::Command::new("/bin/sh");
-        command.arg("-c").arg(&value);
-        command
-    } else {
-        let mut command = tokio::process::Command::new(&value);
-        // Mesos passes `arguments` as the full argv, argv[0] included.
-        command.args(launch.command.arguments.iter().skip(1));
-        command
-    };
+    let mut command = command_of(launch.command);
     command
         .current_dir(launch.directory)
         .envs(&launch.environment)
@@ -50,6 +40,21 @@ pub(crate) fn spawn(launch: Launch<'_>) -> std::io::Result<tokio::process::Child
         .process_group(0)
         .kill_on_drop(false);
     command.spawn()
+}
+
+/// The process a `CommandInfo` describes: `/bin/sh -c value` for a shell command, otherwise
+/// `value` with `arguments` (which Mesos passes as the full argv, argv[0] included).
+pub(crate) fn command_of(info: &CommandInfo) -> tokio::process::Command {
+    let value = info.value.clone().unwrap_or_default();
+    if info.shell {
+        let mut command = tokio::process::Command::new("/bin/sh");
+        command.arg("-c").arg(&value);
+        command
+    } else {
+        let mut command = tokio::process::Command::new(&value);
+        command.args(info.arguments.iter().skip(1));
+        command
+    }
 }
 
 /// Signals a whole process group; a group already gone is not an error.

@@ -157,16 +157,7 @@ async fn run_command(
     timeout: Duration,
     task: &TaskContext,
 ) -> Result<(), String> {
-    let value = command.value.clone().unwrap_or_default();
-    let mut process = if command.shell {
-        let mut process = tokio::process::Command::new("/bin/sh");
-        process.arg("-c").arg(&value);
-        process
-    } else {
-        let mut process = tokio::process::Command::new(&value);
-        process.args(command.arguments.iter().skip(1));
-        process
-    };
+    let mut process = crate::process::command_of(command);
     let environments = [
         task.command.as_ref().and_then(|c| c.environment.as_ref()),
         command.environment.as_ref(),

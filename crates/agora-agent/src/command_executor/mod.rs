@@ -596,16 +596,7 @@ fn spawn_task(
     own_files: bool,
 ) -> std::io::Result<tokio::process::Child> {
     std::fs::create_dir_all(directory)?;
-    let value = command.value.clone().unwrap_or_default();
-    let mut process = if command.shell {
-        let mut process = tokio::process::Command::new("/bin/sh");
-        process.arg("-c").arg(&value);
-        process
-    } else {
-        let mut process = tokio::process::Command::new(&value);
-        process.args(command.arguments.iter().skip(1));
-        process
-    };
+    let mut process = crate::process::command_of(command);
     if let Some(environment) = &command.environment {
         for variable in &environment.variables {
             process.env(&variable.name, variable.value.clone().unwrap_or_default());
