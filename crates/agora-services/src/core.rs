@@ -110,6 +110,35 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
+    /// A task of `app_id` at `version`, in `state` since `staged_at`, with no history yet.
+    pub fn new(
+        task_id: &str,
+        app_id: &str,
+        version: &str,
+        state: TaskState,
+        staged_at: &str,
+    ) -> Instance {
+        Instance {
+            task_id: task_id.to_owned(),
+            app_id: app_id.to_owned(),
+            version: version.to_owned(),
+            agent_id: String::new(),
+            host: String::new(),
+            ports: Vec::new(),
+            state,
+            staged_at: staged_at.to_owned(),
+            started_at: None,
+            kill_requested: false,
+            health: HealthRecord::default(),
+            confirmed: true,
+            ip: None,
+            ready: false,
+            readiness: None,
+            unreachable_since: None,
+            inactive: false,
+        }
+    }
+
     pub fn active(&self) -> bool {
         !self.state.is_terminal() && !self.kill_requested && !self.inactive
     }
@@ -574,25 +603,9 @@ impl Services {
         }) else {
             return;
         };
-        let instance = Instance {
-            task_id: task_id.to_owned(),
-            app_id: app.definition.id.clone(),
-            version: app.version().to_owned(),
-            agent_id: agent_id.unwrap_or_default().to_owned(),
-            host: String::new(),
-            ports: Vec::new(),
-            state,
-            staged_at: now.to_owned(),
-            started_at: (state == TaskState::Running).then(|| now.to_owned()),
-            kill_requested: false,
-            health: HealthRecord::default(),
-            confirmed: true,
-            ip: None,
-            ready: false,
-            readiness: None,
-            unreachable_since: None,
-            inactive: false,
-        };
+        let mut instance = Instance::new(task_id, &app.definition.id, app.version(), state, now);
+        instance.agent_id = agent_id.unwrap_or_default().to_owned();
+        instance.started_at = (state == TaskState::Running).then(|| now.to_owned());
         self.instances.insert(task_id.to_owned(), instance);
         self.touch_instance(task_id);
     }

@@ -855,25 +855,14 @@ mod tests {
                     agora_api::marathon::path::safe_name(app_id),
                     uuid::Uuid::new_v4()
                 );
-                services.launched(Instance {
-                    task_id: task_id.clone(),
-                    app_id: app_id.into(),
-                    version: version.clone(),
-                    agent_id: "a".into(),
-                    host: "h".into(),
-                    ports: vec![],
-                    state: TaskState::Running,
-                    staged_at: format_millis(now_millis()),
-                    started_at: None,
-                    kill_requested: false,
-                    health: Default::default(),
-                    confirmed: true,
-                    ip: None,
-                    ready: false,
-                    readiness: None,
-                    unreachable_since: None,
-                    inactive: false,
-                });
+                let staged_at = format_millis(now_millis());
+                services.launched(Instance::new(
+                    &task_id,
+                    app_id,
+                    &version,
+                    TaskState::Running,
+                    &staged_at,
+                ));
                 task_id
             })
             .collect()

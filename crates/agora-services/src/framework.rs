@@ -23,7 +23,7 @@ use agora_types::{Scalar, TaskState};
 
 use crate::Shared;
 use crate::core::{App, Instance, now_millis};
-use crate::health::{HealthRecord, mesos_check};
+use crate::health::mesos_check;
 
 const FRAMEWORK_ID_KEY: &str = "services/framework_id";
 /// A week, as Marathon sets it: tasks survive a long scheduler outage.
@@ -316,25 +316,18 @@ async fn handle_offers(
                     };
                     remaining.subtract(&matched.resources);
                     let task = task_info(&app, &offer, &matched);
-                    services.launched(Instance {
-                        task_id: task.task_id.value.clone(),
-                        app_id: app_id.clone(),
-                        version: app.version().to_owned(),
-                        agent_id: offer.agent_id.value.clone(),
-                        host: offer.hostname.clone(),
-                        ports: matched.host_ports.clone(),
-                        state: TaskState::Staging,
-                        staged_at: format_millis(now_millis()),
-                        started_at: None,
-                        kill_requested: false,
-                        health: HealthRecord::default(),
-                        confirmed: true,
-                        ip: offer.url.as_ref().map(|u| u.address.ip.clone()),
-                        ready: false,
-                        readiness: None,
-                        unreachable_since: None,
-                        inactive: false,
-                    });
+                    let mut instance = Instance::new(
+                        &task.task_id.value,
+                        app_id,
+                        app.version(),
+                        TaskState::Staging,
+                        &format_millis(now_millis()),
+                    );
+                    instance.agent_id = offer.agent_id.value.clone();
+                    instance.host = offer.hostname.clone();
+                    instance.ports = matched.host_ports.clone();
+                    instance.ip = offer.url.as_ref().map(|u| u.address.ip.clone());
+                    services.launched(instance);
                     tasks.push(task);
                     *count -= 1;
                     launched_here += 1;
