@@ -60,26 +60,6 @@ async fn master_tasks(master: &MasterClient) -> Vec<Value> {
         .collect()
 }
 
-async fn settled(marathon: &Marathon, app: &str, count: usize, timeout: Duration) -> Vec<Value> {
-    wait_until(
-        timeout,
-        &format!("{app}: {count} tasks, no deployment"),
-        || async {
-            let deployments = marathon.get("/v2/deployments").await;
-            let tasks = marathon.get(&format!("/v2/apps{app}/tasks")).await["tasks"]
-                .as_array()?
-                .clone();
-            let running = tasks
-                .iter()
-                .filter(|t| t["state"] == "TASK_RUNNING")
-                .count();
-            (deployments.as_array()?.is_empty() && running == count && tasks.len() == count)
-                .then_some(tasks)
-        },
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_restart_mid_deployment_resumes_it_without_duplicates() {
     let dir = temp_dir();
@@ -95,7 +75,9 @@ async fn a_master_restart_mid_deployment_resumes_it_without_duplicates() {
         "instances": 3});
     let (status, body) = marathon.send(Method::POST, "/v2/apps", Some(v1)).await;
     assert_eq!(status, 201, "{body}");
-    let old = settled(&marathon, "/steady", 3, Duration::from_secs(30)).await;
+    let old = marathon
+        .settled_within("/steady", 3, Duration::from_secs(30))
+        .await;
     let old_ids: BTreeSet<String> = old
         .iter()
         .map(|t| t["id"].as_str().unwrap().into())
@@ -143,7 +125,9 @@ async fn a_master_restart_mid_deployment_resumes_it_without_duplicates() {
         "the deployment survives the restart"
     );
 
-    let new = settled(&marathon, "/steady", 3, Duration::from_secs(60)).await;
+    let new = marathon
+        .settled_within("/steady", 3, Duration::from_secs(60))
+        .await;
     assert!(new.iter().all(|t| t["version"] == version.as_str()));
     assert!(
         new.iter()
@@ -178,7 +162,9 @@ async fn a_lost_agent_s_instances_are_replaced_on_the_others() {
         "instances": 4, "constraints": [["hostname", "MAX_PER", "2"]]});
     let (status, body) = marathon.send(Method::POST, "/v2/apps", Some(app)).await;
     assert_eq!(status, 201, "{body}");
-    let before = settled(&marathon, "/spread", 4, Duration::from_secs(30)).await;
+    let before = marathon
+        .settled_within("/spread", 4, Duration::from_secs(30))
+        .await;
 
     // Kill the agent holding the most instances (and its tasks with it).
     let on = |tasks: &[Value], agent: &str| tasks.iter().filter(|t| t["slaveId"] == agent).count();
@@ -239,7 +225,9 @@ async fn upgrade_within_bounds(marathon: &Marathon, id: &str, min: f64, over: f6
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    settled(marathon, id, 4, Duration::from_secs(30)).await;
+    marathon
+        .settled_within(id, 4, Duration::from_secs(30))
+        .await;
     let (status, body) = marathon
         .send(
             Method::PUT,
@@ -331,7 +319,9 @@ async fn an_unreachable_instance_is_replaced_and_killed_when_it_returns() {
         "instances": 1, "unreachableStrategy": {"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0}});
     let (status, body) = marathon.send(Method::POST, "/v2/apps", Some(app)).await;
     assert_eq!(status, 201, "{body}");
-    let first = settled(&marathon, "/partitioned", 1, Duration::from_secs(30)).await;
+    let first = marathon
+        .settled_within("/partitioned", 1, Duration::from_secs(30))
+        .await;
     let first_id = first[0]["id"].as_str().unwrap().to_owned();
     let first_agent = first[0]["slaveId"].as_str().unwrap().to_owned();
     let state = client.get_json("/master/state").await.unwrap();

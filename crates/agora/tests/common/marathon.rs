@@ -44,8 +44,14 @@ impl Marathon {
 
     /// Waits until no deployment is running and the app has `count` running tasks.
     pub async fn settled(&self, app: &str, count: usize) -> Vec<Value> {
+        self.settled_within(app, count, Duration::from_secs(20))
+            .await
+    }
+
+    /// [`Marathon::settled`] with a timeout of the caller's.
+    pub async fn settled_within(&self, app: &str, count: usize, timeout: Duration) -> Vec<Value> {
         wait_until(
-            Duration::from_secs(20),
+            timeout,
             &format!("{app} settled with {count} tasks"),
             || async {
                 let deployments = self.get("/v2/deployments").await;
