@@ -671,12 +671,6 @@ impl AppDefinition {
                     v.add(at(field), "must be greater than 0");
                 }
             }
-            if check.timeout_seconds > check.interval_seconds {
-                v.add(
-                    at("timeoutSeconds"),
-                    "must be no greater than intervalSeconds",
-                );
-            }
             for (field, value) in [
                 ("gracePeriodSeconds", check.grace_period_seconds),
                 ("maxConsecutiveFailures", check.max_consecutive_failures),
