@@ -634,3 +634,52 @@ async fn containers_and_fetch_uris_reach_the_agent_in_mesos_shape() {
     assert_eq!(docker["port_mappings"][0]["container_port"], 80);
     assert_eq!(task["container"]["volumes"][0]["host_path"], "/srv");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_apps_change_in_one_put() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024;ports:[31000-31010]"],
+    );
+    let marathon = Marathon::new(&up.address());
+    let one = json!({"id": "/one", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16});
+    let (status, _) = marathon
+        .send(reqwest::Method::POST, "/v2/apps", Some(one))
+        .await;
+    assert_eq!(status, 201);
+    marathon.settled("/one", 1).await;
+
+    // A partial update of one app and a new one, together; both get service ports of their own.
+    let both = json!([
+        {"id": "/one", "instances": 2},
+        {"id": "/two", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16},
+    ]);
+    let (status, body) = marathon
+        .send(reqwest::Method::PUT, "/v2/apps", Some(both))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["deploymentId"].is_string());
+    marathon.settled("/one", 2).await;
+    marathon.settled("/two", 1).await;
+    let port = |app: Value| app["app"]["portDefinitions"][0]["port"].clone();
+    assert_ne!(
+        port(marathon.get("/v2/apps/one").await),
+        port(marathon.get("/v2/apps/two").await)
+    );
+
+    // One bad item refuses the whole request, naming the item.
+    let bad = json!([{"id": "/three", "cmd": "x"}, {"id": "/four", "cmd": "x", "cpus": -1}]);
+    let (status, body) = marathon
+        .send(reqwest::Method::PUT, "/v2/apps", Some(bad))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"][0]["path"], "/1/cpus", "{body}");
+    assert_eq!(
+        marathon
+            .send(reqwest::Method::GET, "/v2/apps/three", None)
+            .await
+            .0,
+        404
+    );
+}

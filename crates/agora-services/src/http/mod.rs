@@ -27,7 +27,7 @@ type Params = Query<HashMap<String, String>>;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/v2/apps", get(list_apps).post(create_app))
+        .route("/v2/apps", get(list_apps).post(create_app).put(update_apps))
         .route("/v2/apps/{*rest}", any(app_resource))
         .route("/v2/groups", any(groups::root))
         .route("/v2/groups/{*rest}", any(groups::resource))
@@ -444,19 +444,9 @@ fn update_app(
         shared.wake.notify_one();
         return answer(result, id);
     }
-    let partial = always_partial
-        || params
-            .get("partialUpdate")
-            .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+    let partial = always_partial || partial_update(params);
     let existing = shared.lock().definition_json(id);
-    let mut body = match (&existing, partial) {
-        (Some(current), true) => merge_partial(current, &patch),
-        _ => patch,
-    };
-    if let Some(map) = body.as_object_mut() {
-        map.insert("id".into(), json!(id));
-        map.remove("version");
-    }
+    let body = merged_body(existing.as_ref(), &patch, id, partial);
     let definition = match prepare(shared, &body, path::parent(id)) {
         Ok(definition) => definition,
         Err(response) => return response,
@@ -474,6 +464,94 @@ fn update_app(
         }
         Err(e) => change_error(e, id),
     }
+}
+
+/// `partialUpdate` defaults to true, as in Marathon.
+fn partial_update(params: &HashMap<String, String>) -> bool {
+    params
+        .get("partialUpdate")
+        .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
+}
+
+/// The body an update stands for: merged into the current definition when partial, with the
+/// id from the path and no `version` (which would mean a rollback).
+fn merged_body(existing: Option<&Value>, patch: &Value, id: &str, partial: bool) -> Value {
+    let mut body = match (existing, partial) {
+        (Some(current), true) => merge_partial(current, patch),
+        _ => patch.clone(),
+    };
+    if let Some(map) = body.as_object_mut() {
+        map.insert("id".into(), json!(id));
+        map.remove("version");
+    }
+    body
+}
+
+/// `PUT /v2/apps`: creates or updates several apps (an array of definitions) in one
+/// deployment; every problem is reported with the item's index (`/1/cpus`).
+async fn update_apps(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Params,
+    body: Bytes,
+) -> Response {
+    let body = match parse_body(&body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let mut violations = Violations::default();
+    let Some(items) = body.as_array() else {
+        violations.add("/", "must be an array of app definitions");
+        return reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &invalid_body(&violations.into_vec()),
+        );
+    };
+    let partial = partial_update(&params);
+    let mut changes = Vec::new();
+    {
+        let services = shared.lock();
+        let mut ports: BTreeMap<u64, String> = BTreeMap::new();
+        for (index, item) in items.iter().enumerate() {
+            let raw = item.get("id").and_then(Value::as_str).unwrap_or_default();
+            let id = match path::resolve(raw, "/") {
+                Ok(id) => id,
+                Err(message) => {
+                    violations.add(format!("/{index}/id"), message);
+                    continue;
+                }
+            };
+            let existing = services.definition_json(&id);
+            let merged = merged_body(existing.as_ref(), item, &id, partial);
+            let mut definition = match parse_definition(&merged, path::parent(&id)) {
+                Ok(definition) => definition,
+                Err(found) => {
+                    for violation in found.into_vec() {
+                        for message in violation.errors {
+                            violations.add(format!("/{index}{}", violation.path), message);
+                        }
+                    }
+                    continue;
+                }
+            };
+            if let Err(message) = assign_ports(&services, &mut definition, &ports) {
+                violations.add(format!("/{index}/portDefinitions"), message);
+                continue;
+            }
+            for port in definition.port_definitions.iter().flatten() {
+                ports.insert(port.port.max(0) as u64, definition.id.clone());
+            }
+            changes.push(crate::deploy::Change::Put(Box::new(definition)));
+        }
+    }
+    if !violations.is_empty() {
+        return reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &invalid_body(&violations.into_vec()),
+        );
+    }
+    let result = shared.lock().apply(changes, flag(&params, "force"));
+    shared.wake.notify_one();
+    answer(result, "/")
 }
 
 fn kill(shared: &Shared, task_ids: &[String], scale: bool) -> Response {
