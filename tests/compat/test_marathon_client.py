@@ -186,3 +186,12 @@ def test_event_subscriptions_with_the_marathon_client(agora):
     assert client.list_event_subscriptions() == [url]
     assert client.delete_event_subscription(url)["eventType"] == "unsubscribe_event"
     assert client.list_event_subscriptions() == []
+
+
+def test_metrics_with_the_marathon_client(agora):
+    client = MarathonClient(agora.url)
+    metrics = client.get_metrics()
+    assert metrics["version"] == "4.0.0"
+    assert "services/apps" in metrics["gauges"]
+    assert metrics["gauges"]["master/elected"]["value"] == 1
+    assert "services/launched_total" in metrics["counters"]

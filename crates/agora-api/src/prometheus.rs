@@ -6,16 +6,7 @@
 pub fn render(metrics: &[(String, f64)], is_counter: impl Fn(&str) -> bool) -> String {
     let mut text = String::new();
     for (name, value) in metrics {
-        let name: String = format!("agora_{name}")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let name = self::name(name);
         let kind = if is_counter(&name) {
             "counter"
         } else {
@@ -24,6 +15,20 @@ pub fn render(metrics: &[(String, f64)], is_counter: impl Fn(&str) -> bool) -> S
         text.push_str(&format!("# TYPE {name} {kind}\n{name} {value}\n"));
     }
     text
+}
+
+/// The Prometheus name of a Mesos-style one (`master/tasks_running` → `agora_master_tasks_running`).
+pub fn name(mesos_name: &str) -> String {
+    format!("agora_{mesos_name}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

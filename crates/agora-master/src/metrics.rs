@@ -165,15 +165,45 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
     metrics
 }
 
+/// Whether a metric (by its Mesos-style name) only ever grows.
+fn is_counter(name: &str) -> bool {
+    name.ends_with("_registrations")
+        || name.ends_with("_removals")
+        || name.ends_with("_updates")
+        || name.ends_with("_runs")
+        || name.contains("/messages_")
+        // Mesos' own `*_total` are gauges (`cpus_total`); other components' are counters.
+        || (!name.starts_with("master/") && name.ends_with("_total"))
+}
+
 /// Prometheus text exposition of the same list.
 pub(crate) fn prometheus(metrics: &[(String, f64)]) -> String {
-    agora_api::prometheus::render(metrics, |name| {
-        name.ends_with("_registrations")
-            || name.ends_with("_removals")
-            || name.ends_with("_updates")
-            || name.ends_with("_runs")
-            || name.contains("_messages_")
-            // Mesos' own `*_total` are gauges (`cpus_total`); other components' are counters.
-            || (!name.starts_with("agora_master_") && name.ends_with("_total"))
+    let counters: std::collections::HashSet<String> = metrics
+        .iter()
+        .filter(|(name, _)| is_counter(name))
+        .map(|(name, _)| agora_api::prometheus::name(name))
+        .collect();
+    agora_api::prometheus::render(metrics, |name| counters.contains(name))
+}
+
+/// The same list in the Dropwizard JSON shape of Marathon's `/metrics` (what its Python
+/// client's `get_metrics()` reads): gauges and counters by name.
+pub(crate) fn dropwizard(metrics: &[(String, f64)]) -> serde_json::Value {
+    let mut gauges = serde_json::Map::new();
+    let mut counters = serde_json::Map::new();
+    for (name, value) in metrics {
+        if is_counter(name) {
+            counters.insert(name.clone(), serde_json::json!({"count": *value as u64}));
+        } else {
+            gauges.insert(name.clone(), serde_json::json!({"value": value}));
+        }
+    }
+    serde_json::json!({
+        "version": "4.0.0",
+        "gauges": gauges,
+        "counters": counters,
+        "histograms": {},
+        "meters": {},
+        "timers": {},
     })
 }

@@ -316,8 +316,18 @@ async fn metrics_snapshot(State(shared): State<Shared>) -> Response {
     json_response(&Value::Object(map))
 }
 
-async fn metrics_text(State(shared): State<Shared>) -> Response {
+/// `/metrics`: Prometheus text, or Marathon's Dropwizard JSON for clients that ask for JSON.
+async fn metrics_text(State(shared): State<Shared>, headers: axum::http::HeaderMap) -> Response {
     let snapshot = all_metrics(&shared);
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| {
+            accept.contains("application/json") && !accept.contains("text/plain")
+        });
+    if wants_json {
+        return json_response(&metrics::dropwizard(&snapshot));
+    }
     (
         [(
             header::CONTENT_TYPE,
