@@ -528,54 +528,102 @@ impl Agent {
             executor.queued.push((task_ids, group));
         }
         let framework_info = entry.info.clone();
-        if needs_start {
-            let launched = self.start_executor(
+        let prepared = if needs_start {
+            self.prepare_executor(
                 &agent_id,
                 &framework_id,
                 &framework_info,
                 &executor_id,
-                &mut state,
-            );
-            if let Err(message) = launched {
-                self.fail_executor_tasks(
-                    &mut state,
-                    &framework_id,
-                    &executor_id,
-                    TaskState::Failed,
-                    "REASON_CONTAINER_LAUNCH_FAILED",
-                    &message,
-                );
-                mark_terminated(&mut state, &framework_id, &executor_id);
-            }
+                &state,
+            )
+            .map(Some)
+        } else {
+            Ok(None)
+        };
+        if let Err(message) = &prepared {
+            self.launch_failed(&mut state, &framework_id, &executor_id, message);
         }
         self.save_scoped(&state, &framework_id, Some(&executor_id), &touched);
         drop(state);
         self.updates_wanted.notify_one();
+        // Sandbox and process are made without the agent's lock: with many executors starting,
+        // their updates and everything else the agent does need not wait behind each spawn.
+        if let Ok(Some(prepared)) = prepared {
+            let spawned = spawn_executor(&prepared);
+            self.executor_spawned(&framework_id, &executor_id, spawned);
+        }
     }
 
-    /// Creates the sandbox and spawns the executor process.
-    fn start_executor(
+    fn launch_failed(
+        &self,
+        state: &mut AgentState,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        message: &str,
+    ) {
+        self.fail_executor_tasks(
+            state,
+            framework_id,
+            executor_id,
+            TaskState::Failed,
+            "REASON_CONTAINER_LAUNCH_FAILED",
+            message,
+        );
+        mark_terminated(state, framework_id, executor_id);
+    }
+
+    /// Records a spawned executor's pid and starts watching it; a spawn that failed fails its
+    /// tasks. An executor dropped meanwhile (its framework shut down) has its process killed.
+    fn executor_spawned(
         self: &Arc<Self>,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        spawned: Result<tokio::process::Child, String>,
+    ) {
+        let mut state = self.lock();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(message) => {
+                self.launch_failed(&mut state, framework_id, executor_id, &message);
+                self.save_scoped(&state, framework_id, Some(executor_id), &[]);
+                drop(state);
+                self.updates_wanted.notify_one();
+                return;
+            }
+        };
+        let pid = child.id().map(|pid| pid as i32);
+        let Some(executor) = state.executor_mut(framework_id, executor_id) else {
+            if let Some(pid) = pid {
+                process::signal_group(pid, Signal::SIGKILL);
+            }
+            return;
+        };
+        executor.pid = pid;
+        executor.pid_start_time = pid.and_then(process::start_time);
+        tracing::info!(framework = %framework_id, executor = %executor_id, pid, "executor started");
+        self.save_scoped(&state, framework_id, Some(executor_id), &[]);
+        drop(state);
+        self.clone()
+            .watch_child(framework_id.clone(), executor_id.clone(), child);
+        self.clone().expect_subscription(
+            framework_id.clone(),
+            executor_id.clone(),
+            self.config.executor_registration_timeout,
+        );
+    }
+
+    /// What starting an executor takes: its command, environment and sandbox.
+    fn prepare_executor(
+        &self,
         agent_id: &str,
         framework_id: &FrameworkId,
         framework: &FrameworkInfo,
         executor_id: &ExecutorId,
-        state: &mut AgentState,
-    ) -> Result<(), String> {
-        let Some(executor) = state.executor_mut(framework_id, executor_id) else {
+        state: &AgentState,
+    ) -> Result<PreparedExecutor, String> {
+        let Some(executor) = state.executor(framework_id, executor_id) else {
             return Err("executor vanished".into());
         };
-        std::fs::create_dir_all(&executor.directory).map_err(|e| {
-            format!(
-                "Failed to create sandbox {}: {e}",
-                executor.directory.display()
-            )
-        })?;
-        if let Some(parent) = executor.directory.parent() {
-            let latest = parent.join("latest");
-            let _ = std::fs::remove_file(&latest);
-            let _ = std::os::unix::fs::symlink(&executor.directory, &latest);
-        }
         let mut environment: BTreeMap<String, String> = BTreeMap::new();
         let directory = executor.directory.display().to_string();
         let grace = executor
@@ -621,19 +669,15 @@ impl Agent {
         ] {
             environment.insert(key.to_owned(), value);
         }
-        let builtin;
         let command = match executor.kind {
-            ExecutorKind::Command | ExecutorKind::Default => {
-                builtin = CommandInfo {
-                    shell: false,
-                    value: Some(self.config.executor_binary.display().to_string()),
-                    arguments: vec!["agora".into(), "executor".into()],
-                    ..CommandInfo::default()
-                };
-                &builtin
-            }
+            ExecutorKind::Command | ExecutorKind::Default => CommandInfo {
+                shell: false,
+                value: Some(self.config.executor_binary.display().to_string()),
+                arguments: vec!["agora".into(), "executor".into()],
+                ..CommandInfo::default()
+            },
             ExecutorKind::Custom => match &executor.info.command {
-                Some(command) => command,
+                Some(command) => command.clone(),
                 None => return Err("ExecutorInfo has no command".into()),
             },
         };
@@ -645,24 +689,11 @@ impl Agent {
                 );
             }
         }
-        let child = process::spawn(process::Launch {
+        Ok(PreparedExecutor {
             command,
             environment,
-            directory: &executor.directory,
+            directory: executor.directory.clone(),
         })
-        .map_err(|e| format!("Failed to launch executor: {e}"))?;
-        let pid = child.id().map(|pid| pid as i32);
-        executor.pid = pid;
-        executor.pid_start_time = pid.and_then(process::start_time);
-        tracing::info!(framework = %framework_id, executor = %executor_id, pid, "executor started");
-        self.clone()
-            .watch_child(framework_id.clone(), executor_id.clone(), child);
-        self.clone().expect_subscription(
-            framework_id.clone(),
-            executor_id.clone(),
-            self.config.executor_registration_timeout,
-        );
-        Ok(())
     }
 
     fn watch_child(
@@ -1348,6 +1379,31 @@ fn mark_terminated(state: &mut AgentState, framework_id: &FrameworkId, executor_
 }
 
 /// Moves a task whose terminal update was acknowledged out of its executor's live set.
+/// An executor ready to be spawned (see [`Agent::prepare_executor`]).
+struct PreparedExecutor {
+    command: CommandInfo,
+    environment: BTreeMap<String, String>,
+    directory: PathBuf,
+}
+
+/// Creates the sandbox (with its `latest` link) and spawns the executor in it.
+fn spawn_executor(prepared: &PreparedExecutor) -> Result<tokio::process::Child, String> {
+    let directory = &prepared.directory;
+    std::fs::create_dir_all(directory)
+        .map_err(|e| format!("Failed to create sandbox {}: {e}", directory.display()))?;
+    if let Some(parent) = directory.parent() {
+        let latest = parent.join("latest");
+        let _ = std::fs::remove_file(&latest);
+        let _ = std::os::unix::fs::symlink(directory, &latest);
+    }
+    process::spawn(process::Launch {
+        command: &prepared.command,
+        environment: prepared.environment.clone(),
+        directory,
+    })
+    .map_err(|e| format!("Failed to launch executor: {e}"))
+}
+
 fn complete_task(state: &mut AgentState, framework_id: &FrameworkId, task_id: &TaskId) {
     let Some(framework) = state.frameworks.get_mut(framework_id) else {
         return;
