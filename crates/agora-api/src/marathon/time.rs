@@ -16,6 +16,57 @@ pub fn format_millis(epoch_millis: i64) -> String {
     )
 }
 
+/// Parses a timestamp in the form [`format_millis`] writes; `None` for any other form.
+pub fn parse_millis(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 24
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || bytes[10] != b'T'
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+        || bytes[19] != b'.'
+        || bytes[23] != b'Z'
+    {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second, millis) = (
+        number(11..13)?,
+        number(14..16)?,
+        number(17..19)?,
+        number(20..23)?,
+    );
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis)
+}
+
+/// (year, month, day) to days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_index = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -42,5 +93,27 @@ mod tests {
         assert_eq!(format_millis(1_442_482_356_583), "2015-09-17T09:32:36.583Z");
         assert_eq!(format_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(format_millis(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+        assert_eq!(
+            parse_millis("2015-09-17T09:32:36.583Z"),
+            Some(1_442_482_356_583)
+        );
+        for bad in [
+            "",
+            "2015-09-17T09:32:36Z",
+            "2015-13-17T09:32:36.583Z",
+            "2015-09-17 09:32:36.583Z",
+        ] {
+            assert_eq!(parse_millis(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parsing_inverts_formatting() {
+        // Every millisecond of a spread of days from 1900 to 2200, at odd steps.
+        let mut millis = -2_208_988_800_000_i64;
+        while millis < 7_258_118_400_000 {
+            assert_eq!(parse_millis(&format_millis(millis)), Some(millis));
+            millis += 86_399_997 * 7 + 13;
+        }
     }
 }
