@@ -145,6 +145,12 @@ def test_health_checks_with_the_marathon_client(agora):
     assert result.consecutive_failures == 0 and result.first_success is not None
     assert client.get_app("/checked").tasks_healthy == 1
     assert client.get_app("/checked").health_checks[0].protocol == "COMMAND"
+    embedded = client.get_app("/checked", embed_task_stats=True, embed_readiness=True,
+                              embed_last_task_failure=True)
+    counts = embedded.task_stats.total_summary.stats.counts
+    assert (counts.running, counts.healthy) == (1, 1)
+    assert embedded.task_stats.with_latest_config.stats.life_time.average_seconds >= 0
+    assert embedded.readiness_check_results == []
 
     assert done.wait(WAIT), "no health_status_changed_event"
     event = seen[0]

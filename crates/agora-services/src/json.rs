@@ -37,6 +37,8 @@ pub(crate) fn task(services: &Services, instance: &Instance) -> Value {
 pub(crate) struct Embed {
     pub tasks: bool,
     pub last_task_failure: bool,
+    pub task_stats: bool,
+    pub readiness: bool,
 }
 
 impl Embed {
@@ -54,6 +56,8 @@ impl Embed {
             match what {
                 "tasks" => embed.tasks = true,
                 "lastTaskFailure" | "failures" => embed.last_task_failure = true,
+                "taskStats" => embed.task_stats = true,
+                "readiness" => embed.readiness = true,
                 _ => {}
             }
         }
@@ -97,6 +101,19 @@ pub(crate) fn app(services: &Services, app: &App, embed: Embed) -> Value {
             .map(|d| json!({"id": d.id}))
             .collect();
         map.insert("deployments".into(), json!(deployments));
+        if embed.task_stats {
+            map.insert(
+                "taskStats".into(),
+                task_stats(app, &instances, crate::core::now_millis()),
+            );
+        }
+        if embed.readiness {
+            let results: Vec<&Value> = instances
+                .iter()
+                .filter_map(|i| i.readiness.as_ref())
+                .collect();
+            map.insert("readinessCheckResults".into(), json!(results));
+        }
         if embed.tasks {
             map.insert(
                 "tasks".into(),
@@ -110,6 +127,75 @@ pub(crate) fn app(services: &Services, app: &App, embed: Embed) -> Value {
         }
     }
     value
+}
+
+/// Marathon's `taskStats`: counts and life times of the app's tasks, overall and split by
+/// whether they started after the last scaling and whether they run the latest configuration.
+/// A category with no task is left out, as Marathon does.
+fn task_stats(app: &App, instances: &[&Instance], now_millis: i64) -> Value {
+    let stats = |members: Vec<&Instance>| -> Option<Value> {
+        if members.is_empty() {
+            return None;
+        }
+        let count = |f: &dyn Fn(&Instance) -> bool| members.iter().filter(|i| f(i)).count();
+        let mut lifetimes: Vec<f64> = members
+            .iter()
+            .filter_map(|i| i.started_at.as_deref())
+            .filter_map(agora_api::marathon::time::parse_millis)
+            .map(|started| (now_millis - started).max(0) as f64 / 1000.0)
+            .collect();
+        lifetimes.sort_by(f64::total_cmp);
+        let average = lifetimes.iter().sum::<f64>() / lifetimes.len().max(1) as f64;
+        let median = match lifetimes.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => lifetimes[n / 2],
+            n => (lifetimes[n / 2 - 1] + lifetimes[n / 2]) / 2.0,
+        };
+        Some(json!({"stats": {
+            "counts": {
+                "staged": count(&|i| matches!(i.state, TaskState::Staging | TaskState::Starting)),
+                "running": count(&|i| i.state == TaskState::Running),
+                "healthy": count(&|i| i.state == TaskState::Running && i.health.alive == Some(true)),
+                "unhealthy": count(&|i| i.state == TaskState::Running && i.health.alive == Some(false)),
+            },
+            "lifeTime": {"averageSeconds": average, "medianSeconds": median},
+        }}))
+    };
+    let scaled_at = app.version_info.last_scaling_at.as_str();
+    let mut value = serde_json::Map::new();
+    let categories = [
+        (
+            "startedAfterLastScaling",
+            instances
+                .iter()
+                .copied()
+                .filter(|i| i.staged_at.as_str() >= scaled_at)
+                .collect(),
+        ),
+        (
+            "withLatestConfig",
+            instances
+                .iter()
+                .copied()
+                .filter(|i| app.is_current(&i.version))
+                .collect(),
+        ),
+        (
+            "withOutdatedConfig",
+            instances
+                .iter()
+                .copied()
+                .filter(|i| !app.is_current(&i.version))
+                .collect(),
+        ),
+        ("totalSummary", instances.to_vec()),
+    ];
+    for (name, members) in categories {
+        if let Some(stats) = stats(members) {
+            value.insert(name.into(), stats);
+        }
+    }
+    Value::Object(value)
 }
 
 pub(crate) fn deployment(services: &Services, deployment: &Deployment) -> Value {
