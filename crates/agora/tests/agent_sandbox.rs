@@ -243,29 +243,32 @@ async fn an_executor_that_never_subscribes_fails_its_task() {
         .launch(vec![offer.id.clone()], vec![task], None)
         .await
         .expect("launch");
-    let failed = wait_for_state(
-        &mut scheduler,
-        "stuck",
-        TaskState::Failed,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(
-        failed.reason.as_deref(),
-        Some("REASON_EXECUTOR_REGISTRATION_TIMEOUT")
-    );
-    // The executor's end reaches the scheduler as FAILURE.
-    loop {
-        if let Event::Failure { failure } =
-            next_event(&mut scheduler, Duration::from_secs(10)).await
-        {
-            assert_eq!(
-                failure.executor_id.map(|id| id.value).as_deref(),
-                Some("mute")
-            );
-            break;
+    // The task's failure and the executor's end (FAILURE) travel separately: either may come
+    // first.
+    let (mut failed, mut failure) = (None, None);
+    while failed.is_none() || failure.is_none() {
+        match next_event(&mut scheduler, Duration::from_secs(10)).await {
+            Event::Update { update }
+                if update.status.task_id.value == "stuck"
+                    && update.status.state == TaskState::Failed =>
+            {
+                failed = Some(update.status);
+            }
+            Event::Failure { failure: event } => failure = Some(event),
+            _ => {}
         }
     }
+    assert_eq!(
+        failed.and_then(|f| f.reason).as_deref(),
+        Some("REASON_EXECUTOR_REGISTRATION_TIMEOUT")
+    );
+    assert_eq!(
+        failure
+            .and_then(|f| f.executor_id)
+            .map(|id| id.value)
+            .as_deref(),
+        Some("mute")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
