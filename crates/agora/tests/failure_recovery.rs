@@ -165,7 +165,7 @@ async fn restarted_master_gets_the_framework_and_its_tasks_back() {
     let dir = temp_dir();
     let data_dir = path(&dir, "master");
     let mut master = start_master(&data_dir);
-    let port = master.port.to_string();
+    let port = master.port;
     let agent_work = path(&dir, "agent");
     let _agent = start_agent(&master.address(), &agent_work, "cpus:2;mem:1024");
     let client = MasterClient::new(&master.address());
@@ -177,17 +177,7 @@ async fn restarted_master_gets_the_framework_and_its_tasks_back() {
     launch_sleeper(&mut scheduler, "steady").await;
 
     master.kill9();
-    let mut args = vec![
-        "master",
-        "--port",
-        port.as_str(),
-        "--bind",
-        "127.0.0.1",
-        "--data-dir",
-        data_dir.to_str().expect("utf8"),
-    ];
-    args.extend_from_slice(FAST_MASTER);
-    let master = Process::start(&args);
+    let master = start_master_on(&data_dir, port);
     let client = MasterClient::new(&master.address());
 
     // The scheduler SDK re-subscribes with its framework id by itself.

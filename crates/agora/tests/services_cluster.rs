@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -19,21 +18,6 @@ use common::marathon::Marathon;
 use common::*;
 
 const AGENT: &str = "cpus:2;mem:1024;ports:[31000-31100]";
-
-fn master_on(data_dir: &Path, port: u16) -> Process {
-    let port = port.to_string();
-    let mut args = vec![
-        "master",
-        "--port",
-        port.as_str(),
-        "--bind",
-        "127.0.0.1",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ];
-    args.extend_from_slice(FAST_MASTER);
-    Process::start(&args)
-}
 
 /// Every task of the `marathon` framework the master knows, running or completed.
 /// Agent `i` of the cluster, on a host of its own as placement constraints see it.
@@ -64,7 +48,7 @@ async fn master_tasks(master: &MasterClient) -> Vec<Value> {
 async fn a_master_restart_mid_deployment_resumes_it_without_duplicates() {
     let dir = temp_dir();
     let data_dir = path(&dir, "master");
-    let mut master = master_on(&data_dir, 0);
+    let mut master = start_master_on(&data_dir, 0);
     let port = master.port;
     let _agents: Vec<Process> = (0..3).map(|i| node(&master.address(), &dir, i)).collect();
     let client = MasterClient::new(&master.address());
@@ -111,7 +95,7 @@ async fn a_master_restart_mid_deployment_resumes_it_without_duplicates() {
 
     // The master (and the services scheduler inside it) dies mid-deployment.
     master.kill9();
-    let master = master_on(&data_dir, port);
+    let master = start_master_on(&data_dir, port);
     let client = MasterClient::new(&master.address());
     let marathon = Marathon::new(&master.address());
     assert_eq!(

@@ -125,10 +125,16 @@ pub const FAST_MASTER: &[&str] = &[
 ];
 
 pub fn start_master(data_dir: &Path) -> Process {
+    start_master_on(data_dir, 0)
+}
+
+/// A master on a given port (0: any), e.g. restarted where its agents expect it.
+pub fn start_master_on(data_dir: &Path, port: u16) -> Process {
+    let port = port.to_string();
     let mut args = vec![
         "master",
         "--port",
-        "0",
+        port.as_str(),
         "--bind",
         "127.0.0.1",
         "--data-dir",
