@@ -134,7 +134,7 @@ impl Agent {
         let mut live = HashSet::new();
         for (framework_id, task_id) in state.updates.keys() {
             let key = (framework_id.to_string(), task_id.to_string());
-            self.save_updates(state, &mut written, &key);
+            self.save_updates(state, &mut written, &key, None);
             live.insert(key);
         }
         let gone: Vec<(String, String)> = written
@@ -144,7 +144,7 @@ impl Agent {
             .cloned()
             .collect();
         for key in gone {
-            self.save_updates(state, &mut written, &key);
+            self.save_updates(state, &mut written, &key, None);
         }
     }
 
@@ -181,7 +181,7 @@ impl Agent {
         for task_id in tasks {
             let key = (framework_id.to_string(), task_id.to_string());
             let deferred = unsynced.as_deref_mut();
-            self.save_updates_with(state, &mut written, &key, deferred);
+            self.save_updates(state, &mut written, &key, deferred);
         }
     }
 
@@ -213,91 +213,86 @@ impl Agent {
 
     /// Writes one executor's file if it changed, or removes it if the executor is gone.
     fn save_executor(&self, state: &AgentState, written: &mut Written, key: &(String, String)) {
-        let path = checkpoint::executor_path(&self.config.work_dir, &key.0, &key.1);
         let executor = state
             .frameworks
             .get(&FrameworkId::new(key.0.clone()))
             .and_then(|f| f.executors.get(&ExecutorId::new(key.1.clone())));
-        let Some(executor) = executor else {
-            if written.executors.contains_key(key) {
-                match checkpoint::remove(&path) {
-                    Ok(()) => {
-                        written.executors.remove(key);
-                    }
-                    Err(error) => report("executor", error),
-                }
-            }
-            return;
-        };
-        let fingerprint = executor_fingerprint(executor);
-        if written.executors.get(key) == Some(&fingerprint) {
-            return;
-        }
-        let file = ExecutorFile {
-            framework_id: key.0.clone(),
-            executor: executor_checkpoint(executor),
-        };
-        let result = serde_json::to_vec(&file)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| checkpoint::write(&path, &bytes, false));
-        match result {
-            Ok(()) => {
-                written.executors.insert(key.clone(), fingerprint);
-            }
-            Err(error) => report("executor", error),
-        }
+        let wanted = executor.map(|executor| {
+            (executor_fingerprint(executor), || ExecutorFile {
+                framework_id: key.0.clone(),
+                executor: executor_checkpoint(executor),
+            })
+        });
+        let path = checkpoint::executor_path(&self.config.work_dir, &key.0, &key.1);
+        bring_in_line(&mut written.executors, key, &path, wanted, false, "executor");
     }
 
-    /// Writes one task's unacknowledged updates if they changed (synced: they are what an
-    /// executor's acknowledgement promises), or removes the file once none is left.
-    fn save_updates(&self, state: &AgentState, written: &mut Written, key: &(String, String)) {
-        self.save_updates_with(state, written, key, None);
-    }
-
-    fn save_updates_with(
+    /// Writes one task's unacknowledged updates if they changed, or removes the file once none
+    /// is left. They are synced (they are what an executor's acknowledgement promises) unless
+    /// `unsynced` takes the path, for the caller to sync after releasing the lock.
+    fn save_updates(
         &self,
         state: &AgentState,
         written: &mut Written,
         key: &(String, String),
         unsynced: Option<&mut Vec<std::path::PathBuf>>,
     ) {
-        let path = checkpoint::updates_path(&self.config.work_dir, &key.0, &key.1);
         let queue = state
             .updates
             .get(&(FrameworkId::new(key.0.clone()), TaskId::new(key.1.clone())))
             .filter(|queue| !queue.pending.is_empty());
-        let Some(queue) = queue else {
-            if written.updates.contains_key(key) {
-                match checkpoint::remove(&path) {
-                    Ok(()) => {
-                        written.updates.remove(key);
-                    }
-                    Err(error) => report("updates", error),
-                }
-            }
-            return;
-        };
-        let fingerprint = updates_fingerprint(queue);
-        if written.updates.get(key) == Some(&fingerprint) {
-            return;
-        }
-        let file = UpdateCheckpoint {
-            framework_id: key.0.clone(),
-            task_id: key.1.clone(),
-            pending: queue.pending.iter().cloned().collect(),
-        };
+        let wanted = queue.map(|queue| {
+            (updates_fingerprint(queue), || UpdateCheckpoint {
+                framework_id: key.0.clone(),
+                task_id: key.1.clone(),
+                pending: queue.pending.iter().cloned().collect(),
+            })
+        });
+        let path = checkpoint::updates_path(&self.config.work_dir, &key.0, &key.1);
         let durable = unsynced.is_none();
-        let result = serde_json::to_vec(&file)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| checkpoint::write(&path, &bytes, durable));
-        match result {
-            Ok(()) => {
-                written.updates.insert(key.clone(), fingerprint);
-                if let Some(unsynced) = unsynced {
-                    unsynced.push(path);
+        let wrote = bring_in_line(&mut written.updates, key, &path, wanted, durable, "updates");
+        if wrote && let Some(unsynced) = unsynced {
+            unsynced.push(path);
+        }
+    }
+}
+
+/// Brings one checkpoint file in line with what it should hold: removed when nothing should
+/// (and something was written), left alone when its fingerprint is already on disk, otherwise
+/// serialized and written. Returns whether it wrote.
+fn bring_in_line<T: serde::Serialize>(
+    files: &mut HashMap<(String, String), u64>,
+    key: &(String, String),
+    path: &std::path::Path,
+    wanted: Option<(u64, impl FnOnce() -> T)>,
+    durable: bool,
+    what: &str,
+) -> bool {
+    let Some((fingerprint, contents)) = wanted else {
+        if files.contains_key(key) {
+            match checkpoint::remove(path) {
+                Ok(()) => {
+                    files.remove(key);
                 }
+                Err(error) => report(what, error),
             }
-            Err(error) => report("updates", error),
+        }
+        return false;
+    };
+    if files.get(key) == Some(&fingerprint) {
+        return false;
+    }
+    let result = serde_json::to_vec(&contents())
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| checkpoint::write(path, &bytes, durable));
+    match result {
+        Ok(()) => {
+            files.insert(key.clone(), fingerprint);
+            true
+        }
+        Err(error) => {
+            report(what, error);
+            false
         }
     }
 }

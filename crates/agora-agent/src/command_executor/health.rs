@@ -208,6 +208,14 @@ mod tests {
         (HealthTracker::new(&check, start), start)
     }
 
+    fn context(dir: &tempfile::TempDir) -> TaskContext {
+        TaskContext {
+            task_id: "t".into(),
+            directory: dir.path().to_owned(),
+            command: None,
+        }
+    }
+
     const HEALTHY: Verdict = Verdict::Report {
         healthy: true,
         kill: false,
@@ -259,11 +267,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
-        let task = TaskContext {
-            task_id: "t".into(),
-            directory: dir.path().to_owned(),
-            command: None,
-        };
+        let task = context(&dir);
         let client = HttpProber::new().unwrap();
         let second = Duration::from_secs(1);
         let tcp = Probe::Tcp { ipv6: false, port };
@@ -318,11 +322,7 @@ mod tests {
             }
         });
         let dir = tempfile::tempdir().unwrap();
-        let task = TaskContext {
-            task_id: "t".into(),
-            directory: dir.path().to_owned(),
-            command: None,
-        };
+        let task = context(&dir);
         let client = HttpProber::new().unwrap();
         let probe = |path: &str| Probe::Http {
             https: false,
