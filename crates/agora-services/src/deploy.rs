@@ -838,6 +838,11 @@ mod tests {
         app
     }
 
+    /// Puts an app (as the API would) and expects a deployment.
+    fn deploy(s: &mut Services, body: Value) {
+        s.put_app(app(body), false).ok().unwrap();
+    }
+
     fn put(body: Value) -> Change {
         Change::Put(Box::new(app(body)))
     }
@@ -877,12 +882,7 @@ mod tests {
     #[test]
     fn scale_up_down_and_finish() {
         let mut s = services();
-        s.put_app(
-            app(json!({"id": "/web", "cmd": "x", "instances": 3})),
-            false,
-        )
-        .ok()
-        .unwrap();
+        deploy(&mut s, json!({"id": "/web", "cmd": "x", "instances": 3}));
         assert_eq!(s.plan().launches.get("/web"), Some(&3));
         run(&mut s, "/web", 3);
         assert!(s.plan().launches.is_empty());
@@ -896,12 +896,7 @@ mod tests {
     #[test]
     fn second_change_is_locked_unless_forced() {
         let mut s = services();
-        s.put_app(
-            app(json!({"id": "/web", "cmd": "x", "instances": 2})),
-            false,
-        )
-        .ok()
-        .unwrap();
+        deploy(&mut s, json!({"id": "/web", "cmd": "x", "instances": 2}));
         let again = s.put_app(
             app(json!({"id": "/web", "cmd": "y", "instances": 2})),
             false,
@@ -917,20 +912,16 @@ mod tests {
     fn restart_replaces_old_instances_within_the_strategy() {
         let mut s = services();
         let strategy = json!({"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.0});
-        s.put_app(
-            app(json!({"id": "/web", "cmd": "x", "instances": 4, "upgradeStrategy": strategy})),
-            false,
-        )
-        .ok()
-        .unwrap();
+        deploy(
+            &mut s,
+            json!({"id": "/web", "cmd": "x", "instances": 4, "upgradeStrategy": strategy}),
+        );
         run(&mut s, "/web", 4);
         s.plan();
-        s.put_app(
-            app(json!({"id": "/web", "cmd": "y", "instances": 4, "upgradeStrategy": strategy})),
-            false,
-        )
-        .ok()
-        .unwrap();
+        deploy(
+            &mut s,
+            json!({"id": "/web", "cmd": "y", "instances": 4, "upgradeStrategy": strategy}),
+        );
         // Marathon's example: kill down to the minimum at once; start what capacity allows
         // once the killed ones are gone (never more than four at any moment).
         let work = s.plan();
@@ -952,12 +943,7 @@ mod tests {
     #[test]
     fn deleting_stops_everything_then_forgets_the_app() {
         let mut s = services();
-        s.put_app(
-            app(json!({"id": "/web", "cmd": "x", "instances": 2})),
-            false,
-        )
-        .ok()
-        .unwrap();
+        deploy(&mut s, json!({"id": "/web", "cmd": "x", "instances": 2}));
         let tasks = run(&mut s, "/web", 2);
         s.plan();
         s.delete_app("/web", false).ok().unwrap();
@@ -1006,12 +992,10 @@ mod tests {
     fn unreachable_instances_are_replaced_then_expunged_as_the_strategy_says() {
         let mut s = services();
         let strategy = json!({"inactiveAfterSeconds": 10, "expungeAfterSeconds": 20});
-        s.put_app(
-            app(json!({"id": "/web", "cmd": "x", "instances": 1, "unreachableStrategy": strategy})),
-            false,
-        )
-        .ok()
-        .unwrap();
+        deploy(
+            &mut s,
+            json!({"id": "/web", "cmd": "x", "instances": 1, "unreachableStrategy": strategy}),
+        );
         let task = run(&mut s, "/web", 1).remove(0);
         s.plan();
         let unreachable = agora_api::mesos::TaskStatus::new(&task, TaskState::Unreachable);
@@ -1043,12 +1027,10 @@ mod tests {
     #[test]
     fn a_returning_instance_is_active_again_and_disabled_never_replaces() {
         let mut s = services();
-        s.put_app(
-            app(json!({"id": "/web", "cmd": "x", "instances": 1, "unreachableStrategy": "disabled"})),
-            false,
-        )
-        .ok()
-        .unwrap();
+        deploy(
+            &mut s,
+            json!({"id": "/web", "cmd": "x", "instances": 1, "unreachableStrategy": "disabled"}),
+        );
         let task = run(&mut s, "/web", 1).remove(0);
         s.plan();
         s.update(&agora_api::mesos::TaskStatus::new(
@@ -1068,12 +1050,10 @@ mod tests {
     #[test]
     fn a_cycle_is_refused_and_changes_nothing() {
         let mut s = services();
-        s.put_app(
-            app(json!({"id": "/a", "cmd": "x", "dependencies": ["/b"]})),
-            false,
-        )
-        .ok()
-        .unwrap();
+        deploy(
+            &mut s,
+            json!({"id": "/a", "cmd": "x", "dependencies": ["/b"]}),
+        );
         let result = s.apply(
             vec![put(json!({"id": "/b", "cmd": "x", "dependencies": ["/a"]}))],
             false,
@@ -1085,9 +1065,7 @@ mod tests {
     #[test]
     fn cancelling_reverts_every_app() {
         let mut s = services();
-        s.put_app(app(json!({"id": "/a", "cmd": "x", "instances": 1})), false)
-            .ok()
-            .unwrap();
+        deploy(&mut s, json!({"id": "/a", "cmd": "x", "instances": 1}));
         run(&mut s, "/a", 1);
         s.plan();
         let (id, _) = s
