@@ -233,8 +233,7 @@ async fn apps_survive_a_restart() {
     let data_dir = dir.path().join("data");
     let mut up = start_up(&data_dir, &["--resources", "cpus:2;mem:1024"]);
     let marathon = Marathon::new(&up.address());
-    let (status, _) = marathon.send(reqwest::Method::POST, "/v2/apps", Some(json!({"id": "/keeper", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16, "instances": 2}))).await;
-    assert_eq!(status, 201);
+    marathon.create(json!({"id": "/keeper", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16, "instances": 2})).await;
     marathon.settled("/keeper", 2).await;
     up.terminate();
     let up = start_up(&data_dir, &["--resources", "cpus:2;mem:1024"]);
@@ -258,14 +257,9 @@ async fn failures_back_off_and_the_queue_says_why() {
     let marathon = Marathon::new(&up.address());
 
     // An app that cannot fit: the queue names the missing resource.
-    let (status, _) = marathon
-        .send(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(json!({"id": "/huge", "cmd": "sleep 1", "cpus": 64, "mem": 16})),
-        )
+    marathon
+        .create(json!({"id": "/huge", "cmd": "sleep 1", "cpus": 64, "mem": 16}))
         .await;
-    assert_eq!(status, 201);
     let item = wait_until(
         Duration::from_secs(10),
         "huge in the queue with a reason",
@@ -312,10 +306,7 @@ async fn failures_back_off_and_the_queue_says_why() {
     assert!(cpus["scalar"].as_f64().unwrap() < 64.0, "{item}");
 
     // An app that keeps failing waits longer and longer before each relaunch.
-    let (status, _) = marathon
-        .send(reqwest::Method::POST, "/v2/apps", Some(json!({"id": "/crashy", "cmd": "exit 1", "cpus": 0.1, "mem": 16, "backoffSeconds": 30, "backoffFactor": 2})))
-        .await;
-    assert_eq!(status, 201);
+    marathon.create(json!({"id": "/crashy", "cmd": "exit 1", "cpus": 0.1, "mem": 16, "backoffSeconds": 30, "backoffFactor": 2})).await;
     let delayed = wait_until(Duration::from_secs(10), "crashy delayed", || async {
         let queue = marathon.get("/v2/queue").await;
         let item = queue["queue"]
@@ -427,14 +418,9 @@ async fn the_event_stream_follows_deployments_and_tasks() {
     let marathon = Marathon::new(&up.address());
     let mut all = sse(&up.address(), "").await;
     let mut only_success = sse(&up.address(), "?event_type=deployment_success").await;
-    let (status, _) = marathon
-        .send(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(json!({"id": "/watched", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16})),
-        )
+    marathon
+        .create(json!({"id": "/watched", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16}))
         .await;
-    assert_eq!(status, 201);
 
     let posted = next_of(&mut all, "api_post_event").await;
     assert_eq!(posted["appDefinition"]["id"], "/watched");
@@ -538,14 +524,9 @@ async fn event_callbacks_are_posted_retried_and_kept() {
         marathon.get("/v2/eventSubscriptions").await["callbackUrls"],
         json!([url])
     );
-    let (status, _) = marathon
-        .send(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(json!({"id": "/called", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16})),
-        )
+    marathon
+        .create(json!({"id": "/called", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16}))
         .await;
-    assert_eq!(status, 201);
     let kinds = wait_until(
         Duration::from_secs(15),
         "deployment_success posted",
@@ -615,10 +596,7 @@ async fn containers_and_fetch_uris_reach_the_agent_in_mesos_shape() {
             "portMappings": [{"containerPort": 80, "hostPort": 0}]},
             "volumes": [{"containerPath": "/data", "hostPath": "/srv", "mode": "RO"}]},
         "fetch": [{"uri": "http://127.0.0.1:9/a.tgz", "cache": true}]});
-    let (status, body) = marathon
-        .send(reqwest::Method::POST, "/v2/apps", Some(app))
-        .await;
-    assert_eq!(status, 201, "{body}");
+    marathon.create(app).await;
     let tasks = marathon.settled("/boxed", 1).await;
     let host_port = tasks[0]["ports"][0].as_u64().unwrap();
     assert!((31000..=31010).contains(&host_port), "{tasks:?}");
@@ -644,10 +622,7 @@ async fn several_apps_change_in_one_put() {
     );
     let marathon = Marathon::new(&up.address());
     let one = json!({"id": "/one", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16});
-    let (status, _) = marathon
-        .send(reqwest::Method::POST, "/v2/apps", Some(one))
-        .await;
-    assert_eq!(status, 201);
+    marathon.create(one).await;
     marathon.settled("/one", 1).await;
 
     // A partial update of one app and a new one, together; both get service ports of their own.

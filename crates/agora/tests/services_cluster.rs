@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use agora_client::MasterClient;
-use common::marathon::Marathon;
+use common::marathon::{Marathon, running};
 use common::*;
 
 const AGENT: &str = "cpus:2;mem:1024;ports:[31000-31100]";
@@ -57,8 +57,7 @@ async fn a_master_restart_mid_deployment_resumes_it_without_duplicates() {
 
     let v1 = json!({"id": "/steady", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16,
         "instances": 3});
-    let (status, body) = marathon.send(Method::POST, "/v2/apps", Some(v1)).await;
-    assert_eq!(status, 201, "{body}");
+    marathon.create(v1).await;
     let old = marathon
         .settled_within("/steady", 3, Duration::from_secs(30))
         .await;
@@ -127,11 +126,7 @@ async fn a_master_restart_mid_deployment_resumes_it_without_duplicates() {
         .filter(|id| !old_ids.contains(*id))
         .collect();
     assert_eq!(launched_new, new_ids, "tasks the master saw: {tasks:?}");
-    let running: Vec<&Value> = tasks
-        .iter()
-        .filter(|t| t["state"] == "TASK_RUNNING")
-        .collect();
-    assert_eq!(running.len(), 3, "{running:?}");
+    assert_eq!(running(&tasks), 3, "{tasks:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,8 +139,7 @@ async fn a_lost_agent_s_instances_are_replaced_on_the_others() {
     let marathon = Marathon::new(&master.address());
     let app = json!({"id": "/spread", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16,
         "instances": 4, "constraints": [["hostname", "MAX_PER", "2"]]});
-    let (status, body) = marathon.send(Method::POST, "/v2/apps", Some(app)).await;
-    assert_eq!(status, 201, "{body}");
+    marathon.create(app).await;
     let before = marathon
         .settled_within("/spread", 4, Duration::from_secs(30))
         .await;
@@ -174,14 +168,8 @@ async fn a_lost_agent_s_instances_are_replaced_on_the_others() {
     agents.remove(victim); // dropping kills the agent and its executors
 
     let after = wait_until(Duration::from_secs(40), "replacements running", || async {
-        let tasks = marathon.get("/v2/apps/spread/tasks").await["tasks"]
-            .as_array()?
-            .clone();
-        let running = tasks
-            .iter()
-            .filter(|t| t["state"] == "TASK_RUNNING")
-            .count();
-        (running == 4 && on(&tasks, &victim_id) == 0).then_some(tasks)
+        let tasks = marathon.tasks("/spread").await;
+        (running(&tasks) == 4 && on(&tasks, &victim_id) == 0).then_some(tasks)
     })
     .await;
     // MAX_PER 2 still holds on the two agents left.
@@ -201,14 +189,9 @@ async fn upgrade_within_bounds(marathon: &Marathon, id: &str, min: f64, over: f6
             "healthChecks": health,
             "upgradeStrategy": {"minimumHealthCapacity": min, "maximumOverCapacity": over}})
     };
-    let (status, body) = marathon
-        .send(
-            Method::POST,
-            "/v2/apps",
-            Some(definition("touch ready; exec sleep 600")),
-        )
+    marathon
+        .create(definition("touch ready; exec sleep 600"))
         .await;
-    assert_eq!(status, 201, "{body}");
     marathon
         .settled_within(id, 4, Duration::from_secs(30))
         .await;
@@ -229,10 +212,7 @@ async fn upgrade_within_bounds(marathon: &Marathon, id: &str, min: f64, over: f6
     let min_healthy = (4.0 * min).ceil() as usize;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let tasks = marathon.get(&format!("/v2/apps{id}/tasks")).await["tasks"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let tasks = marathon.tasks(id).await;
         let live: Vec<&Value> = tasks
             .iter()
             .filter(|t| {
@@ -301,8 +281,7 @@ async fn an_unreachable_instance_is_replaced_and_killed_when_it_returns() {
     // Marathon's default strategy: replaced and forgotten as soon as it is unreachable.
     let app = json!({"id": "/partitioned", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16,
         "instances": 1, "unreachableStrategy": {"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0}});
-    let (status, body) = marathon.send(Method::POST, "/v2/apps", Some(app)).await;
-    assert_eq!(status, 201, "{body}");
+    marathon.create(app).await;
     let first = marathon
         .settled_within("/partitioned", 1, Duration::from_secs(30))
         .await;

@@ -9,17 +9,10 @@ mod common;
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use common::marathon::Marathon;
 use common::*;
-
-async fn tasks_of(marathon: &Marathon, app: &str) -> Vec<Value> {
-    marathon.get(&format!("/v2/apps{app}/tasks")).await["tasks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
 
 async fn no_deployments(marathon: &Marathon) {
     wait_until(Duration::from_secs(30), "no deployment left", || async {
@@ -77,8 +70,8 @@ async fn groups_deploy_in_dependency_order_scale_roll_back_and_go() {
     );
 
     no_deployments(&marathon).await;
-    let db = tasks_of(&marathon, "/shop/db/main").await;
-    let web = tasks_of(&marathon, "/shop/front/web").await;
+    let db = marathon.tasks("/shop/db/main").await;
+    let web = marathon.tasks("/shop/front/web").await;
     let healthy_at = db[0]["healthCheckResults"][0]["firstSuccess"]
         .as_str()
         .unwrap()
@@ -150,7 +143,7 @@ async fn groups_deploy_in_dependency_order_scale_roll_back_and_go() {
     assert_eq!(status, 200, "{body}");
     no_deployments(&marathon).await;
     for app in ["/shop/db/main", "/shop/front/web"] {
-        let tasks = tasks_of(&marathon, app).await;
+        let tasks = marathon.tasks(app).await;
         assert_eq!(tasks.len(), 2, "{app}: {tasks:?}");
         assert_eq!(
             marathon.get(&format!("/v2/apps{app}")).await["app"]["instances"],
@@ -189,7 +182,7 @@ async fn groups_deploy_in_dependency_order_scale_roll_back_and_go() {
         .await;
     assert_eq!(status, 200, "{body}");
     no_deployments(&marathon).await;
-    assert_eq!(tasks_of(&marathon, "/shop/front/web").await.len(), 1);
+    assert_eq!(marathon.tasks("/shop/front/web").await.len(), 1);
 
     // A second POST of the same group conflicts; a bad nested app names its path.
     let (status, _) = marathon.send(Method::POST, "/v2/groups", Some(shop)).await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use common::marathon::Marathon;
+use common::marathon::{Marathon, running};
 use common::*;
 
 const RESOURCES: &str = "cpus:8;mem:4096;ports:[31000-31100]";
@@ -59,9 +59,7 @@ async fn healthy_tasks(marathon: &Marathon, app: &str, count: usize) -> Vec<Valu
         || async {
             let app_json = marathon.get(&format!("/v2/apps{app}")).await;
             let deployments = app_json["app"]["deployments"].as_array()?.len();
-            let tasks = marathon.get(&format!("/v2/apps{app}/tasks")).await["tasks"]
-                .as_array()?
-                .clone();
+            let tasks = marathon.tasks(app).await;
             let alive = tasks
                 .iter()
                 .filter(|t| t["healthCheckResults"][0]["alive"] == true)
@@ -103,8 +101,7 @@ async fn every_protocol_reports_health_in_task_json() {
     for (id, cmd, health) in &apps {
         let app = json!({"id": id, "cmd": cmd, "cpus": 0.1, "mem": 32, "instances": 1,
             "portDefinitions": [{"port": 0}], "healthChecks": [health]});
-        let (status, body) = marathon.send(Method::POST, "/v2/apps", Some(app)).await;
-        assert_eq!(status, 201, "{id}: {body}");
+        marathon.create(app).await;
     }
     for (id, _, _) in &apps {
         let tasks = healthy_tasks(&marathon, id, 1).await;
@@ -134,8 +131,7 @@ async fn a_task_failing_its_check_is_killed_and_replaced() {
         "mem": 32, "instances": 1, "backoffSeconds": 1,
         "healthChecks": [check("COMMAND", json!({"command": {"value": "test -f healthy"},
             "maxConsecutiveFailures": 2}))]});
-    let (status, body) = marathon.send(Method::POST, "/v2/apps", Some(app)).await;
-    assert_eq!(status, 201, "{body}");
+    marathon.create(app).await;
     let first = healthy_tasks(&marathon, "/flaky", 1).await;
     let first_id = first[0]["id"].as_str().unwrap().to_owned();
 
@@ -209,14 +205,7 @@ async fn an_upgrade_waits_for_new_instances_to_be_healthy() {
             "healthChecks": [health.clone()],
             "upgradeStrategy": {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0}})
     };
-    let (status, body) = marathon
-        .send(
-            Method::POST,
-            "/v2/apps",
-            Some(app("touch ready; exec sleep 600")),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    marathon.create(app("touch ready; exec sleep 600")).await;
     let old = healthy_tasks(&marathon, "/web", 2).await;
     let old_ids: Vec<&str> = old.iter().map(|t| t["id"].as_str().unwrap()).collect();
 
@@ -227,13 +216,7 @@ async fn an_upgrade_waits_for_new_instances_to_be_healthy() {
         .await;
     assert_eq!(status, 200, "{body}");
     wait_until(Duration::from_secs(20), "new instances running", || async {
-        let tasks = marathon.get("/v2/apps/web/tasks").await;
-        let running = tasks["tasks"]
-            .as_array()?
-            .iter()
-            .filter(|t| t["state"] == "TASK_RUNNING")
-            .count();
-        (running == 4).then_some(())
+        (running(&marathon.tasks("/web").await) == 4).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -312,8 +295,7 @@ async fn a_readiness_check_holds_the_deployment_until_ready() {
     let mut app = app;
     app["readinessChecks"][0]["intervalSeconds"] = json!(2);
     app["readinessChecks"][0]["timeoutSeconds"] = json!(1);
-    let (status, body) = marathon.send(Method::POST, "/v2/apps", Some(app)).await;
-    assert_eq!(status, 201, "{body}");
+    marathon.create(app).await;
 
     let waiting = wait_until(Duration::from_secs(15), "a not-ready result", || async {
         let deployments = marathon.get("/v2/deployments").await;

@@ -42,6 +42,23 @@ impl Marathon {
         self.send(reqwest::Method::GET, path, None).await.1
     }
 
+    /// The app's tasks (none for an unknown app).
+    pub async fn tasks(&self, app: &str) -> Vec<Value> {
+        self.get(&format!("/v2/apps{app}/tasks")).await["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// POSTs an app, which must be created (201); returns it as answered.
+    pub async fn create(&self, app: Value) -> Value {
+        let (status, body) = self
+            .send(reqwest::Method::POST, "/v2/apps", Some(app))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
     /// Waits until no deployment is running and the app has `count` running tasks.
     pub async fn settled(&self, app: &str, count: usize) -> Vec<Value> {
         self.settled_within(app, count, Duration::from_secs(20))
@@ -55,17 +72,21 @@ impl Marathon {
             &format!("{app} settled with {count} tasks"),
             || async {
                 let deployments = self.get("/v2/deployments").await;
-                let tasks = self.get(&format!("/v2/apps{app}/tasks")).await["tasks"]
-                    .as_array()?
-                    .clone();
-                let running = tasks
-                    .iter()
-                    .filter(|t| t["state"] == "TASK_RUNNING")
-                    .count();
-                (deployments.as_array()?.is_empty() && running == count && tasks.len() == count)
+                let tasks = self.tasks(app).await;
+                (deployments.as_array()?.is_empty()
+                    && running(&tasks) == count
+                    && tasks.len() == count)
                     .then_some(tasks)
             },
         )
         .await
     }
+}
+
+/// How many of these tasks are running.
+pub fn running(tasks: &[Value]) -> usize {
+    tasks
+        .iter()
+        .filter(|t| t["state"] == "TASK_RUNNING")
+        .count()
 }
