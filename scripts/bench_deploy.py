@@ -8,11 +8,10 @@ tasks per second. Each run uses a fresh data dir; the cluster is stopped afterwa
 import http.client
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
+
+from agora_up import agora_up
 
 
 def request(port: int, method: str, path: str, body=None):
@@ -31,47 +30,30 @@ def running_and_deployments(port: int) -> tuple[int, int]:
 
 
 def measure(binary: str, instances: int) -> float:
-    with tempfile.TemporaryDirectory() as data_dir:
-        process = subprocess.Popen(
-            [binary, "up", "--port", "0", "--bind", "127.0.0.1", "--data-dir", data_dir,
-             "--resources", "cpus:1000;mem:1000000;disk:1000000;ports:[31000-32000]"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            line = process.stdout.readline()
-            port = int(line.split("http://")[1].split(":")[1].split()[0])
-            # Keep draining stdout so the cluster never blocks on a full pipe.
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            deadline = time.perf_counter() + 10
-            while True:
-                _, state = request(port, "GET", "/master/state")
-                if state["activated_slaves"] >= 1 and any(
-                        f["name"] == "marathon" for f in state["frameworks"]):
-                    break
-                if time.perf_counter() > deadline:
-                    raise RuntimeError("agora up did not become ready")
-                time.sleep(0.01)
-            app = {"id": "/bench", "cmd": "exec sleep 3600", "cpus": 0.01, "mem": 1,
-                   "instances": instances}
-            started = time.perf_counter()
-            status, body = request(port, "POST", "/v2/apps", app)
-            if status != 201:
-                raise RuntimeError(f"POST /v2/apps answered {status}: {body}")
-            while True:
-                running, deployments = running_and_deployments(port)
-                if running == instances and deployments == 0:
-                    return time.perf_counter() - started
-                if time.perf_counter() - started > 600:
-                    raise RuntimeError(f"only {running} of {instances} running after 600 s")
-                time.sleep(0.5)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    resources = "cpus:1000;mem:1000000;disk:1000000;ports:[31000-32000]"
+    with agora_up(binary, "--resources", resources) as port:
+        deadline = time.perf_counter() + 10
+        while True:
+            _, state = request(port, "GET", "/master/state")
+            if state["activated_slaves"] >= 1 and any(
+                    f["name"] == "marathon" for f in state["frameworks"]):
+                break
+            if time.perf_counter() > deadline:
+                raise RuntimeError("agora up did not become ready")
+            time.sleep(0.01)
+        app = {"id": "/bench", "cmd": "exec sleep 3600", "cpus": 0.01, "mem": 1,
+               "instances": instances}
+        started = time.perf_counter()
+        status, body = request(port, "POST", "/v2/apps", app)
+        if status != 201:
+            raise RuntimeError(f"POST /v2/apps answered {status}: {body}")
+        while True:
+            running, deployments = running_and_deployments(port)
+            if running == instances and deployments == 0:
+                return time.perf_counter() - started
+            if time.perf_counter() - started > 600:
+                raise RuntimeError(f"only {running} of {instances} running after 600 s")
+            time.sleep(0.02)
 
 
 def main() -> None:

@@ -7,48 +7,36 @@ agent, over several runs, and prints min / median / max in milliseconds.
 import http.client
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
+
+from agora_up import agora_up
 
 
 def measure(binary: str) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as data_dir:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [binary, "up", "--port", "0", "--bind", "127.0.0.1", "--data-dir", data_dir],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            line = process.stdout.readline()
-            port = int(line.split("http://")[1].split(":")[1].split()[0])
-            healthy = agent = None
-            deadline = started + 10
-            while time.perf_counter() < deadline and agent is None:
-                try:
-                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                    if healthy is None:
-                        connection.request("GET", "/health")
-                        if connection.getresponse().status == 200:
-                            healthy = time.perf_counter() - started
-                    else:
-                        connection.request("GET", "/master/state")
-                        state = json.loads(connection.getresponse().read())
-                        if state["activated_slaves"] >= 1:
-                            agent = time.perf_counter() - started
-                    connection.close()
-                except OSError:
-                    pass
-                time.sleep(0.001)
-            if healthy is None or agent is None:
-                raise RuntimeError("agora up did not become ready within 10 s")
-            return healthy * 1000, agent * 1000
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    started = time.perf_counter()
+    with agora_up(binary) as port:
+        healthy = agent = None
+        deadline = started + 10
+        while time.perf_counter() < deadline and agent is None:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                if healthy is None:
+                    connection.request("GET", "/health")
+                    if connection.getresponse().status == 200:
+                        healthy = time.perf_counter() - started
+                else:
+                    connection.request("GET", "/master/state")
+                    state = json.loads(connection.getresponse().read())
+                    if state["activated_slaves"] >= 1:
+                        agent = time.perf_counter() - started
+                connection.close()
+            except OSError:
+                pass
+            time.sleep(0.001)
+        if healthy is None or agent is None:
+            raise RuntimeError("agora up did not become ready within 10 s")
+        return healthy * 1000, agent * 1000
 
 
 def main() -> None:
