@@ -287,8 +287,12 @@ async fn handle_offers(
                 let app_needs = needs(&app);
                 let mut launched_here = 0;
                 let mut declined: Option<&'static str> = None;
-                while *count > 0 {
-                    let placed: Vec<AgentFacts> = services
+                // Where the app's instances run, for its constraints: gathered once per offer
+                // and grown with each launch (not rebuilt per instance).
+                let mut placed: Vec<AgentFacts> = if constraints.is_empty() {
+                    Vec::new()
+                } else {
+                    services
                         .instances
                         .values()
                         .filter(|i| i.app_id == *app_id && !i.state.is_terminal())
@@ -301,7 +305,9 @@ async fn handle_offers(
                                     ..AgentFacts::default()
                                 })
                         })
-                        .collect();
+                        .collect()
+                };
+                while *count > 0 {
                     let placed_refs: Vec<&AgentFacts> = placed.iter().collect();
                     if !all_allow(&constraints, &candidate, &placed_refs) {
                         declined = Some(Mismatch::UnfulfilledConstraint.as_str());
@@ -329,6 +335,9 @@ async fn handle_offers(
                     instance.ip = offer.url.as_ref().map(|u| u.address.ip.clone());
                     services.launched(instance);
                     tasks.push(task);
+                    if !constraints.is_empty() {
+                        placed.push(candidate.clone());
+                    }
                     *count -= 1;
                     launched_here += 1;
                 }
