@@ -224,7 +224,14 @@ impl Agent {
             })
         });
         let path = checkpoint::executor_path(&self.config.work_dir, &key.0, &key.1);
-        bring_in_line(&mut written.executors, key, &path, wanted, false, "executor");
+        bring_in_line(
+            &mut written.executors,
+            key,
+            &path,
+            wanted,
+            false,
+            "executor",
+        );
     }
 
     /// Writes one task's unacknowledged updates if they changed, or removes the file once none
