@@ -129,6 +129,12 @@ impl Scheduler {
         self.events.recv().await
     }
 
+    /// The next event if one has already arrived, without waiting: lets a scheduler take in a
+    /// burst of updates before deciding what to do about them.
+    pub fn try_next_event(&mut self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
     /// Sends a call with the framework id and stream id filled in.
     pub async fn call(&self, mut call: Call) -> Result<(), ClientError> {
         let (base, framework_id, stream_id) = {

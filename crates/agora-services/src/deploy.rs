@@ -531,24 +531,27 @@ impl Services {
             .values()
             .filter(|i| i.app_id == app_id && i.active())
             .collect();
-        // Kill preference: not yet healthy first, then by age per killSelection.
-        active.sort_by(|a, b| {
-            let healthy = |i: &Instance| i.healthy(checked);
-            healthy(a).cmp(&healthy(b)).then_with(|| {
-                if kill_oldest {
-                    a.staged_at.cmp(&b.staged_at)
-                } else {
-                    b.staged_at.cmp(&a.staged_at)
-                }
+        // Kill preference: not yet healthy first, then by age per killSelection. Sorted only
+        // when something is to be killed: planning runs after every burst of updates.
+        let kill_order = |instances: &mut Vec<&Instance>| {
+            instances.sort_by(|a, b| {
+                let healthy = |i: &Instance| i.healthy(checked);
+                healthy(a).cmp(&healthy(b)).then_with(|| {
+                    if kill_oldest {
+                        a.staged_at.cmp(&b.staged_at)
+                    } else {
+                        b.staged_at.cmp(&a.staged_at)
+                    }
+                })
             })
-        });
+        };
         let (mut kills, launch): (Vec<String>, u32) = match action {
             Action::Stop => (active.iter().map(|i| i.task_id.clone()).collect(), 0),
             Action::Restart {
                 min_healthy,
                 max_capacity,
             } => {
-                let (old, new): (Vec<&Instance>, Vec<&Instance>) =
+                let (mut old, new): (Vec<&Instance>, Vec<&Instance>) =
                     active.iter().partition(|i| !app.is_current(&i.version));
                 let new_healthy = new
                     .iter()
@@ -574,6 +577,9 @@ impl Services {
                     new_healthy,
                     new.len() as u32,
                 );
+                if step.kill_old > 0 {
+                    kill_order(&mut old);
+                }
                 let kills = old
                     .iter()
                     .take(step.kill_old as usize)
@@ -584,6 +590,7 @@ impl Services {
             Action::Start | Action::Scale => {
                 let count = active.len() as u32;
                 if count > wanted {
+                    kill_order(&mut active);
                     let kills = active
                         .iter()
                         .take((count - wanted) as usize)

@@ -30,6 +30,8 @@ const FRAMEWORK_ID_KEY: &str = "services/framework_id";
 const FAILOVER_TIMEOUT_SECS: f64 = 604_800.0;
 const RECONCILE_UNCONFIRMED_EVERY: Duration = Duration::from_secs(3);
 const INSTANCE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// At most this many already-arrived events are taken in before planning once.
+const MAX_EVENTS_PER_PLAN: usize = 1024;
 /// Unused offers kept per app for `/v2/queue?embed=lastUnusedOffers`.
 const LAST_UNUSED_OFFERS: usize = 10;
 
@@ -111,25 +113,37 @@ async fn session(
             () = tokio::time::sleep(Duration::from_secs(1)) => None,
         };
         let mut offers = Vec::new();
-        match event {
-            Some(Event::Offers { offers: event }) => {
-                for offer in &event.offers {
-                    agents.insert(offer.agent_id.value.clone(), facts(offer));
+        // Events that have already arrived are taken in together, so that a burst of updates
+        // (a thousand tasks starting) costs one plan instead of one each.
+        let mut next = event;
+        let mut taken = 0;
+        while let Some(event) = next {
+            match event {
+                Event::Offers { offers: event } => {
+                    for offer in &event.offers {
+                        agents.insert(offer.agent_id.value.clone(), facts(offer));
+                    }
+                    offers.extend(event.offers);
                 }
-                offers = event.offers;
+                Event::Update { update } => {
+                    shared.lock().update(&update.status);
+                }
+                Event::Subscribed { .. } => {
+                    let _ = scheduler.reconcile(Vec::new()).await;
+                    last_reconcile = std::time::Instant::now();
+                    reconcile_unconfirmed(shared, scheduler).await;
+                }
+                Event::Error { error } => {
+                    tracing::warn!(message = %error.message, "master error")
+                }
+                _ => {}
             }
-            Some(Event::Update { update }) => {
-                shared.lock().update(&update.status);
-            }
-            Some(Event::Subscribed { .. }) => {
-                let _ = scheduler.reconcile(Vec::new()).await;
-                last_reconcile = std::time::Instant::now();
-                reconcile_unconfirmed(shared, scheduler).await;
-            }
-            Some(Event::Error { error }) => {
-                tracing::warn!(message = %error.message, "master error")
-            }
-            _ => {}
+            taken += 1;
+            next = if taken < MAX_EVENTS_PER_PLAN {
+                scheduler.try_next_event()
+            } else {
+                None
+            };
         }
         // Tasks loaded from the store that the master has not answered for yet (its agents may
         // not have re-registered) are asked about again, until it knows.
