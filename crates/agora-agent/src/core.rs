@@ -788,7 +788,17 @@ impl Agent {
             status.agent_id = Some(Id::new(agent_id.clone()));
         }
         if let Some(framework) = state.frameworks.get_mut(framework_id) {
-            for executor in framework.executors.values_mut() {
+            // An executor's own updates name it: no need to look through every executor.
+            let named = status
+                .executor_id
+                .as_ref()
+                .map(|id| ExecutorId::new(id.value.clone()))
+                .filter(|id| framework.executors.contains_key(id));
+            let executors: Box<dyn Iterator<Item = &mut Executor>> = match named {
+                Some(id) => Box::new(framework.executors.get_mut(&id).into_iter()),
+                None => Box::new(framework.executors.values_mut()),
+            };
+            for executor in executors {
                 if let Some(task) = executor.tasks.get_mut(&task_id) {
                     task.state = status.state;
                     status
@@ -866,11 +876,23 @@ impl Agent {
             state.updates.remove(&key);
         }
         let executor_id = state.frameworks.get(framework_id).and_then(|framework| {
-            framework
-                .executors
-                .iter()
-                .find(|(_, executor)| executor.tasks.contains_key(task_id))
-                .map(|(id, _)| id.clone())
+            let named = acked
+                .as_ref()
+                .and_then(|status| status.executor_id.as_ref())
+                .map(|id| ExecutorId::new(id.value.clone()))
+                .filter(|id| {
+                    framework
+                        .executors
+                        .get(id)
+                        .is_some_and(|executor| executor.tasks.contains_key(task_id))
+                });
+            named.or_else(|| {
+                framework
+                    .executors
+                    .iter()
+                    .find(|(_, executor)| executor.tasks.contains_key(task_id))
+                    .map(|(id, _)| id.clone())
+            })
         });
         if let Some(acked) = acked
             && acked.state.is_terminal()
@@ -1421,15 +1443,11 @@ fn complete_task(state: &mut AgentState, framework_id: &FrameworkId, task_id: &T
 /// Terminated executors with nothing left to deliver become completed; a framework with no
 /// executors left becomes completed too.
 fn cleanup_framework(state: &mut AgentState, framework_id: &FrameworkId) {
-    let pending: Vec<TaskId> = state
-        .updates
-        .keys()
-        .filter(|(fid, _)| fid == framework_id)
-        .map(|(_, tid)| tid.clone())
-        .collect();
+    let updates = &state.updates;
     let Some(framework) = state.frameworks.get_mut(framework_id) else {
         return;
     };
+    // Runs on every acknowledgement: only terminated executors look up their tasks' queues.
     let finished: Vec<ExecutorId> = framework
         .executors
         .iter()
@@ -1438,7 +1456,7 @@ fn cleanup_framework(state: &mut AgentState, framework_id: &FrameworkId) {
                 && executor
                     .tasks
                     .keys()
-                    .all(|task_id| !pending.contains(task_id))
+                    .all(|task_id| !updates.contains_key(&(framework_id.clone(), task_id.clone())))
         })
         .map(|(id, _)| id.clone())
         .collect();
