@@ -197,7 +197,7 @@ impl Agent {
             completed_frameworks: VecDeque::new(),
             updates: BTreeMap::new(),
         };
-        for update in saved.updates {
+        for update in saved.updates.into_iter().filter(|u| !u.pending.is_empty()) {
             let key = (
                 FrameworkId::new(update.framework_id),
                 TaskId::new(update.task_id),
@@ -900,11 +900,15 @@ impl Agent {
             complete_task(&mut state, framework_id, task_id);
         }
         cleanup_framework(&mut state, framework_id);
-        self.save_scoped(
+        // What remains in the task's file was synced when it arrived: rewriting it without the
+        // acknowledged update needs no sync (after a crash that update is only sent again),
+        // and a sync here, under the lock, would hold up the whole agent.
+        self.save_scoped_deferred(
             &state,
             framework_id,
             executor_id.as_ref(),
             std::slice::from_ref(task_id),
+            Some(&mut Vec::new()),
         );
         drop(state);
         self.updates_wanted.notify_one();

@@ -72,6 +72,9 @@ fn executor_fingerprint(executor: &Executor) -> u64 {
     hasher.finish().max(1)
 }
 
+/// The fingerprint of an emptied update file; those of pending updates are at least 3.
+const EMPTY_UPDATES: u64 = 2;
+
 fn updates_fingerprint(queue: &UpdateQueue) -> u64 {
     let mut hasher = DefaultHasher::new();
     queue.pending.len().hash(&mut hasher);
@@ -79,7 +82,7 @@ fn updates_fingerprint(queue: &UpdateQueue) -> u64 {
         status.uuid.hash(&mut hasher);
         std::mem::discriminant(&status.state).hash(&mut hasher);
     }
-    hasher.finish().max(1)
+    hasher.finish().max(EMPTY_UPDATES + 1)
 }
 
 fn executor_checkpoint(executor: &Executor) -> ExecutorCheckpoint {
@@ -131,10 +134,23 @@ impl Agent {
         for key in gone {
             self.save_executor(state, &mut written, &key);
         }
+        let tasks: HashSet<(String, String)> = state
+            .frameworks
+            .iter()
+            .flat_map(|(framework_id, framework)| {
+                framework.executors.values().flat_map(move |executor| {
+                    executor
+                        .tasks
+                        .keys()
+                        .map(move |task_id| (framework_id.to_string(), task_id.to_string()))
+                })
+            })
+            .collect();
         let mut live = HashSet::new();
         for (framework_id, task_id) in state.updates.keys() {
             let key = (framework_id.to_string(), task_id.to_string());
-            self.save_updates(state, &mut written, &key, None);
+            let task_live = tasks.contains(&key);
+            self.save_updates(state, &mut written, &key, task_live, None);
             live.insert(key);
         }
         let gone: Vec<(String, String)> = written
@@ -144,7 +160,8 @@ impl Agent {
             .cloned()
             .collect();
         for key in gone {
-            self.save_updates(state, &mut written, &key, None);
+            let task_live = tasks.contains(&key);
+            self.save_updates(state, &mut written, &key, task_live, None);
         }
     }
 
@@ -178,10 +195,20 @@ impl Agent {
             let key = (framework_id.to_string(), executor_id.to_string());
             self.save_executor(state, &mut written, &key);
         }
+        let framework = state.frameworks.get(framework_id);
+        let executor = executor_id.and_then(|id| framework?.executors.get(id));
         for task_id in tasks {
             let key = (framework_id.to_string(), task_id.to_string());
+            let task_live = match (executor, framework) {
+                (Some(executor), _) if executor.tasks.contains_key(task_id) => true,
+                (_, Some(framework)) => framework
+                    .executors
+                    .values()
+                    .any(|executor| executor.tasks.contains_key(task_id)),
+                (_, None) => false,
+            };
             let deferred = unsynced.as_deref_mut();
-            self.save_updates(state, &mut written, &key, deferred);
+            self.save_updates(state, &mut written, &key, task_live, deferred);
         }
     }
 
@@ -234,31 +261,47 @@ impl Agent {
         );
     }
 
-    /// Writes one task's unacknowledged updates if they changed, or removes the file once none
-    /// is left. They are synced (they are what an executor's acknowledgement promises) unless
-    /// `unsynced` takes the path, for the caller to sync after releasing the lock.
+    /// Writes one task's unacknowledged updates if they changed. Once none is left the file is
+    /// emptied while the task lives, and removed when it is gone: a file made and removed for
+    /// every update would cost the filesystem an inode each time (and ext4 without a journal
+    /// searches past recently freed inodes on every allocation). They are synced (they are what
+    /// an executor's acknowledgement promises) unless `unsynced` takes the path, for the caller
+    /// to sync after releasing the lock.
     fn save_updates(
         &self,
         state: &AgentState,
         written: &mut Written,
         key: &(String, String),
+        task_live: bool,
         unsynced: Option<&mut Vec<std::path::PathBuf>>,
     ) {
         let queue = state
             .updates
             .get(&(FrameworkId::new(key.0.clone()), TaskId::new(key.1.clone())))
             .filter(|queue| !queue.pending.is_empty());
-        let wanted = queue.map(|queue| {
-            (updates_fingerprint(queue), || UpdateCheckpoint {
+        let fingerprint = match queue {
+            Some(queue) => Some(updates_fingerprint(queue)),
+            // Only a file already there is emptied; none is made for nothing.
+            None if task_live && written.updates.contains_key(key) => Some(EMPTY_UPDATES),
+            None => None,
+        };
+        let wanted = fingerprint.map(|fingerprint| {
+            (fingerprint, || UpdateCheckpoint {
                 framework_id: key.0.clone(),
                 task_id: key.1.clone(),
-                pending: queue.pending.iter().cloned().collect(),
+                pending: queue
+                    .map(|queue| queue.pending.iter().cloned().collect())
+                    .unwrap_or_default(),
             })
         });
         let path = checkpoint::updates_path(&self.config.work_dir, &key.0, &key.1);
-        let durable = unsynced.is_none();
+        // Emptying needs no sync: updates that come back after a crash are only sent again.
+        let durable = unsynced.is_none() && queue.is_some();
         let wrote = bring_in_line(&mut written.updates, key, &path, wanted, durable, "updates");
-        if wrote && let Some(unsynced) = unsynced {
+        if wrote
+            && queue.is_some()
+            && let Some(unsynced) = unsynced
+        {
             unsynced.push(path);
         }
     }
