@@ -110,7 +110,7 @@ enum Input {
 struct Executor {
     settings: Settings,
     client: reqwest::Client,
-    probe_client: agora_probe::HttpProber,
+    probe_client: Option<agora_probe::HttpProber>,
     framework: Option<FrameworkInfo>,
     tasks: BTreeMap<String, RunningTask>,
     /// Updates sent but not acknowledged by the agent, by uuid.
@@ -126,12 +126,11 @@ pub async fn run() -> Result<i32, String> {
     let client = reqwest::Client::builder()
         .build()
         .map_err(|e| e.to_string())?;
-    let probe_client = agora_probe::HttpProber::new()?;
     let (inputs, mut receiver) = mpsc::unbounded_channel();
     let mut executor = Executor {
         settings,
         client,
-        probe_client,
+        probe_client: None,
         framework: None,
         tasks: BTreeMap::new(),
         unacknowledged: HashMap::new(),
@@ -396,7 +395,24 @@ impl Executor {
 
     /// Starts the task's health checks, if it has any: a probe loop that reports each result.
     fn start_checking(&mut self, task_id: &str) {
-        let probe_client = self.probe_client.clone();
+        let checked = self
+            .tasks
+            .get(task_id)
+            .is_some_and(|task| task.info.health_check.is_some());
+        if !checked {
+            return;
+        }
+        // Made on first use: most tasks have no check, and an executor starts once per task.
+        let probe_client = match &self.probe_client {
+            Some(client) => client.clone(),
+            None => match agora_probe::HttpProber::new() {
+                Ok(client) => self.probe_client.insert(client).clone(),
+                Err(error) => {
+                    eprintln!("agora executor: task {task_id}: {error}");
+                    return;
+                }
+            },
+        };
         let inputs = self.inputs.clone();
         let Some(task) = self.tasks.get_mut(task_id) else {
             return;
