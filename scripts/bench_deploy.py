@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Deploys one app of N instances (tasks that sleep) on `agora up` with a large resource override
 and reports the time from the POST to every instance running, and the deployment throughput in
-tasks per second. Each run uses a fresh data dir; the cluster is stopped afterwards.
+tasks per second. Each run uses a fresh data dir under $TMPDIR (so `TMPDIR=/dev/shm` puts the
+agent's sandboxes on tmpfs); the cluster is stopped afterwards.
 
     cargo build --release -p agora && python3 scripts/bench_deploy.py target/release/agora 1000 3
 """

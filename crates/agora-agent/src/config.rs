@@ -21,6 +21,9 @@ pub struct AgentConfig {
     pub attributes: Vec<Attribute>,
     /// The `agora` binary, whose `executor` subcommand is the built-in executor.
     pub executor_binary: PathBuf,
+    /// Start executors through a launcher process (see [`crate::serve_launcher`]) rather than
+    /// spawning `executor_binary` for each.
+    pub launcher: bool,
     /// SIGTERM → SIGKILL grace period when a kill policy gives none.
     pub default_kill_grace: Duration,
     /// Time for an executor to subscribe before it is destroyed (Mesos: 1 min).
@@ -47,6 +50,7 @@ impl AgentConfig {
             resources: Resources::new(),
             attributes: Vec::new(),
             executor_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("agora")),
+            launcher: true,
             default_kill_grace: Duration::from_secs(3),
             executor_registration_timeout: Duration::from_secs(60),
             recovery_timeout: Duration::from_secs(15 * 60),

@@ -155,6 +155,8 @@ pub(crate) struct Agent {
     state: Mutex<AgentState>,
     /// What the checkpoint files hold (locked only inside `save_locked`, under the state lock).
     written: Mutex<Written>,
+    /// Starts executors, when it could be started.
+    launcher: Option<crate::launcher::Launcher>,
 }
 
 impl Agent {
@@ -186,6 +188,17 @@ impl Agent {
         })?;
         let saved = checkpoint::load(&config.work_dir)?;
         let written = Written::loaded(&saved);
+        let launcher = if config.launcher {
+            match crate::launcher::Launcher::spawn(&config.executor_binary) {
+                Ok(launcher) => Some(launcher),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start the executor launcher; the agent starts executors itself");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -279,6 +292,7 @@ impl Agent {
             stopping: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(state),
             written: Mutex::new(written),
+            launcher,
         });
         for (framework_id, executor_id) in dead {
             tracing::warn!(framework = %framework_id, executor = %executor_id, "executor died while the agent was down");
@@ -549,8 +563,11 @@ impl Agent {
         // Sandbox and process are made without the agent's lock: with many executors starting,
         // their updates and everything else the agent does need not wait behind each spawn.
         if let Ok(Some(prepared)) = prepared {
-            let spawned = spawn_executor(&prepared);
-            self.executor_spawned(&framework_id, &executor_id, spawned);
+            let agent = self.clone();
+            tokio::spawn(async move {
+                let spawned = spawn_executor(agent.launcher.as_ref(), prepared).await;
+                agent.executor_spawned(&framework_id, &executor_id, spawned);
+            });
         }
     }
 
@@ -578,7 +595,7 @@ impl Agent {
         self: &Arc<Self>,
         framework_id: &FrameworkId,
         executor_id: &ExecutorId,
-        spawned: Result<tokio::process::Child, String>,
+        spawned: Result<Spawned, String>,
     ) {
         let mut state = self.lock();
         let child = match spawned {
@@ -591,7 +608,7 @@ impl Agent {
                 return;
             }
         };
-        let pid = child.id().map(|pid| pid as i32);
+        let pid = Some(child.pid);
         let Some(executor) = state.executor_mut(framework_id, executor_id) else {
             if let Some(pid) = pid {
                 process::signal_group(pid, Signal::SIGKILL);
@@ -690,6 +707,7 @@ impl Agent {
             }
         }
         Ok(PreparedExecutor {
+            builtin: executor.kind != ExecutorKind::Custom,
             command,
             environment,
             directory: executor.directory.clone(),
@@ -700,14 +718,10 @@ impl Agent {
         self: Arc<Self>,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
-        mut child: tokio::process::Child,
+        child: Spawned,
     ) {
         tokio::spawn(async move {
-            // The raw wait status, as Mesos reports it in FAILURE events (exit 3 is 768).
-            let status = child.wait().await.ok().map(|status| {
-                use std::os::unix::process::ExitStatusExt;
-                status.into_raw()
-            });
+            let status = child.exit.await;
             self.executor_terminated(&framework_id, &executor_id, status, "Executor terminated");
         });
     }
@@ -1407,13 +1421,26 @@ fn mark_terminated(state: &mut AgentState, framework_id: &FrameworkId, executor_
 /// Moves a task whose terminal update was acknowledged out of its executor's live set.
 /// An executor ready to be spawned (see [`Agent::prepare_executor`]).
 struct PreparedExecutor {
+    /// The built-in executor (forked by the launcher rather than executed).
+    builtin: bool,
     command: CommandInfo,
     environment: BTreeMap<String, String>,
     directory: PathBuf,
 }
 
-/// Creates the sandbox (with its `latest` link) and spawns the executor in it.
-fn spawn_executor(prepared: &PreparedExecutor) -> Result<tokio::process::Child, String> {
+/// A started executor: its pid and its end, as the raw wait status Mesos reports in FAILURE
+/// events (exit 3 is 768), or `None` when it cannot be known.
+pub(crate) struct Spawned {
+    pid: i32,
+    exit: std::pin::Pin<Box<dyn std::future::Future<Output = Option<i32>> + Send>>,
+}
+
+/// Creates the sandbox (with its `latest` link) and starts the executor in it: through the
+/// launcher when there is one, else directly.
+async fn spawn_executor(
+    launcher: Option<&crate::launcher::Launcher>,
+    prepared: PreparedExecutor,
+) -> Result<Spawned, String> {
     let directory = &prepared.directory;
     std::fs::create_dir_all(directory)
         .map_err(|e| format!("Failed to create sandbox {}: {e}", directory.display()))?;
@@ -1422,12 +1449,56 @@ fn spawn_executor(prepared: &PreparedExecutor) -> Result<tokio::process::Child, 
         let _ = std::fs::remove_file(&latest);
         let _ = std::os::unix::fs::symlink(directory, &latest);
     }
-    process::spawn(process::Launch {
+    if let Some(launcher) = launcher {
+        let request = crate::launcher::LaunchRequest {
+            builtin: prepared.builtin,
+            command: prepared.command.clone(),
+            environment: prepared.environment.clone(),
+            directory: prepared.directory.clone(),
+        };
+        match launcher.launch(request).await {
+            Ok(launched) => {
+                let pid = launched.pid;
+                let start = process::start_time(pid);
+                let exit = async move {
+                    match launched.exit.await {
+                        Ok(status) => Some(status),
+                        // The launcher went away: no status to tell, only the end.
+                        Err(_) => {
+                            while process::is_same_process(pid, start) {
+                                tokio::time::sleep(Duration::from_millis(250)).await;
+                            }
+                            None
+                        }
+                    }
+                };
+                return Ok(Spawned {
+                    pid,
+                    exit: Box::pin(exit),
+                });
+            }
+            Err(message) if message != crate::launcher::GONE => return Err(message),
+            Err(_) => {}
+        }
+    }
+    let mut child = process::spawn(process::Launch {
         command: &prepared.command,
-        environment: prepared.environment.clone(),
+        environment: prepared.environment,
         directory,
     })
-    .map_err(|e| format!("Failed to launch executor: {e}"))
+    .map_err(|e| format!("Failed to launch executor: {e}"))?;
+    let pid = child
+        .id()
+        .ok_or_else(|| "Failed to launch executor: it ended at once".to_owned())?
+        as i32;
+    let exit = async move {
+        use std::os::unix::process::ExitStatusExt;
+        child.wait().await.ok().map(|status| status.into_raw())
+    };
+    Ok(Spawned {
+        pid,
+        exit: Box::pin(exit),
+    })
 }
 
 fn complete_task(state: &mut AgentState, framework_id: &FrameworkId, task_id: &TaskId) {

@@ -3,14 +3,19 @@
 //! acknowledged), serves the Mesos executor API and sandbox files, and recovers its running
 //! executors when it restarts over the same work directory.
 //!
-//! The public surface is [`AgentConfig`], [`start`], [`AgentHandle`] and
-//! [`run_command_executor`], the built-in executor that `agora executor` runs.
+//! The public surface is [`AgentConfig`], [`start`], [`AgentHandle`],
+//! [`run_command_executor`], the built-in executor that `agora executor` runs, and
+//! [`serve_launcher`], the helper that starts executors without loading the binary again for
+//! each (`agora executor` with [`LAUNCHER_ENV`] set).
 
 mod checkpoint;
 mod command_executor;
 mod config;
 mod core;
 mod http;
+// Forking without exec, the one place the agent needs raw process calls; each has a SAFETY note.
+#[allow(unsafe_code)]
+mod launcher;
 mod master_link;
 mod persist;
 mod process;
@@ -19,6 +24,7 @@ use std::sync::Arc;
 
 pub use command_executor::run as run_command_executor;
 pub use config::{AgentConfig, detect_resources};
+pub use launcher::{LAUNCHER_ENV, serve_launcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

@@ -2,7 +2,8 @@
 //! environment, signalling the group, and telling whether a recovered pid is still ours.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -22,14 +23,14 @@ pub(crate) struct Launch<'a> {
 /// and pymesos executors that `killpg(0)` only kill themselves), with stdout and stderr
 /// appended to the sandbox files.
 pub(crate) fn spawn(launch: Launch<'_>) -> std::io::Result<tokio::process::Child> {
-    let stdout = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(launch.directory.join("stdout"))?;
-    let stderr = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(launch.directory.join("stderr"))?;
+    let mut command = tokio::process::Command::from(command(launch)?);
+    command.kill_on_drop(false);
+    command.spawn()
+}
+
+/// The command [`spawn`] runs, ready to spawn from any process (the launcher's too).
+pub(crate) fn command(launch: Launch<'_>) -> std::io::Result<std::process::Command> {
+    let (stdout, stderr) = sandbox_output(launch.directory)?;
     let mut command = command_of(launch.command);
     command
         .current_dir(launch.directory)
@@ -37,21 +38,31 @@ pub(crate) fn spawn(launch: Launch<'_>) -> std::io::Result<tokio::process::Child
         .stdin(Stdio::null())
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
-        .process_group(0)
-        .kill_on_drop(false);
-    command.spawn()
+        .process_group(0);
+    Ok(command)
+}
+
+/// The sandbox's `stdout` and `stderr`, opened for appending.
+pub(crate) fn sandbox_output(directory: &Path) -> std::io::Result<(File, File)> {
+    let open = |name: &str| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(directory.join(name))
+    };
+    Ok((open("stdout")?, open("stderr")?))
 }
 
 /// The process a `CommandInfo` describes: `/bin/sh -c value` for a shell command, otherwise
 /// `value` with `arguments` (which Mesos passes as the full argv, argv[0] included).
-pub(crate) fn command_of(info: &CommandInfo) -> tokio::process::Command {
+pub(crate) fn command_of(info: &CommandInfo) -> std::process::Command {
     let value = info.value.clone().unwrap_or_default();
     if info.shell {
-        let mut command = tokio::process::Command::new("/bin/sh");
+        let mut command = std::process::Command::new("/bin/sh");
         command.arg("-c").arg(&value);
         command
     } else {
-        let mut command = tokio::process::Command::new(&value);
+        let mut command = std::process::Command::new(&value);
         command.args(info.arguments.iter().skip(1));
         command
     }

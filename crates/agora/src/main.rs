@@ -8,9 +8,36 @@ mod serve;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
-    init_logging(&cli);
-    let runtime = match cli.command {
+    // An agent starts `agora executor` once per task: it skips building the whole CLI.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|arg| arg == "executor") && args.next().is_none() {
+        if std::env::var_os(agora_agent::LAUNCHER_ENV).is_some() {
+            // Before any thread starts: the launcher forks executors.
+            let code = agora_agent::serve_launcher(launched_executor);
+            return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
+        return exit_code(run(cli::Command::Executor));
+    }
+    exit_code(run(cli::Cli::parse().command))
+}
+
+/// The built-in executor in a process the launcher forked.
+fn launched_executor() -> i32 {
+    if run(cli::Command::Executor) { 0 } else { 1 }
+}
+
+fn exit_code(success: bool) -> std::process::ExitCode {
+    if success {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// Runs one role to its end; returns whether it ended well.
+fn run(command: cli::Command) -> bool {
+    init_logging(&command);
+    let runtime = match command {
         // One per task: a single thread starts faster and weighs less.
         cli::Command::Executor => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -26,11 +53,11 @@ fn main() -> std::process::ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("agora: cannot start the async runtime: {error}");
-            return std::process::ExitCode::FAILURE;
+            return false;
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             cli::Command::Up(args) => serve::up(args).await,
             cli::Command::Master(args) => serve::master(args).await,
             cli::Command::Agent(args) => serve::agent(args).await,
@@ -42,10 +69,10 @@ fn main() -> std::process::ExitCode {
         }
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => true,
         Err(error) => {
             eprintln!("agora: {error:#}");
-            std::process::ExitCode::FAILURE
+            false
         }
     }
 }
@@ -55,8 +82,8 @@ fn server_threads() -> usize {
     (cores * 2).max(4)
 }
 
-fn init_logging(cli: &cli::Cli) {
-    let default = match cli.command {
+fn init_logging(command: &cli::Command) {
+    let default = match command {
         cli::Command::Executor => "warn",
         _ => "info",
     };

@@ -612,7 +612,7 @@ fn spawn_task(
     own_files: bool,
 ) -> std::io::Result<tokio::process::Child> {
     std::fs::create_dir_all(directory)?;
-    let mut process = crate::process::command_of(command);
+    let mut process = tokio::process::Command::from(crate::process::command_of(command));
     if let Some(environment) = &command.environment {
         for variable in &environment.variables {
             process.env(&variable.name, variable.value.clone().unwrap_or_default());
@@ -625,15 +625,10 @@ fn spawn_task(
         .stdin(Stdio::null())
         .process_group(0);
     if own_files {
-        let open = |name: &str| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(directory.join(name))
-        };
+        let (stdout, stderr) = crate::process::sandbox_output(directory)?;
         process
-            .stdout(Stdio::from(open("stdout")?))
-            .stderr(Stdio::from(open("stderr")?));
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr));
     }
     process.spawn()
 }
