@@ -1,13 +1,13 @@
 //! The services scheduler: long-running apps behind Marathon's `/v2` API. It is a framework
-//! like any other — it reaches the master only through the scheduler SDK — and keeps its apps
-//! in the store.
+//! like any other — it reaches the master only through the scheduler SDK — and keeps its apps,
+//! groups, versions, deployments, instances and event subscriptions in the store.
 //!
-//! Built so far (issue 3 is in progress): apps (create, read, partial update, delete,
-//! restart, versions), scaling and replacement of lost instances, rolling restarts by
-//! `upgradeStrategy` (counting instances healthy once their agent-run check passes), health
-//! results and events, service ports, placement
-//! constraints, `/v2/tasks` (JSON and the HAProxy bridge's text form), `/v2/deployments`,
-//! `/v2/info`, `/ping`.
+//! It covers apps (create, read, partial and multi-app update, delete, restart, versions and
+//! rollback), groups with dependencies, deployments (multi-step, cancellable, rolling restarts
+//! by `upgradeStrategy`), healing with launch backoff and unreachable strategies, health and
+//! readiness checks, placement constraints, service ports, `/v2/tasks` (JSON and the HAProxy
+//! bridge's text form), `/v2/queue`, events (SSE and callbacks), `/v2/info`, `/v2/leader`,
+//! `/ping` and metrics.
 
 mod callbacks;
 mod core;
