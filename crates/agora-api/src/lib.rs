@@ -1,8 +1,10 @@
 //! Wire formats agora speaks: the Mesos v1 JSON messages (scheduler, executor, operator), RecordIO
-//! framing, the v0 state JSON shapes, and agora's own master↔agent protocol. Only this crate knows
-//! the external JSON shapes; conversions to domain types live next to the wire types.
+//! framing, the v0 state JSON shapes, Marathon's apps and Chronos' jobs, and agora's own
+//! master↔agent protocol. Only this crate knows the external JSON shapes; conversions to domain
+//! types live next to the wire types.
 
 pub mod agent_protocol;
+pub mod chronos;
 pub mod executor;
 pub mod health;
 pub mod marathon;
