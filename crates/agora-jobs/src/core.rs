@@ -1,0 +1,788 @@
+//! The jobs and the rules that change them: definitions checked against each other (schedules,
+//! parents, no cycle), when runs are due, the queue of runs waiting for resources, runs in
+//! flight, their outcomes (retries, errors, dependent jobs) and each job's history. Every method
+//! takes the time it acts at; nothing here reads the clock or speaks to the master, so the
+//! framework loop and the API drive it, and tests can too.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use agora_api::chronos::{EnvironmentVariable, FieldError, Job, JobStatus};
+use agora_api::marathon::time::format_millis;
+use agora_schedule::graph::{self, Readiness};
+use agora_schedule::{Decision, Repeating, Schedule, ScheduleError};
+use agora_store::{Store, StoreError};
+
+/// Runs kept per job in its history.
+pub const HISTORY_KEPT: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    /// Bad input: Chronos answers 400 with this as the message.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error("job {0:?} not found")]
+    NotFound(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why a run was started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Trigger {
+    /// Its schedule's slot at this time (epoch ms).
+    Schedule(i64),
+    /// Asked for through the API.
+    Manual,
+    /// Every parent succeeded.
+    Dependency,
+}
+
+/// A run waiting to be launched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub job: String,
+    pub trigger: Trigger,
+    /// 0 for the first try, then one more per retry.
+    pub attempt: u32,
+    /// Not launched before this time (epoch ms): retries wait.
+    pub not_before: i64,
+    /// Extra arguments for a run asked for with `?arguments=` (appended unless `shell`).
+    pub arguments: Vec<String>,
+    /// Environment a run asked for through the API adds to the job's.
+    pub environment: Vec<EnvironmentVariable>,
+}
+
+/// A run launched and not yet ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub task_id: String,
+    pub pending: Pending,
+    pub started: i64,
+    pub agent_id: String,
+    pub host: String,
+}
+
+/// One ended run, as the job's history keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ended {
+    pub task_id: String,
+    pub attempt: u32,
+    pub trigger: Trigger,
+    pub started: i64,
+    pub ended: i64,
+    /// The task's final state (`TASK_FINISHED`, `TASK_FAILED`, …).
+    pub state: String,
+    pub message: String,
+    pub host: String,
+    pub succeeded: bool,
+}
+
+/// What a job's record holds besides its definition.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    pub status: JobStatus,
+    /// The latest schedule slot run or skipped (epoch ms).
+    pub handled: Option<i64>,
+    /// Slots skipped because they were missed by more than the job's epsilon.
+    pub skipped: u64,
+    pub history: VecDeque<Ended>,
+}
+
+pub struct JobEntry {
+    pub definition: Job,
+    pub schedule: Option<Schedule>,
+    pub epsilon: SignedDuration,
+    pub state: JobState,
+}
+
+/// A run ended: what the framework should do about it.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// Runs queued because of it (a retry, dependent jobs).
+    pub queued: Vec<String>,
+}
+
+pub struct Jobs {
+    pub jobs: BTreeMap<String, JobEntry>,
+    pub readiness: Readiness,
+    pub queue: Vec<Pending>,
+    pub runs: BTreeMap<String, Run>,
+    /// Time before a failed run is tried again (Chronos' `--failure_retry`, 60 s).
+    pub failure_retry: SignedDuration,
+    store: Arc<dyn Store>,
+}
+
+const JOBS: &str = "jobs/definitions/";
+const STATES: &str = "jobs/states/";
+const RUNS: &str = "jobs/runs/";
+const QUEUE: &str = "jobs/queue";
+const READINESS: &str = "jobs/readiness";
+
+fn millis(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn invalid(field: &str, error: ScheduleError) -> JobsError {
+    JobsError::Invalid(FieldError::new(field, error.to_string()))
+}
+
+/// Reads a job's schedule and epsilon (an ISO 8601 duration).
+fn parse_timing(
+    job: &Job,
+    now: Timestamp,
+) -> Result<(Option<Schedule>, SignedDuration), JobsError> {
+    let schedule = match &job.schedule {
+        Some(text) => Some(Schedule::Repeating(
+            Repeating::parse(text, Some(&job.schedule_time_zone), now)
+                .map_err(|e| invalid("schedule", e))?,
+        )),
+        None => None,
+    };
+    let epsilon = jiff::fmt::temporal::SpanParser::new()
+        .parse_span(job.epsilon.trim())
+        .ok()
+        .and_then(|span| SignedDuration::try_from(span).ok())
+        .filter(|d| !d.is_negative())
+        .ok_or_else(|| {
+            JobsError::Invalid(FieldError::new(
+                "epsilon",
+                format!(
+                    "{:?} is not an ISO 8601 duration in days, hours, minutes or seconds",
+                    job.epsilon
+                ),
+            ))
+        })?;
+    Ok((schedule, epsilon))
+}
+
+impl Jobs {
+    /// Loads every job, its state, the queue and the runs in flight from the store.
+    pub fn load(store: Arc<dyn Store>, now: Timestamp) -> Result<Jobs, JobsError> {
+        let mut jobs = BTreeMap::new();
+        let states: BTreeMap<String, JobState> = store
+            .list(STATES)?
+            .into_iter()
+            .filter_map(|(key, bytes)| {
+                let name = key.strip_prefix(STATES)?.to_owned();
+                Some((name, serde_json::from_slice(&bytes).ok()?))
+            })
+            .collect();
+        for (key, bytes) in store.list(JOBS)? {
+            let Ok(definition) = serde_json::from_slice::<Job>(&bytes) else {
+                tracing::error!(key, "unreadable job definition skipped");
+                continue;
+            };
+            let (schedule, epsilon) = match parse_timing(&definition, now) {
+                Ok(timing) => timing,
+                Err(error) => {
+                    tracing::error!(key, %error, "stored job no longer valid; skipped");
+                    continue;
+                }
+            };
+            let state = states.get(&definition.name).cloned().unwrap_or_default();
+            jobs.insert(
+                definition.name.clone(),
+                JobEntry {
+                    definition,
+                    schedule,
+                    epsilon,
+                    state,
+                },
+            );
+        }
+        let read = |key: &str| -> Result<Option<Vec<u8>>, StoreError> { store.get(key) };
+        let queue = read(QUEUE)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let readiness = read(READINESS)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let runs = store
+            .list(RUNS)?
+            .into_iter()
+            .filter_map(|(_, bytes)| serde_json::from_slice::<Run>(&bytes).ok())
+            .map(|run| (run.task_id.clone(), run))
+            .collect();
+        Ok(Jobs {
+            jobs,
+            readiness,
+            queue,
+            runs,
+            failure_retry: SignedDuration::from_secs(60),
+            store,
+        })
+    }
+
+    fn parents(&self) -> BTreeMap<String, Vec<String>> {
+        self.jobs
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.definition.parents.clone()))
+            .collect()
+    }
+
+    /// Creates or replaces a job. `dependent` says which endpoint it came through: a scheduled
+    /// job needs a schedule, a dependent one parents that exist, and no cycle may form.
+    /// Nothing is stored unless all of it holds. A replaced job keeps its counts and history;
+    /// a changed schedule starts afresh.
+    pub fn put(
+        &mut self,
+        definition: Job,
+        dependent: bool,
+        now: Timestamp,
+    ) -> Result<(), JobsError> {
+        match (
+            dependent,
+            definition.schedule.is_some(),
+            definition.parents.is_empty(),
+        ) {
+            (false, false, _) => {
+                return Err(FieldError::new("schedule", "is required for a scheduled job").into());
+            }
+            (true, _, true) => {
+                return Err(FieldError::new("parents", "a dependent job needs parents").into());
+            }
+            _ => {}
+        }
+        let (schedule, epsilon) = parse_timing(&definition, now)?;
+        let mut parents = self.parents();
+        parents.insert(definition.name.clone(), definition.parents.clone());
+        graph::check(&parents).map_err(|e| invalid("parents", e))?;
+        let name = definition.name.clone();
+        let mut state = self
+            .jobs
+            .get(&name)
+            .map(|entry| entry.state.clone())
+            .unwrap_or_default();
+        let schedule_changed = self.jobs.get(&name).is_none_or(|entry| {
+            entry.definition.schedule != definition.schedule
+                || entry.definition.schedule_time_zone != definition.schedule_time_zone
+        });
+        if schedule_changed {
+            state.handled = None;
+        }
+        self.store.write_batch(&[
+            (
+                format!("{JOBS}{name}"),
+                Some(
+                    serde_json::to_vec(&definition)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?,
+                ),
+            ),
+            (
+                format!("{STATES}{name}"),
+                Some(serde_json::to_vec(&state).map_err(|e| StoreError::Backend(e.to_string()))?),
+            ),
+        ])?;
+        self.jobs.insert(
+            name.clone(),
+            JobEntry {
+                definition,
+                schedule,
+                epsilon,
+                state,
+            },
+        );
+        self.readiness.job_changed(&parents, &name);
+        self.save_readiness();
+        Ok(())
+    }
+
+    /// Removes a job (not one that others depend on); returns its runs in flight, to kill.
+    pub fn delete(&mut self, name: &str) -> Result<Vec<String>, JobsError> {
+        if !self.jobs.contains_key(name) {
+            return Err(JobsError::NotFound(name.to_owned()));
+        }
+        let parents = self.parents();
+        if let Some(child) = graph::children(&parents, name).next() {
+            return Err(FieldError::new(
+                "name",
+                format!("job {name:?} is a parent of {child:?}: delete or change that first"),
+            )
+            .into());
+        }
+        self.store.write_batch(&[
+            (format!("{JOBS}{name}"), None),
+            (format!("{STATES}{name}"), None),
+        ])?;
+        self.jobs.remove(name);
+        self.queue.retain(|p| p.job != name);
+        self.save_queue();
+        let mut parents = parents;
+        parents.remove(name);
+        self.readiness.job_changed(&parents, name);
+        self.save_readiness();
+        Ok(self.running(name))
+    }
+
+    /// The task ids of a job's runs in flight.
+    pub fn running(&self, name: &str) -> Vec<String> {
+        self.runs
+            .values()
+            .filter(|run| run.pending.job == name)
+            .map(|run| run.task_id.clone())
+            .collect()
+    }
+
+    /// Queues a run now (the API's "run now"), disabled jobs included, as Chronos does.
+    pub fn run_now(
+        &mut self,
+        name: &str,
+        arguments: Vec<String>,
+        environment: Vec<EnvironmentVariable>,
+        now: Timestamp,
+    ) -> Result<(), JobsError> {
+        if !self.jobs.contains_key(name) {
+            return Err(JobsError::NotFound(name.to_owned()));
+        }
+        self.queue.push(Pending {
+            job: name.to_owned(),
+            trigger: Trigger::Manual,
+            attempt: 0,
+            not_before: millis(now),
+            arguments,
+            environment,
+        });
+        self.save_queue();
+        Ok(())
+    }
+
+    /// Applies every schedule at `now`: due slots are queued (and recorded as handled first,
+    /// so a restart never runs one twice), slots missed by more than epsilon are skipped and
+    /// counted. Returns when to look again.
+    pub fn tick(&mut self, now: Timestamp) -> Option<Timestamp> {
+        let mut wake: Option<Timestamp> = None;
+        let names: Vec<String> = self.jobs.keys().cloned().collect();
+        for name in names {
+            let Some(entry) = self.jobs.get_mut(&name) else {
+                continue;
+            };
+            if entry.definition.disabled {
+                continue;
+            }
+            let Some(schedule) = &entry.schedule else {
+                continue;
+            };
+            let mut changed = false;
+            let mut queued = None;
+            loop {
+                let handled = entry.state.handled.map(timestamp);
+                match schedule.decide(handled, now, entry.epsilon) {
+                    Decision::WaitUntil(at) => {
+                        wake = Some(wake.map_or(at, |w: Timestamp| w.min(at)));
+                        break;
+                    }
+                    Decision::Finished => break,
+                    Decision::Run { slot, skipped } => {
+                        if skipped > 0 {
+                            tracing::warn!(job = %name, skipped, "scheduled runs missed by more than epsilon were skipped");
+                        }
+                        entry.state.skipped += skipped;
+                        entry.state.handled = Some(millis(slot));
+                        queued = Some(millis(slot));
+                        changed = true;
+                    }
+                    Decision::Skip { through, skipped } => {
+                        tracing::warn!(job = %name, skipped, "scheduled runs missed by more than epsilon were skipped");
+                        entry.state.skipped += skipped;
+                        entry.state.handled = Some(millis(through));
+                        changed = true;
+                    }
+                }
+            }
+            if changed {
+                self.save_state(&name);
+            }
+            if let Some(slot) = queued {
+                self.queue.push(Pending {
+                    job: name.clone(),
+                    trigger: Trigger::Schedule(slot),
+                    attempt: 0,
+                    not_before: slot,
+                    arguments: Vec::new(),
+                    environment: Vec::new(),
+                });
+                self.save_queue();
+            }
+        }
+        let retry = self
+            .queue
+            .iter()
+            .map(|p| timestamp(p.not_before))
+            .filter(|t| *t > now)
+            .min();
+        match (wake, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The queued runs that may launch at `now`: past their retry delay, and not a second run
+    /// of a job that does not allow concurrent runs.
+    pub fn launchable(&self, now: Timestamp) -> Vec<Pending> {
+        let mut starting: Vec<&str> = Vec::new();
+        let mut ready = Vec::new();
+        for pending in &self.queue {
+            let Some(entry) = self.jobs.get(&pending.job) else {
+                continue;
+            };
+            if pending.not_before > millis(now) {
+                continue;
+            }
+            let busy = self.runs.values().any(|r| r.pending.job == pending.job)
+                || starting.contains(&pending.job.as_str());
+            if busy && !entry.definition.concurrent {
+                continue;
+            }
+            starting.push(&pending.job);
+            ready.push(pending.clone());
+        }
+        ready
+    }
+
+    /// A queued run was launched as `task_id`.
+    pub fn launched(
+        &mut self,
+        pending: &Pending,
+        task_id: &str,
+        agent_id: &str,
+        host: &str,
+        now: Timestamp,
+    ) {
+        if let Some(index) = self.queue.iter().position(|p| p == pending) {
+            self.queue.remove(index);
+        }
+        let run = Run {
+            task_id: task_id.to_owned(),
+            pending: pending.clone(),
+            started: millis(now),
+            agent_id: agent_id.to_owned(),
+            host: host.to_owned(),
+        };
+        // The run is recorded before the queue loses it: a crash between leaves a duplicate
+        // entry (reconciled away), never a lost run.
+        if let Ok(bytes) = serde_json::to_vec(&run)
+            && let Err(error) = self.store.put(&format!("{RUNS}{task_id}"), &bytes)
+        {
+            tracing::error!(%error, "cannot persist a job run");
+        }
+        self.runs.insert(task_id.to_owned(), run);
+        self.save_queue();
+    }
+
+    /// A run's task ended with `state`: the job's counts and history, a retry after a failure
+    /// while retries remain, and dependent jobs once every parent has succeeded.
+    pub fn ended(&mut self, task_id: &str, state: &str, message: &str, now: Timestamp) -> Outcome {
+        let mut outcome = Outcome::default();
+        let Some(run) = self.runs.remove(task_id) else {
+            return outcome;
+        };
+        if let Err(error) = self.store.delete(&format!("{RUNS}{task_id}")) {
+            tracing::error!(%error, "cannot forget a job run");
+        }
+        let succeeded = state == "TASK_FINISHED";
+        let name = run.pending.job.clone();
+        let Some(entry) = self.jobs.get_mut(&name) else {
+            return outcome;
+        };
+        let at = format_millis(millis(now));
+        entry.state.history.push_back(Ended {
+            task_id: task_id.to_owned(),
+            attempt: run.pending.attempt,
+            trigger: run.pending.trigger.clone(),
+            started: run.started,
+            ended: millis(now),
+            state: state.to_owned(),
+            message: message.to_owned(),
+            host: run.host.clone(),
+            succeeded,
+        });
+        while entry.state.history.len() > HISTORY_KEPT {
+            entry.state.history.pop_front();
+        }
+        let retries = u32::try_from(entry.definition.retries).unwrap_or(0);
+        if succeeded {
+            entry.state.status.success_count += 1;
+            entry.state.status.last_success = at;
+            entry.state.status.errors_since_last_success = 0;
+        } else if run.pending.attempt < retries {
+            self.queue.push(Pending {
+                attempt: run.pending.attempt + 1,
+                not_before: millis(now.saturating_add(self.failure_retry).unwrap_or(now)),
+                ..run.pending.clone()
+            });
+            outcome.queued.push(name.clone());
+        } else {
+            entry.state.status.error_count += 1;
+            entry.state.status.last_error = at;
+            entry.state.status.errors_since_last_success += 1;
+        }
+        self.save_state(&name);
+        if succeeded {
+            let parents = self.parents();
+            for child in self.readiness.parent_succeeded(&parents, &name) {
+                self.queue.push(Pending {
+                    job: child.clone(),
+                    trigger: Trigger::Dependency,
+                    attempt: 0,
+                    not_before: millis(now),
+                    arguments: Vec::new(),
+                    environment: Vec::new(),
+                });
+                outcome.queued.push(child);
+            }
+            self.save_readiness();
+        }
+        self.save_queue();
+        outcome
+    }
+
+    /// Drops a job's queued runs; returns the task ids of its runs in flight, to kill.
+    pub fn kill(&mut self, name: &str) -> Result<Vec<String>, JobsError> {
+        if !self.jobs.contains_key(name) {
+            return Err(JobsError::NotFound(name.to_owned()));
+        }
+        self.queue.retain(|p| p.job != name);
+        self.save_queue();
+        Ok(self.running(name))
+    }
+
+    fn save_state(&self, name: &str) {
+        let Some(entry) = self.jobs.get(name) else {
+            return;
+        };
+        match serde_json::to_vec(&entry.state) {
+            Ok(bytes) => {
+                if let Err(error) = self.store.put(&format!("{STATES}{name}"), &bytes) {
+                    tracing::error!(%error, job = name, "cannot persist a job's state");
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot encode a job's state"),
+        }
+    }
+
+    fn save_queue(&self) {
+        if let Ok(bytes) = serde_json::to_vec(&self.queue)
+            && let Err(error) = self.store.put(QUEUE, &bytes)
+        {
+            tracing::error!(%error, "cannot persist the job queue");
+        }
+    }
+
+    fn save_readiness(&self) {
+        if let Ok(bytes) = serde_json::to_vec(&self.readiness)
+            && let Err(error) = self.store.put(READINESS, &bytes)
+        {
+            tracing::error!(%error, "cannot persist which parents have succeeded");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_store::MemoryStore;
+    use serde_json::json;
+
+    fn ts(text: &str) -> Timestamp {
+        text.parse().expect("timestamp")
+    }
+
+    fn job(body: serde_json::Value) -> Job {
+        Job::parse(&body).expect("job")
+    }
+
+    fn scheduled(name: &str, schedule: &str) -> Job {
+        job(json!({"name": name, "command": "true", "schedule": schedule, "epsilon": "PT30S"}))
+    }
+
+    fn dependent(name: &str, parents: &[&str]) -> Job {
+        job(json!({"name": name, "command": "true", "parents": parents}))
+    }
+
+    fn launch_all(jobs: &mut Jobs, now: Timestamp) -> Vec<String> {
+        let mut ids = Vec::new();
+        for pending in jobs.launchable(now) {
+            let id = format!("ct:{}:{}:{}", millis(now), pending.attempt, pending.job);
+            jobs.launched(&pending, &id, "agent", "host", now);
+            ids.push(id);
+        }
+        ids
+    }
+
+    #[test]
+    fn bad_jobs_are_refused_whole() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let mut jobs = Jobs::load(store.clone(), ts("2026-01-01T00:00:00Z")).expect("load");
+        let now = ts("2026-01-01T00:00:00Z");
+        let field = |r: Result<(), JobsError>| match r {
+            Err(JobsError::Invalid(e)) => e.field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field(jobs.put(scheduled("a", "R/bad/P1D"), false, now)),
+            "schedule"
+        );
+        assert_eq!(
+            field(jobs.put(job(json!({"name": "a", "command": "x"})), false, now)),
+            "schedule"
+        );
+        assert_eq!(
+            field(jobs.put(
+                job(json!({"name": "a", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/P1D", "epsilon": "soon"})),
+                false,
+                now
+            )),
+            "epsilon"
+        );
+        assert_eq!(
+            field(jobs.put(dependent("b", &["nobody"]), true, now)),
+            "parents"
+        );
+        jobs.put(scheduled("a", "R/2026-01-01T00:00:00Z/P1D"), false, now)
+            .expect("a");
+        jobs.put(dependent("b", &["a"]), true, now).expect("b");
+        // b -> a would close a cycle through a's new parents.
+        let mut a = dependent("a", &["b"]);
+        a.schedule = None;
+        assert_eq!(field(jobs.put(a, true, now)), "parents");
+        assert!(
+            jobs.jobs["a"].definition.parents.is_empty(),
+            "nothing stored"
+        );
+        assert_eq!(store.list(JOBS).expect("list").len(), 2);
+        assert!(
+            matches!(jobs.delete("a"), Err(JobsError::Invalid(_))),
+            "a is b's parent"
+        );
+    }
+
+    #[test]
+    fn schedules_queue_each_slot_once_and_survive_a_restart() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let start = ts("2026-01-01T00:00:00Z");
+        let mut jobs = Jobs::load(store.clone(), start).expect("load");
+        jobs.put(
+            scheduled("every10s", "R/2026-01-01T00:00:10Z/PT10S"),
+            false,
+            start,
+        )
+        .expect("put");
+        assert_eq!(jobs.tick(start), Some(ts("2026-01-01T00:00:10Z")));
+        assert!(jobs.launchable(start).is_empty());
+        let at = ts("2026-01-01T00:00:10.5Z");
+        jobs.tick(at);
+        jobs.tick(at);
+        assert_eq!(launch_all(&mut jobs, at).len(), 1, "one run per slot");
+        // Restarted: the slot is handled and its run is in flight.
+        let mut again = Jobs::load(store.clone(), at).expect("reload");
+        assert_eq!(again.tick(at), Some(ts("2026-01-01T00:00:20Z")));
+        assert!(again.launchable(at).is_empty());
+        assert_eq!(again.runs.len(), 1);
+        // Down for a minute: the slots missed by more than epsilon (30 s) are skipped, the
+        // latest one runs once.
+        let later = ts("2026-01-01T00:01:15Z");
+        again.tick(later);
+        let ids = launch_all(&mut again, later);
+        assert_eq!(
+            ids.len(),
+            0,
+            "the first run is still in flight and runs are not concurrent"
+        );
+        let first = again.runs.keys().next().cloned().expect("run");
+        again.ended(&first, "TASK_FINISHED", "", later);
+        assert_eq!(launch_all(&mut again, later).len(), 1);
+        assert_eq!(again.jobs["every10s"].state.skipped, 5);
+        assert_eq!(again.jobs["every10s"].state.status.success_count, 1);
+    }
+
+    #[test]
+    fn failures_retry_then_count_as_errors() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let now = ts("2026-01-01T00:00:00Z");
+        let mut jobs = Jobs::load(store, now).expect("load");
+        jobs.failure_retry = SignedDuration::from_secs(5);
+        let mut flaky = scheduled("flaky", "R1/2026-01-01T00:00:00Z/PT1H");
+        flaky.retries = 1;
+        jobs.put(flaky, false, now).expect("put");
+        jobs.tick(now);
+        let first = launch_all(&mut jobs, now);
+        let outcome = jobs.ended(&first[0], "TASK_FAILED", "exit 1", now);
+        assert_eq!(outcome.queued, vec!["flaky".to_owned()]);
+        assert!(jobs.launchable(now).is_empty(), "the retry waits");
+        assert_eq!(jobs.tick(now), Some(ts("2026-01-01T00:00:05Z")));
+        let later = ts("2026-01-01T00:00:05Z");
+        let second = launch_all(&mut jobs, later);
+        assert_eq!(jobs.runs[&second[0]].pending.attempt, 1);
+        assert!(
+            jobs.ended(&second[0], "TASK_FAILED", "exit 1", later)
+                .queued
+                .is_empty()
+        );
+        let status = &jobs.jobs["flaky"].state.status;
+        assert_eq!(
+            (status.error_count, status.errors_since_last_success),
+            (1, 1)
+        );
+        assert_eq!(status.last_error, "2026-01-01T00:00:05.000Z");
+        assert_eq!(jobs.jobs["flaky"].state.history.len(), 2);
+    }
+
+    #[test]
+    fn a_chain_runs_in_order_once_per_parent_success() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let now = ts("2026-01-01T00:00:00Z");
+        let mut jobs = Jobs::load(store, now).expect("load");
+        jobs.put(
+            scheduled("extract", "R/2026-01-01T00:00:00Z/P1D"),
+            false,
+            now,
+        )
+        .expect("e");
+        jobs.put(dependent("transform", &["extract"]), true, now)
+            .expect("t");
+        jobs.put(dependent("load", &["transform"]), true, now)
+            .expect("l");
+        jobs.tick(now);
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let ids = launch_all(&mut jobs, now);
+            assert_eq!(ids.len(), 1, "one job at a time down the chain");
+            order.push(jobs.runs[&ids[0]].pending.job.clone());
+            jobs.ended(&ids[0], "TASK_FINISHED", "", now);
+        }
+        assert_eq!(order, ["extract", "transform", "load"]);
+        assert!(launch_all(&mut jobs, now).is_empty());
+    }
+
+    #[test]
+    fn manual_runs_and_kills() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let now = ts("2026-01-01T00:00:00Z");
+        let mut jobs = Jobs::load(store, now).expect("load");
+        let mut disabled = scheduled("report", "R/2030-01-01T00:00:00Z/P1D");
+        disabled.disabled = true;
+        jobs.put(disabled, false, now).expect("put");
+        assert!(matches!(
+            jobs.run_now("nope", vec![], vec![], now),
+            Err(JobsError::NotFound(_))
+        ));
+        jobs.run_now("report", vec!["--fast".into()], vec![], now)
+            .expect("run");
+        let ids = launch_all(&mut jobs, now);
+        assert_eq!(
+            jobs.runs[&ids[0]].pending.arguments,
+            vec!["--fast".to_owned()]
+        );
+        jobs.run_now("report", vec![], vec![], now).expect("run");
+        assert_eq!(jobs.kill("report").expect("kill"), ids);
+        assert!(jobs.queue.is_empty(), "queued runs are dropped");
+    }
+}
