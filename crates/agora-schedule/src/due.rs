@@ -165,6 +165,19 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_recorded_in_milliseconds_is_done() {
+        // The scheduler keeps slots as epoch milliseconds; a start "now" with nanoseconds must
+        // not make a recorded slot look unhandled (it would run again, forever).
+        let now = ts("2026-01-01T00:00:00.123456789Z");
+        let s = Schedule::Repeating(Repeating::parse("R1//PT1H", None, now).expect("r"));
+        let Decision::Run { slot, .. } = s.decide(None, now, MINUTE) else {
+            panic!("the first slot is due");
+        };
+        let recorded = Timestamp::from_millisecond(slot.as_millisecond()).expect("ms");
+        assert_eq!(s.decide(Some(recorded), now, MINUTE), Decision::Finished);
+    }
+
+    #[test]
     fn a_finite_schedule_finishes() {
         let s = every_minute("R2");
         assert_eq!(

@@ -59,10 +59,22 @@ impl Repeating {
         } else {
             parse_start(start.trim(), zone).map_err(|why| invalid(&why))?
         };
+        // Slots are whole milliseconds, as schedulers record them: a slot kept as milliseconds
+        // must compare equal to the slot it came from.
+        let start = start
+            .round(
+                jiff::ZonedRound::new()
+                    .smallest(jiff::Unit::Millisecond)
+                    .mode(jiff::RoundMode::Trunc),
+            )
+            .map_err(|_| invalid("the start is out of range"))?;
         // ISO 8601 only (jiff's own parse also takes "1 day").
         let period: Span = SpanParser::new()
             .parse_span(period.trim())
             .map_err(|_| invalid("the period must be an ISO 8601 duration such as PT1H or P1D"))?;
+        if period.get_microseconds() != 0 || period.get_nanoseconds() != 0 {
+            return Err(invalid("the period must be whole milliseconds"));
+        }
         let next = start
             .checked_add(period)
             .map_err(|_| invalid("the period is out of range"))?;
@@ -221,6 +233,11 @@ mod tests {
         assert_eq!(five.slot(5), None);
         let now = parse("R//PT1H", None);
         assert_eq!(now.slot(0), Some(ts("2026-01-01T00:00:00Z")));
+        // An empty start is now, to the millisecond: slots are whole milliseconds.
+        let precise = Repeating::parse("R//PT1H", None, ts("2026-01-01T00:00:00.123456789Z"))
+            .expect("schedule");
+        assert_eq!(precise.slot(0), Some(ts("2026-01-01T00:00:00.123Z")));
+        assert!(Repeating::parse("R//PT0.0005S", None, ts("2026-01-01T00:00:00Z")).is_err());
     }
 
     #[test]
