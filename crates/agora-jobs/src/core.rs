@@ -374,7 +374,17 @@ impl Jobs {
             let mut queued = None;
             loop {
                 let handled = entry.state.handled.map(timestamp);
-                match schedule.decide(handled, now, entry.epsilon) {
+                let decision = schedule.decide(handled, now, entry.epsilon);
+                // Every decision must move past what was handled; one that does not would
+                // loop forever in a server path.
+                if let Decision::Run { slot: at, .. } | Decision::Skip { through: at, .. } =
+                    decision
+                    && handled.is_some_and(|h| millis(at) <= millis(h))
+                {
+                    tracing::error!(job = %name, "schedule made no progress; waiting for the next look");
+                    break;
+                }
+                match decision {
                     Decision::WaitUntil(at) => {
                         wake = Some(wake.map_or(at, |w: Timestamp| w.min(at)));
                         break;

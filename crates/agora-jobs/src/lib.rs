@@ -1,12 +1,74 @@
 //! The jobs scheduler: Chronos-style recurring and dependent batch jobs. Like the services
-//! scheduler it will be a framework of the master, reaching it only through the scheduler SDK,
-//! with its jobs in the store.
+//! scheduler it is a framework of the master — it reaches it only through the scheduler SDK —
+//! and keeps its jobs, their state and history in the store.
 //!
 //! Built so far (issue 4 is in progress): the jobs and the rules that change them
-//! ([`core::Jobs`]: definitions checked against each other, due runs, the run queue, retries,
-//! dependent jobs, history, persistence). The framework loop and the Chronos and Metronome
-//! HTTP APIs come next.
+//! ([`core::Jobs`]), the framework loop (schedules applied on time, runs launched on offers,
+//! followed to their end, retried, dependent jobs started), and Chronos' REST API under
+//! `/scheduler` and `/v1/scheduler`. Metronome's `/v1/jobs` with cron comes next.
 
 pub mod core;
+mod framework;
+mod http;
+
+use std::sync::{Arc, Mutex};
+
+use agora_store::Store;
 
 pub use crate::core::{Jobs, JobsError};
+
+#[derive(Clone)]
+pub struct JobsConfig {
+    /// The master's `host:port`.
+    pub master: String,
+    /// The `host:port` this API is served on (for `/scheduler/leader`).
+    pub advertised: String,
+    pub store: Arc<dyn Store>,
+    /// Time before a failed run is tried again (Chronos' `--failure_retry`: 60 s).
+    pub failure_retry: std::time::Duration,
+}
+
+/// The running jobs scheduler.
+pub struct JobsHandle {
+    /// The `/scheduler` and `/v1/scheduler` routes.
+    pub router: axum::Router,
+}
+
+/// Loads the jobs and starts the framework.
+pub fn start(
+    config: JobsConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<JobsHandle, JobsError> {
+    let mut jobs = Jobs::load(config.store.clone(), jiff::Timestamp::now())?;
+    jobs.failure_retry = jiff::SignedDuration::try_from(config.failure_retry)
+        .unwrap_or(jiff::SignedDuration::from_secs(60));
+    let shared = Arc::new(Shared {
+        jobs: Mutex::new(jobs),
+        kills: Mutex::new(Vec::new()),
+        wake: tokio::sync::Notify::new(),
+        config,
+    });
+    tokio::spawn(framework::run(shared.clone(), shutdown));
+    Ok(JobsHandle {
+        router: http::router(shared),
+    })
+}
+
+pub(crate) struct Shared {
+    pub jobs: Mutex<Jobs>,
+    /// Tasks the API asked to kill, for the framework loop to send.
+    pub kills: Mutex<Vec<String>>,
+    /// Something changed: look at the schedules and the queue again.
+    pub wake: tokio::sync::Notify,
+    pub config: JobsConfig,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Jobs> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn kills(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.kills.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -59,6 +59,9 @@ pub struct MasterOptions {
     /// Initial role weights, e.g. web=3,analytics=1
     #[arg(long, env = "AGORA_WEIGHTS", value_parser = parse_weights)]
     pub weights: Option<Weights>,
+    /// Wait before a failed job run is tried again (Chronos' --failure_retry)
+    #[arg(long, env = "AGORA_JOB_FAILURE_RETRY", default_value = "60s", value_parser = parse_duration)]
+    pub job_failure_retry: Duration,
 }
 
 #[derive(Args, Debug, Clone)]

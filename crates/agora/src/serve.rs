@@ -122,6 +122,26 @@ fn services(
         .context("cannot start the services scheduler")
 }
 
+/// The jobs scheduler (Chronos `/scheduler`), a framework of the master at `master`, with its
+/// own store file in `data_dir`.
+fn jobs(
+    data_dir: &std::path::Path,
+    master: String,
+    advertised: String,
+    options: &MasterOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<agora_jobs::JobsHandle> {
+    let store = agora_store::RedbStore::open(&data_dir.join("jobs.redb"))
+        .context("cannot open the jobs store")?;
+    let config = agora_jobs::JobsConfig {
+        master,
+        advertised,
+        store: std::sync::Arc::new(store),
+        failure_retry: options.job_failure_retry,
+    };
+    agora_jobs::start(config, shutdown).context("cannot start the jobs scheduler")
+}
+
 /// The services scheduler's metrics, served with the master's.
 fn metrics_of(
     services: &std::sync::Arc<agora_services::ServicesHandle>,
@@ -169,7 +189,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let services = services(
         &args.data_dir,
         format!("127.0.0.1:{port}"),
+        advertised.clone(),
+        services_shutdown.clone(),
+    )?;
+    let jobs = jobs(
+        &args.data_dir,
+        format!("127.0.0.1:{port}"),
         advertised,
+        &args.master,
         services_shutdown.clone(),
     )?;
     master.add_metrics(metrics_of(&services));
@@ -177,7 +204,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .router
         .clone()
         .merge(agent.router.clone())
-        .merge(services.router.clone());
+        .merge(services.router.clone())
+        .merge(jobs.router);
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora up: master and agent listening on http://{}:{port} (ready in {} ms)",
@@ -210,8 +238,20 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         format!("{}:{port}", args.network.ip),
         services_shutdown.clone(),
     )?;
+    // And so does the jobs scheduler.
+    let jobs = jobs(
+        &args.data_dir,
+        format!("127.0.0.1:{port}"),
+        format!("{}:{port}", args.network.ip),
+        &args.master,
+        services_shutdown.clone(),
+    )?;
     master.add_metrics(metrics_of(&services));
-    let router = master.router.clone().merge(services.router.clone());
+    let router = master
+        .router
+        .clone()
+        .merge(services.router.clone())
+        .merge(jobs.router);
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora master: listening on http://{}:{port}",
