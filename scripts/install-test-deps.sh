@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the Python compatibility tests (tests/compat) need into $REPO/.venv:
-#   - pytest, and the `marathon` 0.13.0 client for the services API
+#   - pytest, the `marathon` 0.13.0 client for the services API and `chronos-python` 1.2.1
+#     for the jobs API
 #   - pymesos 0.3.15 with http-parser 0.9.0's pure-Python parser (the C extension of
 #     http-parser does not build on Python >= 3.11, so only its `http_parser/*.py` files are
 #     copied into site-packages and pymesos is installed with --no-deps), plus six and addict.
@@ -14,6 +15,7 @@ PY="$VENV/bin/python"
 PYMESOS_VERSION="0.3.15"
 HTTP_PARSER_VERSION="0.9.0"
 MARATHON_VERSION="0.13.0"
+CHRONOS_VERSION="1.2.1"
 
 LOG="$(mktemp -t install-test-deps.XXXXXX.log)"
 WORK="$(mktemp -d -t install-test-deps.XXXXXX)"
@@ -32,7 +34,7 @@ run() {
 # The check that everything is in place (also used as the final verification): pymesos imports,
 # is the expected version, and its HTTP parser is http-parser's pure-Python one.
 verify() {
-    "$PY" - "$PYMESOS_VERSION" "$MARATHON_VERSION" <<'EOF'
+    "$PY" - "$PYMESOS_VERSION" "$MARATHON_VERSION" "$CHRONOS_VERSION" <<'EOF'
 import sys
 import importlib.metadata as md
 
@@ -40,6 +42,9 @@ want = sys.argv[1]
 import marathon  # noqa: F401
 if md.version("marathon") != sys.argv[2]:
     sys.exit(f"marathon {md.version('marathon')} installed, want {sys.argv[2]}")
+import chronos  # noqa: F401
+if md.version("chronos-python") != sys.argv[3]:
+    sys.exit(f"chronos-python {md.version('chronos-python')} installed, want {sys.argv[3]}")
 import pytest  # noqa: F401
 import six  # noqa: F401
 import addict  # noqa: F401
@@ -91,7 +96,8 @@ fi
 
 PIP=("$PY" -m pip --disable-pip-version-check --no-input -q)
 
-run "${PIP[@]}" install pytest six addict "marathon==$MARATHON_VERSION"
+run "${PIP[@]}" install pytest six addict "marathon==$MARATHON_VERSION" \
+    "chronos-python==$CHRONOS_VERSION"
 
 # http-parser: pure-Python package only, copied from the sdist (no C build).
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
