@@ -9,6 +9,7 @@ pub mod executor;
 pub mod health;
 pub mod marathon;
 pub mod mesos;
+pub mod metronome;
 pub mod prometheus;
 pub mod recordio;
 pub mod scheduler;

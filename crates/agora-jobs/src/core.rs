@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use agora_api::chronos::{EnvironmentVariable, FieldError, Job, JobStatus};
 use agora_api::marathon::time::format_millis;
+use agora_api::metronome::{JobSpec, ScheduleSpec};
 use agora_schedule::graph::{self, Readiness};
-use agora_schedule::{Decision, Repeating, Schedule, ScheduleError};
+use agora_schedule::{CronSchedule, Decision, Repeating, Schedule, ScheduleError};
 use agora_store::{Store, StoreError};
 
 /// Runs kept per job in its history.
@@ -44,6 +45,9 @@ pub enum Trigger {
 /// A run waiting to be launched.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pending {
+    /// The run's id (Metronome's run id; retries keep it).
+    #[serde(default)]
+    pub id: String,
     pub job: String,
     pub trigger: Trigger,
     /// 0 for the first try, then one more per retry.
@@ -69,6 +73,8 @@ pub struct Run {
 /// One ended run, as the job's history keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ended {
+    #[serde(default)]
+    pub run_id: String,
     pub task_id: String,
     pub attempt: u32,
     pub trigger: Trigger,
@@ -92,8 +98,16 @@ pub struct JobState {
     pub history: VecDeque<Ended>,
 }
 
+/// A job created through Metronome's API: its own spec and cron schedules.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metronome {
+    pub spec: JobSpec,
+    pub schedules: Vec<ScheduleSpec>,
+}
+
 pub struct JobEntry {
     pub definition: Job,
+    pub metronome: Option<Metronome>,
     pub schedule: Option<Schedule>,
     pub epsilon: SignedDuration,
     pub state: JobState,
@@ -117,10 +131,31 @@ pub struct Jobs {
 }
 
 const JOBS: &str = "jobs/definitions/";
+const METRONOME: &str = "jobs/metronome/";
 const STATES: &str = "jobs/states/";
 const RUNS: &str = "jobs/runs/";
 const QUEUE: &str = "jobs/queue";
 const READINESS: &str = "jobs/readiness";
+
+/// A run id in Metronome's form: the time, then a few letters that keep ids apart.
+pub fn run_id(now: Timestamp) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let letters: String = (0..5)
+        .map(|i| {
+            let digit = (n
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(now.subsec_nanosecond() as u64)
+                >> (i * 5))
+                % 36;
+            char::from_digit(digit as u32, 36)
+                .unwrap_or('x')
+                .to_ascii_uppercase()
+        })
+        .collect();
+    format!("{}{letters}", now.strftime("%Y%m%d%H%M%S"))
+}
 
 fn millis(t: Timestamp) -> i64 {
     t.as_millisecond()
@@ -132,6 +167,21 @@ fn timestamp(ms: i64) -> Timestamp {
 
 fn invalid(field: &str, error: ScheduleError) -> JobsError {
     JobsError::Invalid(FieldError::new(field, error.to_string()))
+}
+
+/// A Metronome job's timing: its first enabled schedule, with its starting deadline.
+fn metronome_timing(
+    metronome: &Metronome,
+) -> Result<(Option<Schedule>, SignedDuration), JobsError> {
+    for (index, schedule) in metronome.schedules.iter().enumerate() {
+        let cron = CronSchedule::parse(&schedule.cron, &schedule.timezone)
+            .map_err(|e| invalid(&format!("schedules[{index}].cron"), e))?;
+        if schedule.enabled {
+            let deadline = SignedDuration::from_secs(schedule.starting_deadline_seconds.max(1));
+            return Ok((Some(Schedule::Cron(cron)), deadline));
+        }
+    }
+    Ok((None, SignedDuration::from_secs(900)))
 }
 
 /// Reads a job's schedule and epsilon (an ISO 8601 duration).
@@ -180,7 +230,14 @@ impl Jobs {
                 tracing::error!(key, "unreadable job definition skipped");
                 continue;
             };
-            let (schedule, epsilon) = match parse_timing(&definition, now) {
+            let metronome: Option<Metronome> = store
+                .get(&format!("{METRONOME}{}", definition.name))?
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let timing = match &metronome {
+                Some(metronome) => metronome_timing(metronome),
+                None => parse_timing(&definition, now),
+            };
+            let (schedule, epsilon) = match timing {
                 Ok(timing) => timing,
                 Err(error) => {
                     tracing::error!(key, %error, "stored job no longer valid; skipped");
@@ -192,6 +249,7 @@ impl Jobs {
                 definition.name.clone(),
                 JobEntry {
                     definition,
+                    metronome,
                     schedule,
                     epsilon,
                     state,
@@ -281,10 +339,14 @@ impl Jobs {
                 Some(serde_json::to_vec(&state).map_err(|e| StoreError::Backend(e.to_string()))?),
             ),
         ])?;
+        if self.jobs.get(&name).is_some_and(|e| e.metronome.is_some()) {
+            self.store.delete(&format!("{METRONOME}{name}"))?;
+        }
         self.jobs.insert(
             name.clone(),
             JobEntry {
                 definition,
+                metronome: None,
                 schedule,
                 epsilon,
                 state,
@@ -292,6 +354,66 @@ impl Jobs {
         );
         self.readiness.job_changed(&parents, &name);
         self.save_readiness();
+        Ok(())
+    }
+
+    /// Creates or replaces a Metronome job with its schedules (each cron expression and zone
+    /// checked; the first enabled one is the job's). A changed schedule counts from `now`.
+    pub fn put_metronome(&mut self, metronome: Metronome, now: Timestamp) -> Result<(), JobsError> {
+        let (schedule, epsilon) = metronome_timing(&metronome)?;
+        let concurrent = metronome
+            .schedules
+            .iter()
+            .find(|s| s.enabled)
+            .is_none_or(|s| s.concurrency_policy == "ALLOW");
+        let definition = metronome.spec.to_job(concurrent);
+        let name = definition.name.clone();
+        if let Some(child) = graph::children(&self.parents(), &name).next() {
+            return Err(FieldError::new(
+                "id",
+                format!("{name:?} is a parent of the Chronos job {child:?}"),
+            )
+            .into());
+        }
+        let mut state = self
+            .jobs
+            .get(&name)
+            .map(|entry| entry.state.clone())
+            .unwrap_or_default();
+        let previous = self.jobs.get(&name).and_then(|e| e.metronome.as_ref());
+        let first_enabled =
+            |m: Option<&Metronome>| m.and_then(|m| m.schedules.iter().find(|s| s.enabled).cloned());
+        if first_enabled(previous) != first_enabled(Some(&metronome)) {
+            // A cron schedule has no first slot of its own: it counts from its creation.
+            state.handled = Some(millis(now));
+        }
+        let encode = |value: serde_json::Result<Vec<u8>>| {
+            value.map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        self.store.write_batch(&[
+            (
+                format!("{JOBS}{name}"),
+                Some(encode(serde_json::to_vec(&definition))?),
+            ),
+            (
+                format!("{METRONOME}{name}"),
+                Some(encode(serde_json::to_vec(&metronome))?),
+            ),
+            (
+                format!("{STATES}{name}"),
+                Some(encode(serde_json::to_vec(&state))?),
+            ),
+        ])?;
+        self.jobs.insert(
+            name,
+            JobEntry {
+                definition,
+                metronome: Some(metronome),
+                schedule,
+                epsilon,
+                state,
+            },
+        );
         Ok(())
     }
 
@@ -310,6 +432,7 @@ impl Jobs {
         }
         self.store.write_batch(&[
             (format!("{JOBS}{name}"), None),
+            (format!("{METRONOME}{name}"), None),
             (format!("{STATES}{name}"), None),
         ])?;
         self.jobs.remove(name);
@@ -338,11 +461,13 @@ impl Jobs {
         arguments: Vec<String>,
         environment: Vec<EnvironmentVariable>,
         now: Timestamp,
-    ) -> Result<(), JobsError> {
+    ) -> Result<String, JobsError> {
         if !self.jobs.contains_key(name) {
             return Err(JobsError::NotFound(name.to_owned()));
         }
+        let id = run_id(now);
         self.queue.push(Pending {
+            id: id.clone(),
             job: name.to_owned(),
             trigger: Trigger::Manual,
             attempt: 0,
@@ -351,7 +476,7 @@ impl Jobs {
             environment,
         });
         self.save_queue();
-        Ok(())
+        Ok(id)
     }
 
     /// Applies every schedule at `now`: due slots are queued (and recorded as handled first,
@@ -412,6 +537,7 @@ impl Jobs {
             }
             if let Some(slot) = queued {
                 self.queue.push(Pending {
+                    id: run_id(now),
                     job: name.clone(),
                     trigger: Trigger::Schedule(slot),
                     attempt: 0,
@@ -504,6 +630,7 @@ impl Jobs {
         };
         let at = format_millis(millis(now));
         entry.state.history.push_back(Ended {
+            run_id: run.pending.id.clone(),
             task_id: task_id.to_owned(),
             attempt: run.pending.attempt,
             trigger: run.pending.trigger.clone(),
@@ -539,6 +666,7 @@ impl Jobs {
             let parents = self.parents();
             for child in self.readiness.parent_succeeded(&parents, &name) {
                 self.queue.push(Pending {
+                    id: run_id(now),
                     job: child.clone(),
                     trigger: Trigger::Dependency,
                     attempt: 0,
@@ -562,6 +690,24 @@ impl Jobs {
         self.queue.retain(|p| p.job != name);
         self.save_queue();
         Ok(self.running(name))
+    }
+
+    /// Stops one run: dropped if still queued; returns its tasks in flight, to kill, or `None`
+    /// when the job has no such run.
+    pub fn stop_run(&mut self, name: &str, run: &str) -> Option<Vec<String>> {
+        let queued = self.queue.len();
+        self.queue.retain(|p| !(p.id == run && p.job == name));
+        let dropped = self.queue.len() != queued;
+        if dropped {
+            self.save_queue();
+        }
+        let tasks: Vec<String> = self
+            .runs
+            .values()
+            .filter(|r| r.pending.id == run && r.pending.job == name)
+            .map(|r| r.task_id.clone())
+            .collect();
+        (dropped || !tasks.is_empty()).then_some(tasks)
     }
 
     fn save_state(&self, name: &str) {

@@ -191,7 +191,7 @@ async fn run_now(
         .lock()
         .run_now(&name, arguments, environment, Timestamp::now());
     match result {
-        Ok(()) => {
+        Ok(_) => {
             shared.wake.notify_one();
             no_content()
         }

@@ -5,11 +5,12 @@
 //! Built so far (issue 4 is in progress): the jobs and the rules that change them
 //! ([`core::Jobs`]), the framework loop (schedules applied on time, runs launched on offers,
 //! followed to their end, retried, dependent jobs started), and Chronos' REST API under
-//! `/scheduler` and `/v1/scheduler`. Metronome's `/v1/jobs` with cron comes next.
+//! `/scheduler` and `/v1/scheduler`, and Metronome's `/v1/jobs` with cron schedules.
 
 pub mod core;
 mod framework;
 mod http;
+mod metronome;
 
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +31,7 @@ pub struct JobsConfig {
 
 /// The running jobs scheduler.
 pub struct JobsHandle {
-    /// The `/scheduler` and `/v1/scheduler` routes.
+    /// The `/scheduler`, `/v1/scheduler` (Chronos) and `/v1/jobs` (Metronome) routes.
     pub router: axum::Router,
 }
 
@@ -50,7 +51,7 @@ pub fn start(
     });
     tokio::spawn(framework::run(shared.clone(), shutdown));
     Ok(JobsHandle {
-        router: http::router(shared),
+        router: http::router(shared.clone()).merge(metronome::router(shared)),
     })
 }
 

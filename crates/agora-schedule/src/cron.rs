@@ -1,5 +1,6 @@
 //! Cron schedules as Metronome has them: a standard 5-field UNIX expression (day of month and
-//! day of week match with OR, as in Vixie cron; `@daily` and friends too) in a time zone.
+//! day of week match with OR, as in Vixie cron; `@daily` and friends too) in a time zone. A
+//! sixth field in front, for seconds, is accepted beyond Metronome.
 //! Matching is on the zone's wall clock, so `0 2 * * *` runs at 02:00 local every day, and on
 //! the day 02:00 does not exist, at the first moment after the gap.
 
@@ -19,9 +20,9 @@ impl CronSchedule {
     /// Parses `expression` for the time zone `zone` (an IANA name; empty means UTC).
     pub fn parse(expression: &str, zone: &str) -> Result<CronSchedule, ScheduleError> {
         let fields = expression.split_whitespace().count();
-        if !expression.trim_start().starts_with('@') && fields != 5 {
+        if !expression.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
             return Err(ScheduleError::Invalid(format!(
-                "cron {expression:?}: expected 5 fields (minute hour day-of-month month day-of-week), got {fields}"
+                "cron {expression:?}: expected 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first, got {fields}"
             )));
         }
         let cron: Cron = expression
@@ -86,6 +87,11 @@ mod tests {
             next,
             ts("2026-02-06T00:00:00Z"),
             "Friday the 6th comes first"
+        );
+        let seconds = CronSchedule::parse("*/2 * * * * *", "UTC").expect("cron");
+        assert_eq!(
+            seconds.next_after(ts("2026-02-01T10:00:01Z")),
+            Some(ts("2026-02-01T10:00:02Z"))
         );
         let daily = CronSchedule::parse("@daily", "UTC").expect("cron");
         assert_eq!(

@@ -1,0 +1,497 @@
+//! Metronome's API beside Chronos': `/v1/jobs` with `run` specs, cron `schedules` (with time
+//! zones, starting deadlines and concurrency policies), runs started on demand, active runs and
+//! history. Invalid input answers 422 in Metronome's shape (`message` and `details` with the
+//! path and its errors); an unknown job or run 404.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use agora_api::chronos::FieldError;
+use agora_api::marathon::time::format_millis;
+use agora_api::metronome::{JobSpec, ScheduleSpec};
+
+use crate::Shared;
+use crate::core::{JobEntry, Jobs, JobsError, Metronome};
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/jobs", get(list).post(create))
+        .route("/v1/jobs/{id}", get(show).put(replace).delete(remove))
+        .route("/v1/jobs/{id}/schedules", get(schedules).post(add_schedule))
+        .route(
+            "/v1/jobs/{id}/schedules/{schedule}",
+            get(show_schedule)
+                .put(replace_schedule)
+                .delete(remove_schedule),
+        )
+        .route("/v1/jobs/{id}/runs", get(runs).post(start_run))
+        .route("/v1/jobs/{id}/runs/{run}", get(show_run))
+        .route("/v1/jobs/{id}/runs/{run}/actions/stop", post(stop_run))
+        .with_state(shared)
+}
+
+fn invalid(error: &FieldError) -> Response {
+    let path = format!("/{}", error.field.replace('.', "/"));
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(json!({
+            "message": "Object is not valid",
+            "details": [{"path": path, "errors": [error.message]}],
+        })),
+    )
+        .into_response()
+}
+
+fn not_found(what: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"message": format!("{what} not found")})),
+    )
+        .into_response()
+}
+
+fn failure(error: JobsError) -> Response {
+    match error {
+        JobsError::Invalid(error) => invalid(&error),
+        JobsError::NotFound(id) => not_found(&format!("Job {id}")),
+        JobsError::Store(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"message": error.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+fn body_json(body: &Bytes) -> Result<Value, FieldError> {
+    serde_json::from_slice(body).map_err(|e| FieldError::new("", format!("malformed JSON: {e}")))
+}
+
+/// What `?embed=` asks for (repeated, or comma-separated).
+fn embeds(query: &[(String, String)]) -> Vec<String> {
+    query
+        .iter()
+        .filter(|(key, _)| key == "embed")
+        .flat_map(|(_, value)| value.split(',').map(str::to_owned))
+        .collect()
+}
+
+fn run_json(jobs: &Jobs, job: &str, id: &str) -> Option<Value> {
+    if let Some(pending) = jobs.queue.iter().find(|p| p.id == id && p.job == job) {
+        return Some(json!({
+            "id": pending.id, "jobId": job, "status": "INITIAL",
+            "createdAt": format_millis(pending.not_before), "tasks": [],
+        }));
+    }
+    let run = jobs
+        .runs
+        .values()
+        .find(|r| r.pending.id == id && r.pending.job == job)?;
+    Some(json!({
+        "id": run.pending.id, "jobId": job, "status": "ACTIVE",
+        "createdAt": format_millis(run.started),
+        "tasks": [{"id": run.task_id, "startedAt": format_millis(run.started), "status": "TASK_RUNNING"}],
+    }))
+}
+
+fn active_runs(jobs: &Jobs, job: &str) -> Vec<Value> {
+    let mut ids: Vec<&str> = jobs
+        .queue
+        .iter()
+        .filter(|p| p.job == job)
+        .map(|p| p.id.as_str())
+        .chain(
+            jobs.runs
+                .values()
+                .filter(|r| r.pending.job == job)
+                .map(|r| r.pending.id.as_str()),
+        )
+        .collect();
+    ids.dedup();
+    ids.iter()
+        .filter_map(|id| run_json(jobs, job, id))
+        .collect()
+}
+
+fn history(entry: &JobEntry, full: bool) -> Value {
+    let status = &entry.state.status;
+    let finished = |succeeded: bool| -> Vec<Value> {
+        entry
+            .state
+            .history
+            .iter()
+            .rev()
+            .filter(|run| run.succeeded == succeeded)
+            .map(|run| {
+                json!({"id": run.run_id, "createdAt": format_millis(run.started), "finishedAt": format_millis(run.ended)})
+            })
+            .collect()
+    };
+    let mut value = json!({
+        "successCount": status.success_count,
+        "failureCount": status.error_count,
+        "lastSuccessAt": (!status.last_success.is_empty()).then(|| status.last_success.clone()),
+        "lastFailureAt": (!status.last_error.is_empty()).then(|| status.last_error.clone()),
+    });
+    if full {
+        value["successfulFinishedRuns"] = json!(finished(true));
+        value["failedFinishedRuns"] = json!(finished(false));
+    }
+    value
+}
+
+fn job_json(jobs: &Jobs, entry: &JobEntry, embed: &[String]) -> Option<Value> {
+    let metronome = entry.metronome.as_ref()?;
+    let mut value = serde_json::to_value(&metronome.spec).ok()?;
+    for what in embed {
+        match what.as_str() {
+            "activeRuns" => value["activeRuns"] = json!(active_runs(jobs, &metronome.spec.id)),
+            "schedules" => value["schedules"] = json!(metronome.schedules),
+            "history" => value["history"] = history(entry, true),
+            "historySummary" => value["historySummary"] = history(entry, false),
+            _ => {}
+        }
+    }
+    Some(value)
+}
+
+async fn list(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let embed = embeds(&query);
+    let jobs = shared.lock();
+    let all: Vec<Value> = jobs
+        .jobs
+        .values()
+        .filter_map(|entry| job_json(&jobs, entry, &embed))
+        .collect();
+    axum::Json(all).into_response()
+}
+
+/// Reads a job and, for creation, the `schedules` it may carry.
+fn read_job(body: &Bytes) -> Result<(JobSpec, Option<Vec<ScheduleSpec>>), FieldError> {
+    let value = body_json(body)?;
+    let spec = JobSpec::parse(&value)?;
+    let schedules = match value.get("schedules") {
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| {
+                    ScheduleSpec::parse(item).map_err(|e| {
+                        FieldError::new(&format!("schedules[{index}].{}", e.field), e.message)
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(FieldError::new("schedules", "expected an array")),
+        None => None,
+    };
+    Ok((spec, schedules))
+}
+
+async fn create(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let (spec, schedules) = match read_job(&body) {
+        Ok(read) => read,
+        Err(error) => return invalid(&error),
+    };
+    let mut jobs = shared.lock();
+    if jobs.jobs.contains_key(&spec.id) {
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({"message": format!("Job with this id already exists: {}", spec.id)})),
+        )
+            .into_response();
+    }
+    let id = spec.id.clone();
+    let metronome = Metronome {
+        spec,
+        schedules: schedules.unwrap_or_default(),
+    };
+    match jobs.put_metronome(metronome, Timestamp::now()) {
+        Ok(()) => {
+            shared.wake.notify_one();
+            let embed = vec!["schedules".to_owned()];
+            let value = jobs.jobs.get(&id).and_then(|e| job_json(&jobs, e, &embed));
+            (
+                StatusCode::CREATED,
+                axum::Json(value.unwrap_or(Value::Null)),
+            )
+                .into_response()
+        }
+        Err(error) => failure(error),
+    }
+}
+
+async fn show(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let jobs = shared.lock();
+    match jobs
+        .jobs
+        .get(&id)
+        .and_then(|e| job_json(&jobs, e, &embeds(&query)))
+    {
+        Some(value) => axum::Json(value).into_response(),
+        None => not_found(&format!("Job {id}")),
+    }
+}
+
+async fn replace(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (mut spec, _) = match read_job(&body) {
+        Ok(read) => read,
+        Err(error) => return invalid(&error),
+    };
+    spec.id = id.clone();
+    let mut jobs = shared.lock();
+    let Some(existing) = jobs.jobs.get(&id).and_then(|e| e.metronome.clone()) else {
+        return not_found(&format!("Job {id}"));
+    };
+    let metronome = Metronome {
+        spec,
+        schedules: existing.schedules,
+    };
+    match jobs.put_metronome(metronome, Timestamp::now()) {
+        Ok(()) => {
+            shared.wake.notify_one();
+            let value = jobs.jobs.get(&id).and_then(|e| job_json(&jobs, e, &[]));
+            axum::Json(value.unwrap_or(Value::Null)).into_response()
+        }
+        Err(error) => failure(error),
+    }
+}
+
+async fn remove(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let stop = query.get("stopCurrentJobRuns").is_some_and(|v| v == "true");
+    let mut jobs = shared.lock();
+    let Some(value) = jobs.jobs.get(&id).and_then(|e| job_json(&jobs, e, &[])) else {
+        return not_found(&format!("Job {id}"));
+    };
+    if !stop && !jobs.running(&id).is_empty() {
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(
+                json!({"message": "Job has active runs: stop them or set stopCurrentJobRuns=true"}),
+            ),
+        )
+            .into_response();
+    }
+    match jobs.delete(&id) {
+        Ok(running) => {
+            drop(jobs);
+            shared.kills().extend(running);
+            shared.wake.notify_one();
+            axum::Json(value).into_response()
+        }
+        Err(error) => failure(error),
+    }
+}
+
+async fn schedules(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let jobs = shared.lock();
+    match jobs.jobs.get(&id).and_then(|e| e.metronome.as_ref()) {
+        Some(metronome) => axum::Json(&metronome.schedules).into_response(),
+        None => not_found(&format!("Job {id}")),
+    }
+}
+
+/// Applies `change` to a job's schedules and stores the job again.
+fn change_schedules(
+    shared: &Shared,
+    id: &str,
+    change: impl FnOnce(&mut Vec<ScheduleSpec>) -> Result<(), Response>,
+) -> Result<(), Response> {
+    let mut jobs = shared.lock();
+    let Some(mut metronome) = jobs.jobs.get(id).and_then(|e| e.metronome.clone()) else {
+        return Err(not_found(&format!("Job {id}")));
+    };
+    change(&mut metronome.schedules)?;
+    jobs.put_metronome(metronome, Timestamp::now())
+        .map_err(failure)?;
+    shared.wake.notify_one();
+    Ok(())
+}
+
+fn read_schedule(body: &Bytes) -> Result<ScheduleSpec, Response> {
+    body_json(body)
+        .and_then(|value| ScheduleSpec::parse(&value))
+        .map_err(|error| invalid(&error))
+}
+
+async fn add_schedule(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let schedule = match read_schedule(&body) {
+        Ok(schedule) => schedule,
+        Err(response) => return response,
+    };
+    let answer = json!(schedule);
+    let result = change_schedules(&shared, &id, |schedules| {
+        if schedules.iter().any(|s| s.id == schedule.id) {
+            return Err((
+                StatusCode::CONFLICT,
+                axum::Json(json!({"message": format!("Schedule {} already exists", schedule.id)})),
+            )
+                .into_response());
+        }
+        schedules.push(schedule);
+        Ok(())
+    });
+    match result {
+        Ok(()) => (StatusCode::CREATED, axum::Json(answer)).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn show_schedule(
+    State(shared): State<Arc<Shared>>,
+    Path((id, schedule)): Path<(String, String)>,
+) -> Response {
+    let jobs = shared.lock();
+    match jobs
+        .jobs
+        .get(&id)
+        .and_then(|e| e.metronome.as_ref())
+        .and_then(|m| m.schedules.iter().find(|s| s.id == schedule))
+    {
+        Some(found) => axum::Json(found).into_response(),
+        None => not_found(&format!("Schedule {schedule} of job {id}")),
+    }
+}
+
+async fn replace_schedule(
+    State(shared): State<Arc<Shared>>,
+    Path((id, schedule_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let mut schedule = match read_schedule(&body) {
+        Ok(schedule) => schedule,
+        Err(response) => return response,
+    };
+    schedule.id = schedule_id.clone();
+    let answer = json!(schedule);
+    let result = change_schedules(&shared, &id, |schedules| {
+        match schedules.iter_mut().find(|s| s.id == schedule_id) {
+            Some(existing) => {
+                *existing = schedule;
+                Ok(())
+            }
+            None => Err(not_found(&format!("Schedule {schedule_id} of job {id}"))),
+        }
+    });
+    match result {
+        Ok(()) => axum::Json(answer).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn remove_schedule(
+    State(shared): State<Arc<Shared>>,
+    Path((id, schedule_id)): Path<(String, String)>,
+) -> Response {
+    let result = change_schedules(&shared, &id, |schedules| {
+        let before = schedules.len();
+        schedules.retain(|s| s.id != schedule_id);
+        if schedules.len() == before {
+            return Err(not_found(&format!("Schedule {schedule_id} of job {id}")));
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => axum::Json(json!({})).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn runs(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let jobs = shared.lock();
+    if jobs
+        .jobs
+        .get(&id)
+        .and_then(|e| e.metronome.as_ref())
+        .is_none()
+    {
+        return not_found(&format!("Job {id}"));
+    }
+    axum::Json(active_runs(&jobs, &id)).into_response()
+}
+
+async fn start_run(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let mut jobs = shared.lock();
+    if jobs
+        .jobs
+        .get(&id)
+        .and_then(|e| e.metronome.as_ref())
+        .is_none()
+    {
+        return not_found(&format!("Job {id}"));
+    }
+    match jobs.run_now(&id, Vec::new(), Vec::new(), Timestamp::now()) {
+        Ok(run) => {
+            shared.wake.notify_one();
+            let value = run_json(&jobs, &id, &run).unwrap_or(Value::Null);
+            (StatusCode::CREATED, axum::Json(value)).into_response()
+        }
+        Err(error) => failure(error),
+    }
+}
+
+async fn show_run(
+    State(shared): State<Arc<Shared>>,
+    Path((id, run)): Path<(String, String)>,
+) -> Response {
+    let jobs = shared.lock();
+    if let Some(value) = run_json(&jobs, &id, &run) {
+        return axum::Json(value).into_response();
+    }
+    let ended = jobs.jobs.get(&id).and_then(|e| {
+        let last = e.state.history.iter().rev().find(|r| r.run_id == run)?;
+        Some(json!({
+            "id": run, "jobId": id,
+            "status": if last.succeeded { "SUCCESS" } else { "FAILED" },
+            "createdAt": format_millis(last.started), "completedAt": format_millis(last.ended),
+            "tasks": [{"id": last.task_id, "startedAt": format_millis(last.started),
+                       "completedAt": format_millis(last.ended), "status": last.state}],
+        }))
+    });
+    match ended {
+        Some(value) => axum::Json(value).into_response(),
+        None => not_found(&format!("Run {run} of job {id}")),
+    }
+}
+
+async fn stop_run(
+    State(shared): State<Arc<Shared>>,
+    Path((id, run)): Path<(String, String)>,
+) -> Response {
+    let stopped = shared.lock().stop_run(&id, &run);
+    match stopped {
+        Some(tasks) => {
+            shared.kills().extend(tasks);
+            shared.wake.notify_one();
+            axum::Json(json!({})).into_response()
+        }
+        None => not_found(&format!("Run {run} of job {id}")),
+    }
+}
