@@ -289,6 +289,24 @@ impl Job {
         all
     }
 
+    /// The job's container as Mesos' `ContainerInfo` (Chronos' flat container shape, read
+    /// through Marathon's conversion): the agent receives it as it receives an app's.
+    pub fn mesos_container(&self) -> Option<Value> {
+        let container = self.container.as_ref()?;
+        let field = |key: &str| container.get(key).cloned().unwrap_or(Value::Null);
+        let marathon = json!({
+            "type": field("type"),
+            "docker": {
+                "image": field("image"),
+                "network": container.get("network").cloned().unwrap_or(json!("HOST")),
+                "forcePullImage": container.get("forcePullImage").cloned().unwrap_or(json!(false)),
+                "parameters": container.get("parameters").cloned().unwrap_or(json!([])),
+            },
+            "volumes": container.get("volumes").cloned().unwrap_or(json!([])),
+        });
+        Some(crate::marathon::container::to_mesos(&marathon, &[]))
+    }
+
     /// The JSON Chronos answers with: the definition and its status fields.
     pub fn to_json(&self, status: &JobStatus) -> Value {
         let mut value = serde_json::to_value(self).unwrap_or_else(|_| json!({}));
@@ -396,6 +414,14 @@ mod tests {
             field_of(json!({"name": "a", "command": "x", "container": {"type": "DOCKER"}})),
             "container.image"
         );
+        let docker = Job::parse(&json!({
+            "name": "d", "command": "run", "container": {"type": "DOCKER", "image": "busybox",
+            "volumes": [{"containerPath": "/data", "hostPath": "/srv", "mode": "RO"}]}
+        }))
+        .expect("job");
+        let info = docker.mesos_container().expect("container");
+        assert_eq!(info["docker"]["image"], "busybox");
+        assert_eq!(info["volumes"][0]["host_path"], "/srv");
         let error = Job::parse(&json!({"command": "x"})).expect_err("no name");
         assert_eq!(error.to_json(), json!({"message": "name: is required"}));
     }

@@ -283,7 +283,14 @@ impl JobSpec {
                     vec![c.attribute.clone(), operator.to_owned(), c.value.clone()]
                 })
                 .collect(),
-            container: None,
+            // Chronos' flat container shape, from Metronome's `docker`.
+            container: run.docker.as_ref().map(|docker| {
+                let mut container = docker.clone();
+                if let Value::Object(fields) = &mut container {
+                    fields.insert("type".into(), Value::String("DOCKER".into()));
+                }
+                container
+            }),
         }
     }
 }

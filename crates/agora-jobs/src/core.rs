@@ -710,6 +710,25 @@ impl Jobs {
         (dropped || !tasks.is_empty()).then_some(tasks)
     }
 
+    /// Gauges and counters as `(name, value)` under `jobs/...`; counters end in `_total`.
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        let sum = |f: fn(&JobEntry) -> u64| self.jobs.values().map(f).sum::<u64>() as f64;
+        vec![
+            ("jobs/jobs".into(), self.jobs.len() as f64),
+            ("jobs/runs_queued".into(), self.queue.len() as f64),
+            ("jobs/runs_running".into(), self.runs.len() as f64),
+            (
+                "jobs/successes_total".into(),
+                sum(|e| e.state.status.success_count),
+            ),
+            (
+                "jobs/errors_total".into(),
+                sum(|e| e.state.status.error_count),
+            ),
+            ("jobs/skipped_total".into(), sum(|e| e.state.skipped)),
+        ]
+    }
+
     fn save_state(&self, name: &str) {
         let Some(entry) = self.jobs.get(name) else {
             return;
@@ -856,6 +875,9 @@ mod tests {
         again.ended(&first, "TASK_FINISHED", "", later);
         assert_eq!(launch_all(&mut again, later).len(), 1);
         assert_eq!(again.jobs["every10s"].state.skipped, 5);
+        let metrics: BTreeMap<String, f64> = again.metrics().into_iter().collect();
+        assert_eq!(metrics["jobs/skipped_total"], 5.0);
+        assert_eq!(metrics["jobs/runs_running"], 1.0);
         assert_eq!(again.jobs["every10s"].state.status.success_count, 1);
     }
 

@@ -319,6 +319,7 @@ fn task_info(
             user: (!job.run_as_user.is_empty()).then(|| job.run_as_user.clone()),
             ..command
         }),
+        container: job.mesos_container(),
         ..TaskInfo::default()
     }
 }

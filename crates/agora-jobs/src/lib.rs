@@ -33,6 +33,14 @@ pub struct JobsConfig {
 pub struct JobsHandle {
     /// The `/scheduler`, `/v1/scheduler` (Chronos) and `/v1/jobs` (Metronome) routes.
     pub router: axum::Router,
+    shared: Arc<Shared>,
+}
+
+impl JobsHandle {
+    /// Gauges and counters as `(name, value)` under `jobs/...`; counters end in `_total`.
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        self.shared.lock().metrics()
+    }
 }
 
 /// Loads the jobs and starts the framework.
@@ -51,7 +59,8 @@ pub fn start(
     });
     tokio::spawn(framework::run(shared.clone(), shutdown));
     Ok(JobsHandle {
-        router: http::router(shared.clone()).merge(metronome::router(shared)),
+        router: http::router(shared.clone()).merge(metronome::router(shared.clone())),
+        shared,
     })
 }
 

@@ -130,7 +130,7 @@ fn jobs(
     advertised: String,
     options: &MasterOptions,
     shutdown: CancellationToken,
-) -> anyhow::Result<agora_jobs::JobsHandle> {
+) -> anyhow::Result<std::sync::Arc<agora_jobs::JobsHandle>> {
     let store = agora_store::RedbStore::open(&data_dir.join("jobs.redb"))
         .context("cannot open the jobs store")?;
     let config = agora_jobs::JobsConfig {
@@ -139,7 +139,15 @@ fn jobs(
         store: std::sync::Arc::new(store),
         failure_retry: options.job_failure_retry,
     };
-    agora_jobs::start(config, shutdown).context("cannot start the jobs scheduler")
+    agora_jobs::start(config, shutdown)
+        .map(std::sync::Arc::new)
+        .context("cannot start the jobs scheduler")
+}
+
+/// The jobs scheduler's metrics, served with the master's.
+fn job_metrics_of(jobs: &std::sync::Arc<agora_jobs::JobsHandle>) -> agora_master::MetricsSource {
+    let jobs = jobs.clone();
+    std::sync::Arc::new(move || jobs.metrics())
 }
 
 /// The services scheduler's metrics, served with the master's.
@@ -200,12 +208,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         services_shutdown.clone(),
     )?;
     master.add_metrics(metrics_of(&services));
+    master.add_metrics(job_metrics_of(&jobs));
     let router = master
         .router
         .clone()
         .merge(agent.router.clone())
         .merge(services.router.clone())
-        .merge(jobs.router);
+        .merge(jobs.router.clone());
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora up: master and agent listening on http://{}:{port} (ready in {} ms)",
@@ -247,11 +256,12 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         services_shutdown.clone(),
     )?;
     master.add_metrics(metrics_of(&services));
+    master.add_metrics(job_metrics_of(&jobs));
     let router = master
         .router
         .clone()
         .merge(services.router.clone())
-        .merge(jobs.router);
+        .merge(jobs.router.clone());
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora master: listening on http://{}:{port}",

@@ -143,6 +143,19 @@ async fn repeating_and_dependent_jobs_run_in_order() {
         .await
         .expect("json");
     assert_eq!(listed.as_array().map(Vec::len), Some(3));
+    // The jobs' metrics are served with the master's.
+    let metrics = reqwest::get(format!("http://{}/metrics", up.address()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let successes = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("agora_jobs_successes_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .expect("agora_jobs_successes_total");
+    assert!(successes >= 6.0, "{successes}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
