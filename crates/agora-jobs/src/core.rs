@@ -68,6 +68,9 @@ pub struct Run {
     pub started: i64,
     pub agent_id: String,
     pub host: String,
+    /// Killed through the API: its end is not retried.
+    #[serde(default)]
+    pub kill_requested: bool,
 }
 
 /// One ended run, as the job's history keeps it.
@@ -601,6 +604,7 @@ impl Jobs {
             started: millis(now),
             agent_id: agent_id.to_owned(),
             host: host.to_owned(),
+            kill_requested: false,
         };
         // The run is recorded before the queue loses it: a crash between leaves a duplicate
         // entry (reconciled away), never a lost run.
@@ -649,7 +653,7 @@ impl Jobs {
             entry.state.status.success_count += 1;
             entry.state.status.last_success = at;
             entry.state.status.errors_since_last_success = 0;
-        } else if run.pending.attempt < retries {
+        } else if run.pending.attempt < retries && !run.kill_requested {
             self.queue.push(Pending {
                 attempt: run.pending.attempt + 1,
                 not_before: millis(now.saturating_add(self.failure_retry).unwrap_or(now)),
@@ -689,7 +693,23 @@ impl Jobs {
         }
         self.queue.retain(|p| p.job != name);
         self.save_queue();
-        Ok(self.running(name))
+        let running = self.running(name);
+        self.mark_killed(&running);
+        Ok(running)
+    }
+
+    /// Runs killed through the API end without a retry.
+    fn mark_killed(&mut self, task_ids: &[String]) {
+        for task_id in task_ids {
+            if let Some(run) = self.runs.get_mut(task_id) {
+                run.kill_requested = true;
+                if let Ok(bytes) = serde_json::to_vec(run)
+                    && let Err(error) = self.store.put(&format!("{RUNS}{task_id}"), &bytes)
+                {
+                    tracing::error!(%error, "cannot persist a job run");
+                }
+            }
+        }
     }
 
     /// Stops one run: dropped if still queued; returns its tasks in flight, to kill, or `None`
@@ -707,6 +727,7 @@ impl Jobs {
             .filter(|r| r.pending.id == run && r.pending.job == name)
             .map(|r| r.task_id.clone())
             .collect();
+        self.mark_killed(&tasks);
         (dropped || !tasks.is_empty()).then_some(tasks)
     }
 
@@ -962,5 +983,8 @@ mod tests {
         jobs.run_now("report", vec![], vec![], now).expect("run");
         assert_eq!(jobs.kill("report").expect("kill"), ids);
         assert!(jobs.queue.is_empty(), "queued runs are dropped");
+        let outcome = jobs.ended(&ids[0], "TASK_KILLED", "killed", now);
+        assert!(outcome.queued.is_empty(), "a killed run is not retried");
+        assert_eq!(jobs.jobs["report"].state.status.error_count, 1);
     }
 }

@@ -218,6 +218,37 @@ async fn failures_retry_then_count_and_runs_on_demand_take_arguments() {
         .send(reqwest::Method::PUT, "/job/nobody", None)
         .await;
     assert_eq!(status, 404);
+
+    // A run in progress shows in the job's stats and can be killed; a killed run is not retried.
+    chronos
+        .post("/dependency", json!({"name": "long", "command": "sleep 60", "parents": ["report"], "retries": 3, "cpus": 0.1, "mem": 32}))
+        .await;
+    chronos.send(reqwest::Method::PUT, "/job/long", None).await;
+    wait_until(Duration::from_secs(10), "the run in progress", || async {
+        let (_, body) = chronos
+            .send(reqwest::Method::GET, "/job/stat/long", None)
+            .await;
+        let stat: Value = serde_json::from_str(&body).ok()?;
+        (!stat["running"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    let (status, body) = chronos
+        .send(reqwest::Method::DELETE, "/task/kill/long", None)
+        .await;
+    assert_eq!((status, body.as_str()), (204, ""));
+    let killed = wait_until(
+        Duration::from_secs(10),
+        "the killed run in the history",
+        || async {
+            let history = chronos.history("long").await;
+            (!history.is_empty()).then_some(history)
+        },
+    )
+    .await;
+    assert_eq!(killed[0]["taskState"], "TASK_KILLED");
+    tokio::time::sleep(Duration::from_secs(2)).await; // longer than --job-failure-retry
+    assert_eq!(chronos.history("long").await.len(), 1, "not retried");
+    assert_eq!(chronos.job("long").await["errorCount"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
