@@ -201,18 +201,16 @@ async fn run_now(
 
 async fn remove(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
     let result = shared.lock().delete(&name);
-    match result {
-        Ok(running) => {
-            shared.kills().extend(running);
-            shared.wake.notify_one();
-            no_content()
-        }
-        Err(error) => failure(error),
-    }
+    kill_and_answer(&shared, result)
 }
 
 async fn kill(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
     let result = shared.lock().kill(&name);
+    kill_and_answer(&shared, result)
+}
+
+/// Hands the tasks to kill to the framework loop; 204, or the error.
+fn kill_and_answer(shared: &Shared, result: Result<Vec<String>, JobsError>) -> Response {
     match result {
         Ok(running) => {
             shared.kills().extend(running);

@@ -424,14 +424,14 @@ async fn remove_schedule(
     }
 }
 
+/// Whether `id` is a Metronome job.
+fn is_metronome(jobs: &Jobs, id: &str) -> bool {
+    jobs.jobs.get(id).is_some_and(|e| e.metronome.is_some())
+}
+
 async fn runs(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let jobs = shared.lock();
-    if jobs
-        .jobs
-        .get(&id)
-        .and_then(|e| e.metronome.as_ref())
-        .is_none()
-    {
+    if !is_metronome(&jobs, &id) {
         return not_found(&format!("Job {id}"));
     }
     axum::Json(active_runs(&jobs, &id)).into_response()
@@ -439,12 +439,7 @@ async fn runs(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Resp
 
 async fn start_run(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let mut jobs = shared.lock();
-    if jobs
-        .jobs
-        .get(&id)
-        .and_then(|e| e.metronome.as_ref())
-        .is_none()
-    {
+    if !is_metronome(&jobs, &id) {
         return not_found(&format!("Job {id}"));
     }
     match jobs.run_now(&id, Vec::new(), Vec::new(), Timestamp::now()) {
