@@ -551,6 +551,7 @@ impl Jobs {
                 self.save_queue();
             }
         }
+        self.expire_queued(now);
         let retry = self
             .queue
             .iter()
@@ -561,6 +562,36 @@ impl Jobs {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// A scheduled run still waiting for resources more than its job's epsilon after its slot
+    /// is skipped, not run late (a retry, a dependent or an asked-for run waits on).
+    fn expire_queued(&mut self, now: Timestamp) {
+        let mut expired: Vec<String> = Vec::new();
+        let jobs = &self.jobs;
+        self.queue.retain(|pending| {
+            let Trigger::Schedule(slot) = pending.trigger else {
+                return true;
+            };
+            let late = jobs.get(&pending.job).is_some_and(|entry| {
+                pending.attempt == 0 && now.duration_since(timestamp(slot)) > entry.epsilon
+            });
+            if late {
+                expired.push(pending.job.clone());
+            }
+            !late
+        });
+        if expired.is_empty() {
+            return;
+        }
+        for name in &expired {
+            tracing::warn!(job = %name, "a scheduled run found no resources within epsilon; skipped");
+            if let Some(entry) = self.jobs.get_mut(name) {
+                entry.state.skipped += 1;
+            }
+            self.save_state(name);
+        }
+        self.save_queue();
     }
 
     /// The queued runs that may launch at `now`: past their retry delay, and not a second run
@@ -900,6 +931,32 @@ mod tests {
         assert_eq!(metrics["jobs/skipped_total"], 5.0);
         assert_eq!(metrics["jobs/runs_running"], 1.0);
         assert_eq!(again.jobs["every10s"].state.status.success_count, 1);
+    }
+
+    #[test]
+    fn a_scheduled_run_without_resources_past_epsilon_is_skipped() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let start = ts("2026-01-01T00:00:00Z");
+        let mut jobs = Jobs::load(store, start).expect("load");
+        jobs.put(
+            scheduled("hourly", "R/2026-01-01T00:00:00Z/PT1H"),
+            false,
+            start,
+        )
+        .expect("put");
+        jobs.run_now("hourly", vec![], vec![], start)
+            .expect("manual");
+        jobs.tick(start);
+        assert_eq!(
+            jobs.queue.len(),
+            2,
+            "the slot and the manual run wait for offers"
+        );
+        // No offer came for 31 s: the scheduled run is skipped, the asked-for one waits on.
+        jobs.tick(ts("2026-01-01T00:00:31Z"));
+        assert_eq!(jobs.queue.len(), 1);
+        assert_eq!(jobs.queue[0].trigger, Trigger::Manual);
+        assert_eq!(jobs.jobs["hourly"].state.skipped, 1);
     }
 
     #[test]
