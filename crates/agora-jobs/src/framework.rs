@@ -26,6 +26,8 @@ const FRAMEWORK_ID_KEY: &str = "jobs/framework_id";
 const FAILOVER_TIMEOUT_SECS: f64 = 604_800.0;
 /// The longest wait between looks at the schedules (the next due slot usually comes first).
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// How often runs in flight are reconciled with the master.
+const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
@@ -91,7 +93,13 @@ async fn reconcile(shared: &Shared, scheduler: &Scheduler) {
 /// One subscription: returns when the event stream ends.
 async fn session(shared: &Arc<Shared>, scheduler: &mut Scheduler, shutdown: &CancellationToken) {
     let mut suppressed = false;
+    let mut last_reconcile = std::time::Instant::now();
     loop {
+        // Runs in flight are asked about now and then: one whose end was missed is reported.
+        if last_reconcile.elapsed() >= RECONCILE_EVERY {
+            last_reconcile = std::time::Instant::now();
+            reconcile(shared, scheduler).await;
+        }
         let now = Timestamp::now();
         let wake = shared.lock().tick(now);
         let sleep = wake
@@ -189,6 +197,7 @@ async fn handle_offers(
         }
     }
     for (offer, tasks) in launches {
+        let task_ids: Vec<String> = tasks.iter().map(|t| t.task_id.value.clone()).collect();
         let result = if tasks.is_empty() {
             scheduler.decline(vec![offer.id.clone()], Some(5.0)).await
         } else {
@@ -196,6 +205,13 @@ async fn handle_offers(
         };
         if let Err(error) = result {
             tracing::warn!(%error, "accepting or declining an offer failed");
+            // No update will come for runs that never reached the master: they end here (and
+            // are retried as failures are).
+            let message = format!("the launch did not reach the master: {error}");
+            let mut jobs = shared.lock();
+            for task_id in task_ids {
+                jobs.ended(&task_id, "TASK_ERROR", &message, Timestamp::now());
+            }
         }
     }
 }
