@@ -144,6 +144,30 @@ fn jobs(
         .context("cannot start the jobs scheduler")
 }
 
+/// The services (Marathon `/v2`) and jobs (Chronos, Metronome) schedulers, frameworks of the
+/// master on `port` that run next to it: their metrics join the master's; returns their routes.
+fn schedulers(
+    master: &agora_master::MasterHandle,
+    data_dir: &std::path::Path,
+    port: u16,
+    network: &NetworkArgs,
+    options: &MasterOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<axum::Router> {
+    let local = format!("127.0.0.1:{port}");
+    let advertised = format!("{}:{port}", network.ip);
+    let services = services(
+        data_dir,
+        local.clone(),
+        advertised.clone(),
+        shutdown.clone(),
+    )?;
+    let jobs = jobs(data_dir, local, advertised, options, shutdown)?;
+    master.add_metrics(metrics_of(&services));
+    master.add_metrics(job_metrics_of(&jobs));
+    Ok(services.router.clone().merge(jobs.router.clone()))
+}
+
 /// The jobs scheduler's metrics, served with the master's.
 fn job_metrics_of(jobs: &std::sync::Arc<agora_jobs::JobsHandle>) -> agora_master::MetricsSource {
     let jobs = jobs.clone();
@@ -191,30 +215,21 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     )?;
     config.standalone = false;
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
-    let advertised = format!("{}:{port}", args.network.ip);
-    // Services stop first on shutdown, so they do not replace the tasks being stopped.
+    // The schedulers stop first on shutdown, so they do not replace the tasks being stopped.
     let services_shutdown = shutdown.child_token();
-    let services = services(
+    let schedulers = schedulers(
+        &master,
         &args.data_dir,
-        format!("127.0.0.1:{port}"),
-        advertised.clone(),
-        services_shutdown.clone(),
-    )?;
-    let jobs = jobs(
-        &args.data_dir,
-        format!("127.0.0.1:{port}"),
-        advertised,
+        port,
+        &args.network,
         &args.master,
         services_shutdown.clone(),
     )?;
-    master.add_metrics(metrics_of(&services));
-    master.add_metrics(job_metrics_of(&jobs));
     let router = master
         .router
         .clone()
         .merge(agent.router.clone())
-        .merge(services.router.clone())
-        .merge(jobs.router.clone());
+        .merge(schedulers);
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora up: master and agent listening on http://{}:{port} (ready in {} ms)",
@@ -239,29 +254,16 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .context("cannot start the master")?;
-    // The services scheduler runs next to the master, as a framework of it.
     let services_shutdown = shutdown.child_token();
-    let services = services(
+    let schedulers = schedulers(
+        &master,
         &args.data_dir,
-        format!("127.0.0.1:{port}"),
-        format!("{}:{port}", args.network.ip),
-        services_shutdown.clone(),
-    )?;
-    // And so does the jobs scheduler.
-    let jobs = jobs(
-        &args.data_dir,
-        format!("127.0.0.1:{port}"),
-        format!("{}:{port}", args.network.ip),
+        port,
+        &args.network,
         &args.master,
         services_shutdown.clone(),
     )?;
-    master.add_metrics(metrics_of(&services));
-    master.add_metrics(job_metrics_of(&jobs));
-    let router = master
-        .router
-        .clone()
-        .merge(services.router.clone())
-        .merge(jobs.router.clone());
+    let router = master.router.clone().merge(schedulers);
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora master: listening on http://{}:{port}",
