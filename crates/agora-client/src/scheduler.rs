@@ -116,6 +116,31 @@ impl Scheduler {
         }
     }
 
+    /// Subscribes until the master accepts: with the framework id `saved` gives (the framework
+    /// resumes its tasks), or afresh once the master says it removed that framework (`forget`
+    /// is told, to drop the saved id). Retries every 300 ms; cancelled by dropping the future.
+    pub async fn subscribe_resuming(
+        master: &str,
+        saved: impl Fn() -> Option<String>,
+        forget: impl Fn(),
+        info: impl Fn(Option<Id>) -> FrameworkInfo,
+    ) -> Scheduler {
+        loop {
+            let info = info(saved().map(Id::new));
+            let name = info.name.clone();
+            match Scheduler::subscribe(master, info, SchedulerOptions::default()).await {
+                Ok(scheduler) => return scheduler,
+                Err(error) => {
+                    tracing::debug!(%error, framework = %name, "cannot subscribe yet");
+                    if error.to_string().contains("Framework has been removed") {
+                        forget();
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+    }
+
     pub fn framework_id(&self) -> Option<String> {
         self.lock().framework_id.clone()
     }

@@ -15,7 +15,7 @@ use agora_api::mesos::{
     from_resources, to_resources,
 };
 use agora_api::scheduler::{Event, Offer};
-use agora_client::{Scheduler, SchedulerOptions};
+use agora_client::Scheduler;
 use agora_types::{Resource, Resources};
 
 use crate::Shared;
@@ -30,39 +30,30 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let store = shared.config.store.clone();
     while !shutdown.is_cancelled() {
-        let framework_id = shared
-            .config
-            .store
-            .get(FRAMEWORK_ID_KEY)
-            .ok()
-            .flatten()
-            .and_then(|b| String::from_utf8(b).ok());
-        let info = FrameworkInfo {
+        let info = |id: Option<Id>| FrameworkInfo {
             user: "root".into(),
             name: "chronos".into(),
-            id: framework_id.map(Id::new),
+            id,
             failover_timeout: FAILOVER_TIMEOUT_SECS,
             checkpoint: true,
             hostname: Some(shared.config.advertised.clone()),
             ..FrameworkInfo::default()
         };
-        let scheduler = tokio::select! {
-            () = shutdown.cancelled() => return,
-            result = Scheduler::subscribe(&shared.config.master, info, SchedulerOptions::default()) => result,
+        let saved = || {
+            store
+                .get(FRAMEWORK_ID_KEY)
+                .ok()
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
         };
-        let mut scheduler = match scheduler {
-            Ok(scheduler) => scheduler,
-            Err(error) => {
-                tracing::debug!(%error, "jobs scheduler cannot subscribe yet");
-                if error.to_string().contains("Framework has been removed") {
-                    let _ = shared.config.store.delete(FRAMEWORK_ID_KEY);
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_millis(300)) => continue,
-                }
-            }
+        let forget = || {
+            let _ = store.delete(FRAMEWORK_ID_KEY);
+        };
+        let mut scheduler = tokio::select! {
+            () = shutdown.cancelled() => return,
+            scheduler = Scheduler::subscribe_resuming(&shared.config.master, saved, forget, info) => scheduler,
         };
         if let Some(id) = scheduler.framework_id()
             && let Err(error) = shared.config.store.put(FRAMEWORK_ID_KEY, id.as_bytes())

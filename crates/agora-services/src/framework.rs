@@ -16,7 +16,7 @@ use agora_api::mesos::{
     TaskInfo, from_resources,
 };
 use agora_api::scheduler::{Event, Offer};
-use agora_client::{Scheduler, SchedulerOptions};
+use agora_client::Scheduler;
 use agora_plan::constraints::{AgentFacts, Constraint, all_allow};
 use agora_plan::offer_match::{InstanceNeeds, Mismatch, match_offer};
 use agora_types::{Scalar, TaskState};
@@ -37,18 +37,12 @@ const LAST_UNUSED_OFFERS: usize = 10;
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut agents: HashMap<String, AgentFacts> = HashMap::new();
+    let store = shared.config.store.clone();
     while !shutdown.is_cancelled() {
-        let framework_id = shared
-            .config
-            .store
-            .get(FRAMEWORK_ID_KEY)
-            .ok()
-            .flatten()
-            .and_then(|b| String::from_utf8(b).ok());
-        let info = FrameworkInfo {
+        let info = |id: Option<Id>| FrameworkInfo {
             user: "root".into(),
             name: "marathon".into(),
-            id: framework_id.map(Id::new),
+            id,
             failover_timeout: FAILOVER_TIMEOUT_SECS,
             checkpoint: true,
             hostname: Some(shared.config.advertised.clone()),
@@ -60,22 +54,19 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             }],
             ..FrameworkInfo::default()
         };
-        let scheduler = tokio::select! {
-            () = shutdown.cancelled() => return,
-            result = Scheduler::subscribe(&shared.config.master, info, SchedulerOptions::default()) => result,
+        let saved = || {
+            store
+                .get(FRAMEWORK_ID_KEY)
+                .ok()
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
         };
-        let mut scheduler = match scheduler {
-            Ok(scheduler) => scheduler,
-            Err(error) => {
-                tracing::debug!(%error, "services scheduler cannot subscribe yet");
-                if error.to_string().contains("Framework has been removed") {
-                    let _ = shared.config.store.delete(FRAMEWORK_ID_KEY);
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_millis(300)) => continue,
-                }
-            }
+        let forget = || {
+            let _ = store.delete(FRAMEWORK_ID_KEY);
+        };
+        let mut scheduler = tokio::select! {
+            () = shutdown.cancelled() => return,
+            scheduler = Scheduler::subscribe_resuming(&shared.config.master, saved, forget, info) => scheduler,
         };
         if let Some(id) = scheduler.framework_id() {
             if let Err(error) = shared.config.store.put(FRAMEWORK_ID_KEY, id.as_bytes()) {
