@@ -148,13 +148,43 @@ fn history(entry: &JobEntry, full: bool) -> Value {
     value
 }
 
+/// A job's schedules as Metronome shows them: the one that times the job (the first enabled)
+/// with its `nextRunAt`.
+fn schedules_json(entry: &JobEntry) -> Vec<Value> {
+    let Some(metronome) = &entry.metronome else {
+        return Vec::new();
+    };
+    let next = entry.schedule.as_ref().and_then(|schedule| {
+        let handled = entry
+            .state
+            .handled
+            .and_then(|ms| Timestamp::from_millisecond(ms).ok());
+        schedule.next_after(handled)
+    });
+    let timing = metronome.schedules.iter().position(|s| s.enabled);
+    metronome
+        .schedules
+        .iter()
+        .enumerate()
+        .map(|(index, schedule)| {
+            let mut value = json!(schedule);
+            if Some(index) == timing
+                && let Some(next) = next
+            {
+                value["nextRunAt"] = json!(format_millis(next.as_millisecond()));
+            }
+            value
+        })
+        .collect()
+}
+
 fn job_json(jobs: &Jobs, entry: &JobEntry, embed: &[String]) -> Option<Value> {
     let metronome = entry.metronome.as_ref()?;
     let mut value = serde_json::to_value(&metronome.spec).ok()?;
     for what in embed {
         match what.as_str() {
             "activeRuns" => value["activeRuns"] = json!(active_runs(jobs, &metronome.spec.id)),
-            "schedules" => value["schedules"] = json!(metronome.schedules),
+            "schedules" => value["schedules"] = json!(schedules_json(entry)),
             "history" => value["history"] = history(entry, true),
             "historySummary" => value["historySummary"] = history(entry, false),
             _ => {}
@@ -308,8 +338,8 @@ async fn remove(
 
 async fn schedules(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let jobs = shared.lock();
-    match jobs.jobs.get(&id).and_then(|e| e.metronome.as_ref()) {
-        Some(metronome) => axum::Json(&metronome.schedules).into_response(),
+    match jobs.jobs.get(&id).filter(|e| e.metronome.is_some()) {
+        Some(entry) => axum::Json(schedules_json(entry)).into_response(),
         None => not_found(&format!("Job {id}")),
     }
 }

@@ -165,10 +165,13 @@ impl Repeating {
             None => "R".to_owned(),
             Some(n) => format!("R{}", n.saturating_sub(next)),
         };
-        let start = self
-            .slot(next)
-            .or_else(|| self.slot(0))
-            .map(|t| format_start(&t.to_zoned(self.start.time_zone().clone())))
+        // Past the last repetition the start is where the next would have been, as Chronos
+        // shows an exhausted schedule.
+        let start = i64::try_from(next)
+            .ok()
+            .and_then(|k| self.period.checked_mul(k).ok())
+            .and_then(|span| self.start.checked_add(span).ok())
+            .map(|zoned| format_start(&zoned))
             .unwrap_or_else(|| format_start(&self.start));
         format!("{count}/{start}/{}", self.period)
     }
@@ -308,6 +311,7 @@ mod tests {
     fn rewrites_as_chronos_shows_it() {
         let five = parse("R5/2020-01-01T00:00:00Z/P1D", None);
         assert_eq!(five.rewritten_from(2), "R3/2020-01-03T00:00:00.000Z/P1D");
+        assert_eq!(five.rewritten_from(5), "R0/2020-01-06T00:00:00.000Z/P1D");
         let forever = parse("R/2020-01-01T00:00:00Z/PT2M", Some("America/New_York"));
         assert_eq!(
             forever.rewritten_from(0),

@@ -104,6 +104,12 @@ async fn cron_jobs_runs_and_schedules() {
     assert_eq!(status, 201);
     let (_, listed) = send(reqwest::Method::GET, schedules.clone(), None).await;
     assert_eq!(listed[0]["id"], "nightly");
+    // 02:00 in New York is 06:00 or 07:00 UTC, depending on daylight saving.
+    let next = listed[0]["nextRunAt"].as_str().expect("nextRunAt");
+    assert!(
+        next.contains("T06:00:00.000Z") || next.contains("T07:00:00.000Z"),
+        "{next}"
+    );
     let (status, _) = send(
         reqwest::Method::PUT,
         format!("{schedules}/nightly"),
