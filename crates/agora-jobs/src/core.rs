@@ -259,11 +259,12 @@ impl Jobs {
                 },
             );
         }
-        let read = |key: &str| -> Result<Option<Vec<u8>>, StoreError> { store.get(key) };
-        let queue = read(QUEUE)?
+        let queue = store
+            .get(QUEUE)?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let readiness = read(READINESS)?
+        let readiness = store
+            .get(READINESS)?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let runs = store

@@ -248,7 +248,8 @@ fn placement_allows(job: &Job, offer: &Offer) -> bool {
     })
 }
 
-/// A run's task, with Chronos' task id (`ct:<millis>:<attempt>:<job>:`) and environment.
+/// A run's task, with Chronos' task id (`ct:<millis>:<attempt>:<job>:<run id>`: the run id keeps
+/// apart two runs of one job started in the same millisecond) and its environment.
 fn task_info(
     job: &Job,
     pending: &Pending,
@@ -261,7 +262,7 @@ fn task_info(
         now.as_millisecond(),
         pending.attempt,
         job.name,
-        uuid_suffix(now)
+        pending.id
     );
     let mut env: BTreeMap<String, String> = job
         .environment_variables
@@ -329,15 +330,4 @@ fn task_info(
         container: job.mesos_container(),
         ..TaskInfo::default()
     }
-}
-
-/// Keeps two runs of one job started in the same millisecond apart.
-fn uuid_suffix(now: Timestamp) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{:x}{}",
-        now.subsec_nanosecond(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }

@@ -103,7 +103,8 @@ fn run_json(jobs: &Jobs, job: &str, id: &str) -> Option<Value> {
 }
 
 fn active_runs(jobs: &Jobs, job: &str) -> Vec<Value> {
-    let mut ids: Vec<&str> = jobs
+    // A run is queued or in flight, never both (a retry is queued after its run ended).
+    let ids: Vec<&str> = jobs
         .queue
         .iter()
         .filter(|p| p.job == job)
@@ -115,7 +116,6 @@ fn active_runs(jobs: &Jobs, job: &str) -> Vec<Value> {
                 .map(|r| r.pending.id.as_str()),
         )
         .collect();
-    ids.dedup();
     ids.iter()
         .filter_map(|id| run_json(jobs, job, id))
         .collect()
