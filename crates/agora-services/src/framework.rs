@@ -49,9 +49,16 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             webui_url: Some(format!("http://{}", shared.config.advertised)),
             // Unreachable tasks are reported as such (not lost), so unreachableStrategy decides
             // when they are replaced; tasks that come back report again.
-            capabilities: vec![Capability {
-                kind: "PARTITION_AWARE".into(),
-            }],
+            // TASK_KILLING lets discovery take an instance out of rotation as its kill starts,
+            // while it finishes what it serves.
+            capabilities: vec![
+                Capability {
+                    kind: "PARTITION_AWARE".into(),
+                },
+                Capability {
+                    kind: "TASK_KILLING_STATE".into(),
+                },
+            ],
             ..FrameworkInfo::default()
         };
         let saved = || {

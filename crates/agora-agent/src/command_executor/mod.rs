@@ -370,6 +370,11 @@ impl Executor {
             .unwrap_or(DEFAULT_KILL_GRACE);
         match task.pid {
             Some(pid) => {
+                // As Mesos' command executor: KILLING goes out first, so whoever routes to
+                // the task (a service proxy) can stop before the task starts shutting down.
+                if killing_state {
+                    self.update(task_id, TaskState::Killing, None, None).await;
+                }
                 signal_group(pid, Signal::SIGTERM);
                 let inputs = self.inputs.clone();
                 let id = task_id.to_owned();
@@ -377,9 +382,6 @@ impl Executor {
                     tokio::time::sleep(grace).await;
                     let _ = inputs.send(Input::KillTimeout { task_id: id });
                 });
-                if killing_state {
-                    self.update(task_id, TaskState::Killing, None, None).await;
-                }
             }
             None => {
                 self.update(
