@@ -157,6 +157,8 @@ pub(crate) struct Agent {
     written: Mutex<Written>,
     /// Starts executors, when it could be started.
     launcher: Option<crate::launcher::Launcher>,
+    /// Sections other components add to the agent's state and metrics.
+    pub extensions: std::sync::RwLock<Vec<crate::Extension>>,
 }
 
 impl Agent {
@@ -293,6 +295,7 @@ impl Agent {
             state: Mutex::new(state),
             written: Mutex::new(written),
             launcher,
+            extensions: std::sync::RwLock::new(Vec::new()),
         });
         for (framework_id, executor_id) in dead {
             tracing::warn!(framework = %framework_id, executor = %executor_id, "executor died while the agent was down");

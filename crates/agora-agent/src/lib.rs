@@ -39,6 +39,15 @@ pub enum AgentError {
     Client(String),
 }
 
+/// A section another component adds to the agent (discovery's proxy, for one): a key of
+/// `/slave(1)/state` and metrics next to the agent's own.
+#[derive(Clone)]
+pub struct Extension {
+    pub key: String,
+    pub state: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+    pub metrics: Arc<dyn Fn() -> Vec<(String, f64)> + Send + Sync>,
+}
+
 /// A running agent: its HTTP routes and a way to stop its executors.
 pub struct AgentHandle {
     pub router: axum::Router,
@@ -50,6 +59,15 @@ impl AgentHandle {
     /// Used by `agora up` on Ctrl-C; a standalone agent leaves its tasks running for recovery.
     pub async fn shutdown_executors(&self, grace: std::time::Duration) {
         self.agent.shutdown_all(grace).await;
+    }
+
+    /// Adds a section to the agent's state and metrics.
+    pub fn add_extension(&self, extension: Extension) {
+        self.agent
+            .extensions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(extension);
     }
 
     /// The agent id once registered.

@@ -83,6 +83,34 @@ pub struct AgentOptions {
     pub kill_grace: Duration,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct DiscoveryArgs {
+    /// Address service ports listen on ("off" turns the service proxy off)
+    #[arg(long, env = "AGORA_PROXY_BIND", default_value = "0.0.0.0", value_parser = parse_proxy_bind)]
+    pub proxy_bind: ProxyBind,
+    /// How the proxy spreads connections when an app's labels do not say: leastconn or roundrobin
+    #[arg(long, env = "AGORA_PROXY_BALANCE", default_value = "leastconn", value_parser = parse_balance)]
+    pub proxy_balance: agora_discovery::Balance,
+}
+
+/// Where the service proxy listens, if anywhere.
+#[derive(Clone, Copy, Debug)]
+pub struct ProxyBind(pub Option<std::net::IpAddr>);
+
+fn parse_proxy_bind(text: &str) -> Result<ProxyBind, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(ProxyBind(None));
+    }
+    text.parse()
+        .map(|ip| ProxyBind(Some(ip)))
+        .map_err(|_| format!("'{text}' is not an IP address (or \"off\")"))
+}
+
+fn parse_balance(text: &str) -> Result<agora_discovery::Balance, String> {
+    agora_discovery::Balance::parse(text)
+        .ok_or_else(|| format!("'{text}' is not a balance; use leastconn or roundrobin"))
+}
+
 #[derive(Args, Debug)]
 pub struct UpArgs {
     #[arg(long, env = "AGORA_PORT", default_value_t = 5050)]
@@ -99,6 +127,8 @@ pub struct UpArgs {
     pub master: MasterOptions,
     #[command(flatten)]
     pub agent: AgentOptions,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
 }
 
 #[derive(Args, Debug)]
@@ -128,6 +158,8 @@ pub struct AgentArgs {
     pub network: NetworkArgs,
     #[command(flatten)]
     pub agent: AgentOptions,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
 }
 
 pub type Weights = Vec<(String, f64)>;

@@ -13,7 +13,9 @@ use agora_api::mesos::Attribute;
 use agora_master::MasterConfig;
 use agora_types::Resources;
 
-use crate::cli::{AgentArgs, AgentOptions, MasterArgs, MasterOptions, NetworkArgs, UpArgs};
+use crate::cli::{
+    AgentArgs, AgentOptions, DiscoveryArgs, MasterArgs, MasterOptions, NetworkArgs, UpArgs,
+};
 
 fn hostname(network: &NetworkArgs) -> String {
     network.hostname.clone().unwrap_or_else(|| {
@@ -182,6 +184,29 @@ fn metrics_of(
     std::sync::Arc::new(move || services.metrics())
 }
 
+/// The node's discovery (service proxy, DNS), following the services API at `master`; its
+/// state and metrics join the agent's.
+fn discovery(
+    args: &DiscoveryArgs,
+    master: String,
+    agent: &agora_agent::AgentHandle,
+    shutdown: CancellationToken,
+) -> std::sync::Arc<agora_discovery::DiscoveryHandle> {
+    let config = agora_discovery::DiscoveryConfig {
+        master,
+        proxy_bind: args.proxy_bind.0,
+        balance: args.proxy_balance,
+    };
+    let discovery = std::sync::Arc::new(agora_discovery::start(config, shutdown));
+    let (state, metrics) = (discovery.clone(), discovery.clone());
+    agent.add_extension(agora_agent::Extension {
+        key: "discovery".into(),
+        state: std::sync::Arc::new(move || state.state()),
+        metrics: std::sync::Arc::new(move || metrics.metrics()),
+    });
+    discovery
+}
+
 async fn serve(
     listener: TcpListener,
     router: axum::Router,
@@ -225,6 +250,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         &args.master,
         services_shutdown.clone(),
     )?;
+    let discovery = discovery(
+        &args.discovery,
+        format!("127.0.0.1:{port}"),
+        &agent,
+        shutdown.clone(),
+    );
+    let metrics = discovery.clone();
+    master.add_metrics(std::sync::Arc::new(move || metrics.metrics()));
     let router = master
         .router
         .clone()
@@ -288,6 +321,12 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         args.work_dir.clone(),
     )?;
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
+    discovery(
+        &args.discovery,
+        args.master.clone(),
+        &agent,
+        shutdown.clone(),
+    );
     let server = tokio::spawn(serve(listener, agent.router.clone(), shutdown.clone()));
     println!(
         "agora agent: listening on http://{}:{port}, master {}",

@@ -88,7 +88,7 @@ fn used_resources(state: &AgentState) -> Resources {
 }
 
 pub(crate) async fn state(State(agent): State<Shared>) -> Response {
-    let value = agent.with_state(|state| {
+    let mut value = agent.with_state(|state| {
         let agent_id = state.agent_id.clone().unwrap_or_default();
         let resources = &agent.config.resources;
         let attributes: serde_json::Map<String, Value> =
@@ -123,6 +123,14 @@ pub(crate) async fn state(State(agent): State<Shared>) -> Response {
             "completed_frameworks": state.completed_frameworks.iter().map(|f| framework_json(f, &agent_id)).collect::<Vec<_>>(),
         })
     });
+    for extension in agent
+        .extensions
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        value[extension.key.as_str()] = (extension.state)();
+    }
     json_response(&value)
 }
 
@@ -133,7 +141,7 @@ pub(crate) async fn statistics() -> Response {
 }
 
 fn metrics(agent: &Shared) -> Vec<(String, f64)> {
-    agent.with_state(|state| {
+    let mut metrics = agent.with_state(|state| {
         let used = used_resources(state);
         let mut metrics = vec![
             (
@@ -186,7 +194,16 @@ fn metrics(agent: &Shared) -> Vec<(String, f64)> {
             state.updates.values().map(|q| q.pending.len() as f64).sum(),
         ));
         metrics
-    })
+    });
+    for extension in agent
+        .extensions
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        metrics.extend((extension.metrics)());
+    }
+    metrics
 }
 
 pub(crate) async fn metrics_snapshot(State(agent): State<Shared>) -> Response {

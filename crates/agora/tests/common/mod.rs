@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod marathon;
+pub mod traffic;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

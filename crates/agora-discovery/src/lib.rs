@@ -1,0 +1,183 @@
+//! Service discovery for every node: apps reachable on `<bind>:<servicePort>` through a TCP
+//! proxy that follows the services API's event stream, with HTTP virtual hosts on a shared
+//! port, Mesos-DNS names, and an HAProxy configuration rendered from the same routes.
+//!
+//! `start` runs the follower and whatever of the proxy and DNS the config asks for;
+//! `haproxy::run_bridge` is the `agora lb haproxy` loop.
+
+mod follow;
+
+mod model;
+mod pool;
+mod proxy;
+pub mod routes;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use follow::View;
+pub use routes::{Balance, Groups, Routes};
+
+/// What a node's discovery serves.
+#[derive(Clone, Debug)]
+pub struct DiscoveryConfig {
+    /// HOST:PORT of a master serving the services API (`/v2`).
+    pub master: String,
+    /// Where service ports listen; `None` turns the proxy off.
+    pub proxy_bind: Option<IpAddr>,
+    /// Balance for ports without an `HAPROXY_{n}_BALANCE` label.
+    pub balance: Balance,
+}
+
+pub struct DiscoveryHandle {
+    config: DiscoveryConfig,
+    view: watch::Receiver<View>,
+    proxy: Option<Arc<proxy::Proxy>>,
+}
+
+/// Starts following the services API and serving; stops with `shutdown`.
+pub fn start(config: DiscoveryConfig, shutdown: CancellationToken) -> DiscoveryHandle {
+    let (publish, view) = watch::channel(View::default());
+    tokio::spawn(follow::follow(
+        config.master.clone(),
+        publish,
+        shutdown.clone(),
+    ));
+    let proxy = config.proxy_bind.map(|bind| {
+        let proxy = proxy::Proxy::new(bind, config.balance, shutdown.clone());
+        tokio::spawn(drive_proxy(proxy.clone(), view.clone(), shutdown.clone()));
+        proxy
+    });
+    DiscoveryHandle {
+        config,
+        view,
+        proxy,
+    }
+}
+
+/// How often ports that could not be bound are tried again.
+const RETRY_BINDS: Duration = Duration::from_secs(5);
+
+async fn drive_proxy(
+    proxy: Arc<proxy::Proxy>,
+    mut view: watch::Receiver<View>,
+    shutdown: CancellationToken,
+) {
+    let mut hosts = proxy::HostCache::default();
+    let mut retry = tokio::time::interval(RETRY_BINDS);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = view.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let current = view.borrow_and_update().clone();
+                if !current.synced {
+                    continue;
+                }
+                let routes = Routes::of(&current.cluster, &Groups::default());
+                let addresses = hosts.resolve(&routes).await;
+                proxy.update(&routes, &addresses).await;
+            }
+            _ = retry.tick() => proxy.retry_binds().await,
+        }
+    }
+}
+
+impl DiscoveryHandle {
+    /// The current view of the cluster (for `/v2/tasks`-style consistency checks and tests).
+    pub fn view(&self) -> View {
+        self.view.borrow().clone()
+    }
+
+    /// What discovery serves and what it could not, for the agent's state.
+    pub fn state(&self) -> Value {
+        let view = self.view.borrow().clone();
+        let routes = Routes::of(&view.cluster, &Groups::default());
+        let proxy = self.proxy.as_ref().map(|proxy| {
+            let ports: serde_json::Map<String, Value> = routes
+                .ports
+                .iter()
+                .map(|(port, route)| {
+                    let backends: Vec<String> = proxy
+                        .pool(*port)
+                        .map(|p| p.backends.iter().map(|b| b.addr.to_string()).collect())
+                        .unwrap_or_default();
+                    (
+                        port.to_string(),
+                        json!({"app": route.app_id, "backends": backends, "http": route.http}),
+                    )
+                })
+                .collect();
+            let errors: serde_json::Map<String, Value> = proxy
+                .bind_errors()
+                .into_iter()
+                .map(|(port, error)| (port.to_string(), json!(error)))
+                .collect();
+            json!({
+                "bind": self.config.proxy_bind.map(|b| b.to_string()),
+                "listening": proxy.listening(),
+                "ports": ports,
+                "bind_errors": errors,
+            })
+        });
+        json!({
+            "master": self.config.master,
+            "synced": view.synced,
+            "apps": view.cluster.apps.len(),
+            "tasks": view.cluster.tasks.len(),
+            "port_conflicts": routes.conflicts,
+            "proxy": proxy,
+        })
+    }
+
+    /// Gauges and counters under `discovery/`.
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        let view = self.view.borrow().clone();
+        let mut metrics = vec![
+            (
+                "discovery/synced".to_owned(),
+                f64::from(u8::from(view.synced)),
+            ),
+            ("discovery/apps".to_owned(), view.cluster.apps.len() as f64),
+        ];
+        if let Some(proxy) = &self.proxy {
+            let counter = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+            metrics.extend([
+                (
+                    "discovery/proxy_ports_listening".to_owned(),
+                    proxy.listening().len() as f64,
+                ),
+                (
+                    "discovery/proxy_bind_errors".to_owned(),
+                    proxy.bind_errors().len() as f64,
+                ),
+                (
+                    "discovery/proxy_connections_total".to_owned(),
+                    counter(&proxy.counters.connections),
+                ),
+                (
+                    "discovery/proxy_retries_total".to_owned(),
+                    counter(&proxy.counters.retries),
+                ),
+                (
+                    "discovery/proxy_failures_total".to_owned(),
+                    counter(&proxy.counters.failures),
+                ),
+                (
+                    "discovery/route_updates_total".to_owned(),
+                    counter(&proxy.counters.route_updates),
+                ),
+            ]);
+        }
+        metrics
+    }
+}

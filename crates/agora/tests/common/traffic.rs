@@ -1,0 +1,114 @@
+//! Steady HTTP traffic through a proxy: one request per new connection, back to back, each
+//! answer checked; failures are kept with what went wrong.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An HTTP/1.0 server on `$PORT0` answering every GET with its task id. On SIGTERM it keeps
+/// serving for a second before it stops, as a well-behaved service does, so that whoever
+/// routes to it has time to stop first.
+pub const TASK_ID_SERVER: &str = r#"exec python3 -c '
+import http.server, os, signal, threading
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = os.environ.get("MESOS_TASK_ID", "?").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+s = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT0"])), H)
+signal.signal(signal.SIGTERM, lambda *a: threading.Timer(1.0, s.shutdown).start())
+s.serve_forever()
+'"#;
+
+/// One GET through a fresh connection to `address`, with `host` as its Host header; the
+/// body of a 200 answer, or what went wrong.
+pub async fn get(address: &str, host: &str) -> Result<String, String> {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let request = format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if !text.starts_with("HTTP/1.0 200") && !text.starts_with("HTTP/1.1 200") {
+            return Err(format!("answer: {text:?}"));
+        }
+        Ok(text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default())
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 10 s".into()))
+}
+
+#[derive(Default, Debug)]
+pub struct Tally {
+    pub ok: u64,
+    pub failures: Vec<String>,
+    /// Answers per body (the answering task's id).
+    pub bodies: BTreeMap<String, u64>,
+}
+
+/// Requests sent back to back until dropped or stopped.
+pub struct Traffic {
+    tally: Arc<Mutex<Tally>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    pub fn start(address: &str, host: &str) -> Traffic {
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (address, host) = (address.to_owned(), host.to_owned());
+        let task = tokio::spawn({
+            let (tally, stop) = (tally.clone(), stop.clone());
+            async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let result = get(&address, &host).await;
+                    let mut tally = tally.lock().unwrap();
+                    match result {
+                        Ok(body) => {
+                            tally.ok += 1;
+                            *tally.bodies.entry(body).or_default() += 1;
+                        }
+                        Err(error) => tally.failures.push(error),
+                    }
+                }
+            }
+        });
+        Traffic { tally, stop, task }
+    }
+
+    /// Bodies seen since the last call, and clears them.
+    pub fn take_bodies(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut self.tally.lock().unwrap().bodies)
+    }
+
+    pub fn failures(&self) -> usize {
+        self.tally.lock().unwrap().failures.len()
+    }
+
+    pub async fn stop(self) -> Tally {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.task.await;
+        std::mem::take(&mut *self.tally.lock().unwrap())
+    }
+}

@@ -1,0 +1,290 @@
+//! The service proxy: apps reached on `127.0.0.1:<servicePort>` while their tasks are killed,
+//! replaced and scaled, with no failed request; an agent lost takes its tasks out of rotation;
+//! a port that cannot be bound is reported and the others keep working.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use common::marathon::Marathon;
+use common::traffic::{TASK_ID_SERVER, Traffic, get};
+use common::*;
+
+/// Host ports of their own: tasks of every test share the machine, and a health check or a
+/// proxy reaching another test's task on a shared port would prove nothing.
+fn resources(first: u16) -> String {
+    format!("cpus:8;mem:4096;ports:[{first}-{}]", first + 49)
+}
+
+fn web_app(id: &str, service_port: u16, instances: u32) -> Value {
+    json!({
+        "id": id, "cmd": TASK_ID_SERVER, "cpus": 0.1, "mem": 32, "instances": instances,
+        "portDefinitions": [{"port": service_port}],
+        "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0,
+            "gracePeriodSeconds": 30, "intervalSeconds": 1, "timeoutSeconds": 1,
+            "maxConsecutiveFailures": 3}],
+    })
+}
+
+/// The ids of the app's tasks that are healthy, once there are `count` and no deployment runs.
+async fn healthy(marathon: &Marathon, app: &str, count: usize) -> BTreeSet<String> {
+    wait_until(
+        Duration::from_secs(40),
+        &format!("{app}: {count} healthy tasks"),
+        || async {
+            let deployments = marathon.get("/v2/deployments").await;
+            let tasks = marathon.tasks(app).await;
+            let ids: BTreeSet<String> = tasks
+                .iter()
+                .filter(|t| {
+                    t["state"] == "TASK_RUNNING" && t["healthCheckResults"][0]["alive"] == true
+                })
+                .map(|t| t["id"].as_str().unwrap().to_owned())
+                .collect();
+            (deployments.as_array()?.is_empty() && ids.len() == count && tasks.len() == count)
+                .then_some(ids)
+        },
+    )
+    .await
+}
+
+/// Waits until requests through the proxy are answered by exactly these tasks.
+async fn answered_by(traffic: &Traffic, tasks: &BTreeSet<String>) {
+    traffic.take_bodies();
+    wait_until(
+        Duration::from_secs(10),
+        &format!("the proxy to answer from {tasks:?}"),
+        || async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let seen: BTreeSet<String> = traffic.take_bodies().into_keys().collect();
+            (seen == *tasks).then_some(())
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_traffic_survives_kills_and_scaling() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = start_up(
+        dir.path(),
+        &[
+            "--resources",
+            &resources(32000),
+            "--proxy-bind",
+            "127.0.0.1",
+        ],
+    );
+    let marathon = Marathon::new(&up.address());
+    marathon.create(web_app("/web", 18201, 3)).await;
+    let mut tasks = healthy(&marathon, "/web", 3).await;
+    let traffic = Traffic::start("127.0.0.1:18201", "web");
+    answered_by(&traffic, &tasks).await;
+
+    // Kill the tasks one by one; each is replaced, and the traffic never notices.
+    for victim in tasks.clone() {
+        let (status, body) = marathon
+            .send(
+                Method::DELETE,
+                &format!("/v2/apps/web/tasks/{victim}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        tasks = wait_until(Duration::from_secs(40), "a replacement", || async {
+            let now = healthy(&marathon, "/web", 3).await;
+            (!now.contains(&victim)).then_some(now)
+        })
+        .await;
+        answered_by(&traffic, &tasks).await;
+    }
+
+    // Scale up, then down past the start.
+    for count in [5, 2] {
+        let (status, body) = marathon
+            .send(
+                Method::PUT,
+                "/v2/apps/web",
+                Some(json!({"instances": count})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        tasks = healthy(&marathon, "/web", count).await;
+        answered_by(&traffic, &tasks).await;
+    }
+
+    let tally = traffic.stop().await;
+    assert!(
+        tally.failures.is_empty(),
+        "failed requests: {:?}",
+        tally.failures
+    );
+    assert!(tally.ok > 100, "too little traffic to tell: {}", tally.ok);
+
+    // The proxy serves what `/v2/tasks` lists for the port.
+    let text = marathon
+        .http
+        .get(format!("{}/v2/tasks", marathon.base))
+        .header("Accept", "text/plain")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("web\t"))
+        .expect("web's line");
+    let mut listed: Vec<&str> = line.split('\t').skip(2).filter(|s| !s.is_empty()).collect();
+    listed.sort();
+    assert!(line.starts_with("web\t18201\t"), "{line}");
+    let state: Value = reqwest::get(format!("http://{}/slave(1)/state", up.address()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let proxy = &state["discovery"]["proxy"];
+    let mut served: Vec<String> = proxy["ports"]["18201"]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().replace("127.0.0.1", ""))
+        .collect();
+    served.sort();
+    let listed_ports: Vec<String> = listed
+        .iter()
+        .map(|hp| format!(":{}", hp.rsplit_once(':').unwrap().1))
+        .collect();
+    assert_eq!(served, listed_ports, "{state}");
+    assert_eq!(proxy["listening"], json!([18201]), "{proxy}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_that_cannot_be_bound_is_reported_and_the_rest_work() {
+    let dir = tempfile::tempdir().unwrap();
+    // Something else holds 18212 on the proxy's address.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:18212").unwrap();
+    let up = start_up(
+        dir.path(),
+        &[
+            "--resources",
+            &resources(32050),
+            "--proxy-bind",
+            "127.0.0.1",
+        ],
+    );
+    let marathon = Marathon::new(&up.address());
+    marathon.create(web_app("/blocked", 18212, 1)).await;
+    marathon.create(web_app("/open", 18211, 1)).await;
+    let open = healthy(&marathon, "/open", 1).await;
+    healthy(&marathon, "/blocked", 1).await;
+    let body = wait_until(
+        Duration::from_secs(10),
+        "the open app through the proxy",
+        || async { get("127.0.0.1:18211", "open").await.ok() },
+    )
+    .await;
+    assert!(open.contains(&body), "{body} not in {open:?}");
+    let state = wait_until(
+        Duration::from_secs(10),
+        "the bind error in the state",
+        || async {
+            let state: Value = reqwest::get(format!("http://{}/slave(1)/state", up.address()))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            state["discovery"]["proxy"]["bind_errors"]["18212"]
+                .is_string()
+                .then_some(state)
+        },
+    )
+    .await;
+    assert_eq!(
+        state["discovery"]["proxy"]["listening"],
+        json!([18211]),
+        "{state}"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", up.address()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("agora_discovery_proxy_bind_errors 1"),
+        "{metrics}"
+    );
+    // Freed, the port is taken up on the next retry.
+    drop(squatter);
+    wait_until(Duration::from_secs(15), "the freed port served", || async {
+        get("127.0.0.1:18212", "blocked").await.ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_agent_takes_its_tasks_out_of_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_master(&dir.path().join("master"));
+    // Two agents with their own addresses (and, as they share a machine, their own ports);
+    // only the first runs a proxy.
+    let near = start_agent_with(
+        &master.address(),
+        &dir.path().join("near"),
+        &resources(32100),
+        0,
+        &["--hostname", "127.0.0.1", "--proxy-bind", "127.0.0.1"],
+    );
+    let mut far = start_agent_with(
+        &master.address(),
+        &dir.path().join("far"),
+        &resources(32150),
+        0,
+        &["--hostname", "127.0.0.2", "--proxy-bind", "off"],
+    );
+    let marathon = Marathon::new(&master.address());
+    let mut app = web_app("/spread", 18221, 2);
+    app["constraints"] = json!([["hostname", "UNIQUE"]]);
+    marathon.create(app).await;
+    let tasks = healthy(&marathon, "/spread", 2).await;
+    let traffic = Traffic::start("127.0.0.1:18221", "spread");
+    answered_by(&traffic, &tasks).await;
+
+    let far_task: String = marathon
+        .tasks("/spread")
+        .await
+        .iter()
+        .find(|t| t["host"] == "127.0.0.2")
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .expect("a task on the far agent");
+    // The far agent dies; its task (still serving, as executors outlive their agent) leaves
+    // rotation once the master declares the agent unreachable.
+    far.kill9();
+    wait_until(
+        Duration::from_secs(20),
+        "the far task out of rotation",
+        || async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let seen = traffic.take_bodies();
+            (!seen.is_empty() && !seen.contains_key(&far_task)).then_some(())
+        },
+    )
+    .await;
+    let tally = traffic.stop().await;
+    assert!(
+        tally.failures.is_empty(),
+        "failed requests: {:?}",
+        tally.failures
+    );
+    drop(near);
+}
