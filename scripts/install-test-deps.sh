@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the Python compatibility tests (tests/compat) need into $REPO/.venv:
+# Installs what the tests need: Debian's haproxy (the HAProxy bridge's tests run it), and
+# what the Python compatibility tests (tests/compat) need into $REPO/.venv:
 #   - pytest, the `marathon` 0.13.0 client for the services API and `chronos-python` 1.2.1
 #     for the jobs API
 #   - pymesos 0.3.15 with http-parser 0.9.0's pure-Python parser (the C extension of
@@ -30,6 +31,13 @@ run() {
         exit 1
     fi
 }
+
+# Debian packages the Rust integration tests run for real.
+if ! command -v haproxy >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    run apt-get update
+    run apt-get install -y --no-install-recommends haproxy
+fi
 
 # The check that everything is in place (also used as the final verification): pymesos imports,
 # is the expected version, and its HTTP parser is http-parser's pure-Python one.

@@ -7,6 +7,7 @@
 
 mod follow;
 
+pub mod haproxy;
 mod model;
 mod pool;
 mod proxy;

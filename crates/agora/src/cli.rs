@@ -24,9 +24,60 @@ pub enum Command {
     Master(MasterArgs),
     /// Run an agent
     Agent(AgentArgs),
+    /// Load balancers fed from the cluster's routes
+    #[command(subcommand)]
+    Lb(LbCommand),
     /// The built-in executor; started by agents, not by hand
     #[command(hide = true)]
     Executor,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LbCommand {
+    /// Keep an haproxy.cfg current (service ports, healthy tasks, virtual hosts) and reload
+    /// HAProxy when it changes
+    Haproxy(HaproxyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HaproxyArgs {
+    /// A master serving the services API, HOST:PORT
+    #[arg(long, env = "AGORA_MASTER")]
+    pub master: String,
+    /// The configuration file to write
+    #[arg(long, default_value = "/etc/haproxy/haproxy.cfg")]
+    pub config: PathBuf,
+    /// Run (by sh -c) after each rewrite, e.g. "systemctl reload haproxy" or
+    /// "kill -USR2 $(cat /run/haproxy.pid)" for HAProxy in master-worker mode
+    #[arg(long)]
+    pub reload_cmd: Option<String>,
+    /// Apps exposed: those whose HAPROXY_GROUP label shares a group with this list ("*": all)
+    #[arg(long, default_value = "*")]
+    pub group: String,
+    /// Address the frontends bind
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: std::net::IpAddr,
+    /// Port of the shared HTTP frontend for virtual hosts (0: none)
+    #[arg(long, default_value_t = 80)]
+    pub http_port: u16,
+    /// Admin socket rendered with `expose-fd listeners`, for seamless reloads ("none": leave out)
+    #[arg(long, default_value = "/run/haproxy/admin.sock")]
+    pub admin_socket: String,
+    /// Address of HAProxy's statistics page ("none": leave out)
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub stats: String,
+    /// Balance for ports whose labels do not say: leastconn or roundrobin
+    #[arg(long, default_value = "leastconn", value_parser = parse_balance)]
+    pub balance: agora_discovery::Balance,
+    /// HAProxy binary used to check a configuration before it is installed
+    #[arg(long, default_value = "haproxy")]
+    pub haproxy_bin: String,
+    /// Least time between two reloads
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub min_reload_interval: Duration,
+    /// Write the configuration once (no reload) and exit
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -3,6 +3,7 @@
 //! built-in executor that agents start for command tasks and task groups.
 
 mod cli;
+mod lb;
 mod serve;
 
 use clap::Parser;
@@ -61,6 +62,7 @@ fn run(command: cli::Command) -> bool {
             cli::Command::Up(args) => serve::up(args).await,
             cli::Command::Master(args) => serve::master(args).await,
             cli::Command::Agent(args) => serve::agent(args).await,
+            cli::Command::Lb(cli::LbCommand::Haproxy(args)) => lb::haproxy(args).await,
             cli::Command::Executor => match agora_agent::run_command_executor().await {
                 Ok(0) => Ok(()),
                 Ok(code) => anyhow::bail!("executor exited with code {code}"),

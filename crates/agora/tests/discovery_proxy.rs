@@ -6,68 +6,14 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use common::marathon::Marathon;
-use common::traffic::{TASK_ID_SERVER, Traffic, get};
+use common::traffic::{Traffic, answered_by, get, healthy, resources, web_app};
 use common::*;
-
-/// Host ports of their own: tasks of every test share the machine, and a health check or a
-/// proxy reaching another test's task on a shared port would prove nothing.
-fn resources(first: u16) -> String {
-    format!("cpus:8;mem:4096;ports:[{first}-{}]", first + 49)
-}
-
-fn web_app(id: &str, service_port: u16, instances: u32) -> Value {
-    json!({
-        "id": id, "cmd": TASK_ID_SERVER, "cpus": 0.1, "mem": 32, "instances": instances,
-        "portDefinitions": [{"port": service_port}],
-        "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0,
-            "gracePeriodSeconds": 30, "intervalSeconds": 1, "timeoutSeconds": 1,
-            "maxConsecutiveFailures": 3}],
-    })
-}
-
-/// The ids of the app's tasks that are healthy, once there are `count` and no deployment runs.
-async fn healthy(marathon: &Marathon, app: &str, count: usize) -> BTreeSet<String> {
-    wait_until(
-        Duration::from_secs(40),
-        &format!("{app}: {count} healthy tasks"),
-        || async {
-            let deployments = marathon.get("/v2/deployments").await;
-            let tasks = marathon.tasks(app).await;
-            let ids: BTreeSet<String> = tasks
-                .iter()
-                .filter(|t| {
-                    t["state"] == "TASK_RUNNING" && t["healthCheckResults"][0]["alive"] == true
-                })
-                .map(|t| t["id"].as_str().unwrap().to_owned())
-                .collect();
-            (deployments.as_array()?.is_empty() && ids.len() == count && tasks.len() == count)
-                .then_some(ids)
-        },
-    )
-    .await
-}
-
-/// Waits until requests through the proxy are answered by exactly these tasks.
-async fn answered_by(traffic: &Traffic, tasks: &BTreeSet<String>) {
-    traffic.take_bodies();
-    wait_until(
-        Duration::from_secs(10),
-        &format!("the proxy to answer from {tasks:?}"),
-        || async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let seen: BTreeSet<String> = traffic.take_bodies().into_keys().collect();
-            (seen == *tasks).then_some(())
-        },
-    )
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_traffic_survives_kills_and_scaling() {

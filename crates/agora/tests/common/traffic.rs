@@ -1,12 +1,17 @@
-//! Steady HTTP traffic through a proxy: one request per new connection, back to back, each
-//! answer checked; failures are kept with what went wrong.
+//! Apps behind a proxy and steady HTTP traffic to them: a server answering with its task id,
+//! one request per new connection, back to back, each answer checked; failures are kept with
+//! what went wrong.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::marathon::Marathon;
+use super::wait_until;
 
 /// An HTTP/1.0 server on `$PORT0` answering every GET with its task id. On SIGTERM it keeps
 /// serving for a second before it stops, as a well-behaved service does, so that whoever
@@ -111,4 +116,57 @@ impl Traffic {
         let _ = self.task.await;
         std::mem::take(&mut *self.tally.lock().unwrap())
     }
+}
+
+/// Host ports of their own: tasks of every test share the machine, and a health check or a
+/// proxy reaching another test's task on a shared port would prove nothing.
+pub fn resources(first: u16) -> String {
+    format!("cpus:8;mem:4096;ports:[{first}-{}]", first + 49)
+}
+
+pub fn web_app(id: &str, service_port: u16, instances: u32) -> Value {
+    json!({
+        "id": id, "cmd": TASK_ID_SERVER, "cpus": 0.1, "mem": 32, "instances": instances,
+        "portDefinitions": [{"port": service_port}],
+        "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0,
+            "gracePeriodSeconds": 30, "intervalSeconds": 1, "timeoutSeconds": 1,
+            "maxConsecutiveFailures": 3}],
+    })
+}
+
+/// The ids of the app's tasks that are healthy, once there are `count` and no deployment runs.
+pub async fn healthy(marathon: &Marathon, app: &str, count: usize) -> BTreeSet<String> {
+    wait_until(
+        Duration::from_secs(40),
+        &format!("{app}: {count} healthy tasks"),
+        || async {
+            let deployments = marathon.get("/v2/deployments").await;
+            let tasks = marathon.tasks(app).await;
+            let ids: BTreeSet<String> = tasks
+                .iter()
+                .filter(|t| {
+                    t["state"] == "TASK_RUNNING" && t["healthCheckResults"][0]["alive"] == true
+                })
+                .map(|t| t["id"].as_str().unwrap().to_owned())
+                .collect();
+            (deployments.as_array()?.is_empty() && ids.len() == count && tasks.len() == count)
+                .then_some(ids)
+        },
+    )
+    .await
+}
+
+/// Waits until requests through the proxy are answered by exactly these tasks.
+pub async fn answered_by(traffic: &Traffic, tasks: &BTreeSet<String>) {
+    traffic.take_bodies();
+    wait_until(
+        Duration::from_secs(10),
+        &format!("the proxy to answer from {tasks:?}"),
+        || async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let seen: BTreeSet<String> = traffic.take_bodies().into_keys().collect();
+            (seen == *tasks).then_some(())
+        },
+    )
+    .await
 }

@@ -1,0 +1,375 @@
+//! The HAProxy bridge (`agora lb haproxy`): a complete `haproxy.cfg` rendered from the same
+//! routes the built-in proxy serves — a frontend and backend per service port, virtual-host
+//! ACLs on a shared HTTP frontend — rewritten only when it changes, checked with `haproxy -c`
+//! first, and followed by the operator's reload command, at most once per interval.
+//!
+//! Reloads are hitless with HAProxy's master-worker mode (`haproxy -W`, reloaded by SIGUSR2)
+//! and the admin socket rendered with `expose-fd listeners`, which hands the listening
+//! sockets to the new worker.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::follow::{self, View};
+use crate::proxy::HostCache;
+use crate::routes::{Balance, Groups, PortRoute, Routes};
+
+/// What the rendered configuration binds and where its admin socket lives.
+#[derive(Clone, Debug)]
+pub struct RenderOptions {
+    pub bind: IpAddr,
+    /// The shared virtual-host frontend's port (0: none).
+    pub http_port: u16,
+    /// The admin socket (with `expose-fd listeners`), if any.
+    pub admin_socket: Option<PathBuf>,
+    /// Where HAProxy's statistics page listens (none if `None`).
+    pub stats: Option<std::net::SocketAddr>,
+    pub default_balance: Balance,
+}
+
+/// `/prod/web` and port 10001 → `prod_web_10001`: a name HAProxy accepts.
+fn section_name(app_id: &str, port: u16) -> String {
+    let base: String = app_id
+        .trim_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{base}_{port}")
+}
+
+fn server_lines(out: &mut String, route: &PortRoute, addresses: &HashMap<String, IpAddr>) {
+    for backend in &route.backends {
+        // HAProxy resolves names only at start: give it addresses.
+        let host = addresses
+            .get(&backend.host)
+            .map(IpAddr::to_string)
+            .unwrap_or_else(|| backend.host.clone());
+        let name: String = backend
+            .task_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let _ = writeln!(
+            out,
+            "    server {name} {host}:{} check inter 2s",
+            backend.port
+        );
+    }
+}
+
+/// The whole configuration. Stable for the same routes: same input, same bytes.
+pub fn render(
+    routes: &Routes,
+    addresses: &HashMap<String, IpAddr>,
+    options: &RenderOptions,
+) -> String {
+    let mut out = String::new();
+    out.push_str("# Written by `agora lb haproxy` from the cluster's routes; changes are lost.\n");
+    // As the classic bridge: HAProxy needs about two descriptors per connection.
+    out.push_str("global\n    maxconn 4096\n");
+    if let Some(socket) = &options.admin_socket {
+        let _ = writeln!(
+            out,
+            "    stats socket {} mode 600 level admin expose-fd listeners",
+            socket.display()
+        );
+    }
+    out.push_str(
+        "\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 50s\n    \
+         timeout server 50s\n    timeout http-keep-alive 50s\n    option redispatch\n    \
+         retries 3\n",
+    );
+    if let Some(stats) = options.stats {
+        let _ = write!(
+            out,
+            "\nlisten stats\n    bind {stats}\n    mode http\n    stats enable\n    \
+             stats uri /haproxy?stats\n"
+        );
+    }
+    let bind = match options.bind {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    for (port, route) in &routes.ports {
+        let name = section_name(&route.app_id, *port);
+        let mode = if route.http { "http" } else { "tcp" };
+        let balance = route.balance.unwrap_or(options.default_balance);
+        let _ = write!(
+            out,
+            "\nfrontend {name}\n    bind {bind}:{port}\n    mode {mode}\n"
+        );
+        if route.http {
+            out.push_str("    option forwardfor\n");
+        }
+        let _ = write!(
+            out,
+            "    default_backend {name}\n\nbackend {name}\n    mode {mode}\n    balance {}\n",
+            balance.haproxy_name()
+        );
+        server_lines(&mut out, route, addresses);
+    }
+    if options.http_port != 0 && !routes.vhosts.is_empty() {
+        let _ = write!(
+            out,
+            "\nfrontend http_vhosts\n    bind {bind}:{}\n    mode http\n    option forwardfor\n",
+            options.http_port
+        );
+        for (vhost, port) in &routes.vhosts {
+            let Some(route) = routes.ports.get(port) else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "    use_backend {} if {{ hdr(host),field(1,:),lower -m str {vhost} }}",
+                section_name(&route.app_id, *port)
+            );
+        }
+    }
+    out
+}
+
+/// The bridge's settings, from `agora lb haproxy`'s flags.
+#[derive(Clone, Debug)]
+pub struct BridgeConfig {
+    pub master: String,
+    pub config_path: PathBuf,
+    /// Run by `sh -c` after each rewrite (nothing if `None`).
+    pub reload_command: Option<String>,
+    /// The HAProxy binary that checks a configuration before it is installed.
+    pub haproxy_binary: String,
+    pub groups: Groups,
+    pub render: RenderOptions,
+    /// At least this long between two reloads; changes meanwhile wait and are taken together.
+    pub min_reload_interval: Duration,
+    /// Write the configuration once and return.
+    pub once: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("haproxy refused the configuration: {0}")]
+    Invalid(String),
+    #[error("the reload command failed: {0}")]
+    Reload(String),
+    #[error("stopped before the cluster was read")]
+    Stopped,
+    #[error("the services API at {0} could not be read within 30 s")]
+    Unreachable(String),
+}
+
+/// Follows the cluster and keeps the configuration current until `shutdown`.
+pub async fn run_bridge(
+    config: BridgeConfig,
+    shutdown: CancellationToken,
+) -> Result<(), BridgeError> {
+    let (publish, mut view) = watch::channel(View::default());
+    let follower = tokio::spawn(follow::follow(
+        config.master.clone(),
+        publish,
+        shutdown.clone(),
+    ));
+    let mut hosts = HostCache::default();
+    let mut last_reload: Option<tokio::time::Instant> = None;
+    // A one-off run gives up rather than wait for an unreachable master forever.
+    let give_up = async {
+        if config.once {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(give_up);
+    let result = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break Err(BridgeError::Stopped),
+            () = &mut give_up => break Err(BridgeError::Unreachable(config.master.clone())),
+            changed = view.changed() => if changed.is_err() { break Err(BridgeError::Stopped) },
+        }
+        if !view.borrow().synced {
+            continue;
+        }
+        // Take a burst of changes together, and keep to the reload rate.
+        let wait = last_reload
+            .map(|at| {
+                (at + config.min_reload_interval)
+                    .saturating_duration_since(tokio::time::Instant::now())
+            })
+            .unwrap_or_default()
+            .max(Duration::from_millis(50));
+        tokio::select! {
+            () = shutdown.cancelled() => break Err(BridgeError::Stopped),
+            () = tokio::time::sleep(wait) => {}
+        }
+        let current = view.borrow_and_update().clone();
+        let routes = Routes::of(&current.cluster, &config.groups);
+        let addresses = hosts.resolve(&routes).await;
+        let text = render(&routes, &addresses, &config.render);
+        match install(&config, &text).await {
+            Ok(true) => {
+                last_reload = Some(tokio::time::Instant::now());
+                tracing::info!(path = %config.config_path.display(), ports = routes.ports.len(), "haproxy configuration rewritten");
+                if let Err(error) = reload(&config).await {
+                    tracing::error!(%error, "haproxy reload failed");
+                }
+            }
+            Ok(false) => {}
+            Err(error) if config.once => break Err(error),
+            Err(error) => tracing::error!(%error, "haproxy configuration not installed"),
+        }
+        if config.once {
+            break Ok(());
+        }
+    };
+    follower.abort();
+    result
+}
+
+/// Writes the configuration if it differs from the file's, checked by HAProxy first; whether
+/// it was written.
+async fn install(config: &BridgeConfig, text: &str) -> Result<bool, BridgeError> {
+    let path = &config.config_path;
+    if tokio::fs::read_to_string(path).await.ok().as_deref() == Some(text) {
+        return Ok(false);
+    }
+    let write_error = |source| BridgeError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let temporary = temporary_path(path);
+    tokio::fs::write(&temporary, text)
+        .await
+        .map_err(write_error)?;
+    if let Err(error) = check(&config.haproxy_binary, &temporary).await {
+        let _ = tokio::fs::remove_file(&temporary).await;
+        return Err(error);
+    }
+    tokio::fs::rename(&temporary, path)
+        .await
+        .map_err(write_error)?;
+    Ok(true)
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".agora-new");
+    path.with_file_name(name)
+}
+
+/// `haproxy -c -f PATH`; a missing binary is not an error (the operator may check elsewhere).
+async fn check(binary: &str, path: &Path) -> Result<(), BridgeError> {
+    let output = tokio::process::Command::new(binary)
+        .arg("-c")
+        .arg("-f")
+        .arg(path)
+        .output()
+        .await;
+    match output {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(BridgeError::Invalid(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        )),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(
+                binary,
+                "haproxy not found; the configuration is installed unchecked"
+            );
+            Ok(())
+        }
+        Err(error) => Err(BridgeError::Invalid(error.to_string())),
+    }
+}
+
+async fn reload(config: &BridgeConfig) -> Result<(), BridgeError> {
+    let Some(command) = &config.reload_command else {
+        return Ok(());
+    };
+    let output = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .output()
+        .await
+        .map_err(|e| BridgeError::Reload(e.to_string()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(BridgeError::Reload(format!(
+            "{}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Cluster;
+    use serde_json::json;
+
+    fn routes() -> Routes {
+        let mut cluster = Cluster::default();
+        let doc = json!({"apps": [
+            {"id": "/prod/web", "portDefinitions": [{"port": 10001}],
+             "labels": {"HAPROXY_0_VHOST": "web.example.com"},
+             "tasks": [{"id": "prod_web.1", "host": "node-1", "ports": [31000], "state": "TASK_RUNNING"}]},
+            {"id": "/db", "portDefinitions": [{"port": 10002}], "labels": {"HAPROXY_0_BALANCE": "roundrobin"},
+             "tasks": [{"id": "db.1", "host": "10.0.0.2", "ports": [31001], "state": "TASK_RUNNING"}]},
+        ]});
+        cluster
+            .load_snapshot(doc.to_string().as_bytes())
+            .expect("snapshot");
+        Routes::of(&cluster, &Groups::default())
+    }
+
+    #[test]
+    fn renders_frontends_backends_and_vhosts() {
+        let addresses = HashMap::from([
+            ("node-1".to_owned(), IpAddr::from([10, 0, 0, 1])),
+            ("10.0.0.2".to_owned(), IpAddr::from([10, 0, 0, 2])),
+        ]);
+        let options = RenderOptions {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            http_port: 80,
+            admin_socket: Some("/run/haproxy/admin.sock".into()),
+            stats: None,
+            default_balance: Balance::LeastConn,
+        };
+        let text = render(&routes(), &addresses, &options);
+        assert!(text.contains("expose-fd listeners"), "{text}");
+        assert!(
+            text.contains("frontend prod_web_10001\n    bind 0.0.0.0:10001\n    mode http\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("server prod_web_1 10.0.0.1:31000 check"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backend db_10002\n    mode tcp\n    balance roundrobin\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("use_backend prod_web_10001 if { hdr(host),field(1,:),lower -m str web.example.com }"),
+            "{text}"
+        );
+        // Stable: the same routes give the same bytes.
+        assert_eq!(text, render(&routes(), &addresses, &options));
+    }
+}
