@@ -12,6 +12,7 @@ mod model;
 mod pool;
 mod proxy;
 pub mod routes;
+mod vhost;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -34,12 +35,22 @@ pub struct DiscoveryConfig {
     pub proxy_bind: Option<IpAddr>,
     /// Balance for ports without an `HAPROXY_{n}_BALANCE` label.
     pub balance: Balance,
+    /// The shared port for HTTP virtual hosts (on `proxy_bind`); `None` turns it off.
+    pub http_port: Option<u16>,
 }
 
 pub struct DiscoveryHandle {
     config: DiscoveryConfig,
     view: watch::Receiver<View>,
     proxy: Option<Arc<proxy::Proxy>>,
+    http: Arc<HttpPort>,
+}
+
+/// The shared HTTP port's listener state.
+#[derive(Default)]
+struct HttpPort {
+    listening: std::sync::atomic::AtomicBool,
+    error: std::sync::Mutex<Option<String>>,
 }
 
 /// Starts following the services API and serving; stops with `shutdown`.
@@ -50,16 +61,59 @@ pub fn start(config: DiscoveryConfig, shutdown: CancellationToken) -> DiscoveryH
         publish,
         shutdown.clone(),
     ));
+    let http = Arc::new(HttpPort::default());
     let proxy = config.proxy_bind.map(|bind| {
         let proxy = proxy::Proxy::new(bind, config.balance, shutdown.clone());
         tokio::spawn(drive_proxy(proxy.clone(), view.clone(), shutdown.clone()));
+        if let Some(port) = config.http_port {
+            tokio::spawn(serve_http(
+                proxy.clone(),
+                std::net::SocketAddr::new(bind, port),
+                http.clone(),
+                shutdown.clone(),
+            ));
+        }
         proxy
     });
     DiscoveryHandle {
         config,
         view,
         proxy,
+        http,
     }
+}
+
+/// Binds the shared HTTP port (trying again every few seconds while it cannot) and serves
+/// virtual hosts on it.
+async fn serve_http(
+    proxy: Arc<proxy::Proxy>,
+    address: std::net::SocketAddr,
+    state: Arc<HttpPort>,
+    shutdown: CancellationToken,
+) {
+    let listener = loop {
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => break listener,
+            Err(error) => {
+                let message = format!("cannot listen on {address}: {error}");
+                let mut slot = state.error.lock().unwrap_or_else(|e| e.into_inner());
+                if slot.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(%address, %error, "the HTTP virtual-host port cannot be bound");
+                }
+                *slot = Some(message);
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(RETRY_BINDS) => {}
+        }
+    };
+    *state.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    state.listening.store(true, Ordering::Relaxed);
+    tracing::info!(%address, "HTTP virtual hosts listening");
+    vhost::VhostServer::new(proxy)
+        .serve(listener, shutdown)
+        .await;
 }
 
 /// How often ports that could not be bound are tried again.
@@ -123,11 +177,22 @@ impl DiscoveryHandle {
                 .into_iter()
                 .map(|(port, error)| (port.to_string(), json!(error)))
                 .collect();
+            let vhosts: serde_json::Map<String, Value> = routes
+                .vhosts
+                .iter()
+                .map(|(host, port)| (host.clone(), json!(port)))
+                .collect();
             json!({
                 "bind": self.config.proxy_bind.map(|b| b.to_string()),
                 "listening": proxy.listening(),
                 "ports": ports,
                 "bind_errors": errors,
+                "http": {
+                    "port": self.config.http_port,
+                    "listening": self.http.listening.load(Ordering::Relaxed),
+                    "error": *self.http.error.lock().unwrap_or_else(|e| e.into_inner()),
+                    "vhosts": vhosts,
+                },
             })
         });
         json!({
@@ -159,7 +224,14 @@ impl DiscoveryHandle {
                 ),
                 (
                     "discovery/proxy_bind_errors".to_owned(),
-                    proxy.bind_errors().len() as f64,
+                    (proxy.bind_errors().len()
+                        + usize::from(
+                            self.http
+                                .error
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .is_some(),
+                        )) as f64,
                 ),
                 (
                     "discovery/proxy_connections_total".to_owned(),

@@ -37,6 +37,8 @@ pub struct Proxy {
     default_balance: Balance,
     epoch: Instant,
     pools: RwLock<Arc<HashMap<u16, Arc<Pool>>>>,
+    /// Virtual host → the service port whose pool serves it.
+    vhosts: RwLock<Arc<HashMap<String, u16>>>,
     listeners: Mutex<HashMap<u16, CancellationToken>>,
     /// Ports that could not be bound, with the reason.
     bind_errors: Mutex<BTreeMap<u16, String>>,
@@ -53,6 +55,7 @@ impl Proxy {
             default_balance,
             epoch: Instant::now(),
             pools: RwLock::new(Arc::new(HashMap::new())),
+            vhosts: RwLock::new(Arc::new(HashMap::new())),
             listeners: Mutex::new(HashMap::new()),
             bind_errors: Mutex::new(BTreeMap::new()),
             backends: Mutex::new(HashMap::new()),
@@ -67,6 +70,24 @@ impl Proxy {
             .unwrap_or_else(|e| e.into_inner())
             .get(&port)
             .cloned()
+    }
+
+    /// The pool serving a virtual host (already normalized).
+    pub fn vhost_pool(&self, host: &str) -> Option<Arc<Pool>> {
+        let port = *self
+            .vhosts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)?;
+        self.pool(port)
+    }
+
+    pub fn counted_retry(&self) {
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counted_failure(&self) {
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Installs new routes (hosts already resolved by `addresses`) and brings the listeners
@@ -104,6 +125,12 @@ impl Proxy {
         };
         let ports: Vec<u16> = pools.keys().copied().collect();
         *self.pools.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pools);
+        let vhosts: HashMap<String, u16> = routes
+            .vhosts
+            .iter()
+            .map(|(host, port)| (host.clone(), *port))
+            .collect();
+        *self.vhosts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(vhosts);
         self.counters.route_updates.fetch_add(1, Ordering::Relaxed);
         self.reconcile_listeners(&ports).await;
     }

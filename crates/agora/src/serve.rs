@@ -196,6 +196,7 @@ fn discovery(
         master,
         proxy_bind: args.proxy_bind.0,
         balance: args.proxy_balance,
+        http_port: (args.proxy_http_port != 0).then_some(args.proxy_http_port),
     };
     let discovery = std::sync::Arc::new(agora_discovery::start(config, shutdown));
     let (state, metrics) = (discovery.clone(), discovery.clone());

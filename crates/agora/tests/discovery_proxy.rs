@@ -234,3 +234,135 @@ async fn a_lost_agent_takes_its_tasks_out_of_rotation() {
     );
     drop(near);
 }
+
+/// An HTTP server on `$PORT0` that answers with its app's name, the `X-Forwarded-For` it was
+/// sent and the port the request came from, over HTTP/1.1 keep-alive.
+fn echo_app(id: &str, service_port: u16, vhost: &str) -> Value {
+    let server = r#"exec python3 -c '
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = "%s %s %d" % (os.environ["MARATHON_APP_ID"], self.headers.get("X-Forwarded-For", "-"), self.client_address[1])
+        body = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT0"])), H).serve_forever()
+'"#;
+    json!({
+        "id": id, "cmd": server, "cpus": 0.1, "mem": 32, "instances": 1,
+        "portDefinitions": [{"port": service_port}],
+        "labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": vhost},
+        "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0,
+            "gracePeriodSeconds": 30, "intervalSeconds": 1, "timeoutSeconds": 1,
+            "maxConsecutiveFailures": 3}],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_hosts_route_by_host_on_the_shared_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = start_up(
+        dir.path(),
+        &[
+            "--resources",
+            &resources(32250),
+            "--proxy-bind",
+            "127.0.0.1",
+            "--proxy-http-port",
+            "18280",
+        ],
+    );
+    let marathon = Marathon::new(&up.address());
+    marathon
+        .create(echo_app("/shop", 18231, "shop.example.com"))
+        .await;
+    marathon
+        .create(echo_app(
+            "/blog",
+            18232,
+            "blog.example.com,www.blog.example.com",
+        ))
+        .await;
+    healthy(&marathon, "/shop", 1).await;
+    healthy(&marathon, "/blog", 1).await;
+
+    // One keep-alive client for every request: the proxy keeps the connection open.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let ask = |host: &'static str| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .get("http://127.0.0.1:18280/")
+                .header("Host", host)
+                .send()
+                .await
+                .ok()?;
+            let status = response.status().as_u16();
+            let text = response.text().await.ok()?;
+            // An app's answer without the port it came from.
+            let answer = match text.rsplit_once(' ') {
+                Some((answer, _port)) if status == 200 => answer.to_owned(),
+                _ => text,
+            };
+            Some((status, answer))
+        }
+    };
+    let (status, body) = wait_until(
+        Duration::from_secs(10),
+        "the shop's virtual host",
+        || async { ask("shop.example.com").await.filter(|(s, _)| *s == 200) },
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "/shop 127.0.0.1"));
+    for _ in 0..20 {
+        assert_eq!(
+            ask("Blog.Example.com:18280").await,
+            Some((200, "/blog 127.0.0.1".to_owned()))
+        );
+        assert_eq!(
+            ask("www.blog.example.com").await,
+            Some((200, "/blog 127.0.0.1".to_owned()))
+        );
+        assert_eq!(
+            ask("shop.example.com").await,
+            Some((200, "/shop 127.0.0.1".to_owned()))
+        );
+    }
+    let (status, body) = ask("nobody.example.com").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("nobody.example.com"), "{body}");
+    // Connections to the backends are kept alive: many requests, few backend connections.
+    let mut ports = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let text = client
+            .get("http://127.0.0.1:18280/")
+            .header("Host", "shop.example.com")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        ports.insert(text.rsplit_once(' ').unwrap().1.to_owned());
+    }
+    assert!(
+        ports.len() <= 2,
+        "a backend connection per request: {ports:?}"
+    );
+    // The service ports still forward TCP as they are.
+    let direct = reqwest::get("http://127.0.0.1:18231/")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(direct.starts_with("/shop - "), "{direct}");
+}

@@ -178,7 +178,19 @@ pub fn start_agent_with(
         "500ms",
     ];
     args.extend_from_slice(extra);
+    args.extend(discovery_defaults(extra));
     Process::start(&args)
+}
+
+/// Discovery's shared ports stay closed unless a test asks for them: tests run side by side.
+fn discovery_defaults(extra: &[&str]) -> Vec<&'static str> {
+    let mut args = Vec::new();
+    for (flag, value) in [("--proxy-http-port", "0")] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    args
 }
 
 pub fn start_up(data_dir: &Path, extra: &[&str]) -> Process {
@@ -193,6 +205,7 @@ pub fn start_up(data_dir: &Path, extra: &[&str]) -> Process {
     ];
     args.extend_from_slice(FAST_MASTER);
     args.extend_from_slice(extra);
+    args.extend(discovery_defaults(extra));
     Process::start(&args)
 }
 
