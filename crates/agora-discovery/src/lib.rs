@@ -5,9 +5,11 @@
 //! `start` runs the follower and whatever of the proxy and DNS the config asks for;
 //! `haproxy::run_bridge` is the `agora lb haproxy` loop.
 
+pub mod dns;
 mod follow;
 
 pub mod haproxy;
+mod members;
 mod model;
 mod pool;
 mod proxy;
@@ -37,6 +39,18 @@ pub struct DiscoveryConfig {
     pub balance: Balance,
     /// The shared port for HTTP virtual hosts (on `proxy_bind`); `None` turns it off.
     pub http_port: Option<u16>,
+    /// DNS, if served.
+    pub dns: Option<DnsConfig>,
+    /// This node's address, for `ns1.<domain>`.
+    pub node_ip: IpAddr,
+}
+
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    /// UDP and TCP port, on the proxy's bind address (all interfaces if the proxy is off).
+    pub port: u16,
+    /// `mesos` unless configured.
+    pub domain: String,
 }
 
 pub struct DiscoveryHandle {
@@ -44,6 +58,14 @@ pub struct DiscoveryHandle {
     view: watch::Receiver<View>,
     proxy: Option<Arc<proxy::Proxy>>,
     http: Arc<HttpPort>,
+    dns: Option<Arc<DnsState>>,
+}
+
+/// The DNS server's zone and whether it could listen.
+struct DnsState {
+    served: Arc<dns::Served>,
+    address: std::net::SocketAddr,
+    error: std::sync::Mutex<Option<String>>,
 }
 
 /// The shared HTTP port's listener state.
@@ -75,11 +97,103 @@ pub fn start(config: DiscoveryConfig, shutdown: CancellationToken) -> DiscoveryH
         }
         proxy
     });
+    let dns = config.dns.as_ref().map(|dns_config| {
+        let bind = config.proxy_bind.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let state = Arc::new(DnsState {
+            served: Arc::new(dns::Served::default()),
+            address: std::net::SocketAddr::new(bind, dns_config.port),
+            error: std::sync::Mutex::new(None),
+        });
+        tokio::spawn(drive_dns(
+            state.clone(),
+            config.master.clone(),
+            dns_config.domain.clone(),
+            config.node_ip,
+            view.clone(),
+            shutdown.clone(),
+        ));
+        state
+    });
     DiscoveryHandle {
         config,
         view,
         proxy,
         http,
+        dns,
+    }
+}
+
+/// How often the master's frameworks and agents are read for DNS.
+const MEMBERS_EVERY: Duration = Duration::from_secs(10);
+
+/// Builds the zone from each new view (and the master's members), and serves it; a port that
+/// cannot be bound is reported and tried again.
+async fn drive_dns(
+    state: Arc<DnsState>,
+    master: String,
+    domain: String,
+    node_ip: IpAddr,
+    mut view: watch::Receiver<View>,
+    shutdown: CancellationToken,
+) {
+    let (members_tx, mut members) = watch::channel(dns::Members::default());
+    let poke = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(members::follow(
+        master,
+        node_ip,
+        members_tx,
+        MEMBERS_EVERY,
+        poke.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(listen_dns(state.clone(), shutdown.clone()));
+    let mut hosts = proxy::HostCache::default();
+    loop {
+        let current = view.borrow_and_update().clone();
+        let known = members.borrow_and_update().clone();
+        let addresses = hosts
+            .resolve_hosts(current.cluster.tasks.values().map(|t| t.host.as_str()))
+            .await;
+        state.served.replace(dns::Zone::build(
+            &domain,
+            &current.cluster,
+            &known,
+            &addresses,
+        ));
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = view.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                poke.notify_one();
+            }
+            changed = members.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+async fn listen_dns(state: Arc<DnsState>, shutdown: CancellationToken) {
+    loop {
+        match dns::serve(state.address, state.served.clone(), shutdown.clone()).await {
+            Ok(()) => {
+                *state.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                tracing::info!(address = %state.address, "DNS listening (UDP and TCP)");
+                return;
+            }
+            Err(error) => {
+                let message = format!("cannot listen on {}: {error}", state.address);
+                let mut slot = state.error.lock().unwrap_or_else(|e| e.into_inner());
+                if slot.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(address = %state.address, %error, "DNS cannot listen");
+                }
+                *slot = Some(message);
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(RETRY_BINDS) => {}
+        }
     }
 }
 
@@ -195,9 +309,18 @@ impl DiscoveryHandle {
                 },
             })
         });
+        let dns = self.dns.as_ref().map(|dns| {
+            json!({
+                "address": dns.address.to_string(),
+                "domain": self.config.dns.as_ref().map(|d| d.domain.clone()),
+                "names": dns.served.zone().names.len(),
+                "error": *dns.error.lock().unwrap_or_else(|e| e.into_inner()),
+            })
+        });
         json!({
             "master": self.config.master,
             "synced": view.synced,
+            "dns": dns,
             "apps": view.cluster.apps.len(),
             "tasks": view.cluster.tasks.len(),
             "port_conflicts": routes.conflicts,
@@ -215,6 +338,27 @@ impl DiscoveryHandle {
             ),
             ("discovery/apps".to_owned(), view.cluster.apps.len() as f64),
         ];
+        if let Some(dns) = &self.dns {
+            metrics.extend([
+                (
+                    "discovery/dns_names".to_owned(),
+                    dns.served.zone().names.len() as f64,
+                ),
+                (
+                    "discovery/dns_queries_total".to_owned(),
+                    dns.served.queries.load(Ordering::Relaxed) as f64,
+                ),
+                (
+                    "discovery/dns_bind_errors".to_owned(),
+                    f64::from(u8::from(
+                        dns.error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .is_some(),
+                    )),
+                ),
+            ]);
+        }
         if let Some(proxy) = &self.proxy {
             let counter = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
             metrics.extend([

@@ -23,6 +23,7 @@ pub struct Task {
     pub id: String,
     pub app_id: String,
     pub host: String,
+    pub agent_id: String,
     pub ports: Vec<u16>,
     pub state: String,
     /// The last health verdict, if any.
@@ -108,6 +109,7 @@ struct DockerDoc {
 struct TaskDoc {
     id: String,
     host: String,
+    slave_id: String,
     ports: Vec<u16>,
     state: String,
     health_check_results: Vec<HealthDoc>,
@@ -164,6 +166,7 @@ impl Cluster {
                         id: task.id.clone(),
                         app_id: app.id.clone(),
                         host: task.host.clone(),
+                        agent_id: task.slave_id.clone(),
                         ports: task.ports.clone(),
                         state: task.state.clone(),
                         alive,
@@ -242,6 +245,7 @@ impl Cluster {
                     id: task_id.to_owned(),
                     app_id: app_id.to_owned(),
                     host: text("host").to_owned(),
+                    agent_id: text("slaveId").to_owned(),
                     ports,
                     state: state.to_owned(),
                     alive: before.as_ref().and_then(|t| t.alive),

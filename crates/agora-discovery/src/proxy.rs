@@ -271,11 +271,19 @@ pub struct HostCache {
 
 impl HostCache {
     pub async fn resolve(&mut self, routes: &Routes) -> HashMap<String, IpAddr> {
-        let mut hosts: Vec<&str> = routes
+        let hosts: Vec<&str> = routes
             .ports
             .values()
             .flat_map(|r| r.backends.iter().map(|e| e.host.as_str()))
             .collect();
+        self.resolve_hosts(hosts.into_iter()).await
+    }
+
+    pub async fn resolve_hosts<'a>(
+        &mut self,
+        hosts: impl Iterator<Item = &'a str>,
+    ) -> HashMap<String, IpAddr> {
+        let mut hosts: Vec<&str> = hosts.collect();
         hosts.sort_unstable();
         hosts.dedup();
         let mut resolved = HashMap::new();

@@ -145,6 +145,12 @@ pub struct DiscoveryArgs {
     /// Shared port for apps with HAPROXY_{n}_VHOST labels, routed by Host (0 turns it off)
     #[arg(long, env = "AGORA_PROXY_HTTP_PORT", default_value_t = 80)]
     pub proxy_http_port: u16,
+    /// DNS port (UDP and TCP) for Mesos-DNS names, on the proxy's address (0 turns DNS off)
+    #[arg(long, env = "AGORA_DNS_PORT", default_value_t = 53)]
+    pub dns_port: u16,
+    /// DNS domain: names are <app>.marathon.<domain>, leader.<domain>, ...
+    #[arg(long, env = "AGORA_DNS_DOMAIN", default_value = "mesos")]
+    pub dns_domain: String,
 }
 
 /// Where the service proxy listens, if anywhere.

@@ -188,6 +188,7 @@ fn metrics_of(
 /// state and metrics join the agent's.
 fn discovery(
     args: &DiscoveryArgs,
+    network: &NetworkArgs,
     master: String,
     agent: &agora_agent::AgentHandle,
     shutdown: CancellationToken,
@@ -197,6 +198,11 @@ fn discovery(
         proxy_bind: args.proxy_bind.0,
         balance: args.proxy_balance,
         http_port: (args.proxy_http_port != 0).then_some(args.proxy_http_port),
+        dns: (args.dns_port != 0).then(|| agora_discovery::DnsConfig {
+            port: args.dns_port,
+            domain: args.dns_domain.clone(),
+        }),
+        node_ip: std::net::IpAddr::V4(network.ip),
     };
     let discovery = std::sync::Arc::new(agora_discovery::start(config, shutdown));
     let (state, metrics) = (discovery.clone(), discovery.clone());
@@ -253,6 +259,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     )?;
     let discovery = discovery(
         &args.discovery,
+        &args.network,
         format!("127.0.0.1:{port}"),
         &agent,
         shutdown.clone(),
@@ -324,6 +331,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     discovery(
         &args.discovery,
+        &args.network,
         args.master.clone(),
         &agent,
         shutdown.clone(),

@@ -185,7 +185,7 @@ pub fn start_agent_with(
 /// Discovery's shared ports stay closed unless a test asks for them: tests run side by side.
 fn discovery_defaults(extra: &[&str]) -> Vec<&'static str> {
     let mut args = Vec::new();
-    for (flag, value) in [("--proxy-http-port", "0")] {
+    for (flag, value) in [("--proxy-http-port", "0"), ("--dns-port", "0")] {
         if !extra.contains(&flag) {
             args.extend([flag, value]);
         }

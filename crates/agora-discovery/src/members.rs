@@ -1,0 +1,113 @@
+//! The cluster's members for DNS (the master, frameworks, agents), read from the master's
+//! `/master/state-summary` (small: no tasks) now and then; they change rarely.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::dns::Members;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Summary {
+    frameworks: Vec<Named>,
+    slaves: Vec<Named>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Named {
+    name: String,
+    hostname: String,
+    active: Option<bool>,
+}
+
+/// A host (maybe with a port, as schedulers' hostnames sometimes are) as an address.
+async fn address(host: &str) -> Option<IpAddr> {
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
+            name
+        }
+        _ => host,
+    };
+    if let Ok(ip) = host.parse() {
+        return Some(ip);
+    }
+    let ips: Vec<IpAddr> = tokio::net::lookup_host((host, 0))
+        .await
+        .ok()?
+        .map(|a| a.ip())
+        .collect();
+    ips.iter().find(|ip| ip.is_ipv4()).or(ips.first()).copied()
+}
+
+async fn read(client: &reqwest::Client, master: &str, node_ip: IpAddr) -> Option<Members> {
+    let summary: Summary = client
+        .get(format!("http://{master}/master/state-summary"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let (master_host, master_port) = master.rsplit_once(':')?;
+    let mut members = Members {
+        master: Some((address(master_host).await?, master_port.parse().ok()?)),
+        ns: Some(node_ip),
+        ..Members::default()
+    };
+    for framework in summary
+        .frameworks
+        .iter()
+        .filter(|f| f.active != Some(false))
+    {
+        if let Some(ip) = address(&framework.hostname).await {
+            members.frameworks.push((framework.name.clone(), ip));
+        }
+    }
+    for agent in &summary.slaves {
+        if let Some(ip) = address(&agent.hostname).await {
+            members.agents.push(ip);
+        }
+    }
+    members.frameworks.sort();
+    members.agents.sort();
+    members.agents.dedup();
+    Some(members)
+}
+
+/// Publishes the members (only when they change) until `shutdown`: read often at first, when
+/// frameworks are still registering, then every `every`, and soon after each `poke` (a change
+/// in the apps), at most once a second.
+pub async fn follow(
+    master: String,
+    node_ip: IpAddr,
+    publish: watch::Sender<Members>,
+    every: Duration,
+    poke: std::sync::Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    let client = reqwest::Client::new();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        if let Some(members) = read(&client, &master, node_ip).await {
+            publish.send_if_modified(|current| {
+                let changed = *current != members;
+                *current = members;
+                changed
+            });
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+            () = poke.notified() => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        pause = (pause * 2).min(every);
+    }
+}
