@@ -312,3 +312,66 @@ impl HostCache {
         resolved
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Cluster;
+    use crate::routes::Groups;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A backend that answers "hi" to every connection.
+    async fn greeter() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = stream.write_all(b"hi").await;
+            }
+        });
+        port
+    }
+
+    /// A port nothing listens on.
+    fn refusing_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    }
+
+    #[tokio::test]
+    async fn refused_connections_are_retried_on_the_next_backend() {
+        let live = greeter().await;
+        let dead = refusing_port();
+        let service_port = refusing_port();
+        let mut cluster = Cluster::default();
+        let doc = serde_json::json!({"apps": [{"id": "/app", "portDefinitions": [{"port": service_port}],
+            "tasks": [
+                {"id": "a", "host": "127.0.0.1", "ports": [dead], "state": "TASK_RUNNING"},
+                {"id": "b", "host": "127.0.0.1", "ports": [live], "state": "TASK_RUNNING"}]}]});
+        cluster
+            .load_snapshot(doc.to_string().as_bytes())
+            .expect("snapshot");
+        let routes = Routes::of(&cluster, &Groups::default());
+        let proxy = Proxy::new(
+            IpAddr::from([127, 0, 0, 1]),
+            Balance::RoundRobin,
+            CancellationToken::new(),
+        );
+        let mut hosts = HostCache::default();
+        let addresses = hosts.resolve(&routes).await;
+        proxy.update(&routes, &addresses).await;
+        assert_eq!(proxy.listening(), vec![service_port]);
+        for _ in 0..6 {
+            let mut client = TcpStream::connect(("127.0.0.1", service_port))
+                .await
+                .expect("connect");
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).await.expect("read");
+            assert_eq!(answer, "hi");
+        }
+        // The dead backend was tried, then passed over while it cools down.
+        let retries = proxy.counters.retries.load(Ordering::Relaxed);
+        assert!((1..6).contains(&retries), "{retries} retries");
+        assert_eq!(proxy.counters.failures.load(Ordering::Relaxed), 0);
+    }
+}

@@ -91,6 +91,9 @@ async fn steady_traffic_survives_kills_and_scaling() {
     let mut listed: Vec<&str> = line.split('\t').skip(2).filter(|s| !s.is_empty()).collect();
     listed.sort();
     assert!(line.starts_with("web\t18201\t"), "{line}");
+    for task in marathon.tasks("/web").await {
+        assert_eq!(task["servicePorts"], json!([18201]), "{task}");
+    }
     let state: Value = reqwest::get(format!("http://{}/slave(1)/state", up.address()))
         .await
         .unwrap()
@@ -357,12 +360,48 @@ async fn virtual_hosts_route_by_host_on_the_shared_port() {
         ports.len() <= 2,
         "a backend connection per request: {ports:?}"
     );
-    // The service ports still forward TCP as they are.
-    let direct = reqwest::get("http://127.0.0.1:18231/")
-        .await
-        .unwrap()
-        .text()
-        .await
+    // The service ports still forward TCP as they are, and a connection established through
+    // one outlives route changes: scaling the app swaps the port's backends, not its
+    // connections.
+    let direct = |client: reqwest::Client| async move {
+        client
+            .get("http://127.0.0.1:18231/")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let kept = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
         .unwrap();
-    assert!(direct.starts_with("/shop - "), "{direct}");
+    let before = direct(kept.clone()).await;
+    assert!(before.starts_with("/shop - "), "{before}");
+    let (status, body) = marathon
+        .send(Method::PUT, "/v2/apps/shop", Some(json!({"instances": 2})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    healthy(&marathon, "/shop", 2).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the second shop task routed",
+        || async {
+            let state: Value = reqwest::get(format!("http://{}/slave(1)/state", up.address()))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (state["discovery"]["proxy"]["ports"]["18231"]["backends"]
+                .as_array()?
+                .len()
+                == 2)
+                .then_some(())
+        },
+    )
+    .await;
+    // Same backend connection (its port is in the answer), so the same proxied connection.
+    assert_eq!(direct(kept).await, before);
 }
