@@ -102,7 +102,7 @@ def wait_for(what, check, timeout=60.0):
         except Exception:
             pass
         time.sleep(0.05)
-    sys.exit(f"timed out waiting for {what}")
+    sys.exit(f"timed out waiting for {what() if callable(what) else what}")
 
 
 def running_ports(app):
@@ -241,10 +241,12 @@ def main():
         return p
 
     try:
+        # Task ports stay below Linux's ephemeral range (32768-60999): the load's own client
+        # connections would otherwise hold ports a new task needs.
         up = start([binary, "up", "--port", str(PORT), "--bind", "127.0.0.1",
                     "--data-dir", os.path.join(work, "data"), "--proxy-bind", "127.0.0.1",
                     "--proxy-http-port", "0", "--dns-port", str(DNS_PORT),
-                    "--resources", "cpus:8;mem:8192;ports:[33000-33199]"],
+                    "--resources", "cpus:8;mem:8192;ports:[31500-31699]"],
                    stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "agora.log"), "w"),
                    env=dict(os.environ, AGORA_LOG="warn"))
         wait_for("agora up", lambda: api("GET", "/v2/info"))
@@ -301,9 +303,13 @@ def main():
             after = settled("bench", 4)
             (new_port, new_task), = [(p, t) for p, t in after.items() if p not in before]
             at = events.when(new_task, "TASK_RUNNING")
-            seen = wait_for("the new task routed", lambda: poller.first.get(str(new_port)), 10)
+            seen = wait_for(lambda: f"task {new_task} on port {new_port} routed (seen: "
+                            f"{sorted(poller.first)}, {poller.requests} requests; "
+                            f"{api('GET', '/slave(1)/state')['discovery']}; "
+                            f"{open(os.path.join(work, 'agora.log')).read()[-3000:]})",
+                            lambda: poller.first.get(str(new_port)), 10)
             enter.append((seen - at) * 1000)
-            api("DELETE", f"/v2/apps/bench/tasks/{new_task}")
+            api("DELETE", f"/v2/apps/bench/tasks/{new_task}?scale=true")
             at = events.when(new_task, "TASK_KILLING")
             time.sleep(0.8)  # the task still serves for a second after SIGTERM
             last = poller.last.get(str(new_port), at)

@@ -37,6 +37,8 @@ pub struct DiscoveryConfig {
     pub proxy_bind: Option<IpAddr>,
     /// Balance for ports without an `HAPROXY_{n}_BALANCE` label.
     pub balance: Balance,
+    /// Threads serving proxied connections.
+    pub proxy_threads: usize,
     /// The shared port for HTTP virtual hosts (on `proxy_bind`); `None` turns it off.
     pub http_port: Option<u16>,
     /// DNS, if served.
@@ -84,8 +86,19 @@ pub fn start(config: DiscoveryConfig, shutdown: CancellationToken) -> DiscoveryH
         shutdown.clone(),
     ));
     let http = Arc::new(HttpPort::default());
+    let workers = match config.proxy_bind {
+        Some(_) => match proxy::start_workers(config.proxy_threads, &shutdown) {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                // The caller's runtime serves the connections instead.
+                tracing::warn!(%error, "cannot start the proxy's threads");
+                None
+            }
+        },
+        None => None,
+    };
     let proxy = config.proxy_bind.map(|bind| {
-        let proxy = proxy::Proxy::new(bind, config.balance, shutdown.clone());
+        let proxy = proxy::Proxy::new(bind, config.balance, workers, shutdown.clone());
         tokio::spawn(drive_proxy(proxy.clone(), view.clone(), shutdown.clone()));
         if let Some(port) = config.http_port {
             tokio::spawn(serve_http(

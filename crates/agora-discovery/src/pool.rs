@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use crate::routes::Balance;
 
-/// How long a backend that refused a connection is passed over (unless nothing else is left).
-const COOL_DOWN: Duration = Duration::from_secs(1);
+/// How long a backend that refused a connection is passed over (unless nothing else is left):
+/// short at first — a task just started may not listen yet — doubling with each refusal in a
+/// row up to the maximum.
+const FIRST_COOL_DOWN: Duration = Duration::from_millis(25);
+const MAX_COOL_DOWN: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub struct Backend {
@@ -18,6 +21,8 @@ pub struct Backend {
     active: AtomicUsize,
     /// Milliseconds since `epoch` until which the backend is passed over; 0 if never.
     cool_until_ms: AtomicU64,
+    /// Refusals since the last connection that worked.
+    refusals: std::sync::atomic::AtomicU32,
     epoch: Instant,
 }
 
@@ -27,6 +32,7 @@ impl Backend {
             addr,
             active: AtomicUsize::new(0),
             cool_until_ms: AtomicU64::new(0),
+            refusals: std::sync::atomic::AtomicU32::new(0),
             epoch,
         }
     }
@@ -40,11 +46,23 @@ impl Backend {
         self.cool_until_ms.load(Ordering::Relaxed) > now_ms
     }
 
-    /// A connection to it failed: pass it over for a moment.
+    /// A connection to it failed: pass it over for a moment, longer after each refusal.
     pub fn refused(&self, now: Instant) {
-        let until = now.duration_since(self.epoch) + COOL_DOWN;
+        let refusals = self.refusals.fetch_add(1, Ordering::Relaxed).min(16);
+        let cool = FIRST_COOL_DOWN
+            .saturating_mul(1 << refusals)
+            .min(MAX_COOL_DOWN);
+        let until = now.duration_since(self.epoch) + cool;
         self.cool_until_ms
             .store(until.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// A connection to it worked.
+    pub fn connected(&self) {
+        if self.refusals.load(Ordering::Relaxed) != 0 {
+            self.refusals.store(0, Ordering::Relaxed);
+            self.cool_until_ms.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Counts a connection for as long as the guard lives.
@@ -155,9 +173,13 @@ mod tests {
             assert_eq!(pool.pick(&[], now).expect("backend").addr.port(), 31001);
         }
         let tried = [pool.backends[1].addr];
+        // Refused again, it cools down longer.
+        pool.backends[0].refused(now);
+        assert!(pool.backends[0].cooling(now + FIRST_COOL_DOWN + Duration::from_millis(1)));
         // Only the cooling one is left: try it rather than fail.
         assert_eq!(pool.pick(&tried, now).expect("backend").addr.port(), 31000);
-        let later = now + COOL_DOWN + Duration::from_millis(1);
+        let later = now + FIRST_COOL_DOWN + Duration::from_millis(1);
+        pool.backends[0].connected();
         let ports: Vec<u16> = (0..2)
             .map(|_| pool.pick(&[], later).expect("backend").addr.port())
             .collect();

@@ -46,11 +46,46 @@ pub struct Proxy {
     backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
     pub counters: Counters,
     shutdown: CancellationToken,
+    /// The runtime connections are served on (the caller's if `None`).
+    workers: Option<tokio::runtime::Handle>,
+}
+
+/// Starts the runtime connections are served on, on threads of its own that live until
+/// `shutdown`: one thread runs a single-threaded runtime (HAProxy's model: a connection never
+/// changes threads); more run a work-stealing runtime with that many workers.
+pub fn start_workers(
+    threads: usize,
+    shutdown: &CancellationToken,
+) -> std::io::Result<tokio::runtime::Handle> {
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("agora-proxy")
+            .enable_all()
+            .build()?
+    };
+    let handle = runtime.handle().clone();
+    let shutdown = shutdown.clone();
+    std::thread::Builder::new()
+        .name("agora-proxy".into())
+        .spawn(move || runtime.block_on(shutdown.cancelled()))?;
+    Ok(handle)
 }
 
 impl Proxy {
-    pub fn new(bind: IpAddr, default_balance: Balance, shutdown: CancellationToken) -> Arc<Proxy> {
+    /// A proxy serving on `workers` (see [`start_workers`]).
+    pub fn new(
+        bind: IpAddr,
+        default_balance: Balance,
+        workers: Option<tokio::runtime::Handle>,
+        shutdown: CancellationToken,
+    ) -> Arc<Proxy> {
         Arc::new(Proxy {
+            workers,
             bind,
             default_balance,
             epoch: Instant::now(),
@@ -153,13 +188,13 @@ impl Proxy {
                 continue;
             }
             let address = SocketAddr::new(self.bind, port);
-            match TcpListener::bind(address).await {
-                Ok(listener) => {
+            match self.listen(address) {
+                Ok((listener, worker)) => {
                     let token = self.shutdown.child_token();
                     lock(&self.listeners).insert(port, token.clone());
                     lock(&self.bind_errors).remove(&port);
                     tracing::info!(%address, "service port listening");
-                    tokio::spawn(accept_loop(self.clone(), port, listener, token));
+                    worker.spawn(accept_loop(self.clone(), port, listener, token));
                 }
                 Err(error) => {
                     let message = format!("cannot listen on {address}: {error}");
@@ -171,6 +206,26 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// A listener on `address`, registered with the serving runtime.
+    fn listen(
+        &self,
+        address: SocketAddr,
+    ) -> std::io::Result<(TcpListener, tokio::runtime::Handle)> {
+        let worker = match &self.workers {
+            Some(worker) => worker.clone(),
+            None => tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?,
+        };
+        let _context = worker.enter();
+        let socket = match address {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As tokio's TcpListener::bind: a restarted node takes its ports back at once.
+        socket.set_reuseaddr(true)?;
+        socket.bind(address)?;
+        Ok((socket.listen(1024)?, worker))
     }
 
     /// Tries the ports that could not be bound again (they may have been freed).
@@ -207,6 +262,7 @@ impl Proxy {
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.addr)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
+                    backend.connected();
                     return Some((stream, held));
                 }
                 Ok(Err(error)) => {
@@ -238,11 +294,9 @@ async fn accept_loop(
         match accepted {
             Ok((client, _)) => {
                 proxy.counters.connections.fetch_add(1, Ordering::Relaxed);
+                let _ = client.set_nodelay(true);
                 let proxy = proxy.clone();
-                tokio::spawn(async move {
-                    let _ = client.set_nodelay(true);
-                    forward(&proxy, port, client).await;
-                });
+                tokio::spawn(async move { forward(&proxy, port, client).await });
             }
             Err(error) => {
                 // Out of descriptors and the like: pause rather than spin.
@@ -352,10 +406,12 @@ mod tests {
             .load_snapshot(doc.to_string().as_bytes())
             .expect("snapshot");
         let routes = Routes::of(&cluster, &Groups::default());
+        let shutdown = CancellationToken::new();
         let proxy = Proxy::new(
             IpAddr::from([127, 0, 0, 1]),
             Balance::RoundRobin,
-            CancellationToken::new(),
+            Some(start_workers(2, &shutdown).expect("workers")),
+            shutdown.clone(),
         );
         let mut hosts = HostCache::default();
         let addresses = hosts.resolve(&routes).await;
@@ -373,5 +429,6 @@ mod tests {
         let retries = proxy.counters.retries.load(Ordering::Relaxed);
         assert!((1..6).contains(&retries), "{retries} retries");
         assert_eq!(proxy.counters.failures.load(Ordering::Relaxed), 0);
+        shutdown.cancel();
     }
 }

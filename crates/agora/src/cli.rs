@@ -142,6 +142,9 @@ pub struct DiscoveryArgs {
     /// How the proxy spreads connections when an app's labels do not say: leastconn or roundrobin
     #[arg(long, env = "AGORA_PROXY_BALANCE", default_value = "leastconn", value_parser = parse_balance)]
     pub proxy_balance: agora_discovery::Balance,
+    /// Threads serving proxied connections (one serves about 70,000 requests a second)
+    #[arg(long, env = "AGORA_PROXY_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub proxy_threads: u16,
     /// Shared port for apps with HAPROXY_{n}_VHOST labels, routed by Host (0 turns it off)
     #[arg(long, env = "AGORA_PROXY_HTTP_PORT", default_value_t = 80)]
     pub proxy_http_port: u16,

@@ -197,6 +197,7 @@ fn discovery(
         master,
         proxy_bind: args.proxy_bind.0,
         balance: args.proxy_balance,
+        proxy_threads: usize::from(args.proxy_threads),
         http_port: (args.proxy_http_port != 0).then_some(args.proxy_http_port),
         dns: (args.dns_port != 0).then(|| agora_discovery::DnsConfig {
             port: args.dns_port,
