@@ -41,8 +41,9 @@ LEASTCONN_PORT = 18501
 ROUNDROBIN_PORT = 18502
 PACKAGES = {"wrk": "wrk", "haproxy": "haproxy", "nginx": "nginx-light", "dnsperf": "dnsperf"}
 
-# nginx answering its own port number on $PORT0, one worker; on SIGTERM it keeps serving for a
-# second (so routes change first) and then stops gracefully (SIGQUIT finishes open requests).
+# nginx answering its own port number on $PORT0, one worker; on SIGTERM the shell keeps it
+# serving for a second (so routes change first), then stops it gracefully (SIGQUIT finishes
+# open requests).
 NGINX_TASK = r"""cat > nginx.conf <<EOF
 worker_processes 1;
 pid $PWD/nginx.pid;
@@ -51,10 +52,11 @@ events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  server { listen 127.0.0.1:$PORT0 reuseport; location / { return 200 "$PORT0\n"; } }
+  server { listen 127.0.0.1:$PORT0; location / { return 200 "$PORT0\n"; } }
 }
 EOF
-nginx -p "$PWD" -c "$PWD/nginx.conf" -g 'daemon off;' &
+# Its own session: the executor's SIGTERM to the task's process group reaches the shell only.
+setsid nginx -p "$PWD" -c "$PWD/nginx.conf" -g 'daemon off;' &
 pid=$!
 trap 'sleep 1; kill -QUIT $pid' TERM
 wait $pid
@@ -118,8 +120,8 @@ def settled(app, count):
     return wait_for(f"{app} with {count} tasks", check)
 
 
-def http_get(port, host="127.0.0.1"):
-    """One GET on a new connection; the body, or None on any failure."""
+def http_get(port, host="127.0.0.1", errors=None):
+    """One GET on a new connection; the body, or None on any failure (kept in `errors`)."""
     try:
         with socket.create_connection((host, port), timeout=5) as s:
             s.sendall(b"GET / HTTP/1.0\r\n\r\n")
@@ -131,9 +133,13 @@ def http_get(port, host="127.0.0.1"):
                 data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
+            if errors is not None:
+                errors.append(f"answer {data[:80]!r}")
             return None
         return body.decode().strip()
-    except OSError:
+    except OSError as error:
+        if errors is not None:
+            errors.append(repr(error))
         return None
 
 
@@ -186,12 +192,13 @@ class Poller(threading.Thread):
         self.first = {}
         self.last = {}
         self.failures = 0
+        self.errors = []
         self.requests = 0
         self.stop = threading.Event()
 
     def run(self):
         while not self.stop.is_set():
-            body = http_get(self.port)
+            body = http_get(self.port, errors=self.errors)
             now = time.monotonic()
             self.requests += 1
             if body is None:
@@ -322,7 +329,7 @@ def main():
         print(f"| TASK_RUNNING event → routed | {median(enter):.1f} | {max(enter):.1f} |")
         print(f"| TASK_KILLING event → no longer routed | {median(leave):.1f} | {max(leave):.1f} |")
         print(f"\n{poller.requests} requests while 5 tasks started and were killed: "
-              f"{poller.failures} failed.")
+              f"{poller.failures} failed{': ' + '; '.join(poller.errors[:5]) if poller.errors else ''}.")
 
         print("\n## DNS\n")
         delays = []

@@ -90,23 +90,28 @@ pub async fn follow(master: String, publish: watch::Sender<View>, shutdown: Canc
     }
 }
 
-async fn snapshot(
-    client: &reqwest::Client,
-    master: &str,
-    cluster: &mut Cluster,
-) -> Result<(), FollowError> {
-    let url = format!("http://{master}/v2/apps?embed=apps.tasks");
-    let response = client
-        .get(&url)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await?;
+/// Sends the request; an answer other than 2xx is an error naming `url`.
+async fn successful(
+    request: reqwest::RequestBuilder,
+    url: String,
+) -> Result<reqwest::Response, FollowError> {
+    let response = request.send().await?;
     if !response.status().is_success() {
         return Err(FollowError::Status {
             url,
             status: response.status(),
         });
     }
+    Ok(response)
+}
+
+async fn snapshot(
+    client: &reqwest::Client,
+    master: &str,
+    cluster: &mut Cluster,
+) -> Result<(), FollowError> {
+    let url = format!("http://{master}/v2/apps?embed=apps.tasks");
+    let response = successful(client.get(&url).timeout(Duration::from_secs(30)), url).await?;
     let body = response.bytes().await?;
     cluster.load_snapshot(&body)?;
     Ok(())
@@ -127,18 +132,11 @@ async fn follow_once(
 ) -> Result<(), FollowError> {
     let query: Vec<(&str, &str)> = EVENT_TYPES.iter().map(|t| ("event_type", *t)).collect();
     let url = format!("http://{master}/v2/events");
-    let response = client
+    let request = client
         .get(&url)
         .query(&query)
-        .header("Accept", "text/event-stream")
-        .send()
-        .await?;
-    if !response.status().is_success() {
-        return Err(FollowError::Status {
-            url,
-            status: response.status(),
-        });
-    }
+        .header("Accept", "text/event-stream");
+    let response = successful(request, url).await?;
     snapshot(client, master, cluster).await?;
     publish_now(publish, cluster);
     tracing::info!(

@@ -18,7 +18,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use common::marathon::Marathon;
-use common::traffic::resources;
+use common::traffic::{agent_state, resources};
 use common::*;
 
 const DNS_PORT: u16 = 18353;
@@ -172,12 +172,7 @@ async fn app_names_follow_their_tasks() {
             .then_some(())
     })
     .await;
-    let state: serde_json::Value = reqwest::get(format!("http://{}/slave(1)/state", up.address()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = agent_state(&up.address()).await.unwrap();
     assert_eq!(
         state["discovery"]["dns"]["domain"], "cluster.test",
         "{state}"

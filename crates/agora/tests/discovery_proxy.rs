@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use common::marathon::Marathon;
-use common::traffic::{Traffic, answered_by, get, healthy, resources, web_app};
+use common::traffic::{Traffic, agent_state, answered_by, get, healthy, resources, web_app};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,12 +94,7 @@ async fn steady_traffic_survives_kills_and_scaling() {
     for task in marathon.tasks("/web").await {
         assert_eq!(task["servicePorts"], json!([18201]), "{task}");
     }
-    let state: Value = reqwest::get(format!("http://{}/slave(1)/state", up.address()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = agent_state(&up.address()).await.unwrap();
     let proxy = &state["discovery"]["proxy"];
     let mut served: Vec<String> = proxy["ports"]["18201"]["backends"]
         .as_array()
@@ -146,12 +141,7 @@ async fn a_port_that_cannot_be_bound_is_reported_and_the_rest_work() {
         Duration::from_secs(10),
         "the bind error in the state",
         || async {
-            let state: Value = reqwest::get(format!("http://{}/slave(1)/state", up.address()))
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let state = agent_state(&up.address()).await?;
             state["discovery"]["proxy"]["bind_errors"]["18212"]
                 .is_string()
                 .then_some(state)
@@ -388,12 +378,7 @@ async fn virtual_hosts_route_by_host_on_the_shared_port() {
         Duration::from_secs(10),
         "the second shop task routed",
         || async {
-            let state: Value = reqwest::get(format!("http://{}/slave(1)/state", up.address()))
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let state = agent_state(&up.address()).await?;
             (state["discovery"]["proxy"]["ports"]["18231"]["backends"]
                 .as_array()?
                 .len()

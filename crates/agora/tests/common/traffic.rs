@@ -170,3 +170,13 @@ pub async fn answered_by(traffic: &Traffic, tasks: &BTreeSet<String>) {
     )
     .await
 }
+
+/// The agent's `/slave(1)/state` at `address`, if it answers.
+pub async fn agent_state(address: &str) -> Option<Value> {
+    reqwest::get(format!("http://{address}/slave(1)/state"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
