@@ -3,7 +3,7 @@
 //! other than the checkpoint write, which must precede acknowledging an executor's update.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -159,6 +159,8 @@ pub(crate) struct Agent {
     launcher: Option<crate::launcher::Launcher>,
     /// Sections other components add to the agent's state and metrics.
     pub extensions: std::sync::RwLock<Vec<crate::Extension>>,
+    /// The cgroup hierarchies containers go in, or why there are none.
+    pub cgroups: Result<crate::cgroups::Cgroups, String>,
 }
 
 impl Agent {
@@ -285,6 +287,7 @@ impl Agent {
             }
             state.frameworks.insert(framework_id, entry);
         }
+        let cgroups = detect_cgroups(&config.work_dir);
         let agent = Arc::new(Agent {
             config,
             client,
@@ -296,6 +299,7 @@ impl Agent {
             written: Mutex::new(written),
             launcher,
             extensions: std::sync::RwLock::new(Vec::new()),
+            cgroups,
         });
         for (framework_id, executor_id) in dead {
             tracing::warn!(framework = %framework_id, executor = %executor_id, "executor died while the agent was down");
@@ -318,6 +322,21 @@ impl Agent {
                 })
                 .collect()
         };
+        if let Ok(cgroups) = &agent.cgroups {
+            let live: std::collections::BTreeSet<String> = agent.with_state(|state| {
+                state
+                    .frameworks
+                    .values()
+                    .flat_map(|f| f.executors.values().map(|e| e.container_id.clone()))
+                    .collect()
+            });
+            for orphan in cgroups.orphans(&live) {
+                tokio::spawn(async move {
+                    orphan.kill_all().await;
+                    orphan.destroy();
+                });
+            }
+        }
         for (framework_id, executor_id, pid) in recovered {
             tracing::info!(framework = %framework_id, executor = %executor_id, pid, "re-adopting executor");
             agent
@@ -539,6 +558,13 @@ impl Agent {
                 },
             );
         }
+        if !needs_start && let Ok(cgroups) = &self.cgroups {
+            // More tasks in a running executor: its container grows with them.
+            let container = cgroups.container(&executor.container_id);
+            if let Err(error) = container.set_limits(container_limits(executor)) {
+                tracing::warn!(executor = %executor_id, %error, "cannot raise a container's limits");
+            }
+        }
         if executor.stream.is_some() && executor.state == ExecutorState::Running {
             deliver(executor, &task_ids, group);
         } else {
@@ -709,11 +735,18 @@ impl Agent {
                 );
             }
         }
+        let cgroup = self.cgroups.as_ref().ok().map(|cgroups| {
+            (
+                cgroups.container(&executor.container_id),
+                container_limits(executor),
+            )
+        });
         Ok(PreparedExecutor {
             builtin: executor.kind != ExecutorKind::Custom,
             command,
             environment,
             directory: executor.directory.clone(),
+            cgroup,
         })
     }
 
@@ -1213,6 +1246,15 @@ impl Agent {
         }
         let mut status = update.status.clone();
         status.executor_id = Some(Id::new(executor_id.as_str()));
+        if matches!(status.state, TaskState::Failed | TaskState::Killed)
+            && let Some(limitation) = self.memory_limitation(executor)
+        {
+            // The kernel killed it for its memory: say so, as Mesos' memory isolator does.
+            status.state = TaskState::Failed;
+            status.source = Some("SOURCE_AGENT".into());
+            status.reason = Some(MEMORY_LIMITATION.into());
+            status.message = Some(limitation);
+        }
         let task_id = status.task_id.value.clone();
         self.enqueue_update(&mut state, &framework_id, status);
         let mut unsynced = Vec::new();
@@ -1264,15 +1306,21 @@ impl Agent {
         }
         let killing = executor.killing;
         let kind = executor.kind;
+        let limitation = self.memory_limitation(executor);
+        let container = self
+            .cgroups
+            .as_ref()
+            .ok()
+            .map(|cgroups| cgroups.container(&executor.container_id));
         let message = match exit_status {
             Some(raw) if raw & 0x7f == 0 => format!("{message} with status {}", (raw >> 8) & 0xff),
             Some(raw) => format!("{message} by signal {}", raw & 0x7f),
             None => message.to_owned(),
         };
-        let (state_for_tasks, reason) = if killing {
-            (TaskState::Killed, "REASON_EXECUTOR_TERMINATED")
-        } else {
-            (TaskState::Failed, "REASON_EXECUTOR_TERMINATED")
+        let (state_for_tasks, reason, message) = match limitation {
+            Some(limitation) => (TaskState::Failed, MEMORY_LIMITATION, limitation),
+            None if killing => (TaskState::Killed, "REASON_EXECUTOR_TERMINATED", message),
+            None => (TaskState::Failed, "REASON_EXECUTOR_TERMINATED", message),
         };
         self.fail_executor_tasks(
             &mut state,
@@ -1288,9 +1336,35 @@ impl Agent {
         drop(state);
         tracing::info!(framework = %framework_id, executor = %executor_id, ?exit_status, "executor terminated");
         self.updates_wanted.notify_one();
+        if let Some(container) = container {
+            // Nothing of the container outlives its executor: daemons, orphans, all of it.
+            tokio::spawn(async move {
+                if !container.kill_all().await {
+                    tracing::warn!("processes of an ended container would not die");
+                }
+                container.destroy();
+            });
+        }
         if kind != ExecutorKind::Command {
             crate::master_link::report_executor_exit(self, framework_id, executor_id, exit_status);
         }
+    }
+
+    /// If the kernel killed a process of the executor's container for its memory limit, the
+    /// message saying so.
+    fn memory_limitation(&self, executor: &Executor) -> Option<String> {
+        let cgroups = self.cgroups.as_ref().ok()?;
+        let container = cgroups.container(&executor.container_id);
+        if !container.oom_killed() {
+            return None;
+        }
+        let limits = container_limits(executor);
+        let usage = container.usage();
+        Some(format!(
+            "Memory limit exceeded: Requested: {}MB Maximum Used: {}MB",
+            limits.mem_bytes >> 20,
+            usage.mem_peak_bytes.max(usage.mem_bytes) >> 20
+        ))
     }
 
     fn fail_executor_tasks(
@@ -1429,6 +1503,8 @@ struct PreparedExecutor {
     command: CommandInfo,
     environment: BTreeMap<String, String>,
     directory: PathBuf,
+    /// Its container's cgroup and limits, when the agent isolates with cgroups.
+    cgroup: Option<(crate::cgroups::Container, crate::cgroups::Limits)>,
 }
 
 /// A started executor: its pid and its end, as the raw wait status Mesos reports in FAILURE
@@ -1452,12 +1528,20 @@ async fn spawn_executor(
         let _ = std::fs::remove_file(&latest);
         let _ = std::os::unix::fs::symlink(directory, &latest);
     }
+    let mut cgroup_procs = Vec::new();
+    if let Some((container, limits)) = &prepared.cgroup {
+        container
+            .create(*limits)
+            .map_err(|e| format!("Failed to create the container's cgroup: {e}"))?;
+        cgroup_procs = container.procs_files();
+    }
     if let Some(launcher) = launcher {
         let request = crate::launcher::LaunchRequest {
             builtin: prepared.builtin,
             command: prepared.command.clone(),
             environment: prepared.environment.clone(),
             directory: prepared.directory.clone(),
+            cgroup_procs: cgroup_procs.clone(),
         };
         match launcher.launch(request).await {
             Ok(launched) => {
@@ -1484,12 +1568,18 @@ async fn spawn_executor(
             Err(_) => {}
         }
     }
-    let mut child = process::spawn(process::Launch {
+    let mut command = process::command(process::Launch {
         command: &prepared.command,
         environment: prepared.environment,
         directory,
     })
     .map_err(|e| format!("Failed to launch executor: {e}"))?;
+    crate::launcher::join_cgroups_on_spawn(&mut command, &cgroup_procs)
+        .map_err(|e| format!("Failed to launch executor: {e}"))?;
+    let mut child = tokio::process::Command::from(command)
+        .kill_on_drop(false)
+        .spawn()
+        .map_err(|e| format!("Failed to launch executor: {e}"))?;
     let pid = child
         .id()
         .ok_or_else(|| "Failed to launch executor: it ended at once".to_owned())?
@@ -1568,5 +1658,41 @@ fn command_executor_info(framework_id: &FrameworkId, task: &TaskInfo) -> Executo
         name: Some(format!("Command Executor (Task: {})", task.task_id.value)),
         command: task.command.clone(),
         ..ExecutorInfo::default()
+    }
+}
+
+/// The cgroup hierarchies, said once at start: which isolation tasks get, or why none.
+fn detect_cgroups(work_dir: &Path) -> Result<crate::cgroups::Cgroups, String> {
+    let cgroups = crate::cgroups::Cgroups::detect(work_dir);
+    match &cgroups {
+        Ok(cgroups) => tracing::info!(isolation = %cgroups.describe(), "tasks run in cgroups"),
+        Err(reason) => {
+            tracing::warn!(%reason, "tasks run without cgroup isolation (no cpu or memory limits)")
+        }
+    }
+    cgroups
+}
+
+/// Mesos' reason for a task killed over its memory limit.
+const MEMORY_LIMITATION: &str = "REASON_CONTAINER_LIMITATION_MEMORY";
+
+/// The command executor's own share, on top of its tasks' (Mesos adds the same).
+const COMMAND_EXECUTOR_CPUS: f64 = 0.1;
+const COMMAND_EXECUTOR_MEM_BYTES: u64 = 32 << 20;
+
+/// What an executor's container may use: its own resources and those of its live tasks.
+pub(crate) fn container_limits(executor: &Executor) -> crate::cgroups::Limits {
+    let mut resources =
+        agora_api::mesos::to_resources(&executor.info.resources).unwrap_or_default();
+    for task in executor.tasks.values().filter(|t| !t.state.is_terminal()) {
+        resources += &agora_api::mesos::to_resources(&task.info.resources).unwrap_or_default();
+    }
+    let (extra_cpus, extra_mem) = match executor.kind {
+        ExecutorKind::Custom => (0.0, 0),
+        _ => (COMMAND_EXECUTOR_CPUS, COMMAND_EXECUTOR_MEM_BYTES),
+    };
+    crate::cgroups::Limits {
+        cpus: resources.scalar("cpus").to_f64() + extra_cpus,
+        mem_bytes: (resources.scalar("mem").to_f64() * 1024.0 * 1024.0) as u64 + extra_mem,
     }
 }

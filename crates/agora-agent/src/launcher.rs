@@ -41,6 +41,51 @@ pub(crate) struct LaunchRequest {
     pub command: CommandInfo,
     pub environment: BTreeMap<String, String>,
     pub directory: PathBuf,
+    /// `cgroup.procs` files the process joins before it runs anything (its container's).
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
+}
+
+/// Moves the calling process into the cgroups whose `cgroup.procs` files are given.
+fn join_cgroups(files: &[PathBuf]) -> std::io::Result<()> {
+    for file in files {
+        std::fs::write(file, b"0")?;
+    }
+    Ok(())
+}
+
+/// Makes `command`'s process join the cgroups (their `cgroup.procs` files) between fork and
+/// exec, so nothing it starts can be outside them. Safe to spawn from a multi-threaded
+/// process: the child only makes raw system calls on paths prepared beforehand.
+pub(crate) fn join_cgroups_on_spawn(
+    command: &mut std::process::Command,
+    files: &[PathBuf],
+) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let paths: Vec<std::ffi::CString> = files
+        .iter()
+        .map(|f| std::ffi::CString::new(f.as_os_str().as_bytes()).map_err(std::io::Error::other))
+        .collect::<Result<_, _>>()?;
+    // SAFETY: between fork and exec the closure calls only open, write and close (async-signal
+    // safe) on strings made before the fork, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            for path in &paths {
+                let fd = nix::libc::open(path.as_ptr(), nix::libc::O_WRONLY | nix::libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
+                nix::libc::close(fd);
+                if written != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -305,6 +350,8 @@ fn start(
         })
         .map_err(|e| format!("Failed to launch executor: {e}"))?;
         command.env_remove(LAUNCHER_ENV);
+        join_cgroups_on_spawn(&mut command, &launch.cgroup_procs)
+            .map_err(|e| format!("Failed to launch executor: {e}"))?;
         // The child must not start with SIGCHLD blocked, as the launcher runs.
         let child = {
             children.thread_unblock().map_err(|e| e.to_string())?;
@@ -322,6 +369,8 @@ fn start(
         ForkResult::Parent { child } => Ok(child.as_raw()),
         ForkResult::Child => {
             let prepared = (|| -> std::io::Result<()> {
+                // Into its container before anything else: whatever it starts is inside.
+                join_cgroups(&launch.cgroup_procs)?;
                 children.thread_unblock()?;
                 setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
                 nix::unistd::dup2_stdin(&null)?;

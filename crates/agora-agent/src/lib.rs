@@ -8,6 +8,7 @@
 //! [`serve_launcher`], the helper that starts executors without loading the binary again for
 //! each (`agora executor` with [`LAUNCHER_ENV`] set).
 
+mod cgroups;
 mod checkpoint;
 mod command_executor;
 mod config;

@@ -19,16 +19,10 @@ pub(crate) struct Launch<'a> {
     pub directory: &'a Path,
 }
 
-/// Starts the process in its own process group (so killing the group cannot reach the agent,
-/// and pymesos executors that `killpg(0)` only kill themselves), with stdout and stderr
-/// appended to the sandbox files.
-pub(crate) fn spawn(launch: Launch<'_>) -> std::io::Result<tokio::process::Child> {
-    let mut command = tokio::process::Command::from(command(launch)?);
-    command.kill_on_drop(false);
-    command.spawn()
-}
-
-/// The command [`spawn`] runs, ready to spawn from any process (the launcher's too).
+/// The command that starts an executor, ready to spawn from any process (the agent's or the
+/// launcher's): in its own process group (so killing the group cannot reach the agent, and
+/// pymesos executors that `killpg(0)` only kill themselves), with stdout and stderr appended
+/// to the sandbox files.
 pub(crate) fn command(launch: Launch<'_>) -> std::io::Result<std::process::Command> {
     let (stdout, stderr) = sandbox_output(launch.directory)?;
     let mut command = command_of(launch.command);

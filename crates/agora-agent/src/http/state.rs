@@ -119,6 +119,10 @@ pub(crate) async fn state(State(agent): State<Shared>) -> Response {
                 "port": agent.config.port.to_string(),
                 "hostname": agent.config.hostname,
             },
+            "isolation": match &agent.cgroups {
+                Ok(cgroups) => json!({"cgroups": true, "detail": cgroups.describe()}),
+                Err(reason) => json!({"cgroups": false, "detail": reason}),
+            },
             "frameworks": state.frameworks.values().map(|f| framework_json(f, &agent_id)).collect::<Vec<_>>(),
             "completed_frameworks": state.completed_frameworks.iter().map(|f| framework_json(f, &agent_id)).collect::<Vec<_>>(),
         })
@@ -134,10 +138,40 @@ pub(crate) async fn state(State(agent): State<Shared>) -> Response {
     json_response(&value)
 }
 
-/// Per-container usage arrives with the containers issue's cgroups; until then the list is
-/// empty rather than invented.
-pub(crate) async fn statistics() -> Response {
-    json_response(&json!([]))
+/// Each live executor's container: its limits and what it used, in Mesos' shape (empty
+/// without cgroups: nothing is invented).
+pub(crate) async fn statistics(State(agent): State<Shared>) -> Response {
+    let Ok(cgroups) = &agent.cgroups else {
+        return json_response(&json!([]));
+    };
+    let now = crate::core::epoch_secs();
+    let entries: Vec<Value> = agent.with_state(|state| {
+        let mut entries = Vec::new();
+        for (framework_id, framework) in &state.frameworks {
+            for executor in framework.executors.values() {
+                let limits = crate::core::container_limits(executor);
+                let usage = cgroups.container(&executor.container_id).usage();
+                entries.push(json!({
+                    "executor_id": executor.info.executor_id.value,
+                    "executor_name": executor.info.name.clone().unwrap_or_default(),
+                    "framework_id": framework_id.as_str(),
+                    "source": "",
+                    "statistics": {
+                        "timestamp": now,
+                        "cpus_limit": limits.cpus,
+                        "cpus_user_time_secs": usage.cpu_user_seconds,
+                        "cpus_system_time_secs": usage.cpu_system_seconds,
+                        "mem_limit_bytes": limits.mem_bytes,
+                        "mem_rss_bytes": usage.mem_bytes,
+                        "mem_max_rss_bytes": usage.mem_peak_bytes,
+                        "processes": usage.pids,
+                    },
+                }));
+            }
+        }
+        entries
+    });
+    json_response(&Value::Array(entries))
 }
 
 fn metrics(agent: &Shared) -> Vec<(String, f64)> {

@@ -1,0 +1,365 @@
+//! A cgroup per container (an executor and its tasks), under the agent's own cgroup as
+//! `agora/<container id>` in each hierarchy: cpu shares (v1 `cpu.shares`, v2 `cpu.weight`)
+//! and a memory limit from the resources, pids counted, usage read back, an OOM kill noticed,
+//! and every process in it killed when the container ends — daemons and orphans included.
+
+mod layout;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use layout::Layout;
+
+/// The directory under the agent's own cgroup that holds agents' containers; each agent has
+/// its own below it, named after its work dir, so agents sharing a machine (and a cgroup)
+/// never take each other's containers for orphans.
+const PARENT: &str = "agora";
+
+/// A stable name for a work dir: FNV-1a of its path, in hex.
+fn agent_dir_name(work_dir: &Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in work_dir.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("agent-{hash:016x}")
+}
+
+/// What a container may use.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Limits {
+    pub cpus: f64,
+    pub mem_bytes: u64,
+}
+
+/// What a container has used.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Usage {
+    pub cpu_user_seconds: f64,
+    pub cpu_system_seconds: f64,
+    pub mem_bytes: u64,
+    pub mem_peak_bytes: u64,
+    pub pids: u64,
+}
+
+/// The hierarchies this agent puts its containers in.
+#[derive(Clone, Debug)]
+pub(crate) struct Cgroups {
+    layout: Layout,
+    /// This agent's directory under `agora/`.
+    agent_dir: String,
+}
+
+impl Cgroups {
+    /// Finds the hierarchies and checks that the agent may make cgroups there; the reason
+    /// when it cannot isolate with cgroups at all.
+    pub(crate) fn detect(work_dir: &Path) -> Result<Cgroups, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("the agent does not run as root".into());
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+        let v2_controllers = Layout::parse(&mountinfo, &own, "cpu memory pids")
+            .v2_own()
+            .and_then(|dir| std::fs::read_to_string(dir.join("cgroup.controllers")).ok())
+            .unwrap_or_default();
+        let layout = Layout::parse(&mountinfo, &own, &v2_controllers);
+        if !layout.controllers.contains_key("memory") || !layout.controllers.contains_key("cpu") {
+            return Err(format!(
+                "no usable cgroup hierarchy has the cpu and memory controllers (missing: {})",
+                layout.missing().join(", ")
+            ));
+        }
+        let cgroups = Cgroups {
+            layout,
+            agent_dir: agent_dir_name(work_dir),
+        };
+        cgroups.prepare_parents()?;
+        Ok(cgroups)
+    }
+
+    /// Makes `agora/` in each hierarchy; in v2 it also hands the controllers down to it.
+    fn prepare_parents(&self) -> Result<(), String> {
+        for dir in self.parent_dirs() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        if let Some(own) = self.layout.v2_own() {
+            let wanted: Vec<String> = ["cpu", "memory", "pids"]
+                .iter()
+                .filter(|c| self.layout.controllers.get(**c).is_some_and(|h| h.v2))
+                .map(|c| format!("+{c}"))
+                .collect();
+            // A v2 cgroup hands controllers to its children only while it holds no process
+            // itself: the agent's own cgroup must be delegated to it and otherwise empty.
+            for dir in [
+                own.clone(),
+                own.join(PARENT),
+                own.join(PARENT).join(&self.agent_dir),
+            ] {
+                std::fs::write(dir.join("cgroup.subtree_control"), wanted.join(" ")).map_err(
+                    |e| {
+                        format!(
+                            "cannot enable {} in {}: {e} (cgroup v2 needs the agent in a \
+                             delegated cgroup of its own)",
+                            wanted.join(" "),
+                            dir.display()
+                        )
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn parent_dirs(&self) -> BTreeSet<PathBuf> {
+        self.layout
+            .controllers
+            .values()
+            .map(|h| h.own.join(PARENT).join(&self.agent_dir))
+            .collect()
+    }
+
+    /// The containers this agent has cgroups for that are not in `live`: left by an agent
+    /// that died, or by executors that ended while it was down.
+    pub(crate) fn orphans(&self, live: &BTreeSet<String>) -> Vec<Container> {
+        let mut ids = BTreeSet::new();
+        for parent in self.parent_dirs() {
+            if let Ok(entries) = std::fs::read_dir(parent) {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        ids.insert(entry.file_name().to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
+        ids.into_iter()
+            .filter(|id| !live.contains(id))
+            .map(|id| self.container(&id))
+            .collect()
+    }
+
+    /// What is used, in a word for the agent's state: `cgroups v1`, `cgroups v2` or both.
+    pub(crate) fn describe(&self) -> String {
+        let versions: BTreeSet<&str> = self
+            .layout
+            .controllers
+            .values()
+            .map(|h| if h.v2 { "v2" } else { "v1" })
+            .collect();
+        let versions: Vec<&str> = versions.into_iter().collect();
+        format!(
+            "cgroups {} ({})",
+            versions.join("+"),
+            self.layout
+                .controllers
+                .keys()
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
+    /// The cgroup of one container (nothing is made until [`Container::create`]).
+    pub(crate) fn container(&self, container_id: &str) -> Container {
+        let dir = |controller: &str| {
+            self.layout.controllers.get(controller).map(|h| {
+                let dir = h.own.join(PARENT).join(&self.agent_dir).join(container_id);
+                (dir, h.v2)
+            })
+        };
+        Container {
+            cpu: dir("cpu"),
+            cpuacct: dir("cpuacct"),
+            memory: dir("memory"),
+            pids: dir("pids"),
+        }
+    }
+}
+
+/// One container's directories, by controller, with whether each is v2.
+#[derive(Clone, Debug)]
+pub(crate) struct Container {
+    cpu: Option<(PathBuf, bool)>,
+    cpuacct: Option<(PathBuf, bool)>,
+    memory: Option<(PathBuf, bool)>,
+    pids: Option<(PathBuf, bool)>,
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// `key value` lines (`memory.oom_control`, `memory.events`, `cpu.stat`).
+fn keyed(path: &Path, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.trim().parse().ok())
+}
+
+impl Container {
+    fn dirs(&self) -> BTreeSet<&PathBuf> {
+        [&self.cpu, &self.cpuacct, &self.memory, &self.pids]
+            .into_iter()
+            .flatten()
+            .map(|(dir, _)| dir)
+            .collect()
+    }
+
+    /// Makes the cgroup and sets its limits.
+    pub(crate) fn create(&self, limits: Limits) -> std::io::Result<()> {
+        for dir in self.dirs() {
+            std::fs::create_dir_all(dir)?;
+        }
+        self.set_limits(limits)
+    }
+
+    pub(crate) fn set_limits(&self, limits: Limits) -> std::io::Result<()> {
+        // Mesos' arithmetic: 1024 shares a cpu, at least 2.
+        let shares = ((limits.cpus * 1024.0) as u64).max(2);
+        match &self.cpu {
+            Some((dir, false)) => std::fs::write(dir.join("cpu.shares"), shares.to_string())?,
+            Some((dir, true)) => {
+                // The kubelet's mapping of shares (2..262144) onto weights (1..10000).
+                let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
+                std::fs::write(dir.join("cpu.weight"), weight.to_string())?
+            }
+            None => {}
+        }
+        if limits.mem_bytes > 0 {
+            match &self.memory {
+                Some((dir, false)) => {
+                    // Memory and swap together, so a task cannot swap its way past the
+                    // limit (memsw must never be below the memory limit, so it is lifted
+                    // first). Kernels without swap accounting have no memsw file.
+                    let memsw = dir.join("memory.memsw.limit_in_bytes");
+                    let _ = std::fs::write(&memsw, "-1");
+                    std::fs::write(
+                        dir.join("memory.limit_in_bytes"),
+                        limits.mem_bytes.to_string(),
+                    )?;
+                    let _ = std::fs::write(&memsw, limits.mem_bytes.to_string());
+                }
+                Some((dir, true)) => {
+                    std::fs::write(dir.join("memory.max"), limits.mem_bytes.to_string())?;
+                    let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The `cgroup.procs` files a process writes `0` to, to join the container.
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs()
+            .into_iter()
+            .map(|dir| dir.join("cgroup.procs"))
+            .collect()
+    }
+
+    /// Whether the kernel has killed a process of this container for its memory limit.
+    pub(crate) fn oom_killed(&self) -> bool {
+        match &self.memory {
+            Some((dir, false)) => {
+                keyed(&dir.join("memory.oom_control"), "oom_kill ").unwrap_or(0) > 0
+            }
+            Some((dir, true)) => keyed(&dir.join("memory.events"), "oom_kill ").unwrap_or(0) > 0,
+            None => false,
+        }
+    }
+
+    pub(crate) fn usage(&self) -> Usage {
+        let mut usage = Usage::default();
+        match &self.cpuacct {
+            Some((dir, false)) => {
+                // USER_HZ ticks, 100 a second on Linux.
+                let stat = dir.join("cpuacct.stat");
+                usage.cpu_user_seconds = keyed(&stat, "user ").unwrap_or(0) as f64 / 100.0;
+                usage.cpu_system_seconds = keyed(&stat, "system ").unwrap_or(0) as f64 / 100.0;
+            }
+            Some((dir, true)) => {
+                let stat = dir.join("cpu.stat");
+                usage.cpu_user_seconds = keyed(&stat, "user_usec ").unwrap_or(0) as f64 / 1e6;
+                usage.cpu_system_seconds = keyed(&stat, "system_usec ").unwrap_or(0) as f64 / 1e6;
+            }
+            None => {}
+        }
+        match &self.memory {
+            Some((dir, false)) => {
+                usage.mem_bytes = read_u64(&dir.join("memory.usage_in_bytes")).unwrap_or(0);
+                usage.mem_peak_bytes =
+                    read_u64(&dir.join("memory.max_usage_in_bytes")).unwrap_or(0);
+            }
+            Some((dir, true)) => {
+                usage.mem_bytes = read_u64(&dir.join("memory.current")).unwrap_or(0);
+                usage.mem_peak_bytes = read_u64(&dir.join("memory.peak")).unwrap_or(0);
+            }
+            None => {}
+        }
+        if let Some((dir, _)) = &self.pids {
+            usage.pids = read_u64(&dir.join("pids.current")).unwrap_or(0);
+        }
+        usage
+    }
+
+    fn members(&self) -> Vec<i32> {
+        let mut pids = BTreeSet::new();
+        for file in self.procs_files() {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        pids.into_iter().collect()
+    }
+
+    /// Kills every process in the container, including those that left the task's process
+    /// group (daemons) or lost their parent, until none is left (a process forking meanwhile
+    /// is caught on the next pass). Returns whether it is empty.
+    pub(crate) async fn kill_all(&self) -> bool {
+        for _ in 0..100 {
+            let members = self.members();
+            if members.is_empty() {
+                return true;
+            }
+            for pid in members {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.members().is_empty()
+    }
+
+    /// Removes the cgroup (it must be empty).
+    pub(crate) fn destroy(&self) {
+        for dir in self.dirs() {
+            if let Err(error) = std::fs::remove_dir(dir)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), %error, "cannot remove a container's cgroup");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_s_directory_is_named_after_its_work_dir_and_stable() {
+        let name = agent_dir_name(Path::new("/var/lib/agora/agent"));
+        assert_eq!(name, agent_dir_name(Path::new("/var/lib/agora/agent")));
+        assert_ne!(name, agent_dir_name(Path::new("/var/lib/agora/agent2")));
+        assert!(name.starts_with("agent-") && name.len() == 22, "{name}");
+        // FNV-1a's offset basis for the empty path: the name does not change between builds.
+        assert_eq!(agent_dir_name(Path::new("")), "agent-cbf29ce484222325");
+    }
+}

@@ -1,0 +1,157 @@
+//! Isolation of the process containerizer with cgroups (root is available here and in CI): a
+//! task past its memory ends TASK_FAILED with the memory reason; a daemon a task leaves behind,
+//! ignoring SIGTERM outside the task's process group, dies with the task's container; the
+//! container's limits and usage are reported in `/monitor/statistics`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
+mod common;
+
+use std::time::Duration;
+
+use agora_types::TaskState;
+use common::*;
+
+async fn json(address: &str, path: &str) -> serde_json::Value {
+    reqwest::get(format!("http://{address}{path}"))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_past_its_memory_fails_with_the_memory_reason() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let state = json(&up.address(), "/slave(1)/state").await;
+    assert_eq!(
+        state["isolation"]["cgroups"], true,
+        "{}",
+        state["isolation"]
+    );
+
+    let mut scheduler = subscribe(&up.address(), framework_info("hungry")).await;
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    // 32 MB asked for; 300 MB touched.
+    let command = "exec python3 -c \"x = b'a' * (300 << 20); import time; time.sleep(30)\"";
+    scheduler
+        .launch(
+            vec![offer.id.clone()],
+            vec![command_task("hungry", &offer, command, 0.1, 32.0)],
+            None,
+        )
+        .await
+        .expect("launch");
+    let status = wait_for_state(
+        &mut scheduler,
+        "hungry",
+        TaskState::Failed,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("REASON_CONTAINER_LIMITATION_MEMORY"),
+        "{status:?}"
+    );
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("Memory limit exceeded"), "{message}");
+}
+
+/// Processes whose command line has `marker` in it.
+fn processes_with(marker: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline)
+            .replace('\0', " ")
+            .contains(marker)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_a_killed_task_survives_and_limits_are_reported() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let mut scheduler = subscribe(&up.address(), framework_info("daemons")).await;
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let marker = format!("{}", 40_000 + std::process::id() % 20_000);
+    // A daemon in a session of its own, deaf to SIGTERM, and the task's own process.
+    let command =
+        format!("setsid sh -c 'trap \"\" TERM; exec sleep {marker}1' & exec sleep {marker}2");
+    scheduler
+        .launch(
+            vec![offer.id.clone()],
+            vec![command_task("daemon", &offer, &command, 0.5, 64.0)],
+            None,
+        )
+        .await
+        .expect("launch");
+    wait_for_state(
+        &mut scheduler,
+        "daemon",
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_until(Duration::from_secs(5), "both processes", || async {
+        (processes_with(&format!("sleep {marker}")).len() == 2).then_some(())
+    })
+    .await;
+
+    let statistics = json(&up.address(), "/slave(1)/monitor/statistics").await;
+    let entry = statistics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["executor_id"] == "daemon")
+        .cloned()
+        .unwrap_or_else(|| panic!("no statistics for the task: {statistics}"));
+    let stats = &entry["statistics"];
+    // The task's resources plus the command executor's own share (0.1 cpus, 32 MB).
+    assert_eq!(stats["mem_limit_bytes"], (64 + 32) << 20, "{stats}");
+    assert!(
+        (stats["cpus_limit"].as_f64().unwrap() - 0.6).abs() < 1e-9,
+        "{stats}"
+    );
+    assert!(stats["processes"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(stats["mem_rss_bytes"].as_u64().unwrap() > 0, "{stats}");
+
+    scheduler.kill("daemon", None).await.expect("kill");
+    wait_for_state(
+        &mut scheduler,
+        "daemon",
+        TaskState::Killed,
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(10),
+        "no process of the task left",
+        || async {
+            processes_with(&format!("sleep {marker}"))
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+}
