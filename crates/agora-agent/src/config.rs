@@ -37,6 +37,33 @@ pub struct AgentConfig {
     /// Serve the agent-only root paths (`/state`, `/health`, `/metrics/snapshot`); off when the
     /// master shares the port.
     pub standalone: bool,
+    /// Which isolation tasks get.
+    pub isolation: Isolation,
+}
+
+/// What isolates tasks (`--isolation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// cgroups where the agent can use them; without, tasks run unlimited (said at start).
+    #[default]
+    Auto,
+    /// cgroups required: an agent that cannot use them does not start.
+    Cgroups,
+    /// No isolation.
+    None,
+}
+
+impl Isolation {
+    pub fn parse(text: &str) -> Option<Isolation> {
+        match text.trim() {
+            "auto" => Some(Isolation::Auto),
+            "cgroups" | "cgroups/cpu,cgroups/mem" | "cgroups/mem,cgroups/cpu" => {
+                Some(Isolation::Cgroups)
+            }
+            "none" | "posix" | "posix/cpu,posix/mem" => Some(Isolation::None),
+            _ => None,
+        }
+    }
 }
 
 impl AgentConfig {
@@ -57,6 +84,7 @@ impl AgentConfig {
             executor_shutdown_grace: Duration::from_secs(5),
             status_update_retry: Duration::from_secs(10),
             standalone: true,
+            isolation: Isolation::Auto,
         }
     }
 

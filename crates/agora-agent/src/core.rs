@@ -287,7 +287,13 @@ impl Agent {
             }
             state.frameworks.insert(framework_id, entry);
         }
-        let cgroups = detect_cgroups(&config.work_dir);
+        let cgroups = match config.isolation {
+            crate::Isolation::None => Err("isolation turned off (--isolation none)".to_owned()),
+            crate::Isolation::Auto => detect_cgroups(&config.work_dir),
+            crate::Isolation::Cgroups => {
+                Ok(detect_cgroups(&config.work_dir).map_err(crate::AgentError::Isolation)?)
+            }
+        };
         let agent = Arc::new(Agent {
             config,
             client,

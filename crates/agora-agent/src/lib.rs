@@ -24,7 +24,7 @@ mod process;
 use std::sync::Arc;
 
 pub use command_executor::run as run_command_executor;
-pub use config::{AgentConfig, detect_resources};
+pub use config::{AgentConfig, Isolation, detect_resources};
 pub use launcher::{LAUNCHER_ENV, serve_launcher};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,8 @@ pub enum AgentError {
     Checkpoint { path: String, reason: String },
     #[error("http client: {0}")]
     Client(String),
+    #[error("cgroup isolation is required (--isolation cgroups) but cannot work: {0}")]
+    Isolation(String),
 }
 
 /// A section another component adds to the agent (discovery's proxy, for one): a key of

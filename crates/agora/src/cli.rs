@@ -132,6 +132,15 @@ pub struct AgentOptions {
     /// Default SIGTERM→SIGKILL grace period for tasks
     #[arg(long, env = "AGORA_KILL_GRACE", default_value = "3s", value_parser = parse_duration)]
     pub kill_grace: Duration,
+    /// Task isolation: auto (cgroups when the agent can use them), cgroups (required: the
+    /// agent does not start without) or none
+    #[arg(long, env = "AGORA_ISOLATION", default_value = "auto", value_parser = parse_isolation)]
+    pub isolation: agora_agent::Isolation,
+}
+
+fn parse_isolation(text: &str) -> Result<agora_agent::Isolation, String> {
+    agora_agent::Isolation::parse(text)
+        .ok_or_else(|| format!("'{text}' is not an isolation; use auto, cgroups or none"))
 }
 
 #[derive(Args, Debug, Clone)]

@@ -83,6 +83,7 @@ fn agent_config(
     config.status_update_retry = options.status_update_retry;
     config.executor_registration_timeout = options.executor_registration_timeout;
     config.default_kill_grace = options.kill_grace;
+    config.isolation = options.isolation;
     Ok(config)
 }
 

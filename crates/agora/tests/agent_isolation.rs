@@ -155,3 +155,71 @@ async fn nothing_of_a_killed_task_survives_and_limits_are_reported() {
     )
     .await;
 }
+
+/// A container's cpu seconds so far, from the agent's statistics.
+async fn cpu_seconds(address: &str, executor: &str) -> f64 {
+    let statistics = json(address, "/slave(1)/monitor/statistics").await;
+    let entry = statistics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["executor_id"] == executor)
+        .cloned()
+        .unwrap_or_else(|| panic!("no statistics for {executor}: {statistics}"));
+    let stats = &entry["statistics"];
+    stats["cpus_user_time_secs"].as_f64().unwrap()
+        + stats["cpus_system_time_secs"].as_f64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_shares_follow_the_cpus_asked_for() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let mut scheduler = subscribe(&up.address(), framework_info("busy")).await;
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    // Both on the same core, so they compete and the shares decide.
+    let busy = "exec taskset -c 0 sh -c 'while :; do :; done'";
+    scheduler
+        .launch(
+            vec![offer.id.clone()],
+            vec![
+                command_task("small", &offer, busy, 0.25, 32.0),
+                command_task("large", &offer, busy, 0.75, 32.0),
+            ],
+            None,
+        )
+        .await
+        .expect("launch");
+    let mut seen = Vec::new();
+    wait_for_all(
+        &mut scheduler,
+        &mut seen,
+        &["small", "large"],
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (small0, large0) = (
+        cpu_seconds(&up.address(), "small").await,
+        cpu_seconds(&up.address(), "large").await,
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let small = cpu_seconds(&up.address(), "small").await - small0;
+    let large = cpu_seconds(&up.address(), "large").await - large0;
+    // Shares of 0.35 and 0.85 cpus (each with the executor's 0.1): about 1 : 2.4.
+    let ratio = large / small;
+    eprintln!("cpu seconds: large {large:.2}, small {small:.2}, ratio {ratio:.2}");
+    assert!(
+        (1.8..3.2).contains(&ratio),
+        "large {large:.2} s, small {small:.2} s: ratio {ratio:.2}"
+    );
+    for task in ["small", "large"] {
+        scheduler.kill(task, None).await.expect("kill");
+    }
+}
