@@ -39,6 +39,9 @@ pub struct AgentConfig {
     pub standalone: bool,
     /// Which isolation tasks get.
     pub isolation: Isolation,
+    /// Hard cpu limits (a CFS quota of the cpus asked for) besides shares (Mesos'
+    /// `--cgroups_enable_cfs`).
+    pub cgroups_cfs_quota: bool,
 }
 
 /// What isolates tasks (`--isolation`).
@@ -85,6 +88,7 @@ impl AgentConfig {
             status_update_retry: Duration::from_secs(10),
             standalone: true,
             isolation: Isolation::Auto,
+            cgroups_cfs_quota: false,
         }
     }
 

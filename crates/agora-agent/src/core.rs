@@ -3,7 +3,7 @@
 //! other than the checkpoint write, which must precede acknowledging an executor's update.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -289,9 +289,9 @@ impl Agent {
         }
         let cgroups = match config.isolation {
             crate::Isolation::None => Err("isolation turned off (--isolation none)".to_owned()),
-            crate::Isolation::Auto => detect_cgroups(&config.work_dir),
+            crate::Isolation::Auto => detect_cgroups(&config),
             crate::Isolation::Cgroups => {
-                Ok(detect_cgroups(&config.work_dir).map_err(crate::AgentError::Isolation)?)
+                Ok(detect_cgroups(&config).map_err(crate::AgentError::Isolation)?)
             }
         };
         let agent = Arc::new(Agent {
@@ -1668,8 +1668,8 @@ fn command_executor_info(framework_id: &FrameworkId, task: &TaskInfo) -> Executo
 }
 
 /// The cgroup hierarchies, said once at start: which isolation tasks get, or why none.
-fn detect_cgroups(work_dir: &Path) -> Result<crate::cgroups::Cgroups, String> {
-    let cgroups = crate::cgroups::Cgroups::detect(work_dir);
+fn detect_cgroups(config: &AgentConfig) -> Result<crate::cgroups::Cgroups, String> {
+    let cgroups = crate::cgroups::Cgroups::detect(&config.work_dir, config.cgroups_cfs_quota);
     match &cgroups {
         Ok(cgroups) => tracing::info!(isolation = %cgroups.describe(), "tasks run in cgroups"),
         Err(reason) => {

@@ -136,6 +136,9 @@ pub struct AgentOptions {
     /// agent does not start without) or none
     #[arg(long, env = "AGORA_ISOLATION", default_value = "auto", value_parser = parse_isolation)]
     pub isolation: agora_agent::Isolation,
+    /// Also cap each task's cpu at what it asked for (a CFS quota), not only share it
+    #[arg(long, env = "AGORA_CGROUPS_ENABLE_CFS")]
+    pub cgroups_enable_cfs: bool,
 }
 
 fn parse_isolation(text: &str) -> Result<agora_agent::Isolation, String> {

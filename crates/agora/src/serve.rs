@@ -84,6 +84,7 @@ fn agent_config(
     config.executor_registration_timeout = options.executor_registration_timeout;
     config.default_kill_grace = options.kill_grace;
     config.isolation = options.isolation;
+    config.cgroups_cfs_quota = options.cgroups_enable_cfs;
     Ok(config)
 }
 

@@ -223,3 +223,44 @@ async fn cpu_shares_follow_the_cpus_asked_for() {
         scheduler.kill(task, None).await.expect("kill");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cfs_quota_caps_a_busy_task_at_its_cpus() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024", "--cgroups-enable-cfs"],
+    );
+    let mut scheduler = subscribe(&up.address(), framework_info("capped")).await;
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let busy = "exec sh -c 'while :; do :; done'";
+    scheduler
+        .launch(
+            vec![offer.id.clone()],
+            vec![command_task("capped", &offer, busy, 0.4, 32.0)],
+            None,
+        )
+        .await
+        .expect("launch");
+    wait_for_state(
+        &mut scheduler,
+        "capped",
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = cpu_seconds(&up.address(), "capped").await;
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rate =
+        (cpu_seconds(&up.address(), "capped").await - before) / started.elapsed().as_secs_f64();
+    // 0.4 cpus and the executor's 0.1: half a core at most, where it would take a whole one.
+    assert!(
+        (0.3..0.6).contains(&rate),
+        "a busy task capped at 0.5 cpus used {rate:.2}"
+    );
+    scheduler.kill("capped", None).await.expect("kill");
+}

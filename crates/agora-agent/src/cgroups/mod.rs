@@ -29,6 +29,9 @@ fn agent_dir_name(work_dir: &Path) -> String {
     format!("agent-{hash:016x}")
 }
 
+/// The CFS period hard cpu limits are set in (Mesos' default).
+const CFS_PERIOD_US: u64 = 100_000;
+
 /// What a container may use.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Limits {
@@ -52,12 +55,14 @@ pub(crate) struct Cgroups {
     layout: Layout,
     /// This agent's directory under `agora/`.
     agent_dir: String,
+    /// Hard cpu limits (CFS quota) on top of shares.
+    cfs_quota: bool,
 }
 
 impl Cgroups {
     /// Finds the hierarchies and checks that the agent may make cgroups there; the reason
     /// when it cannot isolate with cgroups at all.
-    pub(crate) fn detect(work_dir: &Path) -> Result<Cgroups, String> {
+    pub(crate) fn detect(work_dir: &Path, cfs_quota: bool) -> Result<Cgroups, String> {
         if !nix::unistd::geteuid().is_root() {
             return Err("the agent does not run as root".into());
         }
@@ -79,6 +84,7 @@ impl Cgroups {
         let cgroups = Cgroups {
             layout,
             agent_dir: agent_dir_name(work_dir),
+            cfs_quota,
         };
         cgroups.prepare_parents()?;
         Ok(cgroups)
@@ -175,6 +181,7 @@ impl Cgroups {
             })
         };
         Container {
+            cfs_quota: self.cfs_quota,
             cpu: dir("cpu"),
             cpuacct: dir("cpuacct"),
             memory: dir("memory"),
@@ -186,6 +193,7 @@ impl Cgroups {
 /// One container's directories, by controller, with whether each is v2.
 #[derive(Clone, Debug)]
 pub(crate) struct Container {
+    cfs_quota: bool,
     cpu: Option<(PathBuf, bool)>,
     cpuacct: Option<(PathBuf, bool)>,
     memory: Option<(PathBuf, bool)>,
@@ -224,12 +232,23 @@ impl Container {
     pub(crate) fn set_limits(&self, limits: Limits) -> std::io::Result<()> {
         // Mesos' arithmetic: 1024 shares a cpu, at least 2.
         let shares = ((limits.cpus * 1024.0) as u64).max(2);
+        // The hard limit, when asked for: the cpus in each 100 ms period, at least 1 ms.
+        let quota_us = ((limits.cpus * CFS_PERIOD_US as f64) as u64).max(1000);
         match &self.cpu {
-            Some((dir, false)) => std::fs::write(dir.join("cpu.shares"), shares.to_string())?,
+            Some((dir, false)) => {
+                std::fs::write(dir.join("cpu.shares"), shares.to_string())?;
+                if self.cfs_quota {
+                    std::fs::write(dir.join("cpu.cfs_period_us"), CFS_PERIOD_US.to_string())?;
+                    std::fs::write(dir.join("cpu.cfs_quota_us"), quota_us.to_string())?;
+                }
+            }
             Some((dir, true)) => {
                 // The kubelet's mapping of shares (2..262144) onto weights (1..10000).
                 let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
-                std::fs::write(dir.join("cpu.weight"), weight.to_string())?
+                std::fs::write(dir.join("cpu.weight"), weight.to_string())?;
+                if self.cfs_quota {
+                    std::fs::write(dir.join("cpu.max"), format!("{quota_us} {CFS_PERIOD_US}"))?;
+                }
             }
             None => {}
         }
