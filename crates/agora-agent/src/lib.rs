@@ -52,6 +52,7 @@ pub struct Extension {
 }
 
 /// A running agent: its HTTP routes and a way to stop its executors.
+#[derive(Clone)]
 pub struct AgentHandle {
     pub router: axum::Router,
     agent: Arc<core::Agent>,
@@ -71,6 +72,21 @@ impl AgentHandle {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(extension);
+    }
+
+    /// Per-container usage as Prometheus text (`agora_container_*` families), for a `/metrics`
+    /// served by someone else (the master's, in `agora up`).
+    pub fn container_metrics(&self) -> String {
+        http::state::container_metrics_text(&self.agent)
+    }
+
+    /// Whether tasks are isolated with cgroups, as `slave/isolation_cgroups` (1 or 0), for a
+    /// `/metrics` served by someone else.
+    pub fn isolation_metrics(&self) -> Vec<(String, f64)> {
+        vec![(
+            "slave/isolation_cgroups".to_owned(),
+            f64::from(u8::from(self.agent.cgroups.is_ok())),
+        )]
     }
 
     /// The agent id once registered.

@@ -36,7 +36,16 @@ pub(crate) type Shared = Arc<Mutex<Master>>;
 /// gauge).
 pub type MetricsSource = Arc<dyn Fn() -> Vec<(String, f64)> + Send + Sync>;
 
+/// Prometheus text another component adds to the master's `/metrics` as it is (for
+/// families with labels, which the Mesos-style snapshot cannot hold).
+pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
+
 impl MasterHandle {
+    /// Adds Prometheus text to the master's `/metrics`.
+    pub fn add_metrics_text(&self, source: MetricsText) {
+        core::lock(&self.shared).extra_metrics_text.push(source);
+    }
+
     /// Adds a component's metrics to the master's.
     pub fn add_metrics(&self, source: MetricsSource) {
         core::lock(&self.shared).extra_metrics.push(source);

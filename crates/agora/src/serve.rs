@@ -269,6 +269,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     let metrics = discovery.clone();
     master.add_metrics(std::sync::Arc::new(move || metrics.metrics()));
+    let containers = agent.clone();
+    master.add_metrics_text(std::sync::Arc::new(move || containers.container_metrics()));
+    let isolation = agent.clone();
+    master.add_metrics(std::sync::Arc::new(move || isolation.isolation_metrics()));
     let router = master
         .router
         .clone()

@@ -135,6 +135,42 @@ async fn nothing_of_a_killed_task_survives_and_limits_are_reported() {
     );
     assert!(stats["processes"].as_u64().unwrap() >= 3, "{stats}");
     assert!(stats["mem_rss_bytes"].as_u64().unwrap() > 0, "{stats}");
+    // The same by container, and as Prometheus families.
+    let containers = json(&up.address(), "/containers").await;
+    let container = containers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["executor_id"] == "daemon")
+        .cloned()
+        .unwrap_or_else(|| panic!("no container for the task: {containers}"));
+    assert!(
+        container["status"]["executor_pid"].as_i64().unwrap() > 0,
+        "{container}"
+    );
+    assert_eq!(container["statistics"]["mem_limit_bytes"], (64 + 32) << 20);
+    let metrics = reqwest::get(format!("http://{}/metrics", up.address()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let limit_line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("agora_container_memory_limit_bytes{")
+                && l.contains("executor_id=\"daemon\"")
+        })
+        .unwrap_or_else(|| panic!("no container metrics: {metrics}"));
+    assert!(
+        limit_line.ends_with(&format!(" {}", (64 + 32) << 20)),
+        "{limit_line}"
+    );
+    assert!(
+        metrics.contains("agora_slave_isolation_cgroups 1")
+            || metrics.contains("# TYPE agora_container_processes gauge"),
+        "{metrics}"
+    );
 
     scheduler.kill("daemon", None).await.expect("kill");
     wait_for_state(

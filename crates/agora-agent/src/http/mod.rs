@@ -2,7 +2,7 @@
 
 mod executor_api;
 mod files;
-mod state;
+pub(crate) mod state;
 
 use std::sync::Arc;
 
@@ -23,6 +23,8 @@ pub(crate) fn router(agent: Shared) -> Router {
         .route("/slave(1)/state.json", get(state::state))
         .route("/slave(1)/health", get(health))
         .route("/slave(1)/monitor/statistics", get(state::statistics))
+        .route("/slave(1)/containers", get(state::containers_endpoint))
+        .route("/containers", get(state::containers_endpoint))
         .route("/files/read", get(files::read))
         .route("/files/read.json", get(files::read))
         .route("/files/browse", get(files::browse))

@@ -138,40 +138,144 @@ pub(crate) async fn state(State(agent): State<Shared>) -> Response {
     json_response(&value)
 }
 
-/// Each live executor's container: its limits and what it used, in Mesos' shape (empty
-/// without cgroups: nothing is invented).
-pub(crate) async fn statistics(State(agent): State<Shared>) -> Response {
+/// One live container: whose it is, what it may use and what it has used.
+struct ContainerView {
+    framework_id: String,
+    executor_id: String,
+    executor_name: String,
+    container_id: String,
+    pid: Option<i32>,
+    limits: crate::cgroups::Limits,
+    usage: crate::cgroups::Usage,
+}
+
+/// Every live executor's container (none without cgroups: nothing is invented).
+fn containers(agent: &Shared) -> Vec<ContainerView> {
     let Ok(cgroups) = &agent.cgroups else {
-        return json_response(&json!([]));
+        return Vec::new();
     };
-    let now = crate::core::epoch_secs();
-    let entries: Vec<Value> = agent.with_state(|state| {
-        let mut entries = Vec::new();
-        for (framework_id, framework) in &state.frameworks {
-            for executor in framework.executors.values() {
-                let limits = crate::core::container_limits(executor);
-                let usage = cgroups.container(&executor.container_id).usage();
-                entries.push(json!({
-                    "executor_id": executor.info.executor_id.value,
-                    "executor_name": executor.info.name.clone().unwrap_or_default(),
-                    "framework_id": framework_id.as_str(),
-                    "source": "",
-                    "statistics": {
-                        "timestamp": now,
-                        "cpus_limit": limits.cpus,
-                        "cpus_user_time_secs": usage.cpu_user_seconds,
-                        "cpus_system_time_secs": usage.cpu_system_seconds,
-                        "mem_limit_bytes": limits.mem_bytes,
-                        "mem_rss_bytes": usage.mem_bytes,
-                        "mem_max_rss_bytes": usage.mem_peak_bytes,
-                        "processes": usage.pids,
-                    },
-                }));
-            }
-        }
-        entries
+    let listed: Vec<ContainerView> = agent.with_state(|state| {
+        state
+            .frameworks
+            .iter()
+            .flat_map(|(framework_id, framework)| {
+                framework
+                    .executors
+                    .values()
+                    .map(move |executor| ContainerView {
+                        framework_id: framework_id.to_string(),
+                        executor_id: executor.info.executor_id.value.clone(),
+                        executor_name: executor.info.name.clone().unwrap_or_default(),
+                        container_id: executor.container_id.clone(),
+                        pid: executor.pid,
+                        limits: crate::core::container_limits(executor),
+                        usage: crate::cgroups::Usage::default(),
+                    })
+            })
+            .collect()
     });
+    // The cgroup files are read without the agent's lock.
+    listed
+        .into_iter()
+        .map(|mut view| {
+            view.usage = cgroups.container(&view.container_id).usage();
+            view
+        })
+        .collect()
+}
+
+fn statistics_json(view: &ContainerView, now: f64) -> Value {
+    json!({
+        "timestamp": now,
+        "cpus_limit": view.limits.cpus,
+        "cpus_user_time_secs": view.usage.cpu_user_seconds,
+        "cpus_system_time_secs": view.usage.cpu_system_seconds,
+        "mem_limit_bytes": view.limits.mem_bytes,
+        "mem_rss_bytes": view.usage.mem_bytes,
+        "mem_max_rss_bytes": view.usage.mem_peak_bytes,
+        "processes": view.usage.pids,
+    })
+}
+
+/// `/monitor/statistics`: each live executor's container, its limits and usage, in Mesos'
+/// shape.
+pub(crate) async fn statistics(State(agent): State<Shared>) -> Response {
+    let now = crate::core::epoch_secs();
+    let entries: Vec<Value> = containers(&agent)
+        .iter()
+        .map(|view| {
+            json!({
+                "executor_id": view.executor_id,
+                "executor_name": view.executor_name,
+                "framework_id": view.framework_id,
+                "source": "",
+                "statistics": statistics_json(view, now),
+            })
+        })
+        .collect();
     json_response(&Value::Array(entries))
+}
+
+/// `/containers`: the same, by container, with the executor's pid (Mesos' agent endpoint).
+pub(crate) async fn containers_endpoint(State(agent): State<Shared>) -> Response {
+    let now = crate::core::epoch_secs();
+    let entries: Vec<Value> = containers(&agent)
+        .iter()
+        .map(|view| {
+            json!({
+                "container_id": view.container_id,
+                "executor_id": view.executor_id,
+                "executor_name": view.executor_name,
+                "framework_id": view.framework_id,
+                "source": "",
+                "status": {"executor_pid": view.pid},
+                "statistics": statistics_json(view, now),
+            })
+        })
+        .collect();
+    json_response(&Value::Array(entries))
+}
+
+/// Per-container usage as labelled Prometheus families (`agora_container_*`).
+pub(crate) fn container_metrics_text(agent: &Shared) -> String {
+    let views = containers(agent);
+    if views.is_empty() {
+        return String::new();
+    }
+    let labels = |view: &ContainerView| {
+        vec![
+            ("framework_id", view.framework_id.clone()),
+            ("executor_id", view.executor_id.clone()),
+            ("container_id", view.container_id.clone()),
+        ]
+    };
+    let family = |name: &str, counter: bool, value: &dyn Fn(&ContainerView) -> f64| {
+        let samples: Vec<(Vec<(&str, String)>, f64)> = views
+            .iter()
+            .map(|view| (labels(view), value(view)))
+            .collect();
+        agora_api::prometheus::render_family(name, counter, &samples)
+    };
+    [
+        family("agora_container_cpu_user_seconds_total", true, &|v| {
+            v.usage.cpu_user_seconds
+        }),
+        family("agora_container_cpu_system_seconds_total", true, &|v| {
+            v.usage.cpu_system_seconds
+        }),
+        family("agora_container_cpus_limit", false, &|v| v.limits.cpus),
+        family("agora_container_memory_bytes", false, &|v| {
+            v.usage.mem_bytes as f64
+        }),
+        family("agora_container_memory_peak_bytes", false, &|v| {
+            v.usage.mem_peak_bytes as f64
+        }),
+        family("agora_container_memory_limit_bytes", false, &|v| {
+            v.limits.mem_bytes as f64
+        }),
+        family("agora_container_processes", false, &|v| v.usage.pids as f64),
+    ]
+    .concat()
 }
 
 fn metrics(agent: &Shared) -> Vec<(String, f64)> {
@@ -249,7 +353,8 @@ pub(crate) async fn metrics_snapshot(State(agent): State<Shared>) -> Response {
 }
 
 pub(crate) async fn metrics_text(State(agent): State<Shared>) -> Response {
-    let text = agora_api::prometheus::render(&metrics(&agent), |_| false);
+    let mut text = agora_api::prometheus::render(&metrics(&agent), |_| false);
+    text.push_str(&container_metrics_text(&agent));
     (
         [(
             header::CONTENT_TYPE,

@@ -202,6 +202,8 @@ pub struct Master {
     pub(crate) quotas: std::collections::BTreeMap<String, crate::registry::QuotaRecord>,
     /// Metrics of components served next to the master (the services scheduler).
     pub(crate) extra_metrics: Vec<crate::MetricsSource>,
+    /// Prometheus text appended to `/metrics` (labelled families of other components).
+    pub(crate) extra_metrics_text: Vec<crate::MetricsText>,
     next_framework: u64,
     next_agent: u64,
     next_offer: u64,
@@ -251,6 +253,7 @@ impl Master {
             weights: std::collections::BTreeMap::new(),
             quotas: std::collections::BTreeMap::new(),
             extra_metrics: Vec::new(),
+            extra_metrics_text: Vec::new(),
             next_framework: 0,
             next_agent: 0,
             next_offer: 0,

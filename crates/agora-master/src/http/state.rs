@@ -328,12 +328,17 @@ async fn metrics_text(State(shared): State<Shared>, headers: axum::http::HeaderM
     if wants_json {
         return json_response(&metrics::dropwizard(&snapshot));
     }
+    let mut text = metrics::prometheus(&snapshot);
+    let texts = lock(&shared).extra_metrics_text.clone();
+    for source in texts {
+        text.push_str(&source());
+    }
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        metrics::prometheus(&snapshot),
+        text,
     )
         .into_response()
 }
