@@ -36,19 +36,9 @@ async fn a_task_past_its_memory_fails_with_the_memory_reason() {
     );
 
     let mut scheduler = subscribe(&up.address(), framework_info("hungry")).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
     // 32 MB asked for; 300 MB touched.
     let command = "exec python3 -c \"x = b'a' * (300 << 20); import time; time.sleep(30)\"";
-    scheduler
-        .launch(
-            vec![offer.id.clone()],
-            vec![command_task("hungry", &offer, command, 0.1, 32.0)],
-            None,
-        )
-        .await
-        .expect("launch");
+    launch_on_next_offer(&mut scheduler, &[("hungry", command, 0.1, 32.0)]).await;
     let status = wait_for_state(
         &mut scheduler,
         "hungry",
@@ -91,21 +81,11 @@ async fn nothing_of_a_killed_task_survives_and_limits_are_reported() {
         &["--resources", "cpus:2;mem:1024"],
     );
     let mut scheduler = subscribe(&up.address(), framework_info("daemons")).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
     let marker = format!("{}", 40_000 + std::process::id() % 20_000);
     // A daemon in a session of its own, deaf to SIGTERM, and the task's own process.
     let command =
         format!("setsid sh -c 'trap \"\" TERM; exec sleep {marker}1' & exec sleep {marker}2");
-    scheduler
-        .launch(
-            vec![offer.id.clone()],
-            vec![command_task("daemon", &offer, &command, 0.5, 64.0)],
-            None,
-        )
-        .await
-        .expect("launch");
+    launch_on_next_offer(&mut scheduler, &[("daemon", &command, 0.5, 64.0)]).await;
     wait_for_state(
         &mut scheduler,
         "daemon",
@@ -215,22 +195,13 @@ async fn cpu_shares_follow_the_cpus_asked_for() {
         &["--resources", "cpus:2;mem:1024"],
     );
     let mut scheduler = subscribe(&up.address(), framework_info("busy")).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
     // Both on the same core, so they compete and the shares decide.
     let busy = "exec taskset -c 0 sh -c 'while :; do :; done'";
-    scheduler
-        .launch(
-            vec![offer.id.clone()],
-            vec![
-                command_task("small", &offer, busy, 0.25, 32.0),
-                command_task("large", &offer, busy, 0.75, 32.0),
-            ],
-            None,
-        )
-        .await
-        .expect("launch");
+    launch_on_next_offer(
+        &mut scheduler,
+        &[("small", busy, 0.25, 32.0), ("large", busy, 0.75, 32.0)],
+    )
+    .await;
     let mut seen = Vec::new();
     wait_for_all(
         &mut scheduler,
@@ -268,18 +239,8 @@ async fn a_cfs_quota_caps_a_busy_task_at_its_cpus() {
         &["--resources", "cpus:2;mem:1024", "--cgroups-enable-cfs"],
     );
     let mut scheduler = subscribe(&up.address(), framework_info("capped")).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
     let busy = "exec sh -c 'while :; do :; done'";
-    scheduler
-        .launch(
-            vec![offer.id.clone()],
-            vec![command_task("capped", &offer, busy, 0.4, 32.0)],
-            None,
-        )
-        .await
-        .expect("launch");
+    launch_on_next_offer(&mut scheduler, &[("capped", busy, 0.4, 32.0)]).await;
     wait_for_state(
         &mut scheduler,
         "capped",

@@ -276,6 +276,21 @@ pub fn command_task(id: &str, offer: &Offer, command: &str, cpus: f64, mem: f64)
     }
 }
 
+/// Launches command tasks `(id, command, cpus, mem)` together on the next offer.
+pub async fn launch_on_next_offer(scheduler: &mut Scheduler, tasks: &[(&str, &str, f64, f64)]) {
+    let offer = next_offers(scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let infos = tasks
+        .iter()
+        .map(|(id, command, cpus, mem)| command_task(id, &offer, command, *cpus, *mem))
+        .collect();
+    scheduler
+        .launch(vec![offer.id.clone()], infos, None)
+        .await
+        .expect("launch");
+}
+
 /// Next event that is not a heartbeat, with a timeout.
 pub async fn next_event(scheduler: &mut Scheduler, timeout: Duration) -> Event {
     let deadline = Instant::now() + timeout;
