@@ -13,6 +13,7 @@ mod members;
 mod model;
 mod pool;
 mod proxy;
+mod resolve;
 pub mod routes;
 mod vhost;
 
@@ -25,7 +26,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use follow::View;
+use follow::View;
+
 pub use routes::{Balance, Groups, Routes};
 
 /// What a node's discovery serves.
@@ -275,11 +277,6 @@ async fn drive_proxy(
 }
 
 impl DiscoveryHandle {
-    /// The current view of the cluster (for `/v2/tasks`-style consistency checks and tests).
-    pub fn view(&self) -> View {
-        self.view.borrow().clone()
-    }
-
     /// What discovery serves and what it could not, for the agent's state.
     pub fn state(&self) -> Value {
         let view = self.view.borrow().clone();

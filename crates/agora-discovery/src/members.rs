@@ -27,21 +27,10 @@ struct Named {
 
 /// A host (maybe with a port, as schedulers' hostnames sometimes are) as an address.
 async fn address(host: &str) -> Option<IpAddr> {
-    let host = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
-            name
-        }
-        _ => host,
-    };
-    if let Ok(ip) = host.parse() {
-        return Some(ip);
-    }
-    let ips: Vec<IpAddr> = tokio::net::lookup_host((host, 0))
+    crate::resolve::lookup(crate::resolve::strip_port(host))
         .await
-        .ok()?
-        .map(|a| a.ip())
-        .collect();
-    ips.iter().find(|ip| ip.is_ipv4()).or(ips.first()).copied()
+        .ok()
+        .flatten()
 }
 
 async fn read(client: &reqwest::Client, master: &str, node_ip: IpAddr) -> Option<Members> {

@@ -342,23 +342,15 @@ impl HostCache {
         hosts.dedup();
         let mut resolved = HashMap::new();
         for host in hosts {
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                resolved.insert(host.to_owned(), ip);
-                continue;
-            }
             if let Some(ip) = self.known.get(host) {
                 resolved.insert(host.to_owned(), *ip);
                 continue;
             }
-            match tokio::net::lookup_host((host, 0)).await {
-                Ok(addresses) => {
-                    // Tasks usually listen on IPv4 wildcards: prefer an IPv4 answer.
-                    let ips: Vec<IpAddr> = addresses.map(|a| a.ip()).collect();
-                    let first = ips.iter().find(|ip| ip.is_ipv4()).or(ips.first());
-                    if let Some(&ip) = first {
-                        resolved.insert(host.to_owned(), ip);
-                    }
+            match crate::resolve::lookup(host).await {
+                Ok(Some(ip)) => {
+                    resolved.insert(host.to_owned(), ip);
                 }
+                Ok(None) => tracing::warn!(host, "backend host has no address"),
                 Err(error) => tracing::warn!(host, %error, "backend host does not resolve"),
             }
         }

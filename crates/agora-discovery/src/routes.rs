@@ -116,14 +116,9 @@ fn label<'a>(app: &'a App, index: usize, name: &str) -> Option<&'a str> {
 
 /// Host names are matched case-insensitively and without a port.
 pub fn normalize_host(host: &str) -> String {
-    let host = host.trim();
-    let host = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
-            name
-        }
-        _ => host,
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    crate::resolve::strip_port(host.trim())
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
 }
 
 impl Routes {

@@ -16,6 +16,7 @@ use agora_api::mesos::{
 };
 use agora_api::scheduler::{Event, Offer};
 use agora_client::Scheduler;
+use agora_store::StoredText;
 use agora_types::{Resource, Resources};
 
 use crate::Shared;
@@ -30,7 +31,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let store = shared.config.store.clone();
     while !shutdown.is_cancelled() {
         let info = |id: Option<Id>| FrameworkInfo {
             user: "root".into(),
@@ -41,22 +41,18 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             hostname: Some(shared.config.advertised.clone()),
             ..FrameworkInfo::default()
         };
-        let saved = || {
-            store
-                .get(FRAMEWORK_ID_KEY)
-                .ok()
-                .flatten()
-                .and_then(|b| String::from_utf8(b).ok())
-        };
-        let forget = || {
-            let _ = store.delete(FRAMEWORK_ID_KEY);
-        };
+        let framework_id = StoredText::new(&*shared.config.store, FRAMEWORK_ID_KEY);
         let mut scheduler = tokio::select! {
             () = shutdown.cancelled() => return,
-            scheduler = Scheduler::subscribe_resuming(&shared.config.master, saved, forget, info) => scheduler,
+            scheduler = Scheduler::subscribe_resuming(
+                &shared.config.master,
+                || framework_id.load(),
+                || framework_id.forget(),
+                info,
+            ) => scheduler,
         };
         if let Some(id) = scheduler.framework_id()
-            && let Err(error) = shared.config.store.put(FRAMEWORK_ID_KEY, id.as_bytes())
+            && let Err(error) = framework_id.save(&id)
         {
             tracing::error!(%error, "cannot persist the jobs framework id");
         }

@@ -19,6 +19,7 @@ use agora_api::scheduler::{Event, Offer};
 use agora_client::Scheduler;
 use agora_plan::constraints::{AgentFacts, Constraint, all_allow};
 use agora_plan::offer_match::{InstanceNeeds, Mismatch, match_offer};
+use agora_store::StoredText;
 use agora_types::{Scalar, TaskState};
 
 use crate::Shared;
@@ -37,7 +38,6 @@ const LAST_UNUSED_OFFERS: usize = 10;
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut agents: HashMap<String, AgentFacts> = HashMap::new();
-    let store = shared.config.store.clone();
     while !shutdown.is_cancelled() {
         let info = |id: Option<Id>| FrameworkInfo {
             user: "root".into(),
@@ -61,22 +61,18 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             ],
             ..FrameworkInfo::default()
         };
-        let saved = || {
-            store
-                .get(FRAMEWORK_ID_KEY)
-                .ok()
-                .flatten()
-                .and_then(|b| String::from_utf8(b).ok())
-        };
-        let forget = || {
-            let _ = store.delete(FRAMEWORK_ID_KEY);
-        };
+        let framework_id = StoredText::new(&*shared.config.store, FRAMEWORK_ID_KEY);
         let mut scheduler = tokio::select! {
             () = shutdown.cancelled() => return,
-            scheduler = Scheduler::subscribe_resuming(&shared.config.master, saved, forget, info) => scheduler,
+            scheduler = Scheduler::subscribe_resuming(
+                &shared.config.master,
+                || framework_id.load(),
+                || framework_id.forget(),
+                info,
+            ) => scheduler,
         };
         if let Some(id) = scheduler.framework_id() {
-            if let Err(error) = shared.config.store.put(FRAMEWORK_ID_KEY, id.as_bytes()) {
+            if let Err(error) = framework_id.save(&id) {
                 tracing::error!(%error, "cannot persist the services framework id");
             }
             shared.lock().framework_id = Some(id);

@@ -34,6 +34,54 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// One text value under a fixed key, such as the framework id a scheduler resumes with: read
+/// (absent or unreadable is `None`), forgotten, saved.
+pub struct StoredText<'a> {
+    store: &'a dyn Store,
+    key: &'a str,
+}
+
+impl<'a> StoredText<'a> {
+    pub fn new(store: &'a dyn Store, key: &'a str) -> StoredText<'a> {
+        StoredText { store, key }
+    }
+
+    pub fn load(&self) -> Option<String> {
+        self.store
+            .get(self.key)
+            .ok()
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+    }
+
+    /// Best effort: a value that stays is only read again.
+    pub fn forget(&self) {
+        let _ = self.store.delete(self.key);
+    }
+
+    pub fn save(&self, text: &str) -> Result<(), StoreError> {
+        self.store.put(self.key, text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod stored_text_tests {
+    use super::*;
+
+    #[test]
+    fn loads_what_was_saved_until_forgotten() {
+        let store = MemoryStore::new();
+        let id = StoredText::new(&store, "services/framework_id");
+        assert_eq!(id.load(), None);
+        id.save("abc-0001").expect("save");
+        assert_eq!(id.load().as_deref(), Some("abc-0001"));
+        store.put("services/framework_id", &[0xff]).expect("put");
+        assert_eq!(id.load(), None, "not text");
+        id.forget();
+        assert_eq!(store.get("services/framework_id").expect("get"), None);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod contract {
     //! One behaviour suite every backend must pass.

@@ -129,12 +129,7 @@ async fn nothing_of_a_killed_task_survives_and_limits_are_reported() {
         "{container}"
     );
     assert_eq!(container["statistics"]["mem_limit_bytes"], (64 + 32) << 20);
-    let metrics = reqwest::get(format!("http://{}/metrics", up.address()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = up.get_text("/metrics").await;
     let limit_line = metrics
         .lines()
         .find(|l| {

@@ -15,18 +15,18 @@ use common::marathon::Marathon;
 use common::traffic::{Traffic, agent_state, answered_by, get, healthy, resources, web_app};
 use common::*;
 
+/// `agora up` with its proxy on 127.0.0.1 and task ports of its own from `first_port`.
+fn proxied_up(data: &std::path::Path, first_port: u16, extra: &[&str]) -> Process {
+    let resources = resources(first_port);
+    let mut args = vec!["--resources", &resources, "--proxy-bind", "127.0.0.1"];
+    args.extend_from_slice(extra);
+    start_up(data, &args)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_traffic_survives_kills_and_scaling() {
     let dir = tempfile::tempdir().unwrap();
-    let up = start_up(
-        dir.path(),
-        &[
-            "--resources",
-            &resources(32000),
-            "--proxy-bind",
-            "127.0.0.1",
-        ],
-    );
+    let up = proxied_up(dir.path(), 32000, &[]);
     let marathon = Marathon::new(&up.address());
     marathon.create(web_app("/web", 18201, 3)).await;
     let mut tasks = healthy(&marathon, "/web", 3).await;
@@ -74,16 +74,7 @@ async fn steady_traffic_survives_kills_and_scaling() {
     assert!(tally.ok > 100, "too little traffic to tell: {}", tally.ok);
 
     // The proxy serves what `/v2/tasks` lists for the port.
-    let text = marathon
-        .http
-        .get(format!("{}/v2/tasks", marathon.base))
-        .header("Accept", "text/plain")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = marathon.tasks_text().await;
     let line = text
         .lines()
         .find(|l| l.starts_with("web\t"))
@@ -116,15 +107,7 @@ async fn a_port_that_cannot_be_bound_is_reported_and_the_rest_work() {
     let dir = tempfile::tempdir().unwrap();
     // Something else holds 18212 on the proxy's address.
     let squatter = std::net::TcpListener::bind("127.0.0.1:18212").unwrap();
-    let up = start_up(
-        dir.path(),
-        &[
-            "--resources",
-            &resources(32050),
-            "--proxy-bind",
-            "127.0.0.1",
-        ],
-    );
+    let up = proxied_up(dir.path(), 32050, &[]);
     let marathon = Marathon::new(&up.address());
     marathon.create(web_app("/blocked", 18212, 1)).await;
     marathon.create(web_app("/open", 18211, 1)).await;
@@ -153,12 +136,7 @@ async fn a_port_that_cannot_be_bound_is_reported_and_the_rest_work() {
         json!([18211]),
         "{state}"
     );
-    let metrics = reqwest::get(format!("http://{}/metrics", up.address()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = up.get_text("/metrics").await;
     assert!(
         metrics.contains("agora_discovery_proxy_bind_errors 1"),
         "{metrics}"
@@ -259,17 +237,7 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT0"])), H).serve_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_hosts_route_by_host_on_the_shared_port() {
     let dir = tempfile::tempdir().unwrap();
-    let up = start_up(
-        dir.path(),
-        &[
-            "--resources",
-            &resources(32250),
-            "--proxy-bind",
-            "127.0.0.1",
-            "--proxy-http-port",
-            "18280",
-        ],
-    );
+    let up = proxied_up(dir.path(), 32250, &["--proxy-http-port", "18280"]);
     let marathon = Marathon::new(&up.address());
     marathon
         .create(echo_app("/shop", 18231, "shop.example.com"))

@@ -144,12 +144,7 @@ async fn repeating_and_dependent_jobs_run_in_order() {
         .expect("json");
     assert_eq!(listed.as_array().map(Vec::len), Some(3));
     // The jobs' metrics are served with the master's.
-    let metrics = reqwest::get(format!("http://{}/metrics", up.address()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = up.get_text("/metrics").await;
     let successes = metrics
         .lines()
         .find_map(|line| line.strip_prefix("agora_jobs_successes_total "))

@@ -195,12 +195,7 @@ async fn queries_weights_quota_and_maintenance() {
             .unwrap_or("")
             .starts_with("//")
     );
-    let text = reqwest::get(format!("http://{}/metrics", up.address()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = up.get_text("/metrics").await;
     assert!(
         text.contains("# TYPE agora_master_cpus_total gauge\nagora_master_cpus_total 3"),
         "{text}"

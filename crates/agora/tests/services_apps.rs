@@ -189,15 +189,7 @@ async fn deploy_scale_restart_kill_and_delete() {
     );
 
     // The HAProxy bridge's text form.
-    let text = reqwest::Client::new()
-        .get(format!("http://{}/v2/tasks", up.address()))
-        .header("Accept", "text/plain")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = marathon.tasks_text().await;
     let line = text
         .lines()
         .find(|l| l.starts_with("prod_web\t10000\t"))

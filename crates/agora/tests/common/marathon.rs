@@ -42,6 +42,19 @@ impl Marathon {
         self.send(reqwest::Method::GET, path, None).await.1
     }
 
+    /// `/v2/tasks` as text, the form the HAProxy bridge reads.
+    pub async fn tasks_text(&self) -> String {
+        self.http
+            .get(format!("{}/v2/tasks", self.base))
+            .header("Accept", "text/plain")
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// The app's tasks (none for an unknown app).
     pub async fn tasks(&self, app: &str) -> Vec<Value> {
         self.get(&format!("/v2/apps{app}/tasks")).await["tasks"]

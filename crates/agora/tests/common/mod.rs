@@ -60,6 +60,16 @@ impl Process {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The text of a GET on this process (`/metrics`, say).
+    pub async fn get_text(&self, path: &str) -> String {
+        reqwest::get(format!("http://{}{path}", self.address()))
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text")
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
