@@ -97,9 +97,9 @@ async fn launched_executors_look_and_end_as_executed_ones() {
         Pid::from_raw(executor),
         "in a process group of its own"
     );
+    let stdout = first_stdout(&up.address(), "sleeper").await;
     assert_eq!(
-        task_stdout(&up.address(), "sleeper").await,
-        "[]\n",
+        stdout, "[]\n",
         "the launcher's own variable does not reach tasks"
     );
 

@@ -63,7 +63,7 @@ async fn deploy_scale_restart_kill_and_delete() {
     assert_eq!(task["servicePorts"], json!([10000]));
     let host_port = task["ports"][0].as_u64().expect("host port");
     assert!((31000..=31020).contains(&host_port));
-    let stdout = task_stdout(&up.address(), task["id"].as_str().unwrap()).await;
+    let stdout = first_stdout(&up.address(), task["id"].as_str().unwrap()).await;
     assert_eq!(
         stdout,
         format!(

@@ -491,6 +491,16 @@ pub async fn executor_directory(agent_address: &str, executor_id: &str) -> (Stri
     .await
 }
 
+/// The first output of a running command task, once it has written some: TASK_RUNNING comes
+/// as its shell starts, before anything the shell prints.
+pub async fn first_stdout(agent_address: &str, task_id: &str) -> String {
+    wait_until(Duration::from_secs(5), "the task's output", || async {
+        let stdout = task_stdout(agent_address, task_id).await;
+        (!stdout.is_empty()).then_some(stdout)
+    })
+    .await
+}
+
 /// The stdout of a command task (its executor has the task's id), read through the agent.
 pub async fn task_stdout(agent_address: &str, task_id: &str) -> String {
     let (_, directory) = executor_directory(agent_address, task_id).await;
