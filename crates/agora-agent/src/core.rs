@@ -329,6 +329,20 @@ impl Agent {
                 .collect()
         };
         if let Ok(cgroups) = &agent.cgroups {
+            // Where this agent's cgroups are, for operators and for whoever cleans up after
+            // an agent that was killed: one directory a line.
+            let listed: Vec<String> = cgroups
+                .parent_dirs()
+                .iter()
+                .map(|dir| dir.display().to_string())
+                .collect();
+            let meta = crate::checkpoint::meta(&agent.config.work_dir);
+            let file = meta.join("cgroups");
+            if let Err(error) = std::fs::create_dir_all(&meta)
+                .and_then(|()| std::fs::write(&file, listed.join("\n") + "\n"))
+            {
+                tracing::warn!(file = %file.display(), %error, "cannot record the agent's cgroups");
+            }
             let live: std::collections::BTreeSet<String> = agent.with_state(|state| {
                 state
                     .frameworks
@@ -337,10 +351,7 @@ impl Agent {
                     .collect()
             });
             for orphan in cgroups.orphans(&live) {
-                tokio::spawn(async move {
-                    orphan.kill_all().await;
-                    orphan.destroy();
-                });
+                tokio::task::spawn_blocking(move || orphan.empty_and_remove());
             }
         }
         for (framework_id, executor_id, pid) in recovered {
@@ -1344,12 +1355,7 @@ impl Agent {
         self.updates_wanted.notify_one();
         if let Some(container) = container {
             // Nothing of the container outlives its executor: daemons, orphans, all of it.
-            tokio::spawn(async move {
-                if !container.kill_all().await {
-                    tracing::warn!("processes of an ended container would not die");
-                }
-                container.destroy();
-            });
+            tokio::task::spawn_blocking(move || container.empty_and_remove());
         }
         if kind != ExecutorKind::Command {
             crate::master_link::report_executor_exit(self, framework_id, executor_id, exit_status);
@@ -1536,10 +1542,13 @@ async fn spawn_executor(
     }
     let mut cgroup_procs = Vec::new();
     if let Some((container, limits)) = &prepared.cgroup {
-        container
-            .create(*limits)
-            .map_err(|e| format!("Failed to create the container's cgroup: {e}"))?;
         cgroup_procs = container.procs_files();
+        let (container, limits) = (container.clone(), *limits);
+        // Making cgroups takes milliseconds in the kernel: not on an async worker.
+        tokio::task::spawn_blocking(move || container.create(limits))
+            .await
+            .map_err(|e| format!("Failed to create the container's cgroup: {e}"))?
+            .map_err(|e| format!("Failed to create the container's cgroup: {e}"))?;
     }
     if let Some(launcher) = launcher {
         let request = crate::launcher::LaunchRequest {

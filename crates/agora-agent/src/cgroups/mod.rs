@@ -124,7 +124,8 @@ impl Cgroups {
         Ok(())
     }
 
-    fn parent_dirs(&self) -> BTreeSet<PathBuf> {
+    /// This agent's directory in each hierarchy (its containers' parent).
+    pub(crate) fn parent_dirs(&self) -> BTreeSet<PathBuf> {
         self.layout
             .controllers
             .values()
@@ -221,7 +222,7 @@ impl Container {
             .collect()
     }
 
-    /// Makes the cgroup and sets its limits.
+    /// Makes the cgroup and sets its limits. Blocking, as [`Container::empty_and_remove`].
     pub(crate) fn create(&self, limits: Limits) -> std::io::Result<()> {
         for dir in self.dirs() {
             std::fs::create_dir_all(dir)?;
@@ -341,23 +342,22 @@ impl Container {
 
     /// Kills every process in the container, including those that left the task's process
     /// group (daemons) or lost their parent, until none is left (a process forking meanwhile
-    /// is caught on the next pass). Returns whether it is empty.
-    pub(crate) async fn kill_all(&self) -> bool {
+    /// is caught on the next pass), then removes the cgroup. Blocking (cgroup directories
+    /// take milliseconds to remove): run it off the async workers.
+    pub(crate) fn empty_and_remove(&self) {
         for _ in 0..100 {
             let members = self.members();
             if members.is_empty() {
-                return true;
+                break;
             }
             for pid in members {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            std::thread::sleep(Duration::from_millis(10));
         }
-        self.members().is_empty()
-    }
-
-    /// Removes the cgroup (it must be empty).
-    pub(crate) fn destroy(&self) {
+        if !self.members().is_empty() {
+            tracing::warn!("processes of an ended container would not die");
+        }
         for dir in self.dirs() {
             if let Err(error) = std::fs::remove_dir(dir)
                 && error.kind() != std::io::ErrorKind::NotFound

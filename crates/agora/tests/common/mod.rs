@@ -416,6 +416,48 @@ pub fn kill_leftovers(work_dir: &Path) {
     for pid in pids {
         let _ = killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
     }
+    remove_agent_cgroups(work_dir);
+}
+
+/// Empties and removes the cgroups of an agent that was killed (the agent lists its
+/// directories in `meta/cgroups`): left behind, thousands of them slow the kernel down for
+/// every later test.
+fn remove_agent_cgroups(work_dir: &Path) {
+    let Ok(listed) = std::fs::read_to_string(work_dir.join("meta").join("cgroups")) else {
+        return;
+    };
+    for parent in listed.lines().map(PathBuf::from) {
+        let containers: Vec<PathBuf> = std::fs::read_dir(&parent)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for container in containers.iter().chain(std::iter::once(&parent)) {
+            for _ in 0..50 {
+                let procs =
+                    std::fs::read_to_string(container.join("cgroup.procs")).unwrap_or_default();
+                let pids: Vec<i32> = procs
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect();
+                if pids.is_empty() {
+                    break;
+                }
+                for pid in pids {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = std::fs::remove_dir(container);
+        }
+    }
 }
 
 /// Like [`wait_for_state`], but remembers every status it passes over in `seen`, and looks
