@@ -42,12 +42,26 @@ fn greedy_framework(
                         .filter_map(|r| r.scalar.as_ref())
                         .map(|s| s.value)
                         .sum();
-                    if cpus >= 0.5 {
-                        next += 1;
-                        let task =
-                            command_task(&format!("{role}-{next}"), &offer, "sleep 1.5", 0.5, 16.0);
+                    // As many tasks as fit: what an accepted offer leaves is filtered from
+                    // this framework for an allocation interval (as in Mesos), so taking one
+                    // task per offer would hand the rest to the other role whatever the
+                    // weights.
+                    let fit = (cpus / 0.5 + 1e-9).floor() as usize;
+                    if fit > 0 {
+                        let tasks = (0..fit)
+                            .map(|_| {
+                                next += 1;
+                                command_task(
+                                    &format!("{role}-{next}"),
+                                    &offer,
+                                    "sleep 1.5",
+                                    0.5,
+                                    16.0,
+                                )
+                            })
+                            .collect();
                         let _ = scheduler
-                            .launch(vec![offer.id.clone()], vec![task], Some(0.0))
+                            .launch(vec![offer.id.clone()], tasks, Some(0.0))
                             .await;
                     } else {
                         let _ = scheduler.decline(vec![offer.id.clone()], Some(0.0)).await;
