@@ -42,30 +42,65 @@ pub struct AgentConfig {
     /// Hard cpu limits (a CFS quota of the cpus asked for) besides shares (Mesos'
     /// `--cgroups_enable_cfs`).
     pub cgroups_cfs_quota: bool,
+    /// Run tasks as their `user` (the task's, else the framework's) when the agent is root
+    /// (Mesos' `--switch_user`).
+    pub switch_user: bool,
 }
 
-/// What isolates tasks (`--isolation`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Isolation {
-    /// cgroups where the agent can use them; without, tasks run unlimited (said at start).
-    #[default]
+/// What isolates tasks (`--isolation`): cgroups (cpu, memory, pids) and namespaces (pid and
+/// mount, with a private `/tmp`), each off, used where it works, or required.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Isolation {
+    pub cgroups: Isolator,
+    pub namespaces: Isolator,
+}
+
+/// Whether one kind of isolation is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolator {
+    Off,
+    /// Used where the agent can (root, a usable hierarchy); without, said once at start.
     Auto,
-    /// cgroups required: an agent that cannot use them does not start.
-    Cgroups,
-    /// No isolation.
-    None,
+    /// An agent that cannot use it does not start.
+    Required,
+}
+
+impl Default for Isolation {
+    fn default() -> Isolation {
+        Isolation {
+            cgroups: Isolator::Auto,
+            namespaces: Isolator::Auto,
+        }
+    }
 }
 
 impl Isolation {
+    /// `auto`, `none`, or a comma-separated list of the isolators required (the others off),
+    /// in agora's words (`cgroups`, `namespaces`) or Mesos' (`cgroups/cpu`, `cgroups/mem`,
+    /// `cgroups/pids`, `namespaces/pid`, `filesystem/linux`).
     pub fn parse(text: &str) -> Option<Isolation> {
+        let off = Isolation {
+            cgroups: Isolator::Off,
+            namespaces: Isolator::Off,
+        };
         match text.trim() {
-            "auto" => Some(Isolation::Auto),
-            "cgroups" | "cgroups/cpu,cgroups/mem" | "cgroups/mem,cgroups/cpu" => {
-                Some(Isolation::Cgroups)
-            }
-            "none" | "posix" | "posix/cpu,posix/mem" => Some(Isolation::None),
-            _ => None,
+            "auto" => return Some(Isolation::default()),
+            "none" | "posix" | "posix/cpu,posix/mem" => return Some(off),
+            _ => {}
         }
+        let mut isolation = off;
+        for item in text.split(',').map(str::trim) {
+            match item {
+                "cgroups" | "cgroups/cpu" | "cgroups/mem" | "cgroups/pids" => {
+                    isolation.cgroups = Isolator::Required
+                }
+                "namespaces" | "namespaces/pid" | "filesystem/linux" => {
+                    isolation.namespaces = Isolator::Required
+                }
+                _ => return None,
+            }
+        }
+        Some(isolation)
     }
 }
 
@@ -87,8 +122,9 @@ impl AgentConfig {
             executor_shutdown_grace: Duration::from_secs(5),
             status_update_retry: Duration::from_secs(10),
             standalone: true,
-            isolation: Isolation::Auto,
+            isolation: Isolation::default(),
             cgroups_cfs_quota: false,
+            switch_user: true,
         }
     }
 
@@ -136,6 +172,27 @@ fn free_disk_mb(path: &Path) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn isolation_lists_name_what_is_required() {
+        assert_eq!(Isolation::parse("auto"), Some(Isolation::default()));
+        let none = Isolation::parse("none").unwrap_or_default();
+        assert_eq!(
+            (none.cgroups, none.namespaces),
+            (Isolator::Off, Isolator::Off)
+        );
+        let cgroups = Isolation::parse("cgroups/cpu,cgroups/mem").unwrap_or_default();
+        assert_eq!(
+            (cgroups.cgroups, cgroups.namespaces),
+            (Isolator::Required, Isolator::Off)
+        );
+        let both = Isolation::parse("cgroups, namespaces/pid").unwrap_or_default();
+        assert_eq!(
+            (both.cgroups, both.namespaces),
+            (Isolator::Required, Isolator::Required)
+        );
+        assert_eq!(Isolation::parse("cgroups,gpu"), None);
+    }
 
     #[test]
     fn overrides_replace_detected_entries() {

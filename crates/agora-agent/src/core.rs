@@ -161,6 +161,10 @@ pub(crate) struct Agent {
     pub extensions: std::sync::RwLock<Vec<crate::Extension>>,
     /// The cgroup hierarchies containers go in, or why there are none.
     pub cgroups: Result<crate::cgroups::Cgroups, String>,
+    /// Whether containers get pid and mount namespaces, or why not.
+    pub namespaces: Result<(), String>,
+    /// Whether tasks run as their users, or why not.
+    pub switch_user: Result<(), String>,
 }
 
 impl Agent {
@@ -287,12 +291,26 @@ impl Agent {
             }
             state.frameworks.insert(framework_id, entry);
         }
-        let cgroups = match config.isolation {
-            crate::Isolation::None => Err("isolation turned off (--isolation none)".to_owned()),
-            crate::Isolation::Auto => detect_cgroups(&config),
-            crate::Isolation::Cgroups => {
-                Ok(detect_cgroups(&config).map_err(crate::AgentError::Isolation)?)
+        let cgroups = isolator(config.isolation.cgroups, "cgroups", || {
+            detect_cgroups(&config)
+        })?;
+        let namespaces = isolator(config.isolation.namespaces, "namespaces", || {
+            let available = crate::namespaces::available();
+            match &available {
+                Ok(()) => tracing::info!("tasks run in their own pid and mount namespaces"),
+                Err(reason) => {
+                    tracing::warn!(%reason, "tasks run without namespaces (they share the agent's /tmp and see its processes)")
+                }
             }
+            available
+        })?;
+        let switch_user = if !config.switch_user {
+            Err("turned off (--switch-user false)".to_owned())
+        } else if !nix::unistd::Uid::effective().is_root() {
+            tracing::warn!("tasks run as the agent's user: switching users needs root");
+            Err("the agent does not run as root".to_owned())
+        } else {
+            Ok(())
         };
         let agent = Arc::new(Agent {
             config,
@@ -306,6 +324,8 @@ impl Agent {
             launcher,
             extensions: std::sync::RwLock::new(Vec::new()),
             cgroups,
+            namespaces,
+            switch_user,
         });
         for (framework_id, executor_id) in dead {
             tracing::warn!(framework = %framework_id, executor = %executor_id, "executor died while the agent was down");
@@ -758,12 +778,19 @@ impl Agent {
                 container_limits(executor),
             )
         });
+        // The task's user (it is the command executor's command), else the framework's.
+        let user = match &self.switch_user {
+            Ok(()) => command_user(executor, framework),
+            Err(_) => None,
+        };
         Ok(PreparedExecutor {
             builtin: executor.kind != ExecutorKind::Custom,
             command,
             environment,
             directory: executor.directory.clone(),
             cgroup,
+            namespaces: self.namespaces.is_ok(),
+            user,
         })
     }
 
@@ -1517,6 +1544,21 @@ struct PreparedExecutor {
     directory: PathBuf,
     /// Its container's cgroup and limits, when the agent isolates with cgroups.
     cgroup: Option<(crate::cgroups::Container, crate::cgroups::Limits)>,
+    /// In its own pid and mount namespaces.
+    namespaces: bool,
+    /// The user it runs as, when the agent switches users.
+    user: Option<String>,
+}
+
+/// Whom an executor runs as: its command's user, else its framework's.
+fn command_user(executor: &Executor, framework: &FrameworkInfo) -> Option<String> {
+    executor
+        .info
+        .command
+        .as_ref()
+        .and_then(|command| command.user.clone())
+        .or_else(|| Some(framework.user.clone()))
+        .filter(|user| !user.is_empty())
 }
 
 /// A started executor: its pid and its end, as the raw wait status Mesos reports in FAILURE
@@ -1540,6 +1582,27 @@ async fn spawn_executor(
         let _ = std::fs::remove_file(&latest);
         let _ = std::os::unix::fs::symlink(directory, &latest);
     }
+    let user = match &prepared.user {
+        Some(name) => {
+            let name = name.clone();
+            let user = tokio::task::spawn_blocking(move || crate::namespaces::RunAs::lookup(&name))
+                .await
+                .map_err(|e| e.to_string())??;
+            (!user.is_current()).then_some(user)
+        }
+        None => None,
+    };
+    if let Some(user) = &user {
+        // The sandbox and its output files are the user's before anything runs in it.
+        process::sandbox_output(directory)
+            .and_then(|_| user.own(directory))
+            .map_err(|e| {
+                format!(
+                    "Failed to prepare the sandbox for user '{}': {e}",
+                    user.name
+                )
+            })?;
+    }
     let mut cgroup_procs = Vec::new();
     if let Some((container, limits)) = &prepared.cgroup {
         cgroup_procs = container.procs_files();
@@ -1557,6 +1620,8 @@ async fn spawn_executor(
             environment: prepared.environment.clone(),
             directory: prepared.directory.clone(),
             cgroup_procs: cgroup_procs.clone(),
+            namespaces: prepared.namespaces,
+            user: user.clone(),
         };
         match launcher.launch(request).await {
             Ok(launched) => {
@@ -1583,10 +1648,12 @@ async fn spawn_executor(
             Err(_) => {}
         }
     }
+    // Without the launcher, executors get their cgroups and user but no namespaces.
     let mut command = process::command(process::Launch {
         command: &prepared.command,
         environment: prepared.environment,
         directory,
+        user: user.as_ref(),
     })
     .map_err(|e| format!("Failed to launch executor: {e}"))?;
     crate::launcher::join_cgroups_on_spawn(&mut command, &cgroup_procs)
@@ -1673,6 +1740,22 @@ fn command_executor_info(framework_id: &FrameworkId, task: &TaskInfo) -> Executo
         name: Some(format!("Command Executor (Task: {})", task.task_id.value)),
         command: task.command.clone(),
         ..ExecutorInfo::default()
+    }
+}
+
+/// One isolator at start: off, used where `detect` finds it works, or required to work.
+fn isolator<T>(
+    wanted: crate::Isolator,
+    name: &'static str,
+    detect: impl FnOnce() -> Result<T, String>,
+) -> Result<Result<T, String>, AgentError> {
+    match wanted {
+        crate::Isolator::Off => Ok(Err(format!("{name} turned off (--isolation)"))),
+        crate::Isolator::Auto => Ok(detect()),
+        crate::Isolator::Required => detect().map(Ok).map_err(|reason| AgentError::Isolation {
+            isolator: name,
+            reason,
+        }),
     }
 }
 

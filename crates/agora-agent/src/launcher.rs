@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use agora_api::mesos::CommandInfo;
 
+use crate::namespaces::{self, RunAs};
 use crate::process;
 
 /// Set in the launcher's environment: `agora executor` then serves as the launcher.
@@ -44,6 +45,12 @@ pub(crate) struct LaunchRequest {
     /// `cgroup.procs` files the process joins before it runs anything (its container's).
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
+    /// In its own pid and mount namespaces, under a reaping init (see [`crate::namespaces`]).
+    #[serde(default)]
+    pub namespaces: bool,
+    /// The user it runs as, when not the agent's.
+    #[serde(default)]
+    pub user: Option<RunAs>,
 }
 
 /// Moves the calling process into the cgroups whose `cgroup.procs` files are given.
@@ -260,6 +267,8 @@ fn serve(mut stream: UnixStream, builtin: fn() -> i32) -> std::io::Result<()> {
     stream.set_nonblocking(true)?;
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
+    // Containers' inits, by pid: each tells its executor's real end on this pipe.
+    let mut inits: HashMap<i32, std::fs::File> = HashMap::new();
     loop {
         let mut fds = [
             PollFd::new(stream.as_fd(), PollFlags::POLLIN),
@@ -270,7 +279,7 @@ fn serve(mut stream: UnixStream, builtin: fn() -> i32) -> std::io::Result<()> {
             Err(error) => return Err(error.into()),
         }
         while let Ok(Some(_)) = signals.read_signal() {}
-        reap(&mut stream)?;
+        reap(&mut stream, &mut inits)?;
         loop {
             match stream.read(&mut chunk) {
                 Ok(0) => return Ok(()),
@@ -284,10 +293,15 @@ fn serve(mut stream: UnixStream, builtin: fn() -> i32) -> std::io::Result<()> {
             let line: Vec<u8> = buffer.drain(..=end).collect();
             let reply = match serde_json::from_slice::<Request>(&line) {
                 Ok(request) => match start(request.launch, &stream, &signals, &children, builtin) {
-                    Ok(pid) => Reply::Started {
-                        id: request.id,
-                        pid,
-                    },
+                    Ok((pid, status)) => {
+                        if let Some(status) = status {
+                            inits.insert(pid, status);
+                        }
+                        Reply::Started {
+                            id: request.id,
+                            pid,
+                        }
+                    }
                     Err(error) => Reply::Failed {
                         id: request.id,
                         error,
@@ -303,14 +317,21 @@ fn serve(mut stream: UnixStream, builtin: fn() -> i32) -> std::io::Result<()> {
     }
 }
 
-/// Reports every child that has ended, with its raw wait status.
-fn reap(stream: &mut UnixStream) -> std::io::Result<()> {
+/// Reports every child that has ended, with its raw wait status: for a container's init, that
+/// of the executor it ran.
+fn reap(stream: &mut UnixStream, inits: &mut HashMap<i32, std::fs::File>) -> std::io::Result<()> {
     loop {
         let mut status = 0;
         // SAFETY: waitpid writes only to `status`.
         let pid = unsafe { nix::libc::waitpid(-1, &mut status, nix::libc::WNOHANG) };
         if pid <= 0 {
             return Ok(());
+        }
+        if let Some(mut told) = inits.remove(&pid) {
+            let mut raw = [0u8; 4];
+            if told.read_exact(&mut raw).is_ok() {
+                status = i32::from_ne_bytes(raw);
+            }
         }
         send(stream, &Reply::Exited { pid, status })?;
     }
@@ -334,71 +355,121 @@ fn send(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Starts one process; returns its pid.
+/// Starts one process; returns its pid, and for a container's init (when it has namespaces)
+/// the pipe on which it tells how its executor ended.
 fn start(
     launch: LaunchRequest,
     stream: &UnixStream,
     signals: &SignalFd,
     children: &SigSet,
     builtin: fn() -> i32,
-) -> Result<i32, String> {
-    if !launch.builtin {
+) -> Result<(i32, Option<std::fs::File>), String> {
+    let failed = |error: &dyn std::fmt::Display| format!("Failed to launch executor: {error}");
+    if !launch.builtin && !launch.namespaces {
         let mut command = process::command(process::Launch {
             command: &launch.command,
             environment: launch.environment,
             directory: &launch.directory,
+            user: launch.user.as_ref(),
         })
-        .map_err(|e| format!("Failed to launch executor: {e}"))?;
+        .map_err(|e| failed(&e))?;
         command.env_remove(LAUNCHER_ENV);
-        join_cgroups_on_spawn(&mut command, &launch.cgroup_procs)
-            .map_err(|e| format!("Failed to launch executor: {e}"))?;
+        join_cgroups_on_spawn(&mut command, &launch.cgroup_procs).map_err(|e| failed(&e))?;
         // The child must not start with SIGCHLD blocked, as the launcher runs.
         let child = {
             children.thread_unblock().map_err(|e| e.to_string())?;
             let spawned = command.spawn();
             children.thread_block().map_err(|e| e.to_string())?;
-            spawned.map_err(|e| format!("Failed to launch executor: {e}"))?
+            spawned.map_err(|e| failed(&e))?
         };
-        return Ok(child.id() as i32);
+        return Ok((child.id() as i32, None));
     }
-    let (stdout, stderr) = process::sandbox_output(&launch.directory)
-        .map_err(|e| format!("Failed to launch executor: {e}"))?;
+    let (stdout, stderr) = process::sandbox_output(&launch.directory).map_err(|e| failed(&e))?;
     let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
-    // SAFETY: the launcher has a single thread.
-    match unsafe { fork() }.map_err(|e| format!("Failed to launch executor: {e}"))? {
-        ForkResult::Parent { child } => Ok(child.as_raw()),
-        ForkResult::Child => {
-            let prepared = (|| -> std::io::Result<()> {
-                // Into its container before anything else: whatever it starts is inside.
-                join_cgroups(&launch.cgroup_procs)?;
-                children.thread_unblock()?;
-                setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-                nix::unistd::dup2_stdin(&null)?;
-                nix::unistd::dup2_stdout(&stdout)?;
-                nix::unistd::dup2_stderr(&stderr)?;
-                std::env::set_current_dir(&launch.directory)?;
-                Ok(())
-            })();
-            // The executor holds nothing of the launcher's.
-            for fd in [stream.as_raw_fd(), signals.as_raw_fd()] {
-                // SAFETY: the process exits without touching these again.
-                unsafe { nix::libc::close(fd) };
-            }
-            drop((null, stdout, stderr));
-            // The launcher renamed itself; an executor goes by the name it always had.
-            let _ = nix::sys::prctl::set_name(c"agora");
-            if let Err(error) = prepared {
-                eprintln!("agora executor: cannot prepare the sandbox: {error}");
+    let told = if launch.namespaces {
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|e| failed(&e))?;
+        Some((std::fs::File::from(read), write))
+    } else {
+        None
+    };
+    let forked = if launch.namespaces {
+        namespaces::fork_into_namespaces().map_err(|e| failed(&e))?
+    } else {
+        // SAFETY: the launcher has a single thread.
+        match unsafe { fork() }.map_err(|e| failed(&e))? {
+            ForkResult::Parent { child } => Some(child),
+            ForkResult::Child => None,
+        }
+    };
+    if let Some(child) = forked {
+        return Ok((child.as_raw(), told.map(|(read, _)| read)));
+    }
+    let tell = told.map(|(read, write)| {
+        drop(read);
+        write
+    });
+    let prepared = (|| -> std::io::Result<()> {
+        // Into its container before anything else: whatever it starts is inside.
+        join_cgroups(&launch.cgroup_procs)?;
+        children.thread_unblock()?;
+        setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+        nix::unistd::dup2_stdin(&null)?;
+        nix::unistd::dup2_stdout(&stdout)?;
+        nix::unistd::dup2_stderr(&stderr)?;
+        if launch.namespaces {
+            namespaces::private_mounts(&launch.directory, launch.user.as_ref())?;
+        }
+        std::env::set_current_dir(&launch.directory)?;
+        Ok(())
+    })();
+    // The executor holds nothing of the launcher's.
+    for fd in [stream.as_raw_fd(), signals.as_raw_fd()] {
+        // SAFETY: the process exits without touching these again.
+        unsafe { nix::libc::close(fd) };
+    }
+    drop((null, stdout, stderr));
+    // The launcher renamed itself; an executor goes by the name it always had.
+    let _ = nix::sys::prctl::set_name(c"agora");
+    if let Err(error) = prepared {
+        eprintln!("agora executor: cannot prepare the container: {error}");
+        std::process::exit(1);
+    }
+    if launch.namespaces {
+        // This process is the container's init; the executor is its child.
+        // SAFETY: this child has a single thread.
+        match unsafe { fork() } {
+            Ok(ForkResult::Parent { child }) => namespaces::reap_until(child, tell),
+            Ok(ForkResult::Child) => drop(tell),
+            Err(error) => {
+                eprintln!("agora executor: cannot fork the executor: {error}");
                 std::process::exit(1);
             }
-            // SAFETY: this child has a single thread.
-            unsafe {
-                std::env::remove_var(LAUNCHER_ENV);
-                for (key, value) in &launch.environment {
-                    std::env::set_var(key, value);
-                }
-            }
-            std::process::exit(builtin())
         }
     }
+    if let Some(user) = &launch.user
+        && let Err(error) = user.switch()
+    {
+        eprintln!(
+            "agora executor: cannot run as user '{}': {error}",
+            user.name
+        );
+        std::process::exit(1);
+    }
+    // SAFETY: this child has a single thread.
+    unsafe {
+        std::env::remove_var(LAUNCHER_ENV);
+        for (key, value) in &launch.environment {
+            std::env::set_var(key, value);
+        }
+    }
+    if launch.builtin {
+        std::process::exit(builtin());
+    }
+    // A framework's executor, in the init's process group so the agent's signals reach it.
+    use std::os::unix::process::CommandExt;
+    let error = process::command_of(&launch.command).exec();
+    eprintln!("agora executor: cannot run the executor: {error}");
+    std::process::exit(127)
 }

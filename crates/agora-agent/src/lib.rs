@@ -18,13 +18,16 @@ mod http;
 #[allow(unsafe_code)]
 mod launcher;
 mod master_link;
+// Namespaces and clone, between fork and exec in the launcher; each has a SAFETY note.
+#[allow(unsafe_code)]
+mod namespaces;
 mod persist;
 mod process;
 
 use std::sync::Arc;
 
 pub use command_executor::run as run_command_executor;
-pub use config::{AgentConfig, Isolation, detect_resources};
+pub use config::{AgentConfig, Isolation, Isolator, detect_resources};
 pub use launcher::{LAUNCHER_ENV, serve_launcher};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +41,11 @@ pub enum AgentError {
     Checkpoint { path: String, reason: String },
     #[error("http client: {0}")]
     Client(String),
-    #[error("cgroup isolation is required (--isolation cgroups) but cannot work: {0}")]
-    Isolation(String),
+    #[error("{isolator} isolation is required (--isolation) but cannot work: {reason}")]
+    Isolation {
+        isolator: &'static str,
+        reason: String,
+    },
 }
 
 /// A section another component adds to the agent (discovery's proxy, for one): a key of
@@ -80,13 +86,10 @@ impl AgentHandle {
         http::state::container_metrics_text(&self.agent)
     }
 
-    /// Whether tasks are isolated with cgroups, as `slave/isolation_cgroups` (1 or 0), for a
+    /// Which isolation tasks get, as `slave/isolation_{cgroups,namespaces,switch_user}` (1 or 0), for a
     /// `/metrics` served by someone else.
     pub fn isolation_metrics(&self) -> Vec<(String, f64)> {
-        vec![(
-            "slave/isolation_cgroups".to_owned(),
-            f64::from(u8::from(self.agent.cgroups.is_ok())),
-        )]
+        http::state::isolation_metrics(&self.agent)
     }
 
     /// The agent id once registered.

@@ -17,6 +17,8 @@ pub(crate) struct Launch<'a> {
     pub command: &'a CommandInfo,
     pub environment: BTreeMap<String, String>,
     pub directory: &'a Path,
+    /// Whom it runs as, when not the agent's user.
+    pub user: Option<&'a crate::namespaces::RunAs>,
 }
 
 /// The command that starts an executor, ready to spawn from any process (the agent's or the
@@ -33,6 +35,10 @@ pub(crate) fn command(launch: Launch<'_>) -> std::io::Result<std::process::Comma
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
         .process_group(0);
+    if let Some(user) = launch.user {
+        // Dropping root this way also drops the agent's supplementary groups.
+        command.uid(user.uid).gid(user.gid);
+    }
     Ok(command)
 }
 

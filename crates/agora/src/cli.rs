@@ -132,18 +132,23 @@ pub struct AgentOptions {
     /// Default SIGTERM→SIGKILL grace period for tasks
     #[arg(long, env = "AGORA_KILL_GRACE", default_value = "3s", value_parser = parse_duration)]
     pub kill_grace: Duration,
-    /// Task isolation: auto (cgroups when the agent can use them), cgroups (required: the
-    /// agent does not start without) or none
+    /// Task isolation: auto (cgroups and pid/mount namespaces where the agent can use them),
+    /// none, or the isolators required, comma-separated (cgroups, namespaces): an agent that
+    /// cannot use one does not start
     #[arg(long, env = "AGORA_ISOLATION", default_value = "auto", value_parser = parse_isolation)]
     pub isolation: agora_agent::Isolation,
     /// Also cap each task's cpu at what it asked for (a CFS quota), not only share it
     #[arg(long, env = "AGORA_CGROUPS_ENABLE_CFS")]
     pub cgroups_enable_cfs: bool,
+    /// Run each task as its user (the task's, else its framework's) when the agent runs as root
+    #[arg(long, env = "AGORA_SWITCH_USER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub switch_user: bool,
 }
 
 fn parse_isolation(text: &str) -> Result<agora_agent::Isolation, String> {
-    agora_agent::Isolation::parse(text)
-        .ok_or_else(|| format!("'{text}' is not an isolation; use auto, cgroups or none"))
+    agora_agent::Isolation::parse(text).ok_or_else(|| {
+        format!("'{text}' is not an isolation; use auto, none, or a list of cgroups and namespaces")
+    })
 }
 
 #[derive(Args, Debug, Clone)]

@@ -85,6 +85,7 @@ fn agent_config(
     config.default_kill_grace = options.kill_grace;
     config.isolation = options.isolation;
     config.cgroups_cfs_quota = options.cgroups_enable_cfs;
+    config.switch_user = options.switch_user;
     Ok(config)
 }
 

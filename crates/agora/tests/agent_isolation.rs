@@ -256,3 +256,102 @@ async fn a_cfs_quota_caps_a_busy_task_at_its_cpus() {
     );
     scheduler.kill("capped", None).await.expect("kill");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_has_its_own_processes_tmp_and_user() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let state = json(&up.address(), "/slave(1)/state").await;
+    assert_eq!(
+        state["isolation"]["namespaces"], true,
+        "{}",
+        state["isolation"]
+    );
+    assert_eq!(
+        state["isolation"]["switch_user"], true,
+        "{}",
+        state["isolation"]
+    );
+
+    let mut scheduler = subscribe(&up.address(), framework_info("contained")).await;
+    let marker = format!("agora-tmp-{}", std::process::id());
+    let daemon = format!("sleep {}", 70_000 + std::process::id() % 10_000);
+    // Counts the processes it can see, writes to its /tmp, says who and where it is; then a
+    // daemon of its own stays behind while the task goes on.
+    let command = format!(
+        "echo procs=$(ls /proc | grep -c '^[0-9]'); echo mine > /tmp/{marker}; \
+         echo user=$(id -un); echo cwd=$(pwd); echo sandbox=$MESOS_SANDBOX; \
+         echo tmp=$(cat /tmp/{marker}); touch $MESOS_SANDBOX/written; \
+         ({daemon} &) ; exec sleep 301"
+    );
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let mut task = command_task("contained", &offer, &command, 0.2, 64.0);
+    if let Some(command) = task.command.as_mut() {
+        command.user = Some("nobody".into());
+    }
+    scheduler
+        .launch(vec![offer.id.clone()], vec![task], None)
+        .await
+        .expect("launch");
+    wait_for_state(
+        &mut scheduler,
+        "contained",
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    let stdout = wait_until(Duration::from_secs(5), "the whole output", || async {
+        let stdout = task_stdout(&up.address(), "contained").await;
+        stdout.contains("tmp=").then_some(stdout)
+    })
+    .await;
+    let said = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // init, the executor, the task's shell and its command substitution: a handful, not the
+    // machine's hundreds.
+    let procs: usize = said("procs").parse().unwrap_or(usize::MAX);
+    assert!(procs <= 8, "the task sees {procs} processes:\n{stdout}");
+    assert_eq!(said("user"), "nobody", "{stdout}");
+    let (_, sandbox) = executor_directory(&up.address(), "contained").await;
+    assert_eq!(said("cwd"), sandbox, "{stdout}");
+    assert_eq!(said("sandbox"), sandbox, "{stdout}");
+    assert_eq!(said("tmp"), "mine", "{stdout}");
+    // Its /tmp is the sandbox's `tmp`, not the machine's.
+    let sandbox = std::path::Path::new(&sandbox);
+    assert!(sandbox.join("tmp").join(&marker).exists(), "{stdout}");
+    assert!(!std::path::Path::new("/tmp").join(&marker).exists());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(sandbox.join("written")).unwrap().uid(),
+        65534
+    );
+
+    // Killing the task ends its container: the daemon goes with it.
+    wait_until(Duration::from_secs(5), "the daemon", || async {
+        (!processes_with(&daemon).is_empty()).then_some(())
+    })
+    .await;
+    let before: Vec<i32> = processes_with(&daemon);
+    scheduler.kill("contained", None).await.expect("kill");
+    wait_for_state(
+        &mut scheduler,
+        "contained",
+        TaskState::Killed,
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_until(Duration::from_secs(5), "the daemon gone", || async {
+        before.iter().all(|pid| !process_alive(*pid)).then_some(())
+    })
+    .await;
+}

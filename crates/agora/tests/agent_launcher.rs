@@ -1,5 +1,5 @@
-//! The executor launcher: executors it forks look and behave as executed ones (name, process
-//! group, environment, exit status), and an agent whose launcher dies starts executors itself
+//! The executor launcher: executors it forks, each under its container's init, look and behave
+//! as executed ones (name, process group, environment, exit status), and an agent whose launcher dies starts executors itself
 //! and still notices the ends of those the launcher started.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
@@ -34,6 +34,18 @@ fn cmdline(pid: i32) -> Vec<String> {
         .split(|byte| *byte == 0)
         .filter(|part| !part.is_empty())
         .map(|part| String::from_utf8_lossy(part).into_owned())
+        .collect()
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|_| parent_and_name(*pid).0 == parent)
+        })
         .collect()
 }
 
@@ -82,11 +94,21 @@ async fn launched_executors_look_and_end_as_executed_ones() {
     .await;
 
     let pids = checkpointed_executor_pids(&data.join("agent"));
-    assert_eq!(pids.len(), 1, "one executor");
-    let executor = pids[0];
-    let (parent, name) = parent_and_name(executor);
+    assert_eq!(pids.len(), 1, "one container");
+    // The agent keeps the container's init (pid 1 of its namespaces); the executor is its
+    // one child.
+    let container = pids[0];
+    let (parent, name) = parent_and_name(container);
     assert_eq!(parent, launcher, "forked by the launcher");
-    assert_eq!(name, "agora", "named as an executed executor");
+    assert_eq!(name, "agora-init", "the container's init");
+    let executors = children_of(container);
+    assert_eq!(executors.len(), 1, "one executor in the container");
+    let executor = executors[0];
+    assert_eq!(
+        parent_and_name(executor).1,
+        "agora",
+        "named as an executed executor"
+    );
     let argv = cmdline(executor);
     assert!(
         argv.len() == 2 && argv[0].ends_with("agora") && argv[1] == "executor",
@@ -94,8 +116,8 @@ async fn launched_executors_look_and_end_as_executed_ones() {
     );
     assert_eq!(
         nix::unistd::getpgid(Some(Pid::from_raw(executor))).expect("pgid"),
-        Pid::from_raw(executor),
-        "in a process group of its own"
+        Pid::from_raw(container),
+        "in the container's process group, which the agent signals"
     );
     let stdout = first_stdout(&up.address(), "sleeper").await;
     assert_eq!(
@@ -103,7 +125,7 @@ async fn launched_executors_look_and_end_as_executed_ones() {
         "the launcher's own variable does not reach tasks"
     );
 
-    // Its end, as the launcher reaped it, reaches the agent with the signal that ended it.
+    // Its end, as its init saw it, reaches the agent with the signal that ended it.
     kill(Pid::from_raw(executor), Signal::SIGKILL).expect("kill the executor");
     let failed = wait_for_state(
         &mut scheduler,

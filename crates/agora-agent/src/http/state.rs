@@ -10,7 +10,7 @@ use agora_api::v0::flat_resources;
 use agora_types::{Resources, TaskState};
 
 use super::{Shared, json_response};
-use crate::core::{AgentState, Executor, FrameworkEntry, TaskRecord};
+use crate::core::{Agent, AgentState, Executor, FrameworkEntry, TaskRecord};
 
 fn task_json(framework_id: &str, executor: &Executor, task: &TaskRecord, agent_id: &str) -> Value {
     let resources = agora_api::mesos::to_resources(&task.info.resources).unwrap_or_default();
@@ -119,10 +119,7 @@ pub(crate) async fn state(State(agent): State<Shared>) -> Response {
                 "port": agent.config.port.to_string(),
                 "hostname": agent.config.hostname,
             },
-            "isolation": match &agent.cgroups {
-                Ok(cgroups) => json!({"cgroups": true, "detail": cgroups.describe()}),
-                Err(reason) => json!({"cgroups": false, "detail": reason}),
-            },
+            "isolation": isolation_json(&agent),
             "frameworks": state.frameworks.values().map(|f| framework_json(f, &agent_id)).collect::<Vec<_>>(),
             "completed_frameworks": state.completed_frameworks.iter().map(|f| framework_json(f, &agent_id)).collect::<Vec<_>>(),
         })
@@ -136,6 +133,45 @@ pub(crate) async fn state(State(agent): State<Shared>) -> Response {
         value[extension.key.as_str()] = (extension.state)();
     }
     json_response(&value)
+}
+
+/// Which isolation tasks get, and why not where they do not: `detail` says it for cgroups (as
+/// before namespaces came), `namespaces_detail` and `switch_user_detail` for the others.
+fn isolation_json(agent: &Agent) -> Value {
+    let said = |result: &Result<(), String>, yes: &str| match result {
+        Ok(()) => yes.to_owned(),
+        Err(reason) => reason.clone(),
+    };
+    json!({
+        "cgroups": agent.cgroups.is_ok(),
+        "detail": match &agent.cgroups {
+            Ok(cgroups) => cgroups.describe(),
+            Err(reason) => reason.clone(),
+        },
+        "namespaces": agent.namespaces.is_ok(),
+        "namespaces_detail": said(&agent.namespaces, "pid and mount namespaces, private /tmp and /proc"),
+        "switch_user": agent.switch_user.is_ok(),
+        "switch_user_detail": said(&agent.switch_user, "tasks run as their user"),
+    })
+}
+
+/// Which isolation tasks get, as `slave/isolation_{cgroups,namespaces,switch_user}` (1 or 0).
+pub(crate) fn isolation_metrics(agent: &Agent) -> Vec<(String, f64)> {
+    let flag = |on: bool| f64::from(u8::from(on));
+    vec![
+        (
+            "slave/isolation_cgroups".to_owned(),
+            flag(agent.cgroups.is_ok()),
+        ),
+        (
+            "slave/isolation_namespaces".to_owned(),
+            flag(agent.namespaces.is_ok()),
+        ),
+        (
+            "slave/isolation_switch_user".to_owned(),
+            flag(agent.switch_user.is_ok()),
+        ),
+    ]
 }
 
 /// One live container: whose it is, what it may use and what it has used.
@@ -333,6 +369,7 @@ fn metrics(agent: &Shared) -> Vec<(String, f64)> {
         ));
         metrics
     });
+    metrics.extend(isolation_metrics(agent));
     for extension in agent
         .extensions
         .read()

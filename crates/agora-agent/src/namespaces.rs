@@ -1,0 +1,205 @@
+//! Namespaces and users for a container: a pid namespace whose init is a small reaper (so
+//! when the executor ends, the kernel kills everything left in the container, and orphans
+//! never pile up as zombies), a private mount namespace with the sandbox's `tmp` as `/tmp`
+//! and its own `/proc`, and the switch to the task's user.
+//!
+//! Everything here runs in the launcher, a single-threaded process, between fork and exec.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MsFlags, mount};
+use nix::unistd::{Gid, Pid, Uid};
+use serde::{Deserialize, Serialize};
+
+/// Whom a container runs as, resolved by the agent from the task's `user`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups, the primary one included.
+    pub groups: Vec<u32>,
+}
+
+impl RunAs {
+    /// Looks `name` up in the user database.
+    pub(crate) fn lookup(name: &str) -> Result<RunAs, String> {
+        let user = nix::unistd::User::from_name(name)
+            .map_err(|e| format!("Failed to get user information for '{name}': {e}"))?
+            .ok_or_else(|| format!("Failed to get user information for '{name}': no such user"))?;
+        let c_name = CString::new(name).map_err(|e| e.to_string())?;
+        let groups = nix::unistd::getgrouplist(&c_name, user.gid)
+            .map(|groups| groups.into_iter().map(Gid::as_raw).collect())
+            .unwrap_or_else(|_| vec![user.gid.as_raw()]);
+        Ok(RunAs {
+            name: name.to_owned(),
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            groups,
+        })
+    }
+
+    /// Whether running as this user needs a switch at all (it is the agent's own).
+    pub(crate) fn is_current(&self) -> bool {
+        Uid::effective().as_raw() == self.uid && Gid::effective().as_raw() == self.gid
+    }
+
+    /// Becomes this user: groups, then group, then user (the order that keeps the rights to
+    /// make the next change).
+    pub(crate) fn switch(&self) -> std::io::Result<()> {
+        let groups: Vec<Gid> = self.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        nix::unistd::setgroups(&groups)?;
+        nix::unistd::setgid(Gid::from_raw(self.gid))?;
+        nix::unistd::setuid(Uid::from_raw(self.uid))?;
+        Ok(())
+    }
+
+    /// Gives the user the sandbox (Mesos does the same), so the task can write there.
+    pub(crate) fn own(&self, directory: &Path) -> std::io::Result<()> {
+        let owner = (Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)));
+        nix::unistd::chown(directory, owner.0, owner.1)?;
+        for name in ["stdout", "stderr"] {
+            let file = directory.join(name);
+            if file.exists() {
+                nix::unistd::chown(&file, owner.0, owner.1)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether this process may make pid and mount namespaces (it runs as root and the kernel has
+/// them). Checked once by the agent, which says so at start.
+pub(crate) fn available() -> Result<(), String> {
+    if !Uid::effective().is_root() {
+        return Err("the agent does not run as root".into());
+    }
+    for kind in ["pid", "mnt"] {
+        if !Path::new("/proc/self/ns").join(kind).exists() {
+            return Err(format!("the kernel has no {kind} namespaces"));
+        }
+    }
+    Ok(())
+}
+
+/// Forks into a new pid and mount namespace: like `fork`, the child (pid 1 in its namespace)
+/// gets `Ok(None)` and the parent the child's pid.
+pub(crate) fn fork_into_namespaces() -> std::io::Result<Option<Pid>> {
+    let flags = nix::libc::CLONE_NEWPID | nix::libc::CLONE_NEWNS | nix::libc::SIGCHLD;
+    // SAFETY: clone without a new stack behaves as fork (the child continues on a copy of the
+    // caller's stack); the launcher is single-threaded, so no lock can be held by another
+    // thread in the child.
+    let pid = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_clone,
+            nix::libc::c_long::from(flags),
+            0 as nix::libc::c_long,
+            0 as nix::libc::c_long,
+            0 as nix::libc::c_long,
+            0 as nix::libc::c_long,
+        )
+    };
+    match pid {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// Makes the container's mounts private to it: nothing mounted here shows outside; `/tmp` is
+/// the sandbox's `tmp` (the sandbox stays reachable at its own path when it lies under
+/// `/tmp`), and `/proc` shows the container's processes only. Call as pid 1 of the new
+/// namespaces.
+pub(crate) fn private_mounts(sandbox: &Path, owner: Option<&RunAs>) -> std::io::Result<()> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )?;
+    let tmp = sandbox.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))?;
+    }
+    if let Some(owner) = owner {
+        nix::unistd::chown(
+            &tmp,
+            Some(Uid::from_raw(owner.uid)),
+            Some(Gid::from_raw(owner.gid)),
+        )?;
+    }
+    // A sandbox under /tmp would vanish under the new /tmp: hold it open, and bind it back.
+    let kept: Option<(OwnedFd, PathBuf)> = match sandbox.strip_prefix("/tmp") {
+        Ok(relative) if sandbox.is_absolute() => {
+            let fd = nix::fcntl::open(
+                sandbox,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+                nix::sys::stat::Mode::empty(),
+            )?;
+            Some((fd, relative.to_path_buf()))
+        }
+        _ => None,
+    };
+    bind(&tmp, Path::new("/tmp"))?;
+    if let Some((fd, relative)) = kept {
+        let target = Path::new("/tmp").join(relative);
+        std::fs::create_dir_all(&target)?;
+        let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        bind(&source, &target)?;
+    }
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
+fn bind(source: &Path, target: &Path) -> std::io::Result<()> {
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
+/// The container's init: reaps every process that ends in the container, and when `main`
+/// (the executor) ends, writes its raw wait status on `tell` (for the launcher: a pid 1 cannot
+/// die of a signal it sends itself, so its own exit could not say) and exits, 128 + the
+/// signal if one killed it. Leaving makes the kernel kill whatever is left in the container.
+pub(crate) fn reap_until(main: Pid, tell: Option<OwnedFd>) -> ! {
+    let _ = nix::sys::prctl::set_name(c"agora-init");
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only to `status`.
+        let pid = unsafe { nix::libc::waitpid(-1, &mut status, 0) };
+        if pid == main.as_raw() {
+            if let Some(tell) = &tell {
+                let _ = nix::unistd::write(tell, &status.to_ne_bytes());
+            }
+            let code = if nix::libc::WIFEXITED(status) {
+                nix::libc::WEXITSTATUS(status)
+            } else if nix::libc::WIFSIGNALED(status) {
+                128 + nix::libc::WTERMSIG(status)
+            } else {
+                1
+            };
+            // SAFETY: leaving at once, as a forked child must.
+            unsafe { nix::libc::_exit(code) };
+        }
+        if pid < 0 && std::io::Error::last_os_error().raw_os_error() != Some(nix::libc::EINTR) {
+            // SAFETY: as above.
+            unsafe { nix::libc::_exit(1) };
+        }
+    }
+}
