@@ -32,11 +32,17 @@ run() {
     fi
 }
 
-# Debian packages the Rust integration tests run for real.
-if ! command -v haproxy >/dev/null 2>&1; then
+# Debian packages the Rust integration tests run for real: HAProxy (the discovery bridge), and
+# the fetcher's extractors and the test CA's openssl.
+missing=""
+for tool in haproxy:haproxy tar:tar unzip:unzip xz:xz-utils gzip:gzip openssl:openssl; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing="$missing ${tool#*:}"
+done
+if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     run apt-get update
-    run apt-get install -y --no-install-recommends haproxy
+    # shellcheck disable=SC2086 # one word per package
+    run apt-get install -y --no-install-recommends $missing
 fi
 
 # The check that everything is in place (also used as the final verification): pymesos imports,

@@ -45,6 +45,8 @@ pub struct AgentConfig {
     /// Run tasks as their `user` (the task's, else the framework's) when the agent is root
     /// (Mesos' `--switch_user`).
     pub switch_user: bool,
+    /// Size limit of the fetcher's cache, under `<work dir>/fetch` (Mesos: 2 GB).
+    pub fetcher_cache_bytes: u64,
 }
 
 /// What isolates tasks (`--isolation`): cgroups (cpu, memory, pids) and namespaces (pid and
@@ -125,6 +127,7 @@ impl AgentConfig {
             isolation: Isolation::default(),
             cgroups_cfs_quota: false,
             switch_user: true,
+            fetcher_cache_bytes: 2 << 30,
         }
     }
 

@@ -165,6 +165,7 @@ pub(crate) struct Agent {
     pub namespaces: Result<(), String>,
     /// Whether tasks run as their users, or why not.
     pub switch_user: Result<(), String>,
+    pub(crate) fetcher: crate::fetcher::Fetcher,
 }
 
 impl Agent {
@@ -304,6 +305,8 @@ impl Agent {
             }
             available
         })?;
+        let fetcher =
+            crate::fetcher::Fetcher::new(config.work_dir.join("fetch"), config.fetcher_cache_bytes);
         let switch_user = if !config.switch_user {
             Err("turned off (--switch-user false)".to_owned())
         } else if !nix::unistd::Uid::effective().is_root() {
@@ -326,6 +329,7 @@ impl Agent {
             cgroups,
             namespaces,
             switch_user,
+            fetcher,
         });
         for (framework_id, executor_id) in dead {
             tracing::warn!(framework = %framework_id, executor = %executor_id, "executor died while the agent was down");
@@ -621,7 +625,12 @@ impl Agent {
             Ok(None)
         };
         if let Err(message) = &prepared {
-            self.launch_failed(&mut state, &framework_id, &executor_id, message);
+            self.launch_failed(
+                &mut state,
+                &framework_id,
+                &executor_id,
+                &LaunchFailure::container(message.clone()),
+            );
         }
         self.save_scoped(&state, &framework_id, Some(&executor_id), &touched);
         drop(state);
@@ -631,7 +640,7 @@ impl Agent {
         if let Ok(Some(prepared)) = prepared {
             let agent = self.clone();
             tokio::spawn(async move {
-                let spawned = spawn_executor(agent.launcher.as_ref(), prepared).await;
+                let spawned = spawn_executor(&agent, prepared).await;
                 agent.executor_spawned(&framework_id, &executor_id, spawned);
             });
         }
@@ -642,15 +651,15 @@ impl Agent {
         state: &mut AgentState,
         framework_id: &FrameworkId,
         executor_id: &ExecutorId,
-        message: &str,
+        failure: &LaunchFailure,
     ) {
         self.fail_executor_tasks(
             state,
             framework_id,
             executor_id,
             TaskState::Failed,
-            "REASON_CONTAINER_LAUNCH_FAILED",
-            message,
+            failure.reason,
+            &failure.message,
         );
         mark_terminated(state, framework_id, executor_id);
     }
@@ -661,13 +670,13 @@ impl Agent {
         self: &Arc<Self>,
         framework_id: &FrameworkId,
         executor_id: &ExecutorId,
-        spawned: Result<Spawned, String>,
+        spawned: Result<Spawned, LaunchFailure>,
     ) {
         let mut state = self.lock();
         let child = match spawned {
             Ok(child) => child,
-            Err(message) => {
-                self.launch_failed(&mut state, framework_id, executor_id, &message);
+            Err(failure) => {
+                self.launch_failed(&mut state, framework_id, executor_id, &failure);
                 self.save_scoped(&state, framework_id, Some(executor_id), &[]);
                 drop(state);
                 self.updates_wanted.notify_one();
@@ -791,6 +800,13 @@ impl Agent {
             cgroup,
             namespaces: self.namespaces.is_ok(),
             user,
+            uris: executor
+                .info
+                .command
+                .as_ref()
+                .map(|command| command.uris.clone())
+                .unwrap_or_default(),
+            container_id: executor.container_id.clone(),
         })
     }
 
@@ -1548,6 +1564,30 @@ struct PreparedExecutor {
     namespaces: bool,
     /// The user it runs as, when the agent switches users.
     user: Option<String>,
+    /// What the fetcher puts in the sandbox first (`CommandInfo.uris`).
+    uris: Vec<serde_json::Value>,
+    container_id: String,
+}
+
+/// Why an executor could not be started, as the reason its tasks fail with.
+pub(crate) struct LaunchFailure {
+    reason: &'static str,
+    message: String,
+}
+
+impl LaunchFailure {
+    fn container(message: impl Into<String>) -> LaunchFailure {
+        LaunchFailure {
+            reason: "REASON_CONTAINER_LAUNCH_FAILED",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for LaunchFailure {
+    fn from(message: String) -> LaunchFailure {
+        LaunchFailure::container(message)
+    }
 }
 
 /// Whom an executor runs as: its command's user, else its framework's.
@@ -1571,9 +1611,10 @@ pub(crate) struct Spawned {
 /// Creates the sandbox (with its `latest` link) and starts the executor in it: through the
 /// launcher when there is one, else directly.
 async fn spawn_executor(
-    launcher: Option<&crate::launcher::Launcher>,
+    agent: &Agent,
     prepared: PreparedExecutor,
-) -> Result<Spawned, String> {
+) -> Result<Spawned, LaunchFailure> {
+    let launcher = agent.launcher.as_ref();
     let directory = &prepared.directory;
     std::fs::create_dir_all(directory)
         .map_err(|e| format!("Failed to create sandbox {}: {e}", directory.display()))?;
@@ -1601,6 +1642,19 @@ async fn spawn_executor(
                     "Failed to prepare the sandbox for user '{}': {e}",
                     user.name
                 )
+            })?;
+    }
+    if !prepared.uris.is_empty() {
+        agent
+            .fetcher
+            .fetch_all(&prepared.uris, directory, user.as_ref())
+            .await
+            .map_err(|e| LaunchFailure {
+                reason: crate::fetcher::FETCHER_FAILED,
+                message: format!(
+                    "Failed to fetch all URIs for container '{}': {e}",
+                    prepared.container_id
+                ),
             })?;
     }
     let mut cgroup_procs = Vec::new();
@@ -1644,7 +1698,7 @@ async fn spawn_executor(
                     exit: Box::pin(exit),
                 });
             }
-            Err(message) if message != crate::launcher::GONE => return Err(message),
+            Err(message) if message != crate::launcher::GONE => return Err(message.into()),
             Err(_) => {}
         }
     }

@@ -143,6 +143,9 @@ pub struct AgentOptions {
     /// Run each task as its user (the task's, else its framework's) when the agent runs as root
     #[arg(long, env = "AGORA_SWITCH_USER", default_value_t = true, action = clap::ArgAction::Set)]
     pub switch_user: bool,
+    /// Size limit of the fetcher's cache of URIs marked `cache` (under the work dir)
+    #[arg(long, env = "AGORA_FETCHER_CACHE_SIZE", default_value = "2GB", value_parser = parse_bytes)]
+    pub fetcher_cache_size: u64,
 }
 
 fn parse_isolation(text: &str) -> Result<agora_agent::Isolation, String> {
@@ -267,6 +270,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// A size as Mesos writes them: bytes, or a number with B, KB, MB, GB or TB (powers of 1024).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size like 512MB or 2GB"))?;
+    let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        "TB" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "'{text}' has an unknown unit; use B, KB, MB, GB or TB"
+            ));
+        }
+    };
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("'{text}' is not a valid size"));
+    }
+    Ok(bytes as u64)
+}
+
 fn parse_weights(text: &str) -> Result<Weights, String> {
     text.split(',')
         .filter(|part| !part.trim().is_empty())
@@ -289,6 +321,16 @@ fn parse_weights(text: &str) -> Result<Weights, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("2GB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("512mb"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1.5KB"), Ok(1536));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("2 parsecs").is_err());
+        assert!(parse_bytes("big").is_err());
+    }
 
     #[test]
     fn durations() {

@@ -28,9 +28,15 @@ pub struct Process {
 impl Process {
     /// Starts `agora <args>` with `--port 0` and waits for its "listening on" line.
     pub fn start(args: &[&str]) -> Process {
+        Process::start_with_env(args, &[])
+    }
+
+    /// Starts `agora <args>` with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Process {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut child = Command::new(BIN)
             .args(&args)
+            .envs(env.iter().copied())
             .env(
                 "AGORA_LOG",
                 std::env::var("AGORA_LOG").unwrap_or_else(|_| "warn".into()),
@@ -204,6 +210,11 @@ fn discovery_defaults(extra: &[&str]) -> Vec<&'static str> {
 }
 
 pub fn start_up(data_dir: &Path, extra: &[&str]) -> Process {
+    start_up_with_env(data_dir, extra, &[])
+}
+
+/// `agora up` with extra environment variables.
+pub fn start_up_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Process {
     let mut args = vec![
         "up",
         "--port",
@@ -216,7 +227,7 @@ pub fn start_up(data_dir: &Path, extra: &[&str]) -> Process {
     args.extend_from_slice(FAST_MASTER);
     args.extend_from_slice(extra);
     args.extend(discovery_defaults(extra));
-    Process::start(&args)
+    Process::start_with_env(&args, env)
 }
 
 /// Polls `check` until it returns `Some` or `timeout` passes.

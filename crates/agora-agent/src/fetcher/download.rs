@@ -1,0 +1,184 @@
+//! HTTP and HTTPS downloads into a file, over hyper's client connection: redirects followed
+//! (as `curl -L`, which Mesos' fetcher uses), certificates verified against the machine's
+//! roots (`SSL_CERT_FILE` and `SSL_CERT_DIR` honoured), a stalled transfer given up.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Uri;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+const MAX_REDIRECTS: usize = 10;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A transfer with no bytes for this long has stalled.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The machine's trusted roots, as a TLS connector that verifies servers against them.
+pub(crate) fn verifying_connector() -> Result<TlsConnector, String> {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for certificate in found.certs {
+        // One unreadable certificate in the store does not make the others useless.
+        let _ = roots.add(certificate);
+    }
+    if roots.is_empty() {
+        tracing::warn!(errors = ?found.errors, "no trusted root certificates found: https URIs cannot be fetched");
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// GETs `url` into `file`, following redirects; returns the bytes written.
+pub(crate) async fn download(tls: &TlsConnector, url: &str, file: &Path) -> Result<u64, String> {
+    let mut current: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    for _ in 0..=MAX_REDIRECTS {
+        match get(tls, &current, file).await? {
+            Fetched::Done(bytes) => return Ok(bytes),
+            Fetched::Redirect(location) => current = follow(&current, &location)?,
+        }
+    }
+    Err(format!("more than {MAX_REDIRECTS} redirects"))
+}
+
+enum Fetched {
+    Done(u64),
+    Redirect(String),
+}
+
+async fn get(tls: &TlsConnector, uri: &Uri, file: &Path) -> Result<Fetched, String> {
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        other => return Err(format!("unsupported scheme {other:?}")),
+    };
+    let host = uri.host().ok_or("the URL has no host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let stream = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| format!("connecting to {host}:{port} timed out"))?
+    .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    if https {
+        let name =
+            ServerName::try_from(host.to_owned()).map_err(|e| format!("bad host name: {e}"))?;
+        let stream = tls
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
+        request(TokioIo::new(stream), uri, file).await
+    } else {
+        request(TokioIo::new(stream), uri, file).await
+    }
+}
+
+async fn request<S>(io: S, uri: &Uri, file: &Path) -> Result<Fetched, String>
+where
+    S: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    let connection = tokio::spawn(connection);
+    let result = async {
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, authority)
+            .header(hyper::header::USER_AGENT, "agora-fetcher")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(hyper::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| format!("HTTP {status} without a Location"))?;
+            return Ok(Fetched::Redirect(location.to_owned()));
+        }
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
+        let mut body = response.into_body();
+        let mut out = tokio::fs::File::create(file)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+        let mut written = 0u64;
+        loop {
+            let frame = tokio::time::timeout(IDLE_TIMEOUT, body.frame())
+                .await
+                .map_err(|_| format!("no data for {} s", IDLE_TIMEOUT.as_secs()))?;
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| format!("the transfer broke off: {e}"))?;
+            if let Ok(data) = frame.into_data() {
+                out.write_all(&data)
+                    .await
+                    .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+                written += data.len() as u64;
+            }
+        }
+        out.flush().await.map_err(|e| e.to_string())?;
+        Ok(Fetched::Done(written))
+    }
+    .await;
+    connection.abort();
+    result
+}
+
+/// The next URL of a redirect: absolute, or relative to the current one.
+fn follow(current: &Uri, location: &str) -> Result<Uri, String> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location
+            .parse()
+            .map_err(|e| format!("bad redirect {location}: {e}"));
+    }
+    let scheme = current.scheme_str().unwrap_or("http");
+    let authority = current.authority().map(|a| a.as_str()).unwrap_or_default();
+    let path = if location.starts_with('/') {
+        location.to_owned()
+    } else {
+        let base = current.path();
+        let directory = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+        format!("{directory}{location}")
+    };
+    format!("{scheme}://{authority}{path}")
+        .parse()
+        .map_err(|e| format!("bad redirect {location}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_resolve_against_the_current_url() {
+        let current: Uri = "http://h:8080/a/b/file?x=1".parse().unwrap_or_default();
+        let next = |l: &str| {
+            follow(&current, l)
+                .map(|u| u.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(next("https://o/x"), "https://o/x");
+        assert_eq!(next("/y/z"), "http://h:8080/y/z");
+        assert_eq!(next("other.tgz"), "http://h:8080/a/b/other.tgz");
+    }
+}

@@ -1,0 +1,272 @@
+//! The fetcher: before an executor starts, each URI of its `CommandInfo.uris` is put into
+//! the sandbox — downloaded (http, https) or copied (file) — then made executable or
+//! extracted (by `tar`, `unzip` or `gzip`, as Mesos' fetcher), and given to the task's user.
+//! URIs marked `cache` come through a per-agent cache keyed by user and URI, kept under a
+//! size limit by evicting the least recently used.
+
+mod download;
+mod uri;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde_json::Value;
+use tokio_rustls::TlsConnector;
+
+use crate::namespaces::RunAs;
+use uri::{Archive, FetchUri, Source};
+
+/// Mesos' reason for a task whose URIs could not be fetched.
+pub(crate) const FETCHER_FAILED: &str = "REASON_FETCHER_FAILED";
+
+pub(crate) struct Fetcher {
+    cache_dir: PathBuf,
+    cache_limit_bytes: u64,
+    /// Loaded at the first https URI: reading the machine's roots takes milliseconds.
+    tls: OnceLock<Result<TlsConnector, String>>,
+    /// One fill of a cache entry at a time (others wait for it and then copy it).
+    filling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Fetcher {
+    pub(crate) fn new(cache_dir: PathBuf, cache_limit_bytes: u64) -> Fetcher {
+        Fetcher {
+            cache_dir,
+            cache_limit_bytes,
+            tls: OnceLock::new(),
+            filling: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Fetches every URI into `sandbox`, in order; the first failure says which and why.
+    pub(crate) async fn fetch_all(
+        &self,
+        uris: &[Value],
+        sandbox: &Path,
+        user: Option<&RunAs>,
+    ) -> Result<(), String> {
+        for value in uris {
+            let uri = FetchUri::parse(value)?;
+            self.fetch(&uri, sandbox, user)
+                .await
+                .map_err(|e| format!("Failed to fetch '{}': {e}", uri.value))?;
+        }
+        if let Some(user) = user
+            && !uris.is_empty()
+        {
+            let (sandbox, user) = (sandbox.to_path_buf(), user.clone());
+            tokio::task::spawn_blocking(move || give_tree(&sandbox, &user))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot give the fetched files to the task's user: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn fetch(
+        &self,
+        uri: &FetchUri,
+        sandbox: &Path,
+        user: Option<&RunAs>,
+    ) -> Result<(), String> {
+        let source = uri.source()?;
+        let relative = uri.destination()?;
+        let destination = sandbox.join(&relative);
+        if let Some(parent) = destination.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        if uri.cache {
+            let user_name = user.map_or("", |u| u.name.as_str());
+            let key = uri::cache_key(user_name, &uri.value, &relative);
+            let cached = self.cached(&key, &source).await?;
+            tokio::fs::copy(&cached, &destination)
+                .await
+                .map_err(|e| format!("cannot copy from the cache: {e}"))?;
+        } else {
+            self.get(&source, &destination).await?;
+        }
+        if uri.executable {
+            use std::os::unix::fs::PermissionsExt;
+            tokio::fs::set_permissions(&destination, std::fs::Permissions::from_mode(0o755))
+                .await
+                .map_err(|e| format!("cannot make it executable: {e}"))?;
+        }
+        if let Some(archive) = uri.archive(&relative) {
+            extract(archive, &destination).await?;
+        }
+        tracing::debug!(uri = %uri.value, file = %destination.display(), "fetched");
+        Ok(())
+    }
+
+    /// Puts the source's bytes in `file`.
+    async fn get(&self, source: &Source, file: &Path) -> Result<u64, String> {
+        match source {
+            Source::Http(url) => {
+                let tls = self
+                    .tls
+                    .get_or_init(download::verifying_connector)
+                    .as_ref()
+                    .map_err(Clone::clone)?;
+                download::download(tls, url, file).await
+            }
+            Source::File(path) => tokio::fs::copy(path, file)
+                .await
+                .map_err(|e| format!("cannot copy {}: {e}", path.display())),
+        }
+    }
+
+    /// The cache's copy of a URI, fetched first when it has none.
+    async fn cached(&self, key: &str, source: &Source) -> Result<PathBuf, String> {
+        let lock = {
+            let mut filling = self.filling.lock().unwrap_or_else(|e| e.into_inner());
+            filling.entry(key.to_owned()).or_default().clone()
+        };
+        let _filling = lock.lock().await;
+        let cached = self.cache_dir.join(key);
+        if tokio::fs::try_exists(&cached).await.unwrap_or(false) {
+            // Used now: the last to be evicted.
+            let touched = std::fs::File::options()
+                .append(true)
+                .open(&cached)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+            if let Err(error) = touched {
+                tracing::debug!(%error, "cannot mark a cache entry used");
+            }
+            return Ok(cached);
+        }
+        tokio::fs::create_dir_all(&self.cache_dir)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot create the fetcher cache {}: {e}",
+                    self.cache_dir.display()
+                )
+            })?;
+        let partial = self.cache_dir.join(format!(".{key}.partial"));
+        let fetched = self.get(source, &partial).await;
+        if let Err(error) = fetched {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(error);
+        }
+        tokio::fs::rename(&partial, &cached)
+            .await
+            .map_err(|e| format!("cannot fill the cache: {e}"))?;
+        let (directory, limit, keep) = (
+            self.cache_dir.clone(),
+            self.cache_limit_bytes,
+            cached.clone(),
+        );
+        let _ = tokio::task::spawn_blocking(move || evict(&directory, limit, &keep)).await;
+        Ok(cached)
+    }
+}
+
+/// Removes the least recently used entries until the cache fits in `limit` (never `keep`,
+/// the one just used, even when it alone is larger).
+fn evict(directory: &Path, limit: u64, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let metadata = entry.metadata().ok()?;
+            let name = entry.file_name();
+            if !metadata.is_file() || name.to_string_lossy().starts_with('.') {
+                return None;
+            }
+            Some((metadata.modified().ok()?, metadata.len(), entry.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|(_, size, _)| size).sum();
+    files.sort();
+    for (_, size, path) in files {
+        if total <= limit {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => total -= size,
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot evict from the fetcher cache")
+            }
+        }
+    }
+}
+
+/// Unpacks an archive next to it, with the tool Mesos' fetcher uses for it.
+async fn extract(archive: Archive, file: &Path) -> Result<(), String> {
+    let directory = file.parent().unwrap_or(Path::new("."));
+    let (tool, output) = match archive {
+        Archive::Tar => (
+            "tar",
+            tokio::process::Command::new("tar")
+                .arg("-C")
+                .arg(directory)
+                .arg("-xf")
+                .arg(file)
+                .output()
+                .await,
+        ),
+        Archive::Zip => (
+            "unzip",
+            tokio::process::Command::new("unzip")
+                .args(["-o", "-q", "-d"])
+                .arg(directory)
+                .arg(file)
+                .output()
+                .await,
+        ),
+        Archive::Gzip => {
+            let target = file.with_extension("");
+            let out = std::fs::File::create(&target)
+                .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+            (
+                "gzip",
+                tokio::process::Command::new("gzip")
+                    .arg("-dc")
+                    .arg(file)
+                    .stdout(out)
+                    .output()
+                    .await,
+            )
+        }
+    };
+    let output = output.map_err(|e| format!("cannot run {tool} to extract it: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{tool} could not extract it ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Gives `root` and everything under it to `user` (symbolic links themselves, not their
+/// targets).
+fn give_tree(root: &Path, user: &RunAs) -> std::io::Result<()> {
+    let uid = Some(nix::unistd::Uid::from_raw(user.uid));
+    let gid = Some(nix::unistd::Gid::from_raw(user.gid));
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            &path,
+            uid,
+            gid,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
