@@ -32,12 +32,14 @@ run() {
     fi
 }
 
-# Debian packages the Rust integration tests run for real: HAProxy (the discovery bridge), and
-# the fetcher's extractors and the test CA's openssl.
+# Debian packages the Rust integration tests run for real: HAProxy (the discovery bridge), the
+# fetcher's extractors and the test CA's openssl.
 missing=""
 for tool in haproxy:haproxy tar:tar unzip:unzip xz:xz-utils gzip:gzip openssl:openssl; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing="$missing ${tool#*:}"
 done
+# The Docker tests' image is Debian's static busybox in an empty root.
+dpkg -s busybox-static >/dev/null 2>&1 || missing="$missing busybox-static"
 if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     run apt-get update

@@ -378,6 +378,20 @@ impl Agent {
                 tokio::task::spawn_blocking(move || orphan.empty_and_remove());
             }
         }
+        if let Some(agent_id) = agent.agent_id() {
+            // Docker containers whose executor is gone (it ended while the agent was down, or
+            // was killed) are removed; those of live executors are theirs to keep.
+            let live: Vec<String> = agent.with_state(|state| {
+                state
+                    .frameworks
+                    .values()
+                    .flat_map(|f| f.executors.values())
+                    .filter(|e| e.state != ExecutorState::Terminated)
+                    .map(|e| e.container_id.clone())
+                    .collect()
+            });
+            tokio::spawn(async move { crate::docker::remove_orphans(&agent_id, &live).await });
+        }
         for (framework_id, executor_id, pid) in recovered {
             tracing::info!(framework = %framework_id, executor = %executor_id, pid, "re-adopting executor");
             agent
@@ -757,6 +771,10 @@ impl Agent {
                 format!("{}secs", self.config.recovery_timeout.as_secs_f64()),
             ),
             ("MESOS_SUBSCRIPTION_BACKOFF_MAX", "2secs".to_owned()),
+            (
+                crate::command_executor::CONTAINER_ID_ENV,
+                executor.container_id.clone(),
+            ),
             ("LIBPROCESS_PORT", "0".to_owned()),
         ] {
             environment.insert(key.to_owned(), value);
@@ -788,9 +806,15 @@ impl Agent {
             )
         });
         // The task's user (it is the command executor's command), else the framework's.
+        // Docker tasks run as the image says (or their `user` parameter): their executor
+        // talks to the Docker Engine, which takes root, as Mesos' docker executor does.
+        let docker = executor
+            .tasks
+            .values()
+            .any(|task| crate::docker::spec::is_docker(&task.info));
         let user = match &self.switch_user {
-            Ok(()) => command_user(executor, framework),
-            Err(_) => None,
+            Ok(()) if !docker => command_user(executor, framework),
+            _ => None,
         };
         Ok(PreparedExecutor {
             builtin: executor.kind != ExecutorKind::Custom,
@@ -1367,6 +1391,12 @@ impl Agent {
         let killing = executor.killing;
         let kind = executor.kind;
         let limitation = self.memory_limitation(executor);
+        let docker = executor
+            .tasks
+            .values()
+            .chain(executor.completed_tasks.iter())
+            .any(|task| crate::docker::spec::is_docker(&task.info))
+            .then(|| executor.container_id.clone());
         let container = self
             .cgroups
             .as_ref()
@@ -1399,6 +1429,10 @@ impl Agent {
         if let Some(container) = container {
             // Nothing of the container outlives its executor: daemons, orphans, all of it.
             tokio::task::spawn_blocking(move || container.empty_and_remove());
+        }
+        if let Some(container_id) = docker {
+            // Its Docker containers too, should the executor have died before removing them.
+            tokio::spawn(async move { crate::docker::remove_container_of(&container_id).await });
         }
         if kind != ExecutorKind::Command {
             crate::master_link::report_executor_exit(self, framework_id, executor_id, exit_status);

@@ -13,6 +13,7 @@ mod checkpoint;
 mod command_executor;
 mod config;
 mod core;
+mod docker;
 mod fetcher;
 mod http;
 // Forking without exec, the one place the agent needs raw process calls; each has a SAFETY note.

@@ -4,6 +4,7 @@
 //! does not touch it: it keeps its tasks running, re-subscribes, and re-sends every update the
 //! agent had not acknowledged.
 
+mod docker_task;
 mod duration;
 mod health;
 
@@ -25,6 +26,8 @@ use agora_types::TaskState;
 use crate::process::signal_group;
 
 const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+/// The agent's id for the executor's container, in the executor's environment.
+pub(crate) const CONTAINER_ID_ENV: &str = "AGORA_CONTAINER_ID";
 const HEALTH_REASON: &str = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED";
 
 struct Settings {
@@ -33,6 +36,8 @@ struct Settings {
     executor_id: String,
     sandbox: PathBuf,
     recovery_timeout: Duration,
+    /// The agent's id for this executor's container (names and labels Docker containers).
+    container_id: String,
 }
 
 impl Settings {
@@ -49,6 +54,8 @@ impl Settings {
                 .ok()
                 .and_then(|text| duration::parse(&text))
                 .unwrap_or(Duration::from_secs(15 * 60)),
+            container_id: std::env::var(CONTAINER_ID_ENV)
+                .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
         })
     }
 }
@@ -56,6 +63,8 @@ impl Settings {
 struct RunningTask {
     info: TaskInfo,
     pid: Option<i32>,
+    /// Its Docker container, when it runs in one.
+    docker: Option<docker_task::DockerTask>,
     state: TaskState,
     killing: bool,
     /// The task's directory (the sandbox, or its own under a task group's).
@@ -73,6 +82,7 @@ impl RunningTask {
         RunningTask {
             info,
             pid: None,
+            docker: None,
             state: TaskState::Staging,
             killing: false,
             directory,
@@ -100,6 +110,10 @@ enum Input {
     },
     KillTimeout {
         task_id: String,
+    },
+    ContainerEnded {
+        task_id: String,
+        ended: docker_task::Ended,
     },
     Health {
         task_id: String,
@@ -153,7 +167,7 @@ pub async fn run() -> Result<i32, String> {
         }
         let input = tokio::select! {
             _ = terminate.recv() => {
-                executor.kill_everything();
+                executor.kill_everything().await;
                 return Err("terminated by SIGTERM; tasks killed".into());
             }
             input = receiver.recv() => input,
@@ -167,6 +181,9 @@ pub async fn run() -> Result<i32, String> {
                 signal,
             }) => executor.task_exited(&task_id, code, signal).await,
             Some(Input::KillTimeout { task_id }) => executor.kill_timeout(&task_id),
+            Some(Input::ContainerEnded { task_id, ended }) => {
+                executor.container_ended(&task_id, ended).await
+            }
             Some(Input::Health { task_id, result }) => {
                 executor.health_result(&task_id, result).await
             }
@@ -177,7 +194,7 @@ pub async fn run() -> Result<i32, String> {
         }
         if let Some(since) = disconnected_since {
             if since.elapsed() > executor.settings.recovery_timeout {
-                executor.kill_everything();
+                executor.kill_everything().await;
                 return Err("the agent did not come back within the recovery timeout".into());
             }
             if executor.connect().await.is_ok() {
@@ -310,9 +327,16 @@ impl Executor {
             .await;
             return;
         };
-        self.tasks
-            .insert(task_id.clone(), RunningTask::new(task, directory.clone()));
+        let docker = crate::docker::spec::is_docker(&task);
+        self.tasks.insert(
+            task_id.clone(),
+            RunningTask::new(task.clone(), directory.clone()),
+        );
         self.update(&task_id, TaskState::Starting, None, None).await;
+        if docker {
+            self.launch_in_docker(&task, directory, in_group).await;
+            return;
+        }
         let spawned = spawn_task(&task_id, &command, &directory, in_group);
         match spawned {
             Ok(mut child) => {
@@ -346,6 +370,102 @@ impl Executor {
         }
     }
 
+    /// Runs a task with a DOCKER container through the Docker Engine.
+    async fn launch_in_docker(&mut self, task: &TaskInfo, directory: PathBuf, in_group: bool) {
+        let task_id = task.task_id.value.clone();
+        let owner = crate::docker::spec::Owner {
+            agent_id: std::env::var("MESOS_SLAVE_ID").unwrap_or_default(),
+            framework_id: self.settings.framework_id.clone(),
+            executor_id: self.settings.executor_id.clone(),
+            container_id: self.settings.container_id.clone(),
+        };
+        let mut name = format!("mesos-{}", self.settings.container_id);
+        if in_group {
+            let safe: String = task_id
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            name = format!("{name}.{safe}");
+        }
+        let inputs = self.inputs.clone();
+        let ended_id = task_id.clone();
+        let started = docker_task::start(
+            task,
+            &self.settings.sandbox,
+            directory,
+            &owner,
+            &name,
+            move |ended| {
+                let _ = inputs.send(Input::ContainerEnded {
+                    task_id: ended_id,
+                    ended,
+                });
+            },
+        )
+        .await;
+        match started {
+            Ok(container) => {
+                if let Some(running) = self.tasks.get_mut(&task_id) {
+                    running.docker = Some(container);
+                }
+                self.update(&task_id, TaskState::Running, None, None).await;
+                self.start_checking(&task_id);
+            }
+            Err(error) => {
+                self.update(
+                    &task_id,
+                    TaskState::Failed,
+                    Some(format!("Failed to launch container: {error}")),
+                    Some("REASON_CONTAINER_LAUNCH_FAILED"),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// A task's Docker container has ended (and is removed).
+    async fn container_ended(&mut self, task_id: &str, ended: docker_task::Ended) {
+        if let Some(task) = self.tasks.get_mut(task_id) {
+            task.docker = None;
+            if ended.oom_killed && !task.killing {
+                task.stop_checking();
+                let limit = agora_api::mesos::to_resources(&task.info.resources)
+                    .map(|r| r.scalar("mem").to_f64())
+                    .unwrap_or_default();
+                self.update(
+                    task_id,
+                    TaskState::Failed,
+                    Some(format!("Memory limit exceeded: Requested: {limit}MB")),
+                    Some("REASON_CONTAINER_LIMITATION_MEMORY"),
+                )
+                .await;
+                return;
+            }
+        }
+        match (ended.code, ended.error) {
+            (Some(code), _) => {
+                let code = i32::try_from(code).unwrap_or(i32::MAX);
+                self.task_exited(task_id, Some(code), None).await;
+            }
+            (None, error) => {
+                let message = error.unwrap_or_else(|| "The container ended".into());
+                self.update(
+                    task_id,
+                    TaskState::Failed,
+                    Some(message),
+                    Some("REASON_EXECUTOR_TERMINATED"),
+                )
+                .await;
+            }
+        }
+    }
+
     async fn kill(&mut self, task_id: &str, grace: Option<Duration>) {
         let killing_state = self
             .framework
@@ -368,6 +488,13 @@ impl Executor {
                     .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
             })
             .unwrap_or(DEFAULT_KILL_GRACE);
+        if let Some(container) = task.docker.clone() {
+            if killing_state {
+                self.update(task_id, TaskState::Killing, None, None).await;
+            }
+            container.stop(grace);
+            return;
+        }
         match task.pid {
             Some(pid) => {
                 // As Mesos' command executor: KILLING goes out first, so whoever routes to
@@ -504,10 +631,13 @@ impl Executor {
         }
     }
 
-    fn kill_everything(&mut self) {
+    async fn kill_everything(&mut self) {
         for task in self.tasks.values() {
             if let Some(pid) = task.pid {
                 signal_group(pid, Signal::SIGKILL);
+            }
+            if let Some(container) = &task.docker {
+                container.destroy().await;
             }
         }
     }
