@@ -582,12 +582,16 @@ async fn containers_and_fetch_uris_reach_the_agent_in_mesos_shape() {
         &["--resources", "cpus:2;mem:1024;ports:[31000-31010]"],
     );
     let marathon = Marathon::new(&up.address());
-    // Running the image is the containers issue's; the task runs its command meanwhile.
+    let image = common::docker::busybox_image();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let fetched = dir.path().join("a.txt");
+    std::fs::write(&fetched, "fetched\n").unwrap();
     let app = json!({"id": "/boxed", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16,
-        "container": {"type": "DOCKER", "docker": {"image": "web:1", "network": "BRIDGE",
+        "container": {"type": "DOCKER", "docker": {"image": image, "network": "BRIDGE",
             "portMappings": [{"containerPort": 80, "hostPort": 0}]},
-            "volumes": [{"containerPath": "/data", "hostPath": "/srv", "mode": "RO"}]},
-        "fetch": [{"uri": "http://127.0.0.1:9/a.tgz", "cache": true}]});
+            "volumes": [{"containerPath": "/data", "hostPath": shared, "mode": "RO"}]},
+        "fetch": [{"uri": format!("file://{}", fetched.display()), "cache": true}]});
     marathon.create(app).await;
     let tasks = marathon.settled("/boxed", 1).await;
     let host_port = tasks[0]["ports"][0].as_u64().unwrap();
@@ -598,11 +602,18 @@ async fn containers_and_fetch_uris_reach_the_agent_in_mesos_shape() {
         .unwrap();
     let task = &framework(&state, "marathon")["tasks"][0];
     let docker = &task["container"]["docker"];
-    assert_eq!(docker["image"], "web:1", "{task}");
+    assert_eq!(docker["image"], image, "{task}");
     assert_eq!(docker["network"], "BRIDGE");
     assert_eq!(docker["port_mappings"][0]["host_port"], host_port);
     assert_eq!(docker["port_mappings"][0]["container_port"], 80);
-    assert_eq!(task["container"]["volumes"][0]["host_path"], "/srv");
+    assert_eq!(
+        task["container"]["volumes"][0]["host_path"],
+        shared.display().to_string()
+    );
+    // The fetched file is in the sandbox the container sees.
+    let task_id = task["id"].as_str().unwrap();
+    let (_, sandbox) = executor_directory(&up.address(), task_id).await;
+    assert!(std::path::Path::new(&sandbox).join("a.txt").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

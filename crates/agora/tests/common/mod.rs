@@ -429,6 +429,25 @@ pub fn kill_leftovers(work_dir: &Path) {
         let _ = killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
     }
     remove_agent_cgroups(work_dir);
+    remove_agent_containers(work_dir);
+}
+
+/// Removes the Docker containers of a killed agent (labelled with its id), which its killed
+/// executors may not have had time to remove.
+fn remove_agent_containers(work_dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(work_dir.join("meta").join("agent.json")) else {
+        return;
+    };
+    let agent_id = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["agent_id"].as_str().map(str::to_owned));
+    let Some(agent_id) = agent_id else { return };
+    let ids = docker::containers_labelled("agora.agent_id", &agent_id);
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(ids.iter().map(String::as_str));
+        let _ = docker::docker(&args);
+    }
 }
 
 /// Empties and removes the cgroups of an agent that was killed (the agent lists its
