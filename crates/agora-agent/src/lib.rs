@@ -25,6 +25,7 @@ mod master_link;
 mod namespaces;
 mod persist;
 mod process;
+mod processes;
 
 use std::sync::Arc;
 

@@ -83,6 +83,32 @@ async fn a_docker_app_serves_on_its_host_port_and_outlives_an_agent_restart() {
         std::fs::read_to_string(std::path::Path::new(&sandbox).join("greeting")).unwrap();
     assert_eq!(greeting.trim(), "hi there");
 
+    // Inside the container: its processes, and a command run there.
+    let base = format!("http://{}/slave(1)/tasks/{web_id}", agent.address());
+    let top: serde_json::Value = reqwest::get(format!("{base}/top"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        top["processes"].as_array().is_some_and(|p| p
+            .iter()
+            .any(|p| p["command"].as_str().unwrap_or_default().contains("httpd"))),
+        "{top}"
+    );
+    let exec: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/exec"))
+        .json(&json!({"argv": ["cat", "/www/index.html"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(exec["exit_code"], 0, "{exec}");
+    assert_eq!(exec["stdout"], "hello-from-docker\n", "{exec}");
+
     // The agent goes down hard and comes back over its work dir: both tasks carry on.
     let agent_port = agent.port;
     agent.kill9();

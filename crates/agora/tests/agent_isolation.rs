@@ -336,6 +336,70 @@ async fn a_task_has_its_own_processes_tmp_and_user() {
         65534
     );
 
+    // An operator looks inside: its processes, a command among them, its output as it comes.
+    let base = format!("http://{}/slave(1)/tasks/contained", up.address());
+    let top: serde_json::Value = reqwest::get(format!("{base}/top"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let processes = top["processes"].as_array().cloned().unwrap_or_default();
+    let sleeper = processes
+        .iter()
+        .find(|p| p["command"] == "sleep 301")
+        .unwrap_or_else(|| panic!("the task's process in top: {top}"));
+    assert_eq!(sleeper["user"], "nobody", "{sleeper}");
+    assert!(
+        processes.iter().any(|p| p["command"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("executor")),
+        "{top}"
+    );
+    let client = reqwest::Client::new();
+    let exec: serde_json::Value = client
+        .post(format!("{base}/exec"))
+        .json(&serde_json::json!({"command": "id -un; pwd; ls /proc | grep -c '^[0-9]'; exit 7"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(exec["exit_code"], 7, "{exec}");
+    let lines: Vec<&str> = exec["stdout"]
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .collect();
+    assert_eq!(lines.first().copied(), Some("nobody"), "{exec}");
+    assert_eq!(
+        lines.get(1).copied(),
+        Some(sandbox.to_str().unwrap()),
+        "{exec}"
+    );
+    let seen: usize = lines
+        .get(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(
+        seen <= 10,
+        "the exec sees the container's processes only: {exec}"
+    );
+    let unknown = reqwest::get(format!("http://{}/slave(1)/tasks/nope/top", up.address()))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let mut attached = reqwest::get(format!("{base}/attach?from=start"))
+        .await
+        .unwrap();
+    let first = attached.chunk().await.unwrap().unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&first).contains("procs="),
+        "{first:?}"
+    );
+
     // Killing the task ends its container: the daemon goes with it.
     wait_until(Duration::from_secs(5), "the daemon", || async {
         (!processes_with(&daemon).is_empty()).then_some(())
@@ -354,4 +418,10 @@ async fn a_task_has_its_own_processes_tmp_and_user() {
         before.iter().all(|pid| !process_alive(*pid)).then_some(())
     })
     .await;
+    // The attached stream ends with the task.
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = attached.chunk().await {}
+    })
+    .await;
+    assert!(rest.is_ok(), "the output stream ended with the task");
 }

@@ -1,0 +1,451 @@
+//! Operators' container-level operations on a task, by task id:
+//! - `GET /slave(1)/tasks/{task}/top` — the processes of the task's container;
+//! - `POST /slave(1)/tasks/{task}/exec` — a command run inside the task's container (its
+//!   namespaces, cgroups, user and sandbox; `docker exec` for a Docker task), answered with its
+//!   exit code and output, as `dcos task exec` without a terminal;
+//! - `GET /slave(1)/tasks/{task}/attach?stream=stdout|stderr&from=start|end` — the task's
+//!   output as it is written, until the task ends.
+//!
+//! Errors are `{"message": ...}` with 404 for an unknown task and 409 for one not running.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use agora_types::{FrameworkId, TaskId};
+
+use super::Shared;
+use crate::core::{Agent, ExecutorKind};
+
+/// Output kept from an exec, per stream.
+const EXEC_OUTPUT_LIMIT: usize = 1 << 20;
+const EXEC_DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the agent knows of a task's container.
+struct Target {
+    container_id: String,
+    pid: Option<i32>,
+    sandbox: PathBuf,
+    /// Where the task's stdout and stderr are (its own directory in a task group).
+    output: PathBuf,
+    docker: bool,
+    user: Option<String>,
+    running: bool,
+}
+
+fn locate(agent: &Agent, task_id: &str) -> Option<Target> {
+    let id = TaskId::new(task_id);
+    agent.with_state(|state| {
+        state
+            .frameworks
+            .iter()
+            .find_map(|(_, framework): (&FrameworkId, _)| {
+                framework.executors.values().find_map(|executor| {
+                    let task = executor.tasks.get(&id)?;
+                    let docker = crate::docker::spec::is_docker(&task.info);
+                    let output = if executor.kind == ExecutorKind::Default {
+                        executor.directory.join("tasks").join(task_id)
+                    } else {
+                        executor.directory.clone()
+                    };
+                    let user = match &agent.switch_user {
+                        Ok(()) if !docker => task
+                            .info
+                            .command
+                            .as_ref()
+                            .and_then(|c| c.user.clone())
+                            .or_else(|| Some(framework.info.user.clone()))
+                            .filter(|u| !u.is_empty()),
+                        _ => None,
+                    };
+                    Some(Target {
+                        container_id: executor.container_id.clone(),
+                        pid: executor.pid,
+                        sandbox: executor.directory.clone(),
+                        output,
+                        docker,
+                        user,
+                        running: !task.state.is_terminal(),
+                    })
+                })
+            })
+    })
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"message": message.into()}))).into_response()
+}
+
+fn running_target(agent: &Agent, task_id: &str) -> Result<Target, Response> {
+    let target = locate(agent, task_id).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("Task '{task_id}' is not running on this agent"),
+        )
+    })?;
+    if !target.running {
+        return Err(error(
+            StatusCode::CONFLICT,
+            format!("Task '{task_id}' has ended"),
+        ));
+    }
+    Ok(target)
+}
+
+/// The host pid of a Docker task's container's first process.
+async fn docker_pid(task_id: &str) -> Result<(bollard::Docker, String, i32), String> {
+    let docker = crate::docker::connect().await?;
+    let (id, _) = crate::docker::labelled(&docker, crate::docker::spec::labels::TASK, task_id)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or("the task's Docker container is gone")?;
+    let pid = docker
+        .inspect_container(&id, None)
+        .await
+        .map_err(|e| format!("cannot inspect the container: {e}"))?
+        .state
+        .and_then(|s| s.pid)
+        .filter(|pid| *pid > 0)
+        .ok_or("the container is not running")?;
+    Ok((docker, id, pid as i32))
+}
+
+pub(crate) async fn top(State(agent): State<Shared>, Path(task_id): Path<String>) -> Response {
+    let target = match running_target(&agent, &task_id) {
+        Ok(target) => target,
+        Err(response) => return response,
+    };
+    let root = if target.docker {
+        match docker_pid(&task_id).await {
+            Ok((_, _, pid)) => pid,
+            Err(message) => return error(StatusCode::CONFLICT, message),
+        }
+    } else {
+        match target.pid {
+            Some(pid) => pid,
+            None => return error(StatusCode::CONFLICT, "the task's container has not started"),
+        }
+    };
+    let processes = tokio::task::spawn_blocking(move || crate::processes::tree(root))
+        .await
+        .unwrap_or_default();
+    Json(json!({
+        "task_id": task_id,
+        "container_id": target.container_id,
+        "processes": processes,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ExecRequest {
+    /// A shell command (run with `/bin/sh -c`)...
+    #[serde(default)]
+    command: Option<String>,
+    /// ...or an argv.
+    #[serde(default)]
+    argv: Vec<String>,
+    #[serde(default)]
+    timeout_seconds: Option<f64>,
+}
+
+pub(crate) async fn exec(
+    State(agent): State<Shared>,
+    Path(task_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request: ExecRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse the request: {e}"),
+            );
+        }
+    };
+    let argv = match (&request.command, request.argv.is_empty()) {
+        (Some(command), true) => vec!["/bin/sh".to_owned(), "-c".to_owned(), command.clone()],
+        (None, false) => request.argv.clone(),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Give either 'command' (a shell command) or 'argv'",
+            );
+        }
+    };
+    let timeout = request
+        .timeout_seconds
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(EXEC_DEFAULT_TIMEOUT);
+    let target = match running_target(&agent, &task_id) {
+        Ok(target) => target,
+        Err(response) => return response,
+    };
+    let result = if target.docker {
+        exec_in_docker(&task_id, argv, timeout).await
+    } else {
+        exec_in_process_container(&agent, &target, &task_id, argv, timeout).await
+    };
+    match result {
+        Ok(answer) => Json(answer).into_response(),
+        Err(message) => error(StatusCode::CONFLICT, message),
+    }
+}
+
+fn capped(mut bytes: Vec<u8>) -> String {
+    bytes.truncate(EXEC_OUTPUT_LIMIT);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Runs `argv` in the task's namespaces (through `nsenter`, which forks into the pid
+/// namespace), its cgroups, as its user, in its sandbox.
+async fn exec_in_process_container(
+    agent: &Agent,
+    target: &Target,
+    task_id: &str,
+    argv: Vec<String>,
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
+    let pid = target.pid.ok_or("the task's container has not started")?;
+    let user = match &target.user {
+        Some(name) => {
+            let name = name.clone();
+            let user = tokio::task::spawn_blocking(move || crate::namespaces::RunAs::lookup(&name))
+                .await
+                .map_err(|e| e.to_string())??;
+            (!user.is_current()).then_some(user)
+        }
+        None => None,
+    };
+    let mut command = if agent.namespaces.is_ok() {
+        let mut command = std::process::Command::new("nsenter");
+        command
+            .arg(format!("--target={pid}"))
+            .args(["--pid", "--mount"])
+            .arg(format!("--wd={}", target.sandbox.display()));
+        if let Some(user) = &user {
+            command
+                .arg(format!("--setgid={}", user.gid))
+                .arg(format!("--setuid={}", user.uid));
+        }
+        command.arg("--").args(&argv);
+        command
+    } else {
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new(&argv[0]);
+        command.args(&argv[1..]).current_dir(&target.sandbox);
+        if let Some(user) = &user {
+            command.uid(user.uid).gid(user.gid);
+        }
+        command
+    };
+    command
+        .env("MESOS_SANDBOX", &target.sandbox)
+        .env("MESOS_TASK_ID", task_id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Ok(cgroups) = &agent.cgroups {
+        let procs = cgroups.container(&target.container_id).procs_files();
+        crate::launcher::join_cgroups_on_spawn(&mut command, &procs)
+            .map_err(|e| format!("cannot join the task's cgroups: {e}"))?;
+    }
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run the command: {e}"))?;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => Ok(json!({
+            "exit_code": output.status.code(),
+            "signal": std::os::unix::process::ExitStatusExt::signal(&output.status),
+            "stdout": capped(output.stdout),
+            "stderr": capped(output.stderr),
+            "timed_out": false,
+        })),
+        Ok(Err(e)) => Err(format!("cannot run the command: {e}")),
+        Err(_) => Ok(json!({
+            "exit_code": null, "signal": 9, "stdout": "", "stderr": "",
+            "timed_out": true,
+        })),
+    }
+}
+
+/// `docker exec` of `argv` in the task's container.
+async fn exec_in_docker(
+    task_id: &str,
+    argv: Vec<String>,
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
+    let (docker, id, _) = docker_pid(task_id).await?;
+    let config = bollard::models::ExecConfig {
+        cmd: Some(argv),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let exec = docker
+        .create_exec(&id, config)
+        .await
+        .map_err(|e| format!("cannot exec in the container: {e}"))?;
+    let run = async {
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| format!("cannot exec in the container: {e}"))?
+        {
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(bollard::container::LogOutput::StdErr { message }) => {
+                        stderr.extend_from_slice(&message)
+                    }
+                    Ok(
+                        bollard::container::LogOutput::StdOut { message }
+                        | bollard::container::LogOutput::Console { message },
+                    ) => stdout.extend_from_slice(&message),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("the exec's output broke off: {e}")),
+                }
+            }
+        }
+        Ok((stdout, stderr))
+    };
+    let (stdout, stderr, timed_out) = match tokio::time::timeout(timeout, run).await {
+        Ok(result) => {
+            let (stdout, stderr) = result?;
+            (stdout, stderr, false)
+        }
+        Err(_) => (Vec::new(), Vec::new(), true),
+    };
+    let code = docker
+        .inspect_exec(&exec.id)
+        .await
+        .ok()
+        .and_then(|i| i.exit_code);
+    Ok(json!({
+        "exit_code": code,
+        "signal": null,
+        "stdout": capped(stdout),
+        "stderr": capped(stderr),
+        "timed_out": timed_out,
+    }))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AttachQuery {
+    #[serde(default)]
+    stream: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+}
+
+/// The task's output as it grows, until the task has ended and all of it is sent.
+pub(crate) async fn attach(
+    State(agent): State<Shared>,
+    Path(task_id): Path<String>,
+    Query(query): Query<AttachQuery>,
+) -> Response {
+    let name = match query.stream.as_deref().unwrap_or("stdout") {
+        "stdout" => "stdout",
+        "stderr" => "stderr",
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("'{other}' is not a stream: stdout or stderr"),
+            );
+        }
+    };
+    let target = match running_target(&agent, &task_id) {
+        Ok(target) => target,
+        Err(response) => return response,
+    };
+    let file = target.output.join(name);
+    let start = match query.from.as_deref().unwrap_or("end") {
+        "start" => 0,
+        "end" => tokio::fs::metadata(&file)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("'{other}' is not a position: start or end"),
+            );
+        }
+    };
+    struct Follow {
+        agent: Shared,
+        task_id: String,
+        file: PathBuf,
+        offset: u64,
+        done: bool,
+    }
+    let follow = Follow {
+        agent,
+        task_id,
+        file,
+        offset: start,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(follow, |mut follow| async move {
+        loop {
+            if follow.done {
+                return None;
+            }
+            let chunk = read_from(&follow.file, follow.offset).await;
+            if !chunk.is_empty() {
+                follow.offset += chunk.len() as u64;
+                return Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), follow));
+            }
+            // Nothing new: the end once the task has ended (its last output is read above).
+            let running = locate(&follow.agent, &follow.task_id).is_some_and(|t| t.running);
+            if !running {
+                follow.done = true;
+                let last = read_from(&follow.file, follow.offset).await;
+                if last.is_empty() {
+                    return None;
+                }
+                follow.offset += last.len() as u64;
+                return Some((Ok(Bytes::from(last)), follow));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// What a file holds from `offset` (at most 64 KiB).
+async fn read_from(file: &std::path::Path, offset: u64) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Ok(mut opened) = tokio::fs::File::open(file).await else {
+        return Vec::new();
+    };
+    if opened.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
+        return Vec::new();
+    }
+    let mut buffer = vec![0; 64 * 1024];
+    match opened.read(&mut buffer).await {
+        Ok(read) => {
+            buffer.truncate(read);
+            buffer
+        }
+        Err(_) => Vec::new(),
+    }
+}
