@@ -707,6 +707,12 @@ impl Agent {
         executor.pid = pid;
         executor.pid_start_time = pid.and_then(process::start_time);
         tracing::info!(framework = %framework_id, executor = %executor_id, pid, "executor started");
+        if executor.killing
+            && let Some(pid) = pid
+        {
+            // Killed while it was being fetched and started: it ends now, its tasks KILLED.
+            process::signal_group(pid, Signal::SIGKILL);
+        }
         self.save_scoped(&state, framework_id, Some(executor_id), &[]);
         drop(state);
         self.clone()
@@ -1741,10 +1747,9 @@ async fn spawn_executor(
         command: &prepared.command,
         environment: prepared.environment,
         directory,
-        user: user.as_ref(),
     })
     .map_err(|e| format!("Failed to launch executor: {e}"))?;
-    crate::launcher::join_cgroups_on_spawn(&mut command, &cgroup_procs)
+    crate::launcher::prepare_on_spawn(&mut command, &cgroup_procs, user.as_ref())
         .map_err(|e| format!("Failed to launch executor: {e}"))?;
     let mut child = tokio::process::Command::from(command)
         .kill_on_drop(false)

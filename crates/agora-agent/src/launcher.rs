@@ -62,11 +62,14 @@ fn join_cgroups(files: &[PathBuf]) -> std::io::Result<()> {
 }
 
 /// Makes `command`'s process join the cgroups (their `cgroup.procs` files) between fork and
-/// exec, so nothing it starts can be outside them. Safe to spawn from a multi-threaded
-/// process: the child only makes raw system calls on paths prepared beforehand.
-pub(crate) fn join_cgroups_on_spawn(
+/// exec, so nothing it starts can be outside them, and then become `user` (groups, gid, uid:
+/// the cgroup files are root's, so the switch comes after). Safe to spawn from a
+/// multi-threaded process: the child only makes raw system calls on paths and ids prepared
+/// beforehand.
+pub(crate) fn prepare_on_spawn(
     command: &mut std::process::Command,
     files: &[PathBuf],
+    user: Option<&RunAs>,
 ) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::CommandExt;
@@ -74,8 +77,11 @@ pub(crate) fn join_cgroups_on_spawn(
         .iter()
         .map(|f| std::ffi::CString::new(f.as_os_str().as_bytes()).map_err(std::io::Error::other))
         .collect::<Result<_, _>>()?;
-    // SAFETY: between fork and exec the closure calls only open, write and close (async-signal
-    // safe) on strings made before the fork, and allocates nothing.
+    let ids: Option<(Vec<nix::libc::gid_t>, nix::libc::gid_t, nix::libc::uid_t)> =
+        user.map(|u| (u.groups.clone(), u.gid, u.uid));
+    // SAFETY: between fork and exec the closure calls only open, write, close, setgroups,
+    // setgid and setuid (async-signal safe) on data made before the fork, and allocates
+    // nothing.
     unsafe {
         command.pre_exec(move || {
             for path in &paths {
@@ -88,6 +94,13 @@ pub(crate) fn join_cgroups_on_spawn(
                 if written != 1 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            if let Some((groups, gid, uid)) = &ids
+                && (nix::libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || nix::libc::setgid(*gid) != 0
+                    || nix::libc::setuid(*uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
@@ -370,11 +383,11 @@ fn start(
             command: &launch.command,
             environment: launch.environment,
             directory: &launch.directory,
-            user: launch.user.as_ref(),
         })
         .map_err(|e| failed(&e))?;
         command.env_remove(LAUNCHER_ENV);
-        join_cgroups_on_spawn(&mut command, &launch.cgroup_procs).map_err(|e| failed(&e))?;
+        prepare_on_spawn(&mut command, &launch.cgroup_procs, launch.user.as_ref())
+            .map_err(|e| failed(&e))?;
         // The child must not start with SIGCHLD blocked, as the launcher runs.
         let child = {
             children.thread_unblock().map_err(|e| e.to_string())?;

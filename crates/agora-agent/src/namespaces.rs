@@ -81,7 +81,22 @@ pub(crate) fn available() -> Result<(), String> {
             return Err(format!("the kernel has no {kind} namespaces"));
         }
     }
-    Ok(())
+    // Root in a container without the rights (no CAP_SYS_ADMIN, seccomp) is refused only
+    // when it tries: try once, as a task would need (util-linux's unshare; without it, the
+    // first launch tells).
+    match std::process::Command::new("unshare")
+        .args(["--mount", "--pid", "--fork", "--mount-proc", "true"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+    {
+        Ok(output) if !output.status.success() => Err(format!(
+            "new pid and mount namespaces are refused here: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Forks into a new pid and mount namespace: like `fork`, the child (pid 1 in its namespace)
@@ -121,6 +136,11 @@ pub(crate) fn private_mounts(sandbox: &Path, owner: Option<&RunAs>) -> std::io::
         None::<&str>,
     )?;
     let tmp = sandbox.join("tmp");
+    // A fetched archive may have left `tmp` as a link: the agent's chmod and chown below must
+    // not reach through it.
+    if std::fs::symlink_metadata(&tmp).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(&tmp)?;
+    }
     std::fs::create_dir_all(&tmp)?;
     {
         use std::os::unix::fs::PermissionsExt;

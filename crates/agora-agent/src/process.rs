@@ -17,8 +17,6 @@ pub(crate) struct Launch<'a> {
     pub command: &'a CommandInfo,
     pub environment: BTreeMap<String, String>,
     pub directory: &'a Path,
-    /// Whom it runs as, when not the agent's user.
-    pub user: Option<&'a crate::namespaces::RunAs>,
 }
 
 /// The command that starts an executor, ready to spawn from any process (the agent's or the
@@ -35,19 +33,18 @@ pub(crate) fn command(launch: Launch<'_>) -> std::io::Result<std::process::Comma
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
         .process_group(0);
-    if let Some(user) = launch.user {
-        // Dropping root this way also drops the agent's supplementary groups.
-        command.uid(user.uid).gid(user.gid);
-    }
     Ok(command)
 }
 
-/// The sandbox's `stdout` and `stderr`, opened for appending.
+/// The sandbox's `stdout` and `stderr`, opened for appending; never through a symbolic link
+/// (a fetched archive could have put one there, and the agent opens these as root).
 pub(crate) fn sandbox_output(directory: &Path) -> std::io::Result<(File, File)> {
+    use std::os::unix::fs::OpenOptionsExt;
     let open = |name: &str| {
         OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(directory.join(name))
     };
     Ok((open("stdout")?, open("stderr")?))

@@ -26,6 +26,12 @@ fn run(command: &str, args: &[&str], directory: &Path) {
     assert!(status.success(), "{command} {args:?} failed");
 }
 
+/// Lets every user traverse and read `dir` (a temp dir is its creator's only).
+fn open_to_all(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 fn write_executable(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -85,6 +91,8 @@ async fn launch_with_uris(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetched_archives_are_extracted_run_and_cached() {
     let dir = temp_dir();
+    // The task's user reads local files itself: it must be able to reach them.
+    open_to_all(dir.path());
     let files = dir.path().join("files");
     write_executable(
         &files.join("build/app/run.sh"),
@@ -181,6 +189,14 @@ async fn fetched_archives_are_extracted_run_and_cached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fetch_or_an_unknown_user_fails_the_task() {
     let dir = temp_dir();
+    open_to_all(dir.path());
+    // Root may read it; the task's user may not, so neither may the task's fetch.
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "root only\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let files = dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
     let (server, _) = serve_files(files).await;
@@ -210,6 +226,26 @@ async fn a_failed_fetch_or_an_unknown_user_fails_the_task() {
         let message = status.message.unwrap_or_default();
         assert!(message.contains(&uri), "{id}: {message}");
     }
+
+    let uri = format!("file://{}", secret.display());
+    launch_with_uris(
+        &mut scheduler,
+        "snooping",
+        "true",
+        json!([{"value": uri}]),
+        Some("nobody"),
+    )
+    .await;
+    let status = wait_for_state(
+        &mut scheduler,
+        "snooping",
+        TaskState::Failed,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(status.reason.as_deref(), Some("REASON_FETCHER_FAILED"));
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("Permission denied"), "{message}");
 
     launch_with_uris(
         &mut scheduler,

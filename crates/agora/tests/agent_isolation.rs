@@ -425,3 +425,53 @@ async fn a_task_has_its_own_processes_tmp_and_user() {
     .await;
     assert!(rest.is_ok(), "the output stream ended with the task");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_namespaces_a_custom_executor_joins_its_cgroups_as_its_user() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024", "--isolation", "cgroups"],
+    );
+    let state = json(&up.address(), "/slave(1)/state").await;
+    assert_eq!(
+        state["isolation"]["namespaces"], false,
+        "{}",
+        state["isolation"]
+    );
+    let mut scheduler = subscribe(&up.address(), framework_info("custom")).await;
+    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    // A framework's own executor (spawned, not forked) that says who and where it is.
+    let executor = agora_api::mesos::ExecutorInfo {
+        executor_id: agora_api::mesos::Id::new("custom-executor"),
+        command: Some(agora_api::mesos::CommandInfo {
+            value: Some("id -un; grep memory /proc/self/cgroup; exec sleep 30".into()),
+            user: Some("nobody".into()),
+            ..Default::default()
+        }),
+        resources: vec![scalar("cpus", 0.1), scalar("mem", 32.0)],
+        ..Default::default()
+    };
+    let mut task = command_task("custom-task", &offer, "unused", 0.1, 32.0);
+    task.command = None;
+    task.executor = Some(executor);
+    scheduler
+        .launch(vec![offer.id.clone()], vec![task], None)
+        .await
+        .expect("launch");
+    let (_, sandbox) = executor_directory(&up.address(), "custom-executor").await;
+    let stdout = wait_until(Duration::from_secs(10), "the executor's output", || async {
+        let text = std::fs::read_to_string(std::path::Path::new(&sandbox).join("stdout")).ok()?;
+        text.contains("memory").then_some(text)
+    })
+    .await;
+    let container_id = sandbox.rsplit('/').next().unwrap().to_owned();
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("nobody"), "{stdout}");
+    assert!(
+        lines.next().is_some_and(|l| l.ends_with(&container_id)),
+        "in its container's memory cgroup: {stdout}"
+    );
+}

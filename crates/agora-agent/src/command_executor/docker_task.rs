@@ -189,6 +189,7 @@ async fn stream_logs(docker: Docker, name: String, directory: PathBuf) {
             tokio::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .custom_flags(nix::libc::O_NOFOLLOW)
                 .open(&path)
                 .await
         }

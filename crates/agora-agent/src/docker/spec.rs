@@ -148,13 +148,7 @@ pub(crate) fn build(
         binds.push(format!("{source}:{target}:{mode}"));
     }
 
-    let mut labels = HashMap::from([
-        (labels::AGENT.to_owned(), owner.agent_id.clone()),
-        (labels::FRAMEWORK.to_owned(), owner.framework_id.clone()),
-        (labels::EXECUTOR.to_owned(), owner.executor_id.clone()),
-        (labels::TASK.to_owned(), task.task_id.value.clone()),
-        (labels::CONTAINER.to_owned(), owner.container_id.clone()),
-    ]);
+    let mut labels = HashMap::new();
 
     match text(docker, "network").as_deref().unwrap_or("HOST") {
         "HOST" => host.network_mode = Some("host".into()),
@@ -237,6 +231,14 @@ pub(crate) fn build(
         )?;
     }
 
+    // The agent's labels last: a `label` parameter cannot disown the container.
+    labels.extend([
+        (labels::AGENT.to_owned(), owner.agent_id.clone()),
+        (labels::FRAMEWORK.to_owned(), owner.framework_id.clone()),
+        (labels::EXECUTOR.to_owned(), owner.executor_id.clone()),
+        (labels::TASK.to_owned(), task.task_id.value.clone()),
+        (labels::CONTAINER.to_owned(), owner.container_id.clone()),
+    ]);
     body.env = Some(env);
     body.labels = Some(labels);
     host.binds = Some(binds);

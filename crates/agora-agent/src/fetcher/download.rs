@@ -76,9 +76,9 @@ async fn get(tls: &TlsConnector, uri: &Uri, file: &Path) -> Result<Fetched, Stri
     if https {
         let name =
             ServerName::try_from(host.to_owned()).map_err(|e| format!("bad host name: {e}"))?;
-        let stream = tls
-            .connect(name, stream)
+        let stream = tokio::time::timeout(IDLE_TIMEOUT, tls.connect(name, stream))
             .await
+            .map_err(|_| format!("TLS handshake with {host}:{port} timed out"))?
             .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
         request(TokioIo::new(stream), uri, file).await
     } else {
@@ -90,9 +90,11 @@ async fn request<S>(io: S, uri: &Uri, file: &Path) -> Result<Fetched, String>
 where
     S: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        tokio::time::timeout(IDLE_TIMEOUT, hyper::client::conn::http1::handshake(io))
+            .await
+            .map_err(|_| "the HTTP handshake timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
     let connection = tokio::spawn(connection);
     let result = async {
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
@@ -102,9 +104,9 @@ where
             .header(hyper::header::USER_AGENT, "agora-fetcher")
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
+        let response = tokio::time::timeout(IDLE_TIMEOUT, sender.send_request(request))
             .await
+            .map_err(|_| format!("no answer in {} s", IDLE_TIMEOUT.as_secs()))?
             .map_err(|e| e.to_string())?;
         let status = response.status();
         if status.is_redirection() {
@@ -119,9 +121,10 @@ where
             return Err(format!("HTTP {status}"));
         }
         let mut body = response.into_body();
-        let mut out = tokio::fs::File::create(file)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+        let mut out = tokio::fs::File::from_std(
+            super::create_nofollow(file)
+                .map_err(|e| format!("cannot create {}: {e}", file.display()))?,
+        );
         let mut written = 0u64;
         loop {
             let frame = tokio::time::timeout(IDLE_TIMEOUT, body.frame())

@@ -72,21 +72,17 @@ impl Fetcher {
     ) -> Result<(), String> {
         let source = uri.source()?;
         let relative = uri.destination()?;
-        let destination = sandbox.join(&relative);
-        if let Some(parent) = destination.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        }
+        let destination = inside(sandbox, &relative, user).await?;
         if uri.cache {
             let user_name = user.map_or("", |u| u.name.as_str());
             let key = uri::cache_key(user_name, &uri.value, &relative);
-            let cached = self.cached(&key, &source).await?;
-            tokio::fs::copy(&cached, &destination)
-                .await
-                .map_err(|e| format!("cannot copy from the cache: {e}"))?;
+            // Copied while its fill lock is held: no eviction can take it meanwhile.
+            let lock = self.fill_lock(&key);
+            let _held = lock.lock().await;
+            let cached = self.cached(&key, &source, user).await?;
+            copy_file(&cached, &destination, None).await?;
         } else {
-            self.get(&source, &destination).await?;
+            self.get(&source, &destination, user).await?;
         }
         if uri.executable {
             use std::os::unix::fs::PermissionsExt;
@@ -95,14 +91,15 @@ impl Fetcher {
                 .map_err(|e| format!("cannot make it executable: {e}"))?;
         }
         if let Some(archive) = uri.archive(&relative) {
-            extract(archive, &destination).await?;
+            extract(archive, &destination, user).await?;
         }
         tracing::debug!(uri = %uri.value, file = %destination.display(), "fetched");
         Ok(())
     }
 
-    /// Puts the source's bytes in `file`.
-    async fn get(&self, source: &Source, file: &Path) -> Result<u64, String> {
+    /// Puts the source's bytes in `file` (a local file is read as `user`, who must be allowed
+    /// to read it).
+    async fn get(&self, source: &Source, file: &Path, user: Option<&RunAs>) -> Result<u64, String> {
         match source {
             Source::Http(url) => {
                 let tls = self
@@ -112,19 +109,23 @@ impl Fetcher {
                     .map_err(Clone::clone)?;
                 download::download(tls, url, file).await
             }
-            Source::File(path) => tokio::fs::copy(path, file)
-                .await
-                .map_err(|e| format!("cannot copy {}: {e}", path.display())),
+            Source::File(path) => copy_file(path, file, user).await,
         }
     }
 
+    fn fill_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut filling = self.filling.lock().unwrap_or_else(|e| e.into_inner());
+        filling.entry(key.to_owned()).or_default().clone()
+    }
+
     /// The cache's copy of a URI, fetched first when it has none.
-    async fn cached(&self, key: &str, source: &Source) -> Result<PathBuf, String> {
-        let lock = {
-            let mut filling = self.filling.lock().unwrap_or_else(|e| e.into_inner());
-            filling.entry(key.to_owned()).or_default().clone()
-        };
-        let _filling = lock.lock().await;
+    /// Call with the key's fill lock held.
+    async fn cached(
+        &self,
+        key: &str,
+        source: &Source,
+        user: Option<&RunAs>,
+    ) -> Result<PathBuf, String> {
         let cached = self.cache_dir.join(key);
         if tokio::fs::try_exists(&cached).await.unwrap_or(false) {
             // Used now: the last to be evicted.
@@ -146,7 +147,7 @@ impl Fetcher {
                 )
             })?;
         let partial = self.cache_dir.join(format!(".{key}.partial"));
-        let fetched = self.get(source, &partial).await;
+        let fetched = self.get(source, &partial, user).await;
         if let Err(error) = fetched {
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(error);
@@ -154,19 +155,24 @@ impl Fetcher {
         tokio::fs::rename(&partial, &cached)
             .await
             .map_err(|e| format!("cannot fill the cache: {e}"))?;
-        let (directory, limit, keep) = (
-            self.cache_dir.clone(),
-            self.cache_limit_bytes,
-            cached.clone(),
-        );
-        let _ = tokio::task::spawn_blocking(move || evict(&directory, limit, &keep)).await;
+        // Entries being filled or copied right now (their locks are held) stay.
+        let busy: Vec<PathBuf> = {
+            let filling = self.filling.lock().unwrap_or_else(|e| e.into_inner());
+            filling
+                .iter()
+                .filter(|(_, lock)| lock.try_lock().is_err())
+                .map(|(key, _)| self.cache_dir.join(key))
+                .collect()
+        };
+        let (directory, limit) = (self.cache_dir.clone(), self.cache_limit_bytes);
+        let _ = tokio::task::spawn_blocking(move || evict(&directory, limit, &busy)).await;
         Ok(cached)
     }
 }
 
-/// Removes the least recently used entries until the cache fits in `limit` (never `keep`,
-/// the one just used, even when it alone is larger).
-fn evict(directory: &Path, limit: u64, keep: &Path) {
+/// Removes the least recently used entries until the cache fits in `limit` (never those in
+/// `keep`, in use, even when one alone is larger).
+fn evict(directory: &Path, limit: u64, keep: &[PathBuf]) {
     let Ok(entries) = std::fs::read_dir(directory) else {
         return;
     };
@@ -187,7 +193,7 @@ fn evict(directory: &Path, limit: u64, keep: &Path) {
         if total <= limit {
             break;
         }
-        if path == keep {
+        if keep.contains(&path) {
             continue;
         }
         match std::fs::remove_file(&path) {
@@ -199,45 +205,37 @@ fn evict(directory: &Path, limit: u64, keep: &Path) {
     }
 }
 
-/// Unpacks an archive next to it, with the tool Mesos' fetcher uses for it.
-async fn extract(archive: Archive, file: &Path) -> Result<(), String> {
+/// Unpacks an archive next to it, with the tool Mesos' fetcher uses for it, as the task's
+/// user (an archive's links and modes are then the user's to make, never root's).
+async fn extract(archive: Archive, file: &Path, user: Option<&RunAs>) -> Result<(), String> {
     let directory = file.parent().unwrap_or(Path::new("."));
-    let (tool, output) = match archive {
-        Archive::Tar => (
-            "tar",
-            tokio::process::Command::new("tar")
-                .arg("-C")
-                .arg(directory)
-                .arg("-xf")
-                .arg(file)
-                .output()
-                .await,
-        ),
-        Archive::Zip => (
-            "unzip",
-            tokio::process::Command::new("unzip")
-                .args(["-o", "-q", "-d"])
-                .arg(directory)
-                .arg(file)
-                .output()
-                .await,
-        ),
+    let (tool, mut command) = match archive {
+        Archive::Tar => {
+            let mut command = tokio::process::Command::new("tar");
+            command.arg("-C").arg(directory).arg("-xf").arg(file);
+            ("tar", command)
+        }
+        Archive::Zip => {
+            let mut command = tokio::process::Command::new("unzip");
+            command.args(["-o", "-q", "-d"]).arg(directory).arg(file);
+            ("unzip", command)
+        }
         Archive::Gzip => {
             let target = file.with_extension("");
-            let out = std::fs::File::create(&target)
+            let out = create_nofollow(&target)
                 .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-            (
-                "gzip",
-                tokio::process::Command::new("gzip")
-                    .arg("-dc")
-                    .arg(file)
-                    .stdout(out)
-                    .output()
-                    .await,
-            )
+            let mut command = tokio::process::Command::new("gzip");
+            command.arg("-dc").arg(file).stdout(out);
+            ("gzip", command)
         }
     };
-    let output = output.map_err(|e| format!("cannot run {tool} to extract it: {e}"))?;
+    command.stderr(std::process::Stdio::piped());
+    if let Some(user) = user {
+        command.uid(user.uid).gid(user.gid);
+    }
+    let output = run(&mut command)
+        .await
+        .map_err(|e| format!("cannot run {tool} to extract it: {e}"))?;
     if !output.status.success() {
         return Err(format!(
             "{tool} could not extract it ({}): {}",
@@ -246,6 +244,95 @@ async fn extract(archive: Archive, file: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The file `relative` names under `sandbox`, its directories made (and given to `user`):
+/// refused if, through a link an earlier archive left, it would land outside the sandbox.
+async fn inside(sandbox: &Path, relative: &Path, user: Option<&RunAs>) -> Result<PathBuf, String> {
+    let destination = sandbox.join(relative);
+    let Some(parent) = destination.parent() else {
+        return Ok(destination);
+    };
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let real_sandbox = tokio::fs::canonicalize(sandbox)
+        .await
+        .map_err(|e| e.to_string())?;
+    let real_parent = tokio::fs::canonicalize(parent)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !real_parent.starts_with(&real_sandbox) {
+        return Err(format!("'{}' leads out of the sandbox", relative.display()));
+    }
+    if let Some(user) = user {
+        let mut directory = real_parent.as_path();
+        while directory != real_sandbox {
+            nix::unistd::chown(
+                directory,
+                Some(nix::unistd::Uid::from_raw(user.uid)),
+                Some(nix::unistd::Gid::from_raw(user.gid)),
+            )
+            .map_err(|e| {
+                format!(
+                    "cannot give {} to the task's user: {e}",
+                    directory.display()
+                )
+            })?;
+            let Some(up) = directory.parent() else { break };
+            directory = up;
+        }
+    }
+    Ok(destination)
+}
+
+/// Runs a command with the stdio it was given (tokio's `output()` would pipe stdout over a
+/// file given), its stderr collected.
+async fn run(command: &mut tokio::process::Command) -> std::io::Result<std::process::Output> {
+    command.stdin(std::process::Stdio::null());
+    command.spawn()?.wait_with_output().await
+}
+
+/// Creates (or truncates) a file, never through a symbolic link.
+pub(super) fn create_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Copies a local file into `target` (never through a link there); read as `user` when given,
+/// so a task gets only what its user may read.
+async fn copy_file(source: &Path, target: &Path, user: Option<&RunAs>) -> Result<u64, String> {
+    let out =
+        create_nofollow(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    let mut command = tokio::process::Command::new("cat");
+    command
+        .arg("--")
+        .arg(source)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(std::process::Stdio::piped());
+    if let Some(user) = user {
+        command.uid(user.uid).gid(user.gid);
+    }
+    let output = run(&mut command)
+        .await
+        .map_err(|e| format!("cannot copy {}: {e}", source.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cannot copy {}: {}",
+            source.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    tokio::fs::metadata(target)
+        .await
+        .map(|m| m.len())
+        .map_err(|e| e.to_string())
 }
 
 /// Gives `root` and everything under it to `user` (symbolic links themselves, not their

@@ -29,6 +29,10 @@ use crate::core::{Agent, ExecutorKind};
 /// Output kept from an exec, per stream.
 const EXEC_OUTPUT_LIMIT: usize = 1 << 20;
 const EXEC_DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+const EXEC_MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The environment of an exec: none of the agent's, only what a shell needs and the task's
+/// sandbox.
+const EXEC_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What the agent knows of a task's container.
 struct Target {
@@ -102,10 +106,23 @@ fn running_target(agent: &Agent, task_id: &str) -> Result<Target, Response> {
 }
 
 /// The host pid of a Docker task's container's first process.
-async fn docker_pid(task_id: &str) -> Result<(bollard::Docker, String, i32), String> {
+/// The task's own container: found by this executor container's id (unique to this agent),
+/// then by task id (a task group has one container per task).
+async fn docker_pid(
+    container_id: &str,
+    task_id: &str,
+) -> Result<(bollard::Docker, String, i32), String> {
     let docker = crate::docker::connect().await?;
-    let (id, _) = crate::docker::labelled(&docker, crate::docker::spec::labels::TASK, task_id)
-        .await?
+    let mut found = crate::docker::labelled(
+        &docker,
+        crate::docker::spec::labels::CONTAINER,
+        container_id,
+    )
+    .await?;
+    let tasks =
+        crate::docker::labelled(&docker, crate::docker::spec::labels::TASK, task_id).await?;
+    found.retain(|(id, _)| tasks.iter().any(|(other, _)| other == id));
+    let (id, _) = found
         .into_iter()
         .next()
         .ok_or("the task's Docker container is gone")?;
@@ -126,7 +143,7 @@ pub(crate) async fn top(State(agent): State<Shared>, Path(task_id): Path<String>
         Err(response) => return response,
     };
     let root = if target.docker {
-        match docker_pid(&task_id).await {
+        match docker_pid(&target.container_id, &task_id).await {
             Ok((_, _, pid)) => pid,
             Err(message) => return error(StatusCode::CONFLICT, message),
         }
@@ -186,14 +203,14 @@ pub(crate) async fn exec(
     let timeout = request
         .timeout_seconds
         .filter(|t| t.is_finite() && *t > 0.0)
-        .map(Duration::from_secs_f64)
+        .map(|t| Duration::from_secs_f64(t.min(EXEC_MAX_TIMEOUT.as_secs_f64())))
         .unwrap_or(EXEC_DEFAULT_TIMEOUT);
     let target = match running_target(&agent, &task_id) {
         Ok(target) => target,
         Err(response) => return response,
     };
     let result = if target.docker {
-        exec_in_docker(&task_id, argv, timeout).await
+        exec_in_docker(&target.container_id, &task_id, argv, timeout).await
     } else {
         exec_in_process_container(&agent, &target, &task_id, argv, timeout).await
     };
@@ -203,9 +220,14 @@ pub(crate) async fn exec(
     }
 }
 
-fn capped(mut bytes: Vec<u8>) -> String {
-    bytes.truncate(EXEC_OUTPUT_LIMIT);
+fn capped(bytes: Vec<u8>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Appends what still fits under [`EXEC_OUTPUT_LIMIT`].
+fn keep(kept: &mut Vec<u8>, more: &[u8]) {
+    let room = EXEC_OUTPUT_LIMIT.saturating_sub(kept.len());
+    kept.extend_from_slice(&more[..more.len().min(room)]);
 }
 
 /// Runs `argv` in the task's namespaces (through `nsenter`, which forks into the pid
@@ -242,52 +264,91 @@ async fn exec_in_process_container(
         command.arg("--").args(&argv);
         command
     } else {
-        use std::os::unix::process::CommandExt;
         let mut command = std::process::Command::new(&argv[0]);
         command.args(&argv[1..]).current_dir(&target.sandbox);
-        if let Some(user) = &user {
-            command.uid(user.uid).gid(user.gid);
-        }
         command
     };
+    {
+        use std::os::unix::process::CommandExt;
+        // A group of its own, so a timeout kills everything it started (nsenter forks).
+        command.process_group(0);
+    }
     command
+        .env_clear()
+        .env("PATH", EXEC_PATH)
         .env("MESOS_SANDBOX", &target.sandbox)
         .env("MESOS_TASK_ID", task_id)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    if let Ok(cgroups) = &agent.cgroups {
-        let procs = cgroups.container(&target.container_id).procs_files();
-        crate::launcher::join_cgroups_on_spawn(&mut command, &procs)
-            .map_err(|e| format!("cannot join the task's cgroups: {e}"))?;
-    }
-    let child = tokio::process::Command::from(command)
+    let procs = match &agent.cgroups {
+        Ok(cgroups) => cgroups.container(&target.container_id).procs_files(),
+        Err(_) => Vec::new(),
+    };
+    // nsenter switches user itself, after entering; without it the spawn does.
+    let switch = if agent.namespaces.is_ok() {
+        None
+    } else {
+        user.as_ref()
+    };
+    crate::launcher::prepare_on_spawn(&mut command, &procs, switch)
+        .map_err(|e| format!("cannot join the task's container: {e}"))?;
+    let mut child = tokio::process::Command::from(command)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run the command: {e}"))?;
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) => Ok(json!({
-            "exit_code": output.status.code(),
-            "signal": std::os::unix::process::ExitStatusExt::signal(&output.status),
-            "stdout": capped(output.stdout),
-            "stderr": capped(output.stderr),
+    let group = child.id().map(|pid| pid as i32);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let run = async {
+        let (stdout, stderr, status) =
+            tokio::join!(read_capped(stdout), read_capped(stderr), child.wait());
+        (stdout, stderr, status)
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok((stdout, stderr, Ok(status))) => Ok(json!({
+            "exit_code": status.code(),
+            "signal": std::os::unix::process::ExitStatusExt::signal(&status),
+            "stdout": String::from_utf8_lossy(&stdout),
+            "stderr": String::from_utf8_lossy(&stderr),
             "timed_out": false,
         })),
-        Ok(Err(e)) => Err(format!("cannot run the command: {e}")),
-        Err(_) => Ok(json!({
-            "exit_code": null, "signal": 9, "stdout": "", "stderr": "",
-            "timed_out": true,
-        })),
+        Ok((_, _, Err(e))) => Err(format!("cannot run the command: {e}")),
+        Err(_) => {
+            if let Some(group) = group {
+                crate::process::signal_group(group, nix::sys::signal::Signal::SIGKILL);
+            }
+            Ok(json!({
+                "exit_code": null, "signal": 9, "stdout": "", "stderr": "",
+                "timed_out": true,
+            }))
+        }
     }
+}
+
+/// Reads a pipe to its end, keeping the first [`EXEC_OUTPUT_LIMIT`] bytes.
+async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let _ = (&mut pipe)
+        .take(EXEC_OUTPUT_LIMIT as u64)
+        .read_to_end(&mut kept)
+        .await;
+    let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
+    kept
 }
 
 /// `docker exec` of `argv` in the task's container.
 async fn exec_in_docker(
+    container_id: &str,
     task_id: &str,
     argv: Vec<String>,
     timeout: Duration,
 ) -> Result<serde_json::Value, String> {
-    let (docker, id, _) = docker_pid(task_id).await?;
+    let (docker, id, _) = docker_pid(container_id, task_id).await?;
     let config = bollard::models::ExecConfig {
         cmd: Some(argv),
         attach_stdout: Some(true),
@@ -309,12 +370,12 @@ async fn exec_in_docker(
             while let Some(item) = output.next().await {
                 match item {
                     Ok(bollard::container::LogOutput::StdErr { message }) => {
-                        stderr.extend_from_slice(&message)
+                        keep(&mut stderr, &message)
                     }
                     Ok(
                         bollard::container::LogOutput::StdOut { message }
                         | bollard::container::LogOutput::Console { message },
-                    ) => stdout.extend_from_slice(&message),
+                    ) => keep(&mut stdout, &message),
                     Ok(_) => {}
                     Err(e) => return Err(format!("the exec's output broke off: {e}")),
                 }
