@@ -111,6 +111,10 @@ enum Input {
     KillTimeout {
         task_id: String,
     },
+    ContainerStarted {
+        task_id: String,
+        started: Result<docker_task::DockerTask, String>,
+    },
     ContainerEnded {
         task_id: String,
         ended: docker_task::Ended,
@@ -181,6 +185,9 @@ pub async fn run() -> Result<i32, String> {
                 signal,
             }) => executor.task_exited(&task_id, code, signal).await,
             Some(Input::KillTimeout { task_id }) => executor.kill_timeout(&task_id),
+            Some(Input::ContainerStarted { task_id, started }) => {
+                executor.container_started(&task_id, started).await
+            }
             Some(Input::ContainerEnded { task_id, ended }) => {
                 executor.container_ended(&task_id, ended).await
             }
@@ -393,39 +400,55 @@ impl Executor {
                 .collect();
             name = format!("{name}.{safe}");
         }
+        // Pulling can take minutes: the executor goes on hearing kills, acknowledgements and
+        // its agent meanwhile, and learns of the start as an input.
         let inputs = self.inputs.clone();
-        let ended_id = task_id.clone();
-        let started = docker_task::start(
-            task,
-            &self.settings.sandbox,
-            directory,
-            &owner,
-            &name,
-            move |ended| {
-                let _ = inputs.send(Input::ContainerEnded {
-                    task_id: ended_id,
-                    ended,
-                });
-            },
-        )
-        .await;
+        let (task, sandbox) = (task.clone(), self.settings.sandbox.clone());
+        tokio::spawn(async move {
+            let ended_inputs = inputs.clone();
+            let ended_id = task_id.clone();
+            let started =
+                docker_task::start(&task, &sandbox, directory, &owner, &name, move |ended| {
+                    let _ = ended_inputs.send(Input::ContainerEnded {
+                        task_id: ended_id,
+                        ended,
+                    });
+                })
+                .await;
+            let _ = inputs.send(Input::ContainerStarted { task_id, started });
+        });
+    }
+
+    /// A task's Docker container has started, or could not.
+    async fn container_started(
+        &mut self,
+        task_id: &str,
+        started: Result<docker_task::DockerTask, String>,
+    ) {
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
         match started {
             Ok(container) => {
-                if let Some(running) = self.tasks.get_mut(&task_id) {
-                    running.docker = Some(container);
+                if task.state.is_terminal() {
+                    // Killed while it was starting: it goes at once.
+                    container.destroy().await;
+                    return;
                 }
-                self.update(&task_id, TaskState::Running, None, None).await;
-                self.start_checking(&task_id);
+                task.docker = Some(container);
+                self.update(task_id, TaskState::Running, None, None).await;
+                self.start_checking(task_id);
             }
-            Err(error) => {
+            Err(error) if !task.state.is_terminal() => {
                 self.update(
-                    &task_id,
+                    task_id,
                     TaskState::Failed,
                     Some(format!("Failed to launch container: {error}")),
                     Some("REASON_CONTAINER_LAUNCH_FAILED"),
                 )
                 .await;
             }
+            Err(_) => {}
         }
     }
 
@@ -433,6 +456,9 @@ impl Executor {
     async fn container_ended(&mut self, task_id: &str, ended: docker_task::Ended) {
         if let Some(task) = self.tasks.get_mut(task_id) {
             task.docker = None;
+            if task.state.is_terminal() {
+                return;
+            }
             if ended.oom_killed && !task.killing {
                 task.stop_checking();
                 let limit = agora_api::mesos::to_resources(&task.info.resources)
