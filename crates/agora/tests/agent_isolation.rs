@@ -338,12 +338,21 @@ async fn a_task_has_its_own_processes_tmp_and_user() {
 
     // An operator looks inside: its processes, a command among them, its output as it comes.
     let base = format!("http://{}/slave(1)/tasks/contained", up.address());
-    let top: serde_json::Value = reqwest::get(format!("{base}/top"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // Once the task's shell has become `sleep 301`.
+    let top: serde_json::Value = wait_until(Duration::from_secs(5), "the task in top", || async {
+        let top: serde_json::Value = reqwest::get(format!("{base}/top"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        top["processes"]
+            .as_array()?
+            .iter()
+            .any(|p| p["command"] == "sleep 301")
+            .then_some(top)
+    })
+    .await;
     let processes = top["processes"].as_array().cloned().unwrap_or_default();
     let sleeper = processes
         .iter()

@@ -449,12 +449,20 @@ async fn task_groups_and_custom_executors() {
         command_task("g1", &offer, "echo one > out.txt", 0.1, 32.0),
         command_task("g2", &offer, "echo two; exit 0", 0.1, 32.0),
     ];
-    // A custom executor: the built-in executor binary run as a framework's own executor.
+    // A custom executor: the built-in executor binary run as a framework's own executor,
+    // shipped into the sandbox by the fetcher as frameworks ship theirs (a path of the
+    // machine's /tmp is not visible in the task's private /tmp).
     let mut custom = command_task("custom-task", &offer, "echo custom", 0.1, 32.0);
     custom.executor = Some(ExecutorInfo {
         executor_id: Id::new("my-executor"),
         command: Some(agora_api::mesos::CommandInfo {
-            value: Some(format!("{BIN} executor")),
+            value: Some("./agora-executor executor".into()),
+            uris: vec![serde_json::json!({
+                "value": format!("file://{BIN}"),
+                "output_file": "agora-executor",
+                "executable": true,
+                "cache": true,
+            })],
             ..Default::default()
         }),
         resources: vec![scalar("cpus", 0.1), scalar("mem", 32.0)],
