@@ -432,7 +432,9 @@ fn start(
         nix::unistd::dup2_stdout(&stdout)?;
         nix::unistd::dup2_stderr(&stderr)?;
         if launch.namespaces {
-            namespaces::private_mounts(&launch.directory, launch.user.as_ref())?;
+            // A framework's own executor is a program of the framework's, which may live in
+            // the machine's /tmp: only the built-in executors' containers get their own.
+            namespaces::private_mounts(&launch.directory, launch.user.as_ref(), launch.builtin)?;
         }
         std::env::set_current_dir(&launch.directory)?;
         Ok(())

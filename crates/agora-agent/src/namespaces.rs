@@ -123,11 +123,15 @@ pub(crate) fn fork_into_namespaces() -> std::io::Result<Option<Pid>> {
     }
 }
 
-/// Makes the container's mounts private to it: nothing mounted here shows outside; `/tmp` is
-/// the sandbox's `tmp` (the sandbox stays reachable at its own path when it lies under
-/// `/tmp`), and `/proc` shows the container's processes only. Call as pid 1 of the new
-/// namespaces.
-pub(crate) fn private_mounts(sandbox: &Path, owner: Option<&RunAs>) -> std::io::Result<()> {
+/// Makes the container's mounts private to it: nothing mounted here shows outside; with
+/// `private_tmp`, `/tmp` is the sandbox's `tmp` (the sandbox stays reachable at its own path
+/// when it lies under `/tmp`); `/proc` shows the container's processes only. Call as pid 1 of
+/// the new namespaces.
+pub(crate) fn private_mounts(
+    sandbox: &Path,
+    owner: Option<&RunAs>,
+    private_tmp: bool,
+) -> std::io::Result<()> {
     mount(
         None::<&str>,
         "/",
@@ -135,6 +139,22 @@ pub(crate) fn private_mounts(sandbox: &Path, owner: Option<&RunAs>) -> std::io::
         MsFlags::MS_REC | MsFlags::MS_SLAVE,
         None::<&str>,
     )?;
+    if private_tmp {
+        sandbox_tmp(sandbox, owner)?;
+    }
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
+/// Binds the sandbox's `tmp` over `/tmp` (and the sandbox back at its own path when it lies
+/// under `/tmp`).
+fn sandbox_tmp(sandbox: &Path, owner: Option<&RunAs>) -> std::io::Result<()> {
     let tmp = sandbox.join("tmp");
     // A fetched archive may have left `tmp` as a link: the agent's chmod and chown below must
     // not reach through it.
@@ -172,13 +192,6 @@ pub(crate) fn private_mounts(sandbox: &Path, owner: Option<&RunAs>) -> std::io::
         let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
         bind(&source, &target)?;
     }
-    mount(
-        Some("proc"),
-        "/proc",
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )?;
     Ok(())
 }
 
