@@ -71,6 +71,15 @@ def process_gone(pid):
     return stat[stat.rindex(")") + 2] == "Z"
 
 
+def container_pid(agora, executor_id):
+    """The host pid of an executor's container (its init, which lives as long as the executor):
+    the executor's own os.getpid() is its pid inside the container's pid namespace."""
+    for container in agora.get_json("/containers"):
+        if container["executor_id"] == executor_id:
+            return container["status"]["executor_pid"]
+    raise AssertionError("no container for executor %s" % executor_id)
+
+
 def replying_scheduler(actions):
     """A RecordingScheduler whose frameworkMessage answers each executor "hello".
 
@@ -152,7 +161,8 @@ def test_custom_executor_message_round_trip_and_executor_reuse(agora):
         assert first["pid"] == second["pid"], (first, second)
         assert sched.replies == ["pong-exec-task-1", "pong-exec-task-2"]
         pid = first["pid"]
-        assert not process_gone(pid)
+        host_pid = container_pid(agora, EXECUTOR_ID)
+        assert not process_gone(host_pid)
 
         # A task of a custom executor is killed by the executor (KILL event -> TASK_KILLED).
         offer = next_offer_with_executor(sched, agent_id)
@@ -189,8 +199,8 @@ def test_custom_executor_message_round_trip_and_executor_reuse(agora):
     # driver.stop() sent TEARDOWN: the agent shuts the executor down (SHUTDOWN event; the pymesos
     # executor driver stops and the process exits).
     deadline = time.monotonic() + 15
-    while not process_gone(pid):
-        assert time.monotonic() < deadline, "executor pid %d still alive after TEARDOWN" % pid
+    while not process_gone(host_pid):
+        assert time.monotonic() < deadline, "executor pid %d still alive after TEARDOWN" % host_pid
         time.sleep(0.1)
     stderr = (Path(env["MESOS_DIRECTORY"]) / "stderr").read_text()
     assert "INFO compat-executor: shutdown" in stderr, stderr[-2000:]
@@ -202,6 +212,7 @@ def test_executor_exit_is_reported_as_executor_lost(agora):
         register(sched)
         offer = sched.next_offer()
         info = launch_and_greet(sched, driver, offer, "doomed")
+        host_pid = container_pid(agora, EXECUTOR_ID)
 
         # The executor exits (status 3) with its task still running: the scheduler gets a
         # FAILURE event for the executor (pymesos -> executorLost, which reads `status`) ...
@@ -215,5 +226,5 @@ def test_executor_exit_is_reported_as_executor_lost(agora):
             "doomed terminal")
         assert failed["state"] in ("TASK_FAILED", "TASK_LOST"), failed
         assert "uuid" in failed, failed  # from the agent: must be acknowledged
-        assert process_gone(info["pid"])
+        assert process_gone(host_pid), info
         sched.check_errors()
