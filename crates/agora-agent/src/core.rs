@@ -1663,16 +1663,7 @@ async fn spawn_executor(
         let _ = std::fs::remove_file(&latest);
         let _ = std::os::unix::fs::symlink(directory, &latest);
     }
-    let user = match &prepared.user {
-        Some(name) => {
-            let name = name.clone();
-            let user = tokio::task::spawn_blocking(move || crate::namespaces::RunAs::lookup(&name))
-                .await
-                .map_err(|e| e.to_string())??;
-            (!user.is_current()).then_some(user)
-        }
-        None => None,
-    };
+    let user = crate::namespaces::RunAs::switch_to(prepared.user.as_deref()).await?;
     if let Some(user) = &user {
         // The sandbox and its output files are the user's before anything runs in it.
         process::sandbox_output(directory)

@@ -41,6 +41,18 @@ impl RunAs {
         })
     }
 
+    /// The user to switch to for `name`, looked up off the async workers (the user database
+    /// may be remote): `None` for no name, or for the agent's own user.
+    pub(crate) async fn switch_to(name: Option<&str>) -> Result<Option<RunAs>, String> {
+        let Some(name) = name.map(str::to_owned) else {
+            return Ok(None);
+        };
+        let user = tokio::task::spawn_blocking(move || RunAs::lookup(&name))
+            .await
+            .map_err(|e| e.to_string())??;
+        Ok((!user.is_current()).then_some(user))
+    }
+
     /// Whether running as this user needs a switch at all (it is the agent's own).
     pub(crate) fn is_current(&self) -> bool {
         Uid::effective().as_raw() == self.uid && Gid::effective().as_raw() == self.gid

@@ -240,16 +240,7 @@ async fn exec_in_process_container(
     timeout: Duration,
 ) -> Result<serde_json::Value, String> {
     let pid = target.pid.ok_or("the task's container has not started")?;
-    let user = match &target.user {
-        Some(name) => {
-            let name = name.clone();
-            let user = tokio::task::spawn_blocking(move || crate::namespaces::RunAs::lookup(&name))
-                .await
-                .map_err(|e| e.to_string())??;
-            (!user.is_current()).then_some(user)
-        }
-        None => None,
-    };
+    let user = crate::namespaces::RunAs::switch_to(target.user.as_deref()).await?;
     let mut command = if agent.namespaces.is_ok() {
         let mut command = std::process::Command::new("nsenter");
         command
