@@ -15,6 +15,7 @@ mod config;
 mod core;
 mod docker;
 mod fetcher;
+mod fnv;
 mod http;
 // Forking without exec, the one place the agent needs raw process calls; each has a SAFETY note.
 #[allow(unsafe_code)]

@@ -247,16 +247,20 @@ pub struct AgentArgs {
 
 pub type Weights = Vec<(String, f64)>;
 
-/// `500ms`, `15s`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
+/// A leading decimal number and the unit after it (`1.5KB` → 1.5, "KB").
+fn number_and_unit(text: &str) -> Option<(f64, &str)> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 500ms, 15s or 2m"))?;
+    Some((number.parse().ok()?, unit))
+}
+
+/// `500ms`, `15s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (value, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("'{text}' is not a duration like 500ms, 15s or 2m"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
@@ -273,13 +277,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// A size as Mesos writes them: bytes, or a number with B, KB, MB, GB or TB (powers of 1024).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size like 512MB or 2GB"))?;
+    let (value, unit) =
+        number_and_unit(text).ok_or_else(|| format!("'{text}' is not a size like 512MB or 2GB"))?;
     let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "KB" => 1 << 10,

@@ -21,11 +21,7 @@ const PARENT: &str = "agora";
 
 /// A stable name for a work dir: FNV-1a of its path, in hex.
 fn agent_dir_name(work_dir: &Path) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in work_dir.as_os_str().as_encoded_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = crate::fnv::fnv1a(work_dir.as_os_str().as_encoded_bytes().iter().copied());
     format!("agent-{hash:016x}")
 }
 

@@ -138,11 +138,7 @@ impl FetchUri {
 /// The cache's name for a URI fetched for a user: stable, file-name safe, and ending in the
 /// URI's own name so tools that go by extension still see it.
 pub(crate) fn cache_key(user: &str, uri: &str, destination: &Path) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in user.bytes().chain([0]).chain(uri.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = crate::fnv::fnv1a(user.bytes().chain([0]).chain(uri.bytes()));
     let name: String = destination
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
