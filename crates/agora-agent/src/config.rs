@@ -42,6 +42,9 @@ pub struct AgentConfig {
     /// Hard cpu limits (a CFS quota of the cpus asked for) besides shares (Mesos'
     /// `--cgroups_enable_cfs`).
     pub cgroups_cfs_quota: bool,
+    /// Turn on cgroup2's `favordynmods` so that moving a task into its cgroups never waits
+    /// for an RCU grace period (see `cgroups::favor_dynamic_moves`).
+    pub cgroups_favor_dynmods: bool,
     /// Run tasks as their `user` (the task's, else the framework's) when the agent is root
     /// (Mesos' `--switch_user`).
     pub switch_user: bool,
@@ -126,6 +129,7 @@ impl AgentConfig {
             standalone: true,
             isolation: Isolation::default(),
             cgroups_cfs_quota: false,
+            cgroups_favor_dynmods: true,
             switch_user: true,
             fetcher_cache_bytes: 2 << 30,
         }

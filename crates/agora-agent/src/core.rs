@@ -1845,7 +1845,11 @@ fn isolator<T>(
 
 /// The cgroup hierarchies, said once at start: which isolation tasks get, or why none.
 fn detect_cgroups(config: &AgentConfig) -> Result<crate::cgroups::Cgroups, String> {
-    let cgroups = crate::cgroups::Cgroups::detect(&config.work_dir, config.cgroups_cfs_quota);
+    let cgroups = crate::cgroups::Cgroups::detect(
+        &config.work_dir,
+        config.cgroups_cfs_quota,
+        config.cgroups_favor_dynmods,
+    );
     match &cgroups {
         Ok(cgroups) => tracing::info!(isolation = %cgroups.describe(), "tasks run in cgroups"),
         Err(reason) => {

@@ -140,6 +140,10 @@ pub struct AgentOptions {
     /// Also cap each task's cpu at what it asked for (a CFS quota), not only share it
     #[arg(long, env = "AGORA_CGROUPS_ENABLE_CFS")]
     pub cgroups_enable_cfs: bool,
+    /// Turn on cgroup2's favordynmods (remounting it) so that starting a task never waits on
+    /// the kernel's cgroup lock; forks and exits machine-wide cost slightly more
+    #[arg(long, env = "AGORA_CGROUPS_FAVOR_DYNMODS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cgroups_favor_dynmods: bool,
     /// Run each task as its user (the task's, else its framework's) when the agent runs as root
     #[arg(long, env = "AGORA_SWITCH_USER", default_value_t = true, action = clap::ArgAction::Set)]
     pub switch_user: bool,

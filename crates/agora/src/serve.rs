@@ -85,6 +85,7 @@ fn agent_config(
     config.default_kill_grace = options.kill_grace;
     config.isolation = options.isolation;
     config.cgroups_cfs_quota = options.cgroups_enable_cfs;
+    config.cgroups_favor_dynmods = options.cgroups_favor_dynmods;
     config.switch_user = options.switch_user;
     config.fetcher_cache_bytes = options.fetcher_cache_size;
     Ok(config)

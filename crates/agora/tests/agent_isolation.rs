@@ -34,6 +34,16 @@ async fn a_task_past_its_memory_fails_with_the_memory_reason() {
         "{}",
         state["isolation"]
     );
+    // This machine mounts a cgroup2 tree beside the v1 controllers: the agent has its
+    // favordynmods on, so moves into cgroups do not wait for the kernel.
+    let detail = state["isolation"]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("fast moves into cgroups"), "{detail}");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    let cgroup2 = mounts
+        .lines()
+        .find(|line| line.split(' ').nth(2) == Some("cgroup2"))
+        .expect("a cgroup2 mount");
+    assert!(cgroup2.contains("favordynmods"), "{cgroup2}");
 
     let mut scheduler = subscribe(&up.address(), framework_info("hungry")).await;
     // 32 MB asked for; 300 MB touched.

@@ -25,7 +25,20 @@ struct Mount {
     root: String,
     point: PathBuf,
     v2: bool,
+    /// The mount's own options (`nosuid`, `relatime`, ...).
+    mount_options: Vec<String>,
+    /// The file system's options (for cgroup v1, its controllers).
     options: Vec<String>,
+}
+
+/// How to turn on cgroup2's `favordynmods`: remount `point` with the mount's own `flags`
+/// kept and `data` (its file system options plus `favordynmods`: a cgroup2 remount resets
+/// the options it is not given).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Remount {
+    pub point: PathBuf,
+    pub flags: Vec<String>,
+    pub data: String,
 }
 
 fn mounts(mountinfo: &str) -> Vec<Mount> {
@@ -47,6 +60,10 @@ fn mounts(mountinfo: &str) -> Vec<Mount> {
                 root: (*fields.get(3)?).to_owned(),
                 point: PathBuf::from(unescape(fields.get(4)?)),
                 v2,
+                mount_options: fields
+                    .get(5)
+                    .map(|o| o.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default(),
                 options: superoptions.split(',').map(str::to_owned).collect(),
             })
         })
@@ -145,6 +162,29 @@ impl Layout {
         layout
     }
 
+    /// What turns on `favordynmods` for the machine's cgroup2 tree: `None` when it is on
+    /// already or there is no cgroup2 mount. The lock that a move into a cgroup takes is
+    /// shared by every hierarchy, v1 ones too, so the unified tree's setting is the one that
+    /// counts even where the controllers are v1.
+    pub(crate) fn favor_dynmods(mountinfo: &str) -> Option<Remount> {
+        let mount = mounts(mountinfo).into_iter().find(|m| m.v2)?;
+        if mount.options.iter().any(|o| o == "favordynmods") {
+            return None;
+        }
+        let mut data: Vec<&str> = mount
+            .options
+            .iter()
+            .map(String::as_str)
+            .filter(|o| !matches!(*o, "rw" | "ro" | ""))
+            .collect();
+        data.push("favordynmods");
+        Some(Remount {
+            point: mount.point,
+            flags: mount.mount_options,
+            data: data.join(","),
+        })
+    }
+
     /// The unified hierarchy's own directory, if any controller uses it.
     pub(crate) fn v2_own(&self) -> Option<&PathBuf> {
         self.controllers.values().find(|h| h.v2).map(|h| &h.own)
@@ -236,6 +276,29 @@ mod tests {
             PathBuf::from("/sys/fs/cgroup/memory/inner")
         );
         assert_eq!(layout.missing(), vec!["pids"]);
+    }
+
+    #[test]
+    fn favordynmods_keeps_the_mounts_options() {
+        assert_eq!(
+            Layout::favor_dynmods(MIXED_MOUNTS),
+            Some(Remount {
+                point: "/sys/fs/cgroup/unified".into(),
+                flags: vec!["rw".into(), "relatime".into()],
+                data: "favordynmods".into(),
+            })
+        );
+        let systemd = "29 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - cgroup2 \
+                       cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        let remount = Layout::favor_dynmods(systemd).expect("a cgroup2 mount");
+        assert_eq!(remount.data, "nsdelegate,memory_recursiveprot,favordynmods");
+        assert_eq!(
+            remount.flags,
+            ["rw", "nosuid", "nodev", "noexec", "relatime"]
+        );
+        let on = "29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,favordynmods\n";
+        assert_eq!(Layout::favor_dynmods(on), None);
+        assert_eq!(Layout::favor_dynmods(""), None);
     }
 
     #[test]

@@ -25,6 +25,54 @@ fn agent_dir_name(work_dir: &Path) -> String {
     format!("agent-{hash:016x}")
 }
 
+/// Turns on cgroup2's `favordynmods` (Linux 6.0+), and says how moves into cgroups go.
+///
+/// Every move of a process into a cgroup, in any hierarchy, takes one machine-wide lock for
+/// writing; by default that lock is tuned for forks and exits and its writer waits for an RCU
+/// grace period, which made single task launches wait 15–30 ms here. `favordynmods` tunes it
+/// for moves instead, at a small cost to every fork and exit, which is the trade a machine
+/// that starts containers all day wants (the kernel's cgroup-v2 documentation).
+fn favor_dynamic_moves(mountinfo: &str) -> String {
+    use nix::mount::{MsFlags, mount};
+    let Some(remount) = Layout::favor_dynmods(mountinfo) else {
+        return if mountinfo.contains(" - cgroup2 ") {
+            "fast moves into cgroups (favordynmods)".into()
+        } else {
+            "moves into cgroups may wait for the kernel (no cgroup2 mount for favordynmods)".into()
+        };
+    };
+    let mut flags = MsFlags::MS_REMOUNT;
+    for option in &remount.flags {
+        flags |= match option.as_str() {
+            "ro" => MsFlags::MS_RDONLY,
+            "nosuid" => MsFlags::MS_NOSUID,
+            "nodev" => MsFlags::MS_NODEV,
+            "noexec" => MsFlags::MS_NOEXEC,
+            "noatime" => MsFlags::MS_NOATIME,
+            "nodiratime" => MsFlags::MS_NODIRATIME,
+            "relatime" => MsFlags::MS_RELATIME,
+            "strictatime" => MsFlags::MS_STRICTATIME,
+            _ => MsFlags::empty(),
+        };
+    }
+    match mount(
+        None::<&str>,
+        &remount.point,
+        None::<&str>,
+        flags,
+        Some(remount.data.as_str()),
+    ) {
+        Ok(()) => {
+            tracing::info!(mount = %remount.point.display(), "cgroup2 remounted with favordynmods: moves into cgroups no longer wait for RCU grace periods");
+            "fast moves into cgroups (favordynmods turned on)".into()
+        }
+        Err(error) => {
+            tracing::warn!(mount = %remount.point.display(), %error, "cannot turn on cgroup2's favordynmods: task launches may wait for the kernel");
+            format!("moves into cgroups may wait for the kernel (favordynmods: {error})")
+        }
+    }
+}
+
 /// The CFS period hard cpu limits are set in (Mesos' default).
 const CFS_PERIOD_US: u64 = 100_000;
 
@@ -53,12 +101,18 @@ pub(crate) struct Cgroups {
     agent_dir: String,
     /// Hard cpu limits (CFS quota) on top of shares.
     cfs_quota: bool,
+    /// Whether moves into cgroups are fast (`favordynmods`), and why not.
+    moves: String,
 }
 
 impl Cgroups {
     /// Finds the hierarchies and checks that the agent may make cgroups there; the reason
     /// when it cannot isolate with cgroups at all.
-    pub(crate) fn detect(work_dir: &Path, cfs_quota: bool) -> Result<Cgroups, String> {
+    pub(crate) fn detect(
+        work_dir: &Path,
+        cfs_quota: bool,
+        favor_dynmods: bool,
+    ) -> Result<Cgroups, String> {
         if !nix::unistd::geteuid().is_root() {
             return Err("the agent does not run as root".into());
         }
@@ -77,10 +131,16 @@ impl Cgroups {
                 layout.missing().join(", ")
             ));
         }
+        let moves = if favor_dynmods {
+            favor_dynamic_moves(&mountinfo)
+        } else {
+            "moves into cgroups as the machine has them (--cgroups-favor-dynmods false)".into()
+        };
         let cgroups = Cgroups {
             layout,
             agent_dir: agent_dir_name(work_dir),
             cfs_quota,
+            moves,
         };
         cgroups.prepare_parents()?;
         Ok(cgroups)
@@ -158,14 +218,15 @@ impl Cgroups {
             .collect();
         let versions: Vec<&str> = versions.into_iter().collect();
         format!(
-            "cgroups {} ({})",
+            "cgroups {} ({}); {}",
             versions.join("+"),
             self.layout
                 .controllers
                 .keys()
                 .copied()
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            self.moves
         )
     }
 

@@ -339,8 +339,12 @@ impl Executor {
             task_id.clone(),
             RunningTask::new(task.clone(), directory.clone()),
         );
-        self.update(&task_id, TaskState::Starting, None, None).await;
+        // The command does not wait for the agent to answer TASK_STARTING: both updates are
+        // stamped when their state began and sent in order once the command runs.
+        let starting = self.status_call(&task_id, TaskState::Starting, None, None);
+        let starting = self.post(starting);
         if docker {
+            starting.await;
             self.launch_in_docker(&task, directory, in_group).await;
             return;
         }
@@ -362,10 +366,13 @@ impl Executor {
                         signal: status.and_then(|s| s.signal()),
                     });
                 });
-                self.update(&task_id, TaskState::Running, None, None).await;
+                let running = self.status_call(&task_id, TaskState::Running, None, None);
+                starting.await;
+                self.post(running).await;
                 self.start_checking(&task_id);
             }
             Err(error) => {
+                starting.await;
                 self.update(
                     &task_id,
                     TaskState::Failed,
@@ -720,6 +727,19 @@ impl Executor {
         message: Option<String>,
         reason: Option<&str>,
     ) {
+        let call = self.status_call(task_id, state, message, reason);
+        self.post(call).await;
+    }
+
+    /// The UPDATE call for a task's new state, stamped now and kept until the agent
+    /// acknowledges it.
+    fn status_call(
+        &mut self,
+        task_id: &str,
+        state: TaskState,
+        message: Option<String>,
+        reason: Option<&str>,
+    ) -> Call {
         let mut healthy = None;
         if let Some(task) = self.tasks.get_mut(task_id) {
             task.state = state;
@@ -737,14 +757,21 @@ impl Executor {
         }
         let mut call = self.call("UPDATE");
         call.update = Some(Update { status });
-        // If the agent is away the update stays unacknowledged and is re-sent on re-subscribe.
-        let _ = self
+        call
+    }
+
+    /// Sends a call to the agent; the future holds nothing of the executor, so the executor
+    /// can go on while it is under way. If the agent is away the update stays
+    /// unacknowledged and is re-sent on re-subscribe.
+    fn post(&self, call: Call) -> impl std::future::Future<Output = ()> + use<> {
+        let request = self
             .client
             .post(self.url())
             .json(&call)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
+            .timeout(Duration::from_secs(10));
+        async move {
+            let _ = request.send().await;
+        }
     }
 }
 

@@ -63,17 +63,22 @@ pub(crate) async fn handle(
         }
         "UPDATE" => match agent.executor_update(&call) {
             Ok(unsynced) => {
-                let synced = tokio::task::spawn_blocking(move || {
-                    for path in unsynced {
-                        if let Err(error) = crate::checkpoint::sync(&path) {
-                            tracing::error!(%error, path = %path.display(), "cannot sync a status update");
+                // Accepted at once (the update is queued in order); ACKNOWLEDGED follows when
+                // its checkpoint is on disk, and only that lets the executor forget it. The
+                // executor's next update need not wait for a disk.
+                tokio::spawn(async move {
+                    let synced = tokio::task::spawn_blocking(move || {
+                        for path in unsynced {
+                            if let Err(error) = crate::checkpoint::sync(&path) {
+                                tracing::error!(%error, path = %path.display(), "cannot sync a status update");
+                            }
                         }
+                    })
+                    .await;
+                    if synced.is_ok() {
+                        agent.acknowledge_to_executor(&call);
                     }
-                })
-                .await;
-                if synced.is_ok() {
-                    agent.acknowledge_to_executor(&call);
-                }
+                });
                 accepted()
             }
             Err((403, message)) => text(StatusCode::FORBIDDEN, message),
