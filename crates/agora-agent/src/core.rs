@@ -166,6 +166,8 @@ pub(crate) struct Agent {
     /// Whether tasks run as their users, or why not.
     pub switch_user: Result<(), String>,
     pub(crate) fetcher: crate::fetcher::Fetcher,
+    /// Built-in executors' containers made ahead of their tasks (with the launcher only).
+    pub(crate) warm: Option<crate::warm::WarmPool>,
 }
 
 impl Agent {
@@ -307,6 +309,8 @@ impl Agent {
         })?;
         let fetcher =
             crate::fetcher::Fetcher::new(config.work_dir.join("fetch"), config.fetcher_cache_bytes);
+        let warm = (launcher.is_some() && config.warm_containers > 0)
+            .then(|| crate::warm::WarmPool::new(&config.work_dir, config.warm_containers));
         let switch_user = if !config.switch_user {
             Err("turned off (--switch-user false)".to_owned())
         } else if !nix::unistd::Uid::effective().is_root() {
@@ -330,6 +334,7 @@ impl Agent {
             namespaces,
             switch_user,
             fetcher,
+            warm,
         });
         for (framework_id, executor_id) in dead {
             tracing::warn!(framework = %framework_id, executor = %executor_id, "executor died while the agent was down");
@@ -404,7 +409,28 @@ impl Agent {
             );
         }
         agent.save();
+        // After the orphans were listed: the warm containers are not theirs.
+        crate::warm::WarmPool::start(&agent);
         Ok(agent)
+    }
+
+    /// Whether the agent is stopping its executors (and starts nothing new).
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn launcher(&self) -> Option<&crate::launcher::Launcher> {
+        self.launcher.as_ref()
+    }
+
+    /// The built-in executor: this binary's `agora executor`.
+    pub(crate) fn builtin_command(&self) -> CommandInfo {
+        CommandInfo {
+            shell: false,
+            value: Some(self.config.executor_binary.display().to_string()),
+            arguments: vec!["agora".into(), "executor".into()],
+            ..CommandInfo::default()
+        }
     }
 
     /// Writes the checkpoint. Failing to checkpoint is logged: the agent keeps running, as
@@ -561,6 +587,7 @@ impl Agent {
             .iter()
             .map(|t| TaskId::new(t.task_id.value.clone()))
             .collect();
+        let mut warm = None;
         let needs_start = entry.executors.get(&executor_id).is_none_or(|e| {
             matches!(
                 e.state,
@@ -571,7 +598,15 @@ impl Agent {
             if let Some(old) = entry.executors.remove(&executor_id) {
                 entry.completed_executors.push_back(old);
             }
-            let container_id = uuid::Uuid::new_v4().to_string();
+            // A built-in executor takes a warm container, whose id becomes its container's.
+            warm = match (&self.warm, kind) {
+                (Some(pool), ExecutorKind::Command | ExecutorKind::Default) => pool.take(),
+                _ => None,
+            };
+            let container_id = warm
+                .as_ref()
+                .map(|w| w.container_id.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let directory = self.sandbox_for(
                 &agent_id,
                 &framework_id,
@@ -634,7 +669,7 @@ impl Agent {
                 &executor_id,
                 &state,
             )
-            .map(Some)
+            .map(|prepared| Some(PreparedExecutor { warm, ..prepared }))
         } else {
             Ok(None)
         };
@@ -690,6 +725,9 @@ impl Agent {
         let child = match spawned {
             Ok(child) => child,
             Err(failure) => {
+                if let Some(pool) = &self.warm {
+                    pool.want();
+                }
                 self.launch_failed(&mut state, framework_id, executor_id, &failure);
                 self.save_scoped(&state, framework_id, Some(executor_id), &[]);
                 drop(state);
@@ -786,12 +824,7 @@ impl Agent {
             environment.insert(key.to_owned(), value);
         }
         let command = match executor.kind {
-            ExecutorKind::Command | ExecutorKind::Default => CommandInfo {
-                shell: false,
-                value: Some(self.config.executor_binary.display().to_string()),
-                arguments: vec!["agora".into(), "executor".into()],
-                ..CommandInfo::default()
-            },
+            ExecutorKind::Command | ExecutorKind::Default => self.builtin_command(),
             ExecutorKind::Custom => match &executor.info.command {
                 Some(command) => command.clone(),
                 None => return Err("ExecutorInfo has no command".into()),
@@ -837,6 +870,7 @@ impl Agent {
                 .map(|command| command.uris.clone())
                 .unwrap_or_default(),
             container_id: executor.container_id.clone(),
+            warm: None,
         })
     }
 
@@ -1347,6 +1381,11 @@ impl Agent {
         }
         let task_id = status.task_id.value.clone();
         self.enqueue_update(&mut state, &framework_id, status);
+        if let Some(pool) = &self.warm {
+            // The executor is up (its command started): the pool may make the next container
+            // without slowing that start down.
+            pool.want();
+        }
         let mut unsynced = Vec::new();
         self.save_scoped_deferred(
             &state,
@@ -1387,6 +1426,9 @@ impl Agent {
         exit_status: Option<i32>,
         message: &str,
     ) {
+        if let Some(pool) = &self.warm {
+            pool.want();
+        }
         let mut state = self.lock();
         let Some(executor) = state.executor(framework_id, executor_id) else {
             return;
@@ -1493,6 +1535,9 @@ impl Agent {
     pub(crate) async fn shutdown_all(&self, grace: Duration) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(pool) = &self.warm {
+            pool.drain();
+        }
         let pids: Vec<i32> = {
             let mut state = self.lock();
             let mut pids = Vec::new();
@@ -1607,6 +1652,8 @@ struct PreparedExecutor {
     /// What the fetcher puts in the sandbox first (`CommandInfo.uris`).
     uris: Vec<serde_json::Value>,
     container_id: String,
+    /// The warm container it takes, if one was ready.
+    warm: Option<crate::warm::Warm>,
 }
 
 /// Why an executor could not be started, as the reason its tasks fail with.
@@ -1651,13 +1698,24 @@ pub(crate) struct Spawned {
 /// Creates the sandbox (with its `latest` link) and starts the executor in it: through the
 /// launcher when there is one, else directly.
 async fn spawn_executor(
-    agent: &Agent,
-    prepared: PreparedExecutor,
+    agent: &Arc<Agent>,
+    mut prepared: PreparedExecutor,
 ) -> Result<Spawned, LaunchFailure> {
     let launcher = agent.launcher.as_ref();
     let directory = &prepared.directory;
-    std::fs::create_dir_all(directory)
-        .map_err(|e| format!("Failed to create sandbox {}: {e}", directory.display()))?;
+    let warm = prepared.warm.take();
+    if let Some(warm) = &warm {
+        // The warm container's sandbox moves into the task's place; its open files, working
+        // directory and `/tmp` move with it.
+        directory
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::rename(&warm.directory, directory))
+            .map_err(|e| format!("Failed to create sandbox {}: {e}", directory.display()))?;
+    } else {
+        std::fs::create_dir_all(directory)
+            .map_err(|e| format!("Failed to create sandbox {}: {e}", directory.display()))?;
+    }
     if let Some(parent) = directory.parent() {
         let latest = parent.join("latest");
         let _ = std::fs::remove_file(&latest);
@@ -1668,6 +1726,19 @@ async fn spawn_executor(
         // The sandbox and its output files are the user's before anything runs in it.
         process::sandbox_output(directory)
             .and_then(|_| user.own(directory))
+            .and_then(|()| {
+                // A warm container's `/tmp` was made before its user was known.
+                let tmp = directory.join("tmp");
+                match std::fs::symlink_metadata(&tmp) {
+                    Ok(meta) if warm.is_some() && meta.is_dir() => nix::unistd::chown(
+                        &tmp,
+                        Some(nix::unistd::Uid::from_raw(user.uid)),
+                        Some(nix::unistd::Gid::from_raw(user.gid)),
+                    )
+                    .map_err(std::io::Error::from),
+                    _ => Ok(()),
+                }
+            })
             .map_err(|e| {
                 format!(
                     "Failed to prepare the sandbox for user '{}': {e}",
@@ -1688,6 +1759,9 @@ async fn spawn_executor(
                 ),
             })?;
     }
+    if let Some(warm) = warm {
+        return assign_warm(agent, prepared, warm, user).await;
+    }
     let mut cgroup_procs = Vec::new();
     if let Some((container, limits)) = &prepared.cgroup {
         cgroup_procs = container.procs_files();
@@ -1707,28 +1781,10 @@ async fn spawn_executor(
             cgroup_procs: cgroup_procs.clone(),
             namespaces: prepared.namespaces,
             user: user.clone(),
+            keep_visible: None,
         };
         match launcher.launch(request).await {
-            Ok(launched) => {
-                let pid = launched.pid;
-                let start = process::start_time(pid);
-                let exit = async move {
-                    match launched.exit.await {
-                        Ok(status) => Some(status),
-                        // The launcher went away: no status to tell, only the end.
-                        Err(_) => {
-                            while process::is_same_process(pid, start) {
-                                tokio::time::sleep(Duration::from_millis(250)).await;
-                            }
-                            None
-                        }
-                    }
-                };
-                return Ok(Spawned {
-                    pid,
-                    exit: Box::pin(exit),
-                });
-            }
+            Ok(launched) => return Ok(spawned_by_launcher(launched)),
             Err(message) if message != crate::launcher::GONE => return Err(message.into()),
             Err(_) => {}
         }
@@ -1758,6 +1814,65 @@ async fn spawn_executor(
         pid,
         exit: Box::pin(exit),
     })
+}
+
+/// Gives a warm container (its sandbox already in place) the executor's task: its cgroups get
+/// the executor's limits, and the launcher tells it its environment, sandbox and user.
+async fn assign_warm(
+    agent: &Arc<Agent>,
+    prepared: PreparedExecutor,
+    warm: crate::warm::Warm,
+    user: Option<crate::namespaces::RunAs>,
+) -> Result<Spawned, LaunchFailure> {
+    let failed = |e: &dyn std::fmt::Display| format!("Failed to launch executor: {e}");
+    if let Some((container, limits)) = &prepared.cgroup {
+        container
+            .set_limits(*limits)
+            .map_err(|e| format!("Failed to set the container's limits: {e}"))?;
+    }
+    let launcher = agent
+        .launcher
+        .as_ref()
+        .ok_or_else(|| failed(&crate::launcher::GONE))?;
+    let pid = warm
+        .pid()
+        .ok_or_else(|| failed(&"the warm container has no process"))?;
+    launcher
+        .assign(crate::launcher::Assignment {
+            pid,
+            environment: prepared.environment,
+            directory: prepared.directory,
+            user,
+        })
+        .await
+        .map_err(|e| failed(&e))?;
+    let launched = warm
+        .assigned()
+        .ok_or_else(|| failed(&"the warm container has no process"))?;
+    Ok(spawned_by_launcher(launched))
+}
+
+/// An executor the launcher started, ending when the launcher says (or, if the launcher went
+/// away first, when its process is gone).
+fn spawned_by_launcher(launched: crate::launcher::Launched) -> Spawned {
+    let pid = launched.pid;
+    let start = process::start_time(pid);
+    let exit = async move {
+        match launched.exit.await {
+            Ok(status) => Some(status),
+            // The launcher went away: no status to tell, only the end.
+            Err(_) => {
+                while process::is_same_process(pid, start) {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                None
+            }
+        }
+    };
+    Spawned {
+        pid,
+        exit: Box::pin(exit),
+    }
 }
 
 fn complete_task(state: &mut AgentState, framework_id: &FrameworkId, task_id: &TaskId) {

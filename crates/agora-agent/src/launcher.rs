@@ -51,6 +51,21 @@ pub(crate) struct LaunchRequest {
     /// The user it runs as, when not the agent's.
     #[serde(default)]
     pub user: Option<RunAs>,
+    /// What stays reachable at its own path when it lies under `/tmp` (which the container
+    /// replaces): the sandbox, or for a warm container the agent's work dir, where its
+    /// sandbox will be moved.
+    #[serde(default)]
+    pub keep_visible: Option<PathBuf>,
+}
+
+/// A warm container's task: who it becomes and where its sandbox went.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Assignment {
+    /// The warm container's pid, as [`Launcher::warm`] answered it.
+    pub pid: i32,
+    pub environment: BTreeMap<String, String>,
+    pub directory: PathBuf,
+    pub user: Option<RunAs>,
 }
 
 /// Moves the calling process into the cgroups whose `cgroup.procs` files are given.
@@ -111,14 +126,43 @@ pub(crate) fn prepare_on_spawn(
 #[derive(Serialize, Deserialize)]
 struct Request {
     id: u64,
-    launch: LaunchRequest,
+    action: Action,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Action {
+    Launch(LaunchRequest),
+    /// A built-in executor prepared in its container up to the point where it needs its task
+    /// (its cgroups joined, namespaces and mounts made), then waiting for [`Action::Assign`].
+    Warm(LaunchRequest),
+    Assign(Assignment),
 }
 
 #[derive(Serialize, Deserialize)]
 enum Reply {
     Started { id: u64, pid: i32 },
+    Assigned { id: u64 },
     Failed { id: u64, error: String },
     Exited { pid: i32, status: i32 },
+}
+
+/// Who waits for a request's answer.
+enum Waiter {
+    Start(oneshot::Sender<Result<Launched, String>>),
+    Assign(oneshot::Sender<Result<(), String>>),
+}
+
+impl Waiter {
+    fn fail(self, error: String) {
+        match self {
+            Waiter::Start(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Waiter::Assign(reply) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
 }
 
 /// A process the launcher started: its pid, and its raw wait status once it ends (`None` when
@@ -131,7 +175,7 @@ pub(crate) struct Launched {
 /// The error when the launcher cannot be asked: the agent then starts executors itself.
 pub(crate) const GONE: &str = "the launcher is gone";
 
-type Pending = (Request, oneshot::Sender<Result<Launched, String>>);
+type Pending = (Request, Waiter);
 
 /// The agent's end of the launcher.
 #[derive(Clone)]
@@ -172,16 +216,38 @@ impl Launcher {
     /// Starts a process through the launcher. An error is [`GONE`] when the launcher cannot be
     /// asked, otherwise why it could not start the process.
     pub(crate) async fn launch(&self, launch: LaunchRequest) -> Result<Launched, String> {
+        self.start(Action::Launch(launch)).await
+    }
+
+    /// Prepares a built-in executor's container ahead of its task; it waits for
+    /// [`Launcher::assign`] (and ends, as does everything the launcher started, if the
+    /// launcher goes away first).
+    pub(crate) async fn warm(&self, launch: LaunchRequest) -> Result<Launched, String> {
+        self.start(Action::Warm(launch)).await
+    }
+
+    /// Gives a warm container its task: it becomes the executor in `directory`.
+    pub(crate) async fn assign(&self, assignment: Assignment) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Action::Assign(assignment), Waiter::Assign(reply))?;
+        answer.await.map_err(|_| GONE.to_owned())?
+    }
+
+    async fn start(&self, action: Action) -> Result<Launched, String> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(action, Waiter::Start(reply))?;
+        answer.await.map_err(|_| GONE.to_owned())?
+    }
+
+    fn ask(&self, action: Action, waiter: Waiter) -> Result<(), String> {
         let id = {
             let mut next = lock(&self.next_id);
             *next += 1;
             *next
         };
-        let (reply, answer) = oneshot::channel();
         self.requests
-            .send((Request { id, launch }, reply))
-            .map_err(|_| GONE.to_owned())?;
-        answer.await.map_err(|_| GONE.to_owned())?
+            .send((Request { id, action }, waiter))
+            .map_err(|_| GONE.to_owned())
     }
 }
 
@@ -196,7 +262,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn converse(stream: tokio::net::UnixStream, mut requests: mpsc::UnboundedReceiver<Pending>) {
     let (reader, mut writer) = stream.into_split();
     let mut lines = tokio::io::BufReader::new(reader).lines();
-    let mut waiting: HashMap<u64, oneshot::Sender<Result<Launched, String>>> = HashMap::new();
+    let mut waiting: HashMap<u64, Waiter> = HashMap::new();
     let mut exits: HashMap<i32, oneshot::Sender<i32>> = HashMap::new();
     loop {
         tokio::select! {
@@ -205,13 +271,13 @@ async fn converse(stream: tokio::net::UnixStream, mut requests: mpsc::UnboundedR
                 let mut line = match serde_json::to_vec(&request) {
                     Ok(line) => line,
                     Err(error) => {
-                        let _ = reply.send(Err(error.to_string()));
+                        reply.fail(error.to_string());
                         continue;
                     }
                 };
                 line.push(b'\n');
                 if writer.write_all(&line).await.is_err() {
-                    let _ = reply.send(Err(GONE.into()));
+                    reply.fail(GONE.into());
                     break;
                 }
                 waiting.insert(request.id, reply);
@@ -222,13 +288,18 @@ async fn converse(stream: tokio::net::UnixStream, mut requests: mpsc::UnboundedR
                     Ok(Reply::Started { id, pid }) => {
                         let (sender, exit) = oneshot::channel();
                         exits.insert(pid, sender);
-                        if let Some(reply) = waiting.remove(&id) {
+                        if let Some(Waiter::Start(reply)) = waiting.remove(&id) {
                             let _ = reply.send(Ok(Launched { pid, exit }));
                         }
                     }
+                    Ok(Reply::Assigned { id }) => {
+                        if let Some(Waiter::Assign(reply)) = waiting.remove(&id) {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
                     Ok(Reply::Failed { id, error }) => {
-                        if let Some(reply) = waiting.remove(&id) {
-                            let _ = reply.send(Err(error));
+                        if let Some(waiter) = waiting.remove(&id) {
+                            waiter.fail(error);
                         }
                     }
                     Ok(Reply::Exited { pid, status }) => {
@@ -245,7 +316,7 @@ async fn converse(stream: tokio::net::UnixStream, mut requests: mpsc::UnboundedR
     tracing::warn!("the executor launcher is gone; the agent starts executors itself");
     requests.close();
     while let Ok((_, reply)) = requests.try_recv() {
-        let _ = reply.send(Err(GONE.into()));
+        reply.fail(GONE.into());
     }
 }
 
@@ -282,17 +353,54 @@ fn serve(mut stream: UnixStream, builtin: fn() -> i32) -> std::io::Result<()> {
     let mut chunk = [0u8; 16 * 1024];
     // Containers' inits, by pid: each tells its executor's real end on this pipe.
     let mut inits: HashMap<i32, std::fs::File> = HashMap::new();
+    // Warm containers, by pid: each waits for its assignment on this pipe.
+    let mut warm: HashMap<i32, std::fs::File> = HashMap::new();
+    // Warm containers still being prepared: the request to answer once the container says it
+    // is ready on the first pipe; the second is its assignment pipe.
+    let mut preparing: HashMap<i32, (u64, std::fs::File, std::fs::File)> = HashMap::new();
     loop {
-        let mut fds = [
-            PollFd::new(stream.as_fd(), PollFlags::POLLIN),
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(error) => return Err(error.into()),
+        let ready: Vec<(i32, bool)> = {
+            let mut fds = vec![
+                PollFd::new(stream.as_fd(), PollFlags::POLLIN),
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            ];
+            let pids: Vec<i32> = preparing.keys().copied().collect();
+            fds.extend(
+                pids.iter()
+                    .filter_map(|pid| preparing.get(pid))
+                    .map(|(_, ready, _)| PollFd::new(ready.as_fd(), PollFlags::POLLIN)),
+            );
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(error) => return Err(error.into()),
+            }
+            pids.iter()
+                .zip(&fds[2..])
+                .filter_map(|(pid, fd)| {
+                    let events = fd.revents().unwrap_or(PollFlags::empty());
+                    (!events.is_empty()).then_some((*pid, events.contains(PollFlags::POLLIN)))
+                })
+                .collect()
+        };
+        for (pid, _) in ready {
+            let Some((id, mut ready, assignment)) = preparing.remove(&pid) else {
+                continue;
+            };
+            let mut byte = [0u8; 1];
+            let reply = if matches!(ready.read(&mut byte), Ok(1)) {
+                warm.insert(pid, assignment);
+                Reply::Started { id, pid }
+            } else {
+                Reply::Failed {
+                    id,
+                    error: "the warm container could not be prepared (its stderr says why)"
+                        .into(),
+                }
+            };
+            send(&mut stream, &reply)?;
         }
         while let Ok(Some(_)) = signals.read_signal() {}
-        reap(&mut stream, &mut inits)?;
+        reap(&mut stream, &mut inits, &mut warm)?;
         loop {
             match stream.read(&mut chunk) {
                 Ok(0) => return Ok(()),
@@ -304,35 +412,85 @@ fn serve(mut stream: UnixStream, builtin: fn() -> i32) -> std::io::Result<()> {
         }
         while let Some(end) = buffer.iter().position(|byte| *byte == b'\n') {
             let line: Vec<u8> = buffer.drain(..=end).collect();
-            let reply = match serde_json::from_slice::<Request>(&line) {
-                Ok(request) => match start(request.launch, &stream, &signals, &children, builtin) {
-                    Ok((pid, status)) => {
-                        if let Some(status) = status {
-                            inits.insert(pid, status);
-                        }
-                        Reply::Started {
-                            id: request.id,
-                            pid,
-                        }
-                    }
-                    Err(error) => Reply::Failed {
-                        id: request.id,
-                        error,
-                    },
-                },
+            let request = match serde_json::from_slice::<Request>(&line) {
+                Ok(request) => request,
                 Err(error) => {
                     eprintln!("agora launcher: unreadable request: {error}");
                     continue;
                 }
+            };
+            let id = request.id;
+            let (launch, warming) = match request.action {
+                Action::Launch(launch) => (launch, false),
+                Action::Warm(launch) => (launch, true),
+                Action::Assign(assignment) => {
+                    send(&mut stream, &assign(&mut warm, id, &assignment))?;
+                    continue;
+                }
+            };
+            // What a forked child must not keep: the launcher's own ends of everything.
+            let mut theirs: Vec<i32> = vec![stream.as_raw_fd(), signals.as_raw_fd()];
+            theirs.extend(inits.values().chain(warm.values()).map(AsRawFd::as_raw_fd));
+            for (_, ready, assignment) in preparing.values() {
+                theirs.extend([ready.as_raw_fd(), assignment.as_raw_fd()]);
+            }
+            let started = Children {
+                mask: &children,
+                close: &theirs,
+                builtin,
+            };
+            let reply = match start(launch, warming, &started) {
+                Ok(started) => {
+                    if let Some(status) = started.told {
+                        inits.insert(started.pid, status);
+                    }
+                    if let Some((ready, assignment)) = started.warm {
+                        // Answered once it is ready: until then its sandbox must stay put.
+                        preparing.insert(started.pid, (id, ready, assignment));
+                        continue;
+                    }
+                    Reply::Started {
+                        id,
+                        pid: started.pid,
+                    }
+                }
+                Err(error) => Reply::Failed { id, error },
             };
             send(&mut stream, &reply)?;
         }
     }
 }
 
+/// Hands a warm container its assignment: one JSON line on its pipe, which then closes.
+fn assign(warm: &mut HashMap<i32, std::fs::File>, id: u64, assignment: &Assignment) -> Reply {
+    let Some(mut pipe) = warm.remove(&assignment.pid) else {
+        return Reply::Failed {
+            id,
+            error: format!("no warm container {} (it ended)", assignment.pid),
+        };
+    };
+    let written = serde_json::to_vec(assignment)
+        .map_err(std::io::Error::other)
+        .and_then(|mut line| {
+            line.push(b'\n');
+            pipe.write_all(&line)
+        });
+    match written {
+        Ok(()) => Reply::Assigned { id },
+        Err(error) => Reply::Failed {
+            id,
+            error: format!("the warm container {} is gone: {error}", assignment.pid),
+        },
+    }
+}
+
 /// Reports every child that has ended, with its raw wait status: for a container's init, that
 /// of the executor it ran.
-fn reap(stream: &mut UnixStream, inits: &mut HashMap<i32, std::fs::File>) -> std::io::Result<()> {
+fn reap(
+    stream: &mut UnixStream,
+    inits: &mut HashMap<i32, std::fs::File>,
+    warm: &mut HashMap<i32, std::fs::File>,
+) -> std::io::Result<()> {
     loop {
         let mut status = 0;
         // SAFETY: waitpid writes only to `status`.
@@ -340,6 +498,7 @@ fn reap(stream: &mut UnixStream, inits: &mut HashMap<i32, std::fs::File>) -> std
         if pid <= 0 {
             return Ok(());
         }
+        warm.remove(&pid);
         if let Some(mut told) = inits.remove(&pid) {
             let mut raw = [0u8; 4];
             if told.read_exact(&mut raw).is_ok() {
@@ -368,15 +527,27 @@ fn send(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Starts one process; returns its pid, and for a container's init (when it has namespaces)
-/// the pipe on which it tells how its executor ended.
-fn start(
-    launch: LaunchRequest,
-    stream: &UnixStream,
-    signals: &SignalFd,
-    children: &SigSet,
+/// What the launcher's children are started with.
+struct Children<'a> {
+    /// SIGCHLD, blocked in the launcher and unblocked in every child.
+    mask: &'a SigSet,
+    /// The launcher's descriptors, closed in a forked child.
+    close: &'a [i32],
     builtin: fn() -> i32,
-) -> Result<(i32, Option<std::fs::File>), String> {
+}
+
+/// A started process: its pid; for a container's init, the pipe on which it tells how its
+/// executor ended; for a warm container, the pipe on which it says it is ready and the one
+/// its assignment goes down.
+struct Started {
+    pid: i32,
+    told: Option<std::fs::File>,
+    warm: Option<(std::fs::File, std::fs::File)>,
+}
+
+/// Starts one process, or with `warming` prepares a built-in executor that waits for its
+/// assignment.
+fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Started, String> {
     let failed = |error: &dyn std::fmt::Display| format!("Failed to launch executor: {error}");
     if !launch.builtin && !launch.namespaces {
         let mut command = process::command(process::Launch {
@@ -390,20 +561,39 @@ fn start(
             .map_err(|e| failed(&e))?;
         // The child must not start with SIGCHLD blocked, as the launcher runs.
         let child = {
-            children.thread_unblock().map_err(|e| e.to_string())?;
+            with.mask.thread_unblock().map_err(|e| e.to_string())?;
             let spawned = command.spawn();
-            children.thread_block().map_err(|e| e.to_string())?;
+            with.mask.thread_block().map_err(|e| e.to_string())?;
             spawned.map_err(|e| failed(&e))?
         };
-        return Ok((child.id() as i32, None));
+        return Ok(Started {
+            pid: child.id() as i32,
+            told: None,
+            warm: None,
+        });
     }
     let (stdout, stderr) = process::sandbox_output(&launch.directory).map_err(|e| failed(&e))?;
     let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
-    let told = if launch.namespaces {
+    let pipe = || -> Result<(std::fs::File, std::fs::File), String> {
         let (read, write) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-                .map_err(|e| failed(&e))?;
-        Some((std::fs::File::from(read), write))
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| failed(&e))?;
+        Ok((std::fs::File::from(read), std::fs::File::from(write)))
+    };
+    let told = if launch.namespaces {
+        let (read, write) = pipe()?;
+        // The launcher only reads what an init told once it has reaped it.
+        nix::fcntl::fcntl(
+            &read,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| failed(&e))?;
+        Some((read, write))
+    } else {
+        None
+    };
+    // (ready: child → launcher, assignment: launcher → child)
+    let waiting = if warming {
+        Some((pipe()?, pipe()?))
     } else {
         None
     };
@@ -417,16 +607,25 @@ fn start(
         }
     };
     if let Some(child) = forked {
-        return Ok((child.as_raw(), told.map(|(read, _)| read)));
+        return Ok(Started {
+            pid: child.as_raw(),
+            told: told.map(|(read, _)| read),
+            warm: waiting.map(|((ready, _), (_, assignment))| (ready, assignment)),
+        });
     }
     let tell = told.map(|(read, write)| {
         drop(read);
         write
     });
+    let waiting = waiting.map(|((ready_read, ready), (assignment, assignment_write))| {
+        drop((ready_read, assignment_write));
+        (ready, assignment)
+    });
+    let visible = launch.keep_visible.as_deref().unwrap_or(&launch.directory);
     let prepared = (|| -> std::io::Result<()> {
         // Into its container before anything else: whatever it starts is inside.
         join_cgroups(&launch.cgroup_procs)?;
-        children.thread_unblock()?;
+        with.mask.thread_unblock()?;
         setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
         nix::unistd::dup2_stdin(&null)?;
         nix::unistd::dup2_stdout(&stdout)?;
@@ -434,15 +633,20 @@ fn start(
         if launch.namespaces {
             // A framework's own executor is a program of the framework's, which may live in
             // the machine's /tmp: only the built-in executors' containers get their own.
-            namespaces::private_mounts(&launch.directory, launch.user.as_ref(), launch.builtin)?;
+            namespaces::private_mounts(
+                &launch.directory,
+                launch.user.as_ref(),
+                launch.builtin,
+                visible,
+            )?;
         }
         std::env::set_current_dir(&launch.directory)?;
         Ok(())
     })();
     // The executor holds nothing of the launcher's.
-    for fd in [stream.as_raw_fd(), signals.as_raw_fd()] {
+    for fd in with.close {
         // SAFETY: the process exits without touching these again.
-        unsafe { nix::libc::close(fd) };
+        unsafe { nix::libc::close(*fd) };
     }
     drop((null, stdout, stderr));
     // The launcher renamed itself; an executor goes by the name it always had.
@@ -451,11 +655,15 @@ fn start(
         eprintln!("agora executor: cannot prepare the container: {error}");
         std::process::exit(1);
     }
+    let mut waiting = waiting;
     if launch.namespaces {
         // This process is the container's init; the executor is its child.
         // SAFETY: this child has a single thread.
         match unsafe { fork() } {
-            Ok(ForkResult::Parent { child }) => namespaces::reap_until(child, tell),
+            Ok(ForkResult::Parent { child }) => {
+                drop(waiting.take());
+                namespaces::reap_until(child, tell.map(std::os::fd::OwnedFd::from))
+            }
             Ok(ForkResult::Child) => drop(tell),
             Err(error) => {
                 eprintln!("agora executor: cannot fork the executor: {error}");
@@ -463,7 +671,29 @@ fn start(
             }
         }
     }
-    if let Some(user) = &launch.user
+    let (environment, user) = match waiting {
+        None => (launch.environment, launch.user),
+        Some((mut ready, pipe)) => {
+            // Warm: say so (the agent may move the sandbox from now on), then wait for the
+            // task. The launcher going away ends the wait, and this container with it.
+            if ready.write_all(b"r").is_err() {
+                std::process::exit(1);
+            }
+            drop(ready);
+            let Some(assignment) = read_assignment(pipe) else {
+                std::process::exit(0);
+            };
+            if let Err(error) = std::env::set_current_dir(&assignment.directory) {
+                eprintln!(
+                    "agora executor: cannot enter the sandbox {}: {error}",
+                    assignment.directory.display()
+                );
+                std::process::exit(1);
+            }
+            (assignment.environment, assignment.user)
+        }
+    };
+    if let Some(user) = &user
         && let Err(error) = user.switch()
     {
         eprintln!(
@@ -475,16 +705,42 @@ fn start(
     // SAFETY: this child has a single thread.
     unsafe {
         std::env::remove_var(LAUNCHER_ENV);
-        for (key, value) in &launch.environment {
+        for (key, value) in &environment {
             std::env::set_var(key, value);
         }
     }
     if launch.builtin {
-        std::process::exit(builtin());
+        std::process::exit((with.builtin)());
     }
     // A framework's executor, in the init's process group so the agent's signals reach it.
     use std::os::unix::process::CommandExt;
     let error = process::command_of(&launch.command).exec();
     eprintln!("agora executor: cannot run the executor: {error}");
     std::process::exit(127)
+}
+
+/// A warm container's assignment: one JSON line; `None` at end-of-file (the launcher went).
+fn read_assignment(mut pipe: std::fs::File) -> Option<Assignment> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 4096];
+    loop {
+        match pipe.read(&mut byte) {
+            Ok(0) => return None,
+            Ok(read) => {
+                line.extend_from_slice(&byte[..read]);
+                if line.ends_with(b"\n") {
+                    break;
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    match serde_json::from_slice(&line) {
+        Ok(assignment) => Some(assignment),
+        Err(error) => {
+            eprintln!("agora executor: unreadable assignment: {error}");
+            None
+        }
+    }
 }

@@ -27,6 +27,7 @@ mod namespaces;
 mod persist;
 mod process;
 mod processes;
+mod warm;
 
 use std::sync::Arc;
 

@@ -143,6 +143,7 @@ pub(crate) fn private_mounts(
     sandbox: &Path,
     owner: Option<&RunAs>,
     private_tmp: bool,
+    visible: &Path,
 ) -> std::io::Result<()> {
     mount(
         None::<&str>,
@@ -152,7 +153,7 @@ pub(crate) fn private_mounts(
         None::<&str>,
     )?;
     if private_tmp {
-        sandbox_tmp(sandbox, owner)?;
+        sandbox_tmp(sandbox, owner, visible)?;
     }
     mount(
         Some("proc"),
@@ -164,9 +165,9 @@ pub(crate) fn private_mounts(
     Ok(())
 }
 
-/// Binds the sandbox's `tmp` over `/tmp` (and the sandbox back at its own path when it lies
-/// under `/tmp`).
-fn sandbox_tmp(sandbox: &Path, owner: Option<&RunAs>) -> std::io::Result<()> {
+/// Binds the sandbox's `tmp` over `/tmp` (and `visible`, the sandbox or a directory holding
+/// it, back at its own path when it lies under `/tmp`).
+fn sandbox_tmp(sandbox: &Path, owner: Option<&RunAs>, visible: &Path) -> std::io::Result<()> {
     let tmp = sandbox.join("tmp");
     // A fetched archive may have left `tmp` as a link: the agent's chmod and chown below must
     // not reach through it.
@@ -186,10 +187,10 @@ fn sandbox_tmp(sandbox: &Path, owner: Option<&RunAs>) -> std::io::Result<()> {
         )?;
     }
     // A sandbox under /tmp would vanish under the new /tmp: hold it open, and bind it back.
-    let kept: Option<(OwnedFd, PathBuf)> = match sandbox.strip_prefix("/tmp") {
-        Ok(relative) if sandbox.is_absolute() => {
+    let kept: Option<(OwnedFd, PathBuf)> = match visible.strip_prefix("/tmp") {
+        Ok(relative) if visible.is_absolute() => {
             let fd = nix::fcntl::open(
-                sandbox,
+                visible,
                 nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
                 nix::sys::stat::Mode::empty(),
             )?;

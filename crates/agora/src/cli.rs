@@ -150,6 +150,10 @@ pub struct AgentOptions {
     /// Size limit of the fetcher's cache of URIs marked `cache` (under the work dir)
     #[arg(long, env = "AGORA_FETCHER_CACHE_SIZE", default_value = "2GB", value_parser = parse_bytes)]
     pub fetcher_cache_size: u64,
+    /// Containers for the built-in executors made ahead of their tasks, so a task starts
+    /// without waiting for its cgroups, namespaces and executor process (0: none)
+    #[arg(long, env = "AGORA_WARM_CONTAINERS", default_value_t = 2)]
+    pub warm_containers: usize,
 }
 
 fn parse_isolation(text: &str) -> Result<agora_agent::Isolation, String> {

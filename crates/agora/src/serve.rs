@@ -86,6 +86,7 @@ fn agent_config(
     config.isolation = options.isolation;
     config.cgroups_cfs_quota = options.cgroups_enable_cfs;
     config.cgroups_favor_dynmods = options.cgroups_favor_dynmods;
+    config.warm_containers = options.warm_containers;
     config.switch_user = options.switch_user;
     config.fetcher_cache_bytes = options.fetcher_cache_size;
     Ok(config)

@@ -86,9 +86,10 @@ fn processes_with(marker: &str) -> Vec<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_of_a_killed_task_survives_and_limits_are_reported() {
     let dir = temp_dir();
+    // Containers made when their task comes (the other tests take warm ones).
     let up = start_up(
         &dir.path().join("data"),
-        &["--resources", "cpus:2;mem:1024"],
+        &["--resources", "cpus:2;mem:1024", "--warm-containers", "0"],
     );
     let mut scheduler = subscribe(&up.address(), framework_info("daemons")).await;
     let marker = format!("{}", 40_000 + std::process::id() % 20_000);
@@ -285,6 +286,23 @@ async fn a_task_has_its_own_processes_tmp_and_user() {
         "{}",
         state["isolation"]
     );
+    // Two containers wait, made ahead of their tasks (--warm-containers, 2 by default).
+    let warm_dir = dir.path().join("data").join("agent").join("warm");
+    let warm_ids = || -> Vec<String> {
+        std::fs::read_dir(&warm_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let waiting = wait_until(Duration::from_secs(10), "two warm containers", || async {
+        let ids = warm_ids();
+        (ids.len() == 2).then_some(ids)
+    })
+    .await;
 
     let mut scheduler = subscribe(&up.address(), framework_info("contained")).await;
     let marker = format!("agora-tmp-{}", std::process::id());
@@ -333,6 +351,19 @@ async fn a_task_has_its_own_processes_tmp_and_user() {
     assert!(procs <= 8, "the task sees {procs} processes:\n{stdout}");
     assert_eq!(said("user"), "nobody", "{stdout}");
     let (_, sandbox) = executor_directory(&up.address(), "contained").await;
+    // The task took a warm container (made as root, before its user was known): its
+    // container id, the sandbox's last part, is one of those that waited; another is made
+    // to take its place.
+    let container_id = sandbox.rsplit('/').next().unwrap_or_default().to_owned();
+    assert!(
+        waiting.contains(&container_id),
+        "{container_id} not in {waiting:?}"
+    );
+    wait_until(Duration::from_secs(10), "the pool filled again", || async {
+        let ids = warm_ids();
+        (ids.len() == 2 && !ids.contains(&container_id)).then_some(())
+    })
+    .await;
     assert_eq!(said("cwd"), sandbox, "{stdout}");
     assert_eq!(said("sandbox"), sandbox, "{stdout}");
     assert_eq!(said("tmp"), "mine", "{stdout}");
