@@ -393,8 +393,7 @@ fn serve(mut stream: UnixStream, builtin: fn() -> i32) -> std::io::Result<()> {
             } else {
                 Reply::Failed {
                     id,
-                    error: "the warm container could not be prepared (its stderr says why)"
-                        .into(),
+                    error: "the warm container could not be prepared (its stderr says why)".into(),
                 }
             };
             send(&mut stream, &reply)?;

@@ -39,8 +39,8 @@ async fn a_docker_app_serves_on_its_host_port_and_outlives_an_agent_restart() {
 
     marathon
         .create(json!({
-            "id": "/web-docker", "instances": 1, "cpus": 0.2, "mem": 64,
-            "cmd": "echo started; echo \"$GREETING\" > $MESOS_SANDBOX/greeting; mkdir -p /www && echo hello-from-docker > /www/index.html && exec httpd -f -p 80 -h /www",
+            "id": "/web-docker", "instances": 1, "cpus": 0.2, "mem": 128,
+            "cmd": "dd if=/dev/zero of=/dev/shm/fill bs=1M count=40 2>/dev/null; echo started; echo \"$GREETING\" > $MESOS_SANDBOX/greeting; mkdir -p /www && echo hello-from-docker > /www/index.html && exec httpd -f -p 80 -h /www",
             "env": {"GREETING": "hi there"},
             "container": {"type": "DOCKER", "docker": {
                 "image": image, "network": "BRIDGE",
@@ -108,6 +108,58 @@ async fn a_docker_app_serves_on_its_host_port_and_outlives_an_agent_restart() {
         .unwrap();
     assert_eq!(exec["exit_code"], 0, "{exec}");
     assert_eq!(exec["stdout"], "hello-from-docker\n", "{exec}");
+
+    // The container's usage counts with its executor's: the 40 MB it wrote into its
+    // /dev/shm are there (the executor alone uses a few).
+    wait_until(
+        Duration::from_secs(10),
+        "the container's memory",
+        || async {
+            let containers: serde_json::Value =
+                reqwest::get(format!("http://{}/containers", agent.address()))
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+            let entry = containers
+                .as_array()?
+                .iter()
+                .find(|c| c["executor_id"] == web_id.as_str())?;
+            (entry["statistics"]["mem_rss_bytes"].as_u64()? >= 40 << 20).then_some(())
+        },
+    )
+    .await;
+    // TASK_RUNNING tells where the container runs: its first process and its address on
+    // the bridge.
+    let state = MasterClient::new(&master.address())
+        .get_json("/master/state")
+        .await
+        .unwrap();
+    let running = state["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["tasks"].as_array().unwrap().iter())
+        .find(|t| t["id"] == web_id.as_str())
+        .and_then(|t| {
+            t["statuses"]
+                .as_array()?
+                .iter()
+                .find(|s| s["state"] == "TASK_RUNNING")
+                .cloned()
+        })
+        .expect("a TASK_RUNNING status");
+    let pid = docker(&["inspect", "--format", "{{.State.Pid}}", &container]).unwrap();
+    assert_eq!(
+        running["container_status"]["executor_pid"].to_string(),
+        pid.trim(),
+        "{running}"
+    );
+    let address = running["container_status"]["network_infos"][0]["ip_addresses"][0]["ip_address"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(address.parse::<std::net::Ipv4Addr>().is_ok(), "{running}");
 
     // The agent goes down hard and comes back over its work dir: both tasks carry on.
     let agent_port = agent.port;

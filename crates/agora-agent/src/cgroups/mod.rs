@@ -93,6 +93,19 @@ pub(crate) struct Usage {
     pub pids: u64,
 }
 
+impl Usage {
+    /// Both together: an executor's container and its tasks' Docker containers.
+    pub(crate) fn plus(self, other: Usage) -> Usage {
+        Usage {
+            cpu_user_seconds: self.cpu_user_seconds + other.cpu_user_seconds,
+            cpu_system_seconds: self.cpu_system_seconds + other.cpu_system_seconds,
+            mem_bytes: self.mem_bytes + other.mem_bytes,
+            mem_peak_bytes: self.mem_peak_bytes + other.mem_peak_bytes,
+            pids: self.pids + other.pids,
+        }
+    }
+}
+
 /// The hierarchies this agent puts its containers in.
 #[derive(Clone, Debug)]
 pub(crate) struct Cgroups {
@@ -228,6 +241,32 @@ impl Cgroups {
                 .join(", "),
             self.moves
         )
+    }
+
+    /// The cgroups a process is in, read from `/proc/<pid>/cgroup` in the hierarchies this
+    /// agent uses: how a Docker container's usage is read, through its first process. `None`
+    /// once the process is gone.
+    pub(crate) fn of_process(&self, pid: i32) -> Option<Container> {
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let v2: Vec<&str> = ["cpu", "memory", "pids"]
+            .into_iter()
+            .filter(|c| self.layout.controllers.get(*c).is_some_and(|h| h.v2))
+            .collect();
+        let layout = Layout::parse(&mountinfo, &own, &v2.join(" "));
+        let dir = |controller: &str| {
+            layout
+                .controllers
+                .get(controller)
+                .map(|h| (h.own.clone(), h.v2))
+        };
+        Some(Container {
+            cfs_quota: self.cfs_quota,
+            cpu: dir("cpu"),
+            cpuacct: dir("cpuacct"),
+            memory: dir("memory"),
+            pids: dir("pids"),
+        })
     }
 
     /// The cgroup of one container (nothing is made until [`Container::create`]).

@@ -28,6 +28,10 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 pub(super) struct DockerTask {
     docker: Docker,
     pub name: String,
+    /// The host pid of its first process, as the Engine said once it started.
+    pub pid: Option<i32>,
+    /// Its addresses on its networks (none with HOST networking).
+    pub ip_addresses: Vec<String>,
 }
 
 /// How a container ended.
@@ -61,9 +65,31 @@ pub(super) async fn start(
         return Err(format!("cannot start the container: {error}"));
     }
     let logs = tokio::spawn(stream_logs(docker.clone(), name.to_owned(), directory));
+    // Where it runs, for the agent (its cgroups, by pid) and for schedulers (its addresses).
+    let inspected = docker.inspect_container(name, None).await.ok();
+    let pid = inspected
+        .as_ref()
+        .and_then(|i| i.state.as_ref())
+        .and_then(|state| state.pid)
+        .filter(|pid| *pid > 0)
+        .and_then(|pid| i32::try_from(pid).ok());
+    let ip_addresses = inspected
+        .as_ref()
+        .and_then(|i| i.network_settings.as_ref())
+        .and_then(|settings| settings.networks.as_ref())
+        .map(|networks| {
+            networks
+                .values()
+                .filter_map(|endpoint| endpoint.ip_address.clone())
+                .filter(|ip| !ip.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     let running = DockerTask {
         docker: docker.clone(),
         name: name.to_owned(),
+        pid,
+        ip_addresses,
     };
     let watched = running.clone();
     tokio::spawn(async move {

@@ -75,6 +75,8 @@ struct RunningTask {
     killed_unhealthy: bool,
     health: Option<health::HealthTracker>,
     checker: Option<tokio::task::AbortHandle>,
+    /// Mesos' `ContainerStatus` of its Docker container, sent with each update once known.
+    container_status: Option<serde_json::Value>,
 }
 
 impl RunningTask {
@@ -90,6 +92,7 @@ impl RunningTask {
             killed_unhealthy: false,
             health: None,
             checker: None,
+            container_status: None,
         }
     }
 
@@ -442,6 +445,8 @@ impl Executor {
                     container.destroy().await;
                     return;
                 }
+                task.container_status =
+                    Some(container_status(&self.settings.container_id, &container));
                 task.docker = Some(container);
                 self.update(task_id, TaskState::Running, None, None).await;
                 self.start_checking(task_id);
@@ -741,12 +746,15 @@ impl Executor {
         reason: Option<&str>,
     ) -> Call {
         let mut healthy = None;
+        let mut container = None;
         if let Some(task) = self.tasks.get_mut(task_id) {
             task.state = state;
             healthy = task.healthy;
+            container = task.container_status.clone();
         }
         let mut status = TaskStatus::new(task_id, state).with_source("SOURCE_EXECUTOR");
         status.healthy = healthy;
+        status.container_status = container;
         status.message = message;
         status.reason = reason.map(str::to_owned);
         status.executor_id = Some(Id::new(self.settings.executor_id.clone()));
@@ -773,6 +781,28 @@ impl Executor {
             let _ = request.send().await;
         }
     }
+}
+
+/// A Docker task's `ContainerStatus` (Mesos' shape): the executor's container id, the pid of
+/// the Docker container's first process (the agent reads the container's usage through it),
+/// and its network addresses.
+fn container_status(container_id: &str, container: &docker_task::DockerTask) -> serde_json::Value {
+    let addresses: Vec<serde_json::Value> = container
+        .ip_addresses
+        .iter()
+        .map(|ip| {
+            let protocol = if ip.contains(':') { "IPv6" } else { "IPv4" };
+            serde_json::json!({"protocol": protocol, "ip_address": ip})
+        })
+        .collect();
+    let mut status = serde_json::json!({
+        "container_id": {"value": container_id},
+        "network_infos": [{"ip_addresses": addresses}],
+    });
+    if let Some(pid) = container.pid {
+        status["executor_pid"] = serde_json::json!(pid);
+    }
+    status
 }
 
 fn describe(code: Option<i32>, signal: Option<i32>) -> String {

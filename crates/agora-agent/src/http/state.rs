@@ -183,6 +183,9 @@ struct ContainerView {
     pid: Option<i32>,
     limits: crate::cgroups::Limits,
     usage: crate::cgroups::Usage,
+    /// The first processes of its tasks' Docker containers, whose usage is the container's
+    /// too (they run outside the executor's cgroups, under the Docker Engine).
+    docker_pids: Vec<i32>,
 }
 
 /// Every live executor's container (none without cgroups: nothing is invented).
@@ -206,6 +209,15 @@ fn containers(agent: &Shared) -> Vec<ContainerView> {
                         pid: executor.pid,
                         limits: crate::core::container_limits(executor),
                         usage: crate::cgroups::Usage::default(),
+                        docker_pids: executor
+                            .tasks
+                            .values()
+                            .filter(|task| !task.state.is_terminal())
+                            .filter_map(|task| {
+                                let status = task.status.as_ref()?.container_status.as_ref()?;
+                                i32::try_from(status.get("executor_pid")?.as_i64()?).ok()
+                            })
+                            .collect(),
                     })
             })
             .collect()
@@ -215,6 +227,11 @@ fn containers(agent: &Shared) -> Vec<ContainerView> {
         .into_iter()
         .map(|mut view| {
             view.usage = cgroups.container(&view.container_id).usage();
+            for pid in &view.docker_pids {
+                if let Some(container) = cgroups.of_process(*pid) {
+                    view.usage = view.usage.plus(container.usage());
+                }
+            }
             view
         })
         .collect()
