@@ -95,6 +95,10 @@ pub(crate) struct Instance {
     /// The agent's address, where readiness checks reach the task.
     #[serde(default)]
     pub ip: Option<String>,
+    /// The task's container's own addresses (a Docker container on a bridge), from its
+    /// status updates' `container_status`.
+    #[serde(default)]
+    pub container_ips: Vec<String>,
     /// Passed its app's readiness check (checked only while a deployment waits for it).
     #[serde(default)]
     pub ready: bool,
@@ -109,7 +113,39 @@ pub(crate) struct Instance {
     pub inactive: bool,
 }
 
+/// The addresses in a Mesos `ContainerStatus` (`network_infos[].ip_addresses[].ip_address`).
+pub(crate) fn container_addresses(status: &Value) -> Vec<String> {
+    status["network_infos"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|info| info["ip_addresses"].as_array().into_iter().flatten())
+        .filter_map(|address| address["ip_address"].as_str())
+        .filter(|ip| !ip.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 impl Instance {
+    /// Marathon's `ipAddresses`: the container's own addresses when it has any (a bridge),
+    /// else its agent's.
+    pub(crate) fn ip_addresses(&self) -> Value {
+        let addresses: Vec<&String> = if self.container_ips.is_empty() {
+            self.ip.iter().collect()
+        } else {
+            self.container_ips.iter().collect()
+        };
+        Value::Array(
+            addresses
+                .into_iter()
+                .map(|ip| {
+                    let protocol = if ip.contains(':') { "IPv6" } else { "IPv4" };
+                    serde_json::json!({"ipAddress": ip, "protocol": protocol})
+                })
+                .collect(),
+        )
+    }
+
     /// A task of `app_id` at `version`, in `state` since `staged_at`, with no history yet.
     pub fn new(
         task_id: &str,
@@ -132,6 +168,7 @@ impl Instance {
             health: HealthRecord::default(),
             confirmed: true,
             ip: None,
+            container_ips: Vec::new(),
             ready: false,
             readiness: None,
             unreachable_since: None,
@@ -422,7 +459,7 @@ impl Services {
         let state = status.state;
         let agent_id = status.agent_id.as_ref().map(|a| a.value.as_str());
         let now = format_millis(now_millis());
-        let Some(instance) = self.instances.get(task_id) else {
+        let Some(live) = self.instances.get_mut(task_id) else {
             if state.is_terminal() {
                 self.expunged.remove(task_id);
             } else if self.expunged.contains(task_id) {
@@ -437,10 +474,16 @@ impl Services {
             }
             return;
         };
-        let instance = instance.clone();
-        if let Some(live) = self.instances.get_mut(task_id) {
-            live.confirmed = true;
+        live.confirmed = true;
+        let addresses = status
+            .container_status
+            .as_ref()
+            .map(container_addresses)
+            .unwrap_or_default();
+        if !addresses.is_empty() {
+            live.container_ips = addresses;
         }
+        let instance = live.clone();
         self.emit(
             "status_update_event",
             serde_json::json!({
@@ -450,7 +493,7 @@ impl Services {
                 "message": status.message.as_deref().unwrap_or_default(),
                 "appId": instance.app_id,
                 "host": instance.host,
-                "ipAddresses": [],
+                "ipAddresses": instance.ip_addresses(),
                 "ports": instance.ports,
                 "version": instance.version,
             }),
@@ -769,5 +812,40 @@ fn condition(state: TaskState) -> &'static str {
         TaskState::Gone | TaskState::GoneByOperator => "Gone",
         TaskState::Unreachable => "Unreachable",
         _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_come_from_the_container_status_else_the_agent() {
+        let status = serde_json::json!({
+            "container_id": {"value": "c"},
+            "network_infos": [
+                {"ip_addresses": [{"protocol": "IPv4", "ip_address": "172.17.0.3"}]},
+                {"ip_addresses": [{"ip_address": "fd00::3"}, {"ip_address": ""}]},
+                {"name": "no addresses"}
+            ]
+        });
+        assert_eq!(container_addresses(&status), ["172.17.0.3", "fd00::3"]);
+        assert!(container_addresses(&serde_json::json!({})).is_empty());
+
+        let mut instance = Instance::new("t", "/a", "v", TaskState::Running, "now");
+        assert_eq!(instance.ip_addresses(), serde_json::json!([]));
+        instance.ip = Some("10.0.0.2".into());
+        assert_eq!(
+            instance.ip_addresses(),
+            serde_json::json!([{"ipAddress": "10.0.0.2", "protocol": "IPv4"}])
+        );
+        instance.container_ips = container_addresses(&status);
+        assert_eq!(
+            instance.ip_addresses(),
+            serde_json::json!([
+                {"ipAddress": "172.17.0.3", "protocol": "IPv4"},
+                {"ipAddress": "fd00::3", "protocol": "IPv6"}
+            ])
+        );
     }
 }

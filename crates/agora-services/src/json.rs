@@ -25,7 +25,7 @@ pub(crate) fn task(services: &Services, instance: &Instance) -> Value {
         "stagedAt": instance.staged_at,
         "startedAt": instance.started_at,
         "version": instance.version,
-        "ipAddresses": [],
+        "ipAddresses": instance.ip_addresses(),
         "localVolumes": [],
         "healthCheckResults": instance.health.results(&instance.task_id),
     })

@@ -160,6 +160,19 @@ async fn a_docker_app_serves_on_its_host_port_and_outlives_an_agent_restart() {
         .as_str()
         .unwrap_or_default();
     assert!(address.parse::<std::net::Ipv4Addr>().is_ok(), "{running}");
+    // Marathon lists it at that address; a task on the host network at its agent's.
+    let tasks = marathon.settled("/web-docker", 1).await;
+    assert_eq!(
+        tasks[0]["ipAddresses"],
+        json!([{"ipAddress": address, "protocol": "IPv4"}]),
+        "{tasks:?}"
+    );
+    let plain_tasks = marathon.settled("/plain", 1).await;
+    assert_eq!(
+        plain_tasks[0]["ipAddresses"],
+        json!([{"ipAddress": "127.0.0.1", "protocol": "IPv4"}]),
+        "{plain_tasks:?}"
+    );
 
     // The agent goes down hard and comes back over its work dir: both tasks carry on.
     let agent_port = agent.port;
