@@ -477,4 +477,76 @@ mod tests {
         // FNV-1a's offset basis for the empty path: the name does not change between builds.
         assert_eq!(agent_dir_name(Path::new("")), "agent-cbf29ce484222325");
     }
+
+    /// A unified (v2) tree stood in for by a directory: the files a container is limited,
+    /// measured and checked through are v2's. (This machine's controllers are v1, so the
+    /// kernel's own v2 files cannot be used here; the file names and values are what is
+    /// checked.)
+    fn v2_cgroups(root: &Path, cfs_quota: bool) -> Cgroups {
+        let mountinfo = format!("29 23 0:26 / {} rw - cgroup2 cgroup2 rw\n", root.display());
+        let layout = Layout::parse(&mountinfo, "0::/agent.slice\n", "cpu memory pids");
+        Cgroups {
+            layout,
+            agent_dir: "agent-test".into(),
+            cfs_quota,
+            moves: String::new(),
+        }
+    }
+
+    #[test]
+    fn v2_containers_are_limited_measured_and_checked_through_v2_files() {
+        let root = tempfile::tempdir().unwrap();
+        let cgroups = v2_cgroups(root.path(), true);
+        assert_eq!(
+            cgroups.describe(),
+            "cgroups v2 (cpu, cpuacct, memory, pids); "
+        );
+        let container = cgroups.container("c1");
+        let dir = root.path().join("agent.slice/agora/agent-test/c1");
+        assert_eq!(container.procs_files(), vec![dir.join("cgroup.procs")]);
+        container
+            .create(Limits {
+                cpus: 1.5,
+                mem_bytes: 256 << 20,
+            })
+            .unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        // 1.5 cpus = 1536 shares, as the kubelet maps shares onto weights.
+        assert_eq!(read("cpu.weight"), "59");
+        assert_eq!(read("cpu.max"), "150000 100000");
+        assert_eq!(read("memory.max"), (256u64 << 20).to_string());
+        assert_eq!(read("memory.swap.max"), "0");
+
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+        write("cpu.stat", "usage_usec 3500000\nuser_usec 2500000\nsystem_usec 1000000\n");
+        write("memory.current", "104857600\n");
+        write("memory.peak", "209715200\n");
+        write("pids.current", "3\n");
+        write("memory.events", "low 0\nhigh 0\nmax 4\noom 1\noom_kill 0\n");
+        assert_eq!(
+            container.usage(),
+            Usage {
+                cpu_user_seconds: 2.5,
+                cpu_system_seconds: 1.0,
+                mem_bytes: 100 << 20,
+                mem_peak_bytes: 200 << 20,
+                pids: 3,
+            }
+        );
+        assert!(!container.oom_killed());
+        write("memory.events", "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n");
+        assert!(container.oom_killed());
+        // Without a hard cap, only the weight.
+        let shares_only = v2_cgroups(root.path(), false).container("c2");
+        shares_only
+            .create(Limits {
+                cpus: 0.1,
+                mem_bytes: 0,
+            })
+            .unwrap();
+        let c2 = root.path().join("agent.slice/agora/agent-test/c2");
+        assert_eq!(std::fs::read_to_string(c2.join("cpu.weight")).unwrap(), "4");
+        assert!(!c2.join("cpu.max").exists());
+        assert!(!c2.join("memory.max").exists());
+    }
 }
