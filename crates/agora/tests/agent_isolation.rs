@@ -303,6 +303,8 @@ async fn a_task_has_its_own_processes_tmp_and_user() {
         (ids.len() == 2).then_some(ids)
     })
     .await;
+    let metrics = json(&up.address(), "/metrics/snapshot").await;
+    assert_eq!(metrics["slave/warm_containers"], 2.0, "{metrics}");
 
     let mut scheduler = subscribe(&up.address(), framework_info("contained")).await;
     let marker = format!("agora-tmp-{}", std::process::id());

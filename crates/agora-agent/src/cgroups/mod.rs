@@ -518,7 +518,10 @@ mod tests {
         assert_eq!(read("memory.swap.max"), "0");
 
         let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
-        write("cpu.stat", "usage_usec 3500000\nuser_usec 2500000\nsystem_usec 1000000\n");
+        write(
+            "cpu.stat",
+            "usage_usec 3500000\nuser_usec 2500000\nsystem_usec 1000000\n",
+        );
         write("memory.current", "104857600\n");
         write("memory.peak", "209715200\n");
         write("pids.current", "3\n");

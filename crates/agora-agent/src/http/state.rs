@@ -171,6 +171,10 @@ pub(crate) fn isolation_metrics(agent: &Agent) -> Vec<(String, f64)> {
             "slave/isolation_switch_user".to_owned(),
             flag(agent.switch_user.is_ok()),
         ),
+        (
+            "slave/warm_containers".to_owned(),
+            agent.warm.as_ref().map_or(0.0, |pool| pool.len() as f64),
+        ),
     ]
 }
 
