@@ -622,6 +622,18 @@ fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Starte
     });
     let visible = launch.keep_visible.as_deref().unwrap_or(&launch.directory);
     let prepared = (|| -> std::io::Result<()> {
+        if warming {
+            // Made ahead of its task, it yields the cores to whatever runs now (a task
+            // starting, most likely): the least priority until it is assigned. Its cgroups
+            // are made here too, for the same reason, not by the agent.
+            // SAFETY: setpriority only sets this process's nice value.
+            unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, 19) };
+            for file in &launch.cgroup_procs {
+                if let Some(dir) = file.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+            }
+        }
         // Into its container before anything else: whatever it starts is inside.
         join_cgroups(&launch.cgroup_procs)?;
         with.mask.thread_unblock()?;
@@ -682,6 +694,10 @@ fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Starte
             let Some(assignment) = read_assignment(pipe) else {
                 std::process::exit(0);
             };
+            // Its task's executor now: the usual priority (while still root, who may raise
+            // it back).
+            // SAFETY: setpriority only sets this process's nice value.
+            unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, 0) };
             if let Err(error) = std::env::set_current_dir(&assignment.directory) {
                 eprintln!(
                     "agora executor: cannot enter the sandbox {}: {error}",

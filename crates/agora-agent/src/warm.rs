@@ -25,12 +25,6 @@ use nix::sys::signal::Signal;
 use crate::core::Agent;
 use crate::launcher::{LaunchRequest, Launched};
 
-/// A waiting container's limits: what the waiting executor needs, a forked launcher.
-const WAITING: crate::cgroups::Limits = crate::cgroups::Limits {
-    cpus: 0.1,
-    mem_bytes: 32 << 20,
-};
-
 /// One warm container. Dropped without being assigned, its process is killed and its
 /// cgroups and directory removed.
 pub(crate) struct Warm {
@@ -179,8 +173,8 @@ impl WarmPool {
     }
 }
 
-/// Makes one warm container: directory, cgroups with the waiting limits, and the launcher's
-/// prepared executor.
+/// Makes one warm container: its directory, and the launcher's prepared executor in its
+/// cgroups and namespaces.
 async fn make(agent: &Agent, pool: &WarmPool) -> Result<Warm, String> {
     let launcher = agent
         .launcher()
@@ -202,14 +196,9 @@ async fn make(agent: &Agent, pool: &WarmPool) -> Result<Warm, String> {
         cgroup: cgroup.clone(),
         assigned: false,
     };
-    let mut cgroup_procs = Vec::new();
-    if let Some(cgroup) = cgroup {
-        cgroup_procs = cgroup.procs_files();
-        tokio::task::spawn_blocking(move || cgroup.create(WAITING))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot create a warm container's cgroups: {e}"))?;
-    }
+    // The container makes its cgroups itself, at the least priority; they have no limits
+    // until the task's are set.
+    let cgroup_procs = cgroup.map(|c| c.procs_files()).unwrap_or_default();
     let request = LaunchRequest {
         builtin: true,
         command: agent.builtin_command(),
