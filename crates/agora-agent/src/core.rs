@@ -190,13 +190,17 @@ impl Agent {
     /// Loads the checkpoint: live executors are re-adopted (they will re-subscribe), dead ones
     /// have their unfinished tasks failed.
     pub fn recover(
-        config: AgentConfig,
+        mut config: AgentConfig,
         shutdown: CancellationToken,
     ) -> Result<Arc<Agent>, AgentError> {
-        std::fs::create_dir_all(&config.work_dir).map_err(|source| AgentError::WorkDir {
-            path: config.work_dir.display().to_string(),
-            source,
-        })?;
+        // Sandboxes are named to executors, which run elsewhere (a warm container's working
+        // directory is its old sandbox): a relative work dir would name other places.
+        config.work_dir = std::path::absolute(&config.work_dir)
+            .and_then(|dir| std::fs::create_dir_all(&dir).map(|()| dir))
+            .map_err(|source| AgentError::WorkDir {
+                path: config.work_dir.display().to_string(),
+                source,
+            })?;
         let saved = checkpoint::load(&config.work_dir)?;
         let written = Written::loaded(&saved);
         let launcher = if config.launcher {
@@ -309,6 +313,7 @@ impl Agent {
         })?;
         let fetcher =
             crate::fetcher::Fetcher::new(config.work_dir.join("fetch"), config.fetcher_cache_bytes);
+        crate::warm::remove_leftovers(&config.work_dir);
         let warm = (launcher.is_some() && config.warm_containers > 0)
             .then(|| crate::warm::WarmPool::new(&config.work_dir, config.warm_containers));
         let switch_user = if !config.switch_user {
@@ -1703,16 +1708,23 @@ async fn spawn_executor(
 ) -> Result<Spawned, LaunchFailure> {
     let launcher = agent.launcher.as_ref();
     let directory = &prepared.directory;
-    let warm = prepared.warm.take();
-    if let Some(warm) = &warm {
+    let mut warm = prepared.warm.take();
+    if let Some(taken) = warm.take() {
         // The warm container's sandbox moves into the task's place; its open files, working
         // directory and `/tmp` move with it.
-        directory
+        let moved = directory
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::rename(&warm.directory, directory))
-            .map_err(|e| format!("Failed to create sandbox {}: {e}", directory.display()))?;
-    } else {
+            .and_then(|()| std::fs::rename(&taken.directory, directory));
+        match moved {
+            Ok(()) => warm = Some(taken),
+            Err(error) => {
+                tracing::warn!(%error, "cannot move a warm container's sandbox: the executor starts cold");
+                discard(taken).await;
+            }
+        }
+    }
+    if warm.is_none() {
         std::fs::create_dir_all(directory)
             .map_err(|e| format!("Failed to create sandbox {}: {e}", directory.display()))?;
     }
@@ -1723,28 +1735,21 @@ async fn spawn_executor(
     }
     let user = crate::namespaces::RunAs::switch_to(prepared.user.as_deref()).await?;
     if let Some(user) = &user {
-        // The sandbox and its output files are the user's before anything runs in it.
-        process::sandbox_output(directory)
-            .and_then(|_| user.own(directory))
-            .and_then(|()| {
-                // A warm container's `/tmp` was made before its user was known.
-                let tmp = directory.join("tmp");
-                match std::fs::symlink_metadata(&tmp) {
-                    Ok(meta) if warm.is_some() && meta.is_dir() => nix::unistd::chown(
-                        &tmp,
-                        Some(nix::unistd::Uid::from_raw(user.uid)),
-                        Some(nix::unistd::Gid::from_raw(user.gid)),
-                    )
-                    .map_err(std::io::Error::from),
-                    _ => Ok(()),
-                }
-            })
-            .map_err(|e| {
-                format!(
-                    "Failed to prepare the sandbox for user '{}': {e}",
-                    user.name
-                )
-            })?;
+        // The sandbox and its output files are the user's before anything runs in it; a warm
+        // container's `/tmp`, made before its user was known, first (never through a link).
+        let tmp = warm.as_ref().map(|_| directory.join("tmp"));
+        tmp.map_or(Ok(()), |tmp| match user.own_dir(&tmp, None) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            done => done,
+        })
+        .and_then(|()| process::sandbox_output(directory).map(|_| ()))
+        .and_then(|()| user.own(directory))
+        .map_err(|e| {
+            format!(
+                "Failed to prepare the sandbox for user '{}': {e}",
+                user.name
+            )
+        })?;
     }
     if !prepared.uris.is_empty() {
         agent
@@ -1760,7 +1765,17 @@ async fn spawn_executor(
             })?;
     }
     if let Some(warm) = warm {
-        return assign_warm(agent, prepared, warm, user).await;
+        match assign_warm(agent, &prepared, warm, user.clone()).await {
+            Ok(spawned) => return Ok(spawned),
+            Err((warm, error)) => {
+                // It ended while waiting, or the launcher went: the executor starts cold, in
+                // the same (emptied, remade) cgroups and the sandbox already in place.
+                tracing::warn!(%error, "cannot assign a warm container: the executor starts cold");
+                if let Some(warm) = warm {
+                    discard(warm).await;
+                }
+            }
+        }
     }
     let mut cgroup_procs = Vec::new();
     if let Some((container, limits)) = &prepared.cgroup {
@@ -1817,39 +1832,46 @@ async fn spawn_executor(
 }
 
 /// Gives a warm container (its sandbox already in place) the executor's task: its cgroups get
-/// the executor's limits, and the launcher tells it its environment, sandbox and user.
+/// the executor's limits, and the launcher tells it its environment, sandbox and user. On
+/// failure the container comes back, for the executor to start cold.
 async fn assign_warm(
     agent: &Arc<Agent>,
-    prepared: PreparedExecutor,
+    prepared: &PreparedExecutor,
     warm: crate::warm::Warm,
     user: Option<crate::namespaces::RunAs>,
-) -> Result<Spawned, LaunchFailure> {
-    let failed = |e: &dyn std::fmt::Display| format!("Failed to launch executor: {e}");
-    if let Some((container, limits)) = &prepared.cgroup {
-        container
-            .set_limits(*limits)
-            .map_err(|e| format!("Failed to set the container's limits: {e}"))?;
+) -> Result<Spawned, (Option<crate::warm::Warm>, String)> {
+    if let Some((container, limits)) = &prepared.cgroup
+        && let Err(error) = container.set_limits(*limits)
+    {
+        return Err((
+            Some(warm),
+            format!("cannot set the container's limits: {error}"),
+        ));
     }
-    let launcher = agent
-        .launcher
-        .as_ref()
-        .ok_or_else(|| failed(&crate::launcher::GONE))?;
-    let pid = warm
-        .pid()
-        .ok_or_else(|| failed(&"the warm container has no process"))?;
-    launcher
+    let (Some(launcher), Some(pid)) = (agent.launcher.as_ref(), warm.pid()) else {
+        return Err((Some(warm), crate::launcher::GONE.to_owned()));
+    };
+    let assigned = launcher
         .assign(crate::launcher::Assignment {
             pid,
-            environment: prepared.environment,
-            directory: prepared.directory,
+            environment: prepared.environment.clone(),
+            directory: prepared.directory.clone(),
             user,
         })
-        .await
-        .map_err(|e| failed(&e))?;
-    let launched = warm
-        .assigned()
-        .ok_or_else(|| failed(&"the warm container has no process"))?;
-    Ok(spawned_by_launcher(launched))
+        .await;
+    if let Err(error) = assigned {
+        return Err((Some(warm), error));
+    }
+    match warm.assigned() {
+        Some(launched) => Ok(spawned_by_launcher(launched)),
+        None => Err((None, "the warm container has no process".to_owned())),
+    }
+}
+
+/// Kills a warm container no task will have and empties its cgroups, before the executor
+/// starts cold in the same ones.
+async fn discard(warm: crate::warm::Warm) {
+    let _ = tokio::task::spawn_blocking(move || warm.discard()).await;
 }
 
 /// An executor the launcher started, ending when the launcher says (or, if the launcher went

@@ -399,7 +399,7 @@ fn serve(mut stream: UnixStream, builtin: fn() -> i32) -> std::io::Result<()> {
             send(&mut stream, &reply)?;
         }
         while let Ok(Some(_)) = signals.read_signal() {}
-        reap(&mut stream, &mut inits, &mut warm)?;
+        reap(&mut stream, &mut inits, &mut warm, &mut preparing)?;
         loop {
             match stream.read(&mut chunk) {
                 Ok(0) => return Ok(()),
@@ -489,6 +489,7 @@ fn reap(
     stream: &mut UnixStream,
     inits: &mut HashMap<i32, std::fs::File>,
     warm: &mut HashMap<i32, std::fs::File>,
+    preparing: &mut HashMap<i32, (u64, std::fs::File, std::fs::File)>,
 ) -> std::io::Result<()> {
     loop {
         let mut status = 0;
@@ -498,6 +499,17 @@ fn reap(
             return Ok(());
         }
         warm.remove(&pid);
+        if let Some((id, _, _)) = preparing.remove(&pid) {
+            // Ended before it was answered (even if it said it was ready): never handed out.
+            send(
+                stream,
+                &Reply::Failed {
+                    id,
+                    error: "the warm container ended while it was prepared (its stderr says why)"
+                        .into(),
+                },
+            )?;
+        }
         if let Some(mut told) = inits.remove(&pid) {
             let mut raw = [0u8; 4];
             if told.read_exact(&mut raw).is_ok() {
@@ -623,11 +635,8 @@ fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Starte
     let visible = launch.keep_visible.as_deref().unwrap_or(&launch.directory);
     let prepared = (|| -> std::io::Result<()> {
         if warming {
-            // Made ahead of its task, it yields the cores to whatever runs now (a task
-            // starting, most likely): the least priority until it is assigned. Its cgroups
-            // are made here too, for the same reason, not by the agent.
-            // SAFETY: setpriority only sets this process's nice value.
-            unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, 19) };
+            // A warm container makes its cgroups itself: off the agent's threads, which
+            // serve tasks starting meanwhile.
             for file in &launch.cgroup_procs {
                 if let Some(dir) = file.parent() {
                     std::fs::create_dir_all(dir)?;
@@ -694,10 +703,6 @@ fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Starte
             let Some(assignment) = read_assignment(pipe) else {
                 std::process::exit(0);
             };
-            // Its task's executor now: the usual priority (while still root, who may raise
-            // it back).
-            // SAFETY: setpriority only sets this process's nice value.
-            unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, 0) };
             if let Err(error) = std::env::set_current_dir(&assignment.directory) {
                 eprintln!(
                     "agora executor: cannot enter the sandbox {}: {error}",

@@ -73,13 +73,43 @@ impl RunAs {
         let owner = (Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)));
         nix::unistd::chown(directory, owner.0, owner.1)?;
         for name in ["stdout", "stderr"] {
-            let file = directory.join(name);
-            if file.exists() {
-                nix::unistd::chown(&file, owner.0, owner.1)?;
+            // Never through a link another process of the user's may have put there.
+            match std::os::unix::fs::lchown(directory.join(name), Some(self.uid), Some(self.gid)) {
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                done => done?,
             }
         }
         Ok(())
     }
+
+    /// Gives this user the directory `path` (and sets its `mode`), through a descriptor
+    /// opened without following a link: whatever else may write where it lies, root's chown
+    /// and chmod reach that directory and nothing else.
+    pub(crate) fn own_dir(&self, path: &Path, mode: Option<u32>) -> std::io::Result<()> {
+        own_dir_as(path, Some(self), mode)
+    }
+}
+
+/// Sets a directory's `mode` and owner through a descriptor opened without following a link
+/// (see [`RunAs::own_dir`]).
+fn own_dir_as(path: &Path, owner: Option<&RunAs>, mode: Option<u32>) -> std::io::Result<()> {
+    use nix::fcntl::OFlag;
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    if let Some(mode) = mode {
+        nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))?;
+    }
+    if let Some(owner) = owner {
+        nix::unistd::fchown(
+            &fd,
+            Some(Uid::from_raw(owner.uid)),
+            Some(Gid::from_raw(owner.gid)),
+        )?;
+    }
+    Ok(())
 }
 
 /// Whether this process may make pid and mount namespaces (it runs as root and the kernel has
@@ -175,17 +205,7 @@ fn sandbox_tmp(sandbox: &Path, owner: Option<&RunAs>, visible: &Path) -> std::io
         std::fs::remove_file(&tmp)?;
     }
     std::fs::create_dir_all(&tmp)?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))?;
-    }
-    if let Some(owner) = owner {
-        nix::unistd::chown(
-            &tmp,
-            Some(Uid::from_raw(owner.uid)),
-            Some(Gid::from_raw(owner.gid)),
-        )?;
-    }
+    own_dir_as(&tmp, owner, Some(0o1777))?;
     // A sandbox under /tmp would vanish under the new /tmp: hold it open, and bind it back.
     let kept: Option<(OwnedFd, PathBuf)> = match visible.strip_prefix("/tmp") {
         Ok(relative) if visible.is_absolute() => {

@@ -9,7 +9,8 @@
 //! working directory and the `/tmp` bind along), its cgroups get the task's limits, and the
 //! launcher tells the executor its environment, sandbox and user; it becomes that user and
 //! runs as if it had just been started. The pool is filled again in the background once that
-//! executor has reported its first update.
+//! executor reports (see [`WarmPool::want`]). A container that cannot be moved or assigned is
+//! discarded and the executor starts cold in its place.
 //!
 //! A warm container's id is its container id from then on, so its cgroups need no renaming
 //! (cgroup v2 cannot rename). Warm containers die with the launcher (their wait ends at
@@ -56,21 +57,43 @@ impl Warm {
     }
 }
 
-impl Drop for Warm {
-    fn drop(&mut self) {
-        if self.assigned {
-            return;
+impl Warm {
+    /// Kills it and removes its cgroups and directory, now: for when its executor starts
+    /// cold instead, in the same cgroups. Blocks (run it off the async workers).
+    pub(crate) fn discard(mut self) {
+        if let Some(clean) = self.cleanup() {
+            clean();
         }
-        if let Some(launched) = self.launched.take() {
+    }
+
+    /// What is left to do for a container no task got: its process killed (if it still
+    /// runs: its pid may be another's once it has ended) and a blocking clean-up to run.
+    fn cleanup(&mut self) -> Option<impl FnOnce() + Send + 'static> {
+        if self.assigned {
+            return None;
+        }
+        self.assigned = true;
+        if self.alive()
+            && let Some(launched) = &self.launched
+        {
             crate::process::signal_group(launched.pid, Signal::SIGKILL);
         }
+        self.launched = None;
         let cgroup = self.cgroup.take();
         let directory = self.directory.clone();
-        let clean = move || {
+        Some(move || {
             if let Some(cgroup) = cgroup {
                 cgroup.empty_and_remove();
             }
             let _ = std::fs::remove_dir_all(directory);
+        })
+    }
+}
+
+impl Drop for Warm {
+    fn drop(&mut self) {
+        let Some(clean) = self.cleanup() else {
+            return;
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(clean)),
@@ -79,24 +102,31 @@ impl Drop for Warm {
     }
 }
 
+/// Where warm containers wait: on the file system of the sandboxes, so a rename moves one.
+fn dir(work_dir: &Path) -> PathBuf {
+    work_dir.join("warm")
+}
+
+/// Removes what warm containers of an earlier agent left (their processes ended with its
+/// launcher; their cgroups are orphans, removed as such).
+pub(crate) fn remove_leftovers(work_dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir(work_dir));
+}
+
 /// The agent's warm containers.
 pub(crate) struct WarmPool {
     size: usize,
-    /// `<work dir>/warm`: on the file system of the sandboxes, so a rename moves one.
     dir: PathBuf,
     ready: std::sync::Mutex<VecDeque<Warm>>,
     wanted: tokio::sync::Notify,
 }
 
 impl WarmPool {
-    /// A pool of `size` containers (none are made until [`WarmPool::fill`]); what an earlier
-    /// agent left in `<work dir>/warm` is removed.
+    /// A pool of `size` containers (none are made until [`WarmPool::start`]).
     pub(crate) fn new(work_dir: &Path, size: usize) -> WarmPool {
-        let dir = work_dir.join("warm");
-        let _ = std::fs::remove_dir_all(&dir);
         WarmPool {
             size,
-            dir,
+            dir: dir(work_dir),
             ready: std::sync::Mutex::new(VecDeque::new()),
             wanted: tokio::sync::Notify::new(),
         }
@@ -130,9 +160,10 @@ impl WarmPool {
         drop(drained);
     }
 
-    /// Asks for the pool to be filled up again. The agent asks when an executor it started
-    /// sends its first update rather than when it takes a container: making the next one
-    /// would compete with that executor's start for the machine's cores.
+    /// Asks for the pool to be filled up again. The agent asks when an executor sends an
+    /// update (its command has started), after a failed launch and when an executor ends —
+    /// not when it takes a container: making the next one would compete with that
+    /// executor's start for the machine's cores.
     pub(crate) fn want(&self) {
         self.wanted.notify_one();
     }
@@ -159,7 +190,15 @@ impl WarmPool {
                     match make(&agent, pool).await {
                         // Made while the agent began to stop: it goes (dropped) at once.
                         Ok(_) if stopping() => break,
-                        Ok(warm) => pool.ready().push_back(warm),
+                        Ok(warm) => {
+                            pool.ready().push_back(warm);
+                            if stopping() {
+                                // The agent drained the pool meanwhile: this one goes too.
+                                pool.drain();
+                            }
+                        }
+                        // Without the launcher, executors start cold (said when it went).
+                        Err(error) if error == crate::launcher::GONE => break,
                         Err(error) => {
                             // Not retried in a loop: tasks start cold meanwhile, and the next
                             // wish tries again.
@@ -209,6 +248,22 @@ async fn make(agent: &Agent, pool: &WarmPool) -> Result<Warm, String> {
         user: None,
         keep_visible: Some(agent.config.work_dir.clone()),
     };
-    warm.launched = Some(launcher.warm(request).await?);
-    Ok(warm)
+    match launcher.warm(request).await {
+        Ok(launched) => {
+            warm.launched = Some(launched);
+            Ok(warm)
+        }
+        Err(error) => {
+            // Its own words, before its directory goes with it.
+            let said = std::fs::read(warm.directory.join("stderr")).unwrap_or_default();
+            let said = String::from_utf8_lossy(&said[..said.len().min(1024)])
+                .trim()
+                .to_owned();
+            Err(if said.is_empty() {
+                error
+            } else {
+                format!("{error}: {said}")
+            })
+        }
+    }
 }

@@ -314,7 +314,7 @@ async fn a_task_has_its_own_processes_tmp_and_user() {
     let command = format!(
         "echo procs=$(ls /proc | grep -c '^[0-9]'); echo mine > /tmp/{marker}; \
          echo user=$(id -un); echo cwd=$(pwd); echo sandbox=$MESOS_SANDBOX; \
-         echo tmp=$(cat /tmp/{marker}); touch $MESOS_SANDBOX/written; \
+         touch $MESOS_SANDBOX/written; echo tmp=$(cat /tmp/{marker}); \
          ({daemon} &) ; exec sleep 301"
     );
     let offer = next_offers(&mut scheduler, Duration::from_secs(10))
@@ -526,4 +526,46 @@ async fn without_namespaces_a_custom_executor_joins_its_cgroups_as_its_user() {
         lines.next().is_some_and(|l| l.ends_with(&container_id)),
         "in its container's memory cgroup: {stdout}"
     );
+}
+
+/// `agora up` with its data dir given relative to where it runs (as the README's quick start
+/// does): tasks, warm or cold, run in sandboxes named by absolute paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_data_dir_runs_tasks() {
+    let dir = temp_dir();
+    let mut args = vec![
+        "up",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--data-dir",
+        "relative-data",
+        "--resources",
+        "cpus:2;mem:1024",
+    ];
+    args.extend_from_slice(FAST_MASTER);
+    args.extend(["--proxy-http-port", "0", "--dns-port", "0"]);
+    let up = Process::start_in(Some(dir.path()), &args, &[]);
+    let mut scheduler = subscribe(&up.address(), framework_info("relative")).await;
+    let tasks = ["first", "second", "third"];
+    let command = "echo sandbox=$MESOS_SANDBOX; exec sleep 300";
+    let launches: Vec<(&str, &str, f64, f64)> = tasks
+        .iter()
+        .map(|task| (*task, command, 0.1, 32.0))
+        .collect();
+    launch_on_next_offer(&mut scheduler, &launches).await;
+    let expected = dir.path().join("relative-data").join("agent");
+    // Each task's output says it ran (their updates arrive interleaved).
+    for task in tasks {
+        let stdout = wait_until(Duration::from_secs(10), "the task's output", || async {
+            let stdout = task_stdout(&up.address(), task).await;
+            stdout.contains("sandbox=").then_some(stdout)
+        })
+        .await;
+        assert!(
+            stdout.contains(&format!("sandbox={}/", expected.display())),
+            "{stdout}"
+        );
+    }
 }

@@ -41,6 +41,19 @@ pub(crate) struct Remount {
     pub data: String,
 }
 
+/// What turning on `favordynmods` takes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FavorDynmods {
+    /// It is on.
+    On,
+    /// No cgroup2 tree is mounted.
+    NoMount,
+    /// The tree is mounted read-only here: a remount would change it for the whole machine
+    /// (read-only included), so it is left alone.
+    ReadOnly,
+    Remount(Remount),
+}
+
 fn mounts(mountinfo: &str) -> Vec<Mount> {
     mountinfo
         .lines()
@@ -162,14 +175,23 @@ impl Layout {
         layout
     }
 
-    /// What turns on `favordynmods` for the machine's cgroup2 tree: `None` when it is on
-    /// already or there is no cgroup2 mount. The lock that a move into a cgroup takes is
+    /// What turns on `favordynmods` for the machine's cgroup2 tree. The lock that a move into a cgroup takes is
     /// shared by every hierarchy, v1 ones too, so the unified tree's setting is the one that
     /// counts even where the controllers are v1.
-    pub(crate) fn favor_dynmods(mountinfo: &str) -> Option<Remount> {
-        let mount = mounts(mountinfo).into_iter().find(|m| m.v2)?;
+    pub(crate) fn favor_dynmods(mountinfo: &str) -> FavorDynmods {
+        let Some(mount) = mounts(mountinfo).into_iter().find(|m| m.v2) else {
+            return FavorDynmods::NoMount;
+        };
         if mount.options.iter().any(|o| o == "favordynmods") {
-            return None;
+            return FavorDynmods::On;
+        }
+        if mount
+            .options
+            .iter()
+            .chain(&mount.mount_options)
+            .any(|o| o == "ro")
+        {
+            return FavorDynmods::ReadOnly;
         }
         let mut data: Vec<&str> = mount
             .options
@@ -178,7 +200,7 @@ impl Layout {
             .filter(|o| !matches!(*o, "rw" | "ro" | ""))
             .collect();
         data.push("favordynmods");
-        Some(Remount {
+        FavorDynmods::Remount(Remount {
             point: mount.point,
             flags: mount.mount_options,
             data: data.join(","),
@@ -282,7 +304,7 @@ mod tests {
     fn favordynmods_keeps_the_mounts_options() {
         assert_eq!(
             Layout::favor_dynmods(MIXED_MOUNTS),
-            Some(Remount {
+            FavorDynmods::Remount(Remount {
                 point: "/sys/fs/cgroup/unified".into(),
                 flags: vec!["rw".into(), "relatime".into()],
                 data: "favordynmods".into(),
@@ -290,15 +312,22 @@ mod tests {
         );
         let systemd = "29 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - cgroup2 \
                        cgroup2 rw,nsdelegate,memory_recursiveprot\n";
-        let remount = Layout::favor_dynmods(systemd).expect("a cgroup2 mount");
+        let FavorDynmods::Remount(remount) = Layout::favor_dynmods(systemd) else {
+            panic!("a cgroup2 mount to remount");
+        };
         assert_eq!(remount.data, "nsdelegate,memory_recursiveprot,favordynmods");
         assert_eq!(
             remount.flags,
             ["rw", "nosuid", "nodev", "noexec", "relatime"]
         );
         let on = "29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,favordynmods\n";
-        assert_eq!(Layout::favor_dynmods(on), None);
-        assert_eq!(Layout::favor_dynmods(""), None);
+        assert_eq!(Layout::favor_dynmods(on), FavorDynmods::On);
+        assert_eq!(Layout::favor_dynmods(""), FavorDynmods::NoMount);
+        // A read-only view (systemd's ProtectControlGroups) is never remounted.
+        let protected = "29 23 0:26 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(Layout::favor_dynmods(protected), FavorDynmods::ReadOnly);
+        let read_only = "29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 ro\n";
+        assert_eq!(Layout::favor_dynmods(read_only), FavorDynmods::ReadOnly);
     }
 
     #[test]

@@ -33,18 +33,24 @@ fn agent_dir_name(work_dir: &Path) -> String {
 /// for moves instead, at a small cost to every fork and exit, which is the trade a machine
 /// that starts containers all day wants (the kernel's cgroup-v2 documentation).
 fn favor_dynamic_moves(mountinfo: &str) -> String {
+    use layout::FavorDynmods;
     use nix::mount::{MsFlags, mount};
-    let Some(remount) = Layout::favor_dynmods(mountinfo) else {
-        return if mountinfo.contains(" - cgroup2 ") {
-            "fast moves into cgroups (favordynmods)".into()
-        } else {
-            "moves into cgroups may wait for the kernel (no cgroup2 mount for favordynmods)".into()
-        };
+    let remount = match Layout::favor_dynmods(mountinfo) {
+        FavorDynmods::On => return "fast moves into cgroups (favordynmods)".into(),
+        FavorDynmods::NoMount => {
+            return "moves into cgroups may wait for the kernel (no cgroup2 mount for favordynmods)"
+                .into();
+        }
+        FavorDynmods::ReadOnly => {
+            return "moves into cgroups may wait for the kernel (cgroup2 is read-only here)".into();
+        }
+        FavorDynmods::Remount(remount) => remount,
     };
+    // The mount's own flags, kept (a remount resets those it is not given). Read-only never
+    // gets here: on a superblock the whole machine shares, it would be the machine's.
     let mut flags = MsFlags::MS_REMOUNT;
     for option in &remount.flags {
         flags |= match option.as_str() {
-            "ro" => MsFlags::MS_RDONLY,
             "nosuid" => MsFlags::MS_NOSUID,
             "nodev" => MsFlags::MS_NODEV,
             "noexec" => MsFlags::MS_NOEXEC,
@@ -52,24 +58,28 @@ fn favor_dynamic_moves(mountinfo: &str) -> String {
             "nodiratime" => MsFlags::MS_NODIRATIME,
             "relatime" => MsFlags::MS_RELATIME,
             "strictatime" => MsFlags::MS_STRICTATIME,
+            "nosymfollow" => MsFlags::from_bits_retain(nix::libc::MS_NOSYMFOLLOW),
             _ => MsFlags::empty(),
         };
     }
-    match mount(
+    if let Err(error) = mount(
         None::<&str>,
         &remount.point,
         None::<&str>,
         flags,
         Some(remount.data.as_str()),
     ) {
-        Ok(()) => {
-            tracing::info!(mount = %remount.point.display(), "cgroup2 remounted with favordynmods: moves into cgroups no longer wait for RCU grace periods");
-            "fast moves into cgroups (favordynmods turned on)".into()
-        }
-        Err(error) => {
-            tracing::warn!(mount = %remount.point.display(), %error, "cannot turn on cgroup2's favordynmods: task launches may wait for the kernel");
-            format!("moves into cgroups may wait for the kernel (favordynmods: {error})")
-        }
+        tracing::warn!(mount = %remount.point.display(), %error, "cannot turn on cgroup2's favordynmods: task launches may wait for the kernel");
+        return format!("moves into cgroups may wait for the kernel (favordynmods: {error})");
+    }
+    // A kernel may take the remount and not the option (in a cgroup namespace of its own).
+    let now = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if Layout::favor_dynmods(&now) == FavorDynmods::On {
+        tracing::info!(mount = %remount.point.display(), "cgroup2 remounted with favordynmods: moves into cgroups no longer wait for RCU grace periods");
+        "fast moves into cgroups (favordynmods turned on)".into()
+    } else {
+        tracing::warn!(mount = %remount.point.display(), "the kernel did not take cgroup2's favordynmods: task launches may wait for it");
+        "moves into cgroups may wait for the kernel (favordynmods not taken)".into()
     }
 }
 
@@ -144,18 +154,19 @@ impl Cgroups {
                 layout.missing().join(", ")
             ));
         }
-        let moves = if favor_dynmods {
+        let mut cgroups = Cgroups {
+            layout,
+            agent_dir: agent_dir_name(work_dir),
+            cfs_quota,
+            moves: String::new(),
+        };
+        cgroups.prepare_parents()?;
+        // Only once the agent knows it will use cgroups does it change the machine's.
+        cgroups.moves = if favor_dynmods {
             favor_dynamic_moves(&mountinfo)
         } else {
             "moves into cgroups as the machine has them (--cgroups-favor-dynmods false)".into()
         };
-        let cgroups = Cgroups {
-            layout,
-            agent_dir: agent_dir_name(work_dir),
-            cfs_quota,
-            moves,
-        };
-        cgroups.prepare_parents()?;
         Ok(cgroups)
     }
 

@@ -213,9 +213,12 @@ fn containers(agent: &Shared) -> Vec<ContainerView> {
                         pid: executor.pid,
                         limits: crate::core::container_limits(executor),
                         usage: crate::cgroups::Usage::default(),
+                        // Only the built-in executor's word is taken for it: it ran the
+                        // container (a framework's executor could name any process).
                         docker_pids: executor
                             .tasks
                             .values()
+                            .filter(|_| executor.kind != crate::core::ExecutorKind::Custom)
                             .filter(|task| !task.state.is_terminal())
                             .filter_map(|task| {
                                 let status = task.status.as_ref()?.container_status.as_ref()?;

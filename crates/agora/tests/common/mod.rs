@@ -34,8 +34,17 @@ impl Process {
 
     /// Starts `agora <args>` with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Process {
+        Process::start_in(None, args, env)
+    }
+
+    /// Starts `agora <args>` in a working directory of its own (for relative paths).
+    pub fn start_in(cwd: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Process {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .args(&args)
             .envs(env.iter().copied())
             .env(
