@@ -24,6 +24,8 @@ pub struct Process {
     pub child: Child,
     pub port: u16,
     pub args: Vec<String>,
+    /// Where it runs, when not here: its relative paths are relative to that.
+    pub cwd: Option<PathBuf>,
 }
 
 impl Process {
@@ -69,7 +71,12 @@ impl Process {
             .unwrap_or_else(|| panic!("no port in {line:?}"));
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in reader.lines() {});
-        Process { child, port, args }
+        Process {
+            child,
+            port,
+            args,
+            cwd: cwd.map(Path::to_path_buf),
+        }
     }
 
     pub fn address(&self) -> String {
@@ -120,13 +127,17 @@ impl Process {
                 .position(|a| a == flag)
                 .and_then(|i| self.args.get(i + 1))
         };
-        match self.args.first().map(String::as_str) {
+        let dir = match self.args.first().map(String::as_str) {
             Some("agent") => value("--work-dir").map(PathBuf::from),
             Some("up") => value("--work-dir")
                 .map(PathBuf::from)
                 .or_else(|| value("--data-dir").map(|d| Path::new(d).join("agent"))),
             _ => None,
-        }
+        }?;
+        Some(match &self.cwd {
+            Some(cwd) => cwd.join(dir),
+            None => dir,
+        })
     }
 }
 
