@@ -533,20 +533,12 @@ async fn without_namespaces_a_custom_executor_joins_its_cgroups_as_its_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relative_data_dir_runs_tasks() {
     let dir = temp_dir();
-    let mut args = vec![
-        "up",
-        "--port",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--data-dir",
-        "relative-data",
-        "--resources",
-        "cpus:2;mem:1024",
-    ];
-    args.extend_from_slice(FAST_MASTER);
-    args.extend(["--proxy-http-port", "0", "--dns-port", "0"]);
-    let up = Process::start_in(Some(dir.path()), &args, &[]);
+    let up = start_up_in(
+        Some(dir.path()),
+        std::path::Path::new("relative-data"),
+        &["--resources", "cpus:2;mem:1024"],
+        &[],
+    );
     let mut scheduler = subscribe(&up.address(), framework_info("relative")).await;
     let tasks = ["first", "second", "third"];
     let command = "echo sandbox=$MESOS_SANDBOX; exec sleep 300";

@@ -236,6 +236,16 @@ pub fn start_up(data_dir: &Path, extra: &[&str]) -> Process {
 
 /// `agora up` with extra environment variables.
 pub fn start_up_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Process {
+    start_up_in(None, data_dir, extra, env)
+}
+
+/// `agora up` running in `cwd` (a relative `data_dir` is relative to that).
+pub fn start_up_in(
+    cwd: Option<&Path>,
+    data_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Process {
     let mut args = vec![
         "up",
         "--port",
@@ -248,7 +258,7 @@ pub fn start_up_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) 
     args.extend_from_slice(FAST_MASTER);
     args.extend_from_slice(extra);
     args.extend(discovery_defaults(extra));
-    Process::start_with_env(&args, env)
+    Process::start_in(cwd, &args, env)
 }
 
 /// Polls `check` until it returns `Some` or `timeout` passes.
