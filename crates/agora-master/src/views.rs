@@ -221,6 +221,9 @@ pub(crate) fn v0_task(task: &Task) -> Value {
             if let (Some(map), Some(container)) = (status.as_object_mut(), &s.container_status) {
                 map.insert("container_status".into(), container.clone());
             }
+            if let (Some(map), Some(labels)) = (status.as_object_mut(), &s.labels) {
+                map.insert("labels".into(), labels.clone());
+            }
             status
         })
         .collect();

@@ -130,8 +130,8 @@ async fn a_docker_app_serves_on_its_host_port_and_outlives_an_agent_restart() {
         },
     )
     .await;
-    // TASK_RUNNING tells where the container runs: its first process and its address on
-    // the bridge.
+    // TASK_RUNNING tells where the container runs: its first process (a label) and its
+    // address on the bridge (Mesos' container_status).
     let state = MasterClient::new(&master.address())
         .get_json("/master/state")
         .await
@@ -152,8 +152,8 @@ async fn a_docker_app_serves_on_its_host_port_and_outlives_an_agent_restart() {
         .expect("a TASK_RUNNING status");
     let pid = docker(&["inspect", "--format", "{{.State.Pid}}", &container]).unwrap();
     assert_eq!(
-        running["container_status"]["executor_pid"].to_string(),
-        pid.trim(),
+        running["labels"]["labels"],
+        json!([{"key": "agora.docker.pid", "value": pid.trim()}]),
         "{running}"
     );
     let address = running["container_status"]["network_infos"][0]["ip_addresses"][0]["ip_address"]

@@ -77,6 +77,8 @@ struct RunningTask {
     checker: Option<tokio::task::AbortHandle>,
     /// Mesos' `ContainerStatus` of its Docker container, sent with each update once known.
     container_status: Option<serde_json::Value>,
+    /// Its Docker container's first process (host pid), labelled on each update once known.
+    docker_pid: Option<i32>,
 }
 
 impl RunningTask {
@@ -93,6 +95,7 @@ impl RunningTask {
             health: None,
             checker: None,
             container_status: None,
+            docker_pid: None,
         }
     }
 
@@ -447,6 +450,7 @@ impl Executor {
                 }
                 task.container_status =
                     Some(container_status(&self.settings.container_id, &container));
+                task.docker_pid = container.pid;
                 task.docker = Some(container);
                 self.update(task_id, TaskState::Running, None, None).await;
                 self.start_checking(task_id);
@@ -747,14 +751,19 @@ impl Executor {
     ) -> Call {
         let mut healthy = None;
         let mut container = None;
+        let mut docker_pid = None;
         if let Some(task) = self.tasks.get_mut(task_id) {
             task.state = state;
             healthy = task.healthy;
             container = task.container_status.clone();
+            docker_pid = task.docker_pid;
         }
         let mut status = TaskStatus::new(task_id, state).with_source("SOURCE_EXECUTOR");
         status.healthy = healthy;
         status.container_status = container;
+        status.labels = docker_pid.map(|pid| {
+            serde_json::json!({"labels": [{"key": DOCKER_PID_LABEL, "value": pid.to_string()}]})
+        });
         status.message = message;
         status.reason = reason.map(str::to_owned);
         status.executor_id = Some(Id::new(self.settings.executor_id.clone()));
@@ -783,9 +792,13 @@ impl Executor {
     }
 }
 
-/// A Docker task's `ContainerStatus` (Mesos' shape): the executor's container id, the pid of
-/// the Docker container's first process (the agent reads the container's usage through it),
-/// and its network addresses.
+/// The label of a Docker task's updates that gives the host pid of its container's first
+/// process: the agent reads the container's usage through it. (Mesos' `executor_pid` is the
+/// executor's own, so it is not used for this.)
+pub(crate) const DOCKER_PID_LABEL: &str = "agora.docker.pid";
+
+/// A Docker task's `ContainerStatus` (Mesos' shape): the executor's container id and the
+/// container's network addresses.
 fn container_status(container_id: &str, container: &docker_task::DockerTask) -> serde_json::Value {
     let addresses: Vec<serde_json::Value> = container
         .ip_addresses
@@ -795,14 +808,10 @@ fn container_status(container_id: &str, container: &docker_task::DockerTask) -> 
             serde_json::json!({"protocol": protocol, "ip_address": ip})
         })
         .collect();
-    let mut status = serde_json::json!({
+    serde_json::json!({
         "container_id": {"value": container_id},
         "network_infos": [{"ip_addresses": addresses}],
-    });
-    if let Some(pid) = container.pid {
-        status["executor_pid"] = serde_json::json!(pid);
-    }
-    status
+    })
 }
 
 fn describe(code: Option<i32>, signal: Option<i32>) -> String {

@@ -221,8 +221,13 @@ fn containers(agent: &Shared) -> Vec<ContainerView> {
                             .filter(|_| executor.kind != crate::core::ExecutorKind::Custom)
                             .filter(|task| !task.state.is_terminal())
                             .filter_map(|task| {
-                                let status = task.status.as_ref()?.container_status.as_ref()?;
-                                i32::try_from(status.get("executor_pid")?.as_i64()?).ok()
+                                let labels = task.status.as_ref()?.labels.as_ref()?;
+                                labels["labels"].as_array()?.iter().find(|label| {
+                                    label["key"] == crate::command_executor::DOCKER_PID_LABEL
+                                })?["value"]
+                                    .as_str()?
+                                    .parse()
+                                    .ok()
                             })
                             .collect(),
                     })
