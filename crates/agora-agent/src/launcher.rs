@@ -320,11 +320,15 @@ async fn converse(stream: tokio::net::UnixStream, mut requests: mpsc::UnboundedR
     }
 }
 
+/// The built-in executor, in two steps: getting ready (logging, its runtime; no thread may be
+/// started) and then, once its environment and user are set, running to its exit code.
+pub type Builtin = fn() -> Box<dyn FnOnce() -> i32>;
+
 /// Runs the launcher (`agora executor` with [`LAUNCHER_ENV`] set) on the socket it has as its
 /// stdin, until the agent closes its end. `builtin` runs the built-in executor in a forked
-/// child (it sets up its own runtime and logging) and returns its exit code. Call it before
-/// any other thread starts: the launcher forks, and must have a single thread when it does.
-pub fn serve_launcher(builtin: fn() -> i32) -> i32 {
+/// child. Call it before any other thread starts: the launcher forks, and must have a single
+/// thread when it does.
+pub fn serve_launcher(builtin: Builtin) -> i32 {
     let stream = match std::io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => UnixStream::from(fd),
         Err(error) => {
@@ -342,7 +346,7 @@ pub fn serve_launcher(builtin: fn() -> i32) -> i32 {
 }
 
 /// The launcher's loop: starts what it is asked to and reports what ends.
-fn serve(mut stream: UnixStream, builtin: fn() -> i32) -> std::io::Result<()> {
+fn serve(mut stream: UnixStream, builtin: Builtin) -> std::io::Result<()> {
     let _ = nix::sys::prctl::set_name(c"agora-launcher");
     let mut children = SigSet::empty();
     children.add(Signal::SIGCHLD);
@@ -544,7 +548,7 @@ struct Children<'a> {
     mask: &'a SigSet,
     /// The launcher's descriptors, closed in a forked child.
     close: &'a [i32],
-    builtin: fn() -> i32,
+    builtin: Builtin,
 }
 
 /// A started process: its pid; for a container's init, the pipe on which it tells how its
@@ -691,6 +695,12 @@ fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Starte
             }
         }
     }
+    // A warm executor gets ready before it waits: what is left after its assignment is its
+    // task's own work.
+    let ready_to_run = match (&waiting, launch.builtin) {
+        (Some(_), true) => Some((with.builtin)()),
+        _ => None,
+    };
     let (environment, user) = match waiting {
         None => (launch.environment, launch.user),
         Some((mut ready, pipe)) => {
@@ -730,7 +740,8 @@ fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Starte
         }
     }
     if launch.builtin {
-        std::process::exit((with.builtin)());
+        let run = ready_to_run.unwrap_or_else(|| (with.builtin)());
+        std::process::exit(run());
     }
     // A framework's executor, in the init's process group so the agent's signals reach it.
     use std::os::unix::process::CommandExt;

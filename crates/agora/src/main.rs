@@ -22,9 +22,39 @@ fn main() -> std::process::ExitCode {
     exit_code(run(cli::Cli::parse().command))
 }
 
-/// The built-in executor in a process the launcher forked.
-fn launched_executor() -> i32 {
-    if run(cli::Command::Executor) { 0 } else { 1 }
+/// The built-in executor in a process the launcher forked: logging and its single-threaded
+/// runtime made first (a warm container does this before its task is known; no thread is
+/// started, so it may still become another user), then run.
+fn launched_executor() -> Box<dyn FnOnce() -> i32> {
+    init_logging(&cli::Command::Executor);
+    match executor_runtime() {
+        Ok(runtime) => Box::new(move || {
+            if ended_well(runtime.block_on(executor())) {
+                0
+            } else {
+                1
+            }
+        }),
+        Err(error) => Box::new(move || {
+            eprintln!("agora: cannot start the async runtime: {error}");
+            1
+        }),
+    }
+}
+
+/// One per task: a single thread starts faster and weighs less.
+fn executor_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+async fn executor() -> anyhow::Result<()> {
+    match agora_agent::run_command_executor().await {
+        Ok(0) => Ok(()),
+        Ok(code) => anyhow::bail!("executor exited with code {code}"),
+        Err(message) => anyhow::bail!(message),
+    }
 }
 
 fn exit_code(success: bool) -> std::process::ExitCode {
@@ -39,10 +69,7 @@ fn exit_code(success: bool) -> std::process::ExitCode {
 fn run(command: cli::Command) -> bool {
     init_logging(&command);
     let runtime = match command {
-        // One per task: a single thread starts faster and weighs less.
-        cli::Command::Executor => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
+        cli::Command::Executor => executor_runtime(),
         // Handlers write checkpoints and spawn processes synchronously; more workers than
         // cores keep the rest of the API answering while some of them wait on the disk.
         _ => tokio::runtime::Builder::new_multi_thread()
@@ -63,13 +90,14 @@ fn run(command: cli::Command) -> bool {
             cli::Command::Master(args) => serve::master(args).await,
             cli::Command::Agent(args) => serve::agent(args).await,
             cli::Command::Lb(cli::LbCommand::Haproxy(args)) => lb::haproxy(args).await,
-            cli::Command::Executor => match agora_agent::run_command_executor().await {
-                Ok(0) => Ok(()),
-                Ok(code) => anyhow::bail!("executor exited with code {code}"),
-                Err(message) => anyhow::bail!(message),
-            },
+            cli::Command::Executor => executor().await,
         }
     });
+    ended_well(result)
+}
+
+/// Whether a role ended well; why not, on stderr.
+fn ended_well(result: anyhow::Result<()>) -> bool {
     match result {
         Ok(()) => true,
         Err(error) => {
