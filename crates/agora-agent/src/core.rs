@@ -1253,7 +1253,7 @@ impl Agent {
 
     /// Executor SUBSCRIBE: attaches the event stream, sends SUBSCRIBED and any queued launches.
     pub(crate) fn executor_subscribe(
-        &self,
+        self: &Arc<Self>,
         call: &executor::Call,
         stream: mpsc::UnboundedSender<Bytes>,
     ) -> Result<(), &'static str> {
@@ -1336,7 +1336,20 @@ impl Agent {
             acknowledgements.push((status.task_id.clone(), status.uuid.clone()));
             self.enqueue_update(&mut state, &framework_id, status);
         }
-        self.save_scoped(&state, &framework_id, Some(&executor_id), &touched);
+        if acknowledgements.is_empty() {
+            // Nothing here must be on disk before the executor hears back (its tasks are
+            // checkpointed since they were given to it; should the agent die before this is
+            // written, the executor's next SUBSCRIBE lists the tasks it has): it is written
+            // just after, off the executor's way to its first task.
+            let agent = self.clone();
+            let (framework_id, executor_id) = (framework_id.clone(), executor_id.clone());
+            tokio::spawn(async move {
+                let state = agent.lock();
+                agent.save_scoped(&state, &framework_id, Some(&executor_id), &touched);
+            });
+        } else {
+            self.save_scoped(&state, &framework_id, Some(&executor_id), &touched);
+        }
         // Re-sent updates are handled as if sent by UPDATE: checkpointed (just now, synced),
         // then acknowledged, or the executor would wait for them forever.
         if let Some(executor) = state.executor(&framework_id, &executor_id) {
@@ -1708,6 +1721,10 @@ async fn spawn_executor(
 ) -> Result<Spawned, LaunchFailure> {
     let launcher = agent.launcher.as_ref();
     let directory = &prepared.directory;
+    // The user database is asked (off the async workers) while the sandbox is made.
+    let name = prepared.user.clone();
+    let user =
+        tokio::spawn(async move { crate::namespaces::RunAs::switch_to(name.as_deref()).await });
     let mut warm = prepared.warm.take();
     if let Some(taken) = warm.take() {
         // The warm container's sandbox moves into the task's place; its open files, working
@@ -1733,7 +1750,9 @@ async fn spawn_executor(
         let _ = std::fs::remove_file(&latest);
         let _ = std::os::unix::fs::symlink(directory, &latest);
     }
-    let user = crate::namespaces::RunAs::switch_to(prepared.user.as_deref()).await?;
+    let user = user
+        .await
+        .map_err(|e| format!("Failed to look the user up: {e}"))??;
     if let Some(user) = &user {
         // The sandbox and its output files are the user's before anything runs in it; a warm
         // container's `/tmp`, made before its user was known, first (never through a link).
