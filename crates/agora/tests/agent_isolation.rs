@@ -551,7 +551,7 @@ async fn a_relative_data_dir_runs_tasks() {
     // Each task's output says it ran (their updates arrive interleaved).
     for task in tasks {
         let stdout = wait_until(Duration::from_secs(10), "the task's output", || async {
-            let stdout = task_stdout(&up.address(), task).await;
+            let stdout = try_task_stdout(&up.address(), task).await?;
             stdout.contains("sandbox=").then_some(stdout)
         })
         .await;

@@ -606,12 +606,20 @@ pub async fn first_stdout(agent_address: &str, task_id: &str) -> String {
 
 /// The stdout of a command task (its executor has the task's id), read through the agent.
 pub async fn task_stdout(agent_address: &str, task_id: &str) -> String {
+    try_task_stdout(agent_address, task_id)
+        .await
+        .expect("read stdout")
+}
+
+/// The stdout of a command task, or `None` while its sandbox is not there yet (the agent
+/// names an executor's directory before the executor starts).
+pub async fn try_task_stdout(agent_address: &str, task_id: &str) -> Option<String> {
     let (_, directory) = executor_directory(agent_address, task_id).await;
     let read = MasterClient::new(agent_address)
         .get_json(&format!("/files/read?path={directory}/stdout&offset=0"))
         .await
-        .expect("read stdout");
-    read["data"].as_str().unwrap_or_default().to_owned()
+        .ok()?;
+    Some(read["data"].as_str().unwrap_or_default().to_owned())
 }
 
 /// The framework called `name` in a v0 master state (`agora up` also runs the services
