@@ -419,6 +419,13 @@ impl Agent {
         Ok(agent)
     }
 
+    /// Asks the warm pool, if there is one, to fill up again (see [`crate::warm::WarmPool::want`]).
+    fn want_warm(&self) {
+        if let Some(pool) = &self.warm {
+            pool.want();
+        }
+    }
+
     /// Whether the agent is stopping its executors (and starts nothing new).
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::SeqCst)
@@ -730,9 +737,7 @@ impl Agent {
         let child = match spawned {
             Ok(child) => child,
             Err(failure) => {
-                if let Some(pool) = &self.warm {
-                    pool.want();
-                }
+                self.want_warm();
                 self.launch_failed(&mut state, framework_id, executor_id, &failure);
                 self.save_scoped(&state, framework_id, Some(executor_id), &[]);
                 drop(state);
@@ -1399,11 +1404,9 @@ impl Agent {
         }
         let task_id = status.task_id.value.clone();
         self.enqueue_update(&mut state, &framework_id, status);
-        if let Some(pool) = &self.warm {
-            // The executor is up (its command started): the pool may make the next container
-            // without slowing that start down.
-            pool.want();
-        }
+        // The executor is up (its command started): the pool may make the next container
+        // without slowing that start down.
+        self.want_warm();
         let mut unsynced = Vec::new();
         self.save_scoped_deferred(
             &state,
@@ -1444,9 +1447,7 @@ impl Agent {
         exit_status: Option<i32>,
         message: &str,
     ) {
-        if let Some(pool) = &self.warm {
-            pool.want();
-        }
+        self.want_warm();
         let mut state = self.lock();
         let Some(executor) = state.executor(framework_id, executor_id) else {
             return;

@@ -88,6 +88,23 @@ async fn launch_with_uris(
         .expect("launch");
 }
 
+/// Launches a task fetching `uri` (as `user`), which must fail to fetch; its message.
+async fn fetch_failure(
+    scheduler: &mut Scheduler,
+    id: &str,
+    uri: &str,
+    user: Option<&str>,
+) -> String {
+    launch_with_uris(scheduler, id, "true", json!([{"value": uri}]), user).await;
+    let status = wait_for_state(scheduler, id, TaskState::Failed, Duration::from_secs(20)).await;
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("REASON_FETCHER_FAILED"),
+        "{id}: {status:?}"
+    );
+    status.message.unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetched_archives_are_extracted_run_and_cached() {
     let dir = temp_dir();
@@ -210,41 +227,12 @@ async fn a_failed_fetch_or_an_unknown_user_fails_the_task() {
         ("nowhere", "hdfs://namenode/app.tgz".to_owned()),
         ("refused", "http://127.0.0.1:1/app.tgz".to_owned()),
     ] {
-        launch_with_uris(&mut scheduler, id, "true", json!([{"value": uri}]), None).await;
-        let status = wait_for_state(
-            &mut scheduler,
-            id,
-            TaskState::Failed,
-            Duration::from_secs(20),
-        )
-        .await;
-        assert_eq!(
-            status.reason.as_deref(),
-            Some("REASON_FETCHER_FAILED"),
-            "{id}: {status:?}"
-        );
-        let message = status.message.unwrap_or_default();
+        let message = fetch_failure(&mut scheduler, id, &uri, None).await;
         assert!(message.contains(&uri), "{id}: {message}");
     }
 
     let uri = format!("file://{}", secret.display());
-    launch_with_uris(
-        &mut scheduler,
-        "snooping",
-        "true",
-        json!([{"value": uri}]),
-        Some("nobody"),
-    )
-    .await;
-    let status = wait_for_state(
-        &mut scheduler,
-        "snooping",
-        TaskState::Failed,
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(status.reason.as_deref(), Some("REASON_FETCHER_FAILED"));
-    let message = status.message.unwrap_or_default();
+    let message = fetch_failure(&mut scheduler, "snooping", &uri, Some("nobody")).await;
     assert!(message.contains("Permission denied"), "{message}");
 
     launch_with_uris(
@@ -402,23 +390,7 @@ async fn https_servers_are_verified() {
 
     // The same server by an address its certificate does not name: refused.
     let uri = format!("https://127.0.0.1:{port}/secret.txt");
-    launch_with_uris(
-        &mut scheduler,
-        "mismatch",
-        "true",
-        json!([{"value": uri}]),
-        None,
-    )
-    .await;
-    let status = wait_for_state(
-        &mut scheduler,
-        "mismatch",
-        TaskState::Failed,
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(status.reason.as_deref(), Some("REASON_FETCHER_FAILED"));
-    let message = status.message.unwrap_or_default();
+    let message = fetch_failure(&mut scheduler, "mismatch", &uri, None).await;
     assert!(message.to_lowercase().contains("certificate"), "{message}");
     let _ = server.kill();
     let _ = server.wait();
