@@ -1,12 +1,22 @@
 //! The Rust client for agora's HTTP APIs: the scheduler SDK ([`Scheduler`]) that frameworks —
-//! agora's own services and jobs schedulers included — use to subscribe and act, and a small
-//! [`MasterClient`] for state and operator calls.
+//! agora's own services and jobs schedulers included — use to subscribe and act, and the
+//! clients the `agora` CLI operates the cluster with: [`MasterClient`] (state, operator calls),
+//! [`ServicesClient`] (Marathon `/v2`), [`JobsClient`] (Chronos) and [`AgentClient`] (sandbox
+//! files, exec).
 
+mod agent;
+mod http;
+mod jobs;
 mod master;
 mod scheduler;
+mod services;
 
+pub use agent::{AgentClient, FileChunk};
+pub use http::Answer;
+pub use jobs::JobsClient;
 pub use master::MasterClient;
 pub use scheduler::{Scheduler, SchedulerOptions};
+pub use services::{ServiceEvent, ServicesClient};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -24,6 +34,52 @@ pub enum ClientError {
     NotSubscribed,
 }
 
+impl ClientError {
+    /// The HTTP status of an answer that was not a success.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// What the server said, readable: the `message` of a JSON error body (Marathon, Chronos,
+    /// Metronome) followed by each field's problem from `details`, else the body's text.
+    pub fn server_message(&self) -> Option<String> {
+        let ClientError::Status { body, .. } = self else {
+            return None;
+        };
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
+            let text = body.trim();
+            return (!text.is_empty()).then(|| text.to_owned());
+        };
+        let mut lines: Vec<String> = Vec::new();
+        if let Some(message) = value.get("message").and_then(|m| m.as_str()) {
+            lines.push(message.to_owned());
+        }
+        for detail in value
+            .get("details")
+            .and_then(|d| d.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let path = detail.get("path").and_then(|p| p.as_str()).unwrap_or("/");
+            for error in detail
+                .get("errors")
+                .and_then(|e| e.as_array())
+                .into_iter()
+                .flatten()
+            {
+                lines.push(format!("  {path}: {}", error.as_str().unwrap_or_default()));
+            }
+        }
+        if lines.is_empty() {
+            lines.push(value.to_string());
+        }
+        Some(lines.join("\n"))
+    }
+}
+
 /// `host:port`, `http://host:port` or `//host:port/path` → `http://host:port`.
 pub(crate) fn base_url(master: &str) -> String {
     let trimmed = master.trim_end_matches('/');
@@ -39,6 +95,30 @@ pub(crate) fn base_url(master: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::ClientError;
+
+    #[test]
+    fn server_messages() {
+        let invalid = ClientError::Status {
+            url: "u".into(),
+            status: 422,
+            body: r#"{"message":"Object is not valid","details":[{"path":"/cpus","errors":["error.min"]}]}"#.into(),
+        };
+        assert_eq!(
+            invalid.server_message().as_deref(),
+            Some("Object is not valid\n  /cpus: error.min")
+        );
+        let plain = ClientError::Status {
+            url: "u".into(),
+            status: 400,
+            body: "Expecting 'agent_id'\n".into(),
+        };
+        assert_eq!(
+            plain.server_message().as_deref(),
+            Some("Expecting 'agent_id'")
+        );
+    }
+
     #[test]
     fn base_urls() {
         assert_eq!(super::base_url("m:5050"), "http://m:5050");

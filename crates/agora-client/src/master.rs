@@ -1,79 +1,80 @@
-//! Plain calls to a master: JSON GETs and operator API calls.
+//! Calls to a master: its state documents and the v1 operator API.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::{ClientError, base_url};
+use crate::ClientError;
+use crate::http::JsonHttp;
 
 #[derive(Clone)]
 pub struct MasterClient {
-    base: String,
-    http: reqwest::Client,
+    http: JsonHttp,
 }
 
 impl MasterClient {
     pub fn new(master: &str) -> MasterClient {
         MasterClient {
-            base: base_url(master),
-            http: reqwest::Client::new(),
+            http: JsonHttp::new(master),
         }
     }
 
     pub fn base(&self) -> &str {
-        &self.base
+        self.http.base()
     }
 
     /// GETs a JSON document, e.g. `/master/state`.
     pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| ClientError::Connect {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
-        decode(url, response).await
+        self.http.get(path).await
+    }
+
+    /// The v0 state: agents, frameworks with their tasks, the leader.
+    pub async fn state(&self) -> Result<Value, ClientError> {
+        self.http.get("/master/state").await
+    }
+
+    /// `/metrics/snapshot`: Mesos-named gauges and counters.
+    pub async fn metrics_snapshot(&self) -> Result<Value, ClientError> {
+        self.http.get("/metrics/snapshot").await
     }
 
     /// A v1 operator call; returns the decoded JSON answer (`Null` for empty answers).
     pub async fn operator(&self, call: &Value) -> Result<Value, ClientError> {
-        let url = format!("{}/api/v1", self.base);
-        let response = self
+        Ok(self
             .http
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json")
-            .json(call)
-            .send()
-            .await
-            .map_err(|e| ClientError::Connect {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
-        decode(url, response).await
+            .send(reqwest::Method::POST, "/api/v1", Some(call))
+            .await?
+            .body)
     }
-}
 
-async fn decode(url: String, response: reqwest::Response) -> Result<Value, ClientError> {
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| ClientError::Connect {
-        url: url.clone(),
-        message: e.to_string(),
-    })?;
-    if !status.is_success() {
-        return Err(ClientError::Status {
-            url,
-            status: status.as_u16(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-        });
+    /// DRAIN_AGENT: no new tasks, running ones killed (with `grace_seconds` as their kill
+    /// grace period when given); `mark_gone` forgets the agent once it is drained.
+    pub async fn drain_agent(
+        &self,
+        agent_id: &str,
+        grace_seconds: Option<f64>,
+        mark_gone: bool,
+    ) -> Result<(), ClientError> {
+        let mut drain = json!({"agent_id": {"value": agent_id}, "mark_gone": mark_gone});
+        if let Some(seconds) = grace_seconds {
+            drain["max_grace_period"] = json!({"nanoseconds": (seconds * 1e9) as i64});
+        }
+        self.operator(&json!({"type": "DRAIN_AGENT", "drain_agent": drain}))
+            .await
+            .map(drop)
     }
-    if body.is_empty() {
-        return Ok(Value::Null);
+
+    /// REACTIVATE_AGENT: a drained or deactivated agent is offered again.
+    pub async fn reactivate_agent(&self, agent_id: &str) -> Result<(), ClientError> {
+        self.operator(&json!({"type": "REACTIVATE_AGENT",
+            "reactivate_agent": {"agent_id": {"value": agent_id}}}))
+            .await
+            .map(drop)
     }
-    serde_json::from_slice(&body).map_err(|e| ClientError::Invalid {
-        url,
-        message: e.to_string(),
-    })
+
+    /// TEARDOWN: the framework's tasks are killed and it is removed.
+    pub async fn teardown(&self, framework_id: &str) -> Result<(), ClientError> {
+        self.operator(&json!({"type": "TEARDOWN",
+            "teardown": {"framework_id": {"value": framework_id}}}))
+            .await
+            .map(drop)
+    }
 }

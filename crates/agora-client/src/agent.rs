@@ -1,0 +1,91 @@
+//! Calls to an agent: its state, files in sandboxes, and operators' access to a running task.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::ClientError;
+use crate::http::{JsonHttp, escape};
+
+#[derive(Clone)]
+pub struct AgentClient {
+    http: JsonHttp,
+}
+
+/// A piece of a sandbox file: `data` read from `offset`.
+#[derive(Debug, Clone)]
+pub struct FileChunk {
+    pub offset: u64,
+    pub data: String,
+}
+
+impl AgentClient {
+    /// `address` is `host:port` or an agent's pid (`slave(1)@host:port`).
+    pub fn new(address: &str) -> AgentClient {
+        let address = address.rsplit('@').next().unwrap_or(address);
+        AgentClient {
+            http: JsonHttp::new(address),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        self.http.base()
+    }
+
+    /// `/slave(1)/state`: frameworks, executors with their sandbox directories, tasks.
+    pub async fn state(&self) -> Result<Value, ClientError> {
+        self.http.get("/slave(1)/state").await
+    }
+
+    /// Up to `length` bytes of a file from `offset`; without an offset, only the file's size
+    /// (as Mesos: `offset=-1`).
+    pub async fn read_file(
+        &self,
+        path: &str,
+        offset: Option<u64>,
+        length: Option<u64>,
+    ) -> Result<FileChunk, ClientError> {
+        let mut query = format!(
+            "/files/read?path={}&offset={}",
+            escape(path),
+            offset.map_or(-1, |o| o as i64)
+        );
+        if let Some(length) = length {
+            query.push_str(&format!("&length={length}"));
+        }
+        let answer = self.http.get(&query).await?;
+        Ok(FileChunk {
+            offset: answer["offset"].as_u64().unwrap_or(0),
+            data: answer["data"].as_str().unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// The entries of a sandbox directory, as Mesos' `/files/browse`.
+    pub async fn browse(&self, path: &str) -> Result<Value, ClientError> {
+        self.http
+            .get(&format!("/files/browse?path={}", escape(path)))
+            .await
+    }
+
+    /// Runs `argv` inside a running task's container; the answer has `exit_code`, `signal`,
+    /// `stdout`, `stderr` and `timed_out`.
+    pub async fn exec(
+        &self,
+        task_id: &str,
+        argv: &[String],
+        timeout_seconds: Option<u64>,
+    ) -> Result<Value, ClientError> {
+        let mut body = json!({"argv": argv});
+        if let Some(seconds) = timeout_seconds {
+            body["timeout_seconds"] = json!(seconds);
+        }
+        Ok(self
+            .http
+            .send(
+                Method::POST,
+                &format!("/slave(1)/tasks/{}/exec", escape(task_id)),
+                Some(&body),
+            )
+            .await?
+            .body)
+    }
+}

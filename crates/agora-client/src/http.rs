@@ -1,0 +1,138 @@
+//! JSON over HTTP, shared by the API clients: one request, its status checked, its body
+//! decoded; failures named after the URL they concern.
+
+use serde_json::Value;
+
+use crate::{ClientError, base_url};
+
+/// What an API answered: the decoded body (`Null` when empty) and the headers an operation
+/// may need (Marathon names the deployment it started in `Marathon-Deployment-Id`).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub deployment_id: Option<String>,
+}
+
+#[derive(Clone)]
+pub(crate) struct JsonHttp {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl JsonHttp {
+    pub fn new(address: &str) -> JsonHttp {
+        JsonHttp {
+            base: base_url(address),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        Ok(self.send(reqwest::Method::GET, path, None).await?.body)
+    }
+
+    /// One request with an optional JSON body; any status outside 2xx is an error carrying
+    /// the body the server gave.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ClientError> {
+        let url = self.url(path);
+        let mut request = self
+            .http
+            .request(method, &url)
+            .header("Accept", "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| connect_error(&url, &e))?;
+        decode(url, response).await
+    }
+}
+
+pub(crate) fn connect_error(url: &str, error: &reqwest::Error) -> ClientError {
+    // reqwest's own message ("error sending request") hides the cause one level down.
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message = cause.to_string();
+        source = cause.source();
+    }
+    ClientError::Connect {
+        url: url.to_owned(),
+        message,
+    }
+}
+
+pub(crate) async fn decode(
+    url: String,
+    response: reqwest::Response,
+) -> Result<Answer, ClientError> {
+    let status = response.status();
+    let deployment_id = response
+        .headers()
+        .get("Marathon-Deployment-Id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| connect_error(&url, &e))?;
+    if !status.is_success() {
+        return Err(ClientError::Status {
+            url,
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ClientError::Invalid {
+            url,
+            message: e.to_string(),
+        })?
+    };
+    Ok(Answer {
+        status: status.as_u16(),
+        body,
+        deployment_id,
+    })
+}
+
+/// A path segment or query value with everything but unreserved characters escaped.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A Marathon path id as it goes in a URL: its segments escaped, slashes kept, no leading one.
+pub(crate) fn escape_path_id(id: &str) -> String {
+    id.trim_matches('/')
+        .split('/')
+        .map(escape)
+        .collect::<Vec<_>>()
+        .join("/")
+}
