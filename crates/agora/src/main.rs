@@ -3,6 +3,7 @@
 //! built-in executor that agents start for command tasks and task groups.
 
 mod cli;
+mod ctl;
 mod lb;
 mod serve;
 
@@ -19,7 +20,33 @@ fn main() -> std::process::ExitCode {
         }
         return exit_code(run(cli::Command::Executor));
     }
-    exit_code(run(cli::Cli::parse().command))
+    let command = cli::Cli::parse().command;
+    if ctl::is_operator(&command) {
+        return operate(command);
+    }
+    exit_code(run(command))
+}
+
+/// An operator command: 0 when it did what was asked, 1 with one readable error otherwise
+/// (clap has already exited with 2 for a usage error).
+fn operate(command: cli::Command) -> std::process::ExitCode {
+    // Quiet unless asked: people read the command's own output.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = executor_runtime()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(ctl::run(command)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("agora: {}", ctl::describe(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// The built-in executor in a process the launcher forked: logging and its single-threaded
@@ -91,6 +118,7 @@ fn run(command: cli::Command) -> bool {
             cli::Command::Agent(args) => serve::agent(args).await,
             cli::Command::Lb(cli::LbCommand::Haproxy(args)) => lb::haproxy(args).await,
             cli::Command::Executor => executor().await,
+            operator => ctl::run(operator).await,
         }
     });
     ended_well(result)

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod docker;
 pub mod marathon;
 pub mod traffic;

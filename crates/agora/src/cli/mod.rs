@@ -1,9 +1,14 @@
-//! Command-line definitions: every flag is defined once, here, with its `AGORA_*` variable.
+//! Command-line definitions: every flag is defined once, here (the server roles) and in
+//! `operate.rs` (the operator commands), with its `AGORA_*` variable.
+
+mod operate;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use operate::*;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,9 +29,32 @@ pub enum Command {
     Master(MasterArgs),
     /// Run an agent
     Agent(AgentArgs),
-    /// Load balancers fed from the cluster's routes
+    /// Agents: list, show, drain, undrain
+    Node(Noun<NodeCommand>),
+    /// Frameworks: list, show, teardown
+    Framework(Noun<FrameworkCommand>),
+    /// Services (Marathon apps): add, list, show, update, scale, restart, remove, versions,
+    /// rollback
+    App(Noun<AppCommand>),
+    /// Groups of apps: add, list, show, scale, remove
+    Group(Noun<GroupCommand>),
+    /// Deployments of apps: list, watch, rollback, stop
+    Deployment(Noun<DeploymentCommand>),
+    /// Tasks: list, log, kill, exec
+    Task(Noun<TaskCommand>),
+    /// Jobs (Chronos): add, list, show, run, remove, history
+    Job(Noun<JobCommand>),
+    /// Load balancers fed from the cluster's routes; what each node's service proxy serves
     #[command(subcommand)]
     Lb(LbCommand),
+    /// The cluster's DNS names
+    Dns(Noun<DnsCommand>),
+    /// The cluster at a glance
+    Cluster(Noun<ClusterCommand>),
+    /// Shell completions for bash, zsh, fish, elvish or powershell, on stdout
+    Completions(CompletionsArgs),
+    /// The manual page (roff), on stdout
+    Man(ManArgs),
     /// The built-in executor; started by agents, not by hand
     #[command(hide = true)]
     Executor,
@@ -34,9 +62,17 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum LbCommand {
+    /// What each node's service proxy serves: service ports, their backends, virtual hosts
+    Status(LbStatusArgs),
     /// Keep an haproxy.cfg current (service ports, healthy tasks, virtual hosts) and reload
     /// HAProxy when it changes
     Haproxy(HaproxyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LbStatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Args, Debug)]

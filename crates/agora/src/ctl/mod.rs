@@ -1,0 +1,182 @@
+//! The operator commands (`agora node|framework|app|group|deployment|task|job|lb|dns|cluster`):
+//! each a few calls through `agora-client` and a rendering of the answer. Failures become one
+//! line saying what failed and what to do (`describe`).
+
+mod apps;
+mod cluster;
+mod deployments;
+mod discovery;
+mod frameworks;
+mod jobs;
+mod nodes;
+mod output;
+mod tasks;
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+use agora_client::{AgentClient, ClientError, JobsClient, MasterClient, ServicesClient};
+
+use crate::cli::{ClientArgs, Command, Output};
+
+/// The clients of one master and how to show answers.
+pub struct Context {
+    pub master: MasterClient,
+    pub services: ServicesClient,
+    pub jobs: JobsClient,
+    pub output: Output,
+}
+
+impl Context {
+    fn new(args: &ClientArgs) -> Context {
+        Context {
+            master: MasterClient::new(&args.master),
+            services: ServicesClient::new(&args.master),
+            jobs: JobsClient::new(&args.master),
+            output: args.output,
+        }
+    }
+
+    /// Prints an answer as asked; `table` renders it for people.
+    pub fn print(&self, value: &Value, table: impl FnOnce(&Value) -> String) {
+        output::print(self.output, value, table);
+    }
+
+    /// The agent that runs (or ran) `agent_id`, from the master's state.
+    pub async fn agent(&self, agent_id: &str) -> anyhow::Result<AgentClient> {
+        let state = self.master.state().await?;
+        state["slaves"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|agent| agent["id"] == agent_id)
+            .and_then(|agent| agent["pid"].as_str())
+            .map(AgentClient::new)
+            .with_context(|| format!("agent {agent_id} is not connected to the master"))
+    }
+}
+
+/// Whether `command` is an operator command (a client of a master), not a server role.
+pub fn is_operator(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Up(_)
+            | Command::Master(_)
+            | Command::Agent(_)
+            | Command::Executor
+            | Command::Lb(crate::cli::LbCommand::Haproxy(_))
+    )
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Node(noun) => nodes::run(&Context::new(&noun.client), noun.command).await,
+        Command::Framework(noun) => {
+            frameworks::run(&Context::new(&noun.client), noun.command).await
+        }
+        Command::App(noun) => apps::run_app(&Context::new(&noun.client), noun.command).await,
+        Command::Group(noun) => apps::run_group(&Context::new(&noun.client), noun.command).await,
+        Command::Deployment(noun) => {
+            deployments::run(&Context::new(&noun.client), noun.command).await
+        }
+        Command::Task(noun) => tasks::run(&Context::new(&noun.client), noun.command).await,
+        Command::Job(noun) => jobs::run(&Context::new(&noun.client), noun.command).await,
+        Command::Lb(crate::cli::LbCommand::Status(args)) => {
+            discovery::lb_status(&Context::new(&args.client)).await
+        }
+        Command::Dns(noun) => discovery::dns(&Context::new(&noun.client), noun.command).await,
+        Command::Cluster(noun) => cluster::run(&Context::new(&noun.client), noun.command).await,
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            let mut command = crate::cli::Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "agora", &mut script);
+            output::write_out(&script);
+            Ok(())
+        }
+        Command::Man(args) => man(args),
+        _ => anyhow::bail!("not an operator command"),
+    }
+}
+
+fn man(args: crate::cli::ManArgs) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let command = crate::cli::Cli::command();
+    match args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(command, &dir)
+                .with_context(|| format!("cannot write the pages into {}", dir.display()))
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .context("cannot render the page")?;
+            output::write_out(&page);
+            Ok(())
+        }
+    }
+}
+
+/// A JSON definition from a file, or from stdin for `-`.
+pub fn read_definition(file: &Path) -> anyhow::Result<Value> {
+    let (text, origin) = if file == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the definition from stdin")?;
+        (text, "stdin".to_owned())
+    } else {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        (text, file.display().to_string())
+    };
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|error| anyhow::anyhow!("{origin} is not valid JSON: {error}"))?;
+    if !value.is_object() {
+        anyhow::bail!("{origin} should hold a JSON object");
+    }
+    Ok(value)
+}
+
+/// One failure as the lines a person reads: what failed, why, and what to do.
+pub fn describe(error: &anyhow::Error) -> String {
+    let Some(client) = error.chain().find_map(|e| e.downcast_ref::<ClientError>()) else {
+        return format!("{error:#}");
+    };
+    let context: Vec<String> = error
+        .chain()
+        .take_while(|e| e.downcast_ref::<ClientError>().is_none())
+        .map(ToString::to_string)
+        .collect();
+    let prefix = if context.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", context.join(": "))
+    };
+    let detail = match client {
+        ClientError::Connect { url, message } => {
+            let base = url.split("/").take(3).collect::<Vec<_>>().join("/");
+            format!(
+                "cannot reach {base} ({message}); is agora running there? \
+                 --master or AGORA_MASTER says where the master is"
+            )
+        }
+        ClientError::Status { status, url, .. } => {
+            let message = client.server_message().unwrap_or_default();
+            match status {
+                422 => format!("invalid definition: {message}"),
+                404 if message.is_empty() => format!("not found: {url}"),
+                _ if message.is_empty() => format!("{url} answered {status}"),
+                _ => message,
+            }
+        }
+        other => other.to_string(),
+    };
+    format!("{prefix}{detail}")
+}
