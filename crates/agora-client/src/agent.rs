@@ -59,6 +59,29 @@ impl AgentClient {
         })
     }
 
+    /// The sandbox directory of a task on this agent (its executor's), while the agent keeps it.
+    pub async fn sandbox_of(&self, task_id: &str) -> Result<Option<String>, ClientError> {
+        let state = self.state().await?;
+        let list = |value: &Value, key: &str| value[key].as_array().cloned().unwrap_or_default();
+        let frameworks = list(&state, "frameworks")
+            .into_iter()
+            .chain(list(&state, "completed_frameworks"));
+        for framework in frameworks {
+            let executors = list(&framework, "executors")
+                .into_iter()
+                .chain(list(&framework, "completed_executors"));
+            for executor in executors {
+                let has = ["tasks", "queued_tasks", "completed_tasks"]
+                    .iter()
+                    .any(|key| list(&executor, key).iter().any(|t| t["id"] == task_id));
+                if has && let Some(directory) = executor["directory"].as_str() {
+                    return Ok(Some(directory.to_owned()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The entries of a sandbox directory, as Mesos' `/files/browse`.
     pub async fn browse(&self, path: &str) -> Result<Value, ClientError> {
         self.http

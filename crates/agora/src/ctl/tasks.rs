@@ -210,43 +210,12 @@ impl Found {
 
     /// The task's sandbox: its executor's directory on its agent.
     async fn sandbox(&self, agent: &AgentClient) -> anyhow::Result<String> {
-        let state = agent.state().await?;
-        let frameworks = state["frameworks"].as_array().into_iter().flatten().chain(
-            state["completed_frameworks"]
-                .as_array()
-                .into_iter()
-                .flatten(),
-        );
-        for framework in frameworks {
-            let executors = framework["executors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .chain(
-                    framework["completed_executors"]
-                        .as_array()
-                        .into_iter()
-                        .flatten(),
-                );
-            for executor in executors {
-                let has = ["tasks", "queued_tasks", "completed_tasks"]
-                    .iter()
-                    .any(|list| {
-                        executor[*list]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|t| t["id"] == self.id.as_str())
-                    });
-                if has && let Some(directory) = executor["directory"].as_str() {
-                    return Ok(directory.to_owned());
-                }
-            }
-        }
-        anyhow::bail!(
-            "the agent no longer has task {}'s sandbox (it is removed some time after the task ends)",
-            self.id
-        )
+        agent.sandbox_of(&self.id).await?.with_context(|| {
+            format!(
+                "the agent no longer has task {}'s sandbox (it is removed some time after the task ends)",
+                self.id
+            )
+        })
     }
 }
 
