@@ -3,6 +3,9 @@
 # what the Python compatibility tests (tests/compat) need into $REPO/.venv:
 #   - pytest, the `marathon` 0.13.0 client for the services API and `chronos-python` 1.2.1
 #     for the jobs API
+#   - selenium 4.51.0 for the web UI's tests in Debian's headless Chromium (chromium and
+#     chromium-driver from Debian; selenium is told where the driver is, so it never downloads
+#     one)
 #   - pymesos 0.3.15 with http-parser 0.9.0's pure-Python parser (the C extension of
 #     http-parser does not build on Python >= 3.11, so only its `http_parser/*.py` files are
 #     copied into site-packages and pymesos is installed with --no-deps), plus six and addict.
@@ -17,6 +20,7 @@ PYMESOS_VERSION="0.3.15"
 HTTP_PARSER_VERSION="0.9.0"
 MARATHON_VERSION="0.13.0"
 CHRONOS_VERSION="1.2.1"
+SELENIUM_VERSION="4.51.0"
 
 LOG="$(mktemp -t install-test-deps.XXXXXX.log)"
 WORK="$(mktemp -d -t install-test-deps.XXXXXX)"
@@ -40,6 +44,9 @@ for tool in haproxy:haproxy tar:tar unzip:unzip xz:xz-utils gzip:gzip openssl:op
 done
 # The Docker tests' image is Debian's static busybox in an empty root.
 dpkg -s busybox-static >/dev/null 2>&1 || missing="$missing busybox-static"
+# The web UI's tests drive Debian's Chromium through its chromedriver.
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     run apt-get update
@@ -50,7 +57,7 @@ fi
 # The check that everything is in place (also used as the final verification): pymesos imports,
 # is the expected version, and its HTTP parser is http-parser's pure-Python one.
 verify() {
-    "$PY" - "$PYMESOS_VERSION" "$MARATHON_VERSION" "$CHRONOS_VERSION" <<'EOF'
+    "$PY" - "$PYMESOS_VERSION" "$MARATHON_VERSION" "$CHRONOS_VERSION" "$SELENIUM_VERSION" <<'EOF'
 import sys
 import importlib.metadata as md
 
@@ -61,6 +68,9 @@ if md.version("marathon") != sys.argv[2]:
 import chronos  # noqa: F401
 if md.version("chronos-python") != sys.argv[3]:
     sys.exit(f"chronos-python {md.version('chronos-python')} installed, want {sys.argv[3]}")
+import selenium  # noqa: F401
+if md.version("selenium") != sys.argv[4]:
+    sys.exit(f"selenium {md.version('selenium')} installed, want {sys.argv[4]}")
 import pytest  # noqa: F401
 import six  # noqa: F401
 import addict  # noqa: F401
@@ -113,7 +123,7 @@ fi
 PIP=("$PY" -m pip --disable-pip-version-check --no-input -q)
 
 run "${PIP[@]}" install pytest six addict "marathon==$MARATHON_VERSION" \
-    "chronos-python==$CHRONOS_VERSION"
+    "chronos-python==$CHRONOS_VERSION" "selenium==$SELENIUM_VERSION"
 
 # http-parser: pure-Python package only, copied from the sdist (no C build).
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

@@ -26,5 +26,5 @@ else
     cargo test --workspace --locked --no-fail-fast
 fi
 
-step "compatibility tests with real clients"
+step "compatibility tests with real clients, and the web UI in headless Chromium"
 AGORA_BIN="$PWD/target/debug/agora" timeout 600 .venv/bin/python -m pytest -q tests/compat

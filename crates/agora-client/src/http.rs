@@ -115,8 +115,9 @@ pub(crate) async fn decode(
     })
 }
 
-/// A path segment or query value with everything but unreserved characters escaped.
-pub(crate) fn escape(text: &str) -> String {
+/// A path segment or query value with everything but unreserved characters escaped
+/// (exported as `escape_segment`).
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

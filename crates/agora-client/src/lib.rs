@@ -12,7 +12,7 @@ mod scheduler;
 mod services;
 
 pub use agent::{AgentClient, FileChunk};
-pub use http::Answer;
+pub use http::{Answer, escape as escape_segment};
 pub use jobs::JobsClient;
 pub use master::MasterClient;
 pub use scheduler::{Scheduler, SchedulerOptions};

@@ -221,6 +221,14 @@ fn discovery(
     discovery
 }
 
+/// The web UI at `/`, reading this process's own APIs over loopback.
+fn ui(port: u16, shutdown: CancellationToken) -> axum::Router {
+    agora_ui::start(
+        agora_ui::UiConfig::new(format!("127.0.0.1:{port}")),
+        shutdown,
+    )
+}
+
 async fn serve(
     listener: TcpListener,
     router: axum::Router,
@@ -281,7 +289,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .router
         .clone()
         .merge(agent.router.clone())
-        .merge(schedulers);
+        .merge(schedulers)
+        .merge(ui(port, shutdown.clone()));
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora up: master and agent listening on http://{}:{port} (ready in {} ms)",
@@ -315,7 +324,11 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         &args.master,
         services_shutdown.clone(),
     )?;
-    let router = master.router.clone().merge(schedulers);
+    let router = master
+        .router
+        .clone()
+        .merge(schedulers)
+        .merge(ui(port, shutdown.clone()));
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
         "agora master: listening on http://{}:{port}",

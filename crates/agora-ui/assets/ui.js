@@ -1,0 +1,55 @@
+// agora's web UI: the few things a server-rendered page cannot do by itself.
+// - the dashboard's live part is replaced whenever /ui/live sends a new one (Server-Sent Events);
+// - <pre data-tail> follows a sandbox file, appending what the task writes;
+// - forms with data-confirm ask first.
+"use strict";
+
+(function live() {
+  const target = document.querySelector("[data-live]");
+  if (!target || !window.EventSource) return;
+  let updates = 0;
+  const source = new EventSource(target.dataset.live);
+  source.addEventListener("dashboard", (event) => {
+    target.innerHTML = event.data;
+    updates += 1;
+    document.body.dataset.liveUpdates = String(updates);
+  });
+  source.onerror = () => document.body.classList.add("offline");
+  source.onopen = () => document.body.classList.remove("offline");
+})();
+
+document.querySelectorAll("pre[data-tail]").forEach((pre) => {
+  let next = null;
+  let quietAfterEnd = 0;
+  async function poll() {
+    const url = pre.dataset.tail + (next === null ? "" : "&offset=" + next);
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" } });
+      const piece = await response.json();
+      if (!response.ok) {
+        pre.dataset.error = piece.message || String(response.status);
+        if (next === null) pre.textContent = "(" + pre.dataset.error + ")";
+      } else {
+        const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+        if (piece.data) pre.append(document.createTextNode(piece.data));
+        next = piece.next;
+        pre.dataset.offset = String(next);
+        if (atBottom) pre.scrollTop = pre.scrollHeight;
+        if (piece.ended && !piece.data) quietAfterEnd += 1;
+      }
+    } catch (error) {
+      pre.dataset.error = String(error);
+    }
+    // Once the task has ended and nothing more comes, stop asking.
+    if (quietAfterEnd < 2) setTimeout(poll, 1000);
+    else pre.dataset.done = "true";
+  }
+  poll();
+});
+
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+    event.preventDefault();
+  }
+});

@@ -1,0 +1,160 @@
+//! The dashboard: allocation gauges, agents, frameworks, tasks by state, the leader, recent
+//! events and the allocation chart — rendered once with the page and again, whenever it
+//! changes, down `/ui/live` (Server-Sent Events) for the script to swap in without a reload.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use maud::{Markup, html};
+use serde_json::Value;
+
+use agora_client::ClientError;
+
+use crate::format::{items, state as state_name, state_class, text};
+use crate::layout::{self, Flash, gauge};
+use crate::{Shared, lock};
+
+pub async fn page(State(ui): State<Shared>, Query(flash): Query<Flash>) -> Response {
+    match live(&ui).await {
+        Ok(live) => layout::page(
+            "dashboard",
+            "Dashboard",
+            &flash,
+            html! {
+                h1 { "Cluster" }
+                div #live data-live="/ui/live" { (live) }
+            },
+        )
+        .into_response(),
+        Err(error) => layout::client_failure("dashboard", &error),
+    }
+}
+
+/// The dashboard's live part, as Server-Sent Events: a `dashboard` event with the fragment's
+/// HTML whenever it differs from the last one sent (checked every second).
+pub async fn live_events(
+    State(ui): State<Shared>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream =
+        futures_util::stream::unfold((ui, String::new(), true), |(ui, last, first)| async move {
+            loop {
+                if !first || !last.is_empty() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                let Ok(fragment) = live(&ui).await else {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                };
+                let fragment = fragment.into_string();
+                if fragment != last {
+                    let event = Event::default()
+                        .event("dashboard")
+                        .data(fragment.replace('\r', ""));
+                    return Some((Ok(event), (ui, fragment, false)));
+                }
+            }
+        });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Everything the dashboard shows that changes.
+async fn live(ui: &Shared) -> Result<Markup, ClientError> {
+    let state = ui.master.state().await?;
+    let metrics = ui.master.metrics_snapshot().await?;
+    let events = lock(&ui.events).latest(12);
+    let samples = lock(&ui.history).samples();
+    let metric = |name: &str| metrics[name].as_f64().unwrap_or(0.0);
+    let mut tasks: BTreeMap<String, u64> = BTreeMap::new();
+    for framework in items(&state, "frameworks") {
+        for task in items(framework, "tasks") {
+            *tasks
+                .entry(task["state"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+    }
+    let frameworks: Vec<&Value> = items(&state, "frameworks").collect();
+    let active = frameworks.iter().filter(|f| f["active"] == true).count();
+    Ok(html! {
+        section.cards {
+            div.card {
+                h2 { a href="/ui/agents" { "Agents" } }
+                p.big #agents-active { (text(&state["activated_slaves"])) }
+                p { "active · "
+                    span #agents-unreachable class=[(state["unreachable_slaves"].as_u64().unwrap_or(0) > 0).then_some("bad")] {
+                        (text(&state["unreachable_slaves"])) " unreachable"
+                    }
+                    " · " (text(&state["deactivated_slaves"])) " deactivated"
+                }
+            }
+            div.card {
+                h2 { a href="/ui/frameworks" { "Frameworks" } }
+                p.big #frameworks-active { (active) }
+                p { "active of " (frameworks.len()) ": "
+                    @for (i, f) in frameworks.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        a href={"/ui/frameworks/" (crate::format::segment(f["id"].as_str().unwrap_or_default()))} { (text(&f["name"])) }
+                    }
+                }
+            }
+            div.card {
+                h2 { a href="/ui/tasks" { "Tasks" } }
+                p.big #tasks-running { (tasks.get("TASK_RUNNING").copied().unwrap_or(0)) }
+                p #tasks-by-state { "running"
+                    @for (state, count) in &tasks {
+                        @if state != "TASK_RUNNING" {
+                            " · " span class=(state_class(state)) { (count) " " (state_name(state)) }
+                        }
+                    }
+                }
+            }
+            div.card {
+                h2 { "Leader" }
+                p #leader { (text(&state["leader"])) }
+                p.muted { "version " (text(&state["version"])) " · up since "
+                    (state["start_time"].as_f64().map(since).unwrap_or_default()) }
+            }
+        }
+        section.cards {
+            div.card.wide {
+                h2 { "Allocation" }
+                (gauge("CPU", metric("master/cpus_used"), metric("master/cpus_total"), "cpus"))
+                (gauge("Memory", metric("master/mem_used"), metric("master/mem_total"), "MB"))
+                (gauge("Disk", metric("master/disk_used"), metric("master/disk_total"), "MB"))
+            }
+            div.card.wide {
+                h2 { "Allocation over time" }
+                (crate::chart::allocation(&samples))
+            }
+        }
+        section.cards {
+            div.card.full {
+                h2 { "Recent events" }
+                @if events.is_empty() {
+                    p.muted { "No events yet." }
+                } @else {
+                    ul.events #events {
+                        @for event in &events {
+                            li {
+                                time { (event.at.get(11..19).unwrap_or(&event.at)) }
+                                " " span.kind { (event.kind) } " " (event.text)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        p.muted.updated { "Updates live." }
+    })
+}
+
+/// A Mesos timestamp (seconds since the epoch) as a UTC time.
+fn since(seconds: f64) -> String {
+    jiff::Timestamp::from_millisecond((seconds * 1000.0) as i64)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}

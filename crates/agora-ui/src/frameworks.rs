@@ -1,0 +1,114 @@
+//! Frameworks: their roles, allocation (used, offered, dominant share) and tasks.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::html;
+use serde_json::Value;
+
+use crate::Shared;
+use crate::format::{
+    dominant_share, items, resources, segment, state as state_name, state_class, text, totals,
+};
+use crate::layout::{self, Flash, fields, table};
+
+fn roles(framework: &Value) -> String {
+    match framework["roles"].as_array() {
+        Some(roles) => roles.iter().map(text).collect::<Vec<_>>().join(", "),
+        None => text(&framework["role"]),
+    }
+}
+
+pub async fn list(State(ui): State<Shared>, Query(flash): Query<Flash>) -> Response {
+    let state = match ui.master.state().await {
+        Ok(state) => state,
+        Err(error) => return layout::client_failure("frameworks", &error),
+    };
+    let totals = totals(&state);
+    layout::page(
+        "frameworks",
+        "Frameworks",
+        &flash,
+        html! {
+            h1 { "Frameworks" }
+            (table(&["Name", "ID", "Roles", "Active", "Tasks", "Used", "Share"], html! {
+                @for framework in items(&state, "frameworks") {
+                    @let id = framework["id"].as_str().unwrap_or_default();
+                    @let share = dominant_share(&framework["used_resources"], &totals);
+                    tr {
+                        td { a href={"/ui/frameworks/" (segment(id))} { (text(&framework["name"])) } }
+                        td.id { (id) }
+                        td { (roles(framework)) }
+                        td { (if framework["active"] == true { "yes" } else { "no" }) }
+                        td { (items(framework, "tasks").count()) }
+                        td { (resources(&framework["used_resources"])) }
+                        td { div.share { div.share-fill style=(format!("width:{:.1}%", share * 100.0)) {} span { (format!("{:.1}%", share * 100.0)) } } }
+                    }
+                }
+            }))
+        },
+    )
+    .into_response()
+}
+
+pub async fn show(
+    State(ui): State<Shared>,
+    Path(id): Path<String>,
+    Query(flash): Query<Flash>,
+) -> Response {
+    let state = match ui.master.state().await {
+        Ok(state) => state,
+        Err(error) => return layout::client_failure("frameworks", &error),
+    };
+    let Some(framework) = items(&state, "frameworks").find(|f| f["id"] == id.as_str()) else {
+        return layout::failure(
+            "frameworks",
+            StatusCode::NOT_FOUND,
+            &format!("No framework {id} is registered."),
+        );
+    };
+    let share = dominant_share(&framework["used_resources"], &totals(&state));
+    let tasks: Vec<&Value> = items(framework, "tasks").collect();
+    layout::page(
+        "frameworks",
+        &format!("Framework {}", text(&framework["name"])),
+        &flash,
+        html! {
+            h1 { "Framework " (text(&framework["name"])) }
+            (fields(&[
+                ("ID", html! { (id) }),
+                ("Roles", html! { (roles(framework)) }),
+                ("User", html! { (text(&framework["user"])) }),
+                ("Principal", html! { (text(&framework["principal"])) }),
+                ("Active", html! { (if framework["active"] == true { "yes" } else { "no" }) }),
+                ("Web UI", html! {
+                    @match framework["webui_url"].as_str().filter(|u| !u.is_empty()) {
+                        Some(url) => a href=(url) { (url) },
+                        None => "—",
+                    }
+                }),
+                ("Used", html! { (resources(&framework["used_resources"])) }),
+                ("Offered", html! { (resources(&framework["offered_resources"])) }),
+                ("Dominant share", html! { (format!("{:.1}%", share * 100.0)) }),
+            ]))
+            h2 { "Tasks" }
+            @if tasks.is_empty() {
+                p.muted { "No tasks." }
+            } @else {
+                (table(&["Task", "Name", "State", "Agent", "Resources"], html! {
+                    @for task in &tasks {
+                        @let state = task["state"].as_str().unwrap_or_default();
+                        tr {
+                            td { a href={"/ui/tasks/" (segment(task["id"].as_str().unwrap_or_default()))} { (text(&task["id"])) } }
+                            td { (text(&task["name"])) }
+                            td { span class=(state_class(state)) { (state_name(state)) } }
+                            td { a href={"/ui/agents/" (segment(task["slave_id"].as_str().unwrap_or_default()))} { (text(&task["slave_id"])) } }
+                            td { (resources(&task["resources"])) }
+                        }
+                    }
+                }))
+            }
+        },
+    )
+    .into_response()
+}

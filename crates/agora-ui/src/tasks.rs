@@ -1,0 +1,388 @@
+//! Tasks: every framework's tasks from the master; a task's state, host, ports, health and
+//! status history, its sandbox's files (read through its agent) and a live tail of its
+//! stdout and stderr.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::html;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use agora_client::AgentClient;
+
+use crate::Shared;
+use crate::format::{
+    is_terminal, items, resources, segment, state as state_name, state_class, text,
+};
+use crate::layout::{self, Flash, fields, table};
+
+/// How much of a file the tail shows first, and the most one read returns.
+const TAIL_BYTES: u64 = 16 * 1024;
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    #[serde(default)]
+    all: Option<String>,
+    #[serde(flatten)]
+    flash: FlashFields,
+}
+
+#[derive(Deserialize, Default)]
+struct FlashFields {
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+pub async fn list(State(ui): State<Shared>, Query(query): Query<ListQuery>) -> Response {
+    let state = match ui.master.state().await {
+        Ok(state) => state,
+        Err(error) => return layout::client_failure("tasks", &error),
+    };
+    let all = query.all.is_some();
+    let hosts: std::collections::HashMap<&str, &str> = items(&state, "slaves")
+        .filter_map(|a| Some((a["id"].as_str()?, a["hostname"].as_str()?)))
+        .collect();
+    let mut rows: Vec<(&Value, &Value)> = Vec::new();
+    for framework in items(&state, "frameworks") {
+        for task in items(framework, "tasks") {
+            rows.push((framework, task));
+        }
+        if all {
+            for task in items(framework, "completed_tasks") {
+                rows.push((framework, task));
+            }
+        }
+    }
+    let flash = Flash {
+        notice: query.flash.notice,
+        error: query.flash.error,
+    };
+    layout::page(
+        "tasks",
+        "Tasks",
+        &flash,
+        html! {
+            h1 { "Tasks" }
+            p {
+                @if all { a href="/ui/tasks" { "Only tasks that have not ended" } }
+                @else { a href="/ui/tasks?all=1" { "Also tasks that have ended" } }
+            }
+            @if rows.is_empty() {
+                p.muted { "No tasks." }
+            } @else {
+                (table(&["Task", "State", "Host", "Framework", "Resources"], html! {
+                    @for (framework, task) in &rows {
+                        @let id = task["id"].as_str().unwrap_or_default();
+                        @let state = task["state"].as_str().unwrap_or_default();
+                        @let agent = task["slave_id"].as_str().unwrap_or_default();
+                        tr data-task=(id) {
+                            td { a href={"/ui/tasks/" (segment(id))} { (id) } }
+                            td { span class=(state_class(state)) { (state_name(state)) } }
+                            td { (hosts.get(agent).copied().unwrap_or(agent)) }
+                            td { (text(&framework["name"])) }
+                            td { (resources(&task["resources"])) }
+                        }
+                    }
+                }))
+            }
+        },
+    )
+    .into_response()
+}
+
+/// A task as the master knows it, with its framework and its agent.
+struct Located {
+    task: Value,
+    framework: Value,
+    agent: Option<Value>,
+}
+
+async fn locate(ui: &Shared, id: &str) -> Result<Located, Response> {
+    let state = ui
+        .master
+        .state()
+        .await
+        .map_err(|e| layout::client_failure("tasks", &e))?;
+    for framework in items(&state, "frameworks") {
+        // A task id seen twice (running, and an earlier run completed) is the live one.
+        let found = items(framework, "tasks")
+            .chain(items(framework, "completed_tasks"))
+            .find(|t| t["id"] == id);
+        if let Some(task) = found {
+            let agent = items(&state, "slaves")
+                .find(|a| a["id"] == task["slave_id"])
+                .cloned();
+            return Ok(Located {
+                task: task.clone(),
+                framework: framework.clone(),
+                agent,
+            });
+        }
+    }
+    Err(layout::failure(
+        "tasks",
+        StatusCode::NOT_FOUND,
+        &format!("The master does not know task {id}."),
+    ))
+}
+
+fn agent_client(located: &Located) -> Option<AgentClient> {
+    located.agent.as_ref()?["pid"]
+        .as_str()
+        .map(AgentClient::new)
+}
+
+/// A path inside a sandbox, refused when it could leave it.
+fn inside(relative: &str) -> Option<&str> {
+    let relative = relative.trim_start_matches('/');
+    let leaves = relative.split('/').any(|part| part == "..");
+    (!leaves).then_some(relative)
+}
+
+pub async fn show(
+    State(ui): State<Shared>,
+    Path(id): Path<String>,
+    Query(flash): Query<Flash>,
+) -> Response {
+    let located = match locate(&ui, &id).await {
+        Ok(located) => located,
+        Err(response) => return response,
+    };
+    let task = &located.task;
+    let state = task["state"].as_str().unwrap_or_default();
+    let last_status = items(task, "statuses").last().cloned().unwrap_or_default();
+    let health = match last_status["healthy"].as_bool() {
+        Some(true) => html! { span.good { "healthy" } },
+        Some(false) => html! { span.bad { "unhealthy" } },
+        None => html! { "—" },
+    };
+    let host = located
+        .agent
+        .as_ref()
+        .map(|a| text(&a["hostname"]))
+        .unwrap_or_else(|| text(&task["slave_id"]));
+    let base = format!("/ui/tasks/{}", segment(&id));
+    layout::page(
+        "tasks",
+        &format!("Task {id}"),
+        &flash,
+        html! {
+            h1.id { "Task " (id) }
+            (fields(&[
+                ("State", html! { span #task-state class=(state_class(state)) { (state_name(state)) } }),
+                ("Framework", html! { a href={"/ui/frameworks/" (segment(located.framework["id"].as_str().unwrap_or_default()))} { (text(&located.framework["name"])) } }),
+                ("Host", html! { a href={"/ui/agents/" (segment(task["slave_id"].as_str().unwrap_or_default()))} { (host) } }),
+                ("Ports", html! { (text(&task["resources"]["ports"])) }),
+                ("Health", health),
+                ("Resources", html! { (resources(&task["resources"])) }),
+                ("Last message", html! { (text(&last_status["message"])) }),
+            ]))
+            h2 { "Output" }
+            div.tabs {
+                @for file in ["stdout", "stderr"] {
+                    div.tail-box {
+                        h3 { (file) }
+                        pre.tail #{"tail-" (file)} data-tail={(base) "/read?file=" (file)} data-ended=(is_terminal(state)) {}
+                    }
+                }
+            }
+            h2 { "Sandbox" }
+            p { a href={(base) "/browse"} { "Browse the sandbox's files" } }
+            h2 { "Status updates" }
+            (table(&["State", "Time", "Message"], html! {
+                @for status in items(task, "statuses") {
+                    @let s = status["state"].as_str().unwrap_or_default();
+                    tr {
+                        td { span class=(state_class(s)) { (state_name(s)) } }
+                        td { (status["timestamp"].as_f64().map(since_epoch).unwrap_or_default()) }
+                        td { (text(&status["message"])) }
+                    }
+                }
+            }))
+        },
+    )
+    .into_response()
+}
+
+fn since_epoch(seconds: f64) -> String {
+    jiff::Timestamp::from_millisecond((seconds * 1000.0) as i64)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+pub struct BrowseQuery {
+    #[serde(default)]
+    path: String,
+    /// A file to show (a tail of it) instead of a directory.
+    #[serde(default)]
+    file: Option<String>,
+}
+
+pub async fn browse(
+    State(ui): State<Shared>,
+    Path(id): Path<String>,
+    Query(query): Query<BrowseQuery>,
+) -> Response {
+    let located = match locate(&ui, &id).await {
+        Ok(located) => located,
+        Err(response) => return response,
+    };
+    let Some(agent) = agent_client(&located) else {
+        return layout::failure(
+            "tasks",
+            StatusCode::BAD_GATEWAY,
+            "The task's agent is not connected.",
+        );
+    };
+    let sandbox = match agent.sandbox_of(&id).await {
+        Ok(Some(sandbox)) => sandbox,
+        Ok(None) => {
+            return layout::failure(
+                "tasks",
+                StatusCode::NOT_FOUND,
+                "The agent no longer keeps this task's sandbox.",
+            );
+        }
+        Err(error) => return layout::client_failure("tasks", &error),
+    };
+    let base = format!("/ui/tasks/{}", segment(&id));
+    if let Some(file) = query.file.as_deref() {
+        let Some(file) = inside(file) else {
+            return layout::failure(
+                "tasks",
+                StatusCode::BAD_REQUEST,
+                "That path leaves the sandbox.",
+            );
+        };
+        return layout::page(
+            "tasks",
+            file,
+            &Flash::default(),
+            html! {
+                h1.id { a href={(base)} { (id) } " / " (file) }
+                pre.tail.tall data-tail={(base) "/read?file=" (segment(file))} data-ended=(is_terminal(located.task["state"].as_str().unwrap_or_default())) {}
+            },
+        )
+        .into_response();
+    }
+    let Some(relative) = inside(&query.path) else {
+        return layout::failure(
+            "tasks",
+            StatusCode::BAD_REQUEST,
+            "That path leaves the sandbox.",
+        );
+    };
+    let directory = if relative.is_empty() {
+        sandbox.clone()
+    } else {
+        format!("{sandbox}/{relative}")
+    };
+    let entries = match agent.browse(&directory).await {
+        Ok(entries) => entries,
+        Err(error) => return layout::client_failure("tasks", &error),
+    };
+    let mut entries: Vec<&Value> = entries.as_array().into_iter().flatten().collect();
+    entries.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    let parent = relative.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    layout::page(
+        "tasks",
+        &format!("Sandbox of {id}"),
+        &Flash::default(),
+        html! {
+            h1.id { "Sandbox of " a href=(base) { (id) } }
+            p.muted { "/" (relative) }
+            (table(&["Name", "Size", "Mode", "Modified"], html! {
+                @if !relative.is_empty() {
+                    tr { td { a href={(base) "/browse?path=" (segment(parent))} { ".." } } td {} td {} td {} }
+                }
+                @for entry in &entries {
+                    @let path = entry["path"].as_str().unwrap_or_default();
+                    @let name = path.rsplit('/').next().unwrap_or(path);
+                    @let child = if relative.is_empty() { name.to_owned() } else { format!("{relative}/{name}") };
+                    @let is_dir = entry["mode"].as_str().is_some_and(|m| m.starts_with('d'));
+                    tr.entry {
+                        td {
+                            @if is_dir { a href={(base) "/browse?path=" (segment(&child))} { (name) "/" } }
+                            @else { a href={(base) "/browse?file=" (segment(&child))} { (name) } }
+                        }
+                        td { (text(&entry["size"])) }
+                        td { code { (text(&entry["mode"])) } }
+                        td { (entry["mtime"].as_f64().map(since_epoch).unwrap_or_default()) }
+                    }
+                }
+            }))
+        },
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct ReadQuery {
+    file: String,
+    offset: Option<u64>,
+}
+
+/// A piece of a sandbox file for the tail: `{offset, data, next, ended}`; without an offset,
+/// the file's last 16 KB.
+pub async fn read(
+    State(ui): State<Shared>,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Response {
+    let failure = |status: StatusCode, message: String| {
+        (status, Json(json!({"message": message}))).into_response()
+    };
+    let Some(file) = inside(&query.file) else {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "that path leaves the sandbox".into(),
+        );
+    };
+    let located = match locate(&ui, &id).await {
+        Ok(located) => located,
+        Err(_) => return failure(StatusCode::NOT_FOUND, format!("no task {id}")),
+    };
+    let Some(agent) = agent_client(&located) else {
+        return failure(
+            StatusCode::BAD_GATEWAY,
+            "the task's agent is not connected".into(),
+        );
+    };
+    let sandbox = match agent.sandbox_of(&id).await {
+        Ok(Some(sandbox)) => sandbox,
+        Ok(None) => return failure(StatusCode::NOT_FOUND, "the sandbox is gone".into()),
+        Err(error) => return failure(StatusCode::BAD_GATEWAY, error.to_string()),
+    };
+    let path = format!("{sandbox}/{file}");
+    let offset = match query.offset {
+        Some(offset) => offset,
+        None => match agent.read_file(&path, None, None).await {
+            Ok(size) => size.offset.saturating_sub(TAIL_BYTES),
+            Err(error) => return failure(StatusCode::NOT_FOUND, error.to_string()),
+        },
+    };
+    match agent.read_file(&path, Some(offset), Some(TAIL_BYTES)).await {
+        Ok(chunk) => Json(json!({
+            "offset": offset,
+            "data": chunk.data,
+            "next": offset + chunk.data.len() as u64,
+            "ended": is_terminal(located.task["state"].as_str().unwrap_or_default()),
+        }))
+        .into_response(),
+        Err(error) => failure(StatusCode::NOT_FOUND, error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths_stay_inside_the_sandbox() {
+        assert_eq!(super::inside("stdout"), Some("stdout"));
+        assert_eq!(super::inside("/tmp/x"), Some("tmp/x"));
+        assert_eq!(super::inside("../../etc/passwd"), None);
+        assert_eq!(super::inside("a/../../b"), None);
+    }
+}

@@ -1,0 +1,245 @@
+"""The web UI in a real headless Chromium (Debian's, driven by selenium through chromedriver):
+every page loads, an app is deployed, scaled, restarted and destroyed through the UI, the
+dashboard changes without a reload, a task's output is tailed live, a job is run from its page,
+and the pages fit a phone's width. Screenshots of the dashboard and an app page are saved in
+each test's temporary directory (their paths are printed).
+"""
+
+import json
+import os
+import shutil
+import time
+import urllib.request
+
+import pytest
+
+selenium = pytest.importorskip("selenium")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = os.environ.get("AGORA_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("AGORA_CHROMEDRIVER", "/usr/bin/chromedriver")
+WAIT = 30
+
+
+@pytest.fixture
+def browser():
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("chromium and chromedriver are needed (scripts/install-test-deps.sh)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(WAIT)
+    yield driver
+    driver.quit()
+
+
+def send(agora, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(agora.url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        text = resp.read()
+        return json.loads(text) if text else None
+
+
+def wait_for(driver, what, check, timeout=WAIT):
+    """Polls check(driver) until it is truthy; fails naming what was awaited."""
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: check(d))
+    except Exception:
+        pytest.fail("timed out waiting for %s; page:\n%s" % (what, driver.find_element(
+            By.TAG_NAME, "body").text[:3000]), pytrace=False)
+
+
+def app_tasks(agora, app_id):
+    return agora.get_json("/v2/apps%s/tasks" % app_id)["tasks"]
+
+
+def settled(agora, app_id, count):
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        tasks = [t for t in app_tasks(agora, app_id) if t["state"] == "TASK_RUNNING"]
+        deployments = agora.get_json("/v2/deployments")
+        if len(tasks) == count and not deployments:
+            return tasks
+        time.sleep(0.2)
+    pytest.fail("%s did not settle at %d tasks" % (app_id, count), pytrace=False)
+
+
+def test_every_page_loads(agora, browser):
+    send(agora, "POST", "/v2/apps", {"id": "/shop/web", "cmd": "echo hi; sleep 600",
+                                     "cpus": 0.1, "mem": 32, "instances": 1})
+    send(agora, "POST", "/scheduler/iso8601", {"name": "report", "command": "echo report",
+                                               "schedule": "R/2040-01-01T00:00:00Z/P1D",
+                                               "cpus": 0.1, "mem": 16})
+    task = settled(agora, "/shop/web", 1)[0]
+    state = agora.get_json("/master/state")
+    agent = state["slaves"][0]
+    marathon = next(f for f in state["frameworks"] if f["name"] == "marathon")
+    pages = [
+        ("/", "Dashboard", "Allocation over time"),
+        ("/ui/agents", "Agents", agent["id"]),
+        ("/ui/agents/" + agent["id"], "Agent", "Attributes"),
+        ("/ui/frameworks", "Frameworks", "marathon"),
+        ("/ui/frameworks/" + marathon["id"], "Framework marathon", "Dominant share"),
+        ("/ui/apps", "Apps", "/shop/web"),
+        ("/ui/apps/shop/web", "App /shop/web", "Versions"),
+        ("/ui/jobs", "Jobs", "report"),
+        ("/ui/jobs/report", "Job report", "No runs yet."),
+        ("/ui/tasks", "Tasks", task["id"]),
+        ("/ui/tasks/" + task["id"], "Task", "Status updates"),
+        ("/ui/tasks/%s/browse" % task["id"], "Sandbox", "stdout"),
+    ]
+    for path, title, text in pages:
+        browser.get(agora.url + path)
+        assert title in browser.title, (path, browser.title)
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert text in body, (path, body[:2000])
+        assert "Cannot show this page" not in body, (path, body[:2000])
+    # Navigation reaches every section from the header.
+    browser.get(agora.url + "/")
+    links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "header nav a")]
+    assert [l.replace(agora.url, "") for l in links] == [
+        "/", "/ui/agents", "/ui/frameworks", "/ui/apps", "/ui/jobs", "/ui/tasks"]
+    # An unknown app is a page saying so, not an error of the server.
+    browser.get(agora.url + "/ui/apps/nope")
+    assert "does not exist" in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_an_app_is_deployed_scaled_restarted_and_destroyed_through_the_ui(agora, browser, tmp_path):
+    browser.get(agora.url + "/ui/apps")
+    assert "No apps yet." in browser.find_element(By.TAG_NAME, "body").text
+    form = browser.find_element(By.CSS_SELECTOR, "#new-app form")
+    form.find_element(By.NAME, "id").send_keys("/hello")
+    form.find_element(By.NAME, "cmd").send_keys(
+        "echo serving on $PORT0; exec python3 -m http.server $PORT0")
+    instances = form.find_element(By.NAME, "instances")
+    instances.clear()
+    instances.send_keys("1")
+    form.submit()
+    wait_for(browser, "the app's page", lambda d: "/ui/apps/hello" in d.current_url)
+    assert "Deploying /hello." in browser.find_element(By.CSS_SELECTOR, ".flash.notice").text
+    settled(agora, "/hello", 1)
+
+    # Scale to 2 with the page's form.
+    browser.get(agora.url + "/ui/apps/hello")
+    field = browser.find_element(By.CSS_SELECTOR, "#scale-form input[name=instances]")
+    field.clear()
+    field.send_keys("2")
+    browser.find_element(By.CSS_SELECTOR, "#scale-form button").click()
+    wait_for(browser, "the scale notice",
+             lambda d: "Scaling /hello to 2." in d.find_element(By.TAG_NAME, "body").text)
+    settled(agora, "/hello", 2)
+    browser.get(agora.url + "/ui/apps/hello")
+    assert "2 running" in browser.find_element(By.ID, "instances").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "table tbody tr")) >= 2
+    shot = tmp_path / "app.png"
+    browser.save_screenshot(str(shot))
+    print("screenshot of an app page: %s" % shot)
+
+    # Restart replaces both instances.
+    before = {t["id"] for t in app_tasks(agora, "/hello")}
+    browser.find_element(By.XPATH, "//button[text()='Restart']").click()
+    wait_for(browser, "the restart notice",
+             lambda d: "Restarting /hello." in d.find_element(By.TAG_NAME, "body").text)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        now = {t["id"] for t in app_tasks(agora, "/hello") if t["state"] == "TASK_RUNNING"}
+        if len(now) == 2 and not (now & before):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the restart did not replace both instances")
+
+    # Destroy asks first.
+    browser.get(agora.url + "/ui/apps/hello")
+    browser.find_element(By.XPATH, "//button[text()='Destroy']").click()
+    alert = wait_for(browser, "the confirmation", lambda d: d.switch_to.alert)
+    assert "Destroy /hello" in alert.text
+    alert.accept()
+    wait_for(browser, "the apps list", lambda d: d.current_url.endswith("/ui/apps?notice=Destroying%20%2Fhello."))
+    deadline = time.monotonic() + WAIT
+    while agora.get_json("/v2/apps")["apps"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert agora.get_json("/v2/apps")["apps"] == []
+
+    # A definition the API refuses comes back as the API's words.
+    browser.get(agora.url + "/ui/apps")
+    form = browser.find_element(By.CSS_SELECTOR, "#new-app form")
+    form.find_element(By.NAME, "definition").send_keys('{"id": "/bad", "cmd": "true", "cpus": -1}')
+    form.submit()
+    error = wait_for(browser, "the error", lambda d: d.find_element(By.CSS_SELECTOR, ".flash.error"))
+    assert "cpus" in error.text, error.text
+
+
+def test_the_dashboard_changes_without_a_reload(agora, browser, tmp_path):
+    browser.get(agora.url + "/")
+    browser.execute_script("window.agoraMarker = 'same page';")
+    assert browser.find_element(By.ID, "tasks-running").text == "0"
+    send(agora, "POST", "/v2/apps", {"id": "/live", "cmd": "sleep 600", "cpus": 0.5,
+                                     "mem": 64, "instances": 3})
+    wait_for(browser, "3 running tasks on the dashboard",
+             lambda d: d.find_element(By.ID, "tasks-running").text == "3")
+    assert browser.execute_script("return window.agoraMarker") == "same page", "reloaded"
+    assert int(browser.execute_script("return document.body.dataset.liveUpdates")) >= 1
+    wait_for(browser, "the CPU gauge", lambda d: "1.5 / 4 cpus" in d.find_element(
+        By.CSS_SELECTOR, "[data-gauge=cpu]").text)
+    wait_for(browser, "the deployment in the recent events",
+             lambda d: "deployment_success" in d.find_element(By.ID, "events").text)
+    shot = tmp_path / "dashboard.png"
+    browser.save_screenshot(str(shot))
+    print("screenshot of the dashboard: %s" % shot)
+
+
+@pytest.mark.agora_args("--kill-grace", "1s")
+def test_a_tasks_output_is_tailed_live(agora, browser):
+    send(agora, "POST", "/v2/apps", {
+        "id": "/talk", "cpus": 0.1, "mem": 32, "instances": 1,
+        "cmd": "echo first line; echo to stderr >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.3; done"})
+    task = settled(agora, "/talk", 1)[0]
+    browser.get(agora.url + "/ui/tasks/" + task["id"])
+    assert "running" in browser.find_element(By.ID, "task-state").text
+    wait_for(browser, "the first line", lambda d: "first line" in d.find_element(By.ID, "tail-stdout").text)
+    wait_for(browser, "stderr", lambda d: "to stderr" in d.find_element(By.ID, "tail-stderr").text)
+    seen = browser.find_element(By.ID, "tail-stdout").text.count("tick")
+    wait_for(browser, "more output appended",
+             lambda d: d.find_element(By.ID, "tail-stdout").text.count("tick") >= seen + 3)
+    assert browser.find_element(By.ID, "tail-stdout").text.count("first line") == 1, "appended once"
+    # The sandbox browser lists the output files and shows one.
+    browser.get(agora.url + "/ui/tasks/%s/browse" % task["id"])
+    browser.find_element(By.LINK_TEXT, "stdout").click()
+    wait_for(browser, "the file", lambda d: "first line" in d.find_element(By.CSS_SELECTOR, "pre.tail").text)
+
+
+def test_a_job_runs_from_its_page(agora, browser):
+    send(agora, "POST", "/scheduler/iso8601", {"name": "report", "command": "echo report",
+                                               "schedule": "R/2040-01-01T00:00:00Z/P1D",
+                                               "cpus": 0.1, "mem": 16})
+    browser.get(agora.url + "/ui/jobs/report")
+    browser.find_element(By.XPATH, "//button[text()='Run now']").click()
+    wait_for(browser, "the notice", lambda d: "report is queued to run now." in d.find_element(
+        By.TAG_NAME, "body").text)
+
+    def finished(d):
+        d.get(agora.url + "/ui/jobs/report")
+        return d.find_element(By.ID, "successes").text == "1" and "finished" in d.find_element(
+            By.TAG_NAME, "body").text
+    wait_for(browser, "a finished run in the history", finished)
+
+
+def test_pages_fit_a_narrow_screen(agora, browser):
+    send(agora, "POST", "/v2/apps", {"id": "/a/rather/long/app/name", "cmd": "sleep 600",
+                                     "cpus": 0.1, "mem": 32, "instances": 1})
+    settled(agora, "/a/rather/long/app/name", 1)
+    browser.set_window_size(390, 844)
+    for path in ("/", "/ui/apps", "/ui/apps/a/rather/long/app/name", "/ui/tasks", "/ui/agents"):
+        browser.get(agora.url + path)
+        overflow = browser.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, (path, overflow)
