@@ -9,15 +9,16 @@ import json
 import os
 import shutil
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 
-selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = os.environ.get("AGORA_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("AGORA_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -55,6 +56,17 @@ def wait_for(driver, what, check, timeout=WAIT):
     except Exception:
         pytest.fail("timed out waiting for %s; page:\n%s" % (what, driver.find_element(
             By.TAG_NAME, "body").text[:3000]), pytrace=False)
+
+
+def cross_site_post(agora, path, body):
+    req = urllib.request.Request(agora.url + path, data=body.encode(), method="POST", headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Origin": "http://elsewhere.example", "Sec-Fetch-Site": "cross-site"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
 
 
 def app_tasks(agora, app_id):
@@ -160,7 +172,7 @@ def test_an_app_is_deployed_scaled_restarted_and_destroyed_through_the_ui(agora,
     # Destroy asks first.
     browser.get(agora.url + "/ui/apps/hello")
     browser.find_element(By.XPATH, "//button[text()='Destroy']").click()
-    alert = wait_for(browser, "the confirmation", lambda d: d.switch_to.alert)
+    alert = wait_for(browser, "the confirmation", expected_conditions.alert_is_present())
     assert "Destroy /hello" in alert.text
     alert.accept()
     wait_for(browser, "the apps list", lambda d: d.current_url.endswith("/ui/apps?notice=Destroying%20%2Fhello."))
@@ -168,6 +180,10 @@ def test_an_app_is_deployed_scaled_restarted_and_destroyed_through_the_ui(agora,
     while agora.get_json("/v2/apps")["apps"] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert agora.get_json("/v2/apps")["apps"] == []
+
+    # A post from another site is refused (the browser says where it comes from).
+    status, _ = cross_site_post(agora, "/ui/apps/hello", "action=destroy")
+    assert status == 403
 
     # A definition the API refuses comes back as the API's words.
     browser.get(agora.url + "/ui/apps")
@@ -182,12 +198,16 @@ def test_the_dashboard_changes_without_a_reload(agora, browser, tmp_path):
     browser.get(agora.url + "/")
     browser.execute_script("window.agoraMarker = 'same page';")
     assert browser.find_element(By.ID, "tasks-running").text == "0"
+    # The stream sends the live part once on connecting; count the updates after that.
+    wait_for(browser, "the live stream", lambda d: d.execute_script(
+        "return document.body.dataset.liveUpdates"))
+    before = int(browser.execute_script("return document.body.dataset.liveUpdates"))
     send(agora, "POST", "/v2/apps", {"id": "/live", "cmd": "sleep 600", "cpus": 0.5,
                                      "mem": 64, "instances": 3})
     wait_for(browser, "3 running tasks on the dashboard",
              lambda d: d.find_element(By.ID, "tasks-running").text == "3")
     assert browser.execute_script("return window.agoraMarker") == "same page", "reloaded"
-    assert int(browser.execute_script("return document.body.dataset.liveUpdates")) >= 1
+    assert int(browser.execute_script("return document.body.dataset.liveUpdates")) > before
     wait_for(browser, "the CPU gauge", lambda d: "1.5 / 4 cpus" in d.find_element(
         By.CSS_SELECTOR, "[data-gauge=cpu]").text)
     wait_for(browser, "the deployment in the recent events",

@@ -11,11 +11,13 @@ pub struct AgentClient {
     http: JsonHttp,
 }
 
-/// A piece of a sandbox file: `data` read from `offset`.
+/// A piece of a sandbox file: `data` read from `offset`, standing for `length` bytes of the
+/// file (the next piece starts at `offset + length`).
 #[derive(Debug, Clone)]
 pub struct FileChunk {
     pub offset: u64,
     pub data: String,
+    pub length: u64,
 }
 
 impl AgentClient {
@@ -53,9 +55,12 @@ impl AgentClient {
             query.push_str(&format!("&length={length}"));
         }
         let answer = self.http.get(&query).await?;
+        let data = answer["data"].as_str().unwrap_or_default().to_owned();
         Ok(FileChunk {
             offset: answer["offset"].as_u64().unwrap_or(0),
-            data: answer["data"].as_str().unwrap_or_default().to_owned(),
+            // An agent without `length` (Mesos') sent the bytes as they were.
+            length: answer["length"].as_u64().unwrap_or(data.len() as u64),
+            data,
         })
     }
 

@@ -22,9 +22,15 @@ pub(crate) struct JsonHttp {
 
 impl JsonHttp {
     pub fn new(address: &str) -> JsonHttp {
+        // An address that answers nothing (a firewall dropping packets) fails in seconds rather
+        // than leaving an operator's command hanging.
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
         JsonHttp {
             base: base_url(address),
-            http: reqwest::Client::new(),
+            http,
         }
     }
 

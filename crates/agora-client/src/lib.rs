@@ -8,6 +8,7 @@ mod agent;
 mod http;
 mod jobs;
 mod master;
+pub mod readings;
 mod scheduler;
 mod services;
 

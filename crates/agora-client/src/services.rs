@@ -54,11 +54,11 @@ impl ServicesClient {
             .await
     }
 
-    /// `POST /v2/apps`: the created app, with the deployment that starts it.
-    pub async fn create_app(&self, definition: &Value) -> Result<Answer, ClientError> {
-        self.http
-            .send(Method::POST, "/v2/apps", Some(definition))
-            .await
+    /// `POST /v2/apps`: the created app, with the deployment that starts it (`force` overrides
+    /// a deployment in progress on the app's group).
+    pub async fn create_app(&self, definition: &Value, force: bool) -> Result<Answer, ClientError> {
+        let path = format!("/v2/apps{}", force_query(force));
+        self.http.send(Method::POST, &path, Some(definition)).await
     }
 
     /// `PUT /v2/apps/{id}`: a new version from a whole or partial definition.
@@ -164,10 +164,13 @@ impl ServicesClient {
     }
 
     /// `POST /v2/groups`: a group with its apps, deployed in dependency order.
-    pub async fn create_group(&self, definition: &Value) -> Result<Answer, ClientError> {
-        self.http
-            .send(Method::POST, "/v2/groups", Some(definition))
-            .await
+    pub async fn create_group(
+        &self,
+        definition: &Value,
+        force: bool,
+    ) -> Result<Answer, ClientError> {
+        let path = format!("/v2/groups{}", force_query(force));
+        self.http.send(Method::POST, &path, Some(definition)).await
     }
 
     /// Every app below the group scaled by `factor`.

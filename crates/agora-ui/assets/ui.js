@@ -21,6 +21,7 @@
 document.querySelectorAll("pre[data-tail]").forEach((pre) => {
   let next = null;
   let quietAfterEnd = 0;
+  let full = false;
   async function poll() {
     const url = pre.dataset.tail + (next === null ? "" : "&offset=" + next);
     try {
@@ -36,12 +37,15 @@ document.querySelectorAll("pre[data-tail]").forEach((pre) => {
         pre.dataset.offset = String(next);
         if (atBottom) pre.scrollTop = pre.scrollHeight;
         if (piece.ended && !piece.data) quietAfterEnd += 1;
+        full = Boolean(piece.full);
       }
     } catch (error) {
       pre.dataset.error = String(error);
     }
-    // Once the task has ended and nothing more comes, stop asking.
-    if (quietAfterEnd < 2) setTimeout(poll, 1000);
+    // A full piece means more is waiting: ask again at once. Once the task has ended and
+    // nothing more comes, stop asking.
+    if (full) setTimeout(poll, 0);
+    else if (quietAfterEnd < 2) setTimeout(poll, 1000);
     else pre.dataset.done = "true";
   }
   poll();

@@ -9,29 +9,19 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use agora_client::readings::{app_is_checked, app_runs};
+
 use crate::Shared;
 use crate::format::{app_path, items, segment, text};
 use crate::layout::{self, Flash, fields, redirect, table};
 
 fn runs(app: &Value) -> String {
-    if let Some(cmd) = app["cmd"].as_str() {
-        return cmd.to_owned();
-    }
-    if let Some(image) = app["container"]["docker"]["image"].as_str() {
-        return format!("image {image}");
-    }
-    "—".into()
-}
-
-fn checked(app: &Value) -> bool {
-    app["healthChecks"]
-        .as_array()
-        .is_some_and(|c| !c.is_empty())
+    app_runs(app).unwrap_or_else(|| "—".into())
 }
 
 /// `healthy/running`, or "—" without health checks.
 fn health(app: &Value) -> String {
-    if checked(app) {
+    if app_is_checked(app) {
         format!(
             "{}/{}",
             app["tasksHealthy"].as_u64().unwrap_or(0),
@@ -61,7 +51,9 @@ fn status(app: &Value) -> (&'static str, String) {
         ("pending", "deploying".into())
     } else if wanted == 0 {
         ("muted", "suspended".into())
-    } else if running >= wanted && (!checked(app) || app["tasksHealthy"].as_u64() >= Some(wanted)) {
+    } else if running >= wanted
+        && (!app_is_checked(app) || app["tasksHealthy"].as_u64() >= Some(wanted))
+    {
         ("good", "running".into())
     } else {
         ("bad", "waiting".into())
@@ -187,7 +179,7 @@ pub async fn create(State(ui): State<Shared>, Form(form): Form<NewApp>) -> Respo
         Ok(definition) => definition,
         Err(problem) => return redirect("/ui/apps", Err(problem)),
     };
-    match ui.services.create_app(&definition).await {
+    match ui.services.create_app(&definition, false).await {
         Ok(answer) => {
             let id = answer.body["id"].as_str().unwrap_or_default().to_owned();
             redirect(

@@ -65,40 +65,7 @@ pub fn state_class(state: &str) -> &'static str {
     }
 }
 
-pub fn is_terminal(state: &str) -> bool {
-    matches!(
-        state,
-        "TASK_FINISHED"
-            | "TASK_FAILED"
-            | "TASK_KILLED"
-            | "TASK_LOST"
-            | "TASK_ERROR"
-            | "TASK_DROPPED"
-            | "TASK_GONE"
-            | "TASK_GONE_BY_OPERATOR"
-    )
-}
-
-/// The framework's dominant share of the cluster (cpus, mem, disk).
-pub fn dominant_share(used: &Value, totals: &[f64; 3]) -> f64 {
-    ["cpus", "mem", "disk"]
-        .iter()
-        .zip(totals)
-        .filter(|(_, total)| **total > 0.0)
-        .map(|(name, total)| used[*name].as_f64().unwrap_or(0.0) / total)
-        .fold(0.0, f64::max)
-}
-
-/// cpus, mem and disk of the connected agents together, from a v0 state.
-pub fn totals(state: &Value) -> [f64; 3] {
-    let mut totals = [0.0; 3];
-    for agent in items(state, "slaves") {
-        for (total, name) in totals.iter_mut().zip(["cpus", "mem", "disk"]) {
-            *total += agent["resources"][name].as_f64().unwrap_or(0.0);
-        }
-    }
-    totals
-}
+pub use agora_client::readings::{cluster_totals as totals, dominant_share, is_terminal};
 
 /// A path segment for a link (ids may hold `/`, `:` or spaces).
 pub fn segment(text: &str) -> String {
@@ -131,7 +98,5 @@ mod tests {
         );
         assert_eq!(state("TASK_RUNNING"), "running");
         assert_eq!(app_path("/prod/web app"), "prod/web%20app");
-        let share = dominant_share(&json!({"cpus": 1, "mem": 1024}), &[4.0, 2048.0, 0.0]);
-        assert!((share - 0.5).abs() < 1e-9);
     }
 }

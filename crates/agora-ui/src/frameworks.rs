@@ -82,8 +82,11 @@ pub async fn show(
                 ("Principal", html! { (text(&framework["principal"])) }),
                 ("Active", html! { (if framework["active"] == true { "yes" } else { "no" }) }),
                 ("Web UI", html! {
+                    // Any framework sets this: only a web address becomes a link (a
+                    // `javascript:` one would run in the UI's origin, which is the API's).
                     @match framework["webui_url"].as_str().filter(|u| !u.is_empty()) {
-                        Some(url) => a href=(url) { (url) },
+                        Some(url) if url.starts_with("http://") || url.starts_with("https://") => a href=(url) rel="noreferrer" { (url) },
+                        Some(url) => (url),
                         None => "—",
                     }
                 }),

@@ -12,6 +12,7 @@ mod dashboard;
 mod events;
 mod format;
 mod frameworks;
+mod guard;
 mod history;
 mod jobs;
 mod layout;
@@ -92,6 +93,7 @@ fn router(ui: Shared) -> Router {
         .route("/ui/tasks/{id}", get(tasks::show))
         .route("/ui/tasks/{id}/browse", get(tasks::browse))
         .route("/ui/tasks/{id}/read", get(tasks::read))
+        .route_layer(axum::middleware::from_fn(guard::refuse_cross_site))
         .with_state(ui)
 }
 

@@ -368,7 +368,8 @@ pub async fn read(
         Ok(chunk) => Json(json!({
             "offset": offset,
             "data": chunk.data,
-            "next": offset + chunk.data.len() as u64,
+            "next": offset + chunk.length,
+            "full": chunk.length >= TAIL_BYTES - 4,
             "ended": is_terminal(located.task["state"].as_str().unwrap_or_default()),
         }))
         .into_response(),

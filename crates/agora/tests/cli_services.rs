@@ -11,7 +11,7 @@ use std::time::Duration;
 use agora_client::MasterClient;
 use serde_json::{Value, json};
 
-use common::cli::{agora, agora_with_stdin, line_with, row};
+use common::cli::{Running, agora, agora_with_stdin, line_with, row};
 use common::marathon::{Marathon, running};
 use common::*;
 
@@ -176,7 +176,10 @@ async fn app_errors_are_one_readable_line() {
     )
     .await;
     let text = invalid.error();
-    assert!(text.contains("invalid definition"), "{text}");
+    assert!(
+        text.contains("cannot create the app: Object is not valid"),
+        "{text}"
+    );
     assert!(text.contains("/cpus:"), "{text}");
 
     let file = dir.path().join("broken.json");
@@ -271,37 +274,20 @@ async fn deployments_are_watched_rolled_back_and_stopped() {
         .ok();
 
     // Ctrl-C stops the waiting, not the deployment.
-    let waiting = tokio::process::Command::new(BIN)
-        .args(["app", "scale", "/big", "50"])
-        .env("AGORA_MASTER", m)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let deployment = wait_until(
-        Duration::from_secs(10),
-        "the scale's deployment",
-        || async { deployments(&marathon).await.into_iter().next() },
-    )
-    .await;
-    // Give it time to show progress at least once.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let waiting = Running::start(m, &["app", "scale", "/big", "50"]);
+    waiting.wait_for_stderr("tasks healthy").await;
+    let deployment = deployments(&marathon).await.into_iter().next().unwrap();
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(waiting.id().unwrap() as i32),
+        nix::unistd::Pid::from_raw(waiting.pid()),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let output = tokio::time::timeout(Duration::from_secs(10), waiting.wait_with_output())
-        .await
-        .expect("Ctrl-C ends the waiting")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("tasks healthy"), "{stderr}");
+    let stopped = waiting.finish().await;
     assert!(
-        stderr.contains(&format!("stopped waiting; deployment {deployment} goes on")),
-        "{stderr}"
+        stopped
+            .error()
+            .contains(&format!("stopped waiting; deployment {deployment} goes on")),
+        "{stopped:?}"
     );
     assert_eq!(
         deployments(&marathon).await,
@@ -319,11 +305,8 @@ async fn deployments_are_watched_rolled_back_and_stopped() {
 
     // Rollback: a new deployment takes the app back to 1 instance; a watch of the cancelled
     // one says it failed.
-    let watch = {
-        let (m, id) = (m.to_owned(), deployment.clone());
-        tokio::spawn(async move { agora(&m, &["deployment", "watch", &id]).await })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let watch = Running::start(m, &["deployment", "watch", &deployment]);
+    watch.wait_for_stderr("tasks healthy").await;
     let rolled = agora(m, &["deployment", "rollback", &deployment]).await;
     assert!(
         rolled
@@ -331,7 +314,7 @@ async fn deployments_are_watched_rolled_back_and_stopped() {
             .contains(&format!("deployment {deployment} is cancelled; deployment")),
         "{rolled:?}"
     );
-    let watched = watch.await.unwrap();
+    let watched = watch.finish().await;
     assert!(
         watched
             .error()
@@ -374,7 +357,7 @@ async fn tasks_are_listed_read_entered_and_killed() {
     let m = master.as_str();
     let marathon = Marathon::new(m);
     let app = json!({"id": "/talk", "instances": 2, "cpus": 0.1, "mem": 16,
-        "cmd": "for i in 1 2 3; do echo out$i; echo err$i >&2; done; while true; do sleep 0.2; echo tick; done"});
+        "cmd": "for i in 1 2 3; do echo out$i; echo err$i >&2; done; echo 'grüße ✓' >&2; while true; do sleep 0.2; echo tick; done"});
     agora_with_stdin(m, &["app", "add", "-"], Some(&app.to_string()))
         .await
         .ok();
@@ -413,9 +396,13 @@ async fn tasks_are_listed_read_entered_and_killed() {
     assert!(log.starts_with("out1\nout2\nout3\n"), "{log}");
     let short = &task[5..20];
     let stderr = agora(m, &["task", "log", short, "--stderr"]).await;
-    assert_eq!(stderr.ok(), "err1\nerr2\nerr3\n");
+    assert_eq!(stderr.ok(), "err1\nerr2\nerr3\ngrüße ✓\n");
     let last = agora(m, &["task", "log", &task, "--stderr", "--lines", "2"]).await;
-    assert_eq!(last.ok(), "err2\nerr3\n");
+    assert_eq!(
+        last.ok(),
+        "err3\ngrüße ✓\n",
+        "offsets count bytes, not characters"
+    );
 
     // exec runs in the task's sandbox; its failure is the CLI's.
     let exec = agora(

@@ -127,7 +127,20 @@ fn read_range(path: &Path, offset: Option<i64>, length: Option<i64>) -> std::io:
     file.seek(SeekFrom::Start(offset))?;
     let mut buffer = Vec::with_capacity(wanted as usize);
     file.take(wanted).read_to_end(&mut buffer)?;
-    Ok(json!({"offset": offset, "data": String::from_utf8_lossy(&buffer)}))
+    let length = whole_characters(&buffer);
+    buffer.truncate(length);
+    // `length` (agora's addition; Mesos clients ignore it) is how many bytes `data` stands for:
+    // readers that follow a file advance by it, as `data` may hold replacement characters.
+    Ok(json!({"offset": offset, "data": String::from_utf8_lossy(&buffer), "length": length}))
+}
+
+/// The bytes up to the end of the last whole UTF-8 character: a character cut by the end of
+/// a read is left for the next read, so text never arrives split into replacement characters.
+fn whole_characters(buffer: &[u8]) -> usize {
+    match std::str::from_utf8(buffer) {
+        Err(error) if error.error_len().is_none() => error.valid_up_to(),
+        _ => buffer.len(),
+    }
 }
 
 fn mode_string(mode: u32, is_dir: bool) -> String {
@@ -242,4 +255,23 @@ pub(crate) async fn debug(State(agent): State<Shared>) -> Response {
         map
     });
     json_response(&Value::Object(attached))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_end_on_whole_characters() {
+        let text = "héllo".as_bytes();
+        assert_eq!(super::whole_characters(text), text.len());
+        assert_eq!(
+            super::whole_characters(&text[..2]),
+            1,
+            "the é is cut: left for later"
+        );
+        assert_eq!(
+            super::whole_characters(b"a\xffb"),
+            3,
+            "invalid bytes are not waited for"
+        );
+    }
 }

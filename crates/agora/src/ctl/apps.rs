@@ -3,6 +3,8 @@
 use anyhow::Context as _;
 use serde_json::Value;
 
+use agora_client::readings::{app_is_checked, app_runs};
+
 use super::deployments::{Events, app_progress, started};
 use super::output::{cell, fields, number_text, render, render_or, table};
 use super::{Context, read_definition};
@@ -23,7 +25,7 @@ pub async fn run_app(context: &Context, command: AppCommand) -> anyhow::Result<(
             let definition = read_definition(&file)?;
             let events = events_unless(context, &wait).await?;
             let answer = services
-                .create_app(&definition)
+                .create_app(&definition, wait.force)
                 .await
                 .context("cannot create the app")?;
             let what = format!("created app {}", cell(&answer.body["id"]));
@@ -112,7 +114,7 @@ pub async fn run_group(context: &Context, command: GroupCommand) -> anyhow::Resu
             let definition = read_definition(&file)?;
             let events = events_unless(context, &wait).await?;
             let answer = services
-                .create_group(&definition)
+                .create_group(&definition, wait.force)
                 .await
                 .context("cannot create the group")?;
             let what = format!("created group {}", cell(&definition["id"]));
@@ -149,18 +151,9 @@ pub async fn run_group(context: &Context, command: GroupCommand) -> anyhow::Resu
     Ok(())
 }
 
-/// What an app runs: its command, else its image.
+/// What an app runs: its command, else its image or arguments.
 fn runs(app: &Value) -> String {
-    if let Some(cmd) = app["cmd"].as_str() {
-        return cmd.to_owned();
-    }
-    if let Some(image) = app["container"]["docker"]["image"].as_str() {
-        return format!("image {image}");
-    }
-    app["args"]
-        .as_array()
-        .map(|args| args.iter().map(cell).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "-".into())
+    app_runs(app).unwrap_or_else(|| "-".into())
 }
 
 /// The first characters of a long text, ending in "…".
@@ -196,10 +189,7 @@ fn service_ports(app: &Value) -> String {
 }
 
 fn health(app: &Value) -> String {
-    let checked = app["healthChecks"]
-        .as_array()
-        .is_some_and(|checks| !checks.is_empty());
-    if checked {
+    if app_is_checked(app) {
         format!(
             "{}/{}",
             app["tasksHealthy"].as_u64().unwrap_or(0),

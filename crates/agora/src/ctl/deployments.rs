@@ -78,12 +78,6 @@ fn list_table(deployments: &Value) -> String {
             .flatten()
             .map(cell)
             .collect();
-        let actions: Vec<String> = deployment["currentActions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|a| format!("{} {}", cell(&a["action"]), cell(&a["app"])))
-            .collect();
         rows.add_row(vec![
             cell(&deployment["id"]),
             apps.join(","),
@@ -92,11 +86,22 @@ fn list_table(deployments: &Value) -> String {
                 cell(&deployment["currentStep"]),
                 cell(&deployment["totalSteps"])
             ),
-            actions.join(", "),
+            current_actions(deployment),
             cell(&deployment["version"]),
         ]);
     }
     render_or(&rows, "No deployments in progress.")
+}
+
+/// `ScaleApplication /web, RestartApplication /db`: what a deployment's step is doing.
+fn current_actions(deployment: &Value) -> String {
+    let actions: Vec<String> = deployment["currentActions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| format!("{} {}", cell(&a["action"]), cell(&a["app"])))
+        .collect();
+    actions.join(", ")
 }
 
 /// The deployment a change started: Marathon's header, else the answer's `deploymentId` or its
@@ -115,33 +120,38 @@ pub fn deployment_id(answer: &Answer) -> Option<String> {
 
 type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<ServiceEvent, ClientError>>>>;
 
-/// The event stream, opened before a change is made so that its end cannot be missed.
+/// The event stream, opened before a change is made so that its end cannot be missed, and
+/// the Ctrl-C listener, made as early: once one exists Ctrl-C no longer ends the process, so
+/// it must exist for the whole wait or a Ctrl-C between two polls would be lost.
 pub struct Events {
     stream: Option<EventStream>,
+    interrupt: tokio::signal::unix::Signal,
 }
 
 impl Events {
     pub async fn subscribe(services: &ServicesClient) -> anyhow::Result<Events> {
+        let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("cannot listen for Ctrl-C")?;
         let stream = services
             .events(&["deployment_success", "deployment_failed"])
             .await?;
         Ok(Events {
             stream: Some(Box::pin(stream)),
+            interrupt,
         })
     }
+}
 
-    /// The next event, or `None` for ever once the stream has ended (the caller then
-    /// relies on polling).
-    async fn next(&mut self) -> Option<ServiceEvent> {
-        let Some(stream) = self.stream.as_mut() else {
-            return std::future::pending().await;
-        };
-        match stream.next().await {
-            Some(Ok(event)) => Some(event),
-            _ => {
-                self.stream = None;
-                std::future::pending().await
-            }
+/// The next event, or never once the stream has ended (the caller then relies on polling).
+async fn next_event(stream: &mut Option<EventStream>) -> Option<ServiceEvent> {
+    let Some(events) = stream.as_mut() else {
+        return std::future::pending().await;
+    };
+    match events.next().await {
+        Some(Ok(event)) => Some(event),
+        _ => {
+            *stream = None;
+            std::future::pending().await
         }
     }
 }
@@ -186,13 +196,18 @@ impl std::fmt::Display for StoppedWaiting {
 impl std::error::Error for StoppedWaiting {}
 
 /// Follows a deployment until its success (Ok), its failure (an error naming why) or Ctrl-C.
-async fn follow(context: &Context, id: &str, mut events: Events) -> anyhow::Result<()> {
+async fn follow(context: &Context, id: &str, events: Events) -> anyhow::Result<()> {
+    let Events {
+        mut stream,
+        mut interrupt,
+    } = events;
     let mut progress = Progress::new(id);
     let mut poll = tokio::time::interval(Duration::from_millis(500));
     let mut gone_since: Option<tokio::time::Instant> = None;
+    let mut apps: Vec<String> = Vec::new();
     let outcome = loop {
         tokio::select! {
-            event = events.next() => {
+            event = next_event(&mut stream) => {
                 let Some(event) = event else { continue };
                 if event.data["id"] != id {
                     continue;
@@ -214,19 +229,25 @@ async fn follow(context: &Context, id: &str, mut events: Events) -> anyhow::Resu
                 match current {
                     Some(deployment) => {
                         gone_since = None;
+                        apps = deployment["affectedApps"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|a| a.as_str().map(str::to_owned))
+                            .collect();
                         progress.show(&context.services, &deployment).await;
                     }
-                    // Its event is on its way; without one (the stream failed), a deployment
-                    // that left the list has finished.
+                    // Its event is on its way. Without one (the stream failed, or dropped it),
+                    // the apps say whether it got where it was going.
                     None => {
                         let since = *gone_since.get_or_insert_with(tokio::time::Instant::now);
                         if since.elapsed() > Duration::from_secs(2) {
-                            break Ok(());
+                            break reached(&context.services, id, &apps).await;
                         }
                     }
                 }
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 progress.finish();
                 return Err(StoppedWaiting(id.to_owned()).into());
             }
@@ -237,6 +258,26 @@ async fn follow(context: &Context, id: &str, mut events: Events) -> anyhow::Resu
         say!("deployment {id} finished");
     }
     outcome
+}
+
+/// For a deployment that ended unseen: whether each of its apps has what it wants ready.
+async fn reached(services: &ServicesClient, id: &str, apps: &[String]) -> anyhow::Result<()> {
+    for app_id in apps {
+        let app = match services.app(app_id, &[]).await {
+            Ok(answer) => answer,
+            // A removed app is where a removal goes.
+            Err(error) if error.status() == Some(404) => continue,
+            Err(error) => return Err(error.into()),
+        };
+        let (ready, wanted) = app_progress(&app["app"]);
+        if ready < wanted {
+            anyhow::bail!(
+                "deployment {id} ended with {app_id} at {ready} of {wanted} instances ready \
+                 (agora app show {app_id} says why)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Tasks healthy (running, for apps without health checks) against the target, on a bar when
@@ -278,17 +319,11 @@ impl Progress {
             healthy += ready;
             target += wanted;
         }
-        let actions: Vec<String> = deployment["currentActions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|a| format!("{} {}", cell(&a["action"]), cell(&a["app"])))
-            .collect();
         let step = format!(
             "step {}/{}: {}",
             cell(&deployment["currentStep"]),
             cell(&deployment["totalSteps"]),
-            actions.join(", ")
+            current_actions(deployment)
         );
         match &self.bar {
             Some(bar) => {
@@ -318,10 +353,7 @@ impl Progress {
 
 /// (tasks ready, instances wanted) of one app: healthy ones when it has health checks.
 pub fn app_progress(app: &Value) -> (u64, u64) {
-    let checked = app["healthChecks"]
-        .as_array()
-        .is_some_and(|checks| !checks.is_empty());
-    let ready = if checked {
+    let ready = if agora_client::readings::app_is_checked(app) {
         app["tasksHealthy"].as_u64().unwrap_or(0)
     } else {
         app["tasksRunning"].as_u64().unwrap_or(0)

@@ -3,6 +3,8 @@
 use anyhow::Context as _;
 use serde_json::Value;
 
+use agora_client::readings::{cluster_totals, dominant_share};
+
 use super::Context;
 use super::output::say;
 use super::output::{age, cell, fields, now_seconds, render, render_or, resources_text, table};
@@ -58,28 +60,6 @@ fn find(state: &Value, wanted: &str) -> anyhow::Result<Value> {
         [] => anyhow::bail!("no framework {wanted} (agora framework list shows them)"),
         _ => anyhow::bail!("several frameworks are called {wanted}; name one by its id"),
     }
-}
-
-/// cpus, mem and disk of every connected agent together.
-pub fn cluster_totals(state: &Value) -> [f64; 3] {
-    let mut totals = [0.0; 3];
-    for agent in state["slaves"].as_array().into_iter().flatten() {
-        for (total, name) in totals.iter_mut().zip(["cpus", "mem", "disk"]) {
-            *total += agent["resources"][name].as_f64().unwrap_or(0.0);
-        }
-    }
-    totals
-}
-
-/// The framework's dominant share: its largest fraction of any of cpus, mem and disk, as DRF
-/// counts it.
-pub fn dominant_share(used: &Value, totals: &[f64; 3]) -> f64 {
-    ["cpus", "mem", "disk"]
-        .iter()
-        .zip(totals)
-        .filter(|(_, total)| **total > 0.0)
-        .map(|(name, total)| used[*name].as_f64().unwrap_or(0.0) / total)
-        .fold(0.0, f64::max)
 }
 
 pub fn roles(framework: &Value) -> String {
@@ -157,18 +137,4 @@ fn show_text(framework: &Value, totals: &[f64; 3]) -> String {
         text.push_str(&render(&tasks));
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::dominant_share;
-
-    #[test]
-    fn the_dominant_share_is_the_largest_fraction() {
-        let used = json!({"cpus": 1.0, "mem": 1024.0, "disk": 0.0});
-        assert!((dominant_share(&used, &[4.0, 2048.0, 100.0]) - 0.5).abs() < 1e-9);
-        assert_eq!(dominant_share(&used, &[0.0, 0.0, 0.0]), 0.0);
-    }
 }

@@ -170,8 +170,12 @@ pub fn describe(error: &anyhow::Error) -> String {
         ClientError::Status { status, url, .. } => {
             let message = client.server_message().unwrap_or_default();
             match status {
-                422 => format!("invalid definition: {message}"),
                 404 if message.is_empty() => format!("not found: {url}"),
+                // Marathon's words are for its URL; here the flag says it.
+                409 if message.contains("?force=true") => {
+                    message.replace("the option '?force=true'", "--force")
+                }
+                409 => format!("{message} (--force overrides a deployment in progress)"),
                 _ if message.is_empty() => format!("{url} answered {status}"),
                 _ => message,
             }

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 use agora_client::AgentClient;
+use agora_client::readings::is_terminal;
 
 use super::Context;
 use super::apps::tasks_table;
@@ -109,20 +110,6 @@ pub async fn run(context: &Context, command: TaskCommand) -> anyhow::Result<()> 
         }
     }
     Ok(())
-}
-
-pub fn is_terminal(state: &str) -> bool {
-    matches!(
-        state,
-        "TASK_FINISHED"
-            | "TASK_FAILED"
-            | "TASK_KILLED"
-            | "TASK_LOST"
-            | "TASK_ERROR"
-            | "TASK_DROPPED"
-            | "TASK_GONE"
-            | "TASK_GONE_BY_OPERATOR"
-    )
 }
 
 fn list_table(tasks: &Value, state: &Value) -> String {
@@ -239,10 +226,12 @@ async fn log(
         Some(lines) => start_of_last_lines(&agent, &path, size, lines).await?,
         None => 0,
     };
+    // One listener for the whole follow: a Ctrl-C between two polls is not lost.
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         let chunk = agent.read_file(&path, Some(offset), Some(CHUNK)).await?;
-        if !chunk.data.is_empty() {
-            offset += chunk.data.len() as u64;
+        if chunk.length > 0 {
+            offset += chunk.length;
             write_out(chunk.data.as_bytes());
             continue;
         }
@@ -251,12 +240,12 @@ async fn log(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut interrupted => return Ok(()),
         }
         if task_ended(context, &found.id).await {
             // What the task wrote last, then stop.
             let chunk = agent.read_file(&path, Some(offset), Some(CHUNK)).await?;
-            if chunk.data.is_empty() {
+            if chunk.length == 0 {
                 return Ok(());
             }
         }
@@ -292,13 +281,20 @@ async fn start_of_last_lines(
         let chunk = agent
             .read_file(path, Some(start), Some(end - start))
             .await?;
+        // Positions are counted back from the end of what `data` stands for: a piece that
+        // starts inside a character has a replacement character in front, never behind.
         let bytes = chunk.data.as_bytes();
+        let data_end = start + chunk.length;
         for (index, byte) in bytes.iter().enumerate().rev() {
+            if *byte != b'\n' {
+                continue;
+            }
+            let after = data_end.saturating_sub((bytes.len() - index - 1) as u64);
             // A newline that ends the file does not start a line.
-            if *byte == b'\n' && start + index as u64 + 1 != size {
+            if after != size {
                 newlines += 1;
                 if newlines == lines {
-                    return Ok(start + index as u64 + 1);
+                    return Ok(after);
                 }
             }
         }

@@ -101,3 +101,83 @@ pub fn row<'a>(text: &'a str, first: &str) -> Vec<&'a str> {
         .find(|cells| cells.first() == Some(&first))
         .unwrap_or_else(|| panic!("no row {first:?} in:\n{text}"))
 }
+
+/// A command still running, its stderr collected as it comes (progress lines say how far it
+/// got).
+pub struct Running {
+    child: tokio::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// `agora <args>` against `master`, left running.
+    pub fn start(master: &str, args: &[&str]) -> Running {
+        let mut child = tokio::process::Command::new(BIN)
+            .args(args)
+            .env("AGORA_MASTER", master)
+            .env_remove("AGORA_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn agora");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("stderr");
+        let collected = stderr.clone();
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buffer = [0u8; 4096];
+            while let Ok(read) = pipe.read(&mut buffer).await {
+                if read == 0 {
+                    break;
+                }
+                collected
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..read]));
+            }
+        });
+        Running {
+            child,
+            stderr,
+            reader,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("still running") as i32
+    }
+
+    /// Waits until its stderr holds `text`.
+    pub async fn wait_for_stderr(&self, text: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.stderr.lock().unwrap().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} on stderr: {}",
+                self.stderr.lock().unwrap()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for it to end (at most 20 s).
+    pub async fn finish(self) -> Run {
+        let output = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            self.child.wait_with_output(),
+        )
+        .await
+        .expect("it ends")
+        .expect("wait for agora");
+        let _ = self.reader.await;
+        let stderr = self.stderr.lock().unwrap().clone();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr,
+        }
+    }
+}
