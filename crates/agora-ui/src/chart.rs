@@ -35,7 +35,12 @@ pub fn allocation(samples: &[Sample]) -> Markup {
     }
     let span = ((last.at_ms - first.at_ms) as f64).max(1.0);
     let names: BTreeSet<&String> = samples.iter().flat_map(|s| s.shares.keys()).collect();
-    let minutes = (last.at_ms - first.at_ms) as f64 / 60_000.0;
+    let seconds = (last.at_ms - first.at_ms) / 1000;
+    let start = if seconds < 60 {
+        format!("{seconds} s ago")
+    } else {
+        format!("{} min ago", seconds / 60)
+    };
     html! {
         figure.chart {
             svg viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img"
@@ -47,7 +52,7 @@ pub fn allocation(samples: &[Sample]) -> Markup {
                         (format!("{:.0}%", level * 100.0))
                     }
                 }
-                text.axis x=(LEFT) y=(HEIGHT - 4.0) { (format!("{minutes:.0} min ago")) }
+                text.axis x=(LEFT) y=(HEIGHT - 4.0) { (start) }
                 text.axis x=(WIDTH - 4.0) y=(HEIGHT - 4.0) text-anchor="end" { "now" }
                 @for (index, name) in names.iter().enumerate() {
                     @let points: Vec<String> = samples
@@ -112,6 +117,8 @@ mod tests {
     #[test]
     fn too_few_samples_say_so() {
         assert!(allocation(&[]).into_string().contains("Collecting"));
+        let short = allocation(&[sample(0, &[]), sample(45_000, &[])]).into_string();
+        assert!(short.contains("45 s ago"), "{short}");
         assert!(
             allocation(&[sample(0, &[])])
                 .into_string()
