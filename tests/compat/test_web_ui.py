@@ -16,6 +16,7 @@ import pytest
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -51,8 +52,11 @@ def send(agora, method, path, body=None):
 
 def wait_for(driver, what, check, timeout=WAIT):
     """Polls check(driver) until it is truthy; fails naming what was awaited."""
+    # A page being replaced (after a form post) leaves elements stale for a moment.
+    ignored = (StaleElementReferenceException, NoSuchElementException)
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: check(d))
+        return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                             ignored_exceptions=ignored).until(lambda d: check(d))
     except Exception:
         pytest.fail("timed out waiting for %s; page:\n%s" % (what, driver.find_element(
             By.TAG_NAME, "body").text[:3000]), pytrace=False)

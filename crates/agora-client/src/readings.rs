@@ -57,6 +57,34 @@ pub fn app_is_checked(app: &Value) -> bool {
         .is_some_and(|checks| !checks.is_empty())
 }
 
+/// (healthy, running) tasks of a Marathon app with health checks; `None` without checks.
+pub fn app_health(app: &Value) -> Option<(u64, u64)> {
+    app_is_checked(app).then(|| {
+        (
+            app["tasksHealthy"].as_u64().unwrap_or(0),
+            app["tasksRunning"].as_u64().unwrap_or(0),
+        )
+    })
+}
+
+/// A Marathon app's service ports: its port definitions', then its container's port
+/// mappings' (those given one).
+pub fn app_service_ports(app: &Value) -> Vec<u64> {
+    let definitions = app["portDefinitions"].as_array().into_iter().flatten();
+    let mappings = app["container"]["portMappings"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    definitions
+        .filter_map(|p| p["port"].as_u64())
+        .chain(
+            mappings
+                .filter_map(|m| m["servicePort"].as_u64())
+                .filter(|port| *port != 0),
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -87,5 +115,11 @@ mod tests {
         assert_eq!(app_runs(&json!({})), None);
         assert!(app_is_checked(&json!({"healthChecks": [{}]})));
         assert!(!app_is_checked(&json!({"healthChecks": []})));
+        let app = json!({"healthChecks": [{}], "tasksHealthy": 1, "tasksRunning": 2,
+            "portDefinitions": [{"port": 10000}],
+            "container": {"portMappings": [{"servicePort": 0}, {"servicePort": 10001}]}});
+        assert_eq!(app_health(&app), Some((1, 2)));
+        assert_eq!(app_health(&json!({})), None);
+        assert_eq!(app_service_ports(&app), [10000, 10001]);
     }
 }

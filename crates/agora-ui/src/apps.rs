@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use agora_client::readings::{app_is_checked, app_runs};
+use agora_client::readings::{app_health, app_is_checked, app_runs, app_service_ports};
 
 use crate::Shared;
 use crate::format::{app_path, items, segment, text};
@@ -21,21 +21,13 @@ fn runs(app: &Value) -> String {
 
 /// `healthy/running`, or "—" without health checks.
 fn health(app: &Value) -> String {
-    if app_is_checked(app) {
-        format!(
-            "{}/{}",
-            app["tasksHealthy"].as_u64().unwrap_or(0),
-            app["tasksRunning"].as_u64().unwrap_or(0)
-        )
-    } else {
-        "—".into()
-    }
+    app_health(app).map_or("—".into(), |(healthy, running)| {
+        format!("{healthy}/{running}")
+    })
 }
 
 fn service_ports(app: &Value) -> String {
-    let ports: Vec<String> = items(app, "portDefinitions")
-        .map(|p| text(&p["port"]))
-        .collect();
+    let ports: Vec<String> = app_service_ports(app).iter().map(u64::to_string).collect();
     if ports.is_empty() {
         "—".into()
     } else {

@@ -3,10 +3,10 @@
 use anyhow::Context as _;
 use serde_json::Value;
 
-use agora_client::readings::{app_is_checked, app_runs};
+use agora_client::readings::{app_health, app_runs, app_service_ports};
 
 use super::deployments::{Events, app_progress, started};
-use super::output::{cell, fields, number_text, render, render_or, table};
+use super::output::{cell, cells, fields, joined, number_text, render, render_or, table};
 use super::{Context, read_definition};
 use crate::cli::{AppCommand, GroupCommand, WaitArgs};
 
@@ -167,37 +167,14 @@ fn clip(text: &str, width: usize) -> String {
 }
 
 fn service_ports(app: &Value) -> String {
-    let ports: Vec<String> = app["portDefinitions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| cell(&p["port"]))
-        .chain(
-            app["container"]["portMappings"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|m| m["servicePort"].as_u64().is_some_and(|p| p != 0))
-                .map(|m| cell(&m["servicePort"])),
-        )
-        .collect();
-    if ports.is_empty() {
-        "-".into()
-    } else {
-        ports.join(",")
-    }
+    let ports: Vec<String> = app_service_ports(app).iter().map(u64::to_string).collect();
+    joined(&ports, ",")
 }
 
 fn health(app: &Value) -> String {
-    if app_is_checked(app) {
-        format!(
-            "{}/{}",
-            app["tasksHealthy"].as_u64().unwrap_or(0),
-            app["tasksRunning"].as_u64().unwrap_or(0)
-        )
-    } else {
-        "-".into()
-    }
+    app_health(app).map_or("-".into(), |(healthy, running)| {
+        format!("{healthy}/{running}")
+    })
 }
 
 fn deployments_of(app: &Value) -> String {
@@ -207,11 +184,7 @@ fn deployments_of(app: &Value) -> String {
         .flatten()
         .map(|d| cell(&d["id"]))
         .collect();
-    if ids.is_empty() {
-        "-".into()
-    } else {
-        ids.join(",")
-    }
+    joined(&ids, ",")
 }
 
 fn list_table(apps: &Value) -> String {
@@ -390,21 +363,11 @@ fn groups_table(root: &Value) -> String {
     for group in groups {
         let apps: Vec<&Value> = group["apps"].as_array().into_iter().flatten().collect();
         let instances: u64 = apps.iter().filter_map(|a| a["instances"].as_u64()).sum();
-        let dependencies: Vec<String> = group["dependencies"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(cell)
-            .collect();
         rows.add_row(vec![
             cell(&group["id"]),
             apps.len().to_string(),
             instances.to_string(),
-            if dependencies.is_empty() {
-                "-".into()
-            } else {
-                dependencies.join(",")
-            },
+            joined(&cells(group, "dependencies"), ","),
             cell(&group["version"]),
         ]);
     }
@@ -432,22 +395,12 @@ fn group_text(group: &Value) -> String {
         apps.extend(g["apps"].as_array().into_iter().flatten());
     }
     for app in &apps {
-        let dependencies: Vec<String> = app["dependencies"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(cell)
-            .collect();
         rows.add_row(vec![
             cell(&app["id"]),
             cell(&app["instances"]),
             cell(&app["cpus"]),
             cell(&app["mem"]),
-            if dependencies.is_empty() {
-                "-".into()
-            } else {
-                dependencies.join(",")
-            },
+            joined(&cells(app, "dependencies"), ","),
             clip(&runs(app), 40),
         ]);
     }

@@ -13,7 +13,7 @@ use agora_client::{Answer, ClientError, ServiceEvent, ServicesClient};
 
 use super::Context;
 use super::output::say;
-use super::output::{cell, render_or, table};
+use super::output::{cell, cells, joined, render_or, table};
 use crate::cli::{DeploymentCommand, Output};
 
 pub async fn run(context: &Context, command: DeploymentCommand) -> anyhow::Result<()> {
@@ -72,15 +72,9 @@ pub async fn run(context: &Context, command: DeploymentCommand) -> anyhow::Resul
 fn list_table(deployments: &Value) -> String {
     let mut rows = table(&["ID", "APPS", "STEP", "ACTIONS", "STARTED"]);
     for deployment in deployments.as_array().into_iter().flatten() {
-        let apps: Vec<String> = deployment["affectedApps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(cell)
-            .collect();
         rows.add_row(vec![
             cell(&deployment["id"]),
-            apps.join(","),
+            joined(&cells(deployment, "affectedApps"), ","),
             format!(
                 "{}/{}",
                 cell(&deployment["currentStep"]),

@@ -91,6 +91,25 @@ pub fn cell(value: &Value) -> String {
     }
 }
 
+/// The cells of the array under `key`.
+pub fn cells(value: &Value, key: &str) -> Vec<String> {
+    value[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(cell)
+        .collect()
+}
+
+/// Items joined by `separator`, or "-" when there are none.
+pub fn joined(items: &[String], separator: &str) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(separator)
+    }
+}
+
 /// 0.1 rather than 0.1000000001; whole numbers without a fraction.
 pub fn number_text(number: f64) -> String {
     if number.fract() == 0.0 && number.abs() < 1e15 {
