@@ -61,13 +61,9 @@ impl App {
         version >= self.version_info.last_config_change_at.as_str()
     }
 
+    /// Its service ports: its port mappings' (BRIDGE, USER) or its port definitions'.
     pub fn service_ports(&self) -> Vec<u64> {
-        self.definition
-            .port_definitions
-            .iter()
-            .flatten()
-            .map(|p| p.port.max(0) as u64)
-            .collect()
+        self.definition.service_ports()
     }
 }
 

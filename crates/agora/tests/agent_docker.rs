@@ -44,7 +44,8 @@ async fn a_docker_app_serves_on_its_host_port_and_outlives_an_agent_restart() {
             "env": {"GREETING": "hi there"},
             "container": {"type": "DOCKER", "docker": {
                 "image": image, "network": "BRIDGE",
-                "portMappings": [{"containerPort": 80, "hostPort": 0}],
+                "portMappings": [{"containerPort": 80, "hostPort": 0, "servicePort": 10874},
+                                 {"containerPort": 81, "hostPort": 0}],
                 "parameters": [{"key": "label", "value": "team=agora"}]
             }}
         }))
@@ -66,6 +67,24 @@ async fn a_docker_app_serves_on_its_host_port_and_outlives_an_agent_restart() {
     )
     .await;
     assert_eq!(body.trim(), "hello-from-docker");
+    // Each port mapping has a service port (a 0 is assigned one, as Marathon does), and the
+    // agent's service proxy forwards the first to the container's host port.
+    let app = marathon.get("/v2/apps/web-docker").await;
+    let container = &app["app"]["container"];
+    let mappings = if container["portMappings"].is_array() {
+        &container["portMappings"]
+    } else {
+        &container["docker"]["portMappings"]
+    };
+    assert_eq!(mappings[0]["servicePort"], 10874, "{app}");
+    let assigned = mappings[1]["servicePort"].as_u64().unwrap_or(0);
+    assert!((10000..=20000).contains(&assigned), "{app}");
+    assert_eq!(web[0]["servicePorts"], json!([10874, assigned]));
+    let proxied = wait_until(Duration::from_secs(10), "the service port", || async {
+        http_get(10874).await.ok()
+    })
+    .await;
+    assert_eq!(proxied.trim(), "hello-from-docker");
     let containers = containers_labelled(TASK_LABEL, &web_id);
     assert_eq!(containers.len(), 1, "one container for the task");
     let container = containers[0].clone();

@@ -291,6 +291,45 @@ pub struct AppDefinition {
 }
 
 impl AppDefinition {
+    /// The app's service ports as asked (0: to be assigned): its container's port mappings'
+    /// when it has any (BRIDGE and USER networking), else its port definitions'.
+    pub fn service_ports(&self) -> Vec<u64> {
+        let mappings = self
+            .container
+            .as_ref()
+            .map(super::container::port_mappings)
+            .unwrap_or_default();
+        if !mappings.is_empty() {
+            return mappings
+                .iter()
+                .map(|m| m.get("servicePort").and_then(Value::as_u64).unwrap_or(0))
+                .collect();
+        }
+        self.port_definitions
+            .iter()
+            .flatten()
+            .map(|p| p.port.max(0) as u64)
+            .collect()
+    }
+
+    /// Sets the service ports [`AppDefinition::service_ports`] reads, and the legacy `ports`.
+    pub fn set_service_ports(&mut self, ports: &[u64]) {
+        let has_mappings = self
+            .container
+            .as_ref()
+            .is_some_and(|c| !super::container::port_mappings(c).is_empty());
+        if has_mappings {
+            if let Some(container) = self.container.as_mut() {
+                super::container::set_service_ports(container, ports);
+            }
+        } else {
+            for (definition, port) in self.port_definitions.iter_mut().flatten().zip(ports) {
+                definition.port = *port as i64;
+            }
+        }
+        self.ports = Some(ports.iter().map(|p| *p as i64).collect());
+    }
+
     /// Parses a request body. Type errors are reported as violations at their JSON path, as
     /// Marathon does, so one 422 answers everything.
     pub fn parse(body: &Value) -> Result<AppDefinition, Violations> {
@@ -709,6 +748,25 @@ mod tests {
         let mut app = AppDefinition::parse(&body).unwrap();
         app.normalize("/").unwrap();
         app
+    }
+
+    #[test]
+    fn service_ports_come_from_port_mappings_when_there_are_any() {
+        let mut bridge = parse(json!({"id": "web", "container": {"type": "DOCKER",
+            "docker": {"image": "x", "network": "BRIDGE",
+                "portMappings": [{"containerPort": 80}, {"containerPort": 81, "servicePort": 10500}]}}}));
+        assert_eq!(bridge.service_ports(), [0, 10500]);
+        bridge.set_service_ports(&[10001, 10500]);
+        assert_eq!(bridge.service_ports(), [10001, 10500]);
+        assert_eq!(
+            bridge.container.as_ref().unwrap()["docker"]["portMappings"][0]["servicePort"],
+            10001
+        );
+        let mut host = parse(json!({"id": "web", "cmd": "x", "portDefinitions": [{"port": 0}]}));
+        assert_eq!(host.service_ports(), [0]);
+        host.set_service_ports(&[10002]);
+        assert_eq!(host.port_definitions.as_ref().unwrap()[0].port, 10002);
+        assert_eq!(host.ports, Some(vec![10002]));
     }
 
     #[test]

@@ -17,6 +17,25 @@ pub fn port_mappings(container: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Writes `ports` into the port mappings' `servicePort`s, in order, wherever the mappings are.
+pub fn set_service_ports(container: &mut Value, ports: &[u64]) {
+    let mappings = if container.get("portMappings").is_some() {
+        container.get_mut("portMappings")
+    } else {
+        container
+            .get_mut("docker")
+            .and_then(|d| d.get_mut("portMappings"))
+    };
+    let Some(Value::Array(mappings)) = mappings else {
+        return;
+    };
+    for (mapping, port) in mappings.iter_mut().zip(ports) {
+        if let Value::Object(mapping) = mapping {
+            mapping.insert("servicePort".into(), json!(port));
+        }
+    }
+}
+
 /// The host port each port mapping asks for (0: any offered port).
 pub fn requested_host_ports(container: &Value) -> Vec<u64> {
     port_mappings(container)

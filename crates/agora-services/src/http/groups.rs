@@ -455,9 +455,8 @@ impl Builder<'_> {
                 .add(format!("{at}/portDefinitions"), message);
             return None;
         }
-        for port in definition.port_definitions.iter().flatten() {
-            self.ports
-                .insert(port.port.max(0) as u64, definition.id.clone());
+        for port in definition.service_ports() {
+            self.ports.insert(port, definition.id.clone());
         }
         let id = definition.id.clone();
         // An app listed as it is stays untouched: only changes deploy.

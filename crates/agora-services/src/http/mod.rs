@@ -170,12 +170,7 @@ fn assign_ports(
     definition: &mut AppDefinition,
     also_taken: &BTreeMap<u64, String>,
 ) -> Result<(), String> {
-    let requested: Vec<u64> = definition
-        .port_definitions
-        .iter()
-        .flatten()
-        .map(|p| p.port.max(0) as u64)
-        .collect();
+    let requested = definition.service_ports();
     let previous = services
         .apps
         .get(&definition.id)
@@ -186,15 +181,7 @@ fn assign_ports(
     let assigned =
         service_ports::assign(&requested, &previous, &taken, service_ports::DEFAULT_RANGE)
             .map_err(|e| e.to_string())?;
-    for (definition_port, port) in definition
-        .port_definitions
-        .iter_mut()
-        .flatten()
-        .zip(&assigned)
-    {
-        definition_port.port = *port as i64;
-    }
-    definition.ports = Some(assigned.iter().map(|p| *p as i64).collect());
+    definition.set_service_ports(&assigned);
     Ok(())
 }
 
@@ -537,8 +524,8 @@ async fn update_apps(
                 violations.add(format!("/{index}/portDefinitions"), message);
                 continue;
             }
-            for port in definition.port_definitions.iter().flatten() {
-                ports.insert(port.port.max(0) as u64, definition.id.clone());
+            for port in definition.service_ports() {
+                ports.insert(port, definition.id.clone());
             }
             changes.push(crate::deploy::Change::Put(Box::new(definition)));
         }
