@@ -314,6 +314,13 @@ async fn failures_back_off_and_the_queue_says_why() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tasks = marathon.get("/v2/apps/crashy/tasks").await;
     assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0));
+    // One app, without any embed, comes with its tasks and its last failure, as Marathon's.
+    let app = marathon.get("/v2/apps/crashy").await;
+    assert_eq!(app["app"]["tasks"], json!([]), "{app}");
+    assert_eq!(
+        app["app"]["lastTaskFailure"]["state"], "TASK_FAILED",
+        "{app}"
+    );
 
     // Resetting the delay launches again at once (and it fails again, with a longer delay).
     let (status, _) = marathon

@@ -276,7 +276,12 @@ async fn app_resource(
     match (method.as_str(), suffix.as_slice()) {
         ("GET", []) => {
             let services = shared.lock();
-            let embed = views::Embed::from_query(&pairs);
+            // Marathon always embeds one app's tasks and last failure ("for compatibility").
+            let embed = views::Embed {
+                tasks: true,
+                last_task_failure: true,
+                ..views::Embed::from_query(&pairs)
+            };
             match services.apps.get(&id) {
                 Some(app) => reply(
                     StatusCode::OK,
