@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use maud::{Markup, html};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use agora_client::ClientError;
 
@@ -36,30 +38,62 @@ pub async fn page(State(ui): State<Shared>, Query(flash): Query<Flash>) -> Respo
 }
 
 /// The dashboard's live part, as Server-Sent Events: a `dashboard` event with the fragment's
-/// HTML whenever it differs from the last one sent (checked every second).
+/// HTML on connecting, then whenever [`render_loop`] renders a different one.
 pub async fn live_events(
     State(ui): State<Shared>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut receiver = ui.live.subscribe();
+    // The one render may not have run yet for the first viewer: render now rather than wait.
+    // (The borrow ends here: it must not be held across the render's awaits.)
+    let current = receiver.borrow_and_update().clone();
+    let first = match current {
+        fragment if !fragment.is_empty() => Some(fragment),
+        _ => live(&ui)
+            .await
+            .ok()
+            .map(|markup| Arc::new(markup.into_string())),
+    };
     let stream =
-        futures_util::stream::unfold((ui, String::new(), true), |(ui, last, first)| async move {
-            loop {
-                if !first || !last.is_empty() {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+        futures_util::stream::unfold((receiver, first), |(mut receiver, first)| async move {
+            let fragment = match first {
+                Some(fragment) => fragment,
+                None => {
+                    receiver.changed().await.ok()?;
+                    receiver.borrow_and_update().clone()
                 }
-                let Ok(fragment) = live(&ui).await else {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                };
-                let fragment = fragment.into_string();
-                if fragment != last {
-                    let event = Event::default()
-                        .event("dashboard")
-                        .data(fragment.replace('\r', ""));
-                    return Some((Ok(event), (ui, fragment, false)));
-                }
-            }
+            };
+            let event = Event::default()
+                .event("dashboard")
+                .data(fragment.replace('\r', ""));
+            Some((Ok(event), (receiver, None)))
         });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Renders the live part once a second while anyone watches, for all of them: many open
+/// dashboards cost one read of the master's state, not one each.
+pub async fn render_loop(ui: Shared, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if ui.live.receiver_count() == 0 {
+            continue;
+        }
+        let Ok(markup) = live(&ui).await else {
+            continue;
+        };
+        let fragment = markup.into_string();
+        ui.live.send_if_modified(|current| {
+            if **current == fragment {
+                return false;
+            }
+            *current = Arc::new(fragment);
+            true
+        });
+    }
 }
 
 /// Everything the dashboard shows that changes.

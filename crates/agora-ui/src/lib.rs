@@ -51,6 +51,10 @@ pub(crate) struct Ui {
     pub jobs: JobsClient,
     pub history: Mutex<history::History>,
     pub events: Mutex<events::RecentEvents>,
+    /// The dashboard's live part as last rendered, for every `/ui/live` viewer.
+    pub live: tokio::sync::watch::Sender<Arc<String>>,
+    /// Where each tailed task's files are, so a tail's poll is one read on its agent.
+    pub tails: Mutex<tasks::TailTargets>,
 }
 
 pub(crate) type Shared = Arc<Ui>;
@@ -64,7 +68,10 @@ pub fn start(config: UiConfig, shutdown: CancellationToken) -> Router {
         jobs: JobsClient::new(&config.master),
         history: Mutex::new(history::History::new(720)),
         events: Mutex::new(events::RecentEvents::new(40)),
+        live: tokio::sync::watch::Sender::new(Arc::new(String::new())),
+        tails: Mutex::new(tasks::TailTargets::default()),
     });
+    tokio::spawn(dashboard::render_loop(ui.clone(), shutdown.clone()));
     tokio::spawn(history::sample(
         ui.clone(),
         config.sample_every,

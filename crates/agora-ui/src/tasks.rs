@@ -12,11 +12,14 @@ use serde_json::{Value, json};
 
 use agora_client::AgentClient;
 
-use crate::Shared;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use crate::format::{
     is_terminal, items, resources, segment, state as state_name, state_class, text,
 };
 use crate::layout::{self, Flash, fields, table};
+use crate::{Shared, lock};
 
 /// How much of a file the tail shows first, and the most one read returns.
 const TAIL_BYTES: u64 = 16 * 1024;
@@ -325,8 +328,56 @@ pub struct ReadQuery {
     offset: Option<u64>,
 }
 
-/// A piece of a sandbox file for the tail: `{offset, data, next, ended}`; without an offset,
-/// the file's last 16 KB.
+/// Where a tailed task's files are: its agent and sandbox, found once per task and kept a
+/// while (both stay as long as the task's sandbox does).
+#[derive(Default)]
+pub struct TailTargets {
+    found: HashMap<String, (String, String, Instant)>,
+}
+
+impl TailTargets {
+    const KEEP: Duration = Duration::from_secs(30);
+
+    fn get(&self, task: &str) -> Option<(String, String)> {
+        self.found
+            .get(task)
+            .filter(|(_, _, at)| at.elapsed() < Self::KEEP)
+            .map(|(agent, sandbox, _)| (agent.clone(), sandbox.clone()))
+    }
+
+    fn insert(&mut self, task: &str, agent: String, sandbox: String) {
+        self.found.retain(|_, (_, _, at)| at.elapsed() < Self::KEEP);
+        self.found
+            .insert(task.to_owned(), (agent, sandbox, Instant::now()));
+    }
+}
+
+/// The agent (pid) and sandbox of a task, from the cache or found through the master.
+async fn tail_target(ui: &Shared, id: &str) -> Result<(String, String), (StatusCode, String)> {
+    if let Some(found) = lock(&ui.tails).get(id) {
+        return Ok(found);
+    }
+    let located = locate(ui, id)
+        .await
+        .map_err(|_| (StatusCode::NOT_FOUND, format!("no task {id}")))?;
+    let Some(pid) = located.agent.as_ref().and_then(|a| a["pid"].as_str()) else {
+        return Err((
+            StatusCode::BAD_GATEWAY,
+            "the task's agent is not connected".into(),
+        ));
+    };
+    let sandbox = match AgentClient::new(pid).sandbox_of(id).await {
+        Ok(Some(sandbox)) => sandbox,
+        Ok(None) => return Err((StatusCode::NOT_FOUND, "the sandbox is gone".into())),
+        Err(error) => return Err((StatusCode::BAD_GATEWAY, error.to_string())),
+    };
+    lock(&ui.tails).insert(id, pid.to_owned(), sandbox.clone());
+    Ok((pid.to_owned(), sandbox))
+}
+
+/// A piece of a sandbox file for the tail: `{offset, data, next, full, ended}`; without an
+/// offset, the file's last 16 KB. A poll is one read on the task's agent; only a poll that
+/// finds nothing new asks the master whether the task has ended.
 pub async fn read(
     State(ui): State<Shared>,
     Path(id): Path<String>,
@@ -341,21 +392,11 @@ pub async fn read(
             "that path leaves the sandbox".into(),
         );
     };
-    let located = match locate(&ui, &id).await {
-        Ok(located) => located,
-        Err(_) => return failure(StatusCode::NOT_FOUND, format!("no task {id}")),
+    let (pid, sandbox) = match tail_target(&ui, &id).await {
+        Ok(target) => target,
+        Err((status, message)) => return failure(status, message),
     };
-    let Some(agent) = agent_client(&located) else {
-        return failure(
-            StatusCode::BAD_GATEWAY,
-            "the task's agent is not connected".into(),
-        );
-    };
-    let sandbox = match agent.sandbox_of(&id).await {
-        Ok(Some(sandbox)) => sandbox,
-        Ok(None) => return failure(StatusCode::NOT_FOUND, "the sandbox is gone".into()),
-        Err(error) => return failure(StatusCode::BAD_GATEWAY, error.to_string()),
-    };
+    let agent = AgentClient::new(&pid);
     let path = format!("{sandbox}/{file}");
     let offset = match query.offset {
         Some(offset) => offset,
@@ -364,17 +405,23 @@ pub async fn read(
             Err(error) => return failure(StatusCode::NOT_FOUND, error.to_string()),
         },
     };
-    match agent.read_file(&path, Some(offset), Some(TAIL_BYTES)).await {
-        Ok(chunk) => Json(json!({
-            "offset": offset,
-            "data": chunk.data,
-            "next": offset + chunk.length,
-            "full": chunk.length >= TAIL_BYTES - 4,
-            "ended": is_terminal(located.task["state"].as_str().unwrap_or_default()),
-        }))
-        .into_response(),
-        Err(error) => failure(StatusCode::NOT_FOUND, error.to_string()),
-    }
+    let chunk = match agent.read_file(&path, Some(offset), Some(TAIL_BYTES)).await {
+        Ok(chunk) => chunk,
+        Err(error) => return failure(StatusCode::NOT_FOUND, error.to_string()),
+    };
+    let ended = chunk.length == 0
+        && match locate(&ui, &id).await {
+            Ok(located) => is_terminal(located.task["state"].as_str().unwrap_or_default()),
+            Err(_) => true,
+        };
+    Json(json!({
+        "offset": offset,
+        "data": chunk.data,
+        "next": offset + chunk.length,
+        "full": chunk.length >= TAIL_BYTES - 4,
+        "ended": ended,
+    }))
+    .into_response()
 }
 
 #[cfg(test)]
