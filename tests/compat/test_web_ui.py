@@ -267,3 +267,50 @@ def test_pages_fit_a_narrow_screen(agora, browser):
         overflow = browser.execute_script(
             "return document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, (path, overflow)
+
+
+def test_a_stuck_deployment_is_overridden_or_rolled_back_from_the_app_page(agora, browser):
+    send(agora, "POST", "/v2/apps", {"id": "/big", "cmd": "sleep 600", "cpus": 0.1,
+                                     "mem": 16, "instances": 1})
+    settled(agora, "/big", 1)
+    # More than the agent holds: the deployment cannot finish.
+    send(agora, "PUT", "/v2/apps/big", {"instances": 500})
+    browser.get(agora.url + "/ui/apps/big")
+    assert "deploying" in browser.find_element(By.ID, "app-status").text
+
+    # Without force the app is locked; with it the change goes through.
+    field = browser.find_element(By.CSS_SELECTOR, "#scale-form input[name=instances]")
+    field.clear()
+    field.send_keys("400")
+    browser.find_element(By.XPATH, "//button[text()='Scale']").click()
+    error = wait_for(browser, "the lock", lambda d: d.find_element(By.CSS_SELECTOR, ".flash.error"))
+    assert "locked" in error.text and "Override with force" in error.text, error.text
+    field = browser.find_element(By.CSS_SELECTOR, "#scale-form input[name=instances]")
+    field.clear()
+    field.send_keys("400")
+    browser.find_element(By.CSS_SELECTOR, "#scale-form input[name=force]").click()
+    browser.find_element(By.XPATH, "//button[text()='Scale']").click()
+    wait_for(browser, "the forced scale",
+             lambda d: "Scaling /big to 400." in d.find_element(By.TAG_NAME, "body").text)
+    assert agora.get_json("/v2/apps/big")["app"]["instances"] == 400
+
+    # Roll the deployment back from its row: the app returns to what it ran before.
+    browser.get(agora.url + "/ui/apps/big")
+    browser.find_element(By.XPATH, "//button[text()='Roll back']").click()
+    wait_for(browser, "the rollback notice",
+             lambda d: "rolled back" in d.find_element(By.TAG_NAME, "body").text)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        app = agora.get_json("/v2/apps/big")["app"]
+        if app["instances"] == 500 and agora.get_json("/v2/deployments"):
+            break
+        time.sleep(0.2)
+    # (The forced change superseded the first; rolling it back restores 500, still stuck.)
+    assert agora.get_json("/v2/apps/big")["app"]["instances"] == 500
+    # Stop leaves it where it stands.
+    browser.get(agora.url + "/ui/apps/big")
+    browser.find_element(By.XPATH, "//button[text()='Stop']").click()
+    wait_for(browser, "the confirmation", expected_conditions.alert_is_present()).accept()
+    wait_for(browser, "the stop notice",
+             lambda d: "is stopped." in d.find_element(By.TAG_NAME, "body").text)
+    assert agora.get_json("/v2/deployments") == []

@@ -1,7 +1,7 @@
 // agora's web UI: the few things a server-rendered page cannot do by itself.
 // - the dashboard's live part is replaced whenever /ui/live sends a new one (Server-Sent Events);
 // - <pre data-tail> follows a sandbox file, appending what the task writes;
-// - forms with data-confirm ask first.
+// - forms and buttons with data-confirm ask first.
 "use strict";
 
 (function live() {
@@ -52,8 +52,9 @@ document.querySelectorAll("pre[data-tail]").forEach((pre) => {
 });
 
 document.addEventListener("submit", (event) => {
-  const form = event.target;
-  if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+  // The button pressed may ask (a form of several actions), else the form.
+  const asking = [event.submitter, event.target].find((el) => el && el.dataset && el.dataset.confirm);
+  if (asking && !window.confirm(asking.dataset.confirm)) {
     event.preventDefault();
   }
 });

@@ -162,7 +162,11 @@ impl NewApp {
 fn refusal(error: &agora_client::ClientError) -> String {
     error
         .server_message()
-        .map(|m| m.replace('\n', " "))
+        // Marathon's words are for its URL; here it is the checkbox.
+        .map(|m| {
+            m.replace('\n', " ")
+                .replace("the option '?force=true'", "force")
+        })
         .unwrap_or_else(|| error.to_string())
 }
 
@@ -191,6 +195,9 @@ pub struct Action {
     action: String,
     #[serde(default)]
     instances: Option<String>,
+    /// A checkbox: present when ticked.
+    #[serde(default)]
+    force: Option<String>,
 }
 
 pub async fn act(
@@ -200,6 +207,7 @@ pub async fn act(
 ) -> Response {
     let id = format!("/{}", id.trim_matches('/'));
     let page = format!("/ui/apps/{}", app_path(&id));
+    let force = action.force.is_some();
     let result = match action.action.as_str() {
         "scale" => {
             let Some(instances) = action
@@ -210,17 +218,17 @@ pub async fn act(
                 return redirect(&page, Err("Instances must be a whole number.".into()));
             };
             ui.services
-                .scale_app(&id, instances, false)
+                .scale_app(&id, instances, force)
                 .await
                 .map(|_| format!("Scaling {id} to {instances}."))
         }
         "restart" => ui
             .services
-            .restart_app(&id, false)
+            .restart_app(&id, force)
             .await
             .map(|_| format!("Restarting {id}.")),
         "destroy" => {
-            return match ui.services.remove_app(&id, false).await {
+            return match ui.services.remove_app(&id, force).await {
                 Ok(_) => redirect("/ui/apps", Ok(format!("Destroying {id}."))),
                 Err(error) => redirect(
                     &page,
@@ -290,18 +298,15 @@ pub async fn show(
                 }),
             ]))
             section.actions.card {
+                // One form, one button per action: "force" goes with whichever is pressed.
                 form method="post" action={"/ui/apps/" (app_path(&id))} .inline #scale-form {
-                    input type="hidden" name="action" value="scale";
                     label { "Instances " input name="instances" type="number" min="0" value=(text(&app["instances"])); }
-                    button type="submit" { "Scale" }
-                }
-                form method="post" action={"/ui/apps/" (app_path(&id))} .inline {
-                    input type="hidden" name="action" value="restart";
-                    button type="submit" { "Restart" }
-                }
-                form method="post" action={"/ui/apps/" (app_path(&id))} .inline data-confirm={"Destroy " (id) " and kill its tasks?"} {
-                    input type="hidden" name="action" value="destroy";
-                    button.danger type="submit" { "Destroy" }
+                    button type="submit" name="action" value="scale" { "Scale" }
+                    button type="submit" name="action" value="restart" { "Restart" }
+                    button.danger type="submit" name="action" value="destroy" data-confirm={"Destroy " (id) " and kill its tasks?"} { "Destroy" }
+                    label.force title="Override a deployment in progress on this app" {
+                        input type="checkbox" name="force" value="true"; " force"
+                    }
                 }
             }
             h2 { "Instances" }
@@ -330,12 +335,20 @@ pub async fn show(
             @if deployments.is_empty() {
                 p.muted { "None in progress." }
             } @else {
-                (table(&["Deployment", "Step", "Actions"], html! {
+                (table(&["Deployment", "Step", "Actions", ""], html! {
                     @for deployment in &deployments {
+                        @let deployment_id = deployment["id"].as_str().unwrap_or_default();
                         tr {
-                            td { (text(&deployment["id"])) }
+                            td { (deployment_id) }
                             td { (text(&deployment["currentStep"])) " / " (text(&deployment["totalSteps"])) }
                             td { (items(deployment, "currentActions").map(|a| format!("{} {}", text(&a["action"]), text(&a["app"]))).collect::<Vec<_>>().join(", ")) }
+                            td {
+                                form.inline method="post" action={"/ui/deployments/" (segment(deployment_id))} {
+                                    input type="hidden" name="back" value={"/ui/apps/" (app_path(&id))};
+                                    button type="submit" name="action" value="rollback" title="Cancel it; a new deployment takes its apps back" { "Roll back" }
+                                    button.danger type="submit" name="action" value="stop" title="Cancel it; its apps stay as they are" data-confirm="Stop this deployment where it stands?" { "Stop" }
+                                }
+                            }
                         }
                     }
                 }))
@@ -349,4 +362,42 @@ pub async fn show(
         },
     )
     .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct DeploymentAction {
+    action: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// Rolls a deployment back (a new deployment undoes it) or stops it where it stands.
+pub async fn deployment(
+    State(ui): State<Shared>,
+    Path(id): Path<String>,
+    Form(form): Form<DeploymentAction>,
+) -> Response {
+    // Only back to one of the UI's pages.
+    let back = if form.back.starts_with("/ui/") && !form.back.starts_with("//") {
+        form.back.clone()
+    } else {
+        "/ui/apps".to_owned()
+    };
+    let result = match form.action.as_str() {
+        "rollback" => ui
+            .services
+            .cancel_deployment(&id, false)
+            .await
+            .map(|_| format!("Deployment {id} is cancelled and rolled back.")),
+        "stop" => ui
+            .services
+            .cancel_deployment(&id, true)
+            .await
+            .map(|_| format!("Deployment {id} is stopped.")),
+        other => return redirect(&back, Err(format!("Unknown action {other}."))),
+    };
+    redirect(
+        &back,
+        result.map_err(|e| format!("Cannot change deployment {id}: {}", refusal(&e))),
+    )
 }

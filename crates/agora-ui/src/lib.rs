@@ -93,6 +93,7 @@ fn router(ui: Shared) -> Router {
         .route("/ui/frameworks/{id}", get(frameworks::show))
         .route("/ui/apps", get(apps::list).post(apps::create))
         .route("/ui/apps/{*id}", get(apps::show).post(apps::act))
+        .route("/ui/deployments/{id}", post(apps::deployment))
         .route("/ui/jobs", get(jobs::list))
         .route("/ui/jobs/{name}", get(jobs::show))
         .route("/ui/jobs/{name}/run", post(jobs::run_now))
