@@ -465,6 +465,13 @@ impl Container {
         if !self.members().is_empty() {
             tracing::warn!("processes of an ended container would not die");
         }
+        // Under v1 a removed memory cgroup lingers, dying, while the page cache its tasks
+        // left is charged to it (hundreds after an afternoon of short tasks, slowing every
+        // later cgroup operation); emptying it first lets it go at once. The sandbox's files
+        // lose their cache, which nobody is about to read.
+        if let Some((dir, false)) = &self.memory {
+            let _ = std::fs::write(dir.join("memory.force_empty"), "0");
+        }
         for dir in self.dirs() {
             if let Err(error) = std::fs::remove_dir(dir)
                 && error.kind() != std::io::ErrorKind::NotFound
@@ -502,6 +509,31 @@ mod tests {
             cfs_quota,
             moves: String::new(),
         }
+    }
+
+    #[test]
+    fn a_v1_memory_cgroup_is_emptied_before_it_is_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let memory = root.path().join("memory");
+        let mountinfo = format!(
+            "30 23 0:27 / {} rw - cgroup cgroup rw,memory\n",
+            memory.display()
+        );
+        let cgroups = Cgroups {
+            layout: Layout::parse(&mountinfo, "5:memory:/\n", ""),
+            agent_dir: "agent-test".into(),
+            cfs_quota: false,
+            moves: String::new(),
+        };
+        let container = cgroups.container("c1");
+        let dir = memory.join("agora/agent-test/c1");
+        std::fs::create_dir_all(&dir).unwrap();
+        container.empty_and_remove();
+        // (A stand-in directory keeps the file the kernel's would not, so it stays too.)
+        assert_eq!(
+            std::fs::read_to_string(dir.join("memory.force_empty")).unwrap(),
+            "0"
+        );
     }
 
     #[test]
