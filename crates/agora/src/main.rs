@@ -20,7 +20,8 @@ fn main() -> std::process::ExitCode {
         }
         return exit_code(run(cli::Command::Executor));
     }
-    let command = cli::Cli::parse().command;
+    let args = cli::hoist_client_flags(std::env::args_os().collect());
+    let command = cli::Cli::parse_from(args).command;
     if ctl::is_operator(&command) {
         return operate(command);
     }

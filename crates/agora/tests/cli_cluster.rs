@@ -337,6 +337,13 @@ async fn no_master_completions_and_man_pages() {
     // --master wins over the environment.
     let run = agora("127.0.0.1:1", &["app", "list", "--master", "127.0.0.1:2"]).await;
     assert!(run.error().contains("127.0.0.1:2"), "{run:?}");
+    // ... before the noun too, as kubectl users write it.
+    let run = agora(
+        "127.0.0.1:1",
+        &["--master", "127.0.0.1:3", "-o", "json", "app", "list"],
+    )
+    .await;
+    assert!(run.error().contains("127.0.0.1:3"), "{run:?}");
 
     for shell in ["bash", "zsh", "fish"] {
         let run = agora("127.0.0.1:1", &["completions", shell]).await;

@@ -1,6 +1,7 @@
 //! The operator commands, `agora <noun> <verb>`, as the DC/OS CLI spells them: every one talks
 //! to a master through `agora-client`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -256,4 +257,92 @@ pub struct ManArgs {
     /// directory instead of printing agora.1
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+/// The nouns whose commands take [`ClientArgs`] (`lb` only under `lb status`).
+const NOUNS: [&str; 10] = [
+    "node",
+    "framework",
+    "app",
+    "group",
+    "deployment",
+    "task",
+    "job",
+    "lb",
+    "dns",
+    "cluster",
+];
+
+/// `agora --master M -o json app list` as kubectl users write it: client flags given before
+/// the noun are moved to just after it (after `lb status` for `lb`), where clap takes them.
+/// (They cannot be defined at the top as well: `agora agent --master` is another flag.)
+pub fn hoist_client_flags(args: Vec<OsString>) -> Vec<OsString> {
+    let mut hoisted: Vec<OsString> = Vec::new();
+    let mut index = 1;
+    while let Some(arg) = args.get(index).and_then(|a| a.to_str()) {
+        let takes_value = matches!(arg, "--master" | "-o" | "--output");
+        let joined = arg.starts_with("--master=")
+            || arg.starts_with("--output=")
+            || (arg.starts_with("-o") && arg.len() > 2);
+        if takes_value && index + 1 < args.len() {
+            hoisted.extend_from_slice(&args[index..index + 2]);
+            index += 2;
+        } else if joined {
+            hoisted.push(args[index].clone());
+            index += 1;
+        } else {
+            break;
+        }
+    }
+    let noun = args.get(index).and_then(|a| a.to_str());
+    if hoisted.is_empty() || !noun.is_some_and(|n| NOUNS.contains(&n)) {
+        return args;
+    }
+    let insert_at = if noun == Some("lb") && args.get(index + 1).is_some_and(|v| v == "status") {
+        index + 2
+    } else {
+        index + 1
+    };
+    let mut out: Vec<OsString> = args[..1].to_vec();
+    out.extend_from_slice(&args[index..insert_at.min(args.len())]);
+    out.extend(hoisted);
+    out.extend_from_slice(&args[insert_at.min(args.len())..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hoist_client_flags;
+
+    fn hoist(line: &str) -> String {
+        let args = line.split(' ').map(Into::into).collect();
+        hoist_client_flags(args)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn client_flags_before_the_noun_move_after_it() {
+        assert_eq!(
+            hoist("agora --master m:1 app list"),
+            "agora app --master m:1 list"
+        );
+        assert_eq!(
+            hoist("agora -o json --master=m:1 task exec t -- ls -o x"),
+            "agora task -o json --master=m:1 exec t -- ls -o x"
+        );
+        assert_eq!(hoist("agora -ojson lb status"), "agora lb status -ojson");
+        // Left alone: nothing to move, a server role, or no noun at all.
+        assert_eq!(
+            hoist("agora app list --master m:1"),
+            "agora app list --master m:1"
+        );
+        assert_eq!(
+            hoist("agora --master m:1 agent"),
+            "agora --master m:1 agent"
+        );
+        assert_eq!(hoist("agora --master"), "agora --master");
+    }
 }
