@@ -293,9 +293,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .merge(ui(port, shutdown.clone()));
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
-        "agora up: master and agent listening on http://{}:{port} (ready in {} ms)",
-        args.network.ip,
-        started.elapsed().as_millis()
+        "agora up: master and agent listening on http://{ip}:{port} (ready in {} ms), \
+         web UI at http://{ip}:{port}/",
+        started.elapsed().as_millis(),
+        ip = args.network.ip,
     );
     stop_signal().await;
     tracing::info!("stopping: shutting down tasks");
@@ -331,8 +332,8 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         .merge(ui(port, shutdown.clone()));
     let server = tokio::spawn(serve(listener, router, shutdown.clone()));
     println!(
-        "agora master: listening on http://{}:{port}",
-        args.network.ip
+        "agora master: listening on http://{ip}:{port}, web UI at http://{ip}:{port}/",
+        ip = args.network.ip
     );
     stop_signal().await;
     services_shutdown.cancel();
