@@ -338,6 +338,16 @@ pub fn serve_launcher(builtin: Builtin) -> i32 {
     };
     match serve(stream, builtin) {
         Ok(()) => 0,
+        // The agent went away while the launcher told it something: the same end as its
+        // closing the socket, nothing to report.
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            0
+        }
         Err(error) => {
             eprintln!("agora launcher: {error}");
             1
