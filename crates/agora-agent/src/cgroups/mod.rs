@@ -126,6 +126,9 @@ pub(crate) struct Cgroups {
     cfs_quota: bool,
     /// Whether moves into cgroups are fast (`favordynmods`), and why not.
     moves: String,
+    /// `/proc/self/mountinfo` as read at start: where the hierarchies are mounted, for
+    /// placing other processes' cgroups (a remount for `favordynmods` moves nothing).
+    mountinfo: String,
 }
 
 impl Cgroups {
@@ -159,6 +162,7 @@ impl Cgroups {
             agent_dir: agent_dir_name(work_dir),
             cfs_quota,
             moves: String::new(),
+            mountinfo: mountinfo.clone(),
         };
         cgroups.prepare_parents()?;
         // Only once the agent knows it will use cgroups does it change the machine's.
@@ -259,12 +263,11 @@ impl Cgroups {
     /// once the process is gone.
     pub(crate) fn of_process(&self, pid: i32) -> Option<Container> {
         let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
         let v2: Vec<&str> = ["cpu", "memory", "pids"]
             .into_iter()
             .filter(|c| self.layout.controllers.get(*c).is_some_and(|h| h.v2))
             .collect();
-        let layout = Layout::parse(&mountinfo, &own, &v2.join(" "));
+        let layout = Layout::parse(&self.mountinfo, &own, &v2.join(" "));
         let dir = |controller: &str| {
             layout
                 .controllers
@@ -508,6 +511,7 @@ mod tests {
             agent_dir: "agent-test".into(),
             cfs_quota,
             moves: String::new(),
+            mountinfo,
         }
     }
 
@@ -524,6 +528,7 @@ mod tests {
             agent_dir: "agent-test".into(),
             cfs_quota: false,
             moves: String::new(),
+            mountinfo,
         };
         let container = cgroups.container("c1");
         let dir = memory.join("agora/agent-test/c1");
