@@ -43,6 +43,8 @@ impl ServicesClient {
             .await
     }
 
+    /// One app; its counts, deployments, tasks and last task failure come without asking (as
+    /// Marathon embeds them for one app), `embed` adds e.g. `app.taskStats`.
     pub async fn app(&self, id: &str, embed: &[&str]) -> Result<Value, ClientError> {
         let query: Vec<String> = embed.iter().map(|e| format!("embed={e}")).collect();
         self.http

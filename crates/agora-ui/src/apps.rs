@@ -250,19 +250,7 @@ pub async fn show(
     Query(flash): Query<Flash>,
 ) -> Response {
     let id = format!("/{}", id.trim_matches('/'));
-    let answer = match ui
-        .services
-        .app(
-            &id,
-            &[
-                "app.counts",
-                "app.deployments",
-                "app.tasks",
-                "app.lastTaskFailure",
-            ],
-        )
-        .await
-    {
+    let answer = match ui.services.app(&id, &[]).await {
         Ok(answer) => answer,
         Err(error) => return layout::client_failure("apps", &error),
     };

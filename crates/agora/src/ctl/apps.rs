@@ -37,15 +37,7 @@ pub async fn run_app(context: &Context, command: AppCommand) -> anyhow::Result<(
         }
         AppCommand::Show { id } => {
             let app = services
-                .app(
-                    &id,
-                    &[
-                        "app.counts",
-                        "app.deployments",
-                        "app.tasks",
-                        "app.lastTaskFailure",
-                    ],
-                )
+                .app(&id, &[])
                 .await
                 .with_context(|| format!("cannot show app {id}"))?;
             context.print(&app, show_text);
