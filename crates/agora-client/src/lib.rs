@@ -81,6 +81,14 @@ impl ClientError {
     }
 }
 
+/// `10.0.0.5:5050` → `10.0.0.5`: the host of an address (one without a port stays as it is).
+pub fn host_of(address: &str) -> &str {
+    address
+        .rsplit_once(':')
+        .filter(|(_, port)| port.parse::<u16>().is_ok())
+        .map_or(address, |(host, _)| host)
+}
+
 /// `host:port`, `http://host:port` or `//host:port/path` → `http://host:port`.
 pub(crate) fn base_url(master: &str) -> String {
     let trimmed = master.trim_end_matches('/');
@@ -118,6 +126,12 @@ mod tests {
             plain.server_message().as_deref(),
             Some("Expecting 'agent_id'")
         );
+    }
+
+    #[test]
+    fn hosts_of_addresses() {
+        assert_eq!(super::host_of("10.0.0.5:5050"), "10.0.0.5");
+        assert_eq!(super::host_of("master.example"), "master.example");
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             id,
             failover_timeout: FAILOVER_TIMEOUT_SECS,
             checkpoint: true,
-            hostname: Some(shared.config.advertised.clone()),
+            // A hostname, as Mesos shows it: the advertised address without its port.
+            hostname: Some(agora_client::host_of(&shared.config.advertised).to_owned()),
             webui_url: Some(format!("http://{}", shared.config.advertised)),
             // Unreachable tasks are reported as such (not lost), so unreachableStrategy decides
             // when they are replaced; tasks that come back report again.

@@ -83,6 +83,9 @@ async fn nodes_frameworks_and_the_cluster_status() {
         .await
         .json();
     assert_eq!(shown["name"], "chronos");
+    // A hostname without a port, as Mesos shows frameworks; the web UI's address beside it.
+    assert_eq!(shown["hostname"], "127.0.0.1");
+    assert_eq!(shown["webui_url"], format!("http://127.0.0.1:{}", up.port));
     assert_eq!(
         agora(m, &["framework", "list", "-o", "json"]).await.json()["frameworks"]
             .as_array()
