@@ -809,6 +809,18 @@ fn same_except_scale(old: &AppDefinition, new: &AppDefinition) -> bool {
 pub(crate) fn same_definition(old: &AppDefinition, new: &AppDefinition) -> bool {
     let mut old = old.clone();
     let mut new = new.clone();
+    // An app stored before its port mappings were given service ports has 0s where the new
+    // definition has the ports just assigned: that is no change to deploy.
+    let (old_ports, new_ports) = (old.service_ports(), new.service_ports());
+    if old_ports != new_ports
+        && old_ports.len() == new_ports.len()
+        && old_ports
+            .iter()
+            .zip(&new_ports)
+            .all(|(o, n)| o == n || *o == 0)
+    {
+        old.set_service_ports(&new_ports);
+    }
     old.version = None;
     new.version = None;
     old.version_info = None;
@@ -843,6 +855,28 @@ mod tests {
         let mut app = AppDefinition::parse(&body).unwrap();
         app.normalize("/").unwrap();
         app
+    }
+
+    #[test]
+    fn service_ports_assigned_to_an_older_apps_mappings_are_no_change() {
+        let body = json!({"id": "/web", "instances": 1, "container": {"type": "DOCKER",
+            "docker": {"image": "x", "network": "BRIDGE", "portMappings": [{"containerPort": 80}]}}});
+        let stored = app(body);
+        let mut assigned = stored.clone();
+        assigned.set_service_ports(&[10000]);
+        assert!(
+            same_definition(&stored, &assigned),
+            "0 became the assigned port"
+        );
+        let mut moved = assigned.clone();
+        moved.set_service_ports(&[10001]);
+        assert!(
+            !same_definition(&assigned, &moved),
+            "a port that changes is a change"
+        );
+        let mut scaled = assigned.clone();
+        scaled.instances = 3;
+        assert!(same_except_scale(&stored, &scaled));
     }
 
     /// Puts an app (as the API would) and expects a deployment.

@@ -385,6 +385,16 @@ impl AppDefinition {
                 None => Vec::new(),
             });
         }
+        // With its container's port mappings an app's ports are those (Marathon allows port
+        // definitions only on the host network); ones kept from a HOST past would be offered
+        // for and reserved besides.
+        let has_mappings = self
+            .container
+            .as_ref()
+            .is_some_and(|c| !super::container::port_mappings(c).is_empty());
+        if has_mappings && !self.uses_host_network() {
+            self.port_definitions = Some(Vec::new());
+        }
         self.ports = Some(
             self.port_definitions
                 .iter()
@@ -615,6 +625,41 @@ impl AppDefinition {
         if distinct.len() != fixed.len() {
             v.add("/portDefinitions", "ports must be unique");
         }
+        let Some(container) = &self.container else {
+            return;
+        };
+        let base = if container.get("portMappings").is_some() {
+            "/container/portMappings"
+        } else {
+            "/container/docker/portMappings"
+        };
+        let mut service_ports = std::collections::BTreeSet::new();
+        for (index, mapping) in super::container::port_mappings(container)
+            .iter()
+            .enumerate()
+        {
+            for field in ["containerPort", "hostPort", "servicePort"] {
+                let Some(value) = mapping.get(field).filter(|v| !v.is_null()) else {
+                    continue;
+                };
+                let port = value.as_u64().filter(|p| *p <= 65535);
+                match port {
+                    None => v.add(
+                        format!("{base}({index})/{field}"),
+                        "must be between 0 and 65535",
+                    ),
+                    Some(port) if field == "servicePort" && port != 0 => {
+                        if !service_ports.insert(port) {
+                            v.add(
+                                format!("{base}({index})/servicePort"),
+                                "service ports must be unique",
+                            );
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
     }
 
     fn validate_readiness_checks(&self, v: &mut Violations) {
@@ -665,7 +710,8 @@ impl AppDefinition {
     }
 
     fn validate_health_checks(&self, v: &mut Violations) {
-        let port_count = self.port_definitions.as_ref().map_or(0, Vec::len);
+        // Its ports: the port mappings' with a container network, else the definitions'.
+        let port_count = self.service_ports().len();
         // Checks run on the agent as the task's Mesos health check, and a task has one.
         if self.health_checks.len() > 1 {
             v.add(
@@ -748,6 +794,35 @@ mod tests {
         let mut app = AppDefinition::parse(&body).unwrap();
         app.normalize("/").unwrap();
         app
+    }
+
+    #[test]
+    fn port_mappings_are_checked_and_replace_port_definitions() {
+        let mut app = AppDefinition::parse(&json!({"id": "web", "container": {"type": "DOCKER",
+            "docker": {"image": "x", "network": "BRIDGE", "portMappings": [
+                {"containerPort": 80, "servicePort": 70000},
+                {"containerPort": -1, "servicePort": 10001},
+                {"containerPort": 81, "servicePort": 10001}]}},
+            "portDefinitions": [{"port": 0}, {"port": 0}, {"port": 0}, {"port": 0}],
+            "healthChecks": [{"protocol": "HTTP", "portIndex": 2}]}))
+        .unwrap();
+        app.normalize("/").unwrap();
+        assert_eq!(app.port_definitions, Some(vec![]), "kept from a HOST past");
+        let paths: Vec<String> = app
+            .validate()
+            .into_vec()
+            .into_iter()
+            .map(|v| v.path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/container/docker/portMappings(0)/servicePort",
+                "/container/docker/portMappings(1)/containerPort",
+                "/container/docker/portMappings(2)/servicePort",
+            ],
+            "portIndex 2 is one of the three mappings"
+        );
     }
 
     #[test]
