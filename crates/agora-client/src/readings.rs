@@ -67,22 +67,31 @@ pub fn app_health(app: &Value) -> Option<(u64, u64)> {
     })
 }
 
-/// A Marathon app's service ports: its port definitions', then its container's port
-/// mappings' (those given one).
+/// A Marathon app's service ports, where the services API puts them: its container's port
+/// mappings' (at the container, or under `docker` as older definitions have them) when it has
+/// any, else its port definitions'.
 pub fn app_service_ports(app: &Value) -> Vec<u64> {
-    let definitions = app["portDefinitions"].as_array().into_iter().flatten();
-    let mappings = app["container"]["portMappings"]
-        .as_array()
-        .into_iter()
-        .flatten();
-    definitions
-        .filter_map(|p| p["port"].as_u64())
-        .chain(
-            mappings
-                .filter_map(|m| m["servicePort"].as_u64())
-                .filter(|port| *port != 0),
-        )
-        .collect()
+    let container = &app["container"];
+    let mappings = [
+        &container["portMappings"],
+        &container["docker"]["portMappings"],
+    ]
+    .into_iter()
+    .filter_map(Value::as_array)
+    .find(|mappings| !mappings.is_empty());
+    match mappings {
+        Some(mappings) => mappings
+            .iter()
+            .filter_map(|m| m["servicePort"].as_u64())
+            .filter(|port| *port != 0)
+            .collect(),
+        None => app["portDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["port"].as_u64())
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -117,9 +126,15 @@ mod tests {
         assert!(!app_is_checked(&json!({"healthChecks": []})));
         let app = json!({"healthChecks": [{}], "tasksHealthy": 1, "tasksRunning": 2,
             "portDefinitions": [{"port": 10000}],
-            "container": {"portMappings": [{"servicePort": 0}, {"servicePort": 10001}]}});
+            "container": {"docker": {"portMappings": [{"servicePort": 10001}, {"servicePort": 10002}]}}});
         assert_eq!(app_health(&app), Some((1, 2)));
         assert_eq!(app_health(&json!({})), None);
-        assert_eq!(app_service_ports(&app), [10000, 10001]);
+        assert_eq!(
+            app_service_ports(&app),
+            [10001, 10002],
+            "the mappings, as the server"
+        );
+        let host = json!({"portDefinitions": [{"port": 10000}], "container": {"portMappings": []}});
+        assert_eq!(app_service_ports(&host), [10000]);
     }
 }
