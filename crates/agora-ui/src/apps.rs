@@ -290,8 +290,9 @@ pub async fn show(
                 form method="post" action={"/ui/apps/" (app_path(&id))} .inline #scale-form {
                     label { "Instances " input name="instances" type="number" min="0" value=(text(&app["instances"])); }
                     button type="submit" name="action" value="scale" { "Scale" }
-                    button type="submit" name="action" value="restart" { "Restart" }
-                    button.danger type="submit" name="action" value="destroy" data-confirm={"Destroy " (id) " and kill its tasks?"} { "Destroy" }
+                    // Only Scale reads the number: the others go whatever it holds.
+                    button type="submit" name="action" value="restart" formnovalidate { "Restart" }
+                    button.danger type="submit" name="action" value="destroy" formnovalidate data-confirm={"Destroy " (id) " and kill its tasks?"} { "Destroy" }
                     label.force title="Override a deployment in progress on this app" {
                         input type="checkbox" name="force" value="true"; " force"
                     }

@@ -48,10 +48,16 @@ pub async fn live_events(
     let current = receiver.borrow_and_update().clone();
     let first = match current {
         fragment if !fragment.is_empty() => Some(fragment),
-        _ => live(&ui)
-            .await
-            .ok()
-            .map(|markup| Arc::new(markup.into_string())),
+        _ => match live(&ui).await {
+            Ok(markup) => {
+                // Shared, so the loop's next render is compared with this one.
+                let fragment = Arc::new(markup.into_string());
+                ui.live.send_replace(fragment.clone());
+                receiver.borrow_and_update();
+                Some(fragment)
+            }
+            Err(_) => None,
+        },
     };
     let stream =
         futures_util::stream::unfold((receiver, first), |(mut receiver, first)| async move {
@@ -80,6 +86,12 @@ pub async fn render_loop(ui: Shared, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
         }
         if ui.live.receiver_count() == 0 {
+            // Nobody watches: what was rendered goes stale, so the next viewer renders anew.
+            ui.live.send_if_modified(|current| {
+                let stale = !current.is_empty();
+                *current = Arc::new(String::new());
+                stale
+            });
             continue;
         }
         let Ok(markup) = live(&ui).await else {

@@ -345,6 +345,10 @@ impl TailTargets {
             .map(|(agent, sandbox, _)| (agent.clone(), sandbox.clone()))
     }
 
+    fn forget(&mut self, task: &str) {
+        self.found.remove(task);
+    }
+
     fn insert(&mut self, task: &str, agent: String, sandbox: String) {
         self.found.retain(|_, (_, _, at)| at.elapsed() < Self::KEEP);
         self.found
@@ -373,6 +377,28 @@ async fn tail_target(ui: &Shared, id: &str) -> Result<(String, String), (StatusC
     };
     lock(&ui.tails).insert(id, pid.to_owned(), sandbox.clone());
     Ok((pid.to_owned(), sandbox))
+}
+
+/// Whether the task has ended, as the master says; a master that cannot be asked says
+/// nothing. A task now on another agent (its id ran again) is not the one tailed: the
+/// cached place is forgotten and the next poll finds the new one.
+async fn task_ended(ui: &Shared, id: &str, cached_pid: &str) -> bool {
+    let Ok(state) = ui.master.state().await else {
+        return false;
+    };
+    let live = items(&state, "frameworks")
+        .flat_map(|f| items(f, "tasks"))
+        .find(|t| t["id"] == id);
+    let Some(task) = live else {
+        return true;
+    };
+    let agent_pid = items(&state, "slaves")
+        .find(|a| a["id"] == task["slave_id"])
+        .and_then(|a| a["pid"].as_str());
+    if agent_pid.is_some_and(|pid| pid != cached_pid) {
+        lock(&ui.tails).forget(id);
+    }
+    is_terminal(task["state"].as_str().unwrap_or_default())
 }
 
 /// A piece of a sandbox file for the tail: `{offset, data, next, full, ended}`; without an
@@ -407,13 +433,13 @@ pub async fn read(
     };
     let chunk = match agent.read_file(&path, Some(offset), Some(TAIL_BYTES)).await {
         Ok(chunk) => chunk,
-        Err(error) => return failure(StatusCode::NOT_FOUND, error.to_string()),
+        Err(error) => {
+            // Perhaps no longer where it was (the agent restarted, the id ran again).
+            lock(&ui.tails).forget(&id);
+            return failure(StatusCode::NOT_FOUND, error.to_string());
+        }
     };
-    let ended = chunk.length == 0
-        && match locate(&ui, &id).await {
-            Ok(located) => is_terminal(located.task["state"].as_str().unwrap_or_default()),
-            Err(_) => true,
-        };
+    let ended = chunk.length == 0 && task_ended(&ui, &id, &pid).await;
     Json(json!({
         "offset": offset,
         "data": chunk.data,
