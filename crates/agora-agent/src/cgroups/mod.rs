@@ -465,14 +465,18 @@ impl Container {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        if !self.members().is_empty() {
+        let survivors = !self.members().is_empty();
+        if survivors {
             tracing::warn!("processes of an ended container would not die");
         }
         // Under v1 a removed memory cgroup lingers, dying, while the page cache its tasks
         // left is charged to it (hundreds after an afternoon of short tasks, slowing every
         // later cgroup operation); emptying it first lets it go at once. The sandbox's files
         // lose their cache, which nobody is about to read.
-        if let Some((dir, false)) = &self.memory {
+        // (Not while processes survive: it would reclaim memory they still use.)
+        if let Some((dir, false)) = &self.memory
+            && !survivors
+        {
             let _ = std::fs::write(dir.join("memory.force_empty"), "0");
         }
         for dir in self.dirs() {
