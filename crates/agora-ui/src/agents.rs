@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
@@ -44,13 +44,16 @@ fn tasks_on<'a>(
     })
 }
 
-async fn list_page(ui: &Shared, flash: &Flash) -> Result<Markup, agora_client::ClientError> {
-    let state = ui.master.state().await?;
+pub async fn list(
+    State(ui): State<Shared>,
+    Query(flash): Query<Flash>,
+) -> Result<Markup, Response> {
+    let state = layout::master_state(&ui, "agents").await?;
     let agents: Vec<&Value> = items(&state, "slaves").collect();
     Ok(layout::page(
         "agents",
         "Agents",
-        flash,
+        &flash,
         html! {
             h1 { "Agents" }
             @if agents.is_empty() {
@@ -78,28 +81,18 @@ async fn list_page(ui: &Shared, flash: &Flash) -> Result<Markup, agora_client::C
     ))
 }
 
-pub async fn list(State(ui): State<Shared>, Query(flash): Query<Flash>) -> Response {
-    match list_page(&ui, &flash).await {
-        Ok(page) => page.into_response(),
-        Err(error) => layout::client_failure("agents", &error),
-    }
-}
-
 pub async fn show(
     State(ui): State<Shared>,
     Path(id): Path<String>,
     Query(flash): Query<Flash>,
-) -> Response {
-    let state = match ui.master.state().await {
-        Ok(state) => state,
-        Err(error) => return layout::client_failure("agents", &error),
-    };
+) -> Result<Markup, Response> {
+    let state = layout::master_state(&ui, "agents").await?;
     let Some(agent) = items(&state, "slaves").find(|a| a["id"] == id.as_str()) else {
-        return layout::failure(
+        return Err(layout::failure(
             "agents",
             StatusCode::NOT_FOUND,
             &format!("No agent {id} is registered."),
-        );
+        ));
     };
     let number_of = |name: &str, key: &str| agent[key][name].as_f64().unwrap_or(0.0);
     let attributes: Vec<String> = agent["attributes"]
@@ -108,7 +101,7 @@ pub async fn show(
         .flatten()
         .map(|(k, v)| format!("{k}: {}", text(v)))
         .collect();
-    layout::page(
+    Ok(layout::page(
         "agents",
         &format!("Agent {}", text(&agent["hostname"])),
         &flash,
@@ -145,6 +138,5 @@ pub async fn show(
                 }))
             }
         },
-    )
-    .into_response()
+    ))
 }

@@ -2,8 +2,8 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use maud::html;
+use axum::response::Response;
+use maud::{Markup, html};
 use serde_json::Value;
 
 use crate::Shared;
@@ -19,13 +19,13 @@ fn roles(framework: &Value) -> String {
     }
 }
 
-pub async fn list(State(ui): State<Shared>, Query(flash): Query<Flash>) -> Response {
-    let state = match ui.master.state().await {
-        Ok(state) => state,
-        Err(error) => return layout::client_failure("frameworks", &error),
-    };
+pub async fn list(
+    State(ui): State<Shared>,
+    Query(flash): Query<Flash>,
+) -> Result<Markup, Response> {
+    let state = layout::master_state(&ui, "frameworks").await?;
     let totals = totals(&state);
-    layout::page(
+    Ok(layout::page(
         "frameworks",
         "Frameworks",
         &flash,
@@ -47,29 +47,25 @@ pub async fn list(State(ui): State<Shared>, Query(flash): Query<Flash>) -> Respo
                 }
             }))
         },
-    )
-    .into_response()
+    ))
 }
 
 pub async fn show(
     State(ui): State<Shared>,
     Path(id): Path<String>,
     Query(flash): Query<Flash>,
-) -> Response {
-    let state = match ui.master.state().await {
-        Ok(state) => state,
-        Err(error) => return layout::client_failure("frameworks", &error),
-    };
+) -> Result<Markup, Response> {
+    let state = layout::master_state(&ui, "frameworks").await?;
     let Some(framework) = items(&state, "frameworks").find(|f| f["id"] == id.as_str()) else {
-        return layout::failure(
+        return Err(layout::failure(
             "frameworks",
             StatusCode::NOT_FOUND,
             &format!("No framework {id} is registered."),
-        );
+        ));
     };
     let share = dominant_share(&framework["used_resources"], &totals(&state));
     let tasks: Vec<&Value> = items(framework, "tasks").collect();
-    layout::page(
+    Ok(layout::page(
         "frameworks",
         &format!("Framework {}", text(&framework["name"])),
         &flash,
@@ -112,6 +108,5 @@ pub async fn show(
                 }))
             }
         },
-    )
-    .into_response()
+    ))
 }

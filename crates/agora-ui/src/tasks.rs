@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use maud::html;
+use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -24,26 +24,20 @@ use crate::{Shared, lock};
 /// How much of a file the tail shows first, and the most one read returns.
 const TAIL_BYTES: u64 = 16 * 1024;
 
-#[derive(Deserialize, Default)]
-pub struct ListQuery {
+/// `?all=1`: tasks that have ended too.
+#[derive(Deserialize)]
+pub struct Listing {
     #[serde(default)]
     all: Option<String>,
-    #[serde(flatten)]
-    flash: FlashFields,
 }
 
-#[derive(Deserialize, Default)]
-struct FlashFields {
-    notice: Option<String>,
-    error: Option<String>,
-}
-
-pub async fn list(State(ui): State<Shared>, Query(query): Query<ListQuery>) -> Response {
-    let state = match ui.master.state().await {
-        Ok(state) => state,
-        Err(error) => return layout::client_failure("tasks", &error),
-    };
-    let all = query.all.is_some();
+pub async fn list(
+    State(ui): State<Shared>,
+    Query(listing): Query<Listing>,
+    Query(flash): Query<Flash>,
+) -> Result<Markup, Response> {
+    let state = layout::master_state(&ui, "tasks").await?;
+    let all = listing.all.is_some();
     let hosts: std::collections::HashMap<&str, &str> = items(&state, "slaves")
         .filter_map(|a| Some((a["id"].as_str()?, a["hostname"].as_str()?)))
         .collect();
@@ -58,11 +52,7 @@ pub async fn list(State(ui): State<Shared>, Query(query): Query<ListQuery>) -> R
             }
         }
     }
-    let flash = Flash {
-        notice: query.flash.notice,
-        error: query.flash.error,
-    };
-    layout::page(
+    Ok(layout::page(
         "tasks",
         "Tasks",
         &flash,
@@ -91,8 +81,7 @@ pub async fn list(State(ui): State<Shared>, Query(query): Query<ListQuery>) -> R
                 }))
             }
         },
-    )
-    .into_response()
+    ))
 }
 
 /// A task as the master knows it, with its framework and its agent.
@@ -103,11 +92,7 @@ struct Located {
 }
 
 async fn locate(ui: &Shared, id: &str) -> Result<Located, Response> {
-    let state = ui
-        .master
-        .state()
-        .await
-        .map_err(|e| layout::client_failure("tasks", &e))?;
+    let state = layout::master_state(ui, "tasks").await?;
     for framework in items(&state, "frameworks") {
         // A task id seen twice (running, and an earlier run completed) is the live one.
         let found = items(framework, "tasks")

@@ -421,17 +421,12 @@ async fn tasks_are_listed_read_entered_and_killed() {
     assert_eq!(json.json()["stdout"], "hi\n");
 
     // --follow prints what comes and ends when the task does.
-    let follow = {
-        let (m, task) = (m.to_owned(), task.clone());
-        tokio::spawn(async move { agora(&m, &["task", "log", &task, "--follow", "-n", "0"]).await })
-    };
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let follow = Running::start(m, &["task", "log", &task, "--follow", "-n", "0"]);
+    follow.wait_for_stdout("tick\ntick\n").await;
     let killed = agora(m, &["task", "kill", &task, "--scale"]).await;
     assert!(killed.ok().contains("scaled down by one"), "{killed:?}");
-    let followed = tokio::time::timeout(Duration::from_secs(20), follow)
-        .await
-        .expect("follow ends with the task")
-        .unwrap();
+    // (finish waits at most 20 s: the follow ends with the task.)
+    let followed = follow.finish().await;
     assert!(followed.ok().contains("tick\ntick\n"), "{followed:?}");
     assert!(
         !followed.stdout.contains("out1"),

@@ -1,11 +1,13 @@
 //! `agora app …` and `agora group …`: Marathon apps and groups through the services API.
 
 use anyhow::Context as _;
+use comfy_table::Table;
 use serde_json::Value;
 
 use agora_client::readings::{app_health, app_runs, app_service_ports};
 
 use super::deployments::{Events, app_progress, started};
+use super::output::fields_then;
 use super::output::{cell, cells, fields, joined, number_text, render, render_or, table};
 use super::{Context, read_definition};
 use crate::cli::{AppCommand, GroupCommand, WaitArgs};
@@ -272,26 +274,19 @@ fn show_text(answer: &Value) -> String {
             "Last failure",
             format!(
                 "{} {} at {}: {}",
-                cell(&failure["taskId"].clone()),
-                cell(&failure["state"].clone()),
-                cell(&failure["timestamp"].clone()),
-                cell(&failure["message"].clone())
+                cell(&failure["taskId"]),
+                cell(&failure["state"]),
+                cell(&failure["timestamp"]),
+                cell(&failure["message"])
             ),
         ));
     }
-    let mut text = fields(&rows);
     let tasks: Vec<&Value> = app["tasks"].as_array().into_iter().flatten().collect();
-    text.push_str("\n\n");
-    if tasks.is_empty() {
-        text.push_str("No tasks.");
-    } else {
-        text.push_str(&tasks_table(&tasks));
-    }
-    text
+    fields_then(fields(&rows), &tasks_table(&tasks), "No tasks.")
 }
 
 /// Marathon tasks: id, state, host and ports, health.
-pub fn tasks_table(tasks: &[&Value]) -> String {
+pub fn tasks_table(tasks: &[&Value]) -> Table {
     let mut rows = table(&["TASK", "STATE", "HOST", "PORTS", "HEALTHY", "STARTED"]);
     for task in tasks {
         let ports: Vec<String> = task["ports"]
@@ -314,16 +309,12 @@ pub fn tasks_table(tasks: &[&Value]) -> String {
             cell(&task["id"]),
             cell(&task["state"]),
             cell(&task["host"]),
-            if ports.is_empty() {
-                "-".into()
-            } else {
-                ports.join(",")
-            },
+            joined(&ports, ","),
             healthy,
             cell(&task["startedAt"]),
         ]);
     }
-    render(&rows)
+    rows
 }
 
 fn versions_table(versions: &Value) -> String {
@@ -367,7 +358,7 @@ fn groups_table(root: &Value) -> String {
 }
 
 fn group_text(group: &Value) -> String {
-    let mut text = fields(&[
+    let text = fields(&[
         ("ID", cell(&group["id"])),
         ("Version", cell(&group["version"])),
         (
@@ -396,13 +387,7 @@ fn group_text(group: &Value) -> String {
             clip(&runs(app), 40),
         ]);
     }
-    text.push_str("\n\n");
-    if apps.is_empty() {
-        text.push_str("No apps.");
-    } else {
-        text.push_str(&render(&rows));
-    }
-    text
+    fields_then(text, &rows, "No apps.")
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use serde_json::Value;
 use agora_client::readings::{cluster_totals, dominant_share};
 
 use super::Context;
+use super::output::fields_then;
 use super::output::say;
-use super::output::{age, cell, fields, now_seconds, render, render_or, resources_text, table};
+use super::output::{age, cell, fields, now_seconds, render_or, resources_text, table};
 use crate::cli::FrameworkCommand;
 
 pub async fn run(context: &Context, command: FrameworkCommand) -> anyhow::Result<()> {
@@ -94,7 +95,7 @@ fn list_table(frameworks: &Value, totals: &[f64; 3]) -> String {
 
 fn show_text(framework: &Value, totals: &[f64; 3]) -> String {
     let used = &framework["used_resources"];
-    let mut text = fields(&[
+    let text = fields(&[
         ("ID", cell(&framework["id"])),
         ("Name", cell(&framework["name"])),
         ("Roles", roles(framework)),
@@ -116,12 +117,7 @@ fn show_text(framework: &Value, totals: &[f64; 3]) -> String {
         ),
     ]);
     let mut tasks = table(&["TASK", "NAME", "STATE", "AGENT", "RESOURCES"]);
-    let list: Vec<&Value> = framework["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect();
-    for task in &list {
+    for task in framework["tasks"].as_array().into_iter().flatten() {
         tasks.add_row(vec![
             cell(&task["id"]),
             cell(&task["name"]),
@@ -130,11 +126,5 @@ fn show_text(framework: &Value, totals: &[f64; 3]) -> String {
             resources_text(&task["resources"]),
         ]);
     }
-    text.push_str("\n\n");
-    if list.is_empty() {
-        text.push_str("No tasks.");
-    } else {
-        text.push_str(&render(&tasks));
-    }
-    text
+    fields_then(text, &tasks, "No tasks.")
 }

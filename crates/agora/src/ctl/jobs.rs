@@ -3,8 +3,9 @@
 use anyhow::Context as _;
 use serde_json::Value;
 
+use super::output::fields_then;
 use super::output::say;
-use super::output::{cell, fields, render, render_or, table};
+use super::output::{cell, fields, render_or, table};
 use super::{Context, read_definition};
 use crate::cli::{JobCommand, Output};
 
@@ -138,7 +139,7 @@ fn show_text(job: &Value) -> String {
 
 fn history_text(stat: &Value) -> String {
     let histogram = &stat["histogram"];
-    let mut text = fields(&[
+    let text = fields(&[
         ("Runs", cell(&histogram["count"])),
         (
             "Duration (s)",
@@ -160,12 +161,7 @@ fn history_text(stat: &Value) -> String {
         "SCHEDULED",
         "MESSAGE",
     ]);
-    let runs: Vec<&Value> = stat["taskStatHistory"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect();
-    for run in &runs {
+    for run in stat["taskStatHistory"].as_array().into_iter().flatten() {
         rows.add_row(vec![
             cell(&run["taskId"]),
             cell(&run["taskState"]),
@@ -176,11 +172,5 @@ fn history_text(stat: &Value) -> String {
             cell(&run["message"]),
         ]);
     }
-    text.push_str("\n\n");
-    if runs.is_empty() {
-        text.push_str("No runs yet.");
-    } else {
-        text.push_str(&render(&rows));
-    }
-    text
+    fields_then(text, &rows, "No runs yet.")
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::Value;
 
-use agora_client::{AgentClient, ClientError, JobsClient, MasterClient, ServicesClient};
+use agora_client::{ClientError, JobsClient, MasterClient, ServicesClient};
 
 use crate::cli::{ClientArgs, Command, Output};
 
@@ -43,19 +43,6 @@ impl Context {
     /// Prints an answer as asked; `table` renders it for people.
     pub fn print(&self, value: &Value, table: impl FnOnce(&Value) -> String) {
         output::print(self.output, value, table);
-    }
-
-    /// The agent that runs (or ran) `agent_id`, from the master's state.
-    pub async fn agent(&self, agent_id: &str) -> anyhow::Result<AgentClient> {
-        let state = self.master.state().await?;
-        state["slaves"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|agent| agent["id"] == agent_id)
-            .and_then(|agent| agent["pid"].as_str())
-            .map(AgentClient::new)
-            .with_context(|| format!("agent {agent_id} is not connected to the master"))
     }
 }
 

@@ -4,8 +4,9 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::Context;
+use super::output::fields_then;
 use super::output::say;
-use super::output::{cell, fields, render, render_or, resources_text, table, used_of};
+use super::output::{cell, fields, render_or, resources_text, table, used_of};
 use crate::cli::NodeCommand;
 
 pub async fn run(context: &Context, command: NodeCommand) -> anyhow::Result<()> {
@@ -133,7 +134,7 @@ fn show_text(agent: &Value, state: &Value) -> String {
         .map(|(name, value)| format!("{name}:{}", cell(value)))
         .collect();
     let (used, total) = (&agent["used_resources"], &agent["resources"]);
-    let mut text = fields(&[
+    let text = fields(&[
         ("ID", cell(&agent["id"])),
         ("Hostname", cell(&agent["hostname"])),
         ("Address", cell(&agent["pid"])),
@@ -155,9 +156,7 @@ fn show_text(agent: &Value, state: &Value) -> String {
     ]);
     let id = agent["id"].as_str().unwrap_or_default();
     let mut tasks = table(&["TASK", "STATE", "FRAMEWORK", "RESOURCES"]);
-    let mut any = false;
     for task in tasks_on(state, id) {
-        any = true;
         tasks.add_row(vec![
             cell(&task["id"]),
             cell(&task["state"]),
@@ -165,11 +164,5 @@ fn show_text(agent: &Value, state: &Value) -> String {
             resources_text(&task["resources"]),
         ]);
     }
-    text.push_str("\n\n");
-    if any {
-        text.push_str(&render(&tasks));
-    } else {
-        text.push_str("No tasks.");
-    }
-    text
+    fields_then(text, &tasks, "No tasks.")
 }

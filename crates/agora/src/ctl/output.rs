@@ -68,6 +68,11 @@ pub fn render_or(table: &Table, empty: &str) -> String {
     }
 }
 
+/// A detail view: its fields, then a table of what it holds (or `empty`).
+pub fn fields_then(fields: String, table: &Table, empty: &str) -> String {
+    format!("{fields}\n\n{}", render_or(table, empty))
+}
+
 /// Key: value lines, keys padded to one width.
 pub fn fields(rows: &[(&str, String)]) -> String {
     let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0) + 1;

@@ -28,7 +28,7 @@ pub async fn run(context: &Context, command: TaskCommand) -> anyhow::Result<()> 
                 .with_context(|| format!("cannot list the tasks of app {app}"))?;
             context.print(&tasks, |tasks| {
                 let list: Vec<&Value> = tasks["tasks"].as_array().into_iter().flatten().collect();
-                tasks_table(&list)
+                render_or(&tasks_table(&list), "No tasks.")
             });
         }
         TaskCommand::List { app: None, all } => {
@@ -86,7 +86,7 @@ pub async fn run(context: &Context, command: TaskCommand) -> anyhow::Result<()> 
             command,
         } => {
             let found = Found::find(context, &task).await?;
-            let agent = context.agent(&found.agent_id).await?;
+            let agent = found.agent()?;
             let answer = agent
                 .exec(&found.id, &command, timeout)
                 .await
@@ -149,6 +149,8 @@ struct Found {
     id: String,
     framework_id: String,
     agent_id: String,
+    /// The agent's address, from the same state (`None` while it is not connected).
+    agent_pid: Option<String>,
 }
 
 impl Found {
@@ -188,11 +190,27 @@ impl Found {
                 ids.iter().take(5).copied().collect::<Vec<_>>().join(", ")
             ),
         };
+        let agent_pid = state["slaves"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|agent| agent["id"] == task["slave_id"])
+            .and_then(|agent| agent["pid"].as_str())
+            .map(str::to_owned);
         Ok(Found {
             id: cell(&task["id"]),
             framework_id: cell(&task["framework_id"]),
             agent_id: cell(&task["slave_id"]),
+            agent_pid,
         })
+    }
+
+    /// The agent that runs (or ran) the task.
+    fn agent(&self) -> anyhow::Result<AgentClient> {
+        self.agent_pid
+            .as_deref()
+            .map(AgentClient::new)
+            .with_context(|| format!("agent {} is not connected to the master", self.agent_id))
     }
 
     /// The task's sandbox: its executor's directory on its agent.
@@ -215,7 +233,7 @@ async fn log(
     lines: Option<usize>,
     follow: bool,
 ) -> anyhow::Result<()> {
-    let agent = context.agent(&found.agent_id).await?;
+    let agent = found.agent()?;
     let path = format!("{}/{file}", found.sandbox(&agent).await?);
     let size = agent
         .read_file(&path, None, None)

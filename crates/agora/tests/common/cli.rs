@@ -102,12 +102,36 @@ pub fn row<'a>(text: &'a str, first: &str) -> Vec<&'a str> {
         .unwrap_or_else(|| panic!("no row {first:?} in:\n{text}"))
 }
 
-/// A command still running, its stderr collected as it comes (progress lines say how far it
-/// got).
+/// One output of a running command, collected as it comes.
+type Collected = std::sync::Arc<std::sync::Mutex<String>>;
+
+fn collect(
+    mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> (Collected, tokio::task::JoinHandle<()>) {
+    let text = Collected::default();
+    let collected = text.clone();
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = [0u8; 4096];
+        while let Ok(read) = pipe.read(&mut buffer).await {
+            if read == 0 {
+                break;
+            }
+            collected
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buffer[..read]));
+        }
+    });
+    (text, reader)
+}
+
+/// A command still running, its outputs collected as they come (progress lines and what it
+/// printed say how far it got).
 pub struct Running {
     child: tokio::process::Child,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-    reader: tokio::task::JoinHandle<()>,
+    stdout: (Collected, tokio::task::JoinHandle<()>),
+    stderr: (Collected, tokio::task::JoinHandle<()>),
 }
 
 impl Running {
@@ -123,26 +147,12 @@ impl Running {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn agora");
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().expect("stderr");
-        let collected = stderr.clone();
-        let reader = tokio::spawn(async move {
-            use tokio::io::AsyncReadExt;
-            let mut buffer = [0u8; 4096];
-            while let Ok(read) = pipe.read(&mut buffer).await {
-                if read == 0 {
-                    break;
-                }
-                collected
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..read]));
-            }
-        });
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        let stderr = collect(child.stderr.take().expect("stderr"));
         Running {
             child,
+            stdout,
             stderr,
-            reader,
         }
     }
 
@@ -152,32 +162,39 @@ impl Running {
 
     /// Waits until its stderr holds `text`.
     pub async fn wait_for_stderr(&self, text: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !self.stderr.lock().unwrap().contains(text) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {text:?} on stderr: {}",
-                self.stderr.lock().unwrap()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        wait_for(&self.stderr.0, "stderr", text).await;
+    }
+
+    /// Waits until its stdout holds `text`.
+    pub async fn wait_for_stdout(&self, text: &str) {
+        wait_for(&self.stdout.0, "stdout", text).await;
     }
 
     /// Waits for it to end (at most 20 s).
-    pub async fn finish(self) -> Run {
-        let output = tokio::time::timeout(
-            std::time::Duration::from_secs(20),
-            self.child.wait_with_output(),
-        )
-        .await
-        .expect("it ends")
-        .expect("wait for agora");
-        let _ = self.reader.await;
-        let stderr = self.stderr.lock().unwrap().clone();
+    pub async fn finish(mut self) -> Run {
+        let status = tokio::time::timeout(std::time::Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("it ends")
+            .expect("wait for agora");
+        let _ = self.stdout.1.await;
+        let _ = self.stderr.1.await;
+        let text = |collected: &Collected| collected.lock().unwrap().clone();
         Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr,
+            code: status.code().unwrap_or(-1),
+            stdout: text(&self.stdout.0),
+            stderr: text(&self.stderr.0),
         }
+    }
+}
+
+async fn wait_for(collected: &Collected, name: &str, text: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !collected.lock().unwrap().contains(text) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {text:?} on {name}: {}",
+            collected.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
