@@ -12,7 +12,6 @@ mod dashboard;
 mod events;
 mod format;
 mod frameworks;
-mod guard;
 mod history;
 mod jobs;
 mod layout;
@@ -101,7 +100,6 @@ fn router(ui: Shared) -> Router {
         .route("/ui/tasks/{id}", get(tasks::show))
         .route("/ui/tasks/{id}/browse", get(tasks::browse))
         .route("/ui/tasks/{id}/read", get(tasks::read))
-        .route_layer(axum::middleware::from_fn(guard::refuse_cross_site))
         .with_state(ui)
 }
 

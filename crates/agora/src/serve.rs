@@ -1,7 +1,7 @@
 //! Running the server roles: bind, build each role's config from the flags, serve until
 //! Ctrl-C or SIGTERM.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -26,10 +26,24 @@ fn hostname(network: &NetworkArgs) -> String {
     })
 }
 
-async fn bind(network: &NetworkArgs, port: u16) -> anyhow::Result<(TcpListener, u16)> {
-    let address: SocketAddr = format!("{}:{port}", network.bind)
-        .parse()
-        .context("invalid --bind address")?;
+/// Where `agora up` listens unless `--bind` says otherwise: it is a developer's cluster, and
+/// anyone who reaches it can run commands.
+const UP_BIND: &str = "127.0.0.1";
+/// Where `agora master` and `agora agent` listen unless `--bind` says otherwise.
+const SERVER_BIND: &str = "0.0.0.0";
+
+fn bind_ip(network: &NetworkArgs, default: &str) -> anyhow::Result<IpAddr> {
+    let text = network.bind.as_deref().unwrap_or(default);
+    text.parse()
+        .with_context(|| format!("invalid --bind address '{text}'"))
+}
+
+async fn bind(
+    network: &NetworkArgs,
+    default: &str,
+    port: u16,
+) -> anyhow::Result<(TcpListener, u16)> {
+    let address = SocketAddr::new(bind_ip(network, default)?, port);
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
@@ -195,13 +209,15 @@ fn metrics_of(
 fn discovery(
     args: &DiscoveryArgs,
     network: &NetworkArgs,
+    listening: IpAddr,
     master: String,
     agent: &agora_agent::AgentHandle,
     shutdown: CancellationToken,
 ) -> std::sync::Arc<agora_discovery::DiscoveryHandle> {
     let config = agora_discovery::DiscoveryConfig {
         master,
-        proxy_bind: args.proxy_bind.0,
+        // Service ports listen where the node's API does unless told otherwise.
+        proxy_bind: args.proxy_bind.map_or(Some(listening), |bind| bind.0),
         balance: args.proxy_balance,
         proxy_threads: usize::from(args.proxy_threads),
         http_port: (args.proxy_http_port != 0).then_some(args.proxy_http_port),
@@ -229,11 +245,23 @@ fn ui(port: u16, shutdown: CancellationToken) -> axum::Router {
     )
 }
 
+/// The gate every request of this server passes (`agora_http::protect`): the names browsers
+/// may use for it are its addresses, `localhost`, its hostname and `--allowed-hosts`.
+fn gate(network: &NetworkArgs) -> agora_http::GateConfig {
+    let mut names = network.allowed_hosts.clone();
+    names.push(hostname(network));
+    agora_http::GateConfig {
+        hosts: agora_http::HostNames::new(names),
+    }
+}
+
 async fn serve(
     listener: TcpListener,
     router: axum::Router,
+    gate: agora_http::GateConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let router = agora_http::protect(router, gate);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -242,7 +270,7 @@ async fn serve(
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (listener, port) = bind(&args.network, args.port).await?;
+    let (listener, port) = bind(&args.network, UP_BIND, args.port).await?;
     let shutdown = CancellationToken::new();
     let master = agora_master::start(
         master_config(&args.master, &args.network, port, args.data_dir.clone()),
@@ -275,6 +303,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let discovery = discovery(
         &args.discovery,
         &args.network,
+        bind_ip(&args.network, UP_BIND)?,
         format!("127.0.0.1:{port}"),
         &agent,
         shutdown.clone(),
@@ -291,7 +320,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .merge(agent.router.clone())
         .merge(schedulers)
         .merge(ui(port, shutdown.clone()));
-    let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+    let server = tokio::spawn(serve(
+        listener,
+        router,
+        gate(&args.network),
+        shutdown.clone(),
+    ));
     println!(
         "agora up: master and agent listening on http://{ip}:{port} (ready in {} ms), \
          web UI at http://{ip}:{port}/",
@@ -309,7 +343,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
-    let (listener, port) = bind(&args.network, args.port).await?;
+    let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
     let shutdown = CancellationToken::new();
     let master = agora_master::start(
         master_config(&args.master, &args.network, port, args.data_dir.clone()),
@@ -330,7 +364,12 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         .clone()
         .merge(schedulers)
         .merge(ui(port, shutdown.clone()));
-    let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+    let server = tokio::spawn(serve(
+        listener,
+        router,
+        gate(&args.network),
+        shutdown.clone(),
+    ));
     println!(
         "agora master: listening on http://{ip}:{port}, web UI at http://{ip}:{port}/",
         ip = args.network.ip
@@ -344,7 +383,7 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
 /// A standalone agent leaves its executors running when it stops: restarted over the same work
 /// dir, it re-adopts them.
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let (listener, port) = bind(&args.network, args.port).await?;
+    let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
     let shutdown = CancellationToken::new();
     let config = agent_config(
         &args.agent,
@@ -357,11 +396,17 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     discovery(
         &args.discovery,
         &args.network,
+        bind_ip(&args.network, SERVER_BIND)?,
         args.master.clone(),
         &agent,
         shutdown.clone(),
     );
-    let server = tokio::spawn(serve(listener, agent.router.clone(), shutdown.clone()));
+    let server = tokio::spawn(serve(
+        listener,
+        agent.router.clone(),
+        gate(&args.network),
+        shutdown.clone(),
+    ));
     println!(
         "agora agent: listening on http://{}:{port}, master {}",
         args.network.ip, args.master

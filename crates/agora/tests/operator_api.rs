@@ -200,13 +200,6 @@ async fn queries_weights_quota_and_maintenance() {
         text.contains("# TYPE agora_master_cpus_total gauge\nagora_master_cpus_total 3"),
         "{text}"
     );
-    let jsonp = reqwest::get(format!("http://{}/master/state?jsonp=cb", up.address()))
-        .await
-        .expect("jsonp")
-        .text()
-        .await
-        .expect("text");
-    assert!(jsonp.starts_with("cb({") && jsonp.ends_with(");"));
 }
 
 /// Reads RecordIO operator events into a channel.

@@ -56,39 +56,14 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/metrics", get(metrics_text))
 }
 
-/// `?jsonp=callback` wraps the JSON, as Mesos' read-only endpoints allow.
-fn maybe_jsonp(params: &HashMap<String, String>, value: &Value) -> Response {
-    match params.get("jsonp") {
-        Some(callback)
-            if callback
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') =>
-        {
-            let body = format!(
-                "{callback}({});",
-                String::from_utf8_lossy(&agora_api::scheduler::ascii_json(value))
-            );
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/javascript"),
-                )],
-                body,
-            )
-                .into_response()
-        }
-        _ => json_response(value),
-    }
-}
-
-async fn state(State(shared): State<Shared>, Query(params): Params) -> Response {
+async fn state(State(shared): State<Shared>) -> Response {
     let value = views::v0_state(&lock(&shared));
-    maybe_jsonp(&params, &value)
+    json_response(&value)
 }
 
-async fn state_summary(State(shared): State<Shared>, Query(params): Params) -> Response {
+async fn state_summary(State(shared): State<Shared>) -> Response {
     let value = views::state_summary(&lock(&shared));
-    maybe_jsonp(&params, &value)
+    json_response(&value)
 }
 
 async fn frameworks(State(shared): State<Shared>, Query(params): Params) -> Response {
@@ -108,7 +83,7 @@ async fn frameworks(State(shared): State<Shared>, Query(params): Params) -> Resp
         .map(|f| views::v0_framework(&master, f))
         .collect();
     let value = json!({"frameworks": frameworks, "completed_frameworks": completed, "unregistered_frameworks": []});
-    maybe_jsonp(&params, &value)
+    json_response(&value)
 }
 
 async fn agents(State(shared): State<Shared>, Query(params): Params) -> Response {
@@ -127,10 +102,7 @@ async fn agents(State(shared): State<Shared>, Query(params): Params) -> Response
         .filter(|a| !a.registered && a.is_reachable())
         .map(|a| json!({"id": a.id.as_str(), "hostname": a.info.hostname, "port": a.info.port}))
         .collect();
-    maybe_jsonp(
-        &params,
-        &json!({"slaves": slaves, "recovered_slaves": recovered}),
-    )
+    json_response(&json!({"slaves": slaves, "recovered_slaves": recovered}))
 }
 
 async fn tasks(State(shared): State<Shared>, Query(params): Params) -> Response {
@@ -199,10 +171,10 @@ async fn tasks(State(shared): State<Shared>, Query(params): Params) -> Response 
         .take(limit)
         .map(views::v0_task)
         .collect();
-    maybe_jsonp(&params, &json!({"tasks": tasks}))
+    json_response(&json!({"tasks": tasks}))
 }
 
-async fn roles(State(shared): State<Shared>, Query(params): Params) -> Response {
+async fn roles(State(shared): State<Shared>) -> Response {
     let roles: Vec<Value> = lock(&shared)
         .roles_json()
         .into_iter()
@@ -229,7 +201,7 @@ async fn roles(State(shared): State<Shared>, Query(params): Params) -> Response 
             })
         })
         .collect();
-    maybe_jsonp(&params, &json!({"roles": roles}))
+    json_response(&json!({"roles": roles}))
 }
 
 async fn weights(State(shared): State<Shared>) -> Response {
@@ -267,17 +239,29 @@ async fn redirect(State(shared): State<Shared>) -> Response {
     response
 }
 
-async fn teardown(State(shared): State<Shared>, body: Bytes) -> Response {
-    let form = String::from_utf8_lossy(&body);
-    let framework_id = form
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == "frameworkId")
-        .map(|(_, value)| value.to_owned());
-    let Some(framework_id) = framework_id else {
+/// `POST /master/teardown`: the framework named by `frameworkId` in a JSON body or the query.
+/// Mesos takes a form body; a form is what any web page can post, so agora takes JSON.
+async fn teardown(State(shared): State<Shared>, Query(params): Params, body: Bytes) -> Response {
+    let from_body = if body.is_empty() {
+        None
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(value) => value
+                .get("frameworkId")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            Err(error) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("Failed to parse the body as JSON: {error}"),
+                );
+            }
+        }
+    };
+    let Some(framework_id) = from_body.or_else(|| params.get("frameworkId").cloned()) else {
         return text(
             StatusCode::BAD_REQUEST,
-            "Missing 'frameworkId' query parameter in the request body",
+            "Missing 'frameworkId' in the request's JSON body or query",
         );
     };
     let framework_id = FrameworkId::new(framework_id);

@@ -118,9 +118,14 @@ pub struct HaproxyArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct NetworkArgs {
-    /// Address to listen on
-    #[arg(long, env = "AGORA_BIND", default_value = "0.0.0.0")]
-    pub bind: String,
+    /// Address to listen on (default: 127.0.0.1 for `agora up`, a developer's cluster;
+    /// 0.0.0.0 for `agora master` and `agora agent`)
+    #[arg(long, env = "AGORA_BIND")]
+    pub bind: Option<String>,
+    /// Names browsers may reach this server by, comma-separated, besides its addresses,
+    /// `localhost` and its hostname (a browser naming any other host is refused: DNS rebinding)
+    #[arg(long, env = "AGORA_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// Address other nodes and executors use to reach this process
     #[arg(long, env = "AGORA_IP", default_value = "127.0.0.1")]
     pub ip: std::net::Ipv4Addr,
@@ -200,9 +205,10 @@ fn parse_isolation(text: &str) -> Result<agora_agent::Isolation, String> {
 
 #[derive(Args, Debug, Clone)]
 pub struct DiscoveryArgs {
-    /// Address service ports listen on ("off" turns the service proxy off)
-    #[arg(long, env = "AGORA_PROXY_BIND", default_value = "0.0.0.0", value_parser = parse_proxy_bind)]
-    pub proxy_bind: ProxyBind,
+    /// Address service ports listen on ("off" turns the service proxy off; default: the
+    /// listening address of `agora up`, 0.0.0.0 for `agora agent`)
+    #[arg(long, env = "AGORA_PROXY_BIND", value_parser = parse_proxy_bind)]
+    pub proxy_bind: Option<ProxyBind>,
     /// How the proxy spreads connections when an app's labels do not say: leastconn or roundrobin
     #[arg(long, env = "AGORA_PROXY_BALANCE", default_value = "leastconn", value_parser = parse_balance)]
     pub proxy_balance: agora_discovery::Balance,

@@ -1,0 +1,435 @@
+//! The gate every request passes before a handler sees it. It closes what a web page could
+//! otherwise do through a visitor's browser, which carries the visitor's network position (and,
+//! once signed in, their credentials) to any address the page names:
+//! - a request that changes state is refused when a browser says it comes from another site
+//!   (`Sec-Fetch-Site`, else `Origin`): browsers send such "simple" cross-site posts without
+//!   asking first;
+//! - a request body must be JSON (a page can post `text/plain` or a form anywhere), except the
+//!   UI's own forms, which are same-site by the rule above;
+//! - a browser must name this server by a name it serves: a page whose own name was made to
+//!   resolve to this server (DNS rebinding) is "same-site" to itself, but not one of those names.
+//!
+//! Requests without any browser header (curl, client libraries, agents) are not a browser's
+//! and meet only the body rule.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::ApiFamily;
+
+/// What the gate needs to know about the server it guards.
+#[derive(Clone, Debug, Default)]
+pub struct GateConfig {
+    /// The names browsers may reach this server by (IP addresses and `localhost` always may).
+    pub hosts: HostNames,
+}
+
+/// Host names a browser may use for this server: any IP address, `localhost` (and names
+/// under it), and the names listed.
+#[derive(Clone, Debug, Default)]
+pub struct HostNames {
+    names: Vec<String>,
+}
+
+impl HostNames {
+    pub fn new<I, S>(names: I) -> HostNames
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut names: Vec<String> = names
+            .into_iter()
+            .map(|name| normalise(name.as_ref()))
+            .filter(|name| !name.is_empty())
+            .collect();
+        names.sort();
+        names.dedup();
+        HostNames { names }
+    }
+
+    /// Whether a `Host` header (a name or address, with or without a port) is one of ours.
+    pub fn allows(&self, host: &str) -> bool {
+        let name = normalise(strip_port(host));
+        if name.is_empty() {
+            return false;
+        }
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            return true;
+        }
+        if name == "localhost" || name.ends_with(".localhost") {
+            return true;
+        }
+        self.names.contains(&name)
+    }
+}
+
+fn normalise(name: &str) -> String {
+    let name = name.trim().trim_end_matches('.');
+    let name = name
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(name);
+    name.to_ascii_lowercase()
+}
+
+/// `host:port` → `host`; `[::1]:80` → `[::1]`; a bare IPv6 address stays whole.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(inside, _)| {
+            // Keep the brackets' content only; `normalise` takes the brackets off.
+            &host[..inside.len() + 1]
+        });
+    }
+    if host.matches(':').count() == 1 {
+        return host.split_once(':').map_or(host, |(name, _)| name);
+    }
+    host
+}
+
+/// Wraps every route of `router` in the gate.
+pub fn protect(router: Router, config: GateConfig) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        Arc::new(config),
+        check,
+    ))
+}
+
+async fn check(State(config): State<Arc<GateConfig>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if let Err(refusal) = admit(&config, request.method(), path, request.headers()) {
+        tracing::info!(
+            method = %request.method(),
+            path,
+            status = refusal.status.as_u16(),
+            reason = %refusal.message,
+            "request refused at the gate"
+        );
+        return ApiFamily::of(path).error(refusal.status, &refusal.message);
+    }
+    next.run(request).await
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Result<(), Refusal> {
+    Err(Refusal {
+        status,
+        message: message.into(),
+    })
+}
+
+/// The gate's decision for one request.
+fn admit(
+    config: &GateConfig,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), Refusal> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if from_browser(headers) {
+        let host = value(header::HOST.as_str()).unwrap_or("");
+        if !config.hosts.allows(host) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "a browser reached this server as '{host}', which is not a name it serves \
+                     (use its address, or list the name with --allowed-hosts)"
+                ),
+            );
+        }
+    }
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    if !same_origin(headers) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("{method} {path} from a page of another site is refused"),
+        );
+    }
+    if !has_body(headers) || checks_own_content_type(path) {
+        return Ok(());
+    }
+    let content_type = value(header::CONTENT_TYPE.as_str());
+    match content_type.map(media_type) {
+        Some(media) if is_json(&media) => Ok(()),
+        Some(media) if ApiFamily::of(path) == ApiFamily::Ui && is_form(&media) => Ok(()),
+        Some(_) => refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Expecting 'Content-Type' of application/json, got '{}'",
+                content_type.unwrap_or_default()
+            ),
+        ),
+        None => refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Expecting 'Content-Type' of application/json",
+        ),
+    }
+}
+
+/// Whether a browser sent the request: browsers add `Origin` to every request that may change
+/// something and `Sec-Fetch-*` to every request; other clients send neither.
+fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN)
+        || headers.contains_key("sec-fetch-site")
+        || headers.contains_key("sec-fetch-mode")
+}
+
+/// Whether a request comes from a page of this very server (or from no page at all).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = value("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (value(header::ORIGIN.as_str()), value(header::HOST.as_str())) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return true;
+    }
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|length| length.trim() != "0")
+}
+
+/// The Mesos v1 APIs check their content type themselves, with Mesos' own answers (400 when
+/// it is missing, 415 naming protobuf).
+fn checks_own_content_type(path: &str) -> bool {
+    path.ends_with("/api/v1/scheduler")
+        || path.ends_with("/api/v1/executor")
+        || matches!(
+            path,
+            "/api/v1" | "/api/v1/" | "/api/v1/operator" | "/master/api/v1"
+        )
+}
+
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn is_json(media: &str) -> bool {
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+fn is_form(media: &str) -> bool {
+    media == "application/x-www-form-urlencoded" || media == "multipart/form-data"
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+    use super::{GateConfig, HostNames, admit};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    fn config() -> GateConfig {
+        GateConfig {
+            hosts: HostNames::new(["master-1", "Agora.Example.COM."]),
+        }
+    }
+
+    fn status(method: Method, path: &str, pairs: &[(&'static str, &'static str)]) -> u16 {
+        match admit(&config(), &method, path, &headers(pairs)) {
+            Ok(()) => 200,
+            Err(refusal) => refusal.status.as_u16(),
+        }
+    }
+
+    #[test]
+    fn scripts_and_clients_pass_with_json_or_no_body() {
+        let json = [
+            ("content-type", "application/json; charset=utf-8"),
+            ("content-length", "12"),
+        ];
+        assert_eq!(status(Method::POST, "/v2/apps", &json), 200);
+        assert_eq!(
+            status(Method::POST, "/v2/apps/x/restart", &[("host", "m:5050")]),
+            200
+        );
+        assert_eq!(
+            status(
+                Method::POST,
+                "/v2/apps/x/restart",
+                &[("content-length", "0")]
+            ),
+            200
+        );
+        assert_eq!(status(Method::GET, "/master/state", &[]), 200);
+    }
+
+    #[test]
+    fn bodies_other_than_json_are_refused() {
+        let plain = [("content-type", "text/plain"), ("content-length", "40")];
+        assert_eq!(status(Method::POST, "/v2/apps", &plain), 415);
+        assert_eq!(status(Method::POST, "/scheduler/iso8601", &plain), 415);
+        assert_eq!(status(Method::POST, "/v1/jobs", &plain), 415);
+        assert_eq!(status(Method::POST, "/slave(1)/tasks/t/exec", &plain), 415);
+        let form = [
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("content-length", "20"),
+        ];
+        assert_eq!(status(Method::POST, "/master/teardown", &form), 415);
+        assert_eq!(
+            status(
+                Method::POST,
+                "/v2/apps",
+                &[("transfer-encoding", "chunked")]
+            ),
+            415,
+            "a body without a type"
+        );
+        // The UI's own forms, same-origin.
+        let ui_form = [
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("content-length", "20"),
+            ("sec-fetch-site", "same-origin"),
+            ("host", "127.0.0.1:5050"),
+        ];
+        assert_eq!(status(Method::POST, "/ui/apps", &ui_form), 200);
+        // Mesos' v1 APIs answer their own content-type errors.
+        assert_eq!(status(Method::POST, "/api/v1/scheduler", &plain), 200);
+        assert_eq!(status(Method::POST, "/api/v1", &plain), 200);
+    }
+
+    #[test]
+    fn nothing_changes_from_another_site() {
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+            assert_eq!(
+                status(
+                    method.clone(),
+                    "/v2/eventSubscriptions",
+                    &[("sec-fetch-site", "cross-site"), ("host", "127.0.0.1:5050")]
+                ),
+                403
+            );
+            assert_eq!(
+                status(
+                    method,
+                    "/master/teardown",
+                    &[
+                        ("origin", "http://evil.example"),
+                        ("host", "127.0.0.1:5050")
+                    ]
+                ),
+                403
+            );
+        }
+        assert_eq!(
+            status(
+                Method::POST,
+                "/v2/apps/x/restart",
+                &[("sec-fetch-site", "same-site"), ("host", "127.0.0.1:5050")]
+            ),
+            403,
+            "another port of the same host is another site's page"
+        );
+        assert_eq!(
+            status(
+                Method::POST,
+                "/v2/apps/x/restart",
+                &[("origin", "null"), ("host", "127.0.0.1:5050")]
+            ),
+            403
+        );
+        assert_eq!(
+            status(
+                Method::POST,
+                "/ui/apps",
+                &[
+                    ("origin", "http://127.0.0.1:5050"),
+                    ("host", "127.0.0.1:5050")
+                ]
+            ),
+            200
+        );
+        assert_eq!(
+            status(
+                Method::GET,
+                "/master/state",
+                &[("sec-fetch-site", "cross-site"), ("host", "127.0.0.1:5050")]
+            ),
+            200,
+            "reading is the browser's business: no CORS header lets a page see the answer"
+        );
+    }
+
+    #[test]
+    fn browsers_must_name_a_host_this_server_serves() {
+        let rebound = [
+            ("sec-fetch-site", "same-origin"),
+            ("host", "evil.example:5050"),
+        ];
+        assert_eq!(status(Method::GET, "/master/state", &rebound), 403);
+        assert_eq!(status(Method::POST, "/v2/apps", &rebound), 403);
+        for host in [
+            "127.0.0.1:5050",
+            "[::1]:5050",
+            "localhost:5050",
+            "app.localhost",
+            "master-1:5050",
+            "agora.example.com",
+            "AGORA.example.com.:443",
+            "10.1.2.3",
+        ] {
+            let mut map = headers(&[("sec-fetch-mode", "navigate")]);
+            map.insert(
+                "host",
+                HeaderValue::from_str(host).unwrap_or(HeaderValue::from_static("")),
+            );
+            assert!(
+                admit(&config(), &Method::GET, "/", &map).is_ok(),
+                "{host} is served"
+            );
+        }
+        assert_eq!(
+            status(Method::GET, "/", &[("sec-fetch-mode", "navigate")]),
+            403,
+            "no Host at all"
+        );
+        assert_eq!(
+            status(Method::GET, "/master/state", &[("host", "evil.example")]),
+            200,
+            "not a browser: any name"
+        );
+        assert_eq!(
+            admit(
+                &config(),
+                &Method::GET,
+                "/",
+                &headers(&[("origin", "http://x"), ("host", "evil.example")])
+            )
+            .map_err(|r| r.status),
+            Err(StatusCode::FORBIDDEN)
+        );
+    }
+}
