@@ -33,7 +33,7 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         let info = |id: Option<Id>| FrameworkInfo {
-            user: "root".into(),
+            user: shared.config.user.clone(),
             name: "chronos".into(),
             id,
             failover_timeout: FAILOVER_TIMEOUT_SECS,

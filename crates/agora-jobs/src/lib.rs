@@ -27,6 +27,9 @@ pub struct JobsConfig {
     pub store: Arc<dyn Store>,
     /// Time before a failed run is tried again (Chronos' `--failure_retry`: 60 s).
     pub failure_retry: std::time::Duration,
+    /// The user runs run as when their job names none: the framework's user (Chronos'
+    /// `--user`).
+    pub user: String,
 }
 
 /// The running jobs scheduler.

@@ -40,7 +40,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut agents: HashMap<String, AgentFacts> = HashMap::new();
     while !shutdown.is_cancelled() {
         let info = |id: Option<Id>| FrameworkInfo {
-            user: "root".into(),
+            user: shared.config.user.clone(),
             name: "marathon".into(),
             id,
             failover_timeout: FAILOVER_TIMEOUT_SECS,
@@ -491,6 +491,8 @@ fn task_info(app: &App, offer: &Offer, matched: &agora_plan::offer_match::Matche
         resources: from_resources(&matched.resources, ResourceFormat::default(), None),
         command: Some(CommandInfo {
             environment: Some(Environment { variables }),
+            // The app's user; none: the framework's (`--default-task-user`).
+            user: definition.user.clone(),
             uris: container::to_mesos_uris(&definition.fetch, &definition.uris),
             ..command
         }),

@@ -32,6 +32,9 @@ pub struct ServicesConfig {
     /// The `host:port` this API is served on (for `/v2/info` and `/v2/leader`).
     pub advertised: String,
     pub store: Arc<dyn Store>,
+    /// The user tasks run as when their app names none: the framework's user (Marathon's
+    /// `--mesos_user`).
+    pub user: String,
 }
 
 /// The running services scheduler.

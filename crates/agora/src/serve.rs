@@ -122,12 +122,26 @@ pub async fn stop_signal() {
     }
 }
 
+/// The user tasks of the built-in frameworks run as when they name none: `--default-task-user`,
+/// else the user agora runs as.
+fn default_task_user(options: &MasterOptions) -> String {
+    if let Some(user) = &options.default_task_user {
+        return user.clone();
+    }
+    let uid = nix::unistd::geteuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => uid.to_string(),
+    }
+}
+
 /// The services scheduler (Marathon `/v2`), a framework of the master at `master`, with its
 /// own store file in `data_dir`.
 fn services(
     data_dir: &std::path::Path,
     master: String,
     advertised: String,
+    user: String,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::sync::Arc<agora_services::ServicesHandle>> {
     std::fs::create_dir_all(data_dir)
@@ -138,6 +152,7 @@ fn services(
         master,
         advertised,
         store: std::sync::Arc::new(store),
+        user,
     };
     agora_services::start(config, shutdown)
         .map(std::sync::Arc::new)
@@ -160,6 +175,7 @@ fn jobs(
         advertised,
         store: std::sync::Arc::new(store),
         failure_retry: options.job_failure_retry,
+        user: default_task_user(options),
     };
     agora_jobs::start(config, shutdown)
         .map(std::sync::Arc::new)
@@ -182,6 +198,7 @@ fn schedulers(
         data_dir,
         local.clone(),
         advertised.clone(),
+        default_task_user(options),
         shutdown.clone(),
     )?;
     let jobs = jobs(data_dir, local, advertised, options, shutdown)?;

@@ -151,6 +151,10 @@ pub struct MasterOptions {
     /// Initial role weights, e.g. web=3,analytics=1
     #[arg(long, env = "AGORA_WEIGHTS", value_parser = parse_weights)]
     pub weights: Option<Weights>,
+    /// The user tasks of apps and jobs run as when they name none (Marathon's --mesos_user,
+    /// Chronos' --user; default: the user agora runs as)
+    #[arg(long, env = "AGORA_DEFAULT_TASK_USER")]
+    pub default_task_user: Option<String>,
     /// Wait before a failed job run is tried again (Chronos' --failure_retry)
     #[arg(long, env = "AGORA_JOB_FAILURE_RETRY", default_value = "60s", value_parser = parse_duration)]
     pub job_failure_retry: Duration,

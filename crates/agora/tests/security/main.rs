@@ -7,3 +7,4 @@
 mod common;
 
 mod gate;
+mod users;
