@@ -491,9 +491,11 @@ async fn subscribe_once(
             };
             match &event {
                 Event::Subscribed { subscribed } => {
-                    if subscribed.heartbeat_interval_seconds > 0.0 {
-                        silence_limit =
-                            Duration::from_secs_f64(subscribed.heartbeat_interval_seconds * 5.0);
+                    if subscribed.heartbeat_interval_seconds > 0.0
+                        && let Ok(limit) =
+                            Duration::try_from_secs_f64(subscribed.heartbeat_interval_seconds * 5.0)
+                    {
+                        silence_limit = limit;
                     }
                     let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
                     s.framework_id = Some(subscribed.framework_id.value.clone());

@@ -662,7 +662,7 @@ impl Services {
             definition.backoff_factor,
             definition.max_launch_delay_seconds,
         );
-        let until_millis = now_millis() + (delay * 1000.0) as i64;
+        let until_millis = now_millis().saturating_add((delay * 1000.0) as i64);
         self.backoffs.insert(
             app_id.to_owned(),
             Backoff {

@@ -17,6 +17,9 @@ use agora_probe::HttpProber;
 use crate::Shared;
 use crate::core::Services;
 
+/// The longest a check waits for its next probe, whatever its interval says.
+const LONGEST_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 const TICK: Duration = Duration::from_millis(200);
 /// Enough of a body for an operator to see why a task is not ready.
 const BODY_LIMIT: usize = 16 * 1024;
@@ -64,7 +67,11 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             let mut services = shared.lock();
             for (target, (ready, result)) in due.iter().zip(results) {
                 let interval = Duration::from_secs(target.check.interval_seconds.max(1) as u64);
-                next_check.insert(target.task_id.clone(), Instant::now() + interval);
+                // Validation keeps intervals within Marathon's int range; this never overflows.
+                let next = Instant::now()
+                    .checked_add(interval)
+                    .unwrap_or_else(|| Instant::now() + LONGEST_WAIT);
+                next_check.insert(target.task_id.clone(), next);
                 if let Some(instance) = services.instances.get_mut(&target.task_id) {
                     instance.ready = ready;
                     instance.readiness = Some(result);

@@ -19,7 +19,10 @@ pub(crate) fn parse(text: &str) -> Option<Duration> {
         "weeks" => value * 604_800.0,
         _ => return None,
     };
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return None;
+    }
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 #[cfg(test)]
@@ -34,5 +37,6 @@ mod tests {
         assert_eq!(parse("15mins"), Some(Duration::from_secs(900)));
         assert_eq!(parse("5"), None);
         assert_eq!(parse("xsecs"), None);
+        assert_eq!(parse("1e300weeks"), None, "too long for a Duration");
     }
 }

@@ -575,6 +575,7 @@ impl AppDefinition {
         self.validate_ports(&mut v);
         self.validate_health_checks(&mut v);
         self.validate_readiness_checks(&mut v);
+        self.validate_bounds(&mut v);
         for (index, dependency) in self.dependencies.iter().enumerate() {
             if !dependency.starts_with('/') || path::resolve(dependency, "/").is_err() {
                 v.add(format!("/dependencies({index})"), path::SEGMENT_RULE);
@@ -768,6 +769,71 @@ impl AppDefinition {
     }
 }
 
+/// Marathon keeps counts and seconds in 32-bit ints; larger values are refused, which also
+/// keeps every deadline computed from them far from overflowing.
+const MARATHON_INT_MAX: i64 = i32::MAX as i64;
+
+impl AppDefinition {
+    /// Every count and number of seconds in the definition, at its JSON path.
+    fn bounded_numbers(&self) -> Vec<(String, f64)> {
+        let mut numbers = vec![
+            ("/instances".to_owned(), self.instances as f64),
+            ("/gpus".to_owned(), self.gpus as f64),
+            ("/backoffSeconds".to_owned(), self.backoff_seconds),
+            ("/backoffFactor".to_owned(), self.backoff_factor),
+            (
+                "/maxLaunchDelaySeconds".to_owned(),
+                self.max_launch_delay_seconds,
+            ),
+        ];
+        if let Some(grace) = self.task_kill_grace_period_seconds {
+            numbers.push(("/taskKillGracePeriodSeconds".to_owned(), grace as f64));
+        }
+        if let UnreachableStrategy::Policy {
+            inactive_after_seconds,
+            expunge_after_seconds,
+        } = &self.unreachable_strategy
+        {
+            numbers.push((
+                "/unreachableStrategy/inactiveAfterSeconds".to_owned(),
+                *inactive_after_seconds as f64,
+            ));
+            numbers.push((
+                "/unreachableStrategy/expungeAfterSeconds".to_owned(),
+                *expunge_after_seconds as f64,
+            ));
+        }
+        for (index, check) in self.health_checks.iter().enumerate() {
+            for (field, value) in [
+                ("intervalSeconds", check.interval_seconds),
+                ("timeoutSeconds", check.timeout_seconds),
+                ("gracePeriodSeconds", check.grace_period_seconds),
+                ("maxConsecutiveFailures", check.max_consecutive_failures),
+                ("delaySeconds", check.delay_seconds),
+            ] {
+                numbers.push((format!("/healthChecks({index})/{field}"), value as f64));
+            }
+        }
+        for (index, check) in self.readiness_checks.iter().enumerate() {
+            for (field, value) in [
+                ("intervalSeconds", check.interval_seconds),
+                ("timeoutSeconds", check.timeout_seconds),
+            ] {
+                numbers.push((format!("/readinessChecks({index})/{field}"), value as f64));
+            }
+        }
+        numbers
+    }
+
+    fn validate_bounds(&self, v: &mut Violations) {
+        for (path, value) in self.bounded_numbers() {
+            if value > MARATHON_INT_MAX as f64 {
+                v.add(path, format!("must be at most {MARATHON_INT_MAX}"));
+            }
+        }
+    }
+}
+
 /// `value >= min`, false for NaN.
 fn at_least(value: f64, min: f64) -> bool {
     value >= min
@@ -794,6 +860,30 @@ mod tests {
         let mut app = AppDefinition::parse(&body).unwrap();
         app.normalize("/").unwrap();
         app
+    }
+
+    #[test]
+    fn counts_and_seconds_stay_within_marathons_ints() {
+        let app = parse(
+            json!({"id": "web", "cmd": "x", "instances": 3_000_000_000_i64,
+            "backoffSeconds": 1e300,
+            "readinessChecks": [{"intervalSeconds": 9_223_372_036_854_775_807_i64, "timeoutSeconds": 10}],
+            "healthChecks": [{"protocol": "TCP", "gracePeriodSeconds": 4_000_000_000_i64}]}),
+        );
+        let paths: Vec<String> = app
+            .validate()
+            .into_vec()
+            .into_iter()
+            .map(|v| v.path)
+            .collect();
+        for path in [
+            "/instances",
+            "/backoffSeconds",
+            "/readinessChecks(0)/intervalSeconds",
+            "/healthChecks(0)/gracePeriodSeconds",
+        ] {
+            assert!(paths.iter().any(|p| p == path), "{path} in {paths:?}");
+        }
     }
 
     #[test]

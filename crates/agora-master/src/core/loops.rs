@@ -59,7 +59,11 @@ async fn detection_loop(shared: Shared, shutdown: CancellationToken) {
 
 /// Heartbeats keep idle streams alive through proxies and reveal dead connections.
 async fn heartbeat_loop(shared: Shared, shutdown: CancellationToken) {
-    let period = lock(&shared).config.heartbeat_interval;
+    // A zero period would panic in `interval`: the flag refuses it, and so does this.
+    let period = lock(&shared)
+        .config
+        .heartbeat_interval
+        .max(Duration::from_millis(1));
     let mut ticker = tokio::time::interval(period);
     ticker.tick().await;
     let heartbeat = recordio::encode(&Event::Heartbeat.to_json());

@@ -137,16 +137,16 @@ pub struct NetworkArgs {
 #[derive(Args, Debug, Clone)]
 pub struct MasterOptions {
     /// How often agents must ping the master (e.g. 15s, 500ms)
-    #[arg(long, env = "AGORA_AGENT_PING_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "AGORA_AGENT_PING_TIMEOUT", default_value = "15s", value_parser = parse_period)]
     pub agent_ping_timeout: Duration,
     /// Missed pings before an agent is unreachable
     #[arg(long, env = "AGORA_MAX_AGENT_PING_TIMEOUTS", default_value_t = 5)]
     pub max_agent_ping_timeouts: u32,
     /// Heartbeat period of scheduler and operator event streams
-    #[arg(long, env = "AGORA_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "AGORA_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_period)]
     pub heartbeat_interval: Duration,
     /// Period of the allocation round when nothing triggers one sooner
-    #[arg(long, env = "AGORA_ALLOCATION_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "AGORA_ALLOCATION_INTERVAL", default_value = "1s", value_parser = parse_period)]
     pub allocation_interval: Duration,
     /// Initial role weights, e.g. web=3,analytics=1
     #[arg(long, env = "AGORA_WEIGHTS", value_parser = parse_weights)]
@@ -169,10 +169,10 @@ pub struct AgentOptions {
     #[arg(long, env = "AGORA_ATTRIBUTES")]
     pub attributes: Option<String>,
     /// First retry of an unacknowledged status update (doubles up to 10 minutes)
-    #[arg(long, env = "AGORA_STATUS_UPDATE_RETRY", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "AGORA_STATUS_UPDATE_RETRY", default_value = "10s", value_parser = parse_period)]
     pub status_update_retry: Duration,
     /// Time an executor has to subscribe before it is destroyed
-    #[arg(long, env = "AGORA_EXECUTOR_REGISTRATION_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, env = "AGORA_EXECUTOR_REGISTRATION_TIMEOUT", default_value = "1m", value_parser = parse_period)]
     pub executor_registration_timeout: Duration,
     /// Default SIGTERM→SIGKILL grace period for tasks
     #[arg(long, env = "AGORA_KILL_GRACE", default_value = "3s", value_parser = parse_duration)]
@@ -325,7 +325,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("'{text}' is not a valid duration"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if duration <= LONGEST_DURATION => Ok(duration),
+        _ => Err(format!("'{text}' is longer than a year")),
+    }
+}
+
+/// No duration a flag takes is meant to be longer (and time arithmetic stays far from
+/// overflowing).
+const LONGEST_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A duration that must not be zero: a period or timeout of nothing would spin or fire at once.
+pub fn parse_period(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("'{text}' must be more than zero"));
+    }
+    Ok(duration)
 }
 
 /// A size as Mesos writes them: bytes, or a number with B, KB, MB, GB or TB (powers of 1024).
@@ -393,6 +409,28 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("3y").is_err());
+        assert!(parse_duration("1e300s").is_err());
+        assert!(parse_duration("400d").is_err());
+        assert!(parse_duration("9999999999h").is_err());
+        assert!(parse_period("0s").is_err());
+        assert_eq!(parse_period("1ms"), Ok(Duration::from_millis(1)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_flag_text_is_read_or_refused(text in "\\PC{0,24}", number in proptest::num::f64::ANY, unit in "(ms|s|m|h|KB|MB|GB|TB|B|)") {
+            let _ = parse_duration(&text);
+            let _ = parse_period(&text);
+            let _ = parse_bytes(&text);
+            let _ = parse_weights(&text);
+            let _ = parse_isolation(&text);
+            let _ = parse_proxy_bind(&text);
+            let _ = parse_balance(&text);
+            let numeric = format!("{number}{unit}");
+            let _ = parse_duration(&numeric);
+            let _ = parse_bytes(&numeric);
+            let _ = parse_weights(&format!("web={number}"));
+        }
     }
 
     #[test]
