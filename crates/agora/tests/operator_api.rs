@@ -262,10 +262,12 @@ async fn operator_event_stream_follows_the_cluster() {
     );
 
     let mut scheduler = subscribe(&up.address(), framework_info("watched")).await;
-    // `agora up` also runs the services scheduler's framework, which may register meanwhile.
+    // `agora up` also runs the services and jobs schedulers' frameworks, which may register
+    // meanwhile.
     let added = loop {
         let added = next_of(&mut events, "FRAMEWORK_ADDED").await;
-        if added["framework_added"]["framework"]["framework_info"]["name"] != "marathon" {
+        let name = &added["framework_added"]["framework"]["framework_info"]["name"];
+        if name != "marathon" && name != "chronos" {
             break added;
         }
     };
