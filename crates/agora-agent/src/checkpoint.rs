@@ -7,6 +7,7 @@
 //! an older agent, with everything inside, still loads.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -175,10 +176,15 @@ pub(crate) fn load(work_dir: &Path) -> Result<Checkpoint, AgentError> {
 /// or the new file, never a torn one (for `agent.json`, which changes rarely).
 pub(crate) fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        crate::modes::make_dirs(parent, crate::modes::PRIVATE_DIR)?;
     }
     let temporary = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&temporary)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::modes::PRIVATE_FILE)
+        .open(&temporary)?;
     file.write_all(bytes)?;
     std::fs::rename(&temporary, path)
 }
@@ -195,13 +201,14 @@ pub(crate) fn write(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(crate::modes::PRIVATE_FILE)
             .open(path)
     };
     let file = match open() {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
+                crate::modes::make_dirs(parent, crate::modes::PRIVATE_DIR)?;
             }
             open()?
         }

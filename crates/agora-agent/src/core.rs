@@ -196,7 +196,11 @@ impl Agent {
         // Sandboxes are named to executors, which run elsewhere (a warm container's working
         // directory is its old sandbox): a relative work dir would name other places.
         config.work_dir = std::path::absolute(&config.work_dir)
-            .and_then(|dir| std::fs::create_dir_all(&dir).map(|()| dir))
+            .and_then(|dir| {
+                crate::modes::make_dir_with(&dir, crate::modes::TRAVERSE_ONLY)?;
+                crate::modes::make_dir_with(&checkpoint::meta(&dir), crate::modes::PRIVATE_DIR)?;
+                Ok(dir)
+            })
             .map_err(|source| AgentError::WorkDir {
                 path: config.work_dir.display().to_string(),
                 source,
@@ -564,6 +568,33 @@ impl Agent {
             ),
             (None, None) => return,
         };
+        // Ids name the sandbox and checkpoint files: the master checks them, and so does the
+        // agent before any path is made of them.
+        if let Err(error) = agora_api::mesos::validate_id("Framework", framework_id.as_str()) {
+            // Not even an update can be kept for it (its queue is a file named after it).
+            tracing::warn!(%error, "launch for an invalid framework id dropped");
+            return;
+        }
+        if let Some(error) = std::iter::once(("Executor", executor_info.executor_id.value.as_str()))
+            .chain(tasks.iter().map(|t| ("Task", t.task_id.value.as_str())))
+            .find_map(|(kind, id)| agora_api::mesos::validate_id(kind, id).err())
+        {
+            tracing::warn!(framework = %framework_id, %error, "launch refused");
+            let mut state = self.lock();
+            for task in &tasks {
+                if agora_api::mesos::validate_id("Task", &task.task_id.value).is_err() {
+                    continue;
+                }
+                let status = TaskStatus::new(task.task_id.value.as_str(), TaskState::Error)
+                    .with_source("SOURCE_AGENT")
+                    .with_reason("REASON_TASK_INVALID")
+                    .with_message(error.to_string());
+                self.enqueue_update(&mut state, &framework_id, status);
+            }
+            drop(state);
+            self.updates_wanted.notify_one();
+            return;
+        }
         let executor_id = ExecutorId::new(executor_info.executor_id.value.clone());
         let touched: Vec<TaskId> = tasks
             .iter()
@@ -1321,6 +1352,7 @@ impl Agent {
                 },
             });
         }
+        // Re-sent updates count only for the executor's own tasks.
         let resent: Vec<TaskStatus> = call
             .subscribe
             .as_ref()
@@ -1328,6 +1360,11 @@ impl Agent {
                 s.unacknowledged_updates
                     .iter()
                     .map(|u| u.status.clone())
+                    .filter(|status| {
+                        executor
+                            .tasks
+                            .contains_key(&TaskId::new(status.task_id.value.clone()))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -1390,6 +1427,19 @@ impl Agent {
         };
         if executor.stream.is_none() {
             return Err((403, "Executor is not subscribed"));
+        }
+        // An executor speaks for its own tasks only (the task id also names the update's
+        // checkpoint file). A late repeat for a task that has ended is acknowledged and dropped.
+        let task_id = TaskId::new(update.status.task_id.value.clone());
+        if !executor.tasks.contains_key(&task_id) {
+            if executor
+                .completed_tasks
+                .iter()
+                .any(|t| t.info.task_id.value == task_id.as_str())
+            {
+                return Ok(Vec::new());
+            }
+            return Err((400, "Task is not one of this executor's tasks"));
         }
         let mut status = update.status.clone();
         status.executor_id = Some(Id::new(executor_id.as_str()));
@@ -1732,7 +1782,9 @@ async fn spawn_executor(
         // directory and `/tmp` move with it.
         let moved = directory
             .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_or(Ok(()), |runs| {
+                crate::modes::make_dirs(runs, crate::modes::TRAVERSE_ONLY)
+            })
             .and_then(|()| std::fs::rename(&taken.directory, directory));
         match moved {
             Ok(()) => warm = Some(taken),
@@ -1743,7 +1795,12 @@ async fn spawn_executor(
         }
     }
     if warm.is_none() {
-        std::fs::create_dir_all(directory)
+        directory
+            .parent()
+            .map_or(Ok(()), |runs| {
+                crate::modes::make_dirs(runs, crate::modes::TRAVERSE_ONLY)
+            })
+            .and_then(|()| std::fs::create_dir_all(directory))
             .map_err(|e| format!("Failed to create sandbox {}: {e}", directory.display()))?;
     }
     if let Some(parent) = directory.parent() {

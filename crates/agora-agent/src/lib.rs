@@ -8,6 +8,7 @@
 //! [`serve_launcher`], the helper that starts executors without loading the binary again for
 //! each (`agora executor` with [`LAUNCHER_ENV`] set).
 
+mod beneath;
 mod cgroups;
 mod checkpoint;
 mod command_executor;
@@ -21,6 +22,7 @@ mod http;
 #[allow(unsafe_code)]
 mod launcher;
 mod master_link;
+mod modes;
 // Namespaces and clone, between fork and exec in the launcher; each has a SAFETY note.
 #[allow(unsafe_code)]
 mod namespaces;

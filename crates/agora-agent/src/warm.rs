@@ -220,7 +220,8 @@ async fn make(agent: &Agent, pool: &WarmPool) -> Result<Warm, String> {
         .ok_or_else(|| crate::launcher::GONE.to_owned())?;
     let container_id = uuid::Uuid::new_v4().to_string();
     let directory = pool.dir.join(&container_id);
-    std::fs::create_dir_all(&directory)
+    crate::modes::make_dirs(&pool.dir, crate::modes::TRAVERSE_ONLY)
+        .and_then(|()| std::fs::create_dir_all(&directory))
         .map_err(|e| format!("cannot create {}: {e}", directory.display()))?;
     let cgroup = agent
         .cgroups

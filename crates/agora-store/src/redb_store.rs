@@ -20,6 +20,9 @@ impl RedbStore {
     /// Opens (or creates) the store file; fails if another process holds it.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
         let database = Database::create(path).map_err(backend)?;
+        // What is stored is for the process that stores it.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(backend)?;
         let transaction = database.begin_write().map_err(backend)?;
         transaction.open_table(TABLE).map_err(backend)?;
         transaction.commit().map_err(backend)?;

@@ -106,6 +106,18 @@ fn agent_config(
     Ok(config)
 }
 
+/// A master's data dir is its own (0700); `agora up`'s holds the agent's work dir too, which
+/// tasks' users pass through to reach their sandboxes (0711: no one else may list it).
+fn prepare_data_dir(dir: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
+        .with_context(|| format!("cannot prepare data dir {}", dir.display()))
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn stop_signal() {
     let terminate = async {
@@ -288,6 +300,7 @@ async fn serve(
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (listener, port) = bind(&args.network, UP_BIND, args.port).await?;
+    prepare_data_dir(&args.data_dir, 0o711)?;
     let shutdown = CancellationToken::new();
     let master = agora_master::start(
         master_config(&args.master, &args.network, port, args.data_dir.clone()),
@@ -361,6 +374,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 
 pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
+    prepare_data_dir(&args.data_dir, 0o700)?;
     let shutdown = CancellationToken::new();
     let master = agora_master::start(
         master_config(&args.master, &args.network, port, args.data_dir.clone()),

@@ -138,14 +138,18 @@ impl Fetcher {
             }
             return Ok(cached);
         }
-        tokio::fs::create_dir_all(&self.cache_dir)
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot create the fetcher cache {}: {e}",
-                    self.cache_dir.display()
-                )
-            })?;
+        let cache_dir = self.cache_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::modes::make_dir_with(&cache_dir, crate::modes::PRIVATE_DIR)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        .map_err(|e| {
+            format!(
+                "cannot create the fetcher cache {}: {e}",
+                self.cache_dir.display()
+            )
+        })?;
         let partial = self.cache_dir.join(format!(".{key}.partial"));
         let fetched = self.get(source, &partial, user).await;
         if let Err(error) = fetched {

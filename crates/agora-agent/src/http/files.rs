@@ -1,55 +1,146 @@
-//! `/files/*`: read, browse and download sandbox files, confined to the work dir (paths are
-//! canonicalised, so neither `..` nor a symlink can escape it).
+//! `/files/*`: read, browse and download sandbox files, and nothing else: a path must lie in
+//! the sandbox of an executor this agent runs or ran (by its host path, or Mesos' virtual
+//! `/frameworks/<f>/executors/<e>/runs/<latest|container>/...`), and it is opened beneath that
+//! sandbox (`crate::beneath`), so neither `..` nor a link a task planted leads anywhere else —
+//! not to the agent's checkpoints, which hold every task's environment.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FileStat, SFlag, fstat, fstatat};
 use serde_json::{Value, json};
 
 use super::{Shared, json_response, text};
+use crate::beneath::Sandbox;
 
 /// Mesos caps one read at 16 pages.
 const MAX_READ: u64 = 16 * 4096;
 
 type Params = Query<HashMap<String, String>>;
 
-/// Resolves a requested path (a host path inside the work dir, or the virtual
-/// `/frameworks/<f>/executors/<e>/runs/latest[/...]` form) to a real path inside the work dir.
-fn resolve(agent: &Shared, requested: &str) -> Result<PathBuf, Response> {
-    let work_dir = agent
-        .config
-        .work_dir
-        .canonicalize()
-        .map_err(|_| text(StatusCode::NOT_FOUND, "work dir is not available"))?;
-    let candidate = if requested.starts_with("/frameworks/") {
-        match agent.agent_id() {
-            Some(agent_id) => work_dir
-                .join("slaves")
-                .join(agent_id)
-                .join(requested.trim_start_matches('/')),
-            None => return Err(text(StatusCode::NOT_FOUND, "agent is not registered yet")),
+/// A sandbox this agent knows: an executor's run, live or ended.
+struct Run {
+    framework_id: String,
+    executor_id: String,
+    container_id: String,
+    directory: PathBuf,
+}
+
+fn runs(agent: &Shared) -> Vec<Run> {
+    agent.with_state(|state| {
+        let mut runs = Vec::new();
+        let frameworks = state
+            .frameworks
+            .iter()
+            .map(|(id, framework)| (id.to_string(), framework))
+            .chain(state.completed_frameworks.iter().map(|framework| {
+                let id = framework
+                    .info
+                    .id
+                    .as_ref()
+                    .map(|id| id.value.clone())
+                    .unwrap_or_default();
+                (id, framework)
+            }));
+        for (framework_id, framework) in frameworks {
+            // Oldest first: the newest run of an executor is what `runs/latest` names.
+            for executor in framework
+                .completed_executors
+                .iter()
+                .chain(framework.executors.values())
+            {
+                runs.push(Run {
+                    framework_id: framework_id.clone(),
+                    executor_id: executor.info.executor_id.value.clone(),
+                    container_id: executor.container_id.clone(),
+                    directory: executor.directory.clone(),
+                });
+            }
         }
-    } else {
-        PathBuf::from(requested)
-    };
-    let real = candidate.canonicalize().map_err(|_| {
+        runs
+    })
+}
+
+/// The sandbox a requested path lies in, and the rest of the path within it.
+fn locate(agent: &Shared, requested: &str) -> Result<(PathBuf, PathBuf), Response> {
+    let not_found = || {
         text(
             StatusCode::NOT_FOUND,
-            format!("'{requested}' was not found"),
+            format!("'{requested}' is in no sandbox of this agent"),
         )
-    })?;
-    if !real.starts_with(&work_dir) {
-        return Err(text(
-            StatusCode::FORBIDDEN,
-            format!("'{requested}' is outside the agent's work dir"),
-        ));
+    };
+    let runs = runs(agent);
+    if let Some(rest) = requested.strip_prefix("/frameworks/") {
+        // <f>/executors/<e>/runs/<run>[/...]
+        let mut parts = rest.splitn(6, '/');
+        let (Some(framework), Some("executors"), Some(executor), Some("runs"), Some(run)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(not_found());
+        };
+        let inside = PathBuf::from(parts.next().unwrap_or(""));
+        let found = runs.iter().rev().find(|r| {
+            r.framework_id == framework
+                && r.executor_id == executor
+                && (r.container_id == run || run == "latest")
+        });
+        return found
+            .map(|r| (r.directory.clone(), inside))
+            .ok_or_else(not_found);
     }
-    Ok(real)
+    let path = Path::new(requested);
+    for run in runs.iter().rev() {
+        if let Ok(inside) = path.strip_prefix(&run.directory) {
+            return Ok((run.directory.clone(), inside.to_path_buf()));
+        }
+        // `runs/latest`, the link to the executor's current run.
+        if let Some(latest) = run.directory.parent().map(|runs| runs.join("latest"))
+            && let Ok(inside) = path.strip_prefix(&latest)
+        {
+            return Ok((run.directory.clone(), inside.to_path_buf()));
+        }
+    }
+    Err(not_found())
+}
+
+/// Opens what a requested path names, beneath its sandbox.
+fn open(agent: &Shared, requested: &str) -> Result<OwnedFd, Response> {
+    let (directory, inside) = locate(agent, requested)?;
+    let refused = |error: std::io::Error| {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            text(
+                StatusCode::NOT_FOUND,
+                format!("'{requested}' was not found"),
+            )
+        } else {
+            text(
+                StatusCode::FORBIDDEN,
+                format!("'{requested}' cannot be opened: {error}"),
+            )
+        }
+    };
+    Sandbox::open(&agent.config.work_dir, &directory)
+        .and_then(|sandbox| sandbox.entry(&inside))
+        .map_err(refused)
+}
+
+fn is_dir(stat: &FileStat) -> bool {
+    SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+}
+
+fn is_file(stat: &FileStat) -> bool {
+    SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
 }
 
 fn path_param(params: &HashMap<String, String>) -> Result<&str, Response> {
@@ -89,14 +180,19 @@ pub(crate) async fn read(State(agent): State<Shared>, Query(params): Params) -> 
             "Negative 'offset' or 'length' (other than -1)",
         );
     }
-    let path = match resolve(&agent, &requested) {
-        Ok(path) => path,
+    let opened = match open(&agent, &requested) {
+        Ok(opened) => opened,
         Err(response) => return response,
     };
-    if path.is_dir() {
-        return text(StatusCode::BAD_REQUEST, "Cannot read a directory");
+    match fstat(opened.as_fd()) {
+        Ok(stat) if is_file(&stat) => {}
+        Ok(stat) if is_dir(&stat) => {
+            return text(StatusCode::BAD_REQUEST, "Cannot read a directory");
+        }
+        _ => return text(StatusCode::BAD_REQUEST, "Not a regular file"),
     }
-    let result = tokio::task::spawn_blocking(move || read_range(&path, offset, length)).await;
+    let file = std::fs::File::from(opened);
+    let result = tokio::task::spawn_blocking(move || read_range(file, offset, length)).await;
     match result {
         Ok(Ok(value)) => json_response(&value),
         Ok(Err(error)) => text(
@@ -110,8 +206,11 @@ pub(crate) async fn read(State(agent): State<Shared>, Query(params): Params) -> 
     }
 }
 
-fn read_range(path: &Path, offset: Option<i64>, length: Option<i64>) -> std::io::Result<Value> {
-    let mut file = std::fs::File::open(path)?;
+fn read_range(
+    mut file: std::fs::File,
+    offset: Option<i64>,
+    length: Option<i64>,
+) -> std::io::Result<Value> {
     let size = file.metadata()?.len();
     let Some(offset) = offset.filter(|o| *o >= 0) else {
         return Ok(json!({"offset": size, "data": ""}));
@@ -143,9 +242,17 @@ fn whole_characters(buffer: &[u8]) -> usize {
     }
 }
 
-fn mode_string(mode: u32, is_dir: bool) -> String {
+/// `ls -l`'s mode column: the kind (`d`, `l` for a link, never followed), then the bits.
+fn mode_string(mode: u32) -> String {
     let mut text = String::with_capacity(10);
-    text.push(if is_dir { 'd' } else { '-' });
+    let kind = SFlag::from_bits_truncate(mode) & SFlag::S_IFMT;
+    text.push(if kind == SFlag::S_IFDIR {
+        'd'
+    } else if kind == SFlag::S_IFLNK {
+        'l'
+    } else {
+        '-'
+    });
     for shift in [6, 3, 0] {
         let bits = (mode >> shift) & 7;
         text.push(if bits & 4 != 0 { 'r' } else { '-' });
@@ -155,88 +262,117 @@ fn mode_string(mode: u32, is_dir: bool) -> String {
     text
 }
 
-fn file_info(path: &Path) -> Option<Value> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some(json!({
-        "path": path.display().to_string(),
-        "nlink": metadata.nlink(),
-        "size": metadata.len(),
-        "mtime": metadata.mtime(),
-        "mode": mode_string(metadata.permissions().mode(), metadata.is_dir()),
-        "uid": metadata.uid().to_string(),
-        "gid": metadata.gid().to_string(),
-    }))
+fn file_info(path: &str, stat: &FileStat) -> Value {
+    json!({
+        "path": path,
+        "nlink": stat.st_nlink,
+        "size": stat.st_size,
+        "mtime": stat.st_mtime,
+        "mode": mode_string(stat.st_mode),
+        "uid": stat.st_uid.to_string(),
+        "gid": stat.st_gid.to_string(),
+    })
 }
 
 pub(crate) async fn browse(State(agent): State<Shared>, Query(params): Params) -> Response {
     let requested = match path_param(&params) {
-        Ok(path) => path.to_owned(),
+        Ok(path) => path.trim_end_matches('/').to_owned(),
         Err(response) => return response,
     };
-    let path = match resolve(&agent, &requested) {
-        Ok(path) => path,
+    let opened = match open(&agent, &requested) {
+        Ok(opened) => opened,
         Err(response) => return response,
     };
-    if !path.is_dir() {
-        return match file_info(&path) {
-            Some(info) => json_response(&json!([info])),
-            None => text(StatusCode::NOT_FOUND, "not found"),
-        };
+    let listed = tokio::task::spawn_blocking(move || list(opened, &requested)).await;
+    match listed {
+        Ok(Ok(listing)) => json_response(&Value::Array(listing)),
+        Ok(Err(response)) => response,
+        Err(error) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Failed to list: {error}"),
+        ),
     }
-    let Ok(entries) = std::fs::read_dir(&path) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("'{requested}' cannot be listed"),
-        );
-    };
-    let mut listing: Vec<Value> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| file_info(&e.path()))
-        .collect();
-    listing.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
-    json_response(&Value::Array(listing))
 }
 
+/// A directory's entries (links described, never followed), or a file's own line.
+fn list(opened: OwnedFd, requested: &str) -> Result<Vec<Value>, Response> {
+    let stat = fstat(opened.as_fd()).map_err(|error| {
+        text(
+            StatusCode::NOT_FOUND,
+            format!("'{requested}' cannot be read: {error}"),
+        )
+    })?;
+    if !is_dir(&stat) {
+        return Ok(vec![file_info(requested, &stat)]);
+    }
+    let mut directory = nix::dir::Dir::from_fd(opened).map_err(|error| {
+        text(
+            StatusCode::NOT_FOUND,
+            format!("'{requested}' cannot be listed: {error}"),
+        )
+    })?;
+    let names: Vec<std::ffi::OsString> = directory
+        .iter()
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_bytes().to_vec())
+        .map(std::os::unix::ffi::OsStringExt::from_vec)
+        .filter(|name: &std::ffi::OsString| name != "." && name != "..")
+        .collect();
+    let mut listing: Vec<Value> = names
+        .iter()
+        .filter_map(|name| {
+            let stat = fstatat(&directory, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+            let path = format!("{requested}/{}", name.to_string_lossy());
+            Some(file_info(&path, &stat))
+        })
+        .collect();
+    listing.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    Ok(listing)
+}
+
+/// The file's bytes, streamed (a log of gigabytes is never held in memory).
 pub(crate) async fn download(State(agent): State<Shared>, Query(params): Params) -> Response {
     let requested = match path_param(&params) {
         Ok(path) => path.to_owned(),
         Err(response) => return response,
     };
-    let path = match resolve(&agent, &requested) {
-        Ok(path) => path,
+    let opened = match open(&agent, &requested) {
+        Ok(opened) => opened,
         Err(response) => return response,
     };
-    if path.is_dir() {
-        return text(StatusCode::BAD_REQUEST, "Cannot download a directory");
-    }
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let disposition = HeaderValue::from_str(&format!(
-                "attachment; filename=\"{}\"",
-                name.replace('"', "")
-            ))
-            .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
-            (
-                [
-                    (
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/octet-stream"),
-                    ),
-                    (header::CONTENT_DISPOSITION, disposition),
-                ],
-                bytes,
-            )
-                .into_response()
+    let size = match fstat(opened.as_fd()) {
+        Ok(stat) if is_file(&stat) => stat.st_size.max(0) as u64,
+        Ok(stat) if is_dir(&stat) => {
+            return text(StatusCode::BAD_REQUEST, "Cannot download a directory");
         }
-        Err(error) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Failed to read file: {error}"),
-        ),
-    }
+        _ => return text(StatusCode::BAD_REQUEST, "Not a regular file"),
+    };
+    let name = Path::new(&requested)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let disposition = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}\"",
+        name.replace(['"', '\\'], "")
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    let file = tokio::fs::File::from_std(std::fs::File::from(opened));
+    // The length read at open: a file that grows meanwhile is sent as it was then.
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(
+        tokio::io::AsyncReadExt::take(file, size),
+    ));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CONTENT_LENGTH, HeaderValue::from(size)),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 pub(crate) async fn debug(State(agent): State<Shared>) -> Response {

@@ -245,14 +245,24 @@ async fn exec_in_process_container(
         let mut command = std::process::Command::new("nsenter");
         command
             .arg(format!("--target={pid}"))
-            .args(["--pid", "--mount"])
-            .arg(format!("--wd={}", target.sandbox.display()));
+            .args(["--pid", "--mount"]);
         if let Some(user) = &user {
             command
                 .arg(format!("--setgid={}", user.gid))
                 .arg(format!("--setuid={}", user.uid));
         }
-        command.arg("--").args(&argv);
+        // Into the sandbox once inside, as the user: nsenter's --wd opens its directory before
+        // entering, which leaves the command in a directory of the host's mount namespace
+        // (unreachable inside: getcwd fails) and reached with the agent's rights.
+        command
+            .args([
+                "--",
+                "/bin/sh",
+                "-c",
+                "cd -- \"$MESOS_SANDBOX\" || exit 126; exec \"$@\"",
+                "agora-exec",
+            ])
+            .args(&argv);
         command
     } else {
         let mut command = std::process::Command::new(&argv[0]);
@@ -423,11 +433,18 @@ pub(crate) async fn attach(
         Ok(target) => target,
         Err(response) => return response,
     };
-    let file = target.output.join(name);
+    // The output is opened beneath the task's sandbox: a link the task put in its place
+    // leads nowhere.
+    let file = OutputFile {
+        work_dir: agent.config.work_dir.clone(),
+        directory: target.output.clone(),
+        name,
+    };
     let start = match query.from.as_deref().unwrap_or("end") {
         "start" => 0,
-        "end" => tokio::fs::metadata(&file)
-            .await
+        "end" => file
+            .open()
+            .and_then(|f| f.metadata())
             .map(|m| m.len())
             .unwrap_or(0),
         other => {
@@ -440,7 +457,7 @@ pub(crate) async fn attach(
     struct Follow {
         agent: Shared,
         task_id: String,
-        file: PathBuf,
+        file: OutputFile,
         offset: u64,
         done: bool,
     }
@@ -483,12 +500,27 @@ pub(crate) async fn attach(
     response
 }
 
+/// A task's output file, by where it lies.
+struct OutputFile {
+    work_dir: PathBuf,
+    directory: PathBuf,
+    name: &'static str,
+}
+
+impl OutputFile {
+    fn open(&self) -> std::io::Result<std::fs::File> {
+        crate::beneath::Sandbox::open(&self.work_dir, &self.directory)?
+            .file(std::path::Path::new(self.name))
+    }
+}
+
 /// What a file holds from `offset` (at most 64 KiB).
-async fn read_from(file: &std::path::Path, offset: u64) -> Vec<u8> {
+async fn read_from(file: &OutputFile, offset: u64) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let Ok(mut opened) = tokio::fs::File::open(file).await else {
+    let Ok(opened) = file.open() else {
         return Vec::new();
     };
+    let mut opened = tokio::fs::File::from_std(opened);
     if opened.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
         return Vec::new();
     }

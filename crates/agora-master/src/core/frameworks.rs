@@ -80,6 +80,10 @@ impl Master {
             .map(|id| FrameworkId::new(id.value.clone()))
         {
             Some(id) => {
+                // A framework id names directories and files on every agent.
+                if let Err(error) = agora_api::mesos::validate_id("Framework", id.as_str()) {
+                    return Err(SubscribeRefused(error.to_string()));
+                }
                 if self.completed_frameworks.iter().any(|f| f.id == id) {
                     return Err(SubscribeRefused("Framework has been removed".into()));
                 }
