@@ -20,6 +20,10 @@ use crate::AgentError;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Checkpoint {
     pub agent_id: Option<String>,
+    /// The secret the master gave this agent: its id is taken, and its reports accepted,
+    /// only with it.
+    #[serde(default)]
+    pub agent_token: Option<String>,
     pub frameworks: Vec<FrameworkCheckpoint>,
     #[serde(default)]
     pub updates: Vec<UpdateCheckpoint>,
@@ -42,6 +46,9 @@ pub(crate) struct ExecutorCheckpoint {
     /// `/proc/<pid>/stat` start time, so a reused pid is not mistaken for the executor.
     pub pid_start_time: Option<u64>,
     pub tasks: Vec<TaskCheckpoint>,
+    /// The executor's secret, so it is still itself to a restarted agent.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -52,6 +52,9 @@ pub struct AgentConfig {
     pub fetcher_cache_bytes: u64,
     /// Built-in executors' containers kept ready ahead of their tasks (0: none).
     pub warm_containers: usize,
+    /// Every executor must prove itself with its token (Mesos'
+    /// `--authenticate_http_executors`); the built-in executors always do.
+    pub authenticate_http_executors: bool,
 }
 
 /// What isolates tasks (`--isolation`): cgroups (cpu, memory, pids) and namespaces (pid and
@@ -135,6 +138,7 @@ impl AgentConfig {
             switch_user: true,
             fetcher_cache_bytes: 2 << 30,
             warm_containers: 2,
+            authenticate_http_executors: false,
         }
     }
 

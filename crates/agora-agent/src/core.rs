@@ -87,6 +87,9 @@ pub(crate) struct Executor {
     pub recovered: bool,
     /// Kills that arrived while a recovered executor had not re-subscribed yet.
     pub pending_kills: Vec<(TaskId, Option<KillPolicy>)>,
+    /// The executor's own secret (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`), sent back as a
+    /// bearer token; `None` only for executors started before agents gave them one.
+    pub token: Option<String>,
 }
 
 impl Executor {
@@ -113,6 +116,8 @@ pub(crate) struct UpdateQueue {
 
 pub(crate) struct AgentState {
     pub agent_id: Option<String>,
+    /// The secret the master gave this agent (sent with every request to it).
+    pub agent_token: Option<String>,
     pub master_connected: bool,
     pub frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
     pub completed_frameworks: VecDeque<FrameworkEntry>,
@@ -224,6 +229,7 @@ impl Agent {
             .map_err(|e| AgentError::Client(e.to_string()))?;
         let mut state = AgentState {
             agent_id: saved.agent_id.clone(),
+            agent_token: saved.agent_token.clone(),
             master_connected: false,
             frameworks: BTreeMap::new(),
             completed_frameworks: VecDeque::new(),
@@ -294,6 +300,7 @@ impl Agent {
                     killing: false,
                     recovered: true,
                     pending_kills: Vec::new(),
+                    token: saved_executor.token,
                 };
                 if !alive {
                     dead.push((framework_id.clone(), executor_id.clone()));
@@ -505,10 +512,19 @@ impl Agent {
         }
     }
 
-    pub(crate) fn set_registered(&self, agent_id: String) {
+    /// The secret the master gave this agent, for the requests it sends there.
+    pub(crate) fn agent_token(&self) -> Option<String> {
+        self.lock().agent_token.clone()
+    }
+
+    pub(crate) fn set_registered(&self, agent_id: String, token: Option<String>) {
         let mut state = self.lock();
-        let changed = state.agent_id.as_deref() != Some(agent_id.as_str());
+        let mut changed = state.agent_id.as_deref() != Some(agent_id.as_str());
         state.agent_id = Some(agent_id);
+        if let Some(token) = token {
+            changed |= state.agent_token.as_deref() != Some(token.as_str());
+            state.agent_token = Some(token);
+        }
         state.master_connected = true;
         for queue in state.updates.values_mut() {
             queue.next_attempt = Instant::now();
@@ -673,6 +689,7 @@ impl Agent {
                     killing: false,
                     recovered: false,
                     pending_kills: Vec::new(),
+                    token: Some(crate::executor_auth::new_token()),
                 },
             );
         }
@@ -863,6 +880,9 @@ impl Agent {
             ("LIBPROCESS_PORT", "0".to_owned()),
         ] {
             environment.insert(key.to_owned(), value);
+        }
+        if let Some(token) = &executor.token {
+            environment.insert(crate::executor_auth::TOKEN_ENV.to_owned(), token.clone());
         }
         let command = match executor.kind {
             ExecutorKind::Command | ExecutorKind::Default => self.builtin_command(),
@@ -1285,6 +1305,28 @@ impl Agent {
                 message: executor::Message { data },
             });
         }
+    }
+
+    /// Whether a call carrying `token` may speak for the executor it names (see
+    /// `executor_auth`); a call naming no known executor is answered by the call itself.
+    pub(crate) fn executor_admits(
+        &self,
+        call: &executor::Call,
+        token: Option<&str>,
+    ) -> Result<(), crate::executor_auth::Refusal> {
+        let state = self.lock();
+        let Some(executor) = state.executor(
+            &FrameworkId::new(call.framework_id.value.clone()),
+            &ExecutorId::new(call.executor_id.value.clone()),
+        ) else {
+            return Ok(());
+        };
+        crate::executor_auth::admit(
+            executor,
+            token,
+            call.kind == "SUBSCRIBE",
+            self.config.authenticate_http_executors,
+        )
     }
 
     /// Executor SUBSCRIBE: attaches the event stream, sends SUBSCRIBED and any queued launches.

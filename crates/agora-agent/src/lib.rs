@@ -15,6 +15,7 @@ mod command_executor;
 mod config;
 mod core;
 mod docker;
+mod executor_auth;
 mod fetcher;
 mod fnv;
 mod http;

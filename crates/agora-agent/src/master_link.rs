@@ -9,7 +9,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use agora_api::agent_protocol::{
-    AgentCommand, ExecutorExited, ExecutorMessage, FrameworkStatus, Ping, StatusUpdates,
+    AGENT_TOKEN_HEADER, AgentCommand, ExecutorExited, ExecutorMessage, FrameworkStatus, Ping,
+    StatusUpdates,
 };
 use agora_api::recordio;
 use agora_types::{ExecutorId, FrameworkId, TaskId};
@@ -44,14 +45,21 @@ fn url(agent: &Agent, path: &str) -> String {
     format!("http://{}{path}", agent.config.master)
 }
 
+/// A request to the master, carrying this agent's secret once it has one.
+fn request(agent: &Agent, path: &str) -> reqwest::RequestBuilder {
+    let request = agent.client.post(url(agent, path));
+    match agent.agent_token() {
+        Some(token) => request.header(AGENT_TOKEN_HEADER, token),
+        None => request,
+    }
+}
+
 async fn post<T: Serialize>(
     agent: &Agent,
     path: &str,
     body: &T,
 ) -> Result<reqwest::StatusCode, reqwest::Error> {
-    let response = agent
-        .client
-        .post(url(agent, path))
+    let response = request(agent, path)
         .timeout(Duration::from_secs(10))
         .json(body)
         .send()
@@ -92,9 +100,7 @@ enum Outcome {
 
 async fn subscribe_once(agent: &Arc<Agent>) -> Result<Outcome, String> {
     let registration = agent.registration();
-    let response = agent
-        .client
-        .post(url(agent, "/internal/agent/subscribe"))
+    let response = request(agent, "/internal/agent/subscribe")
         .json(&registration)
         .send()
         .await
@@ -136,12 +142,13 @@ async fn subscribe_once(agent: &Arc<Agent>) -> Result<Outcome, String> {
             if let AgentCommand::Registered {
                 agent_id,
                 ping_interval_ms,
+                token,
                 ..
             } = &command
             {
                 registered = true;
                 tracing::info!(agent = %agent_id, master = %agent.config.master, "registered with the master");
-                agent.set_registered(agent_id.clone());
+                agent.set_registered(agent_id.clone(), token.clone());
                 tokio::spawn(ping_loop(
                     agent.clone(),
                     agent_id.clone(),
@@ -296,10 +303,9 @@ pub(crate) fn report_executor_exit(
         executor_id: executor_id.to_string(),
         status,
     };
-    let client = agent.client.clone();
-    let target = url(agent, "/internal/agent/executor-exited");
+    let report = request(agent, "/internal/agent/executor-exited").json(&body);
     tokio::spawn(async move {
-        let _ = client.post(target).json(&body).send().await;
+        let _ = report.send().await;
     });
 }
 
@@ -318,9 +324,8 @@ pub(crate) fn forward_executor_message(
         executor_id: executor_id.to_owned(),
         data,
     };
-    let client = agent.client.clone();
-    let target = url(agent, "/internal/agent/message");
+    let report = request(agent, "/internal/agent/message").json(&body);
     tokio::spawn(async move {
-        let _ = client.post(target).json(&body).send().await;
+        let _ = report.send().await;
     });
 }

@@ -93,6 +93,7 @@ fn executor_checkpoint(executor: &Executor) -> ExecutorCheckpoint {
         directory: executor.directory.clone(),
         pid: executor.pid,
         pid_start_time: executor.pid_start_time,
+        token: executor.token.clone(),
         tasks: executor
             .tasks
             .values()
@@ -215,6 +216,7 @@ impl Agent {
     fn save_agent_file(&self, state: &AgentState, written: &mut Written) {
         let agent_file = Checkpoint {
             agent_id: state.agent_id.clone(),
+            agent_token: state.agent_token.clone(),
             frameworks: state
                 .frameworks
                 .values()

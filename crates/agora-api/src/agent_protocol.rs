@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::mesos::{AgentInfo, ExecutorInfo, FrameworkInfo, KillPolicy, TaskInfo, TaskStatus};
 
+/// The header an agent sends its secret in, on its subscription and every report: the master
+/// gives each agent one when it first registers, and takes an agent id and its reports only
+/// from whoever holds it.
+pub const AGENT_TOKEN_HEADER: &str = "agora-agent-token";
+
 /// A task the agent runs or has run but whose terminal update is not yet acknowledged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentTask {
@@ -50,6 +55,9 @@ pub enum AgentCommand {
         agent_id: String,
         master_id: String,
         ping_interval_ms: u64,
+        /// The agent's secret ([`AGENT_TOKEN_HEADER`]), when the master issues a new one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     /// Run tasks: one task, or a task group when `group` is true; `executor` is set for custom
     /// executors and task groups.

@@ -14,6 +14,10 @@ pub(crate) struct Counters {
     pub agent_removals: u64,
     pub valid_status_updates: u64,
     pub invalid_status_updates: u64,
+    /// Registrations refused because the agent id's secret was not given.
+    pub invalid_agent_registrations: u64,
+    /// Reports (pings, updates, messages) refused for the same reason.
+    pub invalid_agent_reports: u64,
     pub allocation_runs: u64,
     pub framework_to_executor_messages: u64,
     pub executor_to_framework_messages: u64,
@@ -149,6 +153,14 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
     put(
         "master/invalid_status_updates",
         master.metrics.invalid_status_updates as f64,
+    );
+    put(
+        "master/invalid_agent_registrations",
+        master.metrics.invalid_agent_registrations as f64,
+    );
+    put(
+        "master/invalid_agent_reports",
+        master.metrics.invalid_agent_reports as f64,
     );
     put(
         "master/messages_framework_to_executor",

@@ -27,6 +27,9 @@ pub(crate) struct AgentRecord {
     pub gone: bool,
     #[serde(default)]
     pub deactivated: bool,
+    /// SHA-256 (hex) of the agent's secret: its id is taken only by whoever holds it.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
 }
 
 #[derive(Clone, Debug)]

@@ -103,6 +103,7 @@ fn agent_config(
     config.warm_containers = options.warm_containers;
     config.switch_user = options.switch_user;
     config.fetcher_cache_bytes = options.fetcher_cache_size;
+    config.authenticate_http_executors = options.authenticate_http_executors;
     Ok(config)
 }
 

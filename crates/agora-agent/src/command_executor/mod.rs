@@ -147,7 +147,15 @@ struct Executor {
 /// Runs the executor until its tasks are done; returns the process exit code.
 pub async fn run() -> Result<i32, String> {
     let settings = Settings::from_env()?;
+    // The executor's secret goes with every call, so nothing else can speak for it.
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(token) = std::env::var(crate::executor_auth::TOKEN_ENV)
+        && let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .build()
         .map_err(|e| e.to_string())?;
     let (inputs, mut receiver) = mpsc::unbounded_channel();
@@ -843,6 +851,8 @@ fn spawn_task(
         }
     }
     process
+        // The executor's secret is not the task's.
+        .env_remove(crate::executor_auth::TOKEN_ENV)
         .env("MESOS_SANDBOX", directory)
         .env("MESOS_TASK_ID", task_id)
         .current_dir(directory)

@@ -42,6 +42,26 @@ pub(crate) async fn handle(
             );
         }
     };
+    match agent.executor_admits(&call, crate::executor_auth::bearer(&headers)) {
+        Ok(()) => {}
+        Err(crate::executor_auth::Refusal::Unauthenticated) => {
+            let mut response = text(
+                StatusCode::UNAUTHORIZED,
+                "The executor's authentication token is missing or wrong",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mesos-agent-executor\""),
+            );
+            return response;
+        }
+        Err(crate::executor_auth::Refusal::Subscribed) => {
+            return text(
+                StatusCode::FORBIDDEN,
+                "The executor is subscribed on another connection",
+            );
+        }
+    }
     match call.kind.as_str() {
         "SUBSCRIBE" => {
             let (sender, receiver) = mpsc::unbounded_channel();

@@ -21,10 +21,37 @@ impl Master {
     pub(crate) fn register_agent(
         &mut self,
         request: RegisterAgent,
+        token: Option<&str>,
         sender: StreamSender,
     ) -> Result<(AgentId, u64), String> {
         let send = |command: &AgentCommand| {
             let _ = sender.send(agora_api::recordio::encode(&command.to_json()));
+        };
+        // An agent id is taken only by the agent holding its secret; nothing of the agent
+        // that has it changes otherwise.
+        let known_token = request
+            .agent_id
+            .as_ref()
+            .and_then(|id| self.agents.get(&AgentId::new(id.clone())))
+            .and_then(|agent| agent.token_sha256.clone());
+        let (token_sha256, issued) = match (known_token, token) {
+            (Some(expected), Some(token)) if expected == super::token_sha256(token) => {
+                (expected, None)
+            }
+            (Some(_), _) => {
+                self.metrics.invalid_agent_registrations += 1;
+                return Err(format!(
+                    "agent id {} belongs to another agent: its secret was not given",
+                    request.agent_id.as_deref().unwrap_or_default()
+                ));
+            }
+            // An agent this master has no secret for (a registry from before secrets, or
+            // none at all): what it holds, else a new one, becomes its secret.
+            (None, Some(token)) if request.agent_id.is_some() => (super::token_sha256(token), None),
+            (None, _) => {
+                let issued = super::new_agent_token();
+                (super::token_sha256(&issued), Some(issued))
+            }
         };
         if let Some(id) = &request.agent_id
             && self.gone_agents.contains(&AgentId::new(id.clone()))
@@ -94,6 +121,7 @@ impl Master {
             registered: true,
             tasks: HashSet::new(),
             offers: HashSet::new(),
+            token_sha256: Some(token_sha256.clone()),
         };
         let known_tasks: HashSet<(FrameworkId, TaskId)> = previous
             .as_ref()
@@ -107,12 +135,14 @@ impl Master {
             registered_time: agent.registered_time,
             gone: false,
             deactivated,
+            token_sha256: Some(token_sha256),
         };
         self.agents.insert(id.clone(), agent);
         send(&AgentCommand::Registered {
             agent_id: id.to_string(),
             master_id: self.id.clone(),
             ping_interval_ms: self.config.agent_ping_timeout.as_millis() as u64,
+            token: issued,
         });
 
         let mut reported: HashSet<(FrameworkId, TaskId)> = HashSet::new();
@@ -291,6 +321,13 @@ impl Master {
         }
     }
 
+    /// Whether a report names an agent this master knows and comes from it (its secret).
+    pub(crate) fn agent_authentic(&self, agent_id: &AgentId, token: Option<&str>) -> bool {
+        self.agents
+            .get(agent_id)
+            .is_some_and(|agent| agent.holds(token))
+    }
+
     /// Marks agents silent past their timeout unreachable.
     pub(crate) fn check_agent_timeouts(&mut self) {
         let timeout = self.config.agent_timeout();
@@ -400,6 +437,7 @@ impl Master {
                 registered_time: agent.registered_time,
                 gone: true,
                 deactivated: true,
+                token_sha256: agent.token_sha256,
             });
         }
         self.gone_agents.insert(agent_id.clone());
@@ -427,6 +465,7 @@ impl Master {
             registered_time: agent.registered_time,
             gone: false,
             deactivated,
+            token_sha256: agent.token_sha256.clone(),
         };
         let connected = matches!(agent.connection, AgentConnection::Connected(_));
         self.registry.put_agent(&record);

@@ -147,9 +147,19 @@ pub(crate) struct Agent {
     pub tasks: HashSet<(FrameworkId, TaskId)>,
     /// Outstanding offers of this agent's resources (kept so state views need not scan all).
     pub offers: HashSet<OfferId>,
+    /// SHA-256 (hex) of the secret this agent proves itself with.
+    pub token_sha256: Option<String>,
 }
 
 impl Agent {
+    /// Whether `token` is this agent's secret.
+    pub fn holds(&self, token: Option<&str>) -> bool {
+        match (&self.token_sha256, token) {
+            (Some(expected), Some(token)) => *expected == token_sha256(token),
+            _ => false,
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         matches!(self.connection, AgentConnection::Connected(_)) && !self.deactivated
     }
@@ -305,6 +315,7 @@ impl Master {
                     registered: false,
                     tasks: HashSet::new(),
                     offers: HashSet::new(),
+                    token_sha256: record.token_sha256,
                 },
             );
         }
@@ -390,4 +401,19 @@ impl Master {
         self.operator_streams
             .retain(|sender| sender.send(frame.clone()).is_ok());
     }
+}
+
+/// SHA-256 of an agent's secret, in hex: what the registry keeps instead of the secret.
+pub(crate) fn token_sha256(token: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// A new agent secret: 32 random bytes, URL-safe base64.
+pub(crate) fn new_agent_token() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
 }

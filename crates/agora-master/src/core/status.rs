@@ -33,10 +33,21 @@ impl Master {
             );
             return;
         }
-        self.metrics.valid_status_updates += 1;
         let mut status = update.status;
-        status.agent_id = Some(Id::new(agent_id.as_str()));
         let task_id = TaskId::new(status.task_id.value.clone());
+        // Only the agent that runs a task speaks for it.
+        if let Some(task) = self
+            .frameworks
+            .get(&framework_id)
+            .and_then(|f| f.tasks.get(&task_id))
+            && task.agent_id != agent_id
+        {
+            self.metrics.invalid_status_updates += 1;
+            tracing::warn!(agent = %agent_id, task = %task_id, runs_on = %task.agent_id, "status update from an agent that does not run the task dropped");
+            return;
+        }
+        self.metrics.valid_status_updates += 1;
+        status.agent_id = Some(Id::new(agent_id.as_str()));
         self.record_status(&framework_id, &task_id, &status);
         self.forward_update(&framework_id, status);
     }

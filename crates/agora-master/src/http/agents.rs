@@ -3,14 +3,15 @@
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use agora_api::agent_protocol::{
-    ExecutorExited, ExecutorMessage, Ping, RegisterAgent, StatusUpdate, StatusUpdates,
+    AGENT_TOKEN_HEADER, ExecutorExited, ExecutorMessage, Ping, RegisterAgent, StatusUpdate,
+    StatusUpdates,
 };
 use agora_types::AgentId;
 
@@ -42,13 +43,41 @@ fn ok() -> Response {
         .into_response()
 }
 
-async fn subscribe(State(shared): State<Shared>, body: Bytes) -> Response {
+/// The secret an agent proves itself with.
+fn token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AGENT_TOKEN_HEADER)
+        .and_then(|value| value.to_str().ok())
+}
+
+/// Whether a report comes from the agent it names; counted when it does not.
+fn authentic(shared: &Shared, agent_id: &str, headers: &HeaderMap) -> bool {
+    let mut master = lock(shared);
+    let authentic = master.agent_authentic(&AgentId::new(agent_id), token(headers));
+    if !authentic {
+        master.metrics.invalid_agent_reports += 1;
+        tracing::warn!(
+            agent = agent_id,
+            "agent report without that agent's secret refused"
+        );
+    }
+    authentic
+}
+
+fn not_that_agent() -> Response {
+    text(
+        StatusCode::FORBIDDEN,
+        "this report does not come from the agent it names",
+    )
+}
+
+async fn subscribe(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let request: RegisterAgent = match parse(&body) {
         Ok(request) => request,
         Err(response) => return response,
     };
     let (sender, receiver) = mpsc::unbounded_channel();
-    let outcome = lock(&shared).register_agent(request, sender.clone());
+    let outcome = lock(&shared).register_agent(request, token(&headers), sender.clone());
     drop(sender);
     match outcome {
         Ok((agent_id, generation)) => {
@@ -71,12 +100,19 @@ async fn subscribe(State(shared): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-async fn ping(State(shared): State<Shared>, body: Bytes) -> Response {
+async fn ping(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let ping: Ping = match parse(&body) {
         Ok(ping) => ping,
         Err(response) => return response,
     };
-    if lock(&shared).agent_ping(&AgentId::new(ping.agent_id)) {
+    let agent_id = AgentId::new(ping.agent_id);
+    let mut master = lock(&shared);
+    if master.agents.contains_key(&agent_id) && !master.agent_authentic(&agent_id, token(&headers))
+    {
+        master.metrics.invalid_agent_reports += 1;
+        return not_that_agent();
+    }
+    if master.agent_ping(&agent_id) {
         ok()
     } else {
         text(
@@ -86,8 +122,9 @@ async fn ping(State(shared): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-async fn status(State(shared): State<Shared>, body: Bytes) -> Response {
+async fn status(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     match parse::<StatusUpdate>(&body) {
+        Ok(update) if !authentic(&shared, &update.agent_id, &headers) => not_that_agent(),
         Ok(update) => {
             lock(&shared).agent_status_update(update);
             ok()
@@ -96,8 +133,9 @@ async fn status(State(shared): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-async fn statuses(State(shared): State<Shared>, body: Bytes) -> Response {
+async fn statuses(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     match parse::<StatusUpdates>(&body) {
+        Ok(batch) if !authentic(&shared, &batch.agent_id, &headers) => not_that_agent(),
         Ok(batch) => {
             let mut master = lock(&shared);
             for update in batch.updates {
@@ -113,8 +151,9 @@ async fn statuses(State(shared): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-async fn message(State(shared): State<Shared>, body: Bytes) -> Response {
+async fn message(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     match parse::<ExecutorMessage>(&body) {
+        Ok(message) if !authentic(&shared, &message.agent_id, &headers) => not_that_agent(),
         Ok(message) => {
             lock(&shared).executor_message(message);
             ok()
@@ -123,8 +162,13 @@ async fn message(State(shared): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-async fn executor_exited(State(shared): State<Shared>, body: Bytes) -> Response {
+async fn executor_exited(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match parse::<ExecutorExited>(&body) {
+        Ok(exited) if !authentic(&shared, &exited.agent_id, &headers) => not_that_agent(),
         Ok(exited) => {
             lock(&shared).executor_exited(exited);
             ok()

@@ -199,6 +199,10 @@ pub struct AgentOptions {
     /// without waiting for its cgroups, namespaces and executor process (0: none)
     #[arg(long, env = "AGORA_WARM_CONTAINERS", default_value_t = 2)]
     pub warm_containers: usize,
+    /// Every executor must send its MESOS_EXECUTOR_AUTHENTICATION_TOKEN as a bearer token
+    /// (the built-in executors always do; a framework's own executor that does not is refused)
+    #[arg(long, env = "AGORA_AUTHENTICATE_HTTP_EXECUTORS")]
+    pub authenticate_http_executors: bool,
 }
 
 fn parse_isolation(text: &str) -> Result<agora_agent::Isolation, String> {

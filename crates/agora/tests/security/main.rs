@@ -6,6 +6,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod agents;
+mod executors;
 mod gate;
 mod paths;
 mod users;

@@ -93,11 +93,30 @@ async fn an_executor_speaks_only_for_its_own_tasks() {
                                      "source": "SOURCE_EXECUTOR",
                                      "uuid": "AAAAAAAAAAAAAAAAAAAAAA=="}}})
     };
-    // A task id that would be a checkpoint path outside the agent's work dir.
+    // The first executor itself (with its own token, read from its checkpoint) tries a task id
+    // that would be a checkpoint path outside the agent's work dir, and a task of another
+    // executor.
+    let checkpoint = dir.path().join(format!(
+        "data/agent/meta/frameworks/{framework_id}/executors/first.json"
+    ));
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&checkpoint).expect("checkpoint"))
+            .expect("json");
+    let token = saved["executor"]["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
     let traversal = format!("../../../../../../../../../..{}", escape.display());
     for task in [traversal.as_str(), "second"] {
-        let (status, body) = post_json(&up.address(), "/api/v1/executor", &update(task)).await;
-        assert_eq!(status, 400, "{task}: {body}");
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/api/v1/executor", up.address()))
+            .header("Content-Type", "application/json")
+            .header("Authorization", format!("Bearer {token}"))
+            .body(update(task).to_string())
+            .send()
+            .await
+            .expect("update");
+        assert_eq!(response.status().as_u16(), 400, "{task}");
     }
     assert!(
         !escape.with_extension("json").exists() && !escape.exists(),

@@ -1,0 +1,158 @@
+//! The executor API: an executor speaks for itself only with its own token
+//! (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`, as a bearer token), which the built-in executors
+//! always send and every executor must send under `--authenticate-http-executors`.
+
+use std::time::Duration;
+
+use agora_api::mesos::{CommandInfo, ExecutorInfo, Id};
+use agora_types::TaskState;
+use serde_json::{Value, json};
+
+use crate::common::{self, BIN, temp_dir};
+
+async fn call(address: &str, body: &Value, token: Option<&str>) -> u16 {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{address}/api/v1/executor"))
+        .header("Content-Type", "application/json")
+        .timeout(Duration::from_secs(2))
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    request.send().await.expect("call").status().as_u16()
+}
+
+#[tokio::test]
+async fn nothing_else_speaks_for_a_builtin_executor() {
+    let dir = temp_dir();
+    let up = common::start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let mut scheduler = common::subscribe(&up.address(), common::framework_info("owner")).await;
+    common::launch_on_next_offer(&mut scheduler, &[("victim", "sleep 60", 0.1, 32.0)]).await;
+    common::wait_for_state(
+        &mut scheduler,
+        "victim",
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    let framework_id = scheduler.framework_id().expect("id");
+    let ids = json!({"framework_id": {"value": framework_id}, "executor_id": {"value": "victim"}});
+    let mut subscribe = ids.clone();
+    subscribe["type"] = json!("SUBSCRIBE");
+    subscribe["subscribe"] = json!({});
+    let mut update = ids.clone();
+    update["type"] = json!("UPDATE");
+    update["update"] = json!({"status": {"task_id": {"value": "victim"},
+        "state": "TASK_FINISHED", "uuid": "AAAAAAAAAAAAAAAAAAAAAA=="}});
+    for body in [&subscribe, &update] {
+        for token in [None, Some("guessed")] {
+            assert_eq!(
+                call(&up.address(), body, token).await,
+                401,
+                "{body} {token:?}"
+            );
+        }
+    }
+    // The real executor still holds its stream and still runs its task: it obeys a kill.
+    scheduler.kill("victim", None).await.expect("kill");
+    common::wait_for_state(
+        &mut scheduler,
+        "victim",
+        TaskState::Killed,
+        Duration::from_secs(10),
+    )
+    .await;
+    // The task never saw the executor's secret.
+    let stdout = common::task_stdout(&up.address(), "victim").await;
+    assert!(!stdout.contains("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"));
+}
+
+/// A task run by a custom executor: the agora binary shipped by the fetcher, started by
+/// `command` (it subscribes, then reports the task failed, as it has no command).
+fn custom(
+    offer: &agora_api::scheduler::Offer,
+    id: &str,
+    command: &str,
+) -> agora_api::mesos::TaskInfo {
+    let mut task = common::command_task(id, offer, "unused", 0.1, 32.0);
+    task.command = None;
+    task.executor = Some(ExecutorInfo {
+        executor_id: Id::new(format!("{id}-executor")),
+        command: Some(CommandInfo {
+            value: Some(command.into()),
+            uris: vec![
+                json!({"value": format!("file://{BIN}"), "output_file": "agora-executor",
+                              "executable": true, "cache": true}),
+            ],
+            ..CommandInfo::default()
+        }),
+        resources: vec![common::scalar("cpus", 0.1), common::scalar("mem", 32.0)],
+        ..ExecutorInfo::default()
+    });
+    task
+}
+
+#[tokio::test]
+async fn with_executor_authentication_every_executor_needs_its_token() {
+    let dir = temp_dir();
+    let up = common::start_up(
+        &dir.path().join("data"),
+        &[
+            "--resources",
+            "cpus:2;mem:1024",
+            "--authenticate-http-executors",
+            "--executor-registration-timeout",
+            "3s",
+        ],
+    );
+    let mut scheduler = common::subscribe(&up.address(), common::framework_info("custom")).await;
+    let offer = common::next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let tasks = vec![
+        custom(&offer, "honest", "./agora-executor executor"),
+        custom(
+            &offer,
+            "tokenless",
+            "env -u MESOS_EXECUTOR_AUTHENTICATION_TOKEN ./agora-executor executor",
+        ),
+    ];
+    scheduler
+        .launch(vec![offer.id.clone()], tasks, None)
+        .await
+        .expect("launch");
+    let mut seen = Vec::new();
+    let honest = common::wait_for_status(
+        &mut scheduler,
+        &mut seen,
+        "honest",
+        TaskState::Failed,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(
+        honest.message.as_deref(),
+        Some("Task has no command"),
+        "the executor with its token subscribed and spoke: {honest:?}"
+    );
+    let tokenless = common::wait_for_status(
+        &mut scheduler,
+        &mut seen,
+        "tokenless",
+        TaskState::Failed,
+        Duration::from_secs(15),
+    )
+    .await;
+    // Refused, it never got its task: it gives up (or is given up on), never reporting.
+    assert!(
+        matches!(
+            tokenless.reason.as_deref(),
+            Some("REASON_EXECUTOR_TERMINATED" | "REASON_EXECUTOR_REGISTRATION_TIMEOUT")
+        ),
+        "{tokenless:?}"
+    );
+    assert_ne!(tokenless.message.as_deref(), Some("Task has no command"));
+}
