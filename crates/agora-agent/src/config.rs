@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub switch_user: bool,
     /// Size limit of the fetcher's cache, under `<work dir>/fetch` (Mesos: 2 GB).
     pub fetcher_cache_bytes: u64,
+    /// The most one download may bring into a sandbox.
+    pub fetcher_max_bytes: u64,
     /// Built-in executors' containers kept ready ahead of their tasks (0: none).
     pub warm_containers: usize,
     /// Every executor must prove itself with its token (Mesos'
@@ -137,6 +139,7 @@ impl AgentConfig {
             cgroups_favor_dynmods: true,
             switch_user: true,
             fetcher_cache_bytes: 2 << 30,
+            fetcher_max_bytes: 8 << 30,
             warm_containers: 2,
             authenticate_http_executors: false,
         }

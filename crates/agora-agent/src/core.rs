@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use agora_api::agent_protocol::{AgentTask, RegisterAgent, RunningExecutor};
@@ -76,7 +75,7 @@ pub(crate) struct Executor {
     pub pid: Option<i32>,
     pub pid_start_time: Option<u64>,
     pub state: ExecutorState,
-    pub stream: Option<mpsc::UnboundedSender<Bytes>>,
+    pub stream: Option<agora_http::events::EventSender>,
     /// Launches waiting for the executor to subscribe: (task ids, is a group).
     pub queued: Vec<(Vec<TaskId>, bool)>,
     pub tasks: BTreeMap<TaskId, TaskRecord>,
@@ -173,6 +172,8 @@ pub(crate) struct Agent {
     pub(crate) fetcher: crate::fetcher::Fetcher,
     /// Built-in executors' containers made ahead of their tasks (with the launcher only).
     pub(crate) warm: Option<crate::warm::WarmPool>,
+    /// Executors cut off for falling behind their event streams.
+    pub(crate) stream_overflows: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Agent {
@@ -322,8 +323,11 @@ impl Agent {
             }
             available
         })?;
-        let fetcher =
-            crate::fetcher::Fetcher::new(config.work_dir.join("fetch"), config.fetcher_cache_bytes);
+        let fetcher = crate::fetcher::Fetcher::new(
+            config.work_dir.join("fetch"),
+            config.fetcher_cache_bytes,
+            config.fetcher_max_bytes,
+        );
         crate::warm::remove_leftovers(&config.work_dir);
         let warm = (launcher.is_some() && config.warm_containers > 0)
             .then(|| crate::warm::WarmPool::new(&config.work_dir, config.warm_containers));
@@ -351,6 +355,7 @@ impl Agent {
             switch_user,
             fetcher,
             warm,
+            stream_overflows: Arc::default(),
         });
         for (framework_id, executor_id) in dead {
             tracing::warn!(framework = %framework_id, executor = %executor_id, "executor died while the agent was down");
@@ -1333,7 +1338,7 @@ impl Agent {
     pub(crate) fn executor_subscribe(
         self: &Arc<Self>,
         call: &executor::Call,
-        stream: mpsc::UnboundedSender<Bytes>,
+        stream: agora_http::events::EventSender,
     ) -> Result<(), &'static str> {
         let framework_id = FrameworkId::new(call.framework_id.value.clone());
         let executor_id = ExecutorId::new(call.executor_id.value.clone());

@@ -23,10 +23,21 @@ use axum::response::Response;
 use crate::ApiFamily;
 
 /// What the gate needs to know about the server it guards.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct GateConfig {
     /// The names browsers may reach this server by (IP addresses and `localhost` always may).
     pub hosts: HostNames,
+    /// Time a request's body has to arrive, whole.
+    pub body_read_timeout: std::time::Duration,
+}
+
+impl Default for GateConfig {
+    fn default() -> GateConfig {
+        GateConfig {
+            hosts: HostNames::default(),
+            body_read_timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// Host names a browser may use for this server: any IP address, `localhost` (and names
@@ -91,17 +102,30 @@ fn strip_port(host: &str) -> &str {
     host
 }
 
-/// Wraps every route of `router` in the gate.
+/// Wraps every route of `router` in the gate. Bodies are limited here, by API
+/// (`body::limit`), in place of axum's one default.
 pub fn protect(router: Router, config: GateConfig) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(
-        Arc::new(config),
-        check,
-    ))
+    router
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config),
+            check,
+        ))
 }
 
 async fn check(State(config): State<Arc<GateConfig>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    if let Err(refusal) = admit(&config, request.method(), path, request.headers()) {
+    let path = request.uri().path().to_owned();
+    let limit = crate::body::limit(&path);
+    let refused = admit(&config, request.method(), &path, request.headers()).and_then(|()| {
+        match declared_length(request.headers()) {
+            Some(length) if length > limit as u64 => refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than the {limit} bytes {path} takes"),
+            ),
+            _ => Ok(()),
+        }
+    });
+    if let Err(refusal) = refused {
         tracing::info!(
             method = %request.method(),
             path,
@@ -109,9 +133,24 @@ async fn check(State(config): State<Arc<GateConfig>>, request: Request, next: Ne
             reason = %refusal.message,
             "request refused at the gate"
         );
-        return ApiFamily::of(path).error(refusal.status, &refusal.message);
+        return ApiFamily::of(&path).error(refusal.status, &refusal.message);
     }
+    let request = if has_body(request.headers()) {
+        request.map(|body| crate::body::bounded(body, limit, config.body_read_timeout))
+    } else {
+        request
+    };
     next.run(request).await
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -255,6 +294,7 @@ mod tests {
     fn config() -> GateConfig {
         GateConfig {
             hosts: HostNames::new(["master-1", "Agora.Example.COM."]),
+            ..GateConfig::default()
         }
     }
 

@@ -1,10 +1,15 @@
 //! What every agora HTTP server shares, whatever role it plays: the gate each request passes
 //! before any handler sees it ([`protect`]: requests a web page could forge are refused, and a
 //! browser must name this server by a name it serves), and the error shape of each API family
-//! ([`ApiFamily`]) so a refusal reads as the API the client speaks.
+//! ([`ApiFamily`]) so a refusal reads as the API the client speaks; and the listener loop
+//! ([`serve`]) with the limits a server facing a network needs.
 
+mod body;
+pub mod events;
 mod family;
 mod gate;
+mod listen;
 
 pub use family::ApiFamily;
 pub use gate::{GateConfig, HostNames, protect};
+pub use listen::{Limits, Refused, serve};

@@ -28,6 +28,9 @@ pub struct MasterConfig {
     /// How many completed tasks to keep per framework and completed frameworks in all.
     pub max_completed_tasks_per_framework: usize,
     pub max_completed_frameworks: usize,
+    /// Bytes of events queued for one framework or operator subscriber at most; one that
+    /// falls further behind is told so and cut off.
+    pub subscriber_queue_bytes: usize,
 }
 
 impl Default for MasterConfig {
@@ -45,6 +48,7 @@ impl Default for MasterConfig {
             weights: Vec::new(),
             max_completed_tasks_per_framework: 1000,
             max_completed_frameworks: 50,
+            subscriber_queue_bytes: 64 << 20,
         }
     }
 }

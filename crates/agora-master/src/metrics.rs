@@ -155,6 +155,12 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
         master.metrics.invalid_status_updates as f64,
     );
     put(
+        "master/event_stream_overflows",
+        master
+            .stream_overflows
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    put(
         "master/invalid_agent_registrations",
         master.metrics.invalid_agent_registrations as f64,
     );

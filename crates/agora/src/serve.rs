@@ -67,6 +67,8 @@ fn master_config(
         heartbeat_interval: options.heartbeat_interval,
         allocation_interval: options.allocation_interval,
         weights: options.weights.clone().unwrap_or_default(),
+        subscriber_queue_bytes: usize::try_from(options.subscriber_queue_size)
+            .unwrap_or(usize::MAX),
         ..MasterConfig::default()
     }
 }
@@ -103,6 +105,7 @@ fn agent_config(
     config.warm_containers = options.warm_containers;
     config.switch_user = options.switch_user;
     config.fetcher_cache_bytes = options.fetcher_cache_size;
+    config.fetcher_max_bytes = options.fetcher_max_size;
     config.authenticate_http_executors = options.authenticate_http_executors;
     Ok(config)
 }
@@ -275,25 +278,66 @@ fn ui(port: u16, shutdown: CancellationToken) -> axum::Router {
     )
 }
 
-/// The gate every request of this server passes (`agora_http::protect`): the names browsers
-/// may use for it are its addresses, `localhost`, its hostname and `--allowed-hosts`.
-fn gate(network: &NetworkArgs) -> agora_http::GateConfig {
+/// How this server meets its clients: the gate every request passes
+/// (`agora_http::protect`; the names browsers may use for it are its addresses, `localhost`,
+/// its hostname and `--allowed-hosts`) and the listener's limits.
+struct Serving {
+    gate: agora_http::GateConfig,
+    limits: agora_http::Limits,
+    refused: std::sync::Arc<agora_http::Refused>,
+}
+
+fn serving(network: &NetworkArgs) -> Serving {
     let mut names = network.allowed_hosts.clone();
     names.push(hostname(network));
-    agora_http::GateConfig {
-        hosts: agora_http::HostNames::new(names),
+    raise_descriptor_limit(network.max_connections);
+    Serving {
+        gate: agora_http::GateConfig {
+            hosts: agora_http::HostNames::new(names),
+            body_read_timeout: network.body_read_timeout,
+        },
+        limits: agora_http::Limits {
+            max_connections: network.max_connections,
+            header_read_timeout: network.header_read_timeout,
+        },
+        refused: std::sync::Arc::default(),
     }
+}
+
+/// Lets the process open enough descriptors for `--max-connections` and its tasks' files,
+/// as far as the hard limit allows (the soft one is often 1024).
+fn raise_descriptor_limit(connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let wanted = (connections as u64).saturating_add(4096).min(hard);
+    if wanted > soft && setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).is_err() {
+        tracing::warn!(soft, wanted, "cannot raise the open file limit");
+    }
+}
+
+/// What the listener turned away, as metrics next to the node's own.
+fn http_metrics(refused: &std::sync::Arc<agora_http::Refused>) -> agora_master::MetricsSource {
+    let refused = refused.clone();
+    std::sync::Arc::new(move || {
+        vec![(
+            "http/connections_refused_total".to_owned(),
+            refused
+                .connections
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+        )]
+    })
 }
 
 async fn serve(
     listener: TcpListener,
     router: axum::Router,
-    gate: agora_http::GateConfig,
+    serving: Serving,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let router = agora_http::protect(router, gate);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    let router = agora_http::protect(router, serving.gate);
+    agora_http::serve(listener, router, serving.limits, serving.refused, shutdown)
         .await
         .context("server failed")
 }
@@ -351,12 +395,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .merge(agent.router.clone())
         .merge(schedulers)
         .merge(ui(port, shutdown.clone()));
-    let server = tokio::spawn(serve(
-        listener,
-        router,
-        gate(&args.network),
-        shutdown.clone(),
-    ));
+    let serving = serving(&args.network);
+    master.add_metrics(http_metrics(&serving.refused));
+    let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
     println!(
         "agora up: master and agent listening on http://{ip}:{port} (ready in {} ms), \
          web UI at http://{ip}:{port}/",
@@ -396,12 +437,9 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         .clone()
         .merge(schedulers)
         .merge(ui(port, shutdown.clone()));
-    let server = tokio::spawn(serve(
-        listener,
-        router,
-        gate(&args.network),
-        shutdown.clone(),
-    ));
+    let serving = serving(&args.network);
+    master.add_metrics(http_metrics(&serving.refused));
+    let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
     println!(
         "agora master: listening on http://{ip}:{port}, web UI at http://{ip}:{port}/",
         ip = args.network.ip
@@ -433,10 +471,25 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         &agent,
         shutdown.clone(),
     );
+    let serving = serving(&args.network);
+    let metrics = http_metrics(&serving.refused);
+    let (refused, max_connections) = (serving.refused.clone(), serving.limits.max_connections);
+    agent.add_extension(agora_agent::Extension {
+        key: "http".into(),
+        state: std::sync::Arc::new(move || {
+            serde_json::json!({
+                "max_connections": max_connections,
+                "connections_refused": refused
+                    .connections
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            })
+        }),
+        metrics,
+    });
     let server = tokio::spawn(serve(
         listener,
         agent.router.clone(),
-        gate(&args.network),
+        serving,
         shutdown.clone(),
     ));
     println!(

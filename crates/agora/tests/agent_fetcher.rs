@@ -333,9 +333,18 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 /// Python's HTTPS file server on 127.0.0.1; returns it and its port.
 fn https_server(root: &Path, cert: &Path, key: &Path) -> (std::process::Child, u16) {
+    // `/downgrade` redirects to plain HTTP.
     let script = "import http.server, ssl, sys, os\n\
         os.chdir(sys.argv[1])\n\
-        server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n\
+        class Handler(http.server.SimpleHTTPRequestHandler):\n\
+        \x20   def do_GET(self):\n\
+        \x20       if self.path == '/downgrade':\n\
+        \x20           self.send_response(302)\n\
+        \x20           self.send_header('Location', 'http://localhost:1/secret.txt')\n\
+        \x20           self.end_headers()\n\
+        \x20       else:\n\
+        \x20           super().do_GET()\n\
+        server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)\n\
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
         context.load_cert_chain(sys.argv[2], sys.argv[3])\n\
         server.socket = context.wrap_socket(server.socket, server_side=True)\n\
@@ -392,6 +401,51 @@ async fn https_servers_are_verified() {
     let uri = format!("https://127.0.0.1:{port}/secret.txt");
     let message = fetch_failure(&mut scheduler, "mismatch", &uri, None).await;
     assert!(message.to_lowercase().contains("certificate"), "{message}");
+    // What was asked for over TLS is not taken in the clear.
+    let uri = format!("https://localhost:{port}/downgrade");
+    let message = fetch_failure(&mut scheduler, "downgraded", &uri, None).await;
+    assert!(
+        message.contains("refused a redirect from https"),
+        "{message}"
+    );
     let _ = server.kill();
     let _ = server.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_brings_no_more_than_the_agent_allows() {
+    let dir = temp_dir();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("small.txt"), "x".repeat(512)).unwrap();
+    std::fs::write(files.join("large.txt"), "x".repeat(4096)).unwrap();
+    let (server, _) = serve_files(files).await;
+    let up = start_up(
+        &dir.path().join("data"),
+        &[
+            "--resources",
+            "cpus:2;mem:1024",
+            "--fetcher-max-size",
+            "1KB",
+        ],
+    );
+    let mut scheduler = subscribe(&up.address(), framework_info("bounded")).await;
+    let small = json!([{"value": format!("http://{server}/small.txt")}]);
+    launch_with_uris(&mut scheduler, "small", "wc -c < small.txt", small, None).await;
+    wait_for_state(
+        &mut scheduler,
+        "small",
+        TaskState::Finished,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(task_stdout(&up.address(), "small").await.trim(), "512");
+    for (id, uri) in [
+        ("large", format!("http://{server}/large.txt")),
+        // A file that never ends.
+        ("endless", "file:///dev/zero".to_owned()),
+    ] {
+        let message = fetch_failure(&mut scheduler, id, &uri, None).await;
+        assert!(message.contains("--fetcher-max-size"), "{id}: {message}");
+    }
 }

@@ -40,13 +40,28 @@ pub(crate) fn verifying_connector() -> Result<TlsConnector, String> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// GETs `url` into `file`, following redirects; returns the bytes written.
-pub(crate) async fn download(tls: &TlsConnector, url: &str, file: &Path) -> Result<u64, String> {
+/// GETs `url` into `file`, following redirects (never from https to http: what was asked
+/// for over TLS is not taken in the clear); at most `max_bytes` are taken. Returns the bytes
+/// written.
+pub(crate) async fn download(
+    tls: &TlsConnector,
+    url: &str,
+    file: &Path,
+    max_bytes: u64,
+) -> Result<u64, String> {
     let mut current: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     for _ in 0..=MAX_REDIRECTS {
-        match get(tls, &current, file).await? {
+        match get(tls, &current, file, max_bytes).await? {
             Fetched::Done(bytes) => return Ok(bytes),
-            Fetched::Redirect(location) => current = follow(&current, &location)?,
+            Fetched::Redirect(location) => {
+                let next = follow(&current, &location)?;
+                if current.scheme_str() == Some("https") && next.scheme_str() != Some("https") {
+                    return Err(format!(
+                        "refused a redirect from https to {next}: not over TLS"
+                    ));
+                }
+                current = next;
+            }
         }
     }
     Err(format!("more than {MAX_REDIRECTS} redirects"))
@@ -57,7 +72,12 @@ enum Fetched {
     Redirect(String),
 }
 
-async fn get(tls: &TlsConnector, uri: &Uri, file: &Path) -> Result<Fetched, String> {
+async fn get(
+    tls: &TlsConnector,
+    uri: &Uri,
+    file: &Path,
+    max_bytes: u64,
+) -> Result<Fetched, String> {
     let https = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
@@ -80,13 +100,13 @@ async fn get(tls: &TlsConnector, uri: &Uri, file: &Path) -> Result<Fetched, Stri
             .await
             .map_err(|_| format!("TLS handshake with {host}:{port} timed out"))?
             .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
-        request(TokioIo::new(stream), uri, file).await
+        request(TokioIo::new(stream), uri, file, max_bytes).await
     } else {
-        request(TokioIo::new(stream), uri, file).await
+        request(TokioIo::new(stream), uri, file, max_bytes).await
     }
 }
 
-async fn request<S>(io: S, uri: &Uri, file: &Path) -> Result<Fetched, String>
+async fn request<S>(io: S, uri: &Uri, file: &Path, max_bytes: u64) -> Result<Fetched, String>
 where
     S: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -120,6 +140,16 @@ where
         if !status.is_success() {
             return Err(format!("HTTP {status}"));
         }
+        let too_large =
+            || format!("larger than the agent's --fetcher-max-size of {max_bytes} bytes");
+        let declared = response
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > max_bytes) {
+            return Err(too_large());
+        }
         let mut body = response.into_body();
         let mut out = tokio::fs::File::from_std(
             super::create_nofollow(file)
@@ -133,6 +163,9 @@ where
             let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| format!("the transfer broke off: {e}"))?;
             if let Ok(data) = frame.into_data() {
+                if written + data.len() as u64 > max_bytes {
+                    return Err(too_large());
+                }
                 out.write_all(&data)
                     .await
                     .map_err(|e| format!("cannot write {}: {e}", file.display()))?;

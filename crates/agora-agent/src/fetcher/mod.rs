@@ -23,6 +23,8 @@ pub(crate) const FETCHER_FAILED: &str = "REASON_FETCHER_FAILED";
 pub(crate) struct Fetcher {
     cache_dir: PathBuf,
     cache_limit_bytes: u64,
+    /// The most a download may bring (`--fetcher-max-size`).
+    max_bytes: u64,
     /// Loaded at the first https URI: reading the machine's roots takes milliseconds.
     tls: OnceLock<Result<TlsConnector, String>>,
     /// One fill of a cache entry at a time (others wait for it and then copy it).
@@ -30,10 +32,11 @@ pub(crate) struct Fetcher {
 }
 
 impl Fetcher {
-    pub(crate) fn new(cache_dir: PathBuf, cache_limit_bytes: u64) -> Fetcher {
+    pub(crate) fn new(cache_dir: PathBuf, cache_limit_bytes: u64, max_bytes: u64) -> Fetcher {
         Fetcher {
             cache_dir,
             cache_limit_bytes,
+            max_bytes,
             tls: OnceLock::new(),
             filling: Mutex::new(HashMap::new()),
         }
@@ -80,7 +83,7 @@ impl Fetcher {
             let lock = self.fill_lock(&key);
             let _held = lock.lock().await;
             let cached = self.cached(&key, &source, user).await?;
-            copy_file(&cached, &destination, None).await?;
+            copy_file(&cached, &destination, None, self.max_bytes).await?;
         } else {
             self.get(&source, &destination, user).await?;
         }
@@ -107,9 +110,9 @@ impl Fetcher {
                     .get_or_init(download::verifying_connector)
                     .as_ref()
                     .map_err(Clone::clone)?;
-                download::download(tls, url, file).await
+                download::download(tls, url, file, self.max_bytes).await
             }
-            Source::File(path) => copy_file(path, file, user).await,
+            Source::File(path) => copy_file(path, file, user, self.max_bytes).await,
         }
     }
 
@@ -310,11 +313,19 @@ pub(super) fn create_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// Copies a local file into `target` (never through a link there); read as `user` when given,
 /// so a task gets only what its user may read.
-async fn copy_file(source: &Path, target: &Path, user: Option<&RunAs>) -> Result<u64, String> {
+async fn copy_file(
+    source: &Path,
+    target: &Path,
+    user: Option<&RunAs>,
+    max_bytes: u64,
+) -> Result<u64, String> {
     let out =
         create_nofollow(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-    let mut command = tokio::process::Command::new("cat");
+    // At most one byte past the limit is read (a file that never ends, /dev/zero, ends it).
+    let mut command = tokio::process::Command::new("head");
     command
+        .arg("-c")
+        .arg(max_bytes.saturating_add(1).to_string())
         .arg("--")
         .arg(source)
         .stdin(std::process::Stdio::null())
@@ -333,10 +344,16 @@ async fn copy_file(source: &Path, target: &Path, user: Option<&RunAs>) -> Result
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    tokio::fs::metadata(target)
+    let copied = tokio::fs::metadata(target)
         .await
         .map(|m| m.len())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    if copied > max_bytes {
+        return Err(format!(
+            "larger than the agent's --fetcher-max-size of {max_bytes} bytes"
+        ));
+    }
+    Ok(copied)
 }
 
 /// Gives `root` and everything under it to `user` (symbolic links themselves, not their

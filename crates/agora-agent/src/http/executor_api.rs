@@ -4,11 +4,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
 
 use agora_api::executor::Call;
 
 use super::{Shared, text};
+
+/// Events queued for one executor at most.
+const EXECUTOR_QUEUE: usize = 8 << 20;
 
 pub(crate) async fn handle(
     State(agent): State<Shared>,
@@ -64,17 +66,25 @@ pub(crate) async fn handle(
     }
     match call.kind.as_str() {
         "SUBSCRIBE" => {
-            let (sender, receiver) = mpsc::unbounded_channel();
+            // Bounded: an executor that stops reading is told why and cut off (it may
+            // subscribe again), rather than growing the agent's memory.
+            let farewell = agora_api::executor::Event::Error {
+                error: agora_api::executor::ErrorEvent {
+                    message: format!(
+                        "this executor fell more than {} MB of events behind; subscribe again",
+                        EXECUTOR_QUEUE >> 20
+                    ),
+                },
+            };
+            let (sender, receiver) = agora_http::events::bounded(
+                EXECUTOR_QUEUE,
+                agora_api::recordio::encode(&farewell.to_json()),
+                agent.stream_overflows.clone(),
+            );
             if let Err(message) = agent.executor_subscribe(&call, sender) {
                 return text(StatusCode::BAD_REQUEST, message);
             }
-            let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-                receiver
-                    .recv()
-                    .await
-                    .map(|frame| (Ok::<_, std::convert::Infallible>(frame), receiver))
-            });
-            let mut response = Response::new(Body::from_stream(stream));
+            let mut response = Response::new(Body::from_stream(receiver));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),

@@ -175,6 +175,12 @@ pub(crate) fn isolation_metrics(agent: &Agent) -> Vec<(String, f64)> {
             "slave/warm_containers".to_owned(),
             agent.warm.as_ref().map_or(0.0, |pool| pool.len() as f64),
         ),
+        (
+            "slave/executor_stream_overflows".to_owned(),
+            agent
+                .stream_overflows
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+        ),
     ]
 }
 

@@ -14,8 +14,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use agora_alloc::{Allocator, AllocatorConfig};
 use agora_api::agent_protocol::AgentCommand;
@@ -33,7 +32,7 @@ pub(crate) use frameworks::validate_role;
 pub(crate) use loops::spawn_loops;
 
 /// Frames already RecordIO-encoded, ready to write to a stream.
-pub(crate) type StreamSender = mpsc::UnboundedSender<Bytes>;
+pub(crate) type StreamSender = agora_http::events::EventSender;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
@@ -206,6 +205,8 @@ pub struct Master {
     pub(crate) completed_frameworks: VecDeque<Framework>,
     pub(crate) offers: HashMap<OfferId, OutstandingOffer>,
     pub(crate) operator_streams: Vec<StreamSender>,
+    /// Subscribers cut off for falling behind their event streams.
+    pub(crate) stream_overflows: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) metrics: Counters,
     pub(crate) allocation_wanted: Arc<Notify>,
     pub(crate) weights: std::collections::BTreeMap<String, f64>,
@@ -258,6 +259,7 @@ impl Master {
             completed_frameworks: VecDeque::new(),
             offers: HashMap::new(),
             operator_streams: Vec::new(),
+            stream_overflows: Arc::default(),
             metrics: Counters::default(),
             allocation_wanted: Arc::new(Notify::new()),
             weights: std::collections::BTreeMap::new(),

@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
 
 use agora_api::agent_protocol::{
     AGENT_TOKEN_HEADER, ExecutorExited, ExecutorMessage, Ping, RegisterAgent, StatusUpdate,
@@ -76,7 +75,8 @@ async fn subscribe(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
         Ok(request) => request,
         Err(response) => return response,
     };
-    let (sender, receiver) = mpsc::unbounded_channel();
+    let overflows = lock(&shared).stream_overflows.clone();
+    let (sender, receiver) = crate::stream::agent_stream(overflows);
     let outcome = lock(&shared).register_agent(request, token(&headers), sender.clone());
     drop(sender);
     match outcome {

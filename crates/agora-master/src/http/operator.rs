@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use agora_types::{AgentId, FrameworkId, Resource, Resources};
 
@@ -207,7 +206,14 @@ fn subscribe(shared: Shared, headers: &HeaderMap) -> Response {
             "Expecting 'Accept' to allow application/json or application/recordio",
         );
     }
-    let (sender, receiver) = mpsc::unbounded_channel();
+    let (limit, overflows) = {
+        let master = lock(&shared);
+        (
+            master.config.subscriber_queue_bytes,
+            master.stream_overflows.clone(),
+        )
+    };
+    let (sender, receiver) = crate::stream::operator_stream(limit, overflows);
     {
         let mut master = lock(&shared);
         let subscribed = json!({

@@ -4,7 +4,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
 
 use agora_api::scheduler::{Call, KNOWN_CALLS};
 use agora_types::{AgentId, ExecutorId, FrameworkId, TaskId};
@@ -166,7 +165,14 @@ fn subscribe(shared: Shared, headers: &HeaderMap, call: Call) -> Response {
             "Expecting 'subscribe' to be present",
         );
     };
-    let (sender, receiver) = mpsc::unbounded_channel();
+    let (limit, overflows) = {
+        let master = lock(&shared);
+        (
+            master.config.subscriber_queue_bytes,
+            master.stream_overflows.clone(),
+        )
+    };
+    let (sender, receiver) = crate::stream::scheduler_stream(limit, overflows);
     let outcome = lock(&shared).subscribe(
         subscribe.framework_info,
         subscribe.suppressed_roles,

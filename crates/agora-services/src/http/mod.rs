@@ -690,8 +690,9 @@ async fn events(
         .map(|(_, v)| v)
         .collect();
     let receiver = shared.lock().events.subscribe();
-    let stream =
-        futures_util::stream::unfold((receiver, wanted), |(mut receiver, wanted)| async move {
+    let stream = futures_util::stream::unfold(
+        (receiver, wanted),
+        |(mut receiver, wanted)| async move {
             loop {
                 match receiver.recv().await {
                     Ok(event) if wanted.is_empty() || wanted.iter().any(|w| w == event.kind) => {
@@ -702,16 +703,36 @@ async fn events(
                             .data(data);
                         return Some((Ok::<_, std::convert::Infallible>(sse), (receiver, wanted)));
                     }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Ok(_) => continue,
+                    // Too far behind to be told everything: said, then ended, so the
+                    // subscriber reconnects from a fresh look at the state (as discovery and
+                    // marathon-lb do) rather than go on with holes it cannot see.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        let data = json!({
+                            "eventType": "event_stream_overflow",
+                            "message": format!("this subscriber fell {missed} events behind; subscribe again"),
+                        });
+                        let sse = axum::response::sse::Event::default()
+                            .event("event_stream_overflow")
+                            .data(data.to_string());
+                        receiver = shared_closed();
+                        return Some((Ok(sse), (receiver, wanted)));
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
             }
-        });
+        },
+    );
     axum::response::sse::Sse::new(stream)
         .keep_alive(
             axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
         )
         .into_response()
+}
+
+/// A receiver whose sender is gone: the next receive ends the stream.
+fn shared_closed() -> tokio::sync::broadcast::Receiver<crate::core::BusEvent> {
+    tokio::sync::broadcast::channel(1).1
 }
 
 async fn list_subscriptions(State(shared): State<Arc<Shared>>) -> Response {

@@ -132,6 +132,15 @@ pub struct NetworkArgs {
     /// Hostname advertised in offers and state (default: the machine's hostname)
     #[arg(long, env = "AGORA_HOSTNAME")]
     pub hostname: Option<String>,
+    /// Connections served at once; one past it is closed as it is accepted
+    #[arg(long, env = "AGORA_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers
+    #[arg(long, env = "AGORA_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_period)]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request's body, whole
+    #[arg(long, env = "AGORA_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_period)]
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -155,6 +164,10 @@ pub struct MasterOptions {
     /// Chronos' --user; default: the user agora runs as)
     #[arg(long, env = "AGORA_DEFAULT_TASK_USER")]
     pub default_task_user: Option<String>,
+    /// Events queued for one framework or operator subscriber at most; one that falls
+    /// further behind is told so and cut off (it may subscribe again)
+    #[arg(long, env = "AGORA_SUBSCRIBER_QUEUE_SIZE", default_value = "64MB", value_parser = parse_bytes)]
+    pub subscriber_queue_size: u64,
     /// Wait before a failed job run is tried again (Chronos' --failure_retry)
     #[arg(long, env = "AGORA_JOB_FAILURE_RETRY", default_value = "60s", value_parser = parse_duration)]
     pub job_failure_retry: Duration,
@@ -195,6 +208,9 @@ pub struct AgentOptions {
     /// Size limit of the fetcher's cache of URIs marked `cache` (under the work dir)
     #[arg(long, env = "AGORA_FETCHER_CACHE_SIZE", default_value = "2GB", value_parser = parse_bytes)]
     pub fetcher_cache_size: u64,
+    /// The most one URI may bring into a sandbox; a larger download fails its task
+    #[arg(long, env = "AGORA_FETCHER_MAX_SIZE", default_value = "8GB", value_parser = parse_bytes)]
+    pub fetcher_max_size: u64,
     /// Containers for the built-in executors made ahead of their tasks, so a task starts
     /// without waiting for its cgroups, namespaces and executor process (0: none)
     #[arg(long, env = "AGORA_WARM_CONTAINERS", default_value_t = 2)]

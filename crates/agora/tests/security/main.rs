@@ -9,5 +9,6 @@ mod common;
 mod agents;
 mod executors;
 mod gate;
+mod limits;
 mod paths;
 mod users;
