@@ -228,6 +228,18 @@ def agora(request, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _pymesos_forgets_credentials():
+    """pymesos' MesosSchedulerDriver._send has a mutable default `headers={}`: the
+    Authorization one driver puts there is sent by every later driver of the process. A real
+    framework runs one driver; here each test starts its own, so the dict is emptied first."""
+    from pymesos import MesosSchedulerDriver
+    for default in MesosSchedulerDriver._send.__defaults__ or ():
+        if isinstance(default, dict):
+            default.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _watchdog():
     """Never hang forever: dump every thread's stack and exit if a test takes too long."""
     faulthandler.dump_traceback_later(TEST_TIMEOUT, exit=True)

@@ -57,6 +57,11 @@ pub struct AgentConfig {
     /// Every executor must prove itself with its token (Mesos'
     /// `--authenticate_http_executors`); the built-in executors always do.
     pub authenticate_http_executors: bool,
+    /// Sent with every request to the master: how the agent authenticates (its
+    /// `--credential`).
+    pub master_headers: reqwest::header::HeaderMap,
+    /// Which of this agent's HTTP endpoints need an authenticated caller (for its state).
+    pub authentication: agora_http::auth::Required,
 }
 
 /// What isolates tasks (`--isolation`): cgroups (cpu, memory, pids) and namespaces (pid and
@@ -142,6 +147,8 @@ impl AgentConfig {
             fetcher_max_bytes: 8 << 30,
             warm_containers: 2,
             authenticate_http_executors: false,
+            master_headers: reqwest::header::HeaderMap::new(),
+            authentication: agora_http::auth::Required::default(),
         }
     }
 

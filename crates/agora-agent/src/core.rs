@@ -118,6 +118,8 @@ pub(crate) struct AgentState {
     /// The secret the master gave this agent (sent with every request to it).
     pub agent_token: Option<String>,
     pub master_connected: bool,
+    /// Why the last attempt to reach the master failed (cleared once registered).
+    pub master_error: Option<String>,
     pub frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
     pub completed_frameworks: VecDeque<FrameworkEntry>,
     pub updates: BTreeMap<(FrameworkId, TaskId), UpdateQueue>,
@@ -225,6 +227,7 @@ impl Agent {
             None
         };
         let client = reqwest::Client::builder()
+            .default_headers(config.master_headers.clone())
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| AgentError::Client(e.to_string()))?;
@@ -232,6 +235,7 @@ impl Agent {
             agent_id: saved.agent_id.clone(),
             agent_token: saved.agent_token.clone(),
             master_connected: false,
+            master_error: None,
             frameworks: BTreeMap::new(),
             completed_frameworks: VecDeque::new(),
             updates: BTreeMap::new(),
@@ -531,6 +535,7 @@ impl Agent {
             state.agent_token = Some(token);
         }
         state.master_connected = true;
+        state.master_error = None;
         for queue in state.updates.values_mut() {
             queue.next_attempt = Instant::now();
             queue.interval = self.config.status_update_retry;
@@ -544,6 +549,11 @@ impl Agent {
 
     pub(crate) fn set_disconnected(&self) {
         self.lock().master_connected = false;
+    }
+
+    /// Why the master could not be reached (shown in the agent's state).
+    pub(crate) fn set_master_error(&self, error: String) {
+        self.lock().master_error = Some(error);
     }
 
     fn sandbox_for(

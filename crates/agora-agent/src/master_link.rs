@@ -78,7 +78,8 @@ async fn subscription_loop(agent: Arc<Agent>) {
             Ok(Outcome::Stop) => return,
             Ok(Outcome::Refused) => {}
             Err(error) => {
-                tracing::debug!(%error, master = %agent.config.master, "master link down")
+                tracing::debug!(%error, master = %agent.config.master, "master link down");
+                agent.set_master_error(error);
             }
         }
         agent.set_disconnected();
@@ -106,7 +107,12 @@ async fn subscribe_once(agent: &Arc<Agent>) -> Result<Outcome, String> {
         .await
         .map_err(|e| e.to_string())?;
     if !response.status().is_success() {
-        return Err(format!("subscribe answered {}", response.status()));
+        let status = response.status();
+        let why = response.text().await.unwrap_or_default();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            tracing::warn!(master = %agent.config.master, %why, "the master refused this agent's credential (--credential)");
+        }
+        return Err(format!("subscribe answered {status}: {why}"));
     }
     let mut body = response.bytes_stream();
     let mut decoder = recordio::Decoder::new();

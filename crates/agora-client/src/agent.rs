@@ -23,9 +23,22 @@ pub struct FileChunk {
 impl AgentClient {
     /// `address` is `host:port` or an agent's pid (`slave(1)@host:port`).
     pub fn new(address: &str) -> AgentClient {
+        AgentClient::with_access(address, &crate::Access::default())
+    }
+
+    /// The same client (its connections shared) acting as whoever `authorization` names:
+    /// the `Authorization` header to send instead of its own (none: anonymous).
+    pub fn acting_as(&self, authorization: Option<reqwest::header::HeaderValue>) -> AgentClient {
+        AgentClient {
+            http: self.http.acting_as(authorization),
+        }
+    }
+
+    /// A client that proves who it is as `access` says.
+    pub fn with_access(address: &str, access: &crate::Access) -> AgentClient {
         let address = address.rsplit('@').next().unwrap_or(address);
         AgentClient {
-            http: JsonHttp::new(address),
+            http: JsonHttp::new(address, access),
         }
     }
 

@@ -18,19 +18,41 @@ pub struct Answer {
 pub(crate) struct JsonHttp {
     base: String,
     http: reqwest::Client,
+    /// Sent instead of the client's own `Authorization` (see `acting_as`).
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 impl JsonHttp {
-    pub fn new(address: &str) -> JsonHttp {
+    pub fn new(address: &str, access: &crate::Access) -> JsonHttp {
         // An address that answers nothing (a firewall dropping packets) fails in seconds rather
         // than leaving an operator's command hanging.
-        let http = reqwest::Client::builder()
+        let http = access
+            .client_builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .unwrap_or_default();
         JsonHttp {
             base: base_url(address),
             http,
+            authorization: None,
+        }
+    }
+
+    /// The same client (its connections shared), sending `authorization` with every request:
+    /// a server that reads the cluster on someone's behalf (the UI) acts as them.
+    pub fn acting_as(&self, authorization: Option<reqwest::header::HeaderValue>) -> JsonHttp {
+        JsonHttp {
+            authorization,
+            ..self.clone()
+        }
+    }
+
+    /// A request with this client's identity.
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.authorization {
+            Some(value) => request.header(reqwest::header::AUTHORIZATION, value.clone()),
+            None => request,
         }
     }
 
@@ -40,10 +62,6 @@ impl JsonHttp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
-    }
-
-    pub fn client(&self) -> &reqwest::Client {
-        &self.http
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
@@ -60,7 +78,6 @@ impl JsonHttp {
     ) -> Result<Answer, ClientError> {
         let url = self.url(path);
         let mut request = self
-            .http
             .request(method, &url)
             .header("Accept", "application/json");
         if let Some(body) = body {

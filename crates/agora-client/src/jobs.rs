@@ -13,8 +13,21 @@ pub struct JobsClient {
 
 impl JobsClient {
     pub fn new(master: &str) -> JobsClient {
+        JobsClient::with_access(master, &crate::Access::default())
+    }
+
+    /// The same client (its connections shared) acting as whoever `authorization` names:
+    /// the `Authorization` header to send instead of its own (none: anonymous).
+    pub fn acting_as(&self, authorization: Option<reqwest::header::HeaderValue>) -> JobsClient {
         JobsClient {
-            http: JsonHttp::new(master),
+            http: self.http.acting_as(authorization),
+        }
+    }
+
+    /// A client that proves who it is as `access` says.
+    pub fn with_access(master: &str, access: &crate::Access) -> JobsClient {
+        JobsClient {
+            http: JsonHttp::new(master, access),
         }
     }
 

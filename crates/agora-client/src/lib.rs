@@ -4,6 +4,7 @@
 //! [`ServicesClient`] (Marathon `/v2`), [`JobsClient`] (Chronos) and [`AgentClient`] (sandbox
 //! files, exec).
 
+mod access;
 mod agent;
 mod http;
 mod jobs;
@@ -12,6 +13,7 @@ pub mod readings;
 mod scheduler;
 mod services;
 
+pub use access::{Access, Auth};
 pub use agent::{AgentClient, FileChunk};
 pub use http::{Answer, escape as escape_segment};
 pub use jobs::JobsClient;

@@ -12,8 +12,21 @@ pub struct MasterClient {
 
 impl MasterClient {
     pub fn new(master: &str) -> MasterClient {
+        MasterClient::with_access(master, &crate::Access::default())
+    }
+
+    /// The same client (its connections shared) acting as whoever `authorization` names:
+    /// the `Authorization` header to send instead of its own (none: anonymous).
+    pub fn acting_as(&self, authorization: Option<reqwest::header::HeaderValue>) -> MasterClient {
         MasterClient {
-            http: JsonHttp::new(master),
+            http: self.http.acting_as(authorization),
+        }
+    }
+
+    /// A client that proves who it is as `access` says.
+    pub fn with_access(master: &str, access: &crate::Access) -> MasterClient {
+        MasterClient {
+            http: JsonHttp::new(master, access),
         }
     }
 
@@ -27,6 +40,26 @@ impl MasterClient {
     }
 
     /// The v0 state: agents, frameworks with their tasks, the leader.
+    /// Signs in: a bearer token for `principal`, if `secret` is its (DC/OS's
+    /// `POST /acs/api/v1/auth/login`).
+    pub async fn login(&self, principal: &str, secret: &str) -> Result<String, ClientError> {
+        let answer = self
+            .http
+            .send(
+                reqwest::Method::POST,
+                "/acs/api/v1/auth/login",
+                Some(&serde_json::json!({"uid": principal, "password": secret})),
+            )
+            .await?;
+        answer.body["token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::Invalid {
+                url: self.http.url("/acs/api/v1/auth/login"),
+                message: "no token in the answer".into(),
+            })
+    }
+
     pub async fn state(&self) -> Result<Value, ClientError> {
         self.http.get("/master/state").await
     }

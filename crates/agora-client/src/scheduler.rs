@@ -23,6 +23,9 @@ pub struct SchedulerOptions {
     pub implicit_acknowledgements: bool,
     /// Longest pause between re-subscription attempts.
     pub max_backoff: Duration,
+    /// Who the framework is to the master (its `principal`, when the master authenticates
+    /// frameworks).
+    pub access: crate::Access,
 }
 
 impl Default for SchedulerOptions {
@@ -30,6 +33,7 @@ impl Default for SchedulerOptions {
         SchedulerOptions {
             implicit_acknowledgements: true,
             max_backoff: Duration::from_secs(5),
+            access: crate::Access::default(),
         }
     }
 }
@@ -83,7 +87,9 @@ impl Scheduler {
             framework_id: info.id.as_ref().map(|id| id.value.clone()),
             stream_id: None,
         }));
-        let http = reqwest::Client::builder()
+        let http = options
+            .access
+            .client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Connect {
@@ -124,11 +130,12 @@ impl Scheduler {
         saved: impl Fn() -> Option<String>,
         forget: impl Fn(),
         info: impl Fn(Option<Id>) -> FrameworkInfo,
+        options: SchedulerOptions,
     ) -> Scheduler {
         loop {
             let info = info(saved().map(Id::new));
             let name = info.name.clone();
-            match Scheduler::subscribe(master, info, SchedulerOptions::default()).await {
+            match Scheduler::subscribe(master, info, options.clone()).await {
                 Ok(scheduler) => return scheduler,
                 Err(error) => {
                     tracing::debug!(%error, framework = %name, "cannot subscribe yet");

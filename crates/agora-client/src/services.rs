@@ -26,8 +26,21 @@ fn force_query(force: bool) -> &'static str {
 
 impl ServicesClient {
     pub fn new(master: &str) -> ServicesClient {
+        ServicesClient::with_access(master, &crate::Access::default())
+    }
+
+    /// The same client (its connections shared) acting as whoever `authorization` names:
+    /// the `Authorization` header to send instead of its own (none: anonymous).
+    pub fn acting_as(&self, authorization: Option<reqwest::header::HeaderValue>) -> ServicesClient {
         ServicesClient {
-            http: JsonHttp::new(master),
+            http: self.http.acting_as(authorization),
+        }
+    }
+
+    /// A client that proves who it is as `access` says.
+    pub fn with_access(master: &str, access: &crate::Access) -> ServicesClient {
+        ServicesClient {
+            http: JsonHttp::new(master, access),
         }
     }
 
@@ -214,8 +227,7 @@ impl ServicesClient {
         let url = self.http.url(&format!("/v2/events?{}", query.join("&")));
         let response = self
             .http
-            .client()
-            .get(&url)
+            .request(reqwest::Method::GET, &url)
             .header("Accept", "text/event-stream")
             .send()
             .await

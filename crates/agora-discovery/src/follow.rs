@@ -50,8 +50,14 @@ enum FollowError {
 }
 
 /// Follows the services API at `master` (HOST:PORT) until `shutdown`, publishing every change.
-pub async fn follow(master: String, publish: watch::Sender<View>, shutdown: CancellationToken) {
-    let client = match reqwest::Client::builder()
+pub async fn follow(
+    master: String,
+    access: agora_client::Access,
+    publish: watch::Sender<View>,
+    shutdown: CancellationToken,
+) {
+    let client = match access
+        .client_builder()
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
         .build()

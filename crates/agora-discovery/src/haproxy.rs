@@ -144,6 +144,8 @@ pub fn render(
 #[derive(Clone, Debug)]
 pub struct BridgeConfig {
     pub master: String,
+    /// Who the bridge is to the master's APIs (when they ask).
+    pub access: agora_client::Access,
     pub config_path: PathBuf,
     /// Run by `sh -c` after each rewrite (nothing if `None`).
     pub reload_command: Option<String>,
@@ -182,6 +184,7 @@ pub async fn run_bridge(
     let (publish, mut view) = watch::channel(View::default());
     let follower = tokio::spawn(follow::follow(
         config.master.clone(),
+        config.access.clone(),
         publish,
         shutdown.clone(),
     ));

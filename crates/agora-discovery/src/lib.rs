@@ -47,6 +47,8 @@ pub struct DiscoveryConfig {
     pub dns: Option<DnsConfig>,
     /// This node's address, for `ns1.<domain>`.
     pub node_ip: IpAddr,
+    /// Who this node is to the master's APIs (when they ask).
+    pub access: agora_client::Access,
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +86,7 @@ pub fn start(config: DiscoveryConfig, shutdown: CancellationToken) -> DiscoveryH
     let (publish, view) = watch::channel(View::default());
     tokio::spawn(follow::follow(
         config.master.clone(),
+        config.access.clone(),
         publish,
         shutdown.clone(),
     ));
@@ -122,6 +125,7 @@ pub fn start(config: DiscoveryConfig, shutdown: CancellationToken) -> DiscoveryH
         tokio::spawn(drive_dns(
             state.clone(),
             config.master.clone(),
+            config.access.clone(),
             dns_config.domain.clone(),
             config.node_ip,
             view.clone(),
@@ -146,6 +150,7 @@ const MEMBERS_EVERY: Duration = Duration::from_secs(10);
 async fn drive_dns(
     state: Arc<DnsState>,
     master: String,
+    access: agora_client::Access,
     domain: String,
     node_ip: IpAddr,
     mut view: watch::Receiver<View>,
@@ -155,6 +160,7 @@ async fn drive_dns(
     let poke = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(members::follow(
         master,
+        access,
         node_ip,
         members_tx,
         MEMBERS_EVERY,

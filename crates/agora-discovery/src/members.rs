@@ -74,13 +74,14 @@ async fn read(client: &reqwest::Client, master: &str, node_ip: IpAddr) -> Option
 /// in the apps), at most once a second.
 pub async fn follow(
     master: String,
+    access: agora_client::Access,
     node_ip: IpAddr,
     publish: watch::Sender<Members>,
     every: Duration,
     poke: std::sync::Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
-    let client = reqwest::Client::new();
+    let client = access.client_builder().build().unwrap_or_default();
     let mut pause = Duration::from_millis(250);
     loop {
         if let Some(members) = read(&client, &master, node_ip).await {

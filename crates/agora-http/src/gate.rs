@@ -16,11 +16,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::ApiFamily;
+use crate::auth::{self, Authenticator, Caller, Realm};
 
 /// What the gate needs to know about the server it guards.
 #[derive(Clone, Debug)]
@@ -29,6 +30,8 @@ pub struct GateConfig {
     pub hosts: HostNames,
     /// Time a request's body has to arrive, whole.
     pub body_read_timeout: std::time::Duration,
+    /// Who callers are, and where one is required.
+    pub auth: Arc<Authenticator>,
 }
 
 impl Default for GateConfig {
@@ -36,6 +39,7 @@ impl Default for GateConfig {
         GateConfig {
             hosts: HostNames::default(),
             body_read_timeout: std::time::Duration::from_secs(30),
+            auth: Arc::default(),
         }
     }
 }
@@ -133,14 +137,92 @@ async fn check(State(config): State<Arc<GateConfig>>, request: Request, next: Ne
             reason = %refusal.message,
             "request refused at the gate"
         );
+        if refusal.status != StatusCode::PAYLOAD_TOO_LARGE {
+            drain(request, config.body_read_timeout).await;
+        }
         return ApiFamily::of(&path).error(refusal.status, &refusal.message);
     }
-    let request = if has_body(request.headers()) {
+    let caller = match identify(&config.auth, request.method(), &path, request.headers()) {
+        Ok(caller) => caller,
+        Err(response) => {
+            drain(request, config.body_read_timeout).await;
+            return response;
+        }
+    };
+    let mut request = if has_body(request.headers()) {
         request.map(|body| crate::body::bounded(body, limit, config.body_read_timeout))
     } else {
         request
     };
+    request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// Reads (and drops) a small body a refused request still carries. Answered before its body
+/// was read, a client still writing it would meet a closed connection and never see why it
+/// was refused (Python's `http.client` reports a broken pipe; httplib2 then retries without
+/// the credentials a 401 asks for).
+async fn drain(request: Request, deadline: std::time::Duration) {
+    const SMALL: usize = 1 << 20;
+    if !has_body(request.headers()) {
+        return;
+    }
+    let body = http_body_util::Limited::new(request.into_body(), SMALL);
+    let _ = tokio::time::timeout(deadline, http_body_util::BodyExt::collect(body)).await;
+}
+
+/// The request's caller, or the answer that asks for one: 401 in the API's shape with
+/// `WWW-Authenticate`, or — for a person on the UI's pages — the sign-in page.
+fn identify(
+    auth: &Authenticator,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Caller, Response> {
+    let family = ApiFamily::of(path);
+    let realm = auth::realm::realm(method, path);
+    // An executor's bearer token is its own secret, which its agent checks.
+    if realm == Realm::Executors {
+        return Ok(Caller::default());
+    }
+    let unauthorized = |message: String| {
+        let mut response = family.error(StatusCode::UNAUTHORIZED, &message);
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"agora\""),
+        );
+        response
+    };
+    let ui = family == ApiFamily::Ui;
+    match auth.identify(headers, ui, auth::now_secs()) {
+        Ok(Some(caller)) => Ok(caller),
+        Ok(None) if !auth.required.of(realm) => Ok(Caller::default()),
+        Ok(None) if ui && *method == Method::GET => Err(sign_in(path)),
+        Ok(None) => Err(unauthorized(format!(
+            "{path} needs an authenticated caller: HTTP Basic with a principal and its \
+             secret, or a bearer token"
+        ))),
+        Err(error) if ui && *method == Method::GET => {
+            tracing::info!(path, %error, "UI session refused");
+            Err(sign_in(path))
+        }
+        Err(error) => Err(unauthorized(error.to_string())),
+    }
+}
+
+/// The UI's sign-in page, coming back to `path` after.
+fn sign_in(path: &str) -> Response {
+    let next: String = path
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"/-_.".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    axum::response::Redirect::to(&format!("/ui/login?next={next}")).into_response()
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -4,6 +4,7 @@
 //! ([`ApiFamily`]) so a refusal reads as the API the client speaks; and the listener loop
 //! ([`serve`]) with the limits a server facing a network needs.
 
+pub mod auth;
 mod body;
 pub mod events;
 mod family;

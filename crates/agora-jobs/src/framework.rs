@@ -34,6 +34,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         let info = |id: Option<Id>| FrameworkInfo {
             user: shared.config.user.clone(),
+            principal: shared.config.principal.clone(),
             name: "chronos".into(),
             id,
             failover_timeout: FAILOVER_TIMEOUT_SECS,
@@ -51,6 +52,10 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 || framework_id.load(),
                 || framework_id.forget(),
                 info,
+                agora_client::SchedulerOptions {
+                    access: shared.config.access.clone(),
+                    ..agora_client::SchedulerOptions::default()
+                },
             ) => scheduler,
         };
         if let Some(id) = scheduler.framework_id()

@@ -30,6 +30,10 @@ pub struct JobsConfig {
     /// The user runs run as when their job names none: the framework's user (Chronos'
     /// `--user`).
     pub user: String,
+    /// Who the framework is to the master (Chronos' `--mesos_authentication_principal`).
+    pub access: agora_client::Access,
+    /// The principal it registers with (`FrameworkInfo.principal`).
+    pub principal: Option<String>,
 }
 
 /// The running jobs scheduler.

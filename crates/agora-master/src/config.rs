@@ -31,6 +31,9 @@ pub struct MasterConfig {
     /// Bytes of events queued for one framework or operator subscriber at most; one that
     /// falls further behind is told so and cut off.
     pub subscriber_queue_bytes: usize,
+    /// Which realms need an authenticated caller (shown in the state and flags; frameworks
+    /// are held to the principal they authenticate as).
+    pub authentication: agora_http::auth::Required,
 }
 
 impl Default for MasterConfig {
@@ -49,6 +52,7 @@ impl Default for MasterConfig {
             max_completed_tasks_per_framework: 1000,
             max_completed_frameworks: 50,
             subscriber_queue_bytes: 64 << 20,
+            authentication: agora_http::auth::Required::default(),
         }
     }
 }

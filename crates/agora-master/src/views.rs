@@ -406,6 +406,31 @@ fn flags(master: &Master) -> Value {
         "agent_ping_timeout": format!("{}secs", config.agent_ping_timeout.as_secs_f64()),
         "max_agent_ping_timeouts": config.max_agent_ping_timeouts.to_string(),
         "allocation_interval": format!("{}secs", config.allocation_interval.as_secs_f64()),
+        "authenticate_frameworks": config.authentication.frameworks.to_string(),
+        "authenticate_agents": config.authentication.agents.to_string(),
+        "authenticate_http_readwrite": config.authentication.readwrite.to_string(),
+        "authenticate_http_readonly": config.authentication.readonly.to_string(),
+    })
+}
+
+/// What protects the cluster, and what does not, said where operators look.
+pub(crate) fn security(master: &Master) -> Value {
+    let required = &master.config.authentication;
+    let mut warnings = Vec::new();
+    if !required.readwrite {
+        warnings.push(
+            "requests that change state are not authenticated: anyone who reaches this master can run commands on the cluster",
+        );
+    }
+    if !required.frameworks {
+        warnings.push("frameworks are not authenticated");
+    }
+    if !required.agents {
+        warnings.push("agents are not authenticated: any process that reaches the master can join as an agent");
+    }
+    json!({
+        "authentication": if required.any() { "on" } else { "off" },
+        "warnings": warnings,
     })
 }
 
@@ -457,6 +482,7 @@ pub(crate) fn v0_state(master: &Master) -> Value {
         "leader": master.info.pid,
         "leader_info": master.info,
         "flags": flags(master),
+        "security": security(master),
         "slaves": slaves,
         "recovered_slaves": recovered,
         "frameworks": frameworks,

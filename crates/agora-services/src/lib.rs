@@ -35,6 +35,10 @@ pub struct ServicesConfig {
     /// The user tasks run as when their app names none: the framework's user (Marathon's
     /// `--mesos_user`).
     pub user: String,
+    /// Who the framework is to the master (Marathon's `--mesos_authentication_principal`).
+    pub access: agora_client::Access,
+    /// The principal it registers with (`FrameworkInfo.principal`).
+    pub principal: Option<String>,
 }
 
 /// The running services scheduler.

@@ -1,12 +1,11 @@
 //! Agents: their resources (used of total), attributes, state and tasks.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
-use crate::Shared;
 use crate::format::{items, number, resources, segment, state as state_name, state_class, text};
 use crate::layout::{self, Flash, fields, gauge, table};
 
@@ -44,11 +43,8 @@ fn tasks_on<'a>(
     })
 }
 
-pub async fn list(
-    State(ui): State<Shared>,
-    Query(flash): Query<Flash>,
-) -> Result<Markup, Response> {
-    let state = layout::master_state(&ui, "agents").await?;
+pub async fn list(api: crate::Api, Query(flash): Query<Flash>) -> Result<Markup, Response> {
+    let state = layout::master_state(&api, "agents").await?;
     let agents: Vec<&Value> = items(&state, "slaves").collect();
     Ok(layout::page(
         "agents",
@@ -82,11 +78,11 @@ pub async fn list(
 }
 
 pub async fn show(
-    State(ui): State<Shared>,
+    api: crate::Api,
     Path(id): Path<String>,
     Query(flash): Query<Flash>,
 ) -> Result<Markup, Response> {
-    let state = layout::master_state(&ui, "agents").await?;
+    let state = layout::master_state(&api, "agents").await?;
     let Some(agent) = items(&state, "slaves").find(|a| a["id"] == id.as_str()) else {
         return Err(layout::failure(
             "agents",

@@ -3,7 +3,7 @@
 //! posts, answered with a redirect that says what happened.
 
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use agora_client::readings::{app_health, app_is_checked, app_runs, app_service_ports};
 
-use crate::Shared;
 use crate::format::{app_path, items, segment, text};
 use crate::layout::{self, Flash, fields, redirect, table};
 
@@ -52,8 +51,12 @@ fn status(app: &Value) -> (&'static str, String) {
     }
 }
 
-pub async fn list(State(ui): State<Shared>, Query(flash): Query<Flash>) -> Response {
-    let apps = match ui.services.apps(&["apps.counts", "apps.deployments"]).await {
+pub async fn list(api: crate::Api, Query(flash): Query<Flash>) -> Response {
+    let apps = match api
+        .services
+        .apps(&["apps.counts", "apps.deployments"])
+        .await
+    {
         Ok(apps) => apps,
         Err(error) => return layout::client_failure("apps", &error),
     };
@@ -170,12 +173,12 @@ fn refusal(error: &agora_client::ClientError) -> String {
         .unwrap_or_else(|| error.to_string())
 }
 
-pub async fn create(State(ui): State<Shared>, Form(form): Form<NewApp>) -> Response {
+pub async fn create(api: crate::Api, Form(form): Form<NewApp>) -> Response {
     let definition = match form.definition() {
         Ok(definition) => definition,
         Err(problem) => return redirect("/ui/apps", Err(problem)),
     };
-    match ui.services.create_app(&definition, false).await {
+    match api.services.create_app(&definition, false).await {
         Ok(answer) => {
             let id = answer.body["id"].as_str().unwrap_or_default().to_owned();
             redirect(
@@ -200,11 +203,7 @@ pub struct Action {
     force: Option<String>,
 }
 
-pub async fn act(
-    State(ui): State<Shared>,
-    Path(id): Path<String>,
-    Form(action): Form<Action>,
-) -> Response {
+pub async fn act(api: crate::Api, Path(id): Path<String>, Form(action): Form<Action>) -> Response {
     let id = format!("/{}", id.trim_matches('/'));
     let page = format!("/ui/apps/{}", app_path(&id));
     let force = action.force.is_some();
@@ -217,18 +216,18 @@ pub async fn act(
             else {
                 return redirect(&page, Err("Instances must be a whole number.".into()));
             };
-            ui.services
+            api.services
                 .scale_app(&id, instances, force)
                 .await
                 .map(|_| format!("Scaling {id} to {instances}."))
         }
-        "restart" => ui
+        "restart" => api
             .services
             .restart_app(&id, force)
             .await
             .map(|_| format!("Restarting {id}.")),
         "destroy" => {
-            return match ui.services.remove_app(&id, force).await {
+            return match api.services.remove_app(&id, force).await {
                 Ok(_) => redirect("/ui/apps", Ok(format!("Destroying {id}."))),
                 Err(error) => redirect(
                     &page,
@@ -244,19 +243,15 @@ pub async fn act(
     )
 }
 
-pub async fn show(
-    State(ui): State<Shared>,
-    Path(id): Path<String>,
-    Query(flash): Query<Flash>,
-) -> Response {
+pub async fn show(api: crate::Api, Path(id): Path<String>, Query(flash): Query<Flash>) -> Response {
     let id = format!("/{}", id.trim_matches('/'));
-    let answer = match ui.services.app(&id, &[]).await {
+    let answer = match api.services.app(&id, &[]).await {
         Ok(answer) => answer,
         Err(error) => return layout::client_failure("apps", &error),
     };
     let app = &answer["app"];
-    let versions = ui.services.app_versions(&id).await.unwrap_or_default();
-    let deployments = ui.services.deployments().await.unwrap_or_default();
+    let versions = api.services.app_versions(&id).await.unwrap_or_default();
+    let deployments = api.services.deployments().await.unwrap_or_default();
     let deployments: Vec<&Value> = deployments
         .as_array()
         .into_iter()
@@ -362,7 +357,7 @@ pub struct DeploymentAction {
 
 /// Rolls a deployment back (a new deployment undoes it) or stops it where it stands.
 pub async fn deployment(
-    State(ui): State<Shared>,
+    api: crate::Api,
     Path(id): Path<String>,
     Form(form): Form<DeploymentAction>,
 ) -> Response {
@@ -373,12 +368,12 @@ pub async fn deployment(
         "/ui/apps".to_owned()
     };
     let result = match form.action.as_str() {
-        "rollback" => ui
+        "rollback" => api
             .services
             .cancel_deployment(&id, false)
             .await
             .map(|_| format!("Deployment {id} is cancelled and rolled back.")),
-        "stop" => ui
+        "stop" => api
             .services
             .cancel_deployment(&id, true)
             .await

@@ -1,12 +1,11 @@
 //! Frameworks: their roles, allocation (used, offered, dominant share) and tasks.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
-use crate::Shared;
 use crate::format::{
     dominant_share, items, resources, segment, state as state_name, state_class, text, totals,
 };
@@ -19,11 +18,8 @@ fn roles(framework: &Value) -> String {
     }
 }
 
-pub async fn list(
-    State(ui): State<Shared>,
-    Query(flash): Query<Flash>,
-) -> Result<Markup, Response> {
-    let state = layout::master_state(&ui, "frameworks").await?;
+pub async fn list(api: crate::Api, Query(flash): Query<Flash>) -> Result<Markup, Response> {
+    let state = layout::master_state(&api, "frameworks").await?;
     let totals = totals(&state);
     Ok(layout::page(
         "frameworks",
@@ -51,11 +47,11 @@ pub async fn list(
 }
 
 pub async fn show(
-    State(ui): State<Shared>,
+    api: crate::Api,
     Path(id): Path<String>,
     Query(flash): Query<Flash>,
 ) -> Result<Markup, Response> {
-    let state = layout::master_state(&ui, "frameworks").await?;
+    let state = layout::master_state(&api, "frameworks").await?;
     let Some(framework) = items(&state, "frameworks").find(|f| f["id"] == id.as_str()) else {
         return Err(layout::failure(
             "frameworks",

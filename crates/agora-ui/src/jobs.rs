@@ -1,11 +1,10 @@
 //! Jobs (the jobs API): schedules, last runs and a button to run one now; each job's history.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde_json::Value;
 
-use crate::Shared;
 use crate::format::{items, segment, state as state_name, state_class, text};
 use crate::layout::{self, Flash, fields, redirect, table};
 
@@ -27,8 +26,8 @@ fn run_button(name: &str) -> Markup {
     }
 }
 
-pub async fn list(State(ui): State<Shared>, Query(flash): Query<Flash>) -> Response {
-    let jobs = match ui.jobs.jobs().await {
+pub async fn list(api: crate::Api, Query(flash): Query<Flash>) -> Response {
+    let jobs = match api.jobs.jobs().await {
         Ok(jobs) => jobs,
         Err(error) => return layout::client_failure("jobs", &error),
     };
@@ -63,11 +62,11 @@ pub async fn list(State(ui): State<Shared>, Query(flash): Query<Flash>) -> Respo
 }
 
 pub async fn show(
-    State(ui): State<Shared>,
+    api: crate::Api,
     Path(name): Path<String>,
     Query(flash): Query<Flash>,
 ) -> Response {
-    let (job, stat) = match (ui.jobs.job(&name).await, ui.jobs.job_stat(&name).await) {
+    let (job, stat) = match (api.jobs.job(&name).await, api.jobs.job_stat(&name).await) {
         (Ok(job), Ok(stat)) => (job, stat),
         (Err(error), _) | (_, Err(error)) => return layout::client_failure("jobs", &error),
     };
@@ -112,9 +111,9 @@ pub async fn show(
     .into_response()
 }
 
-pub async fn run_now(State(ui): State<Shared>, Path(name): Path<String>) -> Response {
+pub async fn run_now(api: crate::Api, Path(name): Path<String>) -> Response {
     let page = format!("/ui/jobs/{}", segment(&name));
-    let result = ui
+    let result = api
         .jobs
         .run_job(&name)
         .await

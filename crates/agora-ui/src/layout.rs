@@ -41,6 +41,9 @@ pub fn page(section: &str, title: &str, flash: &Flash, body: Markup) -> Markup {
                         @for (key, href, label) in SECTIONS {
                             a href=(href) class=[(key == section).then_some("current")] { (label) }
                         }
+                        form.signout method="post" action="/ui/logout" {
+                            button type="submit" { "Sign out" }
+                        }
                     }
                 }
                 main {
@@ -78,11 +81,8 @@ pub fn client_failure(section: &str, error: &agora_client::ClientError) -> Respo
 }
 
 /// The master's state, or the page saying why it cannot be read.
-pub async fn master_state(
-    ui: &crate::Shared,
-    section: &str,
-) -> Result<serde_json::Value, Response> {
-    ui.master
+pub async fn master_state(api: &crate::Api, section: &str) -> Result<serde_json::Value, Response> {
+    api.master
         .state()
         .await
         .map_err(|error| client_failure(section, &error))

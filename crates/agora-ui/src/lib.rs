@@ -15,6 +15,7 @@ mod frameworks;
 mod history;
 mod jobs;
 mod layout;
+mod session;
 mod tasks;
 
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,11 @@ use axum::Router;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
-use agora_client::{JobsClient, MasterClient, ServicesClient};
+use agora_client::{Access, AgentClient, JobsClient, MasterClient, ServicesClient};
+use agora_http::auth::Caller;
+use axum::extract::FromRequestParts;
+use axum::http::HeaderValue;
+use axum::http::request::Parts;
 
 /// Where the UI finds the APIs it shows: the master's own address (loopback in `agora up`).
 #[derive(Clone, Debug)]
@@ -32,6 +37,11 @@ pub struct UiConfig {
     pub master: String,
     /// How often the allocation history takes a sample.
     pub sample_every: Duration,
+    /// Who the UI's own background work (the dashboard, the allocation history, recent
+    /// events) is to the APIs; pages read them as whoever signed in.
+    pub access: Access,
+    /// The session cookie is sent over https only (the UI is served over TLS).
+    pub secure_cookies: bool,
 }
 
 impl UiConfig {
@@ -39,15 +49,21 @@ impl UiConfig {
         UiConfig {
             master,
             sample_every: Duration::from_secs(5),
+            access: Access::default(),
+            secure_cookies: false,
         }
     }
 }
 
-/// What every page handler reaches.
+/// What every page handler reaches. `master` and `services` are the UI's own
+/// identity, for its background work; a page reads through [`Api`], as its viewer.
 pub(crate) struct Ui {
     pub master: MasterClient,
     pub services: ServicesClient,
-    pub jobs: JobsClient,
+    /// The same clients without an identity, which pages lend theirs (`Api`).
+    anonymous: Api,
+    /// Whether the session cookie is for https only.
+    pub secure_cookies: bool,
     pub history: Mutex<history::History>,
     pub events: Mutex<events::RecentEvents>,
     /// The dashboard's live part as last rendered, for every `/ui/live` viewer.
@@ -62,9 +78,15 @@ pub(crate) type Shared = Arc<Ui>;
 /// returns its routes.
 pub fn start(config: UiConfig, shutdown: CancellationToken) -> Router {
     let ui = Arc::new(Ui {
-        master: MasterClient::new(&config.master),
-        services: ServicesClient::new(&config.master),
-        jobs: JobsClient::new(&config.master),
+        master: MasterClient::with_access(&config.master, &config.access),
+        services: ServicesClient::with_access(&config.master, &config.access),
+        anonymous: Api {
+            master: MasterClient::new(&config.master),
+            services: ServicesClient::new(&config.master),
+            jobs: JobsClient::new(&config.master),
+            authorization: None,
+        },
+        secure_cookies: config.secure_cookies,
         history: Mutex::new(history::History::new(720)),
         events: Mutex::new(events::RecentEvents::new(40)),
         live: tokio::sync::watch::Sender::new(Arc::new(String::new())),
@@ -86,6 +108,8 @@ fn router(ui: Shared) -> Router {
         .route("/ui", get(dashboard::page))
         .route("/ui/live", get(dashboard::live_events))
         .route("/ui/assets/{name}", get(assets::serve))
+        .route("/ui/login", get(session::form).post(session::sign_in))
+        .route("/ui/logout", post(session::sign_out))
         .route("/ui/agents", get(agents::list))
         .route("/ui/agents/{id}", get(agents::show))
         .route("/ui/frameworks", get(frameworks::list))
@@ -101,6 +125,48 @@ fn router(ui: Shared) -> Router {
         .route("/ui/tasks/{id}/browse", get(tasks::browse))
         .route("/ui/tasks/{id}/read", get(tasks::read))
         .with_state(ui)
+}
+
+/// The cluster's APIs as the viewer of a page reaches them: acting as whoever signed in (their
+/// session token, or the credentials their request carried), or as nobody.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub master: MasterClient,
+    pub services: ServicesClient,
+    pub jobs: JobsClient,
+    authorization: Option<HeaderValue>,
+}
+
+impl Ui {
+    /// The master as nobody (to sign in).
+    pub fn anonymous_master(&self) -> &MasterClient {
+        &self.anonymous.master
+    }
+}
+
+impl Api {
+    /// A task's agent, reached as the same viewer.
+    pub fn agent(&self, address: &str) -> AgentClient {
+        AgentClient::new(address).acting_as(self.authorization.clone())
+    }
+}
+
+impl FromRequestParts<Shared> for Api {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, ui: &Shared) -> Result<Api, Self::Rejection> {
+        let authorization = parts
+            .extensions
+            .get::<Caller>()
+            .and_then(|caller| caller.forward.clone());
+        let anonymous = &ui.anonymous;
+        Ok(Api {
+            master: anonymous.master.acting_as(authorization.clone()),
+            services: anonymous.services.acting_as(authorization.clone()),
+            jobs: anonymous.jobs.acting_as(authorization.clone()),
+            authorization,
+        })
+    }
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

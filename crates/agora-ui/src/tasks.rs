@@ -32,11 +32,11 @@ pub struct Listing {
 }
 
 pub async fn list(
-    State(ui): State<Shared>,
+    api: crate::Api,
     Query(listing): Query<Listing>,
     Query(flash): Query<Flash>,
 ) -> Result<Markup, Response> {
-    let state = layout::master_state(&ui, "tasks").await?;
+    let state = layout::master_state(&api, "tasks").await?;
     let all = listing.all.is_some();
     let hosts: std::collections::HashMap<&str, &str> = items(&state, "slaves")
         .filter_map(|a| Some((a["id"].as_str()?, a["hostname"].as_str()?)))
@@ -91,8 +91,8 @@ struct Located {
     agent: Option<Value>,
 }
 
-async fn locate(ui: &Shared, id: &str) -> Result<Located, Response> {
-    let state = layout::master_state(ui, "tasks").await?;
+async fn locate(api: &crate::Api, id: &str) -> Result<Located, Response> {
+    let state = layout::master_state(api, "tasks").await?;
     for framework in items(&state, "frameworks") {
         // A task id seen twice (running, and an earlier run completed) is the live one.
         let found = items(framework, "tasks")
@@ -116,10 +116,10 @@ async fn locate(ui: &Shared, id: &str) -> Result<Located, Response> {
     ))
 }
 
-fn agent_client(located: &Located) -> Option<AgentClient> {
+fn agent_client(api: &crate::Api, located: &Located) -> Option<AgentClient> {
     located.agent.as_ref()?["pid"]
         .as_str()
-        .map(AgentClient::new)
+        .map(|pid| api.agent(pid))
 }
 
 /// A path inside a sandbox, refused when it could leave it.
@@ -129,12 +129,8 @@ fn inside(relative: &str) -> Option<&str> {
     (!leaves).then_some(relative)
 }
 
-pub async fn show(
-    State(ui): State<Shared>,
-    Path(id): Path<String>,
-    Query(flash): Query<Flash>,
-) -> Response {
-    let located = match locate(&ui, &id).await {
+pub async fn show(api: crate::Api, Path(id): Path<String>, Query(flash): Query<Flash>) -> Response {
+    let located = match locate(&api, &id).await {
         Ok(located) => located,
         Err(response) => return response,
     };
@@ -210,15 +206,15 @@ pub struct BrowseQuery {
 }
 
 pub async fn browse(
-    State(ui): State<Shared>,
+    api: crate::Api,
     Path(id): Path<String>,
     Query(query): Query<BrowseQuery>,
 ) -> Response {
-    let located = match locate(&ui, &id).await {
+    let located = match locate(&api, &id).await {
         Ok(located) => located,
         Err(response) => return response,
     };
-    let Some(agent) = agent_client(&located) else {
+    let Some(agent) = agent_client(&api, &located) else {
         return layout::failure(
             "tasks",
             StatusCode::BAD_GATEWAY,
@@ -342,11 +338,15 @@ impl TailTargets {
 }
 
 /// The agent (pid) and sandbox of a task, from the cache or found through the master.
-async fn tail_target(ui: &Shared, id: &str) -> Result<(String, String), (StatusCode, String)> {
+async fn tail_target(
+    ui: &Shared,
+    api: &crate::Api,
+    id: &str,
+) -> Result<(String, String), (StatusCode, String)> {
     if let Some(found) = lock(&ui.tails).get(id) {
         return Ok(found);
     }
-    let located = locate(ui, id)
+    let located = locate(api, id)
         .await
         .map_err(|_| (StatusCode::NOT_FOUND, format!("no task {id}")))?;
     let Some(pid) = located.agent.as_ref().and_then(|a| a["pid"].as_str()) else {
@@ -355,7 +355,7 @@ async fn tail_target(ui: &Shared, id: &str) -> Result<(String, String), (StatusC
             "the task's agent is not connected".into(),
         ));
     };
-    let sandbox = match AgentClient::new(pid).sandbox_of(id).await {
+    let sandbox = match api.agent(pid).sandbox_of(id).await {
         Ok(Some(sandbox)) => sandbox,
         Ok(None) => return Err((StatusCode::NOT_FOUND, "the sandbox is gone".into())),
         Err(error) => return Err((StatusCode::BAD_GATEWAY, error.to_string())),
@@ -367,8 +367,8 @@ async fn tail_target(ui: &Shared, id: &str) -> Result<(String, String), (StatusC
 /// Whether the task has ended, as the master says; a master that cannot be asked says
 /// nothing. A task now on another agent (its id ran again) is not the one tailed: the
 /// cached place is forgotten and the next poll finds the new one.
-async fn task_ended(ui: &Shared, id: &str, cached_pid: &str) -> bool {
-    let Ok(state) = ui.master.state().await else {
+async fn task_ended(ui: &Shared, api: &crate::Api, id: &str, cached_pid: &str) -> bool {
+    let Ok(state) = api.master.state().await else {
         return false;
     };
     let live = items(&state, "frameworks")
@@ -391,6 +391,7 @@ async fn task_ended(ui: &Shared, id: &str, cached_pid: &str) -> bool {
 /// finds nothing new asks the master whether the task has ended.
 pub async fn read(
     State(ui): State<Shared>,
+    api: crate::Api,
     Path(id): Path<String>,
     Query(query): Query<ReadQuery>,
 ) -> Response {
@@ -403,11 +404,11 @@ pub async fn read(
             "that path leaves the sandbox".into(),
         );
     };
-    let (pid, sandbox) = match tail_target(&ui, &id).await {
+    let (pid, sandbox) = match tail_target(&ui, &api, &id).await {
         Ok(target) => target,
         Err((status, message)) => return failure(status, message),
     };
-    let agent = AgentClient::new(&pid);
+    let agent = api.agent(&pid);
     let path = format!("{sandbox}/{file}");
     let offset = match query.offset {
         Some(offset) => offset,
@@ -424,7 +425,7 @@ pub async fn read(
             return failure(StatusCode::NOT_FOUND, error.to_string());
         }
     };
-    let ended = chunk.length == 0 && task_ended(&ui, &id, &pid).await;
+    let ended = chunk.length == 0 && task_ended(&ui, &api, &id, &pid).await;
     Json(json!({
         "offset": offset,
         "data": chunk.data,

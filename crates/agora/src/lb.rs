@@ -17,6 +17,7 @@ pub async fn haproxy(args: HaproxyArgs) -> anyhow::Result<()> {
         })
         .transpose()?;
     let config = agora_discovery::haproxy::BridgeConfig {
+        access: args.credentials.access()?,
         master: args.master,
         config_path: args.config,
         reload_command: args.reload_cmd,

@@ -5,6 +5,7 @@
 mod cli;
 mod ctl;
 mod lb;
+mod security;
 mod serve;
 
 use clap::Parser;

@@ -10,12 +10,14 @@ use tokio_util::sync::CancellationToken;
 
 use agora_agent::{AgentConfig, detect_resources};
 use agora_api::mesos::Attribute;
+use agora_http::auth::Authenticator;
 use agora_master::MasterConfig;
 use agora_types::Resources;
 
 use crate::cli::{
     AgentArgs, AgentOptions, DiscoveryArgs, MasterArgs, MasterOptions, NetworkArgs, UpArgs,
 };
+use crate::security;
 
 fn hostname(network: &NetworkArgs) -> String {
     network.hostname.clone().unwrap_or_else(|| {
@@ -56,6 +58,7 @@ fn master_config(
     network: &NetworkArgs,
     port: u16,
     data_dir: std::path::PathBuf,
+    auth: &Authenticator,
 ) -> MasterConfig {
     MasterConfig {
         hostname: hostname(network),
@@ -69,6 +72,7 @@ fn master_config(
         weights: options.weights.clone().unwrap_or_default(),
         subscriber_queue_bytes: usize::try_from(options.subscriber_queue_size)
             .unwrap_or(usize::MAX),
+        authentication: auth.required,
         ..MasterConfig::default()
     }
 }
@@ -158,6 +162,7 @@ fn services(
     master: String,
     advertised: String,
     user: String,
+    access: agora_client::Access,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::sync::Arc<agora_services::ServicesHandle>> {
     std::fs::create_dir_all(data_dir)
@@ -169,6 +174,8 @@ fn services(
         advertised,
         store: std::sync::Arc::new(store),
         user,
+        access,
+        principal: Some(SERVICES_PRINCIPAL.to_owned()),
     };
     agora_services::start(config, shutdown)
         .map(std::sync::Arc::new)
@@ -182,6 +189,7 @@ fn jobs(
     master: String,
     advertised: String,
     options: &MasterOptions,
+    access: agora_client::Access,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::sync::Arc<agora_jobs::JobsHandle>> {
     let store = agora_store::RedbStore::open(&data_dir.join("jobs.redb"))
@@ -192,6 +200,8 @@ fn jobs(
         store: std::sync::Arc::new(store),
         failure_retry: options.job_failure_retry,
         user: default_task_user(options),
+        access,
+        principal: Some(JOBS_PRINCIPAL.to_owned()),
     };
     agora_jobs::start(config, shutdown)
         .map(std::sync::Arc::new)
@@ -206,6 +216,7 @@ fn schedulers(
     port: u16,
     network: &NetworkArgs,
     options: &MasterOptions,
+    auth: &Authenticator,
     shutdown: CancellationToken,
 ) -> anyhow::Result<axum::Router> {
     let local = format!("127.0.0.1:{port}");
@@ -215,9 +226,17 @@ fn schedulers(
         local.clone(),
         advertised.clone(),
         default_task_user(options),
+        security::internal_access(auth, SERVICES_PRINCIPAL),
         shutdown.clone(),
     )?;
-    let jobs = jobs(data_dir, local, advertised, options, shutdown)?;
+    let jobs = jobs(
+        data_dir,
+        local,
+        advertised,
+        options,
+        security::internal_access(auth, JOBS_PRINCIPAL),
+        shutdown,
+    )?;
     master.add_metrics(metrics_of(&services));
     master.add_metrics(job_metrics_of(&jobs));
     Ok(services.router.clone().merge(jobs.router.clone()))
@@ -244,6 +263,7 @@ fn discovery(
     network: &NetworkArgs,
     listening: IpAddr,
     master: String,
+    access: agora_client::Access,
     agent: &agora_agent::AgentHandle,
     shutdown: CancellationToken,
 ) -> std::sync::Arc<agora_discovery::DiscoveryHandle> {
@@ -259,6 +279,7 @@ fn discovery(
             domain: args.dns_domain.clone(),
         }),
         node_ip: std::net::IpAddr::V4(network.ip),
+        access,
     };
     let discovery = std::sync::Arc::new(agora_discovery::start(config, shutdown));
     let (state, metrics) = (discovery.clone(), discovery.clone());
@@ -270,13 +291,20 @@ fn discovery(
     discovery
 }
 
-/// The web UI at `/`, reading this process's own APIs over loopback.
-fn ui(port: u16, shutdown: CancellationToken) -> axum::Router {
-    agora_ui::start(
-        agora_ui::UiConfig::new(format!("127.0.0.1:{port}")),
-        shutdown,
-    )
+/// The web UI at `/`, reading this process's own APIs over loopback (its pages as whoever
+/// signed in, its background work as the process's own principal).
+fn ui(port: u16, auth: &Authenticator, shutdown: CancellationToken) -> axum::Router {
+    let mut config = agora_ui::UiConfig::new(format!("127.0.0.1:{port}"));
+    config.access = security::internal_access(auth, SYSTEM_PRINCIPAL);
+    agora_ui::start(config, shutdown)
 }
+
+/// The principals the built-in frameworks register and authenticate as (as Marathon's and
+/// Chronos' `--mesos_authentication_principal` name them), and the one the process's own
+/// other components (the UI's background work, discovery in `agora up`) use.
+const SERVICES_PRINCIPAL: &str = "marathon";
+const JOBS_PRINCIPAL: &str = "chronos";
+const SYSTEM_PRINCIPAL: &str = "agora";
 
 /// How this server meets its clients: the gate every request passes
 /// (`agora_http::protect`; the names browsers may use for it are its addresses, `localhost`,
@@ -287,7 +315,7 @@ struct Serving {
     refused: std::sync::Arc<agora_http::Refused>,
 }
 
-fn serving(network: &NetworkArgs) -> Serving {
+fn serving(network: &NetworkArgs, auth: std::sync::Arc<Authenticator>) -> Serving {
     let mut names = network.allowed_hosts.clone();
     names.push(hostname(network));
     raise_descriptor_limit(network.max_connections);
@@ -295,6 +323,7 @@ fn serving(network: &NetworkArgs) -> Serving {
         gate: agora_http::GateConfig {
             hosts: agora_http::HostNames::new(names),
             body_read_timeout: network.body_read_timeout,
+            auth,
         },
         limits: agora_http::Limits {
             max_connections: network.max_connections,
@@ -346,9 +375,20 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (listener, port) = bind(&args.network, UP_BIND, args.port).await?;
     prepare_data_dir(&args.data_dir, 0o711)?;
+    let auth = std::sync::Arc::new(security::authenticator(
+        &args.auth,
+        Some(&args.master_auth),
+        Some(&args.data_dir),
+    )?);
     let shutdown = CancellationToken::new();
     let master = agora_master::start(
-        master_config(&args.master, &args.network, port, args.data_dir.clone()),
+        master_config(
+            &args.master,
+            &args.network,
+            port,
+            args.data_dir.clone(),
+            &auth,
+        ),
         shutdown.clone(),
     )
     .context("cannot start the master")?;
@@ -364,6 +404,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         work_dir,
     )?;
     config.standalone = false;
+    config.authentication = auth.required;
+    // The agent in the same process reaches its master as the process itself.
+    config.master_headers = security::internal_access(&auth, SYSTEM_PRINCIPAL).headers();
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     // The schedulers stop first on shutdown, so they do not replace the tasks being stopped.
     let services_shutdown = shutdown.child_token();
@@ -373,6 +416,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         port,
         &args.network,
         &args.master,
+        &auth,
         services_shutdown.clone(),
     )?;
     let discovery = discovery(
@@ -380,6 +424,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         &args.network,
         bind_ip(&args.network, UP_BIND)?,
         format!("127.0.0.1:{port}"),
+        security::internal_access(&auth, SYSTEM_PRINCIPAL),
         &agent,
         shutdown.clone(),
     );
@@ -394,8 +439,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .clone()
         .merge(agent.router.clone())
         .merge(schedulers)
-        .merge(ui(port, shutdown.clone()));
-    let serving = serving(&args.network);
+        .merge(ui(port, &auth, shutdown.clone()))
+        .merge(agora_http::auth::login::routes(auth.clone()));
+    security::warn_if_open(
+        "agora up",
+        &auth.required,
+        &format!("{}:{port}", bind_ip(&args.network, UP_BIND)?),
+    );
+    let serving = serving(&args.network, auth.clone());
     master.add_metrics(http_metrics(&serving.refused));
     let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
     println!(
@@ -417,9 +468,20 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
     prepare_data_dir(&args.data_dir, 0o700)?;
+    let auth = std::sync::Arc::new(security::authenticator(
+        &args.auth,
+        Some(&args.master_auth),
+        Some(&args.data_dir),
+    )?);
     let shutdown = CancellationToken::new();
     let master = agora_master::start(
-        master_config(&args.master, &args.network, port, args.data_dir.clone()),
+        master_config(
+            &args.master,
+            &args.network,
+            port,
+            args.data_dir.clone(),
+            &auth,
+        ),
         shutdown.clone(),
     )
     .context("cannot start the master")?;
@@ -430,14 +492,21 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         port,
         &args.network,
         &args.master,
+        &auth,
         services_shutdown.clone(),
     )?;
     let router = master
         .router
         .clone()
         .merge(schedulers)
-        .merge(ui(port, shutdown.clone()));
-    let serving = serving(&args.network);
+        .merge(ui(port, &auth, shutdown.clone()))
+        .merge(agora_http::auth::login::routes(auth.clone()));
+    security::warn_if_open(
+        "agora master",
+        &auth.required,
+        &format!("{}:{port}", bind_ip(&args.network, SERVER_BIND)?),
+    );
+    let serving = serving(&args.network, auth.clone());
     master.add_metrics(http_metrics(&serving.refused));
     let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
     println!(
@@ -454,24 +523,34 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
 /// dir, it re-adopts them.
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
+    let auth = std::sync::Arc::new(security::authenticator(&args.auth, None, None)?);
+    let access = security::agent_access(args.credential.as_deref())?;
     let shutdown = CancellationToken::new();
-    let config = agent_config(
+    let mut config = agent_config(
         &args.agent,
         &args.network,
         args.master.clone(),
         port,
         args.work_dir.clone(),
     )?;
+    config.authentication = auth.required;
+    config.master_headers = access.headers();
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     discovery(
         &args.discovery,
         &args.network,
         bind_ip(&args.network, SERVER_BIND)?,
         args.master.clone(),
+        access,
         &agent,
         shutdown.clone(),
     );
-    let serving = serving(&args.network);
+    security::warn_if_open(
+        "agora agent",
+        &auth.required,
+        &format!("{}:{port}", bind_ip(&args.network, SERVER_BIND)?),
+    );
+    let serving = serving(&args.network, auth.clone());
     let metrics = http_metrics(&serving.refused);
     let (refused, max_connections) = (serving.refused.clone(), serving.limits.max_connections);
     agent.add_extension(agora_agent::Extension {

@@ -118,8 +118,21 @@ pub(crate) async fn state(State(agent): State<Shared>) -> Response {
                 "work_dir": agent.config.work_dir.display().to_string(),
                 "port": agent.config.port.to_string(),
                 "hostname": agent.config.hostname,
+                "authenticate_http_readwrite": agent.config.authentication.readwrite.to_string(),
+                "authenticate_http_readonly": agent.config.authentication.readonly.to_string(),
+                "authenticate_http_executors": agent.config.authenticate_http_executors.to_string(),
+            },
+            "security": {
+                "authentication": if agent.config.authentication.any() { "on" } else { "off" },
+                "warnings": if agent.config.authentication.readwrite { Vec::<&str>::new() } else {
+                    vec!["requests that change state are not authenticated: anyone who reaches this agent can run commands in its tasks"]
+                },
             },
             "isolation": isolation_json(&agent),
+            "master_link": {
+                "connected": state.master_connected,
+                "error": state.master_error,
+            },
             "frameworks": state.frameworks.values().map(|f| framework_json(f, &agent_id)).collect::<Vec<_>>(),
             "completed_frameworks": state.completed_frameworks.iter().map(|f| framework_json(f, &agent_id)).collect::<Vec<_>>(),
         })

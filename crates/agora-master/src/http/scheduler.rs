@@ -1,11 +1,12 @@
 //! `POST /api/v1/scheduler`: the Mesos v1 scheduler API, with its exact status codes.
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use agora_api::scheduler::{Call, KNOWN_CALLS};
+use agora_http::auth::Caller;
 use agora_types::{AgentId, ExecutorId, FrameworkId, TaskId};
 
 use super::{accepted, accepts, check_content_type, text};
@@ -15,9 +16,11 @@ use crate::stream::ClosingStream;
 
 pub(crate) async fn handle(
     State(shared): State<Shared>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let principal = caller.and_then(|Extension(caller)| caller.principal);
     if let Err(response) = check_content_type(&headers) {
         return response;
     }
@@ -42,7 +45,7 @@ pub(crate) async fn handle(
         }
     };
     if call.kind == "SUBSCRIBE" {
-        return subscribe(shared, &headers, call);
+        return subscribe(shared, &headers, call, principal);
     }
     let Some(framework_id) = call
         .framework_id
@@ -58,6 +61,18 @@ pub(crate) async fn handle(
     let Some(framework) = master.frameworks.get(&framework_id) else {
         return text(StatusCode::BAD_REQUEST, "Framework cannot be found");
     };
+    // An authenticated caller speaks only for a framework of its own principal.
+    if let (Some(authenticated), Some(registered)) = (&principal, &framework.info.principal)
+        && authenticated != registered
+    {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Authenticated principal '{authenticated}' does not match principal \
+                 '{registered}' set in `FrameworkInfo`"
+            ),
+        );
+    }
     let Some(stream) = &framework.stream else {
         return text(StatusCode::FORBIDDEN, "Framework is not subscribed");
     };
@@ -146,7 +161,12 @@ fn peek_type(body: &[u8]) -> Option<String> {
     value.get("type")?.as_str().map(str::to_owned)
 }
 
-fn subscribe(shared: Shared, headers: &HeaderMap, call: Call) -> Response {
+fn subscribe(
+    shared: Shared,
+    headers: &HeaderMap,
+    call: Call,
+    principal: Option<String>,
+) -> Response {
     if !accepts(headers, "application/json") {
         return text(
             StatusCode::NOT_ACCEPTABLE,
@@ -159,12 +179,28 @@ fn subscribe(shared: Shared, headers: &HeaderMap, call: Call) -> Response {
             "Subscribe calls should not include the 'Mesos-Stream-Id' header",
         );
     }
-    let Some(subscribe) = call.subscribe else {
+    let Some(mut subscribe) = call.subscribe else {
         return text(
             StatusCode::BAD_REQUEST,
             "Expecting 'subscribe' to be present",
         );
     };
+    // An authenticated framework is its principal: one it names must be the same (Mesos'
+    // rule), and one that names none is given it.
+    let refused = match (&principal, &subscribe.framework_info.principal) {
+        (Some(authenticated), Some(named)) if authenticated != named => Some(format!(
+            "Framework principal '{named}' does not match authenticated principal \
+             '{authenticated}'"
+        )),
+        (Some(authenticated), None) => {
+            subscribe.framework_info.principal = Some(authenticated.clone());
+            None
+        }
+        _ => None,
+    };
+    if let Some(message) = refused {
+        return text(StatusCode::FORBIDDEN, message);
+    }
     let (limit, overflows) = {
         let master = lock(&shared);
         (

@@ -51,6 +51,9 @@ pub enum Command {
     Dns(Noun<DnsCommand>),
     /// The cluster at a glance
     Cluster(Noun<ClusterCommand>),
+    /// Signs in and prints a bearer token (for AGORA_TOKEN or --token-file): the principal's
+    /// secret comes from AGORA_SECRET, --secret-file or standard input
+    Login(LoginArgs),
     /// Shell completions for bash, zsh, fish, elvish or powershell, on stdout
     Completions(CompletionsArgs),
     /// The manual page (roff), on stdout
@@ -80,6 +83,8 @@ pub struct HaproxyArgs {
     /// A master serving the services API, HOST:PORT
     #[arg(long, env = "AGORA_MASTER")]
     pub master: String,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
     /// The configuration file to write
     #[arg(long, default_value = "/etc/haproxy/haproxy.cfg")]
     pub config: PathBuf,
@@ -141,6 +146,36 @@ pub struct NetworkArgs {
     /// Time a client has to send a request's body, whole
     #[arg(long, env = "AGORA_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_period)]
     pub body_read_timeout: Duration,
+}
+
+/// Who may call this node's HTTP APIs (Mesos' flags, in kebab case).
+#[derive(Args, Debug, Clone)]
+pub struct AuthArgs {
+    /// Principals and their secrets that may authenticate (HTTP Basic): Mesos' JSON,
+    /// {"credentials": [{"principal": …, "secret": …}]}, or 'principal secret' lines
+    #[arg(long, env = "AGORA_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
+    /// The key that signs and verifies bearer tokens (a file; a master without one makes
+    /// one in its data dir; give every master and agent the same file to share tokens)
+    #[arg(long, env = "AGORA_JWT_SECRET_KEY")]
+    pub jwt_secret_key: Option<PathBuf>,
+    /// Requests that change state need an authenticated caller
+    #[arg(long, env = "AGORA_AUTHENTICATE_HTTP_READWRITE")]
+    pub authenticate_http_readwrite: bool,
+    /// Requests that read state need an authenticated caller
+    #[arg(long, env = "AGORA_AUTHENTICATE_HTTP_READONLY")]
+    pub authenticate_http_readonly: bool,
+}
+
+/// What a master requires of frameworks and agents.
+#[derive(Args, Debug, Clone)]
+pub struct MasterAuthArgs {
+    /// Frameworks (the scheduler API) must authenticate, as their FrameworkInfo.principal
+    #[arg(long, env = "AGORA_AUTHENTICATE_FRAMEWORKS")]
+    pub authenticate_frameworks: bool,
+    /// Agents must authenticate (with their --credential)
+    #[arg(long, env = "AGORA_AUTHENTICATE_AGENTS")]
+    pub authenticate_agents: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -270,6 +305,10 @@ fn parse_balance(text: &str) -> Result<agora_discovery::Balance, String> {
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub master_auth: MasterAuthArgs,
     #[arg(long, env = "AGORA_PORT", default_value_t = 5050)]
     pub port: u16,
     /// Where the registry and (unless --work-dir says otherwise) sandboxes live
@@ -290,6 +329,10 @@ pub struct UpArgs {
 
 #[derive(Args, Debug)]
 pub struct MasterArgs {
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub master_auth: MasterAuthArgs,
     #[arg(long, env = "AGORA_PORT", default_value_t = 5050)]
     pub port: u16,
     /// Where the registry lives
@@ -306,6 +349,12 @@ pub struct AgentArgs {
     /// The master, HOST:PORT
     #[arg(long, env = "AGORA_MASTER")]
     pub master: String,
+    /// This agent's own principal and secret, which it authenticates to the master with
+    /// (JSON {"principal": …, "secret": …}, or one 'principal secret' line)
+    #[arg(long, env = "AGORA_CREDENTIAL")]
+    pub credential: Option<PathBuf>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     #[arg(long, env = "AGORA_PORT", default_value_t = 5051)]
     pub port: u16,
     /// Sandboxes and checkpoints

@@ -20,6 +20,67 @@ pub struct ClientArgs {
     /// table (for people), json (exactly the API's answer) or yaml
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+}
+
+/// Who an operator command or a follower is to the cluster.
+#[derive(Args, Debug, Clone)]
+pub struct CredentialArgs {
+    /// The principal to authenticate as (its secret from AGORA_SECRET or --secret-file)
+    #[arg(long, env = "AGORA_PRINCIPAL", global = true)]
+    pub principal: Option<String>,
+    /// A file holding the principal's secret (never give a secret on the command line: it
+    /// shows in process lists)
+    #[arg(long, env = "AGORA_SECRET_FILE", global = true)]
+    pub secret_file: Option<PathBuf>,
+    /// A file holding a bearer token (from `agora login`), instead of a principal; also
+    /// AGORA_TOKEN
+    #[arg(long, env = "AGORA_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl CredentialArgs {
+    /// Who the command is to the cluster: a bearer token (AGORA_TOKEN, --token-file), else a
+    /// principal and its secret (AGORA_SECRET, --secret-file), else nobody.
+    pub fn access(&self) -> anyhow::Result<agora_client::Access> {
+        use anyhow::Context as _;
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read_to_string(path)
+                .map(|text| text.trim().to_owned())
+                .with_context(|| format!("cannot read the {what} in {}", path.display()))
+        };
+        let token = match (&self.token_file, std::env::var("AGORA_TOKEN").ok()) {
+            (Some(path), _) => Some(read(path, "token")?),
+            (None, Some(token)) if !token.is_empty() => Some(token),
+            _ => None,
+        };
+        if let Some(token) = token {
+            return Ok(agora_client::Access::new(Some(agora_client::Auth::Bearer(
+                token,
+            ))));
+        }
+        let Some(principal) = &self.principal else {
+            return Ok(agora_client::Access::default());
+        };
+        let secret = match (&self.secret_file, std::env::var("AGORA_SECRET").ok()) {
+            (Some(path), _) => read(path, "secret")?,
+            (None, Some(secret)) => secret,
+            (None, None) => anyhow::bail!(
+                "--principal {principal} needs its secret: AGORA_SECRET or --secret-file"
+            ),
+        };
+        Ok(agora_client::Access::new(Some(agora_client::Auth::Basic {
+            principal: principal.clone(),
+            secret,
+        })))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,9 +341,19 @@ pub fn hoist_client_flags(args: Vec<OsString>) -> Vec<OsString> {
     let mut hoisted: Vec<OsString> = Vec::new();
     let mut index = 1;
     while let Some(arg) = args.get(index).and_then(|a| a.to_str()) {
-        let takes_value = matches!(arg, "--master" | "-o" | "--output");
-        let joined = arg.starts_with("--master=")
-            || arg.starts_with("--output=")
+        let takes_value = matches!(
+            arg,
+            "--master" | "-o" | "--output" | "--principal" | "--secret-file" | "--token-file"
+        );
+        let joined = [
+            "--master=",
+            "--output=",
+            "--principal=",
+            "--secret-file=",
+            "--token-file=",
+        ]
+        .iter()
+        .any(|prefix| arg.starts_with(prefix))
             || (arg.starts_with("-o") && arg.len() > 2);
         if takes_value && index + 1 < args.len() {
             hoisted.extend_from_slice(&args[index..index + 2]);

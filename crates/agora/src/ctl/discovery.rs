@@ -11,8 +11,6 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use serde_json::{Value, json};
 
-use agora_client::AgentClient;
-
 use super::Context;
 use super::output::{cell, render, table};
 use crate::cli::DnsCommand;
@@ -25,7 +23,7 @@ async fn nodes(context: &Context) -> anyhow::Result<Vec<Value>> {
         let Some(pid) = agent["pid"].as_str() else {
             continue;
         };
-        let discovery = match AgentClient::new(pid).state().await {
+        let discovery = match context.agent(pid).state().await {
             Ok(state) => state["discovery"].clone(),
             Err(error) => json!({"error": error.to_string()}),
         };

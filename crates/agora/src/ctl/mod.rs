@@ -18,7 +18,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::Value;
 
-use agora_client::{ClientError, JobsClient, MasterClient, ServicesClient};
+use agora_client::{Access, AgentClient, ClientError, JobsClient, MasterClient, ServicesClient};
 
 use crate::cli::{ClientArgs, Command, Output};
 
@@ -28,16 +28,25 @@ pub struct Context {
     pub services: ServicesClient,
     pub jobs: JobsClient,
     pub output: Output,
+    /// Who the command is to the cluster (agents included).
+    access: Access,
 }
 
 impl Context {
-    fn new(args: &ClientArgs) -> Context {
-        Context {
-            master: MasterClient::new(&args.master),
-            services: ServicesClient::new(&args.master),
-            jobs: JobsClient::new(&args.master),
+    fn new(args: &ClientArgs) -> anyhow::Result<Context> {
+        let access = args.credentials.access()?;
+        Ok(Context {
+            master: MasterClient::with_access(&args.master, &access),
+            services: ServicesClient::with_access(&args.master, &access),
+            jobs: JobsClient::with_access(&args.master, &access),
             output: args.output,
-        }
+            access,
+        })
+    }
+
+    /// An agent, reached as the command's caller.
+    pub fn agent(&self, address: &str) -> AgentClient {
+        AgentClient::with_access(address, &self.access)
     }
 
     /// Prints an answer as asked; `table` renders it for people.
@@ -60,22 +69,23 @@ pub fn is_operator(command: &Command) -> bool {
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Node(noun) => nodes::run(&Context::new(&noun.client), noun.command).await,
+        Command::Node(noun) => nodes::run(&Context::new(&noun.client)?, noun.command).await,
         Command::Framework(noun) => {
-            frameworks::run(&Context::new(&noun.client), noun.command).await
+            frameworks::run(&Context::new(&noun.client)?, noun.command).await
         }
-        Command::App(noun) => apps::run_app(&Context::new(&noun.client), noun.command).await,
-        Command::Group(noun) => apps::run_group(&Context::new(&noun.client), noun.command).await,
+        Command::App(noun) => apps::run_app(&Context::new(&noun.client)?, noun.command).await,
+        Command::Group(noun) => apps::run_group(&Context::new(&noun.client)?, noun.command).await,
         Command::Deployment(noun) => {
-            deployments::run(&Context::new(&noun.client), noun.command).await
+            deployments::run(&Context::new(&noun.client)?, noun.command).await
         }
-        Command::Task(noun) => tasks::run(&Context::new(&noun.client), noun.command).await,
-        Command::Job(noun) => jobs::run(&Context::new(&noun.client), noun.command).await,
+        Command::Task(noun) => tasks::run(&Context::new(&noun.client)?, noun.command).await,
+        Command::Job(noun) => jobs::run(&Context::new(&noun.client)?, noun.command).await,
         Command::Lb(crate::cli::LbCommand::Status(args)) => {
-            discovery::lb_status(&Context::new(&args.client)).await
+            discovery::lb_status(&Context::new(&args.client)?).await
         }
-        Command::Dns(noun) => discovery::dns(&Context::new(&noun.client), noun.command).await,
-        Command::Cluster(noun) => cluster::run(&Context::new(&noun.client), noun.command).await,
+        Command::Dns(noun) => discovery::dns(&Context::new(&noun.client)?, noun.command).await,
+        Command::Cluster(noun) => cluster::run(&Context::new(&noun.client)?, noun.command).await,
+        Command::Login(args) => login(&args.client).await,
         Command::Completions(args) => {
             use clap::CommandFactory;
             let mut command = crate::cli::Cli::command();
@@ -87,6 +97,32 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Man(args) => man(args),
         _ => anyhow::bail!("not an operator command"),
     }
+}
+
+/// `agora login`: a token for the principal, on stdout.
+async fn login(args: &ClientArgs) -> anyhow::Result<()> {
+    let credentials = &args.credentials;
+    let Some(principal) = &credentials.principal else {
+        anyhow::bail!("agora login needs --principal (or AGORA_PRINCIPAL)");
+    };
+    let secret = match args.credentials.access() {
+        Ok(Access {
+            auth: Some(agora_client::Auth::Basic { secret, .. }),
+        }) => secret,
+        _ => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the secret from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let token = MasterClient::new(&args.master)
+        .login(principal, &secret)
+        .await
+        .context("cannot sign in")?;
+    println!("{token}");
+    Ok(())
 }
 
 fn man(args: crate::cli::ManArgs) -> anyhow::Result<()> {
@@ -163,6 +199,10 @@ pub fn describe(error: &anyhow::Error) -> String {
                     message.replace("the option '?force=true'", "--force")
                 }
                 409 => format!("{message} (--force overrides a deployment in progress)"),
+                401 => format!(
+                    "{message} (authenticate: --principal with AGORA_SECRET or --secret-file, \
+                     or a token from `agora login` in AGORA_TOKEN or --token-file)"
+                ),
                 _ if message.is_empty() => format!("{url} answered {status}"),
                 _ => message,
             }

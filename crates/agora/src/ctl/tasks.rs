@@ -86,7 +86,7 @@ pub async fn run(context: &Context, command: TaskCommand) -> anyhow::Result<()> 
             command,
         } => {
             let found = Found::find(context, &task).await?;
-            let agent = found.agent()?;
+            let agent = found.agent(context)?;
             let answer = agent
                 .exec(&found.id, &command, timeout)
                 .await
@@ -205,11 +205,11 @@ impl Found {
         })
     }
 
-    /// The agent that runs (or ran) the task.
-    fn agent(&self) -> anyhow::Result<AgentClient> {
+    /// The agent that runs (or ran) the task, reached as the command's caller.
+    fn agent(&self, context: &Context) -> anyhow::Result<AgentClient> {
         self.agent_pid
             .as_deref()
-            .map(AgentClient::new)
+            .map(|pid| context.agent(pid))
             .with_context(|| format!("agent {} is not connected to the master", self.agent_id))
     }
 
@@ -233,7 +233,7 @@ async fn log(
     lines: Option<usize>,
     follow: bool,
 ) -> anyhow::Result<()> {
-    let agent = found.agent()?;
+    let agent = found.agent(context)?;
     let path = format!("{}/{file}", found.sandbox(&agent).await?);
     let size = agent
         .read_file(&path, None, None)

@@ -7,6 +7,7 @@
 mod common;
 
 mod agents;
+mod authentication;
 mod executors;
 mod gate;
 mod limits;

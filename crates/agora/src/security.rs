@@ -1,0 +1,117 @@
+//! Who may call this node, from its flags: the credentials it knows, the key of its bearer
+//! tokens, the realms that require a caller; and the identities of the components that call
+//! their own process's APIs (the built-in frameworks, the UI's background work, discovery).
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use agora_client::{Access, Auth};
+use agora_http::auth::{Authenticator, Credential, Credentials, Required, TokenKey};
+
+use crate::cli::{AuthArgs, MasterAuthArgs};
+
+/// How long the tokens of the process's own components are good: as long as it runs.
+const INTERNAL_TOKEN_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// The node's authenticator. A master (`key_dir`: its data dir) signs tokens with
+/// `--jwt-secret-key`, or with a key it makes and keeps in its data dir; an agent verifies
+/// tokens only with `--jwt-secret-key`.
+pub fn authenticator(
+    auth: &AuthArgs,
+    master: Option<&MasterAuthArgs>,
+    key_dir: Option<&Path>,
+) -> anyhow::Result<Authenticator> {
+    let credentials = match &auth.credentials {
+        Some(path) => Credentials::load(path).context("invalid --credentials")?,
+        None => Credentials::default(),
+    };
+    let key = match (&auth.jwt_secret_key, key_dir) {
+        (Some(path), _) => Some(read_key(path)?),
+        (None, Some(dir)) => Some(kept_key(dir)?),
+        (None, None) => None,
+    };
+    let required = Required {
+        frameworks: master.is_some_and(|m| m.authenticate_frameworks),
+        agents: master.is_some_and(|m| m.authenticate_agents),
+        readwrite: auth.authenticate_http_readwrite,
+        readonly: auth.authenticate_http_readonly,
+    };
+    if required.any() && credentials.is_empty() && key.is_none() {
+        anyhow::bail!(
+            "authentication is required, but there is no one to authenticate: give \
+             --credentials (and --jwt-secret-key for bearer tokens)"
+        );
+    }
+    Ok(Authenticator {
+        credentials,
+        key: key.map(|k| TokenKey::new(&k)),
+        required,
+    })
+}
+
+fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read --jwt-secret-key {}", path.display()))?;
+    let trimmed = bytes.trim_ascii_end().to_vec();
+    if trimmed.len() < 16 {
+        anyhow::bail!(
+            "--jwt-secret-key {} is shorter than 16 bytes: too easy to guess",
+            path.display()
+        );
+    }
+    Ok(trimmed)
+}
+
+/// The master's own token key, made once (32 random bytes) and kept in its data dir (0600).
+fn kept_key(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("jwt.key");
+    if let Ok(bytes) = std::fs::read(&path) {
+        return Ok(bytes);
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let key: [u8; 32] = rand::random();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(&key)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key.to_vec())
+}
+
+/// How a component of this process reaches its APIs: as `principal`, with a token the
+/// process signs itself (none when it cannot sign).
+pub fn internal_access(auth: &Authenticator, principal: &str) -> Access {
+    Access::new(auth.sign(principal, INTERNAL_TOKEN_SECS).map(Auth::Bearer))
+}
+
+/// How an agent reaches its master: with its `--credential`.
+pub fn agent_access(credential: Option<&Path>) -> anyhow::Result<Access> {
+    let Some(path) = credential else {
+        return Ok(Access::default());
+    };
+    let credential = Credential::load(path).context("invalid --credential")?;
+    Ok(Access::new(Some(Auth::Basic {
+        principal: credential.principal,
+        secret: credential.secret,
+    })))
+}
+
+/// Says, where an operator looks first, that nobody is asked who they are.
+pub fn warn_if_open(role: &str, required: &Required, listening: &str) {
+    if required.readwrite {
+        return;
+    }
+    let text = format!(
+        "WARNING: {role} on {listening} does not authenticate requests that change state: \
+         anyone who reaches it can run commands on the cluster. Turn on \
+         --authenticate-http-readwrite (with --credentials); see docs/security.md."
+    );
+    eprintln!("{text}");
+    tracing::warn!("{text}");
+}
