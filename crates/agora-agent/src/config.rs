@@ -62,6 +62,8 @@ pub struct AgentConfig {
     pub master_headers: reqwest::header::HeaderMap,
     /// Which of this agent's HTTP endpoints need an authenticated caller (for its state).
     pub authentication: agora_http::auth::Required,
+    /// Who may look into tasks (`exec`, `attach`, `top`, sandboxes): `--acls`.
+    pub acls: std::sync::Arc<agora_http::auth::acl::Acls>,
 }
 
 /// What isolates tasks (`--isolation`): cgroups (cpu, memory, pids) and namespaces (pid and
@@ -149,6 +151,7 @@ impl AgentConfig {
             authenticate_http_executors: false,
             master_headers: reqwest::header::HeaderMap::new(),
             authentication: agora_http::auth::Required::default(),
+            acls: std::sync::Arc::default(),
         }
     }
 

@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::ApiFamily;
+use crate::auth::acl::{Acls, Action};
 use crate::auth::{self, Authenticator, Caller, Realm};
 
 /// What the gate needs to know about the server it guards.
@@ -32,6 +33,8 @@ pub struct GateConfig {
     pub body_read_timeout: std::time::Duration,
     /// Who callers are, and where one is required.
     pub auth: Arc<Authenticator>,
+    /// Who may read the endpoints Mesos guards with `get_endpoints` (metrics, statistics).
+    pub acls: Arc<Acls>,
 }
 
 impl Default for GateConfig {
@@ -40,6 +43,7 @@ impl Default for GateConfig {
             hosts: HostNames::default(),
             body_read_timeout: std::time::Duration::from_secs(30),
             auth: Arc::default(),
+            acls: Arc::default(),
         }
     }
 }
@@ -149,6 +153,19 @@ async fn check(State(config): State<Arc<GateConfig>>, request: Request, next: Ne
             return response;
         }
     };
+    if *request.method() == Method::GET
+        && GUARDED_ENDPOINTS.contains(&path.as_str())
+        && !config.acls.permits(
+            Action::GetEndpoints,
+            caller.principal.as_deref(),
+            Some(&path),
+        )
+    {
+        return ApiFamily::of(&path).error(
+            StatusCode::FORBIDDEN,
+            &format!("Not authorized to read {path} ('get_endpoints' in the ACLs)"),
+        );
+    }
     let mut request = if has_body(request.headers()) {
         request.map(|body| crate::body::bounded(body, limit, config.body_read_timeout))
     } else {
@@ -157,6 +174,18 @@ async fn check(State(config): State<Arc<GateConfig>>, request: Request, next: Ne
     request.extensions_mut().insert(caller);
     next.run(request).await
 }
+
+/// The endpoints whose GET the ACLs' `get_endpoints` decides, as Mesos guards them.
+const GUARDED_ENDPOINTS: [&str; 8] = [
+    "/metrics",
+    "/metrics/snapshot",
+    "/monitor/statistics",
+    "/slave(1)/monitor/statistics",
+    "/containers",
+    "/slave(1)/containers",
+    "/files/debug",
+    "/flags",
+];
 
 /// Reads (and drops) a small body a refused request still carries. Answered before its body
 /// was read, a client still writing it would meet a closed connection and never see why it

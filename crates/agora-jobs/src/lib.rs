@@ -7,6 +7,7 @@
 //! followed to their end, retried, dependent jobs started), and Chronos' REST API under
 //! `/scheduler` and `/v1/scheduler`, and Metronome's `/v1/jobs` with cron schedules.
 
+mod authorize;
 pub mod core;
 mod framework;
 mod http;
@@ -34,6 +35,8 @@ pub struct JobsConfig {
     pub access: agora_client::Access,
     /// The principal it registers with (`FrameworkInfo.principal`).
     pub principal: Option<String>,
+    /// Who may see and change which jobs (`view_jobs`, `manage_jobs` in `--acls`).
+    pub acls: Arc<agora_http::auth::acl::Acls>,
 }
 
 /// The running jobs scheduler.
@@ -66,7 +69,12 @@ pub fn start(
     });
     tokio::spawn(framework::run(shared.clone(), shutdown));
     Ok(JobsHandle {
-        router: http::router(shared.clone()).merge(metronome::router(shared.clone())),
+        router: http::router(shared.clone())
+            .merge(metronome::router(shared.clone()))
+            .route_layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                authorize::authorize,
+            )),
         shared,
     })
 }

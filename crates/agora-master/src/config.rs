@@ -34,6 +34,8 @@ pub struct MasterConfig {
     /// Which realms need an authenticated caller (shown in the state and flags; frameworks
     /// are held to the principal they authenticate as).
     pub authentication: agora_http::auth::Required,
+    /// Who may do what (`--acls`); without: everything is allowed.
+    pub acls: std::sync::Arc<agora_http::auth::acl::Acls>,
 }
 
 impl Default for MasterConfig {
@@ -53,6 +55,7 @@ impl Default for MasterConfig {
             max_completed_frameworks: 50,
             subscriber_queue_bytes: 64 << 20,
             authentication: agora_http::auth::Required::default(),
+            acls: std::sync::Arc::default(),
         }
     }
 }

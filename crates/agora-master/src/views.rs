@@ -3,6 +3,9 @@
 
 use serde_json::{Value, json};
 
+use agora_api::mesos::ExecutorInfo;
+use agora_http::auth::acl::{Acls, Action};
+
 use agora_api::mesos::{ResourceFormat, from_resources};
 use agora_api::v0::flat_resources;
 use agora_types::Resources;
@@ -51,6 +54,77 @@ fn framework_usage(master: &Master, framework: &Framework) -> (Resources, Resour
         }
     }
     (used, offered)
+}
+
+/// Whom a view is for: frameworks, tasks and executors are shown to a principal only as far as
+/// the ACLs let it see them (`view_frameworks`, `view_tasks`, `view_executors`, each by the
+/// user they run as).
+#[derive(Clone, Copy)]
+pub(crate) struct Viewer<'a> {
+    acls: &'a Acls,
+    principal: Option<&'a str>,
+}
+
+impl<'a> Viewer<'a> {
+    pub fn new(acls: &'a Acls, principal: Option<&'a str>) -> Viewer<'a> {
+        Viewer { acls, principal }
+    }
+
+    /// A viewer who sees everything (one already checked to).
+    pub fn everything() -> Viewer<'static> {
+        static PERMISSIVE: std::sync::LazyLock<Acls> = std::sync::LazyLock::new(Acls::default);
+        Viewer {
+            acls: &PERMISSIVE,
+            principal: None,
+        }
+    }
+
+    pub fn sees_framework(&self, framework: &Framework) -> bool {
+        self.acls.permits(
+            Action::ViewFrameworks,
+            self.principal,
+            Some(&framework.info.user),
+        )
+    }
+
+    pub fn sees_task(&self, framework: &Framework, task: &Task) -> bool {
+        let user = task
+            .info
+            .command
+            .as_ref()
+            .and_then(|c| c.user.as_deref())
+            .or_else(|| {
+                task.info
+                    .executor
+                    .as_ref()
+                    .and_then(|e| e.command.as_ref())
+                    .and_then(|c| c.user.as_deref())
+            })
+            .unwrap_or(&framework.info.user);
+        self.acls
+            .permits(Action::ViewTasks, self.principal, Some(user))
+    }
+
+    pub fn sees_executor(&self, framework: &Framework, info: &ExecutorInfo) -> bool {
+        let user = info
+            .command
+            .as_ref()
+            .and_then(|c| c.user.as_deref())
+            .unwrap_or(&framework.info.user);
+        self.acls
+            .permits(Action::ViewExecutors, self.principal, Some(user))
+    }
+
+    /// Whether the viewer sees everything (the operator event stream shows all).
+    pub fn sees_all(&self) -> bool {
+        [
+            Action::ViewFrameworks,
+            Action::ViewTasks,
+            Action::ViewExecutors,
+        ]
+        .into_iter()
+        .all(|action| self.acls.permits(action, self.principal, None))
+    }
 }
 
 pub(crate) fn v1_task(task: &Task) -> Value {
@@ -129,22 +203,37 @@ pub(crate) fn v1_framework(master: &Master, framework: &Framework) -> Value {
     value
 }
 
-pub(crate) fn get_tasks(master: &Master) -> Value {
+pub(crate) fn get_tasks(master: &Master, viewer: Viewer) -> Value {
     let mut tasks = Vec::new();
     let mut unreachable = Vec::new();
     let mut completed = Vec::new();
     for framework in master.frameworks.values() {
         for task in framework.tasks.values() {
+            if !viewer.sees_task(framework, task) {
+                continue;
+            }
             if task.state == agora_types::TaskState::Unreachable {
                 unreachable.push(v1_task(task));
             } else {
                 tasks.push(v1_task(task));
             }
         }
-        completed.extend(framework.completed_tasks.iter().map(v1_task));
+        completed.extend(
+            framework
+                .completed_tasks
+                .iter()
+                .filter(|t| viewer.sees_task(framework, t))
+                .map(v1_task),
+        );
     }
     for framework in &master.completed_frameworks {
-        completed.extend(framework.completed_tasks.iter().map(v1_task));
+        completed.extend(
+            framework
+                .completed_tasks
+                .iter()
+                .filter(|t| viewer.sees_task(framework, t))
+                .map(v1_task),
+        );
     }
     json!({"tasks": tasks, "unreachable_tasks": unreachable, "completed_tasks": completed})
 }
@@ -165,24 +254,29 @@ pub(crate) fn get_agents(master: &Master) -> Value {
     json!({"agents": agents, "recovered_agents": recovered})
 }
 
-pub(crate) fn get_frameworks(master: &Master) -> Value {
+pub(crate) fn get_frameworks(master: &Master, viewer: Viewer) -> Value {
     let frameworks: Vec<Value> = master
         .frameworks
         .values()
+        .filter(|f| viewer.sees_framework(f))
         .map(|f| v1_framework(master, f))
         .collect();
     let completed: Vec<Value> = master
         .completed_frameworks
         .iter()
+        .filter(|f| viewer.sees_framework(f))
         .map(|f| v1_framework(master, f))
         .collect();
     json!({"frameworks": frameworks, "completed_frameworks": completed})
 }
 
-pub(crate) fn get_executors(master: &Master) -> Value {
+pub(crate) fn get_executors(master: &Master, viewer: Viewer) -> Value {
     let mut executors = Vec::new();
     for framework in master.frameworks.values() {
         for ((agent_id, _), info) in &framework.executors {
+            if !viewer.sees_executor(framework, info) {
+                continue;
+            }
             executors
                 .push(json!({"executor_info": info, "agent_id": {"value": agent_id.as_str()}}));
         }
@@ -190,11 +284,11 @@ pub(crate) fn get_executors(master: &Master) -> Value {
     json!({"executors": executors})
 }
 
-pub(crate) fn get_state(master: &Master) -> Value {
+pub(crate) fn get_state(master: &Master, viewer: Viewer) -> Value {
     json!({
-        "get_tasks": get_tasks(master),
-        "get_executors": get_executors(master),
-        "get_frameworks": get_frameworks(master),
+        "get_tasks": get_tasks(master, viewer),
+        "get_executors": get_executors(master, viewer),
+        "get_frameworks": get_frameworks(master, viewer),
         "get_agents": get_agents(master),
     })
 }
@@ -254,11 +348,15 @@ pub(crate) fn v0_task(task: &Task) -> Value {
     value
 }
 
-pub(crate) fn v0_framework(master: &Master, framework: &Framework) -> Value {
+pub(crate) fn v0_framework(master: &Master, framework: &Framework, viewer: Viewer) -> Value {
     let (used, offered) = framework_usage(master, framework);
     let mut tasks = Vec::new();
     let mut unreachable = Vec::new();
-    for task in framework.tasks.values() {
+    for task in framework
+        .tasks
+        .values()
+        .filter(|t| viewer.sees_task(framework, t))
+    {
         if task.state == agora_types::TaskState::Unreachable {
             unreachable.push(v0_task(task));
         } else {
@@ -282,6 +380,7 @@ pub(crate) fn v0_framework(master: &Master, framework: &Framework) -> Value {
     let executors: Vec<Value> = framework
         .executors
         .iter()
+        .filter(|(_, info)| viewer.sees_executor(framework, info))
         .map(|((agent_id, executor_id), info)| {
             let resources = agora_api::mesos::to_resources(&info.resources).unwrap_or_default();
             json!({
@@ -320,7 +419,7 @@ pub(crate) fn v0_framework(master: &Master, framework: &Framework) -> Value {
         "resources": flat_resources(&{ let mut all = used.clone(); all += &offered; all }),
         "tasks": tasks,
         "unreachable_tasks": unreachable,
-        "completed_tasks": framework.completed_tasks.iter().map(v0_task).collect::<Vec<_>>(),
+        "completed_tasks": framework.completed_tasks.iter().filter(|t| viewer.sees_task(framework, t)).map(v0_task).collect::<Vec<_>>(),
         "offers": offers,
         "executors": executors,
     });
@@ -434,7 +533,7 @@ pub(crate) fn security(master: &Master) -> Value {
     })
 }
 
-pub(crate) fn v0_state(master: &Master) -> Value {
+pub(crate) fn v0_state(master: &Master, viewer: Viewer) -> Value {
     let reachable = || {
         master
             .agents
@@ -451,12 +550,14 @@ pub(crate) fn v0_state(master: &Master) -> Value {
     let frameworks: Vec<Value> = master
         .frameworks
         .values()
-        .map(|f| v0_framework(master, f))
+        .filter(|f| viewer.sees_framework(f))
+        .map(|f| v0_framework(master, f, viewer))
         .collect();
     let completed: Vec<Value> = master
         .completed_frameworks
         .iter()
-        .map(|f| v0_framework(master, f))
+        .filter(|f| viewer.sees_framework(f))
+        .map(|f| v0_framework(master, f, viewer))
         .collect();
     let activated = reachable().filter(|a| !a.deactivated).count();
     let deactivated = reachable().filter(|a| a.deactivated).count();
@@ -492,7 +593,7 @@ pub(crate) fn v0_state(master: &Master) -> Value {
     })
 }
 
-pub(crate) fn state_summary(master: &Master) -> Value {
+pub(crate) fn state_summary(master: &Master, viewer: Viewer) -> Value {
     let count_states = |tasks: &mut dyn Iterator<Item = &Task>| {
         let mut counts = serde_json::Map::new();
         for state in agora_types::TaskState::ALL {
@@ -533,6 +634,7 @@ pub(crate) fn state_summary(master: &Master) -> Value {
     let frameworks: Vec<Value> = master
         .frameworks
         .values()
+        .filter(|f| viewer.sees_framework(f))
         .map(|framework| {
             let (used, offered) = framework_usage(master, framework);
             let mut tasks = framework.tasks.values();

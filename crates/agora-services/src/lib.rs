@@ -39,6 +39,8 @@ pub struct ServicesConfig {
     pub access: agora_client::Access,
     /// The principal it registers with (`FrameworkInfo.principal`).
     pub principal: Option<String>,
+    /// Who may see and change which apps (`view_apps`, `manage_apps` in `--acls`).
+    pub acls: Arc<agora_http::auth::acl::Acls>,
 }
 
 /// The running services scheduler.

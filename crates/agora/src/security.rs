@@ -7,12 +7,31 @@ use std::path::Path;
 use anyhow::Context;
 
 use agora_client::{Access, Auth};
+use agora_http::auth::acl::Acls;
 use agora_http::auth::{Authenticator, Credential, Credentials, Required, TokenKey};
 
 use crate::cli::{AuthArgs, MasterAuthArgs};
 
 /// How long the tokens of the process's own components are good: as long as it runs.
 const INTERNAL_TOKEN_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// Who may call the node, and what each may do.
+pub struct Security {
+    pub auth: std::sync::Arc<Authenticator>,
+    pub acls: std::sync::Arc<Acls>,
+}
+
+/// The node's security from its flags (see [`authenticator`]).
+pub fn of(
+    args: &AuthArgs,
+    master: Option<&MasterAuthArgs>,
+    key_dir: Option<&Path>,
+) -> anyhow::Result<Security> {
+    Ok(Security {
+        auth: std::sync::Arc::new(authenticator(args, master, key_dir)?),
+        acls: acls(args)?,
+    })
+}
 
 /// The node's authenticator. A master (`key_dir`: its data dir) signs tokens with
 /// `--jwt-secret-key`, or with a key it makes and keeps in its data dir; an agent verifies
@@ -82,6 +101,16 @@ fn kept_key(dir: &Path) -> anyhow::Result<Vec<u8>> {
     file.write_all(&key)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(key.to_vec())
+}
+
+/// The node's ACLs (`--acls`); without: everything is allowed, as Mesos without ACLs.
+pub fn acls(auth: &AuthArgs) -> anyhow::Result<std::sync::Arc<Acls>> {
+    match &auth.acls {
+        Some(path) => Ok(std::sync::Arc::new(
+            Acls::load(path).context("invalid --acls")?,
+        )),
+        None => Ok(std::sync::Arc::default()),
+    }
 }
 
 /// How a component of this process reaches its APIs: as `principal`, with a token the

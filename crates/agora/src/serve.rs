@@ -58,7 +58,7 @@ fn master_config(
     network: &NetworkArgs,
     port: u16,
     data_dir: std::path::PathBuf,
-    auth: &Authenticator,
+    security: &security::Security,
 ) -> MasterConfig {
     MasterConfig {
         hostname: hostname(network),
@@ -72,7 +72,8 @@ fn master_config(
         weights: options.weights.clone().unwrap_or_default(),
         subscriber_queue_bytes: usize::try_from(options.subscriber_queue_size)
             .unwrap_or(usize::MAX),
-        authentication: auth.required,
+        authentication: security.auth.required,
+        acls: security.acls.clone(),
         ..MasterConfig::default()
     }
 }
@@ -163,6 +164,7 @@ fn services(
     advertised: String,
     user: String,
     access: agora_client::Access,
+    acls: std::sync::Arc<agora_http::auth::acl::Acls>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::sync::Arc<agora_services::ServicesHandle>> {
     std::fs::create_dir_all(data_dir)
@@ -176,6 +178,7 @@ fn services(
         user,
         access,
         principal: Some(SERVICES_PRINCIPAL.to_owned()),
+        acls,
     };
     agora_services::start(config, shutdown)
         .map(std::sync::Arc::new)
@@ -190,6 +193,7 @@ fn jobs(
     advertised: String,
     options: &MasterOptions,
     access: agora_client::Access,
+    acls: std::sync::Arc<agora_http::auth::acl::Acls>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::sync::Arc<agora_jobs::JobsHandle>> {
     let store = agora_store::RedbStore::open(&data_dir.join("jobs.redb"))
@@ -202,6 +206,7 @@ fn jobs(
         user: default_task_user(options),
         access,
         principal: Some(JOBS_PRINCIPAL.to_owned()),
+        acls,
     };
     agora_jobs::start(config, shutdown)
         .map(std::sync::Arc::new)
@@ -216,9 +221,10 @@ fn schedulers(
     port: u16,
     network: &NetworkArgs,
     options: &MasterOptions,
-    auth: &Authenticator,
+    security: &security::Security,
     shutdown: CancellationToken,
 ) -> anyhow::Result<axum::Router> {
+    let auth = &security.auth;
     let local = format!("127.0.0.1:{port}");
     let advertised = format!("{}:{port}", network.ip);
     let services = services(
@@ -227,6 +233,7 @@ fn schedulers(
         advertised.clone(),
         default_task_user(options),
         security::internal_access(auth, SERVICES_PRINCIPAL),
+        security.acls.clone(),
         shutdown.clone(),
     )?;
     let jobs = jobs(
@@ -235,6 +242,7 @@ fn schedulers(
         advertised,
         options,
         security::internal_access(auth, JOBS_PRINCIPAL),
+        security.acls.clone(),
         shutdown,
     )?;
     master.add_metrics(metrics_of(&services));
@@ -315,7 +323,7 @@ struct Serving {
     refused: std::sync::Arc<agora_http::Refused>,
 }
 
-fn serving(network: &NetworkArgs, auth: std::sync::Arc<Authenticator>) -> Serving {
+fn serving(network: &NetworkArgs, security: &security::Security) -> Serving {
     let mut names = network.allowed_hosts.clone();
     names.push(hostname(network));
     raise_descriptor_limit(network.max_connections);
@@ -323,7 +331,8 @@ fn serving(network: &NetworkArgs, auth: std::sync::Arc<Authenticator>) -> Servin
         gate: agora_http::GateConfig {
             hosts: agora_http::HostNames::new(names),
             body_read_timeout: network.body_read_timeout,
-            auth,
+            auth: security.auth.clone(),
+            acls: security.acls.clone(),
         },
         limits: agora_http::Limits {
             max_connections: network.max_connections,
@@ -375,11 +384,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (listener, port) = bind(&args.network, UP_BIND, args.port).await?;
     prepare_data_dir(&args.data_dir, 0o711)?;
-    let auth = std::sync::Arc::new(security::authenticator(
-        &args.auth,
-        Some(&args.master_auth),
-        Some(&args.data_dir),
-    )?);
+    let security = security::of(&args.auth, Some(&args.master_auth), Some(&args.data_dir))?;
+    let auth = security.auth.clone();
     let shutdown = CancellationToken::new();
     let master = agora_master::start(
         master_config(
@@ -387,7 +393,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             &args.network,
             port,
             args.data_dir.clone(),
-            &auth,
+            &security,
         ),
         shutdown.clone(),
     )
@@ -405,6 +411,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     )?;
     config.standalone = false;
     config.authentication = auth.required;
+    config.acls = security.acls.clone();
     // The agent in the same process reaches its master as the process itself.
     config.master_headers = security::internal_access(&auth, SYSTEM_PRINCIPAL).headers();
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
@@ -416,7 +423,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         port,
         &args.network,
         &args.master,
-        &auth,
+        &security,
         services_shutdown.clone(),
     )?;
     let discovery = discovery(
@@ -446,7 +453,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         &auth.required,
         &format!("{}:{port}", bind_ip(&args.network, UP_BIND)?),
     );
-    let serving = serving(&args.network, auth.clone());
+    let serving = serving(&args.network, &security);
     master.add_metrics(http_metrics(&serving.refused));
     let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
     println!(
@@ -468,11 +475,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
     prepare_data_dir(&args.data_dir, 0o700)?;
-    let auth = std::sync::Arc::new(security::authenticator(
-        &args.auth,
-        Some(&args.master_auth),
-        Some(&args.data_dir),
-    )?);
+    let security = security::of(&args.auth, Some(&args.master_auth), Some(&args.data_dir))?;
+    let auth = security.auth.clone();
     let shutdown = CancellationToken::new();
     let master = agora_master::start(
         master_config(
@@ -480,7 +484,7 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
             &args.network,
             port,
             args.data_dir.clone(),
-            &auth,
+            &security,
         ),
         shutdown.clone(),
     )
@@ -492,7 +496,7 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         port,
         &args.network,
         &args.master,
-        &auth,
+        &security,
         services_shutdown.clone(),
     )?;
     let router = master
@@ -506,7 +510,7 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         &auth.required,
         &format!("{}:{port}", bind_ip(&args.network, SERVER_BIND)?),
     );
-    let serving = serving(&args.network, auth.clone());
+    let serving = serving(&args.network, &security);
     master.add_metrics(http_metrics(&serving.refused));
     let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
     println!(
@@ -523,7 +527,8 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
 /// dir, it re-adopts them.
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
-    let auth = std::sync::Arc::new(security::authenticator(&args.auth, None, None)?);
+    let security = security::of(&args.auth, None, None)?;
+    let auth = security.auth.clone();
     let access = security::agent_access(args.credential.as_deref())?;
     let shutdown = CancellationToken::new();
     let mut config = agent_config(
@@ -534,6 +539,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         args.work_dir.clone(),
     )?;
     config.authentication = auth.required;
+    config.acls = security.acls.clone();
     config.master_headers = access.headers();
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     discovery(
@@ -550,7 +556,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         &auth.required,
         &format!("{}:{port}", bind_ip(&args.network, SERVER_BIND)?),
     );
-    let serving = serving(&args.network, auth.clone());
+    let serving = serving(&args.network, &security);
     let metrics = http_metrics(&serving.refused);
     let (refused, max_connections) = (serving.refused.clone(), serving.limits.max_connections);
     agent.add_extension(agora_agent::Extension {

@@ -10,12 +10,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, SFlag, fstat, fstatat};
 use serde_json::{Value, json};
+
+use agora_http::auth::acl::Action;
 
 use super::{Shared, json_response, text};
 use crate::beneath::Sandbox;
@@ -26,11 +28,14 @@ const MAX_READ: u64 = 16 * 4096;
 type Params = Query<HashMap<String, String>>;
 
 /// A sandbox this agent knows: an executor's run, live or ended.
+#[derive(Clone)]
 struct Run {
     framework_id: String,
     executor_id: String,
     container_id: String,
     directory: PathBuf,
+    /// The user the executor runs as (what `access_sandboxes` in the ACLs names).
+    user: String,
 }
 
 fn runs(agent: &Shared) -> Vec<Run> {
@@ -56,11 +61,24 @@ fn runs(agent: &Shared) -> Vec<Run> {
                 .iter()
                 .chain(framework.executors.values())
             {
+                let user = executor
+                    .info
+                    .command
+                    .as_ref()
+                    .and_then(|c| c.user.clone())
+                    .or_else(|| {
+                        executor
+                            .tasks
+                            .values()
+                            .find_map(|t| t.info.command.as_ref().and_then(|c| c.user.clone()))
+                    })
+                    .unwrap_or_else(|| framework.info.user.clone());
                 runs.push(Run {
                     framework_id: framework_id.clone(),
                     executor_id: executor.info.executor_id.value.clone(),
                     container_id: executor.container_id.clone(),
                     directory: executor.directory.clone(),
+                    user,
                 });
             }
         }
@@ -68,8 +86,38 @@ fn runs(agent: &Shared) -> Vec<Run> {
     })
 }
 
-/// The sandbox a requested path lies in, and the rest of the path within it.
-fn locate(agent: &Shared, requested: &str) -> Result<(PathBuf, PathBuf), Response> {
+/// The sandbox a requested path lies in, and the rest of the path within it; a caller the ACLs
+/// keep from that sandbox (`access_sandboxes`, by its executor's user) is refused.
+fn locate(
+    agent: &Shared,
+    caller: &Caller,
+    requested: &str,
+) -> Result<(PathBuf, PathBuf), Response> {
+    let (run, inside) = find_run(agent, requested)?;
+    let principal = caller
+        .as_ref()
+        .and_then(|Extension(caller)| caller.principal.as_deref());
+    if !agent
+        .config
+        .acls
+        .permits(Action::AccessSandboxes, principal, Some(&run.user))
+    {
+        return Err(text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Not authorized to read sandboxes of user '{}' ('access_sandboxes' in the ACLs)",
+                run.user
+            ),
+        ));
+    }
+    Ok((run.directory, inside))
+}
+
+/// The caller's principal, if it named one.
+pub(crate) type Caller = Option<Extension<agora_http::auth::Caller>>;
+
+/// The run a requested path lies in, and the rest of the path within it.
+fn find_run(agent: &Shared, requested: &str) -> Result<(Run, PathBuf), Response> {
     let not_found = || {
         text(
             StatusCode::NOT_FOUND,
@@ -95,28 +143,26 @@ fn locate(agent: &Shared, requested: &str) -> Result<(PathBuf, PathBuf), Respons
                 && r.executor_id == executor
                 && (r.container_id == run || run == "latest")
         });
-        return found
-            .map(|r| (r.directory.clone(), inside))
-            .ok_or_else(not_found);
+        return found.map(|r| (r.clone(), inside)).ok_or_else(not_found);
     }
     let path = Path::new(requested);
     for run in runs.iter().rev() {
         if let Ok(inside) = path.strip_prefix(&run.directory) {
-            return Ok((run.directory.clone(), inside.to_path_buf()));
+            return Ok((run.clone(), inside.to_path_buf()));
         }
         // `runs/latest`, the link to the executor's current run.
         if let Some(latest) = run.directory.parent().map(|runs| runs.join("latest"))
             && let Ok(inside) = path.strip_prefix(&latest)
         {
-            return Ok((run.directory.clone(), inside.to_path_buf()));
+            return Ok((run.clone(), inside.to_path_buf()));
         }
     }
     Err(not_found())
 }
 
 /// Opens what a requested path names, beneath its sandbox.
-fn open(agent: &Shared, requested: &str) -> Result<OwnedFd, Response> {
-    let (directory, inside) = locate(agent, requested)?;
+fn open(agent: &Shared, caller: &Caller, requested: &str) -> Result<OwnedFd, Response> {
+    let (directory, inside) = locate(agent, caller, requested)?;
     let refused = |error: std::io::Error| {
         if error.kind() == std::io::ErrorKind::NotFound {
             text(
@@ -162,7 +208,11 @@ fn parse_signed(params: &HashMap<String, String>, key: &str) -> Result<Option<i6
     }
 }
 
-pub(crate) async fn read(State(agent): State<Shared>, Query(params): Params) -> Response {
+pub(crate) async fn read(
+    State(agent): State<Shared>,
+    caller: Caller,
+    Query(params): Params,
+) -> Response {
     let requested = match path_param(&params) {
         Ok(path) => path.to_owned(),
         Err(response) => return response,
@@ -180,7 +230,7 @@ pub(crate) async fn read(State(agent): State<Shared>, Query(params): Params) -> 
             "Negative 'offset' or 'length' (other than -1)",
         );
     }
-    let opened = match open(&agent, &requested) {
+    let opened = match open(&agent, &caller, &requested) {
         Ok(opened) => opened,
         Err(response) => return response,
     };
@@ -274,12 +324,16 @@ fn file_info(path: &str, stat: &FileStat) -> Value {
     })
 }
 
-pub(crate) async fn browse(State(agent): State<Shared>, Query(params): Params) -> Response {
+pub(crate) async fn browse(
+    State(agent): State<Shared>,
+    caller: Caller,
+    Query(params): Params,
+) -> Response {
     let requested = match path_param(&params) {
         Ok(path) => path.trim_end_matches('/').to_owned(),
         Err(response) => return response,
     };
-    let opened = match open(&agent, &requested) {
+    let opened = match open(&agent, &caller, &requested) {
         Ok(opened) => opened,
         Err(response) => return response,
     };
@@ -331,12 +385,16 @@ fn list(opened: OwnedFd, requested: &str) -> Result<Vec<Value>, Response> {
 }
 
 /// The file's bytes, streamed (a log of gigabytes is never held in memory).
-pub(crate) async fn download(State(agent): State<Shared>, Query(params): Params) -> Response {
+pub(crate) async fn download(
+    State(agent): State<Shared>,
+    caller: Caller,
+    Query(params): Params,
+) -> Response {
     let requested = match path_param(&params) {
         Ok(path) => path.to_owned(),
         Err(response) => return response,
     };
-    let opened = match open(&agent, &requested) {
+    let opened = match open(&agent, &caller, &requested) {
         Ok(opened) => opened,
         Err(response) => return response,
     };

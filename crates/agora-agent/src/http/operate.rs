@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+use agora_http::auth::acl::Action;
 use agora_types::{FrameworkId, TaskId};
 
 use super::Shared;
@@ -43,6 +44,8 @@ struct Target {
     output: PathBuf,
     docker: bool,
     user: Option<String>,
+    /// The user the task runs as, as it was asked (what the ACLs name).
+    owner: String,
     running: bool,
 }
 
@@ -71,6 +74,12 @@ fn locate(agent: &Agent, task_id: &str) -> Option<Target> {
                             .filter(|u| !u.is_empty()),
                         _ => None,
                     };
+                    let owner = task
+                        .info
+                        .command
+                        .as_ref()
+                        .and_then(|c| c.user.clone())
+                        .unwrap_or_else(|| framework.info.user.clone());
                     Some(Target {
                         container_id: executor.container_id.clone(),
                         pid: executor.pid,
@@ -78,6 +87,7 @@ fn locate(agent: &Agent, task_id: &str) -> Option<Target> {
                         output,
                         docker,
                         user,
+                        owner,
                         running: !task.state.is_terminal(),
                     })
                 })
@@ -87,6 +97,36 @@ fn locate(agent: &Agent, task_id: &str) -> Option<Target> {
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"message": message.into()}))).into_response()
+}
+
+/// The caller's principal, if it named one.
+type Caller = Option<Extension<agora_http::auth::Caller>>;
+
+/// Whether the caller may do `action` to the task (by the user it runs as), as the ACLs say.
+fn authorized(
+    agent: &Agent,
+    caller: &Caller,
+    action: Action,
+    target: &Target,
+) -> Result<(), Response> {
+    let principal = caller
+        .as_ref()
+        .and_then(|Extension(caller)| caller.principal.as_deref());
+    if agent
+        .config
+        .acls
+        .permits(action, principal, Some(&target.owner))
+    {
+        return Ok(());
+    }
+    Err(error(
+        StatusCode::FORBIDDEN,
+        format!(
+            "Not authorized for this task of user '{}' ('{}' in the ACLs)",
+            target.owner,
+            action.key()
+        ),
+    ))
 }
 
 fn running_target(agent: &Agent, task_id: &str) -> Result<Target, Response> {
@@ -137,8 +177,14 @@ async fn docker_pid(
     Ok((docker, id, pid as i32))
 }
 
-pub(crate) async fn top(State(agent): State<Shared>, Path(task_id): Path<String>) -> Response {
-    let target = match running_target(&agent, &task_id) {
+pub(crate) async fn top(
+    State(agent): State<Shared>,
+    caller: Caller,
+    Path(task_id): Path<String>,
+) -> Response {
+    let target = match running_target(&agent, &task_id)
+        .and_then(|t| authorized(&agent, &caller, Action::ViewTasks, &t).map(|()| t))
+    {
         Ok(target) => target,
         Err(response) => return response,
     };
@@ -178,6 +224,7 @@ pub(crate) struct ExecRequest {
 
 pub(crate) async fn exec(
     State(agent): State<Shared>,
+    caller: Caller,
     Path(task_id): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -205,7 +252,9 @@ pub(crate) async fn exec(
         .filter(|t| t.is_finite() && *t > 0.0)
         .map(|t| Duration::from_secs_f64(t.min(EXEC_MAX_TIMEOUT.as_secs_f64())))
         .unwrap_or(EXEC_DEFAULT_TIMEOUT);
-    let target = match running_target(&agent, &task_id) {
+    let target = match running_target(&agent, &task_id).and_then(|t| {
+        authorized(&agent, &caller, Action::LaunchNestedContainerSessions, &t).map(|()| t)
+    }) {
         Ok(target) => target,
         Err(response) => return response,
     };
@@ -416,6 +465,7 @@ pub(crate) struct AttachQuery {
 /// The task's output as it grows, until the task has ended and all of it is sent.
 pub(crate) async fn attach(
     State(agent): State<Shared>,
+    caller: Caller,
     Path(task_id): Path<String>,
     Query(query): Query<AttachQuery>,
 ) -> Response {
@@ -429,7 +479,9 @@ pub(crate) async fn attach(
             );
         }
     };
-    let target = match running_target(&agent, &task_id) {
+    let target = match running_target(&agent, &task_id)
+        .and_then(|t| authorized(&agent, &caller, Action::AttachContainerOutput, &t).map(|()| t))
+    {
         Ok(target) => target,
         Err(response) => return response,
     };

@@ -20,6 +20,8 @@ pub enum CredentialsError {
     Empty { path: String },
     #[error("{path}, line {line}: expected 'principal secret'")]
     Line { path: String, line: usize },
+    #[error("{path} names the principal '{principal}', which is agora's own")]
+    Reserved { path: String, principal: String },
 }
 
 /// One principal and its secret.
@@ -111,6 +113,20 @@ impl Credentials {
     }
 
     fn parse(text: &str, path: &Path) -> Result<Credentials, CredentialsError> {
+        let credentials = Credentials::parse_entries(text, path)?;
+        if credentials
+            .entries
+            .contains_key(super::acl::SYSTEM_PRINCIPAL)
+        {
+            return Err(CredentialsError::Reserved {
+                path: path.display().to_string(),
+                principal: super::acl::SYSTEM_PRINCIPAL.to_owned(),
+            });
+        }
+        Ok(credentials)
+    }
+
+    fn parse_entries(text: &str, path: &Path) -> Result<Credentials, CredentialsError> {
         let shown = || path.display().to_string();
         if text.trim_start().starts_with('{') {
             let file: CredentialsFile = serde_json::from_str(text)
@@ -189,6 +205,10 @@ mod tests {
         assert!(credentials.verify("ops", "s2"));
         assert!(Credentials::load(write("one two three\n").path()).is_err());
         assert!(Credentials::load(write("").path()).is_err());
+        assert!(
+            Credentials::load(write("agora s\n").path()).is_err(),
+            "agora's own principal"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! ([`Authenticator::identify`]) and requires a caller where Mesos' flags say
 //! ([`realm::Required`]); handlers read the caller from the request ([`Caller`]).
 
+pub mod acl;
 pub mod credentials;
 pub mod login;
 pub mod realm;

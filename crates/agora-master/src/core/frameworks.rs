@@ -8,6 +8,8 @@ use agora_api::mesos::{FrameworkInfo, Id};
 use agora_api::scheduler::{Event, Subscribed};
 use agora_types::{AgentId, FrameworkId};
 
+use agora_http::auth::acl::Action;
+
 use super::{Framework, FrameworkStream, Master, StreamSender, epoch_secs};
 use crate::views;
 
@@ -70,6 +72,17 @@ impl Master {
         for role in &roles {
             if let Err(message) = validate_role(role) {
                 return Err(SubscribeRefused(message));
+            }
+            // The framework's principal (authenticated, or as it names itself where
+            // frameworks are not authenticated), as Mesos authorizes it.
+            if !self.config.acls.permits(
+                Action::RegisterFrameworks,
+                info.principal.as_deref(),
+                Some(role),
+            ) {
+                return Err(SubscribeRefused(format!(
+                    "Not authorized to use role '{role}' ('register_frameworks' in the ACLs)"
+                )));
             }
         }
         let stream_id = uuid::Uuid::new_v4().to_string();

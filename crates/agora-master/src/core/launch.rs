@@ -248,6 +248,10 @@ impl Master {
             "LAUNCH" => {
                 let tasks = operation.launch.map(|l| l.task_infos).unwrap_or_default();
                 for task in tasks {
+                    if let Err(message) = self.authorize_user(framework_id, &task) {
+                        self.task_refused(framework_id, &task, message, "REASON_TASK_UNAUTHORIZED");
+                        continue;
+                    }
                     let checked = if has_operation_id {
                         Err("Operation IDs are not supported for LAUNCH operations".to_owned())
                     } else {
@@ -266,6 +270,22 @@ impl Master {
                 let Some(group) = operation.launch_group else {
                     return;
                 };
+                let unauthorized = group
+                    .task_group
+                    .tasks
+                    .iter()
+                    .find_map(|task| self.authorize_user(framework_id, task).err());
+                if let Some(message) = unauthorized {
+                    for task in &group.task_group.tasks {
+                        self.task_refused(
+                            framework_id,
+                            task,
+                            message.clone(),
+                            "REASON_TASK_UNAUTHORIZED",
+                        );
+                    }
+                    return;
+                }
                 let checked = self.check_group(
                     framework_id,
                     agent_id,
@@ -297,13 +317,53 @@ impl Master {
     }
 
     fn task_error(&mut self, framework_id: &FrameworkId, task: &TaskInfo, message: String) {
+        self.task_refused(framework_id, task, message, "REASON_TASK_INVALID");
+    }
+
+    fn task_refused(
+        &mut self,
+        framework_id: &FrameworkId,
+        task: &TaskInfo,
+        message: String,
+        reason: &str,
+    ) {
         tracing::info!(framework = %framework_id, task = %task.task_id.value, %message, "task rejected");
         self.metrics.count_task_state(TaskState::Error);
         let status = TaskStatus::new(task.task_id.value.as_str(), TaskState::Error)
             .with_source("SOURCE_MASTER")
-            .with_reason("REASON_TASK_INVALID")
+            .with_reason(reason)
             .with_message(message);
         self.send_event(framework_id, &Event::update(stamp(status)));
+    }
+
+    /// Whether the framework's principal may run the task as the user it would run as (its
+    /// command's, its executor's, else the framework's): Mesos' `run_tasks`.
+    fn authorize_user(&self, framework_id: &FrameworkId, task: &TaskInfo) -> Result<(), String> {
+        let Some(framework) = self.frameworks.get(framework_id) else {
+            return Ok(());
+        };
+        let user = task
+            .command
+            .as_ref()
+            .and_then(|c| c.user.as_deref())
+            .or_else(|| {
+                task.executor
+                    .as_ref()
+                    .and_then(|e| e.command.as_ref())
+                    .and_then(|c| c.user.as_deref())
+            })
+            .unwrap_or(&framework.info.user);
+        if self.config.acls.permits(
+            agora_http::auth::acl::Action::RunTasks,
+            framework.info.principal.as_deref(),
+            Some(user),
+        ) {
+            Ok(())
+        } else {
+            Err(format!(
+                "Not authorized to launch as user '{user}' ('run_tasks' in the ACLs)"
+            ))
+        }
     }
 
     /// Validates one task against the offer; returns the resources it consumes (its own plus

@@ -2,11 +2,13 @@
 //! the SUBSCRIBE event stream that discovery and the UI follow).
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use agora_http::auth::Caller;
+use agora_http::auth::acl::Action;
 use agora_types::{AgentId, FrameworkId, Resource, Resources};
 
 use super::{accepted, accepts, check_content_type, json_response, text};
@@ -16,9 +18,12 @@ use crate::{Shared, metrics, views};
 
 pub(crate) async fn handle(
     State(shared): State<Shared>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let principal = caller.and_then(|Extension(caller)| caller.principal);
+    let principal = principal.as_deref();
     if let Err(response) = check_content_type(&headers) {
         return response;
     }
@@ -39,15 +44,72 @@ pub(crate) async fn handle(
         .cloned()
         .unwrap_or(Value::Null);
     let reply = |value: Value| json_response(&json!({"type": kind, kind.to_lowercase(): value}));
+    // What the ACLs say of a change to `object` (a role, a framework's principal, an agent).
+    let permits = |action: Action, object: &str| {
+        let acls = lock(&shared).config.acls.clone();
+        acls.permits(action, principal, Some(object))
+    };
+    let forbidden = |action: Action, object: &str| {
+        text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not {} {object} ('{}' in the ACLs)",
+                principal.unwrap_or("an unauthenticated caller"),
+                kind.to_lowercase().replace('_', " "),
+                action.key()
+            ),
+        )
+    };
     match kind.as_str() {
-        "SUBSCRIBE" => subscribe(shared, &headers),
+        "SUBSCRIBE" => {
+            let sees_all = {
+                let master = lock(&shared);
+                views::Viewer::new(&master.config.acls, principal).sees_all()
+            };
+            if !sees_all {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "The operator event stream shows every framework and task: it needs \
+                     'view_frameworks', 'view_tasks' and 'view_executors' for any user",
+                );
+            }
+            subscribe(shared, &headers)
+        }
         "GET_HEALTH" => reply(json!({"healthy": true})),
         "GET_VERSION" => reply(json!({"version_info": views::version_json()})),
-        "GET_STATE" => reply(views::get_state(&lock(&shared))),
+        "GET_STATE" => {
+            let master = lock(&shared);
+            let acls = master.config.acls.clone();
+            reply(views::get_state(
+                &master,
+                views::Viewer::new(&acls, principal),
+            ))
+        }
         "GET_AGENTS" => reply(views::get_agents(&lock(&shared))),
-        "GET_FRAMEWORKS" => reply(views::get_frameworks(&lock(&shared))),
-        "GET_TASKS" => reply(views::get_tasks(&lock(&shared))),
-        "GET_EXECUTORS" => reply(views::get_executors(&lock(&shared))),
+        "GET_FRAMEWORKS" => {
+            let master = lock(&shared);
+            let acls = master.config.acls.clone();
+            reply(views::get_frameworks(
+                &master,
+                views::Viewer::new(&acls, principal),
+            ))
+        }
+        "GET_TASKS" => {
+            let master = lock(&shared);
+            let acls = master.config.acls.clone();
+            reply(views::get_tasks(
+                &master,
+                views::Viewer::new(&acls, principal),
+            ))
+        }
+        "GET_EXECUTORS" => {
+            let master = lock(&shared);
+            let acls = master.config.acls.clone();
+            reply(views::get_executors(
+                &master,
+                views::Viewer::new(&acls, principal),
+            ))
+        }
         "GET_MASTER" => {
             let master = lock(&shared);
             reply(json!({
@@ -64,7 +126,11 @@ pub(crate) async fn handle(
             reply(json!({"metrics": metrics}))
         }
         "GET_FLAGS" => {
-            let state = views::v0_state(&lock(&shared));
+            let state = {
+                let master = lock(&shared);
+                let acls = master.config.acls.clone();
+                views::v0_state(&master, views::Viewer::new(&acls, principal))
+            };
             let flags: Vec<Value> = state["flags"]
                 .as_object()
                 .map(|map| {
@@ -87,6 +153,12 @@ pub(crate) async fn handle(
         }
         "UPDATE_WEIGHTS" => match parse_weights(&payload) {
             Ok(weights) => {
+                if let Some((role, _)) = weights
+                    .iter()
+                    .find(|(role, _)| !permits(Action::UpdateWeights, role))
+                {
+                    return forbidden(Action::UpdateWeights, role);
+                }
                 let mut master = lock(&shared);
                 for (role, weight) in weights {
                     master.set_weight(&role, weight);
@@ -112,6 +184,12 @@ pub(crate) async fn handle(
         }
         "UPDATE_QUOTA" => match parse_quotas(&payload) {
             Ok(quotas) => {
+                if let Some((role, _, _)) = quotas
+                    .iter()
+                    .find(|(role, _, _)| !permits(Action::UpdateQuotas, role))
+                {
+                    return forbidden(Action::UpdateQuotas, role);
+                }
                 let mut master = lock(&shared);
                 for (role, guarantees, limits) in quotas {
                     master.set_quota(&role, guarantees, limits);
@@ -122,14 +200,20 @@ pub(crate) async fn handle(
         },
         "TEARDOWN" => match id_field(&payload, "framework_id") {
             Some(id) => {
-                let mut master = lock(&shared);
                 let framework_id = FrameworkId::new(id);
-                if !master.frameworks.contains_key(&framework_id) {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        format!("Framework {framework_id} is not registered"),
-                    );
+                let owner = match lock(&shared).frameworks.get(&framework_id) {
+                    Some(framework) => framework.info.principal.clone().unwrap_or_default(),
+                    None => {
+                        return text(
+                            StatusCode::BAD_REQUEST,
+                            format!("Framework {framework_id} is not registered"),
+                        );
+                    }
+                };
+                if !permits(Action::TeardownFrameworks, &owner) {
+                    return forbidden(Action::TeardownFrameworks, framework_id.as_str());
                 }
+                let mut master = lock(&shared);
                 master.remove_framework(&framework_id);
                 ok_empty()
             }
@@ -145,6 +229,14 @@ pub(crate) async fn handle(
                     format!("Expecting '{}.agent_id' to be present", kind.to_lowercase()),
                 );
             };
+            let action = if kind == "MARK_AGENT_GONE" {
+                Action::MarkAgentsGone
+            } else {
+                Action::DrainAgents
+            };
+            if !permits(action, &agent_id) {
+                return forbidden(action, &agent_id);
+            }
             let agent_id = AgentId::new(agent_id);
             let mut master = lock(&shared);
             let outcome = match kind.as_str() {
@@ -219,7 +311,8 @@ fn subscribe(shared: Shared, headers: &HeaderMap) -> Response {
         let subscribed = json!({
             "type": "SUBSCRIBED",
             "subscribed": {
-                "get_state": views::get_state(&master),
+                // The subscriber was checked to see everything.
+                "get_state": views::get_state(&master, views::Viewer::everything()),
                 "heartbeat_interval_seconds": master.config.heartbeat_interval.as_secs_f64(),
             }
         });

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +15,7 @@ use agora_types::FrameworkId;
 
 use super::{json_response, text};
 use crate::core::lock;
+use crate::views::Viewer;
 use crate::{Shared, metrics, views};
 
 type Params = Query<HashMap<String, String>>;
@@ -56,31 +57,52 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/metrics", get(metrics_text))
 }
 
-async fn state(State(shared): State<Shared>) -> Response {
-    let value = views::v0_state(&lock(&shared));
-    json_response(&value)
+/// The principal a request came from, if it named one.
+type Caller = Option<Extension<agora_http::auth::Caller>>;
+
+fn principal(caller: &Caller) -> Option<&str> {
+    caller
+        .as_ref()
+        .and_then(|Extension(caller)| caller.principal.as_deref())
 }
 
-async fn state_summary(State(shared): State<Shared>) -> Response {
-    let value = views::state_summary(&lock(&shared));
-    json_response(&value)
-}
-
-async fn frameworks(State(shared): State<Shared>, Query(params): Params) -> Response {
+async fn state(State(shared): State<Shared>, caller: Caller) -> Response {
     let master = lock(&shared);
+    let acls = master.config.acls.clone();
+    let value = views::v0_state(&master, Viewer::new(&acls, principal(&caller)));
+    json_response(&value)
+}
+
+async fn state_summary(State(shared): State<Shared>, caller: Caller) -> Response {
+    let master = lock(&shared);
+    let acls = master.config.acls.clone();
+    let value = views::state_summary(&master, Viewer::new(&acls, principal(&caller)));
+    json_response(&value)
+}
+
+async fn frameworks(
+    State(shared): State<Shared>,
+    caller: Caller,
+    Query(params): Params,
+) -> Response {
+    let master = lock(&shared);
+    let acls = master.config.acls.clone();
+    let viewer = Viewer::new(&acls, principal(&caller));
     let wanted = params.get("framework_id");
-    let keep = |id: &FrameworkId| wanted.is_none_or(|w| w == id.as_str());
+    let keep = |f: &crate::core::Framework| {
+        wanted.is_none_or(|w| w == f.id.as_str()) && viewer.sees_framework(f)
+    };
     let frameworks: Vec<Value> = master
         .frameworks
         .values()
-        .filter(|f| keep(&f.id))
-        .map(|f| views::v0_framework(&master, f))
+        .filter(|f| keep(f))
+        .map(|f| views::v0_framework(&master, f, viewer))
         .collect();
     let completed: Vec<Value> = master
         .completed_frameworks
         .iter()
-        .filter(|f| keep(&f.id))
-        .map(|f| views::v0_framework(&master, f))
+        .filter(|f| keep(f))
+        .map(|f| views::v0_framework(&master, f, viewer))
         .collect();
     let value = json!({"frameworks": frameworks, "completed_frameworks": completed, "unregistered_frameworks": []});
     json_response(&value)
@@ -105,7 +127,7 @@ async fn agents(State(shared): State<Shared>, Query(params): Params) -> Response
     json_response(&json!({"slaves": slaves, "recovered_slaves": recovered}))
 }
 
-async fn tasks(State(shared): State<Shared>, Query(params): Params) -> Response {
+async fn tasks(State(shared): State<Shared>, caller: Caller, Query(params): Params) -> Response {
     let limit: usize = match params.get("limit").map(|v| v.parse()) {
         None => 100,
         Some(Ok(limit)) => limit,
@@ -137,6 +159,8 @@ async fn tasks(State(shared): State<Shared>, Query(params): Params) -> Response 
         }
     };
     let master = lock(&shared);
+    let acls = master.config.acls.clone();
+    let viewer = Viewer::new(&acls, principal(&caller));
     let mut all: Vec<&crate::core::Task> = Vec::new();
     for framework in master
         .frameworks
@@ -149,8 +173,13 @@ async fn tasks(State(shared): State<Shared>, Query(params): Params) -> Response 
         {
             continue;
         }
-        all.extend(framework.tasks.values());
-        all.extend(framework.completed_tasks.iter());
+        all.extend(
+            framework
+                .tasks
+                .values()
+                .chain(framework.completed_tasks.iter())
+                .filter(|task| viewer.sees_task(framework, task)),
+        );
     }
     if let Some(task_id) = params.get("task_id") {
         all.retain(|task| &task.info.task_id.value == task_id);
@@ -241,7 +270,12 @@ async fn redirect(State(shared): State<Shared>) -> Response {
 
 /// `POST /master/teardown`: the framework named by `frameworkId` in a JSON body or the query.
 /// Mesos takes a form body; a form is what any web page can post, so agora takes JSON.
-async fn teardown(State(shared): State<Shared>, Query(params): Params, body: Bytes) -> Response {
+async fn teardown(
+    State(shared): State<Shared>,
+    caller: Caller,
+    Query(params): Params,
+    body: Bytes,
+) -> Response {
     let from_body = if body.is_empty() {
         None
     } else {
@@ -266,10 +300,23 @@ async fn teardown(State(shared): State<Shared>, Query(params): Params, body: Byt
     };
     let framework_id = FrameworkId::new(framework_id);
     let mut master = lock(&shared);
-    if !master.frameworks.contains_key(&framework_id) {
+    let Some(framework) = master.frameworks.get(&framework_id) else {
         return text(
             StatusCode::BAD_REQUEST,
             format!("No framework found with specified ID {framework_id}"),
+        );
+    };
+    let owner = framework.info.principal.clone().unwrap_or_default();
+    if !master.config.acls.permits(
+        agora_http::auth::acl::Action::TeardownFrameworks,
+        principal(&caller),
+        Some(&owner),
+    ) {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Not authorized to tear down {framework_id} ('teardown_frameworks' in the ACLs)"
+            ),
         );
     }
     master.remove_framework(&framework_id);

@@ -1,6 +1,7 @@
 //! The Marathon `/v2` HTTP API: apps, tasks, deployments, the queue and events here; groups in
 //! `groups.rs`.
 
+mod authorize;
 mod groups;
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +46,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v2/info", get(info))
         .route("/v2/leader", get(leader))
         .route("/ping", get(ping))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            authorize::authorize,
+        ))
         .with_state(shared)
 }
 

@@ -165,6 +165,10 @@ pub struct AuthArgs {
     /// Requests that read state need an authenticated caller
     #[arg(long, env = "AGORA_AUTHENTICATE_HTTP_READONLY")]
     pub authenticate_http_readonly: bool,
+    /// Who may do what: Mesos' ACL JSON (register_frameworks, run_tasks, view_tasks, ...)
+    /// and agora's own (view_apps, manage_apps, view_jobs, manage_jobs); see docs/security.md
+    #[arg(long, env = "AGORA_ACLS")]
+    pub acls: Option<PathBuf>,
 }
 
 /// What a master requires of frameworks and agents.

@@ -8,6 +8,7 @@ mod common;
 
 mod agents;
 mod authentication;
+mod authorization;
 mod executors;
 mod gate;
 mod limits;

@@ -1,0 +1,158 @@
+//! Who may see and change which jobs: the ACLs' `view_jobs` and `manage_jobs`, by job name (a
+//! name covers those it prefixes at a `.`, `-` or `/`). One layer in front of the Chronos and
+//! Metronome handlers decides every request: a change names its job (in its path or body) and
+//! it must be the caller's to manage (403); a read of one job must be the caller's to see
+//! (404, as for a job that does not exist); the job lists are cut to what the caller sees; the
+//! graph and the statistics show every job, so they need all of them. Without rules for
+//! either action the layer stands aside.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+use agora_http::auth::Caller;
+use agora_http::auth::acl::Action;
+
+use crate::Shared;
+
+/// What a request touches.
+enum Touch {
+    /// These jobs.
+    Jobs(Vec<String>),
+    /// Every job (the graph, statistics).
+    All,
+    /// A list, cut afterwards.
+    List,
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (status, axum::Json(json!({ "message": text }))).into_response()
+}
+
+pub(crate) async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let acls = shared.config.acls.clone();
+    if !acls.restricts(Action::ViewJobs) && !acls.restricts(Action::ManageJobs) {
+        return next.run(request).await;
+    }
+    let principal = request
+        .extensions()
+        .get::<Caller>()
+        .and_then(|caller| caller.principal.clone());
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let action = if changes {
+        Action::ManageJobs
+    } else {
+        Action::ViewJobs
+    };
+    let may = |name: Option<&str>| acls.permits(action, principal.as_deref(), name);
+    let path = request.uri().path().to_owned();
+    let (parts, body) = request.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read",
+        );
+    };
+    let bytes = collected.to_bytes();
+    match touched(&parts.method, &path, &bytes) {
+        Touch::Jobs(names) => {
+            if let Some(denied) = names.iter().find(|name| !may(Some(name))) {
+                return if changes {
+                    message(
+                        StatusCode::FORBIDDEN,
+                        &format!(
+                            "Not authorized to change job '{denied}' ('manage_jobs' in the ACLs)"
+                        ),
+                    )
+                } else {
+                    message(StatusCode::NOT_FOUND, &format!("job {denied:?} not found"))
+                };
+            }
+        }
+        Touch::All if !may(None) => {
+            return message(
+                StatusCode::FORBIDDEN,
+                "This shows every job: it needs 'view_jobs' on any job",
+            );
+        }
+        Touch::All | Touch::List => {}
+    }
+    let list = matches!(touched(&parts.method, &path, &bytes), Touch::List);
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if !list || !response.status().is_success() {
+        return response;
+    }
+    let sees = |name: &str| acls.permits(Action::ViewJobs, principal.as_deref(), Some(name));
+    let (parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the answer");
+    };
+    let bytes = collected.to_bytes();
+    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if let Some(items) = value.as_array_mut() {
+        items.retain(|job| {
+            let name = job["name"].as_str().or_else(|| job["id"].as_str());
+            name.is_some_and(sees)
+        });
+    }
+    let mut response = (parts.status, axum::Json(value)).into_response();
+    response.headers_mut().extend(
+        parts
+            .headers
+            .into_iter()
+            .filter_map(|(name, value)| name.map(|n| (n, value)))
+            .filter(|(name, _)| *name != header::CONTENT_LENGTH),
+    );
+    response
+}
+
+fn touched(method: &Method, path: &str, body: &[u8]) -> Touch {
+    let named = |key: &str| {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get(key).and_then(Value::as_str).map(str::to_owned))
+            .map_or(Touch::Jobs(Vec::new()), |name| Touch::Jobs(vec![name]))
+    };
+    if let Some(rest) = path
+        .strip_prefix("/v1/scheduler")
+        .or_else(|| path.strip_prefix("/scheduler"))
+    {
+        for prefix in ["/job/stat/", "/job/", "/task/kill/"] {
+            if let Some(name) = rest.strip_prefix(prefix) {
+                return Touch::Jobs(vec![name.to_owned()]);
+            }
+        }
+        return match rest {
+            "/jobs" | "/jobs/search" => Touch::List,
+            "/iso8601" | "/dependency" => named("name"),
+            "/leader" => Touch::Jobs(Vec::new()),
+            _ => Touch::All,
+        };
+    }
+    if path == "/v1/jobs" {
+        return if *method == Method::GET {
+            Touch::List
+        } else {
+            named("id")
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/v1/jobs/") {
+        let id = rest.split('/').next().unwrap_or(rest);
+        return Touch::Jobs(vec![id.to_owned()]);
+    }
+    Touch::Jobs(Vec::new())
+}

@@ -1,0 +1,377 @@
+//! Authorization: Mesos' ACLs (`--acls`) and agora's own for apps and jobs, each action
+//! allowed to whom the rules say and refused to others, with nothing changed; read-only views
+//! show a principal only what it may see.
+
+use std::time::Duration;
+
+use agora_api::mesos::CommandInfo;
+use agora_client::{Access, Auth, Scheduler, SchedulerOptions};
+use agora_types::TaskState;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{self, temp_dir};
+
+const CREDENTIALS: &str = r#"{"credentials": [
+    {"principal": "ops", "secret": "s1"},
+    {"principal": "analytics", "secret": "s2"},
+    {"principal": "team-a", "secret": "s3"}]}"#;
+
+const ACLS: &str = r#"{
+  "permissive": false,
+  "register_frameworks": [
+    {"principals": {"values": ["marathon", "chronos"]}, "roles": {"type": "ANY"}},
+    {"principals": {"values": ["analytics"]}, "roles": {"values": ["analytics"]}}],
+  "run_tasks": [
+    {"principals": {"values": ["marathon", "chronos"]}, "users": {"type": "ANY"}},
+    {"principals": {"values": ["analytics"]}, "users": {"values": ["nobody"]}}],
+  "teardown_frameworks": [
+    {"principals": {"values": ["ops"]}, "framework_principals": {"type": "ANY"}}],
+  "view_frameworks": [
+    {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+    {"principals": {"values": ["analytics"]}, "users": {"values": ["nobody"]}}],
+  "view_tasks": [
+    {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+    {"principals": {"values": ["analytics"]}, "users": {"values": ["nobody"]}}],
+  "view_executors": [
+    {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}}],
+  "get_endpoints": [{"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}}],
+  "update_weights": [{"principals": {"values": ["ops"]}, "roles": {"type": "ANY"}}],
+  "launch_nested_container_sessions": [
+    {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}}],
+  "attach_container_output": [{"principals": {"values": ["ops"]}, "users": {"type": "ANY"}}],
+  "access_sandboxes": [
+    {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+    {"principals": {"values": ["analytics"]}, "users": {"values": ["nobody"]}}],
+  "view_apps": [
+    {"principals": {"values": ["ops"]}, "paths": {"values": ["/"]}},
+    {"principals": {"values": ["team-a"]}, "paths": {"values": ["/team-a"]}}],
+  "manage_apps": [
+    {"principals": {"values": ["ops"]}, "paths": {"values": ["/"]}},
+    {"principals": {"values": ["team-a"]}, "paths": {"values": ["/team-a"]}}],
+  "view_jobs": [
+    {"principals": {"values": ["ops"]}, "jobs": {"type": "ANY"}},
+    {"principals": {"values": ["team-a"]}, "jobs": {"values": ["team-a"]}}],
+  "manage_jobs": [
+    {"principals": {"values": ["ops"]}, "jobs": {"type": "ANY"}},
+    {"principals": {"values": ["team-a"]}, "jobs": {"values": ["team-a"]}}]
+}"#;
+
+fn access(principal: &str, secret: &str) -> Access {
+    Access::new(Some(Auth::Basic {
+        principal: principal.into(),
+        secret: secret.into(),
+    }))
+}
+
+fn up(dir: &std::path::Path) -> common::Process {
+    std::fs::write(dir.join("credentials.json"), CREDENTIALS).expect("write");
+    std::fs::write(dir.join("acls.json"), ACLS).expect("write");
+    let path = |name: &str| dir.join(name).display().to_string();
+    common::start_up(
+        &dir.join("data"),
+        &[
+            "--resources",
+            "cpus:4;mem:2048",
+            "--credentials",
+            &path("credentials.json"),
+            "--acls",
+            &path("acls.json"),
+            "--authenticate-frameworks",
+            "--authenticate-http-readwrite",
+            "--authenticate-http-readonly",
+        ],
+    )
+}
+
+async fn call(
+    up: &common::Process,
+    who: (&str, &str),
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("http://{}{path}", up.address()))
+        .basic_auth(who.0, Some(who.1));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+const OPS: (&str, &str) = ("ops", "s1");
+const ANALYTICS: (&str, &str) = ("analytics", "s2");
+const TEAM_A: (&str, &str) = ("team-a", "s3");
+
+async fn framework(
+    up: &common::Process,
+    role: &str,
+) -> Result<Scheduler, agora_client::ClientError> {
+    let mut info = common::framework_info("analytics");
+    info.user = "nobody".into();
+    info.role = Some(role.into());
+    let options = SchedulerOptions {
+        access: access(ANALYTICS.0, ANALYTICS.1),
+        ..SchedulerOptions::default()
+    };
+    Scheduler::subscribe(&up.address(), info, options).await
+}
+
+#[tokio::test]
+async fn frameworks_get_the_roles_and_users_the_acls_give_them() {
+    let dir = temp_dir();
+    let up = up(dir.path());
+    let refused = framework(&up, "web").await;
+    assert!(
+        refused
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("Not authorized to use role 'web'")),
+        "{:?}",
+        refused.err()
+    );
+    let mut scheduler = framework(&up, "analytics").await.expect("subscribed");
+    let offer = common::next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let as_nobody = common::command_task("as-nobody", &offer, "sleep 60", 0.1, 32.0);
+    let mut as_root = common::command_task("as-root", &offer, "sleep 60", 0.1, 32.0);
+    as_root.command = Some(CommandInfo {
+        user: Some("root".into()),
+        ..as_root.command.unwrap_or_default()
+    });
+    scheduler
+        .launch(vec![offer.id.clone()], vec![as_nobody, as_root], None)
+        .await
+        .expect("launch");
+    let mut seen = Vec::new();
+    let refused = common::wait_for_status(
+        &mut scheduler,
+        &mut seen,
+        "as-root",
+        TaskState::Error,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(refused.reason.as_deref(), Some("REASON_TASK_UNAUTHORIZED"));
+    common::wait_for_status(
+        &mut scheduler,
+        &mut seen,
+        "as-nobody",
+        TaskState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Views: analytics sees its own framework and task, not the built-in ones; ops sees all.
+    let (_, state) = call(&up, ANALYTICS, Method::GET, "/master/state", None).await;
+    let names: Vec<&str> = state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(names, ["analytics"], "{state}");
+    let (_, state) = call(&up, OPS, Method::GET, "/master/state", None).await;
+    assert!(
+        state["frameworks"].as_array().map(Vec::len) >= Some(3),
+        "{state}"
+    );
+    let (_, tasks) = call(&up, ANALYTICS, Method::GET, "/master/tasks", None).await;
+    let ids: Vec<&str> = tasks["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["as-nobody"]);
+
+    // Its sandbox, as the ACLs say; a task's insides (exec, attach) only for ops.
+    let exec = json!({"command": "echo inside"});
+    let (status, _) = call(
+        &up,
+        ANALYTICS,
+        Method::POST,
+        "/slave(1)/tasks/as-nobody/exec",
+        Some(exec.clone()),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, answer) = call(
+        &up,
+        OPS,
+        Method::POST,
+        "/slave(1)/tasks/as-nobody/exec",
+        Some(exec),
+    )
+    .await;
+    assert_eq!((status, answer["stdout"].as_str()), (200, Some("inside\n")));
+    let (status, _) = call(
+        &up,
+        ANALYTICS,
+        Method::GET,
+        "/slave(1)/tasks/as-nobody/attach",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Tearing down: ops only.
+    let framework_id = scheduler.framework_id().expect("id");
+    let teardown =
+        json!({"type": "TEARDOWN", "teardown": {"framework_id": {"value": framework_id}}});
+    let (status, _) = call(
+        &up,
+        ANALYTICS,
+        Method::POST,
+        "/api/v1",
+        Some(teardown.clone()),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(&up, OPS, Method::POST, "/api/v1", Some(teardown)).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn operators_are_held_to_their_endpoints_roles_and_streams() {
+    let dir = temp_dir();
+    let up = up(dir.path());
+    for (who, expected) in [(ANALYTICS, 403), (OPS, 200)] {
+        let (status, _) = call(&up, who, Method::GET, "/metrics/snapshot", None).await;
+        assert_eq!(status, expected, "{who:?}");
+    }
+    let weights = json!({"type": "UPDATE_WEIGHTS",
+                         "update_weights": {"weight_infos": [{"role": "web", "weight": 5.0}]}});
+    let (status, _) = call(
+        &up,
+        ANALYTICS,
+        Method::POST,
+        "/api/v1",
+        Some(weights.clone()),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(&up, OPS, Method::GET, "/master/weights", None).await;
+    assert_eq!(status, 200);
+    let (_, weights_now) = call(&up, OPS, Method::GET, "/master/weights", None).await;
+    assert!(
+        !weights_now.to_string().contains("web"),
+        "unchanged: {weights_now}"
+    );
+    let (status, _) = call(
+        &up,
+        ANALYTICS,
+        Method::POST,
+        "/api/v1",
+        Some(json!({"type": "SUBSCRIBE"})),
+    )
+    .await;
+    assert_eq!(status, 403, "the operator stream shows everything");
+}
+
+#[tokio::test]
+async fn apps_and_jobs_belong_to_the_paths_and_names_the_acls_give() {
+    let dir = temp_dir();
+    let up = up(dir.path());
+    let app = |id: &str| json!({"id": id, "cmd": "sleep 60", "cpus": 0.1, "mem": 16});
+    let (status, answer) = call(
+        &up,
+        TEAM_A,
+        Method::POST,
+        "/v2/apps",
+        Some(app("/team-a/web")),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = call(
+        &up,
+        TEAM_A,
+        Method::POST,
+        "/v2/apps",
+        Some(app("/team-b/web")),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("manage_apps"))
+    );
+    let (status, _) = call(&up, OPS, Method::POST, "/v2/apps", Some(app("/other"))).await;
+    assert_eq!(status, 201);
+    let (_, apps) = call(&up, TEAM_A, Method::GET, "/v2/apps", None).await;
+    let ids: Vec<&str> = apps["apps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["/team-a/web"]);
+    let (status, _) = call(&up, TEAM_A, Method::GET, "/v2/apps/other", None).await;
+    assert_eq!(status, 404, "not even told it exists");
+    let (status, _) = call(&up, TEAM_A, Method::DELETE, "/v2/apps/other", None).await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &up,
+        TEAM_A,
+        Method::POST,
+        "/v2/groups",
+        Some(json!({"id": "/", "apps": [app("/sneaky")]})),
+    )
+    .await;
+    assert_eq!(status, 403, "a group naming an app elsewhere");
+    let (_, apps) = call(&up, OPS, Method::GET, "/v2/apps", None).await;
+    assert_eq!(apps["apps"].as_array().map(Vec::len), Some(2), "{apps}");
+
+    let job = |name: &str| {
+        json!({"name": name, "command": "true", "schedule": "R/2030-01-01T00:00:00Z/P1D",
+               "cpus": 0.1, "mem": 16})
+    };
+    let (status, _) = call(
+        &up,
+        TEAM_A,
+        Method::POST,
+        "/scheduler/iso8601",
+        Some(job("team-a.nightly")),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        &up,
+        TEAM_A,
+        Method::POST,
+        "/scheduler/iso8601",
+        Some(job("payroll")),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &up,
+        OPS,
+        Method::POST,
+        "/scheduler/iso8601",
+        Some(job("payroll")),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, jobs) = call(&up, TEAM_A, Method::GET, "/scheduler/jobs", None).await;
+    let names: Vec<&str> = jobs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|j| j["name"].as_str())
+        .collect();
+    assert_eq!(names, ["team-a.nightly"]);
+    let (status, _) = call(&up, TEAM_A, Method::DELETE, "/scheduler/job/payroll", None).await;
+    assert_eq!(status, 403);
+    let (status, _) = call(&up, TEAM_A, Method::GET, "/scheduler/graph/csv", None).await;
+    assert_eq!(status, 403, "the graph shows every job");
+}
