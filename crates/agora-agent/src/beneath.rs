@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
@@ -61,6 +61,35 @@ impl Sandbox {
             relative,
             OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK,
         )
+    }
+
+    /// The directory at `relative` (made, with its parents, when missing) as the path it
+    /// really is: a link a task planted resolves within the sandbox or is refused. For handing
+    /// a sandbox directory to another process (Docker's bind mounts), which would otherwise
+    /// follow the link wherever it points.
+    pub(crate) fn directory(&self, relative: &Path) -> io::Result<PathBuf> {
+        let relative = relative_inside(relative)?;
+        let mut built = PathBuf::new();
+        for part in relative.components() {
+            built.push(part);
+            let parent = self.open_beneath(
+                built.parent().unwrap_or(Path::new("")),
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            )?;
+            match nix::sys::stat::mkdirat(
+                &parent,
+                part.as_os_str(),
+                Mode::from_bits_truncate(0o755),
+            ) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let opened = self.open_beneath(
+            &relative,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        )?;
+        std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd()))
     }
 
     fn open_beneath(&self, relative: &Path, flags: OFlag) -> io::Result<OwnedFd> {
@@ -145,6 +174,27 @@ mod tests {
             "a FIFO would block the reader"
         );
         assert!(opened.entry(Path::new("sub")).is_ok());
+
+        // Directories for other processes: made when missing, links resolved within.
+        symlink("/", sandbox.join("root")).unwrap();
+        symlink("sub", sandbox.join("sublink")).unwrap();
+        let real = std::fs::canonicalize(&sandbox).unwrap();
+        assert_eq!(
+            opened.directory(Path::new("sub")).unwrap(),
+            real.join("sub")
+        );
+        assert_eq!(
+            opened.directory(Path::new("sublink")).unwrap(),
+            real.join("sub")
+        );
+        assert_eq!(
+            opened.directory(Path::new("new/deeper")).unwrap(),
+            real.join("new/deeper")
+        );
+        assert!(sandbox.join("new/deeper").is_dir());
+        for escape in ["root", "root/etc", "absolute", "../x", "stdout"] {
+            assert!(opened.directory(Path::new(escape)).is_err(), "{escape}");
+        }
 
         // The sandbox itself is reached through no link.
         let elsewhere = work.path().join("slaves/a/runs/linked");

@@ -64,6 +64,8 @@ pub struct AgentConfig {
     pub authentication: agora_http::auth::Required,
     /// Who may look into tasks (`exec`, `attach`, `top`, sandboxes): `--acls`.
     pub acls: std::sync::Arc<agora_http::auth::acl::Acls>,
+    /// What Docker tasks may ask of this host (`--docker-allow`); the rest is TASK_ERROR.
+    pub docker: agora_api::docker_policy::DockerPolicy,
 }
 
 /// What isolates tasks (`--isolation`): cgroups (cpu, memory, pids) and namespaces (pid and
@@ -152,6 +154,7 @@ impl AgentConfig {
             master_headers: reqwest::header::HeaderMap::new(),
             authentication: agora_http::auth::Required::default(),
             acls: std::sync::Arc::default(),
+            docker: agora_api::docker_policy::DockerPolicy::default(),
         }
     }
 

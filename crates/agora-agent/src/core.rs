@@ -606,6 +606,31 @@ impl Agent {
             tracing::warn!(%error, "launch for an invalid framework id dropped");
             return;
         }
+        // What a Docker task asks of this host must be what `--docker-allow` allows.
+        let refused = tasks
+            .iter()
+            .filter_map(|task| task.container.as_ref())
+            .chain(executor_info.container.as_ref())
+            .flat_map(|container| self.config.docker.refusals(container))
+            .map(|refusal| refusal.reason)
+            .next();
+        if let Some(reason) = refused {
+            tracing::warn!(framework = %framework_id, %reason, "launch refused");
+            let mut state = self.lock();
+            for task in &tasks {
+                if agora_api::mesos::validate_id("Task", &task.task_id.value).is_err() {
+                    continue;
+                }
+                let status = TaskStatus::new(task.task_id.value.as_str(), TaskState::Error)
+                    .with_source("SOURCE_AGENT")
+                    .with_reason("REASON_TASK_UNAUTHORIZED")
+                    .with_message(format!("Docker: {reason}"));
+                self.enqueue_update(&mut state, &framework_id, status);
+            }
+            drop(state);
+            self.updates_wanted.notify_one();
+            return;
+        }
         if let Some(error) = std::iter::once(("Executor", executor_info.executor_id.value.as_str()))
             .chain(tasks.iter().map(|t| ("Task", t.task_id.value.as_str())))
             .find_map(|(kind, id)| agora_api::mesos::validate_id(kind, id).err())

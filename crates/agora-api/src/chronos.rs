@@ -301,6 +301,8 @@ impl Job {
                 "network": container.get("network").cloned().unwrap_or(json!("HOST")),
                 "forcePullImage": container.get("forcePullImage").cloned().unwrap_or(json!(false)),
                 "parameters": container.get("parameters").cloned().unwrap_or(json!([])),
+                // Metronome's `docker.privileged` (Chronos has none).
+                "privileged": container.get("privileged").cloned().unwrap_or(json!(false)),
             },
             "volumes": container.get("volumes").cloned().unwrap_or(json!([])),
         });

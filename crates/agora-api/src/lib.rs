@@ -5,6 +5,7 @@
 
 pub mod agent_protocol;
 pub mod chronos;
+pub mod docker_policy;
 pub mod executor;
 pub mod health;
 pub mod marathon;

@@ -107,11 +107,13 @@ impl Groups {
     }
 }
 
+/// A load-balancer label of an app; one holding a control character (which could write
+/// directives into HAProxy's configuration; the API refuses them) is ignored.
 fn label<'a>(app: &'a App, index: usize, name: &str) -> Option<&'a str> {
     app.labels
         .get(&format!("HAPROXY_{index}_{name}"))
         .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
+        .filter(|v| !v.is_empty() && !v.chars().any(char::is_control))
 }
 
 /// Host names are matched case-insensitively and without a port.
@@ -155,7 +157,14 @@ impl Routes {
                     .map(|list| {
                         list.split(',')
                             .map(normalize_host)
-                            .filter(|h| !h.is_empty())
+                            // Only host names reach HAProxy's configuration.
+                            .filter(|h| {
+                                !h.is_empty()
+                                    && h.chars().all(|c| {
+                                        c.is_ascii_alphanumeric()
+                                            || matches!(c, '.' | '-' | '_' | '*')
+                                    })
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -199,7 +208,7 @@ mod tests {
     fn ports_pair_with_task_ports_by_index() {
         let cluster = cluster(json!({"apps": [
             {"id": "/web", "portDefinitions": [{"port": 10001}, {"port": 10002}],
-             "labels": {"HAPROXY_0_VHOST": "Web.Example.com, api.example.com", "HAPROXY_1_BALANCE": "roundrobin"},
+             "labels": {"HAPROXY_0_VHOST": "Web.Example.com, api.example.com, a } || { b", "HAPROXY_1_BALANCE": "roundrobin"},
              "tasks": [
                 {"id": "web.2", "host": "b", "ports": [31002, 31003], "state": "TASK_RUNNING"},
                 {"id": "web.1", "host": "a", "ports": [31000, 31001], "state": "TASK_RUNNING"},

@@ -130,6 +130,8 @@ pub struct Jobs {
     pub runs: BTreeMap<String, Run>,
     /// Time before a failed run is tried again (Chronos' `--failure_retry`, 60 s).
     pub failure_retry: SignedDuration,
+    /// What Docker jobs may ask of their hosts (`--docker-allow`).
+    pub docker: agora_api::docker_policy::DockerPolicy,
     store: Arc<dyn Store>,
 }
 
@@ -279,6 +281,7 @@ impl Jobs {
             queue,
             runs,
             failure_retry: SignedDuration::from_secs(60),
+            docker: agora_api::docker_policy::DockerPolicy::default(),
             store,
         })
     }
@@ -314,6 +317,7 @@ impl Jobs {
             _ => {}
         }
         let (schedule, epsilon) = parse_timing(&definition, now)?;
+        self.check_container(&definition, "container")?;
         let mut parents = self.parents();
         parents.insert(definition.name.clone(), definition.parents.clone());
         graph::check(&parents).map_err(|e| invalid("parents", e))?;
@@ -361,6 +365,18 @@ impl Jobs {
         Ok(())
     }
 
+    /// A job's container (at `field` of its API's shape) asks nothing of its host that
+    /// `--docker-allow` does not allow.
+    fn check_container(&self, definition: &Job, field: &str) -> Result<(), JobsError> {
+        let Some(container) = definition.mesos_container() else {
+            return Ok(());
+        };
+        match self.docker.refusals(&container).into_iter().next() {
+            Some(refusal) => Err(FieldError::new(field, refusal.reason).into()),
+            None => Ok(()),
+        }
+    }
+
     /// Creates or replaces a Metronome job with its schedules (each cron expression and zone
     /// checked; the first enabled one is the job's). A changed schedule counts from `now`.
     pub fn put_metronome(&mut self, metronome: Metronome, now: Timestamp) -> Result<(), JobsError> {
@@ -371,6 +387,7 @@ impl Jobs {
             .find(|s| s.enabled)
             .is_none_or(|s| s.concurrency_policy == "ALLOW");
         let definition = metronome.spec.to_job(concurrent);
+        self.check_container(&definition, "run.docker")?;
         let name = definition.name.clone();
         if let Some(child) = graph::children(&self.parents(), &name).next() {
             return Err(FieldError::new(

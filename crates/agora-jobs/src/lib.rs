@@ -37,6 +37,8 @@ pub struct JobsConfig {
     pub principal: Option<String>,
     /// Who may see and change which jobs (`view_jobs`, `manage_jobs` in `--acls`).
     pub acls: Arc<agora_http::auth::acl::Acls>,
+    /// What Docker jobs may ask of their hosts (`--docker-allow`).
+    pub docker: agora_api::docker_policy::DockerPolicy,
 }
 
 /// The running jobs scheduler.
@@ -61,6 +63,7 @@ pub fn start(
     let mut jobs = Jobs::load(config.store.clone(), jiff::Timestamp::now())?;
     jobs.failure_retry = jiff::SignedDuration::try_from(config.failure_retry)
         .unwrap_or(jiff::SignedDuration::from_secs(60));
+    jobs.docker = config.docker.clone();
     let shared = Arc::new(Shared {
         jobs: Mutex::new(jobs),
         kills: Mutex::new(Vec::new()),

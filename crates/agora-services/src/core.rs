@@ -211,6 +211,8 @@ pub(crate) struct BusEvent {
 
 pub(crate) struct Services {
     store: Arc<dyn Store>,
+    /// What Docker apps may ask of their hosts (`--docker-allow`).
+    pub docker: agora_api::docker_policy::DockerPolicy,
     /// Marathon's event bus; SSE subscribers each hold a receiver.
     pub events: tokio::sync::broadcast::Sender<BusEvent>,
     pub apps: BTreeMap<String, App>,
@@ -292,6 +294,7 @@ impl Services {
                 .into_iter()
                 .collect();
         Ok(Services {
+            docker: agora_api::docker_policy::DockerPolicy::default(),
             events: tokio::sync::broadcast::channel(1024).0,
             store,
             apps,

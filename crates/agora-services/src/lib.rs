@@ -41,6 +41,8 @@ pub struct ServicesConfig {
     pub principal: Option<String>,
     /// Who may see and change which apps (`view_apps`, `manage_apps` in `--acls`).
     pub acls: Arc<agora_http::auth::acl::Acls>,
+    /// What Docker apps may ask of their hosts (`--docker-allow`): refused with a 422.
+    pub docker: agora_api::docker_policy::DockerPolicy,
 }
 
 /// The running services scheduler.
@@ -62,7 +64,8 @@ pub fn start(
     config: ServicesConfig,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<ServicesHandle, ServicesError> {
-    let services = core::Services::load(config.store.clone())?;
+    let mut services = core::Services::load(config.store.clone())?;
+    services.docker = config.docker.clone();
     let shared = Arc::new(Shared {
         services: Mutex::new(services),
         wake: tokio::sync::Notify::new(),

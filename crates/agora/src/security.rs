@@ -19,6 +19,8 @@ const INTERNAL_TOKEN_SECS: u64 = 10 * 365 * 24 * 3600;
 pub struct Security {
     pub auth: std::sync::Arc<Authenticator>,
     pub acls: std::sync::Arc<Acls>,
+    /// What Docker tasks may ask of their hosts (`--docker-allow`).
+    pub docker: agora_api::docker_policy::DockerPolicy,
 }
 
 /// The node's security from its flags (see [`authenticator`]).
@@ -30,6 +32,7 @@ pub fn of(
     Ok(Security {
         auth: std::sync::Arc::new(authenticator(args, master, key_dir)?),
         acls: acls(args)?,
+        docker: args.docker_allow.clone(),
     })
 }
 

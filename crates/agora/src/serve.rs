@@ -164,7 +164,7 @@ fn services(
     advertised: String,
     user: String,
     access: agora_client::Access,
-    acls: std::sync::Arc<agora_http::auth::acl::Acls>,
+    security: &security::Security,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::sync::Arc<agora_services::ServicesHandle>> {
     std::fs::create_dir_all(data_dir)
@@ -178,7 +178,8 @@ fn services(
         user,
         access,
         principal: Some(SERVICES_PRINCIPAL.to_owned()),
-        acls,
+        acls: security.acls.clone(),
+        docker: security.docker.clone(),
     };
     agora_services::start(config, shutdown)
         .map(std::sync::Arc::new)
@@ -193,7 +194,7 @@ fn jobs(
     advertised: String,
     options: &MasterOptions,
     access: agora_client::Access,
-    acls: std::sync::Arc<agora_http::auth::acl::Acls>,
+    security: &security::Security,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::sync::Arc<agora_jobs::JobsHandle>> {
     let store = agora_store::RedbStore::open(&data_dir.join("jobs.redb"))
@@ -206,7 +207,8 @@ fn jobs(
         user: default_task_user(options),
         access,
         principal: Some(JOBS_PRINCIPAL.to_owned()),
-        acls,
+        acls: security.acls.clone(),
+        docker: security.docker.clone(),
     };
     agora_jobs::start(config, shutdown)
         .map(std::sync::Arc::new)
@@ -233,7 +235,7 @@ fn schedulers(
         advertised.clone(),
         default_task_user(options),
         security::internal_access(auth, SERVICES_PRINCIPAL),
-        security.acls.clone(),
+        security,
         shutdown.clone(),
     )?;
     let jobs = jobs(
@@ -242,7 +244,7 @@ fn schedulers(
         advertised,
         options,
         security::internal_access(auth, JOBS_PRINCIPAL),
-        security.acls.clone(),
+        security,
         shutdown,
     )?;
     master.add_metrics(metrics_of(&services));
@@ -412,6 +414,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     config.standalone = false;
     config.authentication = auth.required;
     config.acls = security.acls.clone();
+    config.docker = security.docker.clone();
     // The agent in the same process reaches its master as the process itself.
     config.master_headers = security::internal_access(&auth, SYSTEM_PRINCIPAL).headers();
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
@@ -540,6 +543,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     )?;
     config.authentication = auth.required;
     config.acls = security.acls.clone();
+    config.docker = security.docker.clone();
     config.master_headers = access.headers();
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     discovery(

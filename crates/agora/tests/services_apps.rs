@@ -584,14 +584,21 @@ async fn event_callbacks_are_posted_retried_and_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_and_fetch_uris_reach_the_agent_in_mesos_shape() {
     let dir = temp_dir();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    // Host volumes are allowed under the directories `--docker-allow` names.
+    let allow = format!("host-volumes={}", shared.display());
     let up = start_up(
         &dir.path().join("data"),
-        &["--resources", "cpus:2;mem:1024;ports:[31000-31010]"],
+        &[
+            "--resources",
+            "cpus:2;mem:1024;ports:[31000-31010]",
+            "--docker-allow",
+            &allow,
+        ],
     );
     let marathon = Marathon::new(&up.address());
     let image = common::docker::busybox_image();
-    let shared = dir.path().join("shared");
-    std::fs::create_dir_all(&shared).unwrap();
     let fetched = dir.path().join("a.txt");
     std::fs::write(&fetched, "fetched\n").unwrap();
     let app = json!({"id": "/boxed", "cmd": "exec sleep 600", "cpus": 0.1, "mem": 16,

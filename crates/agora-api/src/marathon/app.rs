@@ -576,6 +576,7 @@ impl AppDefinition {
         self.validate_health_checks(&mut v);
         self.validate_readiness_checks(&mut v);
         self.validate_bounds(&mut v);
+        self.validate_balancer_labels(&mut v);
         for (index, dependency) in self.dependencies.iter().enumerate() {
             if !dependency.starts_with('/') || path::resolve(dependency, "/").is_err() {
                 v.add(format!("/dependencies({index})"), path::SEGMENT_RULE);
@@ -825,6 +826,32 @@ impl AppDefinition {
         numbers
     }
 
+    /// Labels that load balancers write into their configuration (marathon-lb's
+    /// `HAPROXY_*`): a newline or any control character would let a label write directives of
+    /// its own, and a virtual host is a host name.
+    fn validate_balancer_labels(&self, v: &mut Violations) {
+        for (key, value) in &self.labels {
+            if !key.starts_with("HAPROXY_") {
+                continue;
+            }
+            let at = format!("/labels/{key}");
+            if key.chars().chain(value.chars()).any(char::is_control) {
+                v.add(
+                    at,
+                    "must not contain control characters: it is written into HAProxy's configuration",
+                );
+            } else if key.ends_with("_VHOST")
+                && !value.split(',').all(|host| {
+                    host.trim()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*'))
+                })
+            {
+                v.add(at, "must be host names separated by commas");
+            }
+        }
+    }
+
     fn validate_bounds(&self, v: &mut Violations) {
         for (path, value) in self.bounded_numbers() {
             if value > MARATHON_INT_MAX as f64 {
@@ -860,6 +887,30 @@ mod tests {
         let mut app = AppDefinition::parse(&body).unwrap();
         app.normalize("/").unwrap();
         app
+    }
+
+    #[test]
+    fn labels_written_into_haproxy_cannot_write_directives() {
+        let app = parse(json!({"id": "web", "cmd": "x", "labels": {
+            "HAPROXY_0_VHOST": "web.example.com\n  server evil 10.0.0.1:22",
+            "HAPROXY_1_VHOST": "a.example.com, b.example.com",
+            "HAPROXY_2_VHOST": "a example",
+            "HAPROXY_GROUP": "external\rx",
+            "team": "anything\ngoes here"}}));
+        let paths: Vec<String> = app
+            .validate()
+            .into_vec()
+            .into_iter()
+            .map(|v| v.path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/labels/HAPROXY_0_VHOST",
+                "/labels/HAPROXY_2_VHOST",
+                "/labels/HAPROXY_GROUP"
+            ]
+        );
     }
 
     #[test]

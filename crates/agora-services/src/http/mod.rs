@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use serde_json::{Value, json};
 
+use agora_api::docker_policy::{DockerPolicy, Field};
 use agora_api::marathon::app::{AppDefinition, merge_partial};
 use agora_api::marathon::errors::{Violations, invalid_body, message_body};
 use agora_api::marathon::path;
@@ -140,7 +141,8 @@ fn parse_body(body: &[u8]) -> Result<Value, Response> {
 
 /// Parses, normalises and validates a definition, and assigns its service ports.
 fn prepare(shared: &Shared, body: &Value, parent: &str) -> Result<AppDefinition, Response> {
-    let mut definition = parse_definition(body, parent).map_err(|violations| {
+    let docker = shared.lock().docker.clone();
+    let mut definition = parse_definition(body, parent, &docker).map_err(|violations| {
         reply(
             StatusCode::UNPROCESSABLE_ENTITY,
             &invalid_body(&violations.into_vec()),
@@ -157,11 +159,27 @@ fn prepare(shared: &Shared, body: &Value, parent: &str) -> Result<AppDefinition,
     Ok(definition)
 }
 
-/// Parses, normalises and validates a definition; service ports are not assigned yet.
-fn parse_definition(body: &Value, parent: &str) -> Result<AppDefinition, Violations> {
+/// Parses, normalises and validates a definition — its container held to `docker`, what
+/// Docker apps may ask of their hosts; service ports are not assigned yet.
+fn parse_definition(
+    body: &Value,
+    parent: &str,
+    docker: &DockerPolicy,
+) -> Result<AppDefinition, Violations> {
     let mut definition = AppDefinition::parse(body)?;
     definition.normalize(parent)?;
-    let violations = definition.validate();
+    let mut violations = definition.validate();
+    if let Some(container) = &definition.container {
+        let mesos = agora_api::marathon::container::to_mesos(container, &[]);
+        for refusal in docker.refusals(&mesos) {
+            let at = match refusal.field {
+                Field::Privileged => "/container/docker/privileged".to_owned(),
+                Field::Parameter(index) => format!("/container/docker/parameters({index})"),
+                Field::Volume(index) => format!("/container/volumes({index})/hostPath"),
+            };
+            violations.add(at, refusal.reason);
+        }
+    }
     if !violations.is_empty() {
         return Err(violations);
     }
@@ -519,17 +537,18 @@ async fn update_apps(
             };
             let existing = services.definition_json(&id);
             let merged = merged_body(existing.as_ref(), item, &id, partial);
-            let mut definition = match parse_definition(&merged, path::parent(&id)) {
-                Ok(definition) => definition,
-                Err(found) => {
-                    for violation in found.into_vec() {
-                        for message in violation.errors {
-                            violations.add(format!("/{index}{}", violation.path), message);
+            let mut definition =
+                match parse_definition(&merged, path::parent(&id), &services.docker) {
+                    Ok(definition) => definition,
+                    Err(found) => {
+                        for violation in found.into_vec() {
+                            for message in violation.errors {
+                                violations.add(format!("/{index}{}", violation.path), message);
+                            }
                         }
+                        continue;
                     }
-                    continue;
-                }
-            };
+                };
             if let Err(message) = assign_ports(&services, &mut definition, &ports) {
                 violations.add(format!("/{index}/portDefinitions"), message);
                 continue;

@@ -169,6 +169,15 @@ pub struct AuthArgs {
     /// and agora's own (view_apps, manage_apps, view_jobs, manage_jobs); see docs/security.md
     #[arg(long, env = "AGORA_ACLS")]
     pub acls: Option<PathBuf>,
+    /// What Docker tasks may ask of their hosts, comma-separated: privileged, host-pid,
+    /// host-ipc, host-uts, cap-add, security-opt, runtime, host-volumes=/dir:/dir (default:
+    /// none of them)
+    #[arg(long, env = "AGORA_DOCKER_ALLOW", default_value = "none", value_parser = parse_docker_allow)]
+    pub docker_allow: agora_api::docker_policy::DockerPolicy,
+}
+
+fn parse_docker_allow(text: &str) -> Result<agora_api::docker_policy::DockerPolicy, String> {
+    agora_api::docker_policy::DockerPolicy::parse(text)
 }
 
 /// What a master requires of frameworks and agents.

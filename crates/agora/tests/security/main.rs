@@ -11,6 +11,7 @@ mod authentication;
 mod authorization;
 mod executors;
 mod gate;
+mod inputs;
 mod limits;
 mod paths;
 mod users;
