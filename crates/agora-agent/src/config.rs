@@ -66,6 +66,8 @@ pub struct AgentConfig {
     pub acls: std::sync::Arc<agora_http::auth::acl::Acls>,
     /// What Docker tasks may ask of this host (`--docker-allow`); the rest is TASK_ERROR.
     pub docker: agora_api::docker_policy::DockerPolicy,
+    /// Where tasks' secrets are (`--secrets-dir`); without it a task naming one fails.
+    pub secrets: Option<std::sync::Arc<agora_secrets::SecretsDir>>,
 }
 
 /// What isolates tasks (`--isolation`): cgroups (cpu, memory, pids) and namespaces (pid and
@@ -155,6 +157,7 @@ impl AgentConfig {
             authentication: agora_http::auth::Required::default(),
             acls: std::sync::Arc::default(),
             docker: agora_api::docker_policy::DockerPolicy::default(),
+            secrets: None,
         }
     }
 

@@ -575,6 +575,29 @@ impl Agent {
             .join(container_id)
     }
 
+    /// Ends every task of a launch the agent will not make, with `status` and `message`.
+    fn refuse_launch(
+        &self,
+        framework_id: &FrameworkId,
+        tasks: &[TaskInfo],
+        (state, reason): (TaskState, &str),
+        message: &str,
+    ) {
+        let mut locked = self.lock();
+        for task in tasks {
+            if agora_api::mesos::validate_id("Task", &task.task_id.value).is_err() {
+                continue;
+            }
+            let status = TaskStatus::new(task.task_id.value.as_str(), state)
+                .with_source("SOURCE_AGENT")
+                .with_reason(reason)
+                .with_message(message.to_owned());
+            self.enqueue_update(&mut locked, framework_id, status);
+        }
+        drop(locked);
+        self.updates_wanted.notify_one();
+    }
+
     /// RUN_TASKS from the master: find or start the executor, then deliver or queue the tasks.
     pub(crate) fn run_tasks(
         self: &Arc<Self>,
@@ -616,19 +639,19 @@ impl Agent {
             .next();
         if let Some(reason) = refused {
             tracing::warn!(framework = %framework_id, %reason, "launch refused");
-            let mut state = self.lock();
-            for task in &tasks {
-                if agora_api::mesos::validate_id("Task", &task.task_id.value).is_err() {
-                    continue;
-                }
-                let status = TaskStatus::new(task.task_id.value.as_str(), TaskState::Error)
-                    .with_source("SOURCE_AGENT")
-                    .with_reason("REASON_TASK_UNAUTHORIZED")
-                    .with_message(format!("Docker: {reason}"));
-                self.enqueue_update(&mut state, &framework_id, status);
-            }
-            drop(state);
-            self.updates_wanted.notify_one();
+            let status = (TaskState::Error, "REASON_TASK_UNAUTHORIZED");
+            self.refuse_launch(&framework_id, &tasks, status, &format!("Docker: {reason}"));
+            return;
+        }
+        // Every secret the tasks' environments name must be readable here.
+        let commands = tasks
+            .iter()
+            .map(|task| task.command.as_ref())
+            .chain([executor_info.command.as_ref()]);
+        if let Err(reason) = crate::secrets::check(commands, self.config.secrets.as_deref()) {
+            tracing::warn!(framework = %framework_id, %reason, "launch refused");
+            let status = (TaskState::Failed, "REASON_CONTAINER_LAUNCH_FAILED");
+            self.refuse_launch(&framework_id, &tasks, status, &format!("Secret: {reason}"));
             return;
         }
         if let Some(error) = std::iter::once(("Executor", executor_info.executor_id.value.as_str()))
@@ -756,7 +779,7 @@ impl Agent {
             }
         }
         if executor.stream.is_some() && executor.state == ExecutorState::Running {
-            deliver(executor, &task_ids, group);
+            deliver(executor, &task_ids, group, self.config.secrets.as_deref());
         } else {
             executor.queued.push((task_ids, group));
         }
@@ -927,7 +950,12 @@ impl Agent {
         let command = match executor.kind {
             ExecutorKind::Command | ExecutorKind::Default => self.builtin_command(),
             ExecutorKind::Custom => match &executor.info.command {
-                Some(command) => command.clone(),
+                Some(command) => {
+                    let mut command = command.clone();
+                    crate::secrets::resolve_command(&mut command, self.config.secrets.as_deref())
+                        .map_err(|error| format!("Secret: {error}"))?;
+                    command
+                }
                 None => return Err("ExecutorInfo has no command".into()),
             },
         };
@@ -1424,7 +1452,7 @@ impl Agent {
         }
         let queued = std::mem::take(&mut executor.queued);
         for (task_ids, group) in queued {
-            deliver(executor, &task_ids, group);
+            deliver(executor, &task_ids, group, self.config.secrets.as_deref());
         }
         for (task_id, kill_policy) in std::mem::take(&mut executor.pending_kills) {
             executor.send(&ExecutorEvent::Kill {
@@ -1743,13 +1771,19 @@ fn kill_policy_of(event: &ExecutorEvent) -> Option<KillPolicy> {
     }
 }
 
-/// Sends LAUNCH or LAUNCH_GROUP for tasks the executor has not been given yet.
-fn deliver(executor: &mut Executor, task_ids: &[TaskId], group: bool) {
+/// Sends LAUNCH or LAUNCH_GROUP for tasks the executor has not been given yet, with their
+/// secrets' values (which only the executor receives).
+fn deliver(
+    executor: &mut Executor,
+    task_ids: &[TaskId],
+    group: bool,
+    secrets: Option<&agora_secrets::SecretsDir>,
+) {
     let tasks: Vec<TaskInfo> = task_ids
         .iter()
         .filter_map(|id| executor.tasks.get(id))
         .filter(|task| !task.launched && !task.state.is_terminal())
-        .map(|task| task.info.clone())
+        .map(|task| crate::secrets::resolve_task(&task.info, secrets))
         .collect();
     if tasks.is_empty() {
         return;

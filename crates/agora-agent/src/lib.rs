@@ -30,6 +30,7 @@ mod namespaces;
 mod persist;
 mod process;
 mod processes;
+mod secrets;
 mod warm;
 
 use std::sync::Arc;

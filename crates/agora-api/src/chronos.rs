@@ -39,6 +39,10 @@ pub struct EnvironmentVariable {
     pub name: String,
     #[serde(default)]
     pub value: String,
+    /// agora's own: the value is the secret of this name in `--secrets-dir`, read by the
+    /// agent that runs the task (Metronome's `{"secret": …}` env values become this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// A Chronos job definition (what clients send; the status fields are kept apart).
@@ -215,6 +219,14 @@ impl Job {
         }
         if self.parents.iter().any(|p| p == &self.name) {
             return Err(FieldError::new("parents", "a job cannot be its own parent"));
+        }
+        for (index, variable) in self.environment_variables.iter().enumerate() {
+            if variable.secret.is_some() && !variable.value.is_empty() {
+                return Err(FieldError::new(
+                    &format!("environmentVariables[{index}]"),
+                    "has a value or a secret, not both",
+                ));
+            }
         }
         for (index, fetch) in self.fetch.iter().enumerate() {
             if fetch.uri.trim().is_empty() {

@@ -451,10 +451,62 @@ impl Attribute {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EnvironmentVariable {
     pub name: String,
+    /// `VALUE` (the default) or `SECRET`.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+}
+
+impl EnvironmentVariable {
+    /// A variable whose value is the secret `name` (Mesos' `SECRET` of type `REFERENCE`),
+    /// read by the agent that runs the task.
+    pub fn secret_reference(variable: &str, name: &str) -> EnvironmentVariable {
+        EnvironmentVariable {
+            name: variable.to_owned(),
+            kind: Some("SECRET".into()),
+            value: None,
+            secret: Some(Secret {
+                kind: Some("REFERENCE".into()),
+                reference: Some(SecretReference {
+                    name: name.to_owned(),
+                    key: None,
+                }),
+                value: None,
+            }),
+        }
+    }
+
+    /// Whether its value is a secret (to be resolved by the agent).
+    pub fn is_secret(&self) -> bool {
+        self.kind.as_deref() == Some("SECRET")
+    }
+}
+
+/// Mesos' `Secret`: a reference to a secret store's entry, or the value itself (base64).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Secret {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<SecretReference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<SecretValue>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecretReference {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecretValue {
+    /// The value, base64 as protobuf's JSON mapping writes bytes.
+    pub data: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -98,6 +98,9 @@ pub struct RunSpec {
     pub user: Option<String>,
     #[serde(default)]
     pub env: Map<String, Value>,
+    /// What `{"secret": name}` env values name: `{"source": "team-a/db-password"}`.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub secrets: Map<String, Value>,
     #[serde(default)]
     pub artifacts: Vec<Artifact>,
     #[serde(default)]
@@ -190,6 +193,32 @@ impl JobSpec {
                 return Err(FieldError::new(field, "must be a number of at least 0"));
             }
         }
+        for (name, value) in &spec.run.env {
+            match value.get("secret") {
+                _ if value.is_string() => {}
+                Some(Value::String(secret)) if spec.run.secrets.contains_key(secret) => {}
+                Some(Value::String(secret)) => {
+                    return Err(FieldError::new(
+                        &format!("run.env.{name}"),
+                        format!("references an undefined secret named '{secret}'"),
+                    ));
+                }
+                _ => {
+                    return Err(FieldError::new(
+                        &format!("run.env.{name}"),
+                        "must be a string or {\"secret\": name}",
+                    ));
+                }
+            }
+        }
+        for (name, secret) in &spec.run.secrets {
+            if !secret.get("source").is_some_and(Value::is_string) {
+                return Err(FieldError::new(
+                    &format!("run.secrets.{name}.source"),
+                    "must be a string",
+                ));
+            }
+        }
         if !matches!(spec.run.restart.policy.as_str(), "NEVER" | "ON_FAILURE") {
             return Err(FieldError::new("run.restart.policy", "NEVER or ON_FAILURE"));
         }
@@ -219,11 +248,22 @@ impl JobSpec {
         let environment_variables = run
             .env
             .iter()
-            .filter_map(|(name, value)| {
-                value.as_str().map(|v| EnvironmentVariable {
+            .filter_map(|(name, value)| match value {
+                Value::String(v) => Some(EnvironmentVariable {
                     name: name.clone(),
-                    value: v.to_owned(),
-                })
+                    value: v.clone(),
+                    secret: None,
+                }),
+                // Checked by `parse`: a declared secret with a source.
+                _ => {
+                    let secret = value.get("secret")?.as_str()?;
+                    let source = run.secrets.get(secret)?.get("source")?.as_str()?;
+                    Some(EnvironmentVariable {
+                        name: name.clone(),
+                        value: String::new(),
+                        secret: Some(source.to_owned()),
+                    })
+                }
             })
             .collect();
         Job {
@@ -319,6 +359,32 @@ impl ScheduleSpec {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn env_secrets_name_declared_secrets_and_nothing_is_dropped() {
+        let spec = JobSpec::parse(&json!({"id": "team.backup", "run": {"cmd": "x",
+            "env": {"A": "plain", "B": {"secret": "db"}},
+            "secrets": {"db": {"source": "team/db"}}}}))
+        .expect("spec");
+        let job = spec.to_job(false);
+        let b = job.environment_variables.iter().find(|v| v.name == "B");
+        assert_eq!(b.and_then(|v| v.secret.as_deref()), Some("team/db"));
+        let field = |run: Value| {
+            JobSpec::parse(&json!({"id": "j", "run": run}))
+                .map(drop)
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(
+            field(json!({"cmd": "x", "env": {"B": {"secret": "none"}}})),
+            "run.env.B"
+        );
+        assert_eq!(field(json!({"cmd": "x", "env": {"B": 3}})), "run.env.B");
+        assert_eq!(
+            field(json!({"cmd": "x", "env": {"B": {"secret": "s"}}, "secrets": {"s": {}}})),
+            "run.secrets.s.source"
+        );
+    }
 
     #[test]
     fn a_job_maps_onto_the_chronos_model() {

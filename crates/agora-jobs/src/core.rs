@@ -132,6 +132,8 @@ pub struct Jobs {
     pub failure_retry: SignedDuration,
     /// What Docker jobs may ask of their hosts (`--docker-allow`).
     pub docker: agora_api::docker_policy::DockerPolicy,
+    /// Where jobs' secrets are (`--secrets-dir`); without it a job naming one is refused.
+    pub secrets: Option<Arc<agora_secrets::SecretsDir>>,
     store: Arc<dyn Store>,
 }
 
@@ -282,6 +284,7 @@ impl Jobs {
             runs,
             failure_retry: SignedDuration::from_secs(60),
             docker: agora_api::docker_policy::DockerPolicy::default(),
+            secrets: None,
             store,
         })
     }
@@ -318,6 +321,9 @@ impl Jobs {
         }
         let (schedule, epsilon) = parse_timing(&definition, now)?;
         self.check_container(&definition, "container")?;
+        self.check_secrets(&definition, |index| {
+            format!("environmentVariables[{index}]")
+        })?;
         let mut parents = self.parents();
         parents.insert(definition.name.clone(), definition.parents.clone());
         graph::check(&parents).map_err(|e| invalid("parents", e))?;
@@ -365,6 +371,34 @@ impl Jobs {
         Ok(())
     }
 
+    /// Each secret a job's environment names may be used by the job (it lies under the
+    /// secret's directory) and can be read; `field` names a variable in the API's shape.
+    fn check_secrets(
+        &self,
+        definition: &Job,
+        field: impl Fn(usize) -> String,
+    ) -> Result<(), JobsError> {
+        self.check_secret_variables(&definition.name, &definition.environment_variables, field)
+    }
+
+    fn check_secret_variables(
+        &self,
+        job: &str,
+        variables: &[EnvironmentVariable],
+        field: impl Fn(usize) -> String,
+    ) -> Result<(), JobsError> {
+        let owner = format!("/{}", job.replace('.', "/"));
+        for (index, variable) in variables.iter().enumerate() {
+            if let Some(source) = &variable.secret
+                && let Err(reason) =
+                    agora_secrets::check_use(self.secrets.as_deref(), &owner, source)
+            {
+                return Err(FieldError::new(&field(index), reason).into());
+            }
+        }
+        Ok(())
+    }
+
     /// A job's container (at `field` of its API's shape) asks nothing of its host that
     /// `--docker-allow` does not allow.
     fn check_container(&self, definition: &Job, field: &str) -> Result<(), JobsError> {
@@ -388,6 +422,13 @@ impl Jobs {
             .is_none_or(|s| s.concurrency_policy == "ALLOW");
         let definition = metronome.spec.to_job(concurrent);
         self.check_container(&definition, "run.docker")?;
+        self.check_secrets(&definition, |index| {
+            let variable = definition
+                .environment_variables
+                .get(index)
+                .map_or("", |v| v.name.as_str());
+            format!("run.env.{variable}")
+        })?;
         let name = definition.name.clone();
         if let Some(child) = graph::children(&self.parents(), &name).next() {
             return Err(FieldError::new(
@@ -486,6 +527,9 @@ impl Jobs {
         if !self.jobs.contains_key(name) {
             return Err(JobsError::NotFound(name.to_owned()));
         }
+        self.check_secret_variables(name, &environment, |index| {
+            format!("environmentVariables[{index}]")
+        })?;
         let id = run_id(now);
         self.queue.push(Pending {
             id: id.clone(),

@@ -267,27 +267,34 @@ fn task_info(
         job.name,
         pending.id
     );
-    let mut env: BTreeMap<String, String> = job
+    // A secret travels as a reference (its source's name): the agent reads it for the
+    // executor alone.
+    let mut env: BTreeMap<String, (String, Option<String>)> = job
         .environment_variables
         .iter()
-        .map(|v| (v.name.clone(), v.value.clone()))
+        .chain(&pending.environment)
+        .map(|v| (v.name.clone(), (v.value.clone(), v.secret.clone())))
         .collect();
-    for variable in &pending.environment {
-        env.insert(variable.name.clone(), variable.value.clone());
-    }
     let (cpus, mem, disk) = job.resources();
-    env.insert("CHRONOS_JOB_NAME".into(), job.name.clone());
-    env.insert("CHRONOS_JOB_OWNER".into(), job.owner.clone());
-    env.insert("CHRONOS_RESOURCE_CPU".into(), cpus.to_string());
-    env.insert("CHRONOS_RESOURCE_MEM".into(), mem.to_string());
-    env.insert("CHRONOS_RESOURCE_DISK".into(), disk.to_string());
-    env.insert("HOST".into(), offer.hostname.clone());
+    for (name, value) in [
+        ("CHRONOS_JOB_NAME", job.name.clone()),
+        ("CHRONOS_JOB_OWNER", job.owner.clone()),
+        ("CHRONOS_RESOURCE_CPU", cpus.to_string()),
+        ("CHRONOS_RESOURCE_MEM", mem.to_string()),
+        ("CHRONOS_RESOURCE_DISK", disk.to_string()),
+        ("HOST", offer.hostname.clone()),
+    ] {
+        env.insert(name.to_owned(), (value, None));
+    }
     let variables = env
         .into_iter()
-        .map(|(name, value)| EnvironmentVariable {
-            name,
-            kind: None,
-            value: Some(value),
+        .map(|(name, value)| match value {
+            (_, Some(source)) => EnvironmentVariable::secret_reference(&name, &source),
+            (value, None) => EnvironmentVariable {
+                name,
+                value: Some(value),
+                ..EnvironmentVariable::default()
+            },
         })
         .collect();
     let command = if job.shell {

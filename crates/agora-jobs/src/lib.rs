@@ -39,6 +39,8 @@ pub struct JobsConfig {
     pub acls: Arc<agora_http::auth::acl::Acls>,
     /// What Docker jobs may ask of their hosts (`--docker-allow`).
     pub docker: agora_api::docker_policy::DockerPolicy,
+    /// Where jobs' secrets are (`--secrets-dir`): a job naming a secret is refused without.
+    pub secrets: Option<Arc<agora_secrets::SecretsDir>>,
 }
 
 /// The running jobs scheduler.
@@ -64,6 +66,7 @@ pub fn start(
     jobs.failure_retry = jiff::SignedDuration::try_from(config.failure_retry)
         .unwrap_or(jiff::SignedDuration::from_secs(60));
     jobs.docker = config.docker.clone();
+    jobs.secrets = config.secrets.clone();
     let shared = Arc::new(Shared {
         jobs: Mutex::new(jobs),
         kills: Mutex::new(Vec::new()),

@@ -209,10 +209,19 @@ pub(crate) struct BusEvent {
     pub data: Value,
 }
 
+/// What an app may ask of the hosts it runs on, checked when it is defined.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Admission {
+    /// What Docker apps may ask (`--docker-allow`).
+    pub docker: agora_api::docker_policy::DockerPolicy,
+    /// Where secrets are (`--secrets-dir`); without it an app naming one is refused.
+    pub secrets: Option<Arc<agora_secrets::SecretsDir>>,
+}
+
 pub(crate) struct Services {
     store: Arc<dyn Store>,
-    /// What Docker apps may ask of their hosts (`--docker-allow`).
-    pub docker: agora_api::docker_policy::DockerPolicy,
+    /// What apps may ask of their hosts: Docker's reach, secrets.
+    pub admission: Admission,
     /// Marathon's event bus; SSE subscribers each hold a receiver.
     pub events: tokio::sync::broadcast::Sender<BusEvent>,
     pub apps: BTreeMap<String, App>,
@@ -294,7 +303,7 @@ impl Services {
                 .into_iter()
                 .collect();
         Ok(Services {
-            docker: agora_api::docker_policy::DockerPolicy::default(),
+            admission: Admission::default(),
             events: tokio::sync::broadcast::channel(1024).0,
             store,
             apps,

@@ -464,13 +464,21 @@ fn task_info(app: &App, offer: &Offer, matched: &agora_plan::offer_match::Matche
         label_keys.push(safe);
     }
     env.insert("MARATHON_APP_LABELS".into(), label_keys.join(" "));
+    // Secrets travel as references: the agent reads them for the executor alone.
+    let secrets = definition.secret_env();
     let variables = env
         .into_iter()
+        .filter(|(name, _)| !secrets.iter().any(|used| &used.variable == name))
         .map(|(name, value)| EnvironmentVariable {
             name,
-            kind: None,
             value: Some(value),
+            ..EnvironmentVariable::default()
         })
+        .chain(
+            secrets
+                .iter()
+                .map(|used| EnvironmentVariable::secret_reference(&used.variable, &used.source)),
+        )
         .collect();
     let command = match (&definition.cmd, &definition.args) {
         (Some(cmd), _) => CommandInfo {

@@ -43,6 +43,8 @@ pub struct ServicesConfig {
     pub acls: Arc<agora_http::auth::acl::Acls>,
     /// What Docker apps may ask of their hosts (`--docker-allow`): refused with a 422.
     pub docker: agora_api::docker_policy::DockerPolicy,
+    /// Where apps' secrets are (`--secrets-dir`): an app naming a secret is refused without.
+    pub secrets: Option<Arc<agora_secrets::SecretsDir>>,
 }
 
 /// The running services scheduler.
@@ -65,7 +67,10 @@ pub fn start(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<ServicesHandle, ServicesError> {
     let mut services = core::Services::load(config.store.clone())?;
-    services.docker = config.docker.clone();
+    services.admission = core::Admission {
+        docker: config.docker.clone(),
+        secrets: config.secrets.clone(),
+    };
     let shared = Arc::new(Shared {
         services: Mutex::new(services),
         wake: tokio::sync::Notify::new(),

@@ -21,6 +21,8 @@ pub struct Security {
     pub acls: std::sync::Arc<Acls>,
     /// What Docker tasks may ask of their hosts (`--docker-allow`).
     pub docker: agora_api::docker_policy::DockerPolicy,
+    /// Where tasks' secrets are (`--secrets-dir`).
+    pub secrets: Option<std::sync::Arc<agora_secrets::SecretsDir>>,
 }
 
 /// The node's security from its flags (see [`authenticator`]).
@@ -33,6 +35,10 @@ pub fn of(
         auth: std::sync::Arc::new(authenticator(args, master, key_dir)?),
         acls: acls(args)?,
         docker: args.docker_allow.clone(),
+        secrets: match &args.secrets_dir {
+            Some(path) => Some(std::sync::Arc::new(agora_secrets::SecretsDir::open(path)?)),
+            None => None,
+        },
     })
 }
 

@@ -180,6 +180,7 @@ fn services(
         principal: Some(SERVICES_PRINCIPAL.to_owned()),
         acls: security.acls.clone(),
         docker: security.docker.clone(),
+        secrets: security.secrets.clone(),
     };
     agora_services::start(config, shutdown)
         .map(std::sync::Arc::new)
@@ -209,6 +210,7 @@ fn jobs(
         principal: Some(JOBS_PRINCIPAL.to_owned()),
         acls: security.acls.clone(),
         docker: security.docker.clone(),
+        secrets: security.secrets.clone(),
     };
     agora_jobs::start(config, shutdown)
         .map(std::sync::Arc::new)
@@ -415,6 +417,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     config.authentication = auth.required;
     config.acls = security.acls.clone();
     config.docker = security.docker.clone();
+    config.secrets = security.secrets.clone();
     // The agent in the same process reaches its master as the process itself.
     config.master_headers = security::internal_access(&auth, SYSTEM_PRINCIPAL).headers();
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
@@ -544,6 +547,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     config.authentication = auth.required;
     config.acls = security.acls.clone();
     config.docker = security.docker.clone();
+    config.secrets = security.secrets.clone();
     config.master_headers = access.headers();
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     discovery(

@@ -295,8 +295,8 @@ async fn commands_run_with_shell_or_argv_and_their_environment() {
         command.environment = Some(agora_api::mesos::Environment {
             variables: vec![agora_api::mesos::EnvironmentVariable {
                 name: "GREETING".into(),
-                kind: None,
                 value: Some("hi".into()),
+                ..Default::default()
             }],
         });
     }

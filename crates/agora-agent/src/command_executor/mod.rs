@@ -348,6 +348,18 @@ impl Executor {
             .await;
             return;
         };
+        if let Some(message) = crate::secrets::unresolved(&command) {
+            self.tasks
+                .insert(task_id.clone(), RunningTask::new(task, directory));
+            self.update(
+                &task_id,
+                TaskState::Failed,
+                Some(message),
+                Some("REASON_CONTAINER_LAUNCH_FAILED"),
+            )
+            .await;
+            return;
+        }
         let docker = crate::docker::spec::is_docker(&task);
         self.tasks.insert(
             task_id.clone(),

@@ -213,6 +213,15 @@ pub struct VersionInfo {
     pub last_config_change_at: String,
 }
 
+/// An env variable whose value is a secret: the app's name for the secret, and its source
+/// (its name in the secrets directory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretEnv {
+    pub variable: String,
+    pub secret: String,
+    pub source: String,
+}
+
 /// An app as stored and answered. Read-only fields a client sends back (task counts,
 /// deployments, `versionInfo`) are ignored on input.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -227,6 +236,10 @@ pub struct AppDefinition {
     pub user: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, Value>,
+    /// Marathon's secrets: a name the app's `env` refers to (`{"secret": name}`) and where
+    /// the value is (`{"source": "team-a/db-password"}`, a name in `--secrets-dir`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, Value>,
     #[serde(default = "defaults::instances")]
     pub instances: i64,
     #[serde(default = "defaults::cpus")]
@@ -549,15 +562,7 @@ impl AppDefinition {
         {
             v.add("/taskKillGracePeriodSeconds", "must be 0 or more");
         }
-        for (name, value) in &self.env {
-            let is_secret_ref = value.get("secret").is_some_and(Value::is_string);
-            if !value.is_string() && !is_secret_ref {
-                v.add(
-                    format!("/env/{name}"),
-                    "must be a string or {\"secret\": name}",
-                );
-            }
-        }
+        self.validate_secrets(&mut v);
         for (index, constraint) in self.constraints.iter().enumerate() {
             let operator = constraint.get(1).map(|o| o.to_ascii_uppercase());
             let known = [
@@ -852,6 +857,59 @@ impl AppDefinition {
         }
     }
 
+    /// Each env value is a string or names a declared secret, and each secret says where its
+    /// value is. Whether that exists is the scheduler's to check (it has the directory).
+    fn validate_secrets(&self, v: &mut Violations) {
+        for (name, value) in &self.env {
+            match value.get("secret") {
+                _ if value.is_string() => {}
+                Some(Value::String(secret)) if self.secrets.contains_key(secret) => {}
+                Some(Value::String(secret)) => v.add(
+                    format!("/env/{name}"),
+                    format!("references an undefined secret named '{secret}'"),
+                ),
+                _ => v.add(
+                    format!("/env/{name}"),
+                    "must be a string or {\"secret\": name}",
+                ),
+            }
+        }
+        for (name, secret) in &self.secrets {
+            if !secret.get("source").is_some_and(Value::is_string) {
+                v.add(format!("/secrets/{name}/source"), "must be a string");
+            }
+        }
+        let volumes = self
+            .container
+            .as_ref()
+            .and_then(|c| c.get("volumes"))
+            .and_then(Value::as_array);
+        for (index, volume) in volumes.into_iter().flatten().enumerate() {
+            if volume.get("secret").is_some() {
+                v.add(
+                    format!("/container/volumes({index})/secret"),
+                    "secret volumes are not supported: give the secret to the task in env",
+                );
+            }
+        }
+    }
+
+    /// The secrets the app's env uses.
+    pub fn secret_env(&self) -> Vec<SecretEnv> {
+        self.env
+            .iter()
+            .filter_map(|(variable, value)| {
+                let secret = value.get("secret")?.as_str()?;
+                let source = self.secrets.get(secret)?.get("source")?.as_str()?;
+                Some(SecretEnv {
+                    variable: variable.clone(),
+                    secret: secret.to_owned(),
+                    source: source.to_owned(),
+                })
+            })
+            .collect()
+    }
+
     fn validate_bounds(&self, v: &mut Violations) {
         for (path, value) in self.bounded_numbers() {
             if value > MARATHON_INT_MAX as f64 {
@@ -887,6 +945,35 @@ mod tests {
         let mut app = AppDefinition::parse(&body).unwrap();
         app.normalize("/").unwrap();
         app
+    }
+
+    #[test]
+    fn env_secrets_name_declared_secrets() {
+        let app = parse(json!({"id": "web", "cmd": "x",
+            "env": {"A": "plain", "B": {"secret": "db"}, "C": {"secret": "nope"}, "D": 1},
+            "secrets": {"db": {"source": "team/db"}, "bad": {"path": "x"}},
+            "container": {"type": "MESOS", "volumes": [{"containerPath": "s", "secret": "db"}]}}));
+        let paths: Vec<String> = app
+            .validate()
+            .into_vec()
+            .into_iter()
+            .map(|v| v.path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/env/C",
+                "/env/D",
+                "/secrets/bad/source",
+                "/container/volumes(0)/secret"
+            ]
+        );
+        let used = SecretEnv {
+            variable: "B".into(),
+            secret: "db".into(),
+            source: "team/db".into(),
+        };
+        assert_eq!(app.secret_env(), [used]);
     }
 
     #[test]

@@ -62,9 +62,11 @@ pub enum Action {
     ViewJobs,
     /// Creating, changing, running, killing or removing a job (object: its name).
     ManageJobs,
+    /// A framework's task reading a secret from `--secrets-dir` (object: the secret's name).
+    UseSecrets,
 }
 
-const ACTIONS: [(Action, &str, &str); 18] = [
+const ACTIONS: [(Action, &str, &str); 19] = [
     (Action::RegisterFrameworks, "register_frameworks", "roles"),
     (Action::RunTasks, "run_tasks", "users"),
     (
@@ -95,6 +97,7 @@ const ACTIONS: [(Action, &str, &str); 18] = [
     (Action::ManageApps, "manage_apps", "paths"),
     (Action::ViewJobs, "view_jobs", "jobs"),
     (Action::ManageJobs, "manage_jobs", "jobs"),
+    (Action::UseSecrets, "use_secrets", "secrets"),
 ];
 
 impl Action {
@@ -120,6 +123,16 @@ impl Action {
             return true;
         }
         match self {
+            // Secrets are named without a leading '/', as DC/OS' may be spelled with one.
+            Action::UseSecrets => {
+                let rule = rule.trim_matches('/');
+                let request = request.trim_start_matches('/');
+                rule.is_empty()
+                    || rule == request
+                    || request
+                        .strip_prefix(rule)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
             Action::ViewApps | Action::ManageApps => {
                 let rule = rule.trim_end_matches('/');
                 rule.is_empty()
@@ -372,6 +385,18 @@ mod tests {
         let job = |name| acls.permits(Action::ViewJobs, Some("team-a"), Some(name));
         assert!(job("team-a") && job("team-a.nightly") && job("team-a-report"));
         assert!(!job("team-ab") && !job("other"));
+    }
+
+    #[test]
+    fn secrets_cover_what_lies_under_them() {
+        let acls = acls(
+            r#"{"permissive": false,
+                "use_secrets": [{"principals": {"values": ["team-a"]},
+                                 "secrets": {"values": ["/team-a", "shared-token"]}}]}"#,
+        );
+        let secret = |name| acls.permits(Action::UseSecrets, Some("team-a"), Some(name));
+        assert!(secret("team-a/db") && secret("/team-a/x/y") && secret("shared-token"));
+        assert!(!secret("team-ab/db") && !secret("team-b/db") && !secret("other"));
     }
 
     #[test]

@@ -248,7 +248,7 @@ impl Master {
             "LAUNCH" => {
                 let tasks = operation.launch.map(|l| l.task_infos).unwrap_or_default();
                 for task in tasks {
-                    if let Err(message) = self.authorize_user(framework_id, &task) {
+                    if let Err(message) = self.authorize_task(framework_id, &task) {
                         self.task_refused(framework_id, &task, message, "REASON_TASK_UNAUTHORIZED");
                         continue;
                     }
@@ -274,7 +274,11 @@ impl Master {
                     .task_group
                     .tasks
                     .iter()
-                    .find_map(|task| self.authorize_user(framework_id, task).err());
+                    .find_map(|task| self.authorize_task(framework_id, task).err())
+                    .or_else(|| {
+                        let executor = group.executor.command.as_ref();
+                        self.authorize_secrets(framework_id, [executor]).err()
+                    });
                 if let Some(message) = unauthorized {
                     for task in &group.task_group.tasks {
                         self.task_refused(
@@ -337,8 +341,9 @@ impl Master {
     }
 
     /// Whether the framework's principal may run the task as the user it would run as (its
-    /// command's, its executor's, else the framework's): Mesos' `run_tasks`.
-    fn authorize_user(&self, framework_id: &FrameworkId, task: &TaskInfo) -> Result<(), String> {
+    /// command's, its executor's, else the framework's): Mesos' `run_tasks`; and whether it
+    /// may use the secrets the task's environment refers to: agora's `use_secrets`.
+    fn authorize_task(&self, framework_id: &FrameworkId, task: &TaskInfo) -> Result<(), String> {
         let Some(framework) = self.frameworks.get(framework_id) else {
             return Ok(());
         };
@@ -353,17 +358,55 @@ impl Master {
                     .and_then(|c| c.user.as_deref())
             })
             .unwrap_or(&framework.info.user);
-        if self.config.acls.permits(
+        let principal = framework.info.principal.as_deref();
+        if !self.config.acls.permits(
             agora_http::auth::acl::Action::RunTasks,
-            framework.info.principal.as_deref(),
+            principal,
             Some(user),
         ) {
-            Ok(())
-        } else {
-            Err(format!(
+            return Err(format!(
                 "Not authorized to launch as user '{user}' ('run_tasks' in the ACLs)"
-            ))
+            ));
         }
+        self.authorize_secrets(
+            framework_id,
+            [
+                task.command.as_ref(),
+                task.executor.as_ref().and_then(|e| e.command.as_ref()),
+            ],
+        )
+    }
+
+    /// Whether the framework's principal may use the secrets the commands' environments
+    /// refer to (agora's `use_secrets`).
+    fn authorize_secrets<'a>(
+        &self,
+        framework_id: &FrameworkId,
+        commands: impl IntoIterator<Item = Option<&'a agora_api::mesos::CommandInfo>>,
+    ) -> Result<(), String> {
+        let Some(framework) = self.frameworks.get(framework_id) else {
+            return Ok(());
+        };
+        let principal = framework.info.principal.as_deref();
+        let secrets = commands
+            .into_iter()
+            .flatten()
+            .filter_map(|command| command.environment.as_ref())
+            .flat_map(|environment| &environment.variables)
+            .filter_map(|variable| variable.secret.as_ref()?.reference.as_ref());
+        for reference in secrets {
+            if !self.config.acls.permits(
+                agora_http::auth::acl::Action::UseSecrets,
+                principal,
+                Some(&reference.name),
+            ) {
+                return Err(format!(
+                    "Not authorized to use secret '{}' ('use_secrets' in the ACLs)",
+                    reference.name
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Validates one task against the offer; returns the resources it consumes (its own plus

@@ -431,7 +431,7 @@ impl Builder<'_> {
 
     /// One app of a group body; returns its id when it is valid.
     fn app(&mut self, body: &Value, group: &str, at: &str) -> Option<String> {
-        let mut definition = match parse_definition(body, group, &self.services.docker) {
+        let mut definition = match parse_definition(body, group, &self.services.admission) {
             Ok(definition) => definition,
             Err(violations) => {
                 for violation in violations.into_vec() {

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use serde_json::{Value, json};
 
-use agora_api::docker_policy::{DockerPolicy, Field};
+use agora_api::docker_policy::Field;
 use agora_api::marathon::app::{AppDefinition, merge_partial};
 use agora_api::marathon::errors::{Violations, invalid_body, message_body};
 use agora_api::marathon::path;
@@ -141,8 +141,8 @@ fn parse_body(body: &[u8]) -> Result<Value, Response> {
 
 /// Parses, normalises and validates a definition, and assigns its service ports.
 fn prepare(shared: &Shared, body: &Value, parent: &str) -> Result<AppDefinition, Response> {
-    let docker = shared.lock().docker.clone();
-    let mut definition = parse_definition(body, parent, &docker).map_err(|violations| {
+    let admission = shared.lock().admission.clone();
+    let mut definition = parse_definition(body, parent, &admission).map_err(|violations| {
         reply(
             StatusCode::UNPROCESSABLE_ENTITY,
             &invalid_body(&violations.into_vec()),
@@ -159,19 +159,31 @@ fn prepare(shared: &Shared, body: &Value, parent: &str) -> Result<AppDefinition,
     Ok(definition)
 }
 
-/// Parses, normalises and validates a definition — its container held to `docker`, what
-/// Docker apps may ask of their hosts; service ports are not assigned yet.
+/// Parses, normalises and validates a definition — held to what apps may ask of their hosts
+/// (`admission`: Docker's reach, secrets); service ports are not assigned yet.
 fn parse_definition(
     body: &Value,
     parent: &str,
-    docker: &DockerPolicy,
+    admission: &crate::core::Admission,
 ) -> Result<AppDefinition, Violations> {
     let mut definition = AppDefinition::parse(body)?;
     definition.normalize(parent)?;
     let mut violations = definition.validate();
+    if violations.is_empty() {
+        for used in definition.secret_env() {
+            let dir = admission.secrets.as_deref();
+            if let Err(reason) = agora_secrets::check_use(dir, &definition.id, &used.source) {
+                let at = match dir {
+                    None => format!("/env/{}", used.variable),
+                    Some(_) => format!("/secrets/{}/source", used.secret),
+                };
+                violations.add(at, reason);
+            }
+        }
+    }
     if let Some(container) = &definition.container {
         let mesos = agora_api::marathon::container::to_mesos(container, &[]);
-        for refusal in docker.refusals(&mesos) {
+        for refusal in admission.docker.refusals(&mesos) {
             let at = match refusal.field {
                 Field::Privileged => "/container/docker/privileged".to_owned(),
                 Field::Parameter(index) => format!("/container/docker/parameters({index})"),
@@ -538,7 +550,7 @@ async fn update_apps(
             let existing = services.definition_json(&id);
             let merged = merged_body(existing.as_ref(), item, &id, partial);
             let mut definition =
-                match parse_definition(&merged, path::parent(&id), &services.docker) {
+                match parse_definition(&merged, path::parent(&id), &services.admission) {
                     Ok(definition) => definition,
                     Err(found) => {
                         for violation in found.into_vec() {

@@ -174,6 +174,11 @@ pub struct AuthArgs {
     /// none of them)
     #[arg(long, env = "AGORA_DOCKER_ALLOW", default_value = "none", value_parser = parse_docker_allow)]
     pub docker_allow: agora_api::docker_policy::DockerPolicy,
+    /// The directory of secrets that apps' and jobs' `{"secret": …}` env values name: one
+    /// file a secret (0600), named by its path under the directory. Masters check the names,
+    /// agents read the values
+    #[arg(long, env = "AGORA_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 fn parse_docker_allow(text: &str) -> Result<agora_api::docker_policy::DockerPolicy, String> {

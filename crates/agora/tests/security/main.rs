@@ -14,4 +14,5 @@ mod gate;
 mod inputs;
 mod limits;
 mod paths;
+mod secrets;
 mod users;
