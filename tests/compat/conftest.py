@@ -26,7 +26,7 @@ RESOURCES = "cpus:4;mem:4096;ports:[31000-31100]"
 STARTUP_TIMEOUT = 20.0  # seconds until the "agora up: ... listening on" line and /health 200
 STOP_TIMEOUT = 15.0  # seconds agora gets to exit after SIGTERM before it is SIGKILLed
 TEST_TIMEOUT = 120.0  # hard limit per test (the whole suite normally takes a few seconds)
-READY_RE = re.compile(r"listening on http://([0-9.]+):(\d+)")
+READY_RE = re.compile(r"listening on https?://([0-9.]+):(\d+)")
 
 
 def agora_bin():

@@ -68,6 +68,23 @@ pub struct AgentConfig {
     pub docker: agora_api::docker_policy::DockerPolicy,
     /// Where tasks' secrets are (`--secrets-dir`); without it a task naming one fails.
     pub secrets: Option<std::sync::Arc<agora_secrets::SecretsDir>>,
+    /// What the agent trusts, and presents, when it reaches its master over TLS (`--tls-ca`,
+    /// its `--tls-cert`): the master is then reached over https unless its address says.
+    pub master_tls: Option<agora_client::Tls>,
+    /// How executors reach this agent when it serves TLS (none: plain HTTP).
+    pub executor_tls: Option<ExecutorTls>,
+}
+
+/// What executors need to reach an agent that serves TLS.
+#[derive(Clone, Debug, Default)]
+pub struct ExecutorTls {
+    /// The agent's certificate (PEM): the built-in executor trusts exactly it, whatever
+    /// address it dials (a task's user may not be able to read the file, so it is handed
+    /// over in the environment; a certificate is public).
+    pub cert_pem: String,
+    /// The CA the agent's certificate is signed by (`--tls-ca`), for framework executors
+    /// (Mesos' `LIBPROCESS_SSL_CA_FILE`).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What isolates tasks (`--isolation`): cgroups (cpu, memory, pids) and namespaces (pid and
@@ -158,11 +175,20 @@ impl AgentConfig {
             acls: std::sync::Arc::default(),
             docker: agora_api::docker_policy::DockerPolicy::default(),
             secrets: None,
+            master_tls: None,
+            executor_tls: None,
         }
     }
 
     pub fn endpoint(&self) -> String {
         format!("{}:{}", self.advertise_ip, self.port)
+    }
+
+    /// The master's URL for `path`: its address's scheme when it gives one, else https when
+    /// the agent has TLS settings for it.
+    pub fn master_url(&self, path: &str) -> String {
+        let access = agora_client::Access::default().with_tls(self.master_tls.clone());
+        format!("{}{path}", access.base_url(&self.master))
     }
 }
 

@@ -226,7 +226,9 @@ impl Agent {
         } else {
             None
         };
-        let client = reqwest::Client::builder()
+        let client = agora_client::Access::default()
+            .with_tls(config.master_tls.clone())
+            .client_builder()
             .default_headers(config.master_headers.clone())
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -946,6 +948,21 @@ impl Agent {
         }
         if let Some(token) = &executor.token {
             environment.insert(crate::executor_auth::TOKEN_ENV.to_owned(), token.clone());
+        }
+        // An agent serving TLS is reached over it: the built-in executor reads agora's
+        // variables, a framework's executor Mesos' (libprocess') own.
+        if let Some(tls) = &self.config.executor_tls {
+            environment.insert(
+                crate::command_executor::AGENT_CERT_ENV.to_owned(),
+                tls.cert_pem.clone(),
+            );
+            environment.insert("LIBPROCESS_SSL_ENABLED".to_owned(), "true".into());
+            if let Some(file) = &tls.ca_file {
+                environment.insert(
+                    "LIBPROCESS_SSL_CA_FILE".to_owned(),
+                    file.display().to_string(),
+                );
+            }
         }
         let command = match executor.kind {
             ExecutorKind::Command | ExecutorKind::Default => self.builtin_command(),

@@ -36,7 +36,7 @@ mod warm;
 use std::sync::Arc;
 
 pub use command_executor::run as run_command_executor;
-pub use config::{AgentConfig, Isolation, Isolator, detect_resources};
+pub use config::{AgentConfig, ExecutorTls, Isolation, Isolator, detect_resources};
 pub use launcher::{LAUNCHER_ENV, serve_launcher};
 
 #[derive(Debug, thiserror::Error)]

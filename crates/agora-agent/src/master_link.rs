@@ -42,7 +42,7 @@ async fn executor_heartbeats(agent: Arc<Agent>) {
 }
 
 fn url(agent: &Agent, path: &str) -> String {
-    format!("http://{}{path}", agent.config.master)
+    agent.config.master_url(path)
 }
 
 /// A request to the master, carrying this agent's secret once it has one.

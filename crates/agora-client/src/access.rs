@@ -2,6 +2,9 @@
 //! principal and its secret, or a bearer token). Every client of this crate is built from an
 //! [`Access`], and every request it sends carries it.
 
+use std::sync::Arc;
+
+use agora_tls::tokio_rustls::rustls::ClientConfig;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
 /// How a client proves who it is.
@@ -40,15 +43,56 @@ impl Auth {
     }
 }
 
-/// What a client needs to reach the cluster's APIs.
+/// What a client trusts (and presents) over TLS: `--tls-ca` (and an agent's certificate).
+#[derive(Clone)]
+pub struct Tls {
+    config: Arc<ClientConfig>,
+}
+
+impl Tls {
+    pub fn new(config: ClientConfig) -> Tls {
+        Tls {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(..)")
+    }
+}
+
+impl PartialEq for Tls {
+    fn eq(&self, other: &Tls) -> bool {
+        Arc::ptr_eq(&self.config, &other.config)
+    }
+}
+
+impl Eq for Tls {}
+
+/// What a client needs to reach the cluster's APIs: who it is, and what it trusts over TLS.
+/// With `tls`, an address without a scheme is reached over https.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Access {
     pub auth: Option<Auth>,
+    pub tls: Option<Tls>,
 }
 
 impl Access {
     pub fn new(auth: Option<Auth>) -> Access {
-        Access { auth }
+        Access { auth, tls: None }
+    }
+
+    /// The same identity, trusting (and presenting) what `tls` says.
+    pub fn with_tls(self, tls: Option<Tls>) -> Access {
+        Access { tls, ..self }
+    }
+
+    /// `host:port`, `http(s)://host:port` or `//host:port/path` → the URL to send requests
+    /// under: a scheme given is kept; without one, https when this access has TLS settings.
+    pub fn base_url(&self, address: &str) -> String {
+        crate::base_url(address, self.tls.is_some())
     }
 
     /// The headers every request carries.
@@ -60,10 +104,39 @@ impl Access {
         headers
     }
 
-    /// A reqwest client builder carrying this access.
+    /// A reqwest client builder carrying this access: its identity, and its TLS settings
+    /// (else the machine's roots, for an https address given without `--tls-ca`).
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
-        reqwest::Client::builder().default_headers(self.headers())
+        let builder = reqwest::Client::builder().default_headers(self.headers());
+        let config = match &self.tls {
+            Some(tls) => Some((*tls.config).clone()),
+            None => system_tls(),
+        };
+        match config {
+            Some(config) => builder.tls_backend_preconfigured(config),
+            None => builder,
+        }
     }
+}
+
+/// A TLS configuration trusting the machine's roots, made once.
+fn system_tls() -> Option<ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Option<ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| match agora_tls::client(None, None) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                tracing::warn!(%error, "no TLS configuration: https addresses cannot be reached");
+                None
+            }
+        })
+        .clone()
+}
+
+/// A reqwest client builder for URLs users give (callbacks, downloads): no identity, the
+/// machine's roots.
+pub fn plain_client_builder() -> reqwest::ClientBuilder {
+    Access::default().client_builder()
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::{ClientError, base_url};
+use crate::ClientError;
 
 /// What an API answered: the decoded body (`Null` when empty) and the headers an operation
 /// may need (Marathon names the deployment it started in `Marathon-Deployment-Id`).
@@ -32,7 +32,7 @@ impl JsonHttp {
             .build()
             .unwrap_or_default();
         JsonHttp {
-            base: base_url(address),
+            base: access.base_url(address),
             http,
             authorization: None,
         }

@@ -13,7 +13,7 @@ pub mod readings;
 mod scheduler;
 mod services;
 
-pub use access::{Access, Auth};
+pub use access::{Access, Auth, Tls, plain_client_builder};
 pub use agent::{AgentClient, FileChunk};
 pub use http::{Answer, escape as escape_segment};
 pub use jobs::JobsClient;
@@ -98,17 +98,19 @@ pub fn host_of(address: &str) -> &str {
         .map_or(address, |(host, _)| host)
 }
 
-/// `host:port`, `http://host:port` or `//host:port/path` → `http://host:port`.
-pub(crate) fn base_url(master: &str) -> String {
+/// `host:port`, `http(s)://host:port` or `//host:port/path` → `http(s)://host:port`: a scheme
+/// given is kept, else https when `tls`.
+pub(crate) fn base_url(master: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     let trimmed = master.trim_end_matches('/');
     if let Some(rest) = trimmed.strip_prefix("//") {
         let authority = rest.split('/').next().unwrap_or(rest);
-        return format!("http://{authority}");
+        return format!("{scheme}://{authority}");
     }
     if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
         return trimmed.to_owned();
     }
-    format!("http://{trimmed}")
+    format!("{scheme}://{trimmed}")
 }
 
 #[cfg(test)]
@@ -147,11 +149,17 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        assert_eq!(super::base_url("m:5050"), "http://m:5050");
-        assert_eq!(super::base_url("http://m:5050/"), "http://m:5050");
+        assert_eq!(super::base_url("m:5050", false), "http://m:5050");
+        assert_eq!(super::base_url("m:5050", true), "https://m:5050");
+        assert_eq!(super::base_url("http://m:5050/", true), "http://m:5050");
+        assert_eq!(super::base_url("https://m:5050/", false), "https://m:5050");
         assert_eq!(
-            super::base_url("//m2:5050/api/v1/scheduler"),
+            super::base_url("//m2:5050/api/v1/scheduler", false),
             "http://m2:5050"
+        );
+        assert_eq!(
+            super::base_url("//m2:5050/api/v1/scheduler", true),
+            "https://m2:5050"
         );
     }
 }

@@ -15,7 +15,7 @@ use agora_api::scheduler::{
     Reconcile, ReconcileTask, Roles, Subscribe,
 };
 
-use crate::{ClientError, base_url};
+use crate::ClientError;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerOptions {
@@ -83,7 +83,7 @@ impl Scheduler {
         options: SchedulerOptions,
     ) -> Result<Scheduler, ClientError> {
         let session = Arc::new(Mutex::new(Session {
-            base: base_url(master),
+            base: options.access.base_url(master),
             framework_id: info.id.as_ref().map(|id| id.value.clone()),
             stream_id: None,
         }));
@@ -446,7 +446,10 @@ async fn subscribe_once(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
-            session.lock().unwrap_or_else(|p| p.into_inner()).base = base_url(&location);
+            // Mesos' `//host:port/...` is reached as the master that answered was.
+            let mut session = session.lock().unwrap_or_else(|p| p.into_inner());
+            session.base = crate::base_url(&location, session.base.starts_with("https:"));
+            drop(session);
             continue;
         }
         if !response.status().is_success() {

@@ -68,6 +68,7 @@ pub async fn follow(
             return;
         }
     };
+    let master = access.base_url(&master);
     let mut cluster = Cluster::default();
     let mut backoff = Duration::from_millis(100);
     let mut reported = false;
@@ -116,7 +117,7 @@ async fn snapshot(
     master: &str,
     cluster: &mut Cluster,
 ) -> Result<(), FollowError> {
-    let url = format!("http://{master}/v2/apps?embed=apps.tasks");
+    let url = format!("{master}/v2/apps?embed=apps.tasks");
     let response = successful(client.get(&url).timeout(Duration::from_secs(30)), url).await?;
     let body = response.bytes().await?;
     cluster.load_snapshot(&body)?;
@@ -137,7 +138,7 @@ async fn follow_once(
     publish: &watch::Sender<View>,
 ) -> Result<(), FollowError> {
     let query: Vec<(&str, &str)> = EVENT_TYPES.iter().map(|t| ("event_type", *t)).collect();
-    let url = format!("http://{master}/v2/events");
+    let url = format!("{master}/v2/events");
     let request = client
         .get(&url)
         .query(&query)

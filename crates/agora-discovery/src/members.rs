@@ -33,9 +33,10 @@ async fn address(host: &str) -> Option<IpAddr> {
         .flatten()
 }
 
+/// `master` is its base URL (`http(s)://host:port`).
 async fn read(client: &reqwest::Client, master: &str, node_ip: IpAddr) -> Option<Members> {
     let summary: Summary = client
-        .get(format!("http://{master}/master/state-summary"))
+        .get(format!("{master}/master/state-summary"))
         .timeout(Duration::from_secs(10))
         .send()
         .await
@@ -43,7 +44,8 @@ async fn read(client: &reqwest::Client, master: &str, node_ip: IpAddr) -> Option
         .json()
         .await
         .ok()?;
-    let (master_host, master_port) = master.rsplit_once(':')?;
+    let authority = master.split_once("://").map_or(master, |(_, rest)| rest);
+    let (master_host, master_port) = authority.rsplit_once(':')?;
     let mut members = Members {
         master: Some((address(master_host).await?, master_port.parse().ok()?)),
         ns: Some(node_ip),
@@ -81,7 +83,11 @@ pub async fn follow(
     poke: std::sync::Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
-    let client = access.client_builder().build().unwrap_or_default();
+    let Ok(client) = access.client_builder().build() else {
+        tracing::error!("discovery cannot build an HTTP client for the master's members");
+        return;
+    };
+    let master = access.base_url(&master);
     let mut pause = Duration::from_millis(250);
     loop {
         if let Some(members) = read(&client, &master, node_ip).await {

@@ -11,6 +11,7 @@ mod family;
 mod gate;
 mod listen;
 
+pub use agora_tls::PeerCertified;
 pub use family::ApiFamily;
 pub use gate::{GateConfig, HostNames, protect};
-pub use listen::{Limits, Refused, serve};
+pub use listen::{Limits, ListenerTls, Refused, serve};

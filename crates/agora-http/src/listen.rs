@@ -7,12 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use agora_tls::PeerCertified;
 use axum::Router;
+use axum::http::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower_service::Service;
 
 /// How much of the server one client, or all of them, may hold.
 #[derive(Clone, Debug)]
@@ -39,15 +43,32 @@ pub struct Refused {
     pub connections: AtomicU64,
 }
 
-/// Serves `router` on `listener` until `shutdown`; connections in progress then finish their
-/// request and close.
+/// TLS on a listener.
+#[derive(Clone)]
+pub struct ListenerTls {
+    pub config: Arc<agora_tls::tokio_rustls::rustls::ServerConfig>,
+    /// Plain HTTP is served too, on the same port (Mesos'
+    /// `LIBPROCESS_SSL_SUPPORT_DOWNGRADE`): for clients that speak no TLS, such as pymesos.
+    pub accept_plain: bool,
+}
+
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Serves `router` on `listener` until `shutdown` — over TLS when `tls` is given, each
+/// request then saying whether its client presented a certificate the listener's client CA
+/// signed ([`agora_tls::PeerCertified`]); connections in progress then finish their request
+/// and close.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
     refused: Arc<Refused>,
+    tls: Option<ListenerTls>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let accept_plain = tls.as_ref().is_some_and(|tls| tls.accept_plain);
+    let acceptor = tls.map(|tls| agora_tls::tokio_rustls::TlsAcceptor::from(tls.config));
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         let accepted = tokio::select! {
@@ -73,25 +94,88 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let header_timeout = limits.header_read_timeout;
         let shutdown = shutdown.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .keep_alive(true);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            let plain = match &acceptor {
+                None => true,
+                // A client that speaks TLS starts with a handshake record; any other first
+                // byte is plain HTTP, served only where downgrade is allowed.
+                Some(_) if accept_plain => {
+                    let mut first = [0u8; 1];
+                    let peeked =
+                        tokio::time::timeout(header_timeout, stream.peek(&mut first)).await;
+                    match peeked {
+                        Ok(Ok(1)) => first[0] != TLS_HANDSHAKE,
+                        _ => return,
+                    }
                 }
-            }
+                Some(_) => false,
+            };
+            let acceptor = match acceptor {
+                Some(acceptor) if !plain => acceptor,
+                _ => {
+                    let service = TowerToHyperService::new(router);
+                    serve_connection(stream, service, header_timeout, shutdown).await;
+                    return;
+                }
+            };
+            // The handshake is held to the headers' deadline: a client that stalls in it is
+            // as slow as one that trickles its headers.
+            let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out");
+                    return;
+                }
+            };
+            // A certificate is only there if the client CA's verifier accepted it.
+            let certified = PeerCertified(stream.get_ref().1.peer_certificates().is_some());
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(certified);
+                let mut router = router.clone();
+                async move { Service::call(&mut router, request).await }
+            });
+            serve_connection(stream, service, header_timeout, shutdown).await;
         });
+    }
+}
+
+/// Serves one connection's requests until it closes, or until `shutdown` (the request in
+/// progress then finishes).
+async fn serve_connection<S, T>(
+    stream: T,
+    service: S,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = axum::response::Response>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }

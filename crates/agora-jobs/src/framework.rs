@@ -41,7 +41,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             checkpoint: true,
             // A hostname, as Mesos shows it: the advertised address without its port.
             hostname: Some(agora_client::host_of(&shared.config.advertised).to_owned()),
-            webui_url: Some(format!("http://{}", shared.config.advertised)),
+            webui_url: Some(shared.config.access.base_url(&shared.config.advertised)),
             ..FrameworkInfo::default()
         };
         let framework_id = StoredText::new(&*shared.config.store, FRAMEWORK_ID_KEY);

@@ -36,6 +36,11 @@ pub struct MasterConfig {
     pub authentication: agora_http::auth::Required,
     /// Who may do what (`--acls`); without: everything is allowed.
     pub acls: std::sync::Arc<agora_http::auth::acl::Acls>,
+    /// Agents must present a TLS certificate the listener's client CA signed
+    /// (`--tls-require-agent-cert`).
+    pub require_agent_certificate: bool,
+    /// The listener serves https (`--tls-cert`), for the state's account of security.
+    pub tls: bool,
 }
 
 impl Default for MasterConfig {
@@ -56,6 +61,8 @@ impl Default for MasterConfig {
             subscriber_queue_bytes: 64 << 20,
             authentication: agora_http::auth::Required::default(),
             acls: std::sync::Arc::default(),
+            require_agent_certificate: false,
+            tls: false,
         }
     }
 }

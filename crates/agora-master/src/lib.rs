@@ -62,9 +62,10 @@ pub fn start(
     config: MasterConfig,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<MasterHandle, MasterError> {
+    let require_agent_certificate = config.require_agent_certificate;
     let master = Master::recover(config)?;
     let shared: Shared = Arc::new(Mutex::new(master));
     core::spawn_loops(shared.clone(), shutdown);
-    let router = http::router(shared.clone());
+    let router = http::router(shared.clone(), require_agent_certificate);
     Ok(MasterHandle { router, shared })
 }

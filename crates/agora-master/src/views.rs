@@ -509,6 +509,7 @@ fn flags(master: &Master) -> Value {
         "authenticate_agents": config.authentication.agents.to_string(),
         "authenticate_http_readwrite": config.authentication.readwrite.to_string(),
         "authenticate_http_readonly": config.authentication.readonly.to_string(),
+        "tls_require_agent_cert": config.require_agent_certificate.to_string(),
     })
 }
 
@@ -527,8 +528,12 @@ pub(crate) fn security(master: &Master) -> Value {
     if !required.agents {
         warnings.push("agents are not authenticated: any process that reaches the master can join as an agent");
     }
+    if !master.config.tls {
+        warnings.push("the API is plain HTTP: secrets, tokens and tasks' commands cross the network in the clear");
+    }
     json!({
         "authentication": if required.any() { "on" } else { "off" },
+        "tls": if master.config.tls { "on" } else { "off" },
         "warnings": warnings,
     })
 }

@@ -20,7 +20,10 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut events = shared.lock().events.subscribe();
-    let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
+    let client = match agora_client::plain_client_builder()
+        .timeout(TIMEOUT)
+        .build()
+    {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "event callbacks disabled: no HTTP client");

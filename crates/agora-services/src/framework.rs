@@ -48,7 +48,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             checkpoint: true,
             // A hostname, as Mesos shows it: the advertised address without its port.
             hostname: Some(agora_client::host_of(&shared.config.advertised).to_owned()),
-            webui_url: Some(format!("http://{}", shared.config.advertised)),
+            webui_url: Some(shared.config.access.base_url(&shared.config.advertised)),
             // Unreachable tasks are reported as such (not lost), so unreachableStrategy decides
             // when they are replaced; tasks that come back report again.
             // TASK_KILLING lets discovery take an instance out of rotation as its kill starts,

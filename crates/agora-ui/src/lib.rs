@@ -42,6 +42,9 @@ pub struct UiConfig {
     pub access: Access,
     /// The session cookie is sent over https only (the UI is served over TLS).
     pub secure_cookies: bool,
+    /// What the UI trusts of agents when it reads their sandboxes for a viewer (none: plain
+    /// HTTP).
+    pub agent_tls: Option<agora_client::Tls>,
 }
 
 impl UiConfig {
@@ -51,6 +54,7 @@ impl UiConfig {
             sample_every: Duration::from_secs(5),
             access: Access::default(),
             secure_cookies: false,
+            agent_tls: None,
         }
     }
 }
@@ -77,13 +81,16 @@ pub(crate) type Shared = Arc<Ui>;
 /// Starts the UI's background work (allocation sampling, following the event stream) and
 /// returns its routes.
 pub fn start(config: UiConfig, shutdown: CancellationToken) -> Router {
+    // Pages read as their viewer, over the same TLS as the UI's own work.
+    let anonymous = Access::default().with_tls(config.access.tls.clone());
     let ui = Arc::new(Ui {
         master: MasterClient::with_access(&config.master, &config.access),
         services: ServicesClient::with_access(&config.master, &config.access),
         anonymous: Api {
-            master: MasterClient::new(&config.master),
-            services: ServicesClient::new(&config.master),
-            jobs: JobsClient::new(&config.master),
+            master: MasterClient::with_access(&config.master, &anonymous),
+            services: ServicesClient::with_access(&config.master, &anonymous),
+            jobs: JobsClient::with_access(&config.master, &anonymous),
+            agents: Access::default().with_tls(config.agent_tls.clone()),
             authorization: None,
         },
         secure_cookies: config.secure_cookies,
@@ -134,6 +141,8 @@ pub(crate) struct Api {
     pub master: MasterClient,
     pub services: ServicesClient,
     pub jobs: JobsClient,
+    /// How agents are reached (their TLS).
+    agents: Access,
     authorization: Option<HeaderValue>,
 }
 
@@ -147,7 +156,7 @@ impl Ui {
 impl Api {
     /// A task's agent, reached as the same viewer.
     pub fn agent(&self, address: &str) -> AgentClient {
-        AgentClient::new(address).acting_as(self.authorization.clone())
+        AgentClient::with_access(address, &self.agents).acting_as(self.authorization.clone())
     }
 }
 
@@ -164,6 +173,7 @@ impl FromRequestParts<Shared> for Api {
             master: anonymous.master.acting_as(authorization.clone()),
             services: anonymous.services.acting_as(authorization.clone()),
             jobs: anonymous.jobs.acting_as(authorization.clone()),
+            agents: anonymous.agents.clone(),
             authorization,
         })
     }

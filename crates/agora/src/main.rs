@@ -7,10 +7,13 @@ mod ctl;
 mod lb;
 mod security;
 mod serve;
+mod tls;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Every TLS configuration names ring; this covers any client built without one.
+    agora_tls::install_default_provider();
     // An agent starts `agora executor` once per task: it skips building the whole CLI.
     let mut args = std::env::args_os().skip(1);
     if args.next().is_some_and(|arg| arg == "executor") && args.next().is_none() {

@@ -23,15 +23,24 @@ pub struct Security {
     pub docker: agora_api::docker_policy::DockerPolicy,
     /// Where tasks' secrets are (`--secrets-dir`).
     pub secrets: Option<std::sync::Arc<agora_secrets::SecretsDir>>,
+    /// TLS on the listener and to other nodes (`--tls-*`).
+    pub tls: crate::tls::NodeTls,
+    /// Agents must present a certificate signed by `--tls-ca` (a master's
+    /// `--tls-require-agent-cert`).
+    pub require_agent_cert: bool,
 }
 
 /// The node's security from its flags (see [`authenticator`]).
 pub fn of(
     args: &AuthArgs,
+    tls: &crate::cli::TlsArgs,
     master: Option<&MasterAuthArgs>,
     key_dir: Option<&Path>,
 ) -> anyhow::Result<Security> {
+    let require_agent_cert = master.is_some_and(|m| m.tls_require_agent_cert);
     Ok(Security {
+        tls: crate::tls::of(tls, require_agent_cert)?,
+        require_agent_cert,
         auth: std::sync::Arc::new(authenticator(args, master, key_dir)?),
         acls: acls(args)?,
         docker: args.docker_allow.clone(),

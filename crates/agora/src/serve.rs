@@ -18,6 +18,7 @@ use crate::cli::{
     AgentArgs, AgentOptions, DiscoveryArgs, MasterArgs, MasterOptions, NetworkArgs, UpArgs,
 };
 use crate::security;
+use crate::tls::NodeTls;
 
 fn hostname(network: &NetworkArgs) -> String {
     network.hostname.clone().unwrap_or_else(|| {
@@ -74,6 +75,8 @@ fn master_config(
             .unwrap_or(usize::MAX),
         authentication: security.auth.required,
         acls: security.acls.clone(),
+        require_agent_certificate: security.tls.server.is_some() && security.require_agent_cert,
+        tls: security.tls.serves(),
         ..MasterConfig::default()
     }
 }
@@ -236,7 +239,7 @@ fn schedulers(
         local.clone(),
         advertised.clone(),
         default_task_user(options),
-        security::internal_access(auth, SERVICES_PRINCIPAL),
+        security::internal_access(auth, SERVICES_PRINCIPAL).with_tls(security.tls.local.clone()),
         security,
         shutdown.clone(),
     )?;
@@ -245,7 +248,7 @@ fn schedulers(
         local,
         advertised,
         options,
-        security::internal_access(auth, JOBS_PRINCIPAL),
+        security::internal_access(auth, JOBS_PRINCIPAL).with_tls(security.tls.local.clone()),
         security,
         shutdown,
     )?;
@@ -305,9 +308,16 @@ fn discovery(
 
 /// The web UI at `/`, reading this process's own APIs over loopback (its pages as whoever
 /// signed in, its background work as the process's own principal).
-fn ui(port: u16, auth: &Authenticator, shutdown: CancellationToken) -> axum::Router {
+fn ui(port: u16, auth: &Authenticator, tls: &NodeTls, shutdown: CancellationToken) -> axum::Router {
     let mut config = agora_ui::UiConfig::new(format!("127.0.0.1:{port}"));
-    config.access = security::internal_access(auth, SYSTEM_PRINCIPAL);
+    config.access = security::internal_access(auth, SYSTEM_PRINCIPAL).with_tls(tls.local.clone());
+    config.secure_cookies = tls.serves();
+    // Agents serve TLS when this node does (a cluster is secured as a whole).
+    config.agent_tls = if tls.serves() {
+        tls.remote.clone().or_else(|| tls.local.clone())
+    } else {
+        tls.remote.clone()
+    };
     agora_ui::start(config, shutdown)
 }
 
@@ -325,6 +335,7 @@ struct Serving {
     gate: agora_http::GateConfig,
     limits: agora_http::Limits,
     refused: std::sync::Arc<agora_http::Refused>,
+    tls: Option<agora_http::ListenerTls>,
 }
 
 fn serving(network: &NetworkArgs, security: &security::Security) -> Serving {
@@ -343,6 +354,7 @@ fn serving(network: &NetworkArgs, security: &security::Security) -> Serving {
             header_read_timeout: network.header_read_timeout,
         },
         refused: std::sync::Arc::default(),
+        tls: security.tls.listener(),
     }
 }
 
@@ -379,16 +391,28 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let router = agora_http::protect(router, serving.gate);
-    agora_http::serve(listener, router, serving.limits, serving.refused, shutdown)
-        .await
-        .context("server failed")
+    agora_http::serve(
+        listener,
+        router,
+        serving.limits,
+        serving.refused,
+        serving.tls,
+        shutdown,
+    )
+    .await
+    .context("server failed")
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (listener, port) = bind(&args.network, UP_BIND, args.port).await?;
     prepare_data_dir(&args.data_dir, 0o711)?;
-    let security = security::of(&args.auth, Some(&args.master_auth), Some(&args.data_dir))?;
+    let security = security::of(
+        &args.auth,
+        &args.tls,
+        Some(&args.master_auth),
+        Some(&args.data_dir),
+    )?;
     let auth = security.auth.clone();
     let shutdown = CancellationToken::new();
     let master = agora_master::start(
@@ -420,6 +444,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     config.secrets = security.secrets.clone();
     // The agent in the same process reaches its master as the process itself.
     config.master_headers = security::internal_access(&auth, SYSTEM_PRINCIPAL).headers();
+    config.master_tls = security.tls.local.clone();
+    config.executor_tls = security.tls.executors.clone();
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     // The schedulers stop first on shutdown, so they do not replace the tasks being stopped.
     let services_shutdown = shutdown.child_token();
@@ -437,7 +463,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         &args.network,
         bind_ip(&args.network, UP_BIND)?,
         format!("127.0.0.1:{port}"),
-        security::internal_access(&auth, SYSTEM_PRINCIPAL),
+        security::internal_access(&auth, SYSTEM_PRINCIPAL).with_tls(security.tls.local.clone()),
         &agent,
         shutdown.clone(),
     );
@@ -452,7 +478,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .clone()
         .merge(agent.router.clone())
         .merge(schedulers)
-        .merge(ui(port, &auth, shutdown.clone()))
+        .merge(ui(port, &auth, &security.tls, shutdown.clone()))
         .merge(agora_http::auth::login::routes(auth.clone()));
     security::warn_if_open(
         "agora up",
@@ -463,10 +489,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     master.add_metrics(http_metrics(&serving.refused));
     let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
     println!(
-        "agora up: master and agent listening on http://{ip}:{port} (ready in {} ms), \
-         web UI at http://{ip}:{port}/",
+        "agora up: master and agent listening on {scheme}://{ip}:{port} (ready in {} ms), \
+         web UI at {scheme}://{ip}:{port}/",
         started.elapsed().as_millis(),
         ip = args.network.ip,
+        scheme = security.tls.scheme(),
     );
     stop_signal().await;
     tracing::info!("stopping: shutting down tasks");
@@ -481,7 +508,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
     prepare_data_dir(&args.data_dir, 0o700)?;
-    let security = security::of(&args.auth, Some(&args.master_auth), Some(&args.data_dir))?;
+    let security = security::of(
+        &args.auth,
+        &args.tls,
+        Some(&args.master_auth),
+        Some(&args.data_dir),
+    )?;
     let auth = security.auth.clone();
     let shutdown = CancellationToken::new();
     let master = agora_master::start(
@@ -509,7 +541,7 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         .router
         .clone()
         .merge(schedulers)
-        .merge(ui(port, &auth, shutdown.clone()))
+        .merge(ui(port, &auth, &security.tls, shutdown.clone()))
         .merge(agora_http::auth::login::routes(auth.clone()));
     security::warn_if_open(
         "agora master",
@@ -520,8 +552,9 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     master.add_metrics(http_metrics(&serving.refused));
     let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
     println!(
-        "agora master: listening on http://{ip}:{port}, web UI at http://{ip}:{port}/",
-        ip = args.network.ip
+        "agora master: listening on {scheme}://{ip}:{port}, web UI at {scheme}://{ip}:{port}/",
+        ip = args.network.ip,
+        scheme = security.tls.scheme(),
     );
     stop_signal().await;
     services_shutdown.cancel();
@@ -533,9 +566,10 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
 /// dir, it re-adopts them.
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
-    let security = security::of(&args.auth, None, None)?;
+    let security = security::of(&args.auth, &args.tls, None, None)?;
     let auth = security.auth.clone();
-    let access = security::agent_access(args.credential.as_deref())?;
+    let access =
+        security::agent_access(args.credential.as_deref())?.with_tls(security.tls.remote.clone());
     let shutdown = CancellationToken::new();
     let mut config = agent_config(
         &args.agent,
@@ -549,6 +583,8 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     config.docker = security.docker.clone();
     config.secrets = security.secrets.clone();
     config.master_headers = access.headers();
+    config.master_tls = security.tls.remote.clone();
+    config.executor_tls = security.tls.executors.clone();
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     discovery(
         &args.discovery,
@@ -586,8 +622,10 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     println!(
-        "agora agent: listening on http://{}:{port}, master {}",
-        args.network.ip, args.master
+        "agora agent: listening on {}://{}:{port}, master {}",
+        security.tls.scheme(),
+        args.network.ip,
+        args.master
     );
     tokio::select! {
         () = stop_signal() => {}

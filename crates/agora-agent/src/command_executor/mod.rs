@@ -26,6 +26,9 @@ use agora_types::TaskState;
 use crate::process::signal_group;
 
 const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+/// Set when the agent serves TLS: its certificate (PEM), which the executor trusts alone.
+pub(crate) const AGENT_CERT_ENV: &str = "AGORA_AGENT_TLS_CERT";
+
 /// The agent's id for the executor's container, in the executor's environment.
 pub(crate) const CONTAINER_ID_ENV: &str = "AGORA_CONTAINER_ID";
 const HEALTH_REASON: &str = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED";
@@ -38,6 +41,8 @@ struct Settings {
     recovery_timeout: Duration,
     /// The agent's id for this executor's container (names and labels Docker containers).
     container_id: String,
+    /// The agent serves TLS.
+    tls: bool,
 }
 
 impl Settings {
@@ -56,6 +61,7 @@ impl Settings {
                 .unwrap_or(Duration::from_secs(15 * 60)),
             container_id: std::env::var(CONTAINER_ID_ENV)
                 .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
+            tls: std::env::var_os(AGENT_CERT_ENV).is_some(),
         })
     }
 }
@@ -154,7 +160,13 @@ pub async fn run() -> Result<i32, String> {
     {
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
-    let client = reqwest::Client::builder()
+    let tls = match std::env::var(AGENT_CERT_ENV) {
+        Ok(pem) => Some(agora_tls::pinned_pem(&pem).map_err(|e| e.to_string())?),
+        Err(_) => None,
+    };
+    let client = agora_client::Access::default()
+        .with_tls(tls.map(agora_client::Tls::new))
+        .client_builder()
         .default_headers(headers)
         .build()
         .map_err(|e| e.to_string())?;
@@ -227,7 +239,8 @@ pub async fn run() -> Result<i32, String> {
 
 impl Executor {
     fn url(&self) -> String {
-        format!("http://{}/api/v1/executor", self.settings.endpoint)
+        let scheme = if self.settings.tls { "https" } else { "http" };
+        format!("{scheme}://{}/api/v1/executor", self.settings.endpoint)
     }
 
     fn call(&self, kind: &str) -> Call {

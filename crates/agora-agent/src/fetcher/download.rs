@@ -13,7 +13,6 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 const MAX_REDIRECTS: usize = 10;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -22,21 +21,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The machine's trusted roots, as a TLS connector that verifies servers against them.
 pub(crate) fn verifying_connector() -> Result<TlsConnector, String> {
-    let mut roots = RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for certificate in found.certs {
-        // One unreadable certificate in the store does not make the others useless.
-        let _ = roots.add(certificate);
+    let config = agora_tls::client(None, None).map_err(|e| e.to_string())?;
+    if agora_tls::system_roots().is_empty() {
+        tracing::warn!("no trusted root certificates found: https URIs cannot be fetched");
     }
-    if roots.is_empty() {
-        tracing::warn!(errors = ?found.errors, "no trusted root certificates found: https URIs cannot be fetched");
-    }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     Ok(TlsConnector::from(Arc::new(config)))
 }
 

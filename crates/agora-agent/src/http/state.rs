@@ -122,12 +122,7 @@ pub(crate) async fn state(State(agent): State<Shared>) -> Response {
                 "authenticate_http_readonly": agent.config.authentication.readonly.to_string(),
                 "authenticate_http_executors": agent.config.authenticate_http_executors.to_string(),
             },
-            "security": {
-                "authentication": if agent.config.authentication.any() { "on" } else { "off" },
-                "warnings": if agent.config.authentication.readwrite { Vec::<&str>::new() } else {
-                    vec!["requests that change state are not authenticated: anyone who reaches this agent can run commands in its tasks"]
-                },
-            },
+            "security": security_json(&agent.config),
             "isolation": isolation_json(&agent),
             "master_link": {
                 "connected": state.master_connected,
@@ -448,4 +443,20 @@ pub(crate) async fn metrics_text(State(agent): State<Shared>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// What protects the agent, and what does not, said where operators look.
+fn security_json(config: &crate::AgentConfig) -> Value {
+    let mut warnings = Vec::new();
+    if !config.authentication.readwrite {
+        warnings.push("requests that change state are not authenticated: anyone who reaches this agent can run commands in its tasks");
+    }
+    if config.executor_tls.is_none() {
+        warnings.push("the API is plain HTTP: secrets, tokens and tasks' output cross the network in the clear");
+    }
+    json!({
+        "authentication": if config.authentication.any() { "on" } else { "off" },
+        "tls": if config.executor_tls.is_some() { "on" } else { "off" },
+        "warnings": warnings,
+    })
 }

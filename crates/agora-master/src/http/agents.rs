@@ -19,14 +19,34 @@ use crate::Shared;
 use crate::core::lock;
 use crate::stream::ClosingStream;
 
-pub(crate) fn routes() -> Router<Shared> {
-    Router::new()
+pub(crate) fn routes(require_certificate: bool) -> Router<Shared> {
+    let routes = Router::new()
         .route("/internal/agent/subscribe", post(subscribe))
         .route("/internal/agent/ping", post(ping))
         .route("/internal/agent/status", post(status))
         .route("/internal/agent/statuses", post(statuses))
         .route("/internal/agent/message", post(message))
-        .route("/internal/agent/executor-exited", post(executor_exited))
+        .route("/internal/agent/executor-exited", post(executor_exited));
+    if require_certificate {
+        routes.layer(axum::middleware::from_fn(certified))
+    } else {
+        routes
+    }
+}
+
+/// Mutual TLS: only a connection whose certificate the listener's client CA signed speaks
+/// for an agent.
+async fn certified(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let certified = request.extensions().get::<agora_http::PeerCertified>();
+    if certified.is_some_and(|c| c.0) {
+        return next.run(request).await;
+    }
+    tracing::warn!("agent request without a client certificate refused");
+    text(
+        StatusCode::FORBIDDEN,
+        "this master takes agents only with a TLS client certificate signed by its --tls-ca \
+         (--tls-require-agent-cert)",
+    )
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {

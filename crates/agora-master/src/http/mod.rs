@@ -14,7 +14,8 @@ use axum::routing::post;
 
 use crate::Shared;
 
-pub(crate) fn router(shared: Shared) -> Router {
+/// The routes; `require_agent_certificate`: agents must present a TLS client certificate.
+pub(crate) fn router(shared: Shared, require_agent_certificate: bool) -> Router {
     Router::new()
         .route("/api/v1/scheduler", post(scheduler::handle))
         .route("/master/api/v1/scheduler", post(scheduler::handle))
@@ -23,7 +24,7 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/api/v1/operator", post(operator::handle))
         .route("/master/api/v1", post(operator::handle))
         .merge(state::routes())
-        .merge(agents::routes())
+        .merge(agents::routes(require_agent_certificate))
         .with_state(shared)
 }
 

@@ -185,6 +185,26 @@ fn parse_docker_allow(text: &str) -> Result<agora_api::docker_policy::DockerPoli
     agora_api::docker_policy::DockerPolicy::parse(text)
 }
 
+/// TLS on the node's listener, and what it trusts of the nodes it reaches.
+#[derive(Args, Debug, Clone)]
+pub struct TlsArgs {
+    /// The certificate chain (PEM) the node serves https with (its API, UI and executor
+    /// API); it also names the node to a master that requires agents' certificates
+    #[arg(long, env = "AGORA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, env = "AGORA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) the cluster's certificates are signed by: an agent reaches its master
+    /// over https checked against it; a master checks agents' certificates against it
+    #[arg(long, env = "AGORA_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Serve plain HTTP on the same port too, for clients that speak no TLS (pymesos,
+    /// framework executors without it): Mesos' LIBPROCESS_SSL_SUPPORT_DOWNGRADE
+    #[arg(long, env = "AGORA_TLS_SUPPORT_DOWNGRADE", requires = "tls_cert")]
+    pub tls_support_downgrade: bool,
+}
+
 /// What a master requires of frameworks and agents.
 #[derive(Args, Debug, Clone)]
 pub struct MasterAuthArgs {
@@ -194,6 +214,10 @@ pub struct MasterAuthArgs {
     /// Agents must authenticate (with their --credential)
     #[arg(long, env = "AGORA_AUTHENTICATE_AGENTS")]
     pub authenticate_agents: bool,
+    /// Agents must present a TLS certificate signed by --tls-ca (mutual TLS; needs
+    /// --tls-cert and --tls-ca)
+    #[arg(long, env = "AGORA_TLS_REQUIRE_AGENT_CERT")]
+    pub tls_require_agent_cert: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -326,6 +350,8 @@ pub struct UpArgs {
     #[command(flatten)]
     pub auth: AuthArgs,
     #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
     pub master_auth: MasterAuthArgs,
     #[arg(long, env = "AGORA_PORT", default_value_t = 5050)]
     pub port: u16,
@@ -350,6 +376,8 @@ pub struct MasterArgs {
     #[command(flatten)]
     pub auth: AuthArgs,
     #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
     pub master_auth: MasterAuthArgs,
     #[arg(long, env = "AGORA_PORT", default_value_t = 5050)]
     pub port: u16,
@@ -364,7 +392,7 @@ pub struct MasterArgs {
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// The master, HOST:PORT
+    /// The master, HOST:PORT or a URL (https:// with --tls-ca by default)
     #[arg(long, env = "AGORA_MASTER")]
     pub master: String,
     /// This agent's own principal and secret, which it authenticates to the master with
@@ -373,6 +401,8 @@ pub struct AgentArgs {
     pub credential: Option<PathBuf>,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     #[arg(long, env = "AGORA_PORT", default_value_t = 5051)]
     pub port: u16,
     /// Sandboxes and checkpoints

@@ -38,12 +38,24 @@ pub struct CredentialArgs {
     /// AGORA_TOKEN
     #[arg(long, env = "AGORA_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
+    /// The CA (PEM) the cluster's certificates are signed by: the master is reached over
+    /// https (unless its address says http://), its certificate checked against this CA
+    #[arg(long, env = "AGORA_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl CredentialArgs {
     /// Who the command is to the cluster: a bearer token (AGORA_TOKEN, --token-file), else a
     /// principal and its secret (AGORA_SECRET, --secret-file), else nobody.
     pub fn access(&self) -> anyhow::Result<agora_client::Access> {
+        let tls = match &self.tls_ca {
+            Some(ca) => Some(agora_client::Tls::new(agora_tls::client(Some(ca), None)?)),
+            None => None,
+        };
+        Ok(self.identity()?.with_tls(tls))
+    }
+
+    fn identity(&self) -> anyhow::Result<agora_client::Access> {
         use anyhow::Context as _;
         let read = |path: &PathBuf, what: &str| {
             std::fs::read_to_string(path)
@@ -343,7 +355,13 @@ pub fn hoist_client_flags(args: Vec<OsString>) -> Vec<OsString> {
     while let Some(arg) = args.get(index).and_then(|a| a.to_str()) {
         let takes_value = matches!(
             arg,
-            "--master" | "-o" | "--output" | "--principal" | "--secret-file" | "--token-file"
+            "--master"
+                | "-o"
+                | "--output"
+                | "--principal"
+                | "--secret-file"
+                | "--token-file"
+                | "--tls-ca"
         );
         let joined = [
             "--master=",
@@ -351,6 +369,7 @@ pub fn hoist_client_flags(args: Vec<OsString>) -> Vec<OsString> {
             "--principal=",
             "--secret-file=",
             "--token-file=",
+            "--tls-ca=",
         ]
         .iter()
         .any(|prefix| arg.starts_with(prefix))

@@ -105,10 +105,9 @@ async fn login(args: &ClientArgs) -> anyhow::Result<()> {
     let Some(principal) = &credentials.principal else {
         anyhow::bail!("agora login needs --principal (or AGORA_PRINCIPAL)");
     };
-    let secret = match args.credentials.access() {
-        Ok(Access {
-            auth: Some(agora_client::Auth::Basic { secret, .. }),
-        }) => secret,
+    let access = args.credentials.access()?;
+    let secret = match &access.auth {
+        Some(agora_client::Auth::Basic { secret, .. }) => secret.clone(),
         _ => {
             let mut line = String::new();
             std::io::stdin()
@@ -117,7 +116,8 @@ async fn login(args: &ClientArgs) -> anyhow::Result<()> {
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
-    let token = MasterClient::new(&args.master)
+    let anonymous = Access::default().with_tls(access.tls.clone());
+    let token = MasterClient::with_access(&args.master, &anonymous)
         .login(principal, &secret)
         .await
         .context("cannot sign in")?;

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod docker;
 pub mod marathon;
+pub mod tls;
 pub mod traffic;
 
 use std::io::{BufRead, BufReader};
@@ -42,6 +43,7 @@ impl Process {
 
     /// Starts `agora <args>` in a working directory of its own (for relative paths).
     pub fn start_in(cwd: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Process {
+        agora_tls::install_default_provider();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let mut command = Command::new(BIN);
         if let Some(cwd) = cwd {
@@ -65,7 +67,7 @@ impl Process {
             .read_line(&mut line)
             .expect("read the listening line");
         let port = line
-            .split("http://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.split([':', ' ', ',']).nth(1))
             .and_then(|port| port.trim().parse().ok())
@@ -396,6 +398,8 @@ pub async fn wait_for_state(
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
+    // reqwest is built with TLS but no crypto of its own: the tests' clients use ring too.
+    agora_tls::install_default_provider();
     tempfile::Builder::new()
         .prefix("agora-test-")
         .tempdir()

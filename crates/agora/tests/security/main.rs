@@ -15,4 +15,5 @@ mod inputs;
 mod limits;
 mod paths;
 mod secrets;
+mod tls;
 mod users;

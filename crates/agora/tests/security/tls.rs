@@ -1,0 +1,247 @@
+//! TLS end to end with a throw-away CA: a master and agents that speak only https (mutual TLS
+//! between them), the CLI, the UI's secure session cookie, executors, discovery and the HAProxy
+//! bridge over it; an agent without a certificate refused; `agora up` serving https with no CA
+//! at all (its own components trust its certificate).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{self, Process, cli, temp_dir, tls::TestCa, wait_until};
+
+/// GETs `path` of `address` over https, as JSON.
+async fn get_json(client: &reqwest::Client, address: &str, path: &str) -> Option<Value> {
+    client
+        .get(format!("https://{address}{path}"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+async fn agents_of(client: &reqwest::Client, master: &str) -> usize {
+    get_json(client, master, "/master/slaves")
+        .await
+        .and_then(|s| s["slaves"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+/// The app's first task once it runs: (id, agent host port).
+async fn running_task(client: &reqwest::Client, master: &str, app: &str) -> Value {
+    wait_until(Duration::from_secs(30), "the app's task", || async {
+        let tasks = get_json(client, master, &format!("/v2/apps{app}/tasks")).await?;
+        tasks["tasks"]
+            .as_array()?
+            .iter()
+            .find(|t| t["state"] == "TASK_RUNNING")
+            .cloned()
+    })
+    .await
+}
+
+fn tls_flags<'a>(ca: &'a Path, cert: &'a Path, key: &'a Path) -> Vec<&'a str> {
+    vec![
+        "--tls-ca",
+        ca.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_from_agents_to_the_cli() {
+    let dir = temp_dir();
+    let ca = TestCa::new(&dir.path().join("ca"));
+    let master_cert = ca.issue("master", "DNS:localhost,IP:127.0.0.1");
+    let agent_cert = ca.issue("agent", "DNS:localhost,IP:127.0.0.1");
+    let credentials = dir.path().join("credentials.json");
+    std::fs::write(
+        &credentials,
+        json!({"credentials": [{"principal": "ops", "secret": "ops-secret"}]}).to_string(),
+    )
+    .unwrap();
+    let data = dir.path().join("master");
+    let mut args = vec![
+        "master",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--credentials",
+        credentials.to_str().unwrap(),
+        "--tls-require-agent-cert",
+    ];
+    args.extend_from_slice(common::FAST_MASTER);
+    args.extend(tls_flags(&ca.cert, &master_cert.cert, &master_cert.key));
+    let master = Process::start(&args);
+    let address = master.address();
+    let https = ca.client();
+
+    // Only https: a plain request gets no answer, a client that does not trust the CA none.
+    let plain = reqwest::get(format!("http://{address}/master/state")).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    let untrusting = reqwest::get(format!("https://{address}/master/state")).await;
+    assert!(untrusting.is_err(), "the CA is the test's own");
+    let state = get_json(&https, &address, "/master/state")
+        .await
+        .expect("state");
+    assert_eq!(state["security"]["tls"], "on", "{}", state["security"]);
+
+    // An agent with a certificate registers (mutual TLS); one without is refused.
+    let agent = common::start_agent_with(
+        &address,
+        &dir.path().join("agent"),
+        "cpus:2;mem:1024;ports:[31500-31599]",
+        0,
+        &tls_flags(&ca.cert, &agent_cert.cert, &agent_cert.key),
+    );
+    wait_until(Duration::from_secs(15), "the agent", || async {
+        (agents_of(&https, &address).await == 1).then_some(())
+    })
+    .await;
+    let rogue = common::start_agent_with(
+        &address,
+        &dir.path().join("rogue"),
+        "cpus:1;mem:256",
+        0,
+        &["--tls-ca", ca.cert.to_str().unwrap()],
+    );
+    let refused = wait_until(Duration::from_secs(15), "the rogue's refusal", || async {
+        let state: Value = serde_json::from_str(&rogue.get_text("/slave(1)/state").await).ok()?;
+        let error = state["master_link"]["error"].as_str()?.to_owned();
+        error.contains("403").then_some(error)
+    })
+    .await;
+    assert!(refused.contains("certificate"), "{refused}");
+    assert_eq!(agents_of(&https, &address).await, 1);
+
+    // An app, by the CLI over https: its executor reaches its agent over TLS, discovery
+    // follows the master over TLS and proxies its service port.
+    let app = json!({"id": "/web", "instances": 1, "cpus": 0.1, "mem": 32,
+        "cmd": "echo serving-over-tls; exec python3 -m http.server --bind 127.0.0.1 $PORT0",
+        "portDefinitions": [{"port": 17461}]});
+    let ca_flag = ca.cert.to_str().unwrap();
+    let added = cli::agora_with_stdin(
+        &address,
+        &["app", "add", "-", "--tls-ca", ca_flag],
+        Some(&app.to_string()),
+    )
+    .await;
+    assert_eq!(added.code, 0, "{added:?}");
+    let without_ca = cli::agora(&address, &["app", "list"]).await;
+    assert_ne!(without_ca.code, 0, "{without_ca:?}");
+    let task = running_task(&https, &address, "/web").await;
+    let agent_address = agent.address();
+    let task_id = task["id"].as_str().unwrap();
+    let stdout = wait_until(Duration::from_secs(15), "the task's output", || async {
+        let state = get_json(&https, &agent_address, "/slave(1)/state").await?;
+        let directory = state["frameworks"]
+            .as_array()?
+            .iter()
+            .flat_map(|f| f["executors"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["id"] == task_id)?["directory"]
+            .as_str()?
+            .to_owned();
+        let read = get_json(
+            &https,
+            &agent_address,
+            &format!("/files/read?path={directory}/stdout&offset=0"),
+        )
+        .await?;
+        let data = read["data"].as_str()?.to_owned();
+        data.contains("serving-over-tls").then_some(data)
+    })
+    .await;
+    assert!(stdout.contains("serving-over-tls"));
+    let proxied = wait_until(Duration::from_secs(15), "the service port", || async {
+        let response = reqwest::get("http://127.0.0.1:17461/").await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+    assert_eq!(proxied, ());
+    let listed = cli::agora(&address, &["app", "list", "--tls-ca", ca_flag]).await;
+    assert!(listed.ok().contains("/web"), "{listed:?}");
+
+    // The UI's session cookie is for https only.
+    let no_redirects = ca
+        .client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = no_redirects
+        .post(format!("https://{address}/ui/login"))
+        .header("Origin", format!("https://{address}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("principal=ops&secret=ops-secret")
+        .send()
+        .await
+        .expect("sign in");
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+
+    // The HAProxy bridge reads the master over https.
+    let config = dir.path().join("haproxy.cfg");
+    let bridge = tokio::process::Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["lb", "haproxy", "--master", &address, "--tls-ca", ca_flag])
+        .arg("--config")
+        .arg(&config)
+        .args(["--once", "--admin-socket", "none", "--stats", "none"])
+        .args(["--http-port", "0", "--bind", "127.0.0.1"])
+        .output()
+        .await
+        .expect("agora lb haproxy");
+    assert!(
+        bridge.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bridge.stderr)
+    );
+    let written = std::fs::read_to_string(&config).unwrap_or_default();
+    assert!(written.contains(":17461"), "{written}");
+}
+
+#[tokio::test]
+async fn agora_up_serves_https_and_its_own_parts_trust_its_certificate() {
+    let dir = temp_dir();
+    let ca = TestCa::new(&dir.path().join("ca"));
+    // Named for localhost only: the process's own clients dial 127.0.0.1 and still trust it.
+    let cert = ca.issue("node", "DNS:localhost");
+    let up = common::start_up(
+        &dir.path().join("data"),
+        &[
+            "--resources",
+            "cpus:2;mem:1024",
+            "--tls-cert",
+            cert.cert.to_str().unwrap(),
+            "--tls-key",
+            cert.key.to_str().unwrap(),
+        ],
+    );
+    let port = up.address().rsplit_once(':').unwrap().1.to_owned();
+    let https = ca.client();
+    let created = https
+        .post(format!("https://localhost:{port}/v2/apps"))
+        .json(&json!({"id": "/tls-up", "cmd": "sleep 600", "cpus": 0.1, "mem": 16}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let task = running_task(&https, &format!("localhost:{port}"), "/tls-up").await;
+    assert_eq!(task["state"], "TASK_RUNNING");
+    let plain = reqwest::get(format!("http://{}/v2/apps", up.address())).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
