@@ -9,6 +9,7 @@ mod common;
 mod agents;
 mod authentication;
 mod authorization;
+mod decoders;
 mod executors;
 mod gate;
 mod inputs;
