@@ -9,8 +9,64 @@ use serde_json::{Value, json};
 use agora_api::v0::flat_resources;
 use agora_types::{Resources, TaskState};
 
+use agora_http::auth::acl::{Acls, Action};
+
+use super::files::Caller;
 use super::{Shared, json_response};
 use crate::core::{Agent, AgentState, Executor, FrameworkEntry, TaskRecord};
+
+/// Who reads the state: frameworks, executors and tasks show only where the ACLs let them
+/// (`view_frameworks`, `view_executors`, `view_tasks`, each by the user they run as), as the
+/// master's views do.
+#[derive(Clone, Copy)]
+struct Viewer<'a> {
+    acls: &'a Acls,
+    principal: Option<&'a str>,
+}
+
+impl Viewer<'_> {
+    fn sees_framework(&self, framework: &FrameworkEntry) -> bool {
+        self.acls.permits(
+            Action::ViewFrameworks,
+            self.principal,
+            Some(&framework.info.user),
+        )
+    }
+
+    fn sees_executor(&self, framework: &FrameworkEntry, executor: &Executor) -> bool {
+        let user = executor
+            .info
+            .command
+            .as_ref()
+            .and_then(|c| c.user.as_deref())
+            .unwrap_or(&framework.info.user);
+        self.acls
+            .permits(Action::ViewExecutors, self.principal, Some(user))
+    }
+
+    fn sees_task(
+        &self,
+        framework: &FrameworkEntry,
+        executor: &Executor,
+        task: &TaskRecord,
+    ) -> bool {
+        let user = task
+            .info
+            .command
+            .as_ref()
+            .and_then(|c| c.user.as_deref())
+            .or_else(|| {
+                executor
+                    .info
+                    .command
+                    .as_ref()
+                    .and_then(|c| c.user.as_deref())
+            })
+            .unwrap_or(&framework.info.user);
+        self.acls
+            .permits(Action::ViewTasks, self.principal, Some(user))
+    }
+}
 
 fn task_json(framework_id: &str, executor: &Executor, task: &TaskRecord, agent_id: &str) -> Value {
     let resources = agora_api::mesos::to_resources(&task.info.resources).unwrap_or_default();
@@ -31,15 +87,23 @@ fn task_json(framework_id: &str, executor: &Executor, task: &TaskRecord, agent_i
     })
 }
 
-fn executor_json(framework_id: &str, executor: &Executor, agent_id: &str) -> Value {
+fn executor_json(
+    viewer: Viewer<'_>,
+    framework: &FrameworkEntry,
+    framework_id: &str,
+    executor: &Executor,
+    agent_id: &str,
+) -> Value {
     let mut resources =
         agora_api::mesos::to_resources(&executor.info.resources).unwrap_or_default();
     for task in executor.tasks.values().filter(|t| !t.state.is_terminal()) {
         resources += &agora_api::mesos::to_resources(&task.info.resources).unwrap_or_default();
     }
+    let seen = |task: &&TaskRecord| viewer.sees_task(framework, executor, task);
     let (queued, live): (Vec<&TaskRecord>, Vec<&TaskRecord>) = executor
         .tasks
         .values()
+        .filter(seen)
         .partition(|t| !t.launched && t.state == TaskState::Staging);
     json!({
         "id": executor.info.executor_id.value,
@@ -51,11 +115,11 @@ fn executor_json(framework_id: &str, executor: &Executor, agent_id: &str) -> Val
         "type": executor.info.kind.clone().unwrap_or_else(|| "CUSTOM".into()),
         "tasks": live.iter().map(|t| task_json(framework_id, executor, t, agent_id)).collect::<Vec<_>>(),
         "queued_tasks": queued.iter().map(|t| task_json(framework_id, executor, t, agent_id)).collect::<Vec<_>>(),
-        "completed_tasks": executor.completed_tasks.iter().map(|t| task_json(framework_id, executor, t, agent_id)).collect::<Vec<_>>(),
+        "completed_tasks": executor.completed_tasks.iter().filter(seen).map(|t| task_json(framework_id, executor, t, agent_id)).collect::<Vec<_>>(),
     })
 }
 
-fn framework_json(framework: &FrameworkEntry, agent_id: &str) -> Value {
+fn framework_json(viewer: Viewer<'_>, framework: &FrameworkEntry, agent_id: &str) -> Value {
     let id = framework
         .info
         .id
@@ -70,8 +134,8 @@ fn framework_json(framework: &FrameworkEntry, agent_id: &str) -> Value {
         "checkpoint": framework.info.checkpoint,
         "hostname": framework.info.hostname.clone().unwrap_or_default(),
         "role": framework.info.role.clone().unwrap_or_else(|| "*".into()),
-        "executors": framework.executors.values().map(|e| executor_json(&id, e, agent_id)).collect::<Vec<_>>(),
-        "completed_executors": framework.completed_executors.iter().map(|e| executor_json(&id, e, agent_id)).collect::<Vec<_>>(),
+        "executors": framework.executors.values().filter(|e| viewer.sees_executor(framework, e)).map(|e| executor_json(viewer, framework, &id, e, agent_id)).collect::<Vec<_>>(),
+        "completed_executors": framework.completed_executors.iter().filter(|e| viewer.sees_executor(framework, e)).map(|e| executor_json(viewer, framework, &id, e, agent_id)).collect::<Vec<_>>(),
     })
 }
 
@@ -87,7 +151,14 @@ fn used_resources(state: &AgentState) -> Resources {
     used
 }
 
-pub(crate) async fn state(State(agent): State<Shared>) -> Response {
+pub(crate) async fn state(State(agent): State<Shared>, caller: Caller) -> Response {
+    let principal = caller
+        .as_ref()
+        .and_then(|axum::Extension(caller)| caller.principal.as_deref());
+    let viewer = Viewer {
+        acls: &agent.config.acls,
+        principal,
+    };
     let mut value = agent.with_state(|state| {
         let agent_id = state.agent_id.clone().unwrap_or_default();
         let resources = &agent.config.resources;
@@ -128,8 +199,8 @@ pub(crate) async fn state(State(agent): State<Shared>) -> Response {
                 "connected": state.master_connected,
                 "error": state.master_error,
             },
-            "frameworks": state.frameworks.values().map(|f| framework_json(f, &agent_id)).collect::<Vec<_>>(),
-            "completed_frameworks": state.completed_frameworks.iter().map(|f| framework_json(f, &agent_id)).collect::<Vec<_>>(),
+            "frameworks": state.frameworks.values().filter(|f| viewer.sees_framework(f)).map(|f| framework_json(viewer, f, &agent_id)).collect::<Vec<_>>(),
+            "completed_frameworks": state.completed_frameworks.iter().filter(|f| viewer.sees_framework(f)).map(|f| framework_json(viewer, f, &agent_id)).collect::<Vec<_>>(),
         })
     });
     for extension in agent

@@ -193,6 +193,26 @@ async fn frameworks_get_the_roles_and_users_the_acls_give_them() {
         .collect();
     assert_eq!(ids, ["as-nobody"]);
 
+    // The agent's state, alike: analytics sees its framework, not its executors (only ops
+    // may see those), and ops sees the task.
+    let (_, state) = call(&up, ANALYTICS, Method::GET, "/slave(1)/state", None).await;
+    let frameworks = state["frameworks"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = frameworks
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(names, ["analytics"], "{state}");
+    assert_eq!(frameworks[0]["executors"], json!([]), "{state}");
+    let (_, state) = call(&up, OPS, Method::GET, "/slave(1)/state", None).await;
+    let seen = state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["executors"].as_array().cloned().unwrap_or_default())
+        .flat_map(|e| e["tasks"].as_array().cloned().unwrap_or_default())
+        .any(|t| t["id"] == "as-nobody");
+    assert!(seen, "{state}");
+
     // Its sandbox, as the ACLs say; a task's insides (exec, attach) only for ops.
     let exec = json!({"command": "echo inside"});
     let (status, _) = call(
