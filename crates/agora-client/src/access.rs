@@ -119,11 +119,12 @@ impl Access {
     }
 }
 
-/// A TLS configuration trusting the machine's roots, made once.
+/// A TLS configuration trusting the machine's roots (read when a server is first verified),
+/// made once.
 fn system_tls() -> Option<ClientConfig> {
     static CONFIG: std::sync::OnceLock<Option<ClientConfig>> = std::sync::OnceLock::new();
     CONFIG
-        .get_or_init(|| match agora_tls::client(None, None) {
+        .get_or_init(|| match agora_tls::lazy_system_client() {
             Ok(config) => Some(config),
             Err(error) => {
                 tracing::warn!(%error, "no TLS configuration: https addresses cannot be reached");

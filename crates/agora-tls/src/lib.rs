@@ -3,6 +3,7 @@
 //! (`--tls-ca`, else the machine's roots) and presents (an agent's certificate, for masters
 //! that require one). rustls with ring, which the rest of the workspace builds already.
 
+mod lazy;
 mod pem;
 mod pinned;
 
@@ -95,6 +96,20 @@ pub fn client(
         }
         None => builder.with_no_client_auth(),
     };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A client's configuration trusting the machine's roots, which are loaded only when a
+/// server is first verified: a process that never dials https (an executor talking to its
+/// agent over plain HTTP) never reads the certificate store.
+pub fn lazy_system_client() -> Result<ClientConfig, TlsError> {
+    let verifier = Arc::new(lazy::SystemRoots::new(provider()));
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
