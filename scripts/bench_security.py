@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""What authentication and TLS cost, measured in one run against the same build with neither:
+a deployment of N instances (POST to every instance running, as bench_deploy.py, polled on one
+kept-alive connection) and the v1
+scheduler API (calls per second from one framework over a kept-alive connection, and over a
+new connection per call). Four configurations — plain, authentication (every realm), TLS, both
+— are run in turns, round after round, so that the machine's drift falls on all of them alike;
+each figure is the median of its rounds and its ratio to plain's.
+
+    cargo build --release -p agora && python3 scripts/bench_security.py target/release/agora 1000 3
+
+A throw-away CA and certificate are made with openssl in a temporary directory.
+"""
+import base64
+import http.client
+import json
+import os
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from agora_up import agora_up_process
+
+PRINCIPAL, SECRET = "bench", "bench-secret"
+CALLS = 20000
+FRESH_CALLS = 300
+
+
+class Setup:
+    """How to reach a cluster of one configuration."""
+
+    def __init__(self, name, flags, tls_context, auth):
+        self.name, self.flags, self.tls_context, self.auth = name, flags, tls_context, auth
+
+    def connect(self, port, timeout=60):
+        if self.tls_context:
+            return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
+                                               context=self.tls_context)
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def headers(self, extra=None):
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.auth:
+            token = base64.b64encode(f"{PRINCIPAL}:{SECRET}".encode()).decode()
+            headers["Authorization"] = "Basic " + token
+        headers.update(extra or {})
+        return headers
+
+    def request(self, port, method, path, body=None, connection=None):
+        """One request, on `connection` (kept open) or on a connection of its own."""
+        own = connection is None
+        connection = connection or self.connect(port)
+        connection.request(method, path, None if body is None else json.dumps(body),
+                           self.headers())
+        response = connection.getresponse()
+        data = response.read()
+        if own:
+            connection.close()
+        return response.status, (json.loads(data) if data else None)
+
+
+def wait_ready(setup, port):
+    deadline = time.perf_counter() + 20
+    while time.perf_counter() < deadline:
+        status, state = setup.request(port, "GET", "/master/state")
+        if status == 200 and state["activated_slaves"] >= 1 and any(
+                f["name"] == "marathon" for f in state["frameworks"]):
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"{setup.name}: agora up did not become ready")
+
+
+def deploy(setup, port, instances):
+    app = {"id": "/bench", "cmd": "exec sleep 3600", "cpus": 0.01, "mem": 1,
+           "instances": instances}
+    # One connection for the POST and the polls: a handshake per poll would load the cluster
+    # less under TLS than without it.
+    connection = setup.connect(port)
+    setup.request(port, "GET", "/v2/info", connection=connection)
+    started = time.perf_counter()
+    status, body = setup.request(port, "POST", "/v2/apps", app, connection=connection)
+    if status != 201:
+        raise RuntimeError(f"{setup.name}: POST /v2/apps answered {status}: {body}")
+    while True:
+        _, answer = setup.request(port, "GET", "/v2/apps/bench", connection=connection)
+        if answer["app"]["tasksRunning"] == instances and not answer["app"]["deployments"]:
+            return time.perf_counter() - started
+        if time.perf_counter() - started > 600:
+            raise RuntimeError(f"{setup.name}: not all running after 600 s")
+        time.sleep(0.02)
+
+
+def cpu_seconds(pid):
+    """User and system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scheduler_calls(setup, port, pid):
+    """Calls per second kept alive, agora's CPU time per call (µs) meanwhile, and calls per
+    second with a new connection each."""
+    stream = setup.connect(port)
+    framework = {"user": "root", "name": "bench-security", "failover_timeout": 0}
+    if setup.auth:
+        framework["principal"] = PRINCIPAL
+    stream.request("POST", "/api/v1/scheduler", json.dumps(
+        {"type": "SUBSCRIBE", "subscribe": {"framework_info": framework}}), setup.headers())
+    response = stream.getresponse()
+    if response.status != 200:
+        raise RuntimeError(f"{setup.name}: SUBSCRIBE answered {response.status}")
+    stream_id = response.getheader("Mesos-Stream-Id")
+    # RecordIO: the first record is SUBSCRIBED.
+    buffer = b""
+    while b"\n" not in buffer or len(buffer.split(b"\n", 1)[1]) < int(buffer.split(b"\n", 1)[0]):
+        buffer += response.read1(65536)
+    size, rest = buffer.split(b"\n", 1)
+    subscribed = json.loads(rest[:int(size)])
+    framework_id = subscribed["subscribed"]["framework_id"]["value"]
+    def drain():
+        try:
+            while response.read1(65536):
+                pass
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            pass  # the stream closed
+
+    # Keep the event stream drained.
+    threading.Thread(target=drain, daemon=True).start()
+    call = json.dumps({"type": "RECONCILE", "framework_id": {"value": framework_id},
+                       "reconcile": {"tasks": []}})
+    headers = setup.headers({"Mesos-Stream-Id": stream_id})
+
+    def one(connection):
+        connection.request("POST", "/api/v1/scheduler", call, headers)
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status != 202:
+            raise RuntimeError(f"{setup.name}: RECONCILE answered {answer.status}")
+
+    kept = setup.connect(port)
+    one(kept)  # the handshake, outside the measure
+    started, cpu = time.perf_counter(), cpu_seconds(pid)
+    for _ in range(CALLS):
+        one(kept)
+    kept_rate = CALLS / (time.perf_counter() - started)
+    cpu_per_call = (cpu_seconds(pid) - cpu) / CALLS * 1e6
+    started = time.perf_counter()
+    for _ in range(FRESH_CALLS):
+        fresh = setup.connect(port)
+        one(fresh)
+        fresh.close()
+    fresh_rate = FRESH_CALLS / (time.perf_counter() - started)
+    stream.close()
+    return kept_rate, cpu_per_call, fresh_rate
+
+
+def certificates(directory):
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+            "-subj", "/CN=bench CA")
+    openssl("req", *ec, "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=node")
+    with open(os.path.join(directory, "node.ext"), "w") as ext:
+        ext.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "node.pem", "-days", "1", "-extfile", "node.ext")
+    return [os.path.join(directory, name) for name in ("ca.pem", "node.pem", "node.key")]
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else "target/release/agora"
+    instances = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    resources = "cpus:1000;mem:1000000;disk:1000000;ports:[31000-32000]"
+    with tempfile.TemporaryDirectory() as directory:
+        ca, cert, key = certificates(directory)
+        credentials = os.path.join(directory, "credentials.json")
+        with open(credentials, "w") as file:
+            json.dump({"credentials": [{"principal": PRINCIPAL, "secret": SECRET}]}, file)
+        context = ssl.create_default_context(cafile=ca)
+        auth = ["--credentials", credentials, "--authenticate-http-readwrite",
+                "--authenticate-http-readonly", "--authenticate-frameworks",
+                "--authenticate-agents"]
+        tls = ["--tls-cert", cert, "--tls-key", key]
+        setups = [Setup("plain", [], None, False), Setup("authentication", auth, None, True),
+                  Setup("TLS", tls, context, False),
+                  Setup("authentication + TLS", auth + tls, context, True)]
+        results = {setup.name: {"deploy": [], "kept": [], "cpu": [], "fresh": []}
+                   for setup in setups}
+        for round_ in range(rounds):
+            # Each round starts with another configuration.
+            order = setups[round_ % len(setups):] + setups[:round_ % len(setups)]
+            for setup in order:
+                flags = ["--resources", resources, *setup.flags]
+                with agora_up_process(binary, *flags) as (port, process):
+                    wait_ready(setup, port)
+                    kept, cpu, fresh = scheduler_calls(setup, port, process.pid)
+                    seconds = deploy(setup, port, instances)
+                figures = results[setup.name]
+                figures["deploy"].append(seconds)
+                figures["kept"].append(kept)
+                figures["cpu"].append(cpu)
+                figures["fresh"].append(fresh)
+                print(f"round {round_ + 1} {setup.name}: deploy {seconds:.2f} s, "
+                      f"scheduler calls {kept:.0f}/s kept alive ({cpu:.0f} µs of agora's CPU "
+                      f"each), {fresh:.0f}/s new connection", flush=True)
+    base = {key: statistics.median(values) for key, values in results["plain"].items()}
+    print()
+    print(f"| configuration | deploy {instances} (median) | ratio | scheduler calls/s, "
+          f"kept alive | ratio | agora's CPU µs per call | ratio "
+          f"| calls/s, new connection each | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for setup in setups:
+        figures = {key: statistics.median(values) for key, values in results[setup.name].items()}
+        ratio = {key: figures[key] / base[key] for key in figures}
+        print(f"| {setup.name} | {figures['deploy']:.2f} s | {ratio['deploy']:.3f} "
+              f"| {figures['kept']:.0f} | {ratio['kept']:.3f} "
+              f"| {figures['cpu']:.0f} | {ratio['cpu']:.3f} "
+              f"| {figures['fresh']:.0f} | {ratio['fresh']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
