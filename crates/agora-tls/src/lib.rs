@@ -3,9 +3,8 @@
 //! (`--tls-ca`, else the machine's roots) and presents (an agent's certificate, for masters
 //! that require one). rustls with ring, which the rest of the workspace builds already.
 
-mod lazy;
 mod pem;
-mod pinned;
+mod verify;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -90,6 +89,17 @@ pub fn client(
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots);
+    finish(builder, identity)
+}
+
+/// A client's configuration from its trust, presenting `identity` when a server asks.
+fn finish(
+    builder: tokio_rustls::rustls::ConfigBuilder<
+        ClientConfig,
+        tokio_rustls::rustls::client::WantsClientCert,
+    >,
+    identity: Option<(&Path, &Path)>,
+) -> Result<ClientConfig, TlsError> {
     let mut config = match identity {
         Some((cert, key)) => {
             builder.with_client_auth_cert(pem::certificates(cert)?, pem::private_key(key)?)?
@@ -100,18 +110,31 @@ pub fn client(
     Ok(config)
 }
 
+/// A client's configuration that checks servers with `accept`.
+fn verifying(
+    accept: verify::Accept,
+    identity: Option<(&Path, &Path)>,
+) -> Result<ClientConfig, TlsError> {
+    let verifier = Arc::new(verify::Verifier::new(accept, provider()));
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    finish(builder, identity)
+}
+
 /// A client's configuration trusting the machine's roots, which are loaded only when a
 /// server is first verified: a process that never dials https (an executor talking to its
 /// agent over plain HTTP) never reads the certificate store.
 pub fn lazy_system_client() -> Result<ClientConfig, TlsError> {
-    let verifier = Arc::new(lazy::SystemRoots::new(provider()));
-    let mut config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    verifying(verify::Accept::SystemRoots(OnceLock::new()), None)
+}
+
+/// A client's configuration that takes any server certificate (the handshake's signatures
+/// are still checked): health checks, which dial a task's address while its certificate
+/// names its service, as Mesos' and Marathon's never verified either.
+pub fn unverified_client() -> Result<ClientConfig, TlsError> {
+    verifying(verify::Accept::Any, None)
 }
 
 /// The machine's trusted roots, loaded once.
@@ -165,22 +188,11 @@ fn pinned_to(
     leaf: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
     identity: Option<(&Path, &Path)>,
 ) -> Result<ClientConfig, TlsError> {
-    let verifier = Arc::new(pinned::Pinned::new(leaf, &provider()));
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let mut config = match identity {
-        Some((cert, key)) => {
-            builder.with_client_auth_cert(pem::certificates(cert)?, pem::private_key(key)?)?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    verifying(verify::Accept::Pinned(leaf), identity)
 }
 
-/// The first certificate of the PEM file at `path`, as PEM text (for handing to executors).
+/// The PEM text of the file at `path`, checked to hold a certificate (its first is what
+/// [`pinned_pem`] trusts): for handing to executors.
 pub fn leaf_pem(path: &Path) -> Result<String, TlsError> {
     let text = std::fs::read_to_string(path).map_err(|source| TlsError::Read {
         path: path.display().to_string(),
