@@ -754,7 +754,7 @@ impl Agent {
                     killing: false,
                     recovered: false,
                     pending_kills: Vec::new(),
-                    token: Some(crate::executor_auth::new_token()),
+                    token: Some(agora_http::auth::new_secret()),
                 },
             );
         }
@@ -1398,7 +1398,7 @@ impl Agent {
         &self,
         call: &executor::Call,
         token: Option<&str>,
-    ) -> Result<(), crate::executor_auth::Refusal> {
+    ) -> Result<(), (u16, &'static str)> {
         let state = self.lock();
         let Some(executor) = state.executor(
             &FrameworkId::new(call.framework_id.value.clone()),
@@ -1406,33 +1406,46 @@ impl Agent {
         ) else {
             return Ok(());
         };
+        self.admit(executor, token, false)
+    }
+
+    /// Whether a call carrying `token` may speak for `executor` (see `executor_auth`).
+    fn admit(
+        &self,
+        executor: &Executor,
+        token: Option<&str>,
+        subscribing: bool,
+    ) -> Result<(), (u16, &'static str)> {
         crate::executor_auth::admit(
             executor,
             token,
-            call.kind == "SUBSCRIBE",
+            subscribing,
             self.config.authenticate_http_executors,
         )
+        .map_err(crate::executor_auth::Refusal::answer)
     }
 
     /// Executor SUBSCRIBE: attaches the event stream, sends SUBSCRIBED and any queued launches.
     pub(crate) fn executor_subscribe(
         self: &Arc<Self>,
         call: &executor::Call,
+        token: Option<&str>,
         stream: agora_http::events::EventSender,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), (u16, &'static str)> {
         let framework_id = FrameworkId::new(call.framework_id.value.clone());
         let executor_id = ExecutorId::new(call.executor_id.value.clone());
         let mut state = self.lock();
         let agent_info = self.agent_info(&state);
         let Some(framework) = state.frameworks.get_mut(&framework_id) else {
-            return Err("Framework cannot be found");
+            return Err((400, "Framework cannot be found"));
         };
         let framework_info = framework.info.clone();
         let Some(executor) = framework.executors.get_mut(&executor_id) else {
-            return Err("Executor cannot be found");
+            return Err((400, "Executor cannot be found"));
         };
+        self.admit(executor, token, true)?;
         if executor.state == ExecutorState::Terminated {
-            return Err("Executor is terminated");
+            return Err((400, "Executor is terminated"));
         }
         let subscribed = ExecutorEvent::Subscribed {
             subscribed: Box::new(executor::Subscribed {
@@ -1542,6 +1555,7 @@ impl Agent {
     pub(crate) fn executor_update(
         &self,
         call: &executor::Call,
+        token: Option<&str>,
     ) -> Result<Vec<PathBuf>, (u16, &'static str)> {
         let framework_id = FrameworkId::new(call.framework_id.value.clone());
         let executor_id = ExecutorId::new(call.executor_id.value.clone());
@@ -1552,6 +1566,7 @@ impl Agent {
         let Some(executor) = state.executor(&framework_id, &executor_id) else {
             return Err((400, "Executor cannot be found"));
         };
+        self.admit(executor, token, false)?;
         if executor.stream.is_none() {
             return Err((403, "Executor is not subscribed"));
         }

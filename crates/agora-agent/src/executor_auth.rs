@@ -13,12 +13,6 @@ use crate::core::{Executor, ExecutorKind};
 /// The variable an executor finds its secret in.
 pub(crate) const TOKEN_ENV: &str = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN";
 
-/// A new executor secret: 32 random bytes, URL-safe base64.
-pub(crate) fn new_token() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
-}
-
 /// The bearer token of a request, if it has one.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -35,6 +29,19 @@ pub(crate) enum Refusal {
     Subscribed,
 }
 
+impl Refusal {
+    /// The status and words the executor API answers it with.
+    pub(crate) fn answer(self) -> (u16, &'static str) {
+        match self {
+            Refusal::Unauthenticated => (
+                401,
+                "The executor's authentication token is missing or wrong",
+            ),
+            Refusal::Subscribed => (403, "The executor is subscribed on another connection"),
+        }
+    }
+}
+
 /// Whether a call carrying `token` may speak for `executor`.
 pub(crate) fn admit(
     executor: &Executor,
@@ -47,7 +54,7 @@ pub(crate) fn admit(
         return Ok(());
     };
     match token {
-        Some(token) if same(token, secret) => Ok(()),
+        Some(token) if agora_http::auth::same_secret(token, secret) => Ok(()),
         Some(_) => Err(Refusal::Unauthenticated),
         None if executor.kind != ExecutorKind::Custom || required_for_all => {
             Err(Refusal::Unauthenticated)
@@ -57,17 +64,6 @@ pub(crate) fn admit(
         }
         None => Ok(()),
     }
-}
-
-/// Compares secrets in time that does not depend on where they differ.
-fn same(given: &str, secret: &str) -> bool {
-    let (given, secret) = (given.as_bytes(), secret.as_bytes());
-    given.len() == secret.len()
-        && given
-            .iter()
-            .zip(secret)
-            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-            == 0
 }
 
 #[cfg(test)]
@@ -85,8 +81,5 @@ mod tests {
         assert_eq!(bearer(&headers), Some("xyz"));
         headers.insert("authorization", HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&headers), None);
-        assert!(same("abc", "abc"));
-        assert!(!same("abc", "abd"));
-        assert!(!same("abc", "abcd"));
     }
 }

@@ -44,10 +44,13 @@ async fn read(client: &reqwest::Client, master: &str, node_ip: IpAddr) -> Option
         .json()
         .await
         .ok()?;
-    let authority = master.split_once("://").map_or(master, |(_, rest)| rest);
-    let (master_host, master_port) = authority.rsplit_once(':')?;
+    let url = reqwest::Url::parse(master).ok()?;
+    let master_host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let mut members = Members {
-        master: Some((address(master_host).await?, master_port.parse().ok()?)),
+        master: Some((address(master_host).await?, url.port_or_known_default()?)),
         ns: Some(node_ip),
         ..Members::default()
     };

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 
 use crate::ApiFamily;
+use crate::family::MesosV1;
 
 const MB: usize = 1 << 20;
 
@@ -17,15 +18,13 @@ pub(crate) fn limit(path: &str) -> usize {
     match ApiFamily::of(path) {
         ApiFamily::Marathon => 8 * MB,
         ApiFamily::Chronos | ApiFamily::Metronome | ApiFamily::Ui => MB,
-        ApiFamily::Mesos => {
-            if path == "/internal/agent/subscribe" || path.ends_with("/api/v1/scheduler") {
-                64 * MB
-            } else if path.starts_with("/internal/agent/") || path.ends_with("/api/v1/executor") {
-                16 * MB
-            } else {
-                MB
-            }
-        }
+        ApiFamily::Mesos => match MesosV1::of(path) {
+            Some(MesosV1::Scheduler) => 64 * MB,
+            Some(MesosV1::Executor) => 16 * MB,
+            _ if path == "/internal/agent/subscribe" => 64 * MB,
+            _ if path.starts_with("/internal/agent/") => 16 * MB,
+            _ => MB,
+        },
     }
 }
 

@@ -19,6 +19,28 @@ pub enum ApiFamily {
     Ui,
 }
 
+/// The Mesos v1 HTTP APIs, by their exact paths (no other path is one of them: a Marathon id
+/// may well end in `/api/v1/executor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MesosV1 {
+    Scheduler,
+    Executor,
+    Operator,
+}
+
+impl MesosV1 {
+    pub fn of(path: &str) -> Option<MesosV1> {
+        match path {
+            "/api/v1/scheduler" | "/master/api/v1/scheduler" => Some(MesosV1::Scheduler),
+            "/api/v1/executor" | "/slave(1)/api/v1/executor" => Some(MesosV1::Executor),
+            "/api/v1" | "/api/v1/" | "/api/v1/operator" | "/master/api/v1" => {
+                Some(MesosV1::Operator)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl ApiFamily {
     pub fn of(path: &str) -> ApiFamily {
         let under = |prefix: &str| {
@@ -67,7 +89,7 @@ impl ApiFamily {
 
 #[cfg(test)]
 mod tests {
-    use super::ApiFamily;
+    use super::{ApiFamily, MesosV1};
 
     #[test]
     fn paths_belong_to_their_api() {
@@ -78,6 +100,9 @@ mod tests {
         assert_eq!(ApiFamily::of("/scheduler/iso8601"), ApiFamily::Chronos);
         assert_eq!(ApiFamily::of("/v1/scheduler/jobs"), ApiFamily::Chronos);
         assert_eq!(ApiFamily::of("/api/v1/scheduler"), ApiFamily::Mesos);
+        assert_eq!(MesosV1::of("/api/v1/scheduler"), Some(MesosV1::Scheduler));
+        assert_eq!(MesosV1::of("/v2/apps/x/api/v1/executor"), None);
+        assert_eq!(MesosV1::of("/v2/apps/api/v1/scheduler"), None);
         assert_eq!(ApiFamily::of("/v1/jobs/a.b/runs"), ApiFamily::Metronome);
         assert_eq!(ApiFamily::of("/"), ApiFamily::Ui);
         assert_eq!(ApiFamily::of("/ui/apps/web"), ApiFamily::Ui);

@@ -148,12 +148,15 @@ async fn check(State(config): State<Arc<GateConfig>>, request: Request, next: Ne
     }
     let caller = match identify(&config.auth, request.method(), &path, request.headers()) {
         Ok(caller) => caller,
-        Err(response) => {
+        Err(refused) => {
+            if refused.wrong_secret {
+                auth::after_failure().await;
+            }
             drain(request, config.body_read_timeout).await;
-            return response;
+            return refused.response;
         }
     };
-    if *request.method() == Method::GET
+    if matches!(*request.method(), Method::GET | Method::HEAD)
         && GUARDED_ENDPOINTS.contains(&path.as_str())
         && !config.acls.permits(
             Action::GetEndpoints,
@@ -176,7 +179,7 @@ async fn check(State(config): State<Arc<GateConfig>>, request: Request, next: Ne
 }
 
 /// The endpoints whose GET the ACLs' `get_endpoints` decides, as Mesos guards them.
-const GUARDED_ENDPOINTS: [&str; 8] = [
+const GUARDED_ENDPOINTS: [&str; 7] = [
     "/metrics",
     "/metrics/snapshot",
     "/monitor/statistics",
@@ -184,7 +187,6 @@ const GUARDED_ENDPOINTS: [&str; 8] = [
     "/containers",
     "/slave(1)/containers",
     "/files/debug",
-    "/flags",
 ];
 
 /// Reads (and drops) a small body a refused request still carries. Answered before its body
@@ -200,42 +202,63 @@ async fn drain(request: Request, deadline: std::time::Duration) {
     let _ = tokio::time::timeout(deadline, http_body_util::BodyExt::collect(body)).await;
 }
 
+/// A request the gate does not let through for want of a caller.
+struct Unidentified {
+    response: Response,
+    /// It named a caller with a wrong secret or token: answered after a pause, so guessing
+    /// is slow whichever endpoint it is tried on.
+    wrong_secret: bool,
+}
+
 /// The request's caller, or the answer that asks for one: 401 in the API's shape with
-/// `WWW-Authenticate`, or — for a person on the UI's pages — the sign-in page.
+/// `WWW-Authenticate`, or — for a person on the UI's pages — the sign-in page. On the open
+/// paths (health, sign-in, sign-out, assets) credentials that are not good are ignored: a stale
+/// session cookie must not keep anyone from signing in again.
 fn identify(
     auth: &Authenticator,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
-) -> Result<Caller, Response> {
+) -> Result<Caller, Unidentified> {
     let family = ApiFamily::of(path);
     let realm = auth::realm::realm(method, path);
     // An executor's bearer token is its own secret, which its agent checks.
     if realm == Realm::Executors {
         return Ok(Caller::default());
     }
-    let unauthorized = |message: String| {
+    let unauthorized = |message: String, wrong_secret: bool| {
         let mut response = family.error(StatusCode::UNAUTHORIZED, &message);
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"agora\""),
         );
-        response
+        Unidentified {
+            response,
+            wrong_secret,
+        }
+    };
+    let sign_in = |path: &str| Unidentified {
+        response: sign_in(path),
+        wrong_secret: false,
     };
     let ui = family == ApiFamily::Ui;
     match auth.identify(headers, ui, auth::now_secs()) {
         Ok(Some(caller)) => Ok(caller),
         Ok(None) if !auth.required.of(realm) => Ok(Caller::default()),
         Ok(None) if ui && *method == Method::GET => Err(sign_in(path)),
-        Ok(None) => Err(unauthorized(format!(
-            "{path} needs an authenticated caller: HTTP Basic with a principal and its \
-             secret, or a bearer token"
-        ))),
+        Ok(None) => Err(unauthorized(
+            format!(
+                "{path} needs an authenticated caller: HTTP Basic with a principal and its \
+                 secret, or a bearer token"
+            ),
+            false,
+        )),
+        Err(_) if realm == Realm::Open => Ok(Caller::default()),
         Err(error) if ui && *method == Method::GET => {
             tracing::info!(path, %error, "UI session refused");
             Err(sign_in(path))
         }
-        Err(error) => Err(unauthorized(error.to_string())),
+        Err(error) => Err(unauthorized(error.to_string(), true)),
     }
 }
 
@@ -363,12 +386,7 @@ fn has_body(headers: &HeaderMap) -> bool {
 /// The Mesos v1 APIs check their content type themselves, with Mesos' own answers (400 when
 /// it is missing, 415 naming protobuf).
 fn checks_own_content_type(path: &str) -> bool {
-    path.ends_with("/api/v1/scheduler")
-        || path.ends_with("/api/v1/executor")
-        || matches!(
-            path,
-            "/api/v1" | "/api/v1/" | "/api/v1/operator" | "/master/api/v1"
-        )
+    crate::family::MesosV1::of(path).is_some()
 }
 
 fn media_type(content_type: &str) -> String {
@@ -470,6 +488,11 @@ mod tests {
         // Mesos' v1 APIs answer their own content-type errors.
         assert_eq!(status(Method::POST, "/api/v1/scheduler", &plain), 200);
         assert_eq!(status(Method::POST, "/api/v1", &plain), 200);
+        // ... and only they: an app id ending like one is Marathon's.
+        assert_eq!(
+            status(Method::PUT, "/v2/apps/x/api/v1/executor", &plain),
+            415
+        );
     }
 
     #[test]

@@ -12,6 +12,6 @@ mod gate;
 mod listen;
 
 pub use agora_tls::PeerCertified;
-pub use family::ApiFamily;
+pub use family::{ApiFamily, MesosV1};
 pub use gate::{GateConfig, HostNames, protect};
 pub use listen::{Limits, ListenerTls, Refused, serve};

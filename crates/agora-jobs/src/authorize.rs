@@ -8,18 +8,17 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use axum::response::Response;
+use serde_json::Value;
 
-use agora_http::auth::Caller;
 use agora_http::auth::acl::Action;
+use agora_http::auth::layer;
 
 use crate::Shared;
+use crate::http::message;
 
 /// What a request touches.
 enum Touch {
@@ -31,10 +30,6 @@ enum Touch {
     List,
 }
 
-fn message(status: StatusCode, text: &str) -> Response {
-    (status, axum::Json(json!({ "message": text }))).into_response()
-}
-
 pub(crate) async fn authorize(
     State(shared): State<Arc<Shared>>,
     request: Request,
@@ -44,10 +39,7 @@ pub(crate) async fn authorize(
     if !acls.restricts(Action::ViewJobs) && !acls.restricts(Action::ManageJobs) {
         return next.run(request).await;
     }
-    let principal = request
-        .extensions()
-        .get::<Caller>()
-        .and_then(|caller| caller.principal.clone());
+    let principal = layer::principal(&request);
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
     let action = if changes {
         Action::ManageJobs
@@ -55,27 +47,28 @@ pub(crate) async fn authorize(
         Action::ViewJobs
     };
     let may = |name: Option<&str>| acls.permits(action, principal.as_deref(), name);
-    let path = request.uri().path().to_owned();
-    let (parts, body) = request.into_parts();
-    let Ok(collected) = body.collect().await else {
+    // The job a handler acts on is the one its decoded path names.
+    let Some(path) = layer::decoded_path(&request) else {
+        return message(StatusCode::BAD_REQUEST, "the path is not UTF-8");
+    };
+    let Some((parts, bytes)) = layer::buffered(request).await else {
         return message(
             StatusCode::BAD_REQUEST,
             "the request body could not be read",
         );
     };
-    let bytes = collected.to_bytes();
     match touched(&parts.method, &path, &bytes) {
         Touch::Jobs(names) => {
             if let Some(denied) = names.iter().find(|name| !may(Some(name))) {
                 return if changes {
                     message(
                         StatusCode::FORBIDDEN,
-                        &format!(
+                        format!(
                             "Not authorized to change job '{denied}' ('manage_jobs' in the ACLs)"
                         ),
                     )
                 } else {
-                    message(StatusCode::NOT_FOUND, &format!("job {denied:?} not found"))
+                    message(StatusCode::NOT_FOUND, format!("job {denied:?} not found"))
                 };
             }
         }
@@ -85,39 +78,23 @@ pub(crate) async fn authorize(
                 "This shows every job: it needs 'view_jobs' on any job",
             );
         }
-        Touch::All | Touch::List => {}
+        Touch::All => {}
+        Touch::List => {
+            let response = next.run(layer::rebuilt(parts, bytes)).await;
+            let sees =
+                |name: &str| acls.permits(Action::ViewJobs, principal.as_deref(), Some(name));
+            return layer::edit_json(response, |value| {
+                if let Some(items) = value.as_array_mut() {
+                    items.retain(|job| {
+                        let name = job["name"].as_str().or_else(|| job["id"].as_str());
+                        name.is_some_and(sees)
+                    });
+                }
+            })
+            .await;
+        }
     }
-    let list = matches!(touched(&parts.method, &path, &bytes), Touch::List);
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    if !list || !response.status().is_success() {
-        return response;
-    }
-    let sees = |name: &str| acls.permits(Action::ViewJobs, principal.as_deref(), Some(name));
-    let (parts, body) = response.into_parts();
-    let Ok(collected) = body.collect().await else {
-        return message(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the answer");
-    };
-    let bytes = collected.to_bytes();
-    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
-    };
-    if let Some(items) = value.as_array_mut() {
-        items.retain(|job| {
-            let name = job["name"].as_str().or_else(|| job["id"].as_str());
-            name.is_some_and(sees)
-        });
-    }
-    let mut response = (parts.status, axum::Json(value)).into_response();
-    response.headers_mut().extend(
-        parts
-            .headers
-            .into_iter()
-            .filter_map(|(name, value)| name.map(|n| (n, value)))
-            .filter(|(name, _)| *name != header::CONTENT_LENGTH),
-    );
-    response
+    next.run(layer::rebuilt(parts, bytes)).await
 }
 
 fn touched(method: &Method, path: &str, body: &[u8]) -> Touch {

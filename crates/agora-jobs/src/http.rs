@@ -40,7 +40,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn message(status: StatusCode, text: impl Into<String>) -> Response {
+pub(crate) fn message(status: StatusCode, text: impl Into<String>) -> Response {
     (status, axum::Json(json!({"message": text.into()}))).into_response()
 }
 

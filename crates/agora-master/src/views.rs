@@ -618,13 +618,18 @@ pub(crate) fn state_summary(master: &Master, viewer: Viewer) -> Value {
         .filter(|a| a.registered && a.is_reachable())
         .map(|agent| {
             let mut value = v0_agent(master, agent);
-            let mut tasks = agent
-                .tasks
-                .iter()
-                .filter_map(|(f, t)| master.frameworks.get(f).and_then(|f| f.tasks.get(t)));
-            let counts = count_states(&mut tasks);
+            // Only the frameworks and tasks the viewer may see are counted or named.
+            let seen = || {
+                agent.tasks.iter().filter_map(|(f, t)| {
+                    let framework = master.frameworks.get(f)?;
+                    let task = framework.tasks.get(t)?;
+                    (viewer.sees_framework(framework) && viewer.sees_task(framework, task))
+                        .then_some((framework, task))
+                })
+            };
+            let counts = count_states(&mut seen().map(|(_, task)| task));
             let framework_ids: Vec<&str> = {
-                let mut ids: Vec<&str> = agent.tasks.iter().map(|(f, _)| f.as_str()).collect();
+                let mut ids: Vec<&str> = seen().map(|(f, _)| f.id.as_str()).collect();
                 ids.sort_unstable();
                 ids.dedup();
                 ids

@@ -75,20 +75,13 @@ pub fn server(
     Ok(Arc::new(config))
 }
 
-/// A client's configuration: it trusts `ca` alone when given (a cluster's own CA), else the
-/// machine's roots (`SSL_CERT_FILE` and `SSL_CERT_DIR` honoured); it presents `identity`
-/// (certificate chain, key) when a server asks.
-pub fn client(
-    ca: Option<&Path>,
-    identity: Option<(&Path, &Path)>,
-) -> Result<ClientConfig, TlsError> {
-    let roots = match ca {
-        Some(ca) => roots_from(ca)?,
-        None => system_roots().clone(),
-    };
+/// A client's configuration that trusts `ca` alone (a cluster's own CA) and presents
+/// `identity` (certificate chain, key) when a server asks. The machine's roots are
+/// [`lazy_system_client`]'s.
+pub fn client(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+        .with_root_certificates(roots_from(ca)?);
     finish(builder, identity)
 }
 
@@ -123,8 +116,8 @@ fn verifying(
     finish(builder, identity)
 }
 
-/// A client's configuration trusting the machine's roots, which are loaded only when a
-/// server is first verified: a process that never dials https (an executor talking to its
+/// A client's configuration trusting the machine's roots (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+/// honoured), which are loaded only when a server is first verified: a process that never dials https (an executor talking to its
 /// agent over plain HTTP) never reads the certificate store.
 pub fn lazy_system_client() -> Result<ClientConfig, TlsError> {
     verifying(verify::Accept::SystemRoots(OnceLock::new()), None)
@@ -138,7 +131,7 @@ pub fn unverified_client() -> Result<ClientConfig, TlsError> {
 }
 
 /// The machine's trusted roots, loaded once.
-pub fn system_roots() -> &'static RootCertStore {
+pub(crate) fn system_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let mut roots = RootCertStore::empty();
@@ -193,7 +186,7 @@ fn pinned_to(
 
 /// The PEM text of the file at `path`, checked to hold a certificate (its first is what
 /// [`pinned_pem`] trusts): for handing to executors.
-pub fn leaf_pem(path: &Path) -> Result<String, TlsError> {
+pub fn certificate_pem(path: &Path) -> Result<String, TlsError> {
     let text = std::fs::read_to_string(path).map_err(|source| TlsError::Read {
         path: path.display().to_string(),
         source,

@@ -19,10 +19,15 @@ use agora_client::ClientError;
 
 use crate::format::{items, state as state_name, state_class, text};
 use crate::layout::{self, Flash, gauge};
-use crate::{Shared, lock};
+use crate::{Api, Shared, lock};
 
-pub async fn page(State(ui): State<Shared>, Query(flash): Query<Flash>) -> Response {
-    match live(&ui).await {
+pub async fn page(State(ui): State<Shared>, api: Api, Query(flash): Query<Flash>) -> Response {
+    let rendered = if api.sees_all {
+        live(&ui).await
+    } else {
+        viewers(&api).await
+    };
+    match rendered {
         Ok(live) => layout::page(
             "dashboard",
             "Dashboard",
@@ -38,10 +43,41 @@ pub async fn page(State(ui): State<Shared>, Query(flash): Query<Flash>) -> Respo
 }
 
 /// The dashboard's live part, as Server-Sent Events: a `dashboard` event with the fragment's
-/// HTML on connecting, then whenever [`render_loop`] renders a different one.
-pub async fn live_events(
-    State(ui): State<Shared>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// HTML on connecting, then whenever it changes — the shared render of [`render_loop`] for a
+/// viewer who may see all of it, else the viewer's own, rendered each second.
+pub async fn live_events(State(ui): State<Shared>, api: Api) -> Response {
+    if api.sees_all {
+        shared_events(ui).await.into_response()
+    } else {
+        own_events(api).into_response()
+    }
+}
+
+/// A viewer's own dashboard, re-rendered each second and sent when it changes.
+fn own_events(api: Api) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let ticks = tokio::time::interval(Duration::from_secs(1));
+    let stream = futures_util::stream::unfold(
+        (api, ticks, String::new()),
+        |(api, mut ticks, last)| async move {
+            loop {
+                ticks.tick().await;
+                let Ok(markup) = viewers(&api).await else {
+                    continue;
+                };
+                let fragment = markup.into_string();
+                if fragment != last {
+                    let event = Event::default()
+                        .event("dashboard")
+                        .data(fragment.replace('\r', ""));
+                    return Some((Ok(event), (api, ticks, fragment)));
+                }
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn shared_events(ui: Shared) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut receiver = ui.live.subscribe();
     // The one render may not have run yet for the first viewer: render now rather than wait.
     // (The borrow ends here: it must not be held across the render's awaits.)
@@ -108,24 +144,50 @@ pub async fn render_loop(ui: Shared, shutdown: CancellationToken) {
     }
 }
 
-/// Everything the dashboard shows that changes.
+/// Everything the dashboard shows that changes, read as the UI itself: for viewers who may
+/// see all of it.
 async fn live(ui: &Shared) -> Result<Markup, ClientError> {
     let state = ui.master.state().await?;
     let metrics = ui.master.metrics_snapshot().await?;
     let events = lock(&ui.events).latest(12);
     let samples = lock(&ui.history).samples();
-    let metric = |name: &str| metrics[name].as_f64().unwrap_or(0.0);
+    Ok(render(
+        &state,
+        Some((&metrics, &samples[..])),
+        Some(&events),
+    ))
+}
+
+/// The dashboard as a viewer the ACLs restrict sees it: the state as the master shows them,
+/// the cluster's allocation only if they may read the metrics, and not the recent events of
+/// every app.
+async fn viewers(api: &Api) -> Result<Markup, ClientError> {
+    let state = api.master.state().await?;
+    let metrics = api.master.metrics_snapshot().await.ok();
+    let no_history: &[crate::history::Sample] = &[];
+    Ok(render(
+        &state,
+        metrics.as_ref().map(|m| (m, no_history)),
+        None,
+    ))
+}
+
+fn render(
+    state: &Value,
+    metrics: Option<(&Value, &[crate::history::Sample])>,
+    events: Option<&[crate::events::RecentEvent]>,
+) -> Markup {
     let mut tasks: BTreeMap<String, u64> = BTreeMap::new();
-    for framework in items(&state, "frameworks") {
+    for framework in items(state, "frameworks") {
         for task in items(framework, "tasks") {
             *tasks
                 .entry(task["state"].as_str().unwrap_or("?").to_owned())
                 .or_default() += 1;
         }
     }
-    let frameworks: Vec<&Value> = items(&state, "frameworks").collect();
+    let frameworks: Vec<&Value> = items(state, "frameworks").collect();
     let active = frameworks.iter().filter(|f| f["active"] == true).count();
-    Ok(html! {
+    html! {
         section.cards {
             div.card {
                 h2 { a href="/ui/agents" { "Agents" } }
@@ -165,29 +227,36 @@ async fn live(ui: &Shared) -> Result<Markup, ClientError> {
                     (state["start_time"].as_f64().map(since).unwrap_or_default()) }
             }
         }
-        section.cards {
-            div.card.wide {
-                h2 { "Allocation" }
-                (gauge("CPU", metric("master/cpus_used"), metric("master/cpus_total"), "cpus"))
-                (gauge("Memory", metric("master/mem_used"), metric("master/mem_total"), "MB"))
-                (gauge("Disk", metric("master/disk_used"), metric("master/disk_total"), "MB"))
-            }
-            div.card.wide {
-                h2 { "Allocation over time" }
-                (crate::chart::allocation(&samples))
+        @if let Some((metrics, samples)) = metrics {
+            @let metric = |name: &str| metrics[name].as_f64().unwrap_or(0.0);
+            section.cards {
+                div.card.wide {
+                    h2 { "Allocation" }
+                    (gauge("CPU", metric("master/cpus_used"), metric("master/cpus_total"), "cpus"))
+                    (gauge("Memory", metric("master/mem_used"), metric("master/mem_total"), "MB"))
+                    (gauge("Disk", metric("master/disk_used"), metric("master/disk_total"), "MB"))
+                }
+                @if !samples.is_empty() {
+                    div.card.wide {
+                        h2 { "Allocation over time" }
+                        (crate::chart::allocation(samples))
+                    }
+                }
             }
         }
-        section.cards {
-            div.card.full {
-                h2 { "Recent events" }
-                @if events.is_empty() {
-                    p.muted { "No events yet." }
-                } @else {
-                    ul.events #events {
-                        @for event in &events {
-                            li {
-                                time { (event.at.get(11..19).unwrap_or(&event.at)) }
-                                " " span.kind { (event.kind) } " " (event.text)
+        @if let Some(events) = events {
+            section.cards {
+                div.card.full {
+                    h2 { "Recent events" }
+                    @if events.is_empty() {
+                        p.muted { "No events yet." }
+                    } @else {
+                        ul.events #events {
+                            @for event in events {
+                                li {
+                                    time { (event.at.get(11..19).unwrap_or(&event.at)) }
+                                    " " span.kind { (event.kind) } " " (event.text)
+                                }
                             }
                         }
                     }
@@ -195,7 +264,7 @@ async fn live(ui: &Shared) -> Result<Markup, ClientError> {
             }
         }
         p.muted.updated { "Updates live." }
-    })
+    }
 }
 
 /// A Mesos timestamp (seconds since the epoch) as a UTC time.

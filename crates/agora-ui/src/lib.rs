@@ -45,6 +45,8 @@ pub struct UiConfig {
     /// What the UI trusts of agents when it reads their sandboxes for a viewer (none: plain
     /// HTTP).
     pub agent_tls: Option<agora_client::Tls>,
+    /// The cluster's ACLs: who may see the dashboard that is rendered once for everyone.
+    pub acls: Arc<agora_http::auth::acl::Acls>,
 }
 
 impl UiConfig {
@@ -55,6 +57,7 @@ impl UiConfig {
             access: Access::default(),
             secure_cookies: false,
             agent_tls: None,
+            acls: Arc::default(),
         }
     }
 }
@@ -68,6 +71,8 @@ pub(crate) struct Ui {
     anonymous: Api,
     /// Whether the session cookie is for https only.
     pub secure_cookies: bool,
+    /// Who may see the shared dashboard.
+    acls: Arc<agora_http::auth::acl::Acls>,
     pub history: Mutex<history::History>,
     pub events: Mutex<events::RecentEvents>,
     /// The dashboard's live part as last rendered, for every `/ui/live` viewer.
@@ -92,8 +97,10 @@ pub fn start(config: UiConfig, shutdown: CancellationToken) -> Router {
             jobs: JobsClient::with_access(&config.master, &anonymous),
             agents: Access::default().with_tls(config.agent_tls.clone()),
             authorization: None,
+            sees_all: false,
         },
         secure_cookies: config.secure_cookies,
+        acls: config.acls.clone(),
         history: Mutex::new(history::History::new(720)),
         events: Mutex::new(events::RecentEvents::new(40)),
         live: tokio::sync::watch::Sender::new(Arc::new(String::new())),
@@ -144,9 +151,29 @@ pub(crate) struct Api {
     /// How agents are reached (their TLS).
     agents: Access,
     authorization: Option<HeaderValue>,
+    /// The viewer may see everything the shared dashboard shows (every framework, task and
+    /// app, and the metrics).
+    pub sees_all: bool,
 }
 
 impl Ui {
+    /// Whether `principal` may see all the shared dashboard shows: rules for `ANY` object of
+    /// each view, the metrics and the whole app tree.
+    fn sees_all(&self, principal: Option<&str>) -> bool {
+        use agora_http::auth::acl::Action;
+        [
+            Action::ViewFrameworks,
+            Action::ViewTasks,
+            Action::ViewExecutors,
+        ]
+        .into_iter()
+        .all(|action| self.acls.permits(action, principal, None))
+            && self
+                .acls
+                .permits(Action::GetEndpoints, principal, Some("/metrics/snapshot"))
+            && self.acls.permits(Action::ViewApps, principal, Some("/"))
+    }
+
     /// The master as nobody (to sign in).
     pub fn anonymous_master(&self) -> &MasterClient {
         &self.anonymous.master
@@ -164,10 +191,9 @@ impl FromRequestParts<Shared> for Api {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, ui: &Shared) -> Result<Api, Self::Rejection> {
-        let authorization = parts
-            .extensions
-            .get::<Caller>()
-            .and_then(|caller| caller.forward.clone());
+        let caller = parts.extensions.get::<Caller>();
+        let authorization = caller.and_then(|caller| caller.forward.clone());
+        let principal = caller.and_then(|caller| caller.principal.as_deref());
         let anonymous = &ui.anonymous;
         Ok(Api {
             master: anonymous.master.acting_as(authorization.clone()),
@@ -175,6 +201,7 @@ impl FromRequestParts<Shared> for Api {
             jobs: anonymous.jobs.acting_as(authorization.clone()),
             agents: anonymous.agents.clone(),
             authorization,
+            sees_all: ui.sees_all(principal),
         })
     }
 }

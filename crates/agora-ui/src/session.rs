@@ -29,13 +29,13 @@ pub struct SignIn {
     next: String,
 }
 
-/// Only back to one of the UI's own pages.
+/// Only back to one of the UI's own pages: a path on this server, with no characters a
+/// browser would drop or bend (a tab makes `/\t/evil.example` another site's address).
 fn back_to(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
-        next
-    } else {
-        "/"
-    }
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    if local { next } else { "/" }
 }
 
 pub async fn form(Query(query): Query<SignInQuery>) -> Response {
@@ -94,10 +94,10 @@ pub async fn sign_in(State(ui): State<Shared>, Form(form): Form<SignIn>) -> Resp
 
 pub async fn sign_out() -> Response {
     let mut response = Redirect::to("/ui/login").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("agora_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
     response
 }
 
@@ -111,6 +111,8 @@ mod tests {
         assert_eq!(back_to("//evil.example/x"), "/");
         assert_eq!(back_to("https://evil.example"), "/");
         assert_eq!(back_to("/\\evil.example"), "/");
+        assert_eq!(back_to("/\t/evil.example"), "/");
+        assert_eq!(back_to("/ui/apps?x=a b"), "/");
         assert_eq!(back_to(""), "/");
     }
 }

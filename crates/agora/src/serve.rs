@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use agora_agent::{AgentConfig, detect_resources};
 use agora_api::mesos::Attribute;
-use agora_http::auth::Authenticator;
+use agora_http::auth::acl::SYSTEM_PRINCIPAL;
 use agora_master::MasterConfig;
 use agora_types::Resources;
 
@@ -18,7 +18,6 @@ use crate::cli::{
     AgentArgs, AgentOptions, DiscoveryArgs, MasterArgs, MasterOptions, NetworkArgs, UpArgs,
 };
 use crate::security;
-use crate::tls::NodeTls;
 
 fn hostname(network: &NetworkArgs) -> String {
     network.hostname.clone().unwrap_or_else(|| {
@@ -75,7 +74,7 @@ fn master_config(
             .unwrap_or(usize::MAX),
         authentication: security.auth.required,
         acls: security.acls.clone(),
-        require_agent_certificate: security.tls.server.is_some() && security.require_agent_cert,
+        require_agent_certificate: security.require_agent_cert,
         tls: security.tls.serves(),
         ..MasterConfig::default()
     }
@@ -308,25 +307,24 @@ fn discovery(
 
 /// The web UI at `/`, reading this process's own APIs over loopback (its pages as whoever
 /// signed in, its background work as the process's own principal).
-fn ui(port: u16, auth: &Authenticator, tls: &NodeTls, shutdown: CancellationToken) -> axum::Router {
+fn ui(port: u16, security: &security::Security, shutdown: CancellationToken) -> axum::Router {
+    let tls = &security.tls;
     let mut config = agora_ui::UiConfig::new(format!("127.0.0.1:{port}"));
-    config.access = security::internal_access(auth, SYSTEM_PRINCIPAL).with_tls(tls.local.clone());
+    config.access =
+        security::internal_access(&security.auth, SYSTEM_PRINCIPAL).with_tls(tls.local.clone());
     config.secure_cookies = tls.serves();
-    // Agents serve TLS when this node does (a cluster is secured as a whole).
-    config.agent_tls = if tls.serves() {
-        tls.remote.clone().or_else(|| tls.local.clone())
-    } else {
-        tls.remote.clone()
-    };
+    // Agents serve TLS when this node does (a cluster is secured as a whole): the CA's, else
+    // (`agora up`, its own agent) the node's own certificate.
+    config.agent_tls = tls.remote.clone().or_else(|| tls.local.clone());
+    config.acls = security.acls.clone();
     agora_ui::start(config, shutdown)
 }
 
 /// The principals the built-in frameworks register and authenticate as (as Marathon's and
-/// Chronos' `--mesos_authentication_principal` name them), and the one the process's own
-/// other components (the UI's background work, discovery in `agora up`) use.
+/// Chronos' `--mesos_authentication_principal` name them); the process's own other components
+/// (the UI's background work, discovery in `agora up`) are `SYSTEM_PRINCIPAL`.
 const SERVICES_PRINCIPAL: &str = "marathon";
 const JOBS_PRINCIPAL: &str = "chronos";
-const SYSTEM_PRINCIPAL: &str = "agora";
 
 /// How this server meets its clients: the gate every request passes
 /// (`agora_http::protect`; the names browsers may use for it are its addresses, `localhost`,
@@ -478,7 +476,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .clone()
         .merge(agent.router.clone())
         .merge(schedulers)
-        .merge(ui(port, &auth, &security.tls, shutdown.clone()))
+        .merge(ui(port, &security, shutdown.clone()))
         .merge(agora_http::auth::login::routes(auth.clone()));
     security::warn_if_open(
         "agora up",
@@ -541,7 +539,7 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         .router
         .clone()
         .merge(schedulers)
-        .merge(ui(port, &auth, &security.tls, shutdown.clone()))
+        .merge(ui(port, &security, shutdown.clone()))
         .merge(agora_http::auth::login::routes(auth.clone()));
     security::warn_if_open(
         "agora master",

@@ -60,7 +60,7 @@ pub fn of(args: &TlsArgs, require_agent_cert: bool) -> anyhow::Result<NodeTls> {
     }
     let remote = match &args.tls_ca {
         Some(ca) => Some(agora_client::Tls::new(
-            agora_tls::client(Some(ca), identity).context("invalid --tls-ca")?,
+            agora_tls::client(ca, identity).context("invalid --tls-ca")?,
         )),
         None => None,
     };
@@ -83,7 +83,7 @@ pub fn of(args: &TlsArgs, require_agent_cert: bool) -> anyhow::Result<NodeTls> {
         local: Some(agora_client::Tls::new(local)),
         remote,
         executors: Some(agora_agent::ExecutorTls {
-            cert_pem: agora_tls::leaf_pem(cert).context("invalid --tls-cert")?,
+            cert_pem: agora_tls::certificate_pem(cert).context("invalid --tls-cert")?,
             ca_file: args.tls_ca.clone(),
         }),
         accept_plain: args.tls_support_downgrade,

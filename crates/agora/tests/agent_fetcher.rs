@@ -385,3 +385,53 @@ async fn a_fetch_brings_no_more_than_the_agent_allows() {
         assert!(message.contains("--fetcher-max-size"), "{id}: {message}");
     }
 }
+
+/// An archive may carry links; a later URI of the same task must not be written through one,
+/// out of the sandbox (the fetcher writes as root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_fetch_is_written_through_a_link_an_archive_planted() {
+    let dir = temp_dir();
+    open_to_all(dir.path());
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let content = dir.path().join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::os::unix::fs::symlink(&outside, content.join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.join("target"), content.join("file")).unwrap();
+    run("tar", &["-czf", "../links.tar.gz", "out", "file"], &content);
+    let payload = dir.path().join("payload.txt");
+    std::fs::write(&payload, "written by root\n").unwrap();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let mut scheduler = subscribe(&up.address(), framework_info("linked")).await;
+    let archive = format!("file://{}", dir.path().join("links.tar.gz").display());
+    let payload = format!("file://{}", payload.display());
+    for (id, output_file, words) in [
+        (
+            "through-a-directory",
+            "out/pwned",
+            "leads out of the sandbox",
+        ),
+        ("onto-a-link", "file", "is a link in the sandbox"),
+    ] {
+        let uris = json!([{"value": archive, "extract": true},
+                          {"value": payload, "output_file": output_file}]);
+        launch_with_uris(&mut scheduler, id, "true", uris, None).await;
+        let status = wait_for_state(
+            &mut scheduler,
+            id,
+            TaskState::Failed,
+            Duration::from_secs(20),
+        )
+        .await;
+        let message = status.message.unwrap_or_default();
+        assert!(message.contains(words), "{id}: {message}");
+    }
+    let written: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().collect();
+    assert!(
+        written.is_empty(),
+        "written outside the sandbox: {written:?}"
+    );
+}

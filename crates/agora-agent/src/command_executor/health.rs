@@ -157,7 +157,7 @@ async fn run_command(
     timeout: Duration,
     task: &TaskContext,
 ) -> Result<(), String> {
-    let mut process = tokio::process::Command::from(crate::process::command_of(command));
+    let mut process = super::task_process(command);
     let environments = [
         task.command.as_ref().and_then(|c| c.environment.as_ref()),
         command.environment.as_ref(),

@@ -860,6 +860,14 @@ fn describe(code: Option<i32>, signal: Option<i32>) -> String {
     }
 }
 
+/// A process of a task's (its command, its health check's): the executor's environment
+/// without the executor's secret, which is not the task's.
+pub(super) fn task_process(command: &agora_api::mesos::CommandInfo) -> tokio::process::Command {
+    let mut process = tokio::process::Command::from(crate::process::command_of(command));
+    process.env_remove(crate::executor_auth::TOKEN_ENV);
+    process
+}
+
 /// Starts a task in its own process group, in its sandbox, with its environment on top of the
 /// executor's (which carries the MESOS_* variables).
 fn spawn_task(
@@ -869,15 +877,13 @@ fn spawn_task(
     own_files: bool,
 ) -> std::io::Result<tokio::process::Child> {
     std::fs::create_dir_all(directory)?;
-    let mut process = tokio::process::Command::from(crate::process::command_of(command));
+    let mut process = task_process(command);
     if let Some(environment) = &command.environment {
         for variable in &environment.variables {
             process.env(&variable.name, variable.value.clone().unwrap_or_default());
         }
     }
     process
-        // The executor's secret is not the task's.
-        .env_remove(crate::executor_auth::TOKEN_ENV)
         .env("MESOS_SANDBOX", directory)
         .env("MESOS_TASK_ID", task_id)
         .current_dir(directory)

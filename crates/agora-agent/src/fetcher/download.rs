@@ -19,12 +19,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A transfer with no bytes for this long has stalled.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The machine's trusted roots, as a TLS connector that verifies servers against them.
+/// The machine's trusted roots, as a TLS connector that verifies servers against them (read
+/// when the first https URI is fetched).
 pub(crate) fn verifying_connector() -> Result<TlsConnector, String> {
-    let config = agora_tls::client(None, None).map_err(|e| e.to_string())?;
-    if agora_tls::system_roots().is_empty() {
-        tracing::warn!("no trusted root certificates found: https URIs cannot be fetched");
-    }
+    let config = agora_tls::lazy_system_client().map_err(|e| e.to_string())?;
     Ok(TlsConnector::from(Arc::new(config)))
 }
 

@@ -253,44 +253,50 @@ async fn extract(archive: Archive, file: &Path, user: Option<&RunAs>) -> Result<
     Ok(())
 }
 
-/// The file `relative` names under `sandbox`, its directories made (and given to `user`):
-/// refused if, through a link an earlier archive left, it would land outside the sandbox.
+/// The file `relative` names under `sandbox`, its directories made beneath the sandbox (and
+/// given to `user`): a link an earlier archive left may lead within the sandbox, never out of
+/// it, and the file itself may not be a link (the fetcher writes it as root).
 async fn inside(sandbox: &Path, relative: &Path, user: Option<&RunAs>) -> Result<PathBuf, String> {
-    let destination = sandbox.join(relative);
-    let Some(parent) = destination.parent() else {
-        return Ok(destination);
-    };
-    tokio::fs::create_dir_all(parent)
-        .await
-        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    let real_sandbox = tokio::fs::canonicalize(sandbox)
-        .await
-        .map_err(|e| e.to_string())?;
-    let real_parent = tokio::fs::canonicalize(parent)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !real_parent.starts_with(&real_sandbox) {
-        return Err(format!("'{}' leads out of the sandbox", relative.display()));
-    }
-    if let Some(user) = user {
-        let mut directory = real_parent.as_path();
-        while directory != real_sandbox {
-            nix::unistd::chown(
-                directory,
-                Some(nix::unistd::Uid::from_raw(user.uid)),
-                Some(nix::unistd::Gid::from_raw(user.gid)),
-            )
-            .map_err(|e| {
-                format!(
-                    "cannot give {} to the task's user: {e}",
-                    directory.display()
-                )
-            })?;
-            let Some(up) = directory.parent() else { break };
-            directory = up;
+    let (sandbox, relative, user) = (sandbox.to_path_buf(), relative.to_path_buf(), user.cloned());
+    tokio::task::spawn_blocking(move || {
+        let out = |error: std::io::Error| {
+            format!("'{}' leads out of the sandbox: {error}", relative.display())
+        };
+        let opened = crate::beneath::Sandbox::open(sandbox.parent().unwrap_or(&sandbox), &sandbox)
+            .map_err(|e| format!("cannot open the sandbox: {e}"))?;
+        let real_sandbox = opened.directory(Path::new("")).map_err(out)?;
+        let real_parent = opened
+            .directory(relative.parent().unwrap_or(Path::new("")))
+            .map_err(out)?;
+        let Some(name) = relative.file_name() else {
+            return Err(format!("'{}' names no file", relative.display()));
+        };
+        let destination = real_parent.join(name);
+        if std::fs::symlink_metadata(&destination).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!("'{}' is a link in the sandbox", relative.display()));
         }
-    }
-    Ok(destination)
+        if let Some(user) = &user {
+            let mut directory = real_parent.as_path();
+            while directory != real_sandbox {
+                nix::unistd::chown(
+                    directory,
+                    Some(nix::unistd::Uid::from_raw(user.uid)),
+                    Some(nix::unistd::Gid::from_raw(user.gid)),
+                )
+                .map_err(|e| {
+                    format!(
+                        "cannot give {} to the task's user: {e}",
+                        directory.display()
+                    )
+                })?;
+                let Some(up) = directory.parent() else { break };
+                directory = up;
+            }
+        }
+        Ok(destination)
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// Runs a command with the stdio it was given (tokio's `output()` would pipe stdout over a

@@ -10,7 +10,7 @@ use agora_api::executor::Call;
 use super::{Shared, text};
 
 /// Events queued for one executor at most.
-const EXECUTOR_QUEUE: usize = 8 << 20;
+const EXECUTOR_QUEUE: usize = agora_http::events::DEFAULT_QUEUE_BYTES;
 
 pub(crate) async fn handle(
     State(agent): State<Shared>,
@@ -44,26 +44,9 @@ pub(crate) async fn handle(
             );
         }
     };
-    match agent.executor_admits(&call, crate::executor_auth::bearer(&headers)) {
-        Ok(()) => {}
-        Err(crate::executor_auth::Refusal::Unauthenticated) => {
-            let mut response = text(
-                StatusCode::UNAUTHORIZED,
-                "The executor's authentication token is missing or wrong",
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"mesos-agent-executor\""),
-            );
-            return response;
-        }
-        Err(crate::executor_auth::Refusal::Subscribed) => {
-            return text(
-                StatusCode::FORBIDDEN,
-                "The executor is subscribed on another connection",
-            );
-        }
-    }
+    // Whether the call may speak for its executor is decided where the call acts on it, under
+    // the agent's lock: nothing can change in between.
+    let token = crate::executor_auth::bearer(&headers);
     match call.kind.as_str() {
         "SUBSCRIBE" => {
             // Bounded: an executor that stops reading is told why and cut off (it may
@@ -81,8 +64,8 @@ pub(crate) async fn handle(
                 agora_api::recordio::encode(&farewell.to_json()),
                 agent.stream_overflows.clone(),
             );
-            if let Err(message) = agent.executor_subscribe(&call, sender) {
-                return text(StatusCode::BAD_REQUEST, message);
+            if let Err(refused) = agent.executor_subscribe(&call, token, sender) {
+                return refusal(refused);
             }
             let mut response = Response::new(Body::from_stream(receiver));
             response.headers_mut().insert(
@@ -91,7 +74,7 @@ pub(crate) async fn handle(
             );
             response
         }
-        "UPDATE" => match agent.executor_update(&call) {
+        "UPDATE" => match agent.executor_update(&call, token) {
             Ok(unsynced) => {
                 // Accepted at once (the update is queued in order); ACKNOWLEDGED follows when
                 // its checkpoint is on disk, and only that lets the executor forget it. The
@@ -111,10 +94,12 @@ pub(crate) async fn handle(
                 });
                 accepted()
             }
-            Err((403, message)) => text(StatusCode::FORBIDDEN, message),
-            Err((_, message)) => text(StatusCode::BAD_REQUEST, message),
+            Err(refused) => refusal(refused),
         },
         "MESSAGE" => {
+            if let Err(refused) = agent.executor_admits(&call, token) {
+                return refusal(refused);
+            }
             if let Some(message) = call.message {
                 crate::master_link::forward_executor_message(
                     &agent,
@@ -127,6 +112,19 @@ pub(crate) async fn handle(
         }
         _ => accepted(),
     }
+}
+
+/// A call refused: its status and why (a 401 says which scheme it wants).
+fn refusal((status, message): (u16, &'static str)) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = text(status, message);
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"mesos-agent-executor\""),
+        );
+    }
+    response
 }
 
 fn accepted() -> Response {

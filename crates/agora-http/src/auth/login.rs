@@ -1,6 +1,7 @@
 //! Signing in: `POST /acs/api/v1/auth/login` (DC/OS's path and shape, so its tooling works)
 //! trades a principal and its secret — `{"uid": …, "password": …}`, `{"principal": …,
-//! "secret": …}`, or HTTP Basic — for a bearer token the master signs. The web UI signs
+//! "secret": …}`, or HTTP Basic (not a token: a token cannot renew itself) — for a bearer token
+//! the master signs. The web UI signs
 //! people in through it too.
 
 use std::sync::Arc;
@@ -37,7 +38,10 @@ async fn login(
     body: Bytes,
 ) -> Response {
     let principal = if body.is_empty() {
-        caller.and_then(|Extension(caller)| caller.principal)
+        // Only a secret buys a token: a token cannot renew itself past its lifetime.
+        caller
+            .filter(|Extension(caller)| caller.by_secret())
+            .and_then(|Extension(caller)| caller.principal)
     } else {
         match serde_json::from_slice::<Login>(&body) {
             Ok(login) if auth.credentials.verify(&login.uid, &login.password) => Some(login.uid),
@@ -51,8 +55,7 @@ async fn login(
         }
     };
     let Some(principal) = principal else {
-        // Guessing is slow.
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        super::after_failure().await;
         return ApiFamily::Marathon.error(
             StatusCode::UNAUTHORIZED,
             "the principal or its secret is wrong",

@@ -8,6 +8,7 @@
 
 pub mod acl;
 pub mod credentials;
+pub mod layer;
 pub mod login;
 pub mod realm;
 pub mod token;
@@ -33,6 +34,25 @@ pub struct Caller {
     /// What to send on to reach another API as the same caller (the UI reads the cluster as
     /// whoever signed in).
     pub forward: Option<HeaderValue>,
+}
+
+/// How long a caller with a wrong secret or token waits for its 401.
+const FAILURE_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The pause before refusing a wrong secret or token: guessing is slow, wherever it is tried.
+pub async fn after_failure() {
+    tokio::time::sleep(FAILURE_PAUSE).await;
+}
+
+impl Caller {
+    /// Whether the caller proved itself with its secret (HTTP Basic), not with a token.
+    pub fn by_secret(&self) -> bool {
+        self.forward
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.get(..6))
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic "))
+    }
 }
 
 /// Why a request's credentials are not taken.
@@ -138,14 +158,23 @@ pub(crate) fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Compares secrets in time that does not depend on where they differ.
+/// Compares secrets in time that depends neither on where they differ nor on their lengths:
+/// their digests are compared, every byte.
 pub fn same_secret(given: &str, secret: &str) -> bool {
-    let (given, secret) = (given.as_bytes(), secret.as_bytes());
-    let mut difference = u8::from(given.len() != secret.len());
-    for (index, byte) in given.iter().enumerate() {
-        difference |= byte ^ secret.get(index).copied().unwrap_or(0);
-    }
-    difference == 0
+    let digest = |text: &str| ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let (given, secret) = (digest(given), digest(secret));
+    given
+        .as_ref()
+        .iter()
+        .zip(secret.as_ref())
+        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+        == 0
+}
+
+/// A new secret for an agent or an executor to prove itself with: 32 random bytes (rand's
+/// cryptographically secure generator), URL-safe base64.
+pub fn new_secret() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
 }
 
 #[cfg(test)]

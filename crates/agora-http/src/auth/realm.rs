@@ -5,7 +5,7 @@
 
 use axum::http::Method;
 
-use crate::ApiFamily;
+use crate::MesosV1;
 
 /// What kind of caller a request is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,22 +66,15 @@ pub fn realm(method: &Method, path: &str) -> Realm {
     {
         return Realm::Open;
     }
-    if path.ends_with("/api/v1/scheduler") {
-        return Realm::Frameworks;
-    }
-    if path.ends_with("/api/v1/executor") {
-        return Realm::Executors;
+    match MesosV1::of(path) {
+        Some(MesosV1::Scheduler) => return Realm::Frameworks,
+        Some(MesosV1::Executor) => return Realm::Executors,
+        // Mesos puts its v1 operator API in the read-write realm, whatever the call.
+        Some(MesosV1::Operator) => return Realm::ReadWrite,
+        None => {}
     }
     if path.starts_with("/internal/agent/") {
         return Realm::Agents;
-    }
-    // Mesos puts its v1 operator API in the read-write realm, whatever the call.
-    if matches!(
-        path,
-        "/api/v1" | "/api/v1/" | "/api/v1/operator" | "/master/api/v1"
-    ) && ApiFamily::of(path) == ApiFamily::Mesos
-    {
-        return Realm::ReadWrite;
     }
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         Realm::ReadOnly
@@ -100,6 +93,15 @@ mod tests {
         assert_eq!(realm(&Method::POST, "/api/v1/executor"), Realm::Executors);
         assert_eq!(realm(&Method::POST, "/internal/agent/ping"), Realm::Agents);
         assert_eq!(realm(&Method::POST, "/api/v1"), Realm::ReadWrite);
+        // A Marathon id may end like a Mesos API: it is still Marathon's.
+        assert_eq!(
+            realm(&Method::PUT, "/v2/apps/x/api/v1/executor"),
+            Realm::ReadWrite
+        );
+        assert_eq!(
+            realm(&Method::PUT, "/v2/apps/x/api/v1/scheduler"),
+            Realm::ReadWrite
+        );
         assert_eq!(realm(&Method::GET, "/master/state"), Realm::ReadOnly);
         assert_eq!(realm(&Method::POST, "/v2/apps"), Realm::ReadWrite);
         assert_eq!(realm(&Method::DELETE, "/scheduler/job/x"), Realm::ReadWrite);

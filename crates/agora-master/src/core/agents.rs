@@ -49,7 +49,7 @@ impl Master {
             // none at all): what it holds, else a new one, becomes its secret.
             (None, Some(token)) if request.agent_id.is_some() => (super::token_sha256(token), None),
             (None, _) => {
-                let issued = super::new_agent_token();
+                let issued = agora_http::auth::new_secret();
                 (super::token_sha256(&issued), Some(issued))
             }
         };

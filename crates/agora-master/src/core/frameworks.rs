@@ -100,6 +100,16 @@ impl Master {
                 if self.completed_frameworks.iter().any(|f| f.id == id) {
                     return Err(SubscribeRefused("Framework has been removed".into()));
                 }
+                // Failing over is the same principal's (Mesos' rule): another one would take
+                // the framework's tasks, offers and stream.
+                if let Some(framework) = self.frameworks.get(&id)
+                    && framework.info.principal.is_some()
+                    && framework.info.principal != info.principal
+                {
+                    return Err(SubscribeRefused(
+                        "Changing framework's principal is not allowed".into(),
+                    ));
+                }
                 id
             }
             None => self.next_framework_id(),

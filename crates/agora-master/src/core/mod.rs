@@ -413,9 +413,3 @@ pub(crate) fn token_sha256(token: &str) -> String {
         .map(|byte| format!("{byte:02x}"))
         .collect()
 }
-
-/// A new agent secret: 32 random bytes, URL-safe base64.
-pub(crate) fn new_agent_token() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
-}

@@ -9,22 +9,18 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
+use axum::response::Response;
 use serde_json::Value;
 
-use agora_http::auth::Caller;
 use agora_http::auth::acl::Action;
+use agora_http::auth::layer;
 
-use super::{reply, split_suffix};
+use super::{error as message, error_not_found, split_suffix};
 use crate::Shared;
-
-/// JSON bodies read here at most (the gate already bounds them).
-const MAX_BODY: usize = 8 << 20;
 
 pub(crate) async fn authorize(
     State(shared): State<Arc<Shared>>,
@@ -35,30 +31,19 @@ pub(crate) async fn authorize(
     if !acls.restricts(Action::ViewApps) && !acls.restricts(Action::ManageApps) {
         return next.run(request).await;
     }
-    let principal = request
-        .extensions()
-        .get::<Caller>()
-        .and_then(|caller| caller.principal.clone());
+    let principal = layer::principal(&request);
     let may = |action: Action, id: &str| acls.permits(action, principal.as_deref(), Some(id));
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let changes = !matches!(method, Method::GET | Method::HEAD);
-    let (parts, body) = request.into_parts();
-    let bytes = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return message(
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read",
-            );
-        }
+    let Some(path) = layer::decoded_path(&request) else {
+        return message(StatusCode::BAD_REQUEST, "the path is not UTF-8");
     };
-    if bytes.len() > MAX_BODY {
+    let changes = !matches!(method, Method::GET | Method::HEAD);
+    let Some((parts, bytes)) = layer::buffered(request).await else {
         return message(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body is too large",
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read",
         );
-    }
+    };
     let touched = touched(&shared, &method, &path, &bytes);
     let action = if changes {
         Action::ManageApps
@@ -69,31 +54,28 @@ pub(crate) async fn authorize(
         return if changes {
             message(
                 StatusCode::FORBIDDEN,
-                &format!("Not authorized to change '{denied}' ('manage_apps' in the ACLs)"),
+                format!("Not authorized to change '{denied}' ('manage_apps' in the ACLs)"),
             )
         } else {
-            message(
-                StatusCode::NOT_FOUND,
-                &format!("App '{denied}' does not exist"),
-            )
+            error_not_found(denied)
         };
     }
-    let request = Request::from_parts(parts, Body::from(bytes));
-    let response = next.run(request).await;
+    let response = next.run(layer::rebuilt(parts, bytes)).await;
     if changes || !is_list(&path) {
         return response;
     }
     filter_list(response, &path, &|id: &str| may(Action::ViewApps, id)).await
 }
 
-fn message(status: StatusCode, text: &str) -> Response {
-    reply(status, &serde_json::json!({ "message": text }))
-}
-
 /// The app and group ids a request touches (for a list: none, it is cut afterwards).
 fn touched(shared: &Shared, method: &Method, path: &str, body: &Bytes) -> Vec<String> {
     let json = || serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
-    let absolute = |id: &str| format!("/{}", id.trim_matches('/'));
+    // An id as the handlers resolve it (`..` and all); one that does not resolve is refused
+    // by them anyway.
+    let absolute = |id: &str| {
+        agora_api::marathon::path::resolve(id, "/")
+            .unwrap_or_else(|_| format!("/{}", id.trim_matches('/')))
+    };
     if path == "/v2/events" || path == "/v2/eventSubscriptions" {
         return vec!["/".to_owned()];
     }
@@ -220,15 +202,7 @@ async fn filter_list(
             )
         };
     }
-    let (parts, body) = response.into_parts();
-    let Ok(collected) = body.collect().await else {
-        return message(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the answer");
-    };
-    let bytes = collected.to_bytes();
-    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
-    };
-    match path {
+    layer::edit_json(response, |value| match path {
         "/v2/apps" => keep(&mut value["apps"], |app| {
             sees(app["id"].as_str().unwrap_or(""))
         }),
@@ -238,23 +212,15 @@ async fn filter_list(
         "/v2/queue" => keep(&mut value["queue"], |item| {
             sees(item["app"]["id"].as_str().unwrap_or(""))
         }),
-        "/v2/deployments" => keep(&mut value, |deployment| {
+        "/v2/deployments" => keep(value, |deployment| {
             deployment["affectedApps"]
                 .as_array()
                 .is_some_and(|apps| apps.iter().filter_map(Value::as_str).all(sees))
         }),
-        "/v2/groups" => prune_group(&mut value, sees),
+        "/v2/groups" => prune_group(value, sees),
         _ => {}
-    }
-    let mut response = (parts.status, axum::Json(value)).into_response();
-    response.headers_mut().extend(
-        parts
-            .headers
-            .into_iter()
-            .filter_map(|(name, value)| name.map(|n| (n, value)))
-            .filter(|(name, _)| *name != header::CONTENT_LENGTH),
-    );
-    response
+    })
+    .await
 }
 
 fn keep(list: &mut Value, visible: impl Fn(&Value) -> bool) {

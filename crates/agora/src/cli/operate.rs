@@ -48,20 +48,26 @@ impl CredentialArgs {
     /// Who the command is to the cluster: a bearer token (AGORA_TOKEN, --token-file), else a
     /// principal and its secret (AGORA_SECRET, --secret-file), else nobody.
     pub fn access(&self) -> anyhow::Result<agora_client::Access> {
-        let tls = match &self.tls_ca {
-            Some(ca) => Some(agora_client::Tls::new(agora_tls::client(Some(ca), None)?)),
-            None => None,
-        };
-        Ok(self.identity()?.with_tls(tls))
+        Ok(self.identity()?.with_tls(self.tls()?))
+    }
+
+    /// What the command trusts of the cluster's certificates (`--tls-ca`).
+    pub fn tls(&self) -> anyhow::Result<Option<agora_client::Tls>> {
+        match &self.tls_ca {
+            Some(ca) => Ok(Some(agora_client::Tls::new(agora_tls::client(ca, None)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The principal's secret, from `--secret-file` or AGORA_SECRET, if either gives one.
+    pub fn secret(&self) -> anyhow::Result<Option<String>> {
+        match (&self.secret_file, std::env::var("AGORA_SECRET").ok()) {
+            (Some(path), _) => read(path, "secret").map(Some),
+            (None, secret) => Ok(secret),
+        }
     }
 
     fn identity(&self) -> anyhow::Result<agora_client::Access> {
-        use anyhow::Context as _;
-        let read = |path: &PathBuf, what: &str| {
-            std::fs::read_to_string(path)
-                .map(|text| text.trim().to_owned())
-                .with_context(|| format!("cannot read the {what} in {}", path.display()))
-        };
         let token = match (&self.token_file, std::env::var("AGORA_TOKEN").ok()) {
             (Some(path), _) => Some(read(path, "token")?),
             (None, Some(token)) if !token.is_empty() => Some(token),
@@ -75,18 +81,24 @@ impl CredentialArgs {
         let Some(principal) = &self.principal else {
             return Ok(agora_client::Access::default());
         };
-        let secret = match (&self.secret_file, std::env::var("AGORA_SECRET").ok()) {
-            (Some(path), _) => read(path, "secret")?,
-            (None, Some(secret)) => secret,
-            (None, None) => anyhow::bail!(
+        let Some(secret) = self.secret()? else {
+            anyhow::bail!(
                 "--principal {principal} needs its secret: AGORA_SECRET or --secret-file"
-            ),
+            );
         };
         Ok(agora_client::Access::new(Some(agora_client::Auth::Basic {
             principal: principal.clone(),
             secret,
         })))
     }
+}
+
+/// A file's text, trimmed (a secret or a token).
+fn read(path: &PathBuf, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_owned())
+        .with_context(|| format!("cannot read the {what} in {}", path.display()))
 }
 
 #[derive(Args, Debug)]

@@ -105,10 +105,9 @@ async fn login(args: &ClientArgs) -> anyhow::Result<()> {
     let Some(principal) = &credentials.principal else {
         anyhow::bail!("agora login needs --principal (or AGORA_PRINCIPAL)");
     };
-    let access = args.credentials.access()?;
-    let secret = match &access.auth {
-        Some(agora_client::Auth::Basic { secret, .. }) => secret.clone(),
-        _ => {
+    let secret = match credentials.secret()? {
+        Some(secret) => secret,
+        None => {
             let mut line = String::new();
             std::io::stdin()
                 .read_line(&mut line)
@@ -116,7 +115,7 @@ async fn login(args: &ClientArgs) -> anyhow::Result<()> {
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
-    let anonymous = Access::default().with_tls(access.tls.clone());
+    let anonymous = Access::default().with_tls(credentials.tls()?);
     let token = MasterClient::with_access(&args.master, &anonymous)
         .login(principal, &secret)
         .await

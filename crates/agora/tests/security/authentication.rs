@@ -142,6 +142,24 @@ async fn callers_are_asked_who_they_are_and_refused_when_wrong() {
         .expect("a token");
     let (status, _, _) = status_of(http.get(url("/v2/apps")).bearer_auth(&token)).await;
     assert_eq!(status, 200);
+    // A secret buys a token; a token does not buy itself a new one.
+    let (status, _, _) = status_of(
+        http.post(url("/acs/api/v1/auth/login"))
+            .basic_auth("ops", Some("ops-secret")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, _) =
+        status_of(http.post(url("/acs/api/v1/auth/login")).bearer_auth(&token)).await;
+    assert_eq!(status, 401, "a token renewed itself");
+    // An app id ending like a Mesos API is still Marathon's: it needs a caller.
+    let (status, _, _) = status_of(
+        http.put(url("/v2/apps/x/api/v1/executor"))
+            .header("Content-Type", "application/json")
+            .body(r#"{"cmd":"true"}"#),
+    )
+    .await;
+    assert_eq!(status, 401, "an app created through the executors' realm");
     assert!(
         MasterClient::new(&up.address())
             .login("ops", "guessed")
@@ -189,6 +207,31 @@ async fn a_framework_is_held_to_its_principal() {
         .await
         .expect("state");
     assert_eq!(common::framework(&state, "held")["principal"], "ops");
+    // Another principal cannot fail it over and take its tasks and offers.
+    let mut info = common::framework_info("held");
+    info.id = scheduler.framework_id().map(agora_api::mesos::Id::new);
+    let other = Access::new(Some(Auth::Basic {
+        principal: "agent".into(),
+        secret: "agent-secret".into(),
+    }));
+    let options = SchedulerOptions {
+        access: other,
+        ..SchedulerOptions::default()
+    };
+    let takeover = Scheduler::subscribe(&up.address(), info, options).await;
+    assert!(
+        takeover.is_err(),
+        "another principal took the framework over"
+    );
+    let state = MasterClient::with_access(&up.address(), &ops())
+        .state()
+        .await
+        .expect("state");
+    let held = common::framework(&state, "held");
+    assert_eq!(
+        (held["principal"].as_str(), held["active"].as_bool()),
+        (Some("ops"), Some(true))
+    );
     drop(scheduler);
 }
 
@@ -237,6 +280,19 @@ async fn the_ui_signs_people_in_with_a_strict_session_cookie() {
     // The cookie opens the UI's pages only: an API wants Authorization.
     let (status, _, _) = status_of(http.get(url("/master/state")).header("Cookie", &session)).await;
     assert_eq!(status, 401);
+    // A session the server no longer takes (its key changed, say) does not keep anyone from
+    // the sign-in page or from signing in.
+    let stale = "agora_session=forged.token.here";
+    let (status, _, page) = status_of(http.get(url("/ui/login")).header("Cookie", stale)).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, headers, _) = status_of(sign_in("ops-secret").header("Cookie", stale)).await;
+    assert_eq!(
+        (
+            status,
+            headers.get("location").and_then(|v| v.to_str().ok())
+        ),
+        (303, Some("/ui/apps"))
+    );
     // Signing out forgets it.
     let (_, headers, _) = status_of(
         http.post(url("/ui/logout"))
@@ -332,7 +388,18 @@ async fn the_cli_authenticates_with_a_secret_or_a_token() {
     )
     .await;
     let token = token.ok().trim().to_owned();
-    assert!(token.split('.').count() == 3, "a token: {token}");
+    assert_eq!(token.split('.').count(), 3, "a token: {token}");
+    let from_stdin = cli::agora_with_stdin(
+        &up.address(),
+        &["login", "--principal", "ops"],
+        Some("ops-secret\n"),
+    )
+    .await;
+    assert_eq!(
+        from_stdin.ok().trim().split('.').count(),
+        3,
+        "{from_stdin:?}"
+    );
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, &token).expect("write");
     let listed = cli::agora(

@@ -193,6 +193,55 @@ async fn frameworks_get_the_roles_and_users_the_acls_give_them() {
         .collect();
     assert_eq!(ids, ["as-nobody"]);
 
+    // An app of ops' runs too: the summary and the dashboard name it to ops, not to analytics.
+    let (status, _) = call(
+        &up,
+        OPS,
+        Method::POST,
+        "/v2/apps",
+        Some(json!({"id": "/ops-app", "cmd": "sleep 60", "cpus": 0.1, "mem": 16})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let summary_of = |who: (&'static str, &'static str)| {
+        let up = &up;
+        async move {
+            let (_, summary) = call(up, who, Method::GET, "/master/state-summary", None).await;
+            let slave = summary["slaves"][0].clone();
+            (
+                slave["framework_ids"].clone(),
+                slave["TASK_RUNNING"].clone(),
+            )
+        }
+    };
+    common::wait_until(Duration::from_secs(20), "ops' app running", || async {
+        (summary_of(OPS).await.1 == json!(2)).then_some(())
+    })
+    .await;
+    let (ids, running) = summary_of(ANALYTICS).await;
+    assert_eq!(running, json!(1), "analytics counts only its own task");
+    assert_eq!(ids.as_array().map(Vec::len), Some(1), "{ids}");
+    let page = |who: (&'static str, &'static str)| {
+        let up = &up;
+        async move {
+            reqwest::Client::new()
+                .get(format!("http://{}/", up.address()))
+                .basic_auth(who.0, Some(who.1))
+                .send()
+                .await
+                .expect("dashboard")
+                .text()
+                .await
+                .unwrap_or_default()
+        }
+    };
+    let theirs = page(ANALYTICS).await;
+    assert!(
+        theirs.contains(">analytics<") && !theirs.contains(">marathon<"),
+        "{theirs}"
+    );
+    assert!(page(OPS).await.contains(">marathon<"));
+
     // The agent's state, alike: analytics sees its framework, not its executors (only ops
     // may see those), and ops sees the task.
     let (_, state) = call(&up, ANALYTICS, Method::GET, "/slave(1)/state", None).await;
@@ -265,8 +314,10 @@ async fn operators_are_held_to_their_endpoints_roles_and_streams() {
     let dir = temp_dir();
     let up = up(dir.path());
     for (who, expected) in [(ANALYTICS, 403), (OPS, 200)] {
-        let (status, _) = call(&up, who, Method::GET, "/metrics/snapshot", None).await;
-        assert_eq!(status, expected, "{who:?}");
+        for method in [Method::GET, Method::HEAD] {
+            let (status, _) = call(&up, who, method.clone(), "/metrics/snapshot", None).await;
+            assert_eq!(status, expected, "{who:?} {method}");
+        }
     }
     let weights = json!({"type": "UPDATE_WEIGHTS",
                          "update_weights": {"weight_infos": [{"role": "web", "weight": 5.0}]}});
@@ -279,9 +330,8 @@ async fn operators_are_held_to_their_endpoints_roles_and_streams() {
     )
     .await;
     assert_eq!(status, 403);
-    let (status, _) = call(&up, OPS, Method::GET, "/master/weights", None).await;
+    let (status, weights_now) = call(&up, OPS, Method::GET, "/master/weights", None).await;
     assert_eq!(status, 200);
-    let (_, weights_now) = call(&up, OPS, Method::GET, "/master/weights", None).await;
     assert!(
         !weights_now.to_string().contains("web"),
         "unchanged: {weights_now}"
@@ -348,6 +398,25 @@ async fn apps_and_jobs_belong_to_the_paths_and_names_the_acls_give() {
     )
     .await;
     assert_eq!(status, 403, "a group naming an app elsewhere");
+    // An id is checked as the handlers read it: `..` resolved, the path percent-decoded.
+    let (status, _) = call(
+        &up,
+        TEAM_A,
+        Method::POST,
+        "/v2/apps",
+        Some(app("/team-a/../team-b/web")),
+    )
+    .await;
+    assert_eq!(status, 403, "out of team-a through '..'");
+    let (status, _) = call(
+        &up,
+        TEAM_A,
+        Method::PUT,
+        "/v2/apps/team-a/x%2F..%2F..%2Fteam-b%2Fweb",
+        Some(json!({"cmd": "sleep 60", "cpus": 0.1, "mem": 16})),
+    )
+    .await;
+    assert_eq!(status, 403, "out of team-a through an encoded path");
     let (_, apps) = call(&up, OPS, Method::GET, "/v2/apps", None).await;
     assert_eq!(apps["apps"].as_array().map(Vec::len), Some(2), "{apps}");
 
@@ -392,6 +461,15 @@ async fn apps_and_jobs_belong_to_the_paths_and_names_the_acls_give() {
     assert_eq!(names, ["team-a.nightly"]);
     let (status, _) = call(&up, TEAM_A, Method::DELETE, "/scheduler/job/payroll", None).await;
     assert_eq!(status, 403);
+    let (status, _) = call(
+        &up,
+        TEAM_A,
+        Method::DELETE,
+        "/scheduler/job/%70ayroll",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "an encoded name is the same job");
     let (status, _) = call(&up, TEAM_A, Method::GET, "/scheduler/graph/csv", None).await;
     assert_eq!(status, 403, "the graph shows every job");
 }

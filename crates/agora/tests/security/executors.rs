@@ -14,7 +14,7 @@ async fn call(address: &str, body: &Value, token: Option<&str>) -> u16 {
     let mut request = reqwest::Client::new()
         .post(format!("http://{address}/api/v1/executor"))
         .header("Content-Type", "application/json")
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
         .body(body.to_string());
     if let Some(token) = token {
         request = request.header("Authorization", format!("Bearer {token}"));
@@ -30,7 +30,18 @@ async fn nothing_else_speaks_for_a_builtin_executor() {
         &["--resources", "cpus:2;mem:1024"],
     );
     let mut scheduler = common::subscribe(&up.address(), common::framework_info("owner")).await;
-    common::launch_on_next_offer(&mut scheduler, &[("victim", "sleep 60", 0.1, 32.0)]).await;
+    // The task and its health check show their environments.
+    let offer = common::next_offers(&mut scheduler, Duration::from_secs(10))
+        .await
+        .remove(0);
+    let mut victim = common::command_task("victim", &offer, "env; exec sleep 60", 0.1, 32.0);
+    victim.health_check = Some(json!({"type": "COMMAND",
+        "command": {"value": "env > \"$MESOS_SANDBOX/health-env\""},
+        "delay_seconds": 0, "interval_seconds": 1, "grace_period_seconds": 10}));
+    scheduler
+        .launch(vec![offer.id.clone()], vec![victim], None)
+        .await
+        .expect("launch");
     common::wait_for_state(
         &mut scheduler,
         "victim",
@@ -65,9 +76,24 @@ async fn nothing_else_speaks_for_a_builtin_executor() {
         Duration::from_secs(10),
     )
     .await;
-    // The task never saw the executor's secret.
+    // Neither the task nor its health check saw the executor's secret.
     let stdout = common::task_stdout(&up.address(), "victim").await;
-    assert!(!stdout.contains("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"));
+    assert!(
+        stdout.contains("MESOS_SANDBOX="),
+        "the task printed its environment: {stdout}"
+    );
+    assert!(
+        !stdout.contains("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"),
+        "{stdout}"
+    );
+    let (_, sandbox) = common::executor_directory(&up.address(), "victim").await;
+    let checked = std::fs::read_to_string(std::path::Path::new(&sandbox).join("health-env"))
+        .expect("the health check ran");
+    assert!(checked.contains("MESOS_SANDBOX="), "{checked}");
+    assert!(
+        !checked.contains("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"),
+        "{checked}"
+    );
 }
 
 /// A task run by a custom executor: the agora binary shipped by the fetcher, started by
