@@ -631,6 +631,15 @@ impl Agent {
             tracing::warn!(%error, "launch for an invalid framework id dropped");
             return;
         }
+        if let Some(error) = std::iter::once(("Executor", executor_info.executor_id.value.as_str()))
+            .chain(tasks.iter().map(|t| ("Task", t.task_id.value.as_str())))
+            .find_map(|(kind, id)| agora_api::mesos::validate_id(kind, id).err())
+        {
+            tracing::warn!(framework = %framework_id, %error, "launch refused");
+            let status = (TaskState::Error, "REASON_TASK_INVALID");
+            self.refuse_launch(&framework_id, &tasks, status, &error.to_string());
+            return;
+        }
         // What a Docker task asks of this host must be what `--docker-allow` allows.
         let refused = tasks
             .iter()
@@ -645,35 +654,20 @@ impl Agent {
             self.refuse_launch(&framework_id, &tasks, status, &format!("Docker: {reason}"));
             return;
         }
-        // Every secret the tasks' environments name must be readable here.
+        // Every secret the tasks' environments name must be readable here (a command
+        // executor's command is its task's, checked with it).
+        let executor_command = match kind {
+            ExecutorKind::Custom | ExecutorKind::Default => executor_info.command.as_ref(),
+            ExecutorKind::Command => None,
+        };
         let commands = tasks
             .iter()
             .map(|task| task.command.as_ref())
-            .chain([executor_info.command.as_ref()]);
+            .chain([executor_command]);
         if let Err(reason) = crate::secrets::check(commands, self.config.secrets.as_deref()) {
             tracing::warn!(framework = %framework_id, %reason, "launch refused");
             let status = (TaskState::Failed, "REASON_CONTAINER_LAUNCH_FAILED");
             self.refuse_launch(&framework_id, &tasks, status, &format!("Secret: {reason}"));
-            return;
-        }
-        if let Some(error) = std::iter::once(("Executor", executor_info.executor_id.value.as_str()))
-            .chain(tasks.iter().map(|t| ("Task", t.task_id.value.as_str())))
-            .find_map(|(kind, id)| agora_api::mesos::validate_id(kind, id).err())
-        {
-            tracing::warn!(framework = %framework_id, %error, "launch refused");
-            let mut state = self.lock();
-            for task in &tasks {
-                if agora_api::mesos::validate_id("Task", &task.task_id.value).is_err() {
-                    continue;
-                }
-                let status = TaskStatus::new(task.task_id.value.as_str(), TaskState::Error)
-                    .with_source("SOURCE_AGENT")
-                    .with_reason("REASON_TASK_INVALID")
-                    .with_message(error.to_string());
-                self.enqueue_update(&mut state, &framework_id, status);
-            }
-            drop(state);
-            self.updates_wanted.notify_one();
             return;
         }
         let executor_id = ExecutorId::new(executor_info.executor_id.value.clone());

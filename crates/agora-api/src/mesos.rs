@@ -626,6 +626,33 @@ pub struct TaskInfo {
     pub limits: Option<Value>,
 }
 
+/// The user a command names, if it names one.
+fn user_of(command: Option<&CommandInfo>) -> Option<&str> {
+    command
+        .and_then(|c| c.user.as_deref())
+        .filter(|user| !user.is_empty())
+}
+
+impl TaskInfo {
+    /// The user the task runs as (Mesos' rule): its command's, else its executor's, else its
+    /// framework's (`framework_user`).
+    pub fn run_as<'a>(
+        &'a self,
+        executor: Option<&'a ExecutorInfo>,
+        framework_user: &'a str,
+    ) -> &'a str {
+        user_of(self.command.as_ref())
+            .unwrap_or_else(|| executor.map_or(framework_user, |e| e.run_as(framework_user)))
+    }
+}
+
+impl ExecutorInfo {
+    /// The user the executor runs as: its command's, else its framework's.
+    pub fn run_as<'a>(&'a self, framework_user: &'a str) -> &'a str {
+        user_of(self.command.as_ref()).unwrap_or(framework_user)
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskGroupInfo {
     #[serde(default, deserialize_with = "null_vec")]

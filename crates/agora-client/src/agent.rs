@@ -34,6 +34,15 @@ impl AgentClient {
         }
     }
 
+    /// The same client (its connections shared, its identity and TLS kept) for the agent at
+    /// `address`: one client serves many agents.
+    pub fn at(&self, address: &str) -> AgentClient {
+        let address = address.rsplit('@').next().unwrap_or(address);
+        AgentClient {
+            http: self.http.at(address),
+        }
+    }
+
     /// A client that proves who it is as `access` says.
     pub fn with_access(address: &str, access: &crate::Access) -> AgentClient {
         let address = address.rsplit('@').next().unwrap_or(address);

@@ -30,7 +30,11 @@ impl JsonHttp {
             .client_builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
-            .unwrap_or_default();
+            .unwrap_or_else(|error| {
+                // Only a broken TLS setup does this; say so rather than fail every call.
+                tracing::error!(%error, "cannot build the HTTP client; using reqwest's default");
+                reqwest::Client::default()
+            });
         JsonHttp {
             base: access.base_url(address),
             http,
@@ -53,6 +57,14 @@ impl JsonHttp {
         match &self.authorization {
             Some(value) => request.header(reqwest::header::AUTHORIZATION, value.clone()),
             None => request,
+        }
+    }
+
+    /// The same client for another server, reached the way this one is (http or https).
+    pub fn at(&self, address: &str) -> JsonHttp {
+        JsonHttp {
+            base: crate::base_url(address, self.base.starts_with("https:")),
+            ..self.clone()
         }
     }
 

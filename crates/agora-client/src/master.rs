@@ -39,7 +39,6 @@ impl MasterClient {
         self.http.get(path).await
     }
 
-    /// The v0 state: agents, frameworks with their tasks, the leader.
     /// Signs in: a bearer token for `principal`, if `secret` is its (DC/OS's
     /// `POST /acs/api/v1/auth/login`).
     pub async fn login(&self, principal: &str, secret: &str) -> Result<String, ClientError> {
@@ -60,6 +59,7 @@ impl MasterClient {
             })
     }
 
+    /// The v0 state: agents, frameworks with their tasks, the leader.
     pub async fn state(&self) -> Result<Value, ClientError> {
         self.http.get("/master/state").await
     }

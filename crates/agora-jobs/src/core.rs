@@ -321,9 +321,11 @@ impl Jobs {
         }
         let (schedule, epsilon) = parse_timing(&definition, now)?;
         self.check_container(&definition, "container")?;
-        self.check_secrets(&definition, |index| {
-            format!("environmentVariables[{index}]")
-        })?;
+        self.check_secrets(
+            &definition.name,
+            &definition.environment_variables,
+            |index| format!("environmentVariables[{index}]"),
+        )?;
         let mut parents = self.parents();
         parents.insert(definition.name.clone(), definition.parents.clone());
         graph::check(&parents).map_err(|e| invalid("parents", e))?;
@@ -371,17 +373,9 @@ impl Jobs {
         Ok(())
     }
 
-    /// Each secret a job's environment names may be used by the job (it lies under the
+    /// Each secret the variables of `job` name may be used by the job (it lies under the
     /// secret's directory) and can be read; `field` names a variable in the API's shape.
     fn check_secrets(
-        &self,
-        definition: &Job,
-        field: impl Fn(usize) -> String,
-    ) -> Result<(), JobsError> {
-        self.check_secret_variables(&definition.name, &definition.environment_variables, field)
-    }
-
-    fn check_secret_variables(
         &self,
         job: &str,
         variables: &[EnvironmentVariable],
@@ -422,13 +416,17 @@ impl Jobs {
             .is_none_or(|s| s.concurrency_policy == "ALLOW");
         let definition = metronome.spec.to_job(concurrent);
         self.check_container(&definition, "run.docker")?;
-        self.check_secrets(&definition, |index| {
-            let variable = definition
-                .environment_variables
-                .get(index)
-                .map_or("", |v| v.name.as_str());
-            format!("run.env.{variable}")
-        })?;
+        self.check_secrets(
+            &definition.name,
+            &definition.environment_variables,
+            |index| {
+                let variable = definition
+                    .environment_variables
+                    .get(index)
+                    .map_or("", |v| v.name.as_str());
+                format!("run.env.{variable}")
+            },
+        )?;
         let name = definition.name.clone();
         if let Some(child) = graph::children(&self.parents(), &name).next() {
             return Err(FieldError::new(
@@ -527,7 +525,7 @@ impl Jobs {
         if !self.jobs.contains_key(name) {
             return Err(JobsError::NotFound(name.to_owned()));
         }
-        self.check_secret_variables(name, &environment, |index| {
+        self.check_secrets(name, &environment, |index| {
             format!("environmentVariables[{index}]")
         })?;
         let id = run_id(now);

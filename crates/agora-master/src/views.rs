@@ -90,27 +90,13 @@ impl<'a> Viewer<'a> {
     pub fn sees_task(&self, framework: &Framework, task: &Task) -> bool {
         let user = task
             .info
-            .command
-            .as_ref()
-            .and_then(|c| c.user.as_deref())
-            .or_else(|| {
-                task.info
-                    .executor
-                    .as_ref()
-                    .and_then(|e| e.command.as_ref())
-                    .and_then(|c| c.user.as_deref())
-            })
-            .unwrap_or(&framework.info.user);
+            .run_as(task.info.executor.as_ref(), &framework.info.user);
         self.acls
             .permits(Action::ViewTasks, self.principal, Some(user))
     }
 
     pub fn sees_executor(&self, framework: &Framework, info: &ExecutorInfo) -> bool {
-        let user = info
-            .command
-            .as_ref()
-            .and_then(|c| c.user.as_deref())
-            .unwrap_or(&framework.info.user);
+        let user = info.run_as(&framework.info.user);
         self.acls
             .permits(Action::ViewExecutors, self.principal, Some(user))
     }
@@ -496,7 +482,7 @@ pub(crate) fn v0_agent(master: &Master, agent: &Agent) -> Value {
     value
 }
 
-fn flags(master: &Master) -> Value {
+pub(crate) fn flags(master: &Master) -> Value {
     let config = &master.config;
     json!({
         "port": config.port.to_string(),

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::Mode;
@@ -21,7 +21,6 @@ pub const MAX_SECRET_BYTES: u64 = 1 << 20;
 #[derive(Debug)]
 pub struct SecretsDir {
     root: OwnedFd,
-    path: PathBuf,
 }
 
 impl SecretsDir {
@@ -49,23 +48,37 @@ impl SecretsDir {
         }
         Ok(SecretsDir {
             root: OwnedFd::from(file),
-            path: path.to_path_buf(),
         })
     }
 
-    /// Where the directory is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Whether the secret `name` can be read (what a master checks when an app or job names
-    /// it; its value is read and dropped).
+    /// Whether the secret `name` is there for the reading: a regular file beneath the
+    /// directory, its owner's alone, not too large (what a master checks when an app or job
+    /// names it; its value is not read — whether it is text, the agent finds when it reads it).
     pub fn check(&self, name: &str) -> Result<(), SecretError> {
-        self.read(name).map(drop)
+        self.open_secret(name).map(drop)
     }
 
     /// The secret's value.
     pub fn read(&self, name: &str) -> Result<String, SecretError> {
+        let (file, name) = self.open_secret(name)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_SECRET_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| SecretError::Io {
+                name: name.clone(),
+                source,
+            })?;
+        if bytes.len() as u64 > MAX_SECRET_BYTES {
+            return Err(SecretError::TooLarge(name));
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) if !text.contains('\0') => Ok(text),
+            _ => Err(SecretError::NotText(name)),
+        }
+    }
+
+    /// The secret's file, opened beneath the directory and checked, and its valid name.
+    fn open_secret(&self, name: &str) -> Result<(File, String), SecretError> {
         let name = validate_name(name)?;
         let io = |source: std::io::Error| SecretError::Io {
             name: name.clone(),
@@ -102,17 +115,7 @@ impl SecretsDir {
         if metadata.len() > MAX_SECRET_BYTES {
             return Err(SecretError::TooLarge(name));
         }
-        let mut bytes = Vec::new();
-        file.take(MAX_SECRET_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-        if bytes.len() as u64 > MAX_SECRET_BYTES {
-            return Err(SecretError::TooLarge(name));
-        }
-        match String::from_utf8(bytes) {
-            Ok(text) if !text.contains('\0') => Ok(text),
-            _ => Err(SecretError::NotText(name)),
-        }
+        Ok((file, name))
     }
 }
 

@@ -95,7 +95,11 @@ pub fn start(config: UiConfig, shutdown: CancellationToken) -> Router {
             master: MasterClient::with_access(&config.master, &anonymous),
             services: ServicesClient::with_access(&config.master, &anonymous),
             jobs: JobsClient::with_access(&config.master, &anonymous),
-            agents: Access::default().with_tls(config.agent_tls.clone()),
+            // Where is the caller's business: `at` names the agent.
+            agents: AgentClient::with_access(
+                "127.0.0.1",
+                &Access::default().with_tls(config.agent_tls.clone()),
+            ),
             authorization: None,
             sees_all: false,
         },
@@ -148,8 +152,8 @@ pub(crate) struct Api {
     pub master: MasterClient,
     pub services: ServicesClient,
     pub jobs: JobsClient,
-    /// How agents are reached (their TLS).
-    agents: Access,
+    /// Agents, reached with their TLS (one client for all: `at` each agent).
+    agents: AgentClient,
     authorization: Option<HeaderValue>,
     /// The viewer may see everything the shared dashboard shows (every framework, task and
     /// app, and the metrics).
@@ -183,7 +187,9 @@ impl Ui {
 impl Api {
     /// A task's agent, reached as the same viewer.
     pub fn agent(&self, address: &str) -> AgentClient {
-        AgentClient::with_access(address, &self.agents).acting_as(self.authorization.clone())
+        self.agents
+            .at(address)
+            .acting_as(self.authorization.clone())
     }
 }
 

@@ -117,6 +117,21 @@ fn agent_config(
     Ok(config)
 }
 
+/// An agent held to the node's security, reaching its master as `to_master` says.
+fn secure_agent(
+    config: &mut AgentConfig,
+    security: &security::Security,
+    to_master: &agora_client::Access,
+) {
+    config.authentication = security.auth.required;
+    config.acls = security.acls.clone();
+    config.docker = security.docker.clone();
+    config.secrets = security.secrets.clone();
+    config.master_headers = to_master.headers();
+    config.master_tls = to_master.tls.clone();
+    config.executor_tls = security.tls.executors.clone();
+}
+
 /// A master's data dir is its own (0700); `agora up`'s holds the agent's work dir too, which
 /// tasks' users pass through to reach their sandboxes (0711: no one else may list it).
 fn prepare_data_dir(dir: &std::path::Path, mode: u32) -> anyhow::Result<()> {
@@ -436,14 +451,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         work_dir,
     )?;
     config.standalone = false;
-    config.authentication = auth.required;
-    config.acls = security.acls.clone();
-    config.docker = security.docker.clone();
-    config.secrets = security.secrets.clone();
     // The agent in the same process reaches its master as the process itself.
-    config.master_headers = security::internal_access(&auth, SYSTEM_PRINCIPAL).headers();
-    config.master_tls = security.tls.local.clone();
-    config.executor_tls = security.tls.executors.clone();
+    let to_master =
+        security::internal_access(&auth, SYSTEM_PRINCIPAL).with_tls(security.tls.local.clone());
+    secure_agent(&mut config, &security, &to_master);
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     // The schedulers stop first on shutdown, so they do not replace the tasks being stopped.
     let services_shutdown = shutdown.child_token();
@@ -576,13 +587,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         port,
         args.work_dir.clone(),
     )?;
-    config.authentication = auth.required;
-    config.acls = security.acls.clone();
-    config.docker = security.docker.clone();
-    config.secrets = security.secrets.clone();
-    config.master_headers = access.headers();
-    config.master_tls = security.tls.remote.clone();
-    config.executor_tls = security.tls.executors.clone();
+    secure_agent(&mut config, &security, &access);
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     discovery(
         &args.discovery,

@@ -34,43 +34,6 @@ pub(super) struct DockerTask {
     pub ip_addresses: Vec<String>,
 }
 
-/// `task` with its volumes' sandbox directories (relative host paths, or none) made and
-/// named by the paths they really are: Docker follows links in a bind mount's source, so a
-/// link a fetched archive planted in the sandbox must not lead it out.
-fn in_sandbox(task: &TaskInfo, sandbox: &Path) -> Result<TaskInfo, String> {
-    let mut task = task.clone();
-    let volumes = task
-        .container
-        .as_mut()
-        .and_then(|container| container.get_mut("volumes"))
-        .and_then(serde_json::Value::as_array_mut);
-    let Some(volumes) = volumes else {
-        return Ok(task);
-    };
-    let parent = sandbox.parent().unwrap_or(sandbox);
-    let opened = crate::beneath::Sandbox::open(parent, sandbox)
-        .map_err(|e| format!("cannot open the sandbox: {e}"))?;
-    for volume in volumes {
-        let host = volume.get("host_path").and_then(serde_json::Value::as_str);
-        let container = volume
-            .get("container_path")
-            .and_then(serde_json::Value::as_str);
-        let relative = match (host, container) {
-            (Some(host), _) if host.starts_with('/') => continue,
-            (Some(host), _) => host.to_owned(),
-            (None, Some(container)) => container.trim_start_matches('/').to_owned(),
-            (None, None) => continue,
-        };
-        let real = opened
-            .directory(Path::new(&relative))
-            .map_err(|e| format!("volume '{relative}' in the sandbox: {e}"))?;
-        if let Some(volume) = volume.as_object_mut() {
-            volume.insert("host_path".into(), real.display().to_string().into());
-        }
-    }
-    Ok(task)
-}
-
 /// How a container ended.
 pub(super) struct Ended {
     pub code: Option<i64>,
@@ -87,8 +50,14 @@ pub(super) async fn start(
     name: &str,
     ended: impl FnOnce(Ended) + Send + 'static,
 ) -> Result<DockerTask, String> {
-    let task = &in_sandbox(task, sandbox)?;
-    let spec = spec::build(task, sandbox, owner, name)?;
+    let opened = crate::beneath::Sandbox::open(sandbox.parent().unwrap_or(sandbox), sandbox)
+        .map_err(|e| format!("cannot open the sandbox: {e}"))?;
+    let in_sandbox = |relative: &Path| {
+        opened
+            .directory(relative)
+            .map_err(|e| format!("volume '{}' in the sandbox: {e}", relative.display()))
+    };
+    let spec = spec::build(task, sandbox, in_sandbox, owner, name)?;
     let docker = crate::docker::connect().await?;
     ensure_image(&docker, &spec.image, spec.force_pull).await?;
     // A container of the same name is a leftover of this very task's earlier attempt.

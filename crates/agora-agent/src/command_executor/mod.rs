@@ -41,8 +41,9 @@ struct Settings {
     recovery_timeout: Duration,
     /// The agent's id for this executor's container (names and labels Docker containers).
     container_id: String,
-    /// The agent serves TLS.
-    tls: bool,
+    /// The agent's certificate when it serves TLS (it is then reached over https, trusting
+    /// exactly that certificate).
+    agent_cert: Option<String>,
 }
 
 impl Settings {
@@ -61,7 +62,7 @@ impl Settings {
                 .unwrap_or(Duration::from_secs(15 * 60)),
             container_id: std::env::var(CONTAINER_ID_ENV)
                 .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
-            tls: std::env::var_os(AGENT_CERT_ENV).is_some(),
+            agent_cert: std::env::var(AGENT_CERT_ENV).ok(),
         })
     }
 }
@@ -160,9 +161,9 @@ pub async fn run() -> Result<i32, String> {
     {
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
-    let tls = match std::env::var(AGENT_CERT_ENV) {
-        Ok(pem) => Some(agora_tls::pinned_pem(&pem).map_err(|e| e.to_string())?),
-        Err(_) => None,
+    let tls = match &settings.agent_cert {
+        Some(pem) => Some(agora_tls::pinned_pem(pem).map_err(|e| e.to_string())?),
+        None => None,
     };
     let client = agora_client::Access::default()
         .with_tls(tls.map(agora_client::Tls::new))
@@ -239,7 +240,11 @@ pub async fn run() -> Result<i32, String> {
 
 impl Executor {
     fn url(&self) -> String {
-        let scheme = if self.settings.tls { "https" } else { "http" };
+        let scheme = if self.settings.agent_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}/api/v1/executor", self.settings.endpoint)
     }
 

@@ -6,7 +6,7 @@
 //! agent, framework, executor, task and container. Pure: nothing here talks to Docker.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits,
@@ -53,10 +53,13 @@ pub(crate) fn is_docker(task: &TaskInfo) -> bool {
         == Some("DOCKER")
 }
 
-/// The container for `task`, whose sandbox on the host is `sandbox`.
+/// The container for `task`, whose sandbox on the host is `sandbox`; `in_sandbox` gives the
+/// host path of a directory of the sandbox a volume names (made and resolved beneath it by
+/// the executor: Docker follows links in a bind mount's source).
 pub(crate) fn build(
     task: &TaskInfo,
     sandbox: &Path,
+    in_sandbox: impl Fn(&Path) -> Result<PathBuf, String>,
     owner: &Owner,
     name: &str,
 ) -> Result<Spec, String> {
@@ -135,9 +138,8 @@ pub(crate) fn build(
         let source = match text(volume, "host_path") {
             Some(path) if path.starts_with('/') => path,
             // A relative host path, or none: a directory of the sandbox (Mesos' sandbox path).
-            Some(path) => sandbox.join(path).display().to_string(),
-            None => sandbox
-                .join(target.trim_start_matches('/'))
+            Some(path) => in_sandbox(Path::new(&path))?.display().to_string(),
+            None => in_sandbox(Path::new(target.trim_start_matches('/')))?
                 .display()
                 .to_string(),
         };
@@ -401,6 +403,11 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Sandbox directories as plain paths under `sandbox`.
+    fn at(sandbox: &'static str) -> impl Fn(&Path) -> Result<PathBuf, String> {
+        move |relative| Ok(Path::new(sandbox).join(relative))
+    }
+
     fn owner() -> Owner {
         Owner {
             agent_id: "S0".into(),
@@ -422,8 +429,14 @@ mod tests {
                             {"container_path": "/cache", "host_path": "cache", "mode": "RW"}]}),
             json!({"value": "echo hi", "environment": {"variables": [{"name": "PORT0", "value": "31000"}]}}),
         );
-        let spec = build(&info, Path::new("/w/sandbox"), &owner(), "mesos-c1")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let spec = build(
+            &info,
+            Path::new("/w/sandbox"),
+            at("/w/sandbox"),
+            &owner(),
+            "mesos-c1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(spec.image, "web:1");
         assert!(spec.force_pull);
         let body = spec.body;
@@ -469,7 +482,8 @@ mod tests {
             json!({"type": "DOCKER", "docker": {"image": "tool"}}),
             json!({"shell": false, "arguments": ["--serve", "8080"]}),
         );
-        let spec = build(&info, Path::new("/s"), &owner(), "n").unwrap_or_else(|e| panic!("{e}"));
+        let spec = build(&info, Path::new("/s"), at("/s"), &owner(), "n")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(spec.body.entrypoint, None);
         assert_eq!(spec.body.cmd, Some(vec!["--serve".into(), "8080".into()]));
         let host = spec.body.host_config.unwrap_or_default();
@@ -483,6 +497,7 @@ mod tests {
             build(
                 &task(container, json!({"value": "x"})),
                 Path::new("/s"),
+                at("/s"),
                 &owner(),
                 "n",
             )

@@ -64,22 +64,15 @@ fn locate(agent: &Agent, task_id: &str) -> Option<Target> {
                     } else {
                         executor.directory.clone()
                     };
-                    let user = match &agent.switch_user {
-                        Ok(()) if !docker => task
-                            .info
-                            .command
-                            .as_ref()
-                            .and_then(|c| c.user.clone())
-                            .or_else(|| Some(framework.info.user.clone()))
-                            .filter(|u| !u.is_empty()),
-                        _ => None,
-                    };
+                    // Whom the ACLs ask about, and (switching users) whom it runs as.
                     let owner = task
                         .info
-                        .command
-                        .as_ref()
-                        .and_then(|c| c.user.clone())
-                        .unwrap_or_else(|| framework.info.user.clone());
+                        .run_as(Some(&executor.info), &framework.info.user)
+                        .to_owned();
+                    let user = match &agent.switch_user {
+                        Ok(()) if !docker => Some(owner.clone()).filter(|u| !u.is_empty()),
+                        _ => None,
+                    };
                     Some(Target {
                         container_id: executor.container_id.clone(),
                         pid: executor.pid,

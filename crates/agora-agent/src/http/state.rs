@@ -34,12 +34,7 @@ impl Viewer<'_> {
     }
 
     fn sees_executor(&self, framework: &FrameworkEntry, executor: &Executor) -> bool {
-        let user = executor
-            .info
-            .command
-            .as_ref()
-            .and_then(|c| c.user.as_deref())
-            .unwrap_or(&framework.info.user);
+        let user = executor.info.run_as(&framework.info.user);
         self.acls
             .permits(Action::ViewExecutors, self.principal, Some(user))
     }
@@ -50,19 +45,7 @@ impl Viewer<'_> {
         executor: &Executor,
         task: &TaskRecord,
     ) -> bool {
-        let user = task
-            .info
-            .command
-            .as_ref()
-            .and_then(|c| c.user.as_deref())
-            .or_else(|| {
-                executor
-                    .info
-                    .command
-                    .as_ref()
-                    .and_then(|c| c.user.as_deref())
-            })
-            .unwrap_or(&framework.info.user);
+        let user = task.info.run_as(Some(&executor.info), &framework.info.user);
         self.acls
             .permits(Action::ViewTasks, self.principal, Some(user))
     }

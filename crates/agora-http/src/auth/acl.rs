@@ -109,13 +109,6 @@ impl Action {
             .map_or("", |(_, key, _)| key)
     }
 
-    fn object_field(self) -> &'static str {
-        ACTIONS
-            .iter()
-            .find(|(action, _, _)| *action == self)
-            .map_or("", |(_, _, field)| field)
-    }
-
     /// Whether a rule's value covers a request's value: equal, or (for app paths and job
     /// names) an ancestor of it.
     fn covers(self, rule: &str, request: &str) -> bool {
@@ -296,10 +289,6 @@ impl Acls {
     /// Whether any rule is given for `action` (views unfiltered otherwise).
     pub fn restricts(&self, action: Action) -> bool {
         self.rules.contains_key(&action) || !self.permissive
-    }
-
-    pub fn object_field(action: Action) -> &'static str {
-        action.object_field()
     }
 }
 

@@ -174,10 +174,6 @@ impl Credentials {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
-
-    pub fn principals(&self) -> impl Iterator<Item = &str> {
-        self.entries.keys().map(String::as_str)
-    }
 }
 
 #[cfg(test)]

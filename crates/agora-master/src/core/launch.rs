@@ -347,17 +347,7 @@ impl Master {
         let Some(framework) = self.frameworks.get(framework_id) else {
             return Ok(());
         };
-        let user = task
-            .command
-            .as_ref()
-            .and_then(|c| c.user.as_deref())
-            .or_else(|| {
-                task.executor
-                    .as_ref()
-                    .and_then(|e| e.command.as_ref())
-                    .and_then(|c| c.user.as_deref())
-            })
-            .unwrap_or(&framework.info.user);
+        let user = task.run_as(task.executor.as_ref(), &framework.info.user);
         let principal = framework.info.principal.as_deref();
         if !self.config.acls.permits(
             agora_http::auth::acl::Action::RunTasks,

@@ -126,12 +126,8 @@ pub(crate) async fn handle(
             reply(json!({"metrics": metrics}))
         }
         "GET_FLAGS" => {
-            let state = {
-                let master = lock(&shared);
-                let acls = master.config.acls.clone();
-                views::v0_state(&master, views::Viewer::new(&acls, principal))
-            };
-            let flags: Vec<Value> = state["flags"]
+            let flags = views::flags(&lock(&shared));
+            let flags: Vec<Value> = flags
                 .as_object()
                 .map(|map| {
                     map.iter()

@@ -361,31 +361,25 @@ const NOUNS: [&str; 10] = [
 /// `agora --master M -o json app list` as kubectl users write it: client flags given before
 /// the noun are moved to just after it (after `lb status` for `lb`), where clap takes them.
 /// (They cannot be defined at the top as well: `agora agent --master` is another flag.)
+/// The client's flags that take a value (`--flag value` or `--flag=value`).
+const CLIENT_FLAGS: [&str; 6] = [
+    "--master",
+    "--output",
+    "--principal",
+    "--secret-file",
+    "--token-file",
+    "--tls-ca",
+];
+
 pub fn hoist_client_flags(args: Vec<OsString>) -> Vec<OsString> {
     let mut hoisted: Vec<OsString> = Vec::new();
     let mut index = 1;
     while let Some(arg) = args.get(index).and_then(|a| a.to_str()) {
-        let takes_value = matches!(
-            arg,
-            "--master"
-                | "-o"
-                | "--output"
-                | "--principal"
-                | "--secret-file"
-                | "--token-file"
-                | "--tls-ca"
-        );
-        let joined = [
-            "--master=",
-            "--output=",
-            "--principal=",
-            "--secret-file=",
-            "--token-file=",
-            "--tls-ca=",
-        ]
-        .iter()
-        .any(|prefix| arg.starts_with(prefix))
-            || (arg.starts_with("-o") && arg.len() > 2);
+        let takes_value = arg == "-o" || CLIENT_FLAGS.contains(&arg);
+        let joined = CLIENT_FLAGS.iter().any(|flag| {
+            arg.strip_prefix(flag)
+                .is_some_and(|rest| rest.starts_with('='))
+        }) || (arg.starts_with("-o") && arg.len() > 2);
         if takes_value && index + 1 < args.len() {
             hoisted.extend_from_slice(&args[index..index + 2]);
             index += 2;
