@@ -1,7 +1,7 @@
 """TLS with the unmodified clients: the `marathon` client over https against the cluster's
 own CA, and pymesos — which speaks no TLS — through the same port with
-`--tls-support-downgrade`, as Mesos' LIBPROCESS_SSL_SUPPORT_DOWNGRADE lets it; its task runs
-under an executor that reaches its agent over TLS."""
+`--tls-support-downgrade`, as Mesos' LIBPROCESS_SSL_SUPPORT_DOWNGRADE lets it, and its task
+runs. (That executors reach their agent over TLS is the Rust tests' `security/tls.rs`.)"""
 
 import ssl
 import subprocess
@@ -60,7 +60,7 @@ def test_clients_reach_a_tls_cluster(tls_node, monkeypatch):
         urllib.request.urlopen(https + "/v2/apps", timeout=5)
     assert isinstance(refused.value.reason, ssl.SSLError)
 
-    # pymesos over plain HTTP on the same port; its task's executor speaks TLS to the agent.
+    # pymesos over plain HTTP on the same port.
     sched = RecordingScheduler()
     framework = {"user": "root", "name": "plain-pymesos", "failover_timeout": 60.0}
     driver = MesosSchedulerDriver(sched, framework, tls_node.master, timeout=30)

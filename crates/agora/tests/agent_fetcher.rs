@@ -267,8 +267,18 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (ca.cert, server.cert, server.key)
 }
 
+/// A child process killed when dropped (a failed assertion must not leave it serving).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Python's HTTPS file server on 127.0.0.1; returns it and its port.
-fn https_server(root: &Path, cert: &Path, key: &Path) -> (std::process::Child, u16) {
+fn https_server(root: &Path, cert: &Path, key: &Path) -> (Killed, u16) {
     // `/downgrade` redirects to plain HTTP.
     let script = "import http.server, ssl, sys, os\n\
         os.chdir(sys.argv[1])\n\
@@ -302,7 +312,7 @@ fn https_server(root: &Path, cert: &Path, key: &Path) -> (std::process::Child, u
     )
     .unwrap();
     let port = line.trim().parse().expect("the server's port");
-    (child, port)
+    (Killed(child), port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +322,7 @@ async fn https_servers_are_verified() {
     let files = dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
     std::fs::write(files.join("secret.txt"), "over tls\n").unwrap();
-    let (mut server, port) = https_server(&files, &cert, &key);
+    let (_server, port) = https_server(&files, &cert, &key);
 
     // The agent trusts the test CA (as an operator would add one to the machine's roots).
     let ca = ca.display().to_string();
@@ -344,8 +354,6 @@ async fn https_servers_are_verified() {
         message.contains("refused a redirect from https"),
         "{message}"
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,6 +96,39 @@ impl Process {
             .expect("text")
     }
 
+    /// A request with a JSON body: its status and its answer's text.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, String) {
+        let response = reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.address()))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// The id of the first task (live or ended) whose id contains `part`, from
+    /// `/master/tasks`, once there is one.
+    pub async fn task_id_containing(&self, part: &str) -> String {
+        wait_until(Duration::from_secs(20), part, || async {
+            let tasks: serde_json::Value =
+                serde_json::from_str(&self.get_text("/master/tasks?limit=1000").await).ok()?;
+            tasks["tasks"]
+                .as_array()?
+                .iter()
+                .filter_map(|t| t["id"].as_str())
+                .find(|id| id.contains(part))
+                .map(str::to_owned)
+        })
+        .await
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }

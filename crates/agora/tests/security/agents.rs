@@ -174,11 +174,15 @@ async fn an_agent_keeps_its_id_across_restarts_with_its_secret() {
             .is_some_and(|t| t.len() >= 40),
         "the secret is checkpointed"
     );
+    // The restarted agent listens elsewhere (another port): its pid tells it from the old.
+    let old_pid = state(&master).await["slaves"][0]["pid"].clone();
     agent.kill9();
     let _agent = common::start_agent(&master.address(), &work, "cpus:2;mem:1024");
     common::wait_until(Duration::from_secs(20), "the agent back", || async {
         let state = state(&master).await;
-        (state["activated_slaves"] == 1.0 && state["slaves"][0]["id"] == id).then_some(())
+        let slave = &state["slaves"][0];
+        (state["activated_slaves"] == 1.0 && slave["id"] == id && slave["pid"] != old_pid)
+            .then_some(())
     })
     .await;
 }

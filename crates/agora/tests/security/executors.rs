@@ -181,4 +181,9 @@ async fn with_executor_authentication_every_executor_needs_its_token() {
         "{tokenless:?}"
     );
     assert_ne!(tokenless.message.as_deref(), Some("Task has no command"));
+    // ... because it was refused, as its own output says.
+    let (_, sandbox) = common::executor_directory(&up.address(), "tokenless-executor").await;
+    let stderr =
+        std::fs::read_to_string(std::path::Path::new(&sandbox).join("stderr")).unwrap_or_default();
+    assert!(stderr.contains("401"), "{stderr}");
 }

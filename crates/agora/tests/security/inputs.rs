@@ -6,21 +6,10 @@
 use std::time::Duration;
 
 use agora_types::TaskState;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::{self, docker::busybox_image, temp_dir};
-
-async fn post(up: &common::Process, path: &str, body: Value) -> (StatusCode, String) {
-    let response = reqwest::Client::new()
-        .post(format!("http://{}{path}", up.address()))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.text().await.unwrap_or_default())
-}
 
 /// The paths of a Marathon 422's violations.
 fn violation_paths(body: &str) -> Vec<String> {
@@ -85,12 +74,12 @@ async fn what_reaches_past_a_container_is_refused_by_every_api_and_the_agent() {
         ),
     ];
     for (app, path) in &cases {
-        let (status, body) = post(&up, "/v2/apps", app.clone()).await;
+        let (status, body) = up.send_json(Method::POST, "/v2/apps", app.clone()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{app}: {body}");
         assert_eq!(violation_paths(&body), [*path], "{body}");
         // A group carrying the same app is refused alike.
         let group = json!({"id": "/team", "apps": [app]});
-        let (status, body) = post(&up, "/v2/groups", group).await;
+        let (status, body) = up.send_json(Method::POST, "/v2/groups", group).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     }
     let apps = up.get_text("/v2/apps").await;
@@ -101,22 +90,21 @@ async fn what_reaches_past_a_container_is_refused_by_every_api_and_the_agent() {
     );
 
     // Chronos and Metronome jobs: their APIs' 400 and 422.
-    let (status, body) = post(
-        &up,
-        "/scheduler/iso8601",
+    let (status, body) = up.send_json(Method::POST, "/scheduler/iso8601",
         json!({"name": "privileged-job", "command": "true", "schedule": "R1//PT1M",
                "container": {"type": "DOCKER", "image": "x", "parameters": [{"key": "cap-add", "value": "SYS_ADMIN"}]}}),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("capabilities"), "{body}");
-    let (status, body) = post(
-        &up,
-        "/v1/jobs",
-        json!({"id": "privileged-job", "run": {"cmd": "true", "cpus": 0.1, "mem": 16,
+    let (status, body) = up
+        .send_json(
+            Method::POST,
+            "/v1/jobs",
+            json!({"id": "privileged-job", "run": {"cmd": "true", "cpus": 0.1, "mem": 16,
                "docker": {"image": "x", "privileged": true}}}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.contains("privileged"), "{body}");
     let jobs = up.get_text("/scheduler/jobs").await;

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use crate::common::{self, temp_dir};
 
 /// Everything the server sends until it closes the connection (or `wait` passes: `None`).
-async fn until_closed(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+pub(crate) async fn until_closed(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
     let mut seen = Vec::new();
     let read = async {
         let mut buffer = [0u8; 65536];
@@ -101,10 +101,16 @@ async fn connections_past_the_limit_are_closed() {
     );
 }
 
-/// Posts `body` to `/v2/apps` over a raw connection (declared, or chunked) and reads the
+/// Posts `body` (JSON) to `path` over a raw connection (declared, or chunked) and reads the
 /// answer while the body is still being written: the server answers as soon as it knows the
 /// body is too large, so a client that waits to finish writing would meet a closed socket.
-async fn post_while_writing(address: &str, body: Vec<u8>, chunked: bool) -> String {
+pub(crate) async fn post_while_writing(
+    address: &str,
+    path: &str,
+    body: Vec<u8>,
+    chunked: bool,
+) -> String {
+    let path = path.to_owned();
     let connection = TcpStream::connect(address).await.expect("connect");
     let (mut reader, mut writer) = connection.into_split();
     tokio::spawn(async move {
@@ -114,7 +120,7 @@ async fn post_while_writing(address: &str, body: Vec<u8>, chunked: bool) -> Stri
             format!("Content-Length: {}", body.len())
         };
         let head = format!(
-            "POST /v2/apps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
              {framing}\r\n\r\n"
         );
         let _ = writer.write_all(head.as_bytes()).await;
@@ -149,13 +155,13 @@ async fn bodies_past_an_apis_size_are_refused() {
         "a".repeat(9 << 20)
     )
     .into_bytes();
-    let declared = post_while_writing(&up.address(), big.clone(), false).await;
+    let declared = post_while_writing(&up.address(), "/v2/apps", big.clone(), false).await;
     assert!(declared.starts_with("HTTP/1.1 413"), "{declared}");
     assert!(
         declared.contains(r#"{"message":"#),
         "in Marathon's shape: {declared}"
     );
-    let chunked = post_while_writing(&up.address(), big, true).await;
+    let chunked = post_while_writing(&up.address(), "/v2/apps", big, true).await;
     assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
     let apps = up.get_text("/v2/apps").await;
     assert!(!apps.contains("/big"), "{}", &apps[..apps.len().min(200)]);
@@ -193,7 +199,7 @@ async fn an_event_stream_nobody_reads_is_bounded() {
     // Frameworks whose infos are large make large operator events.
     let label = "x".repeat(32 << 10);
     let client = reqwest::Client::new();
-    let overflowed = common::wait_until(Duration::from_secs(60), "a subscriber cut off", || {
+    common::wait_until(Duration::from_secs(60), "a subscriber cut off", || {
         let (client, label, up) = (&client, &label, &up);
         async move {
             for n in 0..8 {
@@ -214,7 +220,6 @@ async fn an_event_stream_nobody_reads_is_bounded() {
         }
     })
     .await;
-    let () = overflowed;
     // What the idle subscriber gets once it reads: a bounded amount, ending with why.
     let seen = until_closed(&mut idle, Duration::from_secs(30))
         .await

@@ -15,6 +15,7 @@ mod gate;
 mod inputs;
 mod limits;
 mod paths;
+mod routes;
 mod secrets;
 mod tls;
 mod users;

@@ -13,6 +13,8 @@ use crate::common::{self, temp_dir};
 async fn post_json(address: &str, path: &str, body: &Value) -> (u16, String) {
     let response = reqwest::Client::new()
         .post(format!("http://{address}{path}"))
+        // A refused subscription's stream ends; one wrongly taken would not.
+        .timeout(Duration::from_secs(20))
         .header("Content-Type", "application/json")
         .body(body.to_string())
         .send()
@@ -210,16 +212,25 @@ async fn sandbox_files_are_read_beneath_the_sandbox_only() {
         .await;
         assert_eq!(status, 404, "{}", path.display());
     }
-    // Attaching to the task's stdout follows no link either.
+    // Attaching to the task's stdout follows no link either: what the stream carries for
+    // three seconds (it follows a running task's output until it ends).
     let attach = reqwest::Client::new()
         .get(format!(
             "http://{address}/slave(1)/tasks/planter/attach?stream=stdout&from=start"
         ))
-        .timeout(Duration::from_secs(1))
         .send()
         .await
         .expect("attach");
-    let seen = attach.text().await.unwrap_or_default();
+    assert_eq!(attach.status(), 200);
+    let mut stream = attach.bytes_stream();
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
+            seen.extend_from_slice(&chunk);
+        }
+    })
+    .await;
+    let seen = String::from_utf8_lossy(&seen);
     assert!(!seen.contains(root_line), "{seen}");
 
     // What the agent and master keep is theirs.

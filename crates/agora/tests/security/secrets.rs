@@ -12,7 +12,7 @@ use agora_types::TaskState;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{self, marathon::Marathon, temp_dir, wait_until};
+use crate::common::{self, marathon::Marathon, temp_dir};
 
 const DB_VALUE: &str = "s3cret-db-value";
 const TOKEN_VALUE: &str = "tok-team-a-value";
@@ -26,37 +26,6 @@ fn write_secret(dir: &Path, name: &str, value: &str, mode: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, value).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-async fn send(
-    up: &common::Process,
-    method: reqwest::Method,
-    path: &str,
-    body: Value,
-) -> (StatusCode, String) {
-    let response = reqwest::Client::new()
-        .request(method, format!("http://{}{path}", up.address()))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.text().await.unwrap_or_default())
-}
-
-/// The id of the first task whose id contains `part`.
-async fn task_named(up: &common::Process, part: &str) -> String {
-    wait_until(Duration::from_secs(20), part, || async {
-        let tasks: Value =
-            serde_json::from_str(&up.get_text("/master/tasks?limit=1000").await).ok()?;
-        tasks["tasks"]
-            .as_array()?
-            .iter()
-            .filter_map(|t| t["id"].as_str())
-            .find(|id| id.contains(part))
-            .map(str::to_owned)
-    })
-    .await
 }
 
 /// Every file under `dir` that holds `needle`.
@@ -98,14 +67,19 @@ async fn framework_task(up: &common::Process, secret: &str) -> agora_api::mesos:
         .launch(vec![offer.id.clone()], vec![task], None)
         .await
         .expect("launch");
-    loop {
-        let event = common::next_event(&mut scheduler, Duration::from_secs(15)).await;
-        if let agora_api::scheduler::Event::Update { update } = event
-            && update.status.state.is_terminal()
-        {
-            return update.status;
+    let ended = async {
+        loop {
+            let event = common::next_event(&mut scheduler, Duration::from_secs(15)).await;
+            if let agora_api::scheduler::Event::Update { update } = event
+                && update.status.state.is_terminal()
+            {
+                return update.status;
+            }
         }
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(30), ended)
+        .await
+        .expect("the task ended within 30 s")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,24 +142,24 @@ async fn a_secret_reaches_its_task_and_nothing_else() {
         "if [ \"$(printf %s \"$T\" | rev)\" = {} ]; then echo job=match; else echo job=mismatch; fi",
         reversed(TOKEN_VALUE)
     );
-    let (status, body) = send(
-        &up,
-        reqwest::Method::POST,
-        "/v1/jobs",
-        json!({"id": "team-a.backup", "run": {"cmd": job_check, "cpus": 0.1, "mem": 16,
+    let (status, body) = up
+        .send_json(
+            reqwest::Method::POST,
+            "/v1/jobs",
+            json!({"id": "team-a.backup", "run": {"cmd": job_check, "cpus": 0.1, "mem": 16,
                "env": {"T": {"secret": "t"}}, "secrets": {"t": {"source": "team-a/token"}}}}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = send(
-        &up,
-        reqwest::Method::POST,
-        "/v1/jobs/team-a.backup/runs",
-        json!({}),
-    )
-    .await;
+    let (status, body) = up
+        .send_json(
+            reqwest::Method::POST,
+            "/v1/jobs/team-a.backup/runs",
+            json!({}),
+        )
+        .await;
     assert!(status.is_success(), "{body}");
-    let job_task = task_named(&up, "team-a.backup").await;
+    let job_task = up.task_id_containing("team-a.backup").await;
     let stdout = common::first_stdout(&up.address(), &job_task).await;
     assert_eq!(stdout.trim(), "job=match");
 
@@ -222,7 +196,7 @@ async fn a_secret_reaches_its_task_and_nothing_else() {
         ),
     ];
     for (app, path, words) in refused {
-        let (status, body) = send(&up, reqwest::Method::POST, "/v2/apps", app).await;
+        let (status, body) = up.send_json(reqwest::Method::POST, "/v2/apps", app).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["details"][0]["path"], path, "{body}");
@@ -234,14 +208,14 @@ async fn a_secret_reaches_its_task_and_nothing_else() {
             "{body}"
         );
     }
-    let (status, body) = send(
-        &up,
-        reqwest::Method::POST,
-        "/v1/jobs",
-        json!({"id": "team-b.backup", "run": {"cmd": "env", "cpus": 0.1, "mem": 16,
+    let (status, body) = up
+        .send_json(
+            reqwest::Method::POST,
+            "/v1/jobs",
+            json!({"id": "team-b.backup", "run": {"cmd": "env", "cpus": 0.1, "mem": 16,
                "env": {"T": {"secret": "t"}}, "secrets": {"t": {"source": "team-a/token"}}}}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.contains("/run/env/T"), "{body}");
 
@@ -275,36 +249,36 @@ async fn a_secret_reaches_its_task_and_nothing_else() {
 async fn without_a_secrets_dir_a_secret_is_refused_not_dropped() {
     let dir = temp_dir();
     let up = common::start_up(dir.path(), &["--resources", "cpus:2;mem:1024"]);
-    let (status, body) = send(
-        &up,
-        reqwest::Method::POST,
-        "/v2/apps",
-        json!({"id": "/web", "cmd": "env", "env": {"DB": {"secret": "db"}},
+    let (status, body) = up
+        .send_json(
+            reqwest::Method::POST,
+            "/v2/apps",
+            json!({"id": "/web", "cmd": "env", "env": {"DB": {"secret": "db"}},
                "secrets": {"db": {"source": "db-password"}}}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["details"][0]["path"], "/env/DB", "{body}");
     assert!(body.to_string().contains("--secrets-dir"), "{body}");
 
-    let (status, body) = send(
-        &up,
-        reqwest::Method::POST,
-        "/v1/jobs",
-        json!({"id": "backup", "run": {"cmd": "env", "cpus": 0.1, "mem": 16,
+    let (status, body) = up
+        .send_json(
+            reqwest::Method::POST,
+            "/v1/jobs",
+            json!({"id": "backup", "run": {"cmd": "env", "cpus": 0.1, "mem": 16,
                "env": {"DB": {"secret": "db"}}, "secrets": {"db": {"source": "db-password"}}}}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let (status, body) = send(
-        &up,
-        reqwest::Method::POST,
-        "/scheduler/iso8601",
-        json!({"name": "chronos-secret", "command": "env", "schedule": "R1//PT1M",
+    let (status, body) = up
+        .send_json(
+            reqwest::Method::POST,
+            "/scheduler/iso8601",
+            json!({"name": "chronos-secret", "command": "env", "schedule": "R1//PT1M",
                "environmentVariables": [{"name": "DB", "secret": "db-password"}]}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("--secrets-dir"), "{body}");
 

@@ -1,26 +1,9 @@
 //! Tasks run as the user their app or job names (Marathon's `user`, Chronos' `runAsUser`,
 //! Metronome's `run.user`), else as `--default-task-user`, never as root by accident.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
-use crate::common::{self, marathon::Marathon, temp_dir, wait_until};
-
-/// The id of the first task (live or ended) whose id contains `part`, from `/master/tasks`.
-async fn task_named(up: &common::Process, part: &str) -> String {
-    wait_until(Duration::from_secs(20), part, || async {
-        let tasks: Value =
-            serde_json::from_str(&up.get_text("/master/tasks?limit=1000").await).ok()?;
-        tasks["tasks"]
-            .as_array()?
-            .iter()
-            .filter_map(|t| t["id"].as_str())
-            .find(|id| id.contains(part))
-            .map(str::to_owned)
-    })
-    .await
-}
+use crate::common::{self, marathon::Marathon, temp_dir};
 
 /// The user a task said it ran as (`user=<name>` on its stdout).
 async fn user_of(up: &common::Process, task_id: &str) -> String {
@@ -87,7 +70,7 @@ async fn apps_and_jobs_run_as_the_user_they_name_else_the_default() {
         ("chronos-nobody", "nobody"),
         ("metronome-nobody", "nobody"),
     ] {
-        let task = task_named(&up, part).await;
+        let task = up.task_id_containing(part).await;
         assert_eq!(user_of(&up, &task).await, user, "{part}");
     }
     // The built-in frameworks register as that user, as Marathon does with --mesos_user.
