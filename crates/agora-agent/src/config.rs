@@ -73,6 +73,10 @@ pub struct AgentConfig {
     pub master_tls: Option<agora_client::Tls>,
     /// How executors reach this agent when it serves TLS (none: plain HTTP).
     pub executor_tls: Option<ExecutorTls>,
+    /// Where the executor API is also served on a Unix socket (Mesos'
+    /// `--domain_socket_location`), told to executors as `MESOS_DOMAIN_SOCKET`; whoever
+    /// starts the agent binds it and serves [`crate::AgentHandle::executor_router`] there.
+    pub executor_socket: Option<PathBuf>,
 }
 
 /// What executors need to reach an agent that serves TLS.
@@ -177,7 +181,14 @@ impl AgentConfig {
             secrets: None,
             master_tls: None,
             executor_tls: None,
+            executor_socket: None,
         }
+    }
+
+    /// The directory holding the executor socket, which containers keep reachable.
+    pub(crate) fn socket_dir(&self) -> Option<PathBuf> {
+        let socket = self.executor_socket.as_ref()?;
+        socket.parent().map(Path::to_path_buf)
     }
 
     pub fn endpoint(&self) -> String {

@@ -943,6 +943,12 @@ impl Agent {
         if let Some(token) = &executor.token {
             environment.insert(crate::executor_auth::TOKEN_ENV.to_owned(), token.clone());
         }
+        if let Some(socket) = &self.config.executor_socket {
+            environment.insert(
+                crate::command_executor::DOMAIN_SOCKET_ENV.to_owned(),
+                socket.display().to_string(),
+            );
+        }
         // An agent serving TLS is reached over it: the built-in executor reads agora's
         // variables, a framework's executor Mesos' (libprocess') own.
         if let Some(tls) = &self.config.executor_tls {
@@ -2016,6 +2022,7 @@ async fn spawn_executor(
             namespaces: prepared.namespaces,
             user: user.clone(),
             keep_visible: None,
+            socket_dir: agent.config.socket_dir(),
         };
         match launcher.launch(request).await {
             Ok(launched) => return Ok(spawned_by_launcher(launched)),

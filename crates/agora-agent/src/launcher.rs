@@ -56,6 +56,9 @@ pub(crate) struct LaunchRequest {
     /// sandbox will be moved.
     #[serde(default)]
     pub keep_visible: Option<PathBuf>,
+    /// The directory of the agent's executor socket, kept reachable likewise.
+    #[serde(default)]
+    pub socket_dir: Option<PathBuf>,
 }
 
 /// A warm container's task: who it becomes and where its sandbox went.
@@ -646,7 +649,8 @@ fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Starte
         drop((ready_read, assignment_write));
         (ready, assignment)
     });
-    let visible = launch.keep_visible.as_deref().unwrap_or(&launch.directory);
+    let mut visible = vec![launch.keep_visible.as_deref().unwrap_or(&launch.directory)];
+    visible.extend(launch.socket_dir.as_deref());
     let prepared = (|| -> std::io::Result<()> {
         if warming {
             // A warm container makes its cgroups itself: off the agent's threads, which
@@ -671,7 +675,7 @@ fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Starte
                 &launch.directory,
                 launch.user.as_ref(),
                 launch.builtin,
-                visible,
+                &visible,
             )?;
         }
         std::env::set_current_dir(&launch.directory)?;

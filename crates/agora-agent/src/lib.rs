@@ -70,6 +70,8 @@ pub struct Extension {
 #[derive(Clone)]
 pub struct AgentHandle {
     pub router: axum::Router,
+    /// The executor API alone, for the Unix socket of [`AgentConfig::executor_socket`].
+    pub executor_router: axum::Router,
     agent: Arc<core::Agent>,
 }
 
@@ -116,5 +118,10 @@ pub fn start(
     let agent = core::Agent::recover(config, shutdown)?;
     master_link::spawn(agent.clone());
     let router = http::router(agent.clone());
-    Ok(AgentHandle { router, agent })
+    let executor_router = http::executor_router(agent.clone());
+    Ok(AgentHandle {
+        router,
+        executor_router,
+        agent,
+    })
 }

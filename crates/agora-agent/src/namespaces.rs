@@ -166,14 +166,14 @@ pub(crate) fn fork_into_namespaces() -> std::io::Result<Option<Pid>> {
 }
 
 /// Makes the container's mounts private to it: nothing mounted here shows outside; with
-/// `private_tmp`, `/tmp` is the sandbox's `tmp` (the sandbox stays reachable at its own path
-/// when it lies under `/tmp`); `/proc` shows the container's processes only. Call as pid 1 of
-/// the new namespaces.
+/// `private_tmp`, `/tmp` is the sandbox's `tmp` (what `visible` names — the sandbox, the
+/// agent's socket directory — stays reachable at its own path when it lies under `/tmp`);
+/// `/proc` shows the container's processes only. Call as pid 1 of the new namespaces.
 pub(crate) fn private_mounts(
     sandbox: &Path,
     owner: Option<&RunAs>,
     private_tmp: bool,
-    visible: &Path,
+    visible: &[&Path],
 ) -> std::io::Result<()> {
     mount(
         None::<&str>,
@@ -195,9 +195,9 @@ pub(crate) fn private_mounts(
     Ok(())
 }
 
-/// Binds the sandbox's `tmp` over `/tmp` (and `visible`, the sandbox or a directory holding
-/// it, back at its own path when it lies under `/tmp`).
-fn sandbox_tmp(sandbox: &Path, owner: Option<&RunAs>, visible: &Path) -> std::io::Result<()> {
+/// Binds the sandbox's `tmp` over `/tmp`, and each of the `visible` directories back at its
+/// own path when it lies under `/tmp` (never `/tmp` itself, which would undo the first).
+fn sandbox_tmp(sandbox: &Path, owner: Option<&RunAs>, visible: &[&Path]) -> std::io::Result<()> {
     let tmp = sandbox.join("tmp");
     // A fetched archive may have left `tmp` as a link: the agent's chmod and chown below must
     // not reach through it.
@@ -206,20 +206,29 @@ fn sandbox_tmp(sandbox: &Path, owner: Option<&RunAs>, visible: &Path) -> std::io
     }
     std::fs::create_dir_all(&tmp)?;
     own_dir_as(&tmp, owner, Some(0o1777))?;
-    // A sandbox under /tmp would vanish under the new /tmp: hold it open, and bind it back.
-    let kept: Option<(OwnedFd, PathBuf)> = match visible.strip_prefix("/tmp") {
-        Ok(relative) if visible.is_absolute() => {
-            let fd = nix::fcntl::open(
-                visible,
-                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
-                nix::sys::stat::Mode::empty(),
-            )?;
-            Some((fd, relative.to_path_buf()))
+    // What lies under /tmp would vanish under the new /tmp: hold it open, and bind it back.
+    let mut kept: Vec<(OwnedFd, PathBuf)> = Vec::new();
+    for dir in visible {
+        let Ok(relative) = dir.strip_prefix("/tmp") else {
+            continue;
+        };
+        if relative.as_os_str().is_empty() {
+            continue;
         }
-        _ => None,
-    };
+        let opened = nix::fcntl::open(
+            *dir,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        );
+        match opened {
+            Ok(fd) => kept.push((fd, relative.to_path_buf())),
+            // Gone (an agent socket's directory removed by hand): nothing to keep.
+            Err(nix::errno::Errno::ENOENT) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
     bind(&tmp, Path::new("/tmp"))?;
-    if let Some((fd, relative)) = kept {
+    for (fd, relative) in kept {
         let target = Path::new("/tmp").join(relative);
         std::fs::create_dir_all(&target)?;
         let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));

@@ -248,6 +248,7 @@ async fn make(agent: &Agent, pool: &WarmPool) -> Result<Warm, String> {
         namespaces: agent.namespaces.is_ok(),
         user: None,
         keep_visible: Some(agent.config.work_dir.clone()),
+        socket_dir: agent.config.socket_dir(),
     };
     match launcher.warm(request).await {
         Ok(launched) => {

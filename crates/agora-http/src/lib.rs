@@ -14,4 +14,4 @@ mod listen;
 pub use agora_tls::PeerCertified;
 pub use family::{ApiFamily, MesosV1};
 pub use gate::{GateConfig, HostNames, protect};
-pub use listen::{Limits, ListenerTls, Refused, serve};
+pub use listen::{Limits, ListenerTls, Refused, serve, serve_local};

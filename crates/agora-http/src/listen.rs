@@ -13,8 +13,8 @@ use axum::http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
@@ -73,24 +73,9 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            accepted = listener.accept() => accepted,
+            accepted = listener.accept() => accepted.map(|(stream, _)| stream),
         };
-        let (stream, _) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of descriptors, or the peer gave up while queued: keep serving.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refused.connections.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(
-                limit = limits.max_connections,
-                "connection refused: too many open"
-            );
-            drop(stream);
+        let Some((stream, permit)) = admit(accepted, &permits, &limits, &refused).await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -147,6 +132,61 @@ pub async fn serve(
             serve_connection(stream, service, header_timeout, shutdown).await;
         });
     }
+}
+
+/// Serves `router` on a Unix socket until `shutdown`, with the same limits: for processes on
+/// this machine (executors reaching their agent), which need neither TLS nor a TCP port.
+pub async fn serve_local(
+    listener: UnixListener,
+    router: Router,
+    limits: Limits,
+    refused: Arc<Refused>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            accepted = listener.accept() => accepted.map(|(stream, _)| stream),
+        };
+        let Some((stream, permit)) = admit(accepted, &permits, &limits, &refused).await else {
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let (header_timeout, shutdown) = (limits.header_read_timeout, shutdown.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_connection(stream, service, header_timeout, shutdown).await;
+        });
+    }
+}
+
+/// A connection just accepted, with its place under the connection limit; `None` when it
+/// failed or is one too many (closed at once).
+async fn admit<S>(
+    accepted: std::io::Result<S>,
+    permits: &Arc<Semaphore>,
+    limits: &Limits,
+    refused: &Refused,
+) -> Option<(S, OwnedSemaphorePermit)> {
+    let stream = match accepted {
+        Ok(stream) => stream,
+        Err(error) => {
+            // Out of descriptors, or the peer gave up while queued: keep serving.
+            tracing::warn!(%error, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return None;
+        }
+    };
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
+        refused.connections.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            limit = limits.max_connections,
+            "connection refused: too many open"
+        );
+        return None;
+    };
+    Some((stream, permit))
 }
 
 /// Serves one connection's requests until it closes, or until `shutdown` (the request in

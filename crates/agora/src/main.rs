@@ -4,6 +4,7 @@
 
 mod cli;
 mod ctl;
+mod executor_socket;
 mod lb;
 mod security;
 mod serve;

@@ -17,7 +17,7 @@ use agora_types::Resources;
 use crate::cli::{
     AgentArgs, AgentOptions, DiscoveryArgs, MasterArgs, MasterOptions, NetworkArgs, UpArgs,
 };
-use crate::security;
+use crate::{executor_socket, security};
 
 fn hostname(network: &NetworkArgs) -> String {
     network.hostname.clone().unwrap_or_else(|| {
@@ -397,6 +397,25 @@ fn http_metrics(refused: &std::sync::Arc<agora_http::Refused>) -> agora_master::
     })
 }
 
+/// The agent's executor socket served, when it has one.
+fn serve_executors(
+    socket: Option<(tokio::net::UnixListener, std::path::PathBuf)>,
+    agent: &agora_agent::AgentHandle,
+    serving: &Serving,
+    shutdown: &CancellationToken,
+) {
+    if let Some((listener, _)) = socket {
+        executor_socket::serve(
+            listener,
+            agent.executor_router.clone(),
+            serving.gate.clone(),
+            serving.limits.clone(),
+            serving.refused.clone(),
+            shutdown.clone(),
+        );
+    }
+}
+
 async fn serve(
     listener: TcpListener,
     router: axum::Router,
@@ -451,6 +470,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         work_dir,
     )?;
     config.standalone = false;
+    let executor_socket = executor_socket::bind(&args.agent, &config.work_dir)?;
+    config.executor_socket = executor_socket.as_ref().map(|(_, path)| path.clone());
     // The agent in the same process reaches its master as the process itself.
     let to_master =
         security::internal_access(&auth, SYSTEM_PRINCIPAL).with_tls(security.tls.local.clone());
@@ -496,6 +517,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     let serving = serving(&args.network, &security);
     master.add_metrics(http_metrics(&serving.refused));
+    serve_executors(executor_socket, &agent, &serving, &shutdown);
     let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
     println!(
         "agora up: master and agent listening on {scheme}://{ip}:{port} (ready in {} ms), \
@@ -588,6 +610,8 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         args.work_dir.clone(),
     )?;
     secure_agent(&mut config, &security, &access);
+    let executor_socket = executor_socket::bind(&args.agent, &config.work_dir)?;
+    config.executor_socket = executor_socket.as_ref().map(|(_, path)| path.clone());
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     discovery(
         &args.discovery,
@@ -618,6 +642,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         }),
         metrics,
     });
+    serve_executors(executor_socket, &agent, &serving, &shutdown);
     let server = tokio::spawn(serve(
         listener,
         agent.router.clone(),

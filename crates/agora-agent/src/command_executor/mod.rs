@@ -29,6 +29,9 @@ const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 /// Set when the agent serves TLS: its certificate (PEM), which the executor trusts alone.
 pub(crate) const AGENT_CERT_ENV: &str = "AGORA_AGENT_TLS_CERT";
 
+/// Set when the agent serves the executor API on a Unix socket too (Mesos' name): its path.
+pub(crate) const DOMAIN_SOCKET_ENV: &str = "MESOS_DOMAIN_SOCKET";
+
 /// The agent's id for the executor's container, in the executor's environment.
 pub(crate) const CONTAINER_ID_ENV: &str = "AGORA_CONTAINER_ID";
 const HEALTH_REASON: &str = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED";
@@ -44,6 +47,10 @@ struct Settings {
     /// The agent's certificate when it serves TLS (it is then reached over https, trusting
     /// exactly that certificate).
     agent_cert: Option<String>,
+    /// The agent's Unix socket for executors, when it serves one.
+    socket: Option<PathBuf>,
+    /// The executor's secret, sent with every call so that nothing else can speak for it.
+    token: Option<String>,
 }
 
 impl Settings {
@@ -63,6 +70,8 @@ impl Settings {
             container_id: std::env::var(CONTAINER_ID_ENV)
                 .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
             agent_cert: std::env::var(AGENT_CERT_ENV).ok(),
+            socket: std::env::var_os(DOMAIN_SOCKET_ENV).map(PathBuf::from),
+            token: std::env::var(crate::executor_auth::TOKEN_ENV).ok(),
         })
     }
 }
@@ -138,9 +147,71 @@ enum Input {
     },
 }
 
+/// How the executor reaches its agent.
+struct AgentLink {
+    client: reqwest::Client,
+    url: String,
+    local: bool,
+}
+
+impl AgentLink {
+    /// Over the agent's Unix socket (`local`): no TCP and no TLS handshake — the kernel
+    /// carries the bytes between two processes of this machine, and only the agent (root)
+    /// can have made the socket at its path. Else over the agent's address, https when it
+    /// serves TLS.
+    fn new(settings: &Settings, local: bool) -> Result<AgentLink, String> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &settings.token
+            && let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let socket = settings.socket.as_ref().filter(|_| local);
+        let (client, url) = match socket {
+            // Access's builder: a bare reqwest one would read the machine's certificate
+            // store as it is built, which costs each executor milliseconds.
+            Some(socket) => (
+                agora_client::Access::default()
+                    .client_builder()
+                    .unix_socket(socket.as_path())
+                    .default_headers(headers)
+                    .build(),
+                "http://localhost/slave(1)/api/v1/executor".to_owned(),
+            ),
+            None => {
+                let tls = match &settings.agent_cert {
+                    Some(pem) => Some(agora_tls::pinned_pem(pem).map_err(|e| e.to_string())?),
+                    None => None,
+                };
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                (
+                    agora_client::Access::default()
+                        .with_tls(tls.map(agora_client::Tls::new))
+                        .client_builder()
+                        .default_headers(headers)
+                        .build(),
+                    format!("{scheme}://{}/api/v1/executor", settings.endpoint),
+                )
+            }
+        };
+        Ok(AgentLink {
+            client: client.map_err(|e| e.to_string())?,
+            url,
+            local: socket.is_some(),
+        })
+    }
+}
+
+/// Whether a Unix socket is at `path` (in this process's view of the filesystem: a
+/// container whose `/tmp` hides it reaches the agent by its address instead).
+fn socket_at(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
 struct Executor {
     settings: Settings,
-    client: reqwest::Client,
+    link: AgentLink,
     probe_client: Option<agora_probe::HttpProber>,
     framework: Option<FrameworkInfo>,
     tasks: BTreeMap<String, RunningTask>,
@@ -154,27 +225,12 @@ struct Executor {
 /// Runs the executor until its tasks are done; returns the process exit code.
 pub async fn run() -> Result<i32, String> {
     let settings = Settings::from_env()?;
-    // The executor's secret goes with every call, so nothing else can speak for it.
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Ok(token) = std::env::var(crate::executor_auth::TOKEN_ENV)
-        && let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-    {
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-    }
-    let tls = match &settings.agent_cert {
-        Some(pem) => Some(agora_tls::pinned_pem(pem).map_err(|e| e.to_string())?),
-        None => None,
-    };
-    let client = agora_client::Access::default()
-        .with_tls(tls.map(agora_client::Tls::new))
-        .client_builder()
-        .default_headers(headers)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let local = settings.socket.as_deref().is_some_and(socket_at);
+    let link = AgentLink::new(&settings, local)?;
     let (inputs, mut receiver) = mpsc::unbounded_channel();
     let mut executor = Executor {
         settings,
-        client,
+        link,
         probe_client: None,
         framework: None,
         tasks: BTreeMap::new(),
@@ -239,15 +295,6 @@ pub async fn run() -> Result<i32, String> {
 }
 
 impl Executor {
-    fn url(&self) -> String {
-        let scheme = if self.settings.agent_cert.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://{}/api/v1/executor", self.settings.endpoint)
-    }
-
     fn call(&self, kind: &str) -> Call {
         Call {
             kind: kind.to_owned(),
@@ -265,8 +312,23 @@ impl Executor {
     }
 
     /// Subscribes (re-sending what the agent has not acknowledged) and pumps events into the
-    /// input channel.
+    /// input channel: over the agent's socket when there is one, else — or when the socket
+    /// does not answer (an agent restarted without it) — over its address.
     async fn connect(&mut self) -> Result<(), String> {
+        let local = self.settings.socket.as_deref().is_some_and(socket_at);
+        if local != self.link.local {
+            self.link = AgentLink::new(&self.settings, local)?;
+        }
+        match self.subscribe().await {
+            Err(_) if self.link.local => {
+                self.link = AgentLink::new(&self.settings, false)?;
+                self.subscribe().await
+            }
+            result => result,
+        }
+    }
+
+    async fn subscribe(&mut self) -> Result<(), String> {
         let mut call = self.call("SUBSCRIBE");
         call.subscribe = Some(Subscribe {
             unacknowledged_tasks: self
@@ -282,8 +344,9 @@ impl Executor {
                 .collect(),
         });
         let response = self
+            .link
             .client
-            .post(self.url())
+            .post(&self.link.url)
             .header("Accept", "application/json")
             .json(&call)
             .send()
@@ -820,8 +883,9 @@ impl Executor {
     /// unacknowledged and is re-sent on re-subscribe.
     fn post(&self, call: Call) -> impl std::future::Future<Output = ()> + use<> {
         let request = self
+            .link
             .client
-            .post(self.url())
+            .post(&self.link.url)
             .json(&call)
             .timeout(Duration::from_secs(10));
         async move {

@@ -16,6 +16,14 @@ use crate::core::Agent;
 
 pub(crate) type Shared = Arc<Agent>;
 
+/// The executor API alone: what the agent's Unix socket for executors serves.
+pub(crate) fn executor_router(agent: Shared) -> Router {
+    Router::new()
+        .route("/api/v1/executor", post(executor_api::handle))
+        .route("/slave(1)/api/v1/executor", post(executor_api::handle))
+        .with_state(agent)
+}
+
 pub(crate) fn router(agent: Shared) -> Router {
     let mut router = Router::new()
         .route("/api/v1/executor", post(executor_api::handle))

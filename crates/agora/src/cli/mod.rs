@@ -296,6 +296,15 @@ pub struct AgentOptions {
     /// (the built-in executors always do; a framework's own executor that does not is refused)
     #[arg(long, env = "AGORA_AUTHENTICATE_HTTP_EXECUTORS")]
     pub authenticate_http_executors: bool,
+    /// Serve the executor API on a Unix socket too, named to executors in
+    /// MESOS_DOMAIN_SOCKET: the built-in executors use it, so no TCP connection or TLS
+    /// handshake stands between a task's launch and its agent (Mesos' flag; on by default here)
+    #[arg(long, env = "AGORA_HTTP_EXECUTOR_DOMAIN_SOCKETS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub http_executor_domain_sockets: bool,
+    /// Where that socket is, an absolute path under 108 bytes (default: run/agent.sock in the
+    /// work dir)
+    #[arg(long, env = "AGORA_DOMAIN_SOCKET_LOCATION")]
+    pub domain_socket_location: Option<PathBuf>,
 }
 
 fn parse_isolation(text: &str) -> Result<agora_agent::Isolation, String> {

@@ -1,7 +1,8 @@
 //! TLS end to end with a throw-away CA: a master and agents that speak only https (mutual TLS
 //! between them), the CLI, the UI's secure session cookie, executors, discovery and the HAProxy
 //! bridge over it; an agent without a certificate refused; `agora up` serving https with no CA
-//! at all (its own components trust its certificate).
+//! at all (its own components trust its certificate); executors on the agent's Unix socket, and
+//! over TLS when it has none.
 
 use std::path::Path;
 use std::time::Duration;
@@ -142,7 +143,8 @@ async fn a_cluster_over_tls_from_agents_to_the_cli() {
     let task = running_task(&https, &address, "/web").await;
     let agent_address = agent.address();
     let task_id = task["id"].as_str().unwrap();
-    // Its output, read from its agent over https: the executor reached the agent over TLS.
+    // Its output, read from its agent over https (its executor reached the agent over the
+    // agent's socket; the next test follows one over TLS).
     wait_until(Duration::from_secs(15), "the task's output", || async {
         let state = get_json(&https, &agent_address, "/slave(1)/state").await?;
         let directory = state["frameworks"]
@@ -215,6 +217,165 @@ async fn a_cluster_over_tls_from_agents_to_the_cli() {
     );
     let written = std::fs::read_to_string(&config).unwrap_or_default();
     assert!(written.contains(":17461"), "{written}");
+}
+
+/// What a process and its descendants hold open: (their Unix socket inodes, the remote ports
+/// of their established TCP connections).
+fn sockets_of(root: i32) -> (Vec<u64>, Vec<u16>) {
+    let mut tree = vec![root];
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // pid (comm) state ppid ...: the command may hold spaces, so read after its ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for (pid, ppid) in &parents {
+            if tree.contains(ppid) && !tree.contains(pid) {
+                tree.push(*pid);
+                grew = true;
+            }
+        }
+    }
+    let mut inodes = Vec::new();
+    for pid in &tree {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let link = std::fs::read_link(fd.path()).unwrap_or_default();
+            let link = link.to_string_lossy();
+            if let Some(inode) = link
+                .strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inode| inode.parse::<u64>().ok())
+            {
+                inodes.push(inode);
+            }
+        }
+    }
+    let table = |file: &str| -> Vec<Vec<String>> {
+        std::fs::read_to_string(format!("/proc/{root}/net/{file}"))
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    };
+    let unix = table("unix")
+        .into_iter()
+        .filter_map(|row| row.get(6)?.parse::<u64>().ok())
+        .filter(|inode| inodes.contains(inode))
+        .collect();
+    let mut tcp = Vec::new();
+    for row in table("tcp").into_iter().chain(table("tcp6")) {
+        // sl local rem st ... inode: established (01) connections of the tree's sockets.
+        let (Some(remote), Some(state), Some(inode)) = (row.get(2), row.get(3), row.get(9)) else {
+            continue;
+        };
+        let mine = inode.parse::<u64>().is_ok_and(|i| inodes.contains(&i));
+        if mine
+            && state == "01"
+            && let Some(port) = remote
+                .rsplit_once(':')
+                .and_then(|(_, port)| u16::from_str_radix(port, 16).ok())
+        {
+            tcp.push(port);
+        }
+    }
+    (unix, tcp)
+}
+
+/// Connected sockets whose address is `path` (a listener's accepted connections carry it).
+fn connections_to(path: &Path) -> usize {
+    let path = path.to_string_lossy();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| {
+            let row: Vec<&str> = line.split_whitespace().collect();
+            row.get(5) == Some(&"03") && row.get(7) == Some(&path.as_ref())
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_reach_their_agent_over_its_socket_and_over_tls_without_it() {
+    let dir = temp_dir();
+    let ca = TestCa::new(&dir.path().join("ca"));
+    let node = ca.issue("node", "DNS:localhost,IP:127.0.0.1");
+    let tls = tls_flags(&ca.cert, &node.cert, &node.key);
+    let data = dir.path().join("master");
+    let mut args = vec!["master", "--port", "0", "--bind", "127.0.0.1"];
+    args.extend(["--data-dir", data.to_str().unwrap()]);
+    args.extend_from_slice(common::FAST_MASTER);
+    args.extend(tls.iter().copied());
+    let master = Process::start(&args);
+    let address = master.address();
+    let https = ca.client();
+    let work = dir.path().join("agent");
+    let resources = "cpus:2;mem:1024";
+    let mut agent = common::start_agent_with(&address, &work, resources, 0, &tls);
+    wait_until(Duration::from_secs(15), "the agent", || async {
+        (agents_of(&https, &address).await == 1).then_some(())
+    })
+    .await;
+    let created = https
+        .post(format!("https://{address}/v2/apps"))
+        .json(&json!({"id": "/near", "cmd": "sleep 600", "cpus": 0.1, "mem": 16}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    running_task(&https, &address, "/near").await;
+
+    // The executor holds a connection on the agent's socket, none to its port.
+    let socket = work.join("run/agent.sock");
+    let executor = common::checkpointed_executor_pids(&work)[0];
+    let (unix, tcp) = sockets_of(executor);
+    assert!(!unix.is_empty(), "the executor holds no Unix socket");
+    assert!(!tcp.contains(&agent.port), "{tcp:?}");
+    assert!(
+        connections_to(&socket) >= 1,
+        "nothing is connected to {socket:?}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666, "executors of any user may connect");
+
+    // Restarted without the socket (its file left behind), the agent is reached over TLS: the
+    // executor re-subscribes on the port, and still obeys.
+    let port = agent.port;
+    agent.kill9();
+    let mut flags = tls.clone();
+    flags.extend(["--http-executor-domain-sockets", "false"]);
+    let _agent = common::start_agent_with(&address, &work, resources, port, &flags);
+    wait_until(
+        Duration::from_secs(20),
+        "the executor back over TLS",
+        || async { sockets_of(executor).1.contains(&port).then_some(()) },
+    )
+    .await;
+    let removed = https
+        .delete(format!("https://{address}/v2/apps/near"))
+        .send()
+        .await
+        .expect("remove");
+    assert!(removed.status().is_success(), "{}", removed.status());
+    wait_until(Duration::from_secs(20), "the executor gone", || async {
+        (!common::process_alive(executor)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
