@@ -5,7 +5,9 @@ kept-alive connection) and the v1
 scheduler API (calls per second from one framework over a kept-alive connection, and over a
 new connection per call). Four configurations — plain, authentication (every realm), TLS, both
 — are run in turns, round after round, so that the machine's drift falls on all of them alike;
-each figure is the median of its rounds and its ratio to plain's.
+each figure is the median of its rounds and its ratio to plain's. Then TLS's cost per call
+once more, measured in one process that serves plain and TLS side by side
+(`--tls-support-downgrade`), in alternating blocks: the figure least bent by the machine.
 
     cargo build --release -p agora && python3 scripts/bench_security.py target/release/agora 1000 3
 
@@ -158,6 +160,65 @@ def scheduler_calls(setup, port, pid):
     return kept_rate, cpu_per_call, fresh_rate
 
 
+def tls_against_plain(binary, cert, key, context, blocks=20, calls=1000):
+    """TLS's cost per scheduler call measured in one process: `--tls-support-downgrade` serves
+    a plain and a TLS connection side by side, used in alternating blocks, so the process's
+    state and the machine's drift fall on both alike. Returns (calls/s, agora's CPU µs per
+    call, this client's CPU µs per call) for plain and for TLS."""
+    plain = Setup("plain", [], None, False)
+    tls = Setup("TLS", [], context, False)
+    flags = ["--tls-cert", cert, "--tls-key", key, "--tls-support-downgrade"]
+    with agora_up_process(binary, *flags) as (port, process):
+        wait_ready(plain, port)
+        stream = plain.connect(port)
+        framework = {"user": "root", "name": "bench-tls", "failover_timeout": 0}
+        stream.request("POST", "/api/v1/scheduler", json.dumps(
+            {"type": "SUBSCRIBE", "subscribe": {"framework_info": framework}}), plain.headers())
+        response = stream.getresponse()
+        stream_id = response.getheader("Mesos-Stream-Id")
+        buffer = b""
+        while b"\n" not in buffer or len(buffer.split(b"\n", 1)[1]) < int(buffer.split(b"\n", 1)[0]):
+            buffer += response.read1(65536)
+        size, rest = buffer.split(b"\n", 1)
+        framework_id = json.loads(rest[:int(size)])["subscribed"]["framework_id"]["value"]
+
+        def drain():
+            try:
+                while response.read1(65536):
+                    pass
+            except (OSError, ValueError, AttributeError, http.client.HTTPException):
+                pass  # the stream closed
+        threading.Thread(target=drain, daemon=True).start()
+        call = json.dumps({"type": "RECONCILE", "framework_id": {"value": framework_id},
+                           "reconcile": {"tasks": []}})
+        headers = plain.headers({"Mesos-Stream-Id": stream_id})
+        connections = {"plain": plain.connect(port), "TLS": tls.connect(port)}
+
+        def one(connection):
+            connection.request("POST", "/api/v1/scheduler", call, headers)
+            answer = connection.getresponse()
+            answer.read()
+            if answer.status != 202:
+                raise RuntimeError(f"RECONCILE answered {answer.status}")
+        for connection in connections.values():
+            one(connection)  # the handshake, outside the measure
+        totals = {name: [0.0, 0.0, 0.0] for name in connections}
+        for block in range(blocks):
+            order = ["plain", "TLS"] if block % 2 == 0 else ["TLS", "plain"]
+            for name in order:
+                started, cpu = time.perf_counter(), cpu_seconds(process.pid)
+                client = time.process_time()
+                for _ in range(calls):
+                    one(connections[name])
+                totals[name][0] += time.perf_counter() - started
+                totals[name][1] += cpu_seconds(process.pid) - cpu
+                totals[name][2] += time.process_time() - client
+        stream.close()
+    n = blocks * calls
+    return {name: (n / seconds, cpu / n * 1e6, client / n * 1e6)
+            for name, (seconds, cpu, client) in totals.items()}
+
+
 def certificates(directory):
     def openssl(*args):
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
@@ -170,6 +231,26 @@ def certificates(directory):
     openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", "node.pem", "-days", "1", "-extfile", "node.ext")
     return [os.path.join(directory, name) for name in ("ca.pem", "node.pem", "node.key")]
+
+
+def settle(limit=30):
+    """Waits until the machine is quiet (at most 2 runnable threads, ten readings in a row
+    0.1 s apart): what the last cluster left to the kernel must not fall on the next."""
+    quiet, deadline = 0, time.perf_counter() + limit
+    while quiet < 10 and time.perf_counter() < deadline:
+        with open("/proc/loadavg") as loadavg:
+            running = int(loadavg.read().split()[3].split("/")[0])
+        quiet = quiet + 1 if running <= 2 else 0
+        time.sleep(0.1)
+
+
+def rotations(setups, rounds):
+    """(round, setup) in turns, each round starting with another configuration, so that the
+    machine's drift falls on all alike."""
+    for round_ in range(rounds):
+        order = setups[round_ % len(setups):] + setups[:round_ % len(setups)]
+        for setup in order:
+            yield round_, setup
 
 
 def main():
@@ -192,23 +273,28 @@ def main():
                   Setup("authentication + TLS", auth + tls, context, True)]
         results = {setup.name: {"deploy": [], "kept": [], "cpu": [], "fresh": []}
                    for setup in setups}
-        for round_ in range(rounds):
-            # Each round starts with another configuration.
-            order = setups[round_ % len(setups):] + setups[:round_ % len(setups)]
-            for setup in order:
-                flags = ["--resources", resources, *setup.flags]
-                with agora_up_process(binary, *flags) as (port, process):
-                    wait_ready(setup, port)
-                    kept, cpu, fresh = scheduler_calls(setup, port, process.pid)
-                    seconds = deploy(setup, port, instances)
-                figures = results[setup.name]
-                figures["deploy"].append(seconds)
-                figures["kept"].append(kept)
-                figures["cpu"].append(cpu)
-                figures["fresh"].append(fresh)
-                print(f"round {round_ + 1} {setup.name}: deploy {seconds:.2f} s, "
-                      f"scheduler calls {kept:.0f}/s kept alive ({cpu:.0f} µs of agora's CPU "
-                      f"each), {fresh:.0f}/s new connection", flush=True)
+        # The scheduler's figures first, all of them: a deployment's 1,000 tasks take the
+        # machine a while to tear down, which would fall on whatever is measured next.
+        for round_, setup in rotations(setups, rounds):
+            settle()
+            with agora_up_process(binary, "--resources", resources, *setup.flags) as (port, process):
+                wait_ready(setup, port)
+                kept, cpu, fresh = scheduler_calls(setup, port, process.pid)
+            figures = results[setup.name]
+            figures["kept"].append(kept)
+            figures["cpu"].append(cpu)
+            figures["fresh"].append(fresh)
+            print(f"round {round_ + 1} {setup.name}: scheduler calls {kept:.0f}/s kept alive "
+                  f"({cpu:.0f} µs of agora's CPU each), {fresh:.0f}/s new connection", flush=True)
+        settle()
+        side_by_side = tls_against_plain(binary, cert, key, context)
+        for round_, setup in rotations(setups, rounds):
+            settle()
+            with agora_up_process(binary, "--resources", resources, *setup.flags) as (port, _):
+                wait_ready(setup, port)
+                seconds = deploy(setup, port, instances)
+            results[setup.name]["deploy"].append(seconds)
+            print(f"round {round_ + 1} {setup.name}: deploy {seconds:.2f} s", flush=True)
     base = {key: statistics.median(values) for key, values in results["plain"].items()}
     print()
     print(f"| configuration | deploy {instances} (median) | ratio | scheduler calls/s, "
@@ -222,6 +308,16 @@ def main():
               f"| {figures['kept']:.0f} | {ratio['kept']:.3f} "
               f"| {figures['cpu']:.0f} | {ratio['cpu']:.3f} "
               f"| {figures['fresh']:.0f} | {ratio['fresh']:.3f} |")
+    plain = side_by_side["plain"]
+    print()
+    print("TLS and plain connections to one process, alternating blocks of 1,000 calls, "
+          "20 blocks each:")
+    print("| connection | calls/s | ratio | agora's CPU µs per call | ratio "
+          "| the client's CPU µs per call |")
+    print("|---|---|---|---|---|---|")
+    for name, (rate, cpu, client) in side_by_side.items():
+        print(f"| {name} | {rate:.0f} | {rate / plain[0]:.3f} | {cpu:.1f} "
+              f"| {cpu / plain[1]:.3f} | {client:.1f} |")
 
 
 if __name__ == "__main__":
