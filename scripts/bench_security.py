@@ -17,6 +17,8 @@ import base64
 import http.client
 import json
 import os
+import re
+import shutil
 import ssl
 import statistics
 import subprocess
@@ -213,10 +215,42 @@ def tls_against_plain(binary, cert, key, context, blocks=20, calls=1000):
                 totals[name][0] += time.perf_counter() - started
                 totals[name][1] += cpu_seconds(process.pid) - cpu
                 totals[name][2] += time.process_time() - client
+        # Last: the Python connections idle meanwhile, and an idle connection is closed.
+        lean = wrk_blocks(port, call, stream_id, process.pid) if shutil.which("wrk") else {}
         stream.close()
     n = blocks * calls
-    return {name: (n / seconds, cpu / n * 1e6, client / n * 1e6)
-            for name, (seconds, cpu, client) in totals.items()}
+    figures = {name: (n / seconds, cpu / n * 1e6, client / n * 1e6)
+               for name, (seconds, cpu, client) in totals.items()}
+    return figures, lean
+
+
+def wrk_blocks(port, call, stream_id, pid, blocks=10, seconds=2):
+    """The same call from a lean client: wrk, one connection, over http and https in
+    alternating blocks. Returns (calls/s, agora's CPU µs per call) for each."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(call)}\n'
+                     f'wrk.headers["Content-Type"] = "application/json"\n'
+                     f'wrk.headers["Mesos-Stream-Id"] = "{stream_id}"\n'
+                     'function response(status) if status ~= 202 then '
+                     'error("answered " .. status) end end\n')
+        script.flush()
+        totals = {"plain": [0, 0.0], "TLS": [0, 0.0]}
+        for block in range(blocks):
+            order = ["plain", "TLS"] if block % 2 == 0 else ["TLS", "plain"]
+            for name in order:
+                scheme = "https" if name == "TLS" else "http"
+                cpu = cpu_seconds(pid)
+                run = subprocess.run(
+                    ["wrk", "-t1", "-c1", f"-d{seconds}s", "-s", script.name,
+                     f"{scheme}://127.0.0.1:{port}/api/v1/scheduler"],
+                    capture_output=True, text=True, check=True)
+                totals[name][1] += cpu_seconds(pid) - cpu
+                done = re.search(r"(\d+) requests in", run.stdout)
+                if not done or "error" in run.stdout + run.stderr:
+                    raise RuntimeError(f"wrk: {run.stdout}{run.stderr}")
+                totals[name][0] += int(done.group(1))
+    return {name: (count / (blocks * seconds), cpu / count * 1e6)
+            for name, (count, cpu) in totals.items()}
 
 
 def certificates(directory):
@@ -287,7 +321,7 @@ def main():
             print(f"round {round_ + 1} {setup.name}: scheduler calls {kept:.0f}/s kept alive "
                   f"({cpu:.0f} µs of agora's CPU each), {fresh:.0f}/s new connection", flush=True)
         settle()
-        side_by_side = tls_against_plain(binary, cert, key, context)
+        side_by_side, lean = tls_against_plain(binary, cert, key, context)
         for round_, setup in rotations(setups, rounds):
             settle()
             with agora_up_process(binary, "--resources", resources, *setup.flags) as (port, _):
@@ -318,6 +352,14 @@ def main():
     for name, (rate, cpu, client) in side_by_side.items():
         print(f"| {name} | {rate:.0f} | {rate / plain[0]:.3f} | {cpu:.1f} "
               f"| {cpu / plain[1]:.3f} | {client:.1f} |")
+    if lean:
+        print()
+        print("The same from wrk (one connection), alternating 2 s blocks, 10 in all:")
+        print("| connection | calls/s | ratio | agora's CPU µs per call | ratio |")
+        print("|---|---|---|---|---|")
+        for name, (rate, cpu) in lean.items():
+            print(f"| {name} | {rate:.0f} | {rate / lean['plain'][0]:.3f} | {cpu:.1f} "
+                  f"| {cpu / lean['plain'][1]:.3f} |")
 
 
 if __name__ == "__main__":
