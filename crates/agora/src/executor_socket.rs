@@ -15,7 +15,8 @@ use crate::cli::AgentOptions;
 const MAX_PATH: usize = 107;
 
 /// Binds the socket, before the agent starts so that every executor it launches or recovers
-/// is told where it is. A socket an earlier agent left is replaced. `None` when turned off,
+/// is told where it is. A socket an earlier agent left is replaced; one that still answers
+/// is refused (another agent runs on the same work dir). `None` when turned off,
 /// or when the default path is longer than a socket's may be (executors then reach the agent
 /// by its address; a path given with `--domain-socket-location` must fit).
 pub fn bind(
@@ -60,6 +61,17 @@ pub fn bind(
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     match std::fs::symlink_metadata(&path) {
+        // One that answers belongs to an agent still running on this work dir: taking it
+        // would cut that agent's executors off.
+        Ok(found)
+            if found.file_type().is_socket()
+                && std::os::unix::net::UnixStream::connect(&path).is_ok() =>
+        {
+            bail!(
+                "another agent serves {}: is one already running on this work dir?",
+                path.display()
+            )
+        }
         Ok(found) if found.file_type().is_socket() => std::fs::remove_file(&path)
             .with_context(|| format!("cannot remove the old socket {}", path.display()))?,
         Ok(_) => bail!(

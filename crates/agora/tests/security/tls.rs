@@ -379,6 +379,38 @@ async fn executors_reach_their_agent_over_its_socket_and_over_tls_without_it() {
 }
 
 #[tokio::test]
+async fn a_second_agent_on_the_same_work_dir_does_not_take_the_first_ones_socket() {
+    let dir = temp_dir();
+    let master = common::start_master(&dir.path().join("master"));
+    let work = dir.path().join("agent");
+    let _first = common::start_agent(&master.address(), &work, "cpus:1;mem:256");
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["agent", "--master", &master.address(), "--port", "0"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--proxy-http-port",
+            "0",
+            "--dns-port",
+            "0",
+        ])
+        .arg("--work-dir")
+        .arg(&work)
+        .output();
+    let second = tokio::time::timeout(Duration::from_secs(20), second)
+        .await
+        .expect("the second agent stops")
+        .expect("agora agent");
+    assert!(!second.status.success());
+    let error = String::from_utf8_lossy(&second.stderr);
+    assert!(error.contains("another agent serves"), "{error}");
+    assert!(
+        std::os::unix::net::UnixStream::connect(work.join("run/agent.sock")).is_ok(),
+        "the first agent's socket is still there"
+    );
+}
+
+#[tokio::test]
 async fn agora_up_serves_https_and_its_own_parts_trust_its_certificate() {
     let dir = temp_dir();
     let ca = TestCa::new(&dir.path().join("ca"));
