@@ -22,6 +22,8 @@ pub enum CredentialsError {
     Line { path: String, line: usize },
     #[error("{path} names the principal '{principal}', which is agora's own")]
     Reserved { path: String, principal: String },
+    #[error("{path} holds {count} principals; a process authenticates as one")]
+    Several { path: String, count: usize },
 }
 
 /// One principal and its secret.
@@ -41,14 +43,21 @@ impl std::fmt::Debug for Credential {
 }
 
 impl Credential {
-    /// An agent's or a client's own credential: one JSON object, or one line.
+    /// An agent's or a client's own credential: one JSON object, or one line (a file of
+    /// several is refused: which of them would be meant cannot be told).
     pub fn load(path: &Path) -> Result<Credential, CredentialsError> {
         let text = read(path)?;
         if let Ok(credential) = serde_json::from_str::<Credential>(&text) {
             return Ok(credential);
         }
-        Credentials::parse(&text, path)?
-            .entries
+        let entries = Credentials::parse(&text, path)?.entries;
+        if entries.len() > 1 {
+            return Err(CredentialsError::Several {
+                path: path.display().to_string(),
+                count: entries.len(),
+            });
+        }
+        entries
             .into_iter()
             .next()
             .map(|(principal, secret)| Credential { principal, secret })
@@ -215,5 +224,14 @@ mod tests {
         assert_eq!(Credential::load(line.path()).unwrap().secret, "s");
         let shown = format!("{:?}", Credential::load(line.path()).unwrap());
         assert!(!shown.contains("secret"), "{shown}");
+        let listed = write(r#"{"credentials": [{"principal": "agent", "secret": "s"}]}"#);
+        assert_eq!(Credential::load(listed.path()).unwrap().principal, "agent");
+        for several in [
+            "zed s1\nagent s2\n",
+            r#"{"credentials": [{"principal": "b", "secret": "1"}, {"principal": "a", "secret": "2"}]}"#,
+        ] {
+            let error = Credential::load(write(several).path()).unwrap_err();
+            assert!(error.to_string().contains("2 principals"), "{error}");
+        }
     }
 }

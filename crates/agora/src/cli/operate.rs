@@ -74,13 +74,23 @@ impl CredentialArgs {
             _ => None,
         };
         if let Some(token) = token {
-            return Ok(agora_client::Access::new(Some(agora_client::Auth::Bearer(
-                token,
-            ))));
+            let auth = agora_client::Auth::Bearer(token.trim().to_owned());
+            // Unsendable, it would go unsent: every call would then be a stranger's.
+            if auth.header().is_none() {
+                anyhow::bail!(
+                    "the token (AGORA_TOKEN or --token-file) holds characters an HTTP header \
+                     cannot carry: is it what `agora login` printed?"
+                );
+            }
+            return Ok(agora_client::Access::new(Some(auth)));
         }
         let Some(principal) = &self.principal else {
             return Ok(agora_client::Access::default());
         };
+        if principal.contains(':') {
+            // HTTP Basic ends the principal at its first colon.
+            anyhow::bail!("--principal {principal}: a principal cannot hold ':'");
+        }
         let Some(secret) = self.secret()? else {
             anyhow::bail!(
                 "--principal {principal} needs its secret: AGORA_SECRET or --secret-file"
@@ -408,7 +418,34 @@ pub fn hoist_client_flags(args: Vec<OsString>) -> Vec<OsString> {
 
 #[cfg(test)]
 mod tests {
-    use super::hoist_client_flags;
+    use super::{CredentialArgs, hoist_client_flags};
+
+    fn credentials(
+        token_file: Option<&std::path::Path>,
+        principal: Option<&str>,
+    ) -> CredentialArgs {
+        CredentialArgs {
+            principal: principal.map(str::to_owned),
+            secret_file: None,
+            token_file: token_file.map(std::path::Path::to_path_buf),
+            tls_ca: None,
+        }
+    }
+
+    #[test]
+    fn a_token_or_principal_that_cannot_be_sent_is_an_error_not_a_stranger() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, "header.payload.signature\n").unwrap();
+        let access = credentials(Some(&good), None).access().unwrap();
+        assert!(access.headers().contains_key("authorization"));
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, "header.pay\u{1}load.signature").unwrap();
+        let error = credentials(Some(&bad), None).access().unwrap_err();
+        assert!(error.to_string().contains("agora login"), "{error}");
+        let error = credentials(None, Some("ops:admin")).access().unwrap_err();
+        assert!(error.to_string().contains("':'"), "{error}");
+    }
 
     fn hoist(line: &str) -> String {
         let args = line.split(' ').map(Into::into).collect();
