@@ -390,3 +390,65 @@ async fn kill_escalates_to_sigkill_after_the_grace_period() {
         "the task saw SIGTERM first"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_follows_a_tasks_output_from_where_it_is() {
+    let dir = temp_dir();
+    let up = start_up(
+        &dir.path().join("data"),
+        &["--resources", "cpus:2;mem:1024"],
+    );
+    let (status, body) = up
+        .send_json(
+            reqwest::Method::POST,
+            "/v2/apps",
+            serde_json::json!({"id": "/talker", "cpus": 0.1, "mem": 32,
+                "cmd": "i=0; while [ $i -lt 100 ]; do i=$((i+1)); echo line-$i; sleep 0.1; done; sleep 600"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let task = up.task_id_containing("talker").await;
+    let stdout = || async {
+        let state: serde_json::Value =
+            serde_json::from_str(&up.get_text("/slave(1)/state").await).ok()?;
+        let directory = state["frameworks"]
+            .as_array()?
+            .iter()
+            .flat_map(|f| f["executors"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["id"] == task.as_str())?["directory"]
+            .as_str()?
+            .to_owned();
+        std::fs::read_to_string(format!("{directory}/stdout")).ok()
+    };
+    wait_until(Duration::from_secs(20), "its first lines", || async {
+        stdout().await.filter(|text| text.contains("line-3\n"))
+    })
+    .await;
+    // From the end: what comes after the attach, in order, and nothing from before.
+    let attached = reqwest::get(format!(
+        "http://{}/slave(1)/tasks/{task}/attach?from=end",
+        up.address()
+    ))
+    .await
+    .expect("attach");
+    assert_eq!(attached.status(), 200);
+    let mut stream = attached.bytes_stream();
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
+            seen.extend_from_slice(&chunk);
+        }
+    })
+    .await;
+    let seen = String::from_utf8_lossy(&seen);
+    let numbers: Vec<u32> = seen
+        .lines()
+        .filter_map(|line| line.strip_prefix("line-")?.parse().ok())
+        .collect();
+    assert!(numbers.len() >= 5, "it follows the output: {seen:?}");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
+    assert!(
+        !numbers.contains(&1),
+        "nothing from before the attach: {seen:?}"
+    );
+}

@@ -9,6 +9,7 @@
 //! Errors are `{"message": ...}` with 404 for an unknown task and 409 for one not running.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -503,6 +504,9 @@ pub(crate) async fn attach(
         agent: Shared,
         task_id: String,
         file: OutputFile,
+        /// Opened once found, and kept: the task's output goes on into that file whatever
+        /// the task does to the name.
+        opened: Option<Arc<std::fs::File>>,
         offset: u64,
         done: bool,
     }
@@ -510,6 +514,7 @@ pub(crate) async fn attach(
         agent,
         task_id,
         file,
+        opened: None,
         offset: start,
         done: false,
     };
@@ -518,7 +523,10 @@ pub(crate) async fn attach(
             if follow.done {
                 return None;
             }
-            let chunk = read_from(&follow.file, follow.offset).await;
+            if follow.opened.is_none() {
+                follow.opened = follow.file.open().ok().map(Arc::new);
+            }
+            let chunk = read_from(follow.opened.as_ref(), follow.offset).await;
             if !chunk.is_empty() {
                 follow.offset += chunk.len() as u64;
                 return Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), follow));
@@ -527,7 +535,7 @@ pub(crate) async fn attach(
             let running = locate(&follow.agent, &follow.task_id).is_some_and(|t| t.running);
             if !running {
                 follow.done = true;
-                let last = read_from(&follow.file, follow.offset).await;
+                let last = read_from(follow.opened.as_ref(), follow.offset).await;
                 if last.is_empty() {
                     return None;
                 }
@@ -559,22 +567,28 @@ impl OutputFile {
     }
 }
 
-/// What a file holds from `offset` (at most 64 KiB).
-async fn read_from(file: &OutputFile, offset: u64) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let Ok(opened) = file.open() else {
+/// What a file holds from `offset` (at most 64 KiB): nothing without a file, or when it
+/// has not grown (a poll that finds nothing new costs one `fstat`).
+async fn read_from(file: Option<&Arc<std::fs::File>>, offset: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let Some(file) = file else {
         return Vec::new();
     };
-    let mut opened = tokio::fs::File::from_std(opened);
-    if opened.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
+    let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if length <= offset {
         return Vec::new();
     }
-    let mut buffer = vec![0; 64 * 1024];
-    match opened.read(&mut buffer).await {
-        Ok(read) => {
-            buffer.truncate(read);
-            buffer
-        }
-        Err(_) => Vec::new(),
+    let wanted = (length - offset).min(64 * 1024) as usize;
+    let file = file.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut buffer = vec![0; wanted];
+        let read = file.read_at(&mut buffer, offset)?;
+        buffer.truncate(read);
+        Ok::<_, std::io::Error>(buffer)
+    })
+    .await;
+    match read {
+        Ok(Ok(buffer)) => buffer,
+        _ => Vec::new(),
     }
 }
