@@ -149,6 +149,25 @@ pub fn agent_access(credential: Option<&Path>) -> anyhow::Result<Access> {
     })))
 }
 
+/// Says, where an operator looks first, that a master checks callers but not agents: whoever
+/// registers as one is then trusted with callers' credentials, as the web UI and the CLI send
+/// them to the agents whose tasks they look into.
+pub fn warn_if_agents_unchecked(role: &str, security: &Security, listening: &str) {
+    let required = &security.auth.required;
+    if !(required.readwrite || required.readonly) || required.agents || security.require_agent_cert
+    {
+        return;
+    }
+    let text = format!(
+        "WARNING: {role} on {listening} authenticates requests but not agents: any process \
+         that reaches it can register as an agent, and the web UI and CLI send the credentials \
+         of whoever looks into that agent's tasks to it. Turn on --authenticate-agents (or \
+         --tls-require-agent-cert); see docs/security.md."
+    );
+    eprintln!("{text}");
+    tracing::warn!("{text}");
+}
+
 /// Says, where an operator looks first, that nobody is asked who they are.
 pub fn warn_if_open(role: &str, required: &Required, listening: &str) {
     if required.readwrite {

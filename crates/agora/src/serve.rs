@@ -510,11 +510,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .merge(schedulers)
         .merge(ui(port, &security, shutdown.clone()))
         .merge(agora_http::auth::login::routes(auth.clone()));
-    security::warn_if_open(
-        "agora up",
-        &auth.required,
-        &format!("{}:{port}", bind_ip(&args.network, UP_BIND)?),
-    );
+    let listening = format!("{}:{port}", bind_ip(&args.network, UP_BIND)?);
+    security::warn_if_open("agora up", &auth.required, &listening);
+    security::warn_if_agents_unchecked("agora up", &security, &listening);
     let serving = serving(&args.network, &security);
     master.add_metrics(http_metrics(&serving.refused));
     serve_executors(executor_socket, &agent, &serving, &shutdown);
@@ -574,11 +572,9 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         .merge(schedulers)
         .merge(ui(port, &security, shutdown.clone()))
         .merge(agora_http::auth::login::routes(auth.clone()));
-    security::warn_if_open(
-        "agora master",
-        &auth.required,
-        &format!("{}:{port}", bind_ip(&args.network, SERVER_BIND)?),
-    );
+    let listening = format!("{}:{port}", bind_ip(&args.network, SERVER_BIND)?);
+    security::warn_if_open("agora master", &auth.required, &listening);
+    security::warn_if_agents_unchecked("agora master", &security, &listening);
     let serving = serving(&args.network, &security);
     master.add_metrics(http_metrics(&serving.refused));
     let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));

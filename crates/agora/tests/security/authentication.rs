@@ -435,3 +435,51 @@ async fn without_authentication_the_state_says_so() {
         .expect("agent state");
     assert_eq!(agent["security"]["authentication"], "off");
 }
+
+/// What `agora master` with `flags` says on stderr while it starts (until it has said
+/// `until`, or for two seconds).
+async fn start_up_warnings(dir: &std::path::Path, flags: &[&str], until: &str) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let data = dir.join(format!("master-{}", flags.len()));
+    let mut master = tokio::process::Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["master", "--port", "0", "--bind", "127.0.0.1", "--data-dir"])
+        .arg(&data)
+        .args(flags)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("agora master");
+    let mut lines = tokio::io::BufReader::new(master.stderr.take().expect("stderr")).lines();
+    let mut said = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            said.push_str(&line);
+            said.push('\n');
+            if line.contains(until) {
+                break;
+            }
+        }
+    })
+    .await;
+    said
+}
+
+#[tokio::test]
+async fn a_master_that_checks_callers_but_not_agents_says_so() {
+    let dir = temp_dir();
+    let credentials = credentials_file(dir.path());
+    let warning = "authenticates requests but not agents";
+    let open = [
+        "--credentials",
+        &credentials,
+        "--authenticate-http-readwrite",
+    ];
+    let said = start_up_warnings(dir.path(), &open, warning).await;
+    assert!(said.contains(warning), "{said}");
+    assert!(said.contains("--authenticate-agents"), "{said}");
+    let mut closed = open.to_vec();
+    closed.push("--authenticate-agents");
+    let said = start_up_warnings(dir.path(), &closed, warning).await;
+    assert!(!said.contains(warning), "{said}");
+}
