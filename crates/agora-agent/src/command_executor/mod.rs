@@ -156,9 +156,9 @@ struct AgentLink {
 
 impl AgentLink {
     /// Over the agent's Unix socket (`local`): no TCP and no TLS handshake — the kernel
-    /// carries the bytes between two processes of this machine, and only the agent (root)
-    /// can have made the socket at its path. Else over the agent's address, https when it
-    /// serves TLS.
+    /// carries the bytes between two processes of this machine, and only the agent's user
+    /// can make a socket at its path (the directory is the agent's). Else over the agent's
+    /// address, https when it serves TLS.
     fn new(settings: &Settings, local: bool) -> Result<AgentLink, String> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = &settings.token
