@@ -13,8 +13,10 @@ use axum::http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::future::Future;
+
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
@@ -69,69 +71,24 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let accept_plain = tls.as_ref().is_some_and(|tls| tls.accept_plain);
     let acceptor = tls.map(|tls| agora_tls::tokio_rustls::TlsAcceptor::from(tls.config));
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            accepted = listener.accept() => accepted.map(|(stream, _)| stream),
-        };
-        let Some((stream, permit)) = admit(accepted, &permits, &limits, &refused).await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let header_timeout = limits.header_read_timeout;
-        let shutdown = shutdown.clone();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let plain = match &acceptor {
-                None => true,
-                // A client that speaks TLS starts with a handshake record; any other first
-                // byte is plain HTTP, served only where downgrade is allowed.
-                Some(_) if accept_plain => {
-                    let mut first = [0u8; 1];
-                    let peeked =
-                        tokio::time::timeout(header_timeout, stream.peek(&mut first)).await;
-                    match peeked {
-                        Ok(Ok(1)) => first[0] != TLS_HANDSHAKE,
-                        _ => return,
-                    }
-                }
-                Some(_) => false,
+    let header_timeout = limits.header_read_timeout;
+    let serving = shutdown.clone();
+    accept_each(
+        listener,
+        limits,
+        refused,
+        shutdown,
+        move |stream: TcpStream| {
+            let _ = stream.set_nodelay(true);
+            let connection = Connection {
+                router: router.clone(),
+                header_timeout,
+                shutdown: serving.clone(),
             };
-            let acceptor = match acceptor {
-                Some(acceptor) if !plain => acceptor,
-                _ => {
-                    let service = TowerToHyperService::new(router);
-                    serve_connection(stream, service, header_timeout, shutdown).await;
-                    return;
-                }
-            };
-            // The handshake is held to the headers' deadline: a client that stalls in it is
-            // as slow as one that trickles its headers.
-            let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
-            let stream = match handshake {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake timed out");
-                    return;
-                }
-            };
-            // A certificate is only there if the client CA's verifier accepted it.
-            let certified = PeerCertified(stream.get_ref().1.peer_certificates().is_some());
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(certified);
-                let mut router = router.clone();
-                async move { Service::call(&mut router, request).await }
-            });
-            serve_connection(stream, service, header_timeout, shutdown).await;
-        });
-    }
+            connection.serve_tcp(stream, acceptor.clone(), accept_plain)
+        },
+    )
+    .await
 }
 
 /// Serves `router` on a Unix socket until `shutdown`, with the same limits: for processes on
@@ -143,50 +100,153 @@ pub async fn serve_local(
     refused: Arc<Refused>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let header_timeout = limits.header_read_timeout;
+    let serving = shutdown.clone();
+    accept_each(
+        listener,
+        limits,
+        refused,
+        shutdown,
+        move |stream: UnixStream| {
+            let service = TowerToHyperService::new(router.clone());
+            serve_connection(stream, service, header_timeout, serving.clone())
+        },
+    )
+    .await
+}
+
+/// A listener of either kind.
+trait Listener {
+    type Stream;
+    fn accept_one(&self) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+    async fn accept_one(&self) -> std::io::Result<TcpStream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+    async fn accept_one(&self) -> std::io::Result<UnixStream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+/// Accepts connections until `shutdown`, each served by what `serve_one` makes of it on a
+/// task of its own while it holds a place under the connection limit; one past the limit is
+/// closed as it is accepted.
+async fn accept_each<L, F, Fut>(
+    listener: L,
+    limits: Limits,
+    refused: Arc<Refused>,
+    shutdown: CancellationToken,
+    mut serve_one: F,
+) -> std::io::Result<()>
+where
+    L: Listener,
+    F: FnMut(L::Stream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            accepted = listener.accept() => accepted.map(|(stream, _)| stream),
+            accepted = listener.accept_one() => accepted,
         };
-        let Some((stream, permit)) = admit(accepted, &permits, &limits, &refused).await else {
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(error) => {
+                // Out of descriptors, or the peer gave up while queued: keep serving.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refused.connections.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                limit = limits.max_connections,
+                "connection refused: too many open"
+            );
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
-        let (header_timeout, shutdown) = (limits.header_read_timeout, shutdown.clone());
+        let serving = serve_one(stream);
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, service, header_timeout, shutdown).await;
+            serving.await;
         });
     }
 }
 
-/// A connection just accepted, with its place under the connection limit; `None` when it
-/// failed or is one too many (closed at once).
-async fn admit<S>(
-    accepted: std::io::Result<S>,
-    permits: &Arc<Semaphore>,
-    limits: &Limits,
-    refused: &Refused,
-) -> Option<(S, OwnedSemaphorePermit)> {
-    let stream = match accepted {
-        Ok(stream) => stream,
-        Err(error) => {
-            // Out of descriptors, or the peer gave up while queued: keep serving.
-            tracing::warn!(%error, "accept failed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            return None;
-        }
-    };
-    let Ok(permit) = permits.clone().try_acquire_owned() else {
-        refused.connections.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(
-            limit = limits.max_connections,
-            "connection refused: too many open"
-        );
-        return None;
-    };
-    Some((stream, permit))
+/// What serving one TCP connection needs.
+struct Connection {
+    router: Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    /// Plain HTTP, or TLS when the listener has it — both, told apart by the first byte,
+    /// where downgrade is allowed.
+    async fn serve_tcp(
+        self,
+        stream: TcpStream,
+        acceptor: Option<agora_tls::tokio_rustls::TlsAcceptor>,
+        accept_plain: bool,
+    ) {
+        let Connection {
+            router,
+            header_timeout,
+            shutdown,
+        } = self;
+        let plain = match &acceptor {
+            None => true,
+            // A client that speaks TLS starts with a handshake record; any other first byte
+            // is plain HTTP, served only where downgrade is allowed.
+            Some(_) if accept_plain => {
+                let mut first = [0u8; 1];
+                let peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)).await;
+                match peeked {
+                    Ok(Ok(1)) => first[0] != TLS_HANDSHAKE,
+                    _ => return,
+                }
+            }
+            Some(_) => false,
+        };
+        let acceptor = match acceptor {
+            Some(acceptor) if !plain => acceptor,
+            _ => {
+                let service = TowerToHyperService::new(router);
+                serve_connection(stream, service, header_timeout, shutdown).await;
+                return;
+            }
+        };
+        // The handshake is held to the headers' deadline: a client that stalls in it is as
+        // slow as one that trickles its headers.
+        let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
+        let stream = match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                return;
+            }
+        };
+        // A certificate is only there if the client CA's verifier accepted it.
+        let certified = PeerCertified(stream.get_ref().1.peer_certificates().is_some());
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(certified);
+            let mut router = router.clone();
+            async move { Service::call(&mut router, request).await }
+        });
+        serve_connection(stream, service, header_timeout, shutdown).await;
+    }
 }
 
 /// Serves one connection's requests until it closes, or until `shutdown` (the request in
