@@ -105,79 +105,23 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def scheduler_calls(setup, port, pid):
-    """Calls per second kept alive, agora's CPU time per call (µs) meanwhile, and calls per
-    second with a new connection each."""
-    stream = setup.connect(port)
-    framework = {"user": "root", "name": "bench-security", "failover_timeout": 0}
-    if setup.auth:
-        framework["principal"] = PRINCIPAL
-    stream.request("POST", "/api/v1/scheduler", json.dumps(
-        {"type": "SUBSCRIBE", "subscribe": {"framework_info": framework}}), setup.headers())
-    response = stream.getresponse()
-    if response.status != 200:
-        raise RuntimeError(f"{setup.name}: SUBSCRIBE answered {response.status}")
-    stream_id = response.getheader("Mesos-Stream-Id")
-    # RecordIO: the first record is SUBSCRIBED.
-    buffer = b""
-    while b"\n" not in buffer or len(buffer.split(b"\n", 1)[1]) < int(buffer.split(b"\n", 1)[0]):
-        buffer += response.read1(65536)
-    size, rest = buffer.split(b"\n", 1)
-    subscribed = json.loads(rest[:int(size)])
-    framework_id = subscribed["subscribed"]["framework_id"]["value"]
-    def drain():
-        try:
-            while response.read1(65536):
-                pass
-        except (OSError, ValueError, AttributeError, http.client.HTTPException):
-            pass  # the stream closed
+class Subscriber:
+    """A framework subscribed over `setup`, its event stream drained on a thread of its own,
+    ready to send `RECONCILE` calls (the smallest a scheduler makes) on any connection."""
 
-    # Keep the event stream drained.
-    threading.Thread(target=drain, daemon=True).start()
-    call = json.dumps({"type": "RECONCILE", "framework_id": {"value": framework_id},
-                       "reconcile": {"tasks": []}})
-    headers = setup.headers({"Mesos-Stream-Id": stream_id})
-
-    def one(connection):
-        connection.request("POST", "/api/v1/scheduler", call, headers)
-        answer = connection.getresponse()
-        answer.read()
-        if answer.status != 202:
-            raise RuntimeError(f"{setup.name}: RECONCILE answered {answer.status}")
-
-    kept = setup.connect(port)
-    one(kept)  # the handshake, outside the measure
-    started, cpu = time.perf_counter(), cpu_seconds(pid)
-    for _ in range(CALLS):
-        one(kept)
-    kept_rate = CALLS / (time.perf_counter() - started)
-    cpu_per_call = (cpu_seconds(pid) - cpu) / CALLS * 1e6
-    started = time.perf_counter()
-    for _ in range(FRESH_CALLS):
-        fresh = setup.connect(port)
-        one(fresh)
-        fresh.close()
-    fresh_rate = FRESH_CALLS / (time.perf_counter() - started)
-    stream.close()
-    return kept_rate, cpu_per_call, fresh_rate
-
-
-def tls_against_plain(binary, cert, key, context, blocks=20, calls=1000):
-    """TLS's cost per scheduler call measured in one process: `--tls-support-downgrade` serves
-    a plain and a TLS connection side by side, used in alternating blocks, so the process's
-    state and the machine's drift fall on both alike. Returns (calls/s, agora's CPU µs per
-    call, this client's CPU µs per call) for plain and for TLS."""
-    plain = Setup("plain", [], None, False)
-    tls = Setup("TLS", [], context, False)
-    flags = ["--tls-cert", cert, "--tls-key", key, "--tls-support-downgrade"]
-    with agora_up_process(binary, *flags) as (port, process):
-        wait_ready(plain, port)
-        stream = plain.connect(port)
-        framework = {"user": "root", "name": "bench-tls", "failover_timeout": 0}
-        stream.request("POST", "/api/v1/scheduler", json.dumps(
-            {"type": "SUBSCRIBE", "subscribe": {"framework_info": framework}}), plain.headers())
-        response = stream.getresponse()
-        stream_id = response.getheader("Mesos-Stream-Id")
+    def __init__(self, setup, port, name):
+        self.setup = setup
+        self.stream = setup.connect(port)
+        framework = {"user": "root", "name": name, "failover_timeout": 0}
+        if setup.auth:
+            framework["principal"] = PRINCIPAL
+        self.stream.request("POST", "/api/v1/scheduler", json.dumps(
+            {"type": "SUBSCRIBE", "subscribe": {"framework_info": framework}}), setup.headers())
+        response = self.stream.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"{setup.name}: SUBSCRIBE answered {response.status}")
+        self.stream_id = response.getheader("Mesos-Stream-Id")
+        # RecordIO: the first record is SUBSCRIBED.
         buffer = b""
         while b"\n" not in buffer or len(buffer.split(b"\n", 1)[1]) < int(buffer.split(b"\n", 1)[0]):
             buffer += response.read1(65536)
@@ -191,19 +135,56 @@ def tls_against_plain(binary, cert, key, context, blocks=20, calls=1000):
             except (OSError, ValueError, AttributeError, http.client.HTTPException):
                 pass  # the stream closed
         threading.Thread(target=drain, daemon=True).start()
-        call = json.dumps({"type": "RECONCILE", "framework_id": {"value": framework_id},
-                           "reconcile": {"tasks": []}})
-        headers = plain.headers({"Mesos-Stream-Id": stream_id})
-        connections = {"plain": plain.connect(port), "TLS": tls.connect(port)}
+        self.call = json.dumps({"type": "RECONCILE", "framework_id": {"value": framework_id},
+                                "reconcile": {"tasks": []}})
+        self.headers = setup.headers({"Mesos-Stream-Id": self.stream_id})
 
-        def one(connection):
-            connection.request("POST", "/api/v1/scheduler", call, headers)
-            answer = connection.getresponse()
-            answer.read()
-            if answer.status != 202:
-                raise RuntimeError(f"RECONCILE answered {answer.status}")
+    def reconcile(self, connection):
+        connection.request("POST", "/api/v1/scheduler", self.call, self.headers)
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status != 202:
+            raise RuntimeError(f"{self.setup.name}: RECONCILE answered {answer.status}")
+
+    def close(self):
+        self.stream.close()
+
+
+def scheduler_calls(setup, port, pid):
+    """Calls per second kept alive, agora's CPU time per call (µs) meanwhile, and calls per
+    second with a new connection each."""
+    subscriber = Subscriber(setup, port, "bench-security")
+    kept = setup.connect(port)
+    subscriber.reconcile(kept)  # the handshake, outside the measure
+    started, cpu = time.perf_counter(), cpu_seconds(pid)
+    for _ in range(CALLS):
+        subscriber.reconcile(kept)
+    kept_rate = CALLS / (time.perf_counter() - started)
+    cpu_per_call = (cpu_seconds(pid) - cpu) / CALLS * 1e6
+    started = time.perf_counter()
+    for _ in range(FRESH_CALLS):
+        fresh = setup.connect(port)
+        subscriber.reconcile(fresh)
+        fresh.close()
+    fresh_rate = FRESH_CALLS / (time.perf_counter() - started)
+    subscriber.close()
+    return kept_rate, cpu_per_call, fresh_rate
+
+
+def tls_against_plain(binary, cert, key, context, blocks=20, calls=1000):
+    """TLS's cost per scheduler call measured in one process: `--tls-support-downgrade` serves
+    a plain and a TLS connection side by side, used in alternating blocks, so the process's
+    state and the machine's drift fall on both alike. Returns (calls/s, agora's CPU µs per
+    call, this client's CPU µs per call) for plain and for TLS."""
+    plain = Setup("plain", [], None, False)
+    tls = Setup("TLS", [], context, False)
+    flags = ["--tls-cert", cert, "--tls-key", key, "--tls-support-downgrade"]
+    with agora_up_process(binary, *flags) as (port, process):
+        wait_ready(plain, port)
+        subscriber = Subscriber(plain, port, "bench-tls")
+        connections = {"plain": plain.connect(port), "TLS": tls.connect(port)}
         for connection in connections.values():
-            one(connection)  # the handshake, outside the measure
+            subscriber.reconcile(connection)  # the handshake, outside the measure
         totals = {name: [0.0, 0.0, 0.0] for name in connections}
         for block in range(blocks):
             order = ["plain", "TLS"] if block % 2 == 0 else ["TLS", "plain"]
@@ -211,26 +192,26 @@ def tls_against_plain(binary, cert, key, context, blocks=20, calls=1000):
                 started, cpu = time.perf_counter(), cpu_seconds(process.pid)
                 client = time.process_time()
                 for _ in range(calls):
-                    one(connections[name])
+                    subscriber.reconcile(connections[name])
                 totals[name][0] += time.perf_counter() - started
                 totals[name][1] += cpu_seconds(process.pid) - cpu
                 totals[name][2] += time.process_time() - client
         # Last: the Python connections idle meanwhile, and an idle connection is closed.
-        lean = wrk_blocks(port, call, stream_id, process.pid) if shutil.which("wrk") else {}
-        stream.close()
+        lean = wrk_blocks(port, subscriber, process.pid) if shutil.which("wrk") else {}
+        subscriber.close()
     n = blocks * calls
     figures = {name: (n / seconds, cpu / n * 1e6, client / n * 1e6)
                for name, (seconds, cpu, client) in totals.items()}
     return figures, lean
 
 
-def wrk_blocks(port, call, stream_id, pid, blocks=10, seconds=2):
+def wrk_blocks(port, subscriber, pid, blocks=10, seconds=2):
     """The same call from a lean client: wrk, one connection, over http and https in
     alternating blocks. Returns (calls/s, agora's CPU µs per call) for each."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(call)}\n'
+        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(subscriber.call)}\n'
                      f'wrk.headers["Content-Type"] = "application/json"\n'
-                     f'wrk.headers["Mesos-Stream-Id"] = "{stream_id}"\n'
+                     f'wrk.headers["Mesos-Stream-Id"] = "{subscriber.stream_id}"\n'
                      'function response(status) if status ~= 202 then '
                      'error("answered " .. status) end end\n')
         script.flush()
