@@ -119,6 +119,20 @@ def scalar(resources, name):
     return sum(r["scalar"]["value"] for r in resources if r["name"] == name)
 
 
+def task(offer, task_id, cmd, cpus=0.1, mem=32.0):
+    """A command task on `offer`'s agent, as pymesos' launchTasks takes it."""
+    return {
+        "name": task_id,
+        "task_id": {"value": task_id},
+        "agent_id": offer["agent_id"],
+        "resources": [
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
+            {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}},
+        ],
+        "command": {"value": cmd},
+    }
+
+
 def framework_info(name, framework_id=None):
     info = {"user": getpass.getuser(), "name": name, "hostname": "localhost"}
     if framework_id is not None:

@@ -14,7 +14,7 @@ from marathon.exceptions import MarathonHttpError
 from marathon.models import MarathonApp
 from pymesos import MesosSchedulerDriver
 
-from compat_util import RecordingScheduler, register, stop_driver
+from compat_util import RecordingScheduler, register, stop_driver, task
 from conftest import start_agora, stop_agora
 
 CREDENTIALS = {"credentials": [
@@ -73,15 +73,7 @@ def test_pymesos_with_principal_and_secret(secured):
     try:
         framework_id, _ = register(sched)
         offer = sched.next_offer()
-        driver.launchTasks(offer["id"], [{
-            "name": "t", "task_id": {"value": "authenticated-task"},
-            "agent_id": offer["agent_id"],
-            "resources": [
-                {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
-                {"name": "mem", "type": "SCALAR", "scalar": {"value": 32.0}},
-            ],
-            "command": {"value": "echo hello"},
-        }])
+        driver.launchTasks(offer["id"], [task(offer, "authenticated-task", "echo hello")])
         sched.wait_update(lambda s: s["state"] == "TASK_FINISHED", "the task finished")
     finally:
         stop_driver(driver)

@@ -13,25 +13,12 @@ import urllib.parse
 
 import pytest
 
-from compat_util import RecordingScheduler, get, register, running_driver, scalar, summarize
+from compat_util import RecordingScheduler, get, register, running_driver, scalar, summarize, task
 
 TERMINAL = {
     "TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST",
     "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR",
 }
-
-
-def task(offer, task_id, cmd, cpus=0.1, mem=32.0):
-    return {
-        "name": task_id,
-        "task_id": {"value": task_id},
-        "agent_id": offer["agent_id"],
-        "resources": [
-            {"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
-            {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}},
-        ],
-        "command": {"value": cmd},
-    }
 
 
 def assert_agent_update(status, agent_id):

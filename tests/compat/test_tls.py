@@ -13,7 +13,7 @@ from marathon import MarathonClient
 from marathon.models import MarathonApp
 from pymesos import MesosSchedulerDriver
 
-from compat_util import RecordingScheduler, register, stop_driver
+from compat_util import RecordingScheduler, register, stop_driver, task
 from conftest import start_agora, stop_agora
 
 EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -68,15 +68,7 @@ def test_clients_reach_a_tls_cluster(tls_node, monkeypatch):
     try:
         register(sched)
         offer = sched.next_offer()
-        driver.launchTasks(offer["id"], [{
-            "name": "t", "task_id": {"value": "through-downgrade"},
-            "agent_id": offer["agent_id"],
-            "resources": [
-                {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
-                {"name": "mem", "type": "SCALAR", "scalar": {"value": 32.0}},
-            ],
-            "command": {"value": "echo hello"},
-        }])
+        driver.launchTasks(offer["id"], [task(offer, "through-downgrade", "echo hello")])
         sched.wait_update(lambda s: s["state"] == "TASK_FINISHED", "the task finished")
     finally:
         stop_driver(driver)

@@ -433,18 +433,24 @@ async fn attaching_follows_a_tasks_output_from_where_it_is() {
     .expect("attach");
     assert_eq!(attached.status(), 200);
     let mut stream = attached.bytes_stream();
+    let lines = |seen: &[u8]| -> Vec<u32> {
+        String::from_utf8_lossy(seen)
+            .lines()
+            .filter_map(|line| line.strip_prefix("line-")?.parse().ok())
+            .collect()
+    };
     let mut seen = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
-            seen.extend_from_slice(&chunk);
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        while lines(&seen).len() < 5 {
+            match futures_util::StreamExt::next(&mut stream).await {
+                Some(Ok(chunk)) => seen.extend_from_slice(&chunk),
+                _ => break,
+            }
         }
     })
     .await;
+    let numbers = lines(&seen);
     let seen = String::from_utf8_lossy(&seen);
-    let numbers: Vec<u32> = seen
-        .lines()
-        .filter_map(|line| line.strip_prefix("line-")?.parse().ok())
-        .collect();
     assert!(numbers.len() >= 5, "it follows the output: {seen:?}");
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
     assert!(

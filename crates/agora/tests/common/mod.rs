@@ -204,6 +204,11 @@ pub fn start_master(data_dir: &Path) -> Process {
 
 /// A master on a given port (0: any), e.g. restarted where its agents expect it.
 pub fn start_master_on(data_dir: &Path, port: u16) -> Process {
+    start_master_with(data_dir, port, &[])
+}
+
+/// A master with more flags (`--credentials`, `--tls-cert`, ...).
+pub fn start_master_with(data_dir: &Path, port: u16, extra: &[&str]) -> Process {
     let port = port.to_string();
     let mut args = vec![
         "master",
@@ -215,6 +220,7 @@ pub fn start_master_on(data_dir: &Path, port: u16) -> Process {
         data_dir.to_str().expect("utf8"),
     ];
     args.extend_from_slice(FAST_MASTER);
+    args.extend_from_slice(extra);
     Process::start(&args)
 }
 

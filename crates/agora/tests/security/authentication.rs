@@ -312,18 +312,11 @@ async fn the_ui_signs_people_in_with_a_strict_session_cookie() {
 async fn agents_must_authenticate_when_the_master_says() {
     let dir = temp_dir();
     let credentials = credentials_file(dir.path());
-    let master = common::Process::start(&[
-        "master",
-        "--port",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--data-dir",
-        dir.path().join("master").to_str().expect("utf8"),
-        "--credentials",
-        &credentials,
-        "--authenticate-agents",
-    ]);
+    let master = common::start_master_with(
+        &dir.path().join("master"),
+        0,
+        &["--credentials", &credentials, "--authenticate-agents"],
+    );
     let good = dir.path().join("agent.json");
     std::fs::write(&good, r#"{"principal": "agent", "secret": "agent-secret"}"#).expect("write");
     let bad = dir.path().join("bad.json");

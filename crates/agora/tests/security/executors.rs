@@ -10,9 +10,28 @@ use serde_json::{Value, json};
 
 use crate::common::{self, BIN, temp_dir};
 
-async fn call(address: &str, body: &Value, token: Option<&str>) -> u16 {
-    let mut request = reqwest::Client::new()
-        .post(format!("http://{address}/api/v1/executor"))
+/// Where the executor API is reached: the agent's port, or its Unix socket for executors.
+enum Via<'a> {
+    Port(&'a str),
+    Socket(&'a std::path::Path),
+}
+
+async fn call(via: &Via<'_>, body: &Value, token: Option<&str>) -> u16 {
+    let (client, url) = match via {
+        Via::Port(address) => (
+            reqwest::Client::new(),
+            format!("http://{address}/api/v1/executor"),
+        ),
+        Via::Socket(path) => (
+            reqwest::Client::builder()
+                .unix_socket(*path)
+                .build()
+                .expect("client"),
+            "http://localhost/api/v1/executor".to_owned(),
+        ),
+    };
+    let mut request = client
+        .post(url)
         .header("Content-Type", "application/json")
         .timeout(Duration::from_secs(10))
         .body(body.to_string());
@@ -22,13 +41,42 @@ async fn call(address: &str, body: &Value, token: Option<&str>) -> u16 {
     request.send().await.expect("call").status().as_u16()
 }
 
+/// What the agent's executor socket answers `request` (written whole, raw): its answer's
+/// text, read until it is whole or the socket closes.
+fn raw_over_socket(socket: &std::path::Path, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(read) = stream.read(&mut buffer) {
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+        if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[tokio::test]
 async fn nothing_else_speaks_for_a_builtin_executor() {
     let dir = temp_dir();
     let up = common::start_up(
         &dir.path().join("data"),
-        &["--resources", "cpus:2;mem:1024"],
+        &[
+            "--resources",
+            "cpus:2;mem:1024",
+            "--header-read-timeout",
+            "1s",
+        ],
     );
+    let socket = dir.path().join("data/agent/run/agent.sock");
     let mut scheduler = common::subscribe(&up.address(), common::framework_info("owner")).await;
     // The task and its health check show their environments.
     let offer = common::next_offers(&mut scheduler, Duration::from_secs(10))
@@ -58,15 +106,33 @@ async fn nothing_else_speaks_for_a_builtin_executor() {
     update["type"] = json!("UPDATE");
     update["update"] = json!({"status": {"task_id": {"value": "victim"},
         "state": "TASK_FINISHED", "uuid": "AAAAAAAAAAAAAAAAAAAAAA=="}});
-    for body in [&subscribe, &update] {
-        for token in [None, Some("guessed")] {
-            assert_eq!(
-                call(&up.address(), body, token).await,
-                401,
-                "{body} {token:?}"
-            );
+    // Over the agent's port and over its socket for executors alike.
+    let address = up.address();
+    for via in [Via::Port(&address), Via::Socket(&socket)] {
+        for body in [&subscribe, &update] {
+            for token in [None, Some("guessed")] {
+                assert_eq!(call(&via, body, token).await, 401, "{body} {token:?}");
+            }
         }
     }
+    // The socket takes JSON only (a web page cannot reach it, but the rule is the API's) and
+    // no body past the executor API's limit; a client that sends nothing is cut off (last).
+    let text = update.to_string();
+    let answer = raw_over_socket(
+        &socket,
+        &format!(
+            "POST /api/v1/executor HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{text}",
+            text.len()
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 415"), "{answer}");
+    let answer = raw_over_socket(
+        &socket,
+        "POST /api/v1/executor HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: 17000000\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // The real executor still holds its stream and still runs its task: it obeys a kill.
     scheduler.kill("victim", None).await.expect("kill");
     common::wait_for_state(
@@ -93,6 +159,16 @@ async fn nothing_else_speaks_for_a_builtin_executor() {
     assert!(
         !checked.contains("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"),
         "{checked}"
+    );
+    // Last, as the header deadline also closes the scheduler's idle kept-alive connection.
+    let silent = std::time::Instant::now();
+    let answer = raw_over_socket(&socket, "");
+    assert!(
+        answer.is_empty()
+            && silent.elapsed() >= Duration::from_secs(1)
+            && silent.elapsed() < Duration::from_secs(15),
+        "a client that sends nothing is cut off at the header deadline: {answer:?} after {:?}",
+        silent.elapsed()
     );
 }
 

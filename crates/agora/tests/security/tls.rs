@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{self, Process, cli, temp_dir, tls::TestCa, wait_until};
+use crate::common::{self, cli, temp_dir, tls::TestCa, wait_until};
 
 /// GETs `path` of `address` over https, as JSON.
 async fn get_json(client: &reqwest::Client, address: &str, path: &str) -> Option<Value> {
@@ -66,22 +66,13 @@ async fn a_cluster_over_tls_from_agents_to_the_cli() {
         json!({"credentials": [{"principal": "ops", "secret": "ops-secret"}]}).to_string(),
     )
     .unwrap();
-    let data = dir.path().join("master");
-    let mut args = vec![
-        "master",
-        "--port",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--data-dir",
-        data.to_str().unwrap(),
+    let mut flags = vec![
         "--credentials",
         credentials.to_str().unwrap(),
         "--tls-require-agent-cert",
     ];
-    args.extend_from_slice(common::FAST_MASTER);
-    args.extend(tls_flags(&ca.cert, &master_cert.cert, &master_cert.key));
-    let master = Process::start(&args);
+    flags.extend(tls_flags(&ca.cert, &master_cert.cert, &master_cert.key));
+    let master = common::start_master_with(&dir.path().join("master"), 0, &flags);
     let address = master.address();
     let https = ca.client();
 
@@ -315,12 +306,7 @@ async fn executors_reach_their_agent_over_its_socket_and_over_tls_without_it() {
     let ca = TestCa::new(&dir.path().join("ca"));
     let node = ca.issue("node", "DNS:localhost,IP:127.0.0.1");
     let tls = tls_flags(&ca.cert, &node.cert, &node.key);
-    let data = dir.path().join("master");
-    let mut args = vec!["master", "--port", "0", "--bind", "127.0.0.1"];
-    args.extend(["--data-dir", data.to_str().unwrap()]);
-    args.extend_from_slice(common::FAST_MASTER);
-    args.extend(tls.iter().copied());
-    let master = Process::start(&args);
+    let master = common::start_master_with(&dir.path().join("master"), 0, &tls);
     let address = master.address();
     let https = ca.client();
     let work = dir.path().join("agent");
