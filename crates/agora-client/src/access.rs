@@ -107,7 +107,9 @@ impl Access {
     /// A reqwest client builder carrying this access: its identity, and its TLS settings
     /// (else the machine's roots, for an https address given without `--tls-ca`).
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
-        let builder = reqwest::Client::builder().default_headers(self.headers());
+        let builder = reqwest::Client::builder()
+            .default_headers(self.headers())
+            .pool_idle_timeout(IDLE_CONNECTION);
         let config = match &self.tls {
             Some(tls) => Some((*tls.config).clone()),
             None => system_tls(),
@@ -118,6 +120,13 @@ impl Access {
         }
     }
 }
+
+/// How long a kept-alive connection is reused after its last answer. agora's servers close
+/// a connection that sends no request for `--header-read-timeout` (10 s by default: hyper's
+/// deadline for headers runs while a connection idles), and a request written on a
+/// connection in the instant it is closed fails. Well under the default, so the client drops
+/// it first; a server given a shorter deadline makes the race possible again.
+const IDLE_CONNECTION: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A TLS configuration trusting the machine's roots (read when a server is first verified),
 /// made once.
