@@ -14,12 +14,21 @@ use crate::cli::AgentOptions;
 /// The longest path a Unix socket may have: `sun_path` holds 108 bytes with its NUL.
 const MAX_PATH: usize = 107;
 
-/// Binds the socket, before the agent starts so that every executor it launches or recovers
-/// is told where it is. A socket an earlier agent left is replaced; one that still answers
-/// is refused (another agent runs on the same work dir). `None` when turned off,
-/// or when the default path is longer than a socket's may be (executors then reach the agent
-/// by its address; a path given with `--domain-socket-location` must fit).
+/// Binds the socket and names it in `config`, before the agent starts so that every executor
+/// it launches or recovers is told where it is. A socket an earlier agent left is replaced;
+/// one that still answers is refused (another agent runs on the same work dir). `None` when
+/// turned off, or when the default path is longer than a socket's may be (executors then
+/// reach the agent by its address; a path given with `--domain-socket-location` must fit).
 pub fn bind(
+    options: &AgentOptions,
+    config: &mut agora_agent::AgentConfig,
+) -> anyhow::Result<Option<UnixListener>> {
+    let bound = bind_at(options, &config.work_dir)?;
+    config.executor_socket = bound.as_ref().map(|(_, path)| path.clone());
+    Ok(bound.map(|(listener, _)| listener))
+}
+
+fn bind_at(
     options: &AgentOptions,
     work_dir: &Path,
 ) -> anyhow::Result<Option<(UnixListener, PathBuf)>> {

@@ -399,12 +399,12 @@ fn http_metrics(refused: &std::sync::Arc<agora_http::Refused>) -> agora_master::
 
 /// The agent's executor socket served, when it has one.
 fn serve_executors(
-    socket: Option<(tokio::net::UnixListener, std::path::PathBuf)>,
+    socket: Option<tokio::net::UnixListener>,
     agent: &agora_agent::AgentHandle,
     serving: &Serving,
     shutdown: &CancellationToken,
 ) {
-    if let Some((listener, _)) = socket {
+    if let Some(listener) = socket {
         executor_socket::serve(
             listener,
             agent.executor_router.clone(),
@@ -470,8 +470,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         work_dir,
     )?;
     config.standalone = false;
-    let executor_socket = executor_socket::bind(&args.agent, &config.work_dir)?;
-    config.executor_socket = executor_socket.as_ref().map(|(_, path)| path.clone());
+    let executor_socket = executor_socket::bind(&args.agent, &mut config)?;
     // The agent in the same process reaches its master as the process itself.
     let to_master =
         security::internal_access(&auth, SYSTEM_PRINCIPAL).with_tls(security.tls.local.clone());
@@ -606,8 +605,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         args.work_dir.clone(),
     )?;
     secure_agent(&mut config, &security, &access);
-    let executor_socket = executor_socket::bind(&args.agent, &config.work_dir)?;
-    config.executor_socket = executor_socket.as_ref().map(|(_, path)| path.clone());
+    let executor_socket = executor_socket::bind(&args.agent, &mut config)?;
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
     discovery(
         &args.discovery,

@@ -16,18 +16,20 @@ use crate::core::Agent;
 
 pub(crate) type Shared = Arc<Agent>;
 
-/// The executor API alone: what the agent's Unix socket for executors serves.
-pub(crate) fn executor_router(agent: Shared) -> Router {
+/// The executor API's routes.
+fn executor_routes() -> Router<Shared> {
     Router::new()
         .route("/api/v1/executor", post(executor_api::handle))
         .route("/slave(1)/api/v1/executor", post(executor_api::handle))
-        .with_state(agent)
+}
+
+/// The executor API alone: what the agent's Unix socket for executors serves.
+pub(crate) fn executor_router(agent: Shared) -> Router {
+    executor_routes().with_state(agent)
 }
 
 pub(crate) fn router(agent: Shared) -> Router {
-    let mut router = Router::new()
-        .route("/api/v1/executor", post(executor_api::handle))
-        .route("/slave(1)/api/v1/executor", post(executor_api::handle))
+    let mut router = executor_routes()
         .route("/slave(1)/state", get(state::state))
         .route("/slave(1)/state.json", get(state::state))
         .route("/slave(1)/health", get(health))
