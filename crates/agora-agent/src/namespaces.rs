@@ -212,7 +212,17 @@ fn sandbox_tmp(sandbox: &Path, owner: Option<&RunAs>, visible: &[&Path]) -> std:
         let Ok(relative) = dir.strip_prefix("/tmp") else {
             continue;
         };
-        if relative.as_os_str().is_empty() {
+        // `/tmp` itself, or inside another one bound back already (a warm container's work
+        // dir holds the agent's socket directory): nothing to bind.
+        let bound_back = |other: &Path| {
+            other
+                .strip_prefix("/tmp")
+                .is_ok_and(|inside| !inside.as_os_str().is_empty())
+        };
+        let inside_another = visible
+            .iter()
+            .any(|other| other != dir && bound_back(other) && dir.starts_with(other));
+        if relative.as_os_str().is_empty() || inside_another {
             continue;
         }
         let opened = nix::fcntl::open(
