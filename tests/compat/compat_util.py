@@ -119,6 +119,17 @@ def scalar(resources, name):
     return sum(r["scalar"]["value"] for r in resources if r["name"] == name)
 
 
+def wait_for(what, check, timeout=WAIT):
+    """`check()`'s first true value, polled until `timeout`; else the test fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for %s" % what)
+
+
 def task(offer, task_id, cmd, cpus=0.1, mem=32.0):
     """A command task on `offer`'s agent, as pymesos' launchTasks takes it."""
     return {

@@ -240,6 +240,17 @@ def _pymesos_forgets_credentials():
 
 
 @pytest.fixture(autouse=True)
+def _chronos_forgets_legacy_fields():
+    """chronos-python 1.2.1's client without an API version extends the class-level
+    `ChronosJob.fields` with its legacy `async`: every later client of the process then
+    requires it. A real script uses one client; here each test restores the list after."""
+    import chronos
+    fields = list(chronos.ChronosJob.fields)
+    yield
+    chronos.ChronosJob.fields[:] = fields
+
+
+@pytest.fixture(autouse=True)
 def _watchdog():
     """Never hang forever: dump every thread's stack and exit if a test takes too long."""
     faulthandler.dump_traceback_later(TEST_TIMEOUT, exit=True)

@@ -3,10 +3,10 @@ jobs, listing and searching, running on demand (the dependent job follows), upda
 back from the API, the graph and statistics, killing and deleting, an error for a bad schedule,
 and the 2.x paths the client uses without an API version."""
 
-import time
-
 import chronos
 import pytest
+
+from compat_util import wait_for
 
 
 def connect(agora, version="v1"):
@@ -24,17 +24,6 @@ def job(name, **extra):
     }
     body.update(extra)
     return body
-
-
-def wait_for(what, check, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
-        time.sleep(0.2)
 
 
 def test_a_job_chain_through_the_client(agora):

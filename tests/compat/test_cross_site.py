@@ -3,10 +3,9 @@ through the visitor's browser: `text/plain` posts (no preflight), a form whose f
 JSON, and body-less posts, against every API. Nothing is created, nothing is torn down."""
 
 import http.server
-import json
 import threading
-import time
 
+from compat_util import wait_for
 from test_web_ui import WAIT, browser  # noqa: F401 (the fixture)
 
 ATTACK = """<!doctype html><html><body>
@@ -67,20 +66,14 @@ def test_a_page_of_another_site_changes_nothing(agora, browser):  # noqa: F811
     server = serve(ATTACK.format(agora=agora.url, framework=framework))
     try:
         browser.get("http://localhost:%d/" % server.server_address[1])
-        end = time.monotonic() + WAIT
-        while browser.title != "done":
-            assert time.monotonic() < end, "the page did not finish its attempts"
-            time.sleep(0.2)
+        wait_for("the page to finish its attempts", lambda: browser.title == "done", WAIT)
         # Every attempt reaches agora and is refused there (not merely lost on the way): the
         # form's post may still be on its way when the page says it is done.
-        end = time.monotonic() + WAIT
-        while True:
-            log = agora.log_tail(2000)
-            refused = log.count("request refused at the gate")
-            if refused >= 11:
-                break
-            assert time.monotonic() < end, "%d refusals:\n%s" % (refused, log[-3000:])
-            time.sleep(0.2)
+        refusals = lambda: agora.log_tail(2000).count("request refused at the gate")  # noqa: E731
+        try:
+            wait_for("11 refusals at the gate", lambda: refusals() >= 11, WAIT)
+        except AssertionError:
+            raise AssertionError("%d refusals:\n%s" % (refusals(), agora.log_tail(2000)[-3000:]))
     finally:
         server.shutdown()
     assert agora.get_json("/v2/apps")["apps"] == []

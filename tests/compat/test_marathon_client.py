@@ -2,6 +2,7 @@
 
 import collections
 import collections.abc
+import functools
 import time
 
 # marathon 0.13.0 predates Python 3.10, which moved Iterable to collections.abc; anyone running
@@ -12,17 +13,11 @@ if not hasattr(collections, "Iterable"):
 from marathon import MarathonClient
 from marathon.models import MarathonApp
 
+import compat_util
+
 WAIT = 30.0
-
-
-def wait_for(what, check, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for %s" % what)
+# Deployments take longer than the suite's default wait.
+wait_for = functools.partial(compat_util.wait_for, timeout=WAIT)
 
 
 def settled(client, app_id, count):
