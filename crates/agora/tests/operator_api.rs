@@ -62,6 +62,19 @@ async fn queries_weights_quota_and_maintenance() {
 
     // v0 shapes.
     let state = client.get_json("/master/state").await.expect("state");
+    // MasterInfo.ip as Mesos encodes it (the address's bytes in network order, read as a
+    // little-endian integer), wherever MasterInfo appears.
+    const LOOPBACK_AS_MESOS_IP: u32 = 16_777_343; // 127.0.0.1
+    assert_eq!(state["leader_info"]["ip"], LOOPBACK_AS_MESOS_IP);
+    assert_eq!(state["leader_info"]["address"]["ip"], "127.0.0.1");
+    let master = client
+        .operator(&json!({"type": "GET_MASTER"}))
+        .await
+        .expect("master");
+    assert_eq!(
+        master["get_master"]["master_info"]["ip"],
+        LOOPBACK_AS_MESOS_IP
+    );
     assert_eq!(state["slaves"][0]["resources"]["cpus"], 3.0);
     assert_eq!(
         state["slaves"][0]["reserved_resources"]["analytics"]["cpus"],
@@ -200,19 +213,48 @@ async fn queries_weights_quota_and_maintenance() {
         text.contains("# TYPE agora_master_cpus_total gauge\nagora_master_cpus_total 3"),
         "{text}"
     );
+    // Last: a framework that holds every offer it gets.
+    let mut events = recordio_events(
+        &format!("http://{}/api/v1/scheduler", up.address()),
+        "application/json",
+        r#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"root","name":"ip"}}}"#,
+    )
+    .await;
+    let subscribed = next_of(&mut events, "SUBSCRIBED").await;
+    assert_eq!(
+        subscribed["subscribed"]["master_info"]["ip"],
+        LOOPBACK_AS_MESOS_IP
+    );
 }
 
 /// Reads RecordIO operator events into a channel.
 async fn operator_events(address: &str) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    recordio_events(
+        &format!("http://{address}/api/v1"),
+        "application/recordio",
+        r#"{"type":"SUBSCRIBE"}"#,
+    )
+    .await
+}
+
+/// Reads the RecordIO events that a SUBSCRIBE `call` posted to `url` answers into a channel.
+async fn recordio_events(
+    url: &str,
+    accept: &str,
+    call: &'static str,
+) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
     let response = reqwest::Client::new()
-        .post(format!("http://{address}/api/v1"))
+        .post(url)
         .header("Content-Type", "application/json")
-        .header("Accept", "application/recordio")
-        .body(r#"{"type":"SUBSCRIBE"}"#)
+        .header("Accept", accept)
+        .body(call)
         .send()
         .await
         .expect("subscribe");
-    assert_eq!(response.headers()["content-type"], "application/recordio");
+    assert_eq!(response.status(), 200, "{url}");
+    if accept == "application/recordio" {
+        assert_eq!(response.headers()["content-type"], "application/recordio");
+    }
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut body = response.bytes_stream();

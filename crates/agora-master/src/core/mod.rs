@@ -231,7 +231,9 @@ impl Master {
         let version = crate::views::MESOS_VERSION.to_owned();
         let info = MasterInfo {
             id: id.clone(),
-            ip: u32::from_be_bytes(config.advertise_ip.octets()),
+            // Mesos keeps the address as `in_addr.s_addr` (network order) and writes that
+            // integer as the machine reads it: 127.0.0.1 is 16777343. Clients decode it so.
+            ip: u32::from_le_bytes(config.advertise_ip.octets()),
             port: config.port,
             pid: format!("master@{}:{}", config.advertise_ip, config.port),
             hostname: config.hostname.clone(),
