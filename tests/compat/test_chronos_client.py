@@ -3,6 +3,9 @@ jobs, listing and searching, running on demand (the dependent job follows), upda
 back from the API, the graph and statistics, killing and deleting, an error for a bad schedule,
 and the 2.x paths the client uses without an API version."""
 
+import datetime
+import zoneinfo
+
 import chronos
 import pytest
 
@@ -53,11 +56,49 @@ def test_a_job_chain_through_the_client(agora):
     assert changed["successCount"] == 1
 
     client.delete_tasks("extract")
-    with pytest.raises(chronos.ChronosAPIError):
-        client.delete("extract")  # load still depends on it
     client.delete("load")
     client.delete("extract")
     assert client.list() == []
+
+
+def test_deleting_a_parent_keeps_its_children_as_chronos_does(agora):
+    """A deleted dependent job's children take its parents; a deleted scheduled job's children
+    take its schedule and time zone, and run when it would have."""
+    client = connect(agora)
+    # Paris' local time, as Chronos reads a start in the job's scheduleTimeZone.
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    start = datetime.datetime.now(paris) + datetime.timedelta(seconds=6)
+    schedule = "R/%s/PT1H" % start.strftime("%Y-%m-%dT%H:%M:%S")
+    client.add(job("nightly", schedule=schedule, scheduleTimeZone="Europe/Paris"))
+    client.add(job("stage", parents=["nightly"]))
+    client.add(job("publish", parents=["stage"]))
+    client.add(job("notify", parents=["stage", "nightly"]))
+
+    client.delete("stage")
+    jobs = {j["name"]: j for j in client.list()}
+    assert sorted(jobs) == ["nightly", "notify", "publish"]
+    assert jobs["publish"]["parents"] == ["nightly"]
+    assert jobs["notify"]["parents"] == ["nightly"], "nightly once"
+    graph = client.scheduler_graph()
+    assert "link,nightly,publish" in graph and "link,nightly,notify" in graph, graph
+    assert "stage" not in graph, graph
+
+    client.delete("nightly")
+    jobs = {j["name"]: j for j in client.list()}
+    assert sorted(jobs) == ["notify", "publish"]
+    for name in ("notify", "publish"):
+        assert not jobs[name].get("parents"), jobs[name]
+        assert jobs[name]["schedule"] == schedule, jobs[name]
+        assert jobs[name]["scheduleTimeZone"] == "Europe/Paris", jobs[name]
+    assert "link," not in client.scheduler_graph()
+    # Nobody runs them by hand: their schedule does, at nightly's next slot.
+    for name in ("notify", "publish"):
+        history = wait_for(
+            "%s to run on the schedule it took" % name,
+            lambda: client.job_stat(name)["taskStatHistory"],
+            timeout=30,
+        )
+        assert history[0]["taskState"] == "TASK_FINISHED", history
 
 
 def test_bad_input_raises_with_the_message(agora, caplog):

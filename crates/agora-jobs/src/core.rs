@@ -116,6 +116,23 @@ pub struct JobEntry {
     pub state: JobState,
 }
 
+impl JobEntry {
+    /// An ISO 8601 schedule as Chronos shows it while it runs: starting at its next slot,
+    /// with the repetitions left. None for a job without one (dependent, or Metronome's cron).
+    pub fn schedule_now(&self) -> Option<String> {
+        let Some(Schedule::Repeating(repeating)) = &self.schedule else {
+            return None;
+        };
+        let next = self
+            .state
+            .handled
+            .and_then(|handled| Timestamp::from_millisecond(handled).ok())
+            .and_then(|at| repeating.first_at_or_after(at))
+            .map(|(k, _)| repeating.rewritten_from(k + 1));
+        next.or_else(|| self.definition.schedule.clone())
+    }
+}
+
 /// A run ended: what the framework should do about it.
 #[derive(Debug, Default, PartialEq)]
 pub struct Outcome {
@@ -477,30 +494,91 @@ impl Jobs {
         Ok(())
     }
 
-    /// Removes a job (not one that others depend on); returns its runs in flight, to kill.
-    pub fn delete(&mut self, name: &str) -> Result<Vec<String>, JobsError> {
-        if !self.jobs.contains_key(name) {
+    /// Removes a job; returns its runs in flight, to kill. Its children stay, as Chronos keeps
+    /// them: those of a dependent job take its parents in its place; those of a scheduled job
+    /// become scheduled jobs on its schedule as it stands now (their next run is its next run)
+    /// in its time zone. All of it is stored at once, or nothing is.
+    pub fn delete(&mut self, name: &str, now: Timestamp) -> Result<Vec<String>, JobsError> {
+        let Some(entry) = self.jobs.get(name) else {
             return Err(JobsError::NotFound(name.to_owned()));
+        };
+        let mut parents = self.parents();
+        parents.remove(name);
+        let mut heirs = Vec::new();
+        let children: Vec<String> = graph::children(&self.parents(), name).cloned().collect();
+        for child in children {
+            let Some(child_entry) = self.jobs.get(&child) else {
+                continue;
+            };
+            let mut definition = child_entry.definition.clone();
+            definition.parents.retain(|parent| parent != name);
+            if !entry.definition.parents.is_empty() {
+                for parent in &entry.definition.parents {
+                    if !definition.parents.contains(parent) {
+                        definition.parents.push(parent.clone());
+                    }
+                }
+            } else if let Some(schedule) = entry.schedule_now() {
+                definition.parents.clear();
+                definition.schedule = Some(schedule);
+                definition.schedule_time_zone = entry.definition.schedule_time_zone.clone();
+            } else {
+                // A Metronome job's cron schedule is not one a Chronos job can take.
+                return Err(FieldError::new(
+                    "name",
+                    format!(
+                        "job {name:?} is a parent of {child:?} and has no ISO 8601 schedule \
+                         to hand down: delete or change {child:?} first"
+                    ),
+                )
+                .into());
+            }
+            let (schedule, epsilon) = parse_timing(&definition, now)?;
+            let mut state = child_entry.state.clone();
+            if definition.schedule != child_entry.definition.schedule
+                || definition.schedule_time_zone != child_entry.definition.schedule_time_zone
+            {
+                state.handled = None;
+            }
+            parents.insert(child.clone(), definition.parents.clone());
+            heirs.push(JobEntry {
+                definition,
+                metronome: None,
+                schedule,
+                epsilon,
+                state,
+            });
         }
-        let parents = self.parents();
-        if let Some(child) = graph::children(&parents, name).next() {
-            return Err(FieldError::new(
-                "name",
-                format!("job {name:?} is a parent of {child:?}: delete or change that first"),
-            )
-            .into());
-        }
-        self.store.write_batch(&[
+        graph::check(&parents).map_err(|e| invalid("parents", e))?;
+        let encode = |value: serde_json::Result<Vec<u8>>| {
+            value.map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let mut batch = vec![
             (format!("{JOBS}{name}"), None),
             (format!("{METRONOME}{name}"), None),
             (format!("{STATES}{name}"), None),
-        ])?;
+        ];
+        for heir in &heirs {
+            let child = &heir.definition.name;
+            batch.push((
+                format!("{JOBS}{child}"),
+                Some(encode(serde_json::to_vec(&heir.definition))?),
+            ));
+            batch.push((
+                format!("{STATES}{child}"),
+                Some(encode(serde_json::to_vec(&heir.state))?),
+            ));
+        }
+        self.store.write_batch(&batch)?;
         self.jobs.remove(name);
         self.queue.retain(|p| p.job != name);
         self.save_queue();
-        let mut parents = parents;
-        parents.remove(name);
         self.readiness.job_changed(&parents, name);
+        for heir in heirs {
+            let child = heir.definition.name.clone();
+            self.jobs.insert(child.clone(), heir);
+            self.readiness.job_changed(&parents, &child);
+        }
         self.save_readiness();
         Ok(self.running(name))
     }
@@ -945,9 +1023,94 @@ mod tests {
             "nothing stored"
         );
         assert_eq!(store.list(JOBS).expect("list").len(), 2);
-        assert!(
-            matches!(jobs.delete("a"), Err(JobsError::Invalid(_))),
-            "a is b's parent"
+    }
+
+    #[test]
+    fn a_deleted_dependent_job_hands_its_parents_to_its_children() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let now = ts("2026-01-01T00:00:00Z");
+        let mut jobs = Jobs::load(store.clone(), now).expect("load");
+        jobs.put(scheduled("a", "R/2026-01-01T00:01:00Z/PT1M"), false, now)
+            .expect("a");
+        jobs.put(scheduled("x", "R/2026-01-01T00:01:00Z/PT1M"), false, now)
+            .expect("x");
+        jobs.put(dependent("b", &["a"]), true, now).expect("b");
+        jobs.put(dependent("c", &["b"]), true, now).expect("c");
+        jobs.put(dependent("d", &["x", "b", "a"]), true, now)
+            .expect("d");
+        assert!(matches!(
+            jobs.delete("ghost", now),
+            Err(JobsError::NotFound(_))
+        ));
+
+        jobs.delete("b", now).expect("delete b");
+        assert!(!jobs.jobs.contains_key("b"));
+        assert_eq!(jobs.jobs["c"].definition.parents, ["a"]);
+        assert_eq!(jobs.jobs["d"].definition.parents, ["x", "a"], "no twice");
+        assert!(jobs.jobs["c"].definition.schedule.is_none());
+        // Stored so: a restart sees the same graph.
+        let again = Jobs::load(store.clone(), now).expect("reload");
+        assert_eq!(again.jobs["c"].definition.parents, ["a"]);
+        assert!(!again.jobs.contains_key("b"));
+        // And the graph runs on it: when a succeeds, c follows.
+        jobs.run_now("a", Vec::new(), Vec::new(), now)
+            .expect("run a");
+        let id = launch_all(&mut jobs, now).pop().expect("a launched");
+        let outcome = jobs.ended(&id, "TASK_FINISHED", "", now);
+        assert!(outcome.queued.iter().any(|job| job == "c"), "{outcome:?}");
+    }
+
+    #[test]
+    fn a_deleted_scheduled_job_hands_its_schedule_to_its_children() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let start = ts("2026-01-01T00:00:00Z");
+        let mut jobs = Jobs::load(store.clone(), start).expect("load");
+        // Paris local time: 00:00:10 UTC.
+        let mut parent = scheduled("a", "R5/2026-01-01T01:00:10/PT10S");
+        parent.schedule_time_zone = "Europe/Paris".into();
+        jobs.put(parent, false, start).expect("a");
+        jobs.put(dependent("b", &["a"]), true, start).expect("b");
+        jobs.put(dependent("c", &["a", "b"]), true, start)
+            .expect("c");
+        // a runs its first two slots; its next is at 00:00:30, three runs left.
+        for at in ["2026-01-01T00:00:10.5Z", "2026-01-01T00:00:20.5Z"] {
+            let at = ts(at);
+            jobs.tick(at);
+            for id in launch_all(&mut jobs, at) {
+                jobs.ended(&id, "TASK_FINISHED", "", at);
+            }
+        }
+        let now = ts("2026-01-01T00:00:25Z");
+        let running: Vec<String> = jobs.runs.keys().cloned().collect();
+        for id in running {
+            jobs.ended(&id, "TASK_FINISHED", "", now);
+        }
+        let schedule = jobs.jobs["a"].schedule_now().expect("a's schedule");
+
+        jobs.delete("a", now).expect("delete a");
+        for child in ["b", "c"] {
+            let definition = &jobs.jobs[child].definition;
+            assert!(definition.parents.is_empty(), "{child}: {definition:?}");
+            assert_eq!(definition.schedule.as_deref(), Some(schedule.as_str()));
+            assert_eq!(definition.schedule_time_zone, "Europe/Paris");
+            assert_eq!(
+                jobs.jobs[child].epsilon,
+                SignedDuration::from_secs(60),
+                "its own"
+            );
+        }
+        assert_eq!(schedule, "R3/2026-01-01T01:00:30.000+01:00/PT10S");
+        // Their next run is what a's would have been.
+        assert_eq!(jobs.tick(now), Some(ts("2026-01-01T00:00:30Z")));
+        let at = ts("2026-01-01T00:00:30.5Z");
+        jobs.tick(at);
+        let mut launched: Vec<String> = jobs.launchable(at).into_iter().map(|p| p.job).collect();
+        launched.sort();
+        assert_eq!(launched, ["b", "c"]);
+        let again = Jobs::load(store.clone(), at).expect("reload");
+        assert_eq!(
+            again.jobs["b"].definition.schedule.as_deref(),
+            Some(schedule.as_str())
         );
     }
 

@@ -16,7 +16,6 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use agora_api::chronos::{EnvironmentVariable, FieldError, Job};
-use agora_schedule::Schedule;
 
 use crate::Shared;
 use crate::core::{JobEntry, Jobs, JobsError, Trigger};
@@ -64,12 +63,8 @@ fn failure(error: JobsError) -> Response {
 /// (the next start and the runs left).
 fn job_json(entry: &JobEntry) -> Value {
     let mut value = entry.definition.to_json(&entry.state.status);
-    if let (Some(Schedule::Repeating(repeating)), Some(handled)) =
-        (&entry.schedule, entry.state.handled)
-        && let Ok(at) = Timestamp::from_millisecond(handled)
-        && let Some((k, _)) = repeating.first_at_or_after(at)
-    {
-        value["schedule"] = json!(repeating.rewritten_from(k + 1));
+    if let Some(schedule) = entry.schedule_now() {
+        value["schedule"] = json!(schedule);
     }
     value
 }
@@ -200,7 +195,7 @@ async fn run_now(
 }
 
 async fn remove(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
-    let result = shared.lock().delete(&name);
+    let result = shared.lock().delete(&name, Timestamp::now());
     kill_and_answer(&shared, result)
 }
 

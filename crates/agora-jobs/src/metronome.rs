@@ -325,7 +325,7 @@ async fn remove(
         )
             .into_response();
     }
-    match jobs.delete(&id) {
+    match jobs.delete(&id, Timestamp::now()) {
         Ok(running) => {
             drop(jobs);
             shared.kills().extend(running);
