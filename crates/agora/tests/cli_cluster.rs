@@ -224,13 +224,13 @@ async fn jobs_are_added_run_shown_and_removed() {
     )
     .await;
 
-    let refused = agora(m, &["job", "remove", "report"]).await;
-    assert!(
-        refused.error().contains("report"),
-        "a parent stays: {refused:?}"
-    );
-    agora(m, &["job", "remove", "mail"]).await.ok();
+    // A parent goes; its child takes its schedule, as in Chronos.
     agora(m, &["job", "remove", "report"]).await.ok();
+    let mail = agora(m, &["job", "show", "mail", "-o", "json"])
+        .await
+        .json();
+    assert_eq!(mail["schedule"], "R/2040-01-01T00:00:00Z/P1D", "{mail}");
+    agora(m, &["job", "remove", "mail"]).await.ok();
     assert_eq!(agora(m, &["job", "list"]).await.ok().trim(), "No jobs.");
 
     let unknown = agora(m, &["job", "show", "nope"]).await;

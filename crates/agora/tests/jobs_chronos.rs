@@ -309,8 +309,12 @@ async fn bad_jobs_are_refused_with_the_field_named_and_nothing_stored() {
         chronos.job("a").await["parents"].is_null(),
         "the cycle stored nothing"
     );
+    // a is b's parent: as in Chronos, b takes a's schedule.
     let (status, _) = chronos.send(reqwest::Method::DELETE, "/job/a", None).await;
-    assert_eq!(status, 400, "a is b's parent");
+    assert_eq!(status, 204);
+    let b = chronos.job("b").await;
+    assert_eq!(b["schedule"], "R/2030-01-01T00:00:00Z/P1D", "{b}");
+    assert!(b["parents"].as_array().is_none_or(Vec::is_empty), "{b}");
     let (status, _) = chronos.send(reqwest::Method::DELETE, "/job/b", None).await;
     assert_eq!(status, 204);
     let (status, _) = chronos.send(reqwest::Method::DELETE, "/job/b", None).await;
