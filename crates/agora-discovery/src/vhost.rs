@@ -1,7 +1,9 @@
 //! HTTP virtual hosts on one shared port: each request goes to a backend of the app whose
 //! `HAPROXY_{n}_VHOST` label names its `Host`, over kept-alive connections, with
 //! `X-Forwarded-For` added. Backends are chosen per request by least outstanding requests; a
-//! request without a body that meets a refusing backend is retried on the next one.
+//! request without a body that meets a refusing backend is retried on the next one, and an
+//! idempotent one whose backend closes without answering (a task stopping as it arrived) is
+//! sent once more, to another.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -110,6 +112,8 @@ impl VhostServer {
         } else {
             Some(body)
         };
+        let idempotent = is_idempotent(&parts.method);
+        let mut resent = false;
         let mut tried = Vec::new();
         while let Some(backend) = pool.pick(&tried, Instant::now()) {
             tried.push(backend.addr);
@@ -144,6 +148,13 @@ impl VhostServer {
                     self.proxy.counted_retry();
                     tracing::debug!(backend = %backend.addr, %error, "backend refused; trying another");
                 }
+                // Any other error came before an answer: the backend took the request and
+                // failed or closed. Sending it again is safe only when doing it twice is.
+                Err(error) if idempotent && !had_body && !resent => {
+                    resent = true;
+                    self.proxy.counted_retry();
+                    tracing::debug!(backend = %backend.addr, %error, "backend closed without answering; sent to another");
+                }
                 Err(error) => {
                     tracing::debug!(backend = %backend.addr, %error, "backend failed");
                     return plain(StatusCode::BAD_GATEWAY, "the backend failed to answer\n");
@@ -156,6 +167,14 @@ impl VhostServer {
             format!("no backend of '{host}' is reachable\n"),
         )
     }
+}
+
+/// RFC 9110's idempotent methods: the same request twice has the effect of once.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 fn plain(status: StatusCode, text: impl Into<String>) -> Response<ResponseBody> {
@@ -199,6 +218,94 @@ fn forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Cluster;
+    use crate::proxy::{HostCache, start_workers};
+    use crate::routes::{Balance, Groups, Routes};
+    use std::net::IpAddr;
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A backend that reads each request and then either answers `ok` or closes without a
+    /// word, as a task does that stops while a request reaches it.
+    async fn backend(answers: bool) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    if answers {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await;
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    async fn ask(port: u16, method: &str) -> String {
+        let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let request = format!("{method} / HTTP/1.1\r\nHost: svc.test\r\nConnection: close\r\n\r\n");
+        client.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        let _ = client.read_to_string(&mut answer).await;
+        answer
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_request_a_backend_drops_is_sent_to_another() {
+        let (silent, answering) = (backend(false).await, backend(true).await);
+        let mut cluster = Cluster::default();
+        let doc = serde_json::json!({"apps": [{"id": "/app", "portDefinitions": [{"port": 10080}],
+            "labels": {"HAPROXY_0_VHOST": "svc.test"},
+            "tasks": [
+                {"id": "a", "host": "127.0.0.1", "ports": [silent], "state": "TASK_RUNNING"},
+                {"id": "b", "host": "127.0.0.1", "ports": [answering], "state": "TASK_RUNNING"}]}]});
+        cluster
+            .load_snapshot(doc.to_string().as_bytes())
+            .expect("snapshot");
+        let routes = Routes::of(&cluster, &Groups::default());
+        let shutdown = CancellationToken::new();
+        let proxy = Proxy::new(
+            IpAddr::from([127, 0, 0, 1]),
+            Balance::RoundRobin,
+            Some(start_workers(1, &shutdown).expect("workers")),
+            shutdown.clone(),
+        );
+        let addresses = HostCache::default().resolve(&routes).await;
+        proxy.update(&routes, &addresses).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(VhostServer::new(proxy.clone()).serve(listener, shutdown.clone()));
+
+        for _ in 0..4 {
+            let answer = ask(port, "GET").await;
+            assert!(
+                answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"),
+                "{answer}"
+            );
+        }
+        assert!(proxy.counters.retries.load(Ordering::Relaxed) >= 1);
+        // Not a POST: the backend may have acted on it before it closed.
+        let answers: Vec<String> =
+            futures_util::future::join_all((0..4).map(|_| ask(port, "POST"))).await;
+        assert!(
+            answers.iter().any(|a| a.starts_with("HTTP/1.1 502")),
+            "{answers:?}"
+        );
+        shutdown.cancel();
+    }
 
     #[test]
     fn hop_by_hop_headers_are_dropped() {
