@@ -11,6 +11,10 @@ One run, one machine, the same backends for both proxies:
   - route changes: the delay from a task's status event (read from /v2/events) to the proxy
     routing to it (TASK_RUNNING) or no longer routing to it (TASK_KILLING), and failed requests
     while tasks come and go;
+  - planned kills: an app of 3 `python3 -m http.server` tasks (which exit at once on SIGTERM)
+    with an HTTP health check, reached with a new connection per request while its tasks are
+    killed one by one and replaced: failed requests of at least 4,000, and how long a kill
+    takes, with the agent's drain delay and with none (the app's AGORA_KILL_DRAIN_SECONDS=0);
   - DNS: queries per second per core of CPU the agora process used (dnsperf), and the delay from
     a task's TASK_RUNNING event to its name resolving.
 
@@ -41,9 +45,8 @@ LEASTCONN_PORT = 18501
 ROUNDROBIN_PORT = 18502
 PACKAGES = {"wrk": "wrk", "haproxy": "haproxy", "nginx": "nginx-light", "dnsperf": "dnsperf"}
 
-# nginx answering its own port number on $PORT0, one worker; on SIGTERM the shell keeps it
-# serving for a second (so routes change first), then stops it gracefully (SIGQUIT finishes
-# open requests).
+# nginx answering its own port number on $PORT0, one worker; on SIGTERM the shell stops it
+# gracefully (SIGQUIT finishes open requests), as `nginx -s quit` does.
 NGINX_TASK = r"""cat > nginx.conf <<EOF
 worker_processes 1;
 pid $PWD/nginx.pid;
@@ -58,7 +61,7 @@ EOF
 # Its own session: the executor's SIGTERM to the task's process group reaches the shell only.
 setsid nginx -p "$PWD" -c "$PWD/nginx.conf" -g 'daemon off;' &
 pid=$!
-trap 'sleep 1; kill -QUIT $pid' TERM
+trap 'kill -QUIT $pid' TERM
 wait $pid
 wait $pid"""
 
@@ -132,7 +135,7 @@ def http_get(port, host="127.0.0.1", errors=None):
                     break
                 data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
+        if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
             if errors is not None:
                 errors.append(f"answer {data[:80]!r}")
             return None
@@ -141,6 +144,48 @@ def http_get(port, host="127.0.0.1", errors=None):
         if errors is not None:
             errors.append(repr(error))
         return None
+
+
+def healthy(app, count):
+    """The app's task ids once `count` run, every one healthy, and no deployment is left."""
+    def check():
+        tasks = api("GET", f"/v2/apps/{app}/tasks")["tasks"]
+        ids = {t["id"] for t in tasks if t["state"] == "TASK_RUNNING"
+               and t.get("healthCheckResults") and t["healthCheckResults"][0]["alive"]}
+        if len(ids) == count == len(tasks) and not api("GET", "/v2/deployments"):
+            return ids
+        return None
+    return wait_for(f"{app} with {count} healthy tasks", check)
+
+
+def planned_kills(events, app, port, labels, least_requests=4000):
+    """Kills the tasks of a fresh app of 3 http.server tasks one by one (each replaced) while a
+    poller sends new-connection GETs through its service port, until at least `least_requests`
+    were sent. Returns (requests, failures, errors, kill times in ms: DELETE → TASK_KILLED)."""
+    api("POST", "/v2/apps", {
+        "id": f"/{app}", "cmd": "exec python3 -m http.server $PORT0 --bind 127.0.0.1",
+        "cpus": 0.1, "mem": 32, "instances": 3, "portDefinitions": [{"port": port}],
+        "labels": labels,
+        "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0,
+                          "gracePeriodSeconds": 30, "intervalSeconds": 1, "timeoutSeconds": 1,
+                          "maxConsecutiveFailures": 3}]})
+    tasks = healthy(app, 3)
+    poller = Poller(port)
+    poller.start()
+    kills = []
+    while len(kills) < 3 or poller.requests < least_requests:
+        victim = sorted(tasks)[0]
+        asked = time.monotonic()
+        api("DELETE", f"/v2/apps/{app}/tasks/{victim}")
+        kills.append((events.when(victim, "TASK_KILLED") - asked) * 1000)
+        def replaced(victim=victim):
+            now = healthy(app, 3)
+            return now if victim not in now else None
+        tasks = wait_for(f"{victim}'s replacement", replaced)
+    poller.stop.set()
+    poller.join()
+    api("DELETE", f"/v2/apps/{app}")
+    return poller.requests, poller.failures, poller.errors, kills
 
 
 def wrk(address, seconds, close):
@@ -318,7 +363,7 @@ def main():
             enter.append((seen - at) * 1000)
             api("DELETE", f"/v2/apps/bench/tasks/{new_task}?scale=true")
             at = events.when(new_task, "TASK_KILLING")
-            time.sleep(0.8)  # the task still serves for a second after SIGTERM
+            events.when(new_task, "TASK_KILLED")  # after the drain: routes changed long since
             last = poller.last.get(str(new_port), at)
             leave.append(max(0.0, (last - at) * 1000))
             settled("bench", 3)
@@ -330,6 +375,18 @@ def main():
         print(f"| TASK_KILLING event → no longer routed | {median(leave):.1f} | {max(leave):.1f} |")
         print(f"\n{poller.requests} requests while 5 tasks started and were killed: "
               f"{poller.failures} failed{': ' + '; '.join(poller.errors[:5]) if poller.errors else ''}.")
+
+        print("\n## Planned kills (http.server tasks that exit at once on SIGTERM)\n")
+        print("| drain | requests | failed | kill: DELETE → TASK_KILLED, median ms | max ms |")
+        print("|---|---|---|---|---|")
+        for name, port, labels, drain in (("kill", 18503, {}, "agent's default (--kill-drain)"),
+                                          ("kill-nodrain", 18504, {"AGORA_KILL_DRAIN_SECONDS": "0"},
+                                           "none (AGORA_KILL_DRAIN_SECONDS=0)")):
+            requests, failures, errors, kills = planned_kills(events, name, port, labels)
+            print(f"| {drain} | {requests} | {failures} | {median(kills):.0f} | {max(kills):.0f} |",
+                  flush=True)
+            if errors:
+                print(f"  errors: {'; '.join(errors[:5])}", flush=True)
 
         print("\n## DNS\n")
         delays = []

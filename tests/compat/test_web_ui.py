@@ -167,7 +167,9 @@ def test_an_app_is_deployed_scaled_restarted_and_destroyed_through_the_ui(agora,
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
         now = {t["id"] for t in app_tasks(agora, "/hello") if t["state"] == "TASK_RUNNING"}
-        if len(now) == 2 and not (now & before):
+        # Done when the deployment is: the old instances are still being killed (each drains
+        # for a second first) after the new ones run.
+        if len(now) == 2 and not (now & before) and not agora.get_json("/v2/deployments"):
             break
         time.sleep(0.2)
     else:

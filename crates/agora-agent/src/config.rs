@@ -6,6 +6,10 @@ use std::time::Duration;
 use agora_api::mesos::Attribute;
 use agora_types::{Range, Resource, Resources};
 
+/// `--kill-drain`'s default: well above what a route change takes to reach the proxies of a
+/// cluster (BENCHMARKS.md, "Planned kills"), short beside a kill's grace period.
+pub const DEFAULT_KILL_DRAIN: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
     /// The master's `host:port`.
@@ -26,6 +30,9 @@ pub struct AgentConfig {
     pub launcher: bool,
     /// SIGTERM → SIGKILL grace period when a kill policy gives none.
     pub default_kill_grace: Duration,
+    /// TASK_KILLING → SIGTERM for a task with ports, so that service proxies stop sending it
+    /// connections first; a task's `AGORA_KILL_DRAIN_SECONDS` label overrides it.
+    pub kill_drain: Duration,
     /// Time for an executor to subscribe before it is destroyed (Mesos: 1 min).
     pub executor_registration_timeout: Duration,
     /// Time for a recovered executor to re-subscribe after an agent restart (Mesos: 15 min).
@@ -161,6 +168,7 @@ impl AgentConfig {
             executor_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("agora")),
             launcher: true,
             default_kill_grace: Duration::from_secs(3),
+            kill_drain: DEFAULT_KILL_DRAIN,
             executor_registration_timeout: Duration::from_secs(60),
             recovery_timeout: Duration::from_secs(15 * 60),
             executor_shutdown_grace: Duration::from_secs(5),

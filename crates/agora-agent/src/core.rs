@@ -933,6 +933,14 @@ impl Agent {
             ),
             ("MESOS_SUBSCRIPTION_BACKOFF_MAX", "2secs".to_owned()),
             (
+                crate::command_executor::KILL_GRACE_ENV,
+                format!("{}secs", self.config.default_kill_grace.as_secs_f64()),
+            ),
+            (
+                crate::command_executor::KILL_DRAIN_ENV,
+                format!("{}secs", self.config.kill_drain.as_secs_f64()),
+            ),
+            (
                 crate::command_executor::CONTAINER_ID_ENV,
                 executor.container_id.clone(),
             ),

@@ -591,6 +591,11 @@ pub struct ExecutorInfo {
     pub labels: Option<Value>,
 }
 
+/// A task's drain delay in seconds, as a label of its TaskInfo: between TASK_KILLING and its
+/// signal, agora's executor lets the route change reach the service proxies. The services
+/// framework copies it from an app's labels.
+pub const KILL_DRAIN_LABEL: &str = "AGORA_KILL_DRAIN_SECONDS";
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskInfo {
     pub name: String,

@@ -12,8 +12,8 @@ use agora_api::marathon::container;
 use agora_api::marathon::path::safe_name;
 use agora_api::marathon::time::format_millis;
 use agora_api::mesos::{
-    Capability, CommandInfo, Environment, EnvironmentVariable, FrameworkInfo, Id, ResourceFormat,
-    TaskInfo, from_resources,
+    Capability, CommandInfo, Environment, EnvironmentVariable, FrameworkInfo, Id, KILL_DRAIN_LABEL,
+    ResourceFormat, TaskInfo, from_resources,
 };
 use agora_api::scheduler::{Event, Offer};
 use agora_client::Scheduler;
@@ -392,6 +392,16 @@ async fn handle_offers(
 }
 
 /// The TaskInfo of one instance, with Marathon's environment.
+/// The TaskInfo's labels: the app's version, and what the executor reads of the app's labels.
+fn task_labels(app: &App) -> serde_json::Value {
+    let mut labels =
+        vec![serde_json::json!({"key": "MARATHON_APP_VERSION", "value": app.version()})];
+    if let Some(drain) = app.definition.labels.get(KILL_DRAIN_LABEL) {
+        labels.push(serde_json::json!({"key": KILL_DRAIN_LABEL, "value": drain}));
+    }
+    serde_json::json!({ "labels": labels })
+}
+
 fn task_info(app: &App, offer: &Offer, matched: &agora_plan::offer_match::Matched) -> TaskInfo {
     let definition = &app.definition;
     let task_id = format!("{}.{}", safe_name(&definition.id), uuid::Uuid::new_v4());
@@ -513,9 +523,7 @@ fn task_info(app: &App, offer: &Offer, matched: &agora_plan::offer_match::Matche
             .container
             .as_ref()
             .map(|c| container::to_mesos(c, &matched.host_ports)),
-        labels: Some(
-            serde_json::json!({"labels": [{"key": "MARATHON_APP_VERSION", "value": app.version()}]}),
-        ),
+        labels: Some(task_labels(app)),
         health_check: definition
             .health_checks
             .first()

@@ -106,6 +106,7 @@ fn agent_config(
     config.status_update_retry = options.status_update_retry;
     config.executor_registration_timeout = options.executor_registration_timeout;
     config.default_kill_grace = options.kill_grace;
+    config.kill_drain = options.kill_drain;
     config.isolation = options.isolation;
     config.cgroups_cfs_quota = options.cgroups_enable_cfs;
     config.cgroups_favor_dynmods = options.cgroups_favor_dynmods;

@@ -33,8 +33,14 @@ async fn steady_traffic_survives_kills_and_scaling() {
     let traffic = Traffic::start("127.0.0.1:18201", "web");
     answered_by(&traffic, &tasks).await;
 
-    // Kill the tasks one by one; each is replaced, and the traffic never notices.
-    for victim in tasks.clone() {
+    // Kill tasks one by one, each replaced, until at least 4,000 requests went through
+    // meanwhile. The servers exit at once on SIGTERM: only the drain between TASK_KILLING
+    // and the signal keeps a request from reaching one that is gone.
+    let before = traffic.answered();
+    let mut kills = 0;
+    while kills < 3 || traffic.answered() - before < 4000 {
+        let victim = tasks.iter().next().cloned().unwrap();
+        kills += 1;
         let (status, body) = marathon
             .send(
                 Method::DELETE,
@@ -71,7 +77,7 @@ async fn steady_traffic_survives_kills_and_scaling() {
         "failed requests: {:?}",
         tally.failures
     );
-    assert!(tally.ok > 100, "too little traffic to tell: {}", tally.ok);
+    assert!(tally.ok >= 4000, "too little traffic to tell: {}", tally.ok);
 
     // The proxy serves what `/v2/tasks` lists for the port.
     let text = marathon.tasks_text().await;
@@ -357,4 +363,105 @@ async fn virtual_hosts_route_by_host_on_the_shared_port() {
     .await;
     // Same backend connection (its port is in the answer), so the same proxied connection.
     assert_eq!(direct(kept).await, before);
+}
+
+/// Prints when SIGTERM reaches it (epoch nanoseconds), then exits.
+const TERM_REPORTER: &str =
+    r#"trap 'echo "TERM $(date +%s%N)"; exit 0' TERM; while :; do sleep 0.05; done"#;
+
+fn epoch_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Kills the app's one task (without a replacement) and returns how long after the kill
+/// SIGTERM reached it; meanwhile the task is TASK_KILLING.
+async fn signal_delay(up: &Process, marathon: &Marathon, app: &str) -> Duration {
+    let task = wait_until(Duration::from_secs(30), "the task running", || async {
+        let tasks = marathon.tasks(app).await;
+        let task = tasks.first()?;
+        (task["state"] == "TASK_RUNNING").then(|| task["id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    let killed_at = epoch_nanos();
+    let (status, body) = marathon
+        .send(
+            Method::DELETE,
+            &format!("/v2/apps{app}/tasks/{task}?scale=true"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stdout = wait_until(Duration::from_secs(20), "SIGTERM", || async {
+        let out = try_task_stdout(&up.address(), &task).await?;
+        out.contains("TERM ").then_some(out)
+    })
+    .await;
+    let term: u128 = stdout
+        .split("TERM ")
+        .nth(1)
+        .and_then(|rest| rest.trim().parse().ok())
+        .expect("a time");
+    Duration::from_nanos((term.saturating_sub(killed_at)) as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_task_gets_its_signal_after_the_drain_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = proxied_up(dir.path(), 32400, &["--kill-drain", "0s"]);
+    let marathon = Marathon::new(&up.address());
+    let app = |id: &str, port: u16, labels: Value| {
+        json!({"id": id, "cmd": TERM_REPORTER, "cpus": 0.1, "mem": 32, "instances": 1,
+            "portDefinitions": [{"port": port}], "labels": labels})
+    };
+    let (status, body) = marathon
+        .send(
+            Method::POST,
+            "/v2/apps",
+            Some(app(
+                "/bad",
+                18241,
+                json!({"AGORA_KILL_DRAIN_SECONDS": "soon"}),
+            )),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("AGORA_KILL_DRAIN_SECONDS"),
+        "{body}"
+    );
+
+    // The app's label: three seconds between TASK_KILLING and SIGTERM.
+    marathon
+        .create(app(
+            "/slow",
+            18242,
+            json!({"AGORA_KILL_DRAIN_SECONDS": "3"}),
+        ))
+        .await;
+    let killing = tokio::spawn({
+        let marathon = Marathon::new(&up.address());
+        async move {
+            wait_until(Duration::from_secs(30), "TASK_KILLING", || async {
+                let tasks = marathon.tasks("/slow").await;
+                tasks
+                    .iter()
+                    .any(|t| t["state"] == "TASK_KILLING")
+                    .then_some(())
+            })
+            .await
+        }
+    });
+    let delay = signal_delay(&up, &marathon, "/slow").await;
+    killing.await.unwrap();
+    assert!(
+        delay >= Duration::from_secs(3) && delay < Duration::from_secs(6),
+        "{delay:?}"
+    );
+    // The agent's --kill-drain (0 s here) for an app without the label.
+    marathon.create(app("/quick", 18243, json!({}))).await;
+    let delay = signal_delay(&up, &marathon, "/quick").await;
+    assert!(delay < Duration::from_millis(2500), "{delay:?}");
 }

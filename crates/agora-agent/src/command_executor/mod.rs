@@ -19,13 +19,17 @@ use tokio::sync::mpsc;
 
 use agora_api::executor::{Call, Event, Message, Subscribe, UnacknowledgedUpdate, Update};
 use agora_api::health::HealthCheck;
-use agora_api::mesos::{FrameworkInfo, Id, TaskInfo, TaskStatus, encode_bytes};
+use agora_api::mesos::{FrameworkInfo, Id, KILL_DRAIN_LABEL, TaskInfo, TaskStatus, encode_bytes};
 use agora_api::recordio;
 use agora_types::TaskState;
 
 use crate::process::signal_group;
 
 const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+/// The agent's `--kill-grace`: SIGTERM to SIGKILL, for a task whose kill names none.
+pub(crate) const KILL_GRACE_ENV: &str = "AGORA_KILL_GRACE";
+/// The agent's `--kill-drain`: TASK_KILLING to SIGTERM, for a task that may be in a proxy.
+pub(crate) const KILL_DRAIN_ENV: &str = "AGORA_KILL_DRAIN";
 /// Set when the agent serves TLS: its certificate (PEM), which the executor trusts alone.
 pub(crate) const AGENT_CERT_ENV: &str = "AGORA_AGENT_TLS_CERT";
 
@@ -51,6 +55,8 @@ struct Settings {
     socket: Option<PathBuf>,
     /// The executor's secret, sent with every call so that nothing else can speak for it.
     token: Option<String>,
+    kill_grace: Duration,
+    kill_drain: Duration,
 }
 
 impl Settings {
@@ -72,6 +78,14 @@ impl Settings {
             agent_cert: std::env::var(AGENT_CERT_ENV).ok(),
             socket: std::env::var_os(DOMAIN_SOCKET_ENV).map(PathBuf::from),
             token: std::env::var(crate::executor_auth::TOKEN_ENV).ok(),
+            kill_grace: std::env::var(KILL_GRACE_ENV)
+                .ok()
+                .and_then(|text| duration::parse(&text))
+                .unwrap_or(DEFAULT_KILL_GRACE),
+            kill_drain: std::env::var(KILL_DRAIN_ENV)
+                .ok()
+                .and_then(|text| duration::parse(&text))
+                .unwrap_or(Duration::ZERO),
         })
     }
 }
@@ -132,6 +146,11 @@ enum Input {
     },
     KillTimeout {
         task_id: String,
+    },
+    /// A killed task's drain delay is over: it gets its signal now.
+    Drained {
+        task_id: String,
+        grace: Duration,
     },
     ContainerStarted {
         task_id: String,
@@ -268,6 +287,7 @@ pub async fn run() -> Result<i32, String> {
                 signal,
             }) => executor.task_exited(&task_id, code, signal).await,
             Some(Input::KillTimeout { task_id }) => executor.kill_timeout(&task_id),
+            Some(Input::Drained { task_id, grace }) => executor.signal_kill(&task_id, grace),
             Some(Input::ContainerStarted { task_id, started }) => {
                 executor.container_started(&task_id, started).await
             }
@@ -609,11 +629,16 @@ impl Executor {
         }
     }
 
+    /// A planned kill. As Mesos' command executor, TASK_KILLING goes out first (to a framework
+    /// that understands it); then, for a task with ports, the signal waits out a drain delay
+    /// so that the route change reaches every service proxy before the task stops serving.
     async fn kill(&mut self, task_id: &str, grace: Option<Duration>) {
         let killing_state = self
             .framework
             .as_ref()
             .is_some_and(|f| f.has_capability("TASK_KILLING_STATE"));
+        let default_grace = self.settings.kill_grace;
+        let default_drain = self.settings.kill_drain;
         let Some(task) = self.tasks.get_mut(task_id) else {
             return;
         };
@@ -630,38 +655,54 @@ impl Executor {
                     .and_then(|p| p.grace_period.as_ref())
                     .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
             })
-            .unwrap_or(DEFAULT_KILL_GRACE);
-        if let Some(container) = task.docker.clone() {
-            if killing_state {
-                self.update(task_id, TaskState::Killing, None, None).await;
-            }
+            .unwrap_or(default_grace);
+        if task.docker.is_none() && task.pid.is_none() {
+            self.update(
+                task_id,
+                TaskState::Killed,
+                Some("Killed before it started".into()),
+                None,
+            )
+            .await;
+            return;
+        }
+        let drain = if killing_state {
+            drain_delay(&task.info, default_drain)
+        } else {
+            Duration::ZERO
+        };
+        if killing_state {
+            self.update(task_id, TaskState::Killing, None, None).await;
+        }
+        if drain.is_zero() {
+            self.signal_kill(task_id, grace);
+            return;
+        }
+        let inputs = self.inputs.clone();
+        let task_id = task_id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(drain).await;
+            let _ = inputs.send(Input::Drained { task_id, grace });
+        });
+    }
+
+    /// SIGTERM (or `docker stop`) to a task being killed, then SIGKILL after `grace`.
+    fn signal_kill(&mut self, task_id: &str, grace: Duration) {
+        let Some(task) = self.tasks.get(task_id).filter(|t| !t.state.is_terminal()) else {
+            return;
+        };
+        if let Some(container) = &task.docker {
             container.stop(grace);
             return;
         }
-        match task.pid {
-            Some(pid) => {
-                // As Mesos' command executor: KILLING goes out first, so whoever routes to
-                // the task (a service proxy) can stop before the task starts shutting down.
-                if killing_state {
-                    self.update(task_id, TaskState::Killing, None, None).await;
-                }
-                signal_group(pid, Signal::SIGTERM);
-                let inputs = self.inputs.clone();
-                let id = task_id.to_owned();
-                tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    let _ = inputs.send(Input::KillTimeout { task_id: id });
-                });
-            }
-            None => {
-                self.update(
-                    task_id,
-                    TaskState::Killed,
-                    Some("Killed before it started".into()),
-                    None,
-                )
-                .await;
-            }
+        if let Some(pid) = task.pid {
+            signal_group(pid, Signal::SIGTERM);
+            let inputs = self.inputs.clone();
+            let id = task_id.to_owned();
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                let _ = inputs.send(Input::KillTimeout { task_id: id });
+            });
         }
     }
 
@@ -965,4 +1006,72 @@ fn spawn_task(
             .stderr(Stdio::from(stderr));
     }
     process.spawn()
+}
+/// How long a killed task keeps serving after TASK_KILLING: its `AGORA_KILL_DRAIN_SECONDS`
+/// label, else the agent's `--kill-drain`; none for a task without ports (no proxy routes to
+/// it).
+fn drain_delay(info: &TaskInfo, default: Duration) -> Duration {
+    let has_ports = info
+        .resources
+        .iter()
+        .any(|r| r.name == "ports" && r.ranges.as_ref().is_some_and(|r| !r.range.is_empty()));
+    if !has_ports {
+        return Duration::ZERO;
+    }
+    let own = info
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get("labels"))
+        .and_then(|labels| labels.as_array())
+        .and_then(|labels| {
+            labels
+                .iter()
+                .find(|label| label.get("key").and_then(|k| k.as_str()) == Some(KILL_DRAIN_LABEL))
+        })
+        .and_then(|label| label.get("value").and_then(|v| v.as_str()))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
+    own.unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task(resources: serde_json::Value, labels: serde_json::Value) -> TaskInfo {
+        serde_json::from_value(json!({"name": "t", "task_id": {"value": "t"},
+            "agent_id": {"value": "a"}, "resources": resources, "labels": labels}))
+        .expect("task info")
+    }
+
+    #[test]
+    fn a_task_with_ports_drains_by_its_label_or_the_agents_default() {
+        let ports = json!([{"name": "ports", "type": "RANGES",
+            "ranges": {"range": [{"begin": 31000, "end": 31000}]}}]);
+        let cpus = json!([{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}]);
+        let label = |value: &str| json!({"labels": [{"key": KILL_DRAIN_LABEL, "value": value}]});
+        let default = Duration::from_secs(1);
+        assert_eq!(
+            drain_delay(&task(ports.clone(), json!(null)), default),
+            default
+        );
+        assert_eq!(
+            drain_delay(&task(ports.clone(), label("2.5")), default),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            drain_delay(&task(ports.clone(), label("0")), default),
+            Duration::ZERO
+        );
+        // Unreadable: the agent's default (the API refused it already; a framework's own
+        // TaskInfo may carry anything).
+        assert_eq!(drain_delay(&task(ports, label("-3")), default), default);
+        // No ports: no proxy routes to it, nothing to wait for.
+        assert_eq!(
+            drain_delay(&task(cpus, label("5")), default),
+            Duration::ZERO
+        );
+    }
 }

@@ -778,6 +778,8 @@ impl AppDefinition {
 /// Marathon keeps counts and seconds in 32-bit ints; larger values are refused, which also
 /// keeps every deadline computed from them far from overflowing.
 const MARATHON_INT_MAX: i64 = i32::MAX as i64;
+/// A drain delay longer than this is a mistake (a kill would wait an hour).
+const MAX_KILL_DRAIN_SECONDS: f64 = 3600.0;
 
 impl AppDefinition {
     /// Every count and number of seconds in the definition, at its JSON path.
@@ -835,6 +837,17 @@ impl AppDefinition {
     /// `HAPROXY_*`): a newline or any control character would let a label write directives of
     /// its own, and a virtual host is a host name.
     fn validate_balancer_labels(&self, v: &mut Violations) {
+        if let Some(drain) = self.labels.get(crate::mesos::KILL_DRAIN_LABEL)
+            && !drain
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|seconds| (0.0..=MAX_KILL_DRAIN_SECONDS).contains(&seconds))
+        {
+            v.add(
+                format!("/labels/{}", crate::mesos::KILL_DRAIN_LABEL),
+                format!("must be a number of seconds from 0 to {MAX_KILL_DRAIN_SECONDS}"),
+            );
+        }
         for (key, value) in &self.labels {
             if !key.starts_with("HAPROXY_") {
                 continue;
@@ -998,6 +1011,28 @@ mod tests {
                 "/labels/HAPROXY_GROUP"
             ]
         );
+    }
+
+    #[test]
+    fn a_drain_label_is_a_number_of_seconds() {
+        let violations = |value: &str| {
+            parse(json!({"id": "web", "cmd": "x", "labels": {"AGORA_KILL_DRAIN_SECONDS": value}}))
+                .validate()
+                .into_vec()
+                .into_iter()
+                .map(|v| v.path)
+                .collect::<Vec<_>>()
+        };
+        for good in ["0", "1.5", " 30 ", "3600"] {
+            assert!(violations(good).is_empty(), "{good}");
+        }
+        for bad in ["", "soon", "-1", "3601", "NaN", "inf", "1e9"] {
+            assert_eq!(
+                violations(bad),
+                ["/labels/AGORA_KILL_DRAIN_SECONDS"],
+                "{bad}"
+            );
+        }
     }
 
     #[test]

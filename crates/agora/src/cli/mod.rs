@@ -267,6 +267,11 @@ pub struct AgentOptions {
     /// Default SIGTERM→SIGKILL grace period for tasks
     #[arg(long, env = "AGORA_KILL_GRACE", default_value = "3s", value_parser = parse_duration)]
     pub kill_grace: Duration,
+    /// Time between telling the framework a task is being killed (TASK_KILLING) and signalling
+    /// it, for tasks with ports: service proxies stop routing to it first. An app's label
+    /// AGORA_KILL_DRAIN_SECONDS sets its own
+    #[arg(long, env = "AGORA_KILL_DRAIN", default_value = "1s", value_parser = parse_duration)]
+    pub kill_drain: Duration,
     /// Task isolation: auto (cgroups and pid/mount namespaces where the agent can use them),
     /// none, or the isolators required, comma-separated (cgroups, namespaces): an agent that
     /// cannot use one does not start
