@@ -5,7 +5,10 @@
 //!
 //! Reloads are hitless with HAProxy's master-worker mode (`haproxy -W`, reloaded by SIGUSR2)
 //! and the admin socket rendered with `expose-fd listeners`, which hands the listening
-//! sockets to the new worker.
+//! sockets to the new worker. A server that leaves (a task being killed drains meanwhile) is
+//! put in maintenance through that socket at once, without waiting for the next reload.
+
+use std::collections::BTreeSet;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -49,6 +52,29 @@ fn section_name(app_id: &str, port: u16) -> String {
     format!("{base}_{port}")
 }
 
+/// A task's server name in its backend.
+fn server_name(task_id: &str) -> String {
+    task_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Every (backend, server) the configuration of `routes` holds.
+fn servers(routes: &Routes) -> BTreeSet<(String, String)> {
+    routes
+        .ports
+        .iter()
+        .flat_map(|(port, route)| {
+            let backend = section_name(&route.app_id, *port);
+            route
+                .backends
+                .iter()
+                .map(move |b| (backend.clone(), server_name(&b.task_id)))
+        })
+        .collect()
+}
+
 fn server_lines(out: &mut String, route: &PortRoute, addresses: &HashMap<String, IpAddr>) {
     for backend in &route.backends {
         // HAProxy resolves names only at start: give it addresses.
@@ -56,11 +82,7 @@ fn server_lines(out: &mut String, route: &PortRoute, addresses: &HashMap<String,
             .get(&backend.host)
             .map(IpAddr::to_string)
             .unwrap_or_else(|| backend.host.clone());
-        let name: String = backend
-            .task_id
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        let name = server_name(&backend.task_id);
         let _ = writeln!(
             out,
             "    server {name} {host}:{} check inter 2s",
@@ -190,6 +212,9 @@ pub async fn run_bridge(
     ));
     let mut hosts = HostCache::default();
     let mut last_reload: Option<tokio::time::Instant> = None;
+    // The servers of the configuration HAProxy runs, and those already put in maintenance.
+    let mut installed: Option<BTreeSet<(String, String)>> = None;
+    let mut disabled = BTreeSet::new();
     // A one-off run gives up rather than wait for an unreachable master forever.
     let give_up = async {
         if config.once {
@@ -208,17 +233,27 @@ pub async fn run_bridge(
         if !view.borrow().synced {
             continue;
         }
-        // Take a burst of changes together, and keep to the reload rate.
-        let wait = last_reload
-            .map(|at| {
-                (at + config.min_reload_interval)
-                    .saturating_duration_since(tokio::time::Instant::now())
-            })
-            .unwrap_or_default()
-            .max(Duration::from_millis(50));
-        tokio::select! {
-            () = shutdown.cancelled() => break Err(BridgeError::Stopped),
-            () = tokio::time::sleep(wait) => {}
+        // Take a burst of changes together, and keep to the reload rate; meanwhile a server
+        // that leaves stops getting connections at once.
+        let until = last_reload
+            .map(|at| at + config.min_reload_interval)
+            .unwrap_or_else(tokio::time::Instant::now)
+            .max(tokio::time::Instant::now() + Duration::from_millis(50));
+        take_out_leaving(&config, &view, installed.as_ref(), &mut disabled).await;
+        let stopped = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break true,
+                () = tokio::time::sleep_until(until) => break false,
+                changed = view.changed() => {
+                    if changed.is_err() {
+                        break true;
+                    }
+                    take_out_leaving(&config, &view, installed.as_ref(), &mut disabled).await;
+                }
+            }
+        };
+        if stopped {
+            break Err(BridgeError::Stopped);
         }
         let current = view.borrow_and_update().clone();
         let routes = Routes::of(&current.cluster, &config.groups);
@@ -226,13 +261,20 @@ pub async fn run_bridge(
         let text = render(&routes, &addresses, &config.render);
         match install(&config, &text).await {
             Ok(true) => {
+                installed = Some(servers(&routes));
+                disabled.clear();
                 last_reload = Some(tokio::time::Instant::now());
                 tracing::info!(path = %config.config_path.display(), ports = routes.ports.len(), "haproxy configuration rewritten");
                 if let Err(error) = reload(&config).await {
                     tracing::error!(%error, "haproxy reload failed");
                 }
             }
-            Ok(false) => {}
+            Ok(false) => {
+                // HAProxy runs what the file says (the bridge restarted, or nothing changed).
+                if installed.is_none() {
+                    installed = Some(servers(&routes));
+                }
+            }
             Err(error) if config.once => break Err(error),
             Err(error) => tracing::error!(%error, "haproxy configuration not installed"),
         }
@@ -297,6 +339,65 @@ async fn check(binary: &str, path: &Path) -> Result<(), BridgeError> {
         }
         Err(error) => Err(BridgeError::Invalid(error.to_string())),
     }
+}
+
+/// A server of the running configuration that the cluster no longer routes to (its task is
+/// being killed, and gets its signal after a drain delay) is put in maintenance now, not at
+/// the next reload.
+async fn take_out_leaving(
+    config: &BridgeConfig,
+    view: &watch::Receiver<View>,
+    installed: Option<&BTreeSet<(String, String)>>,
+    disabled: &mut BTreeSet<(String, String)>,
+) {
+    let (Some(socket), Some(running)) = (&config.render.admin_socket, installed) else {
+        return;
+    };
+    let wanted = servers(&Routes::of(&view.borrow().cluster, &config.groups));
+    let leaving: Vec<(String, String)> = running
+        .difference(&wanted)
+        .filter(|server| !disabled.contains(*server))
+        .cloned()
+        .collect();
+    if leaving.is_empty() {
+        return;
+    }
+    match disable_servers(socket, &leaving).await {
+        Ok(()) => disabled.extend(leaving),
+        Err(error) => tracing::warn!(
+            %error,
+            socket = %socket.display(),
+            "cannot put leaving servers in maintenance; the next reload removes them"
+        ),
+    }
+}
+
+/// `set server <backend>/<server> state maint` for each, over HAProxy's admin socket: no new
+/// connection goes to them, the open ones finish.
+async fn disable_servers(socket: &Path, servers: &[(String, String)]) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let commands: Vec<String> = servers
+        .iter()
+        .map(|(backend, server)| format!("set server {backend}/{server} state maint"))
+        .collect();
+    let exchange = async {
+        let mut stream = tokio::net::UnixStream::connect(socket).await?;
+        stream
+            .write_all(format!("{}\n", commands.join("; ")).as_bytes())
+            .await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(2), exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 2 s"))??;
+    // HAProxy answers nothing for a command that worked, a reason for one that did not (a
+    // server a reload already removed, say): worth a note, not a failure.
+    if !answer.trim().is_empty() {
+        tracing::debug!(answer = answer.trim(), "haproxy on leaving servers");
+    }
+    Ok(())
 }
 
 async fn reload(config: &BridgeConfig) -> Result<(), BridgeError> {
@@ -371,6 +472,14 @@ mod tests {
         assert!(
             text.contains("use_backend prod_web_10001 if { hdr(host),field(1,:),lower -m str web.example.com }"),
             "{text}"
+        );
+        // The servers it holds, by the names the admin socket knows them by.
+        assert_eq!(
+            servers(&routes()),
+            BTreeSet::from([
+                ("db_10002".to_owned(), "db_1".to_owned()),
+                ("prod_web_10001".to_owned(), "prod_web_1".to_owned()),
+            ])
         );
         // Stable: the same routes give the same bytes.
         assert_eq!(text, render(&routes(), &addresses, &options));

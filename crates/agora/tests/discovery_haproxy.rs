@@ -1,7 +1,8 @@
 //! The HAProxy bridge with real HAProxy (Debian's package): `agora lb haproxy` renders a
 //! configuration that `haproxy -c` accepts, HAProxy in master-worker mode serves the app on its
-//! service port, and a scale-up rewrites the configuration and reloads HAProxy with no failed
-//! request.
+//! service port, a scale-up rewrites the configuration and reloads HAProxy with no failed
+//! request, and a server whose task is being killed is put in maintenance through the admin
+//! socket before the task's signal, without waiting for a reload.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
 
@@ -67,21 +68,17 @@ fn server_lines(config: &Path) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn haproxy_serves_the_app_and_survives_a_scale_up() {
-    let dir = tempfile::tempdir().unwrap();
-    // HAProxy takes the service port: the built-in proxy stays off.
-    let up = start_up(
-        dir.path(),
-        &["--resources", &resources(32200), "--proxy-bind", "off"],
-    );
-    let marathon = Marathon::new(&up.address());
-    marathon.create(web_app("/hap", 18301, 2)).await;
-    let tasks = healthy(&marathon, "/hap", 2).await;
-
-    let config = dir.path().join("haproxy.cfg");
-    let pid_file = dir.path().join("haproxy.pid");
-    let _bridge = Group::spawn(
+/// The bridge (reloads at most once per `interval`) and HAProxy in master-worker mode, once the
+/// configuration has `servers` servers; returns them and the configuration's path.
+async fn bridge_and_haproxy(
+    up: &Process,
+    dir: &Path,
+    interval: &str,
+    servers: usize,
+) -> (Group, Group, std::path::PathBuf) {
+    let config = dir.join("haproxy.cfg");
+    let pid_file = dir.join("haproxy.pid");
+    let bridge = Group::spawn(
         Command::new(BIN)
             .args(["lb", "haproxy", "--master", &up.address()])
             .arg("--config")
@@ -89,19 +86,19 @@ async fn haproxy_serves_the_app_and_survives_a_scale_up() {
             .arg("--reload-cmd")
             .arg(format!("kill -USR2 $(cat {})", pid_file.display()))
             .arg("--admin-socket")
-            .arg(dir.path().join("admin.sock"))
+            .arg(dir.join("admin.sock"))
             .args(["--stats", "none", "--http-port", "0", "--bind", "127.0.0.1"])
-            .args(["--min-reload-interval", "200ms"])
+            .args(["--min-reload-interval", interval])
             .env("AGORA_LOG", "warn"),
     );
     wait_until(
         Duration::from_secs(10),
         "the bridge's configuration",
-        || async { (server_lines(&config) == 2).then_some(()) },
+        || async { (server_lines(&config) == servers).then_some(()) },
     )
     .await;
     haproxy_check(&config);
-    let _haproxy = Group::spawn(
+    let haproxy = Group::spawn(
         Command::new("haproxy")
             .arg("-W")
             .arg("-f")
@@ -114,6 +111,96 @@ async fn haproxy_serves_the_app_and_survives_a_scale_up() {
         pid_file.exists().then_some(())
     })
     .await;
+    (bridge, haproxy, config)
+}
+
+/// `show servers state` over the admin socket: (server name, admin state) of every server.
+fn server_states(socket: &Path) -> Vec<(String, u32)> {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return Vec::new();
+    };
+    stream.write_all(b"show servers state\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    // Fields: be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state …
+    answer
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            Some((fields.get(3)?.to_string(), fields.get(6)?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_leaves_is_in_maintenance_before_its_task_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = start_up(
+        dir.path(),
+        &["--resources", &resources(32450), "--proxy-bind", "off"],
+    );
+    let marathon = Marathon::new(&up.address());
+    marathon.create(web_app("/hapkill", 18311, 2)).await;
+    let tasks = healthy(&marathon, "/hapkill", 2).await;
+    // No reload for a minute: only the admin socket can take the server out in time.
+    let (_bridge, _haproxy, _) = bridge_and_haproxy(&up, dir.path(), "60s", 2).await;
+    let socket = dir.path().join("admin.sock");
+    let traffic = Traffic::start("127.0.0.1:18311", "hapkill");
+    answered_by(&traffic, &tasks).await;
+
+    let victim = tasks.iter().next().unwrap().clone();
+    let (status, body) = marathon
+        .send(
+            Method::DELETE,
+            &format!("/v2/apps/hapkill/tasks/{victim}?scale=true"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let server = victim.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    wait_until(
+        Duration::from_secs(5),
+        "the server in maintenance",
+        || async {
+            server_states(&socket)
+                .iter()
+                .any(|(name, admin)| *name == server && admin & 1 == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    let still_killing = marathon
+        .tasks("/hapkill")
+        .await
+        .iter()
+        .any(|t| t["id"] == victim.as_str() && t["state"] == "TASK_KILLING");
+    assert!(still_killing, "in maintenance before the task's signal");
+    healthy(&marathon, "/hapkill", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tally = traffic.stop().await;
+    assert!(
+        tally.failures.is_empty(),
+        "failed requests: {:?}",
+        tally.failures
+    );
+    assert!(tally.ok > 50, "too little traffic to tell: {}", tally.ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_serves_the_app_and_survives_a_scale_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // HAProxy takes the service port: the built-in proxy stays off.
+    let up = start_up(
+        dir.path(),
+        &["--resources", &resources(32200), "--proxy-bind", "off"],
+    );
+    let marathon = Marathon::new(&up.address());
+    marathon.create(web_app("/hap", 18301, 2)).await;
+    let tasks = healthy(&marathon, "/hap", 2).await;
+
+    let (_bridge, _haproxy, config) = bridge_and_haproxy(&up, dir.path(), "200ms", 2).await;
 
     let traffic = Traffic::start("127.0.0.1:18301", "hap");
     answered_by(&traffic, &tasks).await;
