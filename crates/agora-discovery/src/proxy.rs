@@ -360,7 +360,7 @@ impl HostCache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::Cluster;
     use crate::routes::Groups;
@@ -384,16 +384,10 @@ mod tests {
         listener.local_addr().expect("address").port()
     }
 
-    #[tokio::test]
-    async fn refused_connections_are_retried_on_the_next_backend() {
-        let live = greeter().await;
-        let dead = refusing_port();
-        let service_port = refusing_port();
+    /// A round-robin proxy on 127.0.0.1 serving the routes of an `/apps?embed=apps.tasks`
+    /// document; cancel the token to stop it.
+    pub(crate) async fn proxy_for(doc: serde_json::Value) -> (Arc<Proxy>, CancellationToken) {
         let mut cluster = Cluster::default();
-        let doc = serde_json::json!({"apps": [{"id": "/app", "portDefinitions": [{"port": service_port}],
-            "tasks": [
-                {"id": "a", "host": "127.0.0.1", "ports": [dead], "state": "TASK_RUNNING"},
-                {"id": "b", "host": "127.0.0.1", "ports": [live], "state": "TASK_RUNNING"}]}]});
         cluster
             .load_snapshot(doc.to_string().as_bytes())
             .expect("snapshot");
@@ -405,9 +399,21 @@ mod tests {
             Some(start_workers(2, &shutdown).expect("workers")),
             shutdown.clone(),
         );
-        let mut hosts = HostCache::default();
-        let addresses = hosts.resolve(&routes).await;
+        let addresses = HostCache::default().resolve(&routes).await;
         proxy.update(&routes, &addresses).await;
+        (proxy, shutdown)
+    }
+
+    #[tokio::test]
+    async fn refused_connections_are_retried_on_the_next_backend() {
+        let live = greeter().await;
+        let dead = refusing_port();
+        let service_port = refusing_port();
+        let doc = serde_json::json!({"apps": [{"id": "/app", "portDefinitions": [{"port": service_port}],
+            "tasks": [
+                {"id": "a", "host": "127.0.0.1", "ports": [dead], "state": "TASK_RUNNING"},
+                {"id": "b", "host": "127.0.0.1", "ports": [live], "state": "TASK_RUNNING"}]}]});
+        let (proxy, shutdown) = proxy_for(doc).await;
         assert_eq!(proxy.listening(), vec![service_port]);
         for _ in 0..6 {
             let mut client = TcpStream::connect(("127.0.0.1", service_port))

@@ -218,10 +218,6 @@ fn forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Cluster;
-    use crate::proxy::{HostCache, start_workers};
-    use crate::routes::{Balance, Groups, Routes};
-    use std::net::IpAddr;
     use std::sync::atomic::Ordering;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -266,25 +262,12 @@ mod tests {
     #[tokio::test]
     async fn an_idempotent_request_a_backend_drops_is_sent_to_another() {
         let (silent, answering) = (backend(false).await, backend(true).await);
-        let mut cluster = Cluster::default();
         let doc = serde_json::json!({"apps": [{"id": "/app", "portDefinitions": [{"port": 10080}],
             "labels": {"HAPROXY_0_VHOST": "svc.test"},
             "tasks": [
                 {"id": "a", "host": "127.0.0.1", "ports": [silent], "state": "TASK_RUNNING"},
                 {"id": "b", "host": "127.0.0.1", "ports": [answering], "state": "TASK_RUNNING"}]}]});
-        cluster
-            .load_snapshot(doc.to_string().as_bytes())
-            .expect("snapshot");
-        let routes = Routes::of(&cluster, &Groups::default());
-        let shutdown = CancellationToken::new();
-        let proxy = Proxy::new(
-            IpAddr::from([127, 0, 0, 1]),
-            Balance::RoundRobin,
-            Some(start_workers(1, &shutdown).expect("workers")),
-            shutdown.clone(),
-        );
-        let addresses = HostCache::default().resolve(&routes).await;
-        proxy.update(&routes, &addresses).await;
+        let (proxy, shutdown) = crate::proxy::tests::proxy_for(doc).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("address").port();
         tokio::spawn(VhostServer::new(proxy.clone()).serve(listener, shutdown.clone()));

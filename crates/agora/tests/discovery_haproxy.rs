@@ -68,6 +68,24 @@ fn server_lines(config: &Path) -> usize {
         .count()
 }
 
+/// `agora up` (task ports from `first_port`; HAProxy takes the service ports, so the built-in
+/// proxy stays off) with `app`'s two web tasks healthy on `service_port`.
+async fn cluster_with_app(
+    dir: &Path,
+    first_port: u16,
+    app: &str,
+    service_port: u16,
+) -> (Process, Marathon, std::collections::BTreeSet<String>) {
+    let up = start_up(
+        dir,
+        &["--resources", &resources(first_port), "--proxy-bind", "off"],
+    );
+    let marathon = Marathon::new(&up.address());
+    marathon.create(web_app(app, service_port, 2)).await;
+    let tasks = healthy(&marathon, app, 2).await;
+    (up, marathon, tasks)
+}
+
 /// The bridge (reloads at most once per `interval`) and HAProxy in master-worker mode, once the
 /// configuration has `servers` servers; returns them and the configuration's path.
 async fn bridge_and_haproxy(
@@ -137,13 +155,7 @@ fn server_states(socket: &Path) -> Vec<(String, u32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_leaves_is_in_maintenance_before_its_task_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let up = start_up(
-        dir.path(),
-        &["--resources", &resources(32450), "--proxy-bind", "off"],
-    );
-    let marathon = Marathon::new(&up.address());
-    marathon.create(web_app("/hapkill", 18311, 2)).await;
-    let tasks = healthy(&marathon, "/hapkill", 2).await;
+    let (up, marathon, tasks) = cluster_with_app(dir.path(), 32450, "/hapkill", 18311).await;
     // No reload for a minute: only the admin socket can take the server out in time.
     let (_bridge, _haproxy, _) = bridge_and_haproxy(&up, dir.path(), "60s", 2).await;
     let socket = dir.path().join("admin.sock");
@@ -151,14 +163,7 @@ async fn a_server_that_leaves_is_in_maintenance_before_its_task_stops() {
     answered_by(&traffic, &tasks).await;
 
     let victim = tasks.iter().next().unwrap().clone();
-    let (status, body) = marathon
-        .send(
-            Method::DELETE,
-            &format!("/v2/apps/hapkill/tasks/{victim}?scale=true"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    marathon.kill_task("/hapkill", &victim, true).await;
     let server = victim.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
     wait_until(
         Duration::from_secs(5),
@@ -180,25 +185,13 @@ async fn a_server_that_leaves_is_in_maintenance_before_its_task_stops() {
     healthy(&marathon, "/hapkill", 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tally = traffic.stop().await;
-    assert!(
-        tally.failures.is_empty(),
-        "failed requests: {:?}",
-        tally.failures
-    );
-    assert!(tally.ok > 50, "too little traffic to tell: {}", tally.ok);
+    tally.assert_clean(50);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_serves_the_app_and_survives_a_scale_up() {
     let dir = tempfile::tempdir().unwrap();
-    // HAProxy takes the service port: the built-in proxy stays off.
-    let up = start_up(
-        dir.path(),
-        &["--resources", &resources(32200), "--proxy-bind", "off"],
-    );
-    let marathon = Marathon::new(&up.address());
-    marathon.create(web_app("/hap", 18301, 2)).await;
-    let tasks = healthy(&marathon, "/hap", 2).await;
+    let (up, marathon, tasks) = cluster_with_app(dir.path(), 32200, "/hap", 18301).await;
 
     let (_bridge, _haproxy, config) = bridge_and_haproxy(&up, dir.path(), "200ms", 2).await;
 
@@ -214,10 +207,5 @@ async fn haproxy_serves_the_app_and_survives_a_scale_up() {
     assert_eq!(server_lines(&config), 4);
     haproxy_check(&config);
     let tally = traffic.stop().await;
-    assert!(
-        tally.failures.is_empty(),
-        "failed requests: {:?}",
-        tally.failures
-    );
-    assert!(tally.ok > 50, "too little traffic to tell: {}", tally.ok);
+    tally.assert_clean(50);
 }

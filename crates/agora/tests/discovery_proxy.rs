@@ -41,14 +41,7 @@ async fn steady_traffic_survives_kills_and_scaling() {
     while kills < 3 || traffic.answered() - before < 4000 {
         let victim = tasks.iter().next().cloned().unwrap();
         kills += 1;
-        let (status, body) = marathon
-            .send(
-                Method::DELETE,
-                &format!("/v2/apps/web/tasks/{victim}"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
+        marathon.kill_task("/web", &victim, false).await;
         tasks = wait_until(Duration::from_secs(40), "a replacement", || async {
             let now = healthy(&marathon, "/web", 3).await;
             (!now.contains(&victim)).then_some(now)
@@ -72,12 +65,7 @@ async fn steady_traffic_survives_kills_and_scaling() {
     }
 
     let tally = traffic.stop().await;
-    assert!(
-        tally.failures.is_empty(),
-        "failed requests: {:?}",
-        tally.failures
-    );
-    assert!(tally.ok >= 4000, "too little traffic to tell: {}", tally.ok);
+    tally.assert_clean(4000);
 
     // The proxy serves what `/v2/tasks` lists for the port.
     let text = marathon.tasks_text().await;
@@ -386,14 +374,7 @@ async fn signal_delay(up: &Process, marathon: &Marathon, app: &str) -> Duration 
     })
     .await;
     let killed_at = epoch_nanos();
-    let (status, body) = marathon
-        .send(
-            Method::DELETE,
-            &format!("/v2/apps{app}/tasks/{task}?scale=true"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    marathon.kill_task(app, &task, true).await;
     let stdout = wait_until(Duration::from_secs(20), "SIGTERM", || async {
         let out = try_task_stdout(&up.address(), &task).await?;
         out.contains("TERM ").then_some(out)

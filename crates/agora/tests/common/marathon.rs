@@ -55,6 +55,13 @@ impl Marathon {
             .expect("text")
     }
 
+    /// Kills a task of `app` (an id with its leading `/`): replaced, or not when `scale`.
+    pub async fn kill_task(&self, app: &str, task: &str, scale: bool) {
+        let path = format!("/v2/apps{app}/tasks/{task}?scale={scale}");
+        let (status, body) = self.send(reqwest::Method::DELETE, &path, None).await;
+        assert_eq!(status, 200, "DELETE {path}: {body}");
+    }
+
     /// The app's tasks (none for an unknown app).
     pub async fn tasks(&self, app: &str) -> Vec<Value> {
         self.get(&format!("/v2/apps{app}/tasks")).await["tasks"]

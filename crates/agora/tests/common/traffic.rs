@@ -69,6 +69,22 @@ pub struct Tally {
     pub bodies: BTreeMap<String, u64>,
 }
 
+impl Tally {
+    /// No request failed, and at least `at_least` were answered (fewer tell nothing).
+    pub fn assert_clean(&self, at_least: u64) {
+        assert!(
+            self.failures.is_empty(),
+            "failed requests: {:?}",
+            self.failures
+        );
+        assert!(
+            self.ok >= at_least,
+            "too little traffic to tell: {} answered",
+            self.ok
+        );
+    }
+}
+
 /// Requests sent back to back until dropped or stopped.
 pub struct Traffic {
     tally: Arc<Mutex<Tally>>,
