@@ -83,20 +83,7 @@ impl ClientError {
     }
 }
 
-/// `10.0.0.5:5050` → `10.0.0.5`, `[::1]:5050` → `::1`: the host of an address (one without
-/// a port stays as it is; so does a bare IPv6 address, whose colons are not a port's).
-pub fn host_of(address: &str) -> &str {
-    if let Some(rest) = address.strip_prefix('[') {
-        return rest.split_once(']').map_or(address, |(host, _)| host);
-    }
-    if address.matches(':').count() > 1 {
-        return address;
-    }
-    address
-        .rsplit_once(':')
-        .filter(|(_, port)| port.parse::<u16>().is_ok())
-        .map_or(address, |(host, _)| host)
-}
+pub use agora_types::host_of;
 
 /// `host:port`, `http(s)://host:port` or `//host:port/path` → `http(s)://host:port`: a scheme
 /// given is kept, else https when `tls`.
@@ -137,14 +124,6 @@ mod tests {
             plain.server_message().as_deref(),
             Some("Expecting 'agent_id'")
         );
-    }
-
-    #[test]
-    fn hosts_of_addresses() {
-        assert_eq!(super::host_of("10.0.0.5:5050"), "10.0.0.5");
-        assert_eq!(super::host_of("master.example"), "master.example");
-        assert_eq!(super::host_of("[::1]:5050"), "::1");
-        assert_eq!(super::host_of("fe80::1"), "fe80::1");
     }
 
     #[test]

@@ -27,7 +27,7 @@ struct Named {
 
 /// A host (maybe with a port, as schedulers' hostnames sometimes are) as an address.
 async fn address(host: &str) -> Option<IpAddr> {
-    crate::resolve::lookup(crate::resolve::strip_port(host))
+    crate::resolve::lookup(agora_client::host_of(host))
         .await
         .ok()
         .flatten()

@@ -1,17 +1,8 @@
-//! Host names as discovery meets them (agents', schedulers', `Host` headers): a trailing
-//! `:port` dropped, and a lookup that prefers IPv4 (tasks mostly listen on IPv4 wildcards).
+//! Host names as discovery meets them (agents', schedulers', `Host` headers, their `:port`
+//! dropped by `agora_client::host_of`): a lookup that prefers IPv4 (tasks mostly listen on
+//! IPv4 wildcards).
 
 use std::net::IpAddr;
-
-/// `name:port` → `name`; an IPv6 literal or a name without a port is left as it is.
-pub(crate) fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
-            name
-        }
-        _ => host,
-    }
-}
 
 /// The address of `host` (an address itself, or a name looked up), IPv4 first.
 pub(crate) async fn lookup(host: &str) -> std::io::Result<Option<IpAddr>> {
@@ -29,12 +20,15 @@ pub(crate) async fn lookup(host: &str) -> std::io::Result<Option<IpAddr>> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ports_are_stripped_but_not_from_ipv6() {
-        assert_eq!(strip_port("web.example.com:8080"), "web.example.com");
-        assert_eq!(strip_port("127.0.0.1:5050"), "127.0.0.1");
-        assert_eq!(strip_port("[::1]:80"), "[::1]:80");
-        assert_eq!(strip_port("node-1"), "node-1");
+    #[tokio::test]
+    async fn an_ipv6_host_with_its_port_is_looked_up_as_its_address() {
+        assert_eq!(
+            lookup(agora_client::host_of("[::1]:80"))
+                .await
+                .ok()
+                .flatten(),
+            Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST))
+        );
     }
 
     #[tokio::test]

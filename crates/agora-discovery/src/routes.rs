@@ -118,7 +118,7 @@ fn label<'a>(app: &'a App, index: usize, name: &str) -> Option<&'a str> {
 
 /// Host names are matched case-insensitively and without a port.
 pub fn normalize_host(host: &str) -> String {
-    crate::resolve::strip_port(host.trim())
+    agora_client::host_of(host.trim())
         .trim_end_matches('.')
         .to_ascii_lowercase()
 }
@@ -255,6 +255,6 @@ mod tests {
     fn hosts_are_normalized() {
         assert_eq!(normalize_host("Web.Example.COM:8080"), "web.example.com");
         assert_eq!(normalize_host("web.example.com."), "web.example.com");
-        assert_eq!(normalize_host("[::1]:80"), "[::1]:80");
+        assert_eq!(normalize_host("[::1]:80"), "::1");
     }
 }

@@ -73,7 +73,7 @@ impl HostNames {
 
     /// Whether a `Host` header (a name or address, with or without a port) is one of ours.
     pub fn allows(&self, host: &str) -> bool {
-        let name = normalise(strip_port(host));
+        let name = normalise(agora_types::host_of(host));
         if name.is_empty() {
             return false;
         }
@@ -94,20 +94,6 @@ fn normalise(name: &str) -> String {
         .and_then(|rest| rest.strip_suffix(']'))
         .unwrap_or(name);
     name.to_ascii_lowercase()
-}
-
-/// `host:port` → `host`; `[::1]:80` → `[::1]`; a bare IPv6 address stays whole.
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(inside, _)| {
-            // Keep the brackets' content only; `normalise` takes the brackets off.
-            &host[..inside.len() + 1]
-        });
-    }
-    if host.matches(':').count() == 1 {
-        return host.split_once(':').map_or(host, |(name, _)| name);
-    }
-    host
 }
 
 /// Wraps every route of `router` in the gate. Bodies are limited here, by API
