@@ -32,7 +32,7 @@ async fn a_docker_app_serves_on_its_host_port_and_outlives_an_agent_restart() {
     let dir = temp_dir();
     let master = start_master(&path(&dir, "master"));
     let work_dir = path(&dir, "agent");
-    let resources = "cpus:2;mem:1024;ports:[32300-32399]";
+    let resources = "cpus:2;mem:1024;ports:[32500-32599]";
     let mut agent = start_agent(&master.address(), &work_dir, resources);
     wait_for_agents(&MasterClient::new(&master.address()), 1).await;
     let marathon = Marathon::new(&master.address());
@@ -58,7 +58,7 @@ async fn a_docker_app_serves_on_its_host_port_and_outlives_an_agent_restart() {
     let web_id = web[0]["id"].as_str().unwrap().to_owned();
     let plain_id = plain[0]["id"].as_str().unwrap().to_owned();
     let port = web[0]["ports"][0].as_u64().expect("a host port");
-    assert!((32300..=32399).contains(&port), "{port}");
+    assert!((32500..=32599).contains(&port), "{port}");
 
     let body = wait_until(
         Duration::from_secs(10),

@@ -347,7 +347,7 @@ async fn kill_escalates_to_sigkill_after_the_grace_period() {
     let task = command_task(
         "stubborn",
         &offer,
-        "trap 'echo got TERM' TERM; while true; do sleep 0.05; done",
+        "trap 'echo got TERM' TERM; echo trapping; while true; do sleep 0.05; done",
         0.1,
         32.0,
     );
@@ -362,7 +362,8 @@ async fn kill_escalates_to_sigkill_after_the_grace_period() {
         Duration::from_secs(10),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The trap is set once the shell says so (RUNNING comes as the shell starts).
+    assert_eq!(first_stdout(&up.address(), "stubborn").await, "trapping\n");
 
     let asked = Instant::now();
     scheduler

@@ -378,7 +378,16 @@ async fn kill_reconcile_and_failover_timeout() {
 
     // Re-subscribing within the failover timeout keeps the task...
     scheduler.disconnect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = MasterClient::new(&up.address());
+    wait_until(
+        Duration::from_secs(10),
+        "the master to see the framework gone",
+        || async {
+            let state = client.get_json("/master/state").await.ok()?;
+            (framework(&state, "failing-over")["connected"] == false).then_some(())
+        },
+    )
+    .await;
     info.id = Some(Id::new(framework_id.clone()));
     let mut scheduler = subscribe(&up.address(), info).await;
     scheduler
