@@ -12,6 +12,7 @@ mod master;
 pub mod readings;
 mod scheduler;
 mod services;
+pub mod sse;
 
 pub use access::{Access, Auth, Tls, plain_client_builder};
 pub use agent::{AgentClient, FileChunk};
@@ -19,7 +20,8 @@ pub use http::{Answer, escape as escape_segment};
 pub use jobs::JobsClient;
 pub use master::MasterClient;
 pub use scheduler::{Scheduler, SchedulerOptions};
-pub use services::{ServiceEvent, ServicesClient};
+pub use services::ServicesClient;
+pub use sse::ServiceEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -7,17 +7,11 @@ use serde_json::{Value, json};
 
 use crate::ClientError;
 use crate::http::{Answer, JsonHttp, connect_error, escape, escape_path_id};
+use crate::sse::{ServiceEvent, SseParser};
 
 #[derive(Clone)]
 pub struct ServicesClient {
     http: JsonHttp,
-}
-
-/// One Server-Sent Event of `/v2/events`: its type and its JSON data.
-#[derive(Debug, Clone)]
-pub struct ServiceEvent {
-    pub kind: String,
-    pub data: Value,
 }
 
 fn force_query(force: bool) -> &'static str {
@@ -248,68 +242,5 @@ impl ServicesClient {
             };
             futures_util::stream::iter(events)
         }))
-    }
-}
-
-/// Server-Sent Events framing: lines `event:` and `data:` until an empty line; comments
-/// (keep-alives) skipped; data that is not JSON kept as a string.
-#[derive(Default)]
-struct SseParser {
-    buffer: Vec<u8>,
-    kind: String,
-    data: String,
-}
-
-impl SseParser {
-    fn push(&mut self, bytes: &[u8]) -> Vec<ServiceEvent> {
-        self.buffer.extend_from_slice(bytes);
-        let mut events = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                if !self.data.is_empty() || !self.kind.is_empty() {
-                    let data = std::mem::take(&mut self.data);
-                    let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
-                    let kind = std::mem::take(&mut self.kind);
-                    let kind = if kind.is_empty() {
-                        data["eventType"].as_str().unwrap_or("message").to_owned()
-                    } else {
-                        kind
-                    };
-                    events.push(ServiceEvent { kind, data });
-                }
-            } else if let Some(value) = line.strip_prefix("event:") {
-                self.kind = value.trim_start().to_owned();
-            } else if let Some(value) = line.strip_prefix("data:") {
-                if !self.data.is_empty() {
-                    self.data.push('\n');
-                }
-                self.data.push_str(value.strip_prefix(' ').unwrap_or(value));
-            }
-        }
-        events
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::SseParser;
-
-    #[test]
-    fn events_split_across_chunks() {
-        let mut parser = SseParser::default();
-        assert!(
-            parser
-                .push(b": keep-alive\n\nevent: deployment_su")
-                .is_empty()
-        );
-        let events =
-            parser.push(b"ccess\ndata: {\"id\":\"d1\"}\r\n\r\ndata: {\"eventType\":\"x\"}\n\n");
-        assert_eq!(events.len(), 2);
-        assert_eq!(events[0].kind, "deployment_success");
-        assert_eq!(events[0].data["id"], "d1");
-        assert_eq!(events[1].kind, "x");
     }
 }

@@ -152,7 +152,7 @@ async fn follow_once(
         "discovery following the services API"
     );
     let mut stream = response.bytes_stream();
-    let mut buffer: Vec<u8> = Vec::new();
+    let mut parser = agora_client::sse::SseParser::default();
     let mut last_snapshot = tokio::time::Instant::now();
     loop {
         let chunk = match tokio::time::timeout(RESYNC_EVERY, stream.next()).await {
@@ -165,11 +165,14 @@ async fn follow_once(
                 continue;
             }
         };
-        buffer.extend_from_slice(&chunk);
         let mut changed = false;
         let mut resync = false;
-        while let Some((event_type, data)) = next_event(&mut buffer) {
-            match cluster.apply(&event_type, &data) {
+        for event in parser.push(&chunk) {
+            if let Value::String(_) = event.data {
+                tracing::debug!(event.kind, "discovery skipped an event that is not JSON");
+                continue;
+            }
+            match cluster.apply(&event.kind, &event.data) {
                 Applied::Unchanged => {}
                 Applied::Changed => changed = true,
                 Applied::Resync => resync = true,
@@ -183,78 +186,5 @@ async fn follow_once(
         if changed {
             publish_now(publish, cluster);
         }
-    }
-}
-
-/// Takes the first complete server-sent event off `buffer`: its `event:` name (or the data's
-/// `eventType`) and its JSON data. Comments and keep-alives are skipped.
-fn next_event(buffer: &mut Vec<u8>) -> Option<(String, Value)> {
-    loop {
-        let end = find_blank_line(buffer)?;
-        let block: Vec<u8> = buffer.drain(..end.0 + end.1).collect();
-        let text = String::from_utf8_lossy(&block[..end.0]);
-        let mut name = String::new();
-        let mut data = String::new();
-        for line in text.lines() {
-            if let Some(value) = line.strip_prefix("event:") {
-                name = value.trim().to_owned();
-            } else if let Some(value) = line.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(value.strip_prefix(' ').unwrap_or(value));
-            }
-        }
-        if data.is_empty() {
-            continue;
-        }
-        let Ok(value) = serde_json::from_str::<Value>(&data) else {
-            tracing::debug!(name, "discovery skipped an event that is not JSON");
-            continue;
-        };
-        if name.is_empty() {
-            name = value
-                .get("eventType")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-        }
-        return Some((name, value));
-    }
-}
-
-/// The end of the first event block: (its length, the length of the blank line after it).
-fn find_blank_line(buffer: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i + 1 < buffer.len() {
-        if buffer[i] == b'\n' && buffer[i + 1] == b'\n' {
-            return Some((i, 2));
-        }
-        if buffer[i] == b'\n' && buffer[i + 1] == b'\r' && buffer.get(i + 2) == Some(&b'\n') {
-            return Some((i, 3));
-        }
-        i += 1;
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_are_cut_from_a_stream_in_pieces() {
-        let stream = b"event: status_update_event\ndata: {\"taskId\": \"a\"}\n\n: keep-alive\n\ndata: {\"eventType\": \"api_post_event\"}\r\n\r\nevent: x\ndata: {";
-        let mut buffer = stream.to_vec();
-        let first = next_event(&mut buffer).expect("first");
-        assert_eq!(first.0, "status_update_event");
-        assert_eq!(first.1["taskId"], "a");
-        let second = next_event(&mut buffer).expect("second");
-        assert_eq!(second.0, "api_post_event");
-        assert!(next_event(&mut buffer).is_none());
-        buffer.extend_from_slice(b"}\n\n");
-        let third = next_event(&mut buffer).expect("third");
-        assert_eq!(third.0, "x");
-        assert!(buffer.is_empty());
     }
 }

@@ -366,23 +366,10 @@ async fn sse(address: &str, query: &str) -> tokio::sync::mpsc::UnboundedReceiver
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut body = response.bytes_stream();
-        let mut buffer = String::new();
+        let mut parser = agora_client::sse::SseParser::default();
         while let Some(Ok(chunk)) = body.next().await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                let kind = block
-                    .lines()
-                    .find_map(|l| l.strip_prefix("event:"))
-                    .map(|s| s.trim().to_owned());
-                let data = block
-                    .lines()
-                    .find_map(|l| l.strip_prefix("data:"))
-                    .map(|s| s.trim().to_owned());
-                if let (Some(kind), Some(data)) = (kind, data)
-                    && let Ok(value) = serde_json::from_str(&data)
-                    && sender.send((kind, value)).is_err()
-                {
+            for event in parser.push(&chunk) {
+                if sender.send((event.kind, event.data)).is_err() {
                     return;
                 }
             }
