@@ -67,32 +67,8 @@ pub fn app_health(app: &Value) -> Option<(u64, u64)> {
     })
 }
 
-/// A Marathon app's service ports, where the services API puts them: its container's port
-/// mappings' (at the container, or under `docker` as older definitions have them) when it has
-/// any, else its port definitions'.
-pub fn app_service_ports(app: &Value) -> Vec<u64> {
-    let container = &app["container"];
-    let mappings = [
-        &container["portMappings"],
-        &container["docker"]["portMappings"],
-    ]
-    .into_iter()
-    .filter_map(Value::as_array)
-    .find(|mappings| !mappings.is_empty());
-    match mappings {
-        Some(mappings) => mappings
-            .iter()
-            .filter_map(|m| m["servicePort"].as_u64())
-            .filter(|port| *port != 0)
-            .collect(),
-        None => app["portDefinitions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["port"].as_u64())
-            .collect(),
-    }
-}
+/// A Marathon app's service ports: the services API's one reading of them.
+pub use agora_api::marathon::container::service_ports as app_service_ports;
 
 #[cfg(test)]
 mod tests {

@@ -69,7 +69,7 @@ pub struct SnapshotError(#[from] serde_json::Error);
 
 #[derive(Deserialize)]
 struct AppsDoc {
-    apps: Vec<AppDoc>,
+    apps: Vec<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -77,31 +77,8 @@ struct AppsDoc {
 struct AppDoc {
     id: String,
     labels: BTreeMap<String, String>,
-    port_definitions: Option<Vec<PortDoc>>,
-    ports: Option<Vec<u16>>,
-    container: Option<ContainerDoc>,
     health_checks: Vec<Value>,
     tasks: Vec<TaskDoc>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-struct PortDoc {
-    port: u16,
-    service_port: u16,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-struct ContainerDoc {
-    port_mappings: Option<Vec<PortDoc>>,
-    docker: Option<DockerDoc>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-struct DockerDoc {
-    port_mappings: Option<Vec<PortDoc>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -121,30 +98,6 @@ struct HealthDoc {
     alive: bool,
 }
 
-impl AppDoc {
-    /// Where marathon-lb looks, in its order: the container's port mappings, Docker's, then
-    /// `portDefinitions` (or the legacy `ports`).
-    fn service_ports(&self) -> Vec<u16> {
-        let container = self.container.as_ref();
-        let mappings = container
-            .and_then(|c| c.port_mappings.as_ref())
-            .filter(|m| !m.is_empty())
-            .or_else(|| {
-                container
-                    .and_then(|c| c.docker.as_ref())
-                    .and_then(|d| d.port_mappings.as_ref())
-                    .filter(|m| !m.is_empty())
-            });
-        if let Some(mappings) = mappings {
-            return mappings.iter().map(|m| m.service_port).collect();
-        }
-        if let Some(definitions) = &self.port_definitions {
-            return definitions.iter().map(|d| d.port).collect();
-        }
-        self.ports.clone().unwrap_or_default()
-    }
-}
-
 impl Cluster {
     /// Replaces apps and tasks with a snapshot (`/v2/apps?embed=apps.tasks`). Tasks that were
     /// known and are gone from it are remembered as ended.
@@ -153,7 +106,12 @@ impl Cluster {
         let mut apps = BTreeMap::new();
         let mut tasks = BTreeMap::new();
         for app in doc.apps {
-            let service_ports = app.service_ports();
+            // Where marathon-lb reads them; a port beyond u16 is no service port.
+            let service_ports = agora_client::readings::app_service_ports(&app)
+                .into_iter()
+                .map(|port| u16::try_from(port).unwrap_or(0))
+                .collect();
+            let app: AppDoc = serde_json::from_value(app)?;
             for task in &app.tasks {
                 let alive = if task.health_check_results.is_empty() {
                     None

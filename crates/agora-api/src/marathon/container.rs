@@ -9,17 +9,54 @@ use super::app::FetchUri;
 /// The port mappings of a container (`docker.portMappings`, or `portMappings` at the container
 /// level since Marathon 1.5), as given.
 pub fn port_mappings(container: &Value) -> Vec<Value> {
-    container
-        .get("portMappings")
-        .or_else(|| container.get("docker").and_then(|d| d.get("portMappings")))
-        .and_then(Value::as_array)
-        .cloned()
+    [
+        container.get("portMappings"),
+        container.get("docker").and_then(|d| d.get("portMappings")),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(Value::as_array)
+    .find(|mappings| !mappings.is_empty())
+    .cloned()
+    .unwrap_or_default()
+}
+
+/// An app's service ports as the services API shows the app (any JSON of it: an answer of
+/// `/v2/apps`, an event, a definition): its container's port mappings' `servicePort`s (at the
+/// container, or under `docker` as older definitions have them) when it has any, else its
+/// `portDefinitions`' ports, else the legacy `ports`. Position *i* is service port *i*; a 0
+/// is one not assigned. The one reading every component uses (marathon-lb reads them so).
+pub fn service_ports(app: &Value) -> Vec<u64> {
+    let mappings = app.get("container").map(port_mappings).unwrap_or_default();
+    if !mappings.is_empty() {
+        return mappings
+            .iter()
+            .map(|m| m.get("servicePort").and_then(Value::as_u64).unwrap_or(0))
+            .collect();
+    }
+    let ports = |field: &str, key: Option<&str>| {
+        app.get(field).and_then(Value::as_array).map(|items| {
+            items
+                .iter()
+                .map(|item| match key {
+                    Some(key) => item.get(key).and_then(Value::as_u64).unwrap_or(0),
+                    None => item.as_u64().unwrap_or(0),
+                })
+                .collect::<Vec<u64>>()
+        })
+    };
+    ports("portDefinitions", Some("port"))
+        .or_else(|| ports("ports", None))
         .unwrap_or_default()
 }
 
 /// Writes `ports` into the port mappings' `servicePort`s, in order, wherever the mappings are.
 pub fn set_service_ports(container: &mut Value, ports: &[u64]) {
-    let mappings = if container.get("portMappings").is_some() {
+    let at_container = container
+        .get("portMappings")
+        .and_then(Value::as_array)
+        .is_some_and(|m| !m.is_empty());
+    let mappings = if at_container {
         container.get_mut("portMappings")
     } else {
         container
@@ -141,6 +178,32 @@ pub fn to_mesos_uris(fetch: &[FetchUri], uris: &[String]) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_ports_are_read_where_marathon_lb_reads_them() {
+        let mapped = json!({"portDefinitions": [{"port": 10000}],
+            "container": {"docker": {"portMappings": [{"servicePort": 10001}, {"containerPort": 81}]}}});
+        assert_eq!(
+            service_ports(&mapped),
+            [10001, 0],
+            "zeros kept: position is the index"
+        );
+        let empty_mappings = json!({"portDefinitions": [{"port": 10000}],
+            "container": {"portMappings": [], "docker": {"portMappings": [{"servicePort": 10005}]}}});
+        assert_eq!(service_ports(&empty_mappings), [10005]);
+        let defined =
+            json!({"portDefinitions": [{"port": 10000}], "container": {"portMappings": []}});
+        assert_eq!(service_ports(&defined), [10000]);
+        assert_eq!(
+            service_ports(&json!({"ports": [10002, 10003]})),
+            [10002, 10003]
+        );
+        assert_eq!(
+            service_ports(&json!({"portDefinitions": [], "ports": [10002]})),
+            Vec::<u64>::new()
+        );
+        assert_eq!(service_ports(&json!({})), Vec::<u64>::new());
+    }
 
     #[test]
     fn docker_containers_map_ports_parameters_and_volumes() {
