@@ -25,7 +25,7 @@ use crate::AgentError;
 use crate::checkpoint;
 use crate::config::AgentConfig;
 use crate::persist::Written;
-use crate::process;
+use crate::spawn;
 
 const MAX_STATUS_RETRY: Duration = Duration::from_secs(600);
 const MAX_COMPLETED: usize = 100;
@@ -273,9 +273,9 @@ impl Agent {
             };
             for saved_executor in framework.executors {
                 let executor_id = ExecutorId::new(saved_executor.info.executor_id.value.clone());
-                let alive = saved_executor.pid.is_some_and(|pid| {
-                    process::is_same_process(pid, saved_executor.pid_start_time)
-                });
+                let alive = saved_executor
+                    .pid
+                    .is_some_and(|pid| spawn::is_same_process(pid, saved_executor.pid_start_time));
                 let tasks = saved_executor
                     .tasks
                     .into_iter()
@@ -855,18 +855,18 @@ impl Agent {
         let pid = Some(child.pid);
         let Some(executor) = state.executor_mut(framework_id, executor_id) else {
             if let Some(pid) = pid {
-                process::signal_group(pid, Signal::SIGKILL);
+                spawn::signal_group(pid, Signal::SIGKILL);
             }
             return;
         };
         executor.pid = pid;
-        executor.pid_start_time = pid.and_then(process::start_time);
+        executor.pid_start_time = pid.and_then(spawn::start_time);
         tracing::info!(framework = %framework_id, executor = %executor_id, pid, "executor started");
         if executor.killing
             && let Some(pid) = pid
         {
             // Killed while it was being fetched and started: it ends now, its tasks KILLED.
-            process::signal_group(pid, Signal::SIGKILL);
+            spawn::signal_group(pid, Signal::SIGKILL);
         }
         self.save_scoped(&state, framework_id, Some(executor_id), &[]);
         drop(state);
@@ -1048,10 +1048,10 @@ impl Agent {
         pid: i32,
     ) {
         tokio::spawn(async move {
-            let start = process::start_time(pid);
+            let start = spawn::start_time(pid);
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                if !process::is_same_process(pid, start) {
+                if !spawn::is_same_process(pid, start) {
                     break;
                 }
             }
@@ -1093,7 +1093,7 @@ impl Agent {
             }
             self.updates_wanted.notify_one();
             if let Some(pid) = pid {
-                process::signal_group(pid, Signal::SIGKILL);
+                spawn::signal_group(pid, Signal::SIGKILL);
             }
         });
     }
@@ -1341,14 +1341,14 @@ impl Agent {
         if !executor.send(&ExecutorEvent::Shutdown)
             && let Some(pid) = pid
         {
-            process::signal_group(pid, Signal::SIGTERM);
+            spawn::signal_group(pid, Signal::SIGTERM);
         }
         if let Some(pid) = pid {
             let start = executor.pid_start_time;
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
-                if process::is_same_process(pid, start) {
-                    process::signal_group(pid, Signal::SIGKILL);
+                if spawn::is_same_process(pid, start) {
+                    spawn::signal_group(pid, Signal::SIGKILL);
                 }
             });
         }
@@ -1772,7 +1772,7 @@ impl Agent {
                     if !executor.send(&ExecutorEvent::Shutdown)
                         && let Some(pid) = executor.pid
                     {
-                        process::signal_group(pid, Signal::SIGTERM);
+                        spawn::signal_group(pid, Signal::SIGTERM);
                     }
                     pids.extend(executor.pid);
                 }
@@ -1780,13 +1780,12 @@ impl Agent {
             pids
         };
         let deadline = Instant::now() + grace;
-        while Instant::now() < deadline
-            && pids.iter().any(|pid| process::start_time(*pid).is_some())
+        while Instant::now() < deadline && pids.iter().any(|pid| spawn::start_time(*pid).is_some())
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for pid in pids {
-            process::signal_group(pid, Signal::SIGKILL);
+            spawn::signal_group(pid, Signal::SIGKILL);
         }
     }
 
@@ -1975,7 +1974,7 @@ async fn spawn_executor(
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
             done => done,
         })
-        .and_then(|()| process::sandbox_output(directory).map(|_| ()))
+        .and_then(|()| spawn::sandbox_output(directory).map(|_| ()))
         .and_then(|()| user.own(directory))
         .map_err(|e| {
             format!(
@@ -2039,7 +2038,7 @@ async fn spawn_executor(
         }
     }
     // Without the launcher, executors get their cgroups and user but no namespaces.
-    let mut command = process::command(process::Launch {
+    let mut command = spawn::command(spawn::Launch {
         command: &prepared.command,
         environment: prepared.environment,
         directory,
@@ -2112,13 +2111,13 @@ async fn discard(warm: crate::warm::Warm) {
 /// away first, when its process is gone).
 fn spawned_by_launcher(launched: crate::launcher::Launched) -> Spawned {
     let pid = launched.pid;
-    let start = process::start_time(pid);
+    let start = spawn::start_time(pid);
     let exit = async move {
         match launched.exit.await {
             Ok(status) => Some(status),
             // The launcher went away: no status to tell, only the end.
             Err(_) => {
-                while process::is_same_process(pid, start) {
+                while spawn::is_same_process(pid, start) {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 None

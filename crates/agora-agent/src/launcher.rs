@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use agora_api::mesos::CommandInfo;
 
 use crate::namespaces::{self, RunAs};
-use crate::process;
+use crate::spawn;
 
 /// Set in the launcher's environment: `agora executor` then serves as the launcher.
 pub const LAUNCHER_ENV: &str = "AGORA_LAUNCHER";
@@ -578,7 +578,7 @@ struct Started {
 fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Started, String> {
     let failed = |error: &dyn std::fmt::Display| format!("Failed to launch executor: {error}");
     if !launch.builtin && !launch.namespaces {
-        let mut command = process::command(process::Launch {
+        let mut command = spawn::command(spawn::Launch {
             command: &launch.command,
             environment: launch.environment,
             directory: &launch.directory,
@@ -600,7 +600,7 @@ fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Starte
             warm: None,
         });
     }
-    let (stdout, stderr) = process::sandbox_output(&launch.directory).map_err(|e| failed(&e))?;
+    let (stdout, stderr) = spawn::sandbox_output(&launch.directory).map_err(|e| failed(&e))?;
     let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
     let pipe = || -> Result<(std::fs::File, std::fs::File), String> {
         let (read, write) =
@@ -759,7 +759,7 @@ fn start(launch: LaunchRequest, warming: bool, with: &Children) -> Result<Starte
     }
     // A framework's executor, in the init's process group so the agent's signals reach it.
     use std::os::unix::process::CommandExt;
-    let error = process::command_of(&launch.command).exec();
+    let error = spawn::command_of(&launch.command).exec();
     eprintln!("agora executor: cannot run the executor: {error}");
     std::process::exit(127)
 }

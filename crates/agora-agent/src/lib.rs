@@ -28,9 +28,9 @@ mod modes;
 #[allow(unsafe_code)]
 mod namespaces;
 mod persist;
-mod process;
-mod processes;
+mod proc_tree;
 mod secrets;
+mod spawn;
 mod warm;
 
 use std::sync::Arc;

@@ -76,7 +76,7 @@ impl Warm {
         if self.alive()
             && let Some(launched) = &self.launched
         {
-            crate::process::signal_group(launched.pid, Signal::SIGKILL);
+            crate::spawn::signal_group(launched.pid, Signal::SIGKILL);
         }
         self.launched = None;
         let cgroup = self.cgroup.take();

@@ -16,8 +16,8 @@ mod framework;
 mod groups;
 mod health;
 mod http;
-mod json;
 mod readiness;
+mod views;
 
 use std::sync::{Arc, Mutex};
 

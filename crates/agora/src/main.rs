@@ -28,14 +28,14 @@ fn main() -> std::process::ExitCode {
     let args = cli::hoist_client_flags(std::env::args_os().collect());
     let command = cli::Cli::parse_from(args).command;
     if ctl::is_operator(&command) {
-        return operate(command);
+        return run_operator_command(command);
     }
     exit_code(run(command))
 }
 
 /// An operator command: 0 when it did what was asked, 1 with one readable error otherwise
 /// (clap has already exited with 2 for a usage error).
-fn operate(command: cli::Command) -> std::process::ExitCode {
+fn run_operator_command(command: cli::Command) -> std::process::ExitCode {
     // Quiet unless asked: people read the command's own output.
     let filter = tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));

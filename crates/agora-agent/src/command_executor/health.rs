@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use agora_api::health::{HealthCheck, Probe};
 use agora_api::mesos::CommandInfo;
 
-use crate::process::signal_group;
+use crate::spawn::signal_group;
 use agora_probe::HttpProber;
 
 /// What the executor does with one probe's result.

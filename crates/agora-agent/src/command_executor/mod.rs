@@ -23,7 +23,7 @@ use agora_api::mesos::{FrameworkInfo, Id, KILL_DRAIN_LABEL, TaskInfo, TaskStatus
 use agora_api::recordio;
 use agora_types::TaskState;
 
-use crate::process::signal_group;
+use crate::spawn::signal_group;
 
 const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 /// The agent's `--kill-grace`: SIGTERM to SIGKILL, for a task whose kill names none.
@@ -973,7 +973,7 @@ fn describe(code: Option<i32>, signal: Option<i32>) -> String {
 /// A process of a task's (its command, its health check's): the executor's environment
 /// without the executor's secret, which is not the task's.
 pub(super) fn task_process(command: &agora_api::mesos::CommandInfo) -> tokio::process::Command {
-    let mut process = tokio::process::Command::from(crate::process::command_of(command));
+    let mut process = tokio::process::Command::from(crate::spawn::command_of(command));
     process.env_remove(crate::executor_auth::TOKEN_ENV);
     process
 }
@@ -1000,7 +1000,7 @@ fn spawn_task(
         .stdin(Stdio::null())
         .process_group(0);
     if own_files {
-        let (stdout, stderr) = crate::process::sandbox_output(directory)?;
+        let (stdout, stderr) = crate::spawn::sandbox_output(directory)?;
         process
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr));

@@ -2,7 +2,7 @@
 
 mod executor_api;
 mod files;
-mod operate;
+mod in_container;
 pub(crate) mod state;
 
 use std::sync::Arc;
@@ -36,9 +36,12 @@ pub(crate) fn router(agent: Shared) -> Router {
         .route("/slave(1)/monitor/statistics", get(state::statistics))
         .route("/slave(1)/containers", get(state::containers_endpoint))
         .route("/containers", get(state::containers_endpoint))
-        .route("/slave(1)/tasks/{task_id}/top", get(operate::top))
-        .route("/slave(1)/tasks/{task_id}/exec", post(operate::exec))
-        .route("/slave(1)/tasks/{task_id}/attach", get(operate::attach))
+        .route("/slave(1)/tasks/{task_id}/top", get(in_container::top))
+        .route("/slave(1)/tasks/{task_id}/exec", post(in_container::exec))
+        .route(
+            "/slave(1)/tasks/{task_id}/attach",
+            get(in_container::attach),
+        )
         .route("/files/read", get(files::read))
         .route("/files/read.json", get(files::read))
         .route("/files/browse", get(files::browse))

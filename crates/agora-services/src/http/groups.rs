@@ -22,7 +22,7 @@ use crate::Shared;
 use crate::core::{Services, now_millis};
 use crate::deploy::{Change, same_definition};
 use crate::groups::{GroupRecord, group_ids, is_under};
-use crate::json as views;
+use crate::views;
 
 pub(super) async fn root(
     State(shared): State<Arc<Shared>>,

@@ -23,7 +23,7 @@ use agora_plan::service_ports;
 
 use crate::core::Services;
 use crate::deploy::ChangeError;
-use crate::{Shared, json as views};
+use crate::{Shared, views};
 
 type Params = Query<HashMap<String, String>>;
 

@@ -1,14 +1,14 @@
 //! Command-line definitions: every flag is defined once, here (the server roles) and in
-//! `operate.rs` (the operator commands), with its `AGORA_*` variable.
+//! `operator_commands.rs` (the operator commands), with its `AGORA_*` variable.
 
-mod operate;
+mod operator_commands;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use operate::*;
+pub use operator_commands::*;
 
 #[derive(Parser, Debug)]
 #[command(

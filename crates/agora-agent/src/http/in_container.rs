@@ -193,7 +193,7 @@ pub(crate) async fn top(
             None => return error(StatusCode::CONFLICT, "the task's container has not started"),
         }
     };
-    let processes = tokio::task::spawn_blocking(move || crate::processes::tree(root))
+    let processes = tokio::task::spawn_blocking(move || crate::proc_tree::tree(root))
         .await
         .unwrap_or_default();
     Json(json!({
@@ -360,7 +360,7 @@ async fn exec_in_process_container(
         Ok((_, _, Err(e))) => Err(format!("cannot run the command: {e}")),
         Err(_) => {
             if let Some(group) = group {
-                crate::process::signal_group(group, nix::sys::signal::Signal::SIGKILL);
+                crate::spawn::signal_group(group, nix::sys::signal::Signal::SIGKILL);
             }
             Ok(json!({
                 "exit_code": null, "signal": 9, "stdout": "", "stderr": "",
