@@ -2,13 +2,9 @@
 //! test need not wait for a minute) runs on its own; runs start on demand and show as active,
 //! then in the history; schedules are managed one by one; bad input is a 422 naming the path.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 async fn send(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {

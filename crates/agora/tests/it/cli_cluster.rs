@@ -2,18 +2,14 @@
 //! status, jobs, the service proxy's status and DNS names, shell completions and man pages,
 //! and what it says when no master answers.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
 use agora_client::MasterClient;
 use serde_json::json;
 
-use common::cli::{agora, agora_with_stdin, line_with, row};
-use common::marathon::{Marathon, running};
-use common::*;
+use crate::common::cli::{agora, agora_with_stdin, line_with, row};
+use crate::common::marathon::{Marathon, running};
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_frameworks_and_the_cluster_status() {

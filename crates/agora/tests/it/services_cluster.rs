@@ -3,19 +3,15 @@
 //! a lost agent's instances are replaced elsewhere, and rolling upgrades honour every
 //! combination of the two upgrade knobs at their edges.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::common::marathon::{Marathon, running};
+use crate::common::*;
 use agora_client::MasterClient;
-use common::marathon::{Marathon, running};
-use common::*;
 
 const AGENT: &str = "cpus:2;mem:1024;ports:[31000-31100]";
 

@@ -2,17 +2,13 @@
 //! TASK_ERROR/TASK_LOST/TASK_DROPPED, decline filters, kills, reconciliation, failover timeout,
 //! teardown, task groups and custom executors.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use agora_api::mesos::{ExecutorInfo, Id, TaskGroupInfo};
 use agora_api::scheduler::{Event, LaunchGroup, Operation};
 use agora_client::MasterClient;
 use agora_types::TaskState;
-use common::*;
 
 async fn post(base: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let client = reqwest::Client::new();

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::common::{self, Process, temp_dir};
 
-#[path = "../../../agora-api/tests/support/fuzz.rs"]
+#[path = "../../../../agora-api/tests/support/fuzz.rs"]
 mod fuzz;
 use fuzz::{json_value, mutated};
 

@@ -2,18 +2,14 @@
 //! replaced and scaled, with no failed request; an agent lost takes its tasks out of rotation;
 //! a port that cannot be bound is reported and the others keep working.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use common::marathon::Marathon;
-use common::traffic::{Traffic, agent_state, answered_by, get, healthy, resources, web_app};
-use common::*;
+use crate::common::marathon::Marathon;
+use crate::common::traffic::{Traffic, agent_state, answered_by, get, healthy, resources, web_app};
+use crate::common::*;
 
 /// `agora up` with its proxy on 127.0.0.1 and task ports of its own from `first_port`.
 fn proxied_up(data: &std::path::Path, first_port: u16, extra: &[&str]) -> Process {

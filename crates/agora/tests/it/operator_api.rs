@@ -1,19 +1,15 @@
 //! The operator API and the v0 endpoints on `agora up`: state queries, weights and quota,
 //! maintenance calls, and the SUBSCRIBE event stream.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use crate::common::*;
 use agora_api::recordio;
 use agora_client::MasterClient;
 use agora_types::TaskState;
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_weights_quota_and_maintenance() {

@@ -2,18 +2,14 @@
 //! as tables and as the API's JSON, waiting for deployments with progress, and failing with
 //! one readable line.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
 use agora_client::MasterClient;
 use serde_json::{Value, json};
 
-use common::cli::{Running, agora, agora_with_stdin, line_with, row};
-use common::marathon::{Marathon, running};
-use common::*;
+use crate::common::cli::{Running, agora, agora_with_stdin, line_with, row};
+use crate::common::marathon::{Marathon, running};
+use crate::common::*;
 
 async fn up_with(resources: &str) -> (tempfile::TempDir, Process, String) {
     let dir = temp_dir();

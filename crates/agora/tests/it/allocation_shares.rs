@@ -2,19 +2,15 @@
 //! the cluster 75/25 under weights 3:1, and the shares flip live when an operator swaps the
 //! weights (the classic "web by day, analytics by night").
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::common::*;
 use agora_api::scheduler::Event;
 use agora_client::MasterClient;
-use common::*;
 
 /// A framework that takes one 0.5-cpu slot per offer, forever, with tasks of `task_secs`.
 fn greedy_framework(

@@ -2,16 +2,12 @@
 //! configured timeout; an agent restarted over its work dir keeps its running tasks; a master
 //! restarted over its data dir gets the framework and its tasks back.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use agora_api::scheduler::Event;
 use agora_client::MasterClient;
 use agora_types::TaskState;
-use common::*;
 
 /// Launches one long-running task on the first offer and waits until it runs.
 async fn launch_sleeper(

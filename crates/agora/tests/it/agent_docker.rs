@@ -4,17 +4,13 @@
 //! task and a process task running; destroying the app removes the container. A missing image
 //! fails at once, a failing container reports its status, a killed one is stopped.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
+use crate::common::docker::{busybox_image, containers_labelled, docker};
+use crate::common::marathon::Marathon;
+use crate::common::*;
 use agora_client::MasterClient;
 use agora_types::TaskState;
-use common::docker::{busybox_image, containers_labelled, docker};
-use common::marathon::Marathon;
-use common::*;
 use serde_json::json;
 
 const TASK_LABEL: &str = "agora.task_id";

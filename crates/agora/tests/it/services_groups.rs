@@ -2,17 +2,13 @@
 //! running and healthy before its dependants start), the group tree, scaling by a factor,
 //! versions and rollback, cycles and invalid bodies refused, and removal.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
 
-use common::marathon::Marathon;
-use common::*;
+use crate::common::marathon::Marathon;
+use crate::common::*;
 
 async fn no_deployments(marathon: &Marathon) {
     wait_until(Duration::from_secs(30), "no deployment left", || async {

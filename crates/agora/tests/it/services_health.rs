@@ -2,17 +2,13 @@
 //! task, their results in `/v2` task JSON and app counts, an instance killed and replaced after
 //! failing its check, and a rolling upgrade that waits for new instances to be healthy.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use common::marathon::{Marathon, running};
-use common::*;
+use crate::common::marathon::{Marathon, running};
+use crate::common::*;
 
 const RESOURCES: &str = "cpus:8;mem:4096;ports:[31000-31100]";
 

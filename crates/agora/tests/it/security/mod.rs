@@ -1,11 +1,6 @@
 //! Security against the real binary: what a web page, a stranger on the network, a rogue
 //! agent or executor, or a task can and cannot do to the cluster.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-#[path = "../common/mod.rs"]
-mod common;
-
 mod agents;
 mod authentication;
 mod authorization;

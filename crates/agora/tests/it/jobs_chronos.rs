@@ -2,13 +2,9 @@
 //! retries then an error, runs on demand with arguments and environment, bad input refused
 //! whole, and a restart between two scheduled times that loses nothing and runs no slot twice.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 struct Chronos {

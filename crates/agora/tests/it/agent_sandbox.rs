@@ -1,17 +1,13 @@
 //! The agent's guarantees: sandbox files served and confined to the work dir, status updates
 //! held in order and retried until acknowledged, executors that never subscribe destroyed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use agora_api::mesos::{CommandInfo, ExecutorInfo, Id};
 use agora_api::scheduler::Event;
 use agora_client::{MasterClient, Scheduler, SchedulerOptions};
 use agora_types::TaskState;
-use common::*;
 
 async fn get(address: &str, path: &str) -> (u16, String) {
     let response = reqwest::get(format!("http://{address}{path}"))

@@ -2,15 +2,11 @@
 //! as executed ones (name, process group, environment, exit status), and an agent whose launcher dies starts executors itself
 //! and still notices the ends of those the launcher started.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use agora_client::Scheduler;
 use agora_types::TaskState;
-use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 

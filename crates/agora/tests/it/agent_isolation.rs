@@ -3,14 +3,10 @@
 //! ignoring SIGTERM outside the task's process group, dies with the task's container; the
 //! container's limits and usage are reported in `/monitor/statistics`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use agora_types::TaskState;
-use common::*;
 
 async fn json(address: &str, path: &str) -> serde_json::Value {
     reqwest::get(format!("http://{address}{path}"))

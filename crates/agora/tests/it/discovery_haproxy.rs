@@ -4,10 +4,6 @@
 //! request, and a server whose task is being killed is put in maintenance through the admin
 //! socket before the task's signal, without waiting for a reload.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,9 +11,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
-use common::marathon::Marathon;
-use common::traffic::{Traffic, answered_by, healthy, resources, web_app};
-use common::*;
+use crate::common::marathon::Marathon;
+use crate::common::traffic::{Traffic, answered_by, healthy, resources, web_app};
+use crate::common::*;
 
 /// A process group killed when dropped (HAProxy's master and workers, the bridge).
 struct Group(Child);

@@ -1,15 +1,11 @@
 //! `agora up`: a whole cluster in one process, ready at once, and stopped cleanly — its tasks
 //! included — by SIGTERM; started again over the same data dir it is the same agent.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use agora_client::MasterClient;
 use agora_types::TaskState;
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_tasks_and_stops_them_on_sigterm() {

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::common::{self, temp_dir};
-use crate::limits::{post_while_writing, until_closed};
+use crate::security::limits::{post_while_writing, until_closed};
 
 const CREDENTIALS: &str = r#"{"credentials": [{"principal": "ops", "secret": "ops-secret"}]}"#;
 

@@ -2,17 +2,13 @@
 //! across them through the SDK, sees every state change, and reads a task's stdout from its
 //! agent's sandbox.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use crate::common::*;
 use agora_api::scheduler::Event;
 use agora_client::MasterClient;
 use agora_types::TaskState;
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_tasks_across_three_agents() {

@@ -4,17 +4,14 @@
 //! server against the roots the agent trusts; a failed fetch is TASK_FAILED with
 //! REASON_FETCHER_FAILED, and an unknown user fails the launch.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common;
+use crate::common::*;
 use agora_client::Scheduler;
 use agora_types::TaskState;
-use common::*;
 use serde_json::{Value, json};
 
 fn run(command: &str, args: &[&str], directory: &Path) {

@@ -1,16 +1,13 @@
 //! The services scheduler's `/v2` API on `agora up`: deploy, scale, rolling restart, kill and
 //! replace, delete, validation errors, and apps surviving a restart.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::marathon::Marathon;
-use common::*;
+use crate::common;
+use crate::common::marathon::Marathon;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_scale_restart_kill_and_delete() {

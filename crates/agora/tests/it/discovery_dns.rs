@@ -2,10 +2,6 @@
 //! UDP and TCP: app names appear as tasks start and vanish when they end, SRV records carry the
 //! tasks' ports, the leader, master and frameworks have names, and the domain is configurable.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
-
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -17,9 +13,9 @@ use hickory_resolver::proto::rr::RData;
 use reqwest::Method;
 use serde_json::json;
 
-use common::marathon::Marathon;
-use common::traffic::{agent_state, resources};
-use common::*;
+use crate::common::marathon::Marathon;
+use crate::common::traffic::{agent_state, resources};
+use crate::common::*;
 
 const DNS_PORT: u16 = 18353;
 
