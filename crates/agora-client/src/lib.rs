@@ -19,7 +19,7 @@ pub use agent::{AgentClient, FileChunk};
 pub use http::{Answer, escape as escape_segment};
 pub use jobs::JobsClient;
 pub use master::MasterClient;
-pub use scheduler::{Scheduler, SchedulerOptions};
+pub use scheduler::{KeptId, Scheduler, SchedulerOptions, long_lived_framework};
 pub use services::ServicesClient;
 pub use sse::ServiceEvent;
 

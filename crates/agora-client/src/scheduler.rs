@@ -38,6 +38,16 @@ impl Default for SchedulerOptions {
     }
 }
 
+impl SchedulerOptions {
+    /// The defaults, calling as `access` says.
+    pub fn with_access(access: crate::Access) -> SchedulerOptions {
+        SchedulerOptions {
+            access,
+            ..SchedulerOptions::default()
+        }
+    }
+}
+
 #[derive(Default)]
 struct Session {
     base: String,
@@ -72,6 +82,37 @@ mod stop_flag {
         pub fn is_set(&self) -> bool {
             self.0.load(Ordering::SeqCst)
         }
+    }
+}
+
+/// Where a scheduler that outlives its process keeps its framework id between runs: what
+/// reads it, drops it (the master removed that framework) and keeps a new one (a failure to
+/// keep it is logged: the framework runs on, and subscribes anew after a restart).
+pub struct KeptId<Load, Forget, Save> {
+    pub load: Load,
+    pub forget: Forget,
+    pub save: Save,
+}
+
+/// The FrameworkInfo of one of agora's own schedulers, as Marathon and Chronos register:
+/// checkpointing, a week's failover timeout (tasks survive a long scheduler outage), its host
+/// (the advertised address without its port, as Mesos shows a hostname) and its web UI.
+pub fn long_lived_framework(
+    name: &str,
+    user: &str,
+    principal: Option<String>,
+    advertised: &str,
+    access: &crate::Access,
+) -> FrameworkInfo {
+    FrameworkInfo {
+        user: user.to_owned(),
+        principal,
+        name: name.to_owned(),
+        failover_timeout: 604_800.0,
+        checkpoint: true,
+        hostname: Some(crate::host_of(advertised).to_owned()),
+        webui_url: Some(access.base_url(advertised)),
+        ..FrameworkInfo::default()
     }
 }
 
@@ -122,25 +163,41 @@ impl Scheduler {
         }
     }
 
-    /// Subscribes until the master accepts: with the framework id `saved` gives (the framework
-    /// resumes its tasks), or afresh once the master says it removed that framework (`forget`
-    /// is told, to drop the saved id). Retries every 300 ms; cancelled by dropping the future.
-    pub async fn subscribe_resuming(
+    /// Subscribes a scheduler that outlives its process, as `info` with the id `ids` keeps
+    /// (the framework resumes its tasks), or afresh once the master says it removed that
+    /// framework (the id is forgotten). Retries every 300 ms until the master accepts, then
+    /// keeps the id it was given. Cancelled by dropping the future.
+    pub async fn subscribe_resuming<Load, Forget, Save, E>(
         master: &str,
-        saved: impl Fn() -> Option<String>,
-        forget: impl Fn(),
-        info: impl Fn(Option<Id>) -> FrameworkInfo,
+        ids: &KeptId<Load, Forget, Save>,
+        info: &FrameworkInfo,
         options: SchedulerOptions,
-    ) -> Scheduler {
+    ) -> Scheduler
+    where
+        Load: Fn() -> Option<String>,
+        Forget: Fn(),
+        Save: Fn(&str) -> Result<(), E>,
+        E: std::fmt::Display,
+    {
         loop {
-            let info = info(saved().map(Id::new));
+            let info = FrameworkInfo {
+                id: (ids.load)().map(Id::new),
+                ..info.clone()
+            };
             let name = info.name.clone();
             match Scheduler::subscribe(master, info, options.clone()).await {
-                Ok(scheduler) => return scheduler,
+                Ok(scheduler) => {
+                    if let Some(id) = scheduler.framework_id()
+                        && let Err(error) = (ids.save)(&id)
+                    {
+                        tracing::error!(%error, framework = %name, "cannot keep the framework id");
+                    }
+                    return scheduler;
+                }
                 Err(error) => {
                     tracing::debug!(%error, framework = %name, "cannot subscribe yet");
                     if error.to_string().contains("Framework has been removed") {
-                        forget();
+                        (ids.forget)();
                     }
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use agora_api::chronos::Job;
 use agora_api::mesos::{
-    CommandInfo, Environment, EnvironmentVariable, FrameworkInfo, Id, ResourceFormat, TaskInfo,
-    from_resources, to_resources,
+    CommandInfo, Environment, EnvironmentVariable, Id, ResourceFormat, TaskInfo, from_resources,
+    to_resources,
 };
 use agora_api::scheduler::{Event, Offer};
 use agora_client::Scheduler;
@@ -23,46 +23,31 @@ use crate::Shared;
 use crate::core::Pending;
 
 const FRAMEWORK_ID_KEY: &str = "jobs/framework_id";
-/// A week, as Chronos' default failover timeout: runs survive a long scheduler outage.
-const FAILOVER_TIMEOUT_SECS: f64 = 604_800.0;
 /// The longest wait between looks at the schedules (the next due slot usually comes first).
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// How often runs in flight are reconciled with the master.
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let info = agora_client::long_lived_framework(
+        "chronos",
+        &shared.config.user,
+        shared.config.principal.clone(),
+        &shared.config.advertised,
+        &shared.config.access,
+    );
     while !shutdown.is_cancelled() {
-        let info = |id: Option<Id>| FrameworkInfo {
-            user: shared.config.user.clone(),
-            principal: shared.config.principal.clone(),
-            name: "chronos".into(),
-            id,
-            failover_timeout: FAILOVER_TIMEOUT_SECS,
-            checkpoint: true,
-            // A hostname, as Mesos shows it: the advertised address without its port.
-            hostname: Some(agora_client::host_of(&shared.config.advertised).to_owned()),
-            webui_url: Some(shared.config.access.base_url(&shared.config.advertised)),
-            ..FrameworkInfo::default()
+        let stored = StoredText::new(&*shared.config.store, FRAMEWORK_ID_KEY);
+        let ids = agora_client::KeptId {
+            load: || stored.load(),
+            forget: || stored.forget(),
+            save: |id: &str| stored.save(id),
         };
-        let framework_id = StoredText::new(&*shared.config.store, FRAMEWORK_ID_KEY);
+        let options = agora_client::SchedulerOptions::with_access(shared.config.access.clone());
         let mut scheduler = tokio::select! {
             () = shutdown.cancelled() => return,
-            scheduler = Scheduler::subscribe_resuming(
-                &shared.config.master,
-                || framework_id.load(),
-                || framework_id.forget(),
-                info,
-                agora_client::SchedulerOptions {
-                    access: shared.config.access.clone(),
-                    ..agora_client::SchedulerOptions::default()
-                },
-            ) => scheduler,
+            scheduler = Scheduler::subscribe_resuming(&shared.config.master, &ids, &info, options) => scheduler,
         };
-        if let Some(id) = scheduler.framework_id()
-            && let Err(error) = framework_id.save(&id)
-        {
-            tracing::error!(%error, "cannot persist the jobs framework id");
-        }
         reconcile(&shared, &scheduler).await;
         session(&shared, &mut scheduler, &shutdown).await;
     }

@@ -27,8 +27,6 @@ use crate::core::{App, Instance, now_millis};
 use crate::health::mesos_check;
 
 const FRAMEWORK_ID_KEY: &str = "services/framework_id";
-/// A week, as Marathon sets it: tasks survive a long scheduler outage.
-const FAILOVER_TIMEOUT_SECS: f64 = 604_800.0;
 const RECONCILE_UNCONFIRMED_EVERY: Duration = Duration::from_secs(3);
 const INSTANCE_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// At most this many already-arrived events are taken in before planning once.
@@ -38,51 +36,39 @@ const LAST_UNUSED_OFFERS: usize = 10;
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut agents: HashMap<String, AgentFacts> = HashMap::new();
+    // Unreachable tasks are reported as such (not lost), so unreachableStrategy decides when
+    // they are replaced; tasks that come back report again. TASK_KILLING lets discovery take
+    // an instance out of rotation as its kill starts, while it finishes what it serves.
+    let info = FrameworkInfo {
+        capabilities: vec![
+            Capability {
+                kind: "PARTITION_AWARE".into(),
+            },
+            Capability {
+                kind: "TASK_KILLING_STATE".into(),
+            },
+        ],
+        ..agora_client::long_lived_framework(
+            "marathon",
+            &shared.config.user,
+            shared.config.principal.clone(),
+            &shared.config.advertised,
+            &shared.config.access,
+        )
+    };
     while !shutdown.is_cancelled() {
-        let info = |id: Option<Id>| FrameworkInfo {
-            user: shared.config.user.clone(),
-            principal: shared.config.principal.clone(),
-            name: "marathon".into(),
-            id,
-            failover_timeout: FAILOVER_TIMEOUT_SECS,
-            checkpoint: true,
-            // A hostname, as Mesos shows it: the advertised address without its port.
-            hostname: Some(agora_client::host_of(&shared.config.advertised).to_owned()),
-            webui_url: Some(shared.config.access.base_url(&shared.config.advertised)),
-            // Unreachable tasks are reported as such (not lost), so unreachableStrategy decides
-            // when they are replaced; tasks that come back report again.
-            // TASK_KILLING lets discovery take an instance out of rotation as its kill starts,
-            // while it finishes what it serves.
-            capabilities: vec![
-                Capability {
-                    kind: "PARTITION_AWARE".into(),
-                },
-                Capability {
-                    kind: "TASK_KILLING_STATE".into(),
-                },
-            ],
-            ..FrameworkInfo::default()
+        let stored = StoredText::new(&*shared.config.store, FRAMEWORK_ID_KEY);
+        let ids = agora_client::KeptId {
+            load: || stored.load(),
+            forget: || stored.forget(),
+            save: |id: &str| stored.save(id),
         };
-        let framework_id = StoredText::new(&*shared.config.store, FRAMEWORK_ID_KEY);
+        let options = agora_client::SchedulerOptions::with_access(shared.config.access.clone());
         let mut scheduler = tokio::select! {
             () = shutdown.cancelled() => return,
-            scheduler = Scheduler::subscribe_resuming(
-                &shared.config.master,
-                || framework_id.load(),
-                || framework_id.forget(),
-                info,
-                agora_client::SchedulerOptions {
-                    access: shared.config.access.clone(),
-                    ..agora_client::SchedulerOptions::default()
-                },
-            ) => scheduler,
+            scheduler = Scheduler::subscribe_resuming(&shared.config.master, &ids, &info, options) => scheduler,
         };
-        if let Some(id) = scheduler.framework_id() {
-            if let Err(error) = framework_id.save(&id) {
-                tracing::error!(%error, "cannot persist the services framework id");
-            }
-            shared.lock().framework_id = Some(id);
-        }
+        shared.lock().framework_id = scheduler.framework_id();
         let _ = scheduler.reconcile(Vec::new()).await;
         reconcile_unconfirmed(&shared, &scheduler).await;
         session(&shared, &mut scheduler, &mut agents, &shutdown).await;
