@@ -1,7 +1,8 @@
 //! Who may see and change which jobs: the ACLs' `view_jobs` and `manage_jobs`, by job name (a
 //! name covers those it prefixes at a `.`, `-` or `/`). One layer in front of the Chronos and
 //! Metronome handlers decides every request: a change names its job (in its path or body) and
-//! it must be the caller's to manage (403); a read of one job must be the caller's to see
+//! it must be the caller's to manage (403), as must a deleted job's children, which its
+//! delete changes; a read of one job must be the caller's to see
 //! (404, as for a job that does not exist); the job lists are cut to what the caller sees; the
 //! graph and the statistics show every job, so they need all of them. Without rules for
 //! either action the layer stands aside.
@@ -57,7 +58,18 @@ pub(crate) async fn authorize(
             "the request body could not be read",
         );
     };
-    match touched(&parts.method, &path, &bytes) {
+    let mut touch = touched(&parts.method, &path, &bytes);
+    // A deleted job's children take its parents or its schedule: they change too.
+    if deletes_a_job(&parts.method, &path)
+        && let Touch::Jobs(names) = &mut touch
+    {
+        let children: Vec<String> = {
+            let jobs = shared.lock();
+            names.iter().flat_map(|name| jobs.children(name)).collect()
+        };
+        names.extend(children);
+    }
+    match touch {
         Touch::Jobs(names) => {
             if let Some(denied) = names.iter().find(|name| !may(Some(name))) {
                 return if changes {
@@ -95,6 +107,22 @@ pub(crate) async fn authorize(
         }
     }
     next.run(layer::rebuilt(parts, bytes)).await
+}
+
+/// `DELETE` of a job itself (Chronos' `/job/<name>`, Metronome's `/v1/jobs/<id>`), not of
+/// its runs or schedules.
+fn deletes_a_job(method: &Method, path: &str) -> bool {
+    if *method != Method::DELETE {
+        return false;
+    }
+    let chronos = path
+        .strip_prefix("/v1/scheduler")
+        .or_else(|| path.strip_prefix("/scheduler"))
+        .and_then(|rest| rest.strip_prefix("/job/"));
+    let metronome = path.strip_prefix("/v1/jobs/");
+    chronos
+        .or(metronome)
+        .is_some_and(|name| !name.contains('/'))
 }
 
 fn touched(method: &Method, path: &str, body: &[u8]) -> Touch {

@@ -306,6 +306,11 @@ impl Jobs {
         })
     }
 
+    /// The jobs that name `name` among their parents: a delete of `name` changes them.
+    pub fn children(&self, name: &str) -> Vec<String> {
+        graph::children(&self.parents(), name).cloned().collect()
+    }
+
     fn parents(&self) -> BTreeMap<String, Vec<String>> {
         self.jobs
             .iter()

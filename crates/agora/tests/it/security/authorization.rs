@@ -472,4 +472,51 @@ async fn apps_and_jobs_belong_to_the_paths_and_names_the_acls_give() {
     assert_eq!(status, 403, "an encoded name is the same job");
     let (status, _) = call(&up, TEAM_A, Method::GET, "/scheduler/graph/csv", None).await;
     assert_eq!(status, 403, "the graph shows every job");
+
+    // Deleting a job changes its children (they take its schedule): they must be the
+    // caller's too.
+    let child = json!({"name": "payroll.after-nightly", "command": "true",
+                       "parents": ["team-a.nightly"], "cpus": 0.1, "mem": 16});
+    let (status, _) = call(&up, OPS, Method::POST, "/scheduler/dependency", Some(child)).await;
+    assert_eq!(status, 204);
+    let (status, body) = call(
+        &up,
+        TEAM_A,
+        Method::DELETE,
+        "/scheduler/job/team-a.nightly",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.to_string().contains("payroll.after-nightly"), "{body}");
+    let (_, jobs) = call(&up, OPS, Method::GET, "/scheduler/jobs", None).await;
+    let parents_of_child = jobs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|j| j["name"] == "payroll.after-nightly")
+        .map(|j| j["parents"].clone());
+    assert_eq!(
+        parents_of_child,
+        Some(json!(["team-a.nightly"])),
+        "nothing changed: {jobs}"
+    );
+    let (status, _) = call(
+        &up,
+        TEAM_A,
+        Method::DELETE,
+        "/scheduler/task/kill/team-a.nightly",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "killing its runs changes no other job");
+    let (status, _) = call(
+        &up,
+        OPS,
+        Method::DELETE,
+        "/scheduler/job/team-a.nightly",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
 }
