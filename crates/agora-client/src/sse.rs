@@ -25,10 +25,13 @@ impl SseParser {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<ServiceEvent> {
         self.buffer.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
+        // Lines are read where they lie and the buffer shortened once: a chunk of many
+        // events (a deployment's burst) must not move what follows for every line.
+        let mut start = 0;
+        while let Some(length) = self.buffer[start..].iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&self.buffer[start..start + length]);
+            let line = line.trim_end_matches('\r');
+            start += length + 1;
             if line.is_empty() {
                 if !self.data.is_empty() || !self.kind.is_empty() {
                     let data = std::mem::take(&mut self.data);
@@ -50,6 +53,7 @@ impl SseParser {
                 self.data.push_str(value.strip_prefix(' ').unwrap_or(value));
             }
         }
+        self.buffer.drain(..start);
         events
     }
 }

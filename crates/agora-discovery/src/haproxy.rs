@@ -8,9 +8,7 @@
 //! sockets to the new worker. A server that leaves (a task being killed drains meanwhile) is
 //! put in maintenance through that socket at once, without waiting for the next reload.
 
-use std::collections::BTreeSet;
-
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

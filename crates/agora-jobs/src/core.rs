@@ -189,6 +189,16 @@ fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// A record as the store keeps it.
+fn encoded(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// Whether `new` runs on another schedule than `old`: its slots then start afresh.
+fn schedule_changed(old: &Job, new: &Job) -> bool {
+    old.schedule != new.schedule || old.schedule_time_zone != new.schedule_time_zone
+}
+
 fn invalid(field: &str, error: ScheduleError) -> JobsError {
     JobsError::Invalid(FieldError::new(field, error.to_string()))
 }
@@ -357,25 +367,16 @@ impl Jobs {
             .get(&name)
             .map(|entry| entry.state.clone())
             .unwrap_or_default();
-        let schedule_changed = self.jobs.get(&name).is_none_or(|entry| {
-            entry.definition.schedule != definition.schedule
-                || entry.definition.schedule_time_zone != definition.schedule_time_zone
-        });
-        if schedule_changed {
+        if self
+            .jobs
+            .get(&name)
+            .is_none_or(|entry| schedule_changed(&entry.definition, &definition))
+        {
             state.handled = None;
         }
         self.store.write_batch(&[
-            (
-                format!("{JOBS}{name}"),
-                Some(
-                    serde_json::to_vec(&definition)
-                        .map_err(|e| StoreError::Backend(e.to_string()))?,
-                ),
-            ),
-            (
-                format!("{STATES}{name}"),
-                Some(serde_json::to_vec(&state).map_err(|e| StoreError::Backend(e.to_string()))?),
-            ),
+            (format!("{JOBS}{name}"), Some(encoded(&definition)?)),
+            (format!("{STATES}{name}"), Some(encoded(&state)?)),
         ])?;
         if self.jobs.get(&name).is_some_and(|e| e.metronome.is_some()) {
             self.store.delete(&format!("{METRONOME}{name}"))?;
@@ -469,22 +470,10 @@ impl Jobs {
             // A cron schedule has no first slot of its own: it counts from its creation.
             state.handled = Some(millis(now));
         }
-        let encode = |value: serde_json::Result<Vec<u8>>| {
-            value.map_err(|e| StoreError::Backend(e.to_string()))
-        };
         self.store.write_batch(&[
-            (
-                format!("{JOBS}{name}"),
-                Some(encode(serde_json::to_vec(&definition))?),
-            ),
-            (
-                format!("{METRONOME}{name}"),
-                Some(encode(serde_json::to_vec(&metronome))?),
-            ),
-            (
-                format!("{STATES}{name}"),
-                Some(encode(serde_json::to_vec(&state))?),
-            ),
+            (format!("{JOBS}{name}"), Some(encoded(&definition)?)),
+            (format!("{METRONOME}{name}"), Some(encoded(&metronome)?)),
+            (format!("{STATES}{name}"), Some(encoded(&state)?)),
         ])?;
         self.jobs.insert(
             name,
@@ -508,9 +497,9 @@ impl Jobs {
             return Err(JobsError::NotFound(name.to_owned()));
         };
         let mut parents = self.parents();
+        let children: Vec<String> = graph::children(&parents, name).cloned().collect();
         parents.remove(name);
         let mut heirs = Vec::new();
-        let children: Vec<String> = graph::children(&self.parents(), name).cloned().collect();
         for child in children {
             let Some(child_entry) = self.jobs.get(&child) else {
                 continue;
@@ -540,9 +529,7 @@ impl Jobs {
             }
             let (schedule, epsilon) = parse_timing(&definition, now)?;
             let mut state = child_entry.state.clone();
-            if definition.schedule != child_entry.definition.schedule
-                || definition.schedule_time_zone != child_entry.definition.schedule_time_zone
-            {
+            if schedule_changed(&child_entry.definition, &definition) {
                 state.handled = None;
             }
             parents.insert(child.clone(), definition.parents.clone());
@@ -555,9 +542,6 @@ impl Jobs {
             });
         }
         graph::check(&parents).map_err(|e| invalid("parents", e))?;
-        let encode = |value: serde_json::Result<Vec<u8>>| {
-            value.map_err(|e| StoreError::Backend(e.to_string()))
-        };
         let mut batch = vec![
             (format!("{JOBS}{name}"), None),
             (format!("{METRONOME}{name}"), None),
@@ -565,14 +549,8 @@ impl Jobs {
         ];
         for heir in &heirs {
             let child = &heir.definition.name;
-            batch.push((
-                format!("{JOBS}{child}"),
-                Some(encode(serde_json::to_vec(&heir.definition))?),
-            ));
-            batch.push((
-                format!("{STATES}{child}"),
-                Some(encode(serde_json::to_vec(&heir.state))?),
-            ));
+            batch.push((format!("{JOBS}{child}"), Some(encoded(&heir.definition)?)));
+            batch.push((format!("{STATES}{child}"), Some(encoded(&heir.state)?)));
         }
         self.store.write_batch(&batch)?;
         self.jobs.remove(name);

@@ -149,23 +149,21 @@ pub fn agent_access(credential: Option<&Path>) -> anyhow::Result<Access> {
     })))
 }
 
-/// Says, where an operator looks first, that a master checks callers but not agents: whoever
-/// registers as one is then trusted with callers' credentials, as the web UI and the CLI send
-/// them to the agents whose tasks they look into.
-pub fn warn_if_agents_unchecked(role: &str, security: &Security, listening: &str) {
+/// Says, where an operator looks first, what a master leaves open: callers nobody asks who
+/// they are, or agents nobody checks (whoever registers as one is then trusted with callers'
+/// credentials, as the web UI and the CLI send them to the agents whose tasks they look into).
+pub fn warn_of_openings(role: &str, security: &Security, listening: &str) {
     let required = &security.auth.required;
-    if !(required.readwrite || required.readonly) || required.agents || security.require_agent_cert
+    warn_if_open(role, required, listening);
+    if (required.readwrite || required.readonly) && !required.agents && !security.require_agent_cert
     {
-        return;
+        warn(format!(
+            "WARNING: {role} on {listening} authenticates requests but not agents: any process \
+             that reaches it can register as an agent, and the web UI and CLI send the \
+             credentials of whoever looks into that agent's tasks to it. Turn on \
+             --authenticate-agents (or --tls-require-agent-cert); see docs/security.md."
+        ));
     }
-    let text = format!(
-        "WARNING: {role} on {listening} authenticates requests but not agents: any process \
-         that reaches it can register as an agent, and the web UI and CLI send the credentials \
-         of whoever looks into that agent's tasks to it. Turn on --authenticate-agents (or \
-         --tls-require-agent-cert); see docs/security.md."
-    );
-    eprintln!("{text}");
-    tracing::warn!("{text}");
 }
 
 /// Says, where an operator looks first, that nobody is asked who they are.
@@ -173,11 +171,15 @@ pub fn warn_if_open(role: &str, required: &Required, listening: &str) {
     if required.readwrite {
         return;
     }
-    let text = format!(
+    warn(format!(
         "WARNING: {role} on {listening} does not authenticate requests that change state: \
          anyone who reaches it can run commands on the cluster. Turn on \
          --authenticate-http-readwrite (with --credentials); see docs/security.md."
-    );
+    ));
+}
+
+/// On the terminal as well as in the log: a warning the operator must not miss.
+fn warn(text: String) {
     eprintln!("{text}");
     tracing::warn!("{text}");
 }

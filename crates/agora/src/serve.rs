@@ -511,8 +511,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .merge(ui(port, &security, shutdown.clone()))
         .merge(agora_http::auth::login::routes(auth.clone()));
     let listening = format!("{}:{port}", bind_ip(&args.network, UP_BIND)?);
-    security::warn_if_open("agora up", &auth.required, &listening);
-    security::warn_if_agents_unchecked("agora up", &security, &listening);
+    security::warn_of_openings("agora up", &security, &listening);
     let serving = serving(&args.network, &security);
     master.add_metrics(http_metrics(&serving.refused));
     serve_executors(executor_socket, &agent, &serving, &shutdown);
@@ -573,8 +572,7 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         .merge(ui(port, &security, shutdown.clone()))
         .merge(agora_http::auth::login::routes(auth.clone()));
     let listening = format!("{}:{port}", bind_ip(&args.network, SERVER_BIND)?);
-    security::warn_if_open("agora master", &auth.required, &listening);
-    security::warn_if_agents_unchecked("agora master", &security, &listening);
+    security::warn_of_openings("agora master", &security, &listening);
     let serving = serving(&args.network, &security);
     master.add_metrics(http_metrics(&serving.refused));
     let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));

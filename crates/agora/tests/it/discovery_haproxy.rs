@@ -128,15 +128,18 @@ async fn bridge_and_haproxy(
     (bridge, haproxy, config)
 }
 
-/// `show servers state` over the admin socket: (server name, admin state) of every server.
+/// `show servers state` over the admin socket: (server name, admin state) of every server;
+/// none while HAProxy does not answer (it may be reloading).
 fn server_states(socket: &Path) -> Vec<(String, u32)> {
     use std::io::{Read, Write};
-    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) else {
-        return Vec::new();
-    };
-    stream.write_all(b"show servers state\n").unwrap();
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    let asked = std::os::unix::net::UnixStream::connect(socket).and_then(|mut stream| {
+        stream.write_all(b"show servers state\n")?;
+        stream.read_to_string(&mut answer)
+    });
+    if asked.is_err() {
+        return Vec::new();
+    }
     // Fields: be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state …
     answer
         .lines()
@@ -179,7 +182,14 @@ async fn a_server_that_leaves_is_in_maintenance_before_its_task_stops() {
         .any(|t| t["id"] == victim.as_str() && t["state"] == "TASK_KILLING");
     assert!(still_killing, "in maintenance before the task's signal");
     healthy(&marathon, "/hapkill", 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Traffic goes on after the task is gone: a request HAProxy still sent it would fail.
+    let gone = traffic.answered();
+    wait_until(
+        Duration::from_secs(10),
+        "traffic after the kill",
+        || async { (traffic.answered() >= gone + 100).then_some(()) },
+    )
+    .await;
     let tally = traffic.stop().await;
     tally.assert_clean(50);
 }
