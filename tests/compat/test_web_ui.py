@@ -16,7 +16,8 @@ import pytest
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException,
+                                        WebDriverException)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -52,11 +53,20 @@ def send(agora, method, path, body=None):
 
 def wait_for(driver, what, check, timeout=WAIT):
     """Polls check(driver) until it is truthy; fails naming what was awaited."""
-    # A page being replaced (after a form post) leaves elements stale for a moment.
+    # A page being replaced (after a form post) leaves elements stale for a moment; Chromium
+    # may say so as an inspector error about a node of the document going away.
     ignored = (StaleElementReferenceException, NoSuchElementException)
+
+    def looked(d):
+        try:
+            return check(d)
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return False
+            raise
     try:
         return WebDriverWait(driver, timeout, poll_frequency=0.2,
-                             ignored_exceptions=ignored).until(lambda d: check(d))
+                             ignored_exceptions=ignored).until(looked)
     except Exception:
         pytest.fail("timed out waiting for %s; page:\n%s" % (what, driver.find_element(
             By.TAG_NAME, "body").text[:3000]), pytrace=False)
