@@ -19,8 +19,6 @@ mod executor_auth;
 mod fetcher;
 mod fnv;
 mod http;
-// Forking without exec, the one place the agent needs raw process calls; each has a SAFETY note.
-#[allow(unsafe_code)]
 mod launcher;
 mod master_link;
 mod modes;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 
 use crate::core::Agent;
-use crate::launcher::{LaunchRequest, Launched};
+use crate::launcher::{LaunchError, LaunchRequest, Launched};
 
 /// One warm container. Dropped without being assigned, its process is killed and its
 /// cgroups and directory removed.
@@ -198,7 +198,7 @@ impl WarmPool {
                             }
                         }
                         // Without the launcher, executors start cold (said when it went).
-                        Err(error) if error == crate::launcher::GONE => break,
+                        Err(WarmError::Launcher(LaunchError::Gone)) => break,
                         Err(error) => {
                             // Not retried in a loop: tasks start cold meanwhile, and the next
                             // wish tries again.
@@ -214,15 +214,16 @@ impl WarmPool {
 
 /// Makes one warm container: its directory, and the launcher's prepared executor in its
 /// cgroups and namespaces.
-async fn make(agent: &Agent, pool: &WarmPool) -> Result<Warm, String> {
-    let launcher = agent
-        .launcher()
-        .ok_or_else(|| crate::launcher::GONE.to_owned())?;
+async fn make(agent: &Agent, pool: &WarmPool) -> Result<Warm, WarmError> {
+    let launcher = agent.launcher().ok_or(LaunchError::Gone)?;
     let container_id = uuid::Uuid::new_v4().to_string();
     let directory = pool.dir.join(&container_id);
     crate::modes::make_dirs(&pool.dir, crate::modes::TRAVERSE_ONLY)
         .and_then(|()| std::fs::create_dir_all(&directory))
-        .map_err(|e| format!("cannot create {}: {e}", directory.display()))?;
+        .map_err(|source| WarmError::Dir {
+            path: directory.display().to_string(),
+            source,
+        })?;
     let cgroup = agent
         .cgroups
         .as_ref()
@@ -262,10 +263,25 @@ async fn make(agent: &Agent, pool: &WarmPool) -> Result<Warm, String> {
                 .trim()
                 .to_owned();
             Err(if said.is_empty() {
-                error
+                WarmError::Launcher(error)
             } else {
-                format!("{error}: {said}")
+                WarmError::Said { error, said }
             })
         }
     }
+}
+
+/// Why a warm container could not be made.
+#[derive(Debug, thiserror::Error)]
+enum WarmError {
+    #[error(transparent)]
+    Launcher(#[from] LaunchError),
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The launcher's error and what the container wrote to its stderr.
+    #[error("{error}: {said}")]
+    Said { error: LaunchError, said: String },
 }
