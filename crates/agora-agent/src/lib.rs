@@ -29,6 +29,7 @@ mod persist;
 mod proc_tree;
 mod secrets;
 mod spawn;
+mod unavailable;
 mod warm;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 pub use command_executor::run as run_command_executor;
 pub use config::{AgentConfig, ExecutorTls, Isolation, Isolator, detect_resources};
 pub use launcher::{LAUNCHER_ENV, serve_launcher};
+pub use unavailable::Unavailable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -51,7 +53,7 @@ pub enum AgentError {
     #[error("{isolator} isolation is required (--isolation) but cannot work: {reason}")]
     Isolation {
         isolator: &'static str,
-        reason: String,
+        reason: unavailable::Unavailable,
     },
 }
 

@@ -5,6 +5,7 @@
 //!
 //! Everything here runs in the launcher, a single-threaded process, between fork and exec.
 
+use crate::unavailable::Unavailable;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -114,13 +115,13 @@ fn own_dir_as(path: &Path, owner: Option<&RunAs>, mode: Option<u32>) -> std::io:
 
 /// Whether this process may make pid and mount namespaces (it runs as root and the kernel has
 /// them). Checked once by the agent, which says so at start.
-pub(crate) fn available() -> Result<(), String> {
+pub(crate) fn available() -> Result<(), Unavailable> {
     if !Uid::effective().is_root() {
-        return Err("the agent does not run as root".into());
+        return Err(Unavailable::NotRoot);
     }
     for kind in ["pid", "mnt"] {
         if !Path::new("/proc/self/ns").join(kind).exists() {
-            return Err(format!("the kernel has no {kind} namespaces"));
+            return Err(Unavailable::NoNamespace(kind));
         }
     }
     // Root in a container without the rights (no CAP_SYS_ADMIN, seccomp) is refused only
@@ -133,9 +134,8 @@ pub(crate) fn available() -> Result<(), String> {
         .stderr(std::process::Stdio::piped())
         .output()
     {
-        Ok(output) if !output.status.success() => Err(format!(
-            "new pid and mount namespaces are refused here: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+        Ok(output) if !output.status.success() => Err(Unavailable::NamespacesRefused(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         )),
         _ => Ok(()),
     }

@@ -7,11 +7,26 @@ use agora_api::mesos::{CommandInfo, EnvironmentVariable, Secret, TaskInfo};
 use agora_secrets::SecretsDir;
 use base64::Engine as _;
 
+/// Why a secret in an environment cannot be given its value.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UnreadableSecret {
+    #[error("{variable} refers to secret '{secret}' but this agent has no --secrets-dir")]
+    NoSecretsDir { variable: String, secret: String },
+    #[error(transparent)]
+    Read(#[from] agora_secrets::SecretError),
+    #[error("secret '{secret}' has no text field '{key}'")]
+    NoField { secret: String, key: String },
+    #[error("the secret value of {0} is not base64 of text")]
+    NotBase64Text(String),
+    #[error("{0} is a SECRET without a reference or a value")]
+    Empty(String),
+}
+
 /// Whether every secret the commands refer to can be read (for refusing a launch up front).
 pub(crate) fn check<'a>(
     commands: impl IntoIterator<Item = Option<&'a CommandInfo>>,
     dir: Option<&SecretsDir>,
-) -> Result<(), String> {
+) -> Result<(), UnreadableSecret> {
     for command in commands.into_iter().flatten() {
         for variable in variables(command) {
             if variable.is_secret() {
@@ -38,7 +53,7 @@ pub(crate) fn resolve_task(task: &TaskInfo, dir: Option<&SecretsDir>) -> TaskInf
 pub(crate) fn resolve_command(
     command: &mut CommandInfo,
     dir: Option<&SecretsDir>,
-) -> Result<(), String> {
+) -> Result<(), UnreadableSecret> {
     let Some(environment) = command.environment.as_mut() else {
         return Ok(());
     };
@@ -78,7 +93,10 @@ fn variables(command: &CommandInfo) -> impl Iterator<Item = &EnvironmentVariable
         .flat_map(|environment| &environment.variables)
 }
 
-fn value_of(variable: &EnvironmentVariable, dir: Option<&SecretsDir>) -> Result<String, String> {
+fn value_of(
+    variable: &EnvironmentVariable,
+    dir: Option<&SecretsDir>,
+) -> Result<String, UnreadableSecret> {
     let secret = variable.secret.as_ref();
     let name = &variable.name;
     match secret {
@@ -86,21 +104,20 @@ fn value_of(variable: &EnvironmentVariable, dir: Option<&SecretsDir>) -> Result<
             reference: Some(reference),
             ..
         }) => {
-            let dir = dir.ok_or_else(|| {
-                format!(
-                    "{name} refers to secret '{}' but this agent has no --secrets-dir",
-                    reference.name
-                )
+            let dir = dir.ok_or_else(|| UnreadableSecret::NoSecretsDir {
+                variable: name.clone(),
+                secret: reference.name.clone(),
             })?;
-            let text = dir.read(&reference.name).map_err(|e| e.to_string())?;
+            let text = dir.read(&reference.name)?;
             match &reference.key {
                 None => Ok(text),
                 // Mesos' key: one field of a secret holding a JSON object.
                 Some(key) => serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
                     .and_then(|object| object.get(key)?.as_str().map(str::to_owned))
-                    .ok_or_else(|| {
-                        format!("secret '{}' has no text field '{key}'", reference.name)
+                    .ok_or_else(|| UnreadableSecret::NoField {
+                        secret: reference.name.clone(),
+                        key: key.clone(),
                     }),
             }
         }
@@ -111,8 +128,8 @@ fn value_of(variable: &EnvironmentVariable, dir: Option<&SecretsDir>) -> Result<
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .filter(|text| !text.contains('\0'))
-            .ok_or_else(|| format!("the secret value of {name} is not base64 of text")),
-        _ => Err(format!("{name} is a SECRET without a reference or a value")),
+            .ok_or_else(|| UnreadableSecret::NotBase64Text(name.clone())),
+        _ => Err(UnreadableSecret::Empty(name.clone())),
     }
 }
 
@@ -186,7 +203,7 @@ mod tests {
         let missing = command(vec![EnvironmentVariable::secret_reference("X", "nope")]);
         assert!(check([Some(&missing)], Some(&secrets)).is_err());
         let error = check([Some(&missing)], None).unwrap_err();
-        assert!(error.contains("--secrets-dir"), "{error}");
+        assert!(error.to_string().contains("--secrets-dir"), "{error}");
         let mut kept = missing.clone();
         assert!(resolve_command(&mut kept, Some(&secrets)).is_err());
         assert_eq!(kept, missing, "an unreadable secret stays a reference");

@@ -5,6 +5,7 @@
 
 mod layout;
 
+use crate::unavailable::Unavailable;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -138,24 +139,31 @@ impl Cgroups {
         work_dir: &Path,
         cfs_quota: bool,
         favor_dynmods: bool,
-    ) -> Result<Cgroups, String> {
+    ) -> Result<Cgroups, Unavailable> {
         if !nix::unistd::geteuid().is_root() {
-            return Err("the agent does not run as root".into());
+            return Err(Unavailable::NotRoot);
         }
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-        let own = std::fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| {
+            Unavailable::Unreadable {
+                path: "/proc/self/mountinfo",
+                source,
+            }
+        })?;
+        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|source| {
+            Unavailable::Unreadable {
+                path: "/proc/self/cgroup",
+                source,
+            }
+        })?;
         let v2_controllers = Layout::parse(&mountinfo, &own, "cpu memory pids")
             .v2_own()
             .and_then(|dir| std::fs::read_to_string(dir.join("cgroup.controllers")).ok())
             .unwrap_or_default();
         let layout = Layout::parse(&mountinfo, &own, &v2_controllers);
         if !layout.controllers.contains_key("memory") || !layout.controllers.contains_key("cpu") {
-            return Err(format!(
-                "no usable cgroup hierarchy has the cpu and memory controllers (missing: {})",
-                layout.missing().join(", ")
-            ));
+            return Err(Unavailable::NoControllers {
+                missing: layout.missing().join(", "),
+            });
         }
         let mut cgroups = Cgroups {
             layout,
@@ -175,10 +183,12 @@ impl Cgroups {
     }
 
     /// Makes `agora/` in each hierarchy; in v2 it also hands the controllers down to it.
-    fn prepare_parents(&self) -> Result<(), String> {
+    fn prepare_parents(&self) -> Result<(), Unavailable> {
         for dir in self.parent_dirs() {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(|source| Unavailable::CannotCreate {
+                dir: dir.clone(),
+                source,
+            })?;
         }
         if let Some(own) = self.layout.v2_own() {
             let wanted: Vec<String> = ["cpu", "memory", "pids"]
@@ -194,13 +204,10 @@ impl Cgroups {
                 own.join(PARENT).join(&self.agent_dir),
             ] {
                 std::fs::write(dir.join("cgroup.subtree_control"), wanted.join(" ")).map_err(
-                    |e| {
-                        format!(
-                            "cannot enable {} in {}: {e} (cgroup v2 needs the agent in a \
-                             delegated cgroup of its own)",
-                            wanted.join(" "),
-                            dir.display()
-                        )
+                    |source| Unavailable::CannotDelegate {
+                        controllers: wanted.join(" "),
+                        dir: dir.clone(),
+                        source,
                     },
                 )?;
             }

@@ -18,7 +18,8 @@ use tokio::io::AsyncWriteExt;
 
 use agora_api::mesos::TaskInfo;
 
-use crate::docker::spec::{self, Owner};
+use crate::docker::spec::{self, Owner, SpecError};
+use crate::docker::{DockerError, PullError};
 
 /// A pull that has not finished by then has failed: the task fails rather than waits on.
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -49,13 +50,16 @@ pub(super) async fn start(
     owner: &Owner,
     name: &str,
     ended: impl FnOnce(Ended) + Send + 'static,
-) -> Result<DockerTask, String> {
+) -> Result<DockerTask, DockerError> {
     let opened = crate::beneath::Sandbox::open(sandbox.parent().unwrap_or(sandbox), sandbox)
-        .map_err(|e| format!("cannot open the sandbox: {e}"))?;
+        .map_err(DockerError::Sandbox)?;
     let in_sandbox = |relative: &Path| {
         opened
             .directory(relative)
-            .map_err(|e| format!("volume '{}' in the sandbox: {e}", relative.display()))
+            .map_err(|source| SpecError::Volume {
+                path: relative.to_owned(),
+                source,
+            })
     };
     let spec = spec::build(task, sandbox, in_sandbox, owner, name)?;
     let docker = crate::docker::connect().await?;
@@ -66,10 +70,16 @@ pub(super) async fn start(
     docker
         .create_container(Some(options), spec.body)
         .await
-        .map_err(|e| format!("cannot create the container: {e}"))?;
-    if let Err(error) = docker.start_container(name, None).await {
+        .map_err(|source| DockerError::Container {
+            action: "create",
+            source,
+        })?;
+    if let Err(source) = docker.start_container(name, None).await {
         let _ = crate::docker::remove(&docker, name).await;
-        return Err(format!("cannot start the container: {error}"));
+        return Err(DockerError::Container {
+            action: "start",
+            source,
+        });
     }
     let logs = tokio::spawn(stream_logs(docker.clone(), name.to_owned(), directory));
     // Where it runs, for the agent (its cgroups, by pid) and for schedulers (its addresses).
@@ -165,7 +175,7 @@ impl DockerTask {
 }
 
 /// Makes `image` present: pulled when absent, or always with `force_pull`.
-async fn ensure_image(docker: &Docker, image: &str, force_pull: bool) -> Result<(), String> {
+async fn ensure_image(docker: &Docker, image: &str, force_pull: bool) -> Result<(), DockerError> {
     let present = docker.inspect_image(image).await.is_ok();
     if present && !force_pull {
         return Ok(());
@@ -178,13 +188,13 @@ async fn ensure_image(docker: &Docker, image: &str, force_pull: bool) -> Result<
     let pull = async {
         let mut progress = docker.create_image(Some(options.build()), None, None);
         while let Some(item) = progress.next().await {
-            item.map_err(|e| e.to_string())?;
+            item?;
         }
-        Ok::<(), String>(())
+        Ok::<(), PullError>(())
     };
     let pulled = match tokio::time::timeout(PULL_TIMEOUT, pull).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer in {} s", PULL_TIMEOUT.as_secs())),
+        Err(_) => Err(PullError::TimedOut(PULL_TIMEOUT.as_secs())),
     };
     match pulled {
         Ok(()) => Ok(()),
@@ -192,9 +202,10 @@ async fn ensure_image(docker: &Docker, image: &str, force_pull: bool) -> Result<
             eprintln!("agora executor: cannot pull {image} ({error}); using the local image");
             Ok(())
         }
-        Err(error) => Err(format!(
-            "image '{image}' is not on this agent and cannot be pulled: {error}"
-        )),
+        Err(reason) => Err(DockerError::Pull {
+            image: image.to_owned(),
+            reason,
+        }),
     }
 }
 

@@ -154,7 +154,7 @@ enum Input {
     },
     ContainerStarted {
         task_id: String,
-        started: Result<docker_task::DockerTask, String>,
+        started: Result<docker_task::DockerTask, crate::docker::DockerError>,
     },
     ContainerEnded {
         task_id: String,
@@ -557,7 +557,7 @@ impl Executor {
     async fn container_started(
         &mut self,
         task_id: &str,
-        started: Result<docker_task::DockerTask, String>,
+        started: Result<docker_task::DockerTask, crate::docker::DockerError>,
     ) {
         let Some(task) = self.tasks.get_mut(task_id) else {
             return;

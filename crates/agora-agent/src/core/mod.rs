@@ -21,6 +21,7 @@ use agora_api::mesos::{AgentInfo, CommandInfo, Id, TaskStatus, encode_bytes};
 
 use crate::config::AgentConfig;
 use crate::persist::Written;
+use crate::unavailable::Unavailable;
 
 pub(crate) use types::{
     AgentState, Executor, ExecutorKind, FrameworkEntry, TaskRecord, UpdateQueue, container_limits,
@@ -54,11 +55,11 @@ pub(crate) struct Agent {
     /// Sections other components add to the agent's state and metrics.
     pub extensions: std::sync::RwLock<Vec<crate::Extension>>,
     /// The cgroup hierarchies containers go in, or why there are none.
-    pub cgroups: Result<crate::cgroups::Cgroups, String>,
+    pub cgroups: Result<crate::cgroups::Cgroups, Unavailable>,
     /// Whether containers get pid and mount namespaces, or why not.
-    pub namespaces: Result<(), String>,
+    pub namespaces: Result<(), Unavailable>,
     /// Whether tasks run as their users, or why not.
-    pub switch_user: Result<(), String>,
+    pub switch_user: Result<(), Unavailable>,
     pub(crate) fetcher: crate::fetcher::Fetcher,
     /// Built-in executors' containers made ahead of their tasks (with the launcher only).
     pub(crate) warm: Option<crate::warm::WarmPool>,

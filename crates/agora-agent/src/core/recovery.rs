@@ -18,6 +18,7 @@ use crate::checkpoint;
 use crate::config::AgentConfig;
 use crate::persist::Written;
 use crate::spawn;
+use crate::unavailable::Unavailable;
 
 impl Agent {
     /// Loads the checkpoint: live executors are re-adopted (they will re-subscribe), dead ones
@@ -189,10 +190,10 @@ impl Agent {
 pub(super) fn isolator<T>(
     wanted: crate::Isolator,
     name: &'static str,
-    detect: impl FnOnce() -> Result<T, String>,
-) -> Result<Result<T, String>, AgentError> {
+    detect: impl FnOnce() -> Result<T, Unavailable>,
+) -> Result<Result<T, Unavailable>, AgentError> {
     match wanted {
-        crate::Isolator::Off => Ok(Err(format!("{name} turned off (--isolation)"))),
+        crate::Isolator::Off => Ok(Err(Unavailable::TurnedOff(name))),
         crate::Isolator::Auto => Ok(detect()),
         crate::Isolator::Required => detect().map(Ok).map_err(|reason| AgentError::Isolation {
             isolator: name,
@@ -202,7 +203,7 @@ pub(super) fn isolator<T>(
 }
 
 /// The cgroup hierarchies, said once at start: which isolation tasks get, or why none.
-pub(super) fn detect_cgroups(config: &AgentConfig) -> Result<crate::cgroups::Cgroups, String> {
+pub(super) fn detect_cgroups(config: &AgentConfig) -> Result<crate::cgroups::Cgroups, Unavailable> {
     let cgroups = crate::cgroups::Cgroups::detect(
         &config.work_dir,
         config.cgroups_cfs_quota,
@@ -349,7 +350,7 @@ fn restore_state(
 }
 
 /// Whether tasks can have their own pid and mount namespaces, said once at start.
-fn detect_namespaces() -> Result<(), String> {
+fn detect_namespaces() -> Result<(), Unavailable> {
     let available = crate::namespaces::available();
     match &available {
         Ok(()) => tracing::info!("tasks run in their own pid and mount namespaces"),
@@ -361,12 +362,12 @@ fn detect_namespaces() -> Result<(), String> {
 }
 
 /// Whether tasks run as their users, or why not.
-fn detect_switch_user(config: &AgentConfig) -> Result<(), String> {
+fn detect_switch_user(config: &AgentConfig) -> Result<(), Unavailable> {
     if !config.switch_user {
-        Err("turned off (--switch-user false)".to_owned())
+        Err(Unavailable::SwitchUserOff)
     } else if !nix::unistd::Uid::effective().is_root() {
         tracing::warn!("tasks run as the agent's user: switching users needs root");
-        Err("the agent does not run as root".to_owned())
+        Err(Unavailable::NotRoot)
     } else {
         Ok(())
     }

@@ -9,14 +9,51 @@ use std::collections::HashMap;
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 
+/// What went wrong with a Docker task's container or the Engine.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DockerError {
+    #[error("cannot reach the Docker Engine: {0}")]
+    Unreachable(#[source] bollard::errors::Error),
+    #[error("cannot list Docker containers: {0}")]
+    List(#[source] bollard::errors::Error),
+    #[error("cannot remove Docker container {id}: {source}")]
+    Remove {
+        id: String,
+        source: bollard::errors::Error,
+    },
+    #[error("cannot {action} the container: {source}")]
+    Container {
+        action: &'static str,
+        source: bollard::errors::Error,
+    },
+    #[error("the task's Docker container is gone")]
+    Gone,
+    #[error("the container is not running")]
+    NotRunning,
+    #[error("cannot open the sandbox: {0}")]
+    Sandbox(#[source] std::io::Error),
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error("image '{image}' is not on this agent and cannot be pulled: {reason}")]
+    Pull { image: String, reason: PullError },
+}
+
+/// Why an image could not be pulled.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PullError {
+    #[error(transparent)]
+    Engine(#[from] bollard::errors::Error),
+    #[error("no answer in {0} s")]
+    TimedOut(u64),
+}
+
 /// A client for the local Docker Engine, at the API version it speaks.
-pub(crate) async fn connect() -> Result<Docker, String> {
-    let docker = Docker::connect_with_local_defaults()
-        .map_err(|e| format!("cannot reach the Docker Engine: {e}"))?;
+pub(crate) async fn connect() -> Result<Docker, DockerError> {
+    let docker = Docker::connect_with_local_defaults().map_err(DockerError::Unreachable)?;
     docker
         .negotiate_version()
         .await
-        .map_err(|e| format!("cannot reach the Docker Engine: {e}"))
+        .map_err(DockerError::Unreachable)
 }
 
 /// Containers labelled with `label=value`: (name or id, the container id label's value).
@@ -24,7 +61,7 @@ pub(crate) async fn labelled(
     docker: &Docker,
     label: &str,
     value: &str,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, DockerError> {
     let filters = HashMap::from([("label".to_owned(), vec![format!("{label}={value}")])]);
     let options = ListContainersOptionsBuilder::default()
         .all(true)
@@ -33,7 +70,7 @@ pub(crate) async fn labelled(
     let containers = docker
         .list_containers(Some(options))
         .await
-        .map_err(|e| format!("cannot list Docker containers: {e}"))?;
+        .map_err(DockerError::List)?;
     Ok(containers
         .into_iter()
         .filter_map(|c| {
@@ -48,14 +85,17 @@ pub(crate) async fn labelled(
 }
 
 /// Removes (killing first) a container; one already gone is not an error.
-pub(crate) async fn remove(docker: &Docker, id: &str) -> Result<(), String> {
+pub(crate) async fn remove(docker: &Docker, id: &str) -> Result<(), DockerError> {
     let options = RemoveContainerOptionsBuilder::default().force(true).build();
     match docker.remove_container(id, Some(options)).await {
         Ok(()) => Ok(()),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(()),
-        Err(error) => Err(format!("cannot remove Docker container {id}: {error}")),
+        Err(source) => Err(DockerError::Remove {
+            id: id.to_owned(),
+            source,
+        }),
     }
 }
 

@@ -53,24 +53,50 @@ pub(crate) fn is_docker(task: &TaskInfo) -> bool {
         == Some("DOCKER")
 }
 
+/// Why a task's container cannot be made as it asks.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpecError {
+    /// What the container definition lacks.
+    #[error("{0}")]
+    Incomplete(&'static str),
+    #[error("unknown docker network '{0}' (HOST, BRIDGE, USER or NONE)")]
+    UnknownNetwork(String),
+    #[error("docker parameter '{key}' {needs}, got '{value}'")]
+    BadParameter {
+        key: String,
+        needs: &'static str,
+        value: String,
+    },
+    #[error("unsupported docker parameter '{0}'")]
+    UnsupportedParameter(String),
+    #[error("volume '{}' in the sandbox: {source}", path.display())]
+    Volume {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// The container for `task`, whose sandbox on the host is `sandbox`; `in_sandbox` gives the
 /// host path of a directory of the sandbox a volume names (made and resolved beneath it by
 /// the executor: Docker follows links in a bind mount's source).
 pub(crate) fn build(
     task: &TaskInfo,
     sandbox: &Path,
-    in_sandbox: impl Fn(&Path) -> Result<PathBuf, String>,
+    in_sandbox: impl Fn(&Path) -> Result<PathBuf, SpecError>,
     owner: &Owner,
     name: &str,
-) -> Result<Spec, String> {
-    let container = task.container.as_ref().ok_or("the task has no container")?;
-    let docker = container
-        .get("docker")
-        .ok_or("a DOCKER container needs 'docker' with an image")?;
+) -> Result<Spec, SpecError> {
+    let container = task
+        .container
+        .as_ref()
+        .ok_or(SpecError::Incomplete("the task has no container"))?;
+    let docker = container.get("docker").ok_or(SpecError::Incomplete(
+        "a DOCKER container needs 'docker' with an image",
+    ))?;
     let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
     let image = text(docker, "image")
         .filter(|i| !i.trim().is_empty())
-        .ok_or("a DOCKER container needs an image")?;
+        .ok_or(SpecError::Incomplete("a DOCKER container needs an image"))?;
     let mut body = ContainerCreateBody {
         image: Some(image.clone()),
         ..ContainerCreateBody::default()
@@ -134,7 +160,8 @@ pub(crate) fn build(
         .into_iter()
         .flatten()
     {
-        let target = text(volume, "container_path").ok_or("a volume needs a container_path")?;
+        let target = text(volume, "container_path")
+            .ok_or(SpecError::Incomplete("a volume needs a container_path"))?;
         let source = match text(volume, "host_path") {
             Some(path) if path.starts_with('/') => path,
             // A relative host path, or none: a directory of the sandbox (Mesos' sandbox path).
@@ -169,7 +196,9 @@ pub(crate) fn build(
                     .get("container_port")
                     .and_then(Value::as_u64)
                     .filter(|p| *p > 0 && *p <= 65535)
-                    .ok_or("a port mapping needs a container_port")?;
+                    .ok_or(SpecError::Incomplete(
+                        "a port mapping needs a container_port",
+                    ))?;
                 let host_port = mapping
                     .get("host_port")
                     .and_then(Value::as_u64)
@@ -201,13 +230,13 @@ pub(crate) fn build(
                 .and_then(Value::as_array)
                 .and_then(|n| n.first())
                 .and_then(|n| text(n, "name"))
-                .ok_or("USER networking needs a network name in network_infos")?;
+                .ok_or(SpecError::Incomplete(
+                    "USER networking needs a network name in network_infos",
+                ))?;
             host.network_mode = Some(network);
         }
         other => {
-            return Err(format!(
-                "unknown docker network '{other}' (HOST, BRIDGE, USER or NONE)"
-            ));
+            return Err(SpecError::UnknownNetwork(other.to_owned()));
         }
     }
     if let Some(hostname) = text(container, "hostname") {
@@ -264,27 +293,27 @@ fn apply_parameter(
     env: &mut Vec<String>,
     binds: &mut Vec<String>,
     labels: &mut HashMap<String, String>,
-) -> Result<(), String> {
+) -> Result<(), SpecError> {
     let key = key.trim_start_matches('-');
     let list =
         |field: &mut Option<Vec<String>>| field.get_or_insert_with(Vec::new).push(value.to_owned());
+    let bad = |needs: &'static str| SpecError::BadParameter {
+        key: key.to_owned(),
+        needs,
+        value: value.to_owned(),
+    };
     let pair = || {
         value
             .split_once('=')
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .ok_or_else(|| format!("docker parameter '{key}' needs key=value, got '{value}'"))
+            .ok_or_else(|| bad("needs key=value"))
     };
     let flag = || match value {
         "" | "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(format!(
-            "docker parameter '{key}' is true or false, got '{value}'"
-        )),
+        _ => Err(bad("is true or false")),
     };
-    let size = || {
-        parse_size(value)
-            .ok_or_else(|| format!("docker parameter '{key}' needs a size like 64m, got '{value}'"))
-    };
+    let size = || parse_size(value).ok_or_else(|| bad("needs a size like 64m"));
     match key {
         "env" | "e" => env.push(value.to_owned()),
         "label" | "l" => {
@@ -312,12 +341,7 @@ fn apply_parameter(
         "shm-size" => host.shm_size = Some(size()?),
         "memory-swap" => host.memory_swap = Some(if value == "-1" { -1 } else { size()? }),
         "memory-reservation" => host.memory_reservation = Some(size()?),
-        "pids-limit" => {
-            host.pids_limit =
-                Some(value.parse().map_err(|_| {
-                    format!("docker parameter 'pids-limit' is a number, got '{value}'")
-                })?)
-        }
+        "pids-limit" => host.pids_limit = Some(value.parse().map_err(|_| bad("is a number"))?),
         "cpuset-cpus" => host.cpuset_cpus = Some(value.to_owned()),
         "network" | "net" => host.network_mode = Some(value.to_owned()),
         "ipc" => host.ipc_mode = Some(value.to_owned()),
@@ -350,10 +374,7 @@ fn apply_parameter(
         "ulimit" => {
             let (name, limits) = pair()?;
             let (soft, hard) = limits.split_once(':').unwrap_or((&limits, &limits));
-            let number = |n: &str| {
-                n.parse::<i64>()
-                    .map_err(|_| format!("docker parameter 'ulimit' needs numbers, got '{value}'"))
-            };
+            let number = |n: &str| n.parse::<i64>().map_err(|_| bad("needs numbers"));
             host.ulimits
                 .get_or_insert_with(Vec::new)
                 .push(ResourcesUlimits {
@@ -362,7 +383,7 @@ fn apply_parameter(
                     hard: Some(number(hard)?),
                 });
         }
-        _ => return Err(format!("unsupported docker parameter '{key}'")),
+        _ => return Err(SpecError::UnsupportedParameter(key.to_owned())),
     }
     Ok(())
 }
@@ -404,7 +425,7 @@ mod tests {
     }
 
     /// Sandbox directories as plain paths under `sandbox`.
-    fn at(sandbox: &'static str) -> impl Fn(&Path) -> Result<PathBuf, String> {
+    fn at(sandbox: &'static str) -> impl Fn(&Path) -> Result<PathBuf, SpecError> {
         move |relative| Ok(Path::new(sandbox).join(relative))
     }
 
@@ -502,6 +523,7 @@ mod tests {
                 "n",
             )
             .unwrap_err()
+            .to_string()
         };
         assert!(error(json!({"type": "DOCKER", "docker": {}})).contains("image"));
         assert!(

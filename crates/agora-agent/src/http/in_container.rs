@@ -27,6 +27,7 @@ use agora_types::{FrameworkId, TaskId};
 
 use super::Shared;
 use crate::core::{Agent, ExecutorKind};
+use crate::docker::DockerError;
 
 /// Output kept from an exec, per stream.
 const EXEC_OUTPUT_LIMIT: usize = 1 << 20;
@@ -145,7 +146,7 @@ fn running_target(agent: &Agent, task_id: &str) -> Result<Target, Response> {
 async fn docker_pid(
     container_id: &str,
     task_id: &str,
-) -> Result<(bollard::Docker, String, i32), String> {
+) -> Result<(bollard::Docker, String, i32), DockerError> {
     let docker = crate::docker::connect().await?;
     let mut found = crate::docker::labelled(
         &docker,
@@ -156,18 +157,18 @@ async fn docker_pid(
     let tasks =
         crate::docker::labelled(&docker, crate::docker::spec::labels::TASK, task_id).await?;
     found.retain(|(id, _)| tasks.iter().any(|(other, _)| other == id));
-    let (id, _) = found
-        .into_iter()
-        .next()
-        .ok_or("the task's Docker container is gone")?;
+    let (id, _) = found.into_iter().next().ok_or(DockerError::Gone)?;
     let pid = docker
         .inspect_container(&id, None)
         .await
-        .map_err(|e| format!("cannot inspect the container: {e}"))?
+        .map_err(|source| DockerError::Container {
+            action: "inspect",
+            source,
+        })?
         .state
         .and_then(|s| s.pid)
         .filter(|pid| *pid > 0)
-        .ok_or("the container is not running")?;
+        .ok_or(DockerError::NotRunning)?;
     Ok((docker, id, pid as i32))
 }
 
@@ -185,7 +186,7 @@ pub(crate) async fn top(
     let root = if target.docker {
         match docker_pid(&target.container_id, &task_id).await {
             Ok((_, _, pid)) => pid,
-            Err(message) => return error(StatusCode::CONFLICT, message),
+            Err(message) => return error(StatusCode::CONFLICT, message.to_string()),
         }
     } else {
         match target.pid {
@@ -392,7 +393,9 @@ async fn exec_in_docker(
     argv: Vec<String>,
     timeout: Duration,
 ) -> Result<serde_json::Value, String> {
-    let (docker, id, _) = docker_pid(container_id, task_id).await?;
+    let (docker, id, _) = docker_pid(container_id, task_id)
+        .await
+        .map_err(|e| e.to_string())?;
     let config = bollard::models::ExecConfig {
         cmd: Some(argv),
         attach_stdout: Some(true),

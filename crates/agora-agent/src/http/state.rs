@@ -14,6 +14,7 @@ use agora_http::auth::acl::{Acls, Action};
 use super::files::Caller;
 use super::{Shared, json_response};
 use crate::core::{Agent, AgentState, Executor, FrameworkEntry, TaskRecord};
+use crate::unavailable::Unavailable;
 
 /// Who reads the state: frameworks, executors and tasks show only where the ACLs let them
 /// (`view_frameworks`, `view_executors`, `view_tasks`, each by the user they run as), as the
@@ -200,15 +201,15 @@ pub(crate) async fn state(State(agent): State<Shared>, caller: Caller) -> Respon
 /// Which isolation tasks get, and why not where they do not: `detail` says it for cgroups (as
 /// before namespaces came), `namespaces_detail` and `switch_user_detail` for the others.
 fn isolation_json(agent: &Agent) -> Value {
-    let said = |result: &Result<(), String>, yes: &str| match result {
+    let said = |result: &Result<(), Unavailable>, yes: &str| match result {
         Ok(()) => yes.to_owned(),
-        Err(reason) => reason.clone(),
+        Err(reason) => reason.to_string(),
     };
     json!({
         "cgroups": agent.cgroups.is_ok(),
         "detail": match &agent.cgroups {
             Ok(cgroups) => cgroups.describe(),
-            Err(reason) => reason.clone(),
+            Err(reason) => reason.to_string(),
         },
         "namespaces": agent.namespaces.is_ok(),
         "namespaces_detail": said(&agent.namespaces, "pid and mount namespaces, private /tmp and /proc"),
