@@ -11,6 +11,7 @@ pub mod health;
 pub mod marathon;
 pub mod mesos;
 pub mod metronome;
+pub mod operator;
 pub mod prometheus;
 pub mod recordio;
 pub mod scheduler;

@@ -15,6 +15,33 @@ use super::{
 use crate::registry::AgentRecord;
 use crate::views;
 
+/// Why an agent's subscription was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AgentRefused {
+    #[error("agent id {0} belongs to another agent: its secret was not given")]
+    NotItsId(String),
+    #[error("agent {0} has been marked gone")]
+    Gone(String),
+    #[error("invalid agent resources: {0}")]
+    InvalidResources(#[source] agora_api::ApiError),
+}
+
+/// An operator call named an agent this master does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("Agent {0} is not registered")]
+pub(crate) struct UnknownAgent(pub AgentId);
+
+/// What reconciling an agent's report with the master's tasks decided.
+#[derive(Default)]
+struct Reconciled {
+    /// The tasks the agent reported and the master keeps.
+    reported: HashSet<(FrameworkId, TaskId)>,
+    /// Tasks the agent must kill: the master reported them lost, or never launched them.
+    kills: Vec<(String, String)>,
+    /// Updates for frameworks whose tasks came back from unreachable.
+    updates: Vec<(FrameworkId, TaskStatus)>,
+}
+
 impl Master {
     /// An agent subscribed (registration or re-registration). On success the stream has already
     /// received `REGISTERED` followed by any kill/shutdown commands reconciliation decided.
@@ -23,46 +50,21 @@ impl Master {
         request: RegisterAgent,
         token: Option<&str>,
         sender: StreamSender,
-    ) -> Result<(AgentId, u64), String> {
+    ) -> Result<(AgentId, u64), AgentRefused> {
         let send = |command: &AgentCommand| {
             let _ = sender.send(agora_api::recordio::encode(&command.to_json()));
         };
-        // An agent id is taken only by the agent holding its secret; nothing of the agent
-        // that has it changes otherwise.
-        let known_token = request
-            .agent_id
-            .as_ref()
-            .and_then(|id| self.agents.get(&AgentId::new(id.clone())))
-            .and_then(|agent| agent.token_sha256.clone());
-        let (token_sha256, issued) = match (known_token, token) {
-            (Some(expected), Some(token)) if expected == super::token_sha256(token) => {
-                (expected, None)
-            }
-            (Some(_), _) => {
-                self.metrics.invalid_agent_registrations += 1;
-                return Err(format!(
-                    "agent id {} belongs to another agent: its secret was not given",
-                    request.agent_id.as_deref().unwrap_or_default()
-                ));
-            }
-            // An agent this master has no secret for (a registry from before secrets, or
-            // none at all): what it holds, else a new one, becomes its secret.
-            (None, Some(token)) if request.agent_id.is_some() => (super::token_sha256(token), None),
-            (None, _) => {
-                let issued = agora_http::auth::new_secret();
-                (super::token_sha256(&issued), Some(issued))
-            }
-        };
+        let (token_sha256, issued) = self.agent_secret(&request, token)?;
         if let Some(id) = &request.agent_id
             && self.gone_agents.contains(&AgentId::new(id.clone()))
         {
             send(&AgentCommand::Shutdown {
                 message: format!("Agent {id} has been marked gone"),
             });
-            return Err(format!("agent {id} has been marked gone"));
+            return Err(AgentRefused::Gone(id.clone()));
         }
         let total = agora_api::mesos::to_resources(&request.info.resources)
-            .map_err(|e| format!("invalid agent resources: {e}"))?;
+            .map_err(AgentRefused::InvalidResources)?;
         let id = match &request.agent_id {
             Some(id) => AgentId::new(id.clone()),
             None => self.next_agent_id(),
@@ -73,32 +75,15 @@ impl Master {
         // its offer index) is still known.
         self.rescind_agent_offers(&id);
         let previous = self.agents.remove(&id);
-        let was_registered_here = previous.as_ref().is_some_and(|agent| agent.registered);
-        let was_unreachable = previous.as_ref().is_some_and(|agent| !agent.is_reachable());
+        // Tasks it reports that the master does not know were reported lost (or never
+        // launched) by this master: they must not keep running.
+        let kill_unknown = previous
+            .as_ref()
+            .is_some_and(|agent| agent.registered || !agent.is_reachable());
         if previous.is_some() {
             self.allocator.remove_agent(&id);
         }
-
-        // Frameworks the agent runs tasks for that this master does not know yet (it restarted).
-        let mut shutdown_frameworks: HashSet<String> = HashSet::new();
-        for info in &request.frameworks {
-            let Some(framework_id) = info
-                .id
-                .as_ref()
-                .map(|id| FrameworkId::new(id.value.clone()))
-            else {
-                continue;
-            };
-            if self
-                .completed_frameworks
-                .iter()
-                .any(|f| f.id == framework_id)
-            {
-                shutdown_frameworks.insert(framework_id.to_string());
-            } else {
-                self.add_recovered_framework(framework_id, info.clone(), now);
-            }
-        }
+        let mut shutdown_frameworks = self.recover_frameworks_of(&request, now);
 
         let mut info = request.info.clone();
         info.id = Some(Id::new(id.as_str()));
@@ -145,9 +130,115 @@ impl Master {
             token: issued,
         });
 
-        let mut reported: HashSet<(FrameworkId, TaskId)> = HashSet::new();
-        let mut kills: Vec<(String, String)> = Vec::new();
-        let mut updates: Vec<(FrameworkId, TaskStatus)> = Vec::new();
+        let reconciled =
+            self.reconcile_reported_tasks(&id, &request, &mut shutdown_frameworks, kill_unknown);
+        self.record_executors_of(&id, &request);
+        if let Some(stored) = self.agents.get_mut(&id) {
+            stored.tasks = reconciled.reported.clone();
+        }
+        self.lose_unreported_tasks(&known_tasks, &reconciled.reported);
+        for (framework_id, status) in reconciled.updates {
+            self.send_event(&framework_id, &Event::update(status));
+        }
+        self.allocate_agent(&id, total, &reconciled.reported, deactivated);
+        for framework_id in shutdown_frameworks {
+            send(&AgentCommand::ShutdownFramework { framework_id });
+        }
+        for (framework_id, task_id) in reconciled.kills {
+            send(&AgentCommand::KillTask {
+                framework_id,
+                task_id,
+                kill_policy: None,
+            });
+        }
+        self.registry.put_agent(&record);
+        if previous.is_some() {
+            self.metrics.agent_reregistrations += 1;
+        } else {
+            self.metrics.agent_registrations += 1;
+        }
+        let agent_json = self.agents.get(&id).map(|a| views::v1_agent(self, a));
+        if let Some(agent_json) = agent_json {
+            self.publish(
+                serde_json::json!({"type": "AGENT_ADDED", "agent_added": {"agent": agent_json}}),
+            );
+        }
+        tracing::info!(agent = %id, endpoint = %request.endpoint, tasks = request.tasks.len(), reregistered = previous.is_some(), "agent registered");
+        self.want_allocation();
+        Ok((id, generation))
+    }
+
+    /// The agent's secret (as its SHA-256) and, for a new agent, the secret issued to it. An
+    /// agent id is taken only by the agent holding its secret; nothing of the agent that has
+    /// it changes otherwise.
+    fn agent_secret(
+        &mut self,
+        request: &RegisterAgent,
+        token: Option<&str>,
+    ) -> Result<(String, Option<String>), AgentRefused> {
+        let known_token = request
+            .agent_id
+            .as_ref()
+            .and_then(|id| self.agents.get(&AgentId::new(id.clone())))
+            .and_then(|agent| agent.token_sha256.clone());
+        match (known_token, token) {
+            (Some(expected), Some(token)) if expected == super::token_sha256(token) => {
+                Ok((expected, None))
+            }
+            (Some(_), _) => {
+                self.metrics.invalid_agent_registrations += 1;
+                Err(AgentRefused::NotItsId(
+                    request.agent_id.clone().unwrap_or_default(),
+                ))
+            }
+            // An agent this master has no secret for (a registry from before secrets, or
+            // none at all): what it holds, else a new one, becomes its secret.
+            (None, Some(token)) if request.agent_id.is_some() => {
+                Ok((super::token_sha256(token), None))
+            }
+            (None, _) => {
+                let issued = agora_http::auth::new_secret();
+                Ok((super::token_sha256(&issued), Some(issued)))
+            }
+        }
+    }
+
+    /// Frameworks the agent runs tasks for that this master does not know yet (it restarted)
+    /// are recovered; the ids of those that completed here, for the agent to shut down.
+    fn recover_frameworks_of(&mut self, request: &RegisterAgent, now: f64) -> HashSet<String> {
+        let mut shutdown_frameworks = HashSet::new();
+        for info in &request.frameworks {
+            let Some(framework_id) = info
+                .id
+                .as_ref()
+                .map(|id| FrameworkId::new(id.value.clone()))
+            else {
+                continue;
+            };
+            if self
+                .completed_frameworks
+                .iter()
+                .any(|f| f.id == framework_id)
+            {
+                shutdown_frameworks.insert(framework_id.to_string());
+            } else {
+                self.add_recovered_framework(framework_id, info.clone(), now);
+            }
+        }
+        shutdown_frameworks
+    }
+
+    /// The agent's reported tasks against the master's: known ones take the agent's state,
+    /// unknown ones are adopted (or killed, with `kill_unknown`); tasks of frameworks the
+    /// master does not have join `shutdown_frameworks`.
+    fn reconcile_reported_tasks(
+        &mut self,
+        id: &AgentId,
+        request: &RegisterAgent,
+        shutdown_frameworks: &mut HashSet<String>,
+        kill_unknown: bool,
+    ) -> Reconciled {
+        let mut reconciled = Reconciled::default();
         for reported_task in &request.tasks {
             let framework_id = FrameworkId::new(reported_task.framework_id.clone());
             let task_id = TaskId::new(reported_task.task.task_id.value.clone());
@@ -174,13 +265,15 @@ impl Master {
                         status.source = Some("SOURCE_MASTER".into());
                         status.reason = Some("REASON_AGENT_REREGISTERED".into());
                         status.message = Some("Agent re-registered".into());
-                        updates.push((framework_id.clone(), status));
+                        reconciled.updates.push((framework_id.clone(), status));
                     }
                 }
-                None if was_unreachable || was_registered_here => {
+                None if kill_unknown => {
                     // The master already reported this task lost (or never launched it): the
                     // framework has moved on, so the task must not keep running.
-                    kills.push((framework_id.to_string(), task_id.to_string()));
+                    reconciled
+                        .kills
+                        .push((framework_id.to_string(), task_id.to_string()));
                     continue;
                 }
                 None => {
@@ -213,8 +306,13 @@ impl Master {
                     );
                 }
             }
-            reported.insert((framework_id, task_id));
+            reconciled.reported.insert((framework_id, task_id));
         }
+        reconciled
+    }
+
+    /// The agent's custom executors, under their frameworks.
+    fn record_executors_of(&mut self, id: &AgentId, request: &RegisterAgent) {
         for executor in &request.executors {
             let framework_id = FrameworkId::new(executor.framework_id.clone());
             if let Some(framework) = self.frameworks.get_mut(&framework_id) {
@@ -225,12 +323,15 @@ impl Master {
                     .insert((id.clone(), executor_id), executor.executor.clone());
             }
         }
-        if let Some(stored) = self.agents.get_mut(&id) {
-            stored.tasks = reported.clone();
-        }
+    }
 
-        // Tasks the master placed here that the agent does not know: they are gone.
-        for (framework_id, task_id) in known_tasks.difference(&reported) {
+    /// Tasks the master placed on the agent that it does not know: they are gone.
+    fn lose_unreported_tasks(
+        &mut self,
+        known_tasks: &HashSet<(FrameworkId, TaskId)>,
+        reported: &HashSet<(FrameworkId, TaskId)>,
+    ) {
+        for (framework_id, task_id) in known_tasks.difference(reported) {
             let partition_aware = self
                 .frameworks
                 .get(framework_id)
@@ -246,10 +347,16 @@ impl Master {
                 .with_message("Task is unknown to the agent");
             self.master_update(framework_id, task_id, status);
         }
-        for (framework_id, status) in updates {
-            self.send_event(&framework_id, &Event::update(status));
-        }
+    }
 
+    /// The agent's resources to the allocator, less what its live tasks use.
+    fn allocate_agent(
+        &mut self,
+        id: &AgentId,
+        total: agora_types::Resources,
+        reported: &HashSet<(FrameworkId, TaskId)>,
+        deactivated: bool,
+    ) {
         let used: Vec<_> = reported
             .iter()
             .filter_map(|(framework_id, task_id)| {
@@ -265,33 +372,8 @@ impl Master {
             .collect();
         self.allocator.add_agent(id.clone(), total, used);
         if deactivated {
-            self.allocator.set_agent_active(&id, false);
+            self.allocator.set_agent_active(id, false);
         }
-        for framework_id in shutdown_frameworks {
-            send(&AgentCommand::ShutdownFramework { framework_id });
-        }
-        for (framework_id, task_id) in kills {
-            send(&AgentCommand::KillTask {
-                framework_id,
-                task_id,
-                kill_policy: None,
-            });
-        }
-        self.registry.put_agent(&record);
-        if previous.is_some() {
-            self.metrics.agent_reregistrations += 1;
-        } else {
-            self.metrics.agent_registrations += 1;
-        }
-        let agent_json = self.agents.get(&id).map(|a| views::v1_agent(self, a));
-        if let Some(agent_json) = agent_json {
-            self.publish(
-                serde_json::json!({"type": "AGENT_ADDED", "agent_added": {"agent": agent_json}}),
-            );
-        }
-        tracing::info!(agent = %id, endpoint = %request.endpoint, tasks = request.tasks.len(), reregistered = previous.is_some(), "agent registered");
-        self.want_allocation();
-        Ok((id, generation))
     }
 
     /// The agent's subscription stream closed. It stays alive (without offers) until its ping
@@ -409,9 +491,9 @@ impl Master {
     }
 
     /// MARK_AGENT_GONE: permanent; its tasks become TASK_GONE_BY_OPERATOR.
-    pub(crate) fn mark_agent_gone(&mut self, agent_id: &AgentId) -> Result<(), String> {
+    pub(crate) fn mark_agent_gone(&mut self, agent_id: &AgentId) -> Result<(), UnknownAgent> {
         let Some(agent) = self.agents.get(agent_id) else {
-            return Err(format!("Agent {agent_id} is not registered"));
+            return Err(UnknownAgent(agent_id.clone()));
         };
         let tasks: Vec<(FrameworkId, TaskId)> = agent.tasks.iter().cloned().collect();
         self.send_agent(
@@ -450,9 +532,9 @@ impl Master {
         &mut self,
         agent_id: &AgentId,
         deactivated: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), UnknownAgent> {
         let Some(agent) = self.agents.get_mut(agent_id) else {
-            return Err(format!("Agent {agent_id} is not registered"));
+            return Err(UnknownAgent(agent_id.clone()));
         };
         agent.deactivated = deactivated;
         if !deactivated {
@@ -484,7 +566,7 @@ impl Master {
         &mut self,
         agent_id: &AgentId,
         grace_ns: Option<i64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UnknownAgent> {
         self.set_agent_deactivated(agent_id, true)?;
         let tasks: Vec<(FrameworkId, TaskId)> = match self.agents.get_mut(agent_id) {
             Some(agent) => {

@@ -70,8 +70,8 @@ impl Master {
         }
         let roles = info.effective_roles();
         for role in &roles {
-            if let Err(message) = validate_role(role) {
-                return Err(SubscribeRefused(message));
+            if let Err(invalid) = validate_role(role) {
+                return Err(SubscribeRefused(invalid.to_string()));
             }
             // The framework's principal (authenticated, or as it names itself where
             // frameworks are not authenticated), as Mesos authorizes it.
@@ -307,27 +307,36 @@ impl Master {
     }
 }
 
+/// Why a role name is not one Mesos accepts.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InvalidRole {
+    #[error("Role '{0}' is invalid")]
+    Name(String),
+    #[error("Role '{0}' is invalid: empty or dot path component")]
+    PathComponent(String),
+    #[error("Role '{0}' contains an invalid character")]
+    Character(String),
+}
+
 /// Mesos' role name rules.
-pub(crate) fn validate_role(role: &str) -> Result<(), String> {
+pub(crate) fn validate_role(role: &str) -> Result<(), InvalidRole> {
     if role == "*" {
         return Ok(());
     }
     if role.is_empty() || role == "." || role == ".." || role.starts_with('-') {
-        return Err(format!("Role '{role}' is invalid"));
+        return Err(InvalidRole::Name(role.to_owned()));
     }
     if role
         .split('/')
         .any(|part| part.is_empty() || part == "." || part == "..")
     {
-        return Err(format!(
-            "Role '{role}' is invalid: empty or dot path component"
-        ));
+        return Err(InvalidRole::PathComponent(role.to_owned()));
     }
     if role
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || c == '\\' || c == '*')
     {
-        return Err(format!("Role '{role}' contains an invalid character"));
+        return Err(InvalidRole::Character(role.to_owned()));
     }
     Ok(())
 }

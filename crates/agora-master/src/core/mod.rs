@@ -28,6 +28,7 @@ use crate::config::MasterConfig;
 use crate::metrics::Counters;
 use crate::registry::Registry;
 
+pub(crate) use agents::UnknownAgent;
 pub(crate) use frameworks::validate_role;
 pub(crate) use loops::spawn_loops;
 

@@ -7,14 +7,54 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use agora_api::operator::{Call, QuotaConfig, WeightInfo};
 use agora_http::auth::Caller;
 use agora_http::auth::acl::Action;
 use agora_types::{AgentId, FrameworkId, Resource, Resources};
 
 use super::{accepted, accepts, check_content_type, json_response, text};
-use crate::core::lock;
+use crate::core::{UnknownAgent, lock, validate_role};
 use crate::stream::ClosingStream;
 use crate::{Shared, metrics, views};
+
+/// Who calls, and what the reply is called: what every call's handler needs.
+struct Context<'a> {
+    shared: &'a Shared,
+    principal: Option<&'a str>,
+    kind: &'a str,
+}
+
+impl Context<'_> {
+    /// `{"type": KIND, "kind": value}`.
+    fn reply(&self, value: Value) -> Response {
+        json_response(&json!({"type": self.kind, self.kind.to_lowercase(): value}))
+    }
+
+    /// What the ACLs say of a change to `object` (a role, a framework's principal, an agent).
+    fn permits(&self, action: Action, object: &str) -> bool {
+        let acls = lock(self.shared).config.acls.clone();
+        acls.permits(action, self.principal, Some(object))
+    }
+
+    fn forbidden(&self, action: Action, object: &str) -> Response {
+        text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not {} {object} ('{}' in the ACLs)",
+                self.principal.unwrap_or("an unauthenticated caller"),
+                self.kind.to_lowercase().replace('_', " "),
+                action.key()
+            ),
+        )
+    }
+
+    /// Reads the master with the caller's view of it.
+    fn view(&self, read: impl FnOnce(&crate::core::Master, views::Viewer) -> Value) -> Response {
+        let master = lock(self.shared);
+        let acls = master.config.acls.clone();
+        self.reply(read(&master, views::Viewer::new(&acls, self.principal)))
+    }
+}
 
 pub(crate) async fn handle(
     State(shared): State<Shared>,
@@ -23,253 +63,210 @@ pub(crate) async fn handle(
     body: Bytes,
 ) -> Response {
     let principal = caller.and_then(|Extension(caller)| caller.principal);
-    let principal = principal.as_deref();
     if let Err(response) = check_content_type(&headers) {
         return response;
     }
-    let call: Value = match serde_json::from_slice(&body) {
+    let call = match Call::parse(&body) {
         Ok(call) => call,
-        Err(error) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("Failed to parse body into JSON: {error}"),
-            );
-        }
+        Err(error) => return text(StatusCode::BAD_REQUEST, error.to_string()),
     };
-    let Some(kind) = call.get("type").and_then(Value::as_str).map(str::to_owned) else {
-        return text(StatusCode::BAD_REQUEST, "Expecting 'type' to be present");
+    let context = Context {
+        shared: &shared,
+        principal: principal.as_deref(),
+        kind: call.kind(),
     };
-    let payload = call
-        .get(kind.to_lowercase())
-        .cloned()
-        .unwrap_or(Value::Null);
-    let reply = |value: Value| json_response(&json!({"type": kind, kind.to_lowercase(): value}));
-    // What the ACLs say of a change to `object` (a role, a framework's principal, an agent).
-    let permits = |action: Action, object: &str| {
-        let acls = lock(&shared).config.acls.clone();
-        acls.permits(action, principal, Some(object))
-    };
-    let forbidden = |action: Action, object: &str| {
-        text(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} may not {} {object} ('{}' in the ACLs)",
-                principal.unwrap_or("an unauthenticated caller"),
-                kind.to_lowercase().replace('_', " "),
-                action.key()
-            ),
-        )
-    };
-    match kind.as_str() {
-        "SUBSCRIBE" => {
-            let sees_all = {
-                let master = lock(&shared);
-                views::Viewer::new(&master.config.acls, principal).sees_all()
-            };
-            if !sees_all {
-                return text(
-                    StatusCode::FORBIDDEN,
-                    "The operator event stream shows every framework and task: it needs \
-                     'view_frameworks', 'view_tasks' and 'view_executors' for any user",
-                );
+    match &call {
+        Call::Subscribe => subscribe_call(&context, &headers),
+        Call::GetHealth => context.reply(json!({"healthy": true})),
+        Call::GetVersion => context.reply(json!({"version_info": views::version_json()})),
+        Call::GetState => context.view(views::get_state),
+        Call::GetAgents => context.reply(views::get_agents(&lock(&shared))),
+        Call::GetFrameworks => context.view(views::get_frameworks),
+        Call::GetTasks => context.view(views::get_tasks),
+        Call::GetExecutors => context.view(views::get_executors),
+        Call::GetMaster => get_master(&context),
+        Call::GetMetrics => get_metrics(&context),
+        Call::GetFlags => get_flags(&context),
+        Call::GetRoles => context.reply(json!({"roles": lock(&shared).roles_json()})),
+        Call::GetWeights => get_weights(&context),
+        Call::UpdateWeights(weights) => update_weights(&context, weights),
+        Call::GetQuota => get_quota(&context),
+        Call::UpdateQuota(quotas) => update_quota(&context, quotas),
+        Call::Teardown { framework_id } => teardown(&context, framework_id),
+        Call::MarkAgentGone { agent_id } => {
+            change_agent(&context, agent_id, Action::MarkAgentsGone, |master, id| {
+                master.mark_agent_gone(id)
+            })
+        }
+        Call::DeactivateAgent { agent_id } => {
+            change_agent(&context, agent_id, Action::DrainAgents, |master, id| {
+                master.set_agent_deactivated(id, true)
+            })
+        }
+        Call::ReactivateAgent { agent_id } => {
+            change_agent(&context, agent_id, Action::DrainAgents, |master, id| {
+                master.set_agent_deactivated(id, false)
+            })
+        }
+        Call::DrainAgent {
+            agent_id,
+            max_grace_period_ns,
+            mark_gone,
+        } => change_agent(&context, agent_id, Action::DrainAgents, |master, id| {
+            master.drain_agent(id, *max_grace_period_ns)?;
+            if *mark_gone {
+                master.mark_gone_after_drain(id);
             }
-            subscribe(shared, &headers)
-        }
-        "GET_HEALTH" => reply(json!({"healthy": true})),
-        "GET_VERSION" => reply(json!({"version_info": views::version_json()})),
-        "GET_STATE" => {
-            let master = lock(&shared);
-            let acls = master.config.acls.clone();
-            reply(views::get_state(
-                &master,
-                views::Viewer::new(&acls, principal),
-            ))
-        }
-        "GET_AGENTS" => reply(views::get_agents(&lock(&shared))),
-        "GET_FRAMEWORKS" => {
-            let master = lock(&shared);
-            let acls = master.config.acls.clone();
-            reply(views::get_frameworks(
-                &master,
-                views::Viewer::new(&acls, principal),
-            ))
-        }
-        "GET_TASKS" => {
-            let master = lock(&shared);
-            let acls = master.config.acls.clone();
-            reply(views::get_tasks(
-                &master,
-                views::Viewer::new(&acls, principal),
-            ))
-        }
-        "GET_EXECUTORS" => {
-            let master = lock(&shared);
-            let acls = master.config.acls.clone();
-            reply(views::get_executors(
-                &master,
-                views::Viewer::new(&acls, principal),
-            ))
-        }
-        "GET_MASTER" => {
-            let master = lock(&shared);
-            reply(json!({
-                "master_info": master.info,
-                "start_time": master.start_time,
-                "elected_time": master.start_time,
-            }))
-        }
-        "GET_METRICS" => {
-            let metrics: Vec<Value> = metrics::snapshot(&lock(&shared))
-                .into_iter()
-                .map(|(name, value)| json!({"name": name, "value": value}))
-                .collect();
-            reply(json!({"metrics": metrics}))
-        }
-        "GET_FLAGS" => {
-            let flags = views::flags(&lock(&shared));
-            let flags: Vec<Value> = flags
-                .as_object()
-                .map(|map| {
-                    map.iter()
-                        .map(|(name, value)| json!({"name": name, "value": value}))
-                        .collect()
-                })
-                .unwrap_or_default();
-            reply(json!({"flags": flags}))
-        }
-        "GET_ROLES" => reply(json!({"roles": lock(&shared).roles_json()})),
-        "GET_WEIGHTS" => {
-            let master = lock(&shared);
-            let weights: Vec<Value> = master
-                .weights
-                .iter()
-                .map(|(role, weight)| json!({"role": role, "weight": weight}))
-                .collect();
-            reply(json!({"weight_infos": weights}))
-        }
-        "UPDATE_WEIGHTS" => match parse_weights(&payload) {
-            Ok(weights) => {
-                if let Some((role, _)) = weights
-                    .iter()
-                    .find(|(role, _)| !permits(Action::UpdateWeights, role))
-                {
-                    return forbidden(Action::UpdateWeights, role);
-                }
-                let mut master = lock(&shared);
-                for (role, weight) in weights {
-                    master.set_weight(&role, weight);
-                }
-                accepted()
-            }
-            Err(message) => text(StatusCode::BAD_REQUEST, message),
-        },
-        "GET_QUOTA" => {
-            let master = lock(&shared);
-            let configs: Vec<Value> = master
-                .quotas
-                .values()
-                .map(|quota| {
-                    json!({
-                        "role": quota.role,
-                        "guarantees": quantities(&quota.guarantees),
-                        "limits": quota.limits.as_ref().map(quantities).unwrap_or_else(|| json!({})),
-                    })
-                })
-                .collect();
-            reply(json!({"status": {"configs": configs}}))
-        }
-        "UPDATE_QUOTA" => match parse_quotas(&payload) {
-            Ok(quotas) => {
-                if let Some((role, _, _)) = quotas
-                    .iter()
-                    .find(|(role, _, _)| !permits(Action::UpdateQuotas, role))
-                {
-                    return forbidden(Action::UpdateQuotas, role);
-                }
-                let mut master = lock(&shared);
-                for (role, guarantees, limits) in quotas {
-                    master.set_quota(&role, guarantees, limits);
-                }
-                ok_empty()
-            }
-            Err(message) => text(StatusCode::BAD_REQUEST, message),
-        },
-        "TEARDOWN" => match id_field(&payload, "framework_id") {
-            Some(id) => {
-                let framework_id = FrameworkId::new(id);
-                let owner = match lock(&shared).frameworks.get(&framework_id) {
-                    Some(framework) => framework.info.principal.clone().unwrap_or_default(),
-                    None => {
-                        return text(
-                            StatusCode::BAD_REQUEST,
-                            format!("Framework {framework_id} is not registered"),
-                        );
-                    }
-                };
-                if !permits(Action::TeardownFrameworks, &owner) {
-                    return forbidden(Action::TeardownFrameworks, framework_id.as_str());
-                }
-                let mut master = lock(&shared);
-                master.remove_framework(&framework_id);
-                ok_empty()
-            }
-            None => text(
-                StatusCode::BAD_REQUEST,
-                "Expecting 'teardown.framework_id' to be present",
-            ),
-        },
-        "MARK_AGENT_GONE" | "DEACTIVATE_AGENT" | "REACTIVATE_AGENT" | "DRAIN_AGENT" => {
-            let Some(agent_id) = id_field(&payload, "agent_id") else {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!("Expecting '{}.agent_id' to be present", kind.to_lowercase()),
-                );
-            };
-            let action = if kind == "MARK_AGENT_GONE" {
-                Action::MarkAgentsGone
-            } else {
-                Action::DrainAgents
-            };
-            if !permits(action, &agent_id) {
-                return forbidden(action, &agent_id);
-            }
-            let agent_id = AgentId::new(agent_id);
-            let mut master = lock(&shared);
-            let outcome = match kind.as_str() {
-                "MARK_AGENT_GONE" => master.mark_agent_gone(&agent_id),
-                "DEACTIVATE_AGENT" => master.set_agent_deactivated(&agent_id, true),
-                "REACTIVATE_AGENT" => master.set_agent_deactivated(&agent_id, false),
-                _ => {
-                    let grace = payload.get("max_grace_period").and_then(|grace| {
-                        grace
-                            .get("nanoseconds")
-                            .and_then(Value::as_i64)
-                            .or_else(|| {
-                                grace
-                                    .get("seconds")
-                                    .and_then(Value::as_i64)
-                                    .map(|secs| secs * 1_000_000_000)
-                            })
-                    });
-                    let outcome = master.drain_agent(&agent_id, grace);
-                    if outcome.is_ok()
-                        && payload.get("mark_gone").and_then(Value::as_bool) == Some(true)
-                    {
-                        master.mark_gone_after_drain(&agent_id);
-                    }
-                    outcome
-                }
-            };
-            match outcome {
-                Ok(()) => ok_empty(),
-                Err(message) => text(StatusCode::BAD_REQUEST, message),
-            }
-        }
-        "UNKNOWN" => text(StatusCode::NOT_IMPLEMENTED, "Received an unknown call type"),
-        other => text(
+            Ok(())
+        }),
+        Call::Unknown => text(StatusCode::NOT_IMPLEMENTED, "Received an unknown call type"),
+        Call::Unsupported(other) => text(
             StatusCode::NOT_IMPLEMENTED,
             format!("Operator call {other} is not supported by agora yet"),
         ),
+    }
+}
+
+/// SUBSCRIBE: the event stream shows everything, so only a caller who sees everything gets it.
+fn subscribe_call(context: &Context, headers: &HeaderMap) -> Response {
+    let sees_all = {
+        let master = lock(context.shared);
+        views::Viewer::new(&master.config.acls, context.principal).sees_all()
+    };
+    if !sees_all {
+        return text(
+            StatusCode::FORBIDDEN,
+            "The operator event stream shows every framework and task: it needs \
+             'view_frameworks', 'view_tasks' and 'view_executors' for any user",
+        );
+    }
+    subscribe(context.shared.clone(), headers)
+}
+
+fn get_master(context: &Context) -> Response {
+    let master = lock(context.shared);
+    context.reply(json!({
+        "master_info": master.info,
+        "start_time": master.start_time,
+        "elected_time": master.start_time,
+    }))
+}
+
+fn get_metrics(context: &Context) -> Response {
+    let metrics: Vec<Value> = metrics::snapshot(&lock(context.shared))
+        .into_iter()
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect();
+    context.reply(json!({"metrics": metrics}))
+}
+
+fn get_flags(context: &Context) -> Response {
+    let flags = views::flags(&lock(context.shared));
+    let flags: Vec<Value> = flags
+        .as_object()
+        .map(|map| {
+            map.iter()
+                .map(|(name, value)| json!({"name": name, "value": value}))
+                .collect()
+        })
+        .unwrap_or_default();
+    context.reply(json!({"flags": flags}))
+}
+
+fn get_weights(context: &Context) -> Response {
+    let master = lock(context.shared);
+    let weights: Vec<Value> = master
+        .weights
+        .iter()
+        .map(|(role, weight)| json!({"role": role, "weight": weight}))
+        .collect();
+    context.reply(json!({"weight_infos": weights}))
+}
+
+fn update_weights(context: &Context, weights: &[WeightInfo]) -> Response {
+    if let Some(invalid) = weights.iter().find_map(|w| validate_role(&w.role).err()) {
+        return text(StatusCode::BAD_REQUEST, invalid.to_string());
+    }
+    if let Some(refused) = weights
+        .iter()
+        .find(|w| !context.permits(Action::UpdateWeights, &w.role))
+    {
+        return context.forbidden(Action::UpdateWeights, &refused.role);
+    }
+    let mut master = lock(context.shared);
+    for WeightInfo { role, weight } in weights {
+        master.set_weight(role, *weight);
+    }
+    accepted()
+}
+
+fn get_quota(context: &Context) -> Response {
+    let master = lock(context.shared);
+    let configs: Vec<Value> = master
+        .quotas
+        .values()
+        .map(|quota| {
+            json!({
+                "role": quota.role,
+                "guarantees": quantities(&quota.guarantees),
+                "limits": quota.limits.as_ref().map(quantities).unwrap_or_else(|| json!({})),
+            })
+        })
+        .collect();
+    context.reply(json!({"status": {"configs": configs}}))
+}
+
+fn update_quota(context: &Context, quotas: &[QuotaConfig]) -> Response {
+    if let Some(invalid) = quotas.iter().find_map(|q| validate_role(&q.role).err()) {
+        return text(StatusCode::BAD_REQUEST, invalid.to_string());
+    }
+    if let Some(refused) = quotas
+        .iter()
+        .find(|q| !context.permits(Action::UpdateQuotas, &q.role))
+    {
+        return context.forbidden(Action::UpdateQuotas, &refused.role);
+    }
+    let mut master = lock(context.shared);
+    for quota in quotas {
+        let limits = quota.limits.as_ref().map(resources);
+        master.set_quota(&quota.role, resources(&quota.guarantees), limits);
+    }
+    ok_empty()
+}
+
+/// TEARDOWN: allowed to whom the ACLs let tear down the framework's principal.
+fn teardown(context: &Context, framework_id: &str) -> Response {
+    let framework_id = FrameworkId::new(framework_id);
+    let owner = match lock(context.shared).frameworks.get(&framework_id) {
+        Some(framework) => framework.info.principal.clone().unwrap_or_default(),
+        None => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("Framework {framework_id} is not registered"),
+            );
+        }
+    };
+    if !context.permits(Action::TeardownFrameworks, &owner) {
+        return context.forbidden(Action::TeardownFrameworks, framework_id.as_str());
+    }
+    lock(context.shared).remove_framework(&framework_id);
+    ok_empty()
+}
+
+/// A maintenance call on one agent, when the ACLs allow `action` on it.
+fn change_agent(
+    context: &Context,
+    agent_id: &str,
+    action: Action,
+    change: impl FnOnce(&mut crate::core::Master, &AgentId) -> Result<(), UnknownAgent>,
+) -> Response {
+    if !context.permits(action, agent_id) {
+        return context.forbidden(action, agent_id);
+    }
+    let agent_id = AgentId::new(agent_id);
+    match change(&mut lock(context.shared), &agent_id) {
+        Ok(()) => ok_empty(),
+        Err(unknown) => text(StatusCode::BAD_REQUEST, unknown.to_string()),
     }
 }
 
@@ -279,10 +276,6 @@ fn ok_empty() -> Response {
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     response
-}
-
-fn id_field(payload: &Value, key: &str) -> Option<String> {
-    payload.get(key)?.get("value")?.as_str().map(str::to_owned)
 }
 
 fn subscribe(shared: Shared, headers: &HeaderMap) -> Response {
@@ -337,51 +330,6 @@ fn subscribe(shared: Shared, headers: &HeaderMap) -> Response {
     response
 }
 
-fn parse_weights(payload: &Value) -> Result<Vec<(String, f64)>, String> {
-    let infos = payload
-        .get("weight_infos")
-        .and_then(Value::as_array)
-        .ok_or("Expecting 'update_weights.weight_infos' to be present")?;
-    let mut weights = Vec::new();
-    for info in infos {
-        let role = info
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or("Every weight_info needs a 'role'")?;
-        crate::core::validate_role(role)?;
-        let weight = info
-            .get("weight")
-            .and_then(Value::as_f64)
-            .ok_or("Every weight_info needs a numeric 'weight'")?;
-        if !(weight > 0.0 && weight.is_finite()) {
-            return Err(format!(
-                "Weight of role '{role}' must be a positive number, got {weight}"
-            ));
-        }
-        weights.push((role.to_owned(), weight));
-    }
-    Ok(weights)
-}
-
-/// `{"cpus": {"value": 1}, "mem": {"value": 256}}` → scalar resources.
-fn parse_quantities(value: Option<&Value>, what: &str) -> Result<Resources, String> {
-    let mut resources = Resources::new();
-    let Some(map) = value.and_then(Value::as_object) else {
-        return Ok(resources);
-    };
-    for (name, quantity) in map {
-        let amount = quantity
-            .get("value")
-            .and_then(Value::as_f64)
-            .ok_or_else(|| format!("{what} '{name}' needs a numeric 'value'"))?;
-        if !(amount >= 0.0 && amount.is_finite()) {
-            return Err(format!("{what} '{name}' must be a non-negative number"));
-        }
-        resources.push(Resource::scalar(name.clone(), amount));
-    }
-    Ok(resources)
-}
-
 fn quantities(resources: &Resources) -> Value {
     let map: serde_json::Map<String, Value> = resources
         .scalar_names()
@@ -396,42 +344,11 @@ fn quantities(resources: &Resources) -> Value {
     Value::Object(map)
 }
 
-type QuotaUpdate = (String, Resources, Option<Resources>);
-
-fn parse_quotas(payload: &Value) -> Result<Vec<QuotaUpdate>, String> {
-    let configs = payload
-        .get("quota_configs")
-        .and_then(Value::as_array)
-        .ok_or("Expecting 'update_quota.quota_configs' to be present")?;
-    let mut quotas = Vec::new();
-    for config in configs {
-        let role = config
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or("Every quota config needs a 'role'")?;
-        crate::core::validate_role(role)?;
-        if role == "*" {
-            return Err("Quota cannot be set for the default role '*'".into());
-        }
-        let guarantees = parse_quantities(config.get("guarantees"), "guarantee")?;
-        let limits = match config.get("limits") {
-            Some(limits) if limits.as_object().is_some_and(|m| !m.is_empty()) => {
-                Some(parse_quantities(Some(limits), "limit")?)
-            }
-            _ => None,
-        };
-        if let Some(limits) = &limits {
-            for name in guarantees.scalar_names() {
-                if limits.scalar_names().contains(name)
-                    && guarantees.scalar(name) > limits.scalar(name)
-                {
-                    return Err(format!(
-                        "Role '{role}': guarantee of '{name}' exceeds its limit"
-                    ));
-                }
-            }
-        }
-        quotas.push((role.to_owned(), guarantees, limits));
+/// Amounts by name as scalar resources.
+fn resources(amounts: &std::collections::BTreeMap<String, f64>) -> Resources {
+    let mut resources = Resources::new();
+    for (name, amount) in amounts {
+        resources.push(Resource::scalar(name.clone(), *amount));
     }
-    Ok(quotas)
+    resources
 }
