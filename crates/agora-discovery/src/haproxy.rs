@@ -483,3 +483,6 @@ mod tests {
         assert_eq!(text, render(&routes(), &addresses, &options));
     }
 }
+
+#[cfg(test)]
+mod snapshot_tests;

@@ -660,3 +660,6 @@ pub(crate) fn state_summary(master: &Master, viewer: Viewer) -> Value {
         .collect();
     json!({"hostname": master.info.hostname, "slaves": slaves, "frameworks": frameworks})
 }
+
+#[cfg(test)]
+mod snapshot_tests;

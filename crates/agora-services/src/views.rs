@@ -301,3 +301,6 @@ pub(crate) fn tasks_text(services: &Services) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod snapshot_tests;
