@@ -34,7 +34,7 @@ mod warm;
 
 use std::sync::Arc;
 
-pub use command_executor::run as run_command_executor;
+pub use command_executor::{ExecutorError, run as run_command_executor};
 pub use config::{AgentConfig, ExecutorTls, Isolation, Isolator, detect_resources};
 pub use launcher::{LAUNCHER_ENV, serve_launcher};
 pub use unavailable::Unavailable;

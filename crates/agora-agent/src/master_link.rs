@@ -79,7 +79,7 @@ async fn subscription_loop(agent: Arc<Agent>) {
             Ok(Outcome::Refused) => {}
             Err(error) => {
                 tracing::debug!(%error, master = %agent.config.master, "master link down");
-                agent.set_master_error(error);
+                agent.set_master_error(error.to_string());
             }
         }
         agent.set_disconnected();
@@ -99,20 +99,33 @@ enum Outcome {
     Stop,
 }
 
-async fn subscribe_once(agent: &Arc<Agent>) -> Result<Outcome, String> {
+/// Why a subscription to the master failed or broke off.
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error("subscribe answered {status}: {why}")]
+    Refused {
+        status: reqwest::StatusCode,
+        why: String,
+    },
+    #[error(transparent)]
+    RecordIo(#[from] agora_api::ApiError),
+}
+
+async fn subscribe_once(agent: &Arc<Agent>) -> Result<Outcome, LinkError> {
     let registration = agent.registration();
     let response = request(agent, "/internal/agent/subscribe")
         .json(&registration)
         .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if !response.status().is_success() {
         let status = response.status();
         let why = response.text().await.unwrap_or_default();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             tracing::warn!(master = %agent.config.master, %why, "the master refused this agent's credential (--credential)");
         }
-        return Err(format!("subscribe answered {status}: {why}"));
+        return Err(LinkError::Refused { status, why });
     }
     let mut body = response.bytes_stream();
     let mut decoder = recordio::Decoder::new();
@@ -135,9 +148,9 @@ async fn subscribe_once(agent: &Arc<Agent>) -> Result<Outcome, String> {
                 Outcome::Refused
             });
         };
-        let chunk = chunk.map_err(|e| e.to_string())?;
+        let chunk = chunk?;
         decoder.feed(&chunk);
-        while let Some(record) = decoder.next_record().map_err(|e| e.to_string())? {
+        while let Some(record) = decoder.next_record()? {
             let command: AgentCommand = match serde_json::from_slice(&record) {
                 Ok(command) => command,
                 Err(error) => {

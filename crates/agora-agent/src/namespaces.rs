@@ -24,13 +24,32 @@ pub(crate) struct RunAs {
     pub groups: Vec<u32>,
 }
 
+/// Why a task's user cannot be run as (Mesos' words: "Failed to get user information for").
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UnknownUser {
+    #[error("Failed to get user information for '{name}': {source}")]
+    Lookup {
+        name: String,
+        source: nix::errno::Errno,
+    },
+    #[error("Failed to get user information for '{0}': no such user")]
+    NoSuchUser(String),
+    #[error("Failed to get user information for '{0}': the name holds a NUL byte")]
+    BadName(String),
+    #[error("Failed to look the user up: {0}")]
+    Interrupted(#[from] tokio::task::JoinError),
+}
+
 impl RunAs {
     /// Looks `name` up in the user database.
-    pub(crate) fn lookup(name: &str) -> Result<RunAs, String> {
+    pub(crate) fn lookup(name: &str) -> Result<RunAs, UnknownUser> {
         let user = nix::unistd::User::from_name(name)
-            .map_err(|e| format!("Failed to get user information for '{name}': {e}"))?
-            .ok_or_else(|| format!("Failed to get user information for '{name}': no such user"))?;
-        let c_name = CString::new(name).map_err(|e| e.to_string())?;
+            .map_err(|source| UnknownUser::Lookup {
+                name: name.to_owned(),
+                source,
+            })?
+            .ok_or_else(|| UnknownUser::NoSuchUser(name.to_owned()))?;
+        let c_name = CString::new(name).map_err(|_| UnknownUser::BadName(name.to_owned()))?;
         let groups = nix::unistd::getgrouplist(&c_name, user.gid)
             .map(|groups| groups.into_iter().map(Gid::as_raw).collect())
             .unwrap_or_else(|_| vec![user.gid.as_raw()]);
@@ -44,13 +63,11 @@ impl RunAs {
 
     /// The user to switch to for `name`, looked up off the async workers (the user database
     /// may be remote): `None` for no name, or for the agent's own user.
-    pub(crate) async fn switch_to(name: Option<&str>) -> Result<Option<RunAs>, String> {
+    pub(crate) async fn switch_to(name: Option<&str>) -> Result<Option<RunAs>, UnknownUser> {
         let Some(name) = name.map(str::to_owned) else {
             return Ok(None);
         };
-        let user = tokio::task::spawn_blocking(move || RunAs::lookup(&name))
-            .await
-            .map_err(|e| e.to_string())??;
+        let user = tokio::task::spawn_blocking(move || RunAs::lookup(&name)).await??;
         Ok((!user.is_current()).then_some(user))
     }
 

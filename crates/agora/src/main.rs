@@ -86,7 +86,7 @@ async fn executor() -> anyhow::Result<()> {
     match agora_agent::run_command_executor().await {
         Ok(0) => Ok(()),
         Ok(code) => anyhow::bail!("executor exited with code {code}"),
-        Err(message) => anyhow::bail!(message),
+        Err(error) => Err(error.into()),
     }
 }
 

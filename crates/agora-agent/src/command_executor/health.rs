@@ -82,13 +82,39 @@ pub(super) struct TaskContext {
     pub command: Option<CommandInfo>,
 }
 
+/// Why a health check failed, as the message of the TASK_RUNNING update that says so.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unhealthy {
+    #[error("HTTP health check to {url} failed: {reason}")]
+    HttpFailed { url: String, reason: String },
+    #[error("HTTP health check to {url} timed out after {timeout:?}")]
+    HttpTimedOut { url: String, timeout: Duration },
+    #[error("HTTP health check to {url} returned status {status}")]
+    HttpStatus { url: String, status: u16 },
+    #[error("TCP health check to {address} failed: {source}")]
+    TcpFailed {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("TCP health check to {address} timed out after {timeout:?}")]
+    TcpTimedOut { address: String, timeout: Duration },
+    #[error("Command health check could not start: {0}")]
+    CommandStart(#[source] std::io::Error),
+    #[error("Command health check failed: {0}")]
+    CommandExit(std::process::ExitStatus),
+    #[error("Command health check failed: {0}")]
+    CommandWait(#[source] std::io::Error),
+    #[error("Command health check timed out after {0:?}")]
+    CommandTimedOut(Duration),
+}
+
 /// Runs one probe with the check's timeout: `Ok` when it passed, otherwise why it failed.
 pub(super) async fn run_probe(
     probe: &Probe,
     timeout: Duration,
     http: &HttpProber,
     task: &TaskContext,
-) -> Result<(), String> {
+) -> Result<(), Unhealthy> {
     let timeout = if timeout.is_zero() {
         Duration::from_secs(20)
     } else {
@@ -112,20 +138,17 @@ pub(super) async fn run_probe(
                 match tokio::time::timeout(timeout, http.status(*https, ip, *port, path)).await {
                     Ok(Ok(status)) => status,
                     Ok(Err(error)) => {
-                        return Err(format!("HTTP health check to {url} failed: {error}"));
+                        return Err(Unhealthy::HttpFailed {
+                            url,
+                            reason: error.to_string(),
+                        });
                     }
-                    Err(_) => {
-                        return Err(format!(
-                            "HTTP health check to {url} timed out after {timeout:?}"
-                        ));
-                    }
+                    Err(_) => return Err(Unhealthy::HttpTimedOut { url, timeout }),
                 };
             if (200..400).contains(&status) {
                 Ok(())
             } else {
-                Err(format!(
-                    "HTTP health check to {url} returned status {status}"
-                ))
+                Err(Unhealthy::HttpStatus { url, status })
             }
         }
         Probe::Tcp { ipv6, port } => {
@@ -133,10 +156,14 @@ pub(super) async fn run_probe(
             match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, *port))).await
             {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(error)) => Err(format!("TCP health check to {host}:{port} failed: {error}")),
-                Err(_) => Err(format!(
-                    "TCP health check to {host}:{port} timed out after {timeout:?}"
-                )),
+                Ok(Err(source)) => Err(Unhealthy::TcpFailed {
+                    address: format!("{host}:{port}"),
+                    source,
+                }),
+                Err(_) => Err(Unhealthy::TcpTimedOut {
+                    address: format!("{host}:{port}"),
+                    timeout,
+                }),
             }
         }
     }
@@ -156,7 +183,7 @@ async fn run_command(
     command: &CommandInfo,
     timeout: Duration,
     task: &TaskContext,
-) -> Result<(), String> {
+) -> Result<(), Unhealthy> {
     let mut process = super::task_process(command);
     let environments = [
         task.command.as_ref().and_then(|c| c.environment.as_ref()),
@@ -176,19 +203,17 @@ async fn run_command(
         .stderr(Stdio::null())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = process
-        .spawn()
-        .map_err(|e| format!("Command health check could not start: {e}"))?;
+    let mut child = process.spawn().map_err(Unhealthy::CommandStart)?;
     let pid = child.id().map(|p| p as i32);
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(format!("Command health check failed: {status}")),
-        Ok(Err(error)) => Err(format!("Command health check failed: {error}")),
+        Ok(Ok(status)) => Err(Unhealthy::CommandExit(status)),
+        Ok(Err(error)) => Err(Unhealthy::CommandWait(error)),
         Err(_) => {
             if let Some(pid) = pid {
                 signal_group(pid, Signal::SIGKILL);
             }
-            Err(format!("Command health check timed out after {timeout:?}"))
+            Err(Unhealthy::CommandTimedOut(timeout))
         }
     }
 }
@@ -271,7 +296,7 @@ mod tests {
         let client = HttpProber::new().unwrap();
         let second = Duration::from_secs(1);
         let tcp = Probe::Tcp { ipv6: false, port };
-        assert_eq!(run_probe(&tcp, second, &client, &task).await, Ok(()));
+        assert!(run_probe(&tcp, second, &client, &task).await.is_ok());
         drop(listener);
         assert!(run_probe(&tcp, second, &client, &task).await.is_err());
         let command = |value: &str| {
@@ -280,25 +305,26 @@ mod tests {
                 ..CommandInfo::default()
             })
         };
-        assert_eq!(
+        assert!(
             run_probe(
                 &command("test -d \"$MESOS_SANDBOX\""),
                 second,
                 &client,
                 &task
             )
-            .await,
-            Ok(())
+            .await
+            .is_ok()
         );
         assert!(
             run_probe(&command("exit 3"), second, &client, &task)
                 .await
                 .unwrap_err()
+                .to_string()
                 .contains("exit status: 3")
         );
         let slow = command("sleep 5");
         let slow = run_probe(&slow, Duration::from_millis(100), &client, &task).await;
-        assert!(slow.unwrap_err().contains("timed out"));
+        assert!(slow.unwrap_err().to_string().contains("timed out"));
     }
 
     #[tokio::test]
@@ -331,11 +357,12 @@ mod tests {
             path: path.into(),
         };
         let second = Duration::from_secs(2);
-        assert_eq!(
-            run_probe(&probe("/ok"), second, &client, &task).await,
-            Ok(())
+        assert!(
+            run_probe(&probe("/ok"), second, &client, &task)
+                .await
+                .is_ok()
         );
         let failed = run_probe(&probe("/bad"), second, &client, &task).await;
-        assert!(failed.unwrap_err().contains("status 503"));
+        assert!(failed.unwrap_err().to_string().contains("status 503"));
     }
 }

@@ -59,11 +59,32 @@ struct Settings {
     kill_drain: Duration,
 }
 
+/// Why the built-in executor cannot run, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("{0} is not set: run by an agent")]
+    NotSet(&'static str),
+    #[error("the agent's certificate: {0}")]
+    AgentCert(#[source] agora_tls::TlsError),
+    #[error("cannot make an HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("cannot handle SIGTERM: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot subscribe to the agent: {0}")]
+    Subscribe(#[source] Box<ExecutorError>),
+    #[error(transparent)]
+    Request(#[from] reqwest::Error),
+    #[error("agent answered {0}")]
+    Refused(reqwest::StatusCode),
+    #[error("terminated by SIGTERM; tasks killed")]
+    Terminated,
+    #[error("the agent did not come back within the recovery timeout")]
+    AgentGone,
+}
+
 impl Settings {
-    fn from_env() -> Result<Settings, String> {
-        let var = |name: &str| {
-            std::env::var(name).map_err(|_| format!("{name} is not set: run by an agent"))
-        };
+    fn from_env() -> Result<Settings, ExecutorError> {
+        let var = |name: &'static str| std::env::var(name).map_err(|_| ExecutorError::NotSet(name));
         Ok(Settings {
             endpoint: var("MESOS_AGENT_ENDPOINT")?,
             framework_id: var("MESOS_FRAMEWORK_ID")?,
@@ -162,7 +183,7 @@ enum Input {
     },
     Health {
         task_id: String,
-        result: Result<(), String>,
+        result: Result<(), health::Unhealthy>,
     },
 }
 
@@ -178,7 +199,7 @@ impl AgentLink {
     /// carries the bytes between two processes of this machine, and only the agent's user
     /// can make a socket at its path (the directory is the agent's). Else over the agent's
     /// address, https when it serves TLS.
-    fn new(settings: &Settings, local: bool) -> Result<AgentLink, String> {
+    fn new(settings: &Settings, local: bool) -> Result<AgentLink, ExecutorError> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = &settings.token
             && let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
@@ -199,7 +220,9 @@ impl AgentLink {
             ),
             None => {
                 let tls = match &settings.agent_cert {
-                    Some(pem) => Some(agora_tls::pinned_pem(pem).map_err(|e| e.to_string())?),
+                    Some(pem) => {
+                        Some(agora_tls::pinned_pem(pem).map_err(ExecutorError::AgentCert)?)
+                    }
                     None => None,
                 };
                 let scheme = if tls.is_some() { "https" } else { "http" };
@@ -214,7 +237,7 @@ impl AgentLink {
             }
         };
         Ok(AgentLink {
-            client: client.map_err(|e| e.to_string())?,
+            client: client.map_err(ExecutorError::Client)?,
             url,
             local: socket.is_some(),
         })
@@ -242,7 +265,7 @@ struct Executor {
 }
 
 /// Runs the executor until its tasks are done; returns the process exit code.
-pub async fn run() -> Result<i32, String> {
+pub async fn run() -> Result<i32, ExecutorError> {
     let settings = Settings::from_env()?;
     let local = settings.socket.as_deref().is_some_and(socket_at);
     let link = AgentLink::new(&settings, local)?;
@@ -262,11 +285,11 @@ pub async fn run() -> Result<i32, String> {
     // SIGTERM (the agent destroying an executor that cannot hear SHUTDOWN) takes the tasks
     // with it: they live in process groups of their own.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        .map_err(ExecutorError::Signals)?;
     executor
         .connect()
         .await
-        .map_err(|e| format!("cannot subscribe to the agent: {e}"))?;
+        .map_err(|e| ExecutorError::Subscribe(Box::new(e)))?;
     loop {
         if executor.finished() {
             return Ok(0);
@@ -274,7 +297,7 @@ pub async fn run() -> Result<i32, String> {
         let input = tokio::select! {
             _ = terminate.recv() => {
                 executor.kill_everything().await;
-                return Err("terminated by SIGTERM; tasks killed".into());
+                return Err(ExecutorError::Terminated);
             }
             input = receiver.recv() => input,
             () = tokio::time::sleep(Duration::from_millis(200)), if disconnected_since.is_some() => None,
@@ -305,7 +328,7 @@ pub async fn run() -> Result<i32, String> {
         if let Some(since) = disconnected_since {
             if since.elapsed() > executor.settings.recovery_timeout {
                 executor.kill_everything().await;
-                return Err("the agent did not come back within the recovery timeout".into());
+                return Err(ExecutorError::AgentGone);
             }
             if executor.connect().await.is_ok() {
                 disconnected_since = None;
@@ -334,7 +357,7 @@ impl Executor {
     /// Subscribes (re-sending what the agent has not acknowledged) and pumps events into the
     /// input channel: over the agent's socket when there is one, else — or when the socket
     /// does not answer (an agent restarted without it) — over its address.
-    async fn connect(&mut self) -> Result<(), String> {
+    async fn connect(&mut self) -> Result<(), ExecutorError> {
         let local = self.settings.socket.as_deref().is_some_and(socket_at);
         if local != self.link.local {
             self.link = AgentLink::new(&self.settings, local)?;
@@ -348,7 +371,7 @@ impl Executor {
         }
     }
 
-    async fn subscribe(&mut self) -> Result<(), String> {
+    async fn subscribe(&mut self) -> Result<(), ExecutorError> {
         let mut call = self.call("SUBSCRIBE");
         call.subscribe = Some(Subscribe {
             unacknowledged_tasks: self
@@ -370,10 +393,9 @@ impl Executor {
             .header("Accept", "application/json")
             .json(&call)
             .send()
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if !response.status().is_success() {
-            return Err(format!("agent answered {}", response.status()));
+            return Err(ExecutorError::Refused(response.status()));
         }
         let inputs = self.inputs.clone();
         tokio::spawn(async move {
@@ -775,7 +797,7 @@ impl Executor {
 
     /// One probe's result: a change of health is reported in a TASK_RUNNING update (as Mesos
     /// does, with the failure as message); too many failures kill the task.
-    async fn health_result(&mut self, task_id: &str, result: Result<(), String>) {
+    async fn health_result(&mut self, task_id: &str, result: Result<(), health::Unhealthy>) {
         let Some(task) = self.tasks.get_mut(task_id) else {
             return;
         };
@@ -794,7 +816,7 @@ impl Executor {
         self.update(
             task_id,
             TaskState::Running,
-            result.err(),
+            result.err().map(|unhealthy| unhealthy.to_string()),
             Some(HEALTH_REASON),
         )
         .await;

@@ -254,13 +254,8 @@ impl Agent {
         } else {
             Ok(None)
         };
-        if let Err(message) = &prepared {
-            self.launch_failed(
-                &mut state,
-                &framework_id,
-                &executor_id,
-                &LaunchFailure::container(message.clone()),
-            );
+        if let Err(failure) = &prepared {
+            self.launch_failed(&mut state, &framework_id, &executor_id, failure);
         }
         self.save_scoped(&state, &framework_id, Some(&executor_id), &touched);
         drop(state);
@@ -349,9 +344,9 @@ impl Agent {
         framework: &FrameworkInfo,
         executor_id: &ExecutorId,
         state: &AgentState,
-    ) -> Result<PreparedExecutor, String> {
+    ) -> Result<PreparedExecutor, LaunchFailure> {
         let Some(executor) = state.executor(framework_id, executor_id) else {
-            return Err("executor vanished".into());
+            return Err(LaunchFailure::container("executor vanished"));
         };
         let mut environment: BTreeMap<String, String> = BTreeMap::new();
         let directory = executor.directory.display().to_string();
@@ -440,10 +435,10 @@ impl Agent {
                 Some(command) => {
                     let mut command = command.clone();
                     crate::secrets::resolve_command(&mut command, self.config.secrets.as_deref())
-                        .map_err(|error| format!("Secret: {error}"))?;
+                        .map_err(|error| LaunchFailure::container(format!("Secret: {error}")))?;
                     command
                 }
-                None => return Err("ExecutorInfo has no command".into()),
+                None => return Err(LaunchFailure::container("ExecutorInfo has no command")),
             },
         };
         if let Some(variables) = command.environment.as_ref().map(|e| &e.variables) {
@@ -518,7 +513,7 @@ pub(super) struct LaunchFailure {
 }
 
 impl LaunchFailure {
-    fn container(message: impl Into<String>) -> LaunchFailure {
+    pub(super) fn container(message: impl Into<String>) -> LaunchFailure {
         LaunchFailure {
             reason: "REASON_CONTAINER_LAUNCH_FAILED",
             message: message.into(),

@@ -62,7 +62,9 @@ pub(super) async fn spawn_executor(
     }
     let user = user
         .await
-        .map_err(|e| format!("Failed to look the user up: {e}"))??;
+        .map_err(crate::namespaces::UnknownUser::from)
+        .and_then(|user| user)
+        .map_err(|unknown| LaunchFailure::container(unknown.to_string()))?;
     if let Some(user) = &user {
         // The sandbox and its output files are the user's before anything runs in it; a warm
         // container's `/tmp`, made before its user was known, first (never through a link).

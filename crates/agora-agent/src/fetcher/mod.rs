@@ -5,6 +5,7 @@
 //! size limit by evicting the least recently used.
 
 mod download;
+mod error;
 mod uri;
 
 use std::collections::HashMap;
@@ -15,6 +16,8 @@ use serde_json::Value;
 use tokio_rustls::TlsConnector;
 
 use crate::namespaces::RunAs;
+pub(crate) use error::FetchError;
+use error::{DownloadError, FetchFailure};
 use uri::{Archive, FetchUri, Source};
 
 /// Mesos' reason for a task whose URIs could not be fetched.
@@ -26,7 +29,7 @@ pub(crate) struct Fetcher {
     /// The most a download may bring (`--fetcher-max-size`).
     max_bytes: u64,
     /// Loaded at the first https URI: reading the machine's roots takes milliseconds.
-    tls: OnceLock<Result<TlsConnector, String>>,
+    tls: OnceLock<Result<TlsConnector, Arc<agora_tls::TlsError>>>,
     /// One fill of a cache entry at a time (others wait for it and then copy it).
     filling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -48,12 +51,15 @@ impl Fetcher {
         uris: &[Value],
         sandbox: &Path,
         user: Option<&RunAs>,
-    ) -> Result<(), String> {
+    ) -> Result<(), FetchError> {
         for value in uris {
             let uri = FetchUri::parse(value)?;
             self.fetch(&uri, sandbox, user)
                 .await
-                .map_err(|e| format!("Failed to fetch '{}': {e}", uri.value))?;
+                .map_err(|reason| FetchError::Failed {
+                    uri: uri.value.clone(),
+                    reason,
+                })?;
         }
         if let Some(user) = user
             && !uris.is_empty()
@@ -61,8 +67,9 @@ impl Fetcher {
             let (sandbox, user) = (sandbox.to_path_buf(), user.clone());
             tokio::task::spawn_blocking(move || give_tree(&sandbox, &user))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("cannot give the fetched files to the task's user: {e}"))?;
+                .map_err(std::io::Error::other)
+                .and_then(|given| given)
+                .map_err(FetchError::GiveToUser)?;
         }
         Ok(())
     }
@@ -72,7 +79,7 @@ impl Fetcher {
         uri: &FetchUri,
         sandbox: &Path,
         user: Option<&RunAs>,
-    ) -> Result<(), String> {
+    ) -> Result<(), FetchFailure> {
         let source = uri.source()?;
         let relative = uri.destination()?;
         let destination = inside(sandbox, &relative, user).await?;
@@ -91,7 +98,7 @@ impl Fetcher {
             use std::os::unix::fs::PermissionsExt;
             tokio::fs::set_permissions(&destination, std::fs::Permissions::from_mode(0o755))
                 .await
-                .map_err(|e| format!("cannot make it executable: {e}"))?;
+                .map_err(FetchFailure::Executable)?;
         }
         if let Some(archive) = uri.archive(&relative) {
             extract(archive, &destination, user).await?;
@@ -102,15 +109,20 @@ impl Fetcher {
 
     /// Puts the source's bytes in `file` (a local file is read as `user`, who must be allowed
     /// to read it).
-    async fn get(&self, source: &Source, file: &Path, user: Option<&RunAs>) -> Result<u64, String> {
+    async fn get(
+        &self,
+        source: &Source,
+        file: &Path,
+        user: Option<&RunAs>,
+    ) -> Result<u64, FetchFailure> {
         match source {
             Source::Http(url) => {
                 let tls = self
                     .tls
                     .get_or_init(download::verifying_connector)
                     .as_ref()
-                    .map_err(Clone::clone)?;
-                download::download(tls, url, file, self.max_bytes).await
+                    .map_err(|e| DownloadError::Roots(e.clone()))?;
+                Ok(download::download(tls, url, file, self.max_bytes).await?)
             }
             Source::File(path) => copy_file(path, file, user, self.max_bytes).await,
         }
@@ -128,7 +140,7 @@ impl Fetcher {
         key: &str,
         source: &Source,
         user: Option<&RunAs>,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, FetchFailure> {
         let cached = self.cache_dir.join(key);
         if tokio::fs::try_exists(&cached).await.unwrap_or(false) {
             // Used now: the last to be evicted.
@@ -147,11 +159,9 @@ impl Fetcher {
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        .map_err(|e| {
-            format!(
-                "cannot create the fetcher cache {}: {e}",
-                self.cache_dir.display()
-            )
+        .map_err(|source| FetchFailure::CacheDir {
+            dir: self.cache_dir.clone(),
+            source,
         })?;
         let partial = self.cache_dir.join(format!(".{key}.partial"));
         let fetched = self.get(source, &partial, user).await;
@@ -161,7 +171,7 @@ impl Fetcher {
         }
         tokio::fs::rename(&partial, &cached)
             .await
-            .map_err(|e| format!("cannot fill the cache: {e}"))?;
+            .map_err(FetchFailure::FillCache)?;
         // Entries being filled or copied right now (their locks are held) stay.
         let busy: Vec<PathBuf> = {
             let filling = self.filling.lock().unwrap_or_else(|e| e.into_inner());
@@ -214,7 +224,7 @@ fn evict(directory: &Path, limit: u64, keep: &[PathBuf]) {
 
 /// Unpacks an archive next to it, with the tool Mesos' fetcher uses for it, as the task's
 /// user (an archive's links and modes are then the user's to make, never root's).
-async fn extract(archive: Archive, file: &Path, user: Option<&RunAs>) -> Result<(), String> {
+async fn extract(archive: Archive, file: &Path, user: Option<&RunAs>) -> Result<(), FetchFailure> {
     let directory = file.parent().unwrap_or(Path::new("."));
     let (tool, mut command) = match archive {
         Archive::Tar => {
@@ -229,8 +239,10 @@ async fn extract(archive: Archive, file: &Path, user: Option<&RunAs>) -> Result<
         }
         Archive::Gzip => {
             let target = file.with_extension("");
-            let out = create_nofollow(&target)
-                .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+            let out = create_nofollow(&target).map_err(|source| FetchFailure::Create {
+                path: target.clone(),
+                source,
+            })?;
             let mut command = tokio::process::Command::new("gzip");
             command.arg("-dc").arg(file).stdout(out);
             ("gzip", command)
@@ -242,13 +254,13 @@ async fn extract(archive: Archive, file: &Path, user: Option<&RunAs>) -> Result<
     }
     let output = run(&mut command)
         .await
-        .map_err(|e| format!("cannot run {tool} to extract it: {e}"))?;
+        .map_err(|source| FetchFailure::RunExtractor { tool, source })?;
     if !output.status.success() {
-        return Err(format!(
-            "{tool} could not extract it ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
+        return Err(FetchFailure::Extract {
+            tool,
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
     }
     Ok(())
 }
@@ -256,24 +268,29 @@ async fn extract(archive: Archive, file: &Path, user: Option<&RunAs>) -> Result<
 /// The file `relative` names under `sandbox`, its directories made beneath the sandbox (and
 /// given to `user`): a link an earlier archive left may lead within the sandbox, never out of
 /// it, and the file itself may not be a link (the fetcher writes it as root).
-async fn inside(sandbox: &Path, relative: &Path, user: Option<&RunAs>) -> Result<PathBuf, String> {
+async fn inside(
+    sandbox: &Path,
+    relative: &Path,
+    user: Option<&RunAs>,
+) -> Result<PathBuf, FetchFailure> {
     let (sandbox, relative, user) = (sandbox.to_path_buf(), relative.to_path_buf(), user.cloned());
     tokio::task::spawn_blocking(move || {
-        let out = |error: std::io::Error| {
-            format!("'{}' leads out of the sandbox: {error}", relative.display())
+        let out = |source: std::io::Error| FetchFailure::LeadsOut {
+            path: relative.clone(),
+            source,
         };
         let opened = crate::beneath::Sandbox::open(sandbox.parent().unwrap_or(&sandbox), &sandbox)
-            .map_err(|e| format!("cannot open the sandbox: {e}"))?;
+            .map_err(FetchFailure::Sandbox)?;
         let real_sandbox = opened.directory(Path::new("")).map_err(out)?;
         let real_parent = opened
             .directory(relative.parent().unwrap_or(Path::new("")))
             .map_err(out)?;
         let Some(name) = relative.file_name() else {
-            return Err(format!("'{}' names no file", relative.display()));
+            return Err(FetchFailure::NoFile(relative.clone()));
         };
         let destination = real_parent.join(name);
         if std::fs::symlink_metadata(&destination).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(format!("'{}' is a link in the sandbox", relative.display()));
+            return Err(FetchFailure::Link(relative.clone()));
         }
         if let Some(user) = &user {
             let mut directory = real_parent.as_path();
@@ -283,11 +300,9 @@ async fn inside(sandbox: &Path, relative: &Path, user: Option<&RunAs>) -> Result
                     Some(nix::unistd::Uid::from_raw(user.uid)),
                     Some(nix::unistd::Gid::from_raw(user.gid)),
                 )
-                .map_err(|e| {
-                    format!(
-                        "cannot give {} to the task's user: {e}",
-                        directory.display()
-                    )
+                .map_err(|source| FetchFailure::GiveDir {
+                    dir: directory.to_owned(),
+                    source,
                 })?;
                 let Some(up) = directory.parent() else { break };
                 directory = up;
@@ -295,8 +310,7 @@ async fn inside(sandbox: &Path, relative: &Path, user: Option<&RunAs>) -> Result
         }
         Ok(destination)
     })
-    .await
-    .map_err(|e| e.to_string())?
+    .await?
 }
 
 /// Runs a command with the stdio it was given (tokio's `output()` would pipe stdout over a
@@ -324,9 +338,11 @@ async fn copy_file(
     target: &Path,
     user: Option<&RunAs>,
     max_bytes: u64,
-) -> Result<u64, String> {
-    let out =
-        create_nofollow(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+) -> Result<u64, FetchFailure> {
+    let out = create_nofollow(target).map_err(|source| FetchFailure::Create {
+        path: target.to_owned(),
+        source,
+    })?;
     // At most one byte past the limit is read (a file that never ends, /dev/zero, ends it).
     let mut command = tokio::process::Command::new("head");
     command
@@ -342,22 +358,19 @@ async fn copy_file(
     }
     let output = run(&mut command)
         .await
-        .map_err(|e| format!("cannot copy {}: {e}", source.display()))?;
+        .map_err(|error| FetchFailure::Copy {
+            path: source.to_owned(),
+            source: error,
+        })?;
     if !output.status.success() {
-        return Err(format!(
-            "cannot copy {}: {}",
-            source.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
+        return Err(FetchFailure::CopyRefused {
+            path: source.to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
     }
-    let copied = tokio::fs::metadata(target)
-        .await
-        .map(|m| m.len())
-        .map_err(|e| e.to_string())?;
+    let copied = tokio::fs::metadata(target).await.map(|m| m.len())?;
     if copied > max_bytes {
-        return Err(format!(
-            "larger than the agent's --fetcher-max-size of {max_bytes} bytes"
-        ));
+        return Err(FetchFailure::TooLarge(max_bytes));
     }
     Ok(copied)
 }

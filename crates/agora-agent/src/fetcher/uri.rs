@@ -6,6 +6,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
+use super::error::UriError;
+
 /// One URI to fetch, as Mesos' `CommandInfo.URI`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FetchUri {
@@ -39,12 +41,12 @@ pub(crate) enum Archive {
 
 impl FetchUri {
     /// Reads one entry of `CommandInfo.uris`.
-    pub(crate) fn parse(value: &Value) -> Result<FetchUri, String> {
+    pub(crate) fn parse(value: &Value) -> Result<FetchUri, UriError> {
         let text = value
             .get("value")
             .and_then(Value::as_str)
             .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| format!("a URI needs a 'value': {value}"))?;
+            .ok_or_else(|| UriError::NoValue(value.to_string()))?;
         let flag =
             |name: &str, default: bool| value.get(name).and_then(Value::as_bool).unwrap_or(default);
         Ok(FetchUri {
@@ -60,7 +62,7 @@ impl FetchUri {
         })
     }
 
-    pub(crate) fn source(&self) -> Result<Source, String> {
+    pub(crate) fn source(&self) -> Result<Source, UriError> {
         let value = self.value.as_str();
         if value.starts_with("http://") || value.starts_with("https://") {
             return Ok(Source::Http(value.to_owned()));
@@ -72,16 +74,14 @@ impl FetchUri {
             return Ok(Source::File(PathBuf::from(value)));
         }
         match value.split_once("://") {
-            Some((scheme, _)) => Err(format!(
-                "unsupported scheme '{scheme}' (http, https and file are)"
-            )),
-            None => Err("a relative path needs a scheme (http://, https:// or file://)".into()),
+            Some((scheme, _)) => Err(UriError::UnsupportedScheme(scheme.to_owned())),
+            None => Err(UriError::NoScheme),
         }
     }
 
     /// The file's path relative to the sandbox: `output_file`, else the URI's last path
     /// segment (without query or fragment). Never leaves the sandbox.
-    pub(crate) fn destination(&self) -> Result<PathBuf, String> {
+    pub(crate) fn destination(&self) -> Result<PathBuf, UriError> {
         let name = match &self.output_file {
             Some(output) => output.clone(),
             None => {
@@ -93,10 +93,7 @@ impl FetchUri {
                 if segment.is_empty()
                     || !has_path && self.value.contains("://") && !self.value.starts_with("file://")
                 {
-                    return Err(format!(
-                        "'{}' names no file; give an output_file",
-                        self.value
-                    ));
+                    return Err(UriError::NamesNoFile(self.value.clone()));
                 }
                 segment.to_owned()
             }
@@ -106,9 +103,7 @@ impl FetchUri {
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
         if !inside || relative.as_os_str().is_empty() {
-            return Err(format!(
-                "output file '{name}' is not a path inside the sandbox"
-            ));
+            return Err(UriError::OutsideSandbox(name));
         }
         Ok(relative)
     }
@@ -189,6 +184,7 @@ mod tests {
             uri(json!({"value": "hdfs://nn/x"}))
                 .source()
                 .unwrap_err()
+                .to_string()
                 .contains("hdfs")
         );
         assert!(uri(json!({"value": "x.tgz"})).source().is_err());

@@ -260,8 +260,27 @@ pub(crate) async fn exec(
     };
     match result {
         Ok(answer) => Json(answer).into_response(),
-        Err(message) => error(StatusCode::CONFLICT, message),
+        Err(failed) => error(StatusCode::CONFLICT, failed.to_string()),
     }
+}
+
+/// Why a command could not be run in a task's container.
+#[derive(Debug, thiserror::Error)]
+enum ExecError {
+    #[error("the task's container has not started")]
+    NotStarted,
+    #[error(transparent)]
+    User(#[from] crate::namespaces::UnknownUser),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("cannot join the task's container: {0}")]
+    Join(#[source] std::io::Error),
+    #[error("cannot run the command: {0}")]
+    Run(#[source] std::io::Error),
+    #[error("cannot exec in the container: {0}")]
+    DockerExec(#[source] bollard::errors::Error),
+    #[error("the exec's output broke off: {0}")]
+    OutputBrokeOff(#[source] bollard::errors::Error),
 }
 
 fn capped(bytes: Vec<u8>) -> String {
@@ -282,8 +301,8 @@ async fn exec_in_process_container(
     task_id: &str,
     argv: Vec<String>,
     timeout: Duration,
-) -> Result<serde_json::Value, String> {
-    let pid = target.pid.ok_or("the task's container has not started")?;
+) -> Result<serde_json::Value, ExecError> {
+    let pid = target.pid.ok_or(ExecError::NotStarted)?;
     let user = crate::namespaces::RunAs::switch_to(target.user.as_deref()).await?;
     let mut command = if agent.namespaces.is_ok() {
         let mut command = std::process::Command::new("nsenter");
@@ -336,12 +355,11 @@ async fn exec_in_process_container(
     } else {
         user.as_ref()
     };
-    crate::launcher::prepare_on_spawn(&mut command, &procs, switch)
-        .map_err(|e| format!("cannot join the task's container: {e}"))?;
+    crate::launcher::prepare_on_spawn(&mut command, &procs, switch).map_err(ExecError::Join)?;
     let mut child = tokio::process::Command::from(command)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run the command: {e}"))?;
+        .map_err(ExecError::Run)?;
     let group = child.id().map(|pid| pid as i32);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -358,7 +376,7 @@ async fn exec_in_process_container(
             "stderr": String::from_utf8_lossy(&stderr),
             "timed_out": false,
         })),
-        Ok((_, _, Err(e))) => Err(format!("cannot run the command: {e}")),
+        Ok((_, _, Err(e))) => Err(ExecError::Run(e)),
         Err(_) => {
             if let Some(group) = group {
                 crate::spawn::signal_group(group, nix::sys::signal::Signal::SIGKILL);
@@ -392,10 +410,8 @@ async fn exec_in_docker(
     task_id: &str,
     argv: Vec<String>,
     timeout: Duration,
-) -> Result<serde_json::Value, String> {
-    let (docker, id, _) = docker_pid(container_id, task_id)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<serde_json::Value, ExecError> {
+    let (docker, id, _) = docker_pid(container_id, task_id).await?;
     let config = bollard::models::ExecConfig {
         cmd: Some(argv),
         attach_stdout: Some(true),
@@ -405,14 +421,14 @@ async fn exec_in_docker(
     let exec = docker
         .create_exec(&id, config)
         .await
-        .map_err(|e| format!("cannot exec in the container: {e}"))?;
+        .map_err(ExecError::DockerExec)?;
     let run = async {
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         if let bollard::exec::StartExecResults::Attached { mut output, .. } = docker
             .start_exec(&exec.id, None)
             .await
-            .map_err(|e| format!("cannot exec in the container: {e}"))?
+            .map_err(ExecError::DockerExec)?
         {
             while let Some(item) = output.next().await {
                 match item {
@@ -424,7 +440,7 @@ async fn exec_in_docker(
                         | bollard::container::LogOutput::Console { message },
                     ) => keep(&mut stdout, &message),
                     Ok(_) => {}
-                    Err(e) => return Err(format!("the exec's output broke off: {e}")),
+                    Err(e) => return Err(ExecError::OutputBrokeOff(e)),
                 }
             }
         }
