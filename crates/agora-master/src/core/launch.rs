@@ -14,6 +14,74 @@ use agora_types::{AgentId, ExecutorId, FrameworkId, OfferId, Resources, TaskId, 
 use super::{Master, OutstandingOffer, Task, epoch_secs};
 use crate::views;
 
+/// Why the offers of an ACCEPT cannot be used (its tasks end LOST, or DROPPED).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InvalidOffers {
+    #[error("No offers specified")]
+    NoOffers,
+    #[error("Offer {0} is no longer valid")]
+    NoLongerValid(String),
+    #[error("Offer {0} has invalid framework")]
+    OtherFramework(String),
+    #[error("Aggregated offers must belong to one single agent")]
+    SeveralAgents,
+}
+
+/// What the ACLs do not allow a task (TASK_ERROR, REASON_TASK_UNAUTHORIZED).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Unauthorized {
+    #[error("Not authorized to launch as user '{0}' ('run_tasks' in the ACLs)")]
+    RunAs(String),
+    #[error("Not authorized to use secret '{0}' ('use_secrets' in the ACLs)")]
+    Secret(String),
+}
+
+/// Why a task cannot be launched as asked (TASK_ERROR, REASON_TASK_INVALID), in Mesos' words.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InvalidTask {
+    #[error(transparent)]
+    Id(agora_api::ApiError),
+    #[error("Framework is not subscribed")]
+    NotSubscribed,
+    #[error("Task has duplicate ID: {0}")]
+    DuplicateId(TaskId),
+    #[error("Task uses agent {task} but the offer is for agent {offer}")]
+    OtherAgent { task: String, offer: AgentId },
+    #[error("Task must have a name")]
+    NoName,
+    #[error("Task should have at most one of CommandInfo or ExecutorInfo present")]
+    CommandAndExecutor,
+    #[error("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present")]
+    NoCommandOrExecutor,
+    #[error("Task's CommandInfo has no 'value'")]
+    NoCommandValue,
+    #[error("{0}")]
+    HealthCheck(String),
+    #[error("Task uses invalid resources: {0}")]
+    TaskResources(agora_api::ApiError),
+    #[error("Executor uses invalid resources: {0}")]
+    ExecutorResources(agora_api::ApiError),
+    #[error("ExecutorInfo has an invalid FrameworkID")]
+    ExecutorFramework,
+    #[error("ExecutorInfo must have a command")]
+    ExecutorCommand,
+    #[error("Task uses more resources {needed} than available {available}")]
+    TooLarge {
+        needed: Resources,
+        available: Resources,
+    },
+    #[error("Operation IDs are not supported for {0} operations")]
+    OperationId(&'static str),
+    #[error("LAUNCH_GROUP needs an executor of type DEFAULT")]
+    GroupExecutorKind,
+    #[error("Task group is empty")]
+    EmptyGroup,
+    #[error("Executor uses more resources than available")]
+    ExecutorTooLarge,
+    #[error("Tasks in a group must not set 'executor'")]
+    GroupTaskExecutor,
+}
+
 impl Master {
     /// One allocation round: every grant becomes an offer sent to its framework.
     pub(crate) fn allocate(&mut self) {
@@ -165,7 +233,7 @@ impl Master {
                 let status = TaskStatus::new(task.task_id.value.as_str(), state)
                     .with_source("SOURCE_MASTER")
                     .with_reason("REASON_INVALID_OFFERS")
-                    .with_message(message.clone());
+                    .with_message(message.to_string());
                 self.send_event(framework_id, &Event::update(stamp(status)));
             }
             // Valid offers among them go back, as Mesos does.
@@ -215,20 +283,24 @@ impl Master {
         self.want_allocation();
     }
 
-    fn check_offers(&self, framework_id: &FrameworkId, offer_ids: &[Id]) -> Result<(), String> {
+    fn check_offers(
+        &self,
+        framework_id: &FrameworkId,
+        offer_ids: &[Id],
+    ) -> Result<(), InvalidOffers> {
         if offer_ids.is_empty() {
-            return Err("No offers specified".into());
+            return Err(InvalidOffers::NoOffers);
         }
         let mut agent: Option<&AgentId> = None;
         for offer_id in offer_ids {
             let Some(offer) = self.offers.get(&OfferId::new(offer_id.value.clone())) else {
-                return Err(format!("Offer {} is no longer valid", offer_id.value));
+                return Err(InvalidOffers::NoLongerValid(offer_id.value.clone()));
             };
             if &offer.framework_id != framework_id {
-                return Err(format!("Offer {} has invalid framework", offer_id.value));
+                return Err(InvalidOffers::OtherFramework(offer_id.value.clone()));
             }
             if agent.is_some_and(|a| a != &offer.agent_id) {
-                return Err("Aggregated offers must belong to one single agent".into());
+                return Err(InvalidOffers::SeveralAgents);
             }
             agent = Some(&offer.agent_id);
         }
@@ -248,12 +320,13 @@ impl Master {
             "LAUNCH" => {
                 let tasks = operation.launch.map(|l| l.task_infos).unwrap_or_default();
                 for task in tasks {
-                    if let Err(message) = self.authorize_task(framework_id, &task) {
+                    if let Err(refusal) = self.authorize_task(framework_id, &task) {
+                        let message = refusal.to_string();
                         self.task_refused(framework_id, &task, message, "REASON_TASK_UNAUTHORIZED");
                         continue;
                     }
                     let checked = if has_operation_id {
-                        Err("Operation IDs are not supported for LAUNCH operations".to_owned())
+                        Err(InvalidTask::OperationId("LAUNCH"))
                     } else {
                         self.check_task(framework_id, agent_id, &task, available, &[])
                     };
@@ -262,7 +335,7 @@ impl Master {
                             available.subtract(&needed);
                             self.launch(framework_id, agent_id, role, vec![(task, needed)], None);
                         }
-                        Err(message) => self.task_error(framework_id, &task, message),
+                        Err(invalid) => self.task_error(framework_id, &task, invalid.to_string()),
                     }
                 }
             }
@@ -279,7 +352,8 @@ impl Master {
                         let executor = group.executor.command.as_ref();
                         self.authorize_secrets(framework_id, [executor]).err()
                     });
-                if let Some(message) = unauthorized {
+                if let Some(refusal) = unauthorized {
+                    let message = refusal.to_string();
                     for task in &group.task_group.tasks {
                         self.task_refused(
                             framework_id,
@@ -307,9 +381,9 @@ impl Master {
                         executor.framework_id = Some(Id::new(framework_id.as_str()));
                         self.launch(framework_id, agent_id, role, launches, Some(executor));
                     }
-                    Err(message) => {
+                    Err(invalid) => {
                         for task in &group.task_group.tasks {
-                            self.task_error(framework_id, task, message.clone());
+                            self.task_error(framework_id, task, invalid.to_string());
                         }
                     }
                 }
@@ -343,7 +417,11 @@ impl Master {
     /// Whether the framework's principal may run the task as the user it would run as (its
     /// command's, its executor's, else the framework's): Mesos' `run_tasks`; and whether it
     /// may use the secrets the task's environment refers to: agora's `use_secrets`.
-    fn authorize_task(&self, framework_id: &FrameworkId, task: &TaskInfo) -> Result<(), String> {
+    fn authorize_task(
+        &self,
+        framework_id: &FrameworkId,
+        task: &TaskInfo,
+    ) -> Result<(), Unauthorized> {
         let Some(framework) = self.frameworks.get(framework_id) else {
             return Ok(());
         };
@@ -354,9 +432,7 @@ impl Master {
             principal,
             Some(user),
         ) {
-            return Err(format!(
-                "Not authorized to launch as user '{user}' ('run_tasks' in the ACLs)"
-            ));
+            return Err(Unauthorized::RunAs(user.to_owned()));
         }
         self.authorize_secrets(
             framework_id,
@@ -373,7 +449,7 @@ impl Master {
         &self,
         framework_id: &FrameworkId,
         commands: impl IntoIterator<Item = Option<&'a agora_api::mesos::CommandInfo>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Unauthorized> {
         let Some(framework) = self.frameworks.get(framework_id) else {
             return Ok(());
         };
@@ -390,10 +466,7 @@ impl Master {
                 principal,
                 Some(&reference.name),
             ) {
-                return Err(format!(
-                    "Not authorized to use secret '{}' ('use_secrets' in the ACLs)",
-                    reference.name
-                ));
+                return Err(Unauthorized::Secret(reference.name.clone()));
             }
         }
         Ok(())
@@ -408,46 +481,46 @@ impl Master {
         task: &TaskInfo,
         available: &Resources,
         siblings: &[TaskId],
-    ) -> Result<Resources, String> {
-        validate_id("Task", &task.task_id.value).map_err(|e| e.to_string())?;
+    ) -> Result<Resources, InvalidTask> {
+        validate_id("Task", &task.task_id.value).map_err(InvalidTask::Id)?;
         let task_id = TaskId::new(task.task_id.value.clone());
         let framework = self
             .frameworks
             .get(framework_id)
-            .ok_or("Framework is not subscribed")?;
+            .ok_or(InvalidTask::NotSubscribed)?;
         if framework.tasks.contains_key(&task_id) || siblings.contains(&task_id) {
-            return Err(format!("Task has duplicate ID: {task_id}"));
+            return Err(InvalidTask::DuplicateId(task_id));
         }
         if task.agent_id.value != agent_id.as_str() {
-            return Err(format!(
-                "Task uses agent {} but the offer is for agent {agent_id}",
-                task.agent_id.value
-            ));
+            return Err(InvalidTask::OtherAgent {
+                task: task.agent_id.value.clone(),
+                offer: agent_id.clone(),
+            });
         }
         if task.name.is_empty() && task.task_id.value.is_empty() {
-            return Err("Task must have a name".into());
+            return Err(InvalidTask::NoName);
         }
         match (&task.command, &task.executor) {
-            (Some(_), Some(_)) => return Err("Task should have at most one of CommandInfo or ExecutorInfo present".into()),
-            (None, None) => return Err("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present".into()),
+            (Some(_), Some(_)) => return Err(InvalidTask::CommandAndExecutor),
+            (None, None) => return Err(InvalidTask::NoCommandOrExecutor),
             (Some(command), None) => {
                 if command.value.as_deref().unwrap_or("").is_empty() {
-                    return Err("Task's CommandInfo has no 'value'".into());
+                    return Err(InvalidTask::NoCommandValue);
                 }
             }
             (None, Some(_)) => {}
         }
         if let Some(check) = &task.health_check {
-            agora_api::health::HealthCheck::parse(check)?;
+            agora_api::health::HealthCheck::parse(check).map_err(InvalidTask::HealthCheck)?;
         }
-        let mut needed = agora_api::mesos::to_resources(&task.resources)
-            .map_err(|e| format!("Task uses invalid resources: {e}"))?;
+        let mut needed =
+            agora_api::mesos::to_resources(&task.resources).map_err(InvalidTask::TaskResources)?;
         if let Some(executor) = &task.executor {
-            validate_id("Executor", &executor.executor_id.value).map_err(|e| e.to_string())?;
+            validate_id("Executor", &executor.executor_id.value).map_err(InvalidTask::Id)?;
             if let Some(owner) = &executor.framework_id
                 && owner.value != framework_id.as_str()
             {
-                return Err("ExecutorInfo has an invalid FrameworkID".into());
+                return Err(InvalidTask::ExecutorFramework);
             }
             if executor
                 .command
@@ -455,7 +528,7 @@ impl Master {
                 .is_none_or(|c| c.value.as_deref().unwrap_or("").is_empty())
                 && executor.kind.as_deref() != Some("DEFAULT")
             {
-                return Err("ExecutorInfo must have a command".into());
+                return Err(InvalidTask::ExecutorCommand);
             }
             let executor_key = (
                 agent_id.clone(),
@@ -463,13 +536,14 @@ impl Master {
             );
             if !framework.executors.contains_key(&executor_key) {
                 needed += &agora_api::mesos::to_resources(&executor.resources)
-                    .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
+                    .map_err(InvalidTask::ExecutorResources)?;
             }
         }
         if !available.contains(&needed) {
-            return Err(format!(
-                "Task uses more resources {needed} than available {available}"
-            ));
+            return Err(InvalidTask::TooLarge {
+                needed,
+                available: available.clone(),
+            });
         }
         Ok(needed)
     }
@@ -482,21 +556,21 @@ impl Master {
         tasks: &[TaskInfo],
         available: &Resources,
         has_operation_id: bool,
-    ) -> Result<Vec<(TaskInfo, Resources)>, String> {
+    ) -> Result<Vec<(TaskInfo, Resources)>, InvalidTask> {
         if has_operation_id {
-            return Err("Operation IDs are not supported for LAUNCH_GROUP operations".into());
+            return Err(InvalidTask::OperationId("LAUNCH_GROUP"));
         }
         if executor.kind.as_deref() != Some("DEFAULT") {
-            return Err("LAUNCH_GROUP needs an executor of type DEFAULT".into());
+            return Err(InvalidTask::GroupExecutorKind);
         }
         if tasks.is_empty() {
-            return Err("Task group is empty".into());
+            return Err(InvalidTask::EmptyGroup);
         }
-        validate_id("Executor", &executor.executor_id.value).map_err(|e| e.to_string())?;
+        validate_id("Executor", &executor.executor_id.value).map_err(InvalidTask::Id)?;
         let framework = self
             .frameworks
             .get(framework_id)
-            .ok_or("Framework is not subscribed")?;
+            .ok_or(InvalidTask::NotSubscribed)?;
         let executor_key = (
             agent_id.clone(),
             ExecutorId::new(executor.executor_id.value.clone()),
@@ -504,16 +578,16 @@ impl Master {
         let mut remaining = available.clone();
         if !framework.executors.contains_key(&executor_key) {
             let executor_resources = agora_api::mesos::to_resources(&executor.resources)
-                .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
+                .map_err(InvalidTask::ExecutorResources)?;
             remaining = remaining
                 .checked_sub(&executor_resources)
-                .ok_or("Executor uses more resources than available")?;
+                .ok_or(InvalidTask::ExecutorTooLarge)?;
         }
         let mut launches = Vec::new();
         let mut seen: Vec<TaskId> = Vec::new();
         for task in tasks {
             if task.executor.is_some() {
-                return Err("Tasks in a group must not set 'executor'".into());
+                return Err(InvalidTask::GroupTaskExecutor);
             }
             let needed = self.check_task(framework_id, agent_id, task, &remaining, &seen)?;
             remaining.subtract(&needed);
