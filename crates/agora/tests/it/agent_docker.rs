@@ -254,24 +254,22 @@ async fn docker_tasks_fail_stop_and_report_clearly() {
     let mut scheduler = subscribe(&up.address(), framework_info("docker-tasks")).await;
     let container =
         |image: &str| json!({"type": "DOCKER", "docker": {"image": image, "network": "HOST"}});
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let mut tasks = Vec::new();
-    for (id, command, image) in [
-        // A registry that refuses at once: the pull cannot work, and the task says so.
-        ("missing", "true", "127.0.0.1:1/agora/missing:1"),
-        ("failing", "echo oops >&2; exit 3", image),
-        ("sleeping", "exec sleep 1000", image),
-    ] {
-        let mut task = command_task(id, &offer, command, 0.1, 32.0);
-        task.container = Some(container(image));
-        tasks.push(task);
-    }
-    scheduler
-        .launch(vec![offer.id.clone()], tasks, None)
-        .await
-        .expect("launch");
+    launch_built_on_next_offer(&mut scheduler, |offer| {
+        [
+            // A registry that refuses at once: the pull cannot work, and the task says so.
+            ("missing", "true", "127.0.0.1:1/agora/missing:1"),
+            ("failing", "echo oops >&2; exit 3", image),
+            ("sleeping", "exec sleep 1000", image),
+        ]
+        .into_iter()
+        .map(|(id, command, image)| {
+            let mut task = command_task(id, offer, command, 0.1, 32.0);
+            task.container = Some(container(image));
+            task
+        })
+        .collect()
+    })
+    .await;
 
     // Updates of the three come in any order: all are kept.
     let mut seen = Vec::new();

@@ -71,18 +71,15 @@ async fn launch_with_uris(
     uris: Value,
     user: Option<&str>,
 ) {
-    let offer = next_offers(scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let mut task = command_task(id, &offer, command, 0.1, 32.0);
-    if let Some(info) = task.command.as_mut() {
-        info.uris = serde_json::from_value(uris).unwrap();
-        info.user = user.map(str::to_owned);
-    }
-    scheduler
-        .launch(vec![offer.id.clone()], vec![task], None)
-        .await
-        .expect("launch");
+    launch_built_on_next_offer(scheduler, |offer| {
+        let mut task = command_task(id, offer, command, 0.1, 32.0);
+        if let Some(info) = task.command.as_mut() {
+            info.uris = serde_json::from_value(uris).unwrap();
+            info.user = user.map(str::to_owned);
+        }
+        vec![task]
+    })
+    .await;
 }
 
 /// Launches a task fetching `uri` (as `user`), which must fail to fetch; its message.

@@ -322,17 +322,14 @@ async fn a_task_has_its_own_processes_tmp_and_user() {
          touch $MESOS_SANDBOX/written; echo tmp=$(cat /tmp/{marker}); \
          ({daemon} &) ; exec sleep 301"
     );
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let mut task = command_task("contained", &offer, &command, 0.2, 64.0);
-    if let Some(command) = task.command.as_mut() {
-        command.user = Some("nobody".into());
-    }
-    scheduler
-        .launch(vec![offer.id.clone()], vec![task], None)
-        .await
-        .expect("launch");
+    launch_built_on_next_offer(&mut scheduler, |offer| {
+        let mut task = command_task("contained", offer, &command, 0.2, 64.0);
+        if let Some(command) = task.command.as_mut() {
+            command.user = Some("nobody".into());
+        }
+        vec![task]
+    })
+    .await;
     wait_for_state(
         &mut scheduler,
         "contained",
@@ -497,9 +494,6 @@ async fn without_namespaces_a_custom_executor_joins_its_cgroups_as_its_user() {
         state["isolation"]
     );
     let mut scheduler = subscribe(&up.address(), framework_info("custom")).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
     // A framework's own executor (spawned, not forked) that says who and where it is.
     let executor = agora_api::mesos::ExecutorInfo {
         executor_id: agora_api::mesos::Id::new("custom-executor"),
@@ -511,13 +505,13 @@ async fn without_namespaces_a_custom_executor_joins_its_cgroups_as_its_user() {
         resources: vec![scalar("cpus", 0.1), scalar("mem", 32.0)],
         ..Default::default()
     };
-    let mut task = command_task("custom-task", &offer, "unused", 0.1, 32.0);
-    task.command = None;
-    task.executor = Some(executor);
-    scheduler
-        .launch(vec![offer.id.clone()], vec![task], None)
-        .await
-        .expect("launch");
+    launch_built_on_next_offer(&mut scheduler, |offer| {
+        let mut task = command_task("custom-task", offer, "unused", 0.1, 32.0);
+        task.command = None;
+        task.executor = Some(executor);
+        vec![task]
+    })
+    .await;
     let (_, sandbox) = executor_directory(&up.address(), "custom-executor").await;
     let stdout = wait_until(Duration::from_secs(10), "the executor's output", || async {
         let text = std::fs::read_to_string(std::path::Path::new(&sandbox).join("stdout")).ok()?;

@@ -61,17 +61,7 @@ fn launcher_of(parent: i32) -> i32 {
 }
 
 async fn launch(scheduler: &mut Scheduler, id: &str, command: &str) {
-    let offer = next_offers(scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    scheduler
-        .launch(
-            vec![offer.id.clone()],
-            vec![command_task(id, &offer, command, 0.1, 32.0)],
-            None,
-        )
-        .await
-        .expect("launch");
+    launch_on_next_offer(scheduler, &[(id, command, 0.1, 32.0)]).await;
     wait_for_state(scheduler, id, TaskState::Running, Duration::from_secs(10)).await;
 }
 

@@ -25,18 +25,8 @@ async fn sandbox_files_are_served_and_confined() {
         &["--resources", "cpus:2;mem:1024"],
     );
     let mut scheduler = subscribe(&up.address(), framework_info("files")).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
     let command = "printf 'line one\\nline two\\n'; ln -s /etc/hostname escape; mkdir sub; echo hidden > sub/f";
-    scheduler
-        .launch(
-            vec![offer.id.clone()],
-            vec![command_task("writer", &offer, command, 0.1, 32.0)],
-            None,
-        )
-        .await
-        .expect("launch");
+    launch_on_next_offer(&mut scheduler, &[("writer", command, 0.1, 32.0)]).await;
     wait_for_state(
         &mut scheduler,
         "writer",
@@ -150,17 +140,7 @@ async fn updates_are_retried_in_order_until_acknowledged() {
     let mut scheduler = Scheduler::subscribe(&up.address(), framework_info("acks"), options)
         .await
         .expect("subscribe");
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    scheduler
-        .launch(
-            vec![offer.id.clone()],
-            vec![command_task("quick", &offer, "true", 0.1, 32.0)],
-            None,
-        )
-        .await
-        .expect("launch");
+    launch_on_next_offer(&mut scheduler, &[("quick", "true", 0.1, 32.0)]).await;
 
     let next_update = async |scheduler: &mut Scheduler| loop {
         if let Event::Update { update } = next_event(scheduler, Duration::from_secs(10)).await {
@@ -223,23 +203,20 @@ async fn an_executor_that_never_subscribes_fails_its_task() {
         ],
     );
     let mut scheduler = subscribe(&up.address(), framework_info("silent")).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let mut task = command_task("stuck", &offer, "true", 0.1, 32.0);
-    task.command = None;
-    task.executor = Some(ExecutorInfo {
-        executor_id: Id::new("mute"),
-        command: Some(CommandInfo {
-            value: Some("exec sleep 60".into()),
-            ..CommandInfo::default()
-        }),
-        ..ExecutorInfo::default()
-    });
-    scheduler
-        .launch(vec![offer.id.clone()], vec![task], None)
-        .await
-        .expect("launch");
+    launch_built_on_next_offer(&mut scheduler, |offer| {
+        let mut task = command_task("stuck", offer, "true", 0.1, 32.0);
+        task.command = None;
+        task.executor = Some(ExecutorInfo {
+            executor_id: Id::new("mute"),
+            command: Some(CommandInfo {
+                value: Some("exec sleep 60".into()),
+                ..CommandInfo::default()
+            }),
+            ..ExecutorInfo::default()
+        });
+        vec![task]
+    })
+    .await;
     // The task's failure and the executor's end (FAILURE) travel separately: either may come
     // first.
     let (mut failed, mut failure) = (None, None);
@@ -276,35 +253,31 @@ async fn commands_run_with_shell_or_argv_and_their_environment() {
         &["--resources", "cpus:2;mem:1024"],
     );
     let mut scheduler = subscribe(&up.address(), framework_info("env")).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-
-    let mut shell = command_task(
-        "shell",
-        &offer,
-        "echo \"$GREETING from $MESOS_TASK_ID\"; pwd; echo sandbox=$MESOS_SANDBOX",
-        0.1,
-        32.0,
-    );
-    if let Some(command) = shell.command.as_mut() {
-        command.environment = Some(agora_api::mesos::Environment {
-            variables: vec![agora_api::mesos::EnvironmentVariable {
-                name: "GREETING".into(),
-                value: Some("hi".into()),
-                ..Default::default()
-            }],
-        });
-    }
-    let mut argv = command_task("argv", &offer, "/bin/echo", 0.1, 32.0);
-    if let Some(command) = argv.command.as_mut() {
-        command.shell = false;
-        command.arguments = vec!["echo".into(), "two  spaces; not a shell".into()];
-    }
-    scheduler
-        .launch(vec![offer.id.clone()], vec![shell, argv], None)
-        .await
-        .expect("launch");
+    launch_built_on_next_offer(&mut scheduler, |offer| {
+        let mut shell = command_task(
+            "shell",
+            offer,
+            "echo \"$GREETING from $MESOS_TASK_ID\"; pwd; echo sandbox=$MESOS_SANDBOX",
+            0.1,
+            32.0,
+        );
+        if let Some(command) = shell.command.as_mut() {
+            command.environment = Some(agora_api::mesos::Environment {
+                variables: vec![agora_api::mesos::EnvironmentVariable {
+                    name: "GREETING".into(),
+                    value: Some("hi".into()),
+                    ..Default::default()
+                }],
+            });
+        }
+        let mut argv = command_task("argv", offer, "/bin/echo", 0.1, 32.0);
+        if let Some(command) = argv.command.as_mut() {
+            command.shell = false;
+            command.arguments = vec!["echo".into(), "two  spaces; not a shell".into()];
+        }
+        vec![shell, argv]
+    })
+    .await;
     let mut seen = Vec::new();
     wait_for_all(
         &mut scheduler,
@@ -337,20 +310,16 @@ async fn kill_escalates_to_sigkill_after_the_grace_period() {
         &["--resources", "cpus:2;mem:1024"],
     );
     let mut scheduler = subscribe(&up.address(), framework_info("stubborn")).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let task = command_task(
-        "stubborn",
-        &offer,
-        "trap 'echo got TERM' TERM; echo trapping; while true; do sleep 0.05; done",
-        0.1,
-        32.0,
-    );
-    scheduler
-        .launch(vec![offer.id.clone()], vec![task], None)
-        .await
-        .expect("launch");
+    launch_on_next_offer(
+        &mut scheduler,
+        &[(
+            "stubborn",
+            "trap 'echo got TERM' TERM; echo trapping; while true; do sleep 0.05; done",
+            0.1,
+            32.0,
+        )],
+    )
+    .await;
     wait_for_state(
         &mut scheduler,
         "stubborn",

@@ -313,17 +313,7 @@ async fn operator_event_stream_follows_the_cluster() {
         added["framework_added"]["framework"]["framework_info"]["name"],
         "watched"
     );
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    scheduler
-        .launch(
-            vec![offer.id.clone()],
-            vec![command_task("seen", &offer, "sleep 0.2", 0.1, 32.0)],
-            None,
-        )
-        .await
-        .expect("launch");
+    launch_on_next_offer(&mut scheduler, &[("seen", "sleep 0.2", 0.1, 32.0)]).await;
     let task_added = next_of(&mut events, "TASK_ADDED").await;
     assert_eq!(task_added["task_added"]["task"]["task_id"]["value"], "seen");
     assert_eq!(task_added["task_added"]["task"]["state"], "TASK_STAGING");
@@ -368,17 +358,14 @@ async fn draining_an_agent_kills_its_tasks_and_can_mark_it_gone() {
     );
     let client = MasterClient::new(&up.address());
     let mut scheduler = subscribe(&up.address(), framework_info("drained")).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let tasks = vec![
-        command_task("d1", &offer, "exec sleep 600", 0.1, 32.0),
-        command_task("d2", &offer, "exec sleep 600", 0.1, 32.0),
-    ];
-    scheduler
-        .launch(vec![offer.id.clone()], tasks, None)
-        .await
-        .expect("launch");
+    let offer = launch_on_next_offer(
+        &mut scheduler,
+        &[
+            ("d1", "exec sleep 600", 0.1, 32.0),
+            ("d2", "exec sleep 600", 0.1, 32.0),
+        ],
+    )
+    .await;
     let mut seen = Vec::new();
     wait_for_all(
         &mut scheduler,
@@ -444,17 +431,8 @@ async fn marking_an_agent_gone_is_permanent() {
         kind: "PARTITION_AWARE".into(),
     }];
     let mut scheduler = subscribe(&master.address(), info).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    scheduler
-        .launch(
-            vec![offer.id.clone()],
-            vec![command_task("victim", &offer, "exec sleep 600", 0.1, 32.0)],
-            None,
-        )
-        .await
-        .expect("launch");
+    let offer =
+        launch_on_next_offer(&mut scheduler, &[("victim", "exec sleep 600", 0.1, 32.0)]).await;
     wait_for_state(
         &mut scheduler,
         "victim",

@@ -312,18 +312,15 @@ async fn kill_reconcile_and_failover_timeout() {
     info.failover_timeout = 1.0;
     let mut scheduler = subscribe(&up.address(), info.clone()).await;
     let framework_id = scheduler.framework_id().expect("id");
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let tasks = vec![
-        command_task("short", &offer, "exit 3", 0.1, 32.0),
-        command_task("long-1", &offer, "exec sleep 600", 0.1, 32.0),
-        command_task("long-2", &offer, "exec sleep 600", 0.1, 32.0),
-    ];
-    scheduler
-        .launch(vec![offer.id.clone()], tasks, None)
-        .await
-        .expect("launch");
+    launch_on_next_offer(
+        &mut scheduler,
+        &[
+            ("short", "exit 3", 0.1, 32.0),
+            ("long-1", "exec sleep 600", 0.1, 32.0),
+            ("long-2", "exec sleep 600", 0.1, 32.0),
+        ],
+    )
+    .await;
     let mut seen = Vec::new();
     let failed = wait_for_status(
         &mut scheduler,

@@ -28,20 +28,11 @@ async fn up_runs_tasks_and_stops_them_on_sigterm() {
         client.get_json("/master/state").await.expect("state")["slaves"][0]["id"].clone();
 
     let mut scheduler = subscribe(&up.address(), framework_info("up")).await;
-    let offer = next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let task = command_task(
-        "sleeper",
-        &offer,
-        "sleep 6131 & sleep 6132; wait",
-        0.1,
-        32.0,
-    );
-    scheduler
-        .launch(vec![offer.id.clone()], vec![task], None)
-        .await
-        .expect("launch");
+    launch_on_next_offer(
+        &mut scheduler,
+        &[("sleeper", "sleep 6131 & sleep 6132; wait", 0.1, 32.0)],
+    )
+    .await;
     wait_for_state(
         &mut scheduler,
         "sleeper",

@@ -370,19 +370,36 @@ pub fn command_task(id: &str, offer: &Offer, command: &str, cpus: f64, mem: f64)
     }
 }
 
-/// Launches command tasks `(id, command, cpus, mem)` together on the next offer.
-pub async fn launch_on_next_offer(scheduler: &mut Scheduler, tasks: &[(&str, &str, f64, f64)]) {
+/// Launches command tasks `(id, command, cpus, mem)` together on the next offer; returns the
+/// offer (its agent, say).
+pub async fn launch_on_next_offer(
+    scheduler: &mut Scheduler,
+    tasks: &[(&str, &str, f64, f64)],
+) -> Offer {
+    launch_built_on_next_offer(scheduler, |offer| {
+        tasks
+            .iter()
+            .map(|(id, command, cpus, mem)| command_task(id, offer, command, *cpus, *mem))
+            .collect()
+    })
+    .await
+}
+
+/// Launches the tasks `build` makes from the next offer together (for tasks that are more
+/// than a command: a user, URIs, a container, an executor); returns the offer.
+pub async fn launch_built_on_next_offer(
+    scheduler: &mut Scheduler,
+    build: impl FnOnce(&Offer) -> Vec<TaskInfo>,
+) -> Offer {
     let offer = next_offers(scheduler, Duration::from_secs(10))
         .await
         .remove(0);
-    let infos = tasks
-        .iter()
-        .map(|(id, command, cpus, mem)| command_task(id, &offer, command, *cpus, *mem))
-        .collect();
+    let tasks = build(&offer);
     scheduler
-        .launch(vec![offer.id.clone()], infos, None)
+        .launch(vec![offer.id.clone()], tasks, None)
         .await
         .expect("launch");
+    offer
 }
 
 /// Next event that is not a heartbeat, with a timeout.

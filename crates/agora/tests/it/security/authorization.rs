@@ -138,19 +138,16 @@ async fn frameworks_get_the_roles_and_users_the_acls_give_them() {
         refused.err()
     );
     let mut scheduler = framework(&up, "analytics").await.expect("subscribed");
-    let offer = common::next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let as_nobody = common::command_task("as-nobody", &offer, "sleep 60", 0.1, 32.0);
-    let mut as_root = common::command_task("as-root", &offer, "sleep 60", 0.1, 32.0);
-    as_root.command = Some(CommandInfo {
-        user: Some("root".into()),
-        ..as_root.command.unwrap_or_default()
-    });
-    scheduler
-        .launch(vec![offer.id.clone()], vec![as_nobody, as_root], None)
-        .await
-        .expect("launch");
+    common::launch_built_on_next_offer(&mut scheduler, |offer| {
+        let as_nobody = common::command_task("as-nobody", offer, "sleep 60", 0.1, 32.0);
+        let mut as_root = common::command_task("as-root", offer, "sleep 60", 0.1, 32.0);
+        as_root.command = Some(CommandInfo {
+            user: Some("root".into()),
+            ..as_root.command.unwrap_or_default()
+        });
+        vec![as_nobody, as_root]
+    })
+    .await;
     let mut seen = Vec::new();
     let refused = common::wait_for_status(
         &mut scheduler,

@@ -79,17 +79,14 @@ async fn nothing_else_speaks_for_a_builtin_executor() {
     let socket = dir.path().join("data/agent/run/agent.sock");
     let mut scheduler = common::subscribe(&up.address(), common::framework_info("owner")).await;
     // The task and its health check show their environments.
-    let offer = common::next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let mut victim = common::command_task("victim", &offer, "env; exec sleep 60", 0.1, 32.0);
-    victim.health_check = Some(json!({"type": "COMMAND",
-        "command": {"value": "env > \"$MESOS_SANDBOX/health-env\""},
-        "delay_seconds": 0, "interval_seconds": 1, "grace_period_seconds": 10}));
-    scheduler
-        .launch(vec![offer.id.clone()], vec![victim], None)
-        .await
-        .expect("launch");
+    common::launch_built_on_next_offer(&mut scheduler, |offer| {
+        let mut victim = common::command_task("victim", offer, "env; exec sleep 60", 0.1, 32.0);
+        victim.health_check = Some(json!({"type": "COMMAND",
+            "command": {"value": "env > \"$MESOS_SANDBOX/health-env\""},
+            "delay_seconds": 0, "interval_seconds": 1, "grace_period_seconds": 10}));
+        vec![victim]
+    })
+    .await;
     common::wait_for_state(
         &mut scheduler,
         "victim",
@@ -211,21 +208,17 @@ async fn with_executor_authentication_every_executor_needs_its_token() {
         ],
     );
     let mut scheduler = common::subscribe(&up.address(), common::framework_info("custom")).await;
-    let offer = common::next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let tasks = vec![
-        custom(&offer, "honest", "./agora-executor executor"),
-        custom(
-            &offer,
-            "tokenless",
-            "env -u MESOS_EXECUTOR_AUTHENTICATION_TOKEN ./agora-executor executor",
-        ),
-    ];
-    scheduler
-        .launch(vec![offer.id.clone()], tasks, None)
-        .await
-        .expect("launch");
+    common::launch_built_on_next_offer(&mut scheduler, |offer| {
+        vec![
+            custom(offer, "honest", "./agora-executor executor"),
+            custom(
+                offer,
+                "tokenless",
+                "env -u MESOS_EXECUTOR_AUTHENTICATION_TOKEN ./agora-executor executor",
+            ),
+        ]
+    })
+    .await;
     let mut seen = Vec::new();
     let honest = common::wait_for_status(
         &mut scheduler,

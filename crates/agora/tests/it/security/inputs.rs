@@ -112,15 +112,13 @@ async fn what_reaches_past_a_container_is_refused_by_every_api_and_the_agent() {
 
     // A framework asking the agent directly: TASK_ERROR, as an unauthorized task.
     let mut scheduler = common::subscribe(&up.address(), common::framework_info("direct")).await;
-    let offer = common::next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let mut task = common::command_task("privileged", &offer, "sleep 60", 0.1, 32.0);
-    task.container = Some(json!({"type": "DOCKER", "docker": {"image": "x", "privileged": true}}));
-    scheduler
-        .launch(vec![offer.id.clone()], vec![task], None)
-        .await
-        .expect("launch");
+    common::launch_built_on_next_offer(&mut scheduler, |offer| {
+        let mut task = common::command_task("privileged", offer, "sleep 60", 0.1, 32.0);
+        task.container =
+            Some(json!({"type": "DOCKER", "docker": {"image": "x", "privileged": true}}));
+        vec![task]
+    })
+    .await;
     let status = common::wait_for_state(
         &mut scheduler,
         "privileged",
@@ -161,33 +159,30 @@ async fn a_link_planted_in_a_sandbox_does_not_lead_a_docker_volume_out() {
     assert!(tar.success());
 
     let mut scheduler = common::subscribe(&up.address(), common::framework_info("volumes")).await;
-    let offer = common::next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
     let uris = json!([{"value": format!("file://{}", archive.display()), "extract": true}]);
-    let task = |id: &str, command: &str, volume: Value| {
-        let mut task = common::command_task(id, &offer, command, 0.1, 32.0);
-        if let Some(command) = task.command.as_mut() {
-            command.uris = serde_json::from_value(uris.clone()).unwrap();
-        }
-        task.container = Some(json!({"type": "DOCKER", "docker": {"image": image},
-                                     "volumes": [volume]}));
-        task
-    };
-    let escaping = task(
-        "escaping",
-        "ls /escape",
-        json!({"container_path": "/escape", "host_path": "escape", "mode": "RO"}),
-    );
-    let staying = task(
-        "staying",
-        "echo written > /data/out && cat /mnt/mesos/sandbox/readme",
-        json!({"container_path": "/data", "host_path": "data/set", "mode": "RW"}),
-    );
-    scheduler
-        .launch(vec![offer.id.clone()], vec![escaping, staying], None)
-        .await
-        .expect("launch");
+    common::launch_built_on_next_offer(&mut scheduler, |offer| {
+        let task = |id: &str, command: &str, volume: Value| {
+            let mut task = common::command_task(id, offer, command, 0.1, 32.0);
+            if let Some(command) = task.command.as_mut() {
+                command.uris = serde_json::from_value(uris.clone()).unwrap();
+            }
+            task.container = Some(json!({"type": "DOCKER", "docker": {"image": image},
+                                         "volumes": [volume]}));
+            task
+        };
+        let escaping = task(
+            "escaping",
+            "ls /escape",
+            json!({"container_path": "/escape", "host_path": "escape", "mode": "RO"}),
+        );
+        let staying = task(
+            "staying",
+            "echo written > /data/out && cat /mnt/mesos/sandbox/readme",
+            json!({"container_path": "/data", "host_path": "data/set", "mode": "RW"}),
+        );
+        vec![escaping, staying]
+    })
+    .await;
     let mut seen = Vec::new();
     let failed = common::wait_for_status(
         &mut scheduler,

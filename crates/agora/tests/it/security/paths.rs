@@ -152,20 +152,17 @@ async fn sandbox_files_are_read_beneath_the_sandbox_only() {
     let data = dir.path().join("data");
     let up = common::start_up(&data, &["--resources", "cpus:2;mem:1024"]);
     let mut scheduler = common::subscribe(&up.address(), common::framework_info("planter")).await;
-    let offer = common::next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
     // A task that plants links to what only root may read, and replaces its own stdout by one.
     let command = "ln -s /etc/shadow leak; ln -s ../../../../../../../../meta meta; \
                    echo started; rm stdout; ln -s /etc/shadow stdout; sleep 60";
-    let mut task = common::command_task("planter", &offer, command, 0.1, 32.0);
-    if let Some(command) = task.command.as_mut() {
-        command.user = Some("nobody".into());
-    }
-    scheduler
-        .launch(vec![offer.id.clone()], vec![task], None)
-        .await
-        .expect("launch");
+    common::launch_built_on_next_offer(&mut scheduler, |offer| {
+        let mut task = common::command_task("planter", offer, command, 0.1, 32.0);
+        if let Some(command) = task.command.as_mut() {
+            command.user = Some("nobody".into());
+        }
+        vec![task]
+    })
+    .await;
     common::wait_for_state(
         &mut scheduler,
         "planter",

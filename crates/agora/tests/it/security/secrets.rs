@@ -54,19 +54,16 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
 /// status it ends with.
 async fn framework_task(up: &common::Process, secret: &str) -> agora_api::mesos::TaskStatus {
     let mut scheduler = common::subscribe(&up.address(), common::framework_info("direct")).await;
-    let offer = common::next_offers(&mut scheduler, Duration::from_secs(10))
-        .await
-        .remove(0);
-    let mut task = common::command_task("with-secret", &offer, "env", 0.1, 32.0);
-    if let Some(command) = task.command.as_mut() {
-        command.environment = Some(Environment {
-            variables: vec![EnvironmentVariable::secret_reference("S", secret)],
-        });
-    }
-    scheduler
-        .launch(vec![offer.id.clone()], vec![task], None)
-        .await
-        .expect("launch");
+    common::launch_built_on_next_offer(&mut scheduler, |offer| {
+        let mut task = common::command_task("with-secret", offer, "env", 0.1, 32.0);
+        if let Some(command) = task.command.as_mut() {
+            command.environment = Some(Environment {
+                variables: vec![EnvironmentVariable::secret_reference("S", secret)],
+            });
+        }
+        vec![task]
+    })
+    .await;
     let ended = async {
         loop {
             let event = common::next_event(&mut scheduler, Duration::from_secs(15)).await;
