@@ -98,5 +98,6 @@ fn a_config_with_an_http_app_behind_virtual_hosts_and_a_tcp_app() {
             option forwardfor
             use_backend prod_web_10001 if { hdr(host),field(1,:),lower -m str web.example.com }
             use_backend prod_web_10001 if { hdr(host),field(1,:),lower -m str www.example.com }
-    "#]].assert_eq(&render(&routes(), &addresses, &options));
+    "#]]
+    .assert_eq(&render(&routes(), &addresses, &options));
 }

@@ -233,7 +233,8 @@ fn an_app_with_its_tasks() {
               "lastScalingAt": "2024-05-01T10:00:00.000Z"
             }
           }
-        }"#]].assert_eq(&text);
+        }"#]]
+    .assert_eq(&text);
 }
 
 #[test]
@@ -242,5 +243,6 @@ fn the_haproxy_bridge_text_lists_running_tasks_only() {
     let text = views::tasks_text(&services()).replace('\t', "\\t");
     expect![[r#"
         prod_web\t10001\thost-1:31000\t
-    "#]].assert_eq(&text);
+    "#]]
+    .assert_eq(&text);
 }
