@@ -64,6 +64,11 @@ impl MasterClient {
         self.http.get("/master/state").await
     }
 
+    /// `/master/state-summary`: the v0 state's agents and frameworks, without tasks.
+    pub async fn state_summary(&self) -> Result<Value, ClientError> {
+        self.http.get("/master/state-summary").await
+    }
+
     /// `/metrics/snapshot`: Mesos-named gauges and counters.
     pub async fn metrics_snapshot(&self) -> Result<Value, ClientError> {
         self.http.get("/metrics/snapshot").await

@@ -12,6 +12,32 @@ pub fn is_terminal(state: &str) -> bool {
         .is_ok_and(agora_types::TaskState::is_terminal)
 }
 
+/// The active frameworks of a v0 master state or state summary: (name, hostname).
+pub fn active_frameworks(state: &Value) -> Vec<(&str, &str)> {
+    state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|framework| framework["active"].as_bool() != Some(false))
+        .map(|framework| {
+            (
+                framework["name"].as_str().unwrap_or_default(),
+                framework["hostname"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The hostnames of the agents of a v0 master state or state summary.
+pub fn agent_hostnames(state: &Value) -> Vec<&str> {
+    state["slaves"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|agent| agent["hostname"].as_str())
+        .collect()
+}
+
 /// cpus, mem and disk of every connected agent together, from a v0 master state.
 pub fn cluster_totals(state: &Value) -> [f64; 3] {
     let mut totals = [0.0; 3];

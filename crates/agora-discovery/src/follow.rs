@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -36,18 +36,18 @@ pub struct View {
 
 #[derive(Debug, thiserror::Error)]
 enum FollowError {
-    #[error("{0}")]
-    Http(#[from] reqwest::Error),
-    #[error("{url} answered {status}")]
-    Status {
-        url: String,
-        status: reqwest::StatusCode,
-    },
+    #[error(transparent)]
+    Client(#[from] agora_client::ClientError),
+    #[error("the apps did not come within {0:?}")]
+    SnapshotTimeout(Duration),
     #[error(transparent)]
     Snapshot(#[from] crate::model::SnapshotError),
     #[error("the event stream ended")]
     Ended,
 }
+
+/// How long a snapshot of the apps may take.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Follows the services API at `master` (HOST:PORT) until `shutdown`, publishing every change.
 pub async fn follow(
@@ -56,30 +56,18 @@ pub async fn follow(
     publish: watch::Sender<View>,
     shutdown: CancellationToken,
 ) {
-    let client = match access
-        .client_builder()
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true)
-        .build()
-    {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!(%error, "discovery cannot build an HTTP client");
-            return;
-        }
-    };
-    let master = access.base_url(&master);
+    let services = agora_client::ServicesClient::with_access(&master, &access);
     let mut cluster = Cluster::default();
     let mut backoff = Duration::from_millis(100);
     let mut reported = false;
     loop {
         let result = tokio::select! {
             () = shutdown.cancelled() => return,
-            result = follow_once(&client, &master, &mut cluster, &publish) => result,
+            result = follow_once(&services, &mut cluster, &publish) => result,
         };
         match result {
             Err(error) if !reported => {
-                tracing::warn!(%error, master, "discovery lost the services event stream; retrying");
+                tracing::warn!(%error, master = services.base(), "discovery lost the services event stream; retrying");
                 reported = true;
             }
             Err(error) => tracing::debug!(%error, "discovery still cannot follow the services API"),
@@ -97,30 +85,14 @@ pub async fn follow(
     }
 }
 
-/// Sends the request; an answer other than 2xx is an error naming `url`.
-async fn successful(
-    request: reqwest::RequestBuilder,
-    url: String,
-) -> Result<reqwest::Response, FollowError> {
-    let response = request.send().await?;
-    if !response.status().is_success() {
-        return Err(FollowError::Status {
-            url,
-            status: response.status(),
-        });
-    }
-    Ok(response)
-}
-
 async fn snapshot(
-    client: &reqwest::Client,
-    master: &str,
+    services: &agora_client::ServicesClient,
     cluster: &mut Cluster,
 ) -> Result<(), FollowError> {
-    let url = format!("{master}/v2/apps?embed=apps.tasks");
-    let response = successful(client.get(&url).timeout(Duration::from_secs(30)), url).await?;
-    let body = response.bytes().await?;
-    cluster.load_snapshot(&body)?;
+    let apps = tokio::time::timeout(SNAPSHOT_TIMEOUT, services.apps(&["apps.tasks"]))
+        .await
+        .map_err(|_| FollowError::SnapshotTimeout(SNAPSHOT_TIMEOUT))??;
+    cluster.load_apps(apps)?;
     Ok(())
 }
 
@@ -132,42 +104,40 @@ fn publish_now(publish: &watch::Sender<View>, cluster: &Cluster) {
 }
 
 async fn follow_once(
-    client: &reqwest::Client,
-    master: &str,
+    services: &agora_client::ServicesClient,
     cluster: &mut Cluster,
     publish: &watch::Sender<View>,
 ) -> Result<(), FollowError> {
-    let query: Vec<(&str, &str)> = EVENT_TYPES.iter().map(|t| ("event_type", *t)).collect();
-    let url = format!("{master}/v2/events");
-    let request = client
-        .get(&url)
-        .query(&query)
-        .header("Accept", "text/event-stream");
-    let response = successful(request, url).await?;
-    snapshot(client, master, cluster).await?;
+    let stream = services.events(EVENT_TYPES).await?;
+    let mut stream = std::pin::pin!(stream);
+    snapshot(services, cluster).await?;
     publish_now(publish, cluster);
     tracing::info!(
         apps = cluster.apps.len(),
         tasks = cluster.tasks.len(),
         "discovery following the services API"
     );
-    let mut stream = response.bytes_stream();
-    let mut parser = agora_client::sse::SseParser::default();
     let mut last_snapshot = tokio::time::Instant::now();
     loop {
-        let chunk = match tokio::time::timeout(RESYNC_EVERY, stream.next()).await {
-            Ok(Some(chunk)) => chunk?,
+        let event = match tokio::time::timeout(RESYNC_EVERY, stream.next()).await {
+            Ok(Some(event)) => event?,
             Ok(None) => return Err(FollowError::Ended),
             Err(_) => {
-                snapshot(client, master, cluster).await?;
+                snapshot(services, cluster).await?;
                 publish_now(publish, cluster);
                 last_snapshot = tokio::time::Instant::now();
                 continue;
             }
         };
+        // The events already here go in one publication: a burst (a thousand tasks
+        // starting) must not copy the cluster once per event.
+        let mut batch = vec![event];
+        while let Some(Some(next)) = stream.next().now_or_never() {
+            batch.push(next?);
+        }
         let mut changed = false;
         let mut resync = false;
-        for event in parser.push(&chunk) {
+        for event in batch {
             if let Value::String(_) = event.data {
                 tracing::debug!(event.kind, "discovery skipped an event that is not JSON");
                 continue;
@@ -179,7 +149,7 @@ async fn follow_once(
             }
         }
         if resync || last_snapshot.elapsed() > RESYNC_EVERY {
-            snapshot(client, master, cluster).await?;
+            snapshot(services, cluster).await?;
             last_snapshot = tokio::time::Instant::now();
             changed = true;
         }

@@ -4,26 +4,11 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use agora_client::readings::{active_frameworks, agent_hostnames};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::dns::Members;
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Summary {
-    frameworks: Vec<Named>,
-    slaves: Vec<Named>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Named {
-    name: String,
-    hostname: String,
-    active: Option<bool>,
-}
 
 /// A host (maybe with a port, as schedulers' hostnames sometimes are) as an address.
 async fn address(host: &str) -> Option<IpAddr> {
@@ -33,38 +18,32 @@ async fn address(host: &str) -> Option<IpAddr> {
         .flatten()
 }
 
-/// `master` is its base URL (`http(s)://host:port`).
-async fn read(client: &reqwest::Client, master: &str, node_ip: IpAddr) -> Option<Members> {
-    let summary: Summary = client
-        .get(format!("{master}/master/state-summary"))
-        .timeout(Duration::from_secs(10))
-        .send()
+async fn read(master: &agora_client::MasterClient, node_ip: IpAddr) -> Option<Members> {
+    let summary = tokio::time::timeout(Duration::from_secs(10), master.state_summary())
         .await
         .ok()?
-        .json()
-        .await
         .ok()?;
-    let url = reqwest::Url::parse(master).ok()?;
-    let master_host = url
-        .host_str()?
-        .trim_start_matches('[')
-        .trim_end_matches(']');
+    let url: hyper::Uri = master.base().parse().ok()?;
+    let master_host = url.host()?.trim_start_matches('[').trim_end_matches(']');
+    let port = url
+        .port_u16()
+        .unwrap_or(if url.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
     let mut members = Members {
-        master: Some((address(master_host).await?, url.port_or_known_default()?)),
+        master: Some((address(master_host).await?, port)),
         ns: Some(node_ip),
         ..Members::default()
     };
-    for framework in summary
-        .frameworks
-        .iter()
-        .filter(|f| f.active != Some(false))
-    {
-        if let Some(ip) = address(&framework.hostname).await {
-            members.frameworks.push((framework.name.clone(), ip));
+    for (name, hostname) in active_frameworks(&summary) {
+        if let Some(ip) = address(hostname).await {
+            members.frameworks.push((name.to_owned(), ip));
         }
     }
-    for agent in &summary.slaves {
-        if let Some(ip) = address(&agent.hostname).await {
+    for hostname in agent_hostnames(&summary) {
+        if let Some(ip) = address(hostname).await {
             members.agents.push(ip);
         }
     }
@@ -86,14 +65,10 @@ pub async fn follow(
     poke: std::sync::Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
-    let Ok(client) = access.client_builder().build() else {
-        tracing::error!("discovery cannot build an HTTP client for the master's members");
-        return;
-    };
-    let master = access.base_url(&master);
+    let master = agora_client::MasterClient::with_access(&master, &access);
     let mut pause = Duration::from_millis(250);
     loop {
-        if let Some(members) = read(&client, &master, node_ip).await {
+        if let Some(members) = read(&master, node_ip).await {
             publish.send_if_modified(|current| {
                 let changed = *current != members;
                 *current = members;

@@ -102,7 +102,12 @@ impl Cluster {
     /// Replaces apps and tasks with a snapshot (`/v2/apps?embed=apps.tasks`). Tasks that were
     /// known and are gone from it are remembered as ended.
     pub fn load_snapshot(&mut self, body: &[u8]) -> Result<(), SnapshotError> {
-        let doc: AppsDoc = serde_json::from_slice(body)?;
+        self.load_apps(serde_json::from_slice(body)?)
+    }
+
+    /// [`Cluster::load_snapshot`] of a document already read.
+    pub fn load_apps(&mut self, doc: Value) -> Result<(), SnapshotError> {
+        let doc: AppsDoc = serde_json::from_value(doc)?;
         let mut apps = BTreeMap::new();
         let mut tasks = BTreeMap::new();
         for app in doc.apps {
