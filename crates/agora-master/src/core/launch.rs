@@ -25,6 +25,15 @@ pub(crate) enum InvalidOffers {
     OtherFramework(String),
     #[error("Aggregated offers must belong to one single agent")]
     SeveralAgents,
+    #[error(
+        "Aggregated offers must be allocated to the same role. Offer {offer} uses role '{role}' \
+         but another is using role '{other}'"
+    )]
+    SeveralRoles {
+        offer: String,
+        role: String,
+        other: String,
+    },
 }
 
 /// What the ACLs do not allow a task (TASK_ERROR, REASON_TASK_UNAUTHORIZED).
@@ -292,12 +301,24 @@ impl Master {
             return Err(InvalidOffers::NoOffers);
         }
         let mut agent: Option<&AgentId> = None;
+        let mut role: Option<&str> = None;
         for offer_id in offer_ids {
             let Some(offer) = self.offers.get(&OfferId::new(offer_id.value.clone())) else {
                 return Err(InvalidOffers::NoLongerValid(offer_id.value.clone()));
             };
             if &offer.framework_id != framework_id {
                 return Err(InvalidOffers::OtherFramework(offer_id.value.clone()));
+            }
+            // Tasks are accounted to one role: offers of two cannot pay for them together.
+            match role {
+                Some(role) if role != offer.role => {
+                    return Err(InvalidOffers::SeveralRoles {
+                        offer: offer_id.value.clone(),
+                        role: offer.role.clone(),
+                        other: role.to_owned(),
+                    });
+                }
+                _ => role = Some(&offer.role),
             }
             if agent.is_some_and(|a| a != &offer.agent_id) {
                 return Err(InvalidOffers::SeveralAgents);

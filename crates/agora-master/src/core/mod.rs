@@ -185,6 +185,7 @@ impl DrainState {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct OutstandingOffer {
     pub framework_id: FrameworkId,
     pub agent_id: AgentId,

@@ -280,3 +280,53 @@ fn a_task_the_acls_do_not_let_run_is_refused_as_unauthorized() {
     assert!(agent.commands().is_empty());
     assert!(master.frameworks[&scheduler.id].tasks.is_empty());
 }
+
+#[test]
+fn offers_allocated_to_two_roles_cannot_be_used_together() {
+    let mut master = master();
+    let mut agent = add_agent(&mut master, "host-1", AGENT_RESOURCES);
+    agent.commands();
+    let mut info = framework_info("multi");
+    info.roles = vec!["a".into(), "b".into()];
+    info.capabilities = vec![agora_api::mesos::Capability {
+        kind: "MULTI_ROLE".into(),
+    }];
+    let mut scheduler = add_framework(&mut master, info);
+    let offer = next_offer(&mut master, &mut scheduler);
+    // A MULTI_ROLE framework may hold an offer per role of one agent: the second is made by
+    // hand here, as the allocator makes it when both roles are due resources.
+    let first = master.offers[&agora_types::OfferId::new(offer.id.value.clone())].clone();
+    let other_role = if first.role == "a" { "b" } else { "a" };
+    let second_id = agora_types::OfferId::new("second");
+    master.offers.insert(
+        second_id.clone(),
+        crate::core::OutstandingOffer {
+            role: other_role.to_owned(),
+            resources: agora_types::Resources::new(),
+            ..first.clone()
+        },
+    );
+
+    master.accept(
+        &scheduler.id,
+        launch_call(
+            &[&offer.id, &Id::new(second_id.as_str())],
+            vec![command_task("t1", &offer, TASK_RESOURCES)],
+            5.0,
+        ),
+    );
+
+    let update = scheduler.only_update();
+    assert_eq!(update.state, TaskState::Lost);
+    assert_eq!(update.reason.as_deref(), Some("REASON_INVALID_OFFERS"));
+    assert_eq!(
+        update.message,
+        Some(format!(
+            "Aggregated offers must be allocated to the same role. Offer second uses role \
+             '{other_role}' but another is using role '{}'",
+            first.role
+        ))
+    );
+    assert!(agent.commands().is_empty(), "nothing launched");
+    assert!(master.frameworks[&scheduler.id].tasks.is_empty());
+}
