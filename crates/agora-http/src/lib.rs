@@ -4,6 +4,7 @@
 //! ([`ApiFamily`]) so a refusal reads as the API the client speaks; and the listener loop
 //! ([`serve`]) with the limits a server facing a network needs.
 
+mod answer;
 pub mod auth;
 mod body;
 pub mod events;
@@ -12,6 +13,7 @@ mod gate;
 mod listen;
 
 pub use agora_tls::PeerCertified;
+pub use answer::{MesosError, Query, flag};
 pub use family::{ApiFamily, MesosV1};
 pub use gate::{GateConfig, HostNames, protect};
 pub use listen::{Limits, ListenerTls, Refused, serve, serve_local};

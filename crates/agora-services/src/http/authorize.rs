@@ -13,13 +13,13 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use agora_http::auth::acl::Action;
 use agora_http::auth::layer;
 
-use super::{error as message, error_not_found, split_suffix};
+use super::{MarathonError, split_suffix};
 use crate::Shared;
 
 pub(crate) async fn authorize(
@@ -35,14 +35,16 @@ pub(crate) async fn authorize(
     let may = |action: Action, id: &str| acls.permits(action, principal.as_deref(), Some(id));
     let method = request.method().clone();
     let Some(path) = layer::decoded_path(&request) else {
-        return message(StatusCode::BAD_REQUEST, "the path is not UTF-8");
+        return MarathonError::new(StatusCode::BAD_REQUEST, "the path is not UTF-8")
+            .into_response();
     };
     let changes = !matches!(method, Method::GET | Method::HEAD);
     let Some((parts, bytes)) = layer::buffered(request).await else {
-        return message(
+        return MarathonError::new(
             StatusCode::BAD_REQUEST,
             "the request body could not be read",
-        );
+        )
+        .into_response();
     };
     let touched = touched(&shared, &method, &path, &bytes);
     let action = if changes {
@@ -51,14 +53,15 @@ pub(crate) async fn authorize(
         Action::ViewApps
     };
     if let Some(denied) = touched.iter().find(|id| !may(action, id)) {
-        return if changes {
-            message(
+        let refusal = if changes {
+            MarathonError::new(
                 StatusCode::FORBIDDEN,
                 format!("Not authorized to change '{denied}' ('manage_apps' in the ACLs)"),
             )
         } else {
-            error_not_found(denied)
+            MarathonError::app_not_found(denied)
         };
+        return refusal.into_response();
     }
     let response = next.run(layer::rebuilt(parts, bytes)).await;
     if changes || !is_list(&path) {
@@ -196,10 +199,11 @@ async fn filter_list(
         return if sees("/") {
             response
         } else {
-            message(
+            MarathonError::new(
                 StatusCode::FORBIDDEN,
                 "The task list as text shows every app: it needs 'view_apps' on '/'",
             )
+            .into_response()
         };
     }
     layer::edit_json(response, |value| match path {

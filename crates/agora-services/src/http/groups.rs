@@ -3,21 +3,20 @@
 //! or `groups` — those it no longer lists are removed. `{"scaleBy": f}` scales every app below
 //! the group; `{"version": v}` (or `PUT .../versions/v`) rolls the group back to a version.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
-use axum::response::Response;
 use serde_json::{Value, json};
 
-use agora_api::marathon::errors::{Violations, invalid_body};
+use agora_api::marathon::errors::Violations;
 use agora_api::marathon::path;
+use agora_http::Query;
 
-use super::{
-    assign_ports, change_error, deployment_result, error, flag, parse_body, parse_definition, reply,
-};
+use super::answer::{Answer, Changing, deployment_result, parse_body, reply};
+use super::{MarathonError, assign_ports, parse_definition};
 use crate::Shared;
 use crate::core::{Services, now_millis};
 use crate::deploy::{Change, same_definition};
@@ -27,10 +26,10 @@ use crate::views;
 pub(super) async fn root(
     State(shared): State<Arc<Shared>>,
     method: Method,
-    Query(params): Query<HashMap<String, String>>,
+    Query(params): Query<Changing>,
     Query(pairs): Query<Vec<(String, String)>>,
     body: Bytes,
-) -> Response {
+) -> Answer {
     handle(&shared, method, "/".into(), &[], &params, &pairs, &body)
 }
 
@@ -38,10 +37,10 @@ pub(super) async fn resource(
     State(shared): State<Arc<Shared>>,
     method: Method,
     Path(rest): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    Query(params): Query<Changing>,
     Query(pairs): Query<Vec<(String, String)>>,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let split = segments
         .iter()
@@ -64,26 +63,26 @@ fn handle(
     method: Method,
     id: String,
     suffix: &[&str],
-    params: &HashMap<String, String>,
+    params: &Changing,
     pairs: &[(String, String)],
     body: &[u8],
-) -> Response {
-    let force = flag(params, "force");
+) -> Answer {
+    let force = params.force;
     match (method.as_str(), suffix) {
         ("GET", []) => {
             let services = shared.lock();
             if !exists(&services, &id) {
-                return not_found(&id);
+                return Err(not_found(&id));
             }
             let embed = views::Embed::from_query(pairs);
             let now = agora_api::marathon::time::format_millis(now_millis());
             let group = services.group_json(&id, &now, |app| views::app(&services, app, embed));
-            reply(StatusCode::OK, &group)
+            Ok(reply(StatusCode::OK, &group))
         }
         ("GET", ["versions"]) => {
             let services = shared.lock();
             if !exists(&services, &id) {
-                return not_found(&id);
+                return Err(not_found(&id));
             }
             let versions: Vec<&String> = services
                 .group_versions
@@ -93,40 +92,32 @@ fn handle(
                 .rev()
                 .map(|(version, _)| version)
                 .collect();
-            reply(StatusCode::OK, &json!(versions))
+            Ok(reply(StatusCode::OK, &json!(versions)))
         }
         ("GET", ["versions", version]) => match snapshot(shared, &id, version) {
-            Some(group) => reply(StatusCode::OK, &group),
-            None => not_found_in_version(&id, version),
+            Some(group) => Ok(reply(StatusCode::OK, &group)),
+            None => Err(not_found_in_version(&id, version)),
         },
         ("POST", []) => {
-            let body = match parse_body(body) {
-                Ok(body) => body,
-                Err(response) => return response,
-            };
+            let body = parse_body(body)?;
             let raw_id = body.get("id").and_then(Value::as_str).unwrap_or_default();
-            let group_id = match path::resolve(raw_id, &id) {
-                Ok(group_id) => group_id,
-                Err(message) => return invalid_at("/id", message),
-            };
+            let group_id = path::resolve(raw_id, &id)
+                .map_err(|message| MarathonError::invalid_at("/id", message))?;
             if exists(&shared.lock(), &group_id) {
-                return error(
+                return Err(MarathonError::new(
                     StatusCode::CONFLICT,
                     format!("Group {group_id} is already created. Use PUT to change this group."),
-                );
+                ));
             }
-            let mut response = update(shared, &group_id, &body, force);
+            let mut response = update(shared, &group_id, &body, force)?;
             if response.status() == StatusCode::OK {
                 *response.status_mut() = StatusCode::CREATED;
             }
-            response
+            Ok(response)
         }
         ("PUT", []) => {
-            let body = match parse_body(body) {
-                Ok(body) => body,
-                Err(response) => return response,
-            };
-            if flag(params, "dryRun") {
+            let body = parse_body(body)?;
+            if params.dry_run {
                 return dry_run(shared, &id, &body);
             }
             update(shared, &id, &body, force)
@@ -136,17 +127,16 @@ fn handle(
             let changes = {
                 let services = shared.lock();
                 if !exists(&services, &id) {
-                    return not_found(&id);
+                    return Err(not_found(&id));
                 }
                 removal(&services, &id)
             };
             let result = shared.lock().apply(changes, force);
             finish(shared, &id, result, false)
         }
-        _ => error(
-            StatusCode::NOT_FOUND,
-            format!("No resource at /v2/groups{id} for {method}"),
-        ),
+        _ => Err(MarathonError::not_found(format!(
+            "No resource at /v2/groups{id} for {method}"
+        ))),
     }
 }
 
@@ -158,27 +148,12 @@ fn exists(services: &Services, id: &str) -> bool {
     .contains(id)
 }
 
-fn not_found(id: &str) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        format!("Group '{id}' does not exist"),
-    )
+fn not_found(id: &str) -> MarathonError {
+    MarathonError::not_found(format!("Group '{id}' does not exist"))
 }
 
-fn not_found_in_version(id: &str, version: &str) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        format!("Group '{id}' does not exist in version {version}"),
-    )
-}
-
-fn invalid_at(path: &str, message: impl Into<String>) -> Response {
-    let mut violations = Violations::default();
-    violations.add(path, message);
-    reply(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        &invalid_body(&violations.into_vec()),
-    )
+fn not_found_in_version(id: &str, version: &str) -> MarathonError {
+    MarathonError::not_found(format!("Group '{id}' does not exist in version {version}"))
 }
 
 fn snapshot(shared: &Shared, id: &str, version: &str) -> Option<Value> {
@@ -191,15 +166,15 @@ fn snapshot(shared: &Shared, id: &str, version: &str) -> Option<Value> {
         .map(|(_, group)| group.clone())
 }
 
-fn rollback(shared: &Shared, id: &str, version: &str, force: bool) -> Response {
+fn rollback(shared: &Shared, id: &str, version: &str, force: bool) -> Answer {
     match snapshot(shared, id, version) {
         Some(group) => update(shared, id, &group, force),
-        None => not_found_in_version(id, version),
+        None => Err(not_found_in_version(id, version)),
     }
 }
 
 /// `PUT` (or `POST`) of a group body at `id`.
-fn update(shared: &Shared, id: &str, body: &Value, force: bool) -> Response {
+fn update(shared: &Shared, id: &str, body: &Value, force: bool) -> Answer {
     if let Some(version) = body.get("version").and_then(Value::as_str)
         && body
             .as_object()
@@ -207,42 +182,42 @@ fn update(shared: &Shared, id: &str, body: &Value, force: bool) -> Response {
     {
         return rollback(shared, id, version, force);
     }
-    let changes = match changes_of(shared, id, body) {
-        Ok(changes) => changes,
-        Err(response) => return response,
-    };
+    let changes = changes_of(shared, id, body)?;
     let result = shared.lock().apply(changes, force);
     finish(shared, id, result, true)
 }
 
 /// `PUT ...?dryRun=true`: the steps the change would deploy, changing nothing.
-fn dry_run(shared: &Shared, id: &str, body: &Value) -> Response {
-    let changes = match changes_of(shared, id, body) {
-        Ok(changes) => changes,
-        Err(response) => return response,
-    };
+fn dry_run(shared: &Shared, id: &str, body: &Value) -> Answer {
+    let changes = changes_of(shared, id, body)?;
     match shared.lock().preview(&changes) {
         Ok(steps) => {
             let steps: Vec<Value> = steps
                 .iter()
                 .map(|step| json!({"actions": crate::deploy::actions_json(step)}))
                 .collect();
-            reply(StatusCode::OK, &json!({"steps": steps}))
+            Ok(reply(StatusCode::OK, &json!({"steps": steps})))
         }
-        Err(e) => change_error(e, id),
+        Err(e) => Err(MarathonError::change(e, id)),
     }
 }
 
 /// The changes a group body asks for, or why it is invalid.
-fn changes_of(shared: &Shared, id: &str, body: &Value) -> Result<Vec<Change>, Response> {
+fn changes_of(shared: &Shared, id: &str, body: &Value) -> Result<Vec<Change>, MarathonError> {
     if !body.is_object() {
-        return Err(invalid_at("/", "a group must be a JSON object"));
+        return Err(MarathonError::invalid_at(
+            "/",
+            "a group must be a JSON object",
+        ));
     }
     let changes = {
         let services = shared.lock();
         if let Some(factor) = body.get("scaleBy") {
             let Some(factor) = factor.as_f64().filter(|f| f.is_finite() && *f >= 0.0) else {
-                return Err(invalid_at("/scaleBy", "must be a non-negative number"));
+                return Err(MarathonError::invalid_at(
+                    "/scaleBy",
+                    "must be a non-negative number",
+                ));
             };
             scaling(&services, id, factor)
         } else {
@@ -254,10 +229,7 @@ fn changes_of(shared: &Shared, id: &str, body: &Value) -> Result<Vec<Change>, Re
             };
             builder.group(body, id, "");
             if !builder.violations.is_empty() {
-                return Err(reply(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &invalid_body(&builder.violations.into_vec()),
-                ));
+                return Err(MarathonError::invalid(builder.violations));
             }
             builder.changes
         }
@@ -270,7 +242,7 @@ fn finish(
     id: &str,
     result: Result<(String, String), crate::deploy::ChangeError>,
     record: bool,
-) -> Response {
+) -> Answer {
     match result {
         Ok((deployment, version)) => {
             {
@@ -284,9 +256,9 @@ fn finish(
                 );
             }
             shared.wake.notify_one();
-            deployment_result(&deployment, &version)
+            Ok(deployment_result(&deployment, &version))
         }
-        Err(e) => change_error(e, id),
+        Err(e) => Err(MarathonError::change(e, id)),
     }
 }
 

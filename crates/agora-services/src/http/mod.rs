@@ -1,15 +1,16 @@
 //! The Marathon `/v2` HTTP API: apps, tasks, deployments, the queue and events here; groups in
 //! `groups.rs`.
 
+mod answer;
 mod authorize;
 mod groups;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
@@ -17,15 +18,17 @@ use serde_json::{Value, json};
 
 use agora_api::docker_policy::Field;
 use agora_api::marathon::app::{AppDefinition, merge_partial};
-use agora_api::marathon::errors::{Violations, invalid_body, message_body};
+use agora_api::marathon::errors::Violations;
 use agora_api::marathon::path;
+use agora_http::Query;
 use agora_plan::service_ports;
 
 use crate::core::Services;
 use crate::deploy::ChangeError;
 use crate::{Shared, views};
 
-type Params = Query<HashMap<String, String>>;
+pub(crate) use answer::MarathonError;
+use answer::{Answer, Callback, Changing, answer, deployment_result, parse_body, reply};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -54,108 +57,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn reply(status: StatusCode, value: &Value) -> Response {
-    let body = agora_api::scheduler::ascii_json(value);
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    reply(status, &message_body(message))
-}
-
-/// A boolean query parameter; the Python client sends `True`/`False`.
-fn flag(params: &HashMap<String, String>, name: &str) -> bool {
-    params
-        .get(name)
-        .is_some_and(|v| v.is_empty() || v.eq_ignore_ascii_case("true"))
-}
-
-fn deployment_result(deployment_id: &str, version: &str) -> Response {
-    let mut response = reply(
-        StatusCode::OK,
-        &json!({"deploymentId": deployment_id, "version": version}),
-    );
-    if let Ok(value) = HeaderValue::from_str(deployment_id) {
-        response
-            .headers_mut()
-            .insert("Marathon-Deployment-Id", value);
-    }
-    response
-}
-
-/// The answer to a change: `{deploymentId, version}`, or why it was refused.
-fn answer(result: Result<(String, String), ChangeError>, app_id: &str) -> Response {
-    match result {
-        Ok((deployment, version)) => deployment_result(&deployment, &version),
-        Err(e) => change_error(e, app_id),
-    }
-}
-
-fn change_error(error: ChangeError, app_id: &str) -> Response {
-    match error {
-        ChangeError::NotFound => error_not_found(app_id),
-        ChangeError::Cycle(message) => reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &invalid_body(&[agora_api::marathon::errors::Violation {
-                path: "/".into(),
-                errors: vec![message],
-            }]),
-        ),
-        ChangeError::Locked(ids) => {
-            let first = ids.first().cloned().unwrap_or_default();
-            let deployments: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
-            reply(
-                StatusCode::CONFLICT,
-                &json!({
-                    "message": format!("App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/{first}'."),
-                    "deployments": deployments,
-                }),
-            )
-        }
-    }
-}
-
-fn error_not_found(app_id: &str) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        format!("App '{app_id}' does not exist"),
-    )
-}
-
-fn parse_body(body: &[u8]) -> Result<Value, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        reply(
-            StatusCode::BAD_REQUEST,
-            &json!({"message": "Invalid JSON", "details": e.to_string()}),
-        )
-    })
-}
-
 /// Parses, normalises and validates a definition, and assigns its service ports.
-fn prepare(shared: &Shared, body: &Value, parent: &str) -> Result<AppDefinition, Response> {
+fn prepare(shared: &Shared, body: &Value, parent: &str) -> Result<AppDefinition, MarathonError> {
     let admission = shared.lock().admission.clone();
-    let mut definition = parse_definition(body, parent, &admission).map_err(|violations| {
-        reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &invalid_body(&violations.into_vec()),
-        )
-    })?;
-    assign_ports(&shared.lock(), &mut definition, &BTreeMap::new()).map_err(|message| {
-        let mut violations = Violations::default();
-        violations.add("/portDefinitions", message);
-        reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &invalid_body(&violations.into_vec()),
-        )
-    })?;
+    let mut definition =
+        parse_definition(body, parent, &admission).map_err(MarathonError::invalid)?;
+    assign_ports(&shared.lock(), &mut definition, &BTreeMap::new())
+        .map_err(|message| MarathonError::invalid_at("/portDefinitions", message))?;
     Ok(definition)
 }
 
@@ -258,26 +166,20 @@ async fn list_apps(
 
 async fn create_app(
     State(shared): State<Arc<Shared>>,
-    Query(params): Params,
+    Query(params): Query<Changing>,
     body: Bytes,
-) -> Response {
-    let body = match parse_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let definition = match prepare(&shared, &body, "/") {
-        Ok(definition) => definition,
-        Err(response) => return response,
-    };
+) -> Answer {
+    let body = parse_body(&body)?;
+    let definition = prepare(&shared, &body, "/")?;
     let id = definition.id.clone();
     let mut services = shared.lock();
     if services.apps.contains_key(&id) {
-        return error(
+        return Err(MarathonError::new(
             StatusCode::CONFLICT,
             format!("An app with id [{id}] already exists."),
-        );
+        ));
     }
-    match services.put_app(definition, flag(&params, "force")) {
+    match services.put_app(definition, params.force) {
         Ok(_) => {
             let value = services
                 .apps
@@ -290,9 +192,9 @@ async fn create_app(
             if let Ok(location) = HeaderValue::from_str(&id) {
                 response.headers_mut().insert(header::LOCATION, location);
             }
-            response
+            Ok(response)
         }
-        Err(e) => change_error(e, &id),
+        Err(e) => Err(MarathonError::change(e, &id)),
     }
 }
 
@@ -302,10 +204,10 @@ async fn app_resource(
     State(shared): State<Arc<Shared>>,
     method: Method,
     Path(rest): Path<String>,
-    Query(params): Params,
+    Query(params): Query<Changing>,
     Query(pairs): Query<Vec<(String, String)>>,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let rest = format!("/{}", rest.trim_matches('/'));
     let (id, suffix) = split_suffix(&rest);
     match (method.as_str(), suffix.as_slice()) {
@@ -318,28 +220,28 @@ async fn app_resource(
                 ..views::Embed::from_query(&pairs)
             };
             match services.apps.get(&id) {
-                Some(app) => reply(
+                Some(app) => Ok(reply(
                     StatusCode::OK,
                     &json!({"app": views::app(&services, app, embed)}),
-                ),
-                None => error_not_found(&id),
+                )),
+                None => Err(MarathonError::app_not_found(&id)),
             }
         }
         ("PUT" | "PATCH", []) => update_app(&shared, &id, &params, &body, method == Method::PATCH),
         ("DELETE", []) => {
-            let result = shared.lock().delete_app(&id, flag(&params, "force"));
+            let result = shared.lock().delete_app(&id, params.force);
             shared.wake.notify_one();
             answer(result, &id)
         }
         ("POST", ["restart"]) => {
-            let result = shared.lock().restart_app(&id, flag(&params, "force"));
+            let result = shared.lock().restart_app(&id, params.force);
             shared.wake.notify_one();
             answer(result, &id)
         }
         ("GET", ["tasks"]) => {
             let services = shared.lock();
             if !services.apps.contains_key(&id) {
-                return error_not_found(&id);
+                return Err(MarathonError::app_not_found(&id));
             }
             let tasks: Vec<Value> = services
                 .instances
@@ -347,14 +249,14 @@ async fn app_resource(
                 .filter(|i| i.app_id == id)
                 .map(|i| views::task(&services, i))
                 .collect();
-            reply(StatusCode::OK, &json!({"tasks": tasks}))
+            Ok(reply(StatusCode::OK, &json!({"tasks": tasks})))
         }
         ("DELETE", ["tasks"]) => {
             let services = shared.lock();
             if !services.apps.contains_key(&id) {
-                return error_not_found(&id);
+                return Err(MarathonError::app_not_found(&id));
             }
-            let host = params.get("host");
+            let host = params.host.as_ref();
             let ids: Vec<String> = services
                 .instances
                 .values()
@@ -362,7 +264,7 @@ async fn app_resource(
                 .map(|i| i.task_id.clone())
                 .collect();
             drop(services);
-            kill(&shared, &ids, flag(&params, "scale"))
+            Ok(kill(&shared, &ids, params.scale))
         }
         ("DELETE", ["tasks", task_id]) => {
             if shared
@@ -371,12 +273,11 @@ async fn app_resource(
                 .get(*task_id)
                 .is_none_or(|i| i.app_id != id)
             {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    format!("Task '{task_id}' does not exist"),
-                );
+                return Err(MarathonError::not_found(format!(
+                    "Task '{task_id}' does not exist"
+                )));
             }
-            kill(&shared, &[(*task_id).to_owned()], flag(&params, "scale"))
+            Ok(kill(&shared, &[(*task_id).to_owned()], params.scale))
         }
         ("GET", ["versions"]) => {
             let services = shared.lock();
@@ -389,34 +290,32 @@ async fn app_resource(
                         .collect();
                     versions.push(app.version().to_owned());
                     versions.reverse();
-                    reply(StatusCode::OK, &json!({"versions": versions}))
+                    Ok(reply(StatusCode::OK, &json!({"versions": versions})))
                 }
-                None => error_not_found(&id),
+                None => Err(MarathonError::app_not_found(&id)),
             }
         }
         ("GET", ["versions", version]) => {
             let services = shared.lock();
             let Some(app) = services.apps.get(&id) else {
-                return error_not_found(&id);
+                return Err(MarathonError::app_not_found(&id));
             };
             let found = std::iter::once(&app.definition)
                 .chain(app.versions.iter())
                 .find(|d| d.version.as_deref() == Some(*version));
             match found {
-                Some(definition) => reply(
+                Some(definition) => Ok(reply(
                     StatusCode::OK,
                     &serde_json::to_value(definition).unwrap_or_default(),
-                ),
-                None => error(
-                    StatusCode::NOT_FOUND,
-                    format!("App '{id}' does not exist in version {version}"),
-                ),
+                )),
+                None => Err(MarathonError::not_found(format!(
+                    "App '{id}' does not exist in version {version}"
+                ))),
             }
         }
-        _ => error(
-            StatusCode::NOT_FOUND,
-            format!("No resource at /v2/apps{rest} for {method}"),
-        ),
+        _ => Err(MarathonError::not_found(format!(
+            "No resource at /v2/apps{rest} for {method}"
+        ))),
     }
 }
 
@@ -437,15 +336,12 @@ fn split_suffix(rest: &str) -> (String, Vec<&str>) {
 fn update_app(
     shared: &Shared,
     id: &str,
-    params: &HashMap<String, String>,
+    params: &Changing,
     body: &[u8],
     always_partial: bool,
-) -> Response {
-    let patch = match parse_body(body) {
-        Ok(patch) => patch,
-        Err(response) => return response,
-    };
-    let force = flag(params, "force");
+) -> Answer {
+    let patch = parse_body(body)?;
+    let force = params.force;
     // `{"version": V}`: roll back to that version as a new one.
     if let Some(version) = patch.get("version").and_then(Value::as_str)
         && patch.as_object().is_some_and(|o| o.len() == 1)
@@ -453,7 +349,7 @@ fn update_app(
         let definition = {
             let services = shared.lock();
             let Some(app) = services.apps.get(id) else {
-                return error_not_found(id);
+                return Err(MarathonError::app_not_found(id));
             };
             app.versions
                 .iter()
@@ -461,23 +357,19 @@ fn update_app(
                 .cloned()
         };
         let Some(mut definition) = definition else {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("App '{id}' does not exist in version {version}"),
-            );
+            return Err(MarathonError::not_found(format!(
+                "App '{id}' does not exist in version {version}"
+            )));
         };
         definition.version = None;
         let result = shared.lock().put_app(definition, force);
         shared.wake.notify_one();
         return answer(result, id);
     }
-    let partial = always_partial || partial_update(params);
+    let partial = always_partial || params.partial_update;
     let existing = shared.lock().definition_json(id);
     let body = merged_body(existing.as_ref(), &patch, id, partial);
-    let definition = match prepare(shared, &body, path::parent(id)) {
-        Ok(definition) => definition,
-        Err(response) => return response,
-    };
+    let definition = prepare(shared, &body, path::parent(id))?;
     let created = existing.is_none();
     let result = shared.lock().put_app(definition, force);
     shared.wake.notify_one();
@@ -487,17 +379,10 @@ fn update_app(
             if created {
                 *response.status_mut() = StatusCode::CREATED;
             }
-            response
+            Ok(response)
         }
-        Err(e) => change_error(e, id),
+        Err(e) => Err(MarathonError::change(e, id)),
     }
-}
-
-/// `partialUpdate` defaults to true, as in Marathon.
-fn partial_update(params: &HashMap<String, String>) -> bool {
-    params
-        .get("partialUpdate")
-        .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
 }
 
 /// The body an update stands for: merged into the current definition when partial, with the
@@ -518,22 +403,18 @@ fn merged_body(existing: Option<&Value>, patch: &Value, id: &str, partial: bool)
 /// deployment; every problem is reported with the item's index (`/1/cpus`).
 async fn update_apps(
     State(shared): State<Arc<Shared>>,
-    Query(params): Params,
+    Query(params): Query<Changing>,
     body: Bytes,
-) -> Response {
-    let body = match parse_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+) -> Answer {
+    let body = parse_body(&body)?;
     let mut violations = Violations::default();
     let Some(items) = body.as_array() else {
-        violations.add("/", "must be an array of app definitions");
-        return reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &invalid_body(&violations.into_vec()),
-        );
+        return Err(MarathonError::invalid_at(
+            "/",
+            "must be an array of app definitions",
+        ));
     };
-    let partial = partial_update(&params);
+    let partial = params.partial_update;
     let mut changes = Vec::new();
     {
         let services = shared.lock();
@@ -572,12 +453,9 @@ async fn update_apps(
         }
     }
     if !violations.is_empty() {
-        return reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &invalid_body(&violations.into_vec()),
-        );
+        return Err(MarathonError::invalid(violations));
     }
-    let result = shared.lock().apply(changes, flag(&params, "force"));
+    let result = shared.lock().apply(changes, params.force);
     shared.wake.notify_one();
     answer(result, "/")
 }
@@ -646,28 +524,19 @@ async fn list_tasks(
 
 async fn delete_tasks(
     State(shared): State<Arc<Shared>>,
-    Query(params): Params,
+    Query(params): Query<Changing>,
     body: Bytes,
-) -> Response {
-    let body = match parse_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+) -> Answer {
+    let body = parse_body(&body)?;
     let Some(ids) = body.get("ids").and_then(Value::as_array) else {
-        return reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &invalid_body(&[agora_api::marathon::errors::Violation {
-                path: "/ids".into(),
-                errors: vec!["is required".into()],
-            }]),
-        );
+        return Err(MarathonError::invalid_at("/ids", "is required"));
     };
     let ids: Vec<String> = ids
         .iter()
         .filter_map(Value::as_str)
         .map(str::to_owned)
         .collect();
-    kill(&shared, &ids, flag(&params, "scale"))
+    Ok(kill(&shared, &ids, params.scale))
 }
 
 async fn list_deployments(State(shared): State<Arc<Shared>>) -> Response {
@@ -683,23 +552,21 @@ async fn list_deployments(State(shared): State<Arc<Shared>>) -> Response {
 async fn cancel_deployment(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-    Query(params): Params,
-) -> Response {
-    let force = flag(&params, "force");
-    let result = shared.lock().cancel_deployment(&id, force);
+    Query(params): Query<Changing>,
+) -> Answer {
+    let result = shared.lock().cancel_deployment(&id, params.force);
     shared.wake.notify_one();
     match result {
-        Ok(None) => (
+        Ok(None) => Ok((
             StatusCode::ACCEPTED,
             [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
         )
-            .into_response(),
-        Ok(Some((deployment, version))) => deployment_result(&deployment, &version),
-        Err(ChangeError::NotFound) => error(
-            StatusCode::NOT_FOUND,
-            format!("DeploymentPlan {id} does not exist"),
-        ),
-        Err(e) => change_error(e, &id),
+            .into_response()),
+        Ok(Some((deployment, version))) => Ok(deployment_result(&deployment, &version)),
+        Err(ChangeError::NotFound) => Err(MarathonError::not_found(format!(
+            "DeploymentPlan {id} does not exist"
+        ))),
+        Err(e) => Err(MarathonError::change(e, &id)),
     }
 }
 
@@ -709,16 +576,16 @@ async fn events(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
-) -> Response {
+) -> Answer {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("*/*");
     if !(accept.contains("text/event-stream") || accept.contains("*/*")) {
-        return error(
+        return Err(MarathonError::new(
             StatusCode::NOT_ACCEPTABLE,
             "GET /v2/events needs 'Accept: text/event-stream'",
-        );
+        ));
     }
     let wanted: Vec<String> = params
         .into_iter()
@@ -759,11 +626,11 @@ async fn events(
             }
         },
     );
-    axum::response::sse::Sse::new(stream)
+    Ok(axum::response::sse::Sse::new(stream)
         .keep_alive(
             axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
         )
-        .into_response()
+        .into_response())
 }
 
 /// A receiver whose sender is gone: the next receive ends the stream.
@@ -777,17 +644,11 @@ async fn list_subscriptions(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// The `callbackUrl` parameter, checked: an absolute http(s) URL.
-fn callback_url(params: &HashMap<String, String>) -> Result<String, Response> {
-    let invalid = |message: &str| {
-        let mut violations = Violations::default();
-        violations.add("/callbackUrl", message);
-        reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &invalid_body(&violations.into_vec()),
-        )
-    };
+fn callback_url(params: &Callback) -> Result<String, MarathonError> {
+    let invalid = |message: &str| MarathonError::invalid_at("/callbackUrl", message);
     let url = params
-        .get("callbackUrl")
+        .callback_url
+        .as_ref()
         .ok_or_else(|| invalid("the callbackUrl parameter is required"))?;
     match reqwest::Url::parse(url) {
         Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
@@ -797,11 +658,8 @@ fn callback_url(params: &HashMap<String, String>) -> Result<String, Response> {
     }
 }
 
-async fn subscribe(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
-    let url = match callback_url(&params) {
-        Ok(url) => url,
-        Err(response) => return response,
-    };
+async fn subscribe(State(shared): State<Arc<Shared>>, Query(params): Query<Callback>) -> Answer {
+    let url = callback_url(&params)?;
     let event = json!({"callbackUrl": url, "clientIp": "", "eventType": "subscribe_event"});
     let mut services = shared.lock();
     services.subscribe(&url);
@@ -809,29 +667,25 @@ async fn subscribe(State(shared): State<Arc<Shared>>, Query(params): Params) -> 
         "subscribe_event",
         json!({"callbackUrl": url, "clientIp": ""}),
     );
-    reply(StatusCode::OK, &event)
+    Ok(reply(StatusCode::OK, &event))
 }
 
-async fn unsubscribe(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
-    let url = match callback_url(&params) {
-        Ok(url) => url,
-        Err(response) => return response,
-    };
+async fn unsubscribe(State(shared): State<Arc<Shared>>, Query(params): Query<Callback>) -> Answer {
+    let url = callback_url(&params)?;
     let mut services = shared.lock();
     if !services.unsubscribe(&url) {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("Callback URL {url} is not subscribed"),
-        );
+        return Err(MarathonError::not_found(format!(
+            "Callback URL {url} is not subscribed"
+        )));
     }
     services.emit(
         "unsubscribe_event",
         json!({"callbackUrl": url, "clientIp": ""}),
     );
-    reply(
+    Ok(reply(
         StatusCode::OK,
         &json!({"callbackUrl": url, "clientIp": "", "eventType": "unsubscribe_event"}),
-    )
+    ))
 }
 
 async fn queue(
@@ -849,23 +703,22 @@ async fn queue(
 }
 
 /// `DELETE /v2/queue/{app id}/delay`: launch again without waiting out the backoff.
-async fn reset_delay(State(shared): State<Arc<Shared>>, Path(rest): Path<String>) -> Response {
+async fn reset_delay(State(shared): State<Arc<Shared>>, Path(rest): Path<String>) -> Answer {
     let Some(app) = rest.trim_matches('/').strip_suffix("/delay") else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("No resource at /v2/queue/{rest}"),
-        );
+        return Err(MarathonError::not_found(format!(
+            "No resource at /v2/queue/{rest}"
+        )));
     };
     let app_id = format!("/{app}");
     if !shared.lock().reset_delay(&app_id) {
-        return error_not_found(&app_id);
+        return Err(MarathonError::app_not_found(&app_id));
     }
     shared.wake.notify_one();
-    (
+    Ok((
         StatusCode::NO_CONTENT,
         [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
     )
-        .into_response()
+        .into_response())
 }
 
 async fn info(State(shared): State<Arc<Shared>>) -> Response {
