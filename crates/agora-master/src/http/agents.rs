@@ -14,7 +14,7 @@ use agora_api::agent_protocol::{
 };
 use agora_types::AgentId;
 
-use super::text;
+use super::{Answer, MesosError};
 use crate::Shared;
 use crate::core::lock;
 use crate::stream::ClosingStream;
@@ -42,16 +42,15 @@ async fn certified(request: axum::extract::Request, next: axum::middleware::Next
         return next.run(request).await;
     }
     tracing::warn!("agent request without a client certificate refused");
-    text(
-        StatusCode::FORBIDDEN,
+    MesosError::forbidden(
         "this master takes agents only with a TLS client certificate signed by its --tls-ca \
          (--tls-require-agent-cert)",
     )
+    .into_response()
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, MesosError> {
+    serde_json::from_slice(body).map_err(|e| MesosError::bad_request(format!("invalid body: {e}")))
 }
 
 fn ok() -> Response {
@@ -83,18 +82,12 @@ fn authentic(shared: &Shared, agent_id: &str, headers: &HeaderMap) -> bool {
     authentic
 }
 
-fn not_that_agent() -> Response {
-    text(
-        StatusCode::FORBIDDEN,
-        "this report does not come from the agent it names",
-    )
+fn not_that_agent() -> MesosError {
+    MesosError::forbidden("this report does not come from the agent it names")
 }
 
-async fn subscribe(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let request: RegisterAgent = match parse(&body) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
+async fn subscribe(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let request: RegisterAgent = parse(&body)?;
     let overflows = lock(&shared).stream_overflows.clone();
     let (sender, receiver) = crate::stream::agent_stream(overflows);
     let outcome = lock(&shared).register_agent(request, token(&headers), sender.clone());
@@ -110,89 +103,76 @@ async fn subscribe(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/recordio"),
             );
-            response
+            Ok(response)
         }
         Err(message) => {
             // A refused agent still gets the stream (it may carry a SHUTDOWN command).
             tracing::warn!(%message, "agent registration refused");
-            Response::new(Body::from_stream(ClosingStream::new(receiver, || {})))
+            Ok(Response::new(Body::from_stream(ClosingStream::new(
+                receiver,
+                || {},
+            ))))
         }
     }
 }
 
-async fn ping(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let ping: Ping = match parse(&body) {
-        Ok(ping) => ping,
-        Err(response) => return response,
-    };
+async fn ping(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let ping: Ping = parse(&body)?;
     let agent_id = AgentId::new(ping.agent_id);
     let mut master = lock(&shared);
     if master.agents.contains_key(&agent_id) && !master.agent_authentic(&agent_id, token(&headers))
     {
         master.metrics.invalid_agent_reports += 1;
-        return not_that_agent();
+        return Err(not_that_agent());
     }
     if master.agent_ping(&agent_id) {
-        ok()
+        Ok(ok())
     } else {
-        text(
-            StatusCode::NOT_FOUND,
+        Err(MesosError::not_found(
             "agent is not connected; subscribe again",
-        )
+        ))
     }
 }
 
-async fn status(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    match parse::<StatusUpdate>(&body) {
-        Ok(update) if !authentic(&shared, &update.agent_id, &headers) => not_that_agent(),
-        Ok(update) => {
-            lock(&shared).agent_status_update(update);
-            ok()
-        }
-        Err(response) => response,
+async fn status(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let update = parse::<StatusUpdate>(&body)?;
+    if !authentic(&shared, &update.agent_id, &headers) {
+        return Err(not_that_agent());
     }
+    lock(&shared).agent_status_update(update);
+    Ok(ok())
 }
 
-async fn statuses(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    match parse::<StatusUpdates>(&body) {
-        Ok(batch) if !authentic(&shared, &batch.agent_id, &headers) => not_that_agent(),
-        Ok(batch) => {
-            let mut master = lock(&shared);
-            for update in batch.updates {
-                master.agent_status_update(StatusUpdate {
-                    agent_id: batch.agent_id.clone(),
-                    framework_id: update.framework_id,
-                    status: update.status,
-                });
-            }
-            ok()
-        }
-        Err(response) => response,
+async fn statuses(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let batch = parse::<StatusUpdates>(&body)?;
+    if !authentic(&shared, &batch.agent_id, &headers) {
+        return Err(not_that_agent());
     }
+    let mut master = lock(&shared);
+    for update in batch.updates {
+        master.agent_status_update(StatusUpdate {
+            agent_id: batch.agent_id.clone(),
+            framework_id: update.framework_id,
+            status: update.status,
+        });
+    }
+    Ok(ok())
 }
 
-async fn message(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    match parse::<ExecutorMessage>(&body) {
-        Ok(message) if !authentic(&shared, &message.agent_id, &headers) => not_that_agent(),
-        Ok(message) => {
-            lock(&shared).executor_message(message);
-            ok()
-        }
-        Err(response) => response,
+async fn message(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let message = parse::<ExecutorMessage>(&body)?;
+    if !authentic(&shared, &message.agent_id, &headers) {
+        return Err(not_that_agent());
     }
+    lock(&shared).executor_message(message);
+    Ok(ok())
 }
 
-async fn executor_exited(
-    State(shared): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match parse::<ExecutorExited>(&body) {
-        Ok(exited) if !authentic(&shared, &exited.agent_id, &headers) => not_that_agent(),
-        Ok(exited) => {
-            lock(&shared).executor_exited(exited);
-            ok()
-        }
-        Err(response) => response,
+async fn executor_exited(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let exited = parse::<ExecutorExited>(&body)?;
+    if !authentic(&shared, &exited.agent_id, &headers) {
+        return Err(not_that_agent());
     }
+    lock(&shared).executor_exited(exited);
+    Ok(ok())
 }

@@ -28,19 +28,10 @@ pub(crate) fn router(shared: Shared, require_agent_certificate: bool) -> Router 
         .with_state(shared)
 }
 
-/// A plain-text response, as Mesos answers errors.
-pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response {
-    let message = message.into();
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        )],
-        message,
-    )
-        .into_response()
-}
+/// What a handler answers: a response, or an error as Mesos words one (plain text).
+pub(crate) type Answer = Result<Response, MesosError>;
+
+pub(crate) use agora_http::MesosError;
 
 /// 202 with an explicit empty body: Python's http.client would otherwise wait for one.
 pub(crate) fn accepted() -> Response {
@@ -65,21 +56,20 @@ pub(crate) fn json_response(value: &serde_json::Value) -> Response {
 }
 
 /// Mesos' content-type rules: missing → 400, anything but exactly `application/json` → 415.
-pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), MesosError> {
     match headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or(""))
     {
-        None => Err(text(
-            StatusCode::BAD_REQUEST,
+        None => Err(MesosError::bad_request(
             "Expecting 'Content-Type' to be present",
         )),
         Some("application/json") => Ok(()),
-        Some("application/x-protobuf") => Err(text(
+        Some("application/x-protobuf") => Err(MesosError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type application/x-protobuf is not supported by agora; use application/json",
         )),
-        Some(other) => Err(text(
+        Some(other) => Err(MesosError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("Expecting 'Content-Type' of application/json, got '{other}'"),
         )),

@@ -12,7 +12,7 @@ use agora_http::auth::Caller;
 use agora_http::auth::acl::Action;
 use agora_types::{AgentId, FrameworkId, Resource, Resources};
 
-use super::{accepted, accepts, check_content_type, json_response, text};
+use super::{Answer, MesosError, accepted, accepts, check_content_type, json_response};
 use crate::core::{UnknownAgent, lock, validate_role};
 use crate::stream::ClosingStream;
 use crate::{Shared, metrics, views};
@@ -26,8 +26,10 @@ struct Context<'a> {
 
 impl Context<'_> {
     /// `{"type": KIND, "kind": value}`.
-    fn reply(&self, value: Value) -> Response {
-        json_response(&json!({"type": self.kind, self.kind.to_lowercase(): value}))
+    fn reply(&self, value: Value) -> Answer {
+        Ok(json_response(
+            &json!({"type": self.kind, self.kind.to_lowercase(): value}),
+        ))
     }
 
     /// What the ACLs say of a change to `object` (a role, a framework's principal, an agent).
@@ -36,8 +38,8 @@ impl Context<'_> {
         acls.permits(action, self.principal, Some(object))
     }
 
-    fn forbidden(&self, action: Action, object: &str) -> Response {
-        text(
+    fn forbidden(&self, action: Action, object: &str) -> MesosError {
+        MesosError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "{} may not {} {object} ('{}' in the ACLs)",
@@ -49,7 +51,7 @@ impl Context<'_> {
     }
 
     /// Reads the master with the caller's view of it.
-    fn view(&self, read: impl FnOnce(&crate::core::Master, views::Viewer) -> Value) -> Response {
+    fn view(&self, read: impl FnOnce(&crate::core::Master, views::Viewer) -> Value) -> Answer {
         let master = lock(self.shared);
         let acls = master.config.acls.clone();
         self.reply(read(&master, views::Viewer::new(&acls, self.principal)))
@@ -61,14 +63,12 @@ pub(crate) async fn handle(
     caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let principal = caller.and_then(|Extension(caller)| caller.principal);
-    if let Err(response) = check_content_type(&headers) {
-        return response;
-    }
+    check_content_type(&headers)?;
     let call = match Call::parse(&body) {
         Ok(call) => call,
-        Err(error) => return text(StatusCode::BAD_REQUEST, error.to_string()),
+        Err(error) => return Err(MesosError::bad_request(error.to_string())),
     };
     let context = Context {
         shared: &shared,
@@ -119,31 +119,34 @@ pub(crate) async fn handle(
             }
             Ok(())
         }),
-        Call::Unknown => text(StatusCode::NOT_IMPLEMENTED, "Received an unknown call type"),
-        Call::Unsupported(other) => text(
+        Call::Unknown => Err(MesosError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "Received an unknown call type",
+        )),
+        Call::Unsupported(other) => Err(MesosError::new(
             StatusCode::NOT_IMPLEMENTED,
             format!("Operator call {other} is not supported by agora yet"),
-        ),
+        )),
     }
 }
 
 /// SUBSCRIBE: the event stream shows everything, so only a caller who sees everything gets it.
-fn subscribe_call(context: &Context, headers: &HeaderMap) -> Response {
+fn subscribe_call(context: &Context, headers: &HeaderMap) -> Answer {
     let sees_all = {
         let master = lock(context.shared);
         views::Viewer::new(&master.config.acls, context.principal).sees_all()
     };
     if !sees_all {
-        return text(
+        return Err(MesosError::new(
             StatusCode::FORBIDDEN,
             "The operator event stream shows every framework and task: it needs \
              'view_frameworks', 'view_tasks' and 'view_executors' for any user",
-        );
+        ));
     }
     subscribe(context.shared.clone(), headers)
 }
 
-fn get_master(context: &Context) -> Response {
+fn get_master(context: &Context) -> Answer {
     let master = lock(context.shared);
     context.reply(json!({
         "master_info": master.info,
@@ -152,7 +155,7 @@ fn get_master(context: &Context) -> Response {
     }))
 }
 
-fn get_metrics(context: &Context) -> Response {
+fn get_metrics(context: &Context) -> Answer {
     let metrics: Vec<Value> = metrics::snapshot(&lock(context.shared))
         .into_iter()
         .map(|(name, value)| json!({"name": name, "value": value}))
@@ -160,7 +163,7 @@ fn get_metrics(context: &Context) -> Response {
     context.reply(json!({"metrics": metrics}))
 }
 
-fn get_flags(context: &Context) -> Response {
+fn get_flags(context: &Context) -> Answer {
     let flags = views::flags(&lock(context.shared));
     let flags: Vec<Value> = flags
         .as_object()
@@ -173,7 +176,7 @@ fn get_flags(context: &Context) -> Response {
     context.reply(json!({"flags": flags}))
 }
 
-fn get_weights(context: &Context) -> Response {
+fn get_weights(context: &Context) -> Answer {
     let master = lock(context.shared);
     let weights: Vec<Value> = master
         .weights
@@ -183,24 +186,27 @@ fn get_weights(context: &Context) -> Response {
     context.reply(json!({"weight_infos": weights}))
 }
 
-fn update_weights(context: &Context, weights: &[WeightInfo]) -> Response {
+fn update_weights(context: &Context, weights: &[WeightInfo]) -> Answer {
     if let Some(invalid) = weights.iter().find_map(|w| validate_role(&w.role).err()) {
-        return text(StatusCode::BAD_REQUEST, invalid.to_string());
+        return Err(MesosError::new(
+            StatusCode::BAD_REQUEST,
+            invalid.to_string(),
+        ));
     }
     if let Some(refused) = weights
         .iter()
         .find(|w| !context.permits(Action::UpdateWeights, &w.role))
     {
-        return context.forbidden(Action::UpdateWeights, &refused.role);
+        return Err(context.forbidden(Action::UpdateWeights, &refused.role));
     }
     let mut master = lock(context.shared);
     for WeightInfo { role, weight } in weights {
         master.set_weight(role, *weight);
     }
-    accepted()
+    Ok(accepted())
 }
 
-fn get_quota(context: &Context) -> Response {
+fn get_quota(context: &Context) -> Answer {
     let master = lock(context.shared);
     let configs: Vec<Value> = master
         .quotas
@@ -216,41 +222,44 @@ fn get_quota(context: &Context) -> Response {
     context.reply(json!({"status": {"configs": configs}}))
 }
 
-fn update_quota(context: &Context, quotas: &[QuotaConfig]) -> Response {
+fn update_quota(context: &Context, quotas: &[QuotaConfig]) -> Answer {
     if let Some(invalid) = quotas.iter().find_map(|q| validate_role(&q.role).err()) {
-        return text(StatusCode::BAD_REQUEST, invalid.to_string());
+        return Err(MesosError::new(
+            StatusCode::BAD_REQUEST,
+            invalid.to_string(),
+        ));
     }
     if let Some(refused) = quotas
         .iter()
         .find(|q| !context.permits(Action::UpdateQuotas, &q.role))
     {
-        return context.forbidden(Action::UpdateQuotas, &refused.role);
+        return Err(context.forbidden(Action::UpdateQuotas, &refused.role));
     }
     let mut master = lock(context.shared);
     for quota in quotas {
         let limits = quota.limits.as_ref().map(resources);
         master.set_quota(&quota.role, resources(&quota.guarantees), limits);
     }
-    ok_empty()
+    Ok(ok_empty())
 }
 
 /// TEARDOWN: allowed to whom the ACLs let tear down the framework's principal.
-fn teardown(context: &Context, framework_id: &str) -> Response {
+fn teardown(context: &Context, framework_id: &str) -> Answer {
     let framework_id = FrameworkId::new(framework_id);
     let owner = match lock(context.shared).frameworks.get(&framework_id) {
         Some(framework) => framework.info.principal.clone().unwrap_or_default(),
         None => {
-            return text(
+            return Err(MesosError::new(
                 StatusCode::BAD_REQUEST,
                 format!("Framework {framework_id} is not registered"),
-            );
+            ));
         }
     };
     if !context.permits(Action::TeardownFrameworks, &owner) {
-        return context.forbidden(Action::TeardownFrameworks, framework_id.as_str());
+        return Err(context.forbidden(Action::TeardownFrameworks, framework_id.as_str()));
     }
     lock(context.shared).remove_framework(&framework_id);
-    ok_empty()
+    Ok(ok_empty())
 }
 
 /// A maintenance call on one agent, when the ACLs allow `action` on it.
@@ -259,14 +268,17 @@ fn change_agent(
     agent_id: &str,
     action: Action,
     change: impl FnOnce(&mut crate::core::Master, &AgentId) -> Result<(), UnknownAgent>,
-) -> Response {
+) -> Answer {
     if !context.permits(action, agent_id) {
-        return context.forbidden(action, agent_id);
+        return Err(context.forbidden(action, agent_id));
     }
     let agent_id = AgentId::new(agent_id);
     match change(&mut lock(context.shared), &agent_id) {
-        Ok(()) => ok_empty(),
-        Err(unknown) => text(StatusCode::BAD_REQUEST, unknown.to_string()),
+        Ok(()) => Ok(ok_empty()),
+        Err(unknown) => Err(MesosError::new(
+            StatusCode::BAD_REQUEST,
+            unknown.to_string(),
+        )),
     }
 }
 
@@ -278,14 +290,14 @@ fn ok_empty() -> Response {
     response
 }
 
-fn subscribe(shared: Shared, headers: &HeaderMap) -> Response {
+fn subscribe(shared: Shared, headers: &HeaderMap) -> Answer {
     let recordio =
         accepts(headers, "application/recordio") && headers.get(header::ACCEPT).is_some();
     if !recordio && !accepts(headers, "application/json") {
-        return text(
+        return Err(MesosError::new(
             StatusCode::NOT_ACCEPTABLE,
             "Expecting 'Accept' to allow application/json or application/recordio",
-        );
+        ));
     }
     let (limit, overflows) = {
         let master = lock(&shared);
@@ -327,7 +339,7 @@ fn subscribe(shared: Shared, headers: &HeaderMap) -> Response {
             HeaderValue::from_static("application/json"),
         );
     }
-    response
+    Ok(response)
 }
 
 fn quantities(resources: &Resources) -> Value {

@@ -9,7 +9,7 @@ use agora_api::scheduler::{Call, KNOWN_CALLS};
 use agora_http::auth::Caller;
 use agora_types::{AgentId, ExecutorId, FrameworkId, TaskId};
 
-use super::{accepted, accepts, check_content_type, text};
+use super::{Answer, MesosError, accepted, accepts, check_content_type};
 use crate::Shared;
 use crate::core::lock;
 use crate::stream::ClosingStream;
@@ -19,29 +19,30 @@ pub(crate) async fn handle(
     caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let principal = caller.and_then(|Extension(caller)| caller.principal);
-    if let Err(response) = check_content_type(&headers) {
-        return response;
-    }
+    check_content_type(&headers)?;
     if let Some(kind) = peek_type(&body) {
         if kind == "UNKNOWN" {
-            return text(StatusCode::NOT_IMPLEMENTED, "Received an unknown call type");
+            return Err(MesosError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "Received an unknown call type",
+            ));
         }
         if !KNOWN_CALLS.contains(&kind.as_str()) {
-            return text(
+            return Err(MesosError::new(
                 StatusCode::BAD_REQUEST,
                 format!("Failed to convert JSON into Call protobuf: unknown call type '{kind}'"),
-            );
+            ));
         }
     }
     let call = match Call::parse(&body) {
         Ok(call) => call,
         Err(error) => {
-            return text(
+            return Err(MesosError::new(
                 StatusCode::BAD_REQUEST,
                 format!("Failed to validate scheduler::Call: {error}"),
-            );
+            ));
         }
     };
     if call.kind == "SUBSCRIBE" {
@@ -52,43 +53,49 @@ pub(crate) async fn handle(
         .as_ref()
         .map(|id| FrameworkId::new(id.value.clone()))
     else {
-        return text(
+        return Err(MesosError::new(
             StatusCode::BAD_REQUEST,
             "Expecting 'framework_id' to be present",
-        );
+        ));
     };
     let mut master = lock(&shared);
     let Some(framework) = master.frameworks.get(&framework_id) else {
-        return text(StatusCode::BAD_REQUEST, "Framework cannot be found");
+        return Err(MesosError::new(
+            StatusCode::BAD_REQUEST,
+            "Framework cannot be found",
+        ));
     };
     // An authenticated caller speaks only for a framework of its own principal.
     if let (Some(authenticated), Some(registered)) = (&principal, &framework.info.principal)
         && authenticated != registered
     {
-        return text(
+        return Err(MesosError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "Authenticated principal '{authenticated}' does not match principal \
                  '{registered}' set in `FrameworkInfo`"
             ),
-        );
+        ));
     }
     let Some(stream) = &framework.stream else {
-        return text(StatusCode::FORBIDDEN, "Framework is not subscribed");
+        return Err(MesosError::new(
+            StatusCode::FORBIDDEN,
+            "Framework is not subscribed",
+        ));
     };
     let Some(stream_id) = headers.get("mesos-stream-id").and_then(|v| v.to_str().ok()) else {
-        return text(
+        return Err(MesosError::new(
             StatusCode::BAD_REQUEST,
             "All non-subscribe calls should include the 'Mesos-Stream-Id' header",
-        );
+        ));
     };
     if stream_id != stream.id {
-        return text(
+        return Err(MesosError::new(
             StatusCode::BAD_REQUEST,
             format!(
                 "The stream ID '{stream_id}' included in this request didn't match the stream ID currently associated with framework ID {framework_id}"
             ),
-        );
+        ));
     }
     match call.kind.as_str() {
         "TEARDOWN" => master.remove_framework(&framework_id),
@@ -143,17 +150,17 @@ pub(crate) async fn handle(
             }
         }
         "UPDATE_FRAMEWORK" => {
-            return (
+            return Ok((
                 StatusCode::OK,
                 [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
             )
-                .into_response();
+                .into_response());
         }
         // REQUEST is ignored by the built-in allocator, as in Mesos; inverse offers and
         // operation feedback have nothing to act on (no maintenance windows, no operation ids).
         _ => {}
     }
-    accepted()
+    Ok(accepted())
 }
 
 fn peek_type(body: &[u8]) -> Option<String> {
@@ -161,29 +168,24 @@ fn peek_type(body: &[u8]) -> Option<String> {
     value.get("type")?.as_str().map(str::to_owned)
 }
 
-fn subscribe(
-    shared: Shared,
-    headers: &HeaderMap,
-    call: Call,
-    principal: Option<String>,
-) -> Response {
+fn subscribe(shared: Shared, headers: &HeaderMap, call: Call, principal: Option<String>) -> Answer {
     if !accepts(headers, "application/json") {
-        return text(
+        return Err(MesosError::new(
             StatusCode::NOT_ACCEPTABLE,
             "Expecting 'Accept' to allow application/json",
-        );
+        ));
     }
     if headers.contains_key("mesos-stream-id") {
-        return text(
+        return Err(MesosError::new(
             StatusCode::BAD_REQUEST,
             "Subscribe calls should not include the 'Mesos-Stream-Id' header",
-        );
+        ));
     }
     let Some(mut subscribe) = call.subscribe else {
-        return text(
+        return Err(MesosError::new(
             StatusCode::BAD_REQUEST,
             "Expecting 'subscribe' to be present",
-        );
+        ));
     };
     // An authenticated framework is its principal: one it names must be the same (Mesos'
     // rule), and one that names none is given it.
@@ -199,7 +201,7 @@ fn subscribe(
         _ => None,
     };
     if let Some(message) = refused {
-        return text(StatusCode::FORBIDDEN, message);
+        return Err(MesosError::new(StatusCode::FORBIDDEN, message));
     }
     let (limit, overflows) = {
         let master = lock(&shared);
@@ -231,7 +233,7 @@ fn subscribe(
             if let Ok(value) = HeaderValue::from_str(&stream_id) {
                 headers.insert("Mesos-Stream-Id", value);
             }
-            response
+            Ok(response)
         }
         Err(refused) => {
             let event = agora_api::scheduler::Event::error(refused.0);
@@ -243,7 +245,7 @@ fn subscribe(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            response
+            Ok(response)
         }
     }
 }

@@ -1,11 +1,9 @@
 //! Read-only endpoints in the Mesos v0 shapes (`/master/state` and friends), health, version,
 //! leader redirect and metrics.
 
-use std::collections::HashMap;
-
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,12 +11,64 @@ use serde_json::{Value, json};
 
 use agora_types::FrameworkId;
 
-use super::{json_response, text};
+use agora_http::Query;
+use serde::Deserialize;
+
+use super::{Answer, MesosError, json_response};
 use crate::core::lock;
 use crate::views::Viewer;
 use crate::{Shared, metrics, views};
 
-type Params = Query<HashMap<String, String>>;
+/// `?framework_id=` of `/master/frameworks`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct OneFramework {
+    framework_id: Option<String>,
+}
+
+/// `?slave_id=` of `/master/slaves`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct OneAgent {
+    slave_id: Option<String>,
+}
+
+/// The query of `/master/tasks`: a page of tasks, newest first unless `order=asc`.
+#[derive(Deserialize)]
+#[serde(default)]
+struct TasksPage {
+    limit: usize,
+    offset: usize,
+    order: Order,
+    framework_id: Option<String>,
+    task_id: Option<String>,
+}
+
+impl Default for TasksPage {
+    fn default() -> TasksPage {
+        TasksPage {
+            limit: 100,
+            offset: 0,
+            order: Order::Des,
+            framework_id: None,
+            task_id: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Order {
+    Asc,
+    Des,
+}
+
+/// `?frameworkId=` of `/master/teardown`.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Teardown {
+    framework_id: Option<String>,
+}
 
 pub(crate) fn routes() -> Router<Shared> {
     let mut router = Router::new();
@@ -83,12 +133,12 @@ async fn state_summary(State(shared): State<Shared>, caller: Caller) -> Response
 async fn frameworks(
     State(shared): State<Shared>,
     caller: Caller,
-    Query(params): Params,
+    Query(params): Query<OneFramework>,
 ) -> Response {
     let master = lock(&shared);
     let acls = master.config.acls.clone();
     let viewer = Viewer::new(&acls, principal(&caller));
-    let wanted = params.get("framework_id");
+    let wanted = params.framework_id.as_ref();
     let keep = |f: &crate::core::Framework| {
         wanted.is_none_or(|w| w == f.id.as_str()) && viewer.sees_framework(f)
     };
@@ -108,9 +158,9 @@ async fn frameworks(
     json_response(&value)
 }
 
-async fn agents(State(shared): State<Shared>, Query(params): Params) -> Response {
+async fn agents(State(shared): State<Shared>, Query(params): Query<OneAgent>) -> Response {
     let master = lock(&shared);
-    let wanted = params.get("slave_id");
+    let wanted = params.slave_id.as_ref();
     let slaves: Vec<Value> = master
         .agents
         .values()
@@ -127,37 +177,11 @@ async fn agents(State(shared): State<Shared>, Query(params): Params) -> Response
     json_response(&json!({"slaves": slaves, "recovered_slaves": recovered}))
 }
 
-async fn tasks(State(shared): State<Shared>, caller: Caller, Query(params): Params) -> Response {
-    let limit: usize = match params.get("limit").map(|v| v.parse()) {
-        None => 100,
-        Some(Ok(limit)) => limit,
-        Some(Err(_)) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "Failed to parse 'limit': not a number",
-            );
-        }
-    };
-    let offset: usize = match params.get("offset").map(|v| v.parse()) {
-        None => 0,
-        Some(Ok(offset)) => offset,
-        Some(Err(_)) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "Failed to parse 'offset': not a number",
-            );
-        }
-    };
-    let ascending = match params.get("order").map(String::as_str) {
-        None | Some("des") => false,
-        Some("asc") => true,
-        Some(other) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("Unknown 'order' '{other}': use asc or des"),
-            );
-        }
-    };
+async fn tasks(
+    State(shared): State<Shared>,
+    caller: Caller,
+    Query(params): Query<TasksPage>,
+) -> Answer {
     let master = lock(&shared);
     let acls = master.config.acls.clone();
     let viewer = Viewer::new(&acls, principal(&caller));
@@ -168,7 +192,8 @@ async fn tasks(State(shared): State<Shared>, caller: Caller, Query(params): Para
         .chain(master.completed_frameworks.iter())
     {
         if params
-            .get("framework_id")
+            .framework_id
+            .as_ref()
             .is_some_and(|id| id != framework.id.as_str())
         {
             continue;
@@ -181,7 +206,7 @@ async fn tasks(State(shared): State<Shared>, caller: Caller, Query(params): Para
                 .filter(|task| viewer.sees_task(framework, task)),
         );
     }
-    if let Some(task_id) = params.get("task_id") {
+    if let Some(task_id) = &params.task_id {
         all.retain(|task| &task.info.task_id.value == task_id);
     }
     let started = |task: &crate::core::Task| {
@@ -191,16 +216,16 @@ async fn tasks(State(shared): State<Shared>, caller: Caller, Query(params): Para
             .unwrap_or(0.0)
     };
     all.sort_by(|a, b| started(a).total_cmp(&started(b)));
-    if !ascending {
+    if params.order == Order::Des {
         all.reverse();
     }
     let tasks: Vec<Value> = all
         .into_iter()
-        .skip(offset)
-        .take(limit)
+        .skip(params.offset)
+        .take(params.limit)
         .map(views::v0_task)
         .collect();
-    json_response(&json!({"tasks": tasks}))
+    Ok(json_response(&json!({"tasks": tasks})))
 }
 
 async fn roles(State(shared): State<Shared>) -> Response {
@@ -273,9 +298,9 @@ async fn redirect(State(shared): State<Shared>) -> Response {
 async fn teardown(
     State(shared): State<Shared>,
     caller: Caller,
-    Query(params): Params,
+    Query(params): Query<Teardown>,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let from_body = if body.is_empty() {
         None
     } else {
@@ -285,26 +310,26 @@ async fn teardown(
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             Err(error) => {
-                return text(
+                return Err(MesosError::new(
                     StatusCode::BAD_REQUEST,
                     format!("Failed to parse the body as JSON: {error}"),
-                );
+                ));
             }
         }
     };
-    let Some(framework_id) = from_body.or_else(|| params.get("frameworkId").cloned()) else {
-        return text(
+    let Some(framework_id) = from_body.or(params.framework_id) else {
+        return Err(MesosError::new(
             StatusCode::BAD_REQUEST,
             "Missing 'frameworkId' in the request's JSON body or query",
-        );
+        ));
     };
     let framework_id = FrameworkId::new(framework_id);
     let mut master = lock(&shared);
     let Some(framework) = master.frameworks.get(&framework_id) else {
-        return text(
+        return Err(MesosError::new(
             StatusCode::BAD_REQUEST,
             format!("No framework found with specified ID {framework_id}"),
-        );
+        ));
     };
     let owner = framework.info.principal.clone().unwrap_or_default();
     if !master.config.acls.permits(
@@ -312,19 +337,19 @@ async fn teardown(
         principal(&caller),
         Some(&owner),
     ) {
-        return text(
+        return Err(MesosError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "Not authorized to tear down {framework_id} ('teardown_frameworks' in the ACLs)"
             ),
-        );
+        ));
     }
     master.remove_framework(&framework_id);
-    (
+    Ok((
         StatusCode::OK,
         [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
     )
-        .into_response()
+        .into_response())
 }
 
 /// The master's metrics and those of the components next to it; the others are asked after the
