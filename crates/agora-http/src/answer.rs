@@ -18,6 +18,8 @@ use crate::ApiFamily;
 pub struct MesosError {
     pub status: StatusCode,
     pub message: String,
+    /// `WWW-Authenticate` of a 401: the scheme the caller should use.
+    challenge: Option<&'static str>,
 }
 
 impl MesosError {
@@ -25,6 +27,15 @@ impl MesosError {
         MesosError {
             status,
             message: message.into(),
+            challenge: None,
+        }
+    }
+
+    /// The same error telling the caller how to authenticate (`WWW-Authenticate`).
+    pub fn with_challenge(self, challenge: &'static str) -> MesosError {
+        MesosError {
+            challenge: Some(challenge),
+            ..self
         }
     }
 
@@ -43,7 +54,14 @@ impl MesosError {
 
 impl IntoResponse for MesosError {
     fn into_response(self) -> Response {
-        ApiFamily::Mesos.error(self.status, &self.message)
+        let mut response = ApiFamily::Mesos.error(self.status, &self.message);
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(challenge),
+            );
+        }
+        response
     }
 }
 

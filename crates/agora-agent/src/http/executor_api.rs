@@ -7,41 +7,37 @@ use axum::response::{IntoResponse, Response};
 
 use agora_api::executor::Call;
 
-use super::{Shared, text};
+use super::{Answer, MesosError, Shared};
 
 /// Events queued for one executor at most.
 const EXECUTOR_QUEUE: usize = agora_http::events::DEFAULT_QUEUE_BYTES;
 
-pub(crate) async fn handle(
-    State(agent): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn handle(State(agent): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
     match headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or(""))
     {
         None => {
-            return text(
+            return Err(MesosError::new(
                 StatusCode::BAD_REQUEST,
                 "Expecting 'Content-Type' to be present",
-            );
+            ));
         }
         Some("application/json") => {}
         Some(other) => {
-            return text(
+            return Err(MesosError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("Expecting 'Content-Type' of application/json, got '{other}'"),
-            );
+            ));
         }
     }
     let call = match Call::parse(&body) {
         Ok(call) => call,
         Err(error) => {
-            return text(
+            return Err(MesosError::new(
                 StatusCode::BAD_REQUEST,
                 format!("Failed to validate executor::Call: {error}"),
-            );
+            ));
         }
     };
     // Whether the call may speak for its executor is decided where the call acts on it, under
@@ -65,14 +61,14 @@ pub(crate) async fn handle(
                 agent.stream_overflows.clone(),
             );
             if let Err(refused) = agent.executor_subscribe(&call, token, sender) {
-                return refusal(refused);
+                return Err(refusal(refused));
             }
             let mut response = Response::new(Body::from_stream(receiver));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            response
+            Ok(response)
         }
         "UPDATE" => match agent.executor_update(&call, token) {
             Ok(unsynced) => {
@@ -92,14 +88,12 @@ pub(crate) async fn handle(
                         agent.acknowledge_to_executor(&call);
                     }
                 });
-                accepted()
+                Ok(accepted())
             }
-            Err(refused) => refusal(refused),
+            Err(refused) => Err(refusal(refused)),
         },
         "MESSAGE" => {
-            if let Err(refused) = agent.executor_admits(&call, token) {
-                return refusal(refused);
-            }
+            agent.executor_admits(&call, token).map_err(refusal)?;
             if let Some(message) = call.message {
                 crate::master_link::forward_executor_message(
                     &agent,
@@ -108,23 +102,21 @@ pub(crate) async fn handle(
                     message.data,
                 );
             }
-            accepted()
+            Ok(accepted())
         }
-        _ => accepted(),
+        _ => Ok(accepted()),
     }
 }
 
 /// A call refused: its status and why (a 401 says which scheme it wants).
-fn refusal((status, message): (u16, &'static str)) -> Response {
+fn refusal((status, message): (u16, &'static str)) -> MesosError {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut response = text(status, message);
+    let refused = MesosError::new(status, message);
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"mesos-agent-executor\""),
-        );
+        refused.with_challenge("Bearer realm=\"mesos-agent-executor\"")
+    } else {
+        refused
     }
-    response
 }
 
 fn accepted() -> Response {

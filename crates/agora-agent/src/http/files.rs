@@ -4,28 +4,44 @@
 //! sandbox (`crate::beneath`), so neither `..` nor a link a task planted leads anywhere else —
 //! not to the agent's checkpoints, which hold every task's environment.
 
-use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use axum::body::Body;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, SFlag, fstat, fstatat};
 use serde_json::{Value, json};
 
+use agora_http::Query;
 use agora_http::auth::acl::Action;
+use serde::Deserialize;
 
-use super::{Shared, json_response, text};
+use super::{Answer, MesosError, Shared, json_response};
 use crate::beneath::Sandbox;
 
 /// Mesos caps one read at 16 pages.
 const MAX_READ: u64 = 16 * 4096;
 
-type Params = Query<HashMap<String, String>>;
+/// The query of `/files/*`: the path, and for a read the range (`-1`: from the end).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct FileQuery {
+    path: Option<String>,
+    offset: Option<i64>,
+    length: Option<i64>,
+}
+
+impl FileQuery {
+    fn path(&self) -> Result<&str, MesosError> {
+        self.path
+            .as_deref()
+            .ok_or_else(|| MesosError::bad_request("Expecting 'path' query parameter"))
+    }
+}
 
 /// A sandbox this agent knows: an executor's run, live or ended.
 #[derive(Clone)]
@@ -92,7 +108,7 @@ fn locate(
     agent: &Shared,
     caller: &Caller,
     requested: &str,
-) -> Result<(PathBuf, PathBuf), Response> {
+) -> Result<(PathBuf, PathBuf), MesosError> {
     let (run, inside) = find_run(agent, requested)?;
     let principal = caller
         .as_ref()
@@ -102,7 +118,7 @@ fn locate(
         .acls
         .permits(Action::AccessSandboxes, principal, Some(&run.user))
     {
-        return Err(text(
+        return Err(MesosError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "Not authorized to read sandboxes of user '{}' ('access_sandboxes' in the ACLs)",
@@ -117,9 +133,9 @@ fn locate(
 pub(crate) type Caller = Option<Extension<agora_http::auth::Caller>>;
 
 /// The run a requested path lies in, and the rest of the path within it.
-fn find_run(agent: &Shared, requested: &str) -> Result<(Run, PathBuf), Response> {
+fn find_run(agent: &Shared, requested: &str) -> Result<(Run, PathBuf), MesosError> {
     let not_found = || {
-        text(
+        MesosError::new(
             StatusCode::NOT_FOUND,
             format!("'{requested}' is in no sandbox of this agent"),
         )
@@ -161,16 +177,16 @@ fn find_run(agent: &Shared, requested: &str) -> Result<(Run, PathBuf), Response>
 }
 
 /// Opens what a requested path names, beneath its sandbox.
-fn open(agent: &Shared, caller: &Caller, requested: &str) -> Result<OwnedFd, Response> {
+fn open(agent: &Shared, caller: &Caller, requested: &str) -> Result<OwnedFd, MesosError> {
     let (directory, inside) = locate(agent, caller, requested)?;
     let refused = |error: std::io::Error| {
         if error.kind() == std::io::ErrorKind::NotFound {
-            text(
+            MesosError::new(
                 StatusCode::NOT_FOUND,
                 format!("'{requested}' was not found"),
             )
         } else {
-            text(
+            MesosError::new(
                 StatusCode::FORBIDDEN,
                 format!("'{requested}' cannot be opened: {error}"),
             )
@@ -189,70 +205,47 @@ fn is_file(stat: &FileStat) -> bool {
     SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
 }
 
-fn path_param(params: &HashMap<String, String>) -> Result<&str, Response> {
-    params
-        .get("path")
-        .map(String::as_str)
-        .ok_or_else(|| text(StatusCode::BAD_REQUEST, "Expecting 'path' query parameter"))
-}
-
-fn parse_signed(params: &HashMap<String, String>, key: &str) -> Result<Option<i64>, Response> {
-    match params.get(key) {
-        None => Ok(None),
-        Some(value) => value.parse::<i64>().map(Some).map_err(|_| {
-            text(
-                StatusCode::BAD_REQUEST,
-                format!("Failed to parse '{key}': not a number"),
-            )
-        }),
-    }
-}
-
 pub(crate) async fn read(
     State(agent): State<Shared>,
     caller: Caller,
-    Query(params): Params,
-) -> Response {
-    let requested = match path_param(&params) {
-        Ok(path) => path.to_owned(),
-        Err(response) => return response,
-    };
-    let (offset, length) = match (
-        parse_signed(&params, "offset"),
-        parse_signed(&params, "length"),
-    ) {
-        (Ok(offset), Ok(length)) => (offset, length),
-        (Err(response), _) | (_, Err(response)) => return response,
-    };
+    Query(params): Query<FileQuery>,
+) -> Answer {
+    let requested = params.path()?.to_owned();
+    let (offset, length) = (params.offset, params.length);
     if offset.is_some_and(|o| o < -1) || length.is_some_and(|l| l < -1) {
-        return text(
+        return Err(MesosError::new(
             StatusCode::BAD_REQUEST,
             "Negative 'offset' or 'length' (other than -1)",
-        );
+        ));
     }
-    let opened = match open(&agent, &caller, &requested) {
-        Ok(opened) => opened,
-        Err(response) => return response,
-    };
+    let opened = open(&agent, &caller, &requested)?;
     match fstat(opened.as_fd()) {
         Ok(stat) if is_file(&stat) => {}
         Ok(stat) if is_dir(&stat) => {
-            return text(StatusCode::BAD_REQUEST, "Cannot read a directory");
+            return Err(MesosError::new(
+                StatusCode::BAD_REQUEST,
+                "Cannot read a directory",
+            ));
         }
-        _ => return text(StatusCode::BAD_REQUEST, "Not a regular file"),
+        _ => {
+            return Err(MesosError::new(
+                StatusCode::BAD_REQUEST,
+                "Not a regular file",
+            ));
+        }
     }
     let file = std::fs::File::from(opened);
     let result = tokio::task::spawn_blocking(move || read_range(file, offset, length)).await;
     match result {
-        Ok(Ok(value)) => json_response(&value),
-        Ok(Err(error)) => text(
+        Ok(Ok(value)) => Ok(json_response(&value)),
+        Ok(Err(error)) => Err(MesosError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("Failed to read file: {error}"),
-        ),
-        Err(error) => text(
+        )),
+        Err(error) => Err(MesosError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("Failed to read file: {error}"),
-        ),
+        )),
     }
 }
 
@@ -327,31 +320,25 @@ fn file_info(path: &str, stat: &FileStat) -> Value {
 pub(crate) async fn browse(
     State(agent): State<Shared>,
     caller: Caller,
-    Query(params): Params,
-) -> Response {
-    let requested = match path_param(&params) {
-        Ok(path) => path.trim_end_matches('/').to_owned(),
-        Err(response) => return response,
-    };
-    let opened = match open(&agent, &caller, &requested) {
-        Ok(opened) => opened,
-        Err(response) => return response,
-    };
+    Query(params): Query<FileQuery>,
+) -> Answer {
+    let requested = params.path()?.trim_end_matches('/').to_owned();
+    let opened = open(&agent, &caller, &requested)?;
     let listed = tokio::task::spawn_blocking(move || list(opened, &requested)).await;
     match listed {
-        Ok(Ok(listing)) => json_response(&Value::Array(listing)),
-        Ok(Err(response)) => response,
-        Err(error) => text(
+        Ok(Ok(listing)) => Ok(json_response(&Value::Array(listing))),
+        Ok(Err(refused)) => Err(refused),
+        Err(error) => Err(MesosError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("Failed to list: {error}"),
-        ),
+        )),
     }
 }
 
 /// A directory's entries (links described, never followed), or a file's own line.
-fn list(opened: OwnedFd, requested: &str) -> Result<Vec<Value>, Response> {
+fn list(opened: OwnedFd, requested: &str) -> Result<Vec<Value>, MesosError> {
     let stat = fstat(opened.as_fd()).map_err(|error| {
-        text(
+        MesosError::new(
             StatusCode::NOT_FOUND,
             format!("'{requested}' cannot be read: {error}"),
         )
@@ -360,7 +347,7 @@ fn list(opened: OwnedFd, requested: &str) -> Result<Vec<Value>, Response> {
         return Ok(vec![file_info(requested, &stat)]);
     }
     let mut directory = nix::dir::Dir::from_fd(opened).map_err(|error| {
-        text(
+        MesosError::new(
             StatusCode::NOT_FOUND,
             format!("'{requested}' cannot be listed: {error}"),
         )
@@ -388,22 +375,24 @@ fn list(opened: OwnedFd, requested: &str) -> Result<Vec<Value>, Response> {
 pub(crate) async fn download(
     State(agent): State<Shared>,
     caller: Caller,
-    Query(params): Params,
-) -> Response {
-    let requested = match path_param(&params) {
-        Ok(path) => path.to_owned(),
-        Err(response) => return response,
-    };
-    let opened = match open(&agent, &caller, &requested) {
-        Ok(opened) => opened,
-        Err(response) => return response,
-    };
+    Query(params): Query<FileQuery>,
+) -> Answer {
+    let requested = params.path()?.to_owned();
+    let opened = open(&agent, &caller, &requested)?;
     let size = match fstat(opened.as_fd()) {
         Ok(stat) if is_file(&stat) => stat.st_size.max(0) as u64,
         Ok(stat) if is_dir(&stat) => {
-            return text(StatusCode::BAD_REQUEST, "Cannot download a directory");
+            return Err(MesosError::new(
+                StatusCode::BAD_REQUEST,
+                "Cannot download a directory",
+            ));
         }
-        _ => return text(StatusCode::BAD_REQUEST, "Not a regular file"),
+        _ => {
+            return Err(MesosError::new(
+                StatusCode::BAD_REQUEST,
+                "Not a regular file",
+            ));
+        }
     };
     let name = Path::new(&requested)
         .file_name()
@@ -419,7 +408,7 @@ pub(crate) async fn download(
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(
         tokio::io::AsyncReadExt::take(file, size),
     ));
-    (
+    Ok((
         [
             (
                 header::CONTENT_TYPE,
@@ -430,7 +419,7 @@ pub(crate) async fn download(
         ],
         body,
     )
-        .into_response()
+        .into_response())
 }
 
 pub(crate) async fn debug(State(agent): State<Shared>) -> Response {

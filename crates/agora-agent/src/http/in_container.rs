@@ -90,9 +90,30 @@ fn locate(agent: &Agent, task_id: &str) -> Option<Target> {
     })
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"message": message.into()}))).into_response()
+/// A refusal of the calls into a task's container: its status and `{"message"}`, the shape
+/// the CLI and the UI read.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    status: StatusCode,
+    message: String,
 }
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"message": self.message}))).into_response()
+    }
+}
+
+type Answer = Result<Response, Refusal>;
 
 /// The caller's principal, if it named one.
 type Caller = Option<Extension<agora_http::auth::Caller>>;
@@ -103,7 +124,7 @@ fn authorized(
     caller: &Caller,
     action: Action,
     target: &Target,
-) -> Result<(), Response> {
+) -> Result<(), Refusal> {
     let principal = caller
         .as_ref()
         .and_then(|Extension(caller)| caller.principal.as_deref());
@@ -114,7 +135,7 @@ fn authorized(
     {
         return Ok(());
     }
-    Err(error(
+    Err(Refusal::new(
         StatusCode::FORBIDDEN,
         format!(
             "Not authorized for this task of user '{}' ('{}' in the ACLs)",
@@ -124,15 +145,15 @@ fn authorized(
     ))
 }
 
-fn running_target(agent: &Agent, task_id: &str) -> Result<Target, Response> {
+fn running_target(agent: &Agent, task_id: &str) -> Result<Target, Refusal> {
     let target = locate(agent, task_id).ok_or_else(|| {
-        error(
+        Refusal::new(
             StatusCode::NOT_FOUND,
             format!("Task '{task_id}' is not running on this agent"),
         )
     })?;
     if !target.running {
-        return Err(error(
+        return Err(Refusal::new(
             StatusCode::CONFLICT,
             format!("Task '{task_id}' has ended"),
         ));
@@ -176,33 +197,38 @@ pub(crate) async fn top(
     State(agent): State<Shared>,
     caller: Caller,
     Path(task_id): Path<String>,
-) -> Response {
+) -> Answer {
     let target = match running_target(&agent, &task_id)
         .and_then(|t| authorized(&agent, &caller, Action::ViewTasks, &t).map(|()| t))
     {
         Ok(target) => target,
-        Err(response) => return response,
+        Err(refused) => return Err(refused),
     };
     let root = if target.docker {
         match docker_pid(&target.container_id, &task_id).await {
             Ok((_, _, pid)) => pid,
-            Err(message) => return error(StatusCode::CONFLICT, message.to_string()),
+            Err(message) => return Err(Refusal::new(StatusCode::CONFLICT, message.to_string())),
         }
     } else {
         match target.pid {
             Some(pid) => pid,
-            None => return error(StatusCode::CONFLICT, "the task's container has not started"),
+            None => {
+                return Err(Refusal::new(
+                    StatusCode::CONFLICT,
+                    "the task's container has not started",
+                ));
+            }
         }
     };
     let processes = tokio::task::spawn_blocking(move || crate::proc_tree::tree(root))
         .await
         .unwrap_or_default();
-    Json(json!({
+    Ok(Json(json!({
         "task_id": task_id,
         "container_id": target.container_id,
         "processes": processes,
     }))
-    .into_response()
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -222,24 +248,24 @@ pub(crate) async fn exec(
     caller: Caller,
     Path(task_id): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let request: ExecRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
-            return error(
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 format!("Failed to parse the request: {e}"),
-            );
+            ));
         }
     };
     let argv = match (&request.command, request.argv.is_empty()) {
         (Some(command), true) => vec!["/bin/sh".to_owned(), "-c".to_owned(), command.clone()],
         (None, false) => request.argv.clone(),
         _ => {
-            return error(
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "Give either 'command' (a shell command) or 'argv'",
-            );
+            ));
         }
     };
     let timeout = request
@@ -251,7 +277,7 @@ pub(crate) async fn exec(
         authorized(&agent, &caller, Action::LaunchNestedContainerSessions, &t).map(|()| t)
     }) {
         Ok(target) => target,
-        Err(response) => return response,
+        Err(refused) => return Err(refused),
     };
     let result = if target.docker {
         exec_in_docker(&target.container_id, &task_id, argv, timeout).await
@@ -259,8 +285,8 @@ pub(crate) async fn exec(
         exec_in_process_container(&agent, &target, &task_id, argv, timeout).await
     };
     match result {
-        Ok(answer) => Json(answer).into_response(),
-        Err(failed) => error(StatusCode::CONFLICT, failed.to_string()),
+        Ok(answer) => Ok(Json(answer).into_response()),
+        Err(failed) => Err(Refusal::new(StatusCode::CONFLICT, failed.to_string())),
     }
 }
 
@@ -481,22 +507,22 @@ pub(crate) async fn attach(
     caller: Caller,
     Path(task_id): Path<String>,
     Query(query): Query<AttachQuery>,
-) -> Response {
+) -> Answer {
     let name = match query.stream.as_deref().unwrap_or("stdout") {
         "stdout" => "stdout",
         "stderr" => "stderr",
         other => {
-            return error(
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 format!("'{other}' is not a stream: stdout or stderr"),
-            );
+            ));
         }
     };
     let target = match running_target(&agent, &task_id)
         .and_then(|t| authorized(&agent, &caller, Action::AttachContainerOutput, &t).map(|()| t))
     {
         Ok(target) => target,
-        Err(response) => return response,
+        Err(refused) => return Err(refused),
     };
     // The output is opened beneath the task's sandbox: a link the task put in its place
     // leads nowhere.
@@ -513,10 +539,10 @@ pub(crate) async fn attach(
             .map(|m| m.len())
             .unwrap_or(0),
         other => {
-            return error(
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 format!("'{other}' is not a position: start or end"),
-            );
+            ));
         }
     };
     struct Follow {
@@ -569,7 +595,7 @@ pub(crate) async fn attach(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    response
+    Ok(response)
 }
 
 /// A task's output file, by where it lies.

@@ -62,17 +62,10 @@ pub(crate) fn router(agent: Shared) -> Router {
     router.with_state(agent)
 }
 
-pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        )],
-        message.into(),
-    )
-        .into_response()
-}
+/// What a handler answers: a response, or an error as Mesos words one (plain text).
+pub(crate) type Answer = Result<Response, MesosError>;
+
+pub(crate) use agora_http::MesosError;
 
 pub(crate) fn json_response(value: &serde_json::Value) -> Response {
     let body = agora_api::scheduler::ascii_json(value);
