@@ -12,14 +12,14 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use agora_http::auth::acl::Action;
 use agora_http::auth::layer;
 
 use crate::Shared;
-use crate::http::message;
+use crate::answer::ChronosError;
 
 /// What a request touches.
 enum Touch {
@@ -50,13 +50,14 @@ pub(crate) async fn authorize(
     let may = |name: Option<&str>| acls.permits(action, principal.as_deref(), name);
     // The job a handler acts on is the one its decoded path names.
     let Some(path) = layer::decoded_path(&request) else {
-        return message(StatusCode::BAD_REQUEST, "the path is not UTF-8");
+        return ChronosError::new(StatusCode::BAD_REQUEST, "the path is not UTF-8").into_response();
     };
     let Some((parts, bytes)) = layer::buffered(request).await else {
-        return message(
+        return ChronosError::new(
             StatusCode::BAD_REQUEST,
             "the request body could not be read",
-        );
+        )
+        .into_response();
     };
     let mut touch = touched(&parts.method, &path, &bytes);
     // A deleted job's children take its parents or its schedule: they change too.
@@ -73,22 +74,25 @@ pub(crate) async fn authorize(
         Touch::Jobs(names) => {
             if let Some(denied) = names.iter().find(|name| !may(Some(name))) {
                 return if changes {
-                    message(
+                    ChronosError::new(
                         StatusCode::FORBIDDEN,
                         format!(
                             "Not authorized to change job '{denied}' ('manage_jobs' in the ACLs)"
                         ),
                     )
+                    .into_response()
                 } else {
-                    message(StatusCode::NOT_FOUND, format!("job {denied:?} not found"))
+                    ChronosError::new(StatusCode::NOT_FOUND, format!("job {denied:?} not found"))
+                        .into_response()
                 };
             }
         }
         Touch::All if !may(None) => {
-            return message(
+            return ChronosError::new(
                 StatusCode::FORBIDDEN,
                 "This shows every job: it needs 'view_jobs' on any job",
-            );
+            )
+            .into_response();
         }
         Touch::All => {}
         Touch::List => {

@@ -3,12 +3,12 @@
 //! with no body, as Chronos does (chronos-python takes a 200 with an empty body for an error);
 //! errors are `{"message": ...}` with 400, or 404 for an unknown job.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use agora_http::Query;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use agora_api::chronos::{EnvironmentVariable, FieldError, Job};
 
 use crate::Shared;
+use crate::answer::{Answer, ChronosError};
 use crate::core::{JobEntry, Jobs, JobsError, Trigger};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -39,24 +40,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-pub(crate) fn message(status: StatusCode, text: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"message": text.into()}))).into_response()
-}
-
 fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
-}
-
-fn failure(error: JobsError) -> Response {
-    match error {
-        JobsError::Invalid(error) => {
-            (StatusCode::BAD_REQUEST, axum::Json(error.to_json())).into_response()
-        }
-        JobsError::NotFound(name) => {
-            message(StatusCode::NOT_FOUND, format!("job {name:?} not found"))
-        }
-        JobsError::Store(error) => message(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
-    }
 }
 
 /// A job as Chronos shows it: its definition, its counts, and its schedule as it stands now
@@ -75,17 +60,18 @@ async fn list(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(all).into_response()
 }
 
-async fn search(
-    State(shared): State<Arc<Shared>>,
-    Query(query): Query<BTreeMap<String, String>>,
-) -> Response {
-    let wanted = |key: &str| {
-        query
-            .get(key)
-            .map(|v| v.to_lowercase())
-            .filter(|v| !v.is_empty())
-    };
-    let (name, command, any) = (wanted("name"), wanted("command"), wanted("any"));
+/// `/scheduler/jobs/search`'s query: words a job's name, command, or any of its texts hold.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Search {
+    name: Option<String>,
+    command: Option<String>,
+    any: Option<String>,
+}
+
+async fn search(State(shared): State<Arc<Shared>>, Query(query): Query<Search>) -> Response {
+    let wanted = |word: Option<String>| word.map(|v| v.to_lowercase()).filter(|v| !v.is_empty());
+    let (name, command, any) = (wanted(query.name), wanted(query.command), wanted(query.any));
     let jobs = shared.lock();
     let found: Vec<Value> = jobs
         .jobs
@@ -113,35 +99,42 @@ fn parse_job(body: &Bytes) -> Result<Job, JobsError> {
     Ok(Job::parse(&value)?)
 }
 
-async fn put_job(shared: Arc<Shared>, body: Bytes, dependent: bool) -> Response {
+async fn put_job(shared: Arc<Shared>, body: Bytes, dependent: bool) -> Answer {
     let job = match parse_job(&body) {
         Ok(job) => job,
-        Err(error) => return failure(error),
+        Err(error) => return Err(ChronosError::chronos(error)),
     };
     let result = shared.lock().put(job, dependent, Timestamp::now());
     match result {
         Ok(()) => {
             shared.wake.notify_one();
-            no_content()
+            Ok(no_content())
         }
-        Err(error) => failure(error),
+        Err(error) => Err(ChronosError::chronos(error)),
     }
 }
 
-async fn put_scheduled(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn put_scheduled(State(shared): State<Arc<Shared>>, body: Bytes) -> Answer {
     put_job(shared, body, false).await
 }
 
-async fn put_dependent(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn put_dependent(State(shared): State<Arc<Shared>>, body: Bytes) -> Answer {
     put_job(shared, body, true).await
 }
 
-async fn show(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+async fn show(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Answer {
     let jobs = shared.lock();
     match jobs.jobs.get(&name) {
-        Some(entry) => axum::Json(job_json(entry)).into_response(),
-        None => failure(JobsError::NotFound(name)),
+        Some(entry) => Ok(axum::Json(job_json(entry)).into_response()),
+        None => Err(ChronosError::chronos(JobsError::NotFound(name))),
     }
+}
+
+/// `?arguments=a,b` of a run started by hand.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct RunNow {
+    arguments: Option<String>,
 }
 
 /// Runs a job now: `?arguments=a,b` are appended to its command; a JSON body may add
@@ -149,11 +142,11 @@ async fn show(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Re
 async fn run_now(
     State(shared): State<Arc<Shared>>,
     Path(name): Path<String>,
-    Query(query): Query<BTreeMap<String, String>>,
+    Query(query): Query<RunNow>,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let arguments: Vec<String> = query
-        .get("arguments")
+        .arguments
         .map(|a| {
             a.split(',')
                 .filter(|s| !s.is_empty())
@@ -172,13 +165,13 @@ async fn run_now(
         match parsed {
             Some(variables) => environment = variables,
             None => {
-                return failure(
+                return Err(ChronosError::chronos(
                     FieldError::new(
                         "environmentVariables",
                         "expected {\"environmentVariables\": [{\"name\": ..., \"value\": ...}]}",
                     )
                     .into(),
-                );
+                ));
             }
         }
     }
@@ -188,31 +181,31 @@ async fn run_now(
     match result {
         Ok(_) => {
             shared.wake.notify_one();
-            no_content()
+            Ok(no_content())
         }
-        Err(error) => failure(error),
+        Err(error) => Err(ChronosError::chronos(error)),
     }
 }
 
-async fn remove(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+async fn remove(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Answer {
     let result = shared.lock().delete(&name, Timestamp::now());
     kill_and_answer(&shared, result)
 }
 
-async fn kill(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+async fn kill(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Answer {
     let result = shared.lock().kill(&name);
     kill_and_answer(&shared, result)
 }
 
 /// Hands the tasks to kill to the framework loop; 204, or the error.
-fn kill_and_answer(shared: &Shared, result: Result<Vec<String>, JobsError>) -> Response {
+fn kill_and_answer(shared: &Shared, result: Result<Vec<String>, JobsError>) -> Answer {
     match result {
         Ok(running) => {
             shared.kills().extend(running);
             shared.wake.notify_one();
-            no_content()
+            Ok(no_content())
         }
-        Err(error) => failure(error),
+        Err(error) => Err(ChronosError::chronos(error)),
     }
 }
 
@@ -245,10 +238,10 @@ const PERCENTILES: [(&str, f64); 5] = [
     ("99thPercentile", 0.99),
 ];
 
-async fn stat(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+async fn stat(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Answer {
     let jobs = shared.lock();
     let Some(entry) = jobs.jobs.get(&name) else {
-        return failure(JobsError::NotFound(name));
+        return Err(ChronosError::chronos(JobsError::NotFound(name)));
     };
     let values = durations(entry);
     let mut histogram = serde_json::Map::new();
@@ -300,26 +293,26 @@ async fn stat(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Re
             })
         })
         .collect();
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "histogram": histogram,
         "taskStatHistory": history,
         "running": running,
         "skipped": entry.state.skipped,
     }))
-    .into_response()
+    .into_response())
 }
 
-async fn stats(State(shared): State<Arc<Shared>>, Path(which): Path<String>) -> Response {
+async fn stats(State(shared): State<Arc<Shared>>, Path(which): Path<String>) -> Answer {
     let fraction = match PERCENTILES.iter().find(|(key, _)| *key == which) {
         Some((_, fraction)) => Some(*fraction),
         None if which == "mean" => None,
         None => {
-            return message(
+            return Err(ChronosError::new(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "unknown statistic {which:?}: median, mean, 75thPercentile, 95thPercentile, 98thPercentile or 99thPercentile"
                 ),
-            );
+            ));
         }
     };
     let jobs = shared.lock();
@@ -338,7 +331,7 @@ async fn stats(State(shared): State<Arc<Shared>>, Path(which): Path<String>) -> 
             Some(json!({"jobNameLabel": entry.definition.name, "time": time}))
         })
         .collect();
-    axum::Json(rows).into_response()
+    Ok(axum::Json(rows).into_response())
 }
 
 /// Each job's last outcome and what it is doing now, as Chronos' graph views show them.

@@ -7,6 +7,7 @@
 //! followed to their end, retried, dependent jobs started), and Chronos' REST API under
 //! `/scheduler` and `/v1/scheduler`, and Metronome's `/v1/jobs` with cron schedules.
 
+mod answer;
 mod authorize;
 pub mod core;
 mod framework;

@@ -3,12 +3,12 @@
 //! history. Invalid input answers 422 in Metronome's shape (`message` and `details` with the
 //! path and its errors); an unknown job or run 404.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use agora_http::Query;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +20,8 @@ use agora_api::marathon::time::format_millis;
 use agora_api::metronome::{JobSpec, ScheduleSpec};
 
 use crate::Shared;
-use crate::core::{JobEntry, Jobs, JobsError, Metronome};
+use crate::answer::{Answer, ChronosError};
+use crate::core::{JobEntry, Jobs, Metronome};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -37,38 +38,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/jobs/{id}/runs/{run}", get(show_run))
         .route("/v1/jobs/{id}/runs/{run}/actions/stop", post(stop_run))
         .with_state(shared)
-}
-
-fn invalid(error: &FieldError) -> Response {
-    let path = format!("/{}", error.field.replace('.', "/"));
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        axum::Json(json!({
-            "message": "Object is not valid",
-            "details": [{"path": path, "errors": [error.message]}],
-        })),
-    )
-        .into_response()
-}
-
-fn not_found(what: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({"message": format!("{what} not found")})),
-    )
-        .into_response()
-}
-
-fn failure(error: JobsError) -> Response {
-    match error {
-        JobsError::Invalid(error) => invalid(&error),
-        JobsError::NotFound(id) => not_found(&format!("Job {id}")),
-        JobsError::Store(error) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({"message": error.to_string()})),
-        )
-            .into_response(),
-    }
 }
 
 fn body_json(body: &Bytes) -> Result<Value, FieldError> {
@@ -229,229 +198,204 @@ fn read_job(body: &Bytes) -> Result<(JobSpec, Option<Vec<ScheduleSpec>>), FieldE
     Ok((spec, schedules))
 }
 
-async fn create(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let (spec, schedules) = match read_job(&body) {
-        Ok(read) => read,
-        Err(error) => return invalid(&error),
-    };
+async fn create(State(shared): State<Arc<Shared>>, body: Bytes) -> Answer {
+    let (spec, schedules) = read_job(&body).map_err(|e| ChronosError::invalid(&e))?;
     let mut jobs = shared.lock();
     if jobs.jobs.contains_key(&spec.id) {
-        return (
+        return Err(ChronosError::new(
             StatusCode::CONFLICT,
-            axum::Json(json!({"message": format!("Job with this id already exists: {}", spec.id)})),
-        )
-            .into_response();
+            format!("Job with this id already exists: {}", spec.id),
+        ));
     }
     let id = spec.id.clone();
     let metronome = Metronome {
         spec,
         schedules: schedules.unwrap_or_default(),
     };
-    match jobs.put_metronome(metronome, Timestamp::now()) {
-        Ok(()) => {
-            shared.wake.notify_one();
-            let embed = vec!["schedules".to_owned()];
-            let value = jobs.jobs.get(&id).and_then(|e| job_json(&jobs, e, &embed));
-            (
-                StatusCode::CREATED,
-                axum::Json(value.unwrap_or(Value::Null)),
-            )
-                .into_response()
-        }
-        Err(error) => failure(error),
-    }
+    jobs.put_metronome(metronome, Timestamp::now())
+        .map_err(ChronosError::metronome)?;
+    shared.wake.notify_one();
+    let embed = vec!["schedules".to_owned()];
+    let value = jobs.jobs.get(&id).and_then(|e| job_json(&jobs, e, &embed));
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(value.unwrap_or(Value::Null)),
+    )
+        .into_response())
+}
+
+fn job_not_found(id: &str) -> ChronosError {
+    ChronosError::not_found(&format!("Job {id}"))
 }
 
 async fn show(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
-) -> Response {
+) -> Answer {
     let jobs = shared.lock();
-    match jobs
+    let value = jobs
         .jobs
         .get(&id)
         .and_then(|e| job_json(&jobs, e, &embeds(&query)))
-    {
-        Some(value) => axum::Json(value).into_response(),
-        None => not_found(&format!("Job {id}")),
-    }
+        .ok_or_else(|| job_not_found(&id))?;
+    Ok(axum::Json(value).into_response())
 }
 
-async fn replace(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let (mut spec, _) = match read_job(&body) {
-        Ok(read) => read,
-        Err(error) => return invalid(&error),
-    };
+async fn replace(State(shared): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> Answer {
+    let (mut spec, _) = read_job(&body).map_err(|e| ChronosError::invalid(&e))?;
     spec.id = id.clone();
     let mut jobs = shared.lock();
     let Some(existing) = jobs.jobs.get(&id).and_then(|e| e.metronome.clone()) else {
-        return not_found(&format!("Job {id}"));
+        return Err(job_not_found(&id));
     };
     let metronome = Metronome {
         spec,
         schedules: existing.schedules,
     };
-    match jobs.put_metronome(metronome, Timestamp::now()) {
-        Ok(()) => {
-            shared.wake.notify_one();
-            let value = jobs.jobs.get(&id).and_then(|e| job_json(&jobs, e, &[]));
-            axum::Json(value.unwrap_or(Value::Null)).into_response()
-        }
-        Err(error) => failure(error),
-    }
+    jobs.put_metronome(metronome, Timestamp::now())
+        .map_err(ChronosError::metronome)?;
+    shared.wake.notify_one();
+    let value = jobs.jobs.get(&id).and_then(|e| job_json(&jobs, e, &[]));
+    Ok(axum::Json(value.unwrap_or(Value::Null)).into_response())
+}
+
+/// `?stopCurrentJobRuns=true` of a job's deletion.
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Removal {
+    #[serde(deserialize_with = "agora_http::flag")]
+    stop_current_job_runs: bool,
 }
 
 async fn remove(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-    Query(query): Query<BTreeMap<String, String>>,
-) -> Response {
-    let stop = query.get("stopCurrentJobRuns").is_some_and(|v| v == "true");
+    Query(query): Query<Removal>,
+) -> Answer {
     let mut jobs = shared.lock();
     let Some(value) = jobs.jobs.get(&id).and_then(|e| job_json(&jobs, e, &[])) else {
-        return not_found(&format!("Job {id}"));
+        return Err(job_not_found(&id));
     };
-    if !stop && !jobs.running(&id).is_empty() {
-        return (
+    if !query.stop_current_job_runs && !jobs.running(&id).is_empty() {
+        return Err(ChronosError::new(
             StatusCode::CONFLICT,
-            axum::Json(
-                json!({"message": "Job has active runs: stop them or set stopCurrentJobRuns=true"}),
-            ),
-        )
-            .into_response();
+            "Job has active runs: stop them or set stopCurrentJobRuns=true",
+        ));
     }
-    match jobs.delete(&id, Timestamp::now()) {
-        Ok(running) => {
-            drop(jobs);
-            shared.kills().extend(running);
-            shared.wake.notify_one();
-            axum::Json(value).into_response()
-        }
-        Err(error) => failure(error),
-    }
+    let running = jobs
+        .delete(&id, Timestamp::now())
+        .map_err(ChronosError::metronome)?;
+    drop(jobs);
+    shared.kills().extend(running);
+    shared.wake.notify_one();
+    Ok(axum::Json(value).into_response())
 }
 
-async fn schedules(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+async fn schedules(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
     let jobs = shared.lock();
-    match jobs.jobs.get(&id).filter(|e| e.metronome.is_some()) {
-        Some(entry) => axum::Json(schedules_json(entry)).into_response(),
-        None => not_found(&format!("Job {id}")),
-    }
+    let entry = jobs
+        .jobs
+        .get(&id)
+        .filter(|e| e.metronome.is_some())
+        .ok_or_else(|| job_not_found(&id))?;
+    Ok(axum::Json(schedules_json(entry)).into_response())
 }
 
 /// Applies `change` to a job's schedules and stores the job again.
 fn change_schedules(
     shared: &Shared,
     id: &str,
-    change: impl FnOnce(&mut Vec<ScheduleSpec>) -> Result<(), Response>,
-) -> Result<(), Response> {
+    change: impl FnOnce(&mut Vec<ScheduleSpec>) -> Result<(), ChronosError>,
+) -> Result<(), ChronosError> {
     let mut jobs = shared.lock();
     let Some(mut metronome) = jobs.jobs.get(id).and_then(|e| e.metronome.clone()) else {
-        return Err(not_found(&format!("Job {id}")));
+        return Err(job_not_found(id));
     };
     change(&mut metronome.schedules)?;
     jobs.put_metronome(metronome, Timestamp::now())
-        .map_err(failure)?;
+        .map_err(ChronosError::metronome)?;
     shared.wake.notify_one();
     Ok(())
 }
 
-fn read_schedule(body: &Bytes) -> Result<ScheduleSpec, Response> {
+fn read_schedule(body: &Bytes) -> Result<ScheduleSpec, ChronosError> {
     body_json(body)
         .and_then(|value| ScheduleSpec::parse(&value))
-        .map_err(|error| invalid(&error))
+        .map_err(|error| ChronosError::invalid(&error))
+}
+
+fn schedule_not_found(schedule: &str, id: &str) -> ChronosError {
+    ChronosError::not_found(&format!("Schedule {schedule} of job {id}"))
 }
 
 async fn add_schedule(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let schedule = match read_schedule(&body) {
-        Ok(schedule) => schedule,
-        Err(response) => return response,
-    };
+) -> Answer {
+    let schedule = read_schedule(&body)?;
     let answer = json!(schedule);
-    let result = change_schedules(&shared, &id, |schedules| {
+    change_schedules(&shared, &id, |schedules| {
         if schedules.iter().any(|s| s.id == schedule.id) {
-            return Err((
+            return Err(ChronosError::new(
                 StatusCode::CONFLICT,
-                axum::Json(json!({"message": format!("Schedule {} already exists", schedule.id)})),
-            )
-                .into_response());
+                format!("Schedule {} already exists", schedule.id),
+            ));
         }
         schedules.push(schedule);
         Ok(())
-    });
-    match result {
-        Ok(()) => (StatusCode::CREATED, axum::Json(answer)).into_response(),
-        Err(response) => response,
-    }
+    })?;
+    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
 }
 
 async fn show_schedule(
     State(shared): State<Arc<Shared>>,
     Path((id, schedule)): Path<(String, String)>,
-) -> Response {
+) -> Answer {
     let jobs = shared.lock();
-    match jobs
+    let found = jobs
         .jobs
         .get(&id)
         .and_then(|e| e.metronome.as_ref())
         .and_then(|m| m.schedules.iter().find(|s| s.id == schedule))
-    {
-        Some(found) => axum::Json(found).into_response(),
-        None => not_found(&format!("Schedule {schedule} of job {id}")),
-    }
+        .ok_or_else(|| schedule_not_found(&schedule, &id))?;
+    Ok(axum::Json(found).into_response())
 }
 
 async fn replace_schedule(
     State(shared): State<Arc<Shared>>,
     Path((id, schedule_id)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    let mut schedule = match read_schedule(&body) {
-        Ok(schedule) => schedule,
-        Err(response) => return response,
-    };
+) -> Answer {
+    let mut schedule = read_schedule(&body)?;
     schedule.id = schedule_id.clone();
     let answer = json!(schedule);
-    let result = change_schedules(&shared, &id, |schedules| {
+    change_schedules(&shared, &id, |schedules| {
         match schedules.iter_mut().find(|s| s.id == schedule_id) {
             Some(existing) => {
                 *existing = schedule;
                 Ok(())
             }
-            None => Err(not_found(&format!("Schedule {schedule_id} of job {id}"))),
+            None => Err(schedule_not_found(&schedule_id, &id)),
         }
-    });
-    match result {
-        Ok(()) => axum::Json(answer).into_response(),
-        Err(response) => response,
-    }
+    })?;
+    Ok(axum::Json(answer).into_response())
 }
 
 async fn remove_schedule(
     State(shared): State<Arc<Shared>>,
     Path((id, schedule_id)): Path<(String, String)>,
-) -> Response {
-    let result = change_schedules(&shared, &id, |schedules| {
+) -> Answer {
+    change_schedules(&shared, &id, |schedules| {
         let before = schedules.len();
         schedules.retain(|s| s.id != schedule_id);
         if schedules.len() == before {
-            return Err(not_found(&format!("Schedule {schedule_id} of job {id}")));
+            return Err(schedule_not_found(&schedule_id, &id));
         }
         Ok(())
-    });
-    match result {
-        Ok(()) => axum::Json(json!({})).into_response(),
-        Err(response) => response,
-    }
+    })?;
+    Ok(axum::Json(json!({})).into_response())
 }
 
 /// Whether `id` is a Metronome job.
@@ -459,36 +403,38 @@ fn is_metronome(jobs: &Jobs, id: &str) -> bool {
     jobs.jobs.get(id).is_some_and(|e| e.metronome.is_some())
 }
 
-async fn runs(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+async fn runs(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
     let jobs = shared.lock();
     if !is_metronome(&jobs, &id) {
-        return not_found(&format!("Job {id}"));
+        return Err(job_not_found(&id));
     }
-    axum::Json(active_runs(&jobs, &id)).into_response()
+    Ok(axum::Json(active_runs(&jobs, &id)).into_response())
 }
 
-async fn start_run(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+async fn start_run(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
     let mut jobs = shared.lock();
     if !is_metronome(&jobs, &id) {
-        return not_found(&format!("Job {id}"));
+        return Err(job_not_found(&id));
     }
-    match jobs.run_now(&id, Vec::new(), Vec::new(), Timestamp::now()) {
-        Ok(run) => {
-            shared.wake.notify_one();
-            let value = run_json(&jobs, &id, &run).unwrap_or(Value::Null);
-            (StatusCode::CREATED, axum::Json(value)).into_response()
-        }
-        Err(error) => failure(error),
-    }
+    let run = jobs
+        .run_now(&id, Vec::new(), Vec::new(), Timestamp::now())
+        .map_err(ChronosError::metronome)?;
+    shared.wake.notify_one();
+    let value = run_json(&jobs, &id, &run).unwrap_or(Value::Null);
+    Ok((StatusCode::CREATED, axum::Json(value)).into_response())
+}
+
+fn run_not_found(run: &str, id: &str) -> ChronosError {
+    ChronosError::not_found(&format!("Run {run} of job {id}"))
 }
 
 async fn show_run(
     State(shared): State<Arc<Shared>>,
     Path((id, run)): Path<(String, String)>,
-) -> Response {
+) -> Answer {
     let jobs = shared.lock();
     if let Some(value) = run_json(&jobs, &id, &run) {
-        return axum::Json(value).into_response();
+        return Ok(axum::Json(value).into_response());
     }
     let ended = jobs.jobs.get(&id).and_then(|e| {
         let last = e.state.history.iter().rev().find(|r| r.run_id == run)?;
@@ -500,23 +446,19 @@ async fn show_run(
                        "completedAt": format_millis(last.ended), "status": last.state}],
         }))
     });
-    match ended {
-        Some(value) => axum::Json(value).into_response(),
-        None => not_found(&format!("Run {run} of job {id}")),
-    }
+    let value = ended.ok_or_else(|| run_not_found(&run, &id))?;
+    Ok(axum::Json(value).into_response())
 }
 
 async fn stop_run(
     State(shared): State<Arc<Shared>>,
     Path((id, run)): Path<(String, String)>,
-) -> Response {
-    let stopped = shared.lock().stop_run(&id, &run);
-    match stopped {
-        Some(tasks) => {
-            shared.kills().extend(tasks);
-            shared.wake.notify_one();
-            axum::Json(json!({})).into_response()
-        }
-        None => not_found(&format!("Run {run} of job {id}")),
-    }
+) -> Answer {
+    let tasks = shared
+        .lock()
+        .stop_run(&id, &run)
+        .ok_or_else(|| run_not_found(&run, &id))?;
+    shared.kills().extend(tasks);
+    shared.wake.notify_one();
+    Ok(axum::Json(json!({})).into_response())
 }
