@@ -158,12 +158,7 @@ impl Agent {
         executor.killing = true;
         executor.state = ExecutorState::Terminating;
         let pid = executor.pid;
-        let grace = executor
-            .info
-            .shutdown_grace_period
-            .as_ref()
-            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
-            .unwrap_or(self.config.executor_shutdown_grace);
+        let grace = self.shutdown_grace(executor);
         if !executor.send(&ExecutorEvent::Shutdown)
             && let Some(pid) = pid
         {

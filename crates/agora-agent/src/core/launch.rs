@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
@@ -350,12 +349,7 @@ impl Agent {
         };
         let mut environment: BTreeMap<String, String> = BTreeMap::new();
         let directory = executor.directory.display().to_string();
-        let grace = executor
-            .info
-            .shutdown_grace_period
-            .as_ref()
-            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
-            .unwrap_or(self.config.executor_shutdown_grace);
+        let grace = self.shutdown_grace(executor);
         for (key, value) in [
             ("MESOS_FRAMEWORK_ID", framework_id.to_string()),
             ("MESOS_EXECUTOR_ID", executor_id.to_string()),

@@ -11,7 +11,7 @@ mod types;
 mod updates;
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -199,6 +199,17 @@ impl Agent {
     /// Why the master could not be reached (shown in the agent's state).
     pub(crate) fn set_master_error(&self, error: String) {
         self.lock().master_error = Some(error);
+    }
+
+    /// How long an executor has between SHUTDOWN and SIGKILL: its own grace period, else the
+    /// agent's `--executor-shutdown-grace-period`.
+    pub(crate) fn shutdown_grace(&self, executor: &Executor) -> Duration {
+        executor
+            .info
+            .shutdown_grace_period
+            .as_ref()
+            .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
+            .unwrap_or(self.config.executor_shutdown_grace)
     }
 
     pub(crate) fn with_state<T>(&self, read: impl FnOnce(&AgentState) -> T) -> T {

@@ -186,19 +186,27 @@ fn get_weights(context: &Context) -> Answer {
     context.reply(json!({"weight_infos": weights}))
 }
 
-fn update_weights(context: &Context, weights: &[WeightInfo]) -> Answer {
-    if let Some(invalid) = weights.iter().find_map(|w| validate_role(&w.role).err()) {
-        return Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
-            invalid.to_string(),
-        ));
+/// Every role a change names is a valid one that the caller may change as `action`.
+fn check_roles<'a>(
+    context: &Context,
+    roles: impl Iterator<Item = &'a str> + Clone,
+    action: Action,
+) -> Result<(), MesosError> {
+    if let Some(invalid) = roles.clone().find_map(|role| validate_role(role).err()) {
+        return Err(MesosError::bad_request(invalid.to_string()));
     }
-    if let Some(refused) = weights
-        .iter()
-        .find(|w| !context.permits(Action::UpdateWeights, &w.role))
+    match roles
+        .into_iter()
+        .find(|role| !context.permits(action, role))
     {
-        return Err(context.forbidden(Action::UpdateWeights, &refused.role));
+        Some(refused) => Err(context.forbidden(action, refused)),
+        None => Ok(()),
     }
+}
+
+fn update_weights(context: &Context, weights: &[WeightInfo]) -> Answer {
+    let roles = weights.iter().map(|w| w.role.as_str());
+    check_roles(context, roles, Action::UpdateWeights)?;
     let mut master = lock(context.shared);
     for WeightInfo { role, weight } in weights {
         master.set_weight(role, *weight);
@@ -223,18 +231,8 @@ fn get_quota(context: &Context) -> Answer {
 }
 
 fn update_quota(context: &Context, quotas: &[QuotaConfig]) -> Answer {
-    if let Some(invalid) = quotas.iter().find_map(|q| validate_role(&q.role).err()) {
-        return Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
-            invalid.to_string(),
-        ));
-    }
-    if let Some(refused) = quotas
-        .iter()
-        .find(|q| !context.permits(Action::UpdateQuotas, &q.role))
-    {
-        return Err(context.forbidden(Action::UpdateQuotas, &refused.role));
-    }
+    let roles = quotas.iter().map(|q| q.role.as_str());
+    check_roles(context, roles, Action::UpdateQuotas)?;
     let mut master = lock(context.shared);
     for quota in quotas {
         let limits = quota.limits.as_ref().map(resources);
