@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ApiError;
 use crate::mesos::CommandInfo;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,15 +90,15 @@ pub enum Probe {
 
 impl HealthCheck {
     /// Reads and validates `TaskInfo.health_check`, with Mesos' error messages.
-    pub fn parse(value: &Value) -> Result<HealthCheck, String> {
+    pub fn parse(value: &Value) -> Result<HealthCheck, ApiError> {
         let check: HealthCheck = serde_json::from_value(value.clone())
-            .map_err(|e| format!("Invalid health check: {e}"))?;
+            .map_err(|e| ApiError::invalid(format!("Invalid health check: {e}")))?;
         check.probe()?;
         Ok(check)
     }
 
     /// The probe this check runs, or why it is invalid.
-    pub fn probe(&self) -> Result<Probe, String> {
+    pub fn probe(&self) -> Result<Probe, ApiError> {
         for (name, value) in [
             ("delay_seconds", self.delay_seconds),
             ("interval_seconds", self.interval_seconds),
@@ -105,21 +106,25 @@ impl HealthCheck {
             ("grace_period_seconds", self.grace_period_seconds),
         ] {
             if !value.is_finite() || value < 0.0 {
-                return Err(format!("Expecting '{name}' to be non-negative"));
+                return Err(ApiError::invalid(format!(
+                    "Expecting '{name}' to be non-negative"
+                )));
             }
         }
-        let ipv6 = |protocol: &Option<String>| -> Result<bool, String> {
+        let ipv6 = |protocol: &Option<String>| -> Result<bool, ApiError> {
             match protocol.as_deref() {
                 None | Some("IPv4") => Ok(false),
                 Some("IPv6") => Ok(true),
-                Some(other) => Err(format!("Unknown network protocol '{other}'")),
+                Some(other) => Err(ApiError::invalid(format!(
+                    "Unknown network protocol '{other}'"
+                ))),
             }
         };
-        let port = |port: u32| -> Result<u16, String> {
+        let port = |port: u32| -> Result<u16, ApiError> {
             u16::try_from(port)
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("Port {port} is not a valid port"))
+                .ok_or_else(|| ApiError::invalid(format!("Port {port} is not a valid port")))
         };
         match self.kind.as_deref() {
             Some("COMMAND") => {
@@ -127,26 +132,29 @@ impl HealthCheck {
                     .command
                     .as_ref()
                     .filter(|c| c.value.as_deref().is_some_and(|v| !v.is_empty()))
-                    .ok_or("Expecting 'command' to be set for COMMAND health check")?;
+                    .ok_or_else(|| {
+                        ApiError::invalid("Expecting 'command' to be set for COMMAND health check")
+                    })?;
                 Ok(Probe::Command(command.clone()))
             }
             Some("HTTP") => {
-                let http = self
-                    .http
-                    .as_ref()
-                    .ok_or("Expecting 'http' to be set for HTTP health check")?;
+                let http = self.http.as_ref().ok_or_else(|| {
+                    ApiError::invalid("Expecting 'http' to be set for HTTP health check")
+                })?;
                 let https = match http.scheme.as_deref() {
                     None | Some("http") => false,
                     Some("https") => true,
                     Some(other) => {
-                        return Err(format!("Unsupported HTTP health check scheme: '{other}'"));
+                        return Err(ApiError::invalid(format!(
+                            "Unsupported HTTP health check scheme: '{other}'"
+                        )));
                     }
                 };
                 let path = http.path.clone().unwrap_or_else(|| "/".into());
                 if !path.starts_with('/') {
-                    return Err(format!(
+                    return Err(ApiError::invalid(format!(
                         "The path '{path}' of HTTP health check must start with '/'"
-                    ));
+                    )));
                 }
                 Ok(Probe::Http {
                     https,
@@ -156,17 +164,18 @@ impl HealthCheck {
                 })
             }
             Some("TCP") => {
-                let tcp = self
-                    .tcp
-                    .as_ref()
-                    .ok_or("Expecting 'tcp' to be set for TCP health check")?;
+                let tcp = self.tcp.as_ref().ok_or_else(|| {
+                    ApiError::invalid("Expecting 'tcp' to be set for TCP health check")
+                })?;
                 Ok(Probe::Tcp {
                     ipv6: ipv6(&tcp.protocol)?,
                     port: port(tcp.port)?,
                 })
             }
-            Some(other) => Err(format!("Unsupported health check type '{other}'")),
-            None => Err("HealthCheck must specify 'type'".into()),
+            Some(other) => Err(ApiError::invalid(format!(
+                "Unsupported health check type '{other}'"
+            ))),
+            None => Err(ApiError::invalid("HealthCheck must specify 'type'")),
         }
     }
 }
@@ -235,7 +244,7 @@ mod tests {
             (json!({"type": "GRPC"}), "Unsupported health check type"),
         ] {
             let error = HealthCheck::parse(&body).unwrap_err();
-            assert!(error.contains(expected), "{body}: {error}");
+            assert!(error.to_string().contains(expected), "{body}: {error}");
         }
     }
 }

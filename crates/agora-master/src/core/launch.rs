@@ -56,16 +56,14 @@ pub(crate) enum InvalidTask {
     DuplicateId(TaskId),
     #[error("Task uses agent {task} but the offer is for agent {offer}")]
     OtherAgent { task: String, offer: AgentId },
-    #[error("Task must have a name")]
-    NoName,
     #[error("Task should have at most one of CommandInfo or ExecutorInfo present")]
     CommandAndExecutor,
     #[error("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present")]
     NoCommandOrExecutor,
     #[error("Task's CommandInfo has no 'value'")]
     NoCommandValue,
-    #[error("{0}")]
-    HealthCheck(String),
+    #[error(transparent)]
+    HealthCheck(agora_api::ApiError),
     #[error("Task uses invalid resources: {0}")]
     TaskResources(agora_api::ApiError),
     #[error("Executor uses invalid resources: {0}")]
@@ -517,9 +515,6 @@ impl Master {
                 task: task.agent_id.value.clone(),
                 offer: agent_id.clone(),
             });
-        }
-        if task.name.is_empty() && task.task_id.value.is_empty() {
-            return Err(InvalidTask::NoName);
         }
         match (&task.command, &task.executor) {
             (Some(_), Some(_)) => return Err(InvalidTask::CommandAndExecutor),
