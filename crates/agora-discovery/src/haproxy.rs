@@ -52,10 +52,17 @@ fn section_name(app_id: &str, port: u16) -> String {
 
 /// A task's server name in its backend.
 fn server_name(task_id: &str) -> String {
-    task_id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+    // HAProxy takes letters, digits and `-_.:` in a name; every other byte is written as
+    // `:` and two hex digits (`:` itself too), so two task ids never share a name.
+    let mut name = String::with_capacity(task_id.len());
+    for byte in task_id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.') {
+            name.push(char::from(byte));
+        } else {
+            name.push_str(&format!(":{byte:02x}"));
+        }
+    }
+    name
 }
 
 /// Every (backend, server) the configuration of `routes` holds.
@@ -421,6 +428,20 @@ async fn reload(config: &BridgeConfig) -> Result<(), BridgeError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn server_names_are_haproxy_names_and_never_shared() {
+        assert_eq!(super::server_name("web.1a2b-c_d"), "web.1a2b-c_d");
+        assert_eq!(super::server_name("a/1 b:"), "a:2f1:20b:3a");
+        let ids = ["a.1", "a_1", "a:1", "a/1", "a:2f1", "é"];
+        let names: std::collections::BTreeSet<String> =
+            ids.iter().map(|id| super::server_name(id)).collect();
+        assert_eq!(names.len(), ids.len(), "{names:?}");
+        assert!(names.iter().all(|name| {
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        }));
+    }
+
     use super::*;
     use crate::model::Cluster;
     use serde_json::json;
@@ -460,7 +481,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("server prod_web_1 10.0.0.1:31000 check"),
+            text.contains("server prod_web.1 10.0.0.1:31000 check"),
             "{text}"
         );
         assert!(
@@ -475,8 +496,8 @@ mod tests {
         assert_eq!(
             servers(&routes()),
             BTreeSet::from([
-                ("db_10002".to_owned(), "db_1".to_owned()),
-                ("prod_web_10001".to_owned(), "prod_web_1".to_owned()),
+                ("db_10002".to_owned(), "db.1".to_owned()),
+                ("prod_web_10001".to_owned(), "prod_web.1".to_owned()),
             ])
         );
         // Stable: the same routes give the same bytes.

@@ -79,8 +79,8 @@ fn a_config_with_an_http_app_behind_virtual_hosts_and_a_tcp_app() {
         backend prod_web_10001
             mode http
             balance leastconn
-            server prod_web_1 10.0.0.1:31001 check inter 2s
-            server prod_web_2 10.0.0.2:31002 check inter 2s
+            server prod_web.1 10.0.0.1:31001 check inter 2s
+            server prod_web.2 10.0.0.2:31002 check inter 2s
 
         frontend db_10002
             bind 0.0.0.0:10002
@@ -90,7 +90,7 @@ fn a_config_with_an_http_app_behind_virtual_hosts_and_a_tcp_app() {
         backend db_10002
             mode tcp
             balance roundrobin
-            server db_1 10.0.0.9:31010 check inter 2s
+            server db.1 10.0.0.9:31010 check inter 2s
 
         frontend http_vhosts
             bind 0.0.0.0:80
