@@ -129,11 +129,12 @@ fn inside(relative: &str) -> Option<&str> {
     (!leaves).then_some(relative)
 }
 
-pub async fn show(api: crate::Api, Path(id): Path<String>, Query(flash): Query<Flash>) -> Response {
-    let located = match locate(&api, &id).await {
-        Ok(located) => located,
-        Err(response) => return response,
-    };
+pub async fn show(
+    api: crate::Api,
+    Path(id): Path<String>,
+    Query(flash): Query<Flash>,
+) -> Result<Response, Response> {
+    let located = locate(&api, &id).await?;
     let task = &located.task;
     let state = task["state"].as_str().unwrap_or_default();
     let last_status = items(task, "statuses").last().cloned().unwrap_or_default();
@@ -148,7 +149,7 @@ pub async fn show(api: crate::Api, Path(id): Path<String>, Query(flash): Query<F
         .map(|a| text(&a["hostname"]))
         .unwrap_or_else(|| text(&task["slave_id"]));
     let base = format!("/ui/tasks/{}", segment(&id));
-    layout::page(
+    Ok(layout::page(
         "tasks",
         &format!("Task {id}"),
         &flash,
@@ -187,7 +188,7 @@ pub async fn show(api: crate::Api, Path(id): Path<String>, Query(flash): Query<F
             }))
         },
     )
-    .into_response()
+    .into_response())
 }
 
 fn since_epoch(seconds: f64) -> String {
@@ -209,39 +210,36 @@ pub async fn browse(
     api: crate::Api,
     Path(id): Path<String>,
     Query(query): Query<BrowseQuery>,
-) -> Response {
-    let located = match locate(&api, &id).await {
-        Ok(located) => located,
-        Err(response) => return response,
-    };
+) -> Result<Response, Response> {
+    let located = locate(&api, &id).await?;
     let Some(agent) = agent_client(&api, &located) else {
-        return layout::failure(
+        return Err(layout::failure(
             "tasks",
             StatusCode::BAD_GATEWAY,
             "The task's agent is not connected.",
-        );
+        ));
     };
     let sandbox = match agent.sandbox_of(&id).await {
         Ok(Some(sandbox)) => sandbox,
         Ok(None) => {
-            return layout::failure(
+            return Err(layout::failure(
                 "tasks",
                 StatusCode::NOT_FOUND,
                 "The agent no longer keeps this task's sandbox.",
-            );
+            ));
         }
-        Err(error) => return layout::client_failure("tasks", &error),
+        Err(error) => return Err(layout::client_failure("tasks", &error)),
     };
     let base = format!("/ui/tasks/{}", segment(&id));
     if let Some(file) = query.file.as_deref() {
         let Some(file) = inside(file) else {
-            return layout::failure(
+            return Err(layout::failure(
                 "tasks",
                 StatusCode::BAD_REQUEST,
                 "That path leaves the sandbox.",
-            );
+            ));
         };
-        return layout::page(
+        return Ok(layout::page(
             "tasks",
             file,
             &Flash::default(),
@@ -250,14 +248,14 @@ pub async fn browse(
                 pre.tail.tall data-tail={(base) "/read?file=" (segment(file))} data-ended=(is_terminal(located.task["state"].as_str().unwrap_or_default())) {}
             },
         )
-        .into_response();
+        .into_response());
     }
     let Some(relative) = inside(&query.path) else {
-        return layout::failure(
+        return Err(layout::failure(
             "tasks",
             StatusCode::BAD_REQUEST,
             "That path leaves the sandbox.",
-        );
+        ));
     };
     let directory = if relative.is_empty() {
         sandbox.clone()
@@ -266,12 +264,12 @@ pub async fn browse(
     };
     let entries = match agent.browse(&directory).await {
         Ok(entries) => entries,
-        Err(error) => return layout::client_failure("tasks", &error),
+        Err(error) => return Err(layout::client_failure("tasks", &error)),
     };
     let mut entries: Vec<&Value> = entries.as_array().into_iter().flatten().collect();
     entries.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
     let parent = relative.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-    layout::page(
+    Ok(layout::page(
         "tasks",
         &format!("Sandbox of {id}"),
         &Flash::default(),
@@ -300,7 +298,7 @@ pub async fn browse(
             }))
         },
     )
-    .into_response()
+    .into_response())
 }
 
 #[derive(Deserialize)]
