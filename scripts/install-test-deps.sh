@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need: Debian's haproxy (the HAProxy bridge's tests run it), and
+# Installs what the tests need: Debian's haproxy (the HAProxy bridge's tests run it) and
+# zookeeper (the masters' election tests run it), and
 # what the Python compatibility tests (tests/compat) need into $REPO/.venv:
 #   - pytest, the `marathon` 0.13.0 client for the services API and `chronos-python` 1.2.1
 #     for the jobs API
@@ -47,6 +48,9 @@ dpkg -s busybox-static >/dev/null 2>&1 || missing="$missing busybox-static"
 # The web UI's tests drive Debian's Chromium through its chromedriver.
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+# Masters elected in ZooKeeper: Debian's server (and its Java runtime), which the tests start
+# themselves on loopback ports; no system service is set up (that is `zookeeperd`).
+[ -f /usr/share/java/zookeeper.jar ] || missing="$missing zookeeper"
 if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     run apt-get update

@@ -1,0 +1,183 @@
+//! A master contending for leadership: its znode in the group, and what the group says of it
+//! as members come and go.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use zookeeper_client as zk;
+
+use crate::group::{self, MEMBER_PREFIX};
+use crate::{ZkError, ZkUrl, at, connect};
+
+/// Where a contender stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Leadership {
+    /// It leads: its znode has the lowest sequence.
+    Leading,
+    /// Another master leads; its MasterInfo JSON.
+    Following { leader: serde_json::Value },
+    /// Its session ended (expired, closed): it must stop acting as a master at once. Final.
+    Lost,
+}
+
+/// A master's membership of the group, alive as long as its ZooKeeper session.
+pub struct Contender {
+    client: zk::Client,
+    member: String,
+    leadership: watch::Receiver<Leadership>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Contender {
+    /// Joins the group at `url`'s path with `info` (the master's MasterInfo JSON, written in
+    /// the same create call), and keeps [`Contender::leadership`] current.
+    pub async fn join(
+        url: &ZkUrl,
+        session_timeout: Duration,
+        info: &serde_json::Value,
+    ) -> Result<Contender, ZkError> {
+        let client = connect(url, session_timeout).await?;
+        make_path(&client, &url.path).await?;
+        let children = client
+            .list_children(&url.path)
+            .await
+            .map_err(at(&url.path))?;
+        let strangers = group::strangers(&children);
+        if !strangers.is_empty() {
+            return Err(ZkError::Foreign {
+                path: url.path.clone(),
+                found: strangers.join(", "),
+            });
+        }
+        let prefix = format!("{}/{MEMBER_PREFIX}", url.path);
+        let data = serde_json::to_vec(info).unwrap_or_default();
+        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+        let (_, sequence) = client
+            .create(&prefix, &data, &options)
+            .await
+            .map_err(at(&prefix))?;
+        let member = format!("{MEMBER_PREFIX}{sequence}");
+        let first = standing(&client, &url.path, &member).await?;
+        let (publish, leadership) = watch::channel(first);
+        let task = tokio::spawn(watch_group(
+            client.clone(),
+            url.path.clone(),
+            member.clone(),
+            publish,
+        ));
+        tracing::info!(group = %url, %member, "joined the masters' group");
+        Ok(Contender {
+            client,
+            member,
+            leadership,
+            task,
+        })
+    }
+
+    /// Where this contender stands, kept current.
+    pub fn leadership(&self) -> watch::Receiver<Leadership> {
+        self.leadership.clone()
+    }
+
+    /// The name of this master's znode in the group (what fenced writes check).
+    pub fn member(&self) -> &str {
+        &self.member
+    }
+
+    /// The ZooKeeper session this membership lives in.
+    pub fn client(&self) -> &zk::Client {
+        &self.client
+    }
+}
+
+impl Drop for Contender {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Creates the group's path and its parents, as persistent nodes, where missing.
+async fn make_path(client: &zk::Client, path: &str) -> Result<(), ZkError> {
+    let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let mut prefix = String::new();
+    for part in path.split('/').skip(1) {
+        prefix.push('/');
+        prefix.push_str(part);
+        match client.create(&prefix, &[], &options).await {
+            Ok(_) | Err(zk::Error::NodeExists) => {}
+            Err(source) => return Err(at(&prefix)(source)),
+        }
+    }
+    Ok(())
+}
+
+/// What the group's children say of `member` now.
+async fn standing(client: &zk::Client, path: &str, member: &str) -> Result<Leadership, ZkError> {
+    let children = client.list_children(path).await.map_err(at(path))?;
+    leadership_among(client, path, member, &children).await
+}
+
+async fn leadership_among(
+    client: &zk::Client,
+    path: &str,
+    member: &str,
+    children: &[String],
+) -> Result<Leadership, ZkError> {
+    match group::leader(children) {
+        Some(leader) if leader == member => Ok(Leadership::Leading),
+        // Our own znode is gone: the session that held it has ended.
+        _ if !children.iter().any(|child| child == member) => Ok(Leadership::Lost),
+        Some(leader) => {
+            let node = format!("{path}/{leader}");
+            let (data, _) = client.get_data(&node).await.map_err(at(&node))?;
+            Ok(Leadership::Following {
+                leader: serde_json::from_slice(&data).unwrap_or(serde_json::Value::Null),
+            })
+        }
+        None => Ok(Leadership::Lost),
+    }
+}
+
+/// Follows the group until the session ends, publishing every change of standing.
+async fn watch_group(
+    client: zk::Client,
+    path: String,
+    member: String,
+    publish: watch::Sender<Leadership>,
+) {
+    let mut session = client.state_watcher();
+    loop {
+        let watched = client.list_and_watch_children(&path).await;
+        let (children, watcher) = match watched {
+            Ok(watched) => watched,
+            Err(error) => {
+                tracing::warn!(%error, "lost the masters' group");
+                publish.send_replace(Leadership::Lost);
+                return;
+            }
+        };
+        match leadership_among(&client, &path, &member, &children).await {
+            Ok(Leadership::Lost) | Err(_) => {
+                publish.send_replace(Leadership::Lost);
+                return;
+            }
+            Ok(standing) => {
+                publish.send_if_modified(|current| {
+                    let changed = *current != standing;
+                    *current = standing;
+                    changed
+                });
+            }
+        }
+        tokio::select! {
+            _ = watcher.changed() => {}
+            state = session.changed() => {
+                if matches!(state, zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed) {
+                    tracing::warn!(?state, "the ZooKeeper session ended: no longer a master");
+                    publish.send_replace(Leadership::Lost);
+                    return;
+                }
+            }
+        }
+    }
+}

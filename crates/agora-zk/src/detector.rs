@@ -1,0 +1,122 @@
+//! The leading master as Mesos' detectors find it: the MasterInfo JSON of the group's member
+//! with the lowest sequence, followed as members come and go, through ZooKeeper's own
+//! turbulence (a lost session is replaced).
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use zookeeper_client as zk;
+
+use crate::{ZkError, ZkUrl, connect, group};
+
+/// The leader of a group, kept current.
+pub struct Detector {
+    leader: watch::Receiver<Option<serde_json::Value>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Detector {
+    /// Follows the group at `url`'s path; fails only when no ZooKeeper server answers at all.
+    pub async fn follow(url: &ZkUrl, session_timeout: Duration) -> Result<Detector, ZkError> {
+        let client = connect(url, session_timeout).await?;
+        let (publish, leader) = watch::channel(None);
+        let task = tokio::spawn(detect(url.clone(), session_timeout, client, publish));
+        Ok(Detector { leader, task })
+    }
+
+    /// The leader's MasterInfo JSON (`None` while there is none).
+    pub fn leader(&self) -> watch::Receiver<Option<serde_json::Value>> {
+        self.leader.clone()
+    }
+}
+
+impl Drop for Detector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn detect(
+    url: ZkUrl,
+    session_timeout: Duration,
+    mut client: zk::Client,
+    publish: watch::Sender<Option<serde_json::Value>>,
+) {
+    loop {
+        if let Err(error) = follow_session(&client, &url.path, &publish).await {
+            tracing::debug!(%error, "leader detection: a new ZooKeeper session");
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match connect(&url, session_timeout).await {
+                Ok(fresh) => {
+                    client = fresh;
+                    break;
+                }
+                Err(error) => tracing::debug!(%error, "leader detection: ZooKeeper unreachable"),
+            }
+        }
+    }
+}
+
+/// Publishes the leader until the session ends.
+async fn follow_session(
+    client: &zk::Client,
+    path: &str,
+    publish: &watch::Sender<Option<serde_json::Value>>,
+) -> Result<(), zk::Error> {
+    let mut session = client.state_watcher();
+    loop {
+        let leader = match client.list_and_watch_children(path).await {
+            Ok((children, watcher)) => {
+                let leader = leader_info(client, path, &children).await?;
+                publish.send_if_modified(|current| {
+                    let changed = *current != leader;
+                    *current = leader;
+                    changed
+                });
+                Some(watcher)
+            }
+            // No group yet: no leader; look again soon (an exists-watch would do as well).
+            Err(zk::Error::NoNode) => {
+                publish.send_if_modified(|current| current.take().is_some());
+                None
+            }
+            Err(error) => return Err(error),
+        };
+        let wait = async {
+            match leader {
+                Some(watcher) => {
+                    watcher.changed().await;
+                }
+                None => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        };
+        tokio::select! {
+            () = wait => {}
+            state = session.changed() => {
+                if matches!(state, zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed) {
+                    return Err(zk::Error::SessionExpired);
+                }
+            }
+        }
+    }
+}
+
+async fn leader_info(
+    client: &zk::Client,
+    path: &str,
+    children: &[String],
+) -> Result<Option<serde_json::Value>, zk::Error> {
+    let Some(leader) = group::leader(children) else {
+        return Ok(None);
+    };
+    match client.get_data(&format!("{path}/{leader}")).await {
+        Ok((data, _)) => Ok(Some(
+            serde_json::from_slice(&data).unwrap_or(serde_json::Value::Null),
+        )),
+        // It left between the listing and the read: the next listing says who leads.
+        Err(zk::Error::NoNode) => Ok(None),
+        Err(error) => Err(error),
+    }
+}

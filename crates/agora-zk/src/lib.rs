@@ -1,0 +1,65 @@
+//! agora's masters on ZooKeeper, as Mesos' are: each master joins the group at the path of a
+//! `zk://` URL as an ephemeral sequential znode `json.info_<seq>` holding its MasterInfo JSON,
+//! the lowest sequence leads ([`Contender`]), and anyone — agents, clients, pymesos — finds
+//! the leader by reading that group ([`Detector`]).
+//!
+//! The public surface is [`ZkUrl`], [`Contender`] with its [`Leadership`], [`Detector`] and
+//! the pure [`group`] rules.
+
+mod contender;
+mod detector;
+pub mod group;
+mod url;
+
+use std::time::Duration;
+
+pub use contender::{Contender, Leadership};
+pub use detector::Detector;
+pub use url::ZkUrl;
+pub use zookeeper_client as client;
+
+/// Mesos' `--zk_session_timeout` default.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZkError {
+    #[error("{url} is not a ZooKeeper URL for agora: {why}")]
+    Url { url: String, why: String },
+    #[error("cannot reach ZooKeeper at {hosts}: {source}")]
+    Connect {
+        hosts: String,
+        source: zookeeper_client::Error,
+    },
+    #[error("ZooKeeper at {path}: {source}")]
+    Zk {
+        path: String,
+        source: zookeeper_client::Error,
+    },
+    #[error(
+        "the ZooKeeper path {path} holds nodes that are not masters' ({found}): give the \
+         cluster a path of its own"
+    )]
+    Foreign { path: String, found: String },
+}
+
+/// A session on the ensemble, with the session timeout asked for.
+async fn connect(
+    url: &ZkUrl,
+    session_timeout: Duration,
+) -> Result<zookeeper_client::Client, ZkError> {
+    zookeeper_client::Client::connector()
+        .with_session_timeout(session_timeout)
+        .connect(&url.connect_string())
+        .await
+        .map_err(|source| ZkError::Connect {
+            hosts: url.connect_string(),
+            source,
+        })
+}
+
+fn at(path: &str) -> impl Fn(zookeeper_client::Error) -> ZkError + '_ {
+    move |source| ZkError::Zk {
+        path: path.to_owned(),
+        source,
+    }
+}

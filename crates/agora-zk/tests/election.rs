@@ -1,0 +1,259 @@
+//! Masters elected in a real ZooKeeper (Debian's package, started here on a loopback port).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agora_zk::{Contender, Detector, Leadership, ZkUrl, client as zk};
+use serde_json::json;
+
+/// Debian's `zookeeper` package puts the server (and its dependencies, by the jar's class
+/// path) here.
+const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
+
+/// A standalone ZooKeeper server in a temporary directory, stopped when dropped.
+struct ZooKeeper {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl ZooKeeper {
+    fn start() -> ZooKeeper {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut zk = ZooKeeper {
+            child: spawn(dir.path(), port),
+            port,
+            dir,
+        };
+        zk.wait_ready();
+        zk
+    }
+
+    fn url(&self, path: &str) -> ZkUrl {
+        ZkUrl::parse(&format!("zk://127.0.0.1:{}{path}", self.port)).unwrap()
+    }
+
+    /// Kills the server (its data stays) and starts it again after `pause`.
+    fn restart_after(&mut self, pause: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(pause);
+        self.child = spawn(self.dir.path(), self.port);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("ZooKeeper exited at start ({status}); is Debian's zookeeper installed?");
+            }
+            let address = SocketAddr::from(([127, 0, 0, 1], self.port));
+            if let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(1)) {
+                // A server still starting may take the connection and say nothing.
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut answer = String::new();
+                if stream.write_all(b"ruok").is_ok()
+                    && stream.read_to_string(&mut answer).is_ok()
+                    && answer == "imok"
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "ZooKeeper did not answer on port {} within a minute",
+            self.port
+        );
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &Path, port: u16) -> Child {
+    let config = dir.join("zoo.cfg");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "tickTime=250\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+             admin.enableServer=false\nminSessionTimeout=500\nmaxSessionTimeout=60000\n\
+             4lw.commands.whitelist=ruok\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    Command::new("java")
+        .args(["-Xmx128m", "-cp", ZOOKEEPER_JAR])
+        .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
+        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("java, to run ZooKeeper (scripts/install-test-deps.sh installs it)")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn info(id: &str, port: u16) -> serde_json::Value {
+    json!({"id": id, "ip": 16777343, "port": port, "hostname": "localhost",
+           "address": {"hostname": "localhost", "ip": "127.0.0.1", "port": port}})
+}
+
+/// Waits (bounded) until `receiver` holds what `wanted` accepts.
+async fn until<T: Clone>(
+    receiver: &mut tokio::sync::watch::Receiver<T>,
+    what: &str,
+    wanted: impl Fn(&T) -> bool,
+) -> T {
+    let found = tokio::time::timeout(Duration::from_secs(20), receiver.wait_for(|v| wanted(v)))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    found.unwrap().clone()
+}
+
+const SESSION: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_master_leads_the_next_follows_and_takes_over_when_it_goes() {
+    let zookeeper = ZooKeeper::start();
+    let url = zookeeper.url("/agora");
+    let first = Contender::join(&url, SESSION, &info("m1", 5050))
+        .await
+        .unwrap();
+    let second = Contender::join(&url, SESSION, &info("m2", 5051))
+        .await
+        .unwrap();
+    let detector = Detector::follow(&url, SESSION).await.unwrap();
+
+    assert_eq!(*first.leadership().borrow(), Leadership::Leading);
+    assert_eq!(
+        *second.leadership().borrow(),
+        Leadership::Following {
+            leader: info("m1", 5050)
+        }
+    );
+    let mut leader = detector.leader();
+    until(&mut leader, "the detector to see m1", |l| {
+        l.as_ref().is_some_and(|l| l["id"] == "m1")
+    })
+    .await;
+
+    // As Mesos writes it: a child json.info_<ten digits> holding the MasterInfo JSON, and
+    // nothing else in the group (what pymesos' detector reads).
+    let reader = zk::Client::connect(&url.connect_string()).await.unwrap();
+    let mut children = reader.list_children("/agora").await.unwrap();
+    children.sort();
+    assert_eq!(children.len(), 2);
+    assert_eq!(children[0], first.member());
+    assert!(
+        children
+            .iter()
+            .all(|c| c.len() == "json.info_".len() + 10 && c.starts_with("json.info_")),
+        "{children:?}"
+    );
+    let (data, _) = reader
+        .get_data(&format!("/agora/{}", children[0]))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&data).unwrap(),
+        info("m1", 5050)
+    );
+
+    // The leader goes (its session closes with it): the follower leads, the detector says so.
+    let mut standing = second.leadership();
+    drop(first);
+    until(&mut standing, "m2 to lead", |s| *s == Leadership::Leading).await;
+    until(&mut leader, "the detector to see m2", |l| {
+        l.as_ref().is_some_and(|l| l["id"] == "m2")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_whose_session_expires_loses_its_leadership_for_good() {
+    let mut zookeeper = ZooKeeper::start();
+    let url = zookeeper.url("/agora");
+    let master = Contender::join(&url, SESSION, &info("m1", 5050))
+        .await
+        .unwrap();
+    let mut standing = master.leadership();
+    assert_eq!(*standing.borrow(), Leadership::Leading);
+
+    // The ensemble is away longer than the session timeout: when it is back, the session
+    // has expired and this master must stop acting as one.
+    zookeeper.restart_after(SESSION * 3);
+    until(&mut standing, "the leadership to be lost", |s| {
+        *s == Leadership::Lost
+    })
+    .await;
+
+    // A master joining now leads once the server has expired the old session too (a
+    // restarted server expires the sessions it restored a session timeout after its start).
+    let next = Contender::join(&url, SESSION, &info("m2", 5051))
+        .await
+        .unwrap();
+    let mut next_standing = next.leadership();
+    until(&mut next_standing, "the new master to lead", |s| {
+        *s == Leadership::Leading
+    })
+    .await;
+    assert_eq!(*standing.borrow(), Leadership::Lost, "lost is final");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_path_shared_with_other_nodes_is_refused() {
+    let zookeeper = ZooKeeper::start();
+    let client = zk::Client::connect(&format!("127.0.0.1:{}", zookeeper.port))
+        .await
+        .unwrap();
+    let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    client.create("/shared", &[], &options).await.unwrap();
+    client
+        .create("/shared/config", &[], &options)
+        .await
+        .unwrap();
+
+    let refused = Contender::join(&zookeeper.url("/shared"), SESSION, &info("m1", 5050)).await;
+    let error = refused.err().expect("refused").to_string();
+    assert!(
+        error.contains("/shared") && error.contains("config") && error.contains("path of its own"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_ensemble_is_an_error_that_names_it() {
+    let url = ZkUrl::parse(&format!("zk://127.0.0.1:{}/agora", free_port())).unwrap();
+    let error = Contender::join(&url, SESSION, &info("m1", 5050))
+        .await
+        .err()
+        .expect("no server there")
+        .to_string();
+    assert!(
+        error.contains("cannot reach ZooKeeper at 127.0.0.1:"),
+        "{error}"
+    );
+}
