@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use crate::group::{self, MEMBER_PREFIX};
-use crate::{ZkError, ZkUrl, at, connect};
+use crate::{RETRY, ZkError, ZkUrl, at, connect, ends_session, session_ended};
 
 /// Where a contender stands.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,7 +114,9 @@ async fn make_path(client: &zk::Client, path: &str) -> Result<(), ZkError> {
 /// What the group's children say of `member` now.
 async fn standing(client: &zk::Client, path: &str, member: &str) -> Result<Leadership, ZkError> {
     let children = client.list_children(path).await.map_err(at(path))?;
-    leadership_among(client, path, member, &children).await
+    leadership_among(client, path, member, &children)
+        .await
+        .map_err(at(path))
 }
 
 async fn leadership_among(
@@ -122,14 +124,13 @@ async fn leadership_among(
     path: &str,
     member: &str,
     children: &[String],
-) -> Result<Leadership, ZkError> {
+) -> Result<Leadership, zk::Error> {
     match group::leader(children) {
         Some(leader) if leader == member => Ok(Leadership::Leading),
         // Our own znode is gone: the session that held it has ended.
         _ if !children.iter().any(|child| child == member) => Ok(Leadership::Lost),
         Some(leader) => {
-            let node = format!("{path}/{leader}");
-            let (data, _) = client.get_data(&node).await.map_err(at(&node))?;
+            let (data, _) = client.get_data(&format!("{path}/{leader}")).await?;
             Ok(Leadership::Following {
                 leader: serde_json::from_slice(&data).unwrap_or(serde_json::Value::Null),
             })
@@ -138,7 +139,19 @@ async fn leadership_among(
     }
 }
 
-/// Follows the group until the session ends, publishing every change of standing.
+/// The standing now, and the watch that fires when the group changes.
+async fn look(
+    client: &zk::Client,
+    path: &str,
+    member: &str,
+) -> Result<(Leadership, zk::OneshotWatcher), zk::Error> {
+    let (children, watcher) = client.list_and_watch_children(path).await?;
+    let standing = leadership_among(client, path, member, &children).await?;
+    Ok((standing, watcher))
+}
+
+/// Follows the group until the session ends, publishing every change of standing. A
+/// connection lost within the session is waited out: only the session's end deposes.
 async fn watch_group(
     client: zk::Client,
     path: String,
@@ -147,32 +160,40 @@ async fn watch_group(
 ) {
     let mut session = client.state_watcher();
     loop {
-        let watched = client.list_and_watch_children(&path).await;
-        let (children, watcher) = match watched {
-            Ok(watched) => watched,
-            Err(error) => {
-                tracing::warn!(%error, "lost the masters' group");
-                publish.send_replace(Leadership::Lost);
-                return;
-            }
-        };
-        match leadership_among(&client, &path, &member, &children).await {
-            Ok(Leadership::Lost) | Err(_) => {
-                publish.send_replace(Leadership::Lost);
-                return;
-            }
-            Ok(standing) => {
+        let watcher = match look(&client, &path, &member).await {
+            Ok((Leadership::Lost, _)) => None,
+            Ok((standing, watcher)) => {
                 publish.send_if_modified(|current| {
                     let changed = *current != standing;
                     *current = standing;
                     changed
                 });
+                Some(watcher)
             }
-        }
+            Err(error) if ends_session(&error) => None,
+            Err(error) => {
+                tracing::debug!(%error, "the masters' group is out of reach for now");
+                let retry = tokio::time::sleep(RETRY);
+                tokio::select! {
+                    () = retry => continue,
+                    state = session.changed() => {
+                        if !session_ended(state) {
+                            continue;
+                        }
+                    }
+                }
+                None
+            }
+        };
+        let Some(watcher) = watcher else {
+            tracing::warn!(group = %path, "the ZooKeeper session ended: no longer a master");
+            publish.send_replace(Leadership::Lost);
+            return;
+        };
         tokio::select! {
             _ = watcher.changed() => {}
             state = session.changed() => {
-                if matches!(state, zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed) {
+                if session_ended(state) {
                     tracing::warn!(?state, "the ZooKeeper session ended: no longer a master");
                     publish.send_replace(Leadership::Lost);
                     return;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
-use crate::{ZkError, ZkUrl, connect, group};
+use crate::{RETRY, ZkError, ZkUrl, connect, ends_session, group, session_ended};
 
 /// The leader of a group, kept current.
 pub struct Detector {
@@ -59,7 +59,7 @@ async fn detect(
     }
 }
 
-/// Publishes the leader until the session ends.
+/// Publishes the leader until the session ends; a connection lost within it is waited out.
 async fn follow_session(
     client: &zk::Client,
     path: &str,
@@ -67,35 +67,40 @@ async fn follow_session(
 ) -> Result<(), zk::Error> {
     let mut session = client.state_watcher();
     loop {
-        let leader = match client.list_and_watch_children(path).await {
-            Ok((children, watcher)) => {
-                let leader = leader_info(client, path, &children).await?;
-                publish.send_if_modified(|current| {
-                    let changed = *current != leader;
-                    *current = leader;
-                    changed
-                });
-                Some(watcher)
-            }
+        let next = match client.list_and_watch_children(path).await {
+            Ok((children, watcher)) => match leader_info(client, path, &children).await {
+                Ok(leader) => {
+                    publish.send_if_modified(|current| {
+                        let changed = *current != leader;
+                        *current = leader;
+                        changed
+                    });
+                    Some(watcher)
+                }
+                Err(error) if ends_session(&error) => return Err(error),
+                Err(_) => None,
+            },
             // No group yet: no leader; look again soon (an exists-watch would do as well).
             Err(zk::Error::NoNode) => {
                 publish.send_if_modified(|current| current.take().is_some());
                 None
             }
-            Err(error) => return Err(error),
+            Err(error) if ends_session(&error) => return Err(error),
+            // The connection, not the session, is lost: the leader known stands meanwhile.
+            Err(_) => None,
         };
         let wait = async {
-            match leader {
+            match next {
                 Some(watcher) => {
                     watcher.changed().await;
                 }
-                None => tokio::time::sleep(Duration::from_millis(500)).await,
+                None => tokio::time::sleep(RETRY).await,
             }
         };
         tokio::select! {
             () = wait => {}
             state = session.changed() => {
-                if matches!(state, zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed) {
+                if session_ended(state) {
                     return Err(zk::Error::SessionExpired);
                 }
             }

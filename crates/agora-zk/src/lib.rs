@@ -57,6 +57,28 @@ async fn connect(
         })
 }
 
+/// How soon a request the connection lost is tried again (within the session).
+const RETRY: Duration = Duration::from_millis(200);
+
+/// Whether a request failed because the session is over, rather than a connection lost
+/// within it (which the client re-establishes while the session lives).
+fn ends_session(error: &zookeeper_client::Error) -> bool {
+    use zookeeper_client::Error;
+    matches!(
+        error,
+        Error::SessionExpired | Error::ClientClosed | Error::AuthFailed
+    )
+}
+
+/// Whether a session state is final.
+fn session_ended(state: zookeeper_client::SessionState) -> bool {
+    use zookeeper_client::SessionState;
+    matches!(
+        state,
+        SessionState::Expired | SessionState::Closed | SessionState::AuthFailed
+    )
+}
+
 fn at(path: &str) -> impl Fn(zookeeper_client::Error) -> ZkError + '_ {
     move |source| ZkError::Zk {
         path: path.to_owned(),

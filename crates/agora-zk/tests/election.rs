@@ -257,3 +257,44 @@ async fn an_unreachable_ensemble_is_an_error_that_names_it() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_rides_out_an_ensemble_back_within_its_session() {
+    let mut zookeeper = ZooKeeper::start();
+    let session = Duration::from_secs(8);
+    let url = zookeeper.url("/agora");
+    let master = Contender::join(&url, session, &info("m1", 5050))
+        .await
+        .unwrap();
+    let mut standing = master.leadership();
+    assert_eq!(*standing.borrow_and_update(), Leadership::Leading);
+    let detector = Detector::follow(&url, session).await.unwrap();
+    let mut leader = detector.leader();
+    until(&mut leader, "the detector to see m1", |l| {
+        l.as_ref().is_some_and(|l| l["id"] == "m1")
+    })
+    .await;
+
+    // The server goes and comes back well within the session timeout (as a member of an
+    // ensemble restarting): the session lives on, and so does the leadership.
+    zookeeper.restart_after(Duration::ZERO);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while master.client().list_children("/agora").await.is_err() {
+        assert!(Instant::now() < deadline, "the session never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Whatever the group said meanwhile is now said again: give the watcher its turn.
+    let settled = tokio::time::timeout(Duration::from_secs(2), standing.changed()).await;
+    assert!(
+        settled.is_err() || *standing.borrow() == Leadership::Leading,
+        "the leader was deposed by a reconnection: {:?}",
+        *standing.borrow()
+    );
+    assert_eq!(*standing.borrow(), Leadership::Leading);
+    // Followers were never told there is no leader.
+    assert!(
+        !leader.has_changed().unwrap(),
+        "the detector's leader changed: {:?}",
+        *leader.borrow()
+    );
+}
