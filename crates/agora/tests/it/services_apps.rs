@@ -253,12 +253,7 @@ async fn failures_back_off_and_the_queue_says_why() {
         Duration::from_secs(10),
         "huge in the queue with a reason",
         || async {
-            let queue = marathon.get("/v2/queue").await;
-            let item = queue["queue"]
-                .as_array()?
-                .iter()
-                .find(|i| i["app"]["id"] == "/huge")?
-                .clone();
+            let item = queue_item(&marathon, "/huge").await?;
             let reasons = item["processedOffersSummary"]["rejectSummaryLastOffers"].as_array()?;
             reasons
                 .iter()
@@ -297,12 +292,7 @@ async fn failures_back_off_and_the_queue_says_why() {
     // An app that keeps failing waits longer and longer before each relaunch.
     marathon.create(json!({"id": "/crashy", "cmd": "exit 1", "cpus": 0.1, "mem": 16, "backoffSeconds": 30, "backoffFactor": 2})).await;
     let delayed = wait_until(Duration::from_secs(10), "crashy delayed", || async {
-        let queue = marathon.get("/v2/queue").await;
-        let item = queue["queue"]
-            .as_array()?
-            .iter()
-            .find(|i| i["app"]["id"] == "/crashy")?
-            .clone();
+        let item = queue_item(&marathon, "/crashy").await?;
         (item["delay"]["timeLeftSeconds"].as_i64()? > 20).then_some(item)
     })
     .await;
@@ -328,12 +318,7 @@ async fn failures_back_off_and_the_queue_says_why() {
         Duration::from_secs(10),
         "crashy relaunched and delayed again",
         || async {
-            let queue = marathon.get("/v2/queue").await;
-            let item = queue["queue"]
-                .as_array()?
-                .iter()
-                .find(|i| i["app"]["id"] == "/crashy")?
-                .clone();
+            let item = queue_item(&marathon, "/crashy").await?;
             (item["delay"]["timeLeftSeconds"].as_i64()? > 20).then_some(())
         },
     )
@@ -658,4 +643,14 @@ async fn several_apps_change_in_one_put() {
             .0,
         404
     );
+}
+
+/// The queue's item for an app, if it is queued.
+async fn queue_item(marathon: &Marathon, app_id: &str) -> Option<Value> {
+    let queue = marathon.get("/v2/queue").await;
+    queue["queue"]
+        .as_array()?
+        .iter()
+        .find(|item| item["app"]["id"] == app_id)
+        .cloned()
 }
