@@ -18,8 +18,7 @@ pub(crate) async fn handle(State(agent): State<Shared>, headers: HeaderMap, body
         .map(|v| v.to_str().unwrap_or(""))
     {
         None => {
-            return Err(MesosError::new(
-                StatusCode::BAD_REQUEST,
+            return Err(MesosError::bad_request(
                 "Expecting 'Content-Type' to be present",
             ));
         }
@@ -34,10 +33,9 @@ pub(crate) async fn handle(State(agent): State<Shared>, headers: HeaderMap, body
     let call = match Call::parse(&body) {
         Ok(call) => call,
         Err(error) => {
-            return Err(MesosError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Failed to validate executor::Call: {error}"),
-            ));
+            return Err(MesosError::bad_request(format!(
+                "Failed to validate executor::Call: {error}"
+            )));
         }
     };
     // Whether the call may speak for its executor is decided where the call acts on it, under

@@ -118,13 +118,10 @@ fn locate(
         .acls
         .permits(Action::AccessSandboxes, principal, Some(&run.user))
     {
-        return Err(MesosError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "Not authorized to read sandboxes of user '{}' ('access_sandboxes' in the ACLs)",
-                run.user
-            ),
-        ));
+        return Err(MesosError::forbidden(format!(
+            "Not authorized to read sandboxes of user '{}' ('access_sandboxes' in the ACLs)",
+            run.user
+        )));
     }
     Ok((run.directory, inside))
 }
@@ -134,12 +131,8 @@ pub(crate) type Caller = Option<Extension<agora_http::auth::Caller>>;
 
 /// The run a requested path lies in, and the rest of the path within it.
 fn find_run(agent: &Shared, requested: &str) -> Result<(Run, PathBuf), MesosError> {
-    let not_found = || {
-        MesosError::new(
-            StatusCode::NOT_FOUND,
-            format!("'{requested}' is in no sandbox of this agent"),
-        )
-    };
+    let not_found =
+        || MesosError::not_found(format!("'{requested}' is in no sandbox of this agent"));
     let runs = runs(agent);
     if let Some(rest) = requested.strip_prefix("/frameworks/") {
         // <f>/executors/<e>/runs/<run>[/...]
@@ -181,15 +174,9 @@ fn open(agent: &Shared, caller: &Caller, requested: &str) -> Result<OwnedFd, Mes
     let (directory, inside) = locate(agent, caller, requested)?;
     let refused = |error: std::io::Error| {
         if error.kind() == std::io::ErrorKind::NotFound {
-            MesosError::new(
-                StatusCode::NOT_FOUND,
-                format!("'{requested}' was not found"),
-            )
+            MesosError::not_found(format!("'{requested}' was not found"))
         } else {
-            MesosError::new(
-                StatusCode::FORBIDDEN,
-                format!("'{requested}' cannot be opened: {error}"),
-            )
+            MesosError::forbidden(format!("'{requested}' cannot be opened: {error}"))
         }
     };
     Sandbox::open(&agent.config.work_dir, &directory)
@@ -213,8 +200,7 @@ pub(crate) async fn read(
     let requested = params.path()?.to_owned();
     let (offset, length) = (params.offset, params.length);
     if offset.is_some_and(|o| o < -1) || length.is_some_and(|l| l < -1) {
-        return Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(MesosError::bad_request(
             "Negative 'offset' or 'length' (other than -1)",
         ));
     }
@@ -222,16 +208,10 @@ pub(crate) async fn read(
     match fstat(opened.as_fd()) {
         Ok(stat) if is_file(&stat) => {}
         Ok(stat) if is_dir(&stat) => {
-            return Err(MesosError::new(
-                StatusCode::BAD_REQUEST,
-                "Cannot read a directory",
-            ));
+            return Err(MesosError::bad_request("Cannot read a directory"));
         }
         _ => {
-            return Err(MesosError::new(
-                StatusCode::BAD_REQUEST,
-                "Not a regular file",
-            ));
+            return Err(MesosError::bad_request("Not a regular file"));
         }
     }
     let file = std::fs::File::from(opened);
@@ -337,20 +317,13 @@ pub(crate) async fn browse(
 
 /// A directory's entries (links described, never followed), or a file's own line.
 fn list(opened: OwnedFd, requested: &str) -> Result<Vec<Value>, MesosError> {
-    let stat = fstat(opened.as_fd()).map_err(|error| {
-        MesosError::new(
-            StatusCode::NOT_FOUND,
-            format!("'{requested}' cannot be read: {error}"),
-        )
-    })?;
+    let stat = fstat(opened.as_fd())
+        .map_err(|error| MesosError::not_found(format!("'{requested}' cannot be read: {error}")))?;
     if !is_dir(&stat) {
         return Ok(vec![file_info(requested, &stat)]);
     }
     let mut directory = nix::dir::Dir::from_fd(opened).map_err(|error| {
-        MesosError::new(
-            StatusCode::NOT_FOUND,
-            format!("'{requested}' cannot be listed: {error}"),
-        )
+        MesosError::not_found(format!("'{requested}' cannot be listed: {error}"))
     })?;
     let names: Vec<std::ffi::OsString> = directory
         .iter()
@@ -382,16 +355,10 @@ pub(crate) async fn download(
     let size = match fstat(opened.as_fd()) {
         Ok(stat) if is_file(&stat) => stat.st_size.max(0) as u64,
         Ok(stat) if is_dir(&stat) => {
-            return Err(MesosError::new(
-                StatusCode::BAD_REQUEST,
-                "Cannot download a directory",
-            ));
+            return Err(MesosError::bad_request("Cannot download a directory"));
         }
         _ => {
-            return Err(MesosError::new(
-                StatusCode::BAD_REQUEST,
-                "Not a regular file",
-            ));
+            return Err(MesosError::bad_request("Not a regular file"));
         }
     };
     let name = Path::new(&requested)

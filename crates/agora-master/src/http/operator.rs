@@ -39,15 +39,12 @@ impl Context<'_> {
     }
 
     fn forbidden(&self, action: Action, object: &str) -> MesosError {
-        MesosError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} may not {} {object} ('{}' in the ACLs)",
-                self.principal.unwrap_or("an unauthenticated caller"),
-                self.kind.to_lowercase().replace('_', " "),
-                action.key()
-            ),
-        )
+        MesosError::forbidden(format!(
+            "{} may not {} {object} ('{}' in the ACLs)",
+            self.principal.unwrap_or("an unauthenticated caller"),
+            self.kind.to_lowercase().replace('_', " "),
+            action.key()
+        ))
     }
 
     /// Reads the master with the caller's view of it.
@@ -137,8 +134,7 @@ fn subscribe_call(context: &Context, headers: &HeaderMap) -> Answer {
         views::Viewer::new(&master.config.acls, context.principal).sees_all()
     };
     if !sees_all {
-        return Err(MesosError::new(
-            StatusCode::FORBIDDEN,
+        return Err(MesosError::forbidden(
             "The operator event stream shows every framework and task: it needs \
              'view_frameworks', 'view_tasks' and 'view_executors' for any user",
         ));
@@ -247,10 +243,9 @@ fn teardown(context: &Context, framework_id: &str) -> Answer {
     let owner = match lock(context.shared).frameworks.get(&framework_id) {
         Some(framework) => framework.info.principal.clone().unwrap_or_default(),
         None => {
-            return Err(MesosError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Framework {framework_id} is not registered"),
-            ));
+            return Err(MesosError::bad_request(format!(
+                "Framework {framework_id} is not registered"
+            )));
         }
     };
     if !context.permits(Action::TeardownFrameworks, &owner) {
@@ -273,10 +268,7 @@ fn change_agent(
     let agent_id = AgentId::new(agent_id);
     match change(&mut lock(context.shared), &agent_id) {
         Ok(()) => Ok(ok_empty()),
-        Err(unknown) => Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
-            unknown.to_string(),
-        )),
+        Err(unknown) => Err(MesosError::bad_request(unknown.to_string())),
     }
 }
 

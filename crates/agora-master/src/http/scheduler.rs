@@ -30,19 +30,17 @@ pub(crate) async fn handle(
             ));
         }
         if !KNOWN_CALLS.contains(&kind.as_str()) {
-            return Err(MesosError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Failed to convert JSON into Call protobuf: unknown call type '{kind}'"),
-            ));
+            return Err(MesosError::bad_request(format!(
+                "Failed to convert JSON into Call protobuf: unknown call type '{kind}'"
+            )));
         }
     }
     let call = match Call::parse(&body) {
         Ok(call) => call,
         Err(error) => {
-            return Err(MesosError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Failed to validate scheduler::Call: {error}"),
-            ));
+            return Err(MesosError::bad_request(format!(
+                "Failed to validate scheduler::Call: {error}"
+            )));
         }
     };
     if call.kind == "SUBSCRIBE" {
@@ -53,49 +51,35 @@ pub(crate) async fn handle(
         .as_ref()
         .map(|id| FrameworkId::new(id.value.clone()))
     else {
-        return Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(MesosError::bad_request(
             "Expecting 'framework_id' to be present",
         ));
     };
     let mut master = lock(&shared);
     let Some(framework) = master.frameworks.get(&framework_id) else {
-        return Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
-            "Framework cannot be found",
-        ));
+        return Err(MesosError::bad_request("Framework cannot be found"));
     };
     // An authenticated caller speaks only for a framework of its own principal.
     if let (Some(authenticated), Some(registered)) = (&principal, &framework.info.principal)
         && authenticated != registered
     {
-        return Err(MesosError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "Authenticated principal '{authenticated}' does not match principal \
+        return Err(MesosError::forbidden(format!(
+            "Authenticated principal '{authenticated}' does not match principal \
                  '{registered}' set in `FrameworkInfo`"
-            ),
-        ));
+        )));
     }
     let Some(stream) = &framework.stream else {
-        return Err(MesosError::new(
-            StatusCode::FORBIDDEN,
-            "Framework is not subscribed",
-        ));
+        return Err(MesosError::forbidden("Framework is not subscribed"));
     };
     let Some(stream_id) = headers.get("mesos-stream-id").and_then(|v| v.to_str().ok()) else {
-        return Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(MesosError::bad_request(
             "All non-subscribe calls should include the 'Mesos-Stream-Id' header",
         ));
     };
     if stream_id != stream.id {
-        return Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "The stream ID '{stream_id}' included in this request didn't match the stream ID currently associated with framework ID {framework_id}"
-            ),
-        ));
+        return Err(MesosError::bad_request(format!(
+            "The stream ID '{stream_id}' included in this request didn't match the stream ID currently associated with framework ID {framework_id}"
+        )));
     }
     match call.kind.as_str() {
         "TEARDOWN" => master.remove_framework(&framework_id),
@@ -176,14 +160,12 @@ fn subscribe(shared: Shared, headers: &HeaderMap, call: Call, principal: Option<
         ));
     }
     if headers.contains_key("mesos-stream-id") {
-        return Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(MesosError::bad_request(
             "Subscribe calls should not include the 'Mesos-Stream-Id' header",
         ));
     }
     let Some(mut subscribe) = call.subscribe else {
-        return Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(MesosError::bad_request(
             "Expecting 'subscribe' to be present",
         ));
     };
@@ -201,7 +183,7 @@ fn subscribe(shared: Shared, headers: &HeaderMap, call: Call, principal: Option<
         _ => None,
     };
     if let Some(message) = refused {
-        return Err(MesosError::new(StatusCode::FORBIDDEN, message));
+        return Err(MesosError::forbidden(message));
     }
     let (limit, overflows) = {
         let master = lock(&shared);

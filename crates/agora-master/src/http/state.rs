@@ -310,26 +310,23 @@ async fn teardown(
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             Err(error) => {
-                return Err(MesosError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("Failed to parse the body as JSON: {error}"),
-                ));
+                return Err(MesosError::bad_request(format!(
+                    "Failed to parse the body as JSON: {error}"
+                )));
             }
         }
     };
     let Some(framework_id) = from_body.or(params.framework_id) else {
-        return Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(MesosError::bad_request(
             "Missing 'frameworkId' in the request's JSON body or query",
         ));
     };
     let framework_id = FrameworkId::new(framework_id);
     let mut master = lock(&shared);
     let Some(framework) = master.frameworks.get(&framework_id) else {
-        return Err(MesosError::new(
-            StatusCode::BAD_REQUEST,
-            format!("No framework found with specified ID {framework_id}"),
-        ));
+        return Err(MesosError::bad_request(format!(
+            "No framework found with specified ID {framework_id}"
+        )));
     };
     let owner = framework.info.principal.clone().unwrap_or_default();
     if !master.config.acls.permits(
@@ -337,12 +334,9 @@ async fn teardown(
         principal(&caller),
         Some(&owner),
     ) {
-        return Err(MesosError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "Not authorized to tear down {framework_id} ('teardown_frameworks' in the ACLs)"
-            ),
-        ));
+        return Err(MesosError::forbidden(format!(
+            "Not authorized to tear down {framework_id} ('teardown_frameworks' in the ACLs)"
+        )));
     }
     master.remove_framework(&framework_id);
     Ok((
