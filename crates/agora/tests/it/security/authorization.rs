@@ -37,6 +37,9 @@ const ACLS: &str = r#"{
     {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}}],
   "get_endpoints": [{"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}}],
   "update_weights": [{"principals": {"values": ["ops"]}, "roles": {"type": "ANY"}}],
+  "update_quotas": [{"principals": {"values": ["ops"]}, "roles": {"type": "ANY"}}],
+  "drain_agents": [{"principals": {"values": ["ops"]}, "agents": {"type": "ANY"}}],
+  "mark_agents_gone": [{"principals": {"values": ["ops"]}, "agents": {"type": "ANY"}}],
   "launch_nested_container_sessions": [
     {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}}],
   "attach_container_output": [{"principals": {"values": ["ops"]}, "users": {"type": "ANY"}}],
@@ -64,7 +67,7 @@ fn access(principal: &str, secret: &str) -> Access {
     }))
 }
 
-fn up(dir: &std::path::Path) -> common::Process {
+pub(super) fn up(dir: &std::path::Path) -> common::Process {
     std::fs::write(dir.join("credentials.json"), CREDENTIALS).expect("write");
     std::fs::write(dir.join("acls.json"), ACLS).expect("write");
     let path = |name: &str| dir.join(name).display().to_string();
@@ -84,7 +87,7 @@ fn up(dir: &std::path::Path) -> common::Process {
     )
 }
 
-async fn call(
+pub(super) async fn call(
     up: &common::Process,
     who: (&str, &str),
     method: Method,
@@ -106,11 +109,11 @@ async fn call(
     )
 }
 
-const OPS: (&str, &str) = ("ops", "s1");
-const ANALYTICS: (&str, &str) = ("analytics", "s2");
+pub(super) const OPS: (&str, &str) = ("ops", "s1");
+pub(super) const ANALYTICS: (&str, &str) = ("analytics", "s2");
 const TEAM_A: (&str, &str) = ("team-a", "s3");
 
-async fn framework(
+pub(super) async fn framework(
     up: &common::Process,
     role: &str,
 ) -> Result<Scheduler, agora_client::ClientError> {

@@ -4,6 +4,7 @@
 mod agents;
 mod authentication;
 mod authorization;
+mod changing_routes;
 mod decoders;
 mod executors;
 mod gate;
