@@ -191,9 +191,11 @@ fn check_roles<'a>(
     if let Some(invalid) = roles.clone().find_map(|role| validate_role(role).err()) {
         return Err(MesosError::bad_request(invalid.to_string()));
     }
+    // One copy of the ACLs for every role, not one each.
+    let acls = lock(context.shared).config.acls.clone();
     match roles
         .into_iter()
-        .find(|role| !context.permits(action, role))
+        .find(|role| !acls.permits(action, context.principal, Some(role)))
     {
         Some(refused) => Err(context.forbidden(action, refused)),
         None => Ok(()),
