@@ -15,7 +15,7 @@ use agora_api::marathon::time::format_millis;
 use agora_api::metronome::{JobSpec, ScheduleSpec};
 use agora_schedule::graph::{self, Readiness};
 use agora_schedule::{CronSchedule, Decision, Repeating, Schedule, ScheduleError};
-use agora_store::{Store, StoreError};
+use agora_store::{Registrar, StoreError};
 
 /// Runs kept per job in its history.
 pub const HISTORY_KEPT: usize = 100;
@@ -151,7 +151,9 @@ pub struct Jobs {
     pub docker: agora_api::docker_policy::DockerPolicy,
     /// Where jobs' secrets are (`--secrets-dir`); without it a job naming one is refused.
     pub secrets: Option<Arc<agora_secrets::SecretsDir>>,
-    store: Arc<dyn Store>,
+    /// Writes go to the registrar, off this lock; the HTTP layer answers a change once it is
+    /// durable.
+    registrar: Registrar,
 }
 
 const JOBS: &str = "jobs/definitions/";
@@ -249,7 +251,8 @@ fn parse_timing(
 
 impl Jobs {
     /// Loads every job, its state, the queue and the runs in flight from the store.
-    pub fn load(store: Arc<dyn Store>, now: Timestamp) -> Result<Jobs, JobsError> {
+    pub fn load(registrar: Registrar, now: Timestamp) -> Result<Jobs, JobsError> {
+        let store = registrar.store();
         let mut jobs = BTreeMap::new();
         let states: BTreeMap<String, JobState> = store
             .list(STATES)?
@@ -312,7 +315,7 @@ impl Jobs {
             failure_retry: SignedDuration::from_secs(60),
             docker: agora_api::docker_policy::DockerPolicy::default(),
             secrets: None,
-            store,
+            registrar,
         })
     }
 
@@ -374,12 +377,12 @@ impl Jobs {
         {
             state.handled = None;
         }
-        self.store.write_batch(&[
+        drop(self.registrar.write(vec![
             (format!("{JOBS}{name}"), Some(encoded(&definition)?)),
             (format!("{STATES}{name}"), Some(encoded(&state)?)),
-        ])?;
+        ]));
         if self.jobs.get(&name).is_some_and(|e| e.metronome.is_some()) {
-            self.store.delete(&format!("{METRONOME}{name}"))?;
+            drop(self.registrar.delete(format!("{METRONOME}{name}")));
         }
         self.jobs.insert(
             name.clone(),
@@ -470,11 +473,11 @@ impl Jobs {
             // A cron schedule has no first slot of its own: it counts from its creation.
             state.handled = Some(millis(now));
         }
-        self.store.write_batch(&[
+        drop(self.registrar.write(vec![
             (format!("{JOBS}{name}"), Some(encoded(&definition)?)),
             (format!("{METRONOME}{name}"), Some(encoded(&metronome)?)),
             (format!("{STATES}{name}"), Some(encoded(&state)?)),
-        ])?;
+        ]));
         self.jobs.insert(
             name,
             JobEntry {
@@ -552,7 +555,7 @@ impl Jobs {
             batch.push((format!("{JOBS}{child}"), Some(encoded(&heir.definition)?)));
             batch.push((format!("{STATES}{child}"), Some(encoded(&heir.state)?)));
         }
-        self.store.write_batch(&batch)?;
+        drop(self.registrar.write(batch));
         self.jobs.remove(name);
         self.queue.retain(|p| p.job != name);
         self.save_queue();
@@ -760,10 +763,8 @@ impl Jobs {
         };
         // The run is recorded before the queue loses it: a crash between leaves a duplicate
         // entry (reconciled away), never a lost run.
-        if let Ok(bytes) = serde_json::to_vec(&run)
-            && let Err(error) = self.store.put(&format!("{RUNS}{task_id}"), &bytes)
-        {
-            tracing::error!(%error, "cannot persist a job run");
+        if let Ok(bytes) = serde_json::to_vec(&run) {
+            drop(self.registrar.put(format!("{RUNS}{task_id}"), bytes));
         }
         self.runs.insert(task_id.to_owned(), run);
         self.save_queue();
@@ -776,9 +777,7 @@ impl Jobs {
         let Some(run) = self.runs.remove(task_id) else {
             return outcome;
         };
-        if let Err(error) = self.store.delete(&format!("{RUNS}{task_id}")) {
-            tracing::error!(%error, "cannot forget a job run");
-        }
+        drop(self.registrar.delete(format!("{RUNS}{task_id}")));
         let succeeded = state == "TASK_FINISHED";
         let name = run.pending.job.clone();
         let Some(entry) = self.jobs.get_mut(&name) else {
@@ -855,10 +854,8 @@ impl Jobs {
         for task_id in task_ids {
             if let Some(run) = self.runs.get_mut(task_id) {
                 run.kill_requested = true;
-                if let Ok(bytes) = serde_json::to_vec(run)
-                    && let Err(error) = self.store.put(&format!("{RUNS}{task_id}"), &bytes)
-                {
-                    tracing::error!(%error, "cannot persist a job run");
+                if let Ok(bytes) = serde_json::to_vec(run) {
+                    drop(self.registrar.put(format!("{RUNS}{task_id}"), bytes));
                 }
             }
         }
@@ -907,28 +904,20 @@ impl Jobs {
             return;
         };
         match serde_json::to_vec(&entry.state) {
-            Ok(bytes) => {
-                if let Err(error) = self.store.put(&format!("{STATES}{name}"), &bytes) {
-                    tracing::error!(%error, job = name, "cannot persist a job's state");
-                }
-            }
+            Ok(bytes) => drop(self.registrar.put(format!("{STATES}{name}"), bytes)),
             Err(error) => tracing::error!(%error, "cannot encode a job's state"),
         }
     }
 
     fn save_queue(&self) {
-        if let Ok(bytes) = serde_json::to_vec(&self.queue)
-            && let Err(error) = self.store.put(QUEUE, &bytes)
-        {
-            tracing::error!(%error, "cannot persist the job queue");
+        if let Ok(bytes) = serde_json::to_vec(&self.queue) {
+            drop(self.registrar.put(QUEUE.to_owned(), bytes));
         }
     }
 
     fn save_readiness(&self) {
-        if let Ok(bytes) = serde_json::to_vec(&self.readiness)
-            && let Err(error) = self.store.put(READINESS, &bytes)
-        {
-            tracing::error!(%error, "cannot persist which parents have succeeded");
+        if let Ok(bytes) = serde_json::to_vec(&self.readiness) {
+            drop(self.registrar.put(READINESS.to_owned(), bytes));
         }
     }
 }
@@ -938,6 +927,16 @@ mod tests {
     use super::*;
     use agora_store::MemoryStore;
     use serde_json::json;
+
+    fn registrar() -> Registrar {
+        Registrar::spawn(Arc::new(MemoryStore::default())).expect("a registrar")
+    }
+
+    /// The jobs as a scheduler starting now would load them: after what was queued commits.
+    fn load(store: &Registrar, now: Timestamp) -> Result<Jobs, JobsError> {
+        store.barrier().wait().expect("committed");
+        Jobs::load(store.clone(), now)
+    }
 
     fn ts(text: &str) -> Timestamp {
         text.parse().expect("timestamp")
@@ -967,8 +966,8 @@ mod tests {
 
     #[test]
     fn bad_jobs_are_refused_whole() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-        let mut jobs = Jobs::load(store.clone(), ts("2026-01-01T00:00:00Z")).expect("load");
+        let store = registrar();
+        let mut jobs = load(&store, ts("2026-01-01T00:00:00Z")).expect("load");
         let now = ts("2026-01-01T00:00:00Z");
         let field = |r: Result<(), JobsError>| match r {
             Err(JobsError::Invalid(e)) => e.field,
@@ -1005,14 +1004,21 @@ mod tests {
             jobs.jobs["a"].definition.parents.is_empty(),
             "nothing stored"
         );
-        assert_eq!(store.list(JOBS).expect("list").len(), 2);
+        assert_eq!(
+            {
+                store.barrier().wait().expect("committed");
+                store.store().list(JOBS).expect("list")
+            }
+            .len(),
+            2
+        );
     }
 
     #[test]
     fn a_deleted_dependent_job_hands_its_parents_to_its_children() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let store = registrar();
         let now = ts("2026-01-01T00:00:00Z");
-        let mut jobs = Jobs::load(store.clone(), now).expect("load");
+        let mut jobs = load(&store, now).expect("load");
         jobs.put(scheduled("a", "R/2026-01-01T00:01:00Z/PT1M"), false, now)
             .expect("a");
         jobs.put(scheduled("x", "R/2026-01-01T00:01:00Z/PT1M"), false, now)
@@ -1032,7 +1038,7 @@ mod tests {
         assert_eq!(jobs.jobs["d"].definition.parents, ["x", "a"], "no twice");
         assert!(jobs.jobs["c"].definition.schedule.is_none());
         // Stored so: a restart sees the same graph.
-        let again = Jobs::load(store.clone(), now).expect("reload");
+        let again = load(&store, now).expect("reload");
         assert_eq!(again.jobs["c"].definition.parents, ["a"]);
         assert!(!again.jobs.contains_key("b"));
         // And the graph runs on it: when a succeeds, c follows.
@@ -1045,9 +1051,9 @@ mod tests {
 
     #[test]
     fn a_deleted_scheduled_job_hands_its_schedule_to_its_children() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let store = registrar();
         let start = ts("2026-01-01T00:00:00Z");
-        let mut jobs = Jobs::load(store.clone(), start).expect("load");
+        let mut jobs = load(&store, start).expect("load");
         // Paris local time: 00:00:10 UTC.
         let mut parent = scheduled("a", "R5/2026-01-01T01:00:10/PT10S");
         parent.schedule_time_zone = "Europe/Paris".into();
@@ -1090,7 +1096,7 @@ mod tests {
         let mut launched: Vec<String> = jobs.launchable(at).into_iter().map(|p| p.job).collect();
         launched.sort();
         assert_eq!(launched, ["b", "c"]);
-        let again = Jobs::load(store.clone(), at).expect("reload");
+        let again = load(&store, at).expect("reload");
         assert_eq!(
             again.jobs["b"].definition.schedule.as_deref(),
             Some(schedule.as_str())
@@ -1099,9 +1105,9 @@ mod tests {
 
     #[test]
     fn schedules_queue_each_slot_once_and_survive_a_restart() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let store = registrar();
         let start = ts("2026-01-01T00:00:00Z");
-        let mut jobs = Jobs::load(store.clone(), start).expect("load");
+        let mut jobs = load(&store, start).expect("load");
         jobs.put(
             scheduled("every10s", "R/2026-01-01T00:00:10Z/PT10S"),
             false,
@@ -1115,7 +1121,7 @@ mod tests {
         jobs.tick(at);
         assert_eq!(launch_all(&mut jobs, at).len(), 1, "one run per slot");
         // Restarted: the slot is handled and its run is in flight.
-        let mut again = Jobs::load(store.clone(), at).expect("reload");
+        let mut again = load(&store, at).expect("reload");
         assert_eq!(again.tick(at), Some(ts("2026-01-01T00:00:20Z")));
         assert!(again.launchable(at).is_empty());
         assert_eq!(again.runs.len(), 1);
@@ -1141,7 +1147,7 @@ mod tests {
 
     #[test]
     fn a_scheduled_run_without_resources_past_epsilon_is_skipped() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let store = registrar();
         let start = ts("2026-01-01T00:00:00Z");
         let mut jobs = Jobs::load(store, start).expect("load");
         jobs.put(
@@ -1167,7 +1173,7 @@ mod tests {
 
     #[test]
     fn failures_retry_then_count_as_errors() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let store = registrar();
         let now = ts("2026-01-01T00:00:00Z");
         let mut jobs = Jobs::load(store, now).expect("load");
         jobs.failure_retry = SignedDuration::from_secs(5);
@@ -1199,7 +1205,7 @@ mod tests {
 
     #[test]
     fn a_chain_runs_in_order_once_per_parent_success() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let store = registrar();
         let now = ts("2026-01-01T00:00:00Z");
         let mut jobs = Jobs::load(store, now).expect("load");
         jobs.put(
@@ -1226,7 +1232,7 @@ mod tests {
 
     #[test]
     fn manual_runs_and_kills() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let store = registrar();
         let now = ts("2026-01-01T00:00:00Z");
         let mut jobs = Jobs::load(store, now).expect("load");
         let mut disabled = scheduled("report", "R/2030-01-01T00:00:00Z/P1D");

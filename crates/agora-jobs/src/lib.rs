@@ -10,13 +10,14 @@
 mod answer;
 mod authorize;
 pub mod core;
+mod durable;
 mod framework;
 mod http;
 mod metronome;
 
 use std::sync::{Arc, Mutex};
 
-use agora_store::Store;
+use agora_store::Registrar;
 
 pub use crate::core::{Jobs, JobsError};
 
@@ -26,7 +27,9 @@ pub struct JobsConfig {
     pub master: String,
     /// The `host:port` this API is served on (for `/scheduler/leader`).
     pub advertised: String,
-    pub store: Arc<dyn Store>,
+    /// Where the jobs state is written (jobs, schedules, runs in flight, history): the
+    /// embedded store's or ZooKeeper's registrar.
+    pub registrar: Registrar,
     /// Time before a failed run is tried again (Chronos' `--failure_retry`: 60 s).
     pub failure_retry: std::time::Duration,
     /// The user runs run as when their job names none: the framework's user (Chronos'
@@ -63,7 +66,7 @@ pub fn start(
     config: JobsConfig,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<JobsHandle, JobsError> {
-    let mut jobs = Jobs::load(config.store.clone(), jiff::Timestamp::now())?;
+    let mut jobs = Jobs::load(config.registrar.clone(), jiff::Timestamp::now())?;
     jobs.failure_retry = jiff::SignedDuration::try_from(config.failure_retry)
         .unwrap_or(jiff::SignedDuration::from_secs(60));
     jobs.docker = config.docker.clone();
@@ -78,6 +81,10 @@ pub fn start(
     Ok(JobsHandle {
         router: http::router(shared.clone())
             .merge(metronome::router(shared.clone()))
+            .route_layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                durable::committed,
+            ))
             .route_layer(axum::middleware::from_fn_with_state(
                 shared.clone(),
                 authorize::authorize,

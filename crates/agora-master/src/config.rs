@@ -11,7 +11,8 @@ pub struct MasterConfig {
     pub advertise_ip: std::net::Ipv4Addr,
     /// The port the HTTP API listens on.
     pub port: u16,
-    /// Where the registry file lives; `None` keeps the registry in memory.
+    /// The data directory (shown in the flags); the registry is written through the registrar
+    /// the master is started with.
     pub data_dir: Option<PathBuf>,
     /// How often agents must ping; an agent silent for `agent_ping_timeout *
     /// max_agent_ping_timeouts` is unreachable (Mesos: 15 s × 5).

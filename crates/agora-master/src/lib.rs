@@ -57,13 +57,16 @@ impl MasterHandle {
     }
 }
 
-/// Builds the master from its configuration (opening the registry) and starts its loops.
+/// Builds the master from its configuration over the registry its registrar writes (reading
+/// it once) and starts its loops. A registrar that fails is the caller's to act on: the
+/// master's state is no longer durable (or, in ZooKeeper, no longer its own).
 pub fn start(
     config: MasterConfig,
+    registrar: agora_store::Registrar,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<MasterHandle, MasterError> {
     let require_agent_certificate = config.require_agent_certificate;
-    let master = Master::recover(config)?;
+    let master = Master::recover(config, registrar)?;
     let shared: Shared = Arc::new(Mutex::new(master));
     core::spawn_loops(shared.clone(), shutdown);
     let router = http::router(shared.clone(), require_agent_certificate);

@@ -1,13 +1,13 @@
-//! What the master persists, through the `Store` trait: admitted agents, frameworks with their
+//! What the master persists, through its registrar: admitted agents, frameworks with their
 //! failover timeouts, role weights and quota. Running tasks are not persisted: agents are the
-//! source of truth and report them when they re-register.
-
-use std::path::Path;
+//! source of truth and report them when they re-register. Writes are queued under the
+//! master's lock and committed by the registrar thread; whoever answers for a change awaits
+//! [`Registry::barrier`] first.
 
 use serde::{Deserialize, Serialize};
 
 use agora_api::mesos::{AgentInfo, FrameworkInfo};
-use agora_store::{MemoryStore, RedbStore, Store};
+use agora_store::{Commit, Registrar};
 use agora_types::Resources;
 
 use crate::core::MasterError;
@@ -55,7 +55,7 @@ pub(crate) struct Snapshot {
 }
 
 pub(crate) struct Registry {
-    store: Box<dyn Store>,
+    registrar: Registrar,
 }
 
 fn corrupt(key: &str) -> MasterError {
@@ -63,41 +63,34 @@ fn corrupt(key: &str) -> MasterError {
 }
 
 impl Registry {
-    pub fn open(data_dir: Option<&Path>) -> Result<Registry, MasterError> {
-        let store: Box<dyn Store> = match data_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    MasterError::Registry(agora_store::StoreError::Backend(format!(
-                        "cannot create {}: {e}",
-                        dir.display()
-                    )))
-                })?;
-                Box::new(RedbStore::open(&dir.join("registry.redb"))?)
-            }
-            None => Box::new(MemoryStore::new()),
-        };
-        Ok(Registry { store })
+    pub fn new(registrar: Registrar) -> Registry {
+        Registry { registrar }
+    }
+
+    /// Resolves once every change made so far is durable.
+    pub fn barrier(&self) -> Commit {
+        self.registrar.barrier()
     }
 
     pub fn load(&self) -> Result<Snapshot, MasterError> {
         let mut snapshot = Snapshot::default();
-        for (key, value) in self.store.list(AGENTS)? {
+        for (key, value) in self.registrar.store().list(AGENTS)? {
             snapshot
                 .agents
                 .push(serde_json::from_slice(&value).map_err(|_| corrupt(&key))?);
         }
-        for (key, value) in self.store.list(FRAMEWORKS)? {
+        for (key, value) in self.registrar.store().list(FRAMEWORKS)? {
             snapshot
                 .frameworks
                 .push(serde_json::from_slice(&value).map_err(|_| corrupt(&key))?);
         }
-        for (key, value) in self.store.list(WEIGHTS)? {
+        for (key, value) in self.registrar.store().list(WEIGHTS)? {
             let weight: f64 = serde_json::from_slice(&value).map_err(|_| corrupt(&key))?;
             snapshot
                 .weights
                 .push((key[WEIGHTS.len()..].to_owned(), weight));
         }
-        for (key, value) in self.store.list(QUOTAS)? {
+        for (key, value) in self.registrar.store().list(QUOTAS)? {
             let stored: StoredQuota = serde_json::from_slice(&value).map_err(|_| corrupt(&key))?;
             let guarantees = Resources::parse(&stored.guarantees).map_err(|_| corrupt(&key))?;
             let limits = match stored.limits {
@@ -113,21 +106,16 @@ impl Registry {
         Ok(snapshot)
     }
 
+    /// Queues a write; a store that fails stops the master (the binary watches the registrar).
     fn put_json<T: Serialize>(&self, key: String, value: &T) {
         match serde_json::to_vec(value) {
-            Ok(bytes) => {
-                if let Err(error) = self.store.put(&key, &bytes) {
-                    tracing::error!(%key, %error, "registry write failed");
-                }
-            }
+            Ok(bytes) => drop(self.registrar.put(key, bytes)),
             Err(error) => tracing::error!(%key, %error, "registry encode failed"),
         }
     }
 
     fn delete(&self, key: String) {
-        if let Err(error) = self.store.delete(&key) {
-            tracing::error!(%key, %error, "registry delete failed");
-        }
+        drop(self.registrar.delete(key));
     }
 
     pub fn put_agent(&self, record: &AgentRecord) {

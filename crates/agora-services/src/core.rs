@@ -11,7 +11,7 @@ use serde_json::Value;
 use agora_api::marathon::app::{AppDefinition, VersionInfo};
 use agora_api::marathon::time::format_millis;
 use agora_api::mesos::TaskStatus;
-use agora_store::Store;
+use agora_store::{Registrar, Store};
 use agora_types::TaskState;
 
 use crate::deploy::Deployment;
@@ -219,7 +219,9 @@ pub(crate) struct Admission {
 }
 
 pub(crate) struct Services {
-    store: Arc<dyn Store>,
+    /// Writes go to the registrar, off this lock; the HTTP layer answers a change once it is
+    /// durable.
+    registrar: Registrar,
     /// What apps may ask of their hosts: Docker's reach, secrets.
     pub admission: Admission,
     /// Marathon's event bus; SSE subscribers each hold a receiver.
@@ -264,7 +266,8 @@ pub(crate) struct Counters {
 }
 
 impl Services {
-    pub fn load(store: Arc<dyn Store>) -> Result<Services, ServicesError> {
+    pub fn load(registrar: Registrar) -> Result<Services, ServicesError> {
+        let store = registrar.store();
         fn load_all<T: serde::de::DeserializeOwned>(
             store: &dyn Store,
             prefix: &str,
@@ -277,19 +280,19 @@ impl Services {
                 })
                 .collect()
         }
-        let apps = load_all::<App>(store.as_ref(), APPS)?
+        let apps = load_all::<App>(store, APPS)?
             .into_iter()
             .map(|app| (app.definition.id.clone(), app))
             .collect();
-        let groups = load_all::<GroupRecord>(store.as_ref(), GROUPS)?
+        let groups = load_all::<GroupRecord>(store, GROUPS)?
             .into_iter()
             .map(|group| (group.id.clone(), group))
             .collect();
-        let deployments = load_all::<Deployment>(store.as_ref(), DEPLOYMENTS)?
+        let deployments = load_all::<Deployment>(store, DEPLOYMENTS)?
             .into_iter()
             .map(|deployment| (deployment.id.clone(), deployment))
             .collect();
-        let instances = load_all::<Instance>(store.as_ref(), INSTANCES)?
+        let instances = load_all::<Instance>(store, INSTANCES)?
             .into_iter()
             .map(|instance| (instance.task_id.clone(), instance))
             .collect();
@@ -298,14 +301,13 @@ impl Services {
                 .map_err(|_| ServicesError::Corrupt(SUBSCRIPTIONS.into()))?,
             None => Vec::new(),
         };
-        let group_versions =
-            load_all::<(String, Vec<(String, Value)>)>(store.as_ref(), GROUP_VERSIONS)?
-                .into_iter()
-                .collect();
+        let group_versions = load_all::<(String, Vec<(String, Value)>)>(store, GROUP_VERSIONS)?
+            .into_iter()
+            .collect();
         Ok(Services {
             admission: Admission::default(),
             events: tokio::sync::broadcast::channel(1024).0,
-            store,
+            registrar,
             apps,
             groups,
             group_versions,
@@ -383,9 +385,7 @@ impl Services {
                 .and_then(|instance| serde_json::to_vec(instance).ok());
             writes.push((key, value));
         }
-        if let Err(error) = self.store.write_batch(&writes) {
-            tracing::error!(%error, "cannot persist instances");
-        }
+        drop(self.registrar.write(writes));
     }
 
     /// Tasks loaded from the store that the master has not confirmed yet.
@@ -417,22 +417,20 @@ impl Services {
         self.save(&key, Some(&record));
     }
 
-    /// Writes (or, for `None`, deletes) one record; a store failure is logged, the state in
-    /// memory stays authoritative until the next write.
+    /// Queues the write (or, for `None`, the deletion) of one record; a store that fails stops
+    /// the scheduler (its binary watches the registrar).
     fn save<T: serde::Serialize>(&self, key: &str, value: Option<&T>) {
-        let result = match value {
+        let write = match value {
             Some(value) => match serde_json::to_vec(value) {
-                Ok(bytes) => self.store.put(key, &bytes),
+                Ok(bytes) => Some(bytes),
                 Err(error) => {
                     tracing::error!(%error, key, "cannot encode a record");
                     return;
                 }
             },
-            None => self.store.delete(key),
+            None => None,
         };
-        if let Err(error) = result {
-            tracing::error!(%error, key, "cannot persist a record");
-        }
+        drop(self.registrar.write(vec![(key.to_owned(), write)]));
     }
 
     /// Publishes an event; `data` gets `eventType` and `timestamp`.

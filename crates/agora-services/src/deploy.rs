@@ -889,7 +889,10 @@ mod tests {
     }
 
     fn services() -> Services {
-        Services::load(Arc::new(agora_store::MemoryStore::new())).unwrap()
+        Services::load(
+            agora_store::Registrar::spawn(Arc::new(agora_store::MemoryStore::new())).unwrap(),
+        )
+        .unwrap()
     }
 
     fn run(services: &mut Services, app_id: &str, count: u32) -> Vec<String> {

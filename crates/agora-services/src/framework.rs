@@ -57,11 +57,15 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         )
     };
     while !shutdown.is_cancelled() {
-        let stored = StoredText::new(&*shared.config.store, FRAMEWORK_ID_KEY);
+        let stored = StoredText::new(&shared.config.registrar, FRAMEWORK_ID_KEY);
         let ids = agora_client::KeptId {
             load: || stored.load(),
             forget: || stored.forget(),
-            save: |id: &str| stored.save(id),
+            // Committed behind the subscription; a store that fails stops the scheduler.
+            save: |id: &str| {
+                drop(stored.save(id));
+                Ok::<(), agora_store::RegistrarFailed>(())
+            },
         };
         let options = agora_client::SchedulerOptions::with_access(shared.config.access.clone());
         let mut scheduler = tokio::select! {

@@ -21,7 +21,7 @@ mod views;
 
 use std::sync::{Arc, Mutex};
 
-use agora_store::Store;
+use agora_store::Registrar;
 
 pub use crate::core::ServicesError;
 
@@ -31,7 +31,9 @@ pub struct ServicesConfig {
     pub master: String,
     /// The `host:port` this API is served on (for `/v2/info` and `/v2/leader`).
     pub advertised: String,
-    pub store: Arc<dyn Store>,
+    /// Where the services state is written (apps, groups, versions, deployments, instances):
+    /// the embedded store's or ZooKeeper's registrar.
+    pub registrar: Registrar,
     /// The user tasks run as when their app names none: the framework's user (Marathon's
     /// `--mesos_user`).
     pub user: String,
@@ -66,7 +68,7 @@ pub fn start(
     config: ServicesConfig,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<ServicesHandle, ServicesError> {
-    let mut services = core::Services::load(config.store.clone())?;
+    let mut services = core::Services::load(config.registrar.clone())?;
     services.admission = core::Admission {
         docker: config.docker.clone(),
         secrets: config.secrets.clone(),

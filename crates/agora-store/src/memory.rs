@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Write};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -27,17 +27,7 @@ impl Store for MemoryStore {
         Ok(self.lock()?.get(key).cloned())
     }
 
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.lock()?.insert(key.to_owned(), value.to_vec());
-        Ok(())
-    }
-
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.lock()?.remove(key);
-        Ok(())
-    }
-
-    fn write_batch(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+    fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
         let mut entries = self.lock()?;
         for (key, value) in writes {
             match value {
@@ -55,23 +45,6 @@ impl Store for MemoryStore {
             .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect())
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-    ) -> Result<bool, StoreError> {
-        let mut entries = self.lock()?;
-        if entries.get(key).map(Vec::as_slice) != expected {
-            return Ok(false);
-        }
-        match new {
-            Some(value) => entries.insert(key.to_owned(), value.to_vec()),
-            None => entries.remove(key),
-        };
-        Ok(true)
     }
 }
 

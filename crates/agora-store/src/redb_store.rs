@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Write};
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 
@@ -40,25 +40,7 @@ impl Store for RedbStore {
             .map(|value| value.value().to_vec()))
     }
 
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let transaction = self.database.begin_write().map_err(backend)?;
-        {
-            let mut table = transaction.open_table(TABLE).map_err(backend)?;
-            table.insert(key, value).map_err(backend)?;
-        }
-        transaction.commit().map_err(backend)
-    }
-
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let transaction = self.database.begin_write().map_err(backend)?;
-        {
-            let mut table = transaction.open_table(TABLE).map_err(backend)?;
-            table.remove(key).map_err(backend)?;
-        }
-        transaction.commit().map_err(backend)
-    }
-
-    fn write_batch(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+    fn write_batch(&self, writes: &[Write]) -> Result<(), StoreError> {
         let transaction = self.database.begin_write().map_err(backend)?;
         {
             let mut table = transaction.open_table(TABLE).map_err(backend)?;
@@ -88,28 +70,6 @@ impl Store for RedbStore {
             result.push((key.value().to_owned(), value.value().to_vec()));
         }
         Ok(result)
-    }
-
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-    ) -> Result<bool, StoreError> {
-        let transaction = self.database.begin_write().map_err(backend)?;
-        {
-            let mut table = transaction.open_table(TABLE).map_err(backend)?;
-            let current = table.get(key).map_err(backend)?.map(|v| v.value().to_vec());
-            if current.as_deref() != expected {
-                return Ok(false);
-            }
-            match new {
-                Some(value) => drop(table.insert(key, value).map_err(backend)?),
-                None => drop(table.remove(key).map_err(backend)?),
-            }
-        }
-        transaction.commit().map_err(backend)?;
-        Ok(true)
     }
 }
 

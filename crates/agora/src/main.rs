@@ -8,6 +8,7 @@ mod executor_socket;
 mod lb;
 mod security;
 mod serve;
+mod state;
 mod tls;
 
 use clap::Parser;

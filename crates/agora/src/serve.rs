@@ -174,10 +174,10 @@ fn default_task_user(options: &MasterOptions) -> String {
     }
 }
 
-/// The services scheduler (Marathon `/v2`), a framework of the master at `master`, with its
-/// own store file in `data_dir`.
+/// The services scheduler (Marathon `/v2`), a framework of the master at `master`, writing
+/// through `registrar`.
 fn services(
-    data_dir: &std::path::Path,
+    registrar: agora_store::Registrar,
     master: String,
     advertised: String,
     user: String,
@@ -185,14 +185,10 @@ fn services(
     security: &security::Security,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::sync::Arc<agora_services::ServicesHandle>> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let store = agora_store::RedbStore::open(&data_dir.join("services.redb"))
-        .context("cannot open the services store")?;
     let config = agora_services::ServicesConfig {
         master,
         advertised,
-        store: std::sync::Arc::new(store),
+        registrar,
         user,
         access,
         principal: Some(SERVICES_PRINCIPAL.to_owned()),
@@ -205,10 +201,10 @@ fn services(
         .context("cannot start the services scheduler")
 }
 
-/// The jobs scheduler (Chronos `/scheduler`), a framework of the master at `master`, with its
-/// own store file in `data_dir`.
+/// The jobs scheduler (Chronos `/scheduler`), a framework of the master at `master`, writing
+/// through `registrar`.
 fn jobs(
-    data_dir: &std::path::Path,
+    registrar: agora_store::Registrar,
     master: String,
     advertised: String,
     options: &MasterOptions,
@@ -216,12 +212,10 @@ fn jobs(
     security: &security::Security,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::sync::Arc<agora_jobs::JobsHandle>> {
-    let store = agora_store::RedbStore::open(&data_dir.join("jobs.redb"))
-        .context("cannot open the jobs store")?;
     let config = agora_jobs::JobsConfig {
         master,
         advertised,
-        store: std::sync::Arc::new(store),
+        registrar,
         failure_retry: options.job_failure_retry,
         user: default_task_user(options),
         access,
@@ -239,7 +233,7 @@ fn jobs(
 /// master on `port` that run next to it: their metrics join the master's; returns their routes.
 fn schedulers(
     master: &agora_master::MasterHandle,
-    data_dir: &std::path::Path,
+    stores: &crate::state::Stores,
     port: u16,
     network: &NetworkArgs,
     options: &MasterOptions,
@@ -250,7 +244,7 @@ fn schedulers(
     let local = format!("127.0.0.1:{port}");
     let advertised = format!("{}:{port}", network.ip);
     let services = services(
-        data_dir,
+        stores.services.clone(),
         local.clone(),
         advertised.clone(),
         default_task_user(options),
@@ -259,7 +253,7 @@ fn schedulers(
         shutdown.clone(),
     )?;
     let jobs = jobs(
-        data_dir,
+        stores.jobs.clone(),
         local,
         advertised,
         options,
@@ -440,6 +434,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (listener, port) = bind(&args.network, UP_BIND, args.port).await?;
     prepare_data_dir(&args.data_dir, 0o711)?;
+    let stores = crate::state::Stores::embedded(&args.data_dir)?;
+    stores.exit_on_failure();
     let security = security::of(
         &args.auth,
         &args.tls,
@@ -456,6 +452,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             args.data_dir.clone(),
             &security,
         ),
+        stores.registry.clone(),
         shutdown.clone(),
     )
     .context("cannot start the master")?;
@@ -481,7 +478,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let services_shutdown = shutdown.child_token();
     let schedulers = schedulers(
         &master,
-        &args.data_dir,
+        &stores,
         port,
         &args.network,
         &args.master,
@@ -536,6 +533,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
     prepare_data_dir(&args.data_dir, 0o700)?;
+    let stores = crate::state::Stores::embedded(&args.data_dir)?;
+    stores.exit_on_failure();
     let security = security::of(
         &args.auth,
         &args.tls,
@@ -552,13 +551,14 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
             args.data_dir.clone(),
             &security,
         ),
+        stores.registry.clone(),
         shutdown.clone(),
     )
     .context("cannot start the master")?;
     let services_shutdown = shutdown.child_token();
     let schedulers = schedulers(
         &master,
-        &args.data_dir,
+        &stores,
         port,
         &args.network,
         &args.master,

@@ -227,8 +227,11 @@ impl Master {
     /// Creates the master over its registry: admitted agents come back as disconnected (they get
     /// one agent timeout to re-register), frameworks as recovered (their failover timeout starts
     /// now), weights and quota as they were.
-    pub fn recover(config: MasterConfig) -> Result<Master, MasterError> {
-        let registry = Registry::open(config.data_dir.as_deref())?;
+    pub fn recover(
+        config: MasterConfig,
+        registrar: agora_store::Registrar,
+    ) -> Result<Master, MasterError> {
+        let registry = Registry::new(registrar);
         let id = uuid::Uuid::new_v4().to_string();
         let version = crate::views::MESOS_VERSION.to_owned();
         let info = MasterInfo {

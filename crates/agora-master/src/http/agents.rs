@@ -94,6 +94,9 @@ async fn subscribe(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
     drop(sender);
     match outcome {
         Ok((agent_id, generation)) => {
+            // The agent hears it is registered (commands queue behind) once its admission is
+            // durable.
+            super::committed(&shared).await?;
             let closer = shared.clone();
             let stream = ClosingStream::new(receiver, move || {
                 lock(&closer).agent_disconnected(&agent_id, generation);

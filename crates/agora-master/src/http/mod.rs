@@ -34,6 +34,18 @@ pub(crate) type Answer = Result<Response, MesosError>;
 pub(crate) use agora_http::MesosError;
 
 /// 202 with an explicit empty body: Python's http.client would otherwise wait for one.
+/// Waits until every change made so far is durable: a change is answered only once committed.
+/// A failed registry is 503: the master stops acting (its binary exits for its supervisor).
+pub(crate) async fn committed(shared: &Shared) -> Result<(), MesosError> {
+    let barrier = crate::core::lock(shared).registry.barrier();
+    barrier.committed().await.map_err(|failed| {
+        MesosError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("The master's registry failed: {failed}"),
+        )
+    })
+}
+
 pub(crate) fn accepted() -> Response {
     (
         StatusCode::ACCEPTED,

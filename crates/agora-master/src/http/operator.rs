@@ -72,7 +72,7 @@ pub(crate) async fn handle(
         principal: principal.as_deref(),
         kind: call.kind(),
     };
-    match &call {
+    let answer = match &call {
         Call::Subscribe => subscribe_call(&context, &headers),
         Call::GetHealth => context.reply(json!({"healthy": true})),
         Call::GetVersion => context.reply(json!({"version_info": views::version_json()})),
@@ -124,7 +124,10 @@ pub(crate) async fn handle(
             StatusCode::NOT_IMPLEMENTED,
             format!("Operator call {other} is not supported by agora yet"),
         )),
-    }
+    }?;
+    // A change is answered once it is durable (weights, quota, agents marked gone, ...).
+    super::committed(&shared).await?;
+    Ok(answer)
 }
 
 /// SUBSCRIBE: the event stream shows everything, so only a caller who sees everything gets it.

@@ -44,7 +44,7 @@ pub(crate) async fn handle(
         }
     };
     if call.kind == "SUBSCRIBE" {
-        return subscribe(shared, &headers, call, principal);
+        return subscribe(shared, &headers, call, principal).await;
     }
     let Some(framework_id) = call
         .framework_id
@@ -152,7 +152,12 @@ fn peek_type(body: &[u8]) -> Option<String> {
     value.get("type")?.as_str().map(str::to_owned)
 }
 
-fn subscribe(shared: Shared, headers: &HeaderMap, call: Call, principal: Option<String>) -> Answer {
+async fn subscribe(
+    shared: Shared,
+    headers: &HeaderMap,
+    call: Call,
+    principal: Option<String>,
+) -> Answer {
     if !accepts(headers, "application/json") {
         return Err(MesosError::new(
             StatusCode::NOT_ACCEPTABLE,
@@ -201,6 +206,8 @@ fn subscribe(shared: Shared, headers: &HeaderMap, call: Call, principal: Option<
     match outcome {
         Ok((framework_id, stream_id)) => {
             drop(sender);
+            // SUBSCRIBED goes out once the framework's registration is durable.
+            super::committed(&shared).await?;
             let closer = shared.clone();
             let closing_stream_id = stream_id.clone();
             let stream = ClosingStream::new(receiver, move || {

@@ -322,23 +322,26 @@ async fn teardown(
         ));
     };
     let framework_id = FrameworkId::new(framework_id);
-    let mut master = lock(&shared);
-    let Some(framework) = master.frameworks.get(&framework_id) else {
-        return Err(MesosError::bad_request(format!(
-            "No framework found with specified ID {framework_id}"
-        )));
-    };
-    let owner = framework.info.principal.clone().unwrap_or_default();
-    if !master.config.acls.permits(
-        agora_http::auth::acl::Action::TeardownFrameworks,
-        principal(&caller),
-        Some(&owner),
-    ) {
-        return Err(MesosError::forbidden(format!(
-            "Not authorized to tear down {framework_id} ('teardown_frameworks' in the ACLs)"
-        )));
+    {
+        let mut master = lock(&shared);
+        let Some(framework) = master.frameworks.get(&framework_id) else {
+            return Err(MesosError::bad_request(format!(
+                "No framework found with specified ID {framework_id}"
+            )));
+        };
+        let owner = framework.info.principal.clone().unwrap_or_default();
+        if !master.config.acls.permits(
+            agora_http::auth::acl::Action::TeardownFrameworks,
+            principal(&caller),
+            Some(&owner),
+        ) {
+            return Err(MesosError::forbidden(format!(
+                "Not authorized to tear down {framework_id} ('teardown_frameworks' in the ACLs)"
+            )));
+        }
+        master.remove_framework(&framework_id);
     }
-    master.remove_framework(&framework_id);
+    super::committed(&shared).await?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],

@@ -3,6 +3,7 @@
 
 mod answer;
 mod authorize;
+mod durable;
 mod groups;
 
 use std::collections::BTreeMap;
@@ -50,6 +51,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v2/info", get(info))
         .route("/v2/leader", get(leader))
         .route("/ping", get(ping))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            durable::committed,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             authorize::authorize,

@@ -22,7 +22,10 @@ const VERSION: &str = "2024-05-01T10:00:00.000Z";
 /// `/prod/web`: two instances wanted, one running and healthy on `host-1`, one staging on
 /// `host-2`.
 fn services() -> Services {
-    let mut services = Services::load(Arc::new(MemoryStore::new())).expect("an empty store loads");
+    let mut services = Services::load(
+        agora_store::Registrar::spawn(Arc::new(MemoryStore::new())).expect("a registrar"),
+    )
+    .expect("an empty store loads");
     let body = json!({
         "id": "web",
         "cmd": "python3 -m http.server $PORT0",

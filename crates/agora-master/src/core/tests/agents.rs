@@ -28,10 +28,7 @@ fn a_new_agent_gets_the_next_id_a_secret_and_its_resources_in_the_allocator() {
         Some(resources(AGENT_RESOURCES))
     );
     assert_eq!(master.metrics.agent_registrations, 2);
-    let stored: Vec<String> = master
-        .registry
-        .load()
-        .expect("the registry loads")
+    let stored: Vec<String> = persisted(&master)
         .agents
         .into_iter()
         .map(|record| record.id)

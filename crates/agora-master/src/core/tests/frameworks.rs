@@ -32,11 +32,7 @@ fn a_new_framework_is_subscribed_under_a_new_id_and_persisted() {
     let framework = &master.frameworks[&id];
     assert!(framework.connected() && !framework.recovered);
     assert_eq!(framework.roles, vec!["*".to_owned()]);
-    let stored = master
-        .registry
-        .load()
-        .expect("the registry loads")
-        .frameworks;
+    let stored = persisted(&master).frameworks;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].id, Some(Id::new("master-1-0000")));
 }
@@ -183,14 +179,7 @@ fn a_framework_past_its_failover_timeout_is_removed_with_its_tasks() {
     );
     assert!(c.master.agents[&c.agent.id].tasks.is_empty());
     assert_eq!(c.available(), resources(AGENT_RESOURCES));
-    assert!(
-        c.master
-            .registry
-            .load()
-            .expect("the registry loads")
-            .frameworks
-            .is_empty()
-    );
+    assert!(persisted(&c.master).frameworks.is_empty());
 
     let mut info = framework_info("web");
     info.id = Some(Id::new(c.scheduler.id.as_str()));

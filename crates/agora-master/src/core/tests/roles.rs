@@ -29,7 +29,7 @@ fn a_quota_limit_caps_what_the_role_is_offered_and_is_persisted() {
         Scalar::from_units(10240),
         "no limit on disk"
     );
-    let stored = master.registry.load().expect("the registry loads").quotas;
+    let stored = persisted(&master).quotas;
     assert_eq!(stored.len(), 1);
     assert_eq!(
         (stored[0].role.as_str(), stored[0].limits.clone()),
@@ -41,14 +41,7 @@ fn a_quota_limit_caps_what_the_role_is_offered_and_is_persisted() {
         master.quotas.is_empty(),
         "empty guarantees and no limits remove it"
     );
-    assert!(
-        master
-            .registry
-            .load()
-            .expect("the registry loads")
-            .quotas
-            .is_empty()
-    );
+    assert!(persisted(&master).quotas.is_empty());
 }
 
 #[test]
@@ -59,10 +52,7 @@ fn a_weight_is_persisted_and_shown_with_the_roles_frameworks() {
 
     master.set_weight("web", 3.0);
 
-    assert_eq!(
-        master.registry.load().expect("the registry loads").weights,
-        vec![("web".to_owned(), 3.0)]
-    );
+    assert_eq!(persisted(&master).weights, vec![("web".to_owned(), 3.0)]);
     let roles = master.roles_json();
     let web = roles
         .iter()

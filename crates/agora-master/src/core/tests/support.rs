@@ -33,10 +33,19 @@ pub(crate) fn master() -> Master {
 }
 
 pub(crate) fn master_with(config: MasterConfig) -> Master {
-    let mut master = Master::recover(config).expect("a master over the in-memory registry");
+    let store = std::sync::Arc::new(agora_store::MemoryStore::new());
+    let registrar = agora_store::Registrar::spawn(store).expect("a registrar");
+    let mut master =
+        Master::recover(config, registrar).expect("a master over the in-memory registry");
     master.id = MASTER_ID.to_owned();
     master.info.id = MASTER_ID.to_owned();
     master
+}
+
+/// What the registry holds once everything the master queued is committed.
+pub(crate) fn persisted(master: &Master) -> crate::registry::Snapshot {
+    master.registry.barrier().wait().expect("committed");
+    master.registry.load().expect("the registry loads")
 }
 
 /// Moves the master's clock (decline filters, offer timing) forward by `seconds`.

@@ -1,0 +1,53 @@
+//! Where a master keeps its state — the registry, the services state and the jobs state —
+//! each behind its registrar, and what happens when a registrar fails: the process stops at
+//! once, as Mesos' master aborts when its registry fails, so that nothing acts on state that
+//! is no longer durable (or no longer its own); its supervisor starts it again.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use agora_store::{RedbStore, Registrar, Store};
+use anyhow::Context;
+
+/// The three registrars of a master.
+#[derive(Clone)]
+pub struct Stores {
+    pub registry: Registrar,
+    pub services: Registrar,
+    pub jobs: Registrar,
+}
+
+impl Stores {
+    /// The embedded stores: one redb file each in `data_dir`.
+    pub fn embedded(data_dir: &Path) -> anyhow::Result<Stores> {
+        let open = |file: &str| -> anyhow::Result<Registrar> {
+            let store: Arc<dyn Store> = Arc::new(
+                RedbStore::open(&data_dir.join(file))
+                    .with_context(|| format!("cannot open {}", data_dir.join(file).display()))?,
+            );
+            Registrar::spawn(store).context("cannot start the registrar")
+        };
+        Ok(Stores {
+            registry: open("registry.redb")?,
+            services: open("services.redb")?,
+            jobs: open("jobs.redb")?,
+        })
+    }
+
+    /// Stops the process when any registrar fails.
+    pub fn exit_on_failure(&self) {
+        for (what, registrar) in [
+            ("registry", &self.registry),
+            ("services state", &self.services),
+            ("jobs state", &self.jobs),
+        ] {
+            let registrar = registrar.clone();
+            tokio::spawn(async move {
+                let failed = registrar.failed().await;
+                tracing::error!(%failed, "the {what} cannot be written; stopping");
+                eprintln!("agora: the {what} cannot be written ({failed}); stopping");
+                std::process::exit(1);
+            });
+        }
+    }
+}
