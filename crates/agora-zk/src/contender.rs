@@ -23,6 +23,7 @@ pub enum Leadership {
 /// A master's membership of the group, alive as long as its ZooKeeper session.
 pub struct Contender {
     client: zk::Client,
+    path: String,
     member: String,
     leadership: watch::Receiver<Leadership>,
     task: tokio::task::JoinHandle<()>,
@@ -68,6 +69,7 @@ impl Contender {
         tracing::info!(group = %url, %member, "joined the masters' group");
         Ok(Contender {
             client,
+            path: url.path.clone(),
             member,
             leadership,
             task,
@@ -84,6 +86,11 @@ impl Contender {
         &self.member
     }
 
+    /// The member znode's full path: what fences this master's writes.
+    pub fn member_path(&self) -> String {
+        format!("{}/{}", self.path, self.member)
+    }
+
     /// The ZooKeeper session this membership lives in.
     pub fn client(&self) -> &zk::Client {
         &self.client
@@ -97,7 +104,7 @@ impl Drop for Contender {
 }
 
 /// Creates the group's path and its parents, as persistent nodes, where missing.
-async fn make_path(client: &zk::Client, path: &str) -> Result<(), ZkError> {
+pub(crate) async fn make_path(client: &zk::Client, path: &str) -> Result<(), ZkError> {
     let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     let mut prefix = String::new();
     for part in path.split('/').skip(1) {

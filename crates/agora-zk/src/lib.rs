@@ -3,18 +3,25 @@
 //! the lowest sequence leads ([`Contender`]), and anyone — agents, clients, pymesos — finds
 //! the leader by reading that group ([`Detector`]).
 //!
-//! The public surface is [`ZkUrl`], [`Contender`] with its [`Leadership`], [`Detector`] and
-//! the pure [`group`] rules.
+//! The masters' state lives in ZooKeeper too, beside the group ([`ZkStore`], an
+//! `agora_store::Store` whose every write is fenced by the writer's member znode).
+//!
+//! The public surface is [`ZkUrl`], [`Contender`] with its [`Leadership`], [`Detector`],
+//! [`ZkStore`] and the pure [`group`] rules.
 
 mod contender;
 mod detector;
 pub mod group;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod url;
 
 use std::time::Duration;
 
 pub use contender::{Contender, Leadership};
 pub use detector::Detector;
+pub use store::{StoreOptions, ZkStore, default_state_root};
 pub use url::ZkUrl;
 pub use zookeeper_client as client;
 
@@ -40,6 +47,11 @@ pub enum ZkError {
          cluster a path of its own"
     )]
     Foreign { path: String, found: String },
+    #[error(
+        "the ZooKeeper path {root} cannot hold this cluster's state: {found}; give the \
+         cluster a state path of its own (--zk-state)"
+    )]
+    OtherState { root: String, found: String },
 }
 
 /// A session on the ensemble, with the session timeout asked for.

@@ -2,119 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed test may panic
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use agora_zk::testing::{ZooKeeper, free_port};
 use agora_zk::{Contender, Detector, Leadership, ZkUrl, client as zk};
 use serde_json::json;
-
-/// Debian's `zookeeper` package puts the server (and its dependencies, by the jar's class
-/// path) here.
-const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
-
-/// A standalone ZooKeeper server in a temporary directory, stopped when dropped.
-struct ZooKeeper {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl ZooKeeper {
-    fn start() -> ZooKeeper {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut zk = ZooKeeper {
-            child: spawn(dir.path(), port),
-            port,
-            dir,
-        };
-        zk.wait_ready();
-        zk
-    }
-
-    fn url(&self, path: &str) -> ZkUrl {
-        ZkUrl::parse(&format!("zk://127.0.0.1:{}{path}", self.port)).unwrap()
-    }
-
-    /// Kills the server (its data stays) and starts it again after `pause`.
-    fn restart_after(&mut self, pause: Duration) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::thread::sleep(pause);
-        self.child = spawn(self.dir.path(), self.port);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("ZooKeeper exited at start ({status}); is Debian's zookeeper installed?");
-            }
-            let address = SocketAddr::from(([127, 0, 0, 1], self.port));
-            if let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(1)) {
-                // A server still starting may take the connection and say nothing.
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-                let mut answer = String::new();
-                if stream.write_all(b"ruok").is_ok()
-                    && stream.read_to_string(&mut answer).is_ok()
-                    && answer == "imok"
-                {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "ZooKeeper did not answer on port {} within a minute",
-            self.port
-        );
-    }
-}
-
-impl Drop for ZooKeeper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(dir: &Path, port: u16) -> Child {
-    let config = dir.join("zoo.cfg");
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "tickTime=250\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-             admin.enableServer=false\nminSessionTimeout=500\nmaxSessionTimeout=60000\n\
-             4lw.commands.whitelist=ruok\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    Command::new("java")
-        .args(["-Xmx128m", "-cp", ZOOKEEPER_JAR])
-        .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
-        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("java, to run ZooKeeper (scripts/install-test-deps.sh installs it)")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn info(id: &str, port: u16) -> serde_json::Value {
     json!({"id": id, "ip": 16777343, "port": port, "hostname": "localhost",
@@ -226,7 +118,7 @@ async fn a_master_whose_session_expires_loses_its_leadership_for_good() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_path_shared_with_other_nodes_is_refused() {
     let zookeeper = ZooKeeper::start();
-    let client = zk::Client::connect(&format!("127.0.0.1:{}", zookeeper.port))
+    let client = zk::Client::connect(&format!("127.0.0.1:{}", zookeeper.port()))
         .await
         .unwrap();
     let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
