@@ -11,6 +11,9 @@ pub struct MasterConfig {
     pub advertise_ip: std::net::Ipv4Addr,
     /// The port the HTTP API listens on.
     pub port: u16,
+    /// The master's id (a fresh UUID when `None`); an HA master's is the one in its ZooKeeper
+    /// group membership.
+    pub master_id: Option<String>,
     /// The data directory (shown in the flags); the registry is written through the registrar
     /// the master is started with.
     pub data_dir: Option<PathBuf>,
@@ -50,6 +53,7 @@ impl Default for MasterConfig {
             hostname: "localhost".to_owned(),
             advertise_ip: std::net::Ipv4Addr::LOCALHOST,
             port: 5050,
+            master_id: None,
             data_dir: None,
             agent_ping_timeout: Duration::from_secs(15),
             max_agent_ping_timeouts: 5,

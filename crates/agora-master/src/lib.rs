@@ -19,7 +19,7 @@ pub use config::MasterConfig;
 
 use crate::core::Master;
 
-pub use crate::core::MasterError;
+pub use crate::core::{MasterError, master_info};
 
 /// A running master: its HTTP routes and the background loops (allocation, failure detection,
 /// heartbeats) that stop when the handle's token is cancelled.

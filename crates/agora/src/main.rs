@@ -5,6 +5,7 @@
 mod cli;
 mod ctl;
 mod executor_socket;
+mod ha;
 mod lb;
 mod security;
 mod serve;

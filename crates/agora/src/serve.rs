@@ -533,8 +533,6 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
     prepare_data_dir(&args.data_dir, 0o700)?;
-    let stores = crate::state::Stores::embedded(&args.data_dir)?;
-    stores.exit_on_failure();
     let security = security::of(
         &args.auth,
         &args.tls,
@@ -543,18 +541,47 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     )?;
     let auth = security.auth.clone();
     let shutdown = CancellationToken::new();
-    let master = agora_master::start(
-        master_config(
-            &args.master,
-            &args.network,
-            port,
-            args.data_dir.clone(),
-            &security,
-        ),
-        stores.registry.clone(),
-        shutdown.clone(),
-    )
-    .context("cannot start the master")?;
+    let mut config = master_config(
+        &args.master,
+        &args.network,
+        port,
+        args.data_dir.clone(),
+        &security,
+    );
+    let listening = format!("{}:{port}", bind_ip(&args.network, SERVER_BIND)?);
+    security::warn_of_openings("agora master", &security, &listening);
+    let serving = serving(&args.network, &security);
+    let http_refusals = http_metrics(&serving.refused);
+    // A standby serves (its redirects) before it leads; the master's routes replace them.
+    let (routes, router) = crate::ha::switchable(crate::ha::standby(None));
+    let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
+    let (stores, elected) = match &args.ha.zk {
+        None => (crate::state::Stores::embedded(&args.data_dir)?, None),
+        Some(zk) => {
+            let id = uuid::Uuid::new_v4().to_string();
+            config.master_id = Some(id.clone());
+            let info = agora_master::master_info(&config, &id);
+            println!(
+                "agora master: listening on {scheme}://{ip}:{port}, standing by in {zk}",
+                ip = args.network.ip,
+                scheme = security.tls.scheme(),
+            );
+            let elected = tokio::select! {
+                elected = crate::ha::elect(&args.ha, zk, &info, security.tls.scheme(), &routes) => elected?,
+                () = stop_signal() => {
+                    shutdown.cancel();
+                    return finish(server).await;
+                }
+            };
+            (elected.stores.clone(), Some(elected))
+        }
+    };
+    stores.exit_on_failure();
+    if let Some(elected) = &elected {
+        crate::ha::exit_when_deposed(&elected.contender);
+    }
+    let master = agora_master::start(config, stores.registry.clone(), shutdown.clone())
+        .context("cannot start the master")?;
     let services_shutdown = shutdown.child_token();
     let schedulers = schedulers(
         &master,
@@ -565,17 +592,14 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
         &security,
         services_shutdown.clone(),
     )?;
-    let router = master
+    let full = master
         .router
         .clone()
         .merge(schedulers)
         .merge(ui(port, &security, shutdown.clone()))
         .merge(agora_http::auth::login::routes(auth.clone()));
-    let listening = format!("{}:{port}", bind_ip(&args.network, SERVER_BIND)?);
-    security::warn_of_openings("agora master", &security, &listening);
-    let serving = serving(&args.network, &security);
-    master.add_metrics(http_metrics(&serving.refused));
-    let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
+    routes.send_modify(|current| *current = full);
+    master.add_metrics(http_refusals);
     println!(
         "agora master: listening on {scheme}://{ip}:{port}, web UI at {scheme}://{ip}:{port}/",
         ip = args.network.ip,

@@ -34,6 +34,15 @@ impl Stores {
         })
     }
 
+    /// One registrar for all three: the state in ZooKeeper, one fenced writer.
+    pub fn shared(registrar: Registrar) -> Stores {
+        Stores {
+            registry: registrar.clone(),
+            services: registrar.clone(),
+            jobs: registrar,
+        }
+    }
+
     /// Stops the process when any registrar fails.
     pub fn exit_on_failure(&self) {
         for (what, registrar) in [

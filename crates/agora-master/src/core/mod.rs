@@ -223,6 +223,25 @@ pub struct Master {
     next_link: u64,
 }
 
+/// The MasterInfo a master with `config` and `id` shows (and writes into its ZooKeeper group).
+pub fn master_info(config: &MasterConfig, id: &str) -> MasterInfo {
+    MasterInfo {
+        id: id.to_owned(),
+        // Mesos keeps the address as `in_addr.s_addr` (network order) and writes that
+        // integer as the machine reads it: 127.0.0.1 is 16777343. Clients decode it so.
+        ip: u32::from_le_bytes(config.advertise_ip.octets()),
+        port: config.port,
+        pid: format!("master@{}:{}", config.advertise_ip, config.port),
+        hostname: config.hostname.clone(),
+        version: crate::views::MESOS_VERSION.to_owned(),
+        address: agora_api::mesos::Address {
+            hostname: config.hostname.clone(),
+            ip: config.advertise_ip.to_string(),
+            port: config.port,
+        },
+    }
+}
+
 impl Master {
     /// Creates the master over its registry: admitted agents come back as disconnected (they get
     /// one agent timeout to re-register), frameworks as recovered (their failover timeout starts
@@ -232,23 +251,11 @@ impl Master {
         registrar: agora_store::Registrar,
     ) -> Result<Master, MasterError> {
         let registry = Registry::new(registrar);
-        let id = uuid::Uuid::new_v4().to_string();
-        let version = crate::views::MESOS_VERSION.to_owned();
-        let info = MasterInfo {
-            id: id.clone(),
-            // Mesos keeps the address as `in_addr.s_addr` (network order) and writes that
-            // integer as the machine reads it: 127.0.0.1 is 16777343. Clients decode it so.
-            ip: u32::from_le_bytes(config.advertise_ip.octets()),
-            port: config.port,
-            pid: format!("master@{}:{}", config.advertise_ip, config.port),
-            hostname: config.hostname.clone(),
-            version,
-            address: agora_api::mesos::Address {
-                hostname: config.hostname.clone(),
-                ip: config.advertise_ip.to_string(),
-                port: config.port,
-            },
-        };
+        let id = config
+            .master_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let info = master_info(&config, &id);
         let mut master = Master {
             // Mesos: a decline filter is never shorter than one allocation interval.
             allocator: Allocator::new(AllocatorConfig {

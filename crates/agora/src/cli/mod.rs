@@ -402,6 +402,23 @@ pub struct MasterArgs {
     pub network: NetworkArgs,
     #[command(flatten)]
     pub master: MasterOptions,
+    #[command(flatten)]
+    pub ha: HaArgs,
+}
+
+/// High availability: masters elected in ZooKeeper, as Mesos' are.
+#[derive(Args, Debug)]
+pub struct HaArgs {
+    /// The masters' group in ZooKeeper (zk://host:2181,host2:2181/agora): the masters elect
+    /// their leader there, standbys redirect to it, and the state lives beside the group
+    #[arg(long, env = "AGORA_ZK")]
+    pub zk: Option<String>,
+    /// The ZooKeeper session timeout: a leader unheard of this long is replaced
+    #[arg(long, env = "AGORA_ZK_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_period)]
+    pub zk_session_timeout: Duration,
+    /// Where in ZooKeeper the state lives (default: the group's path with '-state')
+    #[arg(long, env = "AGORA_ZK_STATE")]
+    pub zk_state: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -18,6 +18,7 @@ mod discovery_dns;
 mod discovery_haproxy;
 mod discovery_proxy;
 mod failure_recovery;
+mod ha_masters;
 mod jobs_chronos;
 mod jobs_metronome;
 mod operator_api;

@@ -1,0 +1,193 @@
+//! A master in a ZooKeeper group, as Mesos' masters are: it joins the group with its
+//! MasterInfo, answers as a standby (307 to the leader, 503 while there is none) until it
+//! leads, then opens the state beside the group — every write fenced by its membership — and
+//! serves as the master. A master that loses its session stops at once, as Mesos' does, and
+//! its supervisor starts it again as a standby.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+
+use agora_store::{Registrar, Store};
+use agora_zk::{Contender, Leadership, StoreOptions, ZkError, ZkStore, ZkUrl};
+
+use crate::cli::HaArgs;
+use crate::state::Stores;
+
+/// How long to wait before trying an unreachable ensemble again.
+const RETRY_UNREACHABLE: Duration = Duration::from_secs(2);
+
+/// A router whose routes can be replaced while it serves: a standby's answers, then the
+/// master's.
+pub fn switchable(initial: Router) -> (watch::Sender<Router>, Router) {
+    let (routes, current) = watch::channel(initial);
+    let service = tower::service_fn(move |request: Request| {
+        let router = current.borrow().clone();
+        async move { tower::ServiceExt::oneshot(router, request).await }
+    });
+    (routes, Router::new().fallback_service(service))
+}
+
+/// This master, elected.
+pub struct Elected {
+    pub stores: Stores,
+    pub contender: Contender,
+}
+
+/// Joins the group at `args.zk` with `info`, answers as a standby through `routes` until this
+/// master leads, and opens the state.
+pub async fn elect(
+    args: &HaArgs,
+    zk: &str,
+    info: &agora_api::mesos::MasterInfo,
+    scheme: &'static str,
+    routes: &watch::Sender<Router>,
+) -> anyhow::Result<Elected> {
+    let url = ZkUrl::parse(zk)?;
+    let info_json = serde_json::to_value(info).context("cannot encode this master's info")?;
+    let contender = loop {
+        match Contender::join(&url, args.zk_session_timeout, &info_json).await {
+            Ok(contender) => break contender,
+            Err(error @ ZkError::Connect { .. }) => {
+                tracing::warn!(%error, "ZooKeeper is unreachable; trying again");
+                eprintln!(
+                    "agora master: {error}; trying again every {}s",
+                    RETRY_UNREACHABLE.as_secs()
+                );
+                tokio::time::sleep(RETRY_UNREACHABLE).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+    let root = args
+        .zk_state
+        .clone()
+        .unwrap_or_else(|| agora_zk::default_state_root(&url.path));
+    // Opened while still a standby, so that a state root that is not this cluster's is
+    // refused at start rather than at takeover.
+    let store = ZkStore::open(
+        &url,
+        StoreOptions {
+            root,
+            fence: Some(contender.member_path()),
+            session_timeout: args.zk_session_timeout,
+        },
+    )
+    .await?;
+    let mut leadership = contender.leadership();
+    loop {
+        let now = leadership.borrow_and_update().clone();
+        match now {
+            Leadership::Leading => break,
+            Leadership::Following { leader } => {
+                let leader = leader_url(&leader, scheme);
+                tracing::info!(leader = ?leader, "standing by");
+                routes.send_modify(|current| *current = standby(leader));
+            }
+            Leadership::Lost => anyhow::bail!("this master's ZooKeeper session ended"),
+        }
+        leadership
+            .changed()
+            .await
+            .context("the ZooKeeper group watch ended")?;
+    }
+    tracing::info!(group = %url, member = contender.member(), "elected: this master leads");
+    let store: Arc<dyn Store> = Arc::new(store);
+    let registrar = Registrar::spawn(store).context("cannot start the registrar")?;
+    Ok(Elected {
+        stores: Stores::shared(registrar),
+        contender,
+    })
+}
+
+/// Stops the process once this master no longer leads: it must not act on state that is
+/// another master's now.
+pub fn exit_when_deposed(contender: &Contender) {
+    let mut leadership = contender.leadership();
+    tokio::spawn(async move {
+        let lost = leadership
+            .wait_for(|now| *now != Leadership::Leading)
+            .await
+            .is_ok();
+        if lost {
+            tracing::error!("this master no longer leads; stopping");
+        }
+        eprintln!(
+            "agora master: this master no longer leads (its ZooKeeper session ended); stopping \
+             so that its supervisor starts it again as a standby"
+        );
+        std::process::exit(1);
+    });
+}
+
+/// `scheme://ip:port` of a MasterInfo, as `/master/redirect` points to it.
+fn leader_url(info: &serde_json::Value, scheme: &str) -> Option<String> {
+    let address = info.get("address");
+    let host = address
+        .and_then(|a| a.get("ip"))
+        .or_else(|| address.and_then(|a| a.get("hostname")))
+        .or_else(|| info.get("hostname"))?
+        .as_str()?;
+    let port = info.get("port")?.as_u64()?;
+    Some(format!("{scheme}://{host}:{port}"))
+}
+
+/// What a standby answers: `/health`, and a redirect to the leader for everything else (503
+/// while there is none, as Mesos' `/master/redirect` says it).
+pub fn standby(leader: Option<String>) -> Router {
+    let leader = Arc::new(leader);
+    Router::new()
+        .route("/health", axum::routing::get(|| async { StatusCode::OK }))
+        .fallback(move |request: Request| {
+            let leader = leader.clone();
+            async move { redirect(leader.as_deref(), &request) }
+        })
+}
+
+fn redirect(leader: Option<&str>, request: &Request) -> Response {
+    let Some(leader) = leader else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "No leader elected").into_response();
+    };
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = if path == "/master/redirect" {
+        leader.to_owned()
+    } else {
+        format!("{leader}{path}")
+    };
+    let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(leader) {
+        // Marathon's standbys name the leader so.
+        response.headers_mut().insert("X-Marathon-Leader", value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_is_reached_at_its_address() {
+        let info = serde_json::json!({"id": "m", "hostname": "host-a", "port": 5050, "ip": 16777343,
+            "address": {"hostname": "host-a", "ip": "10.0.0.7", "port": 5050}});
+        assert_eq!(
+            leader_url(&info, "https").as_deref(),
+            Some("https://10.0.0.7:5050")
+        );
+        let bare = serde_json::json!({"hostname": "host-b", "port": 5051});
+        assert_eq!(
+            leader_url(&bare, "http").as_deref(),
+            Some("http://host-b:5051")
+        );
+        assert_eq!(leader_url(&serde_json::json!({}), "http"), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! Masters elected in a real ZooKeeper (Debian's package, started by the test): the first
+//! leads, a standby redirects to it, and when the leader is killed the standby takes over
+//! with the state the leader wrote (the registry's weights, the services' apps).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use agora_zk::testing::ZooKeeper;
+
+use crate::common::{Process, start_master_with, wait_until};
+
+fn no_redirects() -> reqwest::Client {
+    agora_tls::install_default_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn ha_master(dir: &std::path::Path, zk: &str) -> Process {
+    start_master_with(dir, 0, &["--zk", zk, "--zk-session-timeout", "2s"])
+}
+
+async fn status(client: &reqwest::Client, master: &Process, path: &str) -> Option<StatusCode> {
+    let url = format!("http://{}{path}", master.address());
+    client.get(url).send().await.ok().map(|r| r.status())
+}
+
+async fn leads(client: &reqwest::Client, master: &Process) -> Option<()> {
+    (status(client, master, "/master/state").await? == StatusCode::OK).then_some(())
+}
+
+/// The port of the `Location` a standby answers `path` with.
+async fn redirected_to(client: &reqwest::Client, master: &Process, path: &str) -> (String, u16) {
+    let url = format!("http://{}{path}", master.address());
+    let response = client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT, "{path}");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let port = location
+        .trim_start_matches("http://")
+        .split(['/', '?'])
+        .next()
+        .and_then(|host| host.rsplit(':').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {location}"));
+    (location, port)
+}
+
+async fn operator(master: &Process, call: Value) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/v1", master.address()))
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
+    let zookeeper = ZooKeeper::start();
+    let zk = zookeeper.url_text("/agora");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let client = no_redirects();
+
+    let mut first = ha_master(dirs[0].path(), &zk);
+    wait_until(Duration::from_secs(30), "the first master to lead", || {
+        leads(&client, &first)
+    })
+    .await;
+    let second = ha_master(dirs[1].path(), &zk);
+    wait_until(
+        Duration::from_secs(30),
+        "the second to stand by",
+        || async {
+            (status(&client, &second, "/master/state").await? == StatusCode::TEMPORARY_REDIRECT)
+                .then_some(())
+        },
+    )
+    .await;
+    let (location, port) = redirected_to(&client, &second, "/master/state?jsonp=no").await;
+    assert_eq!(port, first.port);
+    assert!(location.ends_with("/master/state?jsonp=no"), "{location}");
+    let (location, port) = redirected_to(&client, &second, "/master/redirect").await;
+    assert_eq!(port, first.port);
+    assert!(!location.ends_with("/master/redirect"), "{location}");
+    assert_eq!(
+        status(&client, &second, "/health").await,
+        Some(StatusCode::OK)
+    );
+
+    // The leader writes its state into ZooKeeper: a weight, an app.
+    let (code, _) = operator(
+        &first,
+        json!({"type": "UPDATE_WEIGHTS",
+               "update_weights": {"weight_infos": [{"role": "web", "weight": 3.0}]}}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    let (code, body) = first
+        .send_json(
+            reqwest::Method::POST,
+            "/v2/apps",
+            json!({"id": "/web", "cmd": "sleep 1000", "instances": 0, "cpus": 0.1, "mem": 16}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+
+    // The leader dies; the standby leads within its session timeout, with that state.
+    first.kill9();
+    wait_until(Duration::from_secs(30), "the standby to take over", || {
+        leads(&client, &second)
+    })
+    .await;
+    let (_, weights) = operator(&second, json!({"type": "GET_WEIGHTS"})).await;
+    assert_eq!(
+        weights["get_weights"]["weight_infos"],
+        json!([{"role": "web", "weight": 3.0}]),
+        "{weights}"
+    );
+    let app = second.get_text("/v2/apps/web").await;
+    assert!(app.contains("\"sleep 1000\""), "{app}");
+
+    // The old leader, started again by its supervisor, stands by behind the new one.
+    let restarted = ha_master(dirs[0].path(), &zk);
+    wait_until(
+        Duration::from_secs(30),
+        "the old leader to stand by",
+        || async {
+            (status(&client, &restarted, "/master/state").await? == StatusCode::TEMPORARY_REDIRECT)
+                .then_some(())
+        },
+    )
+    .await;
+    let (_, port) = redirected_to(&client, &restarted, "/v2/apps").await;
+    assert_eq!(port, second.port);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zookeeper_url_without_a_path_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(crate::common::BIN)
+        .args(["master", "--port", "0", "--bind", "127.0.0.1", "--data-dir"])
+        .arg(dir.path())
+        .args(["--zk", "zk://127.0.0.1:2181"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("zk://127.0.0.1:2181"), "{stderr}");
+    assert!(stderr.contains("path"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_past_its_session_steps_down_when_it_wakes() {
+    let zookeeper = ZooKeeper::start();
+    let zk = zookeeper.url_text("/agora");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let client = no_redirects();
+    let mut first = ha_master(dirs[0].path(), &zk);
+    wait_until(Duration::from_secs(30), "the first master to lead", || {
+        leads(&client, &first)
+    })
+    .await;
+    let second = ha_master(dirs[1].path(), &zk);
+
+    let pid = nix::unistd::Pid::from_raw(first.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    wait_until(Duration::from_secs(30), "the standby to take over", || {
+        leads(&client, &second)
+    })
+    .await;
+    let (code, _) = operator(
+        &second,
+        json!({"type": "UPDATE_WEIGHTS",
+               "update_weights": {"weight_infos": [{"role": "web", "weight": 5.0}]}}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+
+    // Woken, the old leader finds its session gone and stops: it acts on nothing more.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let exited = wait_until(Duration::from_secs(30), "the old leader to stop", || {
+        std::future::ready(first.child.try_wait().unwrap())
+    })
+    .await;
+    assert!(!exited.success(), "it stops for its supervisor: {exited}");
+    let (_, weights) = operator(&second, json!({"type": "GET_WEIGHTS"})).await;
+    assert_eq!(
+        weights["get_weights"]["weight_infos"],
+        json!([{"role": "web", "weight": 5.0}]),
+        "{weights}"
+    );
+}
