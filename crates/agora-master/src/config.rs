@@ -21,6 +21,10 @@ pub struct MasterConfig {
     /// max_agent_ping_timeouts` is unreachable (Mesos: 15 s × 5).
     pub agent_ping_timeout: Duration,
     pub max_agent_ping_timeouts: u32,
+    /// How long an agent of the registry has to come back after this master starts (a
+    /// restart, or a failover) before it is unreachable (Mesos' `--agent_reregister_timeout`:
+    /// 10 min).
+    pub agent_reregister_timeout: Duration,
     /// Heartbeat period on scheduler and operator streams (Mesos: 15 s).
     pub heartbeat_interval: Duration,
     /// Period of the allocation round when nothing triggers one sooner (Mesos: 1 s).
@@ -57,6 +61,7 @@ impl Default for MasterConfig {
             data_dir: None,
             agent_ping_timeout: Duration::from_secs(15),
             max_agent_ping_timeouts: 5,
+            agent_reregister_timeout: Duration::from_secs(600),
             heartbeat_interval: Duration::from_secs(15),
             allocation_interval: Duration::from_secs(1),
             allocation_batch: Duration::from_millis(5),

@@ -490,6 +490,7 @@ pub(crate) fn flags(master: &Master) -> Value {
         "work_dir": config.data_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
         "agent_ping_timeout": format!("{}secs", config.agent_ping_timeout.as_secs_f64()),
         "max_agent_ping_timeouts": config.max_agent_ping_timeouts.to_string(),
+        "agent_reregister_timeout": format!("{}secs", config.agent_reregister_timeout.as_secs_f64()),
         "allocation_interval": format!("{}secs", config.allocation_interval.as_secs_f64()),
         "authenticate_frameworks": config.authentication.frameworks.to_string(),
         "authenticate_agents": config.authentication.agents.to_string(),

@@ -67,6 +67,7 @@ fn master_config(
         data_dir: Some(data_dir),
         agent_ping_timeout: options.agent_ping_timeout,
         max_agent_ping_timeouts: options.max_agent_ping_timeouts,
+        agent_reregister_timeout: options.agent_reregister_timeout,
         heartbeat_interval: options.heartbeat_interval,
         allocation_interval: options.allocation_interval,
         weights: options.weights.clone().unwrap_or_default(),

@@ -410,13 +410,22 @@ impl Master {
             .is_some_and(|agent| agent.holds(token))
     }
 
-    /// Marks agents silent past their timeout unreachable.
+    /// Marks agents silent past their timeout unreachable: the ping timeout for those that
+    /// registered with this master, the re-registration timeout for those it recovered.
     pub(crate) fn check_agent_timeouts(&mut self) {
         let timeout = self.config.agent_timeout();
+        let reregister = self.config.agent_reregister_timeout;
         let silent: Vec<AgentId> = self
             .agents
             .values()
-            .filter(|agent| agent.is_reachable() && agent.last_seen.elapsed() >= timeout)
+            .filter(|agent| {
+                let allowed = if agent.registered {
+                    timeout
+                } else {
+                    reregister
+                };
+                agent.is_reachable() && agent.last_seen.elapsed() >= allowed
+            })
             .map(|agent| agent.id.clone())
             .collect();
         for id in silent {

@@ -56,6 +56,7 @@ fn master_state_v0() {
               "elected_time": 1700000000.0,
               "flags": {
                 "agent_ping_timeout": "15secs",
+                "agent_reregister_timeout": "600secs",
                 "allocation_interval": "1secs",
                 "authenticate_agents": "false",
                 "authenticate_frameworks": "false",

@@ -228,6 +228,10 @@ pub struct MasterOptions {
     /// Missed pings before an agent is unreachable
     #[arg(long, env = "AGORA_MAX_AGENT_PING_TIMEOUTS", default_value_t = 5)]
     pub max_agent_ping_timeouts: u32,
+    /// How long the agents a master recovers (after its restart or a failover) have to
+    /// re-register before they are unreachable (Mesos' default: 10 minutes)
+    #[arg(long, env = "AGORA_AGENT_REREGISTER_TIMEOUT", default_value = "10m", value_parser = parse_period)]
+    pub agent_reregister_timeout: Duration,
     /// Heartbeat period of scheduler and operator event streams
     #[arg(long, env = "AGORA_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_period)]
     pub heartbeat_interval: Duration,

@@ -9,7 +9,7 @@ use agora_api::scheduler::Event;
 use agora_types::{AgentId, FrameworkId, TaskId, TaskState};
 
 use super::support::*;
-use crate::core::AgentConnection;
+use crate::core::{AgentConnection, Master};
 
 #[test]
 fn a_new_agent_gets_the_next_id_a_secret_and_its_resources_in_the_allocator() {
@@ -229,6 +229,29 @@ fn time_out(c: &mut Cluster) {
         agent.last_seen = Instant::now() - timeout - Duration::from_secs(1);
     }
     c.master.check_agent_timeouts();
+}
+
+#[test]
+fn a_recovered_agent_has_the_reregistration_timeout_to_come_back() {
+    let store = std::sync::Arc::new(agora_store::MemoryStore::new());
+    let mut before = master_over(store.clone(), crate::config::MasterConfig::default());
+    let agent = add_agent(&mut before, "a1", AGENT_RESOURCES);
+    before.registry.barrier().wait().expect("committed");
+    let config = crate::config::MasterConfig {
+        agent_reregister_timeout: Duration::from_secs(600),
+        ..crate::config::MasterConfig::default()
+    };
+    let mut after = master_over(store, config);
+    let silent_for = |master: &mut Master, how_long: Duration| {
+        if let Some(recovered) = master.agents.get_mut(&agent.id) {
+            recovered.last_seen = Instant::now() - how_long;
+        }
+        master.check_agent_timeouts();
+        master.agents[&agent.id].is_reachable()
+    };
+    // Past the ping timeout (75 s) a recovered agent is still awaited, as during a failover.
+    assert!(silent_for(&mut after, Duration::from_secs(120)));
+    assert!(!silent_for(&mut after, Duration::from_secs(601)));
 }
 
 #[test]

@@ -33,7 +33,14 @@ pub(crate) fn master() -> Master {
 }
 
 pub(crate) fn master_with(config: MasterConfig) -> Master {
-    let store = std::sync::Arc::new(agora_store::MemoryStore::new());
+    master_over(std::sync::Arc::new(agora_store::MemoryStore::new()), config)
+}
+
+/// A master recovering what `store` holds, as after a restart or a failover.
+pub(crate) fn master_over(
+    store: std::sync::Arc<agora_store::MemoryStore>,
+    config: MasterConfig,
+) -> Master {
     let registrar = agora_store::Registrar::spawn(store).expect("a registrar");
     let mut master =
         Master::recover(config, registrar).expect("a master over the in-memory registry");
