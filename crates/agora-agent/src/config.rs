@@ -12,8 +12,11 @@ pub const DEFAULT_KILL_DRAIN: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// The master's `host:port`.
+    /// The master's `host:port` (or, with `leader`, what names the masters: a `zk://` URL).
     pub master: String,
+    /// Where the leading master is when masters fail over (elected in ZooKeeper): its
+    /// `host:port`, `None` while there is none. The agent re-registers with each new leader.
+    pub leader: Option<tokio::sync::watch::Receiver<Option<String>>>,
     /// Sandboxes and checkpoints live here.
     pub work_dir: PathBuf,
     pub hostname: String,
@@ -159,6 +162,7 @@ impl AgentConfig {
     pub fn new(master: impl Into<String>, work_dir: impl Into<PathBuf>) -> AgentConfig {
         AgentConfig {
             master: master.into(),
+            leader: None,
             work_dir: work_dir.into(),
             hostname: "localhost".into(),
             advertise_ip: "127.0.0.1".into(),
@@ -207,7 +211,17 @@ impl AgentConfig {
     /// the agent has TLS settings for it.
     pub fn master_url(&self, path: &str) -> String {
         let access = agora_client::Access::default().with_tls(self.master_tls.clone());
-        format!("{}{path}", access.base_url(&self.master))
+        let master = self.current_master().unwrap_or_else(|| self.master.clone());
+        format!("{}{path}", access.base_url(&master))
+    }
+
+    /// The master to talk to now: the leader when masters fail over (`None` while there is
+    /// none), else `master`.
+    pub fn current_master(&self) -> Option<String> {
+        match &self.leader {
+            Some(leader) => leader.borrow().clone(),
+            None => Some(self.master.clone()),
+        }
     }
 }
 

@@ -67,13 +67,37 @@ async fn post<T: Serialize>(
     Ok(response.status())
 }
 
+/// Resolves when the leading master changes (never, for an agent with one master).
+async fn leader_changed(leader: &mut Option<tokio::sync::watch::Receiver<Option<String>>>) {
+    match leader {
+        Some(leader) => {
+            if leader.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn subscription_loop(agent: Arc<Agent>) {
     let mut backoff = Duration::from_millis(100);
+    let mut leader = agent.config.leader.clone();
     loop {
         if agent.shutdown.is_cancelled() {
             return;
         }
-        match subscribe_once(&agent).await {
+        if let Some(watch) = &mut leader {
+            // No leader (an election under way): wait for one rather than knock on nothing.
+            watch.mark_unchanged();
+            while watch.borrow().is_none() {
+                tokio::select! {
+                    () = agent.shutdown.cancelled() => return,
+                    changed = watch.changed() => if changed.is_err() { return },
+                }
+            }
+            tracing::info!(master = ?watch.borrow().as_deref(), "the leading master");
+        }
+        match subscribe_once(&agent, &mut leader).await {
             Ok(Outcome::Registered) => backoff = Duration::from_millis(100),
             Ok(Outcome::Stop) => return,
             Ok(Outcome::Refused) => {}
@@ -85,9 +109,10 @@ async fn subscription_loop(agent: Arc<Agent>) {
         agent.set_disconnected();
         tokio::select! {
             () = agent.shutdown.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(MAX_BACKOFF),
+            // A new leader: go to it at once.
+            () = leader_changed(&mut leader) => backoff = Duration::from_millis(100),
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -113,12 +138,16 @@ enum LinkError {
     RecordIo(#[from] agora_api::ApiError),
 }
 
-async fn subscribe_once(agent: &Arc<Agent>) -> Result<Outcome, LinkError> {
+async fn subscribe_once(
+    agent: &Arc<Agent>,
+    leader: &mut Option<tokio::sync::watch::Receiver<Option<String>>>,
+) -> Result<Outcome, LinkError> {
     let registration = agent.registration();
-    let response = request(agent, "/internal/agent/subscribe")
-        .json(&registration)
-        .send()
-        .await?;
+    let response = tokio::select! {
+        response = request(agent, "/internal/agent/subscribe").json(&registration).send() => response?,
+        // A new leader while this one is asked: ask the new one.
+        () = leader_changed(leader) => return Ok(Outcome::Registered),
+    };
     if !response.status().is_success() {
         let status = response.status();
         let why = response.text().await.unwrap_or_default();
@@ -139,6 +168,8 @@ async fn subscribe_once(agent: &Arc<Agent>) -> Result<Outcome, LinkError> {
         let chunk = tokio::select! {
             () = agent.shutdown.cancelled() => return Ok(Outcome::Stop),
             () = ping_task.cancelled() => return Ok(Outcome::Registered),
+            // Failover: re-register with the new leader, keeping every task.
+            () = leader_changed(leader) => return Ok(Outcome::Registered),
             chunk = body.next() => chunk,
         };
         let Some(chunk) = chunk else {

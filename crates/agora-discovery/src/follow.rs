@@ -50,19 +50,55 @@ enum FollowError {
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Follows the services API at `master` (HOST:PORT) until `shutdown`, publishing every change.
+/// Which master serves the services API: one, or the leader of several.
+pub struct Masters {
+    pub fixed: String,
+    pub leader: Option<watch::Receiver<Option<String>>>,
+}
+
+impl Masters {
+    /// The master to follow now (`None` while no master leads).
+    fn current(&mut self) -> Option<String> {
+        match &mut self.leader {
+            Some(leader) => leader.borrow_and_update().clone(),
+            None => Some(self.fixed.clone()),
+        }
+    }
+
+    /// Resolves when the leader changes (never, with one master).
+    async fn changed(&mut self) {
+        let Some(leader) = &mut self.leader else {
+            return std::future::pending().await;
+        };
+        if leader.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 pub async fn follow(
-    master: String,
+    mut masters: Masters,
     access: agora_client::Access,
     publish: watch::Sender<View>,
     shutdown: CancellationToken,
 ) {
-    let services = agora_client::ServicesClient::with_access(&master, &access);
     let mut cluster = Cluster::default();
     let mut backoff = Duration::from_millis(100);
     let mut reported = false;
     loop {
+        // While no master leads, the proxies route on what they last knew.
+        let Some(master) = masters.current() else {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = masters.changed() => {}
+            }
+            continue;
+        };
+        let services = agora_client::ServicesClient::with_access(&master, &access);
         let result = tokio::select! {
             () = shutdown.cancelled() => return,
+            // A new leader: follow it from a fresh snapshot.
+            () = masters.changed() => continue,
             result = follow_once(&services, &mut cluster, &publish) => result,
         };
         match result {
@@ -75,9 +111,9 @@ pub async fn follow(
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(5)),
+            () = masters.changed() => backoff = Duration::from_millis(100),
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
         if publish.borrow().synced {
             backoff = Duration::from_millis(100);
             reported = false;

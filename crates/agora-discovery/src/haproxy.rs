@@ -210,7 +210,10 @@ pub async fn run_bridge(
 ) -> Result<(), BridgeError> {
     let (publish, mut view) = watch::channel(View::default());
     let follower = tokio::spawn(follow::follow(
-        config.master.clone(),
+        follow::Masters {
+            fixed: config.master.clone(),
+            leader: None,
+        },
         config.access.clone(),
         publish,
         shutdown.clone(),

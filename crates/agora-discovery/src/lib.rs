@@ -33,8 +33,12 @@ pub use routes::{Balance, Groups, Routes};
 /// What a node's discovery serves.
 #[derive(Clone, Debug)]
 pub struct DiscoveryConfig {
-    /// HOST:PORT of a master serving the services API (`/v2`).
+    /// HOST:PORT of a master serving the services API (`/v2`) (or, with `leader`, what names
+    /// the masters: a `zk://` URL).
     pub master: String,
+    /// The leading master's HOST:PORT when masters fail over (`None` while there is none):
+    /// discovery follows each new leader, routing on what it knew in between.
+    pub leader: Option<watch::Receiver<Option<String>>>,
     /// Where service ports listen; `None` turns the proxy off.
     pub proxy_bind: Option<IpAddr>,
     /// Balance for ports without an `HAPROXY_{n}_BALANCE` label.
@@ -85,7 +89,10 @@ struct HttpPort {
 pub fn start(config: DiscoveryConfig, shutdown: CancellationToken) -> DiscoveryHandle {
     let (publish, view) = watch::channel(View::default());
     tokio::spawn(follow::follow(
-        config.master.clone(),
+        follow::Masters {
+            fixed: config.master.clone(),
+            leader: config.leader.clone(),
+        },
         config.access.clone(),
         publish,
         shutdown.clone(),

@@ -28,6 +28,41 @@ impl Detector {
     pub fn leader(&self) -> watch::Receiver<Option<serde_json::Value>> {
         self.leader.clone()
     }
+
+    /// The leader's `host:port` (`None` while there is none), kept current while the
+    /// detector lives.
+    pub fn leader_address(&self) -> watch::Receiver<Option<String>> {
+        let mut leader = self.leader.clone();
+        let first = leader.borrow_and_update().as_ref().and_then(address_of);
+        let (publish, address) = watch::channel(first);
+        tokio::spawn(async move {
+            while leader.changed().await.is_ok() {
+                let now = leader.borrow_and_update().as_ref().and_then(address_of);
+                publish.send_if_modified(|current| {
+                    let changed = *current != now;
+                    *current = now;
+                    changed
+                });
+                if publish.is_closed() {
+                    return;
+                }
+            }
+        });
+        address
+    }
+}
+
+/// `host:port` of a MasterInfo: its address's ip (else its hostname) and port, as Mesos'
+/// clients reach the leader.
+pub fn address_of(info: &serde_json::Value) -> Option<String> {
+    let address = info.get("address");
+    let host = address
+        .and_then(|a| a.get("ip"))
+        .or_else(|| address.and_then(|a| a.get("hostname")))
+        .or_else(|| info.get("hostname"))?
+        .as_str()?;
+    let port = info.get("port")?.as_u64()?;
+    Some(format!("{host}:{port}"))
 }
 
 impl Drop for Detector {
@@ -123,5 +158,20 @@ async fn leader_info(
         // It left between the listing and the read: the next listing says who leads.
         Err(zk::Error::NoNode) => Ok(None),
         Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_is_reached_at_its_address() {
+        let info = serde_json::json!({"id": "m", "hostname": "host-a", "port": 5050, "ip": 16777343,
+            "address": {"hostname": "host-a", "ip": "10.0.0.7", "port": 5050}});
+        assert_eq!(address_of(&info).as_deref(), Some("10.0.0.7:5050"));
+        let bare = serde_json::json!({"hostname": "host-b", "port": 5051});
+        assert_eq!(address_of(&bare).as_deref(), Some("host-b:5051"));
+        assert_eq!(address_of(&serde_json::json!({})), None);
     }
 }

@@ -20,7 +20,7 @@ mod url;
 use std::time::Duration;
 
 pub use contender::{Contender, Leadership};
-pub use detector::Detector;
+pub use detector::{Detector, address_of};
 pub use store::{StoreOptions, ZkStore, default_state_root};
 pub use url::ZkUrl;
 pub use zookeeper_client as client;

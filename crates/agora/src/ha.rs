@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 
 use agora_store::{Registrar, Store};
-use agora_zk::{Contender, Leadership, StoreOptions, ZkError, ZkStore, ZkUrl};
+use agora_zk::{Contender, Detector, Leadership, StoreOptions, ZkError, ZkStore, ZkUrl};
 
 use crate::cli::HaArgs;
 use crate::state::Stores;
@@ -126,16 +126,32 @@ pub fn exit_when_deposed(contender: &Contender) {
     });
 }
 
+/// A detector of the leading master when `master` is a ZooKeeper URL (`zk://`, `zoo://`),
+/// as Mesos agents take `--master=zk://…`; `None` for one master's address. An unreachable
+/// ensemble is retried with a message.
+pub async fn follow_leader(master: &str) -> anyhow::Result<Option<Detector>> {
+    if !(master.starts_with("zk://") || master.starts_with("zoo://")) {
+        return Ok(None);
+    }
+    let url = ZkUrl::parse(master)?;
+    loop {
+        match Detector::follow(&url, agora_zk::DEFAULT_SESSION_TIMEOUT).await {
+            Ok(detector) => return Ok(Some(detector)),
+            Err(error) => {
+                tracing::warn!(%error, "ZooKeeper is unreachable; trying again");
+                eprintln!(
+                    "agora: {error}; trying again every {}s",
+                    RETRY_UNREACHABLE.as_secs()
+                );
+                tokio::time::sleep(RETRY_UNREACHABLE).await;
+            }
+        }
+    }
+}
+
 /// `scheme://ip:port` of a MasterInfo, as `/master/redirect` points to it.
 fn leader_url(info: &serde_json::Value, scheme: &str) -> Option<String> {
-    let address = info.get("address");
-    let host = address
-        .and_then(|a| a.get("ip"))
-        .or_else(|| address.and_then(|a| a.get("hostname")))
-        .or_else(|| info.get("hostname"))?
-        .as_str()?;
-    let port = info.get("port")?.as_u64()?;
-    Some(format!("{scheme}://{host}:{port}"))
+    agora_zk::address_of(info).map(|address| format!("{scheme}://{address}"))
 }
 
 /// What a standby answers: `/health`, and a redirect to the leader for everything else (503
@@ -169,25 +185,4 @@ fn redirect(leader: Option<&str>, request: &Request) -> Response {
         response.headers_mut().insert("X-Marathon-Leader", value);
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_leader_is_reached_at_its_address() {
-        let info = serde_json::json!({"id": "m", "hostname": "host-a", "port": 5050, "ip": 16777343,
-            "address": {"hostname": "host-a", "ip": "10.0.0.7", "port": 5050}});
-        assert_eq!(
-            leader_url(&info, "https").as_deref(),
-            Some("https://10.0.0.7:5050")
-        );
-        let bare = serde_json::json!({"hostname": "host-b", "port": 5051});
-        assert_eq!(
-            leader_url(&bare, "http").as_deref(),
-            Some("http://host-b:5051")
-        );
-        assert_eq!(leader_url(&serde_json::json!({}), "http"), None);
-    }
 }

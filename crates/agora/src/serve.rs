@@ -281,19 +281,22 @@ fn metrics_of(
     std::sync::Arc::new(move || services.metrics())
 }
 
-/// The node's discovery (service proxy, DNS), following the services API at `master`; its
-/// state and metrics join the agent's.
+/// The node's discovery (service proxy, DNS), following the services API at `master` (or at
+/// the `leader` of masters in ZooKeeper); its state and metrics join the agent's.
+#[allow(clippy::too_many_arguments)] // the node's parts, each once
 fn discovery(
     args: &DiscoveryArgs,
     network: &NetworkArgs,
     listening: IpAddr,
     master: String,
+    leader: Option<tokio::sync::watch::Receiver<Option<String>>>,
     access: agora_client::Access,
     agent: &agora_agent::AgentHandle,
     shutdown: CancellationToken,
 ) -> std::sync::Arc<agora_discovery::DiscoveryHandle> {
     let config = agora_discovery::DiscoveryConfig {
         master,
+        leader,
         // Service ports listen where the node's API does unless told otherwise.
         proxy_bind: args.proxy_bind.map_or(Some(listening), |bind| bind.0),
         balance: args.proxy_balance,
@@ -491,6 +494,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         &args.network,
         bind_ip(&args.network, UP_BIND)?,
         format!("127.0.0.1:{port}"),
+        None,
         security::internal_access(&auth, SYSTEM_PRINCIPAL).with_tls(security.tls.local.clone()),
         &agent,
         shutdown.clone(),
@@ -621,6 +625,9 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let access =
         security::agent_access(args.credential.as_deref())?.with_tls(security.tls.remote.clone());
     let shutdown = CancellationToken::new();
+    // Masters in ZooKeeper: the agent and discovery follow the leader.
+    let detector = crate::ha::follow_leader(&args.master).await?;
+    let leader = detector.as_ref().map(agora_zk::Detector::leader_address);
     let mut config = agent_config(
         &args.agent,
         &args.network,
@@ -628,6 +635,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         port,
         args.work_dir.clone(),
     )?;
+    config.leader = leader.clone();
     secure_agent(&mut config, &security, &access);
     let executor_socket = executor_socket::bind(&args.agent, &mut config)?;
     let agent = agora_agent::start(config, shutdown.clone()).context("cannot start the agent")?;
@@ -636,6 +644,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         &args.network,
         bind_ip(&args.network, SERVER_BIND)?,
         args.master.clone(),
+        leader,
         access,
         &agent,
         shutdown.clone(),

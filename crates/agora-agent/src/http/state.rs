@@ -167,7 +167,7 @@ pub(crate) async fn state(State(agent): State<Shared>, caller: Caller) -> Respon
             "unreserved_resources": flat_resources(&resources.unreserved()),
             "used_resources": flat_resources(&used_resources(state)),
             "attributes": attributes,
-            "master_hostname": agent.config.master.rsplit_once(':').map(|(h, _)| h).unwrap_or(&agent.config.master),
+            "master_hostname": master_hostname(&agent.config),
             "flags": {
                 "master": agent.config.master,
                 "work_dir": agent.config.work_dir.display().to_string(),
@@ -514,4 +514,14 @@ fn security_json(config: &crate::AgentConfig) -> Value {
         "tls": if config.executor_tls.is_some() { "on" } else { "off" },
         "warnings": warnings,
     })
+}
+
+/// The leading master's host, as Mesos shows the master the agent follows (empty while no
+/// master leads).
+fn master_hostname(config: &crate::AgentConfig) -> String {
+    let master = config.current_master().unwrap_or_default();
+    match master.rsplit_once(':') {
+        Some((host, _)) => host.to_owned(),
+        None => master,
+    }
 }

@@ -427,7 +427,8 @@ pub struct HaArgs {
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// The master, HOST:PORT or a URL (https:// with --tls-ca by default)
+    /// The master, HOST:PORT or a URL (https:// with --tls-ca by default), or the masters in
+    /// ZooKeeper, zk://host:2181,host2:2181/agora: the agent follows their leader
     #[arg(long, env = "AGORA_MASTER")]
     pub master: String,
     /// This agent's own principal and secret, which it authenticates to the master with

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use agora_zk::testing::ZooKeeper;
 
-use crate::common::{Process, start_master_with, wait_until};
+use crate::common::{Process, start_agent, start_master_with, wait_until};
 
 fn no_redirects() -> reqwest::Client {
     agora_tls::install_default_provider();
@@ -194,5 +194,86 @@ async fn a_leader_frozen_past_its_session_steps_down_when_it_wakes() {
         weights["get_weights"]["weight_infos"],
         json!([{"role": "web", "weight": 5.0}]),
         "{weights}"
+    );
+}
+
+/// The app's tasks as `(id, state)`, from whichever master leads.
+async fn app_tasks(master: &Process, app: &str) -> Option<Vec<(String, String)>> {
+    let text = master.get_text(&format!("/v2/apps/{app}/tasks")).await;
+    let tasks: Value = serde_json::from_str(&text).ok()?;
+    Some(
+        tasks["tasks"]
+            .as_array()?
+            .iter()
+            .map(|t| {
+                (
+                    t["id"].as_str().unwrap_or_default().to_owned(),
+                    t["state"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_follows_the_new_leader_and_keeps_its_tasks() {
+    let zookeeper = ZooKeeper::start();
+    let zk = zookeeper.url_text("/agora");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let work = tempfile::tempdir().unwrap();
+    let client = no_redirects();
+    let mut first = ha_master(dirs[0].path(), &zk);
+    wait_until(Duration::from_secs(30), "the first master to lead", || {
+        leads(&client, &first)
+    })
+    .await;
+    let second = ha_master(dirs[1].path(), &zk);
+    let agent = start_agent(
+        &zk,
+        work.path(),
+        "cpus:2;mem:512;disk:1024;ports:[33100-33110]",
+    );
+    let (code, body) = first
+        .send_json(
+            reqwest::Method::POST,
+            "/v2/apps",
+            json!({"id": "/web", "cmd": "sleep 1000", "instances": 1, "cpus": 0.1, "mem": 16}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let before = wait_until(Duration::from_secs(30), "the task to run", || async {
+        let tasks = app_tasks(&first, "web").await?;
+        (tasks.len() == 1 && tasks[0].1 == "TASK_RUNNING").then_some(tasks)
+    })
+    .await;
+    let agent_state: Value = serde_json::from_str(&agent.get_text("/state").await).unwrap();
+    let agent_id = agent_state["id"].as_str().unwrap().to_owned();
+
+    first.kill9();
+    wait_until(Duration::from_secs(30), "the standby to take over", || {
+        leads(&client, &second)
+    })
+    .await;
+    // The agent re-registers with the new leader under its id, with its task, not restarted.
+    wait_until(
+        Duration::from_secs(30),
+        "the agent back, with its task",
+        || async {
+            let state: Value =
+                serde_json::from_str(&second.get_text("/master/state").await).ok()?;
+            let agents = state["slaves"].as_array()?;
+            let back = agents
+                .iter()
+                .any(|a| a["id"] == agent_id.as_str() && a["active"] == true);
+            let tasks = app_tasks(&second, "web").await?;
+            (back && tasks == before).then_some(())
+        },
+    )
+    .await;
+    let agent_state: Value = serde_json::from_str(&agent.get_text("/state").await).unwrap();
+    assert_eq!(agent_state["id"], agent_id.as_str());
+    assert_eq!(
+        agent_state["master_hostname"], "127.0.0.1",
+        "the agent names its new leader"
     );
 }
