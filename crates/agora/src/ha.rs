@@ -47,6 +47,7 @@ pub async fn elect(
     zk: &str,
     info: &agora_api::mesos::MasterInfo,
     scheme: &'static str,
+    forwarder: &Forwarder,
     routes: &watch::Sender<Router>,
 ) -> anyhow::Result<Elected> {
     let url = ZkUrl::parse(zk)?;
@@ -88,7 +89,8 @@ pub async fn elect(
             Leadership::Following { leader } => {
                 let leader = leader_url(&leader, scheme);
                 tracing::info!(leader = ?leader, "standing by");
-                routes.send_modify(|current| *current = standby(leader));
+                let forwarder = Some(forwarder.clone());
+                routes.send_modify(|current| *current = standby(leader, forwarder));
             }
             Leadership::Lost => anyhow::bail!("this master's ZooKeeper session ended"),
         }
@@ -154,15 +156,133 @@ fn leader_url(info: &serde_json::Value, scheme: &str) -> Option<String> {
     agora_zk::address_of(info).map(|address| format!("{scheme}://{address}"))
 }
 
-/// What a standby answers: `/health`, and a redirect to the leader for everything else (503
-/// while there is none, as Mesos' `/master/redirect` says it).
-pub fn standby(leader: Option<String>) -> Router {
+/// Paths a standby proxies to the leader rather than redirecting: Marathon's, Chronos' and
+/// Metronome's APIs and the web UI, as Marathon's and Chronos' standbys proxy theirs (their
+/// clients do not all follow redirects; a browser must stay on the address it was given).
+/// Everything else is Mesos', whose standbys redirect.
+fn proxied(path: &str) -> bool {
+    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    path == "/"
+        || [
+            "/v2",
+            "/scheduler",
+            "/v1/scheduler",
+            "/v1/jobs",
+            "/ui",
+            "/acs",
+        ]
+        .iter()
+        .any(|prefix| under(prefix))
+}
+
+/// Marks a request a standby forwards: one that comes back to a standby is a loop.
+const PROXIED_BY: &str = "x-agora-proxied-by";
+
+/// Bodies a standby forwards are held whole (the gate in front has bounded them already).
+const MAX_FORWARDED_BODY: usize = 64 * 1024 * 1024;
+
+/// How a standby reaches the leader.
+#[derive(Clone)]
+pub struct Forwarder {
+    client: reqwest::Client,
+    /// This standby's own address, named in the loop guard.
+    me: String,
+}
+
+impl Forwarder {
+    pub fn new(tls: Option<agora_client::Tls>, me: String) -> anyhow::Result<Forwarder> {
+        let client = agora_client::Access::default()
+            .with_tls(tls)
+            .client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot build the standby's client")?;
+        Ok(Forwarder { client, me })
+    }
+
+    async fn forward(&self, leader: &str, request: Request) -> Response {
+        if let Some(via) = request.headers().get(PROXIED_BY) {
+            let via = via.to_str().unwrap_or("?");
+            return (
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "A standby ({via}) forwarded this to {}, which is not the leader either: the \
+                     masters disagree on who leads; try again",
+                    self.me
+                ),
+            )
+                .into_response();
+        }
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let body = match axum::body::to_bytes(body, MAX_FORWARDED_BODY).await {
+            Ok(body) => body,
+            Err(error) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {error}"),
+                )
+                    .into_response();
+            }
+        };
+        let mut headers = parts.headers;
+        for hop in [header::HOST, header::CONNECTION, header::TRANSFER_ENCODING] {
+            headers.remove(hop);
+        }
+        if let Ok(me) = HeaderValue::from_str(&self.me) {
+            headers.insert(PROXIED_BY, me);
+        }
+        let sent = self
+            .client
+            .request(parts.method, format!("{leader}{path}"))
+            .headers(headers)
+            .body(body)
+            .send()
+            .await;
+        let answer = match sent {
+            Ok(answer) => answer,
+            Err(error) => {
+                return (
+                    StatusCode::BAD_GATEWAY,
+                    format!("cannot reach the leading master at {leader}: {error}"),
+                )
+                    .into_response();
+            }
+        };
+        let status = answer.status();
+        let mut headers = answer.headers().clone();
+        for hop in [header::CONNECTION, header::TRANSFER_ENCODING] {
+            headers.remove(hop);
+        }
+        // Streams (the event buses, the UI's live page) flow as they come.
+        let mut response = axum::body::Body::from_stream(answer.bytes_stream()).into_response();
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        if let Ok(value) = HeaderValue::from_str(leader) {
+            response.headers_mut().insert("X-Marathon-Leader", value);
+        }
+        response
+    }
+}
+
+/// What a standby answers: `/health`; Marathon's, Chronos' and Metronome's APIs and the UI
+/// proxied to the leader; a redirect to the leader for everything else (503 while there is
+/// none, as Mesos' `/master/redirect` says it).
+pub fn standby(leader: Option<String>, forwarder: Option<Forwarder>) -> Router {
     let leader = Arc::new(leader);
     Router::new()
         .route("/health", axum::routing::get(|| async { StatusCode::OK }))
         .fallback(move |request: Request| {
             let leader = leader.clone();
-            async move { redirect(leader.as_deref(), &request) }
+            let forwarder = forwarder.clone();
+            async move {
+                match (leader.as_deref(), forwarder) {
+                    (Some(leader), Some(forwarder)) if proxied(request.uri().path()) => {
+                        forwarder.forward(leader, request).await
+                    }
+                    (leader, _) => redirect(leader, &request),
+                }
+            }
         })
 }
 
@@ -185,4 +305,37 @@ fn redirect(leader: Option<&str>, request: &Request) -> Response {
         response.headers_mut().insert("X-Marathon-Leader", value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proxied;
+
+    #[test]
+    fn marathon_chronos_metronome_and_the_ui_are_proxied_mesos_redirected() {
+        for path in [
+            "/",
+            "/v2/apps",
+            "/v2",
+            "/scheduler/jobs",
+            "/v1/scheduler/iso8601",
+            "/v1/jobs",
+            "/v1/jobs/a/runs",
+            "/ui/apps",
+            "/acs/api/v1/auth/login",
+        ] {
+            assert!(proxied(path), "{path}");
+        }
+        for path in [
+            "/master/state",
+            "/api/v1/scheduler",
+            "/api/v1",
+            "/state",
+            "/v2x",
+            "/metrics",
+            "/master/redirect",
+        ] {
+            assert!(!proxied(path), "{path}");
+        }
+    }
 }

@@ -558,7 +558,7 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     let serving = serving(&args.network, &security);
     let http_refusals = http_metrics(&serving.refused);
     // A standby serves (its redirects) before it leads; the master's routes replace them.
-    let (routes, router) = crate::ha::switchable(crate::ha::standby(None));
+    let (routes, router) = crate::ha::switchable(crate::ha::standby(None, None));
     let server = tokio::spawn(serve(listener, router, serving, shutdown.clone()));
     let (stores, elected) = match &args.ha.zk {
         None => (crate::state::Stores::embedded(&args.data_dir)?, None),
@@ -571,8 +571,12 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
                 ip = args.network.ip,
                 scheme = security.tls.scheme(),
             );
+            let forwarder = crate::ha::Forwarder::new(
+                security.tls.remote.clone(),
+                format!("{}:{port}", args.network.ip),
+            )?;
             let elected = tokio::select! {
-                elected = crate::ha::elect(&args.ha, zk, &info, security.tls.scheme(), &routes) => elected?,
+                elected = crate::ha::elect(&args.ha, zk, &info, security.tls.scheme(), &forwarder, &routes) => elected?,
                 () = stop_signal() => {
                     shutdown.cancel();
                     return finish(server).await;

@@ -110,6 +110,51 @@ async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
         .await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
 
+    // Marathon's API through the standby is the leader's: proxied, naming the leader.
+    let through = client
+        .get(format!("http://{}/v2/apps/web", second.address()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(through.status(), StatusCode::OK);
+    let named = through.headers()["x-marathon-leader"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(named.ends_with(&format!(":{}", first.port)), "{named}");
+    assert!(through.text().await.unwrap().contains("\"sleep 1000\""));
+    let (code, body) = second
+        .send_json(
+            reqwest::Method::POST,
+            "/v2/apps",
+            json!({"id": "/api", "cmd": "sleep 1000", "instances": 0, "cpus": 0.1, "mem": 16}),
+        )
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::CREATED,
+        "created through the standby: {body}"
+    );
+    assert!(first.get_text("/v2/apps/api").await.contains("\"/api\""));
+    let leader: Value = serde_json::from_str(&second.get_text("/v2/leader").await).unwrap();
+    assert!(
+        leader["leader"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{}", first.port)),
+        "{leader}"
+    );
+
+    // A request another standby forwarded is not forwarded again: the loop is named.
+    let looped = client
+        .get(format!("http://{}/v2/apps", second.address()))
+        .header("x-agora-proxied-by", "10.0.0.9:5050")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(looped.status(), StatusCode::BAD_GATEWAY);
+    assert!(looped.text().await.unwrap().contains("10.0.0.9:5050"));
+
     // The leader dies; the standby leads within its session timeout, with that state.
     first.kill9();
     wait_until(Duration::from_secs(30), "the standby to take over", || {
@@ -136,8 +181,14 @@ async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
         },
     )
     .await;
-    let (_, port) = redirected_to(&client, &restarted, "/v2/apps").await;
+    let (_, port) = redirected_to(&client, &restarted, "/api/v1/scheduler").await;
     assert_eq!(port, second.port);
+    assert!(
+        restarted
+            .get_text("/v2/apps/api")
+            .await
+            .contains("\"/api\"")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
