@@ -328,3 +328,171 @@ async fn an_agent_follows_the_new_leader_and_keeps_its_tasks() {
         "the agent names its new leader"
     );
 }
+
+/// ZooKeeper, two masters in it, and an agent following their leader, the first leading.
+struct Cluster {
+    _zookeeper: ZooKeeper,
+    _dirs: Vec<tempfile::TempDir>,
+    first: Process,
+    second: Process,
+    _agent: Process,
+    client: reqwest::Client,
+}
+
+async fn cluster() -> Cluster {
+    let zookeeper = ZooKeeper::start();
+    let zk = zookeeper.url_text("/agora");
+    let dirs = vec![
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let client = no_redirects();
+    let first = ha_master(dirs[0].path(), &zk);
+    wait_until(Duration::from_secs(30), "the first master to lead", || {
+        leads(&client, &first)
+    })
+    .await;
+    let second = ha_master(dirs[1].path(), &zk);
+    let agent = start_agent(
+        &zk,
+        dirs[2].path(),
+        "cpus:4;mem:1024;disk:1024;ports:[33200-33210]",
+    );
+    wait_until(Duration::from_secs(30), "the agent to register", || async {
+        let state: Value = serde_json::from_str(&first.get_text("/master/state").await).ok()?;
+        (state["activated_slaves"].as_u64()? == 1).then_some(())
+    })
+    .await;
+    Cluster {
+        _zookeeper: zookeeper,
+        _dirs: dirs,
+        first,
+        second,
+        _agent: agent,
+        client,
+    }
+}
+
+impl Cluster {
+    /// Kills the leader and waits for the standby to lead.
+    async fn fail_over(&mut self) {
+        self.first.kill9();
+        let (client, second) = (&self.client, &self.second);
+        wait_until(Duration::from_secs(30), "the standby to take over", || {
+            leads(client, second)
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_under_way_completes_on_the_new_leader() {
+    let mut c = cluster().await;
+    // Healthy only after a few seconds: the deployment is still under way when the leader dies.
+    let check = json!({"protocol": "COMMAND", "command": {"value": "test -f healthy"},
+        "gracePeriodSeconds": 60, "intervalSeconds": 1, "timeoutSeconds": 1,
+        "maxConsecutiveFailures": 3, "delaySeconds": 0});
+    let (code, body) = c
+        .first
+        .send_json(
+            reqwest::Method::POST,
+            "/v2/apps",
+            json!({"id": "/slow", "cmd": "sleep 4 && touch healthy && exec sleep 1000",
+                   "instances": 2, "cpus": 0.1, "mem": 16, "healthChecks": [check]}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let launched = wait_until(Duration::from_secs(30), "both tasks running", || async {
+        let tasks = app_tasks(&c.first, "slow").await?;
+        (tasks.len() == 2 && tasks.iter().all(|t| t.1 == "TASK_RUNNING")).then_some(tasks)
+    })
+    .await;
+    let deployments = c.first.get_text("/v2/deployments").await;
+    assert!(
+        deployments.contains("/slow"),
+        "still deploying: {deployments}"
+    );
+
+    c.fail_over().await;
+    // The new leader finishes the deployment with the same tasks.
+    let second = &c.second;
+    wait_until(
+        Duration::from_secs(60),
+        "the deployment to finish",
+        || async {
+            let deployments: Value =
+                serde_json::from_str(&second.get_text("/v2/deployments").await).ok()?;
+            let app: Value = serde_json::from_str(&second.get_text("/v2/apps/slow").await).ok()?;
+            (deployments.as_array()?.is_empty() && app["app"]["tasksHealthy"] == 2).then_some(())
+        },
+    )
+    .await;
+    let mut after = app_tasks(second, "slow").await.unwrap();
+    let mut before = launched;
+    after.sort();
+    before.sort();
+    assert_eq!(after, before, "no task restarted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_running_when_the_leader_dies_runs_exactly_once() {
+    let mut c = cluster().await;
+    let at = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(1))
+        .unwrap()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let (code, body) = c
+        .first
+        .send_json(
+            reqwest::Method::POST,
+            "/scheduler/iso8601",
+            json!({"name": "nightly", "command": "sleep 3", "schedule": format!("R1/{at}/PT1H"),
+                   "epsilon": "PT1M", "cpus": 0.1, "mem": 16}),
+        )
+        .await;
+    assert!(code.is_success(), "{code}: {body}");
+    let first = &c.first;
+    let task = wait_until(
+        Duration::from_secs(30),
+        "the job's run to start",
+        || async {
+            let tasks: Value = serde_json::from_str(&first.get_text("/master/tasks").await).ok()?;
+            tasks["tasks"]
+                .as_array()?
+                .iter()
+                .find(|t| t["name"].as_str().unwrap_or_default().contains("nightly"))
+                .and_then(|t| t["id"].as_str().map(str::to_owned))
+        },
+    )
+    .await;
+
+    c.fail_over().await;
+    let second = &c.second;
+    let job = wait_until(Duration::from_secs(60), "the run to succeed", || async {
+        let job: Value =
+            serde_json::from_str(&second.get_text("/scheduler/job/nightly").await).ok()?;
+        (job["successCount"].as_u64()? >= 1).then_some(job)
+    })
+    .await;
+    // Give a second launch, were there one, the time to show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tasks: Value = serde_json::from_str(&second.get_text("/master/tasks").await).unwrap();
+    let runs: Vec<&str> = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"].as_str().unwrap_or_default().contains("nightly"))
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(
+        runs,
+        vec![task.as_str()],
+        "one run, the one started before: {tasks}"
+    );
+    let job: Value =
+        serde_json::from_str(&second.get_text("/scheduler/job/nightly").await).unwrap_or(job);
+    assert_eq!(job["successCount"], 1, "{job}");
+    assert_eq!(job["errorCount"], 0, "{job}");
+}
