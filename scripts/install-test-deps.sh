@@ -9,7 +9,8 @@
 #     one)
 #   - pymesos 0.3.15 with http-parser 0.9.0's pure-Python parser (the C extension of
 #     http-parser does not build on Python >= 3.11, so only its `http_parser/*.py` files are
-#     copied into site-packages and pymesos is installed with --no-deps), plus six and addict.
+#     copied into site-packages and pymesos is installed with --no-deps), plus six and addict,
+#     and kazoo 2.10.0, which pymesos uses to find the leading master in ZooKeeper (zk://).
 # Idempotent: a venv that already has everything is left alone. Quiet on success; on failure
 # the log of the failing step is printed.
 set -euo pipefail
@@ -22,6 +23,7 @@ HTTP_PARSER_VERSION="0.9.0"
 MARATHON_VERSION="0.13.0"
 CHRONOS_VERSION="1.2.1"
 SELENIUM_VERSION="4.51.0"
+KAZOO_VERSION="2.10.0"
 
 LOG="$(mktemp -t install-test-deps.XXXXXX.log)"
 WORK="$(mktemp -d -t install-test-deps.XXXXXX)"
@@ -61,7 +63,8 @@ fi
 # The check that everything is in place (also used as the final verification): pymesos imports,
 # is the expected version, and its HTTP parser is http-parser's pure-Python one.
 verify() {
-    "$PY" - "$PYMESOS_VERSION" "$MARATHON_VERSION" "$CHRONOS_VERSION" "$SELENIUM_VERSION" <<'EOF'
+    "$PY" - "$PYMESOS_VERSION" "$MARATHON_VERSION" "$CHRONOS_VERSION" "$SELENIUM_VERSION" \
+        "$KAZOO_VERSION" <<'EOF'
 import sys
 import importlib.metadata as md
 
@@ -75,6 +78,9 @@ if md.version("chronos-python") != sys.argv[3]:
 import selenium  # noqa: F401
 if md.version("selenium") != sys.argv[4]:
     sys.exit(f"selenium {md.version('selenium')} installed, want {sys.argv[4]}")
+import kazoo.client  # noqa: F401
+if md.version("kazoo") != sys.argv[5]:
+    sys.exit(f"kazoo {md.version('kazoo')} installed, want {sys.argv[5]}")
 import pytest  # noqa: F401
 import six  # noqa: F401
 import addict  # noqa: F401
@@ -127,7 +133,7 @@ fi
 PIP=("$PY" -m pip --disable-pip-version-check --no-input -q)
 
 run "${PIP[@]}" install pytest six addict "marathon==$MARATHON_VERSION" \
-    "chronos-python==$CHRONOS_VERSION" "selenium==$SELENIUM_VERSION"
+    "chronos-python==$CHRONOS_VERSION" "selenium==$SELENIUM_VERSION" "kazoo==$KAZOO_VERSION"
 
 # http-parser: pure-Python package only, copied from the sdist (no C build).
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
