@@ -364,8 +364,13 @@ async fn handle_offers(
             }
             launches.push((offer, tasks));
         }
-        // Known before launched: a restart in between finds them and asks the master.
+        // Known before launched: a scheduler taking over (a restart, a failover) finds them
+        // and asks the master.
         services.flush_instances();
+    }
+    if shared.config.registrar.barrier().committed().await.is_err() {
+        // The store failed: the process stops; nothing is launched that it would not know.
+        return;
     }
     for (offer, tasks) in launches {
         let result = if tasks.is_empty() {
