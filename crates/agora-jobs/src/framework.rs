@@ -179,6 +179,11 @@ async fn handle_offers(
             launches.push((offer, tasks));
         }
     }
+    // A run is durable before its task is launched: a scheduler taking over (a restart, a
+    // failover) knows it and never runs its slot again.
+    if durable(shared).await.is_err() {
+        return;
+    }
     for (offer, tasks) in launches {
         let task_ids: Vec<String> = tasks.iter().map(|t| t.task_id.value.clone()).collect();
         let result = if tasks.is_empty() {
@@ -329,4 +334,9 @@ fn task_info(
         container: job.mesos_container(),
         ..TaskInfo::default()
     }
+}
+
+/// Waits until everything queued so far is committed (a failed store stops the process).
+async fn durable(shared: &Shared) -> Result<(), agora_store::RegistrarFailed> {
+    shared.config.registrar.barrier().committed().await
 }

@@ -82,7 +82,7 @@ pub(crate) struct Instance {
     pub started_at: Option<String>,
     #[serde(default)]
     pub kill_requested: bool,
-    #[serde(skip)]
+    #[serde(default)]
     pub health: HealthRecord,
     /// Whether the master confirmed it since this process loaded it (explicit reconciliation
     /// asks about the others until it does).
@@ -603,6 +603,12 @@ impl Services {
             return;
         };
         let changed = live.health.record(healthy, cause, now);
+        if changed {
+            // Durable at once (not with the next second's flush): a scheduler taking over
+            // right after still knows which tasks the proxies may route to.
+            self.touch_instance(task_id);
+            self.flush_instances();
+        }
         let check = self
             .apps
             .get(&instance.app_id)

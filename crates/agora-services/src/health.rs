@@ -54,8 +54,11 @@ pub(crate) fn mesos_check(check: &HealthCheck, host_ports: &[u64]) -> Option<Val
     Some(value)
 }
 
-/// One instance's health as its checks reported it.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// One instance's health as its checks reported it. Persisted with the instance when its
+/// verdict changes, so that a scheduler taking over (a restart, a failover) knows which tasks
+/// were healthy before the first check reaches it, and the proxies keep routing to them.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub(crate) struct HealthRecord {
     /// `None` until the first verdict.
     pub alive: Option<bool>,
