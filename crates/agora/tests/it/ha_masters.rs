@@ -331,12 +331,13 @@ async fn an_agent_follows_the_new_leader_and_keeps_its_tasks() {
 
 /// ZooKeeper, two masters in it, and an agent following their leader, the first leading.
 struct Cluster {
-    _zookeeper: ZooKeeper,
-    _dirs: Vec<tempfile::TempDir>,
     first: Process,
     second: Process,
     _agent: Process,
     client: reqwest::Client,
+    _zookeeper: ZooKeeper,
+    // Last: the agent's work dir must outlive the agent, which stops its tasks when dropped.
+    _dirs: Vec<tempfile::TempDir>,
 }
 
 async fn cluster() -> Cluster {
@@ -365,12 +366,12 @@ async fn cluster() -> Cluster {
     })
     .await;
     Cluster {
-        _zookeeper: zookeeper,
-        _dirs: dirs,
         first,
         second,
         _agent: agent,
         client,
+        _zookeeper: zookeeper,
+        _dirs: dirs,
     }
 }
 
@@ -495,4 +496,26 @@ async fn a_job_running_when_the_leader_dies_runs_exactly_once() {
         serde_json::from_str(&second.get_text("/scheduler/job/nightly").await).unwrap_or(job);
     assert_eq!(job["successCount"], 1, "{job}");
     assert_eq!(job["errorCount"], 0, "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_proxy_carries_every_request_through_a_leader_kill() {
+    use crate::common::marathon::Marathon;
+    use crate::common::traffic::{Traffic, answered_by, healthy, web_app};
+
+    let mut c = cluster().await;
+    let marathon = Marathon::new(&c.first.address());
+    marathon.create(web_app("/ha-web", 18401, 2)).await;
+    let tasks = healthy(&marathon, "/ha-web", 2).await;
+    let traffic = Traffic::start("127.0.0.1:18401", "ha-web");
+    answered_by(&traffic, &tasks).await;
+    let before = traffic.answered();
+
+    c.fail_over().await;
+    // The new leader has the app, its tasks healthy; the agent's proxy followed it.
+    let marathon = Marathon::new(&c.second.address());
+    assert_eq!(healthy(&marathon, "/ha-web", 2).await, tasks);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tally = traffic.stop().await;
+    tally.assert_clean(before + 20);
 }
