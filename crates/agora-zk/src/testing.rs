@@ -1,12 +1,12 @@
 //! A real ZooKeeper for tests (this crate's and the binary's): Debian's package, started as a
-//! standalone server on a free loopback port in a temporary directory, no system service.
-//! Built with the `testing` feature only.
+//! standalone server — or a 3-member ensemble — on free loopback ports in temporary
+//! directories, no system service. Built with the `testing` feature only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a harness: a failure fails the test
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,49 +16,27 @@ use crate::ZkUrl;
 /// path) here.
 const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 
-/// A standalone ZooKeeper server in a temporary directory, stopped when dropped.
-pub struct ZooKeeper {
+/// One server process and where it keeps its data.
+struct Server {
     child: Child,
     port: u16,
-    dir: tempfile::TempDir,
+    config: PathBuf,
+    dir: PathBuf,
 }
 
-impl ZooKeeper {
-    pub fn start() -> ZooKeeper {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut zk = ZooKeeper {
-            child: spawn(dir.path(), port),
-            port,
-            dir,
-        };
-        zk.wait_ready();
-        zk
+impl Server {
+    fn spawn(&mut self) {
+        self.child = spawn(&self.dir, &self.config);
     }
 
-    pub fn url(&self, path: &str) -> ZkUrl {
-        ZkUrl::parse(&self.url_text(path)).unwrap()
-    }
-
-    /// `zk://127.0.0.1:<port><path>`.
-    pub fn url_text(&self, path: &str) -> String {
-        format!("zk://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Kills the server (its data stays) and starts it again after `pause`.
-    pub fn restart_after(&mut self, pause: Duration) {
+    fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        std::thread::sleep(pause);
-        self.child = spawn(self.dir.path(), self.port);
-        self.wait_ready();
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the server answers `what` (a four-letter command) with text holding
+    /// `wanted`.
+    fn wait_for(&mut self, what: &[u8], wanted: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -69,9 +47,9 @@ impl ZooKeeper {
                 // A server still starting may take the connection and say nothing.
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
                 let mut answer = String::new();
-                if stream.write_all(b"ruok").is_ok()
+                if stream.write_all(what).is_ok()
                     && stream.read_to_string(&mut answer).is_ok()
-                    && answer == "imok"
+                    && answer.contains(wanted)
                 {
                     return;
                 }
@@ -85,14 +63,128 @@ impl ZooKeeper {
     }
 }
 
-impl Drop for ZooKeeper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A standalone ZooKeeper server in a temporary directory, stopped when dropped.
+pub struct ZooKeeper {
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
+impl ZooKeeper {
+    pub fn start() -> ZooKeeper {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = write_config(dir.path(), port, "");
+        let mut server = Server {
+            child: spawn(dir.path(), &config),
+            port,
+            config,
+            dir: dir.path().to_path_buf(),
+        };
+        server.wait_for(b"ruok", "imok");
+        ZooKeeper { server, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> ZkUrl {
+        ZkUrl::parse(&self.url_text(path)).unwrap()
+    }
+
+    /// `zk://127.0.0.1:<port><path>`.
+    pub fn url_text(&self, path: &str) -> String {
+        format!("zk://127.0.0.1:{}{path}", self.server.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// Kills the server (its data stays) and starts it again after `pause`.
+    pub fn restart_after(&mut self, pause: Duration) {
+        self.server.stop();
+        std::thread::sleep(pause);
+        self.server.spawn();
+        self.server.wait_for(b"ruok", "imok");
     }
 }
 
-fn spawn(dir: &Path, port: u16) -> Child {
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        self.server.stop();
+    }
+}
+
+/// A 3-member ensemble, each member in a directory of its own, stopped when dropped.
+pub struct Ensemble {
+    servers: Vec<Server>,
+    _dir: tempfile::TempDir,
+}
+
+impl Ensemble {
+    pub fn start() -> Ensemble {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16, u16)> = (0..3)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let members: String = ports
+            .iter()
+            .enumerate()
+            .map(|(index, (_, quorum, election))| {
+                format!("server.{}=127.0.0.1:{quorum}:{election}\n", index + 1)
+            })
+            .collect();
+        let servers = ports
+            .iter()
+            .enumerate()
+            .map(|(index, (client, _, _))| {
+                let member = dir.path().join(format!("member-{}", index + 1));
+                std::fs::create_dir_all(member.join("data")).unwrap();
+                std::fs::write(member.join("data/myid"), format!("{}\n", index + 1)).unwrap();
+                let extra = format!("initLimit=40\nsyncLimit=20\n{members}");
+                let config = write_config(&member, *client, &extra);
+                Server {
+                    child: spawn(&member, &config),
+                    port: *client,
+                    config,
+                    dir: member,
+                }
+            })
+            .collect();
+        let mut ensemble = Ensemble { servers, _dir: dir };
+        for server in &mut ensemble.servers {
+            server.wait_for(b"srvr", "Mode:");
+        }
+        ensemble
+    }
+
+    /// `zk://127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3><path>`.
+    pub fn url_text(&self, path: &str) -> String {
+        let hosts: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        format!("zk://{}{path}", hosts.join(","))
+    }
+
+    /// Kills member `index` (0-based; its data stays), starts it again after `pause` and waits
+    /// until it serves in the ensemble again.
+    pub fn restart_member_after(&mut self, index: usize, pause: Duration) {
+        let server = &mut self.servers[index];
+        server.stop();
+        std::thread::sleep(pause);
+        server.spawn();
+        server.wait_for(b"srvr", "Mode:");
+    }
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            server.stop();
+        }
+    }
+}
+
+fn write_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
     let config = dir.join("zoo.cfg");
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -101,16 +193,20 @@ fn spawn(dir: &Path, port: u16) -> Child {
         format!(
             "tickTime=250\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
              admin.enableServer=false\nminSessionTimeout=500\nmaxSessionTimeout=60000\n\
-             4lw.commands.whitelist=ruok\n",
+             4lw.commands.whitelist=ruok,srvr\n{extra}",
             data.display()
         ),
     )
     .unwrap();
+    config
+}
+
+fn spawn(dir: &Path, config: &Path) -> Child {
     Command::new("java")
         .args(["-Xmx128m", "-cp", ZOOKEEPER_JAR])
         .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
         .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-        .arg(&config)
+        .arg(config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -519,3 +519,79 @@ async fn the_service_proxy_carries_every_request_through_a_leader_kill() {
     let tally = traffic.stop().await;
     tally.assert_clean(before + 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zookeeper_member_restarting_goes_unnoticed() {
+    let mut ensemble = agora_zk::testing::Ensemble::start();
+    let zk = ensemble.url_text("/agora");
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let client = no_redirects();
+    let ha = |dir: &std::path::Path| {
+        start_master_with(dir, 0, &["--zk", &zk, "--zk-session-timeout", "4s"])
+    };
+    let mut first = ha(dirs[0].path());
+    wait_until(Duration::from_secs(30), "the first master to lead", || {
+        leads(&client, &first)
+    })
+    .await;
+    let mut second = ha(dirs[1].path());
+    let agent = start_agent(&zk, dirs[2].path(), "cpus:2;mem:512;ports:[33400-33410]");
+    let (code, body) = first
+        .send_json(
+            reqwest::Method::POST,
+            "/v2/apps",
+            json!({"id": "/calm", "cmd": "sleep 1000", "instances": 1, "cpus": 0.1, "mem": 16}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let running = wait_until(Duration::from_secs(30), "the task to run", || async {
+        let tasks = app_tasks(&first, "calm").await?;
+        (tasks.len() == 1 && tasks[0].1 == "TASK_RUNNING").then_some(tasks)
+    })
+    .await;
+
+    // Every member in turn (so also the ones the masters' sessions are on) goes and comes back.
+    for member in 0..3 {
+        tokio::task::block_in_place(|| {
+            ensemble.restart_member_after(member, Duration::from_millis(500))
+        });
+    }
+
+    assert!(
+        first.child.try_wait().unwrap().is_none(),
+        "the leader still runs"
+    );
+    assert!(
+        second.child.try_wait().unwrap().is_none(),
+        "the standby still runs"
+    );
+    leads(&client, &first)
+        .await
+        .expect("the first master still leads");
+    assert_eq!(
+        status(&client, &second, "/master/state").await,
+        Some(StatusCode::TEMPORARY_REDIRECT)
+    );
+    let (code, body) = first
+        .send_json(
+            reqwest::Method::POST,
+            "/v2/apps",
+            json!({"id": "/after", "cmd": "sleep 1000", "instances": 0, "cpus": 0.1, "mem": 16}),
+        )
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::CREATED,
+        "the state is still written: {body}"
+    );
+    assert_eq!(app_tasks(&first, "calm").await.unwrap(), running);
+    let state: Value = serde_json::from_str(&first.get_text("/master/state").await).unwrap();
+    assert_eq!(state["activated_slaves"], 1, "the agent stayed");
+    drop(agent);
+    first.kill9();
+    second.kill9();
+}
