@@ -151,6 +151,28 @@ pub async fn follow_leader(master: &str) -> anyhow::Result<Option<Detector>> {
     }
 }
 
+/// The leading master's `host:port` now, for a command that runs once: `master` itself unless
+/// it is a ZooKeeper URL, whose group's leader is waited for (bounded).
+pub async fn leader_now(master: &str) -> anyhow::Result<String> {
+    if !(master.starts_with("zk://") || master.starts_with("zoo://")) {
+        return Ok(master.to_owned());
+    }
+    let url = ZkUrl::parse(master)?;
+    let detector = Detector::follow(&url, agora_zk::DEFAULT_SESSION_TIMEOUT).await?;
+    let mut leader = detector.leader_address();
+    let found = tokio::time::timeout(LEADER_WAIT, leader.wait_for(Option::is_some)).await;
+    match found {
+        Ok(Ok(address)) => Ok(address.clone().unwrap_or_default()),
+        _ => anyhow::bail!(
+            "no master leads in {url} (waited {}s): are the masters running?",
+            LEADER_WAIT.as_secs()
+        ),
+    }
+}
+
+/// How long a command waits for a leader to be elected.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
 /// `scheme://ip:port` of a MasterInfo, as `/master/redirect` points to it.
 fn leader_url(info: &serde_json::Value, scheme: &str) -> Option<String> {
     agora_zk::address_of(info).map(|address| format!("{scheme}://{address}"))

@@ -9,7 +9,8 @@ use clap::{Args, Subcommand, ValueEnum};
 /// Where the master is and how answers are shown; accepted after any noun or verb.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// The master, HOST:PORT or a URL
+    /// The master, HOST:PORT or a URL, or the masters in ZooKeeper (zk://host:2181/agora):
+    /// their leader
     #[arg(
         long,
         env = "AGORA_MASTER",

@@ -33,12 +33,15 @@ pub struct Context {
 }
 
 impl Context {
-    fn new(args: &ClientArgs) -> anyhow::Result<Context> {
+    /// The clients of `--master`: an address, or the leader of masters in ZooKeeper
+    /// (`zk://…`), found once.
+    async fn new(args: &ClientArgs) -> anyhow::Result<Context> {
         let access = args.credentials.access()?;
+        let master = crate::ha::leader_now(&args.master).await?;
         Ok(Context {
-            master: MasterClient::with_access(&args.master, &access),
-            services: ServicesClient::with_access(&args.master, &access),
-            jobs: JobsClient::with_access(&args.master, &access),
+            master: MasterClient::with_access(&master, &access),
+            services: ServicesClient::with_access(&master, &access),
+            jobs: JobsClient::with_access(&master, &access),
             output: args.output,
             access,
         })
@@ -69,22 +72,22 @@ pub fn is_operator(command: &Command) -> bool {
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Node(noun) => nodes::run(&Context::new(&noun.client)?, noun.command).await,
+        Command::Node(noun) => nodes::run(&Context::new(&noun.client).await?, noun.command).await,
         Command::Framework(noun) => {
-            frameworks::run(&Context::new(&noun.client)?, noun.command).await
+            frameworks::run(&Context::new(&noun.client).await?, noun.command).await
         }
-        Command::App(noun) => apps::run_app(&Context::new(&noun.client)?, noun.command).await,
-        Command::Group(noun) => apps::run_group(&Context::new(&noun.client)?, noun.command).await,
+        Command::App(noun) => apps::run_app(&Context::new(&noun.client).await?, noun.command).await,
+        Command::Group(noun) => apps::run_group(&Context::new(&noun.client).await?, noun.command).await,
         Command::Deployment(noun) => {
-            deployments::run(&Context::new(&noun.client)?, noun.command).await
+            deployments::run(&Context::new(&noun.client).await?, noun.command).await
         }
-        Command::Task(noun) => tasks::run(&Context::new(&noun.client)?, noun.command).await,
-        Command::Job(noun) => jobs::run(&Context::new(&noun.client)?, noun.command).await,
+        Command::Task(noun) => tasks::run(&Context::new(&noun.client).await?, noun.command).await,
+        Command::Job(noun) => jobs::run(&Context::new(&noun.client).await?, noun.command).await,
         Command::Lb(crate::cli::LbCommand::Status(args)) => {
-            discovery::lb_status(&Context::new(&args.client)?).await
+            discovery::lb_status(&Context::new(&args.client).await?).await
         }
-        Command::Dns(noun) => discovery::dns(&Context::new(&noun.client)?, noun.command).await,
-        Command::Cluster(noun) => cluster::run(&Context::new(&noun.client)?, noun.command).await,
+        Command::Dns(noun) => discovery::dns(&Context::new(&noun.client).await?, noun.command).await,
+        Command::Cluster(noun) => cluster::run(&Context::new(&noun.client).await?, noun.command).await,
         Command::Login(args) => login(&args.client).await,
         Command::Completions(args) => {
             use clap::CommandFactory;

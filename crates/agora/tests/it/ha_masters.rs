@@ -145,6 +145,10 @@ async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
         "{leader}"
     );
 
+    // The CLI given the ZooKeeper URL finds the leader.
+    let listed = crate::common::cli::agora(&zk, &["app", "list", "-o", "json"]).await;
+    assert!(listed.ok().contains("\"/api\""), "{}", listed.ok());
+
     // A request another standby forwarded is not forwarded again: the loop is named.
     let looped = client
         .get(format!("http://{}/v2/apps", second.address()))
