@@ -19,6 +19,15 @@ pub fn leader(children: &[String]) -> Option<&str> {
         .map(|(_, name)| name)
 }
 
+/// The members among a group's children.
+pub fn members(children: &[String]) -> Vec<&str> {
+    children
+        .iter()
+        .filter(|name| sequence(name).is_some())
+        .map(String::as_str)
+        .collect()
+}
+
 /// Children of a group path that are not members: a path shared with something else.
 pub fn strangers(children: &[String]) -> Vec<&str> {
     children

@@ -10,6 +10,7 @@ mod lb;
 mod security;
 mod serve;
 mod state;
+mod state_copy;
 mod tls;
 
 use clap::Parser;
@@ -125,6 +126,12 @@ fn run(command: cli::Command) -> bool {
             cli::Command::Master(args) => serve::master(args).await,
             cli::Command::Agent(args) => serve::agent(args).await,
             cli::Command::Lb(cli::LbCommand::Haproxy(args)) => lb::haproxy(args).await,
+            cli::Command::Registry(cli::RegistryCommand::Export(args)) => {
+                state_copy::export(args).await
+            }
+            cli::Command::Registry(cli::RegistryCommand::Import(args)) => {
+                state_copy::import(args).await
+            }
             cli::Command::Executor => executor().await,
             operator => ctl::run(operator).await,
         }

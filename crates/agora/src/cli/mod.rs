@@ -51,6 +51,11 @@ pub enum Command {
     Dns(Noun<DnsCommand>),
     /// The cluster at a glance
     Cluster(Noun<ClusterCommand>),
+    /// The masters' state (registry, services, jobs): export it to a file, import it — to
+    /// move a single master's state into ZooKeeper for HA, or back. Only while no master runs
+    /// on it
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// Signs in and prints a bearer token (for AGORA_TOKEN or --token-file): the principal's
     /// secret comes from AGORA_SECRET, --secret-file or standard input
     Login(LoginArgs),
@@ -61,6 +66,50 @@ pub enum Command {
     /// The built-in executor; started by agents, not by hand
     #[command(hide = true)]
     Executor,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RegistryCommand {
+    /// Writes the whole state as one JSON document
+    Export(RegistryExportArgs),
+    /// Writes a document `export` made into an empty store
+    Import(RegistryImportArgs),
+}
+
+/// Where the masters' state is: a master's data dir (the embedded store) or ZooKeeper.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false, id = "location")]
+pub struct StateLocation {
+    /// A master's data dir (registry.redb, services.redb, jobs.redb)
+    #[arg(long, group = "location")]
+    pub data_dir: Option<PathBuf>,
+    /// The masters' group in ZooKeeper (zk://host:2181/agora); the state is beside it
+    #[arg(long, group = "location")]
+    pub zk: Option<String>,
+    /// Where in ZooKeeper the state lives (default: the group's path with '-state')
+    #[arg(long, requires = "zk")]
+    pub zk_state: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RegistryExportArgs {
+    #[command(flatten)]
+    pub from: StateLocation,
+    /// The file to write (readable by its owner only); '-' or none: stdout
+    #[arg(long, short)]
+    pub output: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RegistryImportArgs {
+    #[command(flatten)]
+    pub to: StateLocation,
+    /// The document to read; '-' or none: stdin
+    #[arg(long, short)]
+    pub input: Option<String>,
+    /// Write over a store that already holds records
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -66,6 +66,7 @@ pub fn is_operator(command: &Command) -> bool {
             | Command::Master(_)
             | Command::Agent(_)
             | Command::Executor
+            | Command::Registry(_)
             | Command::Lb(crate::cli::LbCommand::Haproxy(_))
     )
 }
@@ -77,7 +78,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             frameworks::run(&Context::new(&noun.client).await?, noun.command).await
         }
         Command::App(noun) => apps::run_app(&Context::new(&noun.client).await?, noun.command).await,
-        Command::Group(noun) => apps::run_group(&Context::new(&noun.client).await?, noun.command).await,
+        Command::Group(noun) => {
+            apps::run_group(&Context::new(&noun.client).await?, noun.command).await
+        }
         Command::Deployment(noun) => {
             deployments::run(&Context::new(&noun.client).await?, noun.command).await
         }
@@ -86,8 +89,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Lb(crate::cli::LbCommand::Status(args)) => {
             discovery::lb_status(&Context::new(&args.client).await?).await
         }
-        Command::Dns(noun) => discovery::dns(&Context::new(&noun.client).await?, noun.command).await,
-        Command::Cluster(noun) => cluster::run(&Context::new(&noun.client).await?, noun.command).await,
+        Command::Dns(noun) => {
+            discovery::dns(&Context::new(&noun.client).await?, noun.command).await
+        }
+        Command::Cluster(noun) => {
+            cluster::run(&Context::new(&noun.client).await?, noun.command).await
+        }
         Command::Login(args) => login(&args.client).await,
         Command::Completions(args) => {
             use clap::CommandFactory;

@@ -599,3 +599,70 @@ async fn a_zookeeper_member_restarting_goes_unnoticed() {
     first.kill9();
     second.kill9();
 }
+
+/// `agora <args>`: whether it succeeded, and its stderr.
+fn agora_command(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(crate::common::BIN)
+        .args(args)
+        .env_remove("AGORA_LOG")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_masters_state_moves_into_zookeeper() {
+    let single = tempfile::tempdir().unwrap();
+    let mut master = start_master_with(single.path(), 0, &[]);
+    let (code, _) = operator(
+        &master,
+        json!({"type": "UPDATE_WEIGHTS",
+               "update_weights": {"weight_infos": [{"role": "web", "weight": 2.0}]}}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    let (code, body) = master
+        .send_json(
+            reqwest::Method::POST,
+            "/v2/apps",
+            json!({"id": "/moved", "cmd": "sleep 1000", "instances": 0, "cpus": 0.1, "mem": 16}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let data_dir = single.path().to_str().unwrap();
+    let (ok, stderr) = agora_command(&["registry", "export", "--data-dir", data_dir]);
+    assert!(!ok, "a running master's store is not read");
+    assert!(stderr.contains("stop it first"), "{stderr}");
+    master.terminate();
+
+    let file = single.path().join("state.json");
+    let file = file.to_str().unwrap();
+    let (ok, stderr) = agora_command(&["registry", "export", "--data-dir", data_dir, "-o", file]);
+    assert!(ok, "{stderr}");
+    let zookeeper = ZooKeeper::start();
+    let zk = zookeeper.url_text("/agora");
+    let (ok, stderr) = agora_command(&["registry", "import", "--zk", &zk, "-i", file]);
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = agora_command(&["registry", "import", "--zk", &zk, "-i", file]);
+    assert!(!ok && stderr.contains("--replace"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let client = no_redirects();
+    let ha = ha_master(dir.path(), &zk);
+    wait_until(Duration::from_secs(30), "the master to lead", || {
+        leads(&client, &ha)
+    })
+    .await;
+    let (_, weights) = operator(&ha, json!({"type": "GET_WEIGHTS"})).await;
+    assert_eq!(
+        weights["get_weights"]["weight_infos"],
+        json!([{"role": "web", "weight": 2.0}]),
+        "{weights}"
+    );
+    assert!(ha.get_text("/v2/apps/moved").await.contains("\"/moved\""));
+    let (ok, stderr) = agora_command(&["registry", "export", "--zk", &zk]);
+    assert!(!ok && stderr.contains("masters are running"), "{stderr}");
+}
