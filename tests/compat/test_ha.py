@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import chronos
@@ -21,46 +22,12 @@ from marathon import MarathonApp, MarathonClient
 from pymesos import MesosSchedulerDriver
 
 from compat_util import RecordingScheduler, framework_info, get, register, stop_driver
-from conftest import READY_RE, _die_with_parent, _kill, agora_bin, http_get
+from conftest import READY_RE, REPO, _die_with_parent, _kill, agora_bin, http_get
 
-ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
+sys.path.insert(0, str(REPO / "scripts"))
+from zookeeper import start_zookeeper  # noqa: E402  (the scripts' harness, shared)
+
 WAIT = 30.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_zookeeper(directory):
-    port = free_port()
-    data = directory / "zk-data"
-    data.mkdir()
-    config = directory / "zoo.cfg"
-    config.write_text(
-        "tickTime=250\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"
-        "admin.enableServer=false\nminSessionTimeout=500\nmaxSessionTimeout=60000\n"
-        "4lw.commands.whitelist=ruok\n" % (data, port))
-    proc = subprocess.Popen(
-        ["java", "-Xmx128m", "-cp", ZOOKEEPER_JAR, "-Dzookeeper.log.dir=%s" % directory,
-         "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=_die_with_parent)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "ZooKeeper exited at start (is Debian's zookeeper installed?)"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                conn.settimeout(1)
-                conn.sendall(b"ruok")
-                if conn.recv(4) == b"imok":
-                    return proc, port
-        except OSError:
-            pass
-        time.sleep(0.1)
-    _kill(proc)
-    pytest.fail("ZooKeeper did not answer within a minute", pytrace=False)
 
 
 class Node:
@@ -127,7 +94,8 @@ def leads(node):
 @pytest.fixture
 def ha(tmp_path):
     """ZooKeeper, two masters (the first leading) and an agent following their leader."""
-    zookeeper, zk_port = start_zookeeper(tmp_path)
+    zookeeper, zk_port = start_zookeeper(
+        str(tmp_path), start_new_session=True, preexec_fn=_die_with_parent)
     zk = "zk://127.0.0.1:%d/agora" % zk_port
     nodes = []
     try:

@@ -7,6 +7,7 @@
 mod answer;
 pub mod auth;
 mod body;
+mod durable;
 pub mod events;
 mod family;
 mod gate;
@@ -14,6 +15,7 @@ mod listen;
 
 pub use agora_tls::PeerCertified;
 pub use answer::{MesosError, Query, flag};
+pub use durable::answer_once_committed;
 pub use family::{ApiFamily, MesosV1};
 pub use gate::{GateConfig, HostNames, protect};
 pub use listen::{Limits, ListenerTls, Refused, serve, serve_local};

@@ -56,6 +56,23 @@ pub struct StoreOptions {
     pub session_timeout: Duration,
 }
 
+impl StoreOptions {
+    /// The state of the masters whose group is `url`'s: under `root`, or beside the group
+    /// ([`default_state_root`]).
+    pub fn of_group(
+        url: &ZkUrl,
+        root: Option<String>,
+        fence: Option<String>,
+        session_timeout: Duration,
+    ) -> StoreOptions {
+        StoreOptions {
+            root: root.unwrap_or_else(|| default_state_root(&url.path)),
+            fence,
+            session_timeout,
+        }
+    }
+}
+
 /// The state root a group's masters use unless told otherwise: beside the group, not in it
 /// (`/agora` keeps its state in `/agora-state`).
 pub fn default_state_root(group: &str) -> String {

@@ -66,21 +66,15 @@ pub async fn elect(
             Err(error) => return Err(error.into()),
         }
     };
-    let root = args
-        .zk_state
-        .clone()
-        .unwrap_or_else(|| agora_zk::default_state_root(&url.path));
     // Opened while still a standby, so that a state root that is not this cluster's is
     // refused at start rather than at takeover.
-    let store = ZkStore::open(
+    let options = StoreOptions::of_group(
         &url,
-        StoreOptions {
-            root,
-            fence: Some(contender.member_path()),
-            session_timeout: args.zk_session_timeout,
-        },
-    )
-    .await?;
+        args.zk_state.clone(),
+        Some(contender.member_path()),
+        args.zk_session_timeout,
+    );
+    let store = ZkStore::open(&url, options).await?;
     let mut leadership = contender.leadership();
     loop {
         let now = leadership.borrow_and_update().clone();

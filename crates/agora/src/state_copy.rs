@@ -42,19 +42,13 @@ impl Location {
             (None, Some(zk)) => {
                 let url = ZkUrl::parse(zk)?;
                 refuse_running_masters(&url).await?;
-                let root = location
-                    .zk_state
-                    .clone()
-                    .unwrap_or_else(|| agora_zk::default_state_root(&url.path));
-                let store = ZkStore::open(
+                let options = StoreOptions::of_group(
                     &url,
-                    StoreOptions {
-                        root,
-                        fence: None,
-                        session_timeout: agora_zk::DEFAULT_SESSION_TIMEOUT,
-                    },
-                )
-                .await?;
+                    location.zk_state.clone(),
+                    None,
+                    agora_zk::DEFAULT_SESSION_TIMEOUT,
+                );
+                let store = ZkStore::open(&url, options).await?;
                 Ok(Location::ZooKeeper(Arc::new(store)))
             }
             _ => bail!("give the state's place: --data-dir DIR or --zk zk://HOST:PORT/PATH"),

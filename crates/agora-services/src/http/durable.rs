@@ -1,11 +1,10 @@
-//! A change is answered once it is durable: after a request that may change state, the answer
-//! waits until the registrar has committed everything queued so far (Marathon answers a
-//! deployment once it is in ZooKeeper).
+//! A change is answered once it is durable (Marathon answers a deployment once it is in
+//! ZooKeeper): a changing request's answer waits for the registrar's commit.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -17,15 +16,14 @@ pub(super) async fn committed(
     request: Request,
     next: Next,
 ) -> Response {
-    let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
-    let response = next.run(request).await;
-    if !changes {
-        return response;
-    }
-    match shared.config.registrar.barrier().committed().await {
-        Ok(()) => response,
-        Err(failed) => {
+    let registrar = shared.config.registrar.clone();
+    agora_http::answer_once_committed(
+        request,
+        next,
+        || registrar.barrier().committed(),
+        |failed| {
             MarathonError::new(StatusCode::SERVICE_UNAVAILABLE, failed.to_string()).into_response()
-        }
-    }
+        },
+    )
+    .await
 }

@@ -23,6 +23,21 @@ fn ha_master(dir: &std::path::Path, zk: &str) -> Process {
     start_master_with(dir, 0, &["--zk", zk, "--zk-session-timeout", "2s"])
 }
 
+/// Two masters in `zk`'s group, in `dirs[0]` and `dirs[1]`: the first leading, the second
+/// started once it does.
+async fn leader_and_standby(
+    client: &reqwest::Client,
+    zk: &str,
+    dirs: &[tempfile::TempDir],
+) -> (Process, Process) {
+    let first = ha_master(dirs[0].path(), zk);
+    wait_until(Duration::from_secs(30), "the first master to lead", || {
+        leads(client, &first)
+    })
+    .await;
+    (first, ha_master(dirs[1].path(), zk))
+}
+
 async fn status(client: &reqwest::Client, master: &Process, path: &str) -> Option<StatusCode> {
     let url = format!("http://{}{path}", master.address());
     client.get(url).send().await.ok().map(|r| r.status())
@@ -67,12 +82,7 @@ async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let client = no_redirects();
 
-    let mut first = ha_master(dirs[0].path(), &zk);
-    wait_until(Duration::from_secs(30), "the first master to lead", || {
-        leads(&client, &first)
-    })
-    .await;
-    let second = ha_master(dirs[1].path(), &zk);
+    let (mut first, second) = leader_and_standby(&client, &zk, &dirs).await;
     wait_until(
         Duration::from_secs(30),
         "the second to stand by",
@@ -216,12 +226,7 @@ async fn a_leader_frozen_past_its_session_steps_down_when_it_wakes() {
     let zk = zookeeper.url_text("/agora");
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let client = no_redirects();
-    let mut first = ha_master(dirs[0].path(), &zk);
-    wait_until(Duration::from_secs(30), "the first master to lead", || {
-        leads(&client, &first)
-    })
-    .await;
-    let second = ha_master(dirs[1].path(), &zk);
+    let (mut first, second) = leader_and_standby(&client, &zk, &dirs).await;
 
     let pid = nix::unistd::Pid::from_raw(first.pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
@@ -277,12 +282,7 @@ async fn an_agent_follows_the_new_leader_and_keeps_its_tasks() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let work = tempfile::tempdir().unwrap();
     let client = no_redirects();
-    let mut first = ha_master(dirs[0].path(), &zk);
-    wait_until(Duration::from_secs(30), "the first master to lead", || {
-        leads(&client, &first)
-    })
-    .await;
-    let second = ha_master(dirs[1].path(), &zk);
+    let (mut first, second) = leader_and_standby(&client, &zk, &dirs).await;
     let agent = start_agent(
         &zk,
         work.path(),
@@ -353,12 +353,7 @@ async fn cluster() -> Cluster {
         tempfile::tempdir().unwrap(),
     ];
     let client = no_redirects();
-    let first = ha_master(dirs[0].path(), &zk);
-    wait_until(Duration::from_secs(30), "the first master to lead", || {
-        leads(&client, &first)
-    })
-    .await;
-    let second = ha_master(dirs[1].path(), &zk);
+    let (first, second) = leader_and_standby(&client, &zk, &dirs).await;
     let agent = start_agent(
         &zk,
         dirs[2].path(),
