@@ -53,6 +53,36 @@ struct Session {
     base: String,
     framework_id: Option<String>,
     stream_id: Option<String>,
+    /// The masters given (`h1:5050,h2:5050`), as base URLs: a subscription that fails or ends
+    /// goes on with the next one, whose standby redirects to the leader.
+    masters: Vec<String>,
+    next_master: usize,
+}
+
+impl Session {
+    /// After a failed or ended subscription: the next master given, if there are several.
+    fn next_master(&mut self) {
+        if self.masters.len() > 1 {
+            self.next_master = (self.next_master + 1) % self.masters.len();
+            self.base = self.masters[self.next_master].clone();
+        }
+    }
+}
+
+/// The base URLs of `master`: one address, or several separated by commas (Mesos'
+/// `host1:5050,host2:5050`).
+fn master_bases(master: &str, access: &crate::Access) -> Vec<String> {
+    let bases: Vec<String> = master
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|m| access.base_url(m))
+        .collect();
+    if bases.is_empty() {
+        vec![access.base_url(master)]
+    } else {
+        bases
+    }
 }
 
 /// A subscribed framework. Events arrive through [`Scheduler::next_event`]; after a
@@ -117,16 +147,22 @@ pub fn long_lived_framework(
 }
 
 impl Scheduler {
-    /// Subscribes and waits for `SUBSCRIBED` (or the first failure).
+    /// Subscribes and waits for `SUBSCRIBED` (or the first failure). `master` is `host:port`,
+    /// a URL, or several masters separated by commas (`h1:5050,h2:5050`): a standby redirects
+    /// to the leader, and when the leader goes the scheduler re-subscribes through the next
+    /// one, with its framework id.
     pub async fn subscribe(
         master: &str,
         info: FrameworkInfo,
         options: SchedulerOptions,
     ) -> Result<Scheduler, ClientError> {
+        let masters = master_bases(master, &options.access);
         let session = Arc::new(Mutex::new(Session {
-            base: options.access.base_url(master),
+            base: masters[0].clone(),
             framework_id: info.id.as_ref().map(|id| id.value.clone()),
             stream_id: None,
+            masters,
+            next_master: 0,
         }));
         let http = options
             .access
@@ -437,6 +473,13 @@ async fn run(
 ) {
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(100);
+    // The first subscription tries each master given once before it fails.
+    let mut untried = session
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .masters
+        .len()
+        .saturating_sub(1);
     while !stop.is_set() && !events.is_closed() {
         let outcome = subscribe_once(
             &session, &http, &mut info, &options, &events, &stop, &mut ready,
@@ -446,12 +489,25 @@ async fn run(
             Ok(()) => backoff = Duration::from_millis(100),
             Err(error) => {
                 tracing::debug!(%error, "scheduler subscription failed");
+                if ready.is_some() && untried > 0 {
+                    untried -= 1;
+                    session
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .next_master();
+                    continue;
+                }
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(Err(error));
                     return;
                 }
             }
         }
+        // The master may be gone: with several given, the next one (a standby redirects).
+        session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_master();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(options.max_backoff);
     }

@@ -661,3 +661,63 @@ async fn a_single_masters_state_moves_into_zookeeper() {
     let (ok, stderr) = agora_command(&["registry", "export", "--zk", &zk]);
     assert!(!ok && stderr.contains("masters are running"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_framework_on_the_sdk_given_both_masters_follows_the_leader() {
+    use agora_api::scheduler::Event;
+
+    let mut c = cluster().await;
+    // The standby first: it redirects to the leader.
+    let masters = format!("{},{}", c.second.address(), c.first.address());
+    let info = agora_api::mesos::FrameworkInfo {
+        failover_timeout: 3600.0,
+        ..crate::common::framework_info("sdk-ha")
+    };
+    let mut scheduler = agora_client::Scheduler::subscribe(&masters, info, Default::default())
+        .await
+        .unwrap();
+    let id = scheduler.framework_id().unwrap();
+    let offers = |scheduler: &mut agora_client::Scheduler| {
+        let mut seen = Vec::new();
+        while let Some(event) = scheduler.try_next_event() {
+            seen.push(event);
+        }
+        seen
+    };
+    wait_until(Duration::from_secs(20), "an offer", || {
+        let seen = offers(&mut scheduler);
+        std::future::ready(
+            seen.iter()
+                .any(|e| matches!(e, Event::Offers { .. }))
+                .then_some(()),
+        )
+    })
+    .await;
+
+    c.fail_over().await;
+    // Re-subscribed with its id through the other master, offered again.
+    let mut subscribed = false;
+    wait_until(
+        Duration::from_secs(30),
+        "an offer from the new leader",
+        || {
+            let seen = offers(&mut scheduler);
+            subscribed |= seen.iter().any(|e| matches!(e, Event::Subscribed { .. }));
+            std::future::ready(
+                (subscribed && seen.iter().any(|e| matches!(e, Event::Offers { .. })))
+                    .then_some(()),
+            )
+        },
+    )
+    .await;
+    assert_eq!(scheduler.framework_id().unwrap(), id);
+    let state: Value = serde_json::from_str(&c.second.get_text("/master/state").await).unwrap();
+    let active: Vec<&str> = state["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["active"] == true)
+        .filter_map(|f| f["id"].as_str())
+        .collect();
+    assert!(active.contains(&id.as_str()), "{active:?}");
+}
