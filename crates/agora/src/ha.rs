@@ -122,17 +122,66 @@ pub fn exit_when_deposed(contender: &Contender) {
     });
 }
 
-/// A detector of the leading master when `master` is a ZooKeeper URL (`zk://`, `zoo://`),
-/// as Mesos agents take `--master=zk://…`; `None` for one master's address. An unreachable
-/// ensemble is retried with a message.
-pub async fn follow_leader(master: &str) -> anyhow::Result<Option<Detector>> {
-    if !(master.starts_with("zk://") || master.starts_with("zoo://")) {
+/// What keeps a node's view of the leading master current: a ZooKeeper detector, or the
+/// asking of a list of masters.
+pub enum LeaderSource {
+    ZooKeeper { _detector: Detector },
+    Masters(tokio::task::JoinHandle<()>),
+}
+
+impl Drop for LeaderSource {
+    fn drop(&mut self) {
+        if let LeaderSource::Masters(task) = self {
+            task.abort();
+        }
+    }
+}
+
+fn is_zk(master: &str) -> bool {
+    master.starts_with("zk://") || master.starts_with("zoo://")
+}
+
+/// The leading master, followed, when `master` names several: a ZooKeeper URL (`zk://`,
+/// `zoo://`), as Mesos agents take `--master=zk://…` (an unreachable ensemble is retried with a
+/// message), or a list `h1:5050,h2:5050`, whose masters are asked where the leader is. `None`
+/// for one master's address.
+pub async fn follow_leader(
+    master: &str,
+    access: &agora_client::Access,
+) -> anyhow::Result<Option<(LeaderSource, watch::Receiver<Option<String>>)>> {
+    if master.contains(',') && !is_zk(master) {
+        let masters: Vec<String> = master
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let client = access
+            .client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(2))
+            .build()
+            .context("cannot build the client that asks for the leader")?;
+        let (publish, leader) = watch::channel(None);
+        let access = access.clone();
+        let task = tokio::spawn(ask_for_leader(client, access, masters, publish));
+        return Ok(Some((LeaderSource::Masters(task), leader)));
+    }
+    if !is_zk(master) {
         return Ok(None);
     }
     let url = ZkUrl::parse(master)?;
     loop {
         match Detector::follow(&url, agora_zk::DEFAULT_SESSION_TIMEOUT).await {
-            Ok(detector) => return Ok(Some(detector)),
+            Ok(detector) => {
+                let leader = detector.leader_address();
+                return Ok(Some((
+                    LeaderSource::ZooKeeper {
+                        _detector: detector,
+                    },
+                    leader,
+                )));
+            }
             Err(error) => {
                 tracing::warn!(%error, "ZooKeeper is unreachable; trying again");
                 eprintln!(
@@ -145,10 +194,59 @@ pub async fn follow_leader(master: &str) -> anyhow::Result<Option<Detector>> {
     }
 }
 
+/// How often a node given a list of masters asks them where the leader is.
+const ASK_EVERY: Duration = Duration::from_secs(1);
+
+/// Asks the masters in turn for `/master/redirect` (each, leader or standby, points at the
+/// leader) and publishes the leader's `host:port`; the last one known stands while none
+/// answers.
+async fn ask_for_leader(
+    client: reqwest::Client,
+    access: agora_client::Access,
+    masters: Vec<String>,
+    publish: watch::Sender<Option<String>>,
+) {
+    loop {
+        for master in &masters {
+            let url = format!("{}/master/redirect", access.base_url(master));
+            let Ok(answer) = client.get(&url).send().await else {
+                continue;
+            };
+            let location = answer
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(host_port_of);
+            if let Some(leader) = location {
+                publish.send_if_modified(|current| {
+                    let changed = current.as_deref() != Some(leader.as_str());
+                    *current = Some(leader);
+                    changed
+                });
+                break;
+            }
+        }
+        if publish.is_closed() {
+            return;
+        }
+        tokio::time::sleep(ASK_EVERY).await;
+    }
+}
+
+/// `host:port` of a redirect's `Location`: `//host:port/…`, `http(s)://host:port/…`.
+fn host_port_of(location: &str) -> Option<String> {
+    let rest = location
+        .strip_prefix("https://")
+        .or_else(|| location.strip_prefix("http://"))
+        .or_else(|| location.strip_prefix("//"))?;
+    let host = rest.split(['/', '?']).next()?;
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
 /// The leading master's `host:port` now, for a command that runs once: `master` itself unless
 /// it is a ZooKeeper URL, whose group's leader is waited for (bounded).
 pub async fn leader_now(master: &str) -> anyhow::Result<String> {
-    if !(master.starts_with("zk://") || master.starts_with("zoo://")) {
+    if !is_zk(master) {
         return Ok(master.to_owned());
     }
     let url = ZkUrl::parse(master)?;
@@ -325,7 +423,22 @@ fn redirect(leader: Option<&str>, request: &Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::proxied;
+    use super::{host_port_of, proxied};
+
+    #[test]
+    fn the_leader_is_read_from_a_redirect() {
+        assert_eq!(
+            host_port_of("//10.0.0.1:5050").as_deref(),
+            Some("10.0.0.1:5050")
+        );
+        assert_eq!(
+            host_port_of("http://10.0.0.1:5050/master/state").as_deref(),
+            Some("10.0.0.1:5050")
+        );
+        assert_eq!(host_port_of("https://m1:5050").as_deref(), Some("m1:5050"));
+        assert_eq!(host_port_of("/relative"), None);
+        assert_eq!(host_port_of("//"), None);
+    }
 
     #[test]
     fn marathon_chronos_metronome_and_the_ui_are_proxied_mesos_redirected() {

@@ -629,9 +629,9 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let access =
         security::agent_access(args.credential.as_deref())?.with_tls(security.tls.remote.clone());
     let shutdown = CancellationToken::new();
-    // Masters in ZooKeeper: the agent and discovery follow the leader.
-    let detector = crate::ha::follow_leader(&args.master).await?;
-    let leader = detector.as_ref().map(agora_zk::Detector::leader_address);
+    // Masters in ZooKeeper, or a list of masters: the agent and discovery follow the leader.
+    let followed = crate::ha::follow_leader(&args.master, &access).await?;
+    let leader = followed.as_ref().map(|(_, leader)| leader.clone());
     let mut config = agent_config(
         &args.agent,
         &args.network,

@@ -476,8 +476,9 @@ pub struct HaArgs {
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// The master, HOST:PORT or a URL (https:// with --tls-ca by default), or the masters in
-    /// ZooKeeper, zk://host:2181,host2:2181/agora: the agent follows their leader
+    /// The master, HOST:PORT or a URL (https:// with --tls-ca by default); or several, the
+    /// masters in ZooKeeper (zk://host:2181,host2:2181/agora) or a list (h1:5050,h2:5050):
+    /// the agent follows their leader
     #[arg(long, env = "AGORA_MASTER")]
     pub master: String,
     /// This agent's own principal and secret, which it authenticates to the master with
