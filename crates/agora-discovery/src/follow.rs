@@ -51,6 +51,7 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Follows the services API at `master` (HOST:PORT) until `shutdown`, publishing every change.
 /// Which master serves the services API: one, or the leader of several.
+#[derive(Clone)]
 pub struct Masters {
     pub fixed: String,
     pub leader: Option<watch::Receiver<Option<String>>>,
@@ -58,7 +59,7 @@ pub struct Masters {
 
 impl Masters {
     /// The master to follow now (`None` while no master leads).
-    fn current(&mut self) -> Option<String> {
+    pub fn current(&mut self) -> Option<String> {
         match &mut self.leader {
             Some(leader) => leader.borrow_and_update().clone(),
             None => Some(self.fixed.clone()),
@@ -66,7 +67,7 @@ impl Masters {
     }
 
     /// Resolves when the leader changes (never, with one master).
-    async fn changed(&mut self) {
+    pub async fn changed(&mut self) {
         let Some(leader) = &mut self.leader else {
             return std::future::pending().await;
         };

@@ -131,7 +131,10 @@ pub fn start(config: DiscoveryConfig, shutdown: CancellationToken) -> DiscoveryH
         });
         tokio::spawn(drive_dns(
             state.clone(),
-            config.master.clone(),
+            follow::Masters {
+                fixed: config.master.clone(),
+                leader: config.leader.clone(),
+            },
             config.access.clone(),
             dns_config.domain.clone(),
             config.node_ip,
@@ -156,7 +159,7 @@ const MEMBERS_EVERY: Duration = Duration::from_secs(10);
 /// cannot be bound is reported and tried again.
 async fn drive_dns(
     state: Arc<DnsState>,
-    master: String,
+    masters: follow::Masters,
     access: agora_client::Access,
     domain: String,
     node_ip: IpAddr,
@@ -166,7 +169,7 @@ async fn drive_dns(
     let (members_tx, mut members) = watch::channel(dns::Members::default());
     let poke = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(members::follow(
-        master,
+        masters,
         access,
         node_ip,
         members_tx,

@@ -56,8 +56,9 @@ async fn read(master: &agora_client::MasterClient, node_ip: IpAddr) -> Option<Me
 /// Publishes the members (only when they change) until `shutdown`: read often at first, when
 /// frameworks are still registering, then every `every`, and soon after each `poke` (a change
 /// in the apps), at most once a second.
+/// A new leader is read at once: `leader.<domain>` follows a failover within a second.
 pub async fn follow(
-    master: String,
+    mut masters: crate::follow::Masters,
     access: agora_client::Access,
     node_ip: IpAddr,
     publish: watch::Sender<Members>,
@@ -65,10 +66,16 @@ pub async fn follow(
     poke: std::sync::Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
-    let master = agora_client::MasterClient::with_access(&master, &access);
     let mut pause = Duration::from_millis(250);
     loop {
-        if let Some(members) = read(&master, node_ip).await {
+        let read_now = match masters.current() {
+            Some(address) => {
+                let master = agora_client::MasterClient::with_access(&address, &access);
+                read(&master, node_ip).await
+            }
+            None => None,
+        };
+        if let Some(members) = read_now {
             publish.send_if_modified(|current| {
                 let changed = *current != members;
                 *current = members;
@@ -77,11 +84,11 @@ pub async fn follow(
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(pause) => pause = (pause * 2).min(every),
             () = poke.notified() => {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            () = masters.changed() => pause = Duration::from_millis(250),
         }
-        pause = (pause * 2).min(every);
     }
 }

@@ -7,67 +7,20 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use hickory_resolver::Resolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::RData;
 use reqwest::Method;
 use serde_json::json;
 
+use crate::common::dns::{self, addresses, services};
 use crate::common::marathon::Marathon;
 use crate::common::traffic::{agent_state, resources};
 use crate::common::*;
 
 const DNS_PORT: u16 = 18353;
 
-/// A resolver asking only agora's DNS, over UDP or TCP, caching nothing.
+/// A resolver asking only agora's DNS on this test's port.
 fn resolver(tcp: bool) -> Resolver<TokioRuntimeProvider> {
-    let mut connection = if tcp {
-        ConnectionConfig::tcp()
-    } else {
-        ConnectionConfig::udp()
-    };
-    connection.port = DNS_PORT;
-    let server = NameServerConfig::new(IpAddr::from([127, 0, 0, 1]), true, vec![connection]);
-    let mut builder = Resolver::builder_with_config(
-        ResolverConfig::from_name_servers(vec![server]),
-        TokioRuntimeProvider::default(),
-    );
-    builder.options_mut().cache_size = 0;
-    builder.options_mut().attempts = 1;
-    builder.options_mut().timeout = Duration::from_secs(2);
-    builder.build().unwrap()
-}
-
-async fn addresses(resolver: &Resolver<TokioRuntimeProvider>, name: &str) -> Vec<IpAddr> {
-    match resolver.ipv4_lookup(name).await {
-        Ok(lookup) => lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::A(a) => Some(IpAddr::V4(a.0)),
-                _ => None,
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// (port, target) of each SRV answer.
-async fn services(
-    resolver: &Resolver<TokioRuntimeProvider>,
-    name: &str,
-) -> BTreeSet<(u16, String)> {
-    match resolver.srv_lookup(name).await {
-        Ok(lookup) => lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::SRV(srv) => Some((srv.port, srv.target.to_ascii())),
-                _ => None,
-            })
-            .collect(),
-        Err(_) => BTreeSet::new(),
-    }
+    dns::resolver(DNS_PORT, tcp)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -343,9 +343,14 @@ async fn agent_follows_the_leader(master: impl Fn(&str, &Process, &Process) -> S
     .await;
     let agent_state: Value = serde_json::from_str(&agent.get_text("/state").await).unwrap();
     assert_eq!(agent_state["id"], agent_id.as_str());
-    assert_eq!(agent_state["master_link"]["connected"], true, "{agent_state}");
+    assert_eq!(
+        agent_state["master_link"]["connected"], true,
+        "{agent_state}"
+    );
     assert!(
-        agent_state["master_hostname"].as_str().is_some_and(|h| !h.is_empty()),
+        agent_state["master_hostname"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty()),
         "the agent names its leader: {agent_state}"
     );
 }
@@ -737,4 +742,49 @@ async fn a_framework_on_the_sdk_given_both_masters_follows_the_leader() {
         .filter_map(|f| f["id"].as_str())
         .collect();
     assert!(active.contains(&id.as_str()), "{active:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dns_name_of_the_leader_follows_a_failover() {
+    use crate::common::dns::{resolver, services};
+
+    let zookeeper = ZooKeeper::start();
+    let zk = zookeeper.url_text("/agora");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let work = tempfile::tempdir().unwrap();
+    let client = no_redirects();
+    let (mut first, second) = leader_and_standby(&client, &zk, &dirs).await;
+    let dns_port = agora_zk::testing::free_port();
+    let _agent = crate::common::start_agent_with(
+        &zk,
+        work.path(),
+        "cpus:1;mem:256;ports:[33140-33145]",
+        0,
+        &["--dns-port", &dns_port.to_string()],
+    );
+    let dns = resolver(dns_port, false);
+    let leader_port = |port: u16| {
+        let dns = &dns;
+        move || async move {
+            let answers = services(dns, "_leader._tcp.mesos.").await;
+            answers.iter().any(|(p, _)| *p == port).then_some(())
+        }
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "_leader._tcp at the first",
+        leader_port(first.port),
+    )
+    .await;
+    first.kill9();
+    wait_until(Duration::from_secs(30), "the standby to take over", || {
+        leads(&client, &second)
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(10),
+        "_leader._tcp at the second",
+        leader_port(second.port),
+    )
+    .await;
 }

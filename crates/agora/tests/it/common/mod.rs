@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod dns;
 pub mod docker;
 pub mod marathon;
 pub mod tls;
