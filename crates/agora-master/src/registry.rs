@@ -30,6 +30,11 @@ pub(crate) struct AgentRecord {
     /// SHA-256 (hex) of the agent's secret: its id is taken only by whoever holds it.
     #[serde(default)]
     pub token_sha256: Option<String>,
+    /// Maintenance: `DRAINING` or `DRAINED` (a failover keeps a drain going).
+    #[serde(default)]
+    pub drain: Option<String>,
+    #[serde(default)]
+    pub mark_gone_when_drained: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -12,7 +12,6 @@ use agora_types::{AgentId, FrameworkId, TaskId, TaskState};
 use super::{
     Agent, AgentConnection, AgentLink, DrainState, Master, StreamSender, Task, epoch_secs,
 };
-use crate::registry::AgentRecord;
 use crate::views;
 
 /// Why an agent's subscription was refused.
@@ -113,15 +112,7 @@ impl Master {
             .map(|p| p.tasks.clone())
             .unwrap_or_default();
         let deactivated = agent.deactivated;
-        let record = AgentRecord {
-            id: id.to_string(),
-            info: agent.info.clone(),
-            endpoint: agent.endpoint.clone(),
-            registered_time: agent.registered_time,
-            gone: false,
-            deactivated,
-            token_sha256: Some(token_sha256),
-        };
+        let record = agent.record(false);
         self.agents.insert(id.clone(), agent);
         send(&AgentCommand::Registered {
             agent_id: id.to_string(),
@@ -442,6 +433,7 @@ impl Master {
                 let _ = self.mark_agent_gone(&id);
             } else if let Some(agent) = self.agents.get_mut(&id) {
                 agent.drain = Some(DrainState::Drained);
+                self.persist_agent(&id);
             }
         }
     }
@@ -521,15 +513,7 @@ impl Master {
         self.rescind_agent_offers(agent_id);
         self.allocator.remove_agent(agent_id);
         if let Some(agent) = self.agents.remove(agent_id) {
-            self.registry.put_agent(&AgentRecord {
-                id: agent_id.to_string(),
-                info: agent.info,
-                endpoint: agent.endpoint,
-                registered_time: agent.registered_time,
-                gone: true,
-                deactivated: true,
-                token_sha256: agent.token_sha256,
-            });
+            self.registry.put_agent(&agent.record(true));
         }
         self.gone_agents.insert(agent_id.clone());
         self.metrics.agent_removals += 1;
@@ -549,15 +533,7 @@ impl Master {
         if !deactivated {
             agent.drain = None;
         }
-        let record = AgentRecord {
-            id: agent_id.to_string(),
-            info: agent.info.clone(),
-            endpoint: agent.endpoint.clone(),
-            registered_time: agent.registered_time,
-            gone: false,
-            deactivated,
-            token_sha256: agent.token_sha256.clone(),
-        };
+        let record = agent.record(false);
         let connected = matches!(agent.connection, AgentConnection::Connected(_));
         self.registry.put_agent(&record);
         self.allocator
@@ -580,7 +556,9 @@ impl Master {
         let tasks: Vec<(FrameworkId, TaskId)> = match self.agents.get_mut(agent_id) {
             Some(agent) => {
                 agent.drain = Some(DrainState::Draining);
-                agent.tasks.iter().cloned().collect()
+                let tasks = agent.tasks.iter().cloned().collect();
+                self.persist_agent(agent_id);
+                tasks
             }
             None => Vec::new(),
         };
@@ -603,6 +581,14 @@ impl Master {
     pub(crate) fn mark_gone_after_drain(&mut self, agent_id: &AgentId) {
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.mark_gone_when_drained = true;
+            self.persist_agent(agent_id);
+        }
+    }
+
+    /// Queues the agent's record as it stands (its maintenance state changed).
+    fn persist_agent(&self, agent_id: &AgentId) {
+        if let Some(agent) = self.agents.get(agent_id) {
+            self.registry.put_agent(&agent.record(false));
         }
     }
 

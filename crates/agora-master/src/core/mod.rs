@@ -152,6 +152,21 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
+    /// What the registry keeps of this agent.
+    pub(crate) fn record(&self, gone: bool) -> crate::registry::AgentRecord {
+        crate::registry::AgentRecord {
+            id: self.id.to_string(),
+            info: self.info.clone(),
+            endpoint: self.endpoint.clone(),
+            registered_time: self.registered_time,
+            gone,
+            deactivated: self.deactivated || gone,
+            token_sha256: self.token_sha256.clone(),
+            drain: self.drain.map(|drain| drain.as_str().to_owned()),
+            mark_gone_when_drained: self.mark_gone_when_drained,
+        }
+    }
+
     /// Whether `token` is this agent's secret.
     pub fn holds(&self, token: Option<&str>) -> bool {
         match (&self.token_sha256, token) {
@@ -177,6 +192,14 @@ pub(crate) enum DrainState {
 }
 
 impl DrainState {
+    pub fn parse(text: &str) -> Option<DrainState> {
+        match text {
+            "DRAINING" => Some(DrainState::Draining),
+            "DRAINED" => Some(DrainState::Drained),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DrainState::Draining => "DRAINING",
@@ -325,8 +348,8 @@ impl Master {
                     reregistered_time: None,
                     connection: AgentConnection::Disconnected,
                     deactivated: record.deactivated,
-                    drain: None,
-                    mark_gone_when_drained: false,
+                    drain: record.drain.as_deref().and_then(DrainState::parse),
+                    mark_gone_when_drained: record.mark_gone_when_drained,
                     last_seen: Instant::now(),
                     registered: false,
                     tasks: HashSet::new(),

@@ -255,6 +255,22 @@ fn a_recovered_agent_has_the_reregistration_timeout_to_come_back() {
 }
 
 #[test]
+fn a_drain_in_progress_survives_a_failover() {
+    let store = std::sync::Arc::new(agora_store::MemoryStore::new());
+    let mut before = master_over(store.clone(), crate::config::MasterConfig::default());
+    let agent = add_agent(&mut before, "a1", AGENT_RESOURCES);
+    before.drain_agent(&agent.id, None).expect("a known agent");
+    before.mark_gone_after_drain(&agent.id);
+    before.registry.barrier().wait().expect("committed");
+
+    let after = master_over(store, crate::config::MasterConfig::default());
+    let recovered = &after.agents[&agent.id];
+    assert!(recovered.deactivated);
+    assert_eq!(recovered.drain, Some(crate::core::DrainState::Draining));
+    assert!(recovered.mark_gone_when_drained);
+}
+
+#[test]
 fn a_silent_agent_is_unreachable_its_offers_rescinded_and_its_tasks_lost() {
     let mut c = cluster();
     advance_clock(&mut c.master, 10);
