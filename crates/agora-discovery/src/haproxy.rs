@@ -171,6 +171,8 @@ pub fn render(
 #[derive(Clone, Debug)]
 pub struct BridgeConfig {
     pub master: String,
+    /// The leading master's HOST:PORT when masters fail over (`None` while there is none).
+    pub leader: Option<tokio::sync::watch::Receiver<Option<String>>>,
     /// Who the bridge is to the master's APIs (when they ask).
     pub access: agora_client::Access,
     pub config_path: PathBuf,
@@ -212,7 +214,7 @@ pub async fn run_bridge(
     let follower = tokio::spawn(follow::follow(
         follow::Masters {
             fixed: config.master.clone(),
-            leader: None,
+            leader: config.leader.clone(),
         },
         config.access.clone(),
         publish,

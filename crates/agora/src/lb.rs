@@ -16,8 +16,12 @@ pub async fn haproxy(args: HaproxyArgs) -> anyhow::Result<()> {
                 .context("--stats is not an address like 127.0.0.1:9090")
         })
         .transpose()?;
+    let access = args.credentials.access()?;
+    // Masters in ZooKeeper, or a list: the bridge follows their leader.
+    let followed = crate::ha::follow_leader(&args.master, &access).await?;
     let config = agora_discovery::haproxy::BridgeConfig {
-        access: args.credentials.access()?,
+        leader: followed.as_ref().map(|(_, leader)| leader.clone()),
+        access,
         master: args.master,
         config_path: args.config,
         reload_command: args.reload_cmd,

@@ -129,7 +129,8 @@ pub struct LbStatusArgs {
 
 #[derive(Args, Debug)]
 pub struct HaproxyArgs {
-    /// A master serving the services API, HOST:PORT
+    /// A master serving the services API, HOST:PORT; or several, the masters in ZooKeeper
+    /// (zk://host:2181/agora) or a list (h1:5050,h2:5050): the bridge follows their leader
     #[arg(long, env = "AGORA_MASTER")]
     pub master: String,
     #[command(flatten)]

@@ -357,6 +357,7 @@ async fn agent_follows_the_leader(master: impl Fn(&str, &Process, &Process) -> S
 
 /// ZooKeeper, two masters in it, and an agent following their leader, the first leading.
 struct Cluster {
+    zk: String,
     first: Process,
     second: Process,
     _agent: Process,
@@ -387,6 +388,7 @@ async fn cluster() -> Cluster {
     })
     .await;
     Cluster {
+        zk,
         first,
         second,
         _agent: agent,
@@ -539,6 +541,24 @@ async fn the_service_proxy_carries_every_request_through_a_leader_kill() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let tally = traffic.stop().await;
     tally.assert_clean(before + 20);
+
+    // The HAProxy bridge given the ZooKeeper URL renders the new leader's routes.
+    let out = tempfile::tempdir().unwrap();
+    let config = out.path().join("haproxy.cfg");
+    let bridge = tokio::process::Command::new(crate::common::BIN)
+        .args(["lb", "haproxy", "--master", &c.zk, "--once", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        bridge.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bridge.stderr)
+    );
+    let rendered = std::fs::read_to_string(&config).unwrap();
+    assert!(rendered.contains(":18401"), "{rendered}");
+    assert_eq!(rendered.matches("\n    server ").count(), 2, "{rendered}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
