@@ -89,6 +89,12 @@ impl Access {
         Access { tls, ..self }
     }
 
+    /// Whether this access reaches servers over TLS (by default, for addresses without a
+    /// scheme).
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// `host:port`, `http(s)://host:port` or `//host:port/path` → the URL to send requests
     /// under: a scheme given is kept; without one, https when this access has TLS settings.
     pub fn base_url(&self, address: &str) -> String {

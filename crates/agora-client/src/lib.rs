@@ -8,6 +8,7 @@ mod access;
 mod agent;
 mod http;
 mod jobs;
+mod leader;
 mod master;
 pub mod readings;
 mod scheduler;

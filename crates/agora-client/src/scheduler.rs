@@ -57,11 +57,22 @@ struct Session {
     /// goes on with the next one, whose standby redirects to the leader.
     masters: Vec<String>,
     next_master: usize,
+    /// The leader of masters in ZooKeeper (`zk://…`), when the scheduler was given them.
+    leader: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    tls: bool,
 }
 
 impl Session {
-    /// After a failed or ended subscription: the next master given, if there are several.
+    /// After a failed or ended subscription: the leader now (masters in ZooKeeper), or the
+    /// next master given, if there are several.
     fn next_master(&mut self) {
+        if let Some(leader) = &mut self.leader {
+            // Seen: a wait on a copy of it wakes only for the next leader.
+            if let Some(address) = leader.borrow_and_update().clone() {
+                self.base = crate::base_url(&address, self.tls);
+            }
+            return;
+        }
         if self.masters.len() > 1 {
             self.next_master = (self.next_master + 1) % self.masters.len();
             self.base = self.masters[self.next_master].clone();
@@ -95,6 +106,8 @@ pub struct Scheduler {
     /// The subscription task: aborting it closes the connection at once, so the master sees
     /// the framework go (and starts its failover timeout) without waiting for a heartbeat.
     task: tokio::task::AbortHandle,
+    /// What keeps the leader of masters in ZooKeeper current, when given them.
+    _leader: Option<crate::leader::Leader>,
 }
 
 mod stop_flag {
@@ -148,21 +161,28 @@ pub fn long_lived_framework(
 
 impl Scheduler {
     /// Subscribes and waits for `SUBSCRIBED` (or the first failure). `master` is `host:port`,
-    /// a URL, or several masters separated by commas (`h1:5050,h2:5050`): a standby redirects
-    /// to the leader, and when the leader goes the scheduler re-subscribes through the next
-    /// one, with its framework id.
+    /// a URL, several masters separated by commas (`h1:5050,h2:5050`: a standby redirects to
+    /// the leader, and when the leader goes the scheduler re-subscribes through the next one),
+    /// or, with the `zk` feature, the masters in ZooKeeper (`zk://host:2181/agora`: their
+    /// leader is followed) — the framework keeping its id either way.
     pub async fn subscribe(
         master: &str,
         info: FrameworkInfo,
         options: SchedulerOptions,
     ) -> Result<Scheduler, ClientError> {
-        let masters = master_bases(master, &options.access);
+        let leader = crate::leader::follow(master).await?;
+        let masters = match &leader {
+            Some((_, first)) => vec![options.access.base_url(first)],
+            None => master_bases(master, &options.access),
+        };
         let session = Arc::new(Mutex::new(Session {
             base: masters[0].clone(),
             framework_id: info.id.as_ref().map(|id| id.value.clone()),
             stream_id: None,
             masters,
             next_master: 0,
+            leader: leader.as_ref().map(|(leader, _)| leader.address.clone()),
+            tls: options.access.uses_tls(),
         }));
         let http = options
             .access
@@ -193,6 +213,7 @@ impl Scheduler {
                 events,
                 stop,
                 task,
+                _leader: leader.map(|(leader, _)| leader),
             }),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(ClientError::NotSubscribed),
@@ -504,11 +525,25 @@ async fn run(
             }
         }
         // The master may be gone: with several given, the next one (a standby redirects).
-        session
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .next_master();
-        tokio::time::sleep(backoff).await;
+        let leader = {
+            let mut session = session.lock().unwrap_or_else(|p| p.into_inner());
+            session.next_master();
+            session.leader.clone()
+        };
+        match leader {
+            // Masters in ZooKeeper: a new leader is gone to at once.
+            Some(mut leader) => {
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    changed = leader.changed() => if changed.is_ok() {
+                        session.lock().unwrap_or_else(|p| p.into_inner()).next_master();
+                        backoff = Duration::from_millis(100);
+                        continue;
+                    },
+                }
+            }
+            None => tokio::time::sleep(backoff).await,
+        }
         backoff = (backoff * 2).min(options.max_backoff);
     }
 }

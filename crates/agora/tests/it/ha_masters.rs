@@ -706,11 +706,22 @@ async fn a_single_masters_state_moves_into_zookeeper() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_framework_on_the_sdk_given_both_masters_follows_the_leader() {
+    // The standby first: it redirects to the leader.
+    sdk_follows_the_leader(|c| format!("{},{}", c.second.address(), c.first.address())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_framework_on_the_sdk_given_zookeeper_follows_the_leader() {
+    sdk_follows_the_leader(|c| c.zk.clone()).await;
+}
+
+/// A framework on the SDK given `masters(cluster)` is offered, the leader is killed, and it is
+/// re-subscribed with its id and offered again by the new one.
+async fn sdk_follows_the_leader(masters: impl Fn(&Cluster) -> String) {
     use agora_api::scheduler::Event;
 
     let mut c = cluster().await;
-    // The standby first: it redirects to the leader.
-    let masters = format!("{},{}", c.second.address(), c.first.address());
+    let masters = masters(&c);
     let info = agora_api::mesos::FrameworkInfo {
         failover_timeout: 3600.0,
         ..crate::common::framework_info("sdk-ha")
