@@ -71,8 +71,12 @@ pub struct ZooKeeper {
 
 impl ZooKeeper {
     pub fn start() -> ZooKeeper {
+        ZooKeeper::start_on(free_port())
+    }
+
+    /// A server on a given port (one a client was told of before the server was up).
+    pub fn start_on(port: u16) -> ZooKeeper {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let config = write_config(dir.path(), port, "");
         let mut server = Server {
             child: spawn(dir.path(), &config),

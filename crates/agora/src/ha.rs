@@ -4,6 +4,14 @@
 //! serves as the master. A master that loses its session stops at once, as Mesos' does, and
 //! its supervisor starts it again as a standby.
 
+/// A line on stderr for whoever runs the process; never a panic when stderr is gone.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +65,7 @@ pub async fn elect(
             Ok(contender) => break contender,
             Err(error @ ZkError::Connect { .. }) => {
                 tracing::warn!(%error, "ZooKeeper is unreachable; trying again");
-                eprintln!(
+                say!(
                     "agora master: {error}; trying again every {}s",
                     RETRY_UNREACHABLE.as_secs()
                 );
@@ -114,7 +122,7 @@ pub fn exit_when_deposed(contender: &Contender) {
         if lost {
             tracing::error!("this master no longer leads; stopping");
         }
-        eprintln!(
+        say!(
             "agora master: this master no longer leads (its ZooKeeper session ended); stopping \
              so that its supervisor starts it again as a standby"
         );
@@ -184,7 +192,7 @@ pub async fn follow_leader(
             }
             Err(error) => {
                 tracing::warn!(%error, "ZooKeeper is unreachable; trying again");
-                eprintln!(
+                say!(
                     "agora: {error}; trying again every {}s",
                     RETRY_UNREACHABLE.as_secs()
                 );
@@ -244,19 +252,24 @@ fn host_port_of(location: &str) -> Option<String> {
 }
 
 /// The leading master's `host:port` now, for a command that runs once: `master` itself unless
-/// it is a ZooKeeper URL, whose group's leader is waited for (bounded).
-pub async fn leader_now(master: &str) -> anyhow::Result<String> {
-    if !is_zk(master) {
-        return Ok(master.to_owned());
-    }
-    let url = ZkUrl::parse(master)?;
-    let detector = Detector::follow(&url, agora_zk::DEFAULT_SESSION_TIMEOUT).await?;
-    let mut leader = detector.leader_address();
-    let found = tokio::time::timeout(LEADER_WAIT, leader.wait_for(Option::is_some)).await;
+/// it names several (a ZooKeeper URL, a list), whose leader is waited for (bounded).
+pub async fn leader_now(master: &str, access: &agora_client::Access) -> anyhow::Result<String> {
+    let found = tokio::time::timeout(LEADER_WAIT, async {
+        let Some((_source, mut leader)) = follow_leader(master, access).await? else {
+            return Ok(master.to_owned());
+        };
+        let address = leader
+            .wait_for(Option::is_some)
+            .await
+            .context("the leader's detection stopped")?
+            .clone();
+        Ok::<_, anyhow::Error>(address.unwrap_or_default())
+    })
+    .await;
     match found {
-        Ok(Ok(address)) => Ok(address.clone().unwrap_or_default()),
-        _ => anyhow::bail!(
-            "no master leads in {url} (waited {}s): are the masters running?",
+        Ok(result) => result,
+        Err(_) => anyhow::bail!(
+            "no master leads among {master} (waited {}s): are the masters running?",
             LEADER_WAIT.as_secs()
         ),
     }

@@ -3,6 +3,14 @@
 //! once, as Mesos' master aborts when its registry fails, so that nothing acts on state that
 //! is no longer durable (or no longer its own); its supervisor starts it again.
 
+/// A line on stderr for whoever runs the process; never a panic when stderr is gone.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -54,7 +62,7 @@ impl Stores {
             tokio::spawn(async move {
                 let failed = registrar.failed().await;
                 tracing::error!(%failed, "the {what} cannot be written; stopping");
-                eprintln!("agora: the {what} cannot be written ({failed}); stopping");
+                say!("agora: the {what} cannot be written ({failed}); stopping");
                 std::process::exit(1);
             });
         }

@@ -9,8 +9,8 @@ use clap::{Args, Subcommand, ValueEnum};
 /// Where the master is and how answers are shown; accepted after any noun or verb.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// The master, HOST:PORT or a URL, or the masters in ZooKeeper (zk://host:2181/agora):
-    /// their leader
+    /// The master, HOST:PORT or a URL; or several, the masters in ZooKeeper
+    /// (zk://host:2181/agora) or a list (h1:5050,h2:5050): their leader
     #[arg(
         long,
         env = "AGORA_MASTER",

@@ -33,11 +33,11 @@ pub struct Context {
 }
 
 impl Context {
-    /// The clients of `--master`: an address, or the leader of masters in ZooKeeper
-    /// (`zk://…`), found once.
+    /// The clients of `--master`: an address, or the leader of several masters (in ZooKeeper,
+    /// `zk://…`, or a list, `h1:5050,h2:5050`), found once.
     async fn new(args: &ClientArgs) -> anyhow::Result<Context> {
         let access = args.credentials.access()?;
-        let master = crate::ha::leader_now(&args.master).await?;
+        let master = crate::ha::leader_now(&args.master, &access).await?;
         Ok(Context {
             master: MasterClient::with_access(&master, &access),
             services: ServicesClient::with_access(&master, &access),

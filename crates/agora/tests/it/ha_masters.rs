@@ -155,9 +155,16 @@ async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
         "{leader}"
     );
 
-    // The CLI given the ZooKeeper URL finds the leader.
+    // The CLI given the ZooKeeper URL, or both masters, finds the leader.
     let listed = crate::common::cli::agora(&zk, &["app", "list", "-o", "json"]).await;
     assert!(listed.ok().contains("\"/api\""), "{}", listed.ok());
+    let both = format!("{},{}", second.address(), first.address());
+    let nodes = crate::common::cli::agora(&both, &["cluster", "status", "-o", "json"]).await;
+    assert!(
+        nodes.ok().contains(&format!(":{}", first.port)),
+        "{}",
+        nodes.ok()
+    );
 
     // A request another standby forwarded is not forwarded again: the loop is named.
     let looped = client
@@ -818,4 +825,61 @@ async fn the_dns_name_of_the_leader_follows_a_failover() {
         leader_port(second.port),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_waits_for_an_unreachable_zookeeper_and_says_so() {
+    use std::io::BufRead;
+
+    let port = agora_zk::testing::free_port();
+    let zk = format!("zk://127.0.0.1:{port}/agora");
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = std::process::Command::new(crate::common::BIN)
+        .args(["master", "--port", "0", "--bind", "127.0.0.1", "--zk", &zk])
+        .args(["--zk-session-timeout", "2s"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = master.stdout.take().unwrap();
+    let stderr = master.stderr.take().unwrap();
+    let said = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok);
+        let said = lines.find(|line| line.contains("trying again"));
+        // Keep reading: a master is no worse for a reader that goes, but the test reads on.
+        std::thread::spawn(move || for _ in lines {});
+        said
+    })
+    .await
+    .unwrap()
+    .expect("a message that ZooKeeper is unreachable");
+    assert!(said.contains(&format!("127.0.0.1:{port}")), "{said}");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.next().unwrap().unwrap();
+    let address = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ']).next())
+        .unwrap()
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+
+    // ZooKeeper comes: the master joins and leads.
+    let _zookeeper = tokio::task::block_in_place(|| ZooKeeper::start_on(port));
+    let client = no_redirects();
+    wait_until(Duration::from_secs(30), "the master to lead", || async {
+        let state = client
+            .get(format!("http://{address}/master/state"))
+            .send()
+            .await
+            .ok()?;
+        (state.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    let _ = master.kill();
+    let _ = master.wait();
 }
