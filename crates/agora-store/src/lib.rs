@@ -156,6 +156,17 @@ pub mod contract {
         }
         assert_eq!(store.list("jobs/").unwrap().len(), 2);
 
+        // An empty last part (the root group's versions), a leading `/`, a key without `/`.
+        for key in ["services/group_versions/", "/x", "x"] {
+            store.put(key, key.as_bytes()).unwrap();
+        }
+        for key in ["services/group_versions/", "/x", "x"] {
+            assert_eq!(store.get(key).unwrap().as_deref(), Some(key.as_bytes()), "{key}");
+        }
+        let versions = store.list("services/group_versions/").unwrap();
+        assert_eq!(versions.len(), 1);
+        assert_eq!(store.list("/").unwrap().len(), 1);
+
         // A value larger than ZooKeeper's node limit, as a big group's versions can be.
         let large: Vec<u8> = (0..3_000_000u32).map(|i| (i % 7) as u8).collect();
         store.put("services/group_versions/big", &large).unwrap();

@@ -466,10 +466,9 @@ async fn list_records(
             continue;
         };
         let dir_path = format!("{root}/{dir_component}");
-        let with_slash = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
+        let with_slash = match dir {
+            None => String::new(),
+            Some(dir) => format!("{dir}/"),
         };
         // Which names of this dir can match: all, some (the prefix runs into the name), none.
         let name_prefix = if with_slash.starts_with(prefix) {
@@ -569,13 +568,11 @@ fn decode(key: &str, data: &[u8]) -> Result<Vec<u8>, Failure> {
     }
 }
 
-/// `<root>/<dir>/<bucket>/<name>` of a key.
+/// `<root>/<dir>/<bucket>/<name>` of a key: a key without `/` has the dir `@`.
 fn record_path(root: &str, key: &str) -> String {
-    let (dir, name) = key.rsplit_once('/').unwrap_or(("", key));
-    let dir = if dir.is_empty() {
-        "@".to_owned()
-    } else {
-        escape(dir)
+    let (dir, name) = match key.rsplit_once('/') {
+        Some((dir, name)) => (escape(dir), name),
+        None => ("@".to_owned(), key),
     };
     format!("{root}/{dir}/@{:02x}/{}", bucket(name), escape(name))
 }
@@ -591,8 +588,12 @@ fn bucket(name: &str) -> u32 {
 }
 
 /// One znode name for any text: bytes outside `[A-Za-z0-9_-]` and dots that would make `.`
-/// or `..` are `%XX`; `@` and `/` never appear.
+/// or `..` are `%XX`; the empty text is a bare `%` (which nothing else escapes to); `@` and
+/// `/` never appear.
 fn escape(text: &str) -> String {
+    if text.is_empty() {
+        return "%".to_owned();
+    }
     let mut escaped = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric()
@@ -609,6 +610,9 @@ fn escape(text: &str) -> String {
 }
 
 fn unescape(text: &str) -> Option<String> {
+    if text == "%" {
+        return Some(String::new());
+    }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -625,14 +629,16 @@ fn unescape(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn unescape_dir(component: &str) -> Option<String> {
+/// The dir a component names: `None` for keys without `/` (`@`), `Some(dir)` otherwise;
+/// a component that is no dir's is skipped.
+fn unescape_dir(component: &str) -> Option<Option<String>> {
     if component == "@" {
-        return Some(String::new());
+        return Some(None);
     }
     if component.starts_with('@') {
         return None;
     }
-    unescape(component)
+    unescape(component).map(Some)
 }
 
 #[cfg(test)]
@@ -650,6 +656,9 @@ mod tests {
             format!("/s/jobs/@{:02x}/queue", bucket("queue"))
         );
         assert!(record_path("/s", "top").starts_with("/s/@/@"));
+        // An empty name or dir is a component of its own, not a trailing `/`.
+        assert!(record_path("/s", "services/group_versions/").ends_with("/%"));
+        assert!(record_path("/s", "/x").starts_with("/s/%/@"));
         assert!(record_path("/s", "jobs/definitions/..").ends_with("/%2E%2E"));
     }
 
@@ -683,6 +692,7 @@ mod tests {
         #[test]
         fn any_text_escapes_to_one_znode_name_and_back(text in "\\PC{0,40}") {
             let escaped = escape(&text);
+            prop_assert!(!escaped.is_empty());
             prop_assert!(!escaped.contains('/') && !escaped.contains('@'));
             prop_assert!(escaped != "." && escaped != "..");
             prop_assert_eq!(unescape(&escaped), Some(text));
