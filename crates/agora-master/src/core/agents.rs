@@ -425,7 +425,12 @@ impl Master {
         let drained: Vec<(AgentId, bool)> = self
             .agents
             .values()
-            .filter(|agent| agent.drain == Some(DrainState::Draining) && agent.tasks.is_empty())
+            // A recovered agent has reported no tasks yet: drained only once it is back.
+            .filter(|agent| {
+                agent.drain == Some(DrainState::Draining)
+                    && agent.registered
+                    && agent.tasks.is_empty()
+            })
             .map(|agent| (agent.id.clone(), agent.mark_gone_when_drained))
             .collect();
         for (id, mark_gone) in drained {

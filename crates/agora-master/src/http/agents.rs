@@ -94,13 +94,14 @@ async fn subscribe(State(shared): State<Shared>, headers: HeaderMap, body: Bytes
     drop(sender);
     match outcome {
         Ok((agent_id, generation)) => {
-            // The agent hears it is registered (commands queue behind) once its admission is
-            // durable.
-            super::committed(&shared).await?;
+            // Made first: an agent gone while the commit is awaited is disconnected.
             let closer = shared.clone();
             let stream = ClosingStream::new(receiver, move || {
                 lock(&closer).agent_disconnected(&agent_id, generation);
             });
+            // The agent hears it is registered (commands queue behind) once its admission is
+            // durable.
+            super::committed(&shared).await?;
             let mut response = Response::new(Body::from_stream(stream));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

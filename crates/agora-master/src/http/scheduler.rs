@@ -46,6 +46,22 @@ pub(crate) async fn handle(
     if call.kind == "SUBSCRIBE" {
         return subscribe(shared, &headers, call, principal).await;
     }
+    let teardown = call.kind == "TEARDOWN";
+    let answer = framework_call(&shared, &headers, call, principal)?;
+    if teardown {
+        // Gone for good once durable: a failover must not bring the framework back.
+        super::committed(&shared).await?;
+    }
+    Ok(answer)
+}
+
+/// A call of a subscribed framework, under the master's lock.
+fn framework_call(
+    shared: &Shared,
+    headers: &HeaderMap,
+    call: Call,
+    principal: Option<String>,
+) -> Answer {
     let Some(framework_id) = call
         .framework_id
         .as_ref()
@@ -55,7 +71,7 @@ pub(crate) async fn handle(
             "Expecting 'framework_id' to be present",
         ));
     };
-    let mut master = lock(&shared);
+    let mut master = lock(shared);
     let Some(framework) = master.frameworks.get(&framework_id) else {
         return Err(MesosError::bad_request("Framework cannot be found"));
     };
@@ -206,13 +222,14 @@ async fn subscribe(
     match outcome {
         Ok((framework_id, stream_id)) => {
             drop(sender);
-            // SUBSCRIBED goes out once the framework's registration is durable.
-            super::committed(&shared).await?;
+            // Made first: a caller gone while the commit is awaited disconnects the framework.
             let closer = shared.clone();
             let closing_stream_id = stream_id.clone();
             let stream = ClosingStream::new(receiver, move || {
                 lock(&closer).framework_disconnected(&framework_id, &closing_stream_id);
             });
+            // SUBSCRIBED goes out once the framework's registration is durable.
+            super::committed(&shared).await?;
             let mut response = Response::new(Body::from_stream(stream));
             let headers = response.headers_mut();
             headers.insert(

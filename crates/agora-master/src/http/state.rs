@@ -282,9 +282,11 @@ async fn version() -> Response {
 
 /// A single master is always the leader: redirect to itself.
 async fn redirect(State(shared): State<Shared>) -> Response {
+    // The address, as standbys name the leader (a hostname may not resolve where the caller
+    // is).
     let location = {
         let master = lock(&shared);
-        format!("//{}:{}", master.info.hostname, master.info.port)
+        format!("//{}:{}", master.info.address.ip, master.info.port)
     };
     let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {

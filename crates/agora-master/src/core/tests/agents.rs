@@ -263,11 +263,14 @@ fn a_drain_in_progress_survives_a_failover() {
     before.mark_gone_after_drain(&agent.id);
     before.registry.barrier().wait().expect("committed");
 
-    let after = master_over(store, crate::config::MasterConfig::default());
+    let mut after = master_over(store, crate::config::MasterConfig::default());
+    // Its tasks are not reported yet: it is not drained, and not marked gone, for that.
+    after.check_agent_timeouts();
     let recovered = &after.agents[&agent.id];
     assert!(recovered.deactivated);
     assert_eq!(recovered.drain, Some(crate::core::DrainState::Draining));
     assert!(recovered.mark_gone_when_drained);
+    assert!(!after.gone_agents.contains(&agent.id));
 }
 
 #[test]
