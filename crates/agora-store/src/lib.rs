@@ -161,7 +161,11 @@ pub mod contract {
             store.put(key, key.as_bytes()).unwrap();
         }
         for key in ["services/group_versions/", "/x", "x"] {
-            assert_eq!(store.get(key).unwrap().as_deref(), Some(key.as_bytes()), "{key}");
+            assert_eq!(
+                store.get(key).unwrap().as_deref(),
+                Some(key.as_bytes()),
+                "{key}"
+            );
         }
         let versions = store.list("services/group_versions/").unwrap();
         assert_eq!(versions.len(), 1);

@@ -229,21 +229,23 @@ fn run(shared: &Shared) {
     }
 }
 
-/// One write per key, the last one given: a batch is one atomic step, so only a key's final
-/// value matters (and ZooKeeper cannot take two operations on one node in a transaction).
+/// One write per key, the last one given, at the place of that last write: a batch is one
+/// atomic step, so only a key's final value matters (and ZooKeeper cannot take two operations
+/// on one node in a transaction); and a store that must commit a large batch in several steps
+/// commits it in the order the writers wrote their final values, so that a record written
+/// before another that relies on it (a job's run before the queue that no longer holds it) is
+/// never committed after it.
 fn last_write_wins(writes: Vec<Write>) -> Vec<Write> {
-    let mut position: HashMap<String, usize> = HashMap::with_capacity(writes.len());
-    let mut result: Vec<Write> = Vec::with_capacity(writes.len());
-    for (key, value) in writes {
-        match position.get(&key) {
-            Some(&index) => result[index].1 = value,
-            None => {
-                position.insert(key.clone(), result.len());
-                result.push((key, value));
-            }
-        }
+    let mut last: HashMap<String, usize> = HashMap::with_capacity(writes.len());
+    for (index, (key, _)) in writes.iter().enumerate() {
+        last.insert(key.clone(), index);
     }
-    result
+    writes
+        .into_iter()
+        .enumerate()
+        .filter(|(index, (key, _))| last.get(key) == Some(index))
+        .map(|(_, write)| write)
+        .collect()
 }
 
 #[cfg(test)]
@@ -296,7 +298,7 @@ mod tests {
         ];
         assert_eq!(
             last_write_wins(writes),
-            vec![("k".to_owned(), None), ("j".to_owned(), None)]
+            vec![("j".to_owned(), None), ("k".to_owned(), None)]
         );
     }
 

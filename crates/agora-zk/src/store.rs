@@ -10,8 +10,8 @@
 //! never lists as one response beyond ZooKeeper's 1 MB packet limit. A value is stored with a
 //! one-byte header: raw, or deflated when it is larger than [`COMPRESS_ABOVE`]; a record still
 //! larger than [`MAX_NODE_BYTES`] is refused. A batch larger than [`MAX_TRANSACTION_BYTES`] is
-//! committed as several fenced transactions (each record is whole; ZooKeeper's packet limit
-//! bounds a transaction).
+//! committed as several fenced transactions, in the order of the writers' final writes (each
+//! record is whole; ZooKeeper's packet limit bounds a transaction).
 //!
 //! ZooKeeper's client is asynchronous and the `Store` trait is not: the store runs its own
 //! thread with a runtime and a session of its own; the trait's calls send it requests and wait
@@ -33,8 +33,12 @@ use crate::{RETRY, ZkError, ZkUrl, connect, ends_session};
 pub const COMPRESS_ABOVE: usize = 64 * 1024;
 /// What one znode may hold (ZooKeeper's `jute.maxbuffer` is 1 MiB, with the request around it).
 pub const MAX_NODE_BYTES: usize = 1_000_000;
-/// Bytes of values in one transaction at most.
+/// Bytes of one transaction's request at most (the server's limit is 1 MiB).
 pub const MAX_TRANSACTION_BYTES: usize = 512 * 1024;
+/// Operations of one transaction at most.
+const MAX_OPERATIONS: usize = 1000;
+/// What an operation costs beyond its path and value (its header, ACLs, a parent's creation).
+const OPERATION_OVERHEAD: usize = 128;
 const BUCKETS: u32 = 64;
 const RAW: u8 = 0;
 const DEFLATED: u8 = 1;
@@ -82,6 +86,7 @@ pub fn default_state_root(group: &str) -> String {
 type Reply<T> = std::sync::mpsc::Sender<Result<T, StoreError>>;
 
 enum Request {
+    Sync(Reply<()>),
     Get(String, Reply<Option<Vec<u8>>>),
     List(String, Reply<Vec<(String, Vec<u8>)>>),
     Batch(Vec<Write>, Reply<()>),
@@ -118,6 +123,13 @@ impl ZkStore {
                 source: zk::Error::ClientClosed,
             }),
         }
+    }
+
+    /// Brings this store's session up to date with the ensemble's leader (ZooKeeper orders
+    /// reads within a session only): a master that has just been elected on another session
+    /// calls it before it reads its predecessor's state. Blocking.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.ask(Request::Sync)
     }
 
     /// The state root.
@@ -242,6 +254,9 @@ fn run(
         // An idle receive awaits on the runtime, which keeps the session's pings going.
         while let Some(request) = requests.recv().await {
             match request {
+                Request::Sync(reply) => {
+                    let _ = reply.send(worker.sync().await);
+                }
                 Request::Get(key, reply) => {
                     let _ = reply.send(worker.get(&key).await);
                 }
@@ -310,6 +325,20 @@ impl Worker {
         }
     }
 
+    async fn sync(&mut self) -> Result<(), StoreError> {
+        let root = self.options.root.clone();
+        self.retrying("a sync", |client, parents| {
+            let root = root.clone();
+            async move {
+                match client.sync(&root).await {
+                    Ok(()) => Ok(((), parents)),
+                    Err(error) => Err(failure(&root, error)),
+                }
+            }
+        })
+        .await
+    }
+
     async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = record_path(&self.options.root, key);
         let key = key.to_owned();
@@ -345,8 +374,15 @@ impl Worker {
         let mut chunk: Vec<&Write> = Vec::new();
         let mut bytes = 0;
         for write in writes {
-            let size = write.1.as_ref().map_or(0, Vec::len) + write.0.len();
-            if !chunk.is_empty() && bytes + size > MAX_TRANSACTION_BYTES {
+            // What an operation costs in the request: its value, its path (root, escaped
+            // dir, bucket, escaped name) and the operation's own framing, with a parent or two
+            // to make now and then.
+            let size = write.1.as_ref().map_or(0, Vec::len)
+                + 3 * (self.options.root.len() + write.0.len())
+                + OPERATION_OVERHEAD;
+            if !chunk.is_empty()
+                && (bytes + size > MAX_TRANSACTION_BYTES || chunk.len() >= MAX_OPERATIONS)
+            {
                 self.commit(std::mem::take(&mut chunk)).await?;
                 bytes = 0;
             }

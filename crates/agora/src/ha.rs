@@ -4,14 +4,6 @@
 //! serves as the master. A master that loses its session stops at once, as Mesos' does, and
 //! its supervisor starts it again as a standby.
 
-/// A line on stderr for whoever runs the process; never a panic when stderr is gone.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,7 +57,7 @@ pub async fn elect(
             Ok(contender) => break contender,
             Err(error @ ZkError::Connect { .. }) => {
                 tracing::warn!(%error, "ZooKeeper is unreachable; trying again");
-                say!(
+                to_stderr!(
                     "agora master: {error}; trying again every {}s",
                     RETRY_UNREACHABLE.as_secs()
                 );
@@ -102,7 +94,16 @@ pub async fn elect(
             .context("the ZooKeeper group watch ended")?;
     }
     tracing::info!(group = %url, member = contender.member(), "elected: this master leads");
-    let store: Arc<dyn Store> = Arc::new(store);
+    // No longer anyone's standby: until the master serves, callers are told to come back.
+    routes.send_modify(|current| *current = recovering());
+    // Read on the store's own session what the predecessor wrote on its: synced first.
+    let store = Arc::new(store);
+    let syncing = store.clone();
+    tokio::task::spawn_blocking(move || syncing.sync())
+        .await
+        .context("the state store stopped")?
+        .context("cannot bring the state up to date")?;
+    let store: Arc<dyn Store> = store;
     let registrar = Registrar::spawn(store).context("cannot start the registrar")?;
     Ok(Elected {
         stores: Stores::shared(registrar),
@@ -119,10 +120,12 @@ pub fn exit_when_deposed(contender: &Contender) {
             .wait_for(|now| *now != Leadership::Leading)
             .await
             .is_ok();
-        if lost {
-            tracing::error!("this master no longer leads; stopping");
+        if !lost {
+            // The membership was dropped: this master is stopping on its own.
+            return;
         }
-        say!(
+        tracing::error!("this master no longer leads; stopping");
+        to_stderr!(
             "agora master: this master no longer leads (its ZooKeeper session ended); stopping \
              so that its supervisor starts it again as a standby"
         );
@@ -192,7 +195,7 @@ pub async fn follow_leader(
             }
             Err(error) => {
                 tracing::warn!(%error, "ZooKeeper is unreachable; trying again");
-                say!(
+                to_stderr!(
                     "agora: {error}; trying again every {}s",
                     RETRY_UNREACHABLE.as_secs()
                 );
@@ -390,6 +393,24 @@ impl Forwarder {
         }
         response
     }
+}
+
+/// What a master that was just elected answers while it loads the state: 503 with
+/// `Retry-After`, so that nobody is sent to the leader it replaces.
+fn recovering() -> Router {
+    Router::new()
+        .route("/health", axum::routing::get(|| async { StatusCode::OK }))
+        .fallback(|| async {
+            let mut response = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "This master was just elected and is recovering its state",
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        })
 }
 
 /// What a standby answers: `/health`; Marathon's, Chronos' and Metronome's APIs and the UI

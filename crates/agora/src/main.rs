@@ -2,6 +2,15 @@
 //! cluster; `agora master` and `agora agent` run the roles separately; `agora executor` is the
 //! built-in executor that agents start for command tasks and task groups.
 
+/// A line on stderr for whoever runs the process; never a panic when stderr is gone (a
+/// supervisor that stopped reading), as `eprintln!` would.
+macro_rules! to_stderr {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod ctl;
 mod executor_socket;

@@ -531,6 +531,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     agent
         .shutdown_executors(std::time::Duration::from_secs(5))
         .await;
+    stores.flush().await;
     shutdown.cancel();
     finish(server).await
 }
@@ -616,6 +617,7 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
     );
     stop_signal().await;
     services_shutdown.cancel();
+    stores.flush().await;
     shutdown.cancel();
     finish(server).await
 }

@@ -3,14 +3,6 @@
 //! once, as Mesos' master aborts when its registry fails, so that nothing acts on state that
 //! is no longer durable (or no longer its own); its supervisor starts it again.
 
-/// A line on stderr for whoever runs the process; never a panic when stderr is gone.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 use std::path::Path;
 use std::sync::Arc;
 
@@ -51,6 +43,20 @@ impl Stores {
         }
     }
 
+    /// Waits (bounded) until everything queued is durable: a process stopping loses no write
+    /// its loops made last.
+    pub async fn flush(&self) {
+        for registrar in [&self.registry, &self.services, &self.jobs] {
+            let committed = registrar.barrier().committed();
+            if tokio::time::timeout(std::time::Duration::from_secs(10), committed)
+                .await
+                .is_err()
+            {
+                tracing::warn!("stopping before the last writes were committed");
+            }
+        }
+    }
+
     /// Stops the process when any registrar fails.
     pub fn exit_on_failure(&self) {
         for (what, registrar) in [
@@ -62,7 +68,7 @@ impl Stores {
             tokio::spawn(async move {
                 let failed = registrar.failed().await;
                 tracing::error!(%failed, "the {what} cannot be written; stopping");
-                say!("agora: the {what} cannot be written ({failed}); stopping");
+                to_stderr!("agora: the {what} cannot be written ({failed}); stopping");
                 std::process::exit(1);
             });
         }

@@ -167,7 +167,7 @@ pub async fn export(args: RegistryExportArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot restrict {path}"))?;
         }
     }
-    eprintln!("agora: exported {} records", records.len());
+    to_stderr!("agora: exported {} records", records.len());
     Ok(())
 }
 
@@ -196,7 +196,7 @@ pub async fn import(args: RegistryImportArgs) -> anyhow::Result<()> {
     }
     let count = records.len();
     location.write(records).await?;
-    eprintln!("agora: imported {count} records");
+    to_stderr!("agora: imported {count} records");
     Ok(())
 }
 
