@@ -64,6 +64,7 @@ impl Contender {
             client.clone(),
             url.path.clone(),
             member.clone(),
+            session_timeout,
             publish,
         ));
         tracing::info!(group = %url, %member, "joined the masters' group");
@@ -158,16 +159,34 @@ async fn look(
 }
 
 /// Follows the group until the session ends, publishing every change of standing. A
-/// connection lost within the session is waited out: only the session's end deposes.
+/// connection lost within the session is waited out; one lost for a whole session timeout
+/// deposes at once, as Mesos' group does: the ensemble expires the session about then and
+/// elects another master, while the client would learn of the expiry only on reconnecting
+/// (or 1.4 timeouts later).
 async fn watch_group(
     client: zk::Client,
     path: String,
     member: String,
+    session_timeout: std::time::Duration,
     publish: watch::Sender<Leadership>,
 ) {
     let mut session = client.state_watcher();
+    // Since when the connection has been lost, if it is.
+    let mut cut_off: Option<tokio::time::Instant> = None;
+    let lost = |why: &str| {
+        tracing::warn!(group = %path, why, "no longer a master");
+        publish.send_replace(Leadership::Lost);
+    };
     loop {
-        let watcher = match look(&client, &path, &member).await {
+        let deadline = cut_off.map(|since| since + session_timeout);
+        let looked = tokio::select! {
+            looked = look(&client, &path, &member) => looked,
+            () = until(deadline) => {
+                lost("cut off from ZooKeeper for a whole session timeout");
+                return;
+            }
+        };
+        let watcher = match looked {
             Ok((Leadership::Lost, _)) => None,
             Ok((standing, watcher)) => {
                 publish.send_if_modified(|current| {
@@ -183,7 +202,12 @@ async fn watch_group(
                 let retry = tokio::time::sleep(RETRY);
                 tokio::select! {
                     () = retry => continue,
+                    () = until(deadline) => {
+                        lost("cut off from ZooKeeper for a whole session timeout");
+                        return;
+                    }
                     state = session.changed() => {
+                        note_connection(state, &mut cut_off);
                         if !session_ended(state) {
                             continue;
                         }
@@ -193,19 +217,41 @@ async fn watch_group(
             }
         };
         let Some(watcher) = watcher else {
-            tracing::warn!(group = %path, "the ZooKeeper session ended: no longer a master");
-            publish.send_replace(Leadership::Lost);
+            lost("the ZooKeeper session ended");
             return;
         };
         tokio::select! {
             _ = watcher.changed() => {}
+            () = until(deadline) => {
+                lost("cut off from ZooKeeper for a whole session timeout");
+                return;
+            }
             state = session.changed() => {
+                note_connection(state, &mut cut_off);
                 if session_ended(state) {
-                    tracing::warn!(?state, "the ZooKeeper session ended: no longer a master");
-                    publish.send_replace(Leadership::Lost);
+                    lost("the ZooKeeper session ended");
                     return;
                 }
             }
         }
+    }
+}
+
+/// Resolves at `deadline` (never, without one).
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Keeps when the connection was lost (the first moment of an outage).
+fn note_connection(state: zk::SessionState, cut_off: &mut Option<tokio::time::Instant>) {
+    match state {
+        zk::SessionState::Disconnected => {
+            cut_off.get_or_insert_with(tokio::time::Instant::now);
+        }
+        zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => *cut_off = None,
+        _ => {}
     }
 }
