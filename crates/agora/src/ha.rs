@@ -325,6 +325,7 @@ impl Forwarder {
             .with_tls(tls)
             .client_builder()
             .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
             .build()
             .context("cannot build the standby's client")?;
         Ok(Forwarder { client, me })
@@ -356,9 +357,9 @@ impl Forwarder {
             }
         };
         let mut headers = parts.headers;
-        for hop in [header::HOST, header::CONNECTION, header::TRANSFER_ENCODING] {
-            headers.remove(hop);
-        }
+        // The Host stays the caller's: the leader's same-origin rule compares a browser's
+        // Origin with it, and the caller asked this address.
+        strip_hop_by_hop(&mut headers);
         if let Ok(me) = HeaderValue::from_str(&self.me) {
             headers.insert(PROXIED_BY, me);
         }
@@ -381,9 +382,7 @@ impl Forwarder {
         };
         let status = answer.status();
         let mut headers = answer.headers().clone();
-        for hop in [header::CONNECTION, header::TRANSFER_ENCODING] {
-            headers.remove(hop);
-        }
+        strip_hop_by_hop(&mut headers);
         // Streams (the event buses, the UI's live page) flow as they come.
         let mut response = axum::body::Body::from_stream(answer.bytes_stream()).into_response();
         *response.status_mut() = status;
@@ -411,6 +410,34 @@ fn recovering() -> Router {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         })
+}
+
+/// Headers for one connection only (RFC 9110 7.6.1), and those `Connection` names.
+fn strip_hop_by_hop(headers: &mut axum::http::HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    for hop in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(hop);
+    }
 }
 
 /// What a standby answers: `/health`; Marathon's, Chronos' and Metronome's APIs and the UI
@@ -457,7 +484,26 @@ fn redirect(leader: Option<&str>, request: &Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::{host_port_of, proxied};
+    use super::{host_port_of, proxied, strip_hop_by_hop};
+
+    #[test]
+    fn hop_by_hop_headers_stay_on_their_connection() {
+        let mut headers = axum::http::HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("upgrade", "websocket"),
+            ("host", "10.0.0.2:5050"),
+            ("authorization", "Basic eDp5"),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["authorization", "host"]);
+    }
 
     #[test]
     fn the_leader_is_read_from_a_redirect() {
