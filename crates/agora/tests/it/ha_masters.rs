@@ -111,14 +111,7 @@ async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
     )
     .await;
     assert_eq!(code, StatusCode::ACCEPTED);
-    let (code, body) = first
-        .send_json(
-            reqwest::Method::POST,
-            "/v2/apps",
-            json!({"id": "/web", "cmd": "sleep 1000", "instances": 0, "cpus": 0.1, "mem": 16}),
-        )
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{body}");
+    create_app(&first, "/web", 0).await;
 
     // Marathon's API through the standby is the leader's: proxied, naming the leader.
     let through = client
@@ -133,18 +126,7 @@ async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
         .to_owned();
     assert!(named.ends_with(&format!(":{}", first.port)), "{named}");
     assert!(through.text().await.unwrap().contains("\"sleep 1000\""));
-    let (code, body) = second
-        .send_json(
-            reqwest::Method::POST,
-            "/v2/apps",
-            json!({"id": "/api", "cmd": "sleep 1000", "instances": 0, "cpus": 0.1, "mem": 16}),
-        )
-        .await;
-    assert_eq!(
-        code,
-        StatusCode::CREATED,
-        "created through the standby: {body}"
-    );
+    create_app(&second, "/api", 0).await;
     assert!(first.get_text("/v2/apps/api").await.contains("\"/api\""));
     let leader: Value = serde_json::from_str(&second.get_text("/v2/leader").await).unwrap();
     assert!(
@@ -264,6 +246,25 @@ async fn a_leader_frozen_past_its_session_steps_down_when_it_wakes() {
     );
 }
 
+/// Creates an app of `instances` sleeping tasks through `master`.
+async fn create_app(master: &Process, id: &str, instances: u32) {
+    let app =
+        json!({"id": id, "cmd": "sleep 1000", "instances": instances, "cpus": 0.1, "mem": 16});
+    let (code, body) = master
+        .send_json(reqwest::Method::POST, "/v2/apps", app)
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{id}: {body}");
+}
+
+/// The app's `count` tasks, once they all run.
+async fn running_tasks(master: &Process, app: &str, count: usize) -> Vec<(String, String)> {
+    wait_until(Duration::from_secs(30), "the tasks to run", || async {
+        let tasks = app_tasks(master, app).await?;
+        (tasks.len() == count && tasks.iter().all(|t| t.1 == "TASK_RUNNING")).then_some(tasks)
+    })
+    .await
+}
+
 /// The app's tasks as `(id, state)`, from whichever master leads.
 async fn app_tasks(master: &Process, app: &str) -> Option<Vec<(String, String)>> {
     let text = master.get_text(&format!("/v2/apps/{app}/tasks")).await;
@@ -311,19 +312,8 @@ async fn agent_follows_the_leader(master: impl Fn(&str, &Process, &Process) -> S
         work.path(),
         &format!("cpus:2;mem:512;disk:1024;ports:[{ports}-{}]", ports + 10),
     );
-    let (code, body) = first
-        .send_json(
-            reqwest::Method::POST,
-            "/v2/apps",
-            json!({"id": "/web", "cmd": "sleep 1000", "instances": 1, "cpus": 0.1, "mem": 16}),
-        )
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{body}");
-    let before = wait_until(Duration::from_secs(30), "the task to run", || async {
-        let tasks = app_tasks(&first, "web").await?;
-        (tasks.len() == 1 && tasks[0].1 == "TASK_RUNNING").then_some(tasks)
-    })
-    .await;
+    create_app(&first, "/web", 1).await;
+    let before = running_tasks(&first, "web", 1).await;
     let agent_state: Value = serde_json::from_str(&agent.get_text("/state").await).unwrap();
     let agent_id = agent_state["id"].as_str().unwrap().to_owned();
 
@@ -434,11 +424,7 @@ async fn a_deployment_under_way_completes_on_the_new_leader() {
         )
         .await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
-    let launched = wait_until(Duration::from_secs(30), "both tasks running", || async {
-        let tasks = app_tasks(&c.first, "slow").await?;
-        (tasks.len() == 2 && tasks.iter().all(|t| t.1 == "TASK_RUNNING")).then_some(tasks)
-    })
-    .await;
+    let launched = running_tasks(&c.first, "slow", 2).await;
     let deployments = c.first.get_text("/v2/deployments").await;
     assert!(
         deployments.contains("/slow"),
@@ -588,19 +574,8 @@ async fn a_zookeeper_member_restarting_goes_unnoticed() {
     .await;
     let mut second = ha(dirs[1].path());
     let agent = start_agent(&zk, dirs[2].path(), "cpus:2;mem:512;ports:[33400-33410]");
-    let (code, body) = first
-        .send_json(
-            reqwest::Method::POST,
-            "/v2/apps",
-            json!({"id": "/calm", "cmd": "sleep 1000", "instances": 1, "cpus": 0.1, "mem": 16}),
-        )
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{body}");
-    let running = wait_until(Duration::from_secs(30), "the task to run", || async {
-        let tasks = app_tasks(&first, "calm").await?;
-        (tasks.len() == 1 && tasks[0].1 == "TASK_RUNNING").then_some(tasks)
-    })
-    .await;
+    create_app(&first, "/calm", 1).await;
+    let running = running_tasks(&first, "calm", 1).await;
 
     // Every member in turn (so also the ones the masters' sessions are on) goes and comes back.
     for member in 0..3 {
@@ -624,18 +599,7 @@ async fn a_zookeeper_member_restarting_goes_unnoticed() {
         status(&client, &second, "/master/state").await,
         Some(StatusCode::TEMPORARY_REDIRECT)
     );
-    let (code, body) = first
-        .send_json(
-            reqwest::Method::POST,
-            "/v2/apps",
-            json!({"id": "/after", "cmd": "sleep 1000", "instances": 0, "cpus": 0.1, "mem": 16}),
-        )
-        .await;
-    assert_eq!(
-        code,
-        StatusCode::CREATED,
-        "the state is still written: {body}"
-    );
+    create_app(&first, "/after", 0).await;
     assert_eq!(app_tasks(&first, "calm").await.unwrap(), running);
     let state: Value = serde_json::from_str(&first.get_text("/master/state").await).unwrap();
     assert_eq!(state["activated_slaves"], 1, "the agent stayed");
@@ -668,14 +632,7 @@ async fn a_single_masters_state_moves_into_zookeeper() {
     )
     .await;
     assert_eq!(code, StatusCode::ACCEPTED);
-    let (code, body) = master
-        .send_json(
-            reqwest::Method::POST,
-            "/v2/apps",
-            json!({"id": "/moved", "cmd": "sleep 1000", "instances": 0, "cpus": 0.1, "mem": 16}),
-        )
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{body}");
+    create_app(&master, "/moved", 0).await;
     let data_dir = single.path().to_str().unwrap();
     let (ok, stderr) = agora_command(&["registry", "export", "--data-dir", data_dir]);
     assert!(!ok, "a running master's store is not read");
