@@ -48,8 +48,32 @@ pub(crate) struct Deployment {
     /// Every affected app as it was before (`None`: the deployment created it), for a
     /// reverting cancel.
     pub previous: BTreeMap<String, Option<AppDefinition>>,
-    /// The plan in Marathon's event shape (with `original` and `target` root groups).
+    /// The plan in Marathon's event shape (with `original` and `target` root groups). Stored
+    /// without the two groups: they grow with every app there is, and a record in ZooKeeper
+    /// must stay well under its node limit (events after a restart carry the rest).
+    #[serde(serialize_with = "plan_without_groups")]
     pub plan: Value,
+}
+
+fn plan_without_groups<S: serde::Serializer>(
+    plan: &Value,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match plan.as_object() {
+        Some(fields) => {
+            use serde::ser::SerializeMap;
+            let kept: Vec<(&String, &Value)> = fields
+                .iter()
+                .filter(|(key, _)| key.as_str() != "original" && key.as_str() != "target")
+                .collect();
+            let mut map = serializer.serialize_map(Some(kept.len()))?;
+            for (key, value) in kept {
+                map.serialize_entry(key, value)?;
+            }
+            map.end()
+        }
+        None => serde::Serialize::serialize(plan, serializer),
+    }
 }
 
 impl Deployment {
@@ -928,6 +952,14 @@ mod tests {
         let mut s = services();
         deploy(&mut s, json!({"id": "/web", "cmd": "x", "instances": 3}));
         assert_eq!(s.plan().launches.get("/web"), Some(&3));
+        let deployment = s.deployments.values().next().expect("a deployment");
+        assert!(
+            deployment.plan["target"].is_object(),
+            "the event's plan has the groups"
+        );
+        let stored = serde_json::to_value(deployment).expect("a record");
+        assert!(stored["plan"].get("target").is_none() && stored["plan"].get("original").is_none());
+        assert!(stored["plan"]["steps"].is_array());
         run(&mut s, "/web", 3);
         assert!(s.plan().launches.is_empty());
         assert!(s.deployments.is_empty(), "scale deployment finished");
