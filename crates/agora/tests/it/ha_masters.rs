@@ -31,11 +31,22 @@ async fn leader_and_standby(
     dirs: &[tempfile::TempDir],
 ) -> (Process, Process) {
     let first = ha_master(dirs[0].path(), zk);
-    wait_until(Duration::from_secs(30), "the first master to lead", || {
-        leads(client, &first)
+    until_leads(client, &first, "the first master to lead").await;
+    (first, ha_master(dirs[1].path(), zk))
+}
+
+/// Waits (bounded) until `master` leads and serves.
+async fn until_leads(client: &reqwest::Client, master: &Process, what: &str) {
+    wait_until(Duration::from_secs(30), what, || leads(client, master)).await;
+}
+
+/// Waits (bounded) until `master` stands by (redirects the Mesos APIs).
+async fn until_stands_by(client: &reqwest::Client, master: &Process, what: &str) {
+    wait_until(Duration::from_secs(30), what, || async {
+        (status(client, master, "/master/state").await? == StatusCode::TEMPORARY_REDIRECT)
+            .then_some(())
     })
     .await;
-    (first, ha_master(dirs[1].path(), zk))
 }
 
 async fn status(client: &reqwest::Client, master: &Process, path: &str) -> Option<StatusCode> {
@@ -83,15 +94,7 @@ async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
     let client = no_redirects();
 
     let (mut first, second) = leader_and_standby(&client, &zk, &dirs).await;
-    wait_until(
-        Duration::from_secs(30),
-        "the second to stand by",
-        || async {
-            (status(&client, &second, "/master/state").await? == StatusCode::TEMPORARY_REDIRECT)
-                .then_some(())
-        },
-    )
-    .await;
+    until_stands_by(&client, &second, "the second to stand by").await;
     let (location, port) = redirected_to(&client, &second, "/master/state?jsonp=no").await;
     assert_eq!(port, first.port);
     assert!(location.ends_with("/master/state?jsonp=no"), "{location}");
@@ -160,10 +163,7 @@ async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
 
     // The leader dies; the standby leads within its session timeout, with that state.
     first.kill9();
-    wait_until(Duration::from_secs(30), "the standby to take over", || {
-        leads(&client, &second)
-    })
-    .await;
+    until_leads(&client, &second, "the standby to take over").await;
     let (_, weights) = operator(&second, json!({"type": "GET_WEIGHTS"})).await;
     assert_eq!(
         weights["get_weights"]["weight_infos"],
@@ -175,15 +175,7 @@ async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
 
     // The old leader, started again by its supervisor, stands by behind the new one.
     let restarted = ha_master(dirs[0].path(), &zk);
-    wait_until(
-        Duration::from_secs(30),
-        "the old leader to stand by",
-        || async {
-            (status(&client, &restarted, "/master/state").await? == StatusCode::TEMPORARY_REDIRECT)
-                .then_some(())
-        },
-    )
-    .await;
+    until_stands_by(&client, &restarted, "the old leader to stand by").await;
     let (_, port) = redirected_to(&client, &restarted, "/api/v1/scheduler").await;
     assert_eq!(port, second.port);
     assert!(
@@ -219,10 +211,7 @@ async fn a_leader_frozen_past_its_session_steps_down_when_it_wakes() {
 
     let pid = nix::unistd::Pid::from_raw(first.pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    wait_until(Duration::from_secs(30), "the standby to take over", || {
-        leads(&client, &second)
-    })
-    .await;
+    until_leads(&client, &second, "the standby to take over").await;
     let (code, _) = operator(
         &second,
         json!({"type": "UPDATE_WEIGHTS",
@@ -318,10 +307,7 @@ async fn agent_follows_the_leader(master: impl Fn(&str, &Process, &Process) -> S
     let agent_id = agent_state["id"].as_str().unwrap().to_owned();
 
     first.kill9();
-    wait_until(Duration::from_secs(30), "the standby to take over", || {
-        leads(&client, &second)
-    })
-    .await;
+    until_leads(&client, &second, "the standby to take over").await;
     // The agent re-registers with the new leader under its id, with its task, not restarted.
     wait_until(
         Duration::from_secs(30),
@@ -400,10 +386,7 @@ impl Cluster {
     async fn fail_over(&mut self) {
         self.first.kill9();
         let (client, second) = (&self.client, &self.second);
-        wait_until(Duration::from_secs(30), "the standby to take over", || {
-            leads(client, second)
-        })
-        .await;
+        until_leads(client, second, "the standby to take over").await;
     }
 }
 
@@ -568,10 +551,7 @@ async fn a_zookeeper_member_restarting_goes_unnoticed() {
         start_master_with(dir, 0, &["--zk", &zk, "--zk-session-timeout", "4s"])
     };
     let mut first = ha(dirs[0].path());
-    wait_until(Duration::from_secs(30), "the first master to lead", || {
-        leads(&client, &first)
-    })
-    .await;
+    until_leads(&client, &first, "the first master to lead").await;
     let mut second = ha(dirs[1].path());
     let agent = start_agent(&zk, dirs[2].path(), "cpus:2;mem:512;ports:[33400-33410]");
     create_app(&first, "/calm", 1).await;
@@ -653,10 +633,7 @@ async fn a_single_masters_state_moves_into_zookeeper() {
     let dir = tempfile::tempdir().unwrap();
     let client = no_redirects();
     let ha = ha_master(dir.path(), &zk);
-    wait_until(Duration::from_secs(30), "the master to lead", || {
-        leads(&client, &ha)
-    })
-    .await;
+    until_leads(&client, &ha, "the master to lead").await;
     let (_, weights) = operator(&ha, json!({"type": "GET_WEIGHTS"})).await;
     assert_eq!(
         weights["get_weights"]["weight_infos"],
@@ -772,10 +749,7 @@ async fn the_dns_name_of_the_leader_follows_a_failover() {
     )
     .await;
     first.kill9();
-    wait_until(Duration::from_secs(30), "the standby to take over", || {
-        leads(&client, &second)
-    })
-    .await;
+    until_leads(&client, &second, "the standby to take over").await;
     wait_until(
         Duration::from_secs(10),
         "_leader._tcp at the second",
