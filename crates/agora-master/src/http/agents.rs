@@ -69,17 +69,26 @@ fn token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Whether a report comes from the agent it names; counted when it does not.
-fn authentic(shared: &Shared, agent_id: &str, headers: &HeaderMap) -> bool {
+/// A report of an agent, parsed and held to the agent it names: only the holder of that
+/// agent's secret speaks for it.
+fn report<T: DeserializeOwned>(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    agent_of: impl Fn(&T) -> &str,
+) -> Result<T, MesosError> {
+    let report: T = parse(body)?;
+    let agent_id = agent_of(&report);
     let mut master = lock(shared);
-    let authentic = master.agent_authentic(&AgentId::new(agent_id), token(headers));
-    if !authentic {
+    if !master.agent_authentic(&AgentId::new(agent_id), token(headers)) {
         master.metrics.invalid_agent_reports += 1;
         tracing::warn!(
             agent = agent_id,
             "agent report without that agent's secret refused"
         );
+        return Err(not_that_agent());
     }
-    authentic
+    Ok(report)
 }
 
 fn not_that_agent() -> MesosError {
@@ -139,19 +148,13 @@ async fn ping(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
 }
 
 async fn status(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
-    let update = parse::<StatusUpdate>(&body)?;
-    if !authentic(&shared, &update.agent_id, &headers) {
-        return Err(not_that_agent());
-    }
+    let update = report(&shared, &headers, &body, |u: &StatusUpdate| &u.agent_id)?;
     lock(&shared).agent_status_update(update);
     Ok(ok())
 }
 
 async fn statuses(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
-    let batch = parse::<StatusUpdates>(&body)?;
-    if !authentic(&shared, &batch.agent_id, &headers) {
-        return Err(not_that_agent());
-    }
+    let batch = report(&shared, &headers, &body, |b: &StatusUpdates| &b.agent_id)?;
     let mut master = lock(&shared);
     for update in batch.updates {
         master.agent_status_update(StatusUpdate {
@@ -164,19 +167,13 @@ async fn statuses(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
 }
 
 async fn message(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
-    let message = parse::<ExecutorMessage>(&body)?;
-    if !authentic(&shared, &message.agent_id, &headers) {
-        return Err(not_that_agent());
-    }
+    let message = report(&shared, &headers, &body, |m: &ExecutorMessage| &m.agent_id)?;
     lock(&shared).executor_message(message);
     Ok(ok())
 }
 
 async fn executor_exited(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
-    let exited = parse::<ExecutorExited>(&body)?;
-    if !authentic(&shared, &exited.agent_id, &headers) {
-        return Err(not_that_agent());
-    }
+    let exited = report(&shared, &headers, &body, |e: &ExecutorExited| &e.agent_id)?;
     lock(&shared).executor_exited(exited);
     Ok(ok())
 }
