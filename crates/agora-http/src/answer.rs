@@ -88,6 +88,28 @@ where
 
 /// A flag of a query string as the clients send one: `?force`, `?force=true` and the Python
 /// client's `?force=True` set it; any other value, or none, does not.
+/// Mesos' content-type rule for its v1 APIs: missing → 400, anything but exactly
+/// `application/json` → 415 (protobuf named as what agora does not take).
+pub fn mesos_content_type(headers: &axum::http::HeaderMap) -> Result<(), MesosError> {
+    match headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => Err(MesosError::bad_request(
+            "Expecting 'Content-Type' to be present",
+        )),
+        Some("application/json") => Ok(()),
+        Some("application/x-protobuf") => Err(MesosError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type application/x-protobuf is not supported by agora; use application/json",
+        )),
+        Some(other) => Err(MesosError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Expecting 'Content-Type' of application/json, got '{other}'"),
+        )),
+    }
+}
+
 pub fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     let value = Option::<String>::deserialize(deserializer)?;
     Ok(value.is_some_and(|v| v.is_empty() || v.eq_ignore_ascii_case("true")))

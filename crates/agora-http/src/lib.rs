@@ -14,7 +14,7 @@ mod gate;
 mod listen;
 
 pub use agora_tls::PeerCertified;
-pub use answer::{MesosError, Query, flag};
+pub use answer::{MesosError, Query, flag, mesos_content_type};
 pub use durable::answer_once_committed;
 pub use family::{ApiFamily, MesosV1};
 pub use gate::{GateConfig, HostNames, protect};

@@ -462,6 +462,14 @@ pub fn standby(leader: Option<String>, forwarder: Option<Forwarder>) -> Router {
 }
 
 fn redirect(leader: Option<&str>, request: &Request) -> Response {
+    // Mesos' v1 APIs check their body's type in their handlers (the gate leaves them be): a
+    // standby holds a call to the same rule before it sends it on, as the leader would.
+    if agora_http::MesosV1::of(request.uri().path()).is_some()
+        && request.method() == axum::http::Method::POST
+        && let Err(refused) = agora_http::mesos_content_type(request.headers())
+    {
+        return refused.into_response();
+    }
     let Some(leader) = leader else {
         return (StatusCode::SERVICE_UNAVAILABLE, "No leader elected").into_response();
     };

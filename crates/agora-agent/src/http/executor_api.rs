@@ -13,23 +13,7 @@ use super::{Answer, MesosError, Shared};
 const EXECUTOR_QUEUE: usize = agora_http::events::DEFAULT_QUEUE_BYTES;
 
 pub(crate) async fn handle(State(agent): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
-    match headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None => {
-            return Err(MesosError::bad_request(
-                "Expecting 'Content-Type' to be present",
-            ));
-        }
-        Some("application/json") => {}
-        Some(other) => {
-            return Err(MesosError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("Expecting 'Content-Type' of application/json, got '{other}'"),
-            ));
-        }
-    }
+    agora_http::mesos_content_type(&headers)?;
     let call = match Call::parse(&body) {
         Ok(call) => call,
         Err(error) => {

@@ -67,26 +67,7 @@ pub(crate) fn json_response(value: &serde_json::Value) -> Response {
         .into_response()
 }
 
-/// Mesos' content-type rules: missing → 400, anything but exactly `application/json` → 415.
-pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), MesosError> {
-    match headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None => Err(MesosError::bad_request(
-            "Expecting 'Content-Type' to be present",
-        )),
-        Some("application/json") => Ok(()),
-        Some("application/x-protobuf") => Err(MesosError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type application/x-protobuf is not supported by agora; use application/json",
-        )),
-        Some(other) => Err(MesosError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Expecting 'Content-Type' of application/json, got '{other}'"),
-        )),
-    }
-}
+pub(crate) use agora_http::mesos_content_type as check_content_type;
 
 /// Whether the `Accept` header allows JSON (a missing header accepts anything).
 pub(crate) fn accepts(headers: &HeaderMap, wanted: &str) -> bool {

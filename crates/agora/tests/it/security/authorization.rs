@@ -68,23 +68,29 @@ fn access(principal: &str, secret: &str) -> Access {
 }
 
 pub(super) fn up(dir: &std::path::Path) -> common::Process {
+    let mut args = vec!["--resources".to_owned(), "cpus:4;mem:2048".to_owned()];
+    args.extend(secured(dir));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::start_up(&dir.join("data"), &args)
+}
+
+/// The flags of a master whose every API asks who calls, with the credentials and ACLs of
+/// these tests written into `dir`.
+pub(super) fn secured(dir: &std::path::Path) -> Vec<String> {
     std::fs::write(dir.join("credentials.json"), CREDENTIALS).expect("write");
     std::fs::write(dir.join("acls.json"), ACLS).expect("write");
     let path = |name: &str| dir.join(name).display().to_string();
-    common::start_up(
-        &dir.join("data"),
-        &[
-            "--resources",
-            "cpus:4;mem:2048",
-            "--credentials",
-            &path("credentials.json"),
-            "--acls",
-            &path("acls.json"),
-            "--authenticate-frameworks",
-            "--authenticate-http-readwrite",
-            "--authenticate-http-readonly",
-        ],
-    )
+    [
+        "--credentials",
+        &path("credentials.json"),
+        "--acls",
+        &path("acls.json"),
+        "--authenticate-frameworks",
+        "--authenticate-http-readwrite",
+        "--authenticate-http-readonly",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 pub(super) async fn call(

@@ -3,7 +3,8 @@
 //! who calls (401 without credentials), refuses a body a web page can post (`text/plain`,
 //! 415, before anything else), is bounded in body size (413 on a declared length past its
 //! API's, before the body is read; the listener's deadlines bound the time — `limits.rs`),
-//! and the operator calls the rework gave a function each are held to their ACLs.
+//! and the operator calls the rework gave a function each are held to their ACLs. A standby
+//! master (masters in ZooKeeper) holds what it forwards or redirects the same way.
 
 use reqwest::Method;
 use serde_json::json;
@@ -76,19 +77,66 @@ async fn declared(address: &str, method: &str, path: &str, length: u64) -> Strin
 async fn changing_routes_ask_who_calls_refuse_pages_and_bound_bodies() {
     let dir = temp_dir();
     let up = up(dir.path());
-    let client = reqwest::Client::new();
+    refused_unless_authorised_json_and_bounded(&up.address()).await;
+    let (_, apps) = call(&up, OPS, Method::GET, "/v2/apps", None).await;
+    assert_eq!(apps["apps"], json!([]), "nothing was created");
+}
+
+/// A standby (masters in ZooKeeper) changes nothing itself, and refuses what the leader would
+/// before it forwards or redirects anything: an anonymous call, a page's `text/plain` body, an
+/// oversized body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_refuses_and_forwards_as_the_leader_would() {
+    let dir = temp_dir();
+    let zookeeper = agora_zk::testing::ZooKeeper::start();
+    let zk = zookeeper.url_text("/agora");
+    let mut flags = super::authorization::secured(dir.path());
+    flags.extend(["--zk", &zk, "--zk-session-timeout", "2s"].map(str::to_owned));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let leader = crate::common::start_master_with(&dir.path().join("m1"), 0, &flags);
+    crate::common::wait_until(std::time::Duration::from_secs(30), "the leader", || async {
+        (call(&leader, OPS, Method::GET, "/master/state", None)
+            .await
+            .0
+            == 200)
+            .then_some(())
+    })
+    .await;
+    let standby = crate::common::start_master_with(&dir.path().join("m2"), 0, &flags);
+    crate::common::wait_until(
+        std::time::Duration::from_secs(30),
+        "the standby",
+        || async {
+            let (status, _) = call(&standby, OPS, Method::GET, "/v2/info", None).await;
+            (status == 200).then_some(())
+        },
+    )
+    .await;
+    refused_unless_authorised_json_and_bounded(&standby.address()).await;
+    let (_, apps) = call(&leader, OPS, Method::GET, "/v2/apps", None).await;
+    assert_eq!(apps["apps"], json!([]), "nothing was created");
+}
+
+/// Every route of [`ROUTES`] at `address`: an anonymous call is refused with 401, a
+/// `text/plain` body with 415, a declared body past every API's limit with 413 before it is
+/// read.
+async fn refused_unless_authorised_json_and_bounded(address: &str) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
     for (method, path) in ROUTES {
         let method_of = || Method::from_bytes(method.as_bytes()).expect("method");
-        let url = format!("http://{}{path}", up.address());
+        let url = format!("http://{address}{path}");
 
-        let anonymous = client
+        let unknown = client
             .request(method_of(), &url)
             .json(&json!({}))
             .send()
             .await
             .expect("request");
         assert_eq!(
-            anonymous.status().as_u16(),
+            unknown.status().as_u16(),
             401,
             "{method} {path} without credentials"
         );
@@ -108,14 +156,12 @@ async fn changing_routes_ask_who_calls_refuse_pages_and_bound_bodies() {
         );
 
         // Past every API's limit (the scheduler API's 64 MB is the largest).
-        let answer = declared(&up.address(), method, path, 65 << 20).await;
+        let answer = declared(address, method, path, 65 << 20).await;
         assert!(
             answer.starts_with("HTTP/1.1 413"),
             "{method} {path}: {answer}"
         );
     }
-    let (_, apps) = call(&up, OPS, Method::GET, "/v2/apps", None).await;
-    assert_eq!(apps["apps"], json!([]), "nothing was created");
 }
 
 #[tokio::test]
@@ -148,33 +194,13 @@ async fn operator_quota_maintenance_and_teardown_calls_are_held_to_the_acls() {
             "{body}: {answer}"
         );
     }
-    let (_, quotas) = call(
-        &up,
-        OPS,
-        Method::POST,
-        "/api/v1",
-        Some(json!({"type": "GET_QUOTA"})),
-    )
-    .await;
-    assert_eq!(
-        quotas["get_quota"]["status"]["configs"],
-        json!([]),
-        "unchanged"
-    );
+    assert_eq!(quotas(&up).await, json!([]), "unchanged");
 
     // Allowed to ops: the quota is set, an unknown agent is answered as such (past the ACL),
     // and the framework is torn down.
     let (status, answer) = call(&up, OPS, Method::POST, "/api/v1", Some(quota)).await;
     assert_eq!(status, 200, "{answer}");
-    let (_, quotas) = call(
-        &up,
-        OPS,
-        Method::POST,
-        "/api/v1",
-        Some(json!({"type": "GET_QUOTA"})),
-    )
-    .await;
-    assert_eq!(quotas["get_quota"]["status"]["configs"][0]["role"], "web");
+    assert_eq!(quotas(&up).await[0]["role"], "web");
     let (status, answer) = call(
         &up,
         OPS,
@@ -193,4 +219,11 @@ async fn operator_quota_maintenance_and_teardown_calls_are_held_to_the_acls() {
             .is_some_and(|f| f.iter().all(|f| f["id"] != framework_id.as_str())),
         "{frameworks}"
     );
+}
+
+/// The quota configurations, as ops reads them.
+async fn quotas(up: &crate::common::Process) -> serde_json::Value {
+    let get = json!({"type": "GET_QUOTA"});
+    let (_, answer) = call(up, OPS, Method::POST, "/api/v1", Some(get)).await;
+    answer["get_quota"]["status"]["configs"].clone()
 }
