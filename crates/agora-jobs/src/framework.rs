@@ -181,7 +181,8 @@ async fn handle_offers(
     }
     // A run is durable before its task is launched: a scheduler taking over (a restart, a
     // failover) knows it and never runs its slot again.
-    if durable(shared).await.is_err() {
+    if shared.config.registrar.barrier().committed().await.is_err() {
+        // The store failed: the process stops; nothing is launched that it would not know.
         return;
     }
     for (offer, tasks) in launches {
@@ -334,9 +335,4 @@ fn task_info(
         container: job.mesos_container(),
         ..TaskInfo::default()
     }
-}
-
-/// Waits until everything queued so far is committed (a failed store stops the process).
-async fn durable(shared: &Shared) -> Result<(), agora_store::RegistrarFailed> {
-    shared.config.registrar.barrier().committed().await
 }

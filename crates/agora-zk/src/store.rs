@@ -96,10 +96,6 @@ impl ZkStore {
     /// Connects to `url`'s ensemble and opens the state root, made if missing. A root that
     /// belongs to the masters of another group is refused.
     pub async fn open(url: &ZkUrl, options: StoreOptions) -> Result<ZkStore, ZkError> {
-        {
-            let client = connect(url, options.session_timeout).await?;
-            claim_root(&client, &options.root, &url.path).await?;
-        }
         let (requests, receiver) = mpsc::unbounded_channel();
         let (ready, started) = tokio::sync::oneshot::channel();
         let (thread_url, thread_options) = (url.clone(), options.clone());
@@ -238,7 +234,14 @@ fn run(
         }
     };
     runtime.block_on(async move {
-        let mut worker = match connect(&url, options.session_timeout).await {
+        // The root is claimed on the worker's own session: one session per store.
+        let claimed = match connect(&url, options.session_timeout).await {
+            Ok(client) => claim_root(&client, &options.root, &url.path)
+                .await
+                .map(|()| client),
+            Err(error) => Err(error),
+        };
+        let mut worker = match claimed {
             Ok(client) => Worker {
                 client,
                 url,
