@@ -96,7 +96,7 @@ async fn a_master_whose_session_expires_loses_its_leadership_for_good() {
 
     // The ensemble is away longer than the session timeout: when it is back, the session
     // has expired and this master must stop acting as one.
-    zookeeper.restart_after(SESSION * 3);
+    tokio::task::block_in_place(|| zookeeper.restart_after(SESSION * 3));
     until(&mut standing, "the leadership to be lost", |s| {
         *s == Leadership::Lost
     })
@@ -169,7 +169,7 @@ async fn a_leader_rides_out_an_ensemble_back_within_its_session() {
 
     // The server goes and comes back well within the session timeout (as a member of an
     // ensemble restarting): the session lives on, and so does the leadership.
-    zookeeper.restart_after(Duration::ZERO);
+    tokio::task::block_in_place(|| zookeeper.restart_after(Duration::ZERO));
     let deadline = Instant::now() + Duration::from_secs(20);
     while master.client().list_children("/agora").await.is_err() {
         assert!(Instant::now() < deadline, "the session never came back");
