@@ -46,7 +46,6 @@ const DEFLATED: u8 = 1;
 /// The state store of the masters whose group is at `group`.
 pub struct ZkStore {
     requests: mpsc::UnboundedSender<Request>,
-    root: String,
 }
 
 /// Where the state lives and who writes it.
@@ -109,10 +108,7 @@ impl ZkStore {
                 source: zk::Error::UnexpectedError(format!("cannot start a thread: {e}")),
             })?;
         match started.await {
-            Ok(Ok(())) => Ok(ZkStore {
-                requests,
-                root: options.root,
-            }),
+            Ok(Ok(())) => Ok(ZkStore { requests }),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(ZkError::Zk {
                 path: options.root,
@@ -126,11 +122,6 @@ impl ZkStore {
     /// calls it before it reads its predecessor's state. Blocking.
     pub fn sync(&self) -> Result<(), StoreError> {
         self.ask(Request::Sync)
-    }
-
-    /// The state root.
-    pub fn root(&self) -> &str {
-        &self.root
     }
 
     fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
