@@ -23,6 +23,33 @@ fn ha_master(dir: &std::path::Path, zk: &str) -> Process {
     start_master_with(dir, 0, &["--zk", zk, "--zk-session-timeout", "2s"])
 }
 
+/// ZooKeeper and two masters in its group `/agora`: the first leading, the second started once
+/// it does.
+struct Pair {
+    first: Process,
+    second: Process,
+    client: reqwest::Client,
+    zk: String,
+    _zookeeper: ZooKeeper,
+    dirs: [tempfile::TempDir; 2],
+}
+
+async fn pair() -> Pair {
+    let zookeeper = ZooKeeper::start();
+    let zk = zookeeper.url_text("/agora");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let client = no_redirects();
+    let (first, second) = leader_and_standby(&client, &zk, &dirs).await;
+    Pair {
+        first,
+        second,
+        client,
+        zk,
+        _zookeeper: zookeeper,
+        dirs,
+    }
+}
+
 /// Two masters in `zk`'s group, in `dirs[0]` and `dirs[1]`: the first leading, the second
 /// started once it does.
 async fn leader_and_standby(
@@ -88,12 +115,14 @@ async fn operator(master: &Process, call: Value) -> (StatusCode, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_redirects_to_the_leader_and_takes_over_with_its_state() {
-    let zookeeper = ZooKeeper::start();
-    let zk = zookeeper.url_text("/agora");
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let client = no_redirects();
-
-    let (mut first, second) = leader_and_standby(&client, &zk, &dirs).await;
+    let Pair {
+        mut first,
+        second,
+        client,
+        zk,
+        _zookeeper,
+        dirs,
+    } = pair().await;
     until_stands_by(&client, &second, "the second to stand by").await;
     let (location, port) = redirected_to(&client, &second, "/master/state?jsonp=no").await;
     assert_eq!(port, first.port);
@@ -203,11 +232,14 @@ async fn a_zookeeper_url_without_a_path_is_refused_with_what_to_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_frozen_past_its_session_steps_down_when_it_wakes() {
-    let zookeeper = ZooKeeper::start();
-    let zk = zookeeper.url_text("/agora");
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let client = no_redirects();
-    let (mut first, second) = leader_and_standby(&client, &zk, &dirs).await;
+    let Pair {
+        mut first,
+        second,
+        client,
+        zk: _zk,
+        _zookeeper,
+        dirs: _dirs,
+    } = pair().await;
 
     let pid = nix::unistd::Pid::from_raw(first.pid());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
@@ -290,12 +322,15 @@ async fn an_agent_given_the_masters_list_follows_the_new_leader_and_keeps_its_ta
 /// An agent whose `--master` is `master(zk, first, second)` runs a task on the first master;
 /// the first is killed; the agent is back on the second with its task.
 async fn agent_follows_the_leader(master: impl Fn(&str, &Process, &Process) -> String, ports: u16) {
-    let zookeeper = ZooKeeper::start();
-    let zk = zookeeper.url_text("/agora");
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let work = tempfile::tempdir().unwrap();
-    let client = no_redirects();
-    let (mut first, second) = leader_and_standby(&client, &zk, &dirs).await;
+    let Pair {
+        mut first,
+        second,
+        client,
+        zk,
+        _zookeeper,
+        dirs: _dirs,
+    } = pair().await;
     let agent = start_agent(
         &master(&zk, &first, &second),
         work.path(),
@@ -720,12 +755,15 @@ async fn sdk_follows_the_leader(masters: impl Fn(&Cluster) -> String) {
 async fn the_dns_name_of_the_leader_follows_a_failover() {
     use crate::common::dns::{resolver, services};
 
-    let zookeeper = ZooKeeper::start();
-    let zk = zookeeper.url_text("/agora");
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let work = tempfile::tempdir().unwrap();
-    let client = no_redirects();
-    let (mut first, second) = leader_and_standby(&client, &zk, &dirs).await;
+    let Pair {
+        mut first,
+        second,
+        client,
+        zk,
+        _zookeeper,
+        dirs: _dirs,
+    } = pair().await;
     let dns_port = agora_zk::testing::free_port();
     let _agent = crate::common::start_agent_with(
         &zk,
