@@ -21,7 +21,11 @@ use crate::health::HealthRecord;
 const APPS: &str = "services/apps/";
 const GROUPS: &str = "services/groups/";
 const DEPLOYMENTS: &str = "services/deployments/";
-const GROUP_VERSIONS: &str = "services/group_versions/";
+/// One record per kept version of a group: a whole group per record stays within a ZooKeeper
+/// node's limit where all of a group's versions in one would not, at some thousands of apps.
+const GROUP_VERSION: &str = "services/group_version/";
+/// Where earlier releases kept all of a group's versions in one record; read once and moved.
+const OLD_GROUP_VERSIONS: &str = "services/group_versions/";
 const INSTANCES: &str = "services/instances/";
 const SUBSCRIPTIONS: &str = "services/event_subscriptions";
 const MAX_GROUP_VERSIONS: usize = 50;
@@ -30,6 +34,8 @@ const MAX_GROUP_VERSIONS: usize = 50;
 pub enum ServicesError {
     #[error("store: {0}")]
     Store(#[from] agora_store::StoreError),
+    #[error(transparent)]
+    Registrar(#[from] agora_store::RegistrarFailed),
     #[error("stored record '{0}' is corrupt")]
     Corrupt(String),
 }
@@ -265,6 +271,72 @@ pub(crate) struct Counters {
     pub health_kills: u64,
 }
 
+/// One kept version of a group, as `GET /v2/groups/<id>/versions/<version>` answers it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GroupVersionRecord {
+    id: String,
+    version: String,
+    group: Value,
+}
+
+fn group_version_key(id: &str, version: &str) -> String {
+    // Versions never hold '@' or '/', so the last '@' splits a key unambiguously.
+    format!("{GROUP_VERSION}{}@{version}", id.trim_start_matches('/'))
+}
+
+type LoadAll<T> = fn(&dyn Store, &str) -> Result<Vec<T>, ServicesError>;
+
+/// Every group's kept versions, oldest first; versions kept in the earlier one-record-per-group
+/// form are moved to one record each.
+fn load_group_versions(
+    registrar: &Registrar,
+    load_group_version: LoadAll<GroupVersionRecord>,
+    load_old: LoadAll<(String, Vec<(String, Value)>)>,
+) -> Result<BTreeMap<String, Vec<(String, Value)>>, ServicesError> {
+    let store = registrar.store();
+    let mut versions: BTreeMap<String, Vec<(String, Value)>> = BTreeMap::new();
+    for record in load_group_version(store, GROUP_VERSION)? {
+        versions
+            .entry(record.id)
+            .or_default()
+            .push((record.version, record.group));
+    }
+    let mut moves = Vec::new();
+    for (id, old) in load_old(store, OLD_GROUP_VERSIONS)? {
+        moves.push((
+            format!("{OLD_GROUP_VERSIONS}{}", id.trim_start_matches('/')),
+            None,
+        ));
+        let kept = versions.entry(id.clone()).or_default();
+        for (version, group) in old {
+            if kept.iter().any(|(v, _)| *v == version) {
+                continue;
+            }
+            let record = GroupVersionRecord {
+                id: id.clone(),
+                version,
+                group,
+            };
+            let bytes = serde_json::to_vec(&record)
+                .map_err(|_| ServicesError::Corrupt(group_version_key(&id, &record.version)))?;
+            moves.push((group_version_key(&id, &record.version), Some(bytes)));
+            kept.push((record.version, record.group));
+        }
+    }
+    for kept in versions.values_mut() {
+        // Marathon's version strings are fixed-width UTC timestamps: text order is time order.
+        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        let excess = kept.len().saturating_sub(MAX_GROUP_VERSIONS);
+        kept.drain(..excess);
+    }
+    if !moves.is_empty() {
+        // New records first, then the old ones' deletions: one batch, so a crash keeps one form.
+        moves.sort_by_key(|(_, value)| value.is_none());
+        registrar.write(moves).wait()?;
+    }
+    Ok(versions)
+}
+
 impl Services {
     pub fn load(registrar: Registrar) -> Result<Services, ServicesError> {
         let store = registrar.store();
@@ -301,9 +373,7 @@ impl Services {
                 .map_err(|_| ServicesError::Corrupt(SUBSCRIPTIONS.into()))?,
             None => Vec::new(),
         };
-        let group_versions = load_all::<(String, Vec<(String, Value)>)>(store, GROUP_VERSIONS)?
-            .into_iter()
-            .collect();
+        let group_versions = load_group_versions(&registrar, load_all, load_all)?;
         Ok(Services {
             admission: Admission::default(),
             events: tokio::sync::broadcast::channel(1024).0,
@@ -408,13 +478,22 @@ impl Services {
             serde_json::to_value(&app.definition).unwrap_or_default()
         });
         let versions = self.group_versions.entry(id.to_owned()).or_default();
-        versions.push((version.to_owned(), snapshot));
-        if versions.len() > MAX_GROUP_VERSIONS {
-            versions.remove(0);
+        let mut writes = Vec::with_capacity(2);
+        if versions.len() >= MAX_GROUP_VERSIONS {
+            let (dropped, _) = versions.remove(0);
+            writes.push((group_version_key(id, &dropped), None));
         }
-        let record = (id.to_owned(), versions.clone());
-        let key = format!("{GROUP_VERSIONS}{}", id.trim_start_matches('/'));
-        self.save(&key, Some(&record));
+        let record = GroupVersionRecord {
+            id: id.to_owned(),
+            version: version.to_owned(),
+            group: snapshot,
+        };
+        match serde_json::to_vec(&record) {
+            Ok(bytes) => writes.push((group_version_key(id, version), Some(bytes))),
+            Err(error) => tracing::error!(%error, id, "cannot encode a group version"),
+        }
+        versions.push((record.version, record.group));
+        drop(self.registrar.write(writes));
     }
 
     /// Queues the write (or, for `None`, the deletion) of one record; a store that fails stops
@@ -858,6 +937,60 @@ mod tests {
                 {"ipAddress": "172.17.0.3", "protocol": "IPv4"},
                 {"ipAddress": "fd00::3", "protocol": "IPv6"}
             ])
+        );
+    }
+
+    fn version(i: usize) -> String {
+        format!("2026-12-07T13:{:02}:{:02}.000Z", i / 60, i % 60)
+    }
+
+    #[test]
+    fn group_versions_kept_in_one_record_move_to_one_record_each() {
+        let store = Arc::new(agora_store::MemoryStore::new());
+        let old: Vec<(String, Value)> = (0..3)
+            .map(|i| (version(i), serde_json::json!({"id": "/g", "n": i})))
+            .collect();
+        let record = serde_json::to_vec(&("/g".to_owned(), old)).unwrap();
+        store.put("services/group_versions/g", &record).unwrap();
+
+        let registrar = agora_store::Registrar::spawn(store.clone()).unwrap();
+        let services = Services::load(registrar).unwrap();
+        let kept: Vec<&String> = services.group_versions["/g"]
+            .iter()
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(kept, [&version(0), &version(1), &version(2)]);
+        assert!(store.list("services/group_versions/").unwrap().is_empty());
+        assert_eq!(store.list("services/group_version/").unwrap().len(), 3);
+
+        // Loaded again from the moved records, it is the same.
+        let again = Services::load(agora_store::Registrar::spawn(store.clone()).unwrap()).unwrap();
+        assert_eq!(again.group_versions, services.group_versions);
+    }
+
+    #[test]
+    fn a_group_keeps_its_last_versions_each_in_its_own_record() {
+        let store = Arc::new(agora_store::MemoryStore::new());
+        let registrar = agora_store::Registrar::spawn(store.clone()).unwrap();
+        let mut services = Services::load(registrar.clone()).unwrap();
+        for i in 0..MAX_GROUP_VERSIONS + 5 {
+            services.record_group_version("/", &version(i));
+        }
+        registrar.barrier().wait().unwrap();
+        let stored = store.list("services/group_version/").unwrap();
+        assert_eq!(stored.len(), MAX_GROUP_VERSIONS);
+        assert_eq!(
+            stored[0].0,
+            format!("services/group_version/@{}", version(5))
+        );
+
+        let again = Services::load(agora_store::Registrar::spawn(store).unwrap()).unwrap();
+        let kept: Vec<&String> = again.group_versions["/"].iter().map(|(v, _)| v).collect();
+        assert_eq!(kept.len(), MAX_GROUP_VERSIONS);
+        assert_eq!(kept[0], &version(5));
+        assert_eq!(
+            kept[MAX_GROUP_VERSIONS - 1],
+            &version(MAX_GROUP_VERSIONS + 4)
         );
     }
 }
