@@ -29,6 +29,7 @@ mod persist;
 mod proc_tree;
 mod secrets;
 mod spawn;
+mod status_queue;
 mod unavailable;
 mod warm;
 

@@ -1,21 +1,103 @@
 //! The agent's connection to the master: subscribe (registering with everything it runs), obey
 //! the command stream, ping, and deliver status updates with retries. Reconnects with backoff
 //! whenever the stream ends, so a restarted master gets the agent back within seconds.
+//!
+//! The link is the same for the real agent and for hollow agents ([`crate::hollow`]): both are
+//! an [`AgentEnd`], the state and the rules at the agent's end of the link.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use agora_api::agent_protocol::RegisterAgent;
 use agora_api::agent_protocol::{
     AGENT_TOKEN_HEADER, AgentCommand, ExecutorExited, ExecutorMessage, FrameworkStatus, Ping,
     StatusUpdates,
 };
+use agora_api::mesos::TaskStatus;
 use agora_api::recordio;
 use agora_types::{ExecutorId, FrameworkId, TaskId};
 
+use crate::config::AgentConfig;
 use crate::core::Agent;
+
+/// What sits at the agent's end of the master link.
+pub(crate) trait AgentEnd: Send + Sync + 'static {
+    /// Where the master is and how to reach it (`master`, `leader`, `master_headers`, TLS).
+    fn config(&self) -> &AgentConfig;
+    fn client(&self) -> &reqwest::Client;
+    /// Cancelled when the agent stops (or the master told it to).
+    fn shutdown(&self) -> &tokio_util::sync::CancellationToken;
+    /// Wakes the status sender: a new update, or the master link came back.
+    fn updates_wanted(&self) -> &tokio::sync::Notify;
+    /// What the agent tells the master when it (re-)registers: everything it runs.
+    fn registration(&self) -> RegisterAgent;
+    /// The secret the master gave this agent, for the requests it sends there.
+    fn agent_token(&self) -> Option<String>;
+    fn agent_id(&self) -> Option<String>;
+    /// Registered: every pending update is due at once.
+    fn set_registered(&self, agent_id: String, token: Option<String>);
+    fn set_disconnected(&self);
+    /// Why the master could not be reached.
+    fn set_master_error(&self, error: String);
+    /// The agent id, the heads of the update queues now due, and when the next one is due.
+    fn due_updates(
+        &self,
+    ) -> (
+        Option<String>,
+        Vec<(FrameworkId, TaskStatus)>,
+        Option<Instant>,
+    );
+    /// Carries out one command of the master's stream.
+    fn obey(self: &Arc<Self>, command: AgentCommand);
+}
+
+impl AgentEnd for Agent {
+    fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+    fn shutdown(&self) -> &tokio_util::sync::CancellationToken {
+        &self.shutdown
+    }
+    fn updates_wanted(&self) -> &tokio::sync::Notify {
+        &self.updates_wanted
+    }
+    fn registration(&self) -> RegisterAgent {
+        Agent::registration(self)
+    }
+    fn agent_token(&self) -> Option<String> {
+        Agent::agent_token(self)
+    }
+    fn agent_id(&self) -> Option<String> {
+        Agent::agent_id(self)
+    }
+    fn set_registered(&self, agent_id: String, token: Option<String>) {
+        Agent::set_registered(self, agent_id, token)
+    }
+    fn set_disconnected(&self) {
+        Agent::set_disconnected(self)
+    }
+    fn set_master_error(&self, error: String) {
+        Agent::set_master_error(self, error)
+    }
+    fn due_updates(
+        &self,
+    ) -> (
+        Option<String>,
+        Vec<(FrameworkId, TaskStatus)>,
+        Option<Instant>,
+    ) {
+        Agent::due_updates(self)
+    }
+    fn obey(self: &Arc<Self>, command: AgentCommand) {
+        handle(self, command)
+    }
+}
 
 /// Status updates sent to the master in one request at most.
 const STATUS_BATCH: usize = 256;
@@ -23,9 +105,15 @@ const STATUS_BATCH: usize = 256;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(crate) fn spawn(agent: Arc<Agent>) {
-    tokio::spawn(subscription_loop(agent.clone()));
-    tokio::spawn(status_loop(agent.clone()));
+    spawn_link(agent.clone());
     tokio::spawn(executor_heartbeats(agent));
+}
+
+/// Registers and stays registered with the master, obeying its commands and delivering the
+/// agent's status updates, until the agent's shutdown.
+pub(crate) fn spawn_link<A: AgentEnd>(agent: Arc<A>) {
+    tokio::spawn(subscription_loop(agent.clone()));
+    tokio::spawn(status_loop(agent));
 }
 
 /// HEARTBEAT events keep executor streams alive through idle periods (Mesos sends them to HTTP
@@ -41,21 +129,17 @@ async fn executor_heartbeats(agent: Arc<Agent>) {
     }
 }
 
-fn url(agent: &Agent, path: &str) -> String {
-    agent.config.master_url(path)
-}
-
 /// A request to the master, carrying this agent's secret once it has one.
-fn request(agent: &Agent, path: &str) -> reqwest::RequestBuilder {
-    let request = agent.client.post(url(agent, path));
+fn request<A: AgentEnd + ?Sized>(agent: &A, path: &str) -> reqwest::RequestBuilder {
+    let request = agent.client().post(agent.config().master_url(path));
     match agent.agent_token() {
         Some(token) => request.header(AGENT_TOKEN_HEADER, token),
         None => request,
     }
 }
 
-async fn post<T: Serialize>(
-    agent: &Agent,
+async fn post<A: AgentEnd, T: Serialize>(
+    agent: &A,
     path: &str,
     body: &T,
 ) -> Result<reqwest::StatusCode, reqwest::Error> {
@@ -79,11 +163,11 @@ async fn leader_changed(leader: &mut Option<tokio::sync::watch::Receiver<Option<
     }
 }
 
-async fn subscription_loop(agent: Arc<Agent>) {
+async fn subscription_loop<A: AgentEnd>(agent: Arc<A>) {
     let mut backoff = Duration::from_millis(100);
-    let mut leader = agent.config.leader.clone();
+    let mut leader = agent.config().leader.clone();
     loop {
-        if agent.shutdown.is_cancelled() {
+        if agent.shutdown().is_cancelled() {
             return;
         }
         if let Some(watch) = &mut leader {
@@ -91,7 +175,7 @@ async fn subscription_loop(agent: Arc<Agent>) {
             watch.mark_unchanged();
             while watch.borrow().is_none() {
                 tokio::select! {
-                    () = agent.shutdown.cancelled() => return,
+                    () = agent.shutdown().cancelled() => return,
                     changed = watch.changed() => if changed.is_err() { return },
                 }
             }
@@ -102,13 +186,13 @@ async fn subscription_loop(agent: Arc<Agent>) {
             Ok(Outcome::Stop) => return,
             Ok(Outcome::Refused) => {}
             Err(error) => {
-                tracing::debug!(%error, master = %agent.config.master, "master link down");
+                tracing::debug!(%error, master = %agent.config().master, "master link down");
                 agent.set_master_error(error.to_string());
             }
         }
         agent.set_disconnected();
         tokio::select! {
-            () = agent.shutdown.cancelled() => return,
+            () = agent.shutdown().cancelled() => return,
             () = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(MAX_BACKOFF),
             // A new leader: go to it at once.
             () = leader_changed(&mut leader) => backoff = Duration::from_millis(100),
@@ -138,13 +222,13 @@ enum LinkError {
     RecordIo(#[from] agora_api::ApiError),
 }
 
-async fn subscribe_once(
-    agent: &Arc<Agent>,
+async fn subscribe_once<A: AgentEnd>(
+    agent: &Arc<A>,
     leader: &mut Option<tokio::sync::watch::Receiver<Option<String>>>,
 ) -> Result<Outcome, LinkError> {
     let registration = agent.registration();
     let response = tokio::select! {
-        response = request(agent, "/internal/agent/subscribe").json(&registration).send() => response?,
+        response = request(agent.as_ref(), "/internal/agent/subscribe").json(&registration).send() => response?,
         // A new leader while this one is asked: ask the new one.
         () = leader_changed(leader) => return Ok(Outcome::Registered),
     };
@@ -152,7 +236,7 @@ async fn subscribe_once(
         let status = response.status();
         let why = response.text().await.unwrap_or_default();
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            tracing::warn!(master = %agent.config.master, %why, "the master refused this agent's credential (--credential)");
+            tracing::warn!(master = %agent.config().master, %why, "the master refused this agent's credential (--credential)");
         }
         return Err(LinkError::Refused { status, why });
     }
@@ -166,7 +250,7 @@ async fn subscribe_once(
     let _stop_pings = ping_stop.drop_guard();
     loop {
         let chunk = tokio::select! {
-            () = agent.shutdown.cancelled() => return Ok(Outcome::Stop),
+            () = agent.shutdown().cancelled() => return Ok(Outcome::Stop),
             () = ping_task.cancelled() => return Ok(Outcome::Registered),
             // Failover: re-register with the new leader, keeping every task.
             () = leader_changed(leader) => return Ok(Outcome::Registered),
@@ -197,7 +281,7 @@ async fn subscribe_once(
             } = &command
             {
                 registered = true;
-                tracing::info!(agent = %agent_id, master = %agent.config.master, "registered with the master");
+                tracing::info!(agent = %agent_id, master = %agent.config().master, "registered with the master");
                 agent.set_registered(agent_id.clone(), token.clone());
                 tokio::spawn(ping_loop(
                     agent.clone(),
@@ -209,10 +293,10 @@ async fn subscribe_once(
             }
             if let AgentCommand::Shutdown { message } = &command {
                 tracing::error!(%message, "the master refused this agent");
-                agent.shutdown.cancel();
+                agent.shutdown().cancel();
                 return Ok(Outcome::Stop);
             }
-            handle(agent, command);
+            agent.obey(command);
         }
     }
 }
@@ -270,8 +354,8 @@ fn handle(agent: &Arc<Agent>, command: AgentCommand) {
 }
 
 /// Pings until the master stops knowing us (404 → re-subscribe) or the link ends.
-async fn ping_loop(
-    agent: Arc<Agent>,
+async fn ping_loop<A: AgentEnd>(
+    agent: Arc<A>,
     agent_id: String,
     interval: Duration,
     link: tokio_util::sync::CancellationToken,
@@ -284,7 +368,7 @@ async fn ping_loop(
             () = tokio::time::sleep(period) => {}
         }
         match post(
-            &agent,
+            agent.as_ref(),
             "/internal/agent/ping",
             &Ping {
                 agent_id: agent_id.clone(),
@@ -304,7 +388,7 @@ async fn ping_loop(
 }
 
 /// Delivers due status updates; woken by new updates, otherwise sleeps until the next retry.
-async fn status_loop(agent: Arc<Agent>) {
+async fn status_loop<A: AgentEnd>(agent: Arc<A>) {
     loop {
         let (agent_id, due, next) = agent.due_updates();
         if let Some(agent_id) = agent_id {
@@ -321,7 +405,7 @@ async fn status_loop(agent: Arc<Agent>) {
                         })
                         .collect(),
                 };
-                if let Err(error) = post(&agent, "/internal/agent/statuses", &batch).await {
+                if let Err(error) = post(agent.as_ref(), "/internal/agent/statuses", &batch).await {
                     tracing::debug!(%error, "status updates not delivered; will retry");
                 }
             }
@@ -331,15 +415,15 @@ async fn status_loop(agent: Arc<Agent>) {
             .unwrap_or(Duration::from_secs(1))
             .max(Duration::from_millis(5));
         tokio::select! {
-            () = agent.shutdown.cancelled() => return,
-            () = agent.updates_wanted.notified() => {}
+            () = agent.shutdown().cancelled() => return,
+            () = agent.updates_wanted().notified() => {}
             () = tokio::time::sleep(sleep) => {}
         }
     }
 }
 
-pub(crate) fn report_executor_exit(
-    agent: &Agent,
+pub(crate) fn report_executor_exit<A: AgentEnd + ?Sized>(
+    agent: &A,
     framework_id: &FrameworkId,
     executor_id: &ExecutorId,
     status: Option<i32>,

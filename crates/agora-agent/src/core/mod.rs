@@ -11,13 +11,13 @@ mod types;
 mod updates;
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use agora_api::agent_protocol::{AgentTask, RegisterAgent, RunningExecutor};
-use agora_api::mesos::{AgentInfo, CommandInfo, Id, TaskStatus, encode_bytes};
+use agora_api::mesos::{AgentInfo, CommandInfo, Id, TaskStatus};
 
 use crate::config::AgentConfig;
 use crate::persist::Written;
@@ -27,16 +27,7 @@ pub(crate) use types::{
     AgentState, Executor, ExecutorKind, FrameworkEntry, TaskRecord, UpdateQueue, container_limits,
 };
 
-pub(crate) fn epoch_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-pub(crate) fn new_uuid() -> String {
-    encode_bytes(uuid::Uuid::new_v4().as_bytes())
-}
+pub(crate) use crate::status_queue::epoch_secs;
 
 pub(crate) struct Agent {
     pub config: AgentConfig,
@@ -181,10 +172,7 @@ impl Agent {
         }
         state.master_connected = true;
         state.master_error = None;
-        for queue in state.updates.values_mut() {
-            queue.next_attempt = Instant::now();
-            queue.interval = self.config.status_update_retry;
-        }
+        crate::status_queue::retry_now(&mut state.updates, self.config.status_update_retry);
         if changed {
             self.save_locked(&state);
         }

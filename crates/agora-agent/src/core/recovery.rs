@@ -247,7 +247,7 @@ fn start_launcher(config: &AgentConfig) -> Option<crate::launcher::Launcher> {
 }
 
 /// The HTTP client the agent reaches its master with.
-fn master_client(config: &AgentConfig) -> Result<reqwest::Client, AgentError> {
+pub(crate) fn master_client(config: &AgentConfig) -> Result<reqwest::Client, AgentError> {
     agora_client::Access::default()
         .with_tls(config.master_tls.clone())
         .client_builder()

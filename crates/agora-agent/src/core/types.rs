@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -76,12 +75,7 @@ pub(crate) struct FrameworkEntry {
     pub completed_executors: VecDeque<Executor>,
 }
 
-/// Updates of one task, delivered to the master one at a time, in order.
-pub(crate) struct UpdateQueue {
-    pub pending: VecDeque<TaskStatus>,
-    pub next_attempt: Instant,
-    pub interval: Duration,
-}
+pub(crate) use crate::status_queue::UpdateQueue;
 
 pub(crate) struct AgentState {
     pub agent_id: Option<String>,
@@ -92,7 +86,7 @@ pub(crate) struct AgentState {
     pub master_error: Option<String>,
     pub frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
     pub completed_frameworks: VecDeque<FrameworkEntry>,
-    pub updates: BTreeMap<(FrameworkId, TaskId), UpdateQueue>,
+    pub updates: crate::status_queue::Queues,
 }
 
 impl AgentState {

@@ -1,15 +1,14 @@
 //! Status updates to the master: one queue per task, delivered in order, retried with
 //! backoff until acknowledged; acknowledged terminal tasks move to the completed ones.
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::types::{AgentState, Executor, ExecutorState, TaskRecord, UpdateQueue};
-use super::{Agent, epoch_secs, new_uuid};
+use super::Agent;
+use super::types::{AgentState, Executor, ExecutorState, TaskRecord};
+use crate::status_queue;
 use agora_api::mesos::{Id, TaskStatus};
 use agora_types::{ExecutorId, FrameworkId, TaskId};
 
-pub(super) const MAX_STATUS_RETRY: Duration = Duration::from_secs(600);
 pub(super) const MAX_COMPLETED: usize = 100;
 
 impl Agent {
@@ -21,15 +20,7 @@ impl Agent {
         mut status: TaskStatus,
     ) {
         let task_id = TaskId::new(status.task_id.value.clone());
-        if status.uuid.is_none() {
-            status.uuid = Some(new_uuid());
-        }
-        if status.timestamp.is_none() {
-            status.timestamp = Some(epoch_secs());
-        }
-        if let Some(agent_id) = &state.agent_id {
-            status.agent_id = Some(Id::new(agent_id.clone()));
-        }
+        status_queue::stamp(&mut status, state.agent_id.as_deref());
         if let Some(framework) = state.frameworks.get_mut(framework_id) {
             // An executor's own updates name it: no need to look through every executor.
             let named = status
@@ -51,26 +42,12 @@ impl Agent {
                 }
             }
         }
-        let queue = state
-            .updates
-            .entry((framework_id.clone(), task_id))
-            .or_insert_with(|| UpdateQueue {
-                pending: VecDeque::new(),
-                next_attempt: Instant::now(),
-                interval: self.config.status_update_retry,
-            });
-        if queue
-            .pending
-            .iter()
-            .any(|pending| pending.uuid == status.uuid)
-        {
-            return;
-        }
-        if queue.pending.is_empty() {
-            queue.next_attempt = Instant::now();
-            queue.interval = self.config.status_update_retry;
-        }
-        queue.pending.push_back(status);
+        status_queue::push(
+            &mut state.updates,
+            framework_id,
+            status,
+            self.config.status_update_retry,
+        );
     }
 
     /// The heads of the update queues that are due, marking them as attempted.
@@ -85,39 +62,20 @@ impl Agent {
         if !state.master_connected {
             return (None, Vec::new(), None);
         }
-        let now = Instant::now();
-        let mut due = Vec::new();
-        let mut next: Option<Instant> = None;
-        for ((framework_id, _), queue) in state.updates.iter_mut() {
-            let Some(head) = queue.pending.front() else {
-                continue;
-            };
-            if queue.next_attempt <= now {
-                due.push((framework_id.clone(), head.clone()));
-                queue.next_attempt = now + queue.interval;
-                queue.interval = (queue.interval * 2).min(MAX_STATUS_RETRY);
-            }
-            next = Some(next.map_or(queue.next_attempt, |n: Instant| n.min(queue.next_attempt)));
-        }
+        let (due, next) = status_queue::due(&mut state.updates);
         (state.agent_id.clone(), due, next)
     }
 
     /// ACKNOWLEDGE from the framework (through the master).
     pub(crate) fn acknowledge(&self, framework_id: &FrameworkId, task_id: &TaskId, uuid: &str) {
         let mut state = self.lock();
-        let key = (framework_id.clone(), task_id.clone());
-        let Some(queue) = state.updates.get_mut(&key) else {
+        let retry = self.config.status_update_retry;
+        let Some(acked) =
+            status_queue::acknowledge(&mut state.updates, framework_id, task_id, uuid, retry)
+        else {
             return;
         };
-        if queue.pending.front().and_then(|s| s.uuid.as_deref()) != Some(uuid) {
-            return;
-        }
-        let acked = queue.pending.pop_front();
-        queue.next_attempt = Instant::now();
-        queue.interval = self.config.status_update_retry;
-        if queue.pending.is_empty() {
-            state.updates.remove(&key);
-        }
+        let acked = Some(acked);
         let executor_id = state.frameworks.get(framework_id).and_then(|framework| {
             let named = acked
                 .as_ref()
