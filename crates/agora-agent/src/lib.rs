@@ -18,6 +18,7 @@ mod docker;
 mod executor_auth;
 mod fetcher;
 mod fnv;
+mod hollow;
 mod http;
 mod launcher;
 mod master_link;
@@ -37,6 +38,10 @@ use std::sync::Arc;
 
 pub use command_executor::{ExecutorError, run as run_command_executor};
 pub use config::{AgentConfig, ExecutorTls, Isolation, Isolator, detect_resources};
+pub use hollow::{
+    HollowAgents, HollowConfig, HollowSummary, HollowTasks, RUNTIME_ENV as HOLLOW_RUNTIME_ENV,
+    start_hollow,
+};
 pub use launcher::{LAUNCHER_ENV, serve_launcher};
 pub use unavailable::Unavailable;
 
@@ -51,6 +56,8 @@ pub enum AgentError {
     Checkpoint { path: String, reason: String },
     #[error("http client: {0}")]
     Client(String),
+    #[error("hollow agents: {0}")]
+    Hollow(String),
     #[error("{isolator} isolation is required (--isolation) but cannot work: {reason}")]
     Isolation {
         isolator: &'static str,

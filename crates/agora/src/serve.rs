@@ -40,7 +40,7 @@ fn bind_ip(network: &NetworkArgs, default: &str) -> anyhow::Result<IpAddr> {
         .with_context(|| format!("invalid --bind address '{text}'"))
 }
 
-async fn bind(
+pub(crate) async fn bind(
     network: &NetworkArgs,
     default: &str,
     port: u16,
@@ -343,14 +343,14 @@ const JOBS_PRINCIPAL: &str = "chronos";
 /// How this server meets its clients: the gate every request passes
 /// (`agora_http::protect`; the names browsers may use for it are its addresses, `localhost`,
 /// its hostname and `--allowed-hosts`) and the listener's limits.
-struct Serving {
+pub(crate) struct Serving {
     gate: agora_http::GateConfig,
     limits: agora_http::Limits,
     refused: std::sync::Arc<agora_http::Refused>,
     tls: Option<agora_http::ListenerTls>,
 }
 
-fn serving(network: &NetworkArgs, security: &security::Security) -> Serving {
+pub(crate) fn serving(network: &NetworkArgs, security: &security::Security) -> Serving {
     let mut names = network.allowed_hosts.clone();
     names.push(hostname(network));
     raise_descriptor_limit(network.max_connections);
@@ -372,7 +372,7 @@ fn serving(network: &NetworkArgs, security: &security::Security) -> Serving {
 
 /// Lets the process open enough descriptors for `--max-connections` and its tasks' files,
 /// as far as the hard limit allows (the soft one is often 1024).
-fn raise_descriptor_limit(connections: usize) {
+pub(crate) fn raise_descriptor_limit(connections: usize) {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return;
@@ -415,7 +415,7 @@ fn serve_executors(
     }
 }
 
-async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: axum::Router,
     serving: Serving,
@@ -702,7 +702,9 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 
 /// Waits for in-flight requests, but not for the endless event streams of schedulers and
 /// executors: those end when the process does.
-async fn finish(server: tokio::task::JoinHandle<anyhow::Result<()>>) -> anyhow::Result<()> {
+pub(crate) async fn finish(
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     match tokio::time::timeout(std::time::Duration::from_secs(2), server).await {
         Ok(result) => result.context("server task failed")?,
         Err(_) => Ok(()),

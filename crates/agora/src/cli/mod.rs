@@ -29,6 +29,9 @@ pub enum Command {
     Master(MasterArgs),
     /// Run an agent
     Agent(AgentArgs),
+    /// Many hollow agents in one process, for capacity planning and scale tests: each speaks
+    /// the real master↔agent protocol and runs tasks that are no processes
+    HollowAgents(HollowArgs),
     /// Agents: list, show, drain, undrain
     Node(Noun<NodeCommand>),
     /// Frameworks: list, show, teardown
@@ -198,8 +201,8 @@ pub struct NetworkArgs {
     pub body_read_timeout: Duration,
 }
 
-/// Who may call this node's HTTP APIs (Mesos' flags, in kebab case).
-#[derive(Args, Debug, Clone)]
+/// Who may call this node's HTTP APIs (Mesos' flags, in kebab case). The default: anyone.
+#[derive(Args, Debug, Clone, Default)]
 pub struct AuthArgs {
     /// Principals and their secrets that may authenticate (HTTP Basic): Mesos' JSON,
     /// {"credentials": [{"principal": …, "secret": …}]}, or 'principal secret' lines
@@ -501,6 +504,55 @@ pub struct AgentArgs {
     pub agent: AgentOptions,
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
+}
+
+/// `agora hollow-agents`: hollow agents and what their tasks do.
+#[derive(Args, Debug)]
+pub struct HollowArgs {
+    /// The master: host:port, a list of masters (host:port,host:port) or zk://host:port/path
+    #[arg(long, env = "AGORA_MASTER")]
+    pub master: String,
+    /// How many agents
+    #[arg(long, env = "AGORA_HOLLOW_COUNT", default_value_t = 1)]
+    pub count: usize,
+    /// What each agent offers, in Mesos syntax
+    #[arg(
+        long,
+        env = "AGORA_RESOURCES",
+        default_value = "cpus:8;mem:32768;disk:262144;ports:[31000-32000]"
+    )]
+    pub resources: String,
+    /// Each agent's attributes; {i} is the agent's index, {i%N} that index modulo N
+    /// (e.g. "rack:r{i%40};zone:z{i%3}")
+    #[arg(long, env = "AGORA_ATTRIBUTES", default_value = "")]
+    pub attributes: String,
+    /// Agent i's hostname is this prefix and i
+    #[arg(long, env = "AGORA_HOSTNAME_PREFIX", default_value = "hollow-")]
+    pub hostname_prefix: String,
+    /// Time from TASK_STARTING to TASK_RUNNING
+    #[arg(long, env = "AGORA_HOLLOW_TASK_STARTUP", default_value = "0s", value_parser = parse_duration)]
+    pub task_startup: Duration,
+    /// Time from TASK_RUNNING to TASK_FINISHED (default: tasks run until killed)
+    #[arg(long, env = "AGORA_HOLLOW_TASK_RUNTIME", value_parser = parse_period)]
+    pub task_runtime: Option<Duration>,
+    /// Share of tasks, 0 to 1, that fail at start (TASK_FAILED); chosen by task id
+    #[arg(long, env = "AGORA_HOLLOW_FAILURE_RATE", default_value_t = 0.0)]
+    pub failure_rate: f64,
+    /// First retry of an unacknowledged status update (doubles up to 10 minutes)
+    #[arg(long, env = "AGORA_STATUS_UPDATE_RETRY", default_value = "10s", value_parser = parse_period)]
+    pub status_update_retry: Duration,
+    /// Port of this process's own /state and /metrics (0: any); the agents name it as their
+    /// endpoint
+    #[arg(long, env = "AGORA_PORT", default_value_t = 5052)]
+    pub port: u16,
+    /// How the agents authenticate to the master: a file with one credential (Mesos' JSON
+    /// {"principal": …, "secret": …} or 'principal secret')
+    #[arg(long, env = "AGORA_CREDENTIAL")]
+    pub credential: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 pub type Weights = Vec<(String, f64)>;

@@ -65,6 +65,7 @@ pub fn is_operator(command: &Command) -> bool {
         Command::Up(_)
             | Command::Master(_)
             | Command::Agent(_)
+            | Command::HollowAgents(_)
             | Command::Executor
             | Command::Registry(_)
             | Command::Lb(crate::cli::LbCommand::Haproxy(_))

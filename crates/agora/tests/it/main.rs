@@ -19,6 +19,7 @@ mod discovery_haproxy;
 mod discovery_proxy;
 mod failure_recovery;
 mod ha_masters;
+mod hollow_agents;
 mod jobs_chronos;
 mod jobs_metronome;
 mod operator_api;

@@ -1,0 +1,295 @@
+//! Hollow agents (`agora hollow-agents`): 200 agents in one process register with a real master,
+//! take tasks from a framework on the SDK and from Marathon and Chronos, report their states by
+//! the real rules, and come back with their tasks when the master restarts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+use agora_api::scheduler::Event;
+use agora_client::MasterClient;
+use agora_types::TaskState;
+
+const AGENTS: usize = 200;
+
+fn start_hollow(master: &str, count: usize, extra: &[&str]) -> Process {
+    let count = count.to_string();
+    let mut args = vec![
+        "hollow-agents",
+        "--master",
+        master,
+        "--count",
+        &count,
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--resources",
+        "cpus:4;mem:4096;disk:10000;ports:[31000-31099]",
+        "--attributes",
+        "rack:r{i%4}",
+        "--status-update-retry",
+        "500ms",
+    ];
+    args.extend_from_slice(extra);
+    Process::start(&args)
+}
+
+async fn summary(hollow: &Process) -> Value {
+    let state: Value = serde_json::from_str(&hollow.get_text("/state").await).expect("json");
+    state["summary"].clone()
+}
+
+/// Every agent's hostname and rack, from the master's state.
+async fn registered(client: &MasterClient) -> BTreeMap<String, String> {
+    let state = client.get_json("/master/state").await.expect("state");
+    state["slaves"]
+        .as_array()
+        .expect("slaves")
+        .iter()
+        .map(|agent| {
+            let host = agent["hostname"].as_str().unwrap_or_default().to_owned();
+            let rack = agent["attributes"]["rack"].as_str().unwrap_or_default();
+            (host, rack.to_owned())
+        })
+        .collect()
+}
+
+/// Tasks in each state, by the master's `/master/state`.
+async fn master_task_states(client: &MasterClient) -> BTreeMap<String, usize> {
+    let state = client.get_json("/master/state").await.expect("state");
+    let mut counts = BTreeMap::new();
+    for framework in state["frameworks"].as_array().into_iter().flatten() {
+        for task in framework["tasks"].as_array().into_iter().flatten() {
+            let name = task["state"].as_str().unwrap_or_default().to_owned();
+            *counts.entry(name).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hollow_agents_register_run_tasks_and_come_back_after_a_master_restart() {
+    let dir = temp_dir();
+    let mut master = start_master(&path(&dir, "master"));
+    let port = master.port;
+    let hollow = start_hollow(&master.address(), AGENTS, &[]);
+    let client = MasterClient::new(&master.address());
+    wait_for_agents(&client, AGENTS).await;
+    let agents = registered(&client).await;
+    let expected: BTreeMap<String, String> = (0..AGENTS)
+        .map(|i| (format!("hollow-{i}"), format!("r{}", i % 4)))
+        .collect();
+    assert_eq!(agents, expected);
+
+    // One task on every agent, from a framework on the SDK.
+    let mut scheduler = subscribe(&master.address(), framework_info("hollow")).await;
+    let mut launched = BTreeSet::new();
+    let mut states: BTreeMap<String, Vec<TaskState>> = BTreeMap::new();
+    while launched.len() < AGENTS {
+        match next_event(&mut scheduler, Duration::from_secs(20)).await {
+            Event::Offers { offers } => {
+                for offer in offers.offers {
+                    let id = format!("task-on-{}", offer.hostname);
+                    if !launched.insert(id.clone()) {
+                        continue;
+                    }
+                    let task = command_task(&id, &offer, "sleep 1000", 0.5, 64.0);
+                    scheduler
+                        .launch(vec![offer.id.clone()], vec![task], None)
+                        .await
+                        .expect("launch");
+                }
+            }
+            Event::Update { update } => states
+                .entry(update.status.task_id.value.clone())
+                .or_default()
+                .push(update.status.state),
+            _ => {}
+        }
+    }
+    while states
+        .values()
+        .filter(|s| s.contains(&TaskState::Running))
+        .count()
+        < AGENTS
+    {
+        if let Event::Update { update } = next_event(&mut scheduler, Duration::from_secs(20)).await
+        {
+            states
+                .entry(update.status.task_id.value.clone())
+                .or_default()
+                .push(update.status.state);
+        }
+    }
+    // As an executor reports them: STARTING, then RUNNING, each once, in order.
+    for (task, seen) in &states {
+        assert_eq!(
+            seen,
+            &[TaskState::Starting, TaskState::Running],
+            "the updates of {task}"
+        );
+    }
+    let hollow_state = summary(&hollow).await;
+    assert_eq!(hollow_state["tasks_running"], AGENTS);
+
+    // A kill: TASK_KILLED (this framework does not know TASK_KILLING).
+    scheduler
+        .kill("task-on-hollow-7", None)
+        .await
+        .expect("kill");
+    let killed = wait_for_state(
+        &mut scheduler,
+        "task-on-hollow-7",
+        TaskState::Killed,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(killed.source.as_deref(), Some("SOURCE_EXECUTOR"));
+
+    // The master restarts over its registry: every agent comes back with its tasks, none lost.
+    master.kill9();
+    let master = start_master_on(&path(&dir, "master"), port);
+    let client = MasterClient::new(&master.address());
+    wait_for_agents(&client, AGENTS).await;
+    let counts = wait_until(
+        Duration::from_secs(20),
+        "every running task reported again",
+        || async {
+            let counts = master_task_states(&client).await;
+            (counts.get("TASK_RUNNING") == Some(&(AGENTS - 1))).then_some(counts)
+        },
+    )
+    .await;
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    let metrics = client.get_json("/metrics/snapshot").await.expect("metrics");
+    assert_eq!(
+        metrics["master/slave_removals"], 0.0,
+        "no agent was removed"
+    );
+    assert_eq!(summary(&hollow).await["registered"], AGENTS);
+    drop(hollow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marathon_and_chronos_run_on_hollow_agents() {
+    let dir = temp_dir();
+    let master = start_master(&path(&dir, "master"));
+    let hollow = start_hollow(&master.address(), AGENTS, &["--failure-rate", "0.05"]);
+    let client = MasterClient::new(&master.address());
+    wait_for_agents(&client, AGENTS).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", master.address());
+
+    // An app of 400 instances spread over the racks, with a health check the tasks pass.
+    let app = json!({
+        "id": "/hollow/web",
+        "cmd": "python3 -m http.server $PORT0",
+        "cpus": 0.1,
+        "mem": 32,
+        "instances": 400,
+        // Each failure would otherwise hold the app's next launch back 15 % longer.
+        "backoffSeconds": 0.1,
+        "backoffFactor": 1.0,
+        "constraints": [["rack", "GROUP_BY", "4"]],
+        "healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"}}]
+    });
+    let created = http
+        .post(format!("{base}/v2/apps"))
+        .json(&app)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(created.status(), 201, "{:?}", created.text().await);
+    let app = wait_until(
+        Duration::from_secs(60),
+        "400 healthy instances, the deployment done",
+        || async {
+            let app: Value = http
+                .get(format!("{base}/v2/apps/hollow/web?embed=apps.tasks"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let app = app["app"].clone();
+            let done = app["tasksHealthy"] == 400 && app["deployments"] == json!([]);
+            done.then_some(app)
+        },
+    )
+    .await;
+    // The tasks that failed at start (5 %) were replaced.
+    let failed = summary(&hollow).await["launched"].as_u64().unwrap_or(0) - 400;
+    assert!(failed > 0, "no task failed at a failure rate of 5 %");
+    let mut per_rack: BTreeMap<String, usize> = BTreeMap::new();
+    let hosts: BTreeMap<String, String> = registered(&client).await;
+    for task in app["tasks"].as_array().expect("tasks") {
+        let host = task["host"].as_str().expect("host");
+        *per_rack.entry(hosts[host].clone()).or_default() += 1;
+    }
+    assert_eq!(per_rack.values().copied().collect::<Vec<_>>(), vec![100; 4]);
+
+    // A Chronos job whose tasks finish after 0.2 s: it runs, and its dependant after it.
+    let job = json!({
+        "name": "hollow-extract",
+        "command": "extract",
+        "schedule": "R2//PT1S",
+        "cpus": 0.1,
+        "mem": 32,
+        "environmentVariables": [{"name": "AGORA_HOLLOW_RUNTIME_SECONDS", "value": "0.2"}]
+    });
+    let dependant = json!({
+        "name": "hollow-load",
+        "command": "load",
+        "parents": ["hollow-extract"],
+        "cpus": 0.1,
+        "mem": 32,
+        "environmentVariables": [{"name": "AGORA_HOLLOW_RUNTIME_SECONDS", "value": "0.2"}]
+    });
+    for (path, body) in [("iso8601", job), ("dependency", dependant)] {
+        let answer = http
+            .post(format!("{base}/v1/scheduler/{path}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("post job");
+        assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    }
+    wait_until(Duration::from_secs(30), "two runs of each job", || async {
+        let jobs: Value = http
+            .get(format!("{base}/v1/scheduler/jobs"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let successes = |name: &str| {
+            jobs.as_array()
+                .into_iter()
+                .flatten()
+                .find(|job| job["name"] == name)
+                .and_then(|job| job["successCount"].as_u64())
+                .unwrap_or(0)
+        };
+        (successes("hollow-extract") >= 2 && successes("hollow-load") >= 2).then_some(())
+    })
+    .await;
+
+    // Scaled down, the app's tasks are killed on the agents.
+    let scaled = http
+        .put(format!("{base}/v2/apps/hollow/web"))
+        .json(&json!({"instances": 40}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(scaled.status(), 200);
+    wait_until(Duration::from_secs(30), "360 tasks killed", || async {
+        let state = summary(&hollow).await;
+        (state["tasks_running"] == 40 && state["updates_pending"] == 0).then_some(())
+    })
+    .await;
+}
