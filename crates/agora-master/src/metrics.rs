@@ -19,6 +19,8 @@ pub(crate) struct Counters {
     /// Reports (pings, updates, messages) refused for the same reason.
     pub invalid_agent_reports: u64,
     pub allocation_runs: u64,
+    /// How long the latest allocation rounds took.
+    pub allocation_run: Timer,
     pub framework_to_executor_messages: u64,
     pub executor_to_framework_messages: u64,
     /// Tasks that reached each terminal state since start (Mesos counts these cumulatively).
@@ -30,6 +32,48 @@ impl Counters {
         if state.is_terminal() {
             *self.terminal.entry(state).or_default() += 1;
         }
+    }
+}
+
+/// The latest durations of something, summarised as a Mesos timer is (`name`, `name/count`,
+/// `name/min`, `name/max`, `name/p50`, `name/p90`, `name/p99`, in milliseconds).
+#[derive(Default)]
+pub(crate) struct Timer {
+    count: u64,
+    /// The latest [`Timer::WINDOW`] durations in ms, oldest overwritten first.
+    window: Vec<f64>,
+    next: usize,
+}
+
+impl Timer {
+    const WINDOW: usize = 1000;
+
+    pub fn record(&mut self, elapsed: std::time::Duration) {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        self.count += 1;
+        if self.window.len() < Self::WINDOW {
+            self.window.push(ms);
+        } else {
+            self.window[self.next] = ms;
+        }
+        self.next = (self.next + 1) % Self::WINDOW;
+    }
+
+    fn put(&self, name: &str, put: &mut impl FnMut(&str, f64)) {
+        put(&format!("{name}/count"), self.count as f64);
+        if self.window.is_empty() {
+            return;
+        }
+        let latest = (self.next + Self::WINDOW - 1) % Self::WINDOW;
+        put(name, self.window.get(latest).copied().unwrap_or_default());
+        let mut sorted = self.window.clone();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        put(&format!("{name}/min"), at(0.0));
+        put(&format!("{name}/p50"), at(0.5));
+        put(&format!("{name}/p90"), at(0.9));
+        put(&format!("{name}/p99"), at(0.99));
+        put(&format!("{name}/max"), at(1.0));
     }
 }
 
@@ -180,12 +224,17 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
         "allocator/mesos/allocation_runs",
         master.metrics.allocation_runs as f64,
     );
+    master
+        .metrics
+        .allocation_run
+        .put("allocator/mesos/allocation_run_ms", &mut put);
     metrics
 }
 
 /// Whether a metric (by its Mesos-style name) only ever grows.
 fn is_counter(name: &str) -> bool {
     name.ends_with("_registrations")
+        || name.ends_with("/count")
         || name.ends_with("_removals")
         || name.ends_with("_updates")
         || name.ends_with("_runs")
@@ -224,4 +273,42 @@ pub(crate) fn dropwizard(metrics: &[(String, f64)]) -> serde_json::Value {
         "meters": {},
         "timers": {},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(timer: &Timer) -> HashMap<String, f64> {
+        let mut out = HashMap::new();
+        timer.put("t", &mut |name: &str, value: f64| {
+            out.insert(name.to_owned(), value);
+        });
+        out
+    }
+
+    #[test]
+    fn a_timer_summarises_its_latest_window() {
+        let mut timer = Timer::default();
+        assert_eq!(
+            summary(&timer),
+            HashMap::from([("t/count".to_owned(), 0.0)])
+        );
+        for ms in 1..=100u64 {
+            timer.record(std::time::Duration::from_millis(ms));
+        }
+        let seen = summary(&timer);
+        assert_eq!(seen["t"], 100.0);
+        assert_eq!(seen["t/count"], 100.0);
+        assert_eq!(seen["t/min"], 1.0);
+        assert_eq!(seen["t/max"], 100.0);
+        assert_eq!(seen["t/p90"], 90.0);
+        // Past the window, the oldest go.
+        for _ in 0..Timer::WINDOW {
+            timer.record(std::time::Duration::from_millis(5));
+        }
+        let seen = summary(&timer);
+        assert_eq!((seen["t/min"], seen["t/max"], seen["t"]), (5.0, 5.0, 5.0));
+        assert_eq!(seen["t/count"], (100 + Timer::WINDOW) as f64);
+    }
 }
