@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""The master at scale, with hollow agents (`agora hollow-agents`) on this machine.
+
+Phases (`--phases`, comma-separated; all by default):
+
+- agents: `agora master` alone, then `--agents` hollow agents: the time until the master lists
+  them all active, and the master's RSS before and after (KB per agent).
+- placement: the SDK's `launch_flood` example launches `--tasks` tasks over those agents
+  through the scheduler API: tasks per second from its first offer to its last TASK_RUNNING,
+  and the master's RSS after (KB per task); the allocation rounds' durations meanwhile
+  (`allocator/mesos/allocation_run_ms`).
+- state: `/master/state`, `/master/state-summary`, `/master/tasks`, the operator API's
+  GET_STATE, `/v2/tasks` and `/v2/apps?embed=apps.tasks` with the tasks running: time to the
+  first byte, total time, bytes.
+- restart: the master killed (SIGKILL) and started again over its data dir: from its listening
+  line to every agent active again, with the tasks; agents removed meanwhile (none expected).
+- allocation: a master of its own, `--frameworks` frameworks subscribed (reading their
+  streams, answering nothing), then `--agents` hollow agents: the allocation round that offers
+  them all (`allocation_run_ms/max`).
+- marathon: a master of its own and `--app-agents` hollow agents: one app of
+  `--app-instances` instances, from its POST to every instance running (and the deployment
+  done).
+
+    cargo build --release -p agora
+    cargo build --release -p agora-client --example launch_flood
+    python3 scripts/bench_scale.py target/release/agora \\
+        target/release/examples/launch_flood --agents 10000 --tasks 100000
+"""
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+READY = re.compile(r"listening on https?://([0-9.]+):(\d+)")
+RESOURCES = "cpus:8;mem:32768;disk:262144;ports:[31000-32000]"
+
+
+def start(binary, args, log="error"):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGORA_")}
+    env["AGORA_LOG"] = log
+    proc = subprocess.Popen([binary, *args, "--bind", "127.0.0.1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env, text=True)
+    line = proc.stdout.readline()
+    match = READY.search(line)
+    if not match:
+        raise RuntimeError("no listening line from %s: %r" % (args[0], line))
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    return proc, int(match.group(2))
+
+
+def request(port, method, path, body=None, timeout=120.0):
+    """(status, body bytes, seconds to the first byte, seconds in all) of one request."""
+    payload = json.dumps(body).encode() if body is not None else b""
+    head = "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" % (method, path)
+    if body is not None:
+        head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(payload)
+    t0 = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(head.encode() + b"\r\n" + payload)
+        chunks = [conn.recv(1 << 20)]
+        first = time.perf_counter() - t0
+        while chunks[-1]:
+            chunks.append(conn.recv(1 << 20))
+    total = time.perf_counter() - t0
+    data = b"".join(chunks)
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        decoded, rest = [], body
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            decoded.append(rest[:size])
+            rest = rest[size + 2:]
+        body = b"".join(decoded)
+    return status, body, first, total
+
+
+def get_json(port, path):
+    status, body, _, _ = request(port, "GET", path)
+    if status != 200:
+        raise RuntimeError("GET %s: %d %s" % (path, status, body[:200]))
+    return json.loads(body)
+
+
+def metrics(port):
+    return get_json(port, "/metrics/snapshot")
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait(what, check, timeout=300.0, every=0.05):
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise RuntimeError("timed out waiting for " + what)
+        time.sleep(every)
+
+
+def settle(pid, seconds=3.0):
+    """The RSS once the process has been idle a moment."""
+    time.sleep(seconds)
+    return rss_kb(pid)
+
+
+class Cluster:
+    def __init__(self, binary, base, name, interval=None):
+        self.binary = binary
+        self.data = os.path.join(base, name)
+        self.interval = interval
+        self.master = None
+        self.port = 0
+        self.others = []
+
+    def start_master(self, port=0):
+        args = ["master", "--port", str(port), "--data-dir", self.data]
+        if self.interval:
+            args += ["--allocation-interval", self.interval]
+        self.master, self.port = start(self.binary, args)
+        return self.master
+
+    def start_agents(self, count, extra=()):
+        proc, port = start(self.binary, [
+            "hollow-agents", "--master", "127.0.0.1:%d" % self.port, "--count", str(count),
+            "--port", "0", "--resources", RESOURCES, "--attributes", "rack:r{i%40}", *extra])
+        self.others.append(proc)
+        return proc, port
+
+    def active_agents(self):
+        return int(metrics(self.port).get("master/slaves_active", 0))
+
+    def stop(self):
+        for proc in [self.master, *self.others]:
+            if proc and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def phase_agents(cluster, args, out):
+    cluster.start_master()
+    base_rss = settle(cluster.master.pid)
+    t0 = time.perf_counter()
+    hollow, hollow_port = cluster.start_agents(args.agents)
+    wait("agents", lambda: cluster.active_agents() >= args.agents, every=0.1)
+    registered = time.perf_counter() - t0
+    agents_rss = settle(cluster.master.pid)
+    out["agents"] = {
+        "count": args.agents,
+        "all_registered_s": round(registered, 2),
+        "master_rss_base_mb": round(base_rss / 1024, 1),
+        "master_rss_mb": round(agents_rss / 1024, 1),
+        "master_kb_per_agent": round((agents_rss - base_rss) / args.agents, 2),
+        "hollow_process_rss_mb": round(rss_kb(hollow.pid) / 1024, 1),
+    }
+    cluster.hollow_port = hollow_port
+    cluster.agents_rss = agents_rss
+
+
+def phase_placement(cluster, args, out):
+    before = metrics(cluster.port)
+    flood = subprocess.Popen([args.flood, "127.0.0.1:%d" % cluster.port, str(args.tasks),
+                              "--per-offer", str(max(1, -(-args.tasks // args.agents)))],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    cluster.others.append(flood)
+    line = flood.stdout.readline()
+    if not line:
+        raise RuntimeError("launch_flood ended without a result")
+    result = json.loads(line)
+    after = metrics(cluster.port)
+    tasks_rss = settle(cluster.master.pid, 5.0)
+    out["placement"] = {
+        **result,
+        "master_rss_mb": round(tasks_rss / 1024, 1),
+        "master_kb_per_task": round((tasks_rss - cluster.agents_rss) / args.tasks, 2),
+        "allocation_runs": after["allocator/mesos/allocation_run_ms/count"]
+        - before.get("allocator/mesos/allocation_run_ms/count", 0),
+        "allocation_run_ms_p50": after.get("allocator/mesos/allocation_run_ms/p50"),
+        "allocation_run_ms_max": after.get("allocator/mesos/allocation_run_ms/max"),
+    }
+
+
+def phase_state(cluster, args, out):
+    calls = [
+        ("GET", "/master/state", None),
+        ("GET", "/master/state-summary", None),
+        ("GET", "/master/tasks?limit=100000", None),
+        ("POST", "/api/v1", {"type": "GET_STATE"}),
+        ("GET", "/v2/tasks", None),
+        ("GET", "/v2/apps?embed=apps.tasks", None),
+    ]
+    results = {}
+    for method, path, body in calls:
+        best = None
+        for _ in range(3):
+            status, data, first, total = request(cluster.port, method, path, body)
+            if status != 200:
+                raise RuntimeError("%s %s: %d" % (method, path, status))
+            if best is None or total < best[1]:
+                best = (first, total, len(data))
+        key = path if body is None else "%s %s" % (path, body["type"])
+        results[key] = {"first_byte_ms": round(best[0] * 1000, 1),
+                        "total_ms": round(best[1] * 1000, 1), "bytes": best[2]}
+    out["state"] = results
+
+
+def phase_restart(cluster, args, out):
+    running = metrics(cluster.port).get("master/tasks_running", 0)
+    # A restarted master lists the agents of its registry at once; they are back once each
+    # has re-registered.
+    cluster.master.kill()
+    cluster.master.wait()
+    t0 = time.perf_counter()
+    cluster.start_master(cluster.port)
+    up = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    wait("agents back", lambda: metrics(cluster.port).get(
+        "master/slave_reregistrations", 0) >= args.agents, every=0.02)
+    agents_back = time.perf_counter() - t1
+    wait("tasks back", lambda: metrics(cluster.port).get("master/tasks_running", 0) >= running,
+         every=0.05)
+    tasks_back = time.perf_counter() - t1
+    snapshot = metrics(cluster.port)
+    out["restart"] = {
+        "agents": args.agents,
+        "tasks": running,
+        "listening_after_s": round(up, 2),
+        "all_agents_reregistered_s": round(agents_back, 2),
+        "all_tasks_running_s": round(tasks_back, 2),
+        "agents_removed": snapshot.get("master/slave_removals", 0),
+        "tasks_lost": snapshot.get("master/tasks_lost", 0),
+    }
+
+
+async def idle_framework(port, index, subscribed):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = json.dumps({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
+        "user": "root", "name": "idle-%d" % index, "failover_timeout": 0}}}).encode()
+    writer.write(b"POST /api/v1/scheduler HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\nAccept: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    await writer.drain()
+    seen = b""
+    while b"SUBSCRIBED" not in seen:
+        chunk = await reader.read(1 << 16)
+        if not chunk:
+            raise RuntimeError("framework %d: stream ended" % index)
+        seen += chunk
+    subscribed.append(index)
+    while await reader.read(1 << 20):
+        pass
+
+
+def phase_allocation(binary, base, args, out):
+    # A long interval: every agent registers between two rounds, so one round offers them all.
+    cluster = Cluster(binary, base, "allocation", interval="15s")
+    try:
+        cluster.start_master()
+        subscribed = []
+        loop = asyncio.new_event_loop()
+        tasks = [loop.create_task(idle_framework(cluster.port, i, subscribed))
+                 for i in range(args.frameworks)]
+        threading.Thread(target=loop.run_until_complete,
+                         args=(asyncio.gather(*tasks, return_exceptions=True),),
+                         daemon=True).start()
+        wait("frameworks", lambda: len(subscribed) >= args.frameworks)
+        runs = metrics(cluster.port)["allocator/mesos/allocation_run_ms/count"]
+        cluster.start_agents(args.agents)
+        wait("agents", lambda: cluster.active_agents() >= args.agents, every=0.1)
+        # The round after they all registered.
+        wait("a round", lambda: metrics(cluster.port)[
+            "allocator/mesos/allocation_run_ms/count"] >= runs + 2, timeout=60, every=0.2)
+        snapshot = metrics(cluster.port)
+        outstanding = len(get_json(cluster.port, "/master/state-summary")["slaves"])
+        out["allocation"] = {
+            "agents": args.agents,
+            "frameworks": args.frameworks,
+            "allocation_run_ms_max": snapshot["allocator/mesos/allocation_run_ms/max"],
+            "allocation_run_ms_p50": snapshot["allocator/mesos/allocation_run_ms/p50"],
+            "agents_listed": outstanding,
+            "offers_outstanding": snapshot.get("master/outstanding_offers"),
+        }
+    finally:
+        cluster.stop()
+
+
+def phase_marathon(binary, base, args, out):
+    cluster = Cluster(binary, base, "marathon")
+    try:
+        cluster.start_master()
+        cluster.start_agents(args.app_agents)
+        wait("agents", lambda: cluster.active_agents() >= args.app_agents, every=0.1)
+        wait("marathon", lambda: request(cluster.port, "GET", "/v2/info")[0] == 200)
+        app = {"id": "/scale/web", "cmd": "sleep 1000", "cpus": 0.01, "mem": 8,
+               "instances": args.app_instances}
+        t0 = time.perf_counter()
+        status, body, _, _ = request(cluster.port, "POST", "/v2/apps", app)
+        if status != 201:
+            raise RuntimeError("POST /v2/apps: %d %s" % (status, body[:300]))
+        posted = time.perf_counter() - t0
+
+        def running():
+            app = get_json(cluster.port, "/v2/apps/scale/web")["app"]
+            return app["tasksRunning"] >= args.app_instances and not app["deployments"]
+        wait("instances running", running, every=0.1)
+        done = time.perf_counter() - t0
+        status, data, first, total = request(cluster.port, "GET", "/v2/apps?embed=apps.tasks")
+        status2, data2, first2, total2 = request(cluster.port, "GET", "/v2/tasks")
+        out["marathon"] = {
+            "agents": args.app_agents,
+            "instances": args.app_instances,
+            "post_answered_s": round(posted, 3),
+            "all_running_s": round(done, 2),
+            "apps_embed_tasks": {"first_byte_ms": round(first * 1000, 1),
+                                 "total_ms": round(total * 1000, 1), "bytes": len(data)},
+            "v2_tasks": {"first_byte_ms": round(first2 * 1000, 1),
+                         "total_ms": round(total2 * 1000, 1), "bytes": len(data2)},
+        }
+    finally:
+        cluster.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("binary")
+    parser.add_argument("flood", help="the launch_flood example of agora-client")
+    parser.add_argument("--agents", type=int, default=10000)
+    parser.add_argument("--tasks", type=int, default=100000)
+    parser.add_argument("--frameworks", type=int, default=1000)
+    parser.add_argument("--app-agents", type=int, default=1000)
+    parser.add_argument("--app-instances", type=int, default=10000)
+    parser.add_argument("--phases", default="agents,placement,state,restart,allocation,marathon")
+    parser.add_argument("--dir", default=tempfile.gettempdir())
+    args = parser.parse_args()
+    phases = set(args.phases.split(","))
+    base = tempfile.mkdtemp(dir=args.dir)
+    out = {}
+    try:
+        if phases & {"agents", "placement", "state", "restart"}:
+            cluster = Cluster(args.binary, base, "main")
+            try:
+                phase_agents(cluster, args, out)
+                print(json.dumps(out["agents"]), flush=True)
+                if "placement" in phases:
+                    phase_placement(cluster, args, out)
+                    print(json.dumps(out["placement"]), flush=True)
+                if "state" in phases:
+                    phase_state(cluster, args, out)
+                    print(json.dumps(out["state"]), flush=True)
+                if "restart" in phases:
+                    phase_restart(cluster, args, out)
+                    print(json.dumps(out["restart"]), flush=True)
+            finally:
+                cluster.stop()
+        if "allocation" in phases:
+            phase_allocation(args.binary, base, args, out)
+            print(json.dumps(out["allocation"]), flush=True)
+        if "marathon" in phases:
+            phase_marathon(args.binary, base, args, out)
+            print(json.dumps(out["marathon"]), flush=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
