@@ -54,6 +54,10 @@ fn own_runtime(task: &TaskInfo) -> Option<Duration> {
     Duration::try_from_secs_f64(seconds).ok()
 }
 
+/// Connections to the master for the agents' pings and reports, at most (each agent's
+/// subscription holds one more of its own).
+const CONNECTIONS: usize = 256;
+
 /// How to run hollow agents.
 #[derive(Clone, Debug)]
 pub struct HollowConfig {
@@ -84,6 +88,8 @@ struct Shared {
     client: reqwest::Client,
     tasks: HollowTasks,
     counters: Counters,
+    /// The bound on requests in flight: [`CONNECTIONS`].
+    slots: tokio::sync::Semaphore,
 }
 
 struct HollowTask {
@@ -192,12 +198,18 @@ pub fn start_hollow(
             config.tasks.failure_rate
         )));
     }
-    let client = crate::core::master_client(&config.agent)?;
+    // Pings and reports of thousands of agents share a bounded pool: connections would
+    // otherwise pile up to one per agent on both ends, past the descriptors of either.
+    let client = crate::core::master_client_builder(&config.agent)
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .map_err(|e| AgentError::Client(e.to_string()))?;
     let shared = Arc::new(Shared {
         config: config.agent,
         client,
         tasks: config.tasks,
         counters: Counters::default(),
+        slots: tokio::sync::Semaphore::new(CONNECTIONS),
     });
     let mut agents = Vec::with_capacity(config.count);
     for index in 0..config.count {
@@ -738,6 +750,10 @@ impl AgentEnd for HollowAgent {
         }
         let (due, next) = status_queue::due(&mut state.updates);
         (state.agent_id.clone(), due, next)
+    }
+
+    fn request_slots(&self) -> Option<&tokio::sync::Semaphore> {
+        Some(&self.shared.slots)
     }
 
     fn obey(self: &Arc<Self>, command: AgentCommand) {

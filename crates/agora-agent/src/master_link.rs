@@ -52,6 +52,11 @@ pub(crate) trait AgentEnd: Send + Sync + 'static {
     );
     /// Carries out one command of the master's stream.
     fn obey(self: &Arc<Self>, command: AgentCommand);
+    /// Requests (other than the subscription) this agent may have in flight, when it shares a
+    /// bound with others: hollow agents of one process share a pool of connections.
+    fn request_slots(&self) -> Option<&tokio::sync::Semaphore> {
+        None
+    }
 }
 
 impl AgentEnd for Agent {
@@ -143,6 +148,11 @@ async fn post<A: AgentEnd, T: Serialize>(
     path: &str,
     body: &T,
 ) -> Result<reqwest::StatusCode, reqwest::Error> {
+    let _slot = match agent.request_slots() {
+        // Never closed: a permit always comes.
+        Some(slots) => slots.acquire().await.ok(),
+        None => None,
+    };
     let response = request(agent, path)
         .timeout(Duration::from_secs(10))
         .json(body)
@@ -362,6 +372,14 @@ async fn ping_loop<A: AgentEnd>(
 ) {
     // Several pings per master timeout period, so one lost ping is harmless.
     let period = (interval / 3).max(Duration::from_millis(20));
+    // The first one at a point of the period of this agent's own: agents that registered
+    // together (all of them, after a master restart) do not ping together ever after.
+    let offset = crate::fnv::fnv1a(agent_id.bytes().chain(now_nanos().to_le_bytes()));
+    let first = period.mul_f64((offset % 1000) as f64 / 1000.0);
+    tokio::select! {
+        () = link.cancelled() => return,
+        () = tokio::time::sleep(first) => {}
+    }
     loop {
         tokio::select! {
             () = link.cancelled() => return,
@@ -385,6 +403,13 @@ async fn ping_loop<A: AgentEnd>(
             Err(error) => tracing::debug!(%error, "ping failed"),
         }
     }
+}
+
+fn now_nanos() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
 }
 
 /// Delivers due status updates; woken by new updates, otherwise sleeps until the next retry.

@@ -28,7 +28,7 @@ pub(crate) use types::{
 };
 
 pub(crate) use crate::status_queue::epoch_secs;
-pub(crate) use recovery::master_client;
+pub(crate) use recovery::master_client_builder;
 
 pub(crate) struct Agent {
     pub config: AgentConfig,

@@ -247,14 +247,19 @@ fn start_launcher(config: &AgentConfig) -> Option<crate::launcher::Launcher> {
 }
 
 /// The HTTP client the agent reaches its master with.
-pub(crate) fn master_client(config: &AgentConfig) -> Result<reqwest::Client, AgentError> {
+fn master_client(config: &AgentConfig) -> Result<reqwest::Client, AgentError> {
+    master_client_builder(config)
+        .build()
+        .map_err(|e| AgentError::Client(e.to_string()))
+}
+
+/// How an agent reaches its master: its TLS settings and credential.
+pub(crate) fn master_client_builder(config: &AgentConfig) -> reqwest::ClientBuilder {
     agora_client::Access::default()
         .with_tls(config.master_tls.clone())
         .client_builder()
         .default_headers(config.master_headers.clone())
         .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| AgentError::Client(e.to_string()))
 }
 
 /// The state the checkpoint describes, every executor `Registering` until it re-subscribes,
