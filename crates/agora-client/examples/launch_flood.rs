@@ -125,9 +125,7 @@ async fn main() -> ExitCode {
                     let fit = (offered(&offer, "cpus") / settings.cpus)
                         .min(offered(&offer, "mem") / settings.mem)
                         .floor() as usize;
-                    let count = fit
-                        .min(settings.per_offer)
-                        .min(settings.tasks - next_task);
+                    let count = fit.min(settings.per_offer).min(settings.tasks - next_task);
                     if count == 0 {
                         declines.push(offer.id);
                         continue;

@@ -60,7 +60,10 @@ pub async fn sample(ui: Shared, every: Duration, shutdown: CancellationToken) {
             _ = ticks.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let Ok(state) = ui.master.state().await else {
+        // The summary has every agent's resources and every framework's use of them, without
+        // the tasks: the whole state of a large cluster, read every few seconds, would cost
+        // the master more than anything the UI shows.
+        let Ok(state) = ui.master.state_summary().await else {
             continue;
         };
         let sample = Sample {
