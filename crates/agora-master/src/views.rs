@@ -88,9 +88,7 @@ impl<'a> Viewer<'a> {
     }
 
     pub fn sees_task(&self, framework: &Framework, task: &Task) -> bool {
-        let user = task
-            .info
-            .run_as(task.info.executor.as_ref(), &framework.info.user);
+        let user = task.info.run_as(&framework.info.user);
         self.acls
             .permits(Action::ViewTasks, self.principal, Some(user))
     }
@@ -114,30 +112,34 @@ impl<'a> Viewer<'a> {
 }
 
 pub(crate) fn v1_task(task: &Task) -> Value {
+    let info = task.info.get();
     let mut value = json!({
-        "name": task.info.name,
-        "task_id": task.info.task_id,
+        "name": info.name,
+        "task_id": info.task_id,
         "framework_id": {"value": task.framework_id.as_str()},
         "agent_id": {"value": task.agent_id.as_str()},
         "state": task.state,
-        "resources": task.info.resources,
-        "statuses": task.statuses,
+        "resources": info.resources,
+        "statuses": task.statuses.whole(
+            task.agent_id.as_str(),
+            task.executor_id.as_ref().map(|e| e.as_str()),
+        ),
     });
     if let Some(map) = value.as_object_mut() {
         if let Some(executor) = &task.executor_id {
             map.insert("executor_id".into(), json!({"value": executor.as_str()}));
         }
         for (key, field) in [
-            ("labels", &task.info.labels),
-            ("discovery", &task.info.discovery),
-            ("container", &task.info.container),
-            ("health_check", &task.info.health_check),
+            ("labels", &info.labels),
+            ("discovery", &info.discovery),
+            ("container", &info.container),
+            ("health_check", &info.health_check),
         ] {
             if let Some(field) = field {
                 map.insert(key.into(), field.clone());
             }
         }
-        if let Some(kill_policy) = &task.info.kill_policy {
+        if let Some(kill_policy) = &info.kill_policy {
             map.insert("kill_policy".into(), json!(kill_policy));
         }
     }
@@ -292,25 +294,26 @@ pub(crate) fn version_json() -> Value {
 pub(crate) fn v0_task(task: &Task) -> Value {
     let statuses: Vec<Value> = task
         .statuses
-        .iter()
+        .views()
         .map(|s| {
-            let mut status = json!({"state": s.state, "timestamp": s.timestamp.unwrap_or(0.0)});
+            let mut status = json!({"state": s.state, "timestamp": s.timestamp});
             if let (Some(map), Some(healthy)) = (status.as_object_mut(), s.healthy) {
                 map.insert("healthy".into(), json!(healthy));
             }
-            if let (Some(map), Some(container)) = (status.as_object_mut(), &s.container_status) {
+            if let (Some(map), Some(container)) = (status.as_object_mut(), s.container_status) {
                 map.insert("container_status".into(), container.clone());
             }
-            if let (Some(map), Some(labels)) = (status.as_object_mut(), &s.labels) {
+            if let (Some(map), Some(labels)) = (status.as_object_mut(), s.labels) {
                 map.insert("labels".into(), labels.clone());
             }
             status
         })
         .collect();
-    let resources = agora_api::mesos::to_resources(&task.info.resources).unwrap_or_default();
+    let info = task.info.get();
+    let resources = agora_api::mesos::to_resources(&info.resources).unwrap_or_default();
     let mut value = json!({
-        "id": task.info.task_id.value,
-        "name": task.info.name,
+        "id": info.task_id.value,
+        "name": info.name,
         "framework_id": task.framework_id.as_str(),
         "executor_id": task.executor_id.as_ref().map(|e| e.as_str()).unwrap_or(""),
         "slave_id": task.agent_id.as_str(),
@@ -321,10 +324,10 @@ pub(crate) fn v0_task(task: &Task) -> Value {
     });
     if let Some(map) = value.as_object_mut() {
         for (key, field) in [
-            ("labels", &task.info.labels),
-            ("discovery", &task.info.discovery),
-            ("container", &task.info.container),
-            ("health_check", &task.info.health_check),
+            ("labels", &info.labels),
+            ("discovery", &info.discovery),
+            ("container", &info.container),
+            ("health_check", &info.health_check),
         ] {
             if let Some(field) = field {
                 map.insert(key.into(), field.clone());

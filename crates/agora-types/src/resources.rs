@@ -329,6 +329,12 @@ impl Resources {
         self.entries.iter()
     }
 
+    /// Gives back the room kept for entries to come: for resources held for long, many of
+    /// them (each task's, in a master).
+    pub fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+    }
+
     pub fn push(&mut self, resource: Resource) {
         if resource.value.is_empty() {
             return;

@@ -247,7 +247,7 @@ impl Master {
                     task.state = state;
                     task.agent_id = id.clone();
                     task.unreachable_since = None;
-                    if task.latest_status().map(|s| s.state) != Some(state) {
+                    if task.latest_status().state != state {
                         task.statuses.push(reported_task.status.clone());
                     }
                     if back_from_unreachable {
@@ -283,12 +283,14 @@ impl Master {
                     framework.tasks.insert(
                         task_id.clone(),
                         Task {
-                            info: reported_task.task.clone(),
+                            info: super::task_info::StoredTaskInfo::new(&reported_task.task),
                             framework_id: framework_id.clone(),
                             agent_id: id.clone(),
                             executor_id,
                             state,
-                            statuses: vec![reported_task.status.clone()],
+                            statuses: super::history::StatusHistory::new(
+                                reported_task.status.clone(),
+                            ),
                             resources,
                             role,
                             released: state.is_terminal(),

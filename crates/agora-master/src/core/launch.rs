@@ -641,6 +641,8 @@ impl Master {
         let framework_info = framework.info.clone();
         let mut infos = Vec::with_capacity(tasks.len());
         let mut added = Vec::new();
+        // TASK_ADDED is built only for someone to send it to.
+        let publish = !self.operator_streams.is_empty();
         for (mut info, resources) in tasks {
             self.allocator
                 .mark_used(framework_id, agent_id, role, &resources);
@@ -664,19 +666,23 @@ impl Master {
                 TaskStatus::new(task_id.as_str(), TaskState::Staging).with_source("SOURCE_MASTER");
             staging.agent_id = Some(Id::new(agent_id.as_str()));
             staging.timestamp = Some(epoch_secs());
+            let mut resources = resources;
+            resources.shrink_to_fit();
             let task = Task {
-                info: info.clone(),
+                info: super::task_info::StoredTaskInfo::new(&info),
                 framework_id: framework_id.clone(),
                 agent_id: agent_id.clone(),
                 executor_id,
                 state: TaskState::Staging,
-                statuses: vec![staging],
+                statuses: super::history::StatusHistory::new(staging),
                 resources,
                 role: role.to_owned(),
                 released: false,
                 unreachable_since: None,
             };
-            added.push(views::v1_task(&task));
+            if publish {
+                added.push(views::v1_task(&task));
+            }
             framework.tasks.insert(task_id.clone(), task);
             if let Some(agent) = self.agents.get_mut(agent_id) {
                 agent.tasks.insert((framework_id.clone(), task_id));

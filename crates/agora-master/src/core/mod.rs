@@ -5,10 +5,12 @@
 
 mod agents;
 mod frameworks;
+mod history;
 mod launch;
 mod loops;
 mod roles;
 mod status;
+mod task_info;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, MutexGuard};
@@ -18,7 +20,7 @@ use tokio::sync::Notify;
 
 use agora_alloc::{Allocator, AllocatorConfig};
 use agora_api::agent_protocol::AgentCommand;
-use agora_api::mesos::{AgentInfo, ExecutorInfo, FrameworkInfo, MasterInfo, TaskInfo, TaskStatus};
+use agora_api::mesos::{AgentInfo, ExecutorInfo, FrameworkInfo, MasterInfo, TaskStatus};
 use agora_api::recordio;
 use agora_api::scheduler::Event;
 use agora_types::{AgentId, ExecutorId, FrameworkId, OfferId, Resources, TaskId, TaskState};
@@ -93,12 +95,12 @@ impl Framework {
 
 #[derive(Clone)]
 pub(crate) struct Task {
-    pub info: TaskInfo,
+    pub info: task_info::StoredTaskInfo,
     pub framework_id: FrameworkId,
     pub agent_id: AgentId,
     pub executor_id: Option<ExecutorId>,
     pub state: TaskState,
-    pub statuses: Vec<TaskStatus>,
+    pub statuses: history::StatusHistory,
     pub resources: Resources,
     pub role: String,
     /// The task's resources went back to the allocator (it reached a terminal state).
@@ -107,8 +109,8 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    pub fn latest_status(&self) -> Option<&TaskStatus> {
-        self.statuses.last()
+    pub fn latest_status(&self) -> &TaskStatus {
+        self.statuses.latest()
     }
 }
 

@@ -9,7 +9,6 @@ use agora_types::{AgentId, ExecutorId, FrameworkId, TaskId, TaskState};
 use super::{AgentConnection, Master, epoch_secs};
 
 /// How many statuses a task keeps (Mesos keeps them all; the newest matter).
-const MAX_STATUSES: usize = 32;
 
 impl Master {
     /// A reliable update from an agent: record it, release resources on a terminal state and
@@ -98,9 +97,6 @@ impl Master {
             stored.timestamp = Some(epoch_secs());
         }
         task.statuses.push(stored);
-        if task.statuses.len() > MAX_STATUSES {
-            task.statuses.remove(0);
-        }
         let release = status.state.is_terminal() && !task.released;
         if release {
             task.released = true;
@@ -169,8 +165,7 @@ impl Master {
             .and_then(|f| f.tasks.get(&task_id))
             .is_some_and(|task| {
                 task.state.is_terminal()
-                    && task.latest_status().and_then(|s| s.uuid.as_deref())
-                        == Some(ack.uuid.as_str())
+                    && task.latest_status().uuid.as_deref() == Some(ack.uuid.as_str())
             });
         if terminal_acked {
             self.complete_task(framework_id, &task_id);
@@ -185,10 +180,7 @@ impl Master {
         let partition_aware = framework.partition_aware();
         let mut answers: Vec<TaskStatus> = Vec::new();
         let latest = |task: &super::Task| {
-            let mut status = task
-                .latest_status()
-                .cloned()
-                .unwrap_or_else(|| TaskStatus::new(task.info.task_id.value.as_str(), task.state));
+            let mut status = task.latest_status().clone();
             status.state = task.state;
             status.uuid = None;
             status.source = Some("SOURCE_MASTER".into());
@@ -277,7 +269,7 @@ impl Master {
         if task.state.is_terminal() {
             return;
         }
-        let kill_policy = kill_policy.or_else(|| task.info.kill_policy.clone());
+        let kill_policy = kill_policy.or_else(|| task.info.get().kill_policy);
         let sent = self.send_agent(
             &task.agent_id,
             &AgentCommand::KillTask {

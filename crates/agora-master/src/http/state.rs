@@ -207,14 +207,9 @@ async fn tasks(
         );
     }
     if let Some(task_id) = &params.task_id {
-        all.retain(|task| &task.info.task_id.value == task_id);
+        all.retain(|task| &task.latest_status().task_id.value == task_id);
     }
-    let started = |task: &crate::core::Task| {
-        task.statuses
-            .first()
-            .and_then(|s| s.timestamp)
-            .unwrap_or(0.0)
-    };
+    let started = |task: &crate::core::Task| task.statuses.first_timestamp();
     all.sort_by(|a, b| started(a).total_cmp(&started(b)));
     if params.order == Order::Des {
         all.reverse();

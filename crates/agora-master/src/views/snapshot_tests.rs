@@ -22,9 +22,7 @@ fn frozen_cluster() -> Cluster {
     for framework in c.master.frameworks.values_mut() {
         framework.registered_time = 1_700_000_002.0;
         for task in framework.tasks.values_mut() {
-            for (n, status) in task.statuses.iter_mut().enumerate() {
-                status.timestamp = Some(1_700_000_010.0 + n as f64);
-            }
+            task.statuses.set_timestamps(|n| 1_700_000_010.0 + n as f64);
         }
     }
     c

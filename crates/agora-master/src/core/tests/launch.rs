@@ -25,7 +25,7 @@ fn a_launched_task_consumes_its_resources_and_goes_to_the_agent() {
     assert_eq!(stored.state, TaskState::Staging);
     assert_eq!(stored.resources, resources(TASK_RESOURCES));
     assert_eq!(
-        stored.statuses.iter().map(|s| s.state).collect::<Vec<_>>(),
+        stored.statuses.views().map(|s| s.state).collect::<Vec<_>>(),
         vec![TaskState::Staging]
     );
     assert!(master.offers.is_empty(), "the offer is used up");

@@ -38,7 +38,7 @@ fn a_terminal_update_frees_the_resources_and_its_acknowledgement_completes_the_t
     assert_eq!(forwarded.agent_id, Some(Id::new(c.agent.id.as_str())));
     assert_eq!(
         c.task("t1")
-            .map(|t| t.statuses.iter().map(|s| s.state).collect::<Vec<_>>()),
+            .map(|t| t.statuses.views().map(|s| s.state).collect::<Vec<_>>()),
         Some(vec![
             TaskState::Staging,
             TaskState::Running,

@@ -375,7 +375,7 @@ impl Cluster {
         self.master.frameworks[&self.scheduler.id]
             .completed_tasks
             .iter()
-            .map(|task| (task.info.task_id.value.clone(), task.state))
+            .map(|task| (task.latest_status().task_id.value.clone(), task.state))
             .collect()
     }
 
@@ -392,7 +392,7 @@ impl Cluster {
         let task = self.task("t1").expect("t1 is known");
         AgentTask {
             framework_id: self.scheduler.id.to_string(),
-            task: task.info.clone(),
+            task: task.info.get(),
             status: TaskStatus::new("t1", state),
         }
     }

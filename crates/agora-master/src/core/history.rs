@@ -1,0 +1,200 @@
+//! A task's statuses as the master keeps them: the latest whole, the earlier ones with what
+//! the state documents show of them (state, time, health, container status, labels). A whole
+//! `TaskStatus` is some hundreds of bytes; at 100,000 tasks with a few statuses each, keeping
+//! every one whole was most of the master's memory.
+
+use serde_json::Value;
+
+use agora_api::mesos::{Id, TaskStatus};
+use agora_types::TaskState;
+
+/// Statuses kept per task, the latest included.
+const MAX_STATUSES: usize = 32;
+
+/// An earlier status, as much of it as views show.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct EarlierStatus {
+    pub state: TaskState,
+    pub timestamp: f64,
+    pub healthy: Option<bool>,
+    /// Mesos' sources are three; another is not kept.
+    pub source: Option<&'static str>,
+    pub container_status: Option<Box<Value>>,
+    pub labels: Option<Box<Value>>,
+}
+
+fn known_source(source: Option<&str>) -> Option<&'static str> {
+    ["SOURCE_MASTER", "SOURCE_AGENT", "SOURCE_EXECUTOR"]
+        .into_iter()
+        .find(|known| source == Some(*known))
+}
+
+/// One status of a task, earlier or latest, for views.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StatusView<'a> {
+    pub state: TaskState,
+    pub timestamp: f64,
+    pub healthy: Option<bool>,
+    pub container_status: Option<&'a Value>,
+    pub labels: Option<&'a Value>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct StatusHistory {
+    earlier: Vec<EarlierStatus>,
+    /// Boxed: a task, in the maps of tasks, stays small.
+    latest: Box<TaskStatus>,
+}
+
+impl StatusHistory {
+    pub fn new(first: TaskStatus) -> StatusHistory {
+        StatusHistory {
+            earlier: Vec::new(),
+            latest: Box::new(first),
+        }
+    }
+
+    pub fn latest(&self) -> &TaskStatus {
+        &self.latest
+    }
+
+    /// The latest status becomes an earlier one; the oldest go past [`MAX_STATUSES`].
+    pub fn push(&mut self, status: TaskStatus) {
+        let previous = *std::mem::replace(&mut self.latest, Box::new(status));
+        self.earlier.push(EarlierStatus {
+            state: previous.state,
+            timestamp: previous.timestamp.unwrap_or(0.0),
+            healthy: previous.healthy,
+            source: known_source(previous.source.as_deref()),
+            container_status: previous.container_status.map(Box::new),
+            labels: previous.labels.map(Box::new),
+        });
+        if self.earlier.len() >= MAX_STATUSES {
+            self.earlier.remove(0);
+        }
+        self.earlier.shrink_to_fit();
+    }
+
+    /// When the first status kept was made.
+    pub fn first_timestamp(&self) -> f64 {
+        match self.earlier.first() {
+            Some(first) => first.timestamp,
+            None => self.latest.timestamp.unwrap_or(0.0),
+        }
+    }
+
+    /// Every status kept, oldest first.
+    pub fn views(&self) -> impl Iterator<Item = StatusView<'_>> {
+        let earlier = self.earlier.iter().map(|status| StatusView {
+            state: status.state,
+            timestamp: status.timestamp,
+            healthy: status.healthy,
+            container_status: status.container_status.as_deref(),
+            labels: status.labels.as_deref(),
+        });
+        let latest = &self.latest;
+        earlier.chain(std::iter::once(StatusView {
+            state: latest.state,
+            timestamp: latest.timestamp.unwrap_or(0.0),
+            healthy: latest.healthy,
+            container_status: latest.container_status.as_ref(),
+            labels: latest.labels.as_ref(),
+        }))
+    }
+
+    /// Every status kept, oldest first, as whole statuses: the earlier ones with what was kept
+    /// of them and the task's ids.
+    pub fn whole(&self, agent_id: &str, executor_id: Option<&str>) -> Vec<TaskStatus> {
+        let task_id = self.latest.task_id.value.as_str();
+        let mut all: Vec<TaskStatus> = self
+            .earlier
+            .iter()
+            .map(|earlier| {
+                let mut status = TaskStatus::new(task_id, earlier.state);
+                status.timestamp = Some(earlier.timestamp);
+                status.healthy = earlier.healthy;
+                status.source = earlier.source.map(str::to_owned);
+                status.container_status = earlier.container_status.as_deref().cloned();
+                status.labels = earlier.labels.as_deref().cloned();
+                status.agent_id = Some(Id::new(agent_id));
+                status.executor_id = executor_id.map(Id::new);
+                status
+            })
+            .collect();
+        all.push((*self.latest).clone());
+        all
+    }
+
+    /// Every status's time set anew (for tests that compare whole documents).
+    #[cfg(test)]
+    pub fn set_timestamps(&mut self, mut time: impl FnMut(usize) -> f64) {
+        for (n, earlier) in self.earlier.iter_mut().enumerate() {
+            earlier.timestamp = time(n);
+        }
+        self.latest.timestamp = Some(time(self.earlier.len()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: TaskState, at: f64) -> TaskStatus {
+        let mut status = TaskStatus::new("t", state);
+        status.timestamp = Some(at);
+        status.uuid = Some(format!("u{at}"));
+        status
+    }
+
+    #[test]
+    fn the_latest_is_whole_and_the_earlier_kept_for_views() {
+        let mut history = StatusHistory::new(status(TaskState::Staging, 1.0));
+        let mut running = status(TaskState::Running, 2.0);
+        running.healthy = Some(true);
+        running.container_status = Some(serde_json::json!({"network_infos": []}));
+        history.push(running);
+        history.push(status(TaskState::Killed, 3.0));
+        assert_eq!(history.latest().uuid.as_deref(), Some("u3"));
+        let views: Vec<(TaskState, f64, Option<bool>)> = history
+            .views()
+            .map(|v| (v.state, v.timestamp, v.healthy))
+            .collect();
+        assert_eq!(
+            views,
+            [
+                (TaskState::Staging, 1.0, None),
+                (TaskState::Running, 2.0, Some(true)),
+                (TaskState::Killed, 3.0, None)
+            ]
+        );
+        assert!(
+            history
+                .views()
+                .nth(1)
+                .and_then(|v| v.container_status)
+                .is_some()
+        );
+        let whole = history.whole("a1", Some("e1"));
+        assert_eq!(whole.len(), 3);
+        assert_eq!(
+            whole[1].agent_id.as_ref().map(|i| i.value.as_str()),
+            Some("a1")
+        );
+        assert_eq!(whole[1].uuid, None, "an earlier status keeps no uuid");
+        assert_eq!(whole[2].uuid.as_deref(), Some("u3"));
+        assert_eq!(history.first_timestamp(), 1.0);
+    }
+
+    #[test]
+    fn at_most_the_latest_statuses_are_kept() {
+        let mut history = StatusHistory::new(status(TaskState::Staging, 0.0));
+        for n in 1..100 {
+            history.push(status(TaskState::Running, f64::from(n)));
+        }
+        assert_eq!(history.views().count(), MAX_STATUSES);
+        assert_eq!(
+            history.first_timestamp(),
+            f64::from(100 - MAX_STATUSES as u32)
+        );
+    }
+}
