@@ -8,8 +8,6 @@ use agora_types::{AgentId, ExecutorId, FrameworkId, TaskId, TaskState};
 
 use super::{AgentConnection, Master, epoch_secs};
 
-/// How many statuses a task keeps (Mesos keeps them all; the newest matter).
-
 impl Master {
     /// A reliable update from an agent: record it, release resources on a terminal state and
     /// forward it (with its uuid, so the framework acknowledges it).
