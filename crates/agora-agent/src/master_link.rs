@@ -107,7 +107,9 @@ impl AgentEnd for Agent {
 /// Status updates sent to the master in one request at most.
 const STATUS_BATCH: usize = 256;
 
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest wait between subscription attempts: a restarted master has every agent back
+/// within about this long of listening again.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 pub(crate) fn spawn(agent: Arc<Agent>) {
     spawn_link(agent.clone());
@@ -201,9 +203,18 @@ async fn subscription_loop<A: AgentEnd>(agent: Arc<A>) {
             }
         }
         agent.set_disconnected();
+        // Between half the backoff and all of it, at a point of this agent's own: agents that
+        // lost their master together do not all knock at the same instants.
+        let spread = crate::fnv::fnv1a(
+            (Arc::as_ptr(&agent) as usize)
+                .to_le_bytes()
+                .into_iter()
+                .chain(now_nanos().to_le_bytes()),
+        );
+        let wait = backoff.mul_f64(0.5 + (spread % 1000) as f64 / 2000.0);
         tokio::select! {
             () = agent.shutdown().cancelled() => return,
-            () = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(MAX_BACKOFF),
+            () = tokio::time::sleep(wait) => backoff = (backoff * 2).min(MAX_BACKOFF),
             // A new leader: go to it at once.
             () = leader_changed(&mut leader) => backoff = Duration::from_millis(100),
         }
