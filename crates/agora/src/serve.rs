@@ -31,6 +31,9 @@ fn hostname(network: &NetworkArgs) -> String {
 /// Where `agora up` listens unless `--bind` says otherwise: it is a developer's cluster, and
 /// anyone who reaches it can run commands.
 const UP_BIND: &str = "127.0.0.1";
+/// Connections waiting to be accepted, at most.
+const LISTEN_BACKLOG: u32 = 16_384;
+
 /// Where `agora master` and `agora agent` listen unless `--bind` says otherwise.
 const SERVER_BIND: &str = "0.0.0.0";
 
@@ -46,9 +49,19 @@ pub(crate) async fn bind(
     port: u16,
 ) -> anyhow::Result<(TcpListener, u16)> {
     let address = SocketAddr::new(bind_ip(network, default)?, port);
-    let listener = TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = match address {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(address)?;
+        // Thousands of agents reconnect at once to a restarted master: connections beyond
+        // the queue are dropped and retried by TCP a second or more later (tokio's own
+        // default queue is 1,024; the kernel caps it at net.core.somaxconn).
+        socket.listen(LISTEN_BACKLOG)
+    };
+    let listener = listen().with_context(|| format!("cannot listen on {address}"))?;
     let port = listener.local_addr()?.port();
     Ok((listener, port))
 }
