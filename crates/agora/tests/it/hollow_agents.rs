@@ -204,7 +204,7 @@ async fn marathon_and_chronos_run_on_hollow_agents() {
         .expect("post");
     assert_eq!(created.status(), 201, "{:?}", created.text().await);
     let app = wait_until(
-        Duration::from_secs(60),
+        Duration::from_secs(90),
         "400 healthy instances, the deployment done",
         || async {
             let app: Value = http
@@ -258,7 +258,7 @@ async fn marathon_and_chronos_run_on_hollow_agents() {
             .expect("post job");
         assert!(answer.status().is_success(), "{:?}", answer.text().await);
     }
-    wait_until(Duration::from_secs(30), "two runs of each job", || async {
+    wait_until(Duration::from_secs(90), "two runs of each job", || async {
         let jobs: Value = http
             .get(format!("{base}/v1/scheduler/jobs"))
             .send()
@@ -287,7 +287,7 @@ async fn marathon_and_chronos_run_on_hollow_agents() {
         .await
         .expect("put");
     assert_eq!(scaled.status(), 200);
-    wait_until(Duration::from_secs(30), "360 tasks killed", || async {
+    wait_until(Duration::from_secs(60), "360 tasks killed", || async {
         let state = summary(&hollow).await;
         (state["tasks_running"] == 40 && state["updates_pending"] == 0).then_some(())
     })
