@@ -8,14 +8,14 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use agora_api::agent_protocol::{AgentCommand, AgentTask, RegisterAgent, RunningExecutor};
+use agora_api::agent_protocol::{AgentTask, RegisterAgent, RunningExecutor};
 use agora_api::mesos::{
-    AgentInfo, Attribute, ExecutorInfo, FrameworkInfo, Id, TaskInfo, TaskStatus,
+    AgentInfo, Attribute, ExecutorInfo, FrameworkInfo, Id, KillPolicy, TaskInfo, TaskStatus,
 };
 use agora_types::{ExecutorId, FrameworkId, TaskId, TaskState};
 
@@ -737,74 +737,55 @@ impl AgentEnd for HollowAgent {
         self.lock().master_error = Some(error);
     }
 
-    fn due_updates(
-        &self,
-    ) -> (
-        Option<String>,
-        Vec<(FrameworkId, TaskStatus)>,
-        Option<Instant>,
-    ) {
-        let mut state = self.lock();
-        if !state.connected {
-            return (None, Vec::new(), None);
-        }
-        let (due, next) = status_queue::due(&mut state.updates);
-        (state.agent_id.clone(), due, next)
+    fn due_updates(&self) -> status_queue::Due {
+        let state = &mut *self.lock();
+        status_queue::due_for(state.connected, state.agent_id.as_ref(), &mut state.updates)
     }
 
     fn request_slots(&self) -> Option<&tokio::sync::Semaphore> {
         Some(&self.shared.slots)
     }
 
-    fn obey(self: &Arc<Self>, command: AgentCommand) {
-        match command {
-            AgentCommand::RunTasks {
-                framework,
-                executor,
-                tasks,
-                group: _,
-            } => self.run_tasks(framework, executor, tasks),
-            AgentCommand::KillTask {
-                framework_id,
-                task_id,
-                kill_policy: _,
-            } => self.kill_task(&FrameworkId::new(framework_id), &TaskId::new(task_id)),
-            AgentCommand::Acknowledge {
-                framework_id,
-                task_id,
-                uuid,
-            } => self.acknowledge(
-                &FrameworkId::new(framework_id),
-                &TaskId::new(task_id),
-                &uuid,
-            ),
-            AgentCommand::ShutdownExecutor {
-                framework_id,
-                executor_id,
-            } => self.kill_executor(
-                &FrameworkId::new(framework_id),
-                &ExecutorId::new(executor_id),
-            ),
-            AgentCommand::ShutdownFramework { framework_id } => {
-                self.shutdown_framework(&FrameworkId::new(framework_id))
-            }
-            AgentCommand::UpdateFramework { framework } => {
-                let Some(id) = framework
-                    .id
-                    .as_ref()
-                    .map(|id| FrameworkId::new(id.value.clone()))
-                else {
-                    return;
-                };
-                if let Some(entry) = self.lock().frameworks.get_mut(&id) {
-                    entry.info = framework;
-                }
-            }
-            // A hollow executor has no code to hand a message to.
-            AgentCommand::FrameworkMessage { .. }
-            | AgentCommand::Registered { .. }
-            | AgentCommand::Shutdown { .. }
-            | AgentCommand::Heartbeat => {}
+    fn run_tasks(
+        self: &Arc<Self>,
+        framework: FrameworkInfo,
+        executor: Option<ExecutorInfo>,
+        tasks: Vec<TaskInfo>,
+        _group: bool,
+    ) {
+        HollowAgent::run_tasks(self, framework, executor, tasks)
+    }
+
+    /// A hollow task ends at once, whatever its kill policy's grace.
+    fn kill_task(&self, framework_id: &FrameworkId, task_id: &TaskId, _: Option<KillPolicy>) {
+        HollowAgent::kill_task(self, framework_id, task_id)
+    }
+
+    fn acknowledge(&self, framework_id: &FrameworkId, task_id: &TaskId, uuid: &str) {
+        HollowAgent::acknowledge(self, framework_id, task_id, uuid)
+    }
+
+    fn shutdown_executor(self: &Arc<Self>, framework_id: &FrameworkId, executor_id: &ExecutorId) {
+        self.kill_executor(framework_id, executor_id)
+    }
+
+    fn shutdown_framework(self: &Arc<Self>, framework_id: &FrameworkId) {
+        HollowAgent::shutdown_framework(self, framework_id)
+    }
+
+    /// A hollow executor has no code to hand a message to.
+    fn framework_message(&self, _: &FrameworkId, _: &ExecutorId, _: String) {}
+
+    fn update_framework(&self, info: FrameworkInfo) {
+        let Some(id) = info
+            .id
+            .as_ref()
+            .map(|id| FrameworkId::new(id.value.clone()))
+        else {
+            return;
+        };
+        if let Some(entry) = self.lock().frameworks.get_mut(&id) {
+            entry.info = info;
         }
     }
 }

@@ -6,7 +6,7 @@
 //! an [`AgentEnd`], the state and the rules at the agent's end of the link.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -16,7 +16,7 @@ use agora_api::agent_protocol::{
     AGENT_TOKEN_HEADER, AgentCommand, ExecutorExited, ExecutorMessage, FrameworkStatus, Ping,
     StatusUpdates,
 };
-use agora_api::mesos::TaskStatus;
+use agora_api::mesos::{ExecutorInfo, FrameworkInfo, KillPolicy, TaskInfo};
 use agora_api::recordio;
 use agora_types::{ExecutorId, FrameworkId, TaskId};
 
@@ -43,20 +43,26 @@ pub(crate) trait AgentEnd: Send + Sync + 'static {
     /// Why the master could not be reached.
     fn set_master_error(&self, error: String);
     /// The agent id, the heads of the update queues now due, and when the next one is due.
-    fn due_updates(
-        &self,
-    ) -> (
-        Option<String>,
-        Vec<(FrameworkId, TaskStatus)>,
-        Option<Instant>,
-    );
-    /// Carries out one command of the master's stream.
-    fn obey(self: &Arc<Self>, command: AgentCommand);
+    fn due_updates(&self) -> crate::status_queue::Due;
     /// Requests (other than the subscription) this agent may have in flight, when it shares a
     /// bound with others: hollow agents of one process share a pool of connections.
     fn request_slots(&self) -> Option<&tokio::sync::Semaphore> {
         None
     }
+    // The master's commands, one method each (see `obey`).
+    fn run_tasks(
+        self: &Arc<Self>,
+        framework: FrameworkInfo,
+        executor: Option<ExecutorInfo>,
+        tasks: Vec<TaskInfo>,
+        group: bool,
+    );
+    fn kill_task(&self, framework_id: &FrameworkId, task_id: &TaskId, policy: Option<KillPolicy>);
+    fn acknowledge(&self, framework_id: &FrameworkId, task_id: &TaskId, uuid: &str);
+    fn shutdown_executor(self: &Arc<Self>, framework_id: &FrameworkId, executor_id: &ExecutorId);
+    fn shutdown_framework(self: &Arc<Self>, framework_id: &FrameworkId);
+    fn framework_message(&self, framework_id: &FrameworkId, executor_id: &ExecutorId, data: String);
+    fn update_framework(&self, info: FrameworkInfo);
 }
 
 impl AgentEnd for Agent {
@@ -90,17 +96,40 @@ impl AgentEnd for Agent {
     fn set_master_error(&self, error: String) {
         Agent::set_master_error(self, error)
     }
-    fn due_updates(
-        &self,
-    ) -> (
-        Option<String>,
-        Vec<(FrameworkId, TaskStatus)>,
-        Option<Instant>,
-    ) {
+    fn due_updates(&self) -> crate::status_queue::Due {
         Agent::due_updates(self)
     }
-    fn obey(self: &Arc<Self>, command: AgentCommand) {
-        handle(self, command)
+    fn run_tasks(
+        self: &Arc<Self>,
+        framework: FrameworkInfo,
+        executor: Option<ExecutorInfo>,
+        tasks: Vec<TaskInfo>,
+        group: bool,
+    ) {
+        Agent::run_tasks(self, framework, executor, tasks, group)
+    }
+    fn kill_task(&self, framework_id: &FrameworkId, task_id: &TaskId, policy: Option<KillPolicy>) {
+        Agent::kill_task(self, framework_id, task_id, policy)
+    }
+    fn acknowledge(&self, framework_id: &FrameworkId, task_id: &TaskId, uuid: &str) {
+        Agent::acknowledge(self, framework_id, task_id, uuid)
+    }
+    fn shutdown_executor(self: &Arc<Self>, framework_id: &FrameworkId, executor_id: &ExecutorId) {
+        Agent::shutdown_executor(self, framework_id, executor_id)
+    }
+    fn shutdown_framework(self: &Arc<Self>, framework_id: &FrameworkId) {
+        Agent::shutdown_framework(self, framework_id)
+    }
+    fn framework_message(
+        &self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        data: String,
+    ) {
+        Agent::framework_message(self, framework_id, executor_id, data)
+    }
+    fn update_framework(&self, info: FrameworkInfo) {
+        Agent::update_framework(self, info)
     }
 }
 
@@ -317,12 +346,13 @@ async fn subscribe_once<A: AgentEnd>(
                 agent.shutdown().cancel();
                 return Ok(Outcome::Stop);
             }
-            agent.obey(command);
+            obey(agent, command);
         }
     }
 }
 
-fn handle(agent: &Arc<Agent>, command: AgentCommand) {
+/// Carries out one command of the master's stream.
+fn obey<A: AgentEnd>(agent: &Arc<A>, command: AgentCommand) {
     match command {
         AgentCommand::RunTasks {
             framework,

@@ -73,6 +73,22 @@ pub(crate) fn push(
     queue.pending.push_back(status);
 }
 
+/// What the status sender gets: the agent's id, the updates due now, when the next is due.
+pub(crate) type Due = (
+    Option<String>,
+    Vec<(FrameworkId, TaskStatus)>,
+    Option<Instant>,
+);
+
+/// [`due`] for an agent, while it is connected to its master (nothing is due while not).
+pub(crate) fn due_for(connected: bool, agent_id: Option<&String>, queues: &mut Queues) -> Due {
+    if !connected {
+        return (None, Vec::new(), None);
+    }
+    let (due, next) = due(queues);
+    (agent_id.cloned(), due, next)
+}
+
 /// The heads of the queues that are due, marked as attempted, and when the next one is due.
 pub(crate) fn due(queues: &mut Queues) -> (Vec<(FrameworkId, TaskStatus)>, Option<Instant>) {
     let now = Instant::now();

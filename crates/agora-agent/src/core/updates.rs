@@ -1,8 +1,6 @@
 //! Status updates to the master: one queue per task, delivered in order, retried with
 //! backoff until acknowledged; acknowledged terminal tasks move to the completed ones.
 
-use std::time::Instant;
-
 use super::Agent;
 use super::types::{AgentState, Executor, ExecutorState, TaskRecord};
 use crate::status_queue;
@@ -51,19 +49,13 @@ impl Agent {
     }
 
     /// The heads of the update queues that are due, marking them as attempted.
-    pub(crate) fn due_updates(
-        &self,
-    ) -> (
-        Option<String>,
-        Vec<(FrameworkId, TaskStatus)>,
-        Option<Instant>,
-    ) {
-        let mut state = self.lock();
-        if !state.master_connected {
-            return (None, Vec::new(), None);
-        }
-        let (due, next) = status_queue::due(&mut state.updates);
-        (state.agent_id.clone(), due, next)
+    pub(crate) fn due_updates(&self) -> status_queue::Due {
+        let state = &mut *self.lock();
+        status_queue::due_for(
+            state.master_connected,
+            state.agent_id.as_ref(),
+            &mut state.updates,
+        )
     }
 
     /// ACKNOWLEDGE from the framework (through the master).
