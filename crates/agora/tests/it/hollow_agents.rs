@@ -37,6 +37,11 @@ fn start_hollow(master: &str, count: usize, extra: &[&str]) -> Process {
     Process::start(&args)
 }
 
+/// A GET's JSON, if it answers with some.
+async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
 async fn summary(hollow: &Process) -> Value {
     let state: Value = serde_json::from_str(&hollow.get_text("/state").await).expect("json");
     state["summary"].clone()
@@ -207,14 +212,11 @@ async fn marathon_and_chronos_run_on_hollow_agents() {
         Duration::from_secs(90),
         "400 healthy instances, the deployment done",
         || async {
-            let app: Value = http
-                .get(format!("{base}/v2/apps/hollow/web?embed=apps.tasks"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let app = get(
+                &http,
+                &format!("{base}/v2/apps/hollow/web?embed=apps.tasks"),
+            )
+            .await?;
             let app = app["app"].clone();
             let done = app["tasksHealthy"] == 400 && app["deployments"] == json!([]);
             done.then_some(app)
@@ -259,14 +261,7 @@ async fn marathon_and_chronos_run_on_hollow_agents() {
         assert!(answer.status().is_success(), "{:?}", answer.text().await);
     }
     wait_until(Duration::from_secs(90), "two runs of each job", || async {
-        let jobs: Value = http
-            .get(format!("{base}/v1/scheduler/jobs"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let jobs = get(&http, &format!("{base}/v1/scheduler/jobs")).await?;
         let successes = |name: &str| {
             jobs.as_array()
                 .into_iter()
