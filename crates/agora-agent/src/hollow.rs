@@ -51,12 +51,18 @@ fn own_runtime(task: &TaskInfo) -> Option<Duration> {
         .value
         .as_deref()?;
     let seconds: f64 = value.trim().parse().ok()?;
-    Duration::try_from_secs_f64(seconds).ok()
+    // Longer than a year is "until killed": the timer's deadline could not be reckoned.
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|runtime| *runtime <= LONGEST_RUNTIME)
 }
 
 /// Connections to the master for the agents' pings and reports, at most (each agent's
 /// subscription holds one more of its own).
 const CONNECTIONS: usize = 256;
+
+/// The longest runtime a task may name.
+const LONGEST_RUNTIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// How to run hollow agents.
 #[derive(Clone, Debug)]
@@ -89,7 +95,7 @@ struct Shared {
     tasks: HollowTasks,
     counters: Counters,
     /// The bound on requests in flight: [`CONNECTIONS`].
-    slots: tokio::sync::Semaphore,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 struct HollowTask {
@@ -209,7 +215,7 @@ pub fn start_hollow(
         client,
         tasks: config.tasks,
         counters: Counters::default(),
-        slots: tokio::sync::Semaphore::new(CONNECTIONS),
+        slots: Arc::new(tokio::sync::Semaphore::new(CONNECTIONS)),
     });
     let mut agents = Vec::with_capacity(config.count);
     for index in 0..config.count {
@@ -527,7 +533,7 @@ impl HollowAgent {
         for (runtime, task_id) in timed {
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
-                () = tokio::time::sleep_until(running_since + runtime) => {}
+                () = tokio::time::sleep_until(running_since + runtime.min(LONGEST_RUNTIME)) => {}
             }
             let mut state = self.lock();
             let running = state
@@ -742,8 +748,8 @@ impl AgentEnd for HollowAgent {
         status_queue::due_for(state.connected, state.agent_id.as_ref(), &mut state.updates)
     }
 
-    fn request_slots(&self) -> Option<&tokio::sync::Semaphore> {
-        Some(&self.shared.slots)
+    fn request_slots(&self) -> Option<Arc<tokio::sync::Semaphore>> {
+        Some(self.shared.slots.clone())
     }
 
     fn run_tasks(
@@ -838,6 +844,7 @@ mod tests {
         };
         assert_eq!(own_runtime(&task("0.25")), Some(Duration::from_millis(250)));
         assert_eq!(own_runtime(&task("-1")), None);
+        assert_eq!(own_runtime(&task("1e19")), None);
         assert_eq!(own_runtime(&task("soon")), None);
         assert_eq!(own_runtime(&TaskInfo::default()), None);
     }

@@ -46,7 +46,7 @@ pub(crate) trait AgentEnd: Send + Sync + 'static {
     fn due_updates(&self) -> crate::status_queue::Due;
     /// Requests (other than the subscription) this agent may have in flight, when it shares a
     /// bound with others: hollow agents of one process share a pool of connections.
-    fn request_slots(&self) -> Option<&tokio::sync::Semaphore> {
+    fn request_slots(&self) -> Option<Arc<tokio::sync::Semaphore>> {
         None
     }
     // The master's commands, one method each (see `obey`).
@@ -139,6 +139,8 @@ const STATUS_BATCH: usize = 256;
 /// The longest wait between subscription attempts: a restarted master has every agent back
 /// within about this long of listening again.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// The wait after the master refused the agent outright.
+const REFUSED_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(crate) fn spawn(agent: Arc<Agent>) {
     spawn_link(agent.clone());
@@ -174,15 +176,40 @@ fn request<A: AgentEnd + ?Sized>(agent: &A, path: &str) -> reqwest::RequestBuild
     }
 }
 
+/// Whether a request waits for a slot of a shared bound ([`AgentEnd::request_slots`]).
+#[derive(Clone, Copy, PartialEq)]
+enum Slot {
+    Wait,
+    /// Not sent when no slot is free (a ping: the next one comes soon, and a ping queued
+    /// behind a backlog of reports would arrive too late to count).
+    IfFree,
+}
+
+/// A slot of the agent's shared bound, if it has one; `None` in the `Err` when `IfFree` finds
+/// none free.
+async fn slot<A: AgentEnd + ?Sized>(
+    agent: &A,
+    how: Slot,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
+    let Some(slots) = agent.request_slots() else {
+        return Ok(None);
+    };
+    match how {
+        // Never closed: a permit always comes.
+        Slot::Wait => Ok(slots.acquire_owned().await.ok()),
+        Slot::IfFree => slots.try_acquire_owned().map(Some).map_err(|_| ()),
+    }
+}
+
 async fn post<A: AgentEnd, T: Serialize>(
     agent: &A,
     path: &str,
     body: &T,
+    how: Slot,
 ) -> Result<reqwest::StatusCode, reqwest::Error> {
-    let _slot = match agent.request_slots() {
-        // Never closed: a permit always comes.
-        Some(slots) => slots.acquire().await.ok(),
-        None => None,
+    let Ok(_slot) = slot(agent, how).await else {
+        // No slot: as if the request had gone unanswered.
+        return Ok(reqwest::StatusCode::SERVICE_UNAVAILABLE);
     };
     let response = request(agent, path)
         .timeout(Duration::from_secs(10))
@@ -228,6 +255,12 @@ async fn subscription_loop<A: AgentEnd>(agent: Arc<A>) {
             Ok(Outcome::Refused) => {}
             Err(error) => {
                 tracing::debug!(%error, master = %agent.config().master, "master link down");
+                if let LinkError::Refused { status, .. } = &error
+                    && status.is_client_error()
+                {
+                    // Refused (a wrong credential, say): asking again soon changes nothing.
+                    backoff = backoff.max(REFUSED_BACKOFF);
+                }
                 agent.set_master_error(error.to_string());
             }
         }
@@ -243,7 +276,7 @@ async fn subscription_loop<A: AgentEnd>(agent: Arc<A>) {
         let wait = backoff.mul_f64(0.5 + (spread % 1000) as f64 / 2000.0);
         tokio::select! {
             () = agent.shutdown().cancelled() => return,
-            () = tokio::time::sleep(wait) => backoff = (backoff * 2).min(MAX_BACKOFF),
+            () = tokio::time::sleep(wait) => backoff = (backoff * 2).min(MAX_BACKOFF.max(backoff)),
             // A new leader: go to it at once.
             () = leader_changed(&mut leader) => backoff = Duration::from_millis(100),
         }
@@ -432,6 +465,7 @@ async fn ping_loop<A: AgentEnd>(
             &Ping {
                 agent_id: agent_id.clone(),
             },
+            Slot::IfFree,
         )
         .await
         {
@@ -471,7 +505,14 @@ async fn status_loop<A: AgentEnd>(agent: Arc<A>) {
                         })
                         .collect(),
                 };
-                if let Err(error) = post(agent.as_ref(), "/internal/agent/statuses", &batch).await {
+                if let Err(error) = post(
+                    agent.as_ref(),
+                    "/internal/agent/statuses",
+                    &batch,
+                    Slot::Wait,
+                )
+                .await
+                {
                     tracing::debug!(%error, "status updates not delivered; will retry");
                 }
             }
@@ -504,7 +545,13 @@ pub(crate) fn report_executor_exit<A: AgentEnd + ?Sized>(
         status,
     };
     let report = request(agent, "/internal/agent/executor-exited").json(&body);
+    let slots = agent.request_slots();
     tokio::spawn(async move {
+        // Within the shared bound, when there is one.
+        let _slot = match slots {
+            Some(slots) => slots.acquire_owned().await.ok(),
+            None => None,
+        };
         let _ = report.send().await;
     });
 }

@@ -36,7 +36,8 @@ impl Counters {
 }
 
 /// The latest durations of something, summarised as a Mesos timer is (`name`, `name/count`,
-/// `name/min`, `name/max`, `name/p50`, `name/p90`, `name/p99`, in milliseconds).
+/// `name/min`, `name/max`, `name/p50`, `name/p90`, `name/p95`, `name/p99`, `name/p999`,
+/// `name/p9999`, in milliseconds).
 #[derive(Default)]
 pub(crate) struct Timer {
     count: u64,
@@ -72,7 +73,10 @@ impl Timer {
         put(&format!("{name}/min"), at(0.0));
         put(&format!("{name}/p50"), at(0.5));
         put(&format!("{name}/p90"), at(0.9));
+        put(&format!("{name}/p95"), at(0.95));
         put(&format!("{name}/p99"), at(0.99));
+        put(&format!("{name}/p999"), at(0.999));
+        put(&format!("{name}/p9999"), at(0.9999));
         put(&format!("{name}/max"), at(1.0));
     }
 }

@@ -323,14 +323,19 @@ fn load_group_versions(
             kept.push((record.version, record.group));
         }
     }
-    for kept in versions.values_mut() {
+    for (id, kept) in versions.iter_mut() {
         // Marathon's version strings are fixed-width UTC timestamps: text order is time order.
         kept.sort_by(|a, b| a.0.cmp(&b.0));
         let excess = kept.len().saturating_sub(MAX_GROUP_VERSIONS);
-        kept.drain(..excess);
+        for (version, _) in kept.drain(..excess) {
+            let key = group_version_key(id, &version);
+            moves.retain(|(written, _)| *written != key);
+            moves.push((key, None));
+        }
     }
     if !moves.is_empty() {
-        // New records first, then the old ones' deletions: one batch, so a crash keeps one form.
+        // New records first, then deletions: a crash between them (a store may split a large
+        // batch) leaves versions in both forms, which the next load merges again.
         moves.sort_by_key(|(_, value)| value.is_none());
         registrar.write(moves).wait()?;
     }
@@ -992,5 +997,37 @@ mod tests {
             kept[MAX_GROUP_VERSIONS - 1],
             &version(MAX_GROUP_VERSIONS + 4)
         );
+    }
+
+    #[test]
+    fn versions_in_both_forms_past_the_limit_leave_only_the_kept_ones_stored() {
+        let store = Arc::new(agora_store::MemoryStore::new());
+        let registrar = agora_store::Registrar::spawn(store.clone()).unwrap();
+        let mut services = Services::load(registrar.clone()).unwrap();
+        for i in 0..MAX_GROUP_VERSIONS {
+            services.record_group_version("/", &version(100 + i));
+        }
+        registrar.barrier().wait().unwrap();
+        // Older versions in the earlier form, as a downgraded release would have left them.
+        let old: Vec<(String, Value)> = (0..10)
+            .map(|i| (version(i), serde_json::json!({"id": "/"})))
+            .collect();
+        store
+            .put(
+                "services/group_versions/",
+                &serde_json::to_vec(&("/".to_owned(), old)).unwrap(),
+            )
+            .unwrap();
+
+        let again = Services::load(agora_store::Registrar::spawn(store.clone()).unwrap()).unwrap();
+        assert_eq!(again.group_versions["/"].len(), MAX_GROUP_VERSIONS);
+        assert_eq!(again.group_versions["/"][0].0, version(100));
+        let stored = store.list("services/group_version/").unwrap();
+        assert_eq!(
+            stored.len(),
+            MAX_GROUP_VERSIONS,
+            "no record of a dropped version stays"
+        );
+        assert!(store.list("services/group_versions/").unwrap().is_empty());
     }
 }

@@ -67,11 +67,10 @@ impl Agent {
         else {
             return;
         };
-        let acked = Some(acked);
         let executor_id = state.frameworks.get(framework_id).and_then(|framework| {
             let named = acked
+                .executor_id
                 .as_ref()
-                .and_then(|status| status.executor_id.as_ref())
                 .map(|id| ExecutorId::new(id.value.clone()))
                 .filter(|id| {
                     framework
@@ -87,9 +86,7 @@ impl Agent {
                     .map(|(id, _)| id.clone())
             })
         });
-        if let Some(acked) = acked
-            && acked.state.is_terminal()
-        {
+        if acked.state.is_terminal() {
             complete_task(&mut state, framework_id, task_id);
         }
         cleanup_framework(&mut state, framework_id);

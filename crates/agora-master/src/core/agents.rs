@@ -236,6 +236,9 @@ impl Master {
             if shutdown_frameworks.contains(framework_id.as_str()) {
                 continue;
             }
+            // The status the agent reports is the task's, whatever id it names.
+            let mut reported_status = reported_task.status.clone();
+            reported_status.task_id = reported_task.task.task_id.clone();
             let Some(framework) = self.frameworks.get_mut(&framework_id) else {
                 shutdown_frameworks.insert(framework_id.to_string());
                 continue;
@@ -248,10 +251,10 @@ impl Master {
                     task.agent_id = id.clone();
                     task.unreachable_since = None;
                     if task.latest_status().state != state {
-                        task.statuses.push(reported_task.status.clone());
+                        task.statuses.push(reported_status.clone());
                     }
                     if back_from_unreachable {
-                        let mut status = reported_task.status.clone();
+                        let mut status = reported_status.clone();
                         status.uuid = None;
                         status.source = Some("SOURCE_MASTER".into());
                         status.reason = Some("REASON_AGENT_REREGISTERED".into());
@@ -288,9 +291,7 @@ impl Master {
                             agent_id: id.clone(),
                             executor_id,
                             state,
-                            statuses: super::history::StatusHistory::new(
-                                reported_task.status.clone(),
-                            ),
+                            statuses: super::history::StatusHistory::new(reported_status.clone()),
                             resources,
                             role,
                             released: state.is_terminal(),

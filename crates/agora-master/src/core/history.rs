@@ -1,5 +1,6 @@
-//! A task's statuses as the master keeps them: the latest whole, the earlier ones with what
-//! the state documents show of them (state, time, health, container status, labels). A whole
+//! A task's statuses as the master keeps them: the latest whole, the earlier ones without
+//! what only their delivery needed (uuid, data) or what the latest says again (ids, check
+//! status). A whole
 //! `TaskStatus` is some hundreds of bytes; at 100,000 tasks with a few statuses each, keeping
 //! every one whole was most of the master's memory.
 
@@ -19,6 +20,8 @@ pub(crate) struct EarlierStatus {
     pub healthy: Option<bool>,
     /// Mesos' sources are three; another is not kept.
     pub source: Option<&'static str>,
+    pub reason: Option<Box<str>>,
+    pub message: Option<Box<str>>,
     pub container_status: Option<Box<Value>>,
     pub labels: Option<Box<Value>>,
 }
@@ -61,18 +64,21 @@ impl StatusHistory {
     /// The latest status becomes an earlier one; the oldest go past [`MAX_STATUSES`].
     pub fn push(&mut self, status: TaskStatus) {
         let previous = *std::mem::replace(&mut self.latest, Box::new(status));
+        // Room for one more, not for the doubling a Vec grows by: most tasks keep few.
+        self.earlier.reserve_exact(1);
         self.earlier.push(EarlierStatus {
             state: previous.state,
             timestamp: previous.timestamp.unwrap_or(0.0),
             healthy: previous.healthy,
             source: known_source(previous.source.as_deref()),
+            reason: previous.reason.map(String::into_boxed_str),
+            message: previous.message.map(String::into_boxed_str),
             container_status: previous.container_status.map(Box::new),
             labels: previous.labels.map(Box::new),
         });
         if self.earlier.len() >= MAX_STATUSES {
             self.earlier.remove(0);
         }
-        self.earlier.shrink_to_fit();
     }
 
     /// When the first status kept was made.
@@ -114,6 +120,8 @@ impl StatusHistory {
                 status.timestamp = Some(earlier.timestamp);
                 status.healthy = earlier.healthy;
                 status.source = earlier.source.map(str::to_owned);
+                status.reason = earlier.reason.as_deref().map(str::to_owned);
+                status.message = earlier.message.as_deref().map(str::to_owned);
                 status.container_status = earlier.container_status.as_deref().cloned();
                 status.labels = earlier.labels.as_deref().cloned();
                 status.agent_id = Some(Id::new(agent_id));
@@ -151,6 +159,7 @@ mod tests {
         let mut history = StatusHistory::new(status(TaskState::Staging, 1.0));
         let mut running = status(TaskState::Running, 2.0);
         running.healthy = Some(true);
+        running.reason = Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED".into());
         running.container_status = Some(serde_json::json!({"network_infos": []}));
         history.push(running);
         history.push(status(TaskState::Killed, 3.0));
@@ -181,6 +190,10 @@ mod tests {
             Some("a1")
         );
         assert_eq!(whole[1].uuid, None, "an earlier status keeps no uuid");
+        assert_eq!(
+            whole[1].reason.as_deref(),
+            Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED")
+        );
         assert_eq!(whole[2].uuid.as_deref(), Some("u3"));
         assert_eq!(history.first_timestamp(), 1.0);
     }
