@@ -148,7 +148,10 @@ impl Master {
         } else {
             self.metrics.agent_registrations += 1;
         }
-        let agent_json = self.agents.get(&id).map(|a| views::v1_agent(self, a));
+        // AGENT_ADDED is built only for someone to send it to.
+        let agent_json = (!self.operator_streams.is_empty())
+            .then(|| self.agents.get(&id).map(|a| views::v1_agent(self, a)))
+            .flatten();
         if let Some(agent_json) = agent_json {
             self.publish(
                 serde_json::json!({"type": "AGENT_ADDED", "agent_added": {"agent": agent_json}}),
