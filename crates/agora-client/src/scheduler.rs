@@ -17,6 +17,9 @@ use agora_api::scheduler::{
 
 use crate::ClientError;
 
+/// Implicit acknowledgements sent at once, at most.
+const ACKS_IN_FLIGHT: usize = 256;
+
 #[derive(Clone, Debug)]
 pub struct SchedulerOptions {
     /// Acknowledge every update carrying a uuid as soon as it is received.
@@ -613,6 +616,9 @@ async fn subscribe_once(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let base = lock(session).0;
+    // Acknowledgements in flight at once: each is its own request, and an unbounded burst
+    // (a status storm, thousands of tasks starting) would open a connection each.
+    let acks = Arc::new(tokio::sync::Semaphore::new(ACKS_IN_FLIGHT));
     let mut body = response.bytes_stream();
     let mut decoder = recordio::Decoder::new();
     // Mesos' advice: a subscription that misses about five heartbeats is dead; reconnect.
@@ -696,7 +702,10 @@ async fn subscribe_once(
                         // behind its round trip (each task has one update in flight at most).
                         let (http, base, stream_id) =
                             (http.clone(), base.clone(), stream_id.clone());
+                        let acks = acks.clone();
                         tokio::spawn(async move {
+                            // Never closed: a permit always comes.
+                            let _slot = acks.acquire_owned().await.ok();
                             if let Err(error) = send_call(&http, &base, &stream_id, &call).await {
                                 tracing::warn!(%error, "implicit acknowledgement failed");
                             }
