@@ -12,6 +12,9 @@ Phases (`--phases`, comma-separated; all by default):
 - state: `/master/state`, `/master/state-summary`, `/master/tasks`, the operator API's
   GET_STATE, `/v2/tasks` and `/v2/apps?embed=apps.tasks` with the tasks running: time to the
   first byte, total time, bytes.
+- storm: every running task reports again at once (the hollow process's `POST /storm`): the
+  time until the framework has acknowledged every update, and the slowest answer of the
+  master's `/health` meanwhile (polled every 20 ms).
 - restart: the master killed (SIGKILL) and started again over its data dir: from its listening
   line to every agent active again, with the tasks; agents removed meanwhile (none expected).
 - allocation: a master of its own, `--frameworks` frameworks subscribed (reading their
@@ -221,6 +224,44 @@ def phase_state(cluster, args, out):
     out["state"] = results
 
 
+def hollow_summary(cluster):
+    return get_json(cluster.hollow_port, "/state")["summary"]
+
+
+def phase_storm(cluster, args, out):
+    slowest = [0.0]
+    failed = [0]
+    done = threading.Event()
+
+    def probe():
+        while not done.is_set():
+            try:
+                _, _, _, total = request(cluster.port, "GET", "/health")
+                slowest[0] = max(slowest[0], total)
+            except OSError:
+                failed[0] += 1
+            time.sleep(0.02)
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    t0 = time.perf_counter()
+    status, body, _, _ = request(cluster.hollow_port, "POST", "/storm", {})
+    if status != 200:
+        raise RuntimeError("POST /storm: %d %s" % (status, body[:200]))
+    updates = json.loads(body)["updates"]
+    wait("the storm absorbed", lambda: hollow_summary(cluster)["updates_pending"] == 0,
+         every=0.05)
+    absorbed = time.perf_counter() - t0
+    done.set()
+    prober.join()
+    out["storm"] = {
+        "updates": updates,
+        "all_acknowledged_s": round(absorbed, 2),
+        "updates_per_s": round(updates / absorbed),
+        "slowest_health_ms": round(slowest[0] * 1000, 1),
+        "health_failures": failed[0],
+    }
+
+
 def phase_restart(cluster, args, out):
     running = metrics(cluster.port).get("master/tasks_running", 0)
     # A restarted master lists the agents of its registry at once; they are back once each
@@ -346,14 +387,15 @@ def main():
     parser.add_argument("--frameworks", type=int, default=1000)
     parser.add_argument("--app-agents", type=int, default=1000)
     parser.add_argument("--app-instances", type=int, default=10000)
-    parser.add_argument("--phases", default="agents,placement,state,restart,allocation,marathon")
+    parser.add_argument("--phases",
+                        default="agents,placement,state,storm,restart,allocation,marathon")
     parser.add_argument("--dir", default=tempfile.gettempdir())
     args = parser.parse_args()
     phases = set(args.phases.split(","))
     base = tempfile.mkdtemp(dir=args.dir)
     out = {}
     try:
-        if phases & {"agents", "placement", "state", "restart"}:
+        if phases & {"agents", "placement", "state", "storm", "restart"}:
             cluster = Cluster(args.binary, base, "main")
             try:
                 phase_agents(cluster, args, out)
@@ -364,6 +406,9 @@ def main():
                 if "state" in phases:
                     phase_state(cluster, args, out)
                     print(json.dumps(out["state"]), flush=True)
+                if "storm" in phases:
+                    phase_storm(cluster, args, out)
+                    print(json.dumps(out["storm"]), flush=True)
                 if "restart" in phases:
                     phase_restart(cluster, args, out)
                     print(json.dumps(out["restart"]), flush=True)

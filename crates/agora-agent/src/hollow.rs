@@ -264,6 +264,41 @@ impl HollowAgents {
         summary
     }
 
+    /// A status update storm: every running task reports TASK_RUNNING again at once, as a
+    /// health check's verdict would (`REASON_TASK_HEALTH_CHECK_STATUS_UPDATED`). Returns how
+    /// many updates were made; each is delivered and retried as any other.
+    pub fn storm(&self) -> usize {
+        let mut made = 0;
+        for agent in &self.agents {
+            let mut state = agent.lock();
+            let running: Vec<(FrameworkId, TaskId)> = state
+                .frameworks
+                .iter()
+                .flat_map(|(framework_id, framework)| {
+                    framework
+                        .tasks
+                        .iter()
+                        .filter(|(_, task)| task.state == TaskState::Running)
+                        .map(move |(task_id, _)| (framework_id.clone(), task_id.clone()))
+                })
+                .collect();
+            for (framework_id, task_id) in &running {
+                agent.report(
+                    &mut state,
+                    framework_id,
+                    task_id,
+                    TaskState::Running,
+                    Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"),
+                    Some("hollow status storm"),
+                );
+            }
+            made += running.len();
+            drop(state);
+            agent.updates_wanted.notify_one();
+        }
+        made
+    }
+
     /// The agents' ids, in index order (`None` for one not registered yet).
     pub fn agent_ids(&self) -> Vec<Option<String>> {
         self.agents

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
 use agora_agent::{AgentConfig, HollowAgents, HollowConfig, HollowTasks};
@@ -77,6 +77,7 @@ pub async fn run(args: HollowArgs) -> anyhow::Result<()> {
 
 fn router(agents: Arc<HollowAgents>) -> axum::Router {
     let state = agents.clone();
+    let storm = agents.clone();
     axum::Router::new()
         .route(
             "/state",
@@ -104,4 +105,11 @@ fn router(agents: Arc<HollowAgents>) -> axum::Router {
             }),
         )
         .route("/health", get(|| async { "" }))
+        .route(
+            "/storm",
+            post(move || {
+                let agents = storm.clone();
+                async move { axum::Json(serde_json::json!({"updates": agents.storm()})) }
+            }),
+        )
 }

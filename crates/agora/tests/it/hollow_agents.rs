@@ -154,6 +154,36 @@ async fn hollow_agents_register_run_tasks_and_come_back_after_a_master_restart()
     .await;
     assert_eq!(killed.source.as_deref(), Some("SOURCE_EXECUTOR"));
 
+    // A storm: every running task reports again at once; each update reaches the framework.
+    let storm: Value = reqwest::Client::new()
+        .post(format!("http://{}/storm", hollow.address()))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("storm")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(storm["updates"], AGENTS - 1);
+    let mut stormed = BTreeSet::new();
+    while stormed.len() < AGENTS - 1 {
+        if let Event::Update { update } = next_event(&mut scheduler, Duration::from_secs(20)).await
+        {
+            assert_eq!(update.status.state, TaskState::Running);
+            assert_eq!(
+                update.status.reason.as_deref(),
+                Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED")
+            );
+            stormed.insert(update.status.task_id.value);
+        }
+    }
+    wait_until(
+        Duration::from_secs(20),
+        "the storm acknowledged",
+        || async { (summary(&hollow).await["updates_pending"] == 0).then_some(()) },
+    )
+    .await;
+
     // The master restarts over its registry: every agent comes back with its tasks, none lost.
     master.kill9();
     let master = start_master_on(&path(&dir, "master"), port);
