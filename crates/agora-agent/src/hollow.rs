@@ -266,7 +266,9 @@ impl HollowAgents {
 
     /// A status update storm: every running task reports TASK_RUNNING again at once, as a
     /// health check's verdict would (`REASON_TASK_HEALTH_CHECK_STATUS_UPDATED`). Returns how
-    /// many updates were made; each is delivered and retried as any other.
+    /// many updates were made; each is delivered and retried as any other. A task whose
+    /// earlier update is not yet acknowledged is left out: storms asked faster than the
+    /// master absorbs them do not pile up in the queues.
     pub fn storm(&self) -> usize {
         let mut made = 0;
         for agent in &self.agents {
@@ -281,6 +283,7 @@ impl HollowAgents {
                         .filter(|(_, task)| task.state == TaskState::Running)
                         .map(move |(task_id, _)| (framework_id.clone(), task_id.clone()))
                 })
+                .filter(|key| !state.updates.contains_key(key))
                 .collect();
             for (framework_id, task_id) in &running {
                 agent.report(

@@ -53,8 +53,13 @@ pub async fn run(args: HollowArgs) -> anyhow::Result<()> {
         agora_agent::start_hollow(config, shutdown.clone())
             .context("cannot start hollow agents")?,
     );
-    let security = security::of(&Default::default(), &args.tls, None, None)?;
+    let security = security::of(&args.auth, &args.tls, None, None)?;
     let serving = serve::serving(&args.network, &security);
+    security::warn_if_open(
+        "agora hollow-agents",
+        &security.auth.required,
+        &format!("{}:{port}", args.network.ip),
+    );
     let server = tokio::spawn(serve::serve(
         listener,
         router(agents),

@@ -549,6 +549,9 @@ pub struct HollowArgs {
     /// {"principal": …, "secret": …} or 'principal secret')
     #[arg(long, env = "AGORA_CREDENTIAL")]
     pub credential: Option<PathBuf>,
+    /// Who may call this process's own listener (its `POST /storm` changes state)
+    #[command(flatten)]
+    pub auth: AuthArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]

@@ -4,7 +4,8 @@
 //! 415, before anything else), is bounded in body size (413 on a declared length past its
 //! API's, before the body is read; the listener's deadlines bound the time — `limits.rs`),
 //! and the operator calls the rework gave a function each are held to their ACLs. A standby
-//! master (masters in ZooKeeper) holds what it forwards or redirects the same way.
+//! master (masters in ZooKeeper) holds what it forwards or redirects the same way, and so do
+//! the hollow agents' own listener (`POST /storm`).
 
 use reqwest::Method;
 use serde_json::json;
@@ -77,7 +78,7 @@ async fn declared(address: &str, method: &str, path: &str, length: u64) -> Strin
 async fn changing_routes_ask_who_calls_refuse_pages_and_bound_bodies() {
     let dir = temp_dir();
     let up = up(dir.path());
-    refused_unless_authorised_json_and_bounded(&up.address()).await;
+    refused_unless_authorised_json_and_bounded(&up.address(), ROUTES).await;
     let (_, apps) = call(&up, OPS, Method::GET, "/v2/apps", None).await;
     assert_eq!(apps["apps"], json!([]), "nothing was created");
 }
@@ -112,20 +113,20 @@ async fn a_standby_refuses_and_forwards_as_the_leader_would() {
         },
     )
     .await;
-    refused_unless_authorised_json_and_bounded(&standby.address()).await;
+    refused_unless_authorised_json_and_bounded(&standby.address(), ROUTES).await;
     let (_, apps) = call(&leader, OPS, Method::GET, "/v2/apps", None).await;
     assert_eq!(apps["apps"], json!([]), "nothing was created");
 }
 
-/// Every route of [`ROUTES`] at `address`: an anonymous call is refused with 401, a
+/// Every route of `routes` at `address`: an anonymous call is refused with 401, a
 /// `text/plain` body with 415, a declared body past every API's limit with 413 before it is
 /// read.
-async fn refused_unless_authorised_json_and_bounded(address: &str) {
+async fn refused_unless_authorised_json_and_bounded(address: &str, routes: &[(&str, &str)]) {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    for (method, path) in ROUTES {
+    for (method, path) in routes {
         let method_of = || Method::from_bytes(method.as_bytes()).expect("method");
         let url = format!("http://{address}{path}");
 
@@ -162,6 +163,44 @@ async fn refused_unless_authorised_json_and_bounded(address: &str) {
             "{method} {path}: {answer}"
         );
     }
+}
+
+/// The hollow agents' storm changes what their tasks report: with the listener's
+/// `--authenticate-http-readwrite` it is held as every API is, and made only for a caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hollow_agents_storm_asks_who_calls_refuses_pages_and_bounds_bodies() {
+    let dir = temp_dir();
+    let master = crate::common::start_master(&dir.path().join("master"));
+    let flags = super::authorization::secured(dir.path());
+    let credentials = &flags[1];
+    let hollow = crate::common::Process::start(&[
+        "hollow-agents",
+        "--master",
+        &master.address(),
+        "--count",
+        "2",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--credentials",
+        credentials,
+        "--authenticate-http-readwrite",
+    ]);
+    refused_unless_authorised_json_and_bounded(&hollow.address(), &[("POST", "/storm")]).await;
+    let stormed = reqwest::Client::new()
+        .post(format!("http://{}/storm", hollow.address()))
+        .basic_auth(OPS.0, Some(OPS.1))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("storm");
+    assert_eq!(stormed.status().as_u16(), 200);
+    assert_eq!(
+        stormed.json::<serde_json::Value>().await.expect("json"),
+        json!({"updates": 0}),
+        "no task runs yet"
+    );
 }
 
 #[tokio::test]
