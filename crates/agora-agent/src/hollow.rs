@@ -444,11 +444,7 @@ impl HollowAgent {
         executor: Option<ExecutorInfo>,
         tasks: Vec<TaskInfo>,
     ) {
-        let Some(framework_id) = framework
-            .id
-            .as_ref()
-            .map(|id| FrameworkId::new(id.value.clone()))
-        else {
+        let Some(framework_id) = framework.framework_id() else {
             return;
         };
         let mut state = self.lock();
@@ -821,11 +817,7 @@ impl AgentEnd for HollowAgent {
     fn framework_message(&self, _: &FrameworkId, _: &ExecutorId, _: String) {}
 
     fn update_framework(&self, info: FrameworkInfo) {
-        let Some(id) = info
-            .id
-            .as_ref()
-            .map(|id| FrameworkId::new(id.value.clone()))
-        else {
+        let Some(id) = info.framework_id() else {
             return;
         };
         if let Some(entry) = self.lock().frameworks.get_mut(&id) {

@@ -84,6 +84,13 @@ fn zero() -> f64 {
 }
 
 impl FrameworkInfo {
+    /// The framework's id, once it has one.
+    pub fn framework_id(&self) -> Option<agora_types::FrameworkId> {
+        self.id
+            .as_ref()
+            .map(|id| agora_types::FrameworkId::new(id.value.clone()))
+    }
+
     pub fn has_capability(&self, name: &str) -> bool {
         self.capabilities
             .iter()

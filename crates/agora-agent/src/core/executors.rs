@@ -193,11 +193,7 @@ impl Agent {
     }
 
     pub(crate) fn update_framework(&self, info: FrameworkInfo) {
-        let Some(framework_id) = info
-            .id
-            .as_ref()
-            .map(|id| FrameworkId::new(id.value.clone()))
-        else {
+        let Some(framework_id) = info.framework_id() else {
             return;
         };
         let mut state = self.lock();

@@ -69,11 +69,7 @@ impl Agent {
         tasks: Vec<TaskInfo>,
         group: bool,
     ) {
-        let Some(framework_id) = framework
-            .id
-            .as_ref()
-            .map(|id| FrameworkId::new(id.value.clone()))
-        else {
+        let Some(framework_id) = framework.framework_id() else {
             return;
         };
         let (kind, executor_info) = match (&executor, tasks.first()) {

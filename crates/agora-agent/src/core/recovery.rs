@@ -293,12 +293,7 @@ fn restore_state(
     }
     let mut dead: Vec<(FrameworkId, ExecutorId)> = Vec::new();
     for framework in saved.frameworks {
-        let Some(framework_id) = framework
-            .info
-            .id
-            .as_ref()
-            .map(|id| FrameworkId::new(id.value.clone()))
-        else {
+        let Some(framework_id) = framework.info.framework_id() else {
             continue;
         };
         let mut entry = FrameworkEntry {

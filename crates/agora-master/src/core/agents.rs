@@ -202,11 +202,7 @@ impl Master {
     fn recover_frameworks_of(&mut self, request: &RegisterAgent, now: f64) -> HashSet<String> {
         let mut shutdown_frameworks = HashSet::new();
         for info in &request.frameworks {
-            let Some(framework_id) = info
-                .id
-                .as_ref()
-                .map(|id| FrameworkId::new(id.value.clone()))
-            else {
+            let Some(framework_id) = info.framework_id() else {
                 continue;
             };
             if self

@@ -87,11 +87,7 @@ impl Master {
         }
         let stream_id = uuid::Uuid::new_v4().to_string();
         let now = epoch_secs();
-        let framework_id = match info
-            .id
-            .as_ref()
-            .map(|id| FrameworkId::new(id.value.clone()))
-        {
+        let framework_id = match info.framework_id() {
             Some(id) => {
                 // A framework id names directories and files on every agent.
                 if let Err(error) = agora_api::mesos::validate_id("Framework", id.as_str()) {

@@ -361,11 +361,7 @@ impl Master {
             );
         }
         for info in snapshot.frameworks {
-            let Some(id) = info
-                .id
-                .as_ref()
-                .map(|id| FrameworkId::new(id.value.clone()))
-            else {
+            let Some(id) = info.framework_id() else {
                 continue;
             };
             self.add_recovered_framework(id, info, now);
