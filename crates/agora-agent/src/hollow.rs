@@ -152,6 +152,9 @@ pub struct HollowSummary {
     pub launched: u64,
     pub killed: u64,
     pub updates_sent: u64,
+    /// Why an agent could not reach its master, for one agent that could not (a refused
+    /// credential, say, is every agent's).
+    pub link_error: Option<String>,
 }
 
 /// `{i}` and `{i%N}` of `template` filled in for agent `index`.
@@ -248,6 +251,9 @@ impl HollowAgents {
         for agent in &self.agents {
             let state = agent.lock();
             summary.registered += usize::from(state.agent_id.is_some());
+            if summary.link_error.is_none() {
+                summary.link_error.clone_from(&state.master_error);
+            }
             summary.connected += usize::from(state.connected);
             for framework in state.frameworks.values() {
                 for task in framework.tasks.values() {

@@ -318,3 +318,18 @@ async fn marathon_and_chronos_run_on_hollow_agents() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hollow_agents_say_why_they_cannot_reach_their_master() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let master = closed.local_addr().expect("address").to_string();
+    drop(closed);
+    let hollow = start_hollow(&master, 3, &[]);
+    let why = wait_until(Duration::from_secs(20), "a link error", || async {
+        let state = summary(&hollow).await;
+        state["link_error"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(why.contains(&master) || why.contains("connect"), "{why}");
+    assert_eq!(summary(&hollow).await["registered"], 0);
+}
