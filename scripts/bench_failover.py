@@ -23,27 +23,13 @@ import re
 import shutil
 import socket
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 
+from agora_up import start_role
 from zookeeper import start_zookeeper
 
-READY = re.compile(r"listening on https?://([0-9.]+):(\d+)")
-
-
-def start(binary, args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGORA_")}
-    env["AGORA_LOG"] = "error"
-    proc = subprocess.Popen([binary, *args, "--bind", "127.0.0.1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=env, text=True)
-    line = proc.stdout.readline()
-    match = READY.search(line)
-    if not match:
-        raise RuntimeError("no listening line from %s: %r" % (args[0], line))
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    return proc, int(match.group(2))
 
 
 def get(port, path, timeout=2.0):
@@ -133,7 +119,7 @@ def main():
     masters = {}
 
     def start_master(index):
-        proc, port = start(args.binary, [
+        proc, port = start_role(args.binary, [
             "master", "--port", "0", "--data-dir", os.path.join(base, "m%d" % index),
             "--zk", zk, "--zk-session-timeout", args.session_timeout])
         masters[index] = (proc, port)
@@ -148,7 +134,7 @@ def main():
                     assert time.time() < deadline, "no leader"
                     time.sleep(0.05)
         for index in range(args.agents):
-            proc, _ = start(args.binary, [
+            proc, _ = start_role(args.binary, [
                 "agent", "--master", zk, "--port", "0",
                 "--work-dir", os.path.join(base, "a%d" % index),
                 "--resources", "cpus:2;mem:1024;ports:[%d-%d]" % (

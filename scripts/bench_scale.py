@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -41,21 +40,9 @@ import tempfile
 import threading
 import time
 
-READY = re.compile(r"listening on https?://([0-9.]+):(\d+)")
+from agora_up import start_role
+
 RESOURCES = "cpus:8;mem:32768;disk:262144;ports:[31000-32000]"
-
-
-def start(binary, args, log="error"):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGORA_")}
-    env["AGORA_LOG"] = log
-    proc = subprocess.Popen([binary, *args, "--bind", "127.0.0.1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=env, text=True)
-    line = proc.stdout.readline()
-    match = READY.search(line)
-    if not match:
-        raise RuntimeError("no listening line from %s: %r" % (args[0], line))
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    return proc, int(match.group(2))
 
 
 def request(port, method, path, body=None, timeout=120.0):
@@ -137,11 +124,11 @@ class Cluster:
         args = ["master", "--port", str(port), "--data-dir", self.data]
         if self.interval:
             args += ["--allocation-interval", self.interval]
-        self.master, self.port = start(self.binary, args)
+        self.master, self.port = start_role(self.binary, args)
         return self.master
 
     def start_agents(self, count, extra=()):
-        proc, port = start(self.binary, [
+        proc, port = start_role(self.binary, [
             "hollow-agents", "--master", "127.0.0.1:%d" % self.port, "--count", str(count),
             "--port", "0", "--resources", RESOURCES, "--attributes", "rack:r{i%40}", *extra])
         self.others.append(proc)
@@ -398,28 +385,20 @@ def main():
         if phases & {"agents", "placement", "state", "storm", "restart"}:
             cluster = Cluster(args.binary, base, "main")
             try:
-                phase_agents(cluster, args, out)
-                print(json.dumps(out["agents"]), flush=True)
-                if "placement" in phases:
-                    phase_placement(cluster, args, out)
-                    print(json.dumps(out["placement"]), flush=True)
-                if "state" in phases:
-                    phase_state(cluster, args, out)
-                    print(json.dumps(out["state"]), flush=True)
-                if "storm" in phases:
-                    phase_storm(cluster, args, out)
-                    print(json.dumps(out["storm"]), flush=True)
-                if "restart" in phases:
-                    phase_restart(cluster, args, out)
-                    print(json.dumps(out["restart"]), flush=True)
+                # In this order, on one cluster: each needs what the one before left.
+                for name, phase in [("agents", phase_agents), ("placement", phase_placement),
+                                    ("state", phase_state), ("storm", phase_storm),
+                                    ("restart", phase_restart)]:
+                    if name == "agents" or name in phases:
+                        phase(cluster, args, out)
+                        print(json.dumps(out[name]), flush=True)
             finally:
                 cluster.stop()
-        if "allocation" in phases:
-            phase_allocation(args.binary, base, args, out)
-            print(json.dumps(out["allocation"]), flush=True)
-        if "marathon" in phases:
-            phase_marathon(args.binary, base, args, out)
-            print(json.dumps(out["marathon"]), flush=True)
+        # Each on a cluster of its own.
+        for name, phase in [("allocation", phase_allocation), ("marathon", phase_marathon)]:
+            if name in phases:
+                phase(args.binary, base, args, out)
+                print(json.dumps(out[name]), flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(json.dumps(out, indent=2))
