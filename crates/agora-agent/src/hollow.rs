@@ -319,69 +319,21 @@ impl HollowAgents {
     /// The summary in Prometheus' text format (`agora_hollow_*`).
     pub fn metrics(&self) -> String {
         let summary = self.summary();
-        let families: [(&str, &str, &str, f64); 9] = [
-            (
-                "agents",
-                "gauge",
-                "Hollow agents in this process",
-                summary.agents as f64,
-            ),
-            (
-                "agents_registered",
-                "gauge",
-                "Hollow agents the master has registered",
-                summary.registered as f64,
-            ),
-            (
-                "agents_connected",
-                "gauge",
-                "Hollow agents subscribed to the master now",
-                summary.connected as f64,
-            ),
-            (
-                "tasks_active",
-                "gauge",
-                "Hollow tasks in a non-terminal state",
-                summary.tasks_active as f64,
-            ),
-            (
-                "tasks_running",
-                "gauge",
-                "Hollow tasks running",
-                summary.tasks_running as f64,
-            ),
-            (
-                "updates_pending",
-                "gauge",
-                "Status updates not yet acknowledged",
-                summary.updates_pending as f64,
-            ),
-            (
-                "tasks_launched_total",
-                "counter",
-                "Hollow tasks launched",
-                summary.launched as f64,
-            ),
-            (
-                "tasks_killed_total",
-                "counter",
-                "Hollow tasks killed",
-                summary.killed as f64,
-            ),
-            (
-                "updates_total",
-                "counter",
-                "Status updates made by hollow tasks",
-                summary.updates_sent as f64,
-            ),
-        ];
-        let mut text = String::new();
-        for (name, kind, help, value) in families {
-            text.push_str(&format!(
-                "# HELP agora_hollow_{name} {help}\n# TYPE agora_hollow_{name} {kind}\nagora_hollow_{name} {value}\n"
-            ));
-        }
-        text
+        let metrics: Vec<(String, f64)> = [
+            ("agents", summary.agents as f64),
+            ("agents_registered", summary.registered as f64),
+            ("agents_connected", summary.connected as f64),
+            ("tasks_active", summary.tasks_active as f64),
+            ("tasks_running", summary.tasks_running as f64),
+            ("updates_pending", summary.updates_pending as f64),
+            ("tasks_launched_total", summary.launched as f64),
+            ("tasks_killed_total", summary.killed as f64),
+            ("updates_total", summary.updates_sent as f64),
+        ]
+        .into_iter()
+        .map(|(name, value)| (format!("hollow/{name}"), value))
+        .collect();
+        agora_api::prometheus::render(&metrics, |name| name.ends_with("_total"))
     }
 }
 

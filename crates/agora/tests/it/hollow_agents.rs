@@ -139,6 +139,12 @@ async fn hollow_agents_register_run_tasks_and_come_back_after_a_master_restart()
     }
     let hollow_state = summary(&hollow).await;
     assert_eq!(hollow_state["tasks_running"], AGENTS);
+    let metrics = hollow.get_text("/metrics").await;
+    assert!(
+        metrics.contains(&format!("\nagora_hollow_tasks_running {AGENTS}\n")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE agora_hollow_updates_total counter\n"));
 
     // A kill: TASK_KILLED (this framework does not know TASK_KILLING).
     scheduler
