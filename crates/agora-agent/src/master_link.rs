@@ -206,17 +206,17 @@ async fn post<A: AgentEnd, T: Serialize>(
     path: &str,
     body: &T,
     how: Slot,
-) -> Result<reqwest::StatusCode, reqwest::Error> {
+) -> Result<Option<reqwest::StatusCode>, reqwest::Error> {
     let Ok(_slot) = slot(agent, how).await else {
-        // No slot: as if the request had gone unanswered.
-        return Ok(reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        // Not sent: no slot was free.
+        return Ok(None);
     };
     let response = request(agent, path)
         .timeout(Duration::from_secs(10))
         .json(body)
         .send()
         .await?;
-    Ok(response.status())
+    Ok(Some(response.status()))
 }
 
 /// Resolves when the leading master changes (never, for an agent with one master).
@@ -469,12 +469,13 @@ async fn ping_loop<A: AgentEnd>(
         )
         .await
         {
-            Ok(status) if status == reqwest::StatusCode::NOT_FOUND => {
+            Ok(Some(reqwest::StatusCode::NOT_FOUND)) => {
                 tracing::info!("the master no longer knows this agent; re-registering");
                 link.cancel();
                 return;
             }
-            Ok(_) => {}
+            Ok(Some(_)) => {}
+            Ok(None) => tracing::debug!("ping skipped: every connection to the master is busy"),
             Err(error) => tracing::debug!(%error, "ping failed"),
         }
     }
