@@ -19,8 +19,8 @@ const HOLLOW_BIND: &str = "127.0.0.1";
 
 pub async fn run(args: HollowArgs) -> anyhow::Result<()> {
     let resources = Resources::parse(&args.resources).context("invalid --resources")?;
-    let tls = crate::tls::of(&args.tls, false)?;
-    let access = security::agent_access(args.credential.as_deref())?.with_tls(tls.remote.clone());
+    let (security, access) =
+        security::agent_node(&args.auth, &args.tls, args.credential.as_deref())?;
     let (listener, port) = serve::bind(&args.network, HOLLOW_BIND, args.port).await?;
     // One subscription (a connection) per agent, and the pool beside them.
     serve::raise_descriptor_limit(
@@ -53,7 +53,6 @@ pub async fn run(args: HollowArgs) -> anyhow::Result<()> {
         agora_agent::start_hollow(config, shutdown.clone())
             .context("cannot start hollow agents")?,
     );
-    let security = security::of(&args.auth, &args.tls, None, None)?;
     let serving = serve::serving(&args.network, &security);
     security::warn_if_open(
         "agora hollow-agents",

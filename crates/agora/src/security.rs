@@ -137,8 +137,20 @@ pub fn internal_access(auth: &Authenticator, principal: &str) -> Access {
     Access::new(auth.sign(principal, INTERNAL_TOKEN_SECS).map(Auth::Bearer))
 }
 
+/// A node that is an agent to its master (`agora agent`, `agora hollow-agents`): its own
+/// security, and how it reaches the master — its `--credential`, over TLS as `--tls-ca` says.
+pub fn agent_node(
+    auth: &AuthArgs,
+    tls: &crate::cli::TlsArgs,
+    credential: Option<&Path>,
+) -> anyhow::Result<(Security, Access)> {
+    let security = of(auth, tls, None, None)?;
+    let access = agent_access(credential)?.with_tls(security.tls.remote.clone());
+    Ok((security, access))
+}
+
 /// How an agent reaches its master: with its `--credential`.
-pub fn agent_access(credential: Option<&Path>) -> anyhow::Result<Access> {
+fn agent_access(credential: Option<&Path>) -> anyhow::Result<Access> {
     let Some(path) = credential else {
         return Ok(Access::default());
     };

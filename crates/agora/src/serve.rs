@@ -639,10 +639,9 @@ pub async fn master(args: MasterArgs) -> anyhow::Result<()> {
 /// dir, it re-adopts them.
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let (listener, port) = bind(&args.network, SERVER_BIND, args.port).await?;
-    let security = security::of(&args.auth, &args.tls, None, None)?;
+    let (security, access) =
+        security::agent_node(&args.auth, &args.tls, args.credential.as_deref())?;
     let auth = security.auth.clone();
-    let access =
-        security::agent_access(args.credential.as_deref())?.with_tls(security.tls.remote.clone());
     let shutdown = CancellationToken::new();
     // Masters in ZooKeeper, or a list of masters: the agent and discovery follow the leader.
     let followed = crate::ha::follow_leader(&args.master, &access).await?;
