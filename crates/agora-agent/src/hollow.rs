@@ -101,7 +101,7 @@ struct Shared {
 struct HollowTask {
     info: TaskInfo,
     executor_id: ExecutorId,
-    state: TaskState,
+    /// The latest status, whose state is the task's.
     status: TaskStatus,
 }
 
@@ -257,8 +257,8 @@ impl HollowAgents {
             summary.connected += usize::from(state.connected);
             for framework in state.frameworks.values() {
                 for task in framework.tasks.values() {
-                    summary.tasks_active += usize::from(!task.state.is_terminal());
-                    summary.tasks_running += usize::from(task.state == TaskState::Running);
+                    summary.tasks_active += usize::from(!task.status.state.is_terminal());
+                    summary.tasks_running += usize::from(task.status.state == TaskState::Running);
                 }
             }
             summary.updates_pending += state
@@ -286,7 +286,7 @@ impl HollowAgents {
                     framework
                         .tasks
                         .iter()
-                        .filter(|(_, task)| task.state == TaskState::Running)
+                        .filter(|(_, task)| task.status.state == TaskState::Running)
                         .map(move |(task_id, _)| (framework_id.clone(), task_id.clone()))
                 })
                 .filter(|key| !state.updates.contains_key(key))
@@ -386,7 +386,6 @@ impl HollowAgent {
             status.healthy = Some(true);
         }
         status_queue::stamp(&mut status, agent_id.as_deref());
-        task.state = new;
         task.status = status.clone();
         let retry = self.shared.config.status_update_retry;
         status_queue::push(&mut state.updates, framework_id, status, retry);
@@ -443,7 +442,6 @@ impl HollowAgent {
                 HollowTask {
                     info,
                     executor_id,
-                    state: TaskState::Staging,
                     status,
                 },
             );
@@ -484,7 +482,7 @@ impl HollowAgent {
                 .frameworks
                 .get(framework_id)
                 .and_then(|framework| framework.tasks.get(task_id))
-                .is_some_and(|task| task.state == TaskState::Starting);
+                .is_some_and(|task| task.status.state == TaskState::Starting);
             if !starting {
                 continue;
             }
@@ -532,7 +530,7 @@ impl HollowAgent {
                 .frameworks
                 .get(&framework_id)
                 .and_then(|framework| framework.tasks.get(&task_id))
-                .is_some_and(|task| task.state == TaskState::Running);
+                .is_some_and(|task| task.status.state == TaskState::Running);
             if running {
                 let why = "hollow task finished its runtime";
                 self.report(
@@ -560,7 +558,7 @@ impl HollowAgent {
         let live = framework
             .tasks
             .get(task_id)
-            .is_some_and(|task| !task.state.is_terminal());
+            .is_some_and(|task| !task.status.state.is_terminal());
         if !live {
             return;
         }
@@ -614,7 +612,7 @@ impl HollowAgent {
             let live = framework
                 .tasks
                 .values()
-                .filter(|task| !task.state.is_terminal())
+                .filter(|task| !task.status.state.is_terminal())
                 .count();
             self.shared
                 .counters
