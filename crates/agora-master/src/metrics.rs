@@ -21,6 +21,8 @@ pub(crate) struct Counters {
     pub allocation_runs: u64,
     /// How long the latest allocation rounds took.
     pub allocation_run: Timer,
+    /// How long the latest state views held the lock to take their capture.
+    pub view_capture: Timer,
     pub framework_to_executor_messages: u64,
     pub executor_to_framework_messages: u64,
     /// Tasks that reached each terminal state since start (Mesos counts these cumulatively).
@@ -88,23 +90,36 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
     put("master/elected", 1.0);
     put("master/uptime_secs", master.clock.elapsed().as_secs_f64());
 
-    let mut total = agora_types::Resources::new();
-    let mut used = agora_types::Resources::new();
-    let mut offered = agora_types::Resources::new();
-    for agent in master.agents.values().filter(|a| a.is_reachable()) {
-        total += &agent.total;
-    }
-    for framework in master.frameworks.values() {
-        for task in framework.tasks.values().filter(|t| !t.released) {
-            used += &task.resources;
+    // Sums of the four scalars, not of whole resources: no allocation per task (this runs
+    // under the master's lock, over every task).
+    const NAMES: [&str; 4] = ["cpus", "mem", "disk", "gpus"];
+    let sums = |resources: &mut dyn Iterator<Item = &agora_types::Resources>| {
+        let mut sums = [agora_types::Scalar::ZERO; 4];
+        for resources in resources {
+            for (sum, name) in sums.iter_mut().zip(NAMES) {
+                *sum += resources.scalar(name);
+            }
         }
-    }
-    for offer in master.offers.values() {
-        offered += &offer.resources;
-    }
-    for name in ["cpus", "mem", "disk", "gpus"] {
-        let total_value = total.scalar(name).to_f64();
-        let used_value = used.scalar(name).to_f64();
+        sums
+    };
+    let total = sums(
+        &mut master
+            .agents
+            .values()
+            .filter(|a| a.is_reachable())
+            .map(|a| &a.total),
+    );
+    let used = sums(&mut master.frameworks.values().flat_map(|framework| {
+        framework
+            .tasks
+            .values()
+            .filter(|t| !t.released)
+            .map(|t| &t.resources)
+    }));
+    let offered = sums(&mut master.offers.values().map(|offer| &offer.resources));
+    for (index, name) in NAMES.into_iter().enumerate() {
+        let total_value = total[index].to_f64();
+        let used_value = used[index].to_f64();
         put(&format!("master/{name}_total"), total_value);
         put(&format!("master/{name}_used"), used_value);
         put(
@@ -124,7 +139,7 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
         );
         put(
             &format!("allocator/mesos/resources/{name}/offered_or_allocated"),
-            used_value + offered.scalar(name).to_f64(),
+            used_value + offered[index].to_f64(),
         );
     }
 
@@ -232,6 +247,10 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
         .metrics
         .allocation_run
         .put("allocator/mesos/allocation_run_ms", &mut put);
+    master
+        .metrics
+        .view_capture
+        .put("master/state_capture_ms", &mut put);
     metrics
 }
 

@@ -10,7 +10,10 @@ use agora_api::mesos::{ResourceFormat, from_resources};
 use agora_api::v0::flat_resources;
 use agora_types::Resources;
 
-use crate::core::{Agent, AgentConnection, Framework, Master, Task};
+use agora_api::mesos::FrameworkInfo;
+use agora_types::AgentId;
+
+use crate::core::{Agent, Framework, Master, Task};
 
 /// The Mesos version we answer with; pymesos parses it as dotted integers.
 pub(crate) const MESOS_VERSION: &str = "1.11.0";
@@ -23,8 +26,10 @@ fn nanos(secs: f64) -> Value {
     json!({"nanoseconds": (secs * 1e9) as i64})
 }
 
-fn agent_usage(master: &Master, agent: &Agent) -> (Resources, Resources) {
-    let mut used = Resources::new();
+/// Resources used by an agent's running tasks and offered of it, read from the master (for an
+/// event about one agent; whole views work it out from their capture).
+pub(crate) fn agent_usage(master: &Master, agent: &Agent) -> Used {
+    let mut usage = Used::default();
     for (framework_id, task_id) in &agent.tasks {
         if let Some(task) = master
             .frameworks
@@ -32,28 +37,27 @@ fn agent_usage(master: &Master, agent: &Agent) -> (Resources, Resources) {
             .and_then(|f| f.tasks.get(task_id))
             && !task.released
         {
-            used += &task.resources;
+            usage.used += &task.resources;
         }
     }
-    let mut offered = Resources::new();
     for offer in agent.offers.iter().filter_map(|id| master.offers.get(id)) {
-        offered += &offer.resources;
+        usage.offered += &offer.resources;
     }
-    (used, offered)
+    usage
 }
 
-fn framework_usage(master: &Master, framework: &Framework) -> (Resources, Resources) {
-    let mut used = Resources::new();
+/// The same for a framework.
+pub(crate) fn framework_usage(master: &Master, framework: &Framework) -> Used {
+    let mut usage = Used::default();
     for task in framework.tasks.values().filter(|t| !t.released) {
-        used += &task.resources;
+        usage.used += &task.resources;
     }
-    let mut offered = Resources::new();
     for offer_id in &framework.offers {
         if let Some(offer) = master.offers.get(offer_id) {
-            offered += &offer.resources;
+            usage.offered += &offer.resources;
         }
     }
-    (used, offered)
+    usage
 }
 
 /// Whom a view is for: frameworks, tasks and executors are shown to a principal only as far as
@@ -79,22 +83,22 @@ impl<'a> Viewer<'a> {
         }
     }
 
-    pub fn sees_framework(&self, framework: &Framework) -> bool {
+    pub fn sees_framework(&self, framework: &FrameworkInfo) -> bool {
         self.acls.permits(
             Action::ViewFrameworks,
             self.principal,
-            Some(&framework.info.user),
+            Some(&framework.user),
         )
     }
 
-    pub fn sees_task(&self, framework: &Framework, task: &Task) -> bool {
-        let user = task.info.run_as(&framework.info.user);
+    pub fn sees_task(&self, framework: &FrameworkInfo, task: &Task) -> bool {
+        let user = task.info.run_as(&framework.user);
         self.acls
             .permits(Action::ViewTasks, self.principal, Some(user))
     }
 
-    pub fn sees_executor(&self, framework: &Framework, info: &ExecutorInfo) -> bool {
-        let user = info.run_as(&framework.info.user);
+    pub fn sees_executor(&self, framework: &FrameworkInfo, info: &ExecutorInfo) -> bool {
+        let user = info.run_as(&framework.user);
         self.acls
             .permits(Action::ViewExecutors, self.principal, Some(user))
     }
@@ -146,18 +150,17 @@ pub(crate) fn v1_task(task: &Task) -> Value {
     value
 }
 
-pub(crate) fn v1_agent(master: &Master, agent: &Agent) -> Value {
-    let (used, offered) = agent_usage(master, agent);
+pub(crate) fn v1_agent(agent: &AgentCopy, usage: &Used) -> Value {
     let mut value = json!({
         "agent_info": agent.info,
-        "active": agent.is_active(),
+        "active": agent.active,
         "deactivated": agent.deactivated,
         "version": agent.version,
         "pid": format!("slave(1)@{}", agent.endpoint),
         "registered_time": nanos(agent.registered_time),
         "total_resources": wire(&agent.total),
-        "allocated_resources": wire(&used),
-        "offered_resources": wire(&offered),
+        "allocated_resources": wire(&usage.used),
+        "offered_resources": wire(&usage.offered),
         "capabilities": [{"type": "MULTI_ROLE"}, {"type": "HIERARCHICAL_ROLE"}, {"type": "RESERVATION_REFINEMENT"}],
     });
     if let (Some(map), Some(time)) = (value.as_object_mut(), agent.reregistered_time) {
@@ -169,16 +172,15 @@ pub(crate) fn v1_agent(master: &Master, agent: &Agent) -> Value {
     value
 }
 
-pub(crate) fn v1_framework(master: &Master, framework: &Framework) -> Value {
-    let (used, offered) = framework_usage(master, framework);
+pub(crate) fn v1_framework(framework: &FrameworkCopy, usage: &Used) -> Value {
     let mut value = json!({
         "framework_info": framework.info,
-        "active": framework.connected(),
-        "connected": framework.connected(),
+        "active": framework.connected,
+        "connected": framework.connected,
         "recovered": framework.recovered,
         "registered_time": nanos(framework.registered_time),
-        "allocated_resources": wire(&used),
-        "offered_resources": wire(&offered),
+        "allocated_resources": wire(&usage.used),
+        "offered_resources": wire(&usage.offered),
     });
     if let Some(map) = value.as_object_mut() {
         if let Some(time) = framework.reregistered_time {
@@ -191,94 +193,8 @@ pub(crate) fn v1_framework(master: &Master, framework: &Framework) -> Value {
     value
 }
 
-pub(crate) fn get_tasks(master: &Master, viewer: Viewer) -> Value {
-    let mut tasks = Vec::new();
-    let mut unreachable = Vec::new();
-    let mut completed = Vec::new();
-    for framework in master.frameworks.values() {
-        for task in framework.tasks.values() {
-            if !viewer.sees_task(framework, task) {
-                continue;
-            }
-            if task.state == agora_types::TaskState::Unreachable {
-                unreachable.push(v1_task(task));
-            } else {
-                tasks.push(v1_task(task));
-            }
-        }
-        completed.extend(
-            framework
-                .completed_tasks
-                .iter()
-                .filter(|t| viewer.sees_task(framework, t))
-                .map(v1_task),
-        );
-    }
-    for framework in &master.completed_frameworks {
-        completed.extend(
-            framework
-                .completed_tasks
-                .iter()
-                .filter(|t| viewer.sees_task(framework, t))
-                .map(v1_task),
-        );
-    }
-    json!({"tasks": tasks, "unreachable_tasks": unreachable, "completed_tasks": completed})
-}
-
-pub(crate) fn get_agents(master: &Master) -> Value {
-    let agents: Vec<Value> = master
-        .agents
-        .values()
-        .filter(|a| a.registered && a.is_reachable())
-        .map(|a| v1_agent(master, a))
-        .collect();
-    let recovered: Vec<Value> = master
-        .agents
-        .values()
-        .filter(|a| !a.registered && a.is_reachable())
-        .map(|a| json!(a.info))
-        .collect();
-    json!({"agents": agents, "recovered_agents": recovered})
-}
-
-pub(crate) fn get_frameworks(master: &Master, viewer: Viewer) -> Value {
-    let frameworks: Vec<Value> = master
-        .frameworks
-        .values()
-        .filter(|f| viewer.sees_framework(f))
-        .map(|f| v1_framework(master, f))
-        .collect();
-    let completed: Vec<Value> = master
-        .completed_frameworks
-        .iter()
-        .filter(|f| viewer.sees_framework(f))
-        .map(|f| v1_framework(master, f))
-        .collect();
-    json!({"frameworks": frameworks, "completed_frameworks": completed})
-}
-
-pub(crate) fn get_executors(master: &Master, viewer: Viewer) -> Value {
-    let mut executors = Vec::new();
-    for framework in master.frameworks.values() {
-        for ((agent_id, _), info) in &framework.executors {
-            if !viewer.sees_executor(framework, info) {
-                continue;
-            }
-            executors
-                .push(json!({"executor_info": info, "agent_id": {"value": agent_id.as_str()}}));
-        }
-    }
-    json!({"executors": executors})
-}
-
-pub(crate) fn get_state(master: &Master, viewer: Viewer) -> Value {
-    json!({
-        "get_tasks": get_tasks(master, viewer),
-        "get_executors": get_executors(master, viewer),
-        "get_frameworks": get_frameworks(master, viewer),
-        "get_agents": get_agents(master),
-    })
+pub(crate) fn v1_executor(agent_id: &AgentId, info: &ExecutorInfo) -> Value {
+    json!({"executor_info": info, "agent_id": {"value": agent_id.as_str()}})
 }
 
 pub(crate) fn version_json() -> Value {
@@ -337,25 +253,17 @@ pub(crate) fn v0_task(task: &Task) -> Value {
     value
 }
 
-pub(crate) fn v0_framework(master: &Master, framework: &Framework, viewer: Viewer) -> Value {
-    let (used, offered) = framework_usage(master, framework);
-    let mut tasks = Vec::new();
-    let mut unreachable = Vec::new();
-    for task in framework
-        .tasks
-        .values()
-        .filter(|t| viewer.sees_task(framework, t))
-    {
-        if task.state == agora_types::TaskState::Unreachable {
-            unreachable.push(v0_task(task));
-        } else {
-            tasks.push(v0_task(task));
-        }
-    }
+/// A framework in the v0 shape, all but its task lists (which documents stream after it).
+pub(crate) fn v0_framework_head(
+    capture: &Capture,
+    framework: &FrameworkCopy,
+    usage: &Used,
+    viewer: Viewer,
+) -> serde_json::Map<String, Value> {
     let offers: Vec<Value> = framework
         .offers
         .iter()
-        .filter_map(|id| master.offers.get(id).map(|o| (id, o)))
+        .filter_map(|id| capture.offers.get(id).map(|o| (id, o)))
         .map(|(id, offer)| {
             json!({
                 "id": id.as_str(),
@@ -369,8 +277,8 @@ pub(crate) fn v0_framework(master: &Master, framework: &Framework, viewer: Viewe
     let executors: Vec<Value> = framework
         .executors
         .iter()
-        .filter(|(_, info)| viewer.sees_executor(framework, info))
-        .map(|((agent_id, executor_id), info)| {
+        .filter(|(_, _, info)| viewer.sees_executor(&framework.info, info))
+        .map(|(agent_id, executor_id, info)| {
             let resources = agora_api::mesos::to_resources(&info.resources).unwrap_or_default();
             json!({
                 "executor_id": executor_id.as_str(),
@@ -389,6 +297,8 @@ pub(crate) fn v0_framework(master: &Master, framework: &Framework, viewer: Viewe
         .iter()
         .map(|c| c.kind.as_str())
         .collect();
+    let mut all = usage.used.clone();
+    all += &usage.offered;
     let mut value = json!({
         "id": framework.id.as_str(),
         "name": framework.info.name,
@@ -396,19 +306,16 @@ pub(crate) fn v0_framework(master: &Master, framework: &Framework, viewer: Viewe
         "hostname": framework.info.hostname.clone().unwrap_or_default(),
         "webui_url": framework.info.webui_url.clone().unwrap_or_default(),
         "capabilities": capabilities,
-        "active": framework.connected(),
-        "connected": framework.connected(),
+        "active": framework.connected,
+        "connected": framework.connected,
         "recovered": framework.recovered,
         "failover_timeout": framework.info.failover_timeout,
         "checkpoint": framework.info.checkpoint,
         "registered_time": framework.registered_time,
         "unregistered_time": framework.unregistered_time.unwrap_or(0.0),
-        "used_resources": flat_resources(&used),
-        "offered_resources": flat_resources(&offered),
-        "resources": flat_resources(&{ let mut all = used.clone(); all += &offered; all }),
-        "tasks": tasks,
-        "unreachable_tasks": unreachable,
-        "completed_tasks": framework.completed_tasks.iter().filter(|t| viewer.sees_task(framework, t)).map(v0_task).collect::<Vec<_>>(),
+        "used_resources": flat_resources(&usage.used),
+        "offered_resources": flat_resources(&usage.offered),
+        "resources": flat_resources(&all),
         "offers": offers,
         "executors": executors,
     });
@@ -437,11 +344,13 @@ pub(crate) fn v0_framework(master: &Master, framework: &Framework, viewer: Viewe
             map.insert("principal".into(), json!(principal));
         }
     }
-    value
+    match value {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
 }
 
-pub(crate) fn v0_agent(master: &Master, agent: &Agent) -> Value {
-    let (used, offered) = agent_usage(master, agent);
+pub(crate) fn v0_agent(agent: &AgentCopy, usage: &Used) -> Value {
     let mut reserved = serde_json::Map::new();
     let reserved_resources = agent.total.reserved();
     let mut roles: Vec<&str> = reserved_resources.iter().map(|r| r.role()).collect();
@@ -464,12 +373,12 @@ pub(crate) fn v0_agent(master: &Master, agent: &Agent) -> Value {
         "port": agent.info.port,
         "registered_time": agent.registered_time,
         "resources": flat_resources(&agent.total),
-        "used_resources": flat_resources(&used),
-        "offered_resources": flat_resources(&offered),
+        "used_resources": flat_resources(&usage.used),
+        "offered_resources": flat_resources(&usage.offered),
         "reserved_resources": reserved,
         "unreserved_resources": flat_resources(&agent.total.unreserved()),
         "attributes": attributes,
-        "active": agent.is_active(),
+        "active": agent.active,
         "deactivated": agent.deactivated,
         "version": agent.version,
         "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
@@ -528,142 +437,13 @@ pub(crate) fn security(master: &Master) -> Value {
     })
 }
 
-pub(crate) fn v0_state(master: &Master, viewer: Viewer) -> Value {
-    let reachable = || {
-        master
-            .agents
-            .values()
-            .filter(|a| a.registered && a.is_reachable())
-    };
-    let slaves: Vec<Value> = reachable().map(|a| v0_agent(master, a)).collect();
-    let recovered: Vec<Value> = master
-        .agents
-        .values()
-        .filter(|a| !a.registered && a.is_reachable())
-        .map(|a| json!({"id": a.id.as_str(), "hostname": a.info.hostname, "port": a.info.port}))
-        .collect();
-    let frameworks: Vec<Value> = master
-        .frameworks
-        .values()
-        .filter(|f| viewer.sees_framework(f))
-        .map(|f| v0_framework(master, f, viewer))
-        .collect();
-    let completed: Vec<Value> = master
-        .completed_frameworks
-        .iter()
-        .filter(|f| viewer.sees_framework(f))
-        .map(|f| v0_framework(master, f, viewer))
-        .collect();
-    let activated = reachable().filter(|a| !a.deactivated).count();
-    let deactivated = reachable().filter(|a| a.deactivated).count();
-    let unreachable = master
-        .agents
-        .values()
-        .filter(|a| matches!(a.connection, AgentConnection::Unreachable { .. }))
-        .count();
-    json!({
-        "version": MESOS_VERSION,
-        "build_date": "",
-        "build_time": 0.0,
-        "build_user": "agora",
-        "start_time": master.start_time,
-        "elected_time": master.start_time,
-        "id": master.id,
-        "pid": master.info.pid,
-        "hostname": master.info.hostname,
-        "capabilities": ["AGENT_UPDATE", "AGENT_DRAINING", "QUOTA_V2"],
-        "activated_slaves": activated,
-        "deactivated_slaves": deactivated,
-        "unreachable_slaves": unreachable,
-        "leader": master.info.pid,
-        "leader_info": master.info,
-        "flags": flags(master),
-        "security": security(master),
-        "slaves": slaves,
-        "recovered_slaves": recovered,
-        "frameworks": frameworks,
-        "completed_frameworks": completed,
-        "orphan_tasks": [],
-        "unregistered_frameworks": [],
-    })
-}
+mod capture;
+mod documents;
+mod out;
 
-pub(crate) fn state_summary(master: &Master, viewer: Viewer) -> Value {
-    let count_states = |tasks: &mut dyn Iterator<Item = &Task>| {
-        let mut counts = serde_json::Map::new();
-        for state in agora_types::TaskState::ALL {
-            counts.insert(state.as_str().to_owned(), json!(0));
-        }
-        for task in tasks {
-            if let Some(Value::Number(n)) = counts.get(task.state.as_str()) {
-                let next = n.as_u64().unwrap_or(0) + 1;
-                counts.insert(task.state.as_str().to_owned(), json!(next));
-            }
-        }
-        counts
-    };
-    let slaves: Vec<Value> = master
-        .agents
-        .values()
-        .filter(|a| a.registered && a.is_reachable())
-        .map(|agent| {
-            let mut value = v0_agent(master, agent);
-            // Only the frameworks and tasks the viewer may see are counted or named.
-            let seen = || {
-                agent.tasks.iter().filter_map(|(f, t)| {
-                    let framework = master.frameworks.get(f)?;
-                    let task = framework.tasks.get(t)?;
-                    (viewer.sees_framework(framework) && viewer.sees_task(framework, task))
-                        .then_some((framework, task))
-                })
-            };
-            let counts = count_states(&mut seen().map(|(_, task)| task));
-            let framework_ids: Vec<&str> = {
-                let mut ids: Vec<&str> = seen().map(|(f, _)| f.id.as_str()).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                ids
-            };
-            if let Some(map) = value.as_object_mut() {
-                map.extend(counts);
-                map.insert("framework_ids".into(), json!(framework_ids));
-            }
-            value
-        })
-        .collect();
-    let frameworks: Vec<Value> = master
-        .frameworks
-        .values()
-        .filter(|f| viewer.sees_framework(f))
-        .map(|framework| {
-            let (used, offered) = framework_usage(master, framework);
-            let mut tasks = framework.tasks.values();
-            let counts = count_states(&mut tasks);
-            let mut agent_ids: Vec<&str> = framework.tasks.values().map(|t| t.agent_id.as_str()).collect();
-            agent_ids.sort_unstable();
-            agent_ids.dedup();
-            let mut value = json!({
-                "id": framework.id.as_str(),
-                "name": framework.info.name,
-                "pid": "",
-                "used_resources": flat_resources(&used),
-                "offered_resources": flat_resources(&offered),
-                "capabilities": framework.info.capabilities.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(),
-                "hostname": framework.info.hostname.clone().unwrap_or_default(),
-                "webui_url": framework.info.webui_url.clone().unwrap_or_default(),
-                "active": framework.connected(),
-                "connected": framework.connected(),
-                "recovered": framework.recovered,
-                "slave_ids": agent_ids,
-            });
-            if let Some(map) = value.as_object_mut() {
-                map.extend(counts);
-            }
-            value
-        })
-        .collect();
-    json!({"hostname": master.info.hostname, "slaves": slaves, "frameworks": frameworks})
-}
+pub(crate) use capture::{AgentCopy, Capture, FrameworkCopy, Scope, Used};
+pub(crate) use documents::*;
+pub(crate) use out::{Out, Written};
 
 #[cfg(test)]
 mod snapshot_tests;

@@ -2,6 +2,7 @@
 //! failure detector, unreachable and gone agents, maintenance (deactivate, drain).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use agora_api::agent_protocol::{AgentCommand, RegisterAgent};
@@ -150,7 +151,11 @@ impl Master {
         }
         // AGENT_ADDED is built only for someone to send it to.
         let agent_json = (!self.operator_streams.is_empty())
-            .then(|| self.agents.get(&id).map(|a| views::v1_agent(self, a)))
+            .then(|| {
+                self.agents.get(&id).map(|a| {
+                    views::v1_agent(&views::AgentCopy::of(a), &views::agent_usage(self, a))
+                })
+            })
             .flatten();
         if let Some(agent_json) = agent_json {
             self.publish(
@@ -243,7 +248,7 @@ impl Master {
                 continue;
             };
             let state = reported_task.status.state;
-            match framework.tasks.get_mut(&task_id) {
+            match framework.tasks.get_mut(&task_id).map(Arc::make_mut) {
                 Some(task) => {
                     let back_from_unreachable = task.state == TaskState::Unreachable;
                     task.state = state;
@@ -284,7 +289,7 @@ impl Master {
                         .map(|e| agora_types::ExecutorId::new(e.executor_id.value.clone()));
                     framework.tasks.insert(
                         task_id.clone(),
-                        Task {
+                        Arc::new(Task {
                             info: super::task_info::StoredTaskInfo::new(&reported_task.task),
                             framework_id: framework_id.clone(),
                             agent_id: id.clone(),
@@ -295,7 +300,7 @@ impl Master {
                             role,
                             released: state.is_terminal(),
                             unreachable_since: None,
-                        },
+                        }),
                     );
                 }
             }

@@ -1,6 +1,7 @@
 //! Framework lifecycle: subscribe and re-subscribe, disconnect and failover timeout, teardown.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use agora_api::agent_protocol::AgentCommand;
@@ -187,10 +188,12 @@ impl Master {
             },
         };
         self.send_event(&framework_id, &subscribed);
-        let framework_json = self
-            .frameworks
-            .get(&framework_id)
-            .map(|f| views::v1_framework(self, f));
+        let framework_json = self.frameworks.get(&framework_id).map(|f| {
+            views::v1_framework(
+                &views::FrameworkCopy::head(f),
+                &views::framework_usage(self, f),
+            )
+        });
         if let Some(framework_json) = framework_json {
             let kind = if existing {
                 "FRAMEWORK_UPDATED"
@@ -267,7 +270,7 @@ impl Master {
                 agent.tasks.remove(&(framework_id.clone(), task_id.clone()));
             }
             if !task.state.is_terminal() {
-                task.state = agora_types::TaskState::Killed;
+                Arc::make_mut(&mut task).state = agora_types::TaskState::Killed;
                 self.metrics.count_task_state(task.state);
             }
             framework.completed_tasks.push_back(task);

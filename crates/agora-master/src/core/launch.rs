@@ -2,6 +2,7 @@
 //! LAUNCH_GROUP) and DECLINE against them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use agora_api::agent_protocol::AgentCommand;
 use agora_api::mesos::{
@@ -683,7 +684,7 @@ impl Master {
             if publish {
                 added.push(views::v1_task(&task));
             }
-            framework.tasks.insert(task_id.clone(), task);
+            framework.tasks.insert(task_id.clone(), Arc::new(task));
             if let Some(agent) = self.agents.get_mut(agent_id) {
                 agent.tasks.insert((framework_id.clone(), task_id));
             }

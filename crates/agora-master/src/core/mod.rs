@@ -77,8 +77,10 @@ pub(crate) struct Framework {
     pub disconnected_since: Option<Instant>,
     /// Known from the registry or an agent's report, not yet re-subscribed to this master.
     pub recovered: bool,
-    pub tasks: HashMap<TaskId, Task>,
-    pub completed_tasks: VecDeque<Task>,
+    /// Shared so a state view can take every task in one pass under the lock and render it
+    /// after; a change to a task a view still holds copies it (`Arc::make_mut`).
+    pub tasks: HashMap<TaskId, Arc<Task>>,
+    pub completed_tasks: VecDeque<Arc<Task>>,
     pub offers: HashSet<OfferId>,
     pub executors: HashMap<(AgentId, ExecutorId), ExecutorInfo>,
 }

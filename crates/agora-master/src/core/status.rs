@@ -1,6 +1,8 @@
 //! Task status routing: agent updates to frameworks, acknowledgements back to agents,
 //! master-generated updates, reconciliation, kills and framework messages.
 
+use std::sync::Arc;
+
 use agora_api::agent_protocol::{AgentCommand, ExecutorExited, ExecutorMessage, StatusUpdate};
 use agora_api::mesos::{Id, KillPolicy, TaskStatus};
 use agora_api::scheduler::{Acknowledge, Event, Failure, Message, ReconcileTask};
@@ -82,7 +84,7 @@ impl Master {
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return;
         };
-        let Some(task) = framework.tasks.get_mut(task_id) else {
+        let Some(task) = framework.tasks.get_mut(task_id).map(Arc::make_mut) else {
             return;
         };
         let changed = task.state != status.state;
@@ -189,7 +191,7 @@ impl Master {
             status
         };
         if tasks.is_empty() {
-            answers.extend(framework.tasks.values().map(latest));
+            answers.extend(framework.tasks.values().map(|task| latest(task)));
         } else {
             for wanted in tasks {
                 let task_id = TaskId::new(wanted.task_id.value.clone());

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use crate::Shared;
+use crate::{Shared, views};
 
 /// The routes; `require_agent_certificate`: agents must present a TLS client certificate.
 pub(crate) fn router(shared: Shared, require_agent_certificate: bool) -> Router {
@@ -68,6 +68,55 @@ pub(crate) fn json_response(value: &serde_json::Value) -> Response {
 }
 
 pub(crate) use agora_http::mesos_content_type as check_content_type;
+
+/// State documents rendered at once; more wait. Rendering is work for the CPU, and a reader
+/// who does not read holds one until it is given up on.
+static RENDERING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+
+/// A state document as `render` writes it from a capture of the master, taken under its lock
+/// and rendered after, in a blocking thread; the body is streamed as it is written.
+pub(crate) fn streamed(
+    shared: &Shared,
+    scope: views::Scope,
+    principal: Option<String>,
+    render: impl FnOnce(&views::Capture, views::Viewer, &mut views::Out) -> views::Written
+    + Send
+    + 'static,
+) -> Response {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let runtime = tokio::runtime::Handle::current();
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let Ok(_permit) = runtime.block_on(RENDERING.acquire()) else {
+            return;
+        };
+        let capture = {
+            let mut master = crate::core::lock(&shared);
+            let started = std::time::Instant::now();
+            let capture = views::Capture::take(&master, scope);
+            master.metrics.view_capture.record(started.elapsed());
+            capture
+        };
+        let viewer = views::Viewer::new(&capture.acls, principal.as_deref());
+        let mut out = views::Out::streaming(sender, runtime);
+        if render(&capture, viewer, &mut out).is_ok() {
+            let _ = out.finish();
+        }
+    });
+    let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let chunk = receiver.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), receiver))
+    });
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response()
+}
 
 /// Whether the `Accept` header allows JSON (a missing header accepts anything).
 pub(crate) fn accepts(headers: &HeaderMap, wanted: &str) -> bool {

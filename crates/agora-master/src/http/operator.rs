@@ -15,6 +15,7 @@ use agora_types::{AgentId, FrameworkId, Resource, Resources};
 use super::{Answer, MesosError, accepted, accepts, check_content_type, json_response};
 use crate::core::{UnknownAgent, lock, validate_role};
 use crate::stream::ClosingStream;
+use crate::views::Scope;
 use crate::{Shared, metrics, views};
 
 /// Who calls, and what the reply is called: what every call's handler needs.
@@ -47,11 +48,28 @@ impl Context<'_> {
         ))
     }
 
-    /// Reads the master with the caller's view of it.
-    fn view(&self, read: impl FnOnce(&crate::core::Master, views::Viewer) -> Value) -> Answer {
-        let master = lock(self.shared);
-        let acls = master.config.acls.clone();
-        self.reply(read(&master, views::Viewer::new(&acls, self.principal)))
+    /// `{"type": KIND, "kind": …}` with the caller's view of the master, streamed.
+    fn view(
+        &self,
+        scope: views::Scope,
+        render: impl FnOnce(&views::Capture, views::Viewer, &mut views::Out) -> views::Written
+        + Send
+        + 'static,
+    ) -> Answer {
+        let kind = self.kind.to_owned();
+        Ok(super::streamed(
+            self.shared,
+            scope,
+            self.principal.map(str::to_owned),
+            move |capture, viewer, out| {
+                out.raw("{")?;
+                out.key("type", true)?;
+                out.value(&kind)?;
+                out.key(&kind.to_lowercase(), false)?;
+                render(capture, viewer, out)?;
+                out.raw("}")
+            },
+        ))
     }
 }
 
@@ -76,11 +94,13 @@ pub(crate) async fn handle(
         Call::Subscribe => subscribe_call(&context, &headers),
         Call::GetHealth => context.reply(json!({"healthy": true})),
         Call::GetVersion => context.reply(json!({"version_info": views::version_json()})),
-        Call::GetState => context.view(views::get_state),
-        Call::GetAgents => context.reply(views::get_agents(&lock(&shared))),
-        Call::GetFrameworks => context.view(views::get_frameworks),
-        Call::GetTasks => context.view(views::get_tasks),
-        Call::GetExecutors => context.view(views::get_executors),
+        Call::GetState => context.view(Scope::ALL, views::get_state),
+        Call::GetAgents => context.view(Scope::ALL, |capture, _, out| {
+            views::get_agents(capture, out)
+        }),
+        Call::GetFrameworks => context.view(Scope::TASKS, views::get_frameworks),
+        Call::GetTasks => context.view(Scope::TASKS, views::get_tasks),
+        Call::GetExecutors => context.view(Scope::FRAMEWORKS, views::get_executors),
         Call::GetMaster => get_master(&context),
         Call::GetMetrics => get_metrics(&context),
         Call::GetFlags => get_flags(&context),
@@ -285,6 +305,20 @@ fn ok_empty() -> Response {
     response
 }
 
+/// The operator stream's first event: the whole state.
+fn subscribed_event(
+    capture: &views::Capture,
+    heartbeat: std::time::Duration,
+    out: &mut views::Out,
+) -> views::Written {
+    out.raw("{\"type\":\"SUBSCRIBED\",\"subscribed\":{")?;
+    out.key("get_state", true)?;
+    views::get_state(capture, views::Viewer::everything(), out)?;
+    out.key("heartbeat_interval_seconds", false)?;
+    out.value(&heartbeat.as_secs_f64())?;
+    out.raw("}}")
+}
+
 fn subscribe(shared: Shared, headers: &HeaderMap) -> Answer {
     let recordio =
         accepts(headers, "application/recordio") && headers.get(header::ACCEPT).is_some();
@@ -304,17 +338,12 @@ fn subscribe(shared: Shared, headers: &HeaderMap) -> Answer {
     let (sender, receiver) = crate::stream::operator_stream(limit, overflows);
     {
         let mut master = lock(&shared);
-        let subscribed = json!({
-            "type": "SUBSCRIBED",
-            "subscribed": {
-                // The subscriber was checked to see everything.
-                "get_state": views::get_state(&master, views::Viewer::everything()),
-                "heartbeat_interval_seconds": master.config.heartbeat_interval.as_secs_f64(),
-            }
-        });
-        let _ = sender.send(agora_api::recordio::encode(
-            &agora_api::scheduler::ascii_json(&subscribed),
-        ));
+        // Rendered under the lock: the events after it must follow from it. The subscriber
+        // was checked to see everything.
+        let capture = views::Capture::take(&master, views::Scope::ALL);
+        let mut out = views::Out::memory();
+        let _ = subscribed_event(&capture, master.config.heartbeat_interval, &mut out);
+        let _ = sender.send(agora_api::recordio::encode(&out.into_bytes()));
         master.operator_streams.push(sender);
     }
     let mut response = Response::new(Body::from_stream(ClosingStream::new(receiver, || {})));

@@ -14,9 +14,9 @@ use agora_types::FrameworkId;
 use agora_http::Query;
 use serde::Deserialize;
 
-use super::{Answer, MesosError, json_response};
+use super::{Answer, MesosError, json_response, streamed};
 use crate::core::lock;
-use crate::views::Viewer;
+use crate::views::Scope;
 use crate::{Shared, metrics, views};
 
 /// `?framework_id=` of `/master/frameworks`.
@@ -26,11 +26,14 @@ struct OneFramework {
     framework_id: Option<String>,
 }
 
-/// `?slave_id=` of `/master/slaves`.
+/// The query of `/master/slaves`: `slave_id` names one agent, or several separated by commas
+/// (agora's); `offset` and `limit` (agora's) page through the agents by id.
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct OneAgent {
+struct Agents {
     slave_id: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
 }
 
 /// The query of `/master/tasks`: a page of tasks, newest first unless `order=asc`.
@@ -42,6 +45,10 @@ struct TasksPage {
     order: Order,
     framework_id: Option<String>,
     task_id: Option<String>,
+    /// agora's: the tasks of one agent.
+    slave_id: Option<String>,
+    /// agora's: only tasks that have ended (`true`) or not (`false`).
+    ended: Option<bool>,
 }
 
 impl Default for TasksPage {
@@ -52,6 +59,8 @@ impl Default for TasksPage {
             order: Order::Des,
             framework_id: None,
             task_id: None,
+            slave_id: None,
+            ended: None,
         }
     }
 }
@@ -116,18 +125,21 @@ fn principal(caller: &Caller) -> Option<&str> {
         .and_then(|Extension(caller)| caller.principal.as_deref())
 }
 
+fn principal_of(caller: &Caller) -> Option<String> {
+    principal(caller).map(str::to_owned)
+}
+
 async fn state(State(shared): State<Shared>, caller: Caller) -> Response {
-    let master = lock(&shared);
-    let acls = master.config.acls.clone();
-    let value = views::v0_state(&master, Viewer::new(&acls, principal(&caller)));
-    json_response(&value)
+    streamed(&shared, Scope::ALL, principal_of(&caller), views::v0_state)
 }
 
 async fn state_summary(State(shared): State<Shared>, caller: Caller) -> Response {
-    let master = lock(&shared);
-    let acls = master.config.acls.clone();
-    let value = views::state_summary(&master, Viewer::new(&acls, principal(&caller)));
-    json_response(&value)
+    streamed(
+        &shared,
+        Scope::ALL,
+        principal_of(&caller),
+        views::state_summary,
+    )
 }
 
 async fn frameworks(
@@ -135,92 +147,57 @@ async fn frameworks(
     caller: Caller,
     Query(params): Query<OneFramework>,
 ) -> Response {
-    let master = lock(&shared);
-    let acls = master.config.acls.clone();
-    let viewer = Viewer::new(&acls, principal(&caller));
-    let wanted = params.framework_id.as_ref();
-    let keep = |f: &crate::core::Framework| {
-        wanted.is_none_or(|w| w == f.id.as_str()) && viewer.sees_framework(f)
-    };
-    let frameworks: Vec<Value> = master
-        .frameworks
-        .values()
-        .filter(|f| keep(f))
-        .map(|f| views::v0_framework(&master, f, viewer))
-        .collect();
-    let completed: Vec<Value> = master
-        .completed_frameworks
-        .iter()
-        .filter(|f| keep(f))
-        .map(|f| views::v0_framework(&master, f, viewer))
-        .collect();
-    let value = json!({"frameworks": frameworks, "completed_frameworks": completed, "unregistered_frameworks": []});
-    json_response(&value)
+    streamed(
+        &shared,
+        Scope::TASKS,
+        principal_of(&caller),
+        move |capture, viewer, out| {
+            views::v0_frameworks(capture, viewer, params.framework_id.as_deref(), out)
+        },
+    )
 }
 
-async fn agents(State(shared): State<Shared>, Query(params): Query<OneAgent>) -> Response {
-    let master = lock(&shared);
-    let wanted = params.slave_id.as_ref();
-    let slaves: Vec<Value> = master
-        .agents
-        .values()
-        .filter(|a| a.registered && a.is_reachable())
-        .filter(|a| wanted.is_none_or(|w| w == a.id.as_str()))
-        .map(|a| views::v0_agent(&master, a))
-        .collect();
-    let recovered: Vec<Value> = master
-        .agents
-        .values()
-        .filter(|a| !a.registered && a.is_reachable())
-        .map(|a| json!({"id": a.id.as_str(), "hostname": a.info.hostname, "port": a.info.port}))
-        .collect();
-    json_response(&json!({"slaves": slaves, "recovered_slaves": recovered}))
+async fn agents(State(shared): State<Shared>, Query(params): Query<Agents>) -> Response {
+    streamed(&shared, Scope::ALL, None, move |capture, _, out| {
+        let page = views::AgentsPage {
+            ids: params
+                .slave_id
+                .as_deref()
+                .map(|ids| ids.split(',').collect())
+                .unwrap_or_default(),
+            page: (params.offset.is_some() || params.limit.is_some()).then(|| {
+                (
+                    params.offset.unwrap_or(0),
+                    params.limit.unwrap_or(usize::MAX),
+                )
+            }),
+        };
+        views::v0_agents(capture, &page, out)
+    })
 }
 
 async fn tasks(
     State(shared): State<Shared>,
     caller: Caller,
     Query(params): Query<TasksPage>,
-) -> Answer {
-    let master = lock(&shared);
-    let acls = master.config.acls.clone();
-    let viewer = Viewer::new(&acls, principal(&caller));
-    let mut all: Vec<&crate::core::Task> = Vec::new();
-    for framework in master
-        .frameworks
-        .values()
-        .chain(master.completed_frameworks.iter())
-    {
-        if params
-            .framework_id
-            .as_ref()
-            .is_some_and(|id| id != framework.id.as_str())
-        {
-            continue;
-        }
-        all.extend(
-            framework
-                .tasks
-                .values()
-                .chain(framework.completed_tasks.iter())
-                .filter(|task| viewer.sees_task(framework, task)),
-        );
-    }
-    if let Some(task_id) = &params.task_id {
-        all.retain(|task| &task.latest_status().task_id.value == task_id);
-    }
-    let started = |task: &crate::core::Task| task.statuses.first_timestamp();
-    all.sort_by(|a, b| started(a).total_cmp(&started(b)));
-    if params.order == Order::Des {
-        all.reverse();
-    }
-    let tasks: Vec<Value> = all
-        .into_iter()
-        .skip(params.offset)
-        .take(params.limit)
-        .map(views::v0_task)
-        .collect();
-    Ok(json_response(&json!({"tasks": tasks})))
+) -> Response {
+    streamed(
+        &shared,
+        Scope::TASKS,
+        principal_of(&caller),
+        move |capture, viewer, out| {
+            let page = views::TasksPage {
+                limit: params.limit,
+                offset: params.offset,
+                ascending: params.order == Order::Asc,
+                framework_id: params.framework_id.as_deref(),
+                task_id: params.task_id.as_deref(),
+                agent_id: params.slave_id.as_deref(),
+                ended: params.ended,
+            };
+            views::v0_tasks(capture, viewer, &page, out)
+        },
+    )
 }
 
 async fn roles(State(shared): State<Shared>) -> Response {

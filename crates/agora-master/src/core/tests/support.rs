@@ -369,6 +369,7 @@ impl Cluster {
             .get(&self.scheduler.id)?
             .tasks
             .get(&agora_types::TaskId::new(task_id))
+            .map(|task| &**task)
     }
 
     pub fn completed_task_states(&self) -> Vec<(String, TaskState)> {
