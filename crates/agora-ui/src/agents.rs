@@ -6,7 +6,8 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
-use crate::format::{items, number, resources, segment, state as state_name, state_class, text};
+use crate::cluster::{self, Paging};
+use crate::format::{number, resources, segment, state as state_name, state_class, text};
 use crate::layout::{self, Flash, fields, gauge, table};
 
 /// The agent's state as people say it.
@@ -31,32 +32,31 @@ fn used_of(agent: &Value, name: &str) -> String {
     )
 }
 
-/// Tasks that have not ended, on `agent_id`.
-fn tasks_on<'a>(
-    state: &'a Value,
-    agent_id: &'a str,
-) -> impl Iterator<Item = (&'a Value, &'a Value)> {
-    items(state, "frameworks").flat_map(move |framework| {
-        items(framework, "tasks")
-            .filter(move |task| task["slave_id"] == agent_id)
-            .map(move |task| (framework, task))
-    })
-}
-
-pub async fn list(api: crate::Api, Query(flash): Query<Flash>) -> Result<Markup, Response> {
-    let state = layout::master_state(&api, "agents").await?;
-    let agents: Vec<&Value> = items(&state, "slaves").collect();
+pub async fn list(
+    api: crate::Api,
+    Query(paging): Query<Paging>,
+    Query(flash): Query<Flash>,
+) -> Result<Markup, Response> {
+    let (page, metrics) = tokio::join!(
+        cluster::agents(&api, "agents", paging.offset),
+        api.master.metrics_snapshot()
+    );
+    let (page, metrics) = (page?, metrics.ok());
+    let unreachable = metrics
+        .as_ref()
+        .and_then(|m| m["master/slaves_unreachable"].as_f64())
+        .unwrap_or(0.0);
     Ok(layout::page(
         "agents",
         "Agents",
         &flash,
         html! {
             h1 { "Agents" }
-            @if agents.is_empty() {
+            @if page.rows.is_empty() {
                 p.muted { "No agent is registered." }
             } @else {
-                (table(&["Agent", "Host", "State", "CPUs", "Memory (MB)", "Disk (MB)", "Tasks"], html! {
-                    @for agent in &agents {
+                (table(&["Agent", "Host", "State", "CPUs", "Memory (MB)", "Disk (MB)"], html! {
+                    @for agent in &page.rows {
                         @let id = agent["id"].as_str().unwrap_or_default();
                         tr {
                             td { a href={"/ui/agents/" (segment(id))} { (id) } }
@@ -65,13 +65,13 @@ pub async fn list(api: crate::Api, Query(flash): Query<Flash>) -> Result<Markup,
                             td { (used_of(agent, "cpus")) }
                             td { (used_of(agent, "mem")) }
                             td { (used_of(agent, "disk")) }
-                            td { (tasks_on(&state, id).count()) }
                         }
                     }
                 }))
+                (cluster::pager("/ui/agents", paging.offset, &page))
             }
-            @if state["unreachable_slaves"].as_u64().unwrap_or(0) > 0 {
-                p.bad { (text(&state["unreachable_slaves"])) " unreachable agent(s) are not listed until they return." }
+            @if unreachable > 0.0 {
+                p.bad { (number(unreachable)) " unreachable agent(s) are not listed until they return." }
             }
         },
     ))
@@ -80,16 +80,25 @@ pub async fn list(api: crate::Api, Query(flash): Query<Flash>) -> Result<Markup,
 pub async fn show(
     api: crate::Api,
     Path(id): Path<String>,
+    Query(paging): Query<Paging>,
     Query(flash): Query<Flash>,
 ) -> Result<Markup, Response> {
-    let state = layout::master_state(&api, "agents").await?;
-    let Some(agent) = items(&state, "slaves").find(|a| a["id"] == id.as_str()) else {
+    let filter = format!("&slave_id={}&ended=false", segment(&id));
+    let (agent, tasks, frameworks) = tokio::join!(
+        cluster::agent(&api, "agents", &id),
+        cluster::tasks(&api, "agents", &filter, paging.offset),
+        cluster::frameworks(&api, "agents")
+    );
+    let Some(agent) = agent? else {
         return Err(layout::failure(
             "agents",
             StatusCode::NOT_FOUND,
             &format!("No agent {id} is registered."),
         ));
     };
+    let (tasks, frameworks) = (tasks?, frameworks?);
+    let names = cluster::names(&frameworks);
+    let agent = &agent;
     let number_of = |name: &str, key: &str| agent[key][name].as_f64().unwrap_or(0.0);
     let attributes: Vec<String> = agent["attributes"]
         .as_object()
@@ -117,21 +126,22 @@ pub async fn show(
                 (gauge("Disk", number_of("disk", "used_resources"), number_of("disk", "resources"), "MB"))
             }
             h2 { "Tasks" }
-            @let tasks: Vec<(&Value, &Value)> = tasks_on(&state, &id).collect();
-            @if tasks.is_empty() {
+            @if tasks.rows.is_empty() {
                 p.muted { "No tasks." }
             } @else {
                 (table(&["Task", "State", "Framework", "Resources"], html! {
-                    @for (framework, task) in &tasks {
+                    @for task in &tasks.rows {
                         @let state = task["state"].as_str().unwrap_or_default();
+                        @let framework = task["framework_id"].as_str().unwrap_or_default();
                         tr {
                             td { a href={"/ui/tasks/" (segment(task["id"].as_str().unwrap_or_default()))} { (text(&task["id"])) } }
                             td { span class=(state_class(state)) { (state_name(state)) } }
-                            td { (text(&framework["name"])) }
+                            td { (names.get(framework).copied().unwrap_or(framework)) }
                             td { (resources(&task["resources"])) }
                         }
                     }
                 }))
+                (cluster::pager(&format!("/ui/agents/{}", segment(&id)), paging.offset, &tasks))
             }
         },
     ))

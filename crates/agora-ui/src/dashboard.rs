@@ -2,7 +2,6 @@
 //! events and the allocation chart — rendered once with the page and again, whenever it
 //! changes, down `/ui/live` (Server-Sent Events) for the script to swap in without a reload.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use agora_client::ClientError;
 
-use crate::format::{items, state as state_name, state_class, text};
+use crate::format::{state as state_name, state_class, text};
 use crate::layout::{self, Flash, gauge};
 use crate::{Api, Shared, lock};
 
@@ -147,84 +146,122 @@ pub async fn render_loop(ui: Shared, shutdown: CancellationToken) {
 /// Everything the dashboard shows that changes, read as the UI itself: for viewers who may
 /// see all of it.
 async fn live(ui: &Shared) -> Result<Markup, ClientError> {
-    let state = ui.master.state().await?;
-    let metrics = ui.master.metrics_snapshot().await?;
+    let (read, metrics) = tokio::join!(read(&ui.master), ui.master.metrics_snapshot());
+    let ((leader, frameworks), metrics) = (read?, metrics?);
     let events = lock(&ui.events).latest(12);
     let samples = lock(&ui.history).samples();
     Ok(render(
-        &state,
+        &leader,
+        &frameworks,
         Some((&metrics, &samples[..])),
         Some(&events),
     ))
+}
+
+/// The leading master (`GET_MASTER`) and the frameworks the viewer may see
+/// (`GET_FRAMEWORKS`): what the dashboard reads besides the metrics, none of it per task or
+/// per agent.
+async fn read(master: &agora_client::MasterClient) -> Result<(Value, Vec<Value>), ClientError> {
+    let get_master = serde_json::json!({"type": "GET_MASTER"});
+    let get_frameworks = serde_json::json!({"type": "GET_FRAMEWORKS"});
+    let (leader, frameworks) = tokio::join!(
+        master.operator(&get_master),
+        master.operator(&get_frameworks)
+    );
+    let (leader, frameworks) = (leader?, frameworks?);
+    let listed = frameworks["get_frameworks"]["frameworks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Ok((leader["get_master"].clone(), listed))
 }
 
 /// The dashboard as a viewer the ACLs restrict sees it: the state as the master shows them,
 /// the cluster's allocation only if they may read the metrics, and not the recent events of
 /// every app.
 async fn viewers(api: &Api) -> Result<Markup, ClientError> {
-    let state = api.master.state().await?;
-    let metrics = api.master.metrics_snapshot().await.ok();
+    let (read, metrics) = tokio::join!(read(&api.master), api.master.metrics_snapshot());
+    let (leader, frameworks) = read?;
+    let metrics = metrics.ok();
     let no_history: &[crate::history::Sample] = &[];
     Ok(render(
-        &state,
+        &leader,
+        &frameworks,
         metrics.as_ref().map(|m| (m, no_history)),
         None,
     ))
 }
 
+/// Frameworks named on the dashboard; the rest are on the frameworks page.
+const NAMED_FRAMEWORKS: usize = 20;
+
+/// Task states counted on the dashboard (from the metrics: tasks that have not ended).
+const LIVE_STATES: [(&str, &str); 4] = [
+    ("staging", "TASK_STAGING"),
+    ("starting", "TASK_STARTING"),
+    ("killing", "TASK_KILLING"),
+    ("unreachable", "TASK_UNREACHABLE"),
+];
+
+/// `leader` is `GET_MASTER`'s answer, `frameworks` are v1 frameworks; without the metrics (a
+/// viewer who may not read them) agents and tasks are not counted.
 fn render(
-    state: &Value,
+    leader: &Value,
+    frameworks: &[Value],
     metrics: Option<(&Value, &[crate::history::Sample])>,
     events: Option<&[crate::events::RecentEvent]>,
 ) -> Markup {
-    let mut tasks: BTreeMap<String, u64> = BTreeMap::new();
-    for framework in items(state, "frameworks") {
-        for task in items(framework, "tasks") {
-            *tasks
-                .entry(task["state"].as_str().unwrap_or("?").to_owned())
-                .or_default() += 1;
-        }
-    }
-    let frameworks: Vec<&Value> = items(state, "frameworks").collect();
+    let count = |name: &str| -> Option<u64> {
+        metrics
+            .and_then(|(m, _)| m[name].as_f64())
+            .map(|v| v as u64)
+    };
+    let shown = |name: &str| {
+        count(name)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "—".into())
+    };
     let active = frameworks.iter().filter(|f| f["active"] == true).count();
+    let info = &leader["master_info"];
     html! {
         section.cards {
             div.card {
                 h2 { a href="/ui/agents" { "Agents" } }
-                p.big #agents-active { (text(&state["activated_slaves"])) }
+                p.big #agents-active { (shown("master/slaves_active")) }
                 p { "active · "
-                    span #agents-unreachable class=[(state["unreachable_slaves"].as_u64().unwrap_or(0) > 0).then_some("bad")] {
-                        (text(&state["unreachable_slaves"])) " unreachable"
+                    span #agents-unreachable class=[(count("master/slaves_unreachable").unwrap_or(0) > 0).then_some("bad")] {
+                        (shown("master/slaves_unreachable")) " unreachable"
                     }
-                    " · " (text(&state["deactivated_slaves"])) " deactivated"
+                    " · " (shown("master/slaves_inactive")) " deactivated"
                 }
             }
             div.card {
                 h2 { a href="/ui/frameworks" { "Frameworks" } }
                 p.big #frameworks-active { (active) }
                 p { "active of " (frameworks.len()) ": "
-                    @for (i, f) in frameworks.iter().enumerate() {
+                    @for (i, f) in frameworks.iter().take(NAMED_FRAMEWORKS).enumerate() {
                         @if i > 0 { ", " }
-                        a href={"/ui/frameworks/" (crate::format::segment(f["id"].as_str().unwrap_or_default()))} { (text(&f["name"])) }
+                        a href={"/ui/frameworks/" (crate::format::segment(f["framework_info"]["id"]["value"].as_str().unwrap_or_default()))} { (text(&f["framework_info"]["name"])) }
                     }
+                    @if frameworks.len() > NAMED_FRAMEWORKS { ", …" }
                 }
             }
             div.card {
                 h2 { a href="/ui/tasks" { "Tasks" } }
-                p.big #tasks-running { (tasks.get("TASK_RUNNING").copied().unwrap_or(0)) }
+                p.big #tasks-running { (shown("master/tasks_running")) }
                 p #tasks-by-state { "running"
-                    @for (state, count) in &tasks {
-                        @if state != "TASK_RUNNING" {
-                            " · " span class=(state_class(state)) { (count) " " (state_name(state)) }
+                    @for (name, state) in LIVE_STATES {
+                        @if let Some(n) = count(&format!("master/tasks_{name}")).filter(|n| *n > 0) {
+                            " · " span class=(state_class(state)) { (n) " " (state_name(state)) }
                         }
                     }
                 }
             }
             div.card {
                 h2 { "Leader" }
-                p #leader { (text(&state["leader"])) }
-                p.muted { "version " (text(&state["version"])) " · up since "
-                    (state["start_time"].as_f64().map(since).unwrap_or_default()) }
+                p #leader { (text(&info["pid"])) }
+                p.muted { "version " (text(&info["version"])) " · up since "
+                    (leader["start_time"].as_f64().map(since).unwrap_or_default()) }
             }
         }
         @if let Some((metrics, samples)) = metrics {

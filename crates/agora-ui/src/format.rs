@@ -65,7 +65,7 @@ pub fn state_class(state: &str) -> &'static str {
     }
 }
 
-pub use agora_client::readings::{cluster_totals as totals, dominant_share, is_terminal};
+pub use agora_client::readings::{dominant_share, is_terminal};
 
 /// A path segment for a link (ids may hold `/`, `:` or spaces).
 pub fn segment(text: &str) -> String {

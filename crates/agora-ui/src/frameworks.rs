@@ -6,29 +6,38 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
+use crate::cluster::{self, Paging};
 use crate::format::{
-    dominant_share, items, resources, segment, state as state_name, state_class, text, totals,
+    dominant_share, items, resources, segment, state as state_name, state_class, text,
 };
 use crate::layout::{self, Flash, fields, table};
 
 fn roles(framework: &Value) -> String {
-    match framework["roles"].as_array() {
-        Some(roles) => roles.iter().map(text).collect::<Vec<_>>().join(", "),
-        None => text(&framework["role"]),
-    }
+    items(framework, "roles")
+        .map(text)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub async fn list(api: crate::Api, Query(flash): Query<Flash>) -> Result<Markup, Response> {
-    let state = layout::master_state(&api, "frameworks").await?;
-    let totals = totals(&state);
+    let (frameworks, metrics) = tokio::join!(
+        cluster::frameworks(&api, "frameworks"),
+        api.master.metrics_snapshot()
+    );
+    let frameworks = frameworks?;
+    let totals = metrics
+        .ok()
+        .as_ref()
+        .map(cluster::totals)
+        .unwrap_or_default();
     Ok(layout::page(
         "frameworks",
         "Frameworks",
         &flash,
         html! {
             h1 { "Frameworks" }
-            (table(&["Name", "ID", "Roles", "Active", "Tasks", "Used", "Share"], html! {
-                @for framework in items(&state, "frameworks") {
+            (table(&["Name", "ID", "Roles", "Active", "Used", "Share"], html! {
+                @for framework in frameworks.iter().filter(|f| f["completed"] != true) {
                     @let id = framework["id"].as_str().unwrap_or_default();
                     @let share = dominant_share(&framework["used_resources"], &totals);
                     tr {
@@ -36,7 +45,6 @@ pub async fn list(api: crate::Api, Query(flash): Query<Flash>) -> Result<Markup,
                         td.id { (id) }
                         td { (roles(framework)) }
                         td { (if framework["active"] == true { "yes" } else { "no" }) }
-                        td { (items(framework, "tasks").count()) }
                         td { (resources(&framework["used_resources"])) }
                         td { div.share { div.share-fill style=(format!("width:{:.1}%", share * 100.0)) {} span { (format!("{:.1}%", share * 100.0)) } } }
                     }
@@ -49,18 +57,30 @@ pub async fn list(api: crate::Api, Query(flash): Query<Flash>) -> Result<Markup,
 pub async fn show(
     api: crate::Api,
     Path(id): Path<String>,
+    Query(paging): Query<Paging>,
     Query(flash): Query<Flash>,
 ) -> Result<Markup, Response> {
-    let state = layout::master_state(&api, "frameworks").await?;
-    let Some(framework) = items(&state, "frameworks").find(|f| f["id"] == id.as_str()) else {
+    let filter = format!("&framework_id={}&ended=false", segment(&id));
+    let (frameworks, metrics, tasks) = tokio::join!(
+        cluster::frameworks(&api, "frameworks"),
+        api.master.metrics_snapshot(),
+        cluster::tasks(&api, "frameworks", &filter, paging.offset)
+    );
+    let frameworks = frameworks?;
+    let Some(framework) = frameworks.iter().find(|f| f["id"] == id.as_str()) else {
         return Err(layout::failure(
             "frameworks",
             StatusCode::NOT_FOUND,
             &format!("No framework {id} is registered."),
         ));
     };
-    let share = dominant_share(&framework["used_resources"], &totals(&state));
-    let tasks: Vec<&Value> = items(framework, "tasks").collect();
+    let tasks = tasks?;
+    let totals = metrics
+        .ok()
+        .as_ref()
+        .map(cluster::totals)
+        .unwrap_or_default();
+    let share = dominant_share(&framework["used_resources"], &totals);
     Ok(layout::page(
         "frameworks",
         &format!("Framework {}", text(&framework["name"])),
@@ -87,11 +107,11 @@ pub async fn show(
                 ("Dominant share", html! { (format!("{:.1}%", share * 100.0)) }),
             ]))
             h2 { "Tasks" }
-            @if tasks.is_empty() {
+            @if tasks.rows.is_empty() {
                 p.muted { "No tasks." }
             } @else {
                 (table(&["Task", "Name", "State", "Agent", "Resources"], html! {
-                    @for task in &tasks {
+                    @for task in &tasks.rows {
                         @let state = task["state"].as_str().unwrap_or_default();
                         tr {
                             td { a href={"/ui/tasks/" (segment(task["id"].as_str().unwrap_or_default()))} { (text(&task["id"])) } }
@@ -102,6 +122,7 @@ pub async fn show(
                         }
                     }
                 }))
+                (cluster::pager(&format!("/ui/frameworks/{}", segment(&id)), paging.offset, &tasks))
             }
         },
     ))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::format::{dominant_share, items, totals};
+use crate::format::dominant_share;
 use crate::{Shared, lock};
 
 /// One sample: when (ms since the epoch) and each framework's share (0–1) by name.
@@ -43,12 +43,11 @@ impl History {
 }
 
 /// Each framework's share in a v0 master state (frameworks with the same name add up).
-pub fn shares_of(state: &serde_json::Value) -> BTreeMap<String, f64> {
-    let totals = totals(state);
+pub fn shares_of(frameworks: &[serde_json::Value], totals: &[f64; 3]) -> BTreeMap<String, f64> {
     let mut shares = BTreeMap::new();
-    for framework in items(state, "frameworks") {
+    for framework in frameworks.iter().filter(|f| f["completed"] != true) {
         let name = framework["name"].as_str().unwrap_or("?").to_owned();
-        *shares.entry(name).or_insert(0.0) += dominant_share(&framework["used_resources"], &totals);
+        *shares.entry(name).or_insert(0.0) += dominant_share(&framework["used_resources"], totals);
     }
     shares
 }
@@ -63,12 +62,16 @@ pub async fn sample(ui: Shared, every: Duration, shutdown: CancellationToken) {
         // The summary has every agent's resources and every framework's use of them, without
         // the tasks: the whole state of a large cluster, read every few seconds, would cost
         // the master more than anything the UI shows.
-        let Ok(state) = ui.master.state_summary().await else {
+        // The metrics and the frameworks: nothing per agent or per task.
+        let Ok(metrics) = ui.master.metrics_snapshot().await else {
+            continue;
+        };
+        let Ok(frameworks) = crate::cluster::read_frameworks(&ui.master).await else {
             continue;
         };
         let sample = Sample {
             at_ms: jiff::Timestamp::now().as_millisecond(),
-            shares: shares_of(&state),
+            shares: shares_of(&frameworks, &crate::cluster::totals(&metrics)),
         };
         lock(&ui.history).record(sample);
     }
@@ -95,15 +98,14 @@ mod tests {
 
     #[test]
     fn shares_are_dominant_and_by_name() {
-        let state = json!({
-            "slaves": [{"resources": {"cpus": 4, "mem": 1000, "disk": 0}}],
-            "frameworks": [
-                {"name": "marathon", "used_resources": {"cpus": 1, "mem": 500}},
-                {"name": "chronos", "used_resources": {"cpus": 0.4, "mem": 0}},
-            ]
-        });
-        let shares = shares_of(&state);
+        let frameworks = [
+            json!({"name": "marathon", "used_resources": {"cpus": 1, "mem": 500}}),
+            json!({"name": "chronos", "used_resources": {"cpus": 0.4, "mem": 0}}),
+            json!({"name": "gone", "completed": true, "used_resources": {"cpus": 4}}),
+        ];
+        let shares = shares_of(&frameworks, &[4.0, 1000.0, 0.0]);
         assert!((shares["marathon"] - 0.5).abs() < 1e-9);
         assert!((shares["chronos"] - 0.1).abs() < 1e-9);
+        assert!(!shares.contains_key("gone"));
     }
 }

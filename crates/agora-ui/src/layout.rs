@@ -80,14 +80,6 @@ pub fn client_failure(section: &str, error: &agora_client::ClientError) -> Respo
     failure(section, status, &message)
 }
 
-/// The master's state, or the page saying why it cannot be read.
-pub async fn master_state(api: &crate::Api, section: &str) -> Result<serde_json::Value, Response> {
-    api.master
-        .state()
-        .await
-        .map_err(|error| client_failure(section, &error))
-}
-
 /// After an action: back to `to`, saying what happened.
 pub fn redirect(to: &str, result: Result<String, String>) -> Response {
     let (key, text) = match result {

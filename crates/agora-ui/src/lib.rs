@@ -8,6 +8,7 @@ mod agents;
 mod apps;
 mod assets;
 mod chart;
+mod cluster;
 mod dashboard;
 mod events;
 mod format;

@@ -15,6 +15,7 @@ use agora_client::AgentClient;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::cluster;
 use crate::format::{
     is_terminal, items, resources, segment, state as state_name, state_class, text,
 };
@@ -24,11 +25,13 @@ use crate::{Shared, lock};
 /// How much of a file the tail shows first, and the most one read returns.
 const TAIL_BYTES: u64 = 16 * 1024;
 
-/// `?all=1`: tasks that have ended too.
+/// `?all=1`: tasks that have ended too; `?offset=`: where the page starts.
 #[derive(Deserialize)]
 pub struct Listing {
     #[serde(default)]
     all: Option<String>,
+    #[serde(default)]
+    offset: usize,
 }
 
 pub async fn list(
@@ -36,22 +39,23 @@ pub async fn list(
     Query(listing): Query<Listing>,
     Query(flash): Query<Flash>,
 ) -> Result<Markup, Response> {
-    let state = layout::master_state(&api, "tasks").await?;
     let all = listing.all.is_some();
-    let hosts: std::collections::HashMap<&str, &str> = items(&state, "slaves")
-        .filter_map(|a| Some((a["id"].as_str()?, a["hostname"].as_str()?)))
-        .collect();
-    let mut rows: Vec<(&Value, &Value)> = Vec::new();
-    for framework in items(&state, "frameworks") {
-        for task in items(framework, "tasks") {
-            rows.push((framework, task));
-        }
-        if all {
-            for task in items(framework, "completed_tasks") {
-                rows.push((framework, task));
-            }
-        }
-    }
+    let filter = if all { "" } else { "&ended=false" };
+    let tasks_and_hosts = async {
+        let page = cluster::tasks(&api, "tasks", filter, listing.offset).await?;
+        let agent_ids: Vec<&str> = page
+            .rows
+            .iter()
+            .filter_map(|t| t["slave_id"].as_str())
+            .collect();
+        let agents = cluster::agents_named(&api, "tasks", &agent_ids).await?;
+        Ok::<_, Response>((page, agents))
+    };
+    let (tasks_and_hosts, frameworks) =
+        tokio::join!(tasks_and_hosts, cluster::frameworks(&api, "tasks"));
+    let ((page, agents), frameworks) = (tasks_and_hosts?, frameworks?);
+    let names = cluster::names(&frameworks);
+    let base = if all { "/ui/tasks?all=1" } else { "/ui/tasks" };
     Ok(layout::page(
         "tasks",
         "Tasks",
@@ -62,23 +66,25 @@ pub async fn list(
                 @if all { a href="/ui/tasks" { "Only tasks that have not ended" } }
                 @else { a href="/ui/tasks?all=1" { "Also tasks that have ended" } }
             }
-            @if rows.is_empty() {
+            @if page.rows.is_empty() {
                 p.muted { "No tasks." }
             } @else {
                 (table(&["Task", "State", "Host", "Framework", "Resources"], html! {
-                    @for (framework, task) in &rows {
+                    @for task in &page.rows {
                         @let id = task["id"].as_str().unwrap_or_default();
                         @let state = task["state"].as_str().unwrap_or_default();
                         @let agent = task["slave_id"].as_str().unwrap_or_default();
+                        @let framework = task["framework_id"].as_str().unwrap_or_default();
                         tr data-task=(id) {
                             td { a href={"/ui/tasks/" (segment(id))} { (id) } }
                             td { span class=(state_class(state)) { (state_name(state)) } }
-                            td { (hosts.get(agent).copied().unwrap_or(agent)) }
-                            td { (text(&framework["name"])) }
+                            td { (agents.get(agent).and_then(|a| a["hostname"].as_str()).unwrap_or(agent)) }
+                            td { (names.get(framework).copied().unwrap_or(framework)) }
                             td { (resources(&task["resources"])) }
                         }
                     }
                 }))
+                (cluster::pager(base, listing.offset, &page))
             }
         },
     ))
@@ -91,29 +97,44 @@ struct Located {
     agent: Option<Value>,
 }
 
+/// The task of this id: one that has not ended before one that has (an id may run again).
+async fn find_task(api: &crate::Api, section: &str, id: &str) -> Result<Option<Value>, Response> {
+    let filter = format!("&task_id={}", segment(id));
+    let found = cluster::tasks(api, section, &filter, 0).await?;
+    let live = found
+        .rows
+        .iter()
+        .position(|t| !is_terminal(t["state"].as_str().unwrap_or_default()));
+    let mut rows = found.rows;
+    Ok(match live {
+        Some(index) => Some(rows.swap_remove(index)),
+        None => rows.into_iter().next(),
+    })
+}
+
 async fn locate(api: &crate::Api, id: &str) -> Result<Located, Response> {
-    let state = layout::master_state(api, "tasks").await?;
-    for framework in items(&state, "frameworks") {
-        // A task id seen twice (running, and an earlier run completed) is the live one.
-        let found = items(framework, "tasks")
-            .chain(items(framework, "completed_tasks"))
-            .find(|t| t["id"] == id);
-        if let Some(task) = found {
-            let agent = items(&state, "slaves")
-                .find(|a| a["id"] == task["slave_id"])
-                .cloned();
-            return Ok(Located {
-                task: task.clone(),
-                framework: framework.clone(),
-                agent,
-            });
-        }
-    }
-    Err(layout::failure(
-        "tasks",
-        StatusCode::NOT_FOUND,
-        &format!("The master does not know task {id}."),
-    ))
+    let Some(task) = find_task(api, "tasks", id).await? else {
+        return Err(layout::failure(
+            "tasks",
+            StatusCode::NOT_FOUND,
+            &format!("The master does not know task {id}."),
+        ));
+    };
+    let (agent, frameworks) = tokio::join!(
+        cluster::agent(api, "tasks", task["slave_id"].as_str().unwrap_or_default()),
+        cluster::frameworks(api, "tasks")
+    );
+    let framework_id = task["framework_id"].as_str().unwrap_or_default();
+    let framework = frameworks?
+        .into_iter()
+        .find(|f| f["id"] == framework_id)
+        .unwrap_or_else(|| json!({"id": framework_id}));
+    let agent = agent?;
+    Ok(Located {
+        task,
+        framework,
+        agent,
+    })
 }
 
 fn agent_client(api: &crate::Api, located: &Located) -> Option<AgentClient> {
@@ -366,18 +387,17 @@ async fn tail_target(
 /// nothing. A task now on another agent (its id ran again) is not the one tailed: the
 /// cached place is forgotten and the next poll finds the new one.
 async fn task_ended(ui: &Shared, api: &crate::Api, id: &str, cached_pid: &str) -> bool {
-    let Ok(state) = api.master.state().await else {
-        return false;
+    let task = match find_task(api, "tasks", id).await {
+        Ok(Some(task)) => task,
+        // Known to none: it has ended (and gone from the master's memory).
+        Ok(None) => return true,
+        Err(_) => return false,
     };
-    let live = items(&state, "frameworks")
-        .flat_map(|f| items(f, "tasks"))
-        .find(|t| t["id"] == id);
-    let Some(task) = live else {
-        return true;
-    };
-    let agent_pid = items(&state, "slaves")
-        .find(|a| a["id"] == task["slave_id"])
-        .and_then(|a| a["pid"].as_str());
+    let agent = cluster::agent(api, "tasks", task["slave_id"].as_str().unwrap_or_default()).await;
+    let agent_pid = agent
+        .ok()
+        .flatten()
+        .and_then(|a| a["pid"].as_str().map(str::to_owned));
     if agent_pid.is_some_and(|pid| pid != cached_pid) {
         lock(&ui.tails).forget(id);
     }

@@ -75,6 +75,105 @@ async fn master_task_states(client: &MasterClient) -> BTreeMap<String, usize> {
     counts
 }
 
+/// The state documents at 200 agents and tasks: streamed (chunked, no length known ahead),
+/// whole, and paged where agora pages (`/master/slaves` by offset, `/master/tasks` by agent
+/// and by whether a task ended). One task, `task-on-hollow-7`, was killed.
+async fn state_documents_stream_and_page(master: &str) {
+    let http = reqwest::Client::new();
+    let answer = http
+        .post(format!("http://{master}/api/v1"))
+        .json(&json!({"type": "GET_STATE"}))
+        .send()
+        .await
+        .expect("GET_STATE");
+    assert_eq!(answer.status(), 200);
+    assert!(
+        answer.headers().get("content-length").is_none(),
+        "{answer:?}"
+    );
+    let bytes = answer.bytes().await.expect("body");
+    assert!(
+        bytes.len() > 128 * 1024,
+        "several chunks: {} bytes",
+        bytes.len()
+    );
+    let state: Value = serde_json::from_slice(&bytes).expect("one JSON document");
+    let tasks = &state["get_state"]["get_tasks"];
+    let listed = |key: &str| tasks[key].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(
+        listed("tasks") + listed("completed_tasks"),
+        AGENTS,
+        "{tasks}"
+    );
+    assert_eq!(
+        state["get_state"]["get_agents"]["agents"]
+            .as_array()
+            .map(Vec::len),
+        Some(AGENTS)
+    );
+
+    let page = |query: String| {
+        let http = &http;
+        async move {
+            get(http, &format!("http://{master}/master/slaves?{query}"))
+                .await
+                .expect("slaves")["slaves"]
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|agent| agent["id"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<String>>()
+        }
+    };
+    let first = page("offset=0&limit=150".into()).await;
+    let second = page("offset=150&limit=150".into()).await;
+    assert_eq!((first.len(), second.len()), (150, AGENTS - 150));
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    let mut sorted = all.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(all, sorted, "pages in the order of the ids, none twice");
+    let two = page(format!("slave_id={},{}", all[3], all[120])).await;
+    assert_eq!(
+        BTreeSet::from_iter(two),
+        BTreeSet::from([all[3].clone(), all[120].clone()])
+    );
+
+    let tasks_where = |query: String| {
+        let http = &http;
+        async move {
+            get(
+                http,
+                &format!("http://{master}/master/tasks?limit=1000&{query}"),
+            )
+            .await
+            .expect("tasks")["tasks"]
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|task| {
+                    let id = task["id"].as_str().unwrap_or_default().to_owned();
+                    (id, task["slave_id"].as_str().unwrap_or_default().to_owned())
+                })
+                .collect::<Vec<(String, String)>>()
+        }
+    };
+    let ended = tasks_where("ended=true".into()).await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0].0, "task-on-hollow-7");
+    assert_eq!(tasks_where("ended=false".into()).await.len(), AGENTS - 1);
+    let agent = &ended[0].1;
+    assert_eq!(
+        tasks_where(format!("slave_id={agent}")).await,
+        [("task-on-hollow-7".to_owned(), agent.clone())]
+    );
+    assert!(
+        tasks_where(format!("slave_id={agent}&ended=false"))
+            .await
+            .is_empty()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hollow_agents_register_run_tasks_and_come_back_after_a_master_restart() {
     let dir = temp_dir();
@@ -159,6 +258,7 @@ async fn hollow_agents_register_run_tasks_and_come_back_after_a_master_restart()
     )
     .await;
     assert_eq!(killed.source.as_deref(), Some("SOURCE_EXECUTOR"));
+    state_documents_stream_and_page(&master.address()).await;
 
     // A storm: every running task reports again at once; each update reaches the framework.
     let storm: Value = reqwest::Client::new()
