@@ -63,14 +63,14 @@ def request(port, method, path, body=None, timeout=120.0):
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split()[1])
     if b"transfer-encoding: chunked" in head.lower():
-        decoded, rest = [], body
-        while rest:
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line, 16)
+        decoded, at = [], 0
+        while at < len(body):
+            end = body.index(b"\r\n", at)
+            size = int(body[at:end], 16)
             if size == 0:
                 break
-            decoded.append(rest[:size])
-            rest = rest[size + 2:]
+            decoded.append(body[end + 2:end + 2 + size])
+            at = end + 2 + size + 2
         body = b"".join(decoded)
     return status, body, first, total
 
@@ -196,19 +196,51 @@ def phase_state(cluster, args, out):
         ("GET", "/v2/tasks", None),
         ("GET", "/v2/apps?embed=apps.tasks", None),
     ]
+    task = get_json(cluster.port, "/master/tasks?limit=1")["tasks"][0]
+    calls += [("GET", path, None) for path in (
+        "/", "/ui/agents", "/ui/agents/" + task["slave_id"], "/ui/frameworks",
+        "/ui/frameworks/" + task["framework_id"], "/ui/tasks", "/ui/tasks/" + task["id"])]
     results = {}
     for method, path, body in calls:
         best = None
-        for _ in range(3):
-            status, data, first, total = request(cluster.port, method, path, body)
-            if status != 200:
-                raise RuntimeError("%s %s: %d" % (method, path, status))
-            if best is None or total < best[1]:
-                best = (first, total, len(data))
+        with LockProbe(cluster.port) as probe:
+            for _ in range(3):
+                status, data, first, total = request(cluster.port, method, path, body)
+                if status != 200:
+                    raise RuntimeError("%s %s: %d" % (method, path, status))
+                if best is None or total < best[1]:
+                    best = (first, total, len(data))
         key = path if body is None else "%s %s" % (path, body["type"])
         results[key] = {"first_byte_ms": round(best[0] * 1000, 1),
-                        "total_ms": round(best[1] * 1000, 1), "bytes": best[2]}
+                        "total_ms": round(best[1] * 1000, 1), "bytes": best[2],
+                        "slowest_other_call_ms": round(probe.slowest * 1000, 1)}
     out["state"] = results
+    after = metrics(cluster.port)
+    out["state_capture_ms"] = {key: after.get("master/state_capture_ms/" + key)
+                               for key in ("count", "p50", "p90", "max")}
+
+
+class LockProbe:
+    """Meanwhile, a small call that takes the master's lock (GET_MASTER) every 20 ms: the
+    slowest one says how long the document kept everyone else waiting."""
+
+    def __init__(self, port):
+        self.port, self.slowest, self.done = port, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.done.is_set():
+            _, _, _, took = request(self.port, "POST", "/api/v1", {"type": "GET_MASTER"})
+            self.slowest = max(self.slowest, took)
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
 
 
 def hollow_summary(cluster):
