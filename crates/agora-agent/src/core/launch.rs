@@ -216,12 +216,12 @@ impl Agent {
             let id = TaskId::new(task.task_id.value.clone());
             executor.tasks.insert(
                 id,
-                TaskRecord {
+                Box::new(TaskRecord {
                     info: task,
                     state: TaskState::Staging,
                     status: None,
                     launched: false,
-                },
+                }),
             );
         }
         if !needs_start && let Ok(cgroups) = &self.cgroups {

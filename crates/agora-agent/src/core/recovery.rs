@@ -313,12 +313,12 @@ fn restore_state(
                     let id = TaskId::new(task.info.task_id.value.clone());
                     (
                         id,
-                        TaskRecord {
+                        Box::new(TaskRecord {
                             info: task.info,
                             state: task.state,
                             status: task.status,
                             launched: task.launched,
-                        },
+                        }),
                     )
                 })
                 .collect();

@@ -142,7 +142,7 @@ pub(super) fn cleanup_framework(state: &mut AgentState, framework_id: &Framework
         .collect();
     for executor_id in finished {
         if let Some(mut executor) = framework.executors.remove(&executor_id) {
-            let tasks: Vec<TaskRecord> =
+            let tasks: Vec<Box<TaskRecord>> =
                 std::mem::take(&mut executor.tasks).into_values().collect();
             executor.completed_tasks.extend(tasks);
             framework.completed_executors.push_back(executor);

@@ -87,6 +87,7 @@ fn executor_json(
     let (queued, live): (Vec<&TaskRecord>, Vec<&TaskRecord>) = executor
         .tasks
         .values()
+        .map(|task| &**task)
         .filter(seen)
         .partition(|t| !t.launched && t.state == TaskState::Staging);
     json!({
@@ -99,7 +100,7 @@ fn executor_json(
         "type": executor.info.kind.clone().unwrap_or_else(|| "CUSTOM".into()),
         "tasks": live.iter().map(|t| task_json(framework_id, executor, t, agent_id)).collect::<Vec<_>>(),
         "queued_tasks": queued.iter().map(|t| task_json(framework_id, executor, t, agent_id)).collect::<Vec<_>>(),
-        "completed_tasks": executor.completed_tasks.iter().filter(seen).map(|t| task_json(framework_id, executor, t, agent_id)).collect::<Vec<_>>(),
+        "completed_tasks": executor.completed_tasks.iter().map(|task| &**task).filter(seen).map(|t| task_json(framework_id, executor, t, agent_id)).collect::<Vec<_>>(),
     })
 }
 
