@@ -107,7 +107,7 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
             .agents
             .values()
             .filter(|a| a.is_reachable())
-            .map(|a| &a.total),
+            .map(|a| &*a.total),
     );
     let used = sums(&mut master.frameworks.values().flat_map(|framework| {
         framework

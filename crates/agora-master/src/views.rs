@@ -152,7 +152,7 @@ pub(crate) fn v1_task(task: &Task) -> Value {
 
 pub(crate) fn v1_agent(agent: &AgentCopy, usage: &Used) -> Value {
     let mut value = json!({
-        "agent_info": agent.info,
+        "agent_info": *agent.info,
         "active": agent.active,
         "deactivated": agent.deactivated,
         "version": agent.version,

@@ -89,10 +89,10 @@ impl Master {
         info.id = Some(Id::new(id.as_str()));
         let agent = Agent {
             id: id.clone(),
-            info,
+            info: Arc::new(info),
             endpoint: request.endpoint.clone(),
             version: request.version.clone(),
-            total: total.clone(),
+            total: Arc::new(total.clone()),
             registered_time: previous.as_ref().map_or(now, |p| p.registered_time),
             reregistered_time: previous.as_ref().map(|_| now),
             connection: AgentConnection::Connected(AgentLink {

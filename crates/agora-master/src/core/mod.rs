@@ -133,10 +133,11 @@ pub(crate) enum AgentConnection {
 
 pub(crate) struct Agent {
     pub id: AgentId,
-    pub info: AgentInfo,
+    /// Shared with state views' captures (10,000 agents copied under the lock otherwise).
+    pub info: Arc<AgentInfo>,
     pub endpoint: String,
     pub version: String,
-    pub total: Resources,
+    pub total: Arc<Resources>,
     pub registered_time: f64,
     pub reregistered_time: Option<f64>,
     pub connection: AgentConnection,
@@ -160,7 +161,7 @@ impl Agent {
     pub(crate) fn record(&self, gone: bool) -> crate::registry::AgentRecord {
         crate::registry::AgentRecord {
             id: self.id.to_string(),
-            info: self.info.clone(),
+            info: (*self.info).clone(),
             endpoint: self.endpoint.clone(),
             registered_time: self.registered_time,
             gone,
@@ -344,10 +345,10 @@ impl Master {
                 id.clone(),
                 Agent {
                     id,
-                    info: record.info,
+                    info: Arc::new(record.info),
                     endpoint: record.endpoint,
                     version: String::new(),
-                    total,
+                    total: Arc::new(total),
                     registered_time: record.registered_time,
                     reregistered_time: None,
                     connection: AgentConnection::Disconnected,

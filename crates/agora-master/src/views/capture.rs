@@ -25,10 +25,10 @@ pub(crate) struct Head {
 /// An agent as views show it.
 pub(crate) struct AgentCopy {
     pub id: AgentId,
-    pub info: AgentInfo,
+    pub info: Arc<AgentInfo>,
     pub endpoint: String,
     pub version: String,
-    pub total: Resources,
+    pub total: Arc<Resources>,
     pub registered_time: f64,
     pub reregistered_time: Option<f64>,
     pub active: bool,

@@ -374,7 +374,7 @@ pub(crate) fn get_agents(capture: &Capture, out: &mut Out) -> Written {
     )?;
     out.key("recovered_agents", false)?;
     out.array(capture.agents.iter().filter(|a| a.recovered()), |out, a| {
-        out.value(&a.info)
+        out.value(&*a.info)
     })?;
     out.raw("}")
 }

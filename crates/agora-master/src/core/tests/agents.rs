@@ -107,7 +107,7 @@ fn another_agents_id_is_refused_without_its_secret() {
     assert_eq!(c.master.metrics.invalid_agent_registrations, 2);
     let agent = &c.master.agents[&c.agent.id];
     assert_eq!(agent.endpoint, "host-1:5051");
-    assert_eq!(agent.total, resources(AGENT_RESOURCES));
+    assert_eq!(*agent.total, resources(AGENT_RESOURCES));
     assert!(
         matches!(&agent.connection, AgentConnection::Connected(link) if link.generation == c.agent.generation)
     );
