@@ -315,6 +315,8 @@ async fn subscribe_once<A: AgentEnd>(
         // A new leader while this one is asked: ask the new one.
         () = leader_changed(leader) => return Ok(Outcome::Registered),
     };
+    // Not kept for the stream's life: it lists every task the agent runs.
+    drop(registration);
     if !response.status().is_success() {
         let status = response.status();
         let why = response.text().await.unwrap_or_default();
