@@ -564,9 +564,18 @@ impl FromIterator<Resource> for Resources {
 }
 
 impl AddAssign<&Resources> for Resources {
+    /// As [`Resources::push`] of each entry, but an entry is copied only when it has no
+    /// match here: summing the resources of 100,000 tasks allocates nothing for their names.
     fn add_assign(&mut self, rhs: &Resources) {
-        for entry in &rhs.entries {
-            self.push(entry.clone());
+        for resource in rhs.entries.iter().filter(|r| !r.value.is_empty()) {
+            match self
+                .entries
+                .iter_mut()
+                .find(|entry| entry.mergeable_with(resource))
+            {
+                Some(entry) => entry.value.add(&resource.value),
+                None => self.entries.push(resource.clone()),
+            }
         }
     }
 }
@@ -701,6 +710,17 @@ mod tests {
             for name in ["cpus", "mem", "disk"] {
                 prop_assert_eq!(back.scalar(name), a.scalar(name));
             }
+        }
+
+        #[test]
+        fn adding_is_pushing_each_entry(a in arb_resources(), b in arb_resources()) {
+            let mut added = a.clone();
+            added += &b;
+            let mut pushed = a;
+            for entry in b.iter() {
+                pushed.push(entry.clone());
+            }
+            prop_assert_eq!(added, pushed);
         }
 
         #[test]
