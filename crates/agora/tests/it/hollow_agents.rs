@@ -439,3 +439,63 @@ async fn hollow_agents_say_why_they_cannot_reach_their_master() {
     assert!(why.contains(&master) || why.contains("connect"), "{why}");
     assert_eq!(summary(&hollow).await["registered"], 0);
 }
+
+/// An operator subscriber is sent the whole state first (SUBSCRIBED), however much larger
+/// than its queue's bound (which is for events it falls behind on), then the events after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_subscriber_gets_a_state_larger_than_its_queue() {
+    let dir = temp_dir();
+    let master = start_master_with(
+        &path(&dir, "master"),
+        0,
+        &["--subscriber-queue-size", "16KB"],
+    );
+    let _hollow = start_hollow(&master.address(), 50, &[]);
+    let client = MasterClient::new(&master.address());
+    wait_for_agents(&client, 50).await;
+
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/v1", master.address()))
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/recordio")
+        .body(r#"{"type":"SUBSCRIBE"}"#)
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut decoder = agora_api::recordio::Decoder::new();
+    let mut events: Vec<Value> = Vec::new();
+    let mut more = start_hollow(&master.address(), 1, &["--hostname-prefix", "late-"]);
+    while events.iter().all(|e| e["type"] != "AGENT_ADDED") {
+        let next = futures_util::StreamExt::next(&mut body);
+        let chunk = tokio::time::timeout(Duration::from_secs(20), next)
+            .await
+            .expect("events in time")
+            .expect("the stream stays open")
+            .expect("a chunk");
+        decoder.feed(&chunk);
+        while let Ok(Some(record)) = decoder.next_record() {
+            events.push(serde_json::from_slice(&record).expect("JSON"));
+        }
+    }
+    let first = &events[0];
+    assert_eq!(first["type"], "SUBSCRIBED", "{first}");
+    let state = serde_json::to_vec(&first["subscribed"]["get_state"]).expect("JSON");
+    assert!(state.len() > 16 * 1024, "{} bytes", state.len());
+    assert_eq!(
+        first["subscribed"]["get_state"]["get_agents"]["agents"]
+            .as_array()
+            .map(Vec::len),
+        Some(50)
+    );
+    let added = events
+        .iter()
+        .find(|e| e["type"] == "AGENT_ADDED")
+        .expect("added");
+    assert_eq!(
+        added["agent_added"]["agent"]["agent_info"]["hostname"],
+        "late-0"
+    );
+    more.kill9();
+}
