@@ -214,10 +214,65 @@ def phase_state(cluster, args, out):
         results[key] = {"first_byte_ms": round(best[0] * 1000, 1),
                         "total_ms": round(best[1] * 1000, 1), "bytes": best[2],
                         "slowest_other_call_ms": round(probe.slowest * 1000, 1)}
+    with LockProbe(cluster.port) as probe:
+        first, whole, size = subscribed(cluster.port)
+    results["/api/v1 SUBSCRIBE (its SUBSCRIBED event)"] = {
+        "first_byte_ms": round(first * 1000, 1), "total_ms": round(whole * 1000, 1),
+        "bytes": size, "slowest_other_call_ms": round(probe.slowest * 1000, 1)}
     out["state"] = results
     after = metrics(cluster.port)
     out["state_capture_ms"] = {key: after.get("master/state_capture_ms/" + key)
                                for key in ("count", "p50", "p90", "max")}
+
+
+def subscribed(port):
+    """An operator subscription's first event, the whole state: (seconds to its first byte,
+    seconds to all of it, its size)."""
+    body = b'{"type":"SUBSCRIBE"}'
+    t0 = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as conn:
+        conn.sendall(b"POST /api/v1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nAccept: application/recordio\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        data = conn.recv(1 << 20)
+        first = time.perf_counter() - t0
+        # Chunked: the first chunk's size line, then the RecordIO length line of SUBSCRIBED.
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(1 << 20)
+        pending = data.split(b"\r\n\r\n", 1)[1]
+        # Undo the chunked framing as the bytes come (by index: no copies of what is left);
+        # stop once the record is whole.
+        at, left, expected, record, head = 0, 0, None, 0, b""
+        while True:
+            while at < len(pending):
+                if left == 0:
+                    end = pending.find(b"\r\n", at)
+                    if end < 0:
+                        pending, at = pending[at:], 0
+                        break
+                    size = int(pending[at:end], 16)
+                    if size == 0:
+                        raise RuntimeError("the subscription ended before SUBSCRIBED")
+                    left, at = size + 2, end + 2  # the chunk and its CRLF
+                    continue
+                take = min(left, len(pending) - at)
+                data_bytes = min(take, max(0, left - 2))
+                if expected is None:
+                    head += pending[at:at + data_bytes]
+                    if b"\n" in head:
+                        line, rest = head.split(b"\n", 1)
+                        expected, record = int(line), len(rest)
+                else:
+                    record += data_bytes
+                at += take
+                left -= take
+            if expected is not None and record >= expected:
+                return first, time.perf_counter() - t0, expected
+            chunk = conn.recv(1 << 22)
+            if not chunk:
+                raise RuntimeError("the subscription ended before SUBSCRIBED was whole")
+            pending = pending[at:] + chunk if at < len(pending) else chunk
+            at = 0
 
 
 class LockProbe:
