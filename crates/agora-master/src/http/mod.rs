@@ -71,7 +71,7 @@ pub(crate) use agora_http::mesos_content_type as check_content_type;
 
 /// State documents rendered at once; more wait. Rendering is work for the CPU, and a reader
 /// who does not read holds one until it is given up on.
-static RENDERING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+pub(crate) static RENDERING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
 
 /// A state document as `render` writes it from a capture of the master, taken under its lock
 /// and rendered after, in a blocking thread; the body is streamed as it is written.

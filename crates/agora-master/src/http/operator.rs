@@ -348,7 +348,10 @@ fn subscribe(shared: Shared, headers: &HeaderMap) -> Answer {
         master.operator_streams.push(sender);
         (capture, master.config.heartbeat_interval)
     };
+    let runtime = tokio::runtime::Handle::current();
     let subscribed = tokio::task::spawn_blocking(move || {
+        // One of the renders at once, as every state document (this one is whole in memory).
+        let _permit = runtime.block_on(super::RENDERING.acquire());
         // The subscriber was checked to see everything.
         let mut out = views::Out::memory();
         let _ = subscribed_event(&capture, heartbeat, &mut out);
