@@ -361,12 +361,11 @@ fn subscribe(shared: Shared, headers: &HeaderMap) -> Answer {
     // No SUBSCRIBED (its render failed), no events: the stream ends and the client subscribes
     // again.
     let events = futures_util::stream::once(subscribed).flat_map(move |rendered| {
-        let (frame, events) = match rendered {
-            Ok(frame) => (Some(Ok(frame)), receiver.take()),
-            Err(_) => (None, None),
-        };
-        let events = events.map(|events| ClosingStream::new(events, || {}));
-        futures_util::stream::iter(frame).chain(futures_util::stream::iter(events).flatten())
+        let events = receiver.take().map(|r| ClosingStream::new(r, || {}));
+        let frame = rendered.ok();
+        let events = frame.is_some().then_some(events).flatten();
+        futures_util::stream::iter(frame.map(Ok))
+            .chain(futures_util::stream::iter(events).flatten())
     });
     let mut response = Response::new(Body::from_stream(events));
     let headers = response.headers_mut();
