@@ -213,7 +213,8 @@ def test_an_app_is_deployed_scaled_restarted_and_destroyed_through_the_ui(agora,
 def test_the_dashboard_changes_without_a_reload(agora, browser, tmp_path):
     browser.get(agora.url + "/")
     browser.execute_script("window.agoraMarker = 'same page';")
-    assert browser.find_element(By.ID, "tasks-running").text == "0"
+    # Read through a wait: the live part may be swapped in between finding it and reading it.
+    wait_for(browser, "no task running", lambda d: d.find_element(By.ID, "tasks-running").text == "0")
     # The stream sends the live part once on connecting; count the updates after that.
     wait_for(browser, "the live stream", lambda d: d.execute_script(
         "return document.body.dataset.liveUpdates"))
