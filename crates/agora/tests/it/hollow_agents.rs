@@ -317,7 +317,8 @@ async fn hollow_agents_register_run_tasks_and_come_back_after_a_master_restart()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marathon_and_chronos_run_on_hollow_agents() {
     let dir = temp_dir();
-    let master = start_master(&path(&dir, "master"));
+    // The failure rate fails job runs too: they are retried after a second, not Chronos' 60.
+    let master = start_master_with(&path(&dir, "master"), 0, &["--job-failure-retry", "1s"]);
     let hollow = start_hollow(&master.address(), AGENTS, &["--failure-rate", "0.05"]);
     let client = MasterClient::new(&master.address());
     wait_for_agents(&client, AGENTS).await;
