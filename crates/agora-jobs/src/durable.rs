@@ -1,5 +1,5 @@
-//! A change is answered once it is durable: a changing request's answer waits for the
-//! registrar's commit.
+//! An answer shows only what is durable: every answer waits for the registrar's commit of
+//! what was queued up to it.
 
 use std::sync::Arc;
 

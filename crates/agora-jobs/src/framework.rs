@@ -47,7 +47,12 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 Ok::<(), agora_store::RegistrarFailed>(())
             },
         };
-        let options = agora_client::SchedulerOptions::with_access(shared.config.access.clone());
+        // An update is acknowledged once what it changed is committed: the agent sends it again
+        // until then, so a crash between the two loses no run's end.
+        let options = agora_client::SchedulerOptions {
+            implicit_acknowledgements: false,
+            ..agora_client::SchedulerOptions::with_access(shared.config.access.clone())
+        };
         let mut scheduler = tokio::select! {
             () = shutdown.cancelled() => return,
             scheduler = Scheduler::subscribe_resuming(&shared.config.master, &ids, &info, options) => scheduler,
@@ -115,6 +120,13 @@ async fn session(shared: &Arc<Shared>, scheduler: &mut Scheduler, shutdown: &Can
                     if !outcome.queued.is_empty() {
                         tracing::info!(queued = ?outcome.queued, "job runs queued");
                     }
+                    if shared.config.registrar.barrier().committed().await.is_err() {
+                        // The store failed: the process stops; the update stays unacknowledged.
+                        return;
+                    }
+                }
+                if let Err(error) = scheduler.acknowledge(status).await {
+                    tracing::warn!(%error, task = %status.task_id.value, "acknowledgement failed");
                 }
             }
             Some(Event::Subscribed { .. }) => reconcile(shared, scheduler).await,
