@@ -17,7 +17,7 @@ const FRAMEWORKS: &str = "registry/frameworks/";
 const WEIGHTS: &str = "registry/weights/";
 const QUOTAS: &str = "registry/quotas/";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct AgentRecord {
     pub id: String,
     pub info: AgentInfo,

@@ -47,7 +47,7 @@ impl Master {
     /// received `REGISTERED` followed by any kill/shutdown commands reconciliation decided.
     pub(crate) fn register_agent(
         &mut self,
-        request: RegisterAgent,
+        mut request: RegisterAgent,
         token: Option<&str>,
         sender: StreamSender,
     ) -> Result<(AgentId, u64), AgentRefused> {
@@ -74,7 +74,7 @@ impl Master {
         // Offers of the previous registration are void: rescind them while the agent (and so
         // its offer index) is still known.
         self.rescind_agent_offers(&id);
-        let previous = self.agents.remove(&id);
+        let mut previous = self.agents.remove(&id);
         // Tasks it reports that the master does not know were reported lost (or never
         // launched) by this master: they must not keep running.
         let kill_unknown = previous
@@ -85,7 +85,7 @@ impl Master {
         }
         let mut shutdown_frameworks = self.recover_frameworks_of(&request, now);
 
-        let mut info = request.info.clone();
+        let mut info = std::mem::take(&mut request.info);
         info.id = Some(Id::new(id.as_str()));
         let agent = Agent {
             id: id.clone(),
@@ -109,8 +109,8 @@ impl Master {
             token_sha256: Some(token_sha256.clone()),
         };
         let known_tasks: HashSet<(FrameworkId, TaskId)> = previous
-            .as_ref()
-            .map(|p| p.tasks.clone())
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.tasks))
             .unwrap_or_default();
         let deactivated = agent.deactivated;
         let record = agent.record(false);
@@ -122,17 +122,23 @@ impl Master {
             token: issued,
         });
 
-        let reconciled =
-            self.reconcile_reported_tasks(&id, &request, &mut shutdown_frameworks, kill_unknown);
+        let reported_tasks = std::mem::take(&mut request.tasks);
+        let task_count = reported_tasks.len();
+        let reconciled = self.reconcile_reported_tasks(
+            &id,
+            reported_tasks,
+            &mut shutdown_frameworks,
+            kill_unknown,
+        );
         self.record_executors_of(&id, &request);
-        if let Some(stored) = self.agents.get_mut(&id) {
-            stored.tasks = reconciled.reported.clone();
-        }
         self.lose_unreported_tasks(&known_tasks, &reconciled.reported);
         for (framework_id, status) in reconciled.updates {
             self.send_event(&framework_id, &Event::update(status));
         }
         self.allocate_agent(&id, total, &reconciled.reported, deactivated);
+        if let Some(stored) = self.agents.get_mut(&id) {
+            stored.tasks = reconciled.reported;
+        }
         for framework_id in shutdown_frameworks {
             send(&AgentCommand::ShutdownFramework { framework_id });
         }
@@ -143,7 +149,11 @@ impl Master {
                 kill_policy: None,
             });
         }
-        self.registry.put_agent(&record);
+        // A re-registration that changes nothing the registry holds writes nothing: after a
+        // master restart, every agent comes back at once, and their records stand as they were.
+        if previous.as_ref().is_none_or(|p| p.record(false) != record) {
+            self.registry.put_agent(&record);
+        }
         if previous.is_some() {
             self.metrics.agent_reregistrations += 1;
         } else {
@@ -162,7 +172,7 @@ impl Master {
                 serde_json::json!({"type": "AGENT_ADDED", "agent_added": {"agent": agent_json}}),
             );
         }
-        tracing::info!(agent = %id, endpoint = %request.endpoint, tasks = request.tasks.len(), reregistered = previous.is_some(), "agent registered");
+        tracing::info!(agent = %id, endpoint = %request.endpoint, tasks = task_count, reregistered = previous.is_some(), "agent registered");
         self.want_allocation();
         Ok((id, generation))
     }
@@ -229,34 +239,31 @@ impl Master {
     fn reconcile_reported_tasks(
         &mut self,
         id: &AgentId,
-        request: &RegisterAgent,
+        reported_tasks: Vec<agora_api::agent_protocol::AgentTask>,
         shutdown_frameworks: &mut HashSet<String>,
         kill_unknown: bool,
     ) -> Reconciled {
         let mut reconciled = Reconciled::default();
-        for reported_task in &request.tasks {
-            let framework_id = FrameworkId::new(reported_task.framework_id.clone());
-            let task_id = TaskId::new(reported_task.task.task_id.value.clone());
-            if shutdown_frameworks.contains(framework_id.as_str()) {
+        for reported_task in reported_tasks {
+            if shutdown_frameworks.contains(&reported_task.framework_id) {
                 continue;
             }
+            let framework_id = FrameworkId::new(reported_task.framework_id);
+            let task_id = TaskId::new(reported_task.task.task_id.value.clone());
             // The status the agent reports is the task's, whatever id it names.
-            let mut reported_status = reported_task.status.clone();
+            let mut reported_status = reported_task.status;
             reported_status.task_id = reported_task.task.task_id.clone();
             let Some(framework) = self.frameworks.get_mut(&framework_id) else {
                 shutdown_frameworks.insert(framework_id.to_string());
                 continue;
             };
-            let state = reported_task.status.state;
+            let state = reported_status.state;
             match framework.tasks.get_mut(&task_id).map(Arc::make_mut) {
                 Some(task) => {
                     let back_from_unreachable = task.state == TaskState::Unreachable;
                     task.state = state;
                     task.agent_id = id.clone();
                     task.unreachable_since = None;
-                    if task.latest_status().state != state {
-                        task.statuses.push(reported_status.clone());
-                    }
                     if back_from_unreachable {
                         let mut status = reported_status.clone();
                         status.uuid = None;
@@ -264,6 +271,9 @@ impl Master {
                         status.reason = Some("REASON_AGENT_REREGISTERED".into());
                         status.message = Some("Agent re-registered".into());
                         reconciled.updates.push((framework_id.clone(), status));
+                    }
+                    if task.latest_status().state != state {
+                        task.statuses.push(reported_status);
                     }
                 }
                 None if kill_unknown => {
@@ -295,7 +305,7 @@ impl Master {
                             agent_id: id.clone(),
                             executor_id,
                             state,
-                            statuses: super::history::StatusHistory::new(reported_status.clone()),
+                            statuses: super::history::StatusHistory::new(reported_status),
                             resources,
                             role,
                             released: state.is_terminal(),
