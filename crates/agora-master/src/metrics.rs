@@ -90,9 +90,13 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
     put("master/elected", 1.0);
     put("master/uptime_secs", master.clock.elapsed().as_secs_f64());
 
-    // Sums of the four scalars, not of whole resources: no allocation per task (this runs
-    // under the master's lock, over every task).
-    const NAMES: [&str; 4] = ["cpus", "mem", "disk", "gpus"];
+    // Sums of the four scalars, not of whole resources; the tasks' come from each framework's
+    // tally (this runs under the master's lock: it never walks every task).
+    const NAMES: [&str; 4] = crate::core::SCALARS;
+    let mut tally = crate::core::Tally::default();
+    for framework in master.frameworks.values() {
+        tally.add(framework.tasks.tally());
+    }
     let sums = |resources: &mut dyn Iterator<Item = &agora_types::Resources>| {
         let mut sums = [agora_types::Scalar::ZERO; 4];
         for resources in resources {
@@ -109,13 +113,7 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
             .filter(|a| a.is_reachable())
             .map(|a| &*a.total),
     );
-    let used = sums(&mut master.frameworks.values().flat_map(|framework| {
-        framework
-            .tasks
-            .values()
-            .filter(|t| !t.released)
-            .map(|t| &t.resources)
-    }));
+    let used = tally.held();
     let offered = sums(&mut master.offers.values().map(|offer| &offer.resources));
     for (index, name) in NAMES.into_iter().enumerate() {
         let total_value = total[index].to_f64();
@@ -179,17 +177,11 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
         all_frameworks - connected_frameworks,
     );
 
-    let mut live: HashMap<TaskState, u64> = HashMap::new();
-    for framework in master.frameworks.values() {
-        for task in framework.tasks.values() {
-            *live.entry(task.state).or_default() += 1;
-        }
-    }
     for state in TaskState::ALL {
         let value = if state.is_terminal() {
             master.metrics.terminal.get(&state).copied().unwrap_or(0)
         } else {
-            live.get(&state).copied().unwrap_or(0)
+            tally.in_state(state)
         };
         put(
             &format!("master/tasks_{}", state.metric_suffix()),

@@ -258,8 +258,9 @@ impl Master {
                 continue;
             };
             let state = reported_status.state;
-            match framework.tasks.get_mut(&task_id).map(Arc::make_mut) {
-                Some(task) => {
+            if framework.tasks.contains_key(&task_id) {
+                let updates = &mut reconciled.updates;
+                framework.tasks.update(&task_id, |task| {
                     let back_from_unreachable = task.state == TaskState::Unreachable;
                     task.state = state;
                     task.agent_id = id.clone();
@@ -270,49 +271,47 @@ impl Master {
                         status.source = Some("SOURCE_MASTER".into());
                         status.reason = Some("REASON_AGENT_REREGISTERED".into());
                         status.message = Some("Agent re-registered".into());
-                        reconciled.updates.push((framework_id.clone(), status));
+                        updates.push((framework_id.clone(), status));
                     }
                     if task.latest_status().state != state {
                         task.statuses.push(reported_status);
                     }
-                }
-                None if kill_unknown => {
-                    // The master already reported this task lost (or never launched it): the
-                    // framework has moved on, so the task must not keep running.
-                    reconciled
-                        .kills
-                        .push((framework_id.to_string(), task_id.to_string()));
-                    continue;
-                }
-                None => {
-                    let resources = agora_api::mesos::to_resources(&reported_task.task.resources)
-                        .unwrap_or_default();
-                    let role = framework
-                        .roles
-                        .first()
-                        .cloned()
-                        .unwrap_or_else(|| "*".to_owned());
-                    let executor_id = reported_task
-                        .task
-                        .executor
-                        .as_ref()
-                        .map(|e| agora_types::ExecutorId::new(e.executor_id.value.clone()));
-                    framework.tasks.insert(
-                        task_id.clone(),
-                        Arc::new(Task {
-                            info: super::task_info::StoredTaskInfo::new(&reported_task.task),
-                            framework_id: framework_id.clone(),
-                            agent_id: id.clone(),
-                            executor_id,
-                            state,
-                            statuses: super::history::StatusHistory::new(reported_status),
-                            resources,
-                            role,
-                            released: state.is_terminal(),
-                            unreachable_since: None,
-                        }),
-                    );
-                }
+                });
+            } else if kill_unknown {
+                // The master already reported this task lost (or never launched it): the
+                // framework has moved on, so the task must not keep running.
+                reconciled
+                    .kills
+                    .push((framework_id.to_string(), task_id.to_string()));
+                continue;
+            } else {
+                let resources = agora_api::mesos::to_resources(&reported_task.task.resources)
+                    .unwrap_or_default();
+                let role = framework
+                    .roles
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "*".to_owned());
+                let executor_id = reported_task
+                    .task
+                    .executor
+                    .as_ref()
+                    .map(|e| agora_types::ExecutorId::new(e.executor_id.value.clone()));
+                framework.tasks.insert(
+                    task_id.clone(),
+                    Arc::new(Task {
+                        info: super::task_info::StoredTaskInfo::new(&reported_task.task),
+                        framework_id: framework_id.clone(),
+                        agent_id: id.clone(),
+                        executor_id,
+                        state,
+                        statuses: super::history::StatusHistory::new(reported_status),
+                        resources,
+                        role,
+                        released: state.is_terminal(),
+                        unreachable_since: None,
+                    }),
+                );
             }
             reconciled.reported.insert((framework_id, task_id));
         }

@@ -11,6 +11,9 @@ mod loops;
 mod roles;
 mod status;
 mod task_info;
+mod task_map;
+
+pub(crate) use task_map::{SCALARS, Tally};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, MutexGuard};
@@ -77,9 +80,7 @@ pub(crate) struct Framework {
     pub disconnected_since: Option<Instant>,
     /// Known from the registry or an agent's report, not yet re-subscribed to this master.
     pub recovered: bool,
-    /// Shared so a state view can take every task in one pass under the lock and render it
-    /// after; a change to a task a view still holds copies it (`Arc::make_mut`).
-    pub tasks: HashMap<TaskId, Arc<Task>>,
+    pub tasks: task_map::TaskMap,
     pub completed_tasks: VecDeque<Arc<Task>>,
     pub offers: HashSet<OfferId>,
     pub executors: HashMap<(AgentId, ExecutorId), ExecutorInfo>,

@@ -1,8 +1,6 @@
 //! Task status routing: agent updates to frameworks, acknowledgements back to agents,
 //! master-generated updates, reconciliation, kills and framework messages.
 
-use std::sync::Arc;
-
 use agora_api::agent_protocol::{AgentCommand, ExecutorExited, ExecutorMessage, StatusUpdate};
 use agora_api::mesos::{Id, KillPolicy, TaskStatus};
 use agora_api::scheduler::{Acknowledge, Event, Failure, Message, ReconcileTask};
@@ -84,28 +82,33 @@ impl Master {
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return;
         };
-        let Some(task) = framework.tasks.get_mut(task_id).map(Arc::make_mut) else {
-            return;
-        };
-        let changed = task.state != status.state;
-        task.state = status.state;
-        if status.state != TaskState::Unreachable {
-            task.unreachable_since = None;
-        }
         let mut stored = status.clone();
         if stored.timestamp.is_none() {
             stored.timestamp = Some(epoch_secs());
         }
-        task.statuses.push(stored);
-        let release = status.state.is_terminal() && !task.released;
-        if release {
-            task.released = true;
-        }
-        let (agent_id, role, resources) = (
-            task.agent_id.clone(),
-            task.role.clone(),
-            task.resources.clone(),
-        );
+        let Some((changed, release, agent_id, role, resources)) =
+            framework.tasks.update(task_id, |task| {
+                let changed = task.state != status.state;
+                task.state = status.state;
+                if status.state != TaskState::Unreachable {
+                    task.unreachable_since = None;
+                }
+                task.statuses.push(stored);
+                let release = status.state.is_terminal() && !task.released;
+                if release {
+                    task.released = true;
+                }
+                (
+                    changed,
+                    release,
+                    task.agent_id.clone(),
+                    task.role.clone(),
+                    task.resources.clone(),
+                )
+            })
+        else {
+            return;
+        };
         if changed {
             self.metrics.count_task_state(status.state);
         }

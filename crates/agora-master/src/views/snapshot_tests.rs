@@ -21,10 +21,11 @@ fn frozen_cluster() -> Cluster {
     }
     for framework in c.master.frameworks.values_mut() {
         framework.registered_time = 1_700_000_002.0;
-        for task in framework.tasks.values_mut() {
-            std::sync::Arc::make_mut(task)
-                .statuses
-                .set_timestamps(|n| 1_700_000_010.0 + n as f64);
+        let ids: Vec<_> = framework.tasks.keys().cloned().collect();
+        for id in ids {
+            framework.tasks.update(&id, |task| {
+                task.statuses.set_timestamps(|n| 1_700_000_010.0 + n as f64)
+            });
         }
     }
     c
