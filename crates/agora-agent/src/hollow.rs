@@ -99,7 +99,7 @@ struct Shared {
 }
 
 struct HollowTask {
-    info: TaskInfo,
+    info: Arc<TaskInfo>,
     executor_id: ExecutorId,
     /// The latest status, whose state is the task's.
     status: TaskStatus,
@@ -440,7 +440,7 @@ impl HollowAgent {
             entry.tasks.insert(
                 task_id.clone(),
                 HollowTask {
-                    info,
+                    info: Arc::new(info),
                     executor_id,
                     status,
                 },

@@ -3,6 +3,8 @@
 //! RecordIO stream of [`AgentCommand`]s; it reports with plain POSTs of the messages below.
 //! JSON keeps it debuggable with curl; the shapes reuse the Mesos messages.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::mesos::{AgentInfo, ExecutorInfo, FrameworkInfo, KillPolicy, TaskInfo, TaskStatus};
@@ -16,7 +18,8 @@ pub const AGENT_TOKEN_HEADER: &str = "agora-agent-token";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentTask {
     pub framework_id: String,
-    pub task: TaskInfo,
+    /// Shared: a hollow agent re-registering thousands of tasks at once copies none of them.
+    pub task: Arc<TaskInfo>,
     /// The latest state the agent knows (possibly not yet acknowledged).
     pub status: TaskStatus,
 }

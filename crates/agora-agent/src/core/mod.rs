@@ -141,7 +141,7 @@ impl Agent {
                     });
                     tasks.push(AgentTask {
                         framework_id: framework_id.to_string(),
-                        task: task.info.clone(),
+                        task: Arc::new(task.info.clone()),
                         status,
                     });
                 }

@@ -148,11 +148,11 @@ fn reregistration_kills_unknown_tasks_of_known_frameworks_and_shuts_down_unknown
     let mut c = cluster();
     let running = c.reported_task(TaskState::Running);
     let mut stale = running.clone();
-    stale.task.task_id = Id::new("t-stale");
+    std::sync::Arc::make_mut(&mut stale.task).task_id = Id::new("t-stale");
     stale.status = TaskStatus::new("t-stale", TaskState::Running);
     let mut orphan = running.clone();
     orphan.framework_id = "framework-of-another-master".to_owned();
-    orphan.task.task_id = Id::new("t-orphan");
+    std::sync::Arc::make_mut(&mut orphan.task).task_id = Id::new("t-orphan");
 
     let request = c.agent.reregistration(vec![running, stale, orphan]);
     reregister(&mut c.master, &mut c.agent, request).expect("re-registration");
@@ -198,7 +198,7 @@ fn an_agent_reregistering_with_a_new_master_brings_its_framework_and_tasks_back(
     };
     request.tasks = vec![AgentTask {
         framework_id: "fw-old".to_owned(),
-        task: command_task("t1", &offer_like, TASK_RESOURCES),
+        task: command_task("t1", &offer_like, TASK_RESOURCES).into(),
         status: TaskStatus::new("t1", TaskState::Running),
     }];
 

@@ -393,7 +393,7 @@ impl Cluster {
         let task = self.task("t1").expect("t1 is known");
         AgentTask {
             framework_id: self.scheduler.id.to_string(),
-            task: task.info.get(),
+            task: task.info.get().into(),
             status: TaskStatus::new("t1", state),
         }
     }
