@@ -21,6 +21,10 @@ pub struct Allocator {
     pub(crate) cluster_totals: ClusterTotals,
     /// Counts rounds; the agent visiting order rotates with it so no agent is always first.
     pub(crate) rounds: u64,
+    /// Agents whose offerable resources grew since the last round (added, reactivated,
+    /// resources returned), for [`Allocator::allocate_changed`]; `None` when anything else
+    /// changed (frameworks, roles, weights, quota), and the next round must visit every agent.
+    pub(crate) changed: Option<Vec<usize>>,
 }
 
 /// Dense storage with stable indices, so the round can refer to agents and frameworks by `usize`
@@ -252,6 +256,19 @@ impl Allocator {
             role_index: HashMap::new(),
             cluster_totals: ClusterTotals::default(),
             rounds: 0,
+            changed: None,
+        }
+    }
+
+    /// Something beyond one agent changed: the next round visits every agent.
+    fn changed_everything(&mut self) {
+        self.changed = None;
+    }
+
+    /// Only this agent's offerable resources grew.
+    fn changed_agent(&mut self, slot: usize) {
+        if let Some(changed) = &mut self.changed {
+            changed.push(slot);
         }
     }
 
@@ -287,6 +304,7 @@ impl Allocator {
             allocations: Vec::new(),
         };
         let slot = self.agents.insert(agent, state);
+        self.changed_agent(slot);
         for (framework, role, resources) in used {
             let framework = self.ensure_framework(&framework);
             let role = self.intern_role(&role);
@@ -327,18 +345,21 @@ impl Allocator {
 
     /// Deactivated or draining agents keep their allocations but get no offers.
     pub fn set_agent_active(&mut self, agent: &AgentId, active: bool) {
-        if let Some(state) = self
-            .agents
-            .position(agent)
-            .and_then(|slot| self.agents.get_mut(slot))
-        {
+        let Some(slot) = self.agents.position(agent) else {
+            return;
+        };
+        if let Some(state) = self.agents.get_mut(slot) {
             state.active = active;
+        }
+        if active {
+            self.changed_agent(slot);
         }
     }
 
     /// Adds a framework, or updates its roles and activity when it re-subscribes. Roles it no
     /// longer has keep their allocations (running tasks) but get no more offers.
     pub fn add_framework(&mut self, framework: FrameworkId, roles: Vec<String>, active: bool) {
+        self.changed_everything();
         let role_slots: Vec<usize> = roles.iter().map(|role| self.intern_role(role)).collect();
         let slot = self.ensure_framework(&framework);
         let Some(state) = self.frameworks.get_mut(slot) else {
@@ -363,6 +384,7 @@ impl Allocator {
 
     /// Removes a framework and frees everything it held on every agent.
     pub fn remove_framework(&mut self, framework: &FrameworkId) {
+        self.changed_everything();
         let Some((slot, _)) = self.frameworks.remove(framework) else {
             return;
         };
@@ -386,6 +408,7 @@ impl Allocator {
     /// Disconnected frameworks keep their allocations but get no offers; their filters are
     /// dropped, as Mesos does, so they see everything again when they come back.
     pub fn set_framework_active(&mut self, framework: &FrameworkId, active: bool) {
+        self.changed_everything();
         if let Some(state) = self.framework_mut(framework) {
             state.active = active;
             if !active {
@@ -396,6 +419,7 @@ impl Allocator {
 
     /// Stops offers to the framework in the given roles (`None`: all its roles).
     pub fn suppress(&mut self, framework: &FrameworkId, roles: Option<&[String]>) {
+        self.changed_everything();
         let selected = self.select_roles(roles);
         if let Some(state) = self.framework_mut(framework) {
             for entry in &mut state.roles {
@@ -412,6 +436,7 @@ impl Allocator {
 
     /// Resumes offers in the given roles (`None`: all) and drops their decline filters.
     pub fn revive(&mut self, framework: &FrameworkId, roles: Option<&[String]>) {
+        self.changed_everything();
         let selected = self.select_roles(roles);
         if let Some(state) = self.framework_mut(framework) {
             for entry in &mut state.roles {
@@ -447,6 +472,7 @@ impl Allocator {
             return;
         };
         self.release(agent, framework, role, resources);
+        self.changed_agent(agent);
         let Some(refuse_ms) = refuse_ms else {
             return;
         };
@@ -504,6 +530,7 @@ impl Allocator {
     /// Sets a role's weight (default 1.0). Non-positive or non-finite weights are ignored; the
     /// caller rejects them.
     pub fn set_weight(&mut self, role: &str, weight: f64) {
+        self.changed_everything();
         if weight.is_finite() && weight > 0.0 {
             let role = self.intern_role(role);
             self.roles[role].weight = weight;
@@ -520,6 +547,7 @@ impl Allocator {
     /// `guarantees` means no guarantee, `limits: None` means unlimited. A limit below what the
     /// role already holds takes nothing back; it only stops further offers.
     pub fn set_quota(&mut self, role: &str, guarantees: Resources, limits: Option<Resources>) {
+        self.changed_everything();
         let role = self.intern_role(role);
         let state = &mut self.roles[role];
         state.guarantees = quantities(&guarantees);
@@ -702,18 +730,31 @@ impl Allocator {
     }
 
     /// Drops filters that have run out.
-    pub(crate) fn expire_filters(&mut self, now_ms: u64) {
+    /// Drops the filters that have run out; returns whether any had.
+    pub(crate) fn expire_filters(&mut self, now_ms: u64) -> bool {
+        let mut expired = false;
         for (_, framework) in self.frameworks.iter_mut() {
             for entry in &mut framework.roles {
                 if entry.filters.is_empty() {
                     continue;
                 }
                 entry.filters.retain(|_, filters| {
+                    let before = filters.len();
                     filters.retain(|filter| filter.until_ms > now_ms);
+                    expired |= filters.len() != before;
                     !filters.is_empty()
                 });
             }
         }
+        expired
+    }
+
+    /// Whether any role has a guarantee or a limit: a grant anywhere then changes what every
+    /// agent may give (headroom, limits).
+    pub(crate) fn has_quota(&self) -> bool {
+        self.roles
+            .iter()
+            .any(|role| !role.guarantees.is_empty() || role.limits.is_some())
     }
 }
 

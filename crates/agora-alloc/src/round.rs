@@ -88,16 +88,43 @@ impl Allocator {
     /// are skipped; expired filters are dropped.
     pub fn allocate(&mut self, now_ms: u64) -> Vec<OfferGrant> {
         self.expire_filters(now_ms);
+        let agents = self.visiting_order();
+        self.round_over(now_ms, &agents)
+    }
+
+    /// A round after a change: when only some agents' offerable resources grew since the last
+    /// round (agents registering, resources coming back), it visits only those — Mesos'
+    /// `allocate(slaveIds)` —, since every other agent was offered all a framework would take
+    /// by the round before and nothing that decides their grants has changed. Otherwise (a
+    /// framework, a role's weight or quota changed, a filter ran out, or quota is set at all)
+    /// it is [`Allocator::allocate`]. At 10,000 agents coming back after a master restart,
+    /// rounds visiting each of them again were a sixth of the master's work.
+    pub fn allocate_changed(&mut self, now_ms: u64) -> Vec<OfferGrant> {
+        let expired = self.expire_filters(now_ms);
+        let narrowed = match self.changed.take() {
+            Some(mut changed) if !expired && !self.has_quota() => {
+                changed.sort_unstable();
+                changed.dedup();
+                changed.retain(|&slot| self.agents.get(slot).is_some_and(|agent| agent.active));
+                changed
+            }
+            _ => self.visiting_order(),
+        };
+        self.round_over(now_ms, &narrowed)
+    }
+
+    fn round_over(&mut self, now_ms: u64, agents: &[usize]) -> Vec<OfferGrant> {
         self.rounds = self.rounds.wrapping_add(1);
+        // Whatever happens below, the round leaves every agent offered what it can be.
+        self.changed = Some(Vec::new());
         let mut round = self.prepare_round(now_ms);
         if round.role_order.is_empty() {
             return Vec::new();
         }
-        let agents = self.visiting_order();
         if round.headroom.is_some() {
-            self.satisfy_guarantees(&mut round, &agents);
+            self.satisfy_guarantees(&mut round, agents);
         }
-        self.share_fairly(&mut round, &agents);
+        self.share_fairly(&mut round, agents);
         self.finish(round)
     }
 

@@ -41,6 +41,8 @@ enum Op {
     Suppress(u8, Option<usize>),
     Revive(u8, Option<usize>),
     Allocate,
+    /// A round after a change: only the agents that changed, when nothing else did.
+    AllocateChanged,
     Recover {
         pick: usize,
         portion: u8,
@@ -76,7 +78,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (framework.clone(), any::<bool>()).prop_map(|(f, active)| Op::SetFrameworkActive(f, active)),
         1 => (framework.clone(), prop::option::of(role.clone())).prop_map(|(f, role)| Op::Suppress(f, role)),
         1 => (framework, prop::option::of(role.clone())).prop_map(|(f, role)| Op::Revive(f, role)),
-        6 => Just(Op::Allocate),
+        3 => Just(Op::Allocate),
+        3 => Just(Op::AllocateChanged),
         6 => (any::<usize>(), 0u8..4, prop::option::of(0u64..5_000))
             .prop_map(|(pick, portion, refuse_ms)| Op::Recover { pick, portion, refuse_ms }),
         2 => any::<usize>().prop_map(|pick| Op::MarkUsed { pick }),
@@ -85,6 +88,15 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(role, guarantee_cpus, limit_cpus)| Op::SetQuota { role, guarantee_cpus, limit_cpus }),
         1 => (role, 1u8..5).prop_map(|(role, weight)| Op::SetWeight { role, weight }),
     ]
+}
+
+/// A round leaves nothing behind that a full round at the same moment would still grant:
+/// the rounds that visit only the changed agents miss none.
+fn nothing_left_to_grant(model: &Model, allocator: &Allocator) -> Result<(), TestCaseError> {
+    let mut full = allocator.clone();
+    let more = full.allocate(model.now_ms);
+    prop_assert!(more.is_empty(), "a full round still grants {:?}", more);
+    Ok(())
 }
 
 fn res(text: &str) -> Resources {
@@ -455,6 +467,12 @@ fn apply(model: &mut Model, allocator: &mut Allocator, op: &Op) -> Result<(), Te
         Op::Allocate => {
             let grants = allocator.allocate(model.now_ms);
             check_grants(model, &grants)?;
+            nothing_left_to_grant(model, allocator)?;
+        }
+        Op::AllocateChanged => {
+            let grants = allocator.allocate_changed(model.now_ms);
+            check_grants(model, &grants)?;
+            nothing_left_to_grant(model, allocator)?;
         }
         Op::Recover {
             pick,

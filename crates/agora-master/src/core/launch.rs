@@ -94,15 +94,29 @@ impl Master {
     /// One allocation round: every grant becomes an offer sent to its framework. Timed, offers
     /// sent included, as Mesos' `allocator/mesos/allocation_run_ms`.
     pub(crate) fn allocate(&mut self) {
+        self.timed_round(false);
+    }
+
+    /// A round soon after a change: only the agents that changed when nothing else did
+    /// (`Allocator::allocate_changed`); the periodic round visits them all.
+    pub(crate) fn allocate_changed(&mut self) {
+        self.timed_round(true);
+    }
+
+    fn timed_round(&mut self, changed_only: bool) {
         let started = std::time::Instant::now();
-        self.allocate_and_offer();
+        self.allocate_and_offer(changed_only);
         self.metrics.allocation_runs += 1;
         self.metrics.allocation_run.record(started.elapsed());
     }
 
-    fn allocate_and_offer(&mut self) {
+    fn allocate_and_offer(&mut self, changed_only: bool) {
         let now = self.now_ms();
-        let grants = self.allocator.allocate(now);
+        let grants = if changed_only {
+            self.allocator.allocate_changed(now)
+        } else {
+            self.allocator.allocate(now)
+        };
         if grants.is_empty() {
             return;
         }

@@ -29,13 +29,28 @@ async fn allocation_loop(shared: Shared, shutdown: CancellationToken) {
             master.config.allocation_batch,
         )
     };
+    // A round visiting every agent at least every interval, however busy the changes keep
+    // the loop.
+    let mut last_full = std::time::Instant::now();
     loop {
-        tokio::select! {
+        let after_change = tokio::select! {
             () = shutdown.cancelled() => return,
-            () = notify.notified() => tokio::time::sleep(batch).await,
-            () = tokio::time::sleep(interval) => {}
+            () = notify.notified() => {
+                tokio::time::sleep(batch).await;
+                true
+            }
+            () = tokio::time::sleep(interval) => false,
+        };
+        let changed_only = after_change && last_full.elapsed() < interval;
+        if !changed_only {
+            last_full = std::time::Instant::now();
         }
-        lock(&shared).allocate();
+        let mut master = lock(&shared);
+        if changed_only {
+            master.allocate_changed();
+        } else {
+            master.allocate();
+        }
     }
 }
 
