@@ -94,6 +94,14 @@ def rss_kb(pid):
     return 0
 
 
+def cpu_s(pid):
+    """User and system CPU seconds the process has used."""
+    with open("/proc/%d/stat" % pid) as stat:
+        # Fields after the command's closing parenthesis; utime and stime are the 14th and 15th.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait(what, check, timeout=300.0, every=0.05):
     deadline = time.time() + timeout
     while True:
@@ -342,6 +350,8 @@ def phase_restart(cluster, args, out):
     # has re-registered.
     cluster.master.kill()
     cluster.master.wait()
+    hollow = cluster.others[0]
+    hollow_cpu = cpu_s(hollow.pid)
     t0 = time.perf_counter()
     cluster.start_master(cluster.port)
     up = time.perf_counter() - t0
@@ -357,6 +367,8 @@ def phase_restart(cluster, args, out):
 
     wait("agents back", back, every=0.1)
     agents_back = time.perf_counter() - t1
+    # Whose work the wait was: on two cores, the hollow agents' share is taken from the master.
+    master_cpu, hollow_cpu = cpu_s(cluster.master.pid), cpu_s(hollow.pid) - hollow_cpu
     wait("tasks back", lambda: metrics(cluster.port).get("master/tasks_running", 0) >= running,
          every=0.05)
     tasks_back = time.perf_counter() - t1
@@ -368,6 +380,7 @@ def phase_restart(cluster, args, out):
         "all_agents_reregistered_s": round(agents_back, 2),
         "reregistered_by_then": curve[::max(1, len(curve) // 12)],
         "all_tasks_running_s": round(tasks_back, 2),
+        "cpu_s_until_all_back": {"master": round(master_cpu, 2), "hollow_agents": round(hollow_cpu, 2)},
         "agents_removed": snapshot.get("master/slave_removals", 0),
         "tasks_lost": snapshot.get("master/tasks_lost", 0),
     }
