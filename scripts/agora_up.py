@@ -1,11 +1,15 @@
 """`agora up` for the benchmark scripts: a fresh data dir, the port it listens on, and a clean
-stop afterwards; and any other role started on loopback (`start_role`)."""
+stop afterwards; any other role started on loopback (`start_role`); a JSON call to one
+(`call_json`) and a wait for a condition (`wait_until`)."""
 import contextlib
+import json
 import os
 import re
 import subprocess
 import tempfile
 import threading
+import time
+import urllib.request
 
 READY = re.compile(r"listening on https?://([0-9.]+):(\d+)")
 
@@ -24,6 +28,32 @@ def start_role(binary, args):
     # Keep draining stdout so the process never blocks on a full pipe.
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
     return proc, int(match.group(2))
+
+
+def call_json(port, method, path, body=None, timeout=60.0):
+    """A request to 127.0.0.1:`port` with `body` as JSON; its JSON answer (None when empty)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data,
+                                     method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        text = answer.read()
+        return json.loads(text) if text else None
+
+
+def wait_until(what, check, timeout=600.0, every=0.2):
+    """`check()` every `every` seconds until it is true, which is returned; a connection error
+    counts as not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except OSError:
+            pass
+        time.sleep(every)
+    raise RuntimeError("timed out waiting for " + what)
 
 
 @contextlib.contextmanager

@@ -19,31 +19,8 @@ import os
 import shutil
 import tempfile
 import time
-import urllib.request
 
-from agora_up import start_role
-
-
-def call(port, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data,
-                                     method=method,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as answer:
-        text = answer.read()
-        return json.loads(text) if text else None
-
-
-def wait(what, check, timeout=600.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("timed out waiting for " + what)
+from agora_up import call_json, start_role, wait_until
 
 
 def kb(pid, field, path="status"):
@@ -135,16 +112,17 @@ def main():
             "--work-dir", os.path.join(root, "agent"),
             "--resources", "cpus:1000;mem:1000000;disk:1000000;ports:[31000-32000]"])
         processes.append(agent)
-        wait("the agent", lambda: call(port, "GET", "/metrics/snapshot")
-             .get("master/slaves_active") == 1)
+        wait_until("the agent", lambda: call_json(port, "GET", "/metrics/snapshot")
+                   .get("master/slaves_active") == 1)
         before = settle(agent.pid)
         idle = len(executors())  # the launcher and the warm containers
         app = {"id": "/bench", "cmd": "exec sleep 3600", "cpus": 0.01, "mem": 1,
                "instances": args.tasks}
         started = time.monotonic()
-        call(port, "POST", "/v2/apps", app)
-        wait("every task running", lambda: call(port, "GET", "/v2/apps/bench")["app"]
-             ["tasksRunning"] == args.tasks)
+        call_json(port, "POST", "/v2/apps", app)
+        wait_until("every task running",
+                   lambda: call_json(port, "GET", "/v2/apps/bench")["app"]["tasksRunning"]
+                   == args.tasks)
         running_s = time.monotonic() - started
         after = settle(agent.pid)
         pairs = per_task_processes()
@@ -166,9 +144,9 @@ def main():
             "container_process_mean": mean(container_use),
         }
         print(json.dumps(out, indent=2), flush=True)
-        call(port, "DELETE", "/v2/apps/bench")
+        call_json(port, "DELETE", "/v2/apps/bench")
         # Stopping the agent sooner would leave the executors waiting for it to come back.
-        wait("the executors gone", lambda: len(executors()) <= idle, timeout=300)
+        wait_until("the executors gone", lambda: len(executors()) <= idle, timeout=300)
     finally:
         for process in reversed(processes):
             process.terminate()

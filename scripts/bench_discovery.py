@@ -38,6 +38,8 @@ import threading
 import time
 import urllib.request
 
+from agora_up import call_json
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = 5470
 DNS_PORT = 18553
@@ -89,12 +91,7 @@ def install_missing():
 
 
 def api(method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        text = response.read()
-        return json.loads(text) if text else None
+    return call_json(PORT, method, path, body, timeout=30)
 
 
 def wait_for(what, check, timeout=60.0):

@@ -729,7 +729,6 @@ impl Allocator {
         }
     }
 
-    /// Drops filters that have run out.
     /// Drops the filters that have run out; returns whether any had.
     pub(crate) fn expire_filters(&mut self, now_ms: u64) -> bool {
         let mut expired = false;

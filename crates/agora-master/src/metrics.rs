@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use agora_types::TaskState;
 
-use crate::core::{AgentConnection, Master};
+use crate::core::{AgentConnection, Master, SCALARS, Tally};
 
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -92,15 +92,14 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
 
     // Sums of the four scalars, not of whole resources; the tasks' come from each framework's
     // tally (this runs under the master's lock: it never walks every task).
-    const NAMES: [&str; 4] = crate::core::SCALARS;
-    let mut tally = crate::core::Tally::default();
+    let mut tally = Tally::default();
     for framework in master.frameworks.values() {
         tally.add(framework.tasks.tally());
     }
     let sums = |resources: &mut dyn Iterator<Item = &agora_types::Resources>| {
         let mut sums = [agora_types::Scalar::ZERO; 4];
         for resources in resources {
-            for (sum, name) in sums.iter_mut().zip(NAMES) {
+            for (sum, name) in sums.iter_mut().zip(SCALARS) {
                 *sum += resources.scalar(name);
             }
         }
@@ -115,7 +114,7 @@ pub(crate) fn snapshot(master: &Master) -> Vec<(String, f64)> {
     );
     let used = tally.held();
     let offered = sums(&mut master.offers.values().map(|offer| &offer.resources));
-    for (index, name) in NAMES.into_iter().enumerate() {
+    for (index, name) in SCALARS.into_iter().enumerate() {
         let total_value = total[index].to_f64();
         let used_value = used[index].to_f64();
         put(&format!("master/{name}_total"), total_value);

@@ -5,6 +5,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use agora_api::operator::{Call, QuotaConfig, WeightInfo};
@@ -14,8 +15,6 @@ use agora_types::{AgentId, FrameworkId, Resource, Resources};
 
 use super::{Answer, MesosError, accepted, accepts, check_content_type, json_response};
 use crate::core::{UnknownAgent, lock, validate_role};
-use futures_util::StreamExt;
-
 use crate::stream::ClosingStream;
 use crate::views::Scope;
 use crate::{Shared, metrics, views};
@@ -357,16 +356,17 @@ fn subscribe(shared: Shared, headers: &HeaderMap) -> Answer {
         let _ = subscribed_event(&capture, heartbeat, &mut out);
         agora_api::recordio::encode(&out.into_bytes())
     });
-    let mut receiver = Some(receiver);
-    // No SUBSCRIBED (its render failed), no events: the stream ends and the client subscribes
-    // again.
-    let events = futures_util::stream::once(subscribed).flat_map(move |rendered| {
-        let events = receiver.take().map(|r| ClosingStream::new(r, || {}));
-        let frame = rendered.ok();
-        let events = frame.is_some().then_some(events).flatten();
-        futures_util::stream::iter(frame.map(Ok))
-            .chain(futures_util::stream::iter(events).flatten())
-    });
+    let events = futures_util::stream::once(async move {
+        match subscribed.await {
+            Ok(frame) => futures_util::stream::iter([Ok(frame)])
+                .chain(ClosingStream::new(receiver, || {}))
+                .left_stream(),
+            // No SUBSCRIBED (its render failed), no events: the stream ends and the client
+            // subscribes again.
+            Err(_) => futures_util::stream::empty().right_stream(),
+        }
+    })
+    .flatten();
     let mut response = Response::new(Body::from_stream(events));
     let headers = response.headers_mut();
     if recordio {
