@@ -42,18 +42,19 @@ def call_json(port, method, path, body=None, timeout=60.0):
 
 
 def wait_until(what, check, timeout=600.0, every=0.2):
-    """`check()` every `every` seconds until it is true, which is returned; a connection error
-    counts as not yet."""
+    """`check()` every `every` seconds until it is true, which is returned; an error (a
+    connection refused, an answer without the field yet) counts as not yet. `what` names the
+    wait, or is called for its name when it times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             value = check()
             if value:
                 return value
-        except OSError:
+        except Exception:  # noqa: BLE001 - whatever it was, the condition does not hold yet
             pass
         time.sleep(every)
-    raise RuntimeError("timed out waiting for " + what)
+    raise RuntimeError("timed out waiting for " + (what() if callable(what) else what))
 
 
 @contextlib.contextmanager

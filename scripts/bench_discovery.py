@@ -38,7 +38,7 @@ import threading
 import time
 import urllib.request
 
-from agora_up import call_json
+from agora_up import call_json, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = 5470
@@ -95,16 +95,7 @@ def api(method, path, body=None):
 
 
 def wait_for(what, check, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception:
-            pass
-        time.sleep(0.05)
-    sys.exit(f"timed out waiting for {what() if callable(what) else what}")
+    return wait_until(what, check, timeout, every=0.05)
 
 
 def running_ports(app):
