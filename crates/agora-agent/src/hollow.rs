@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use agora_api::agent_protocol::{AgentTask, RegisterAgent, RunningExecutor};
+use agora_api::agent_protocol::{RegisterAgent, RunningExecutor};
 use agora_api::mesos::{
     AgentInfo, Attribute, ExecutorInfo, FrameworkInfo, Id, KillPolicy, TaskInfo, TaskStatus,
 };
@@ -87,11 +89,15 @@ struct Counters {
     updates_sent: AtomicU64,
 }
 
-/// What the agents share: the link's settings and one HTTP client (a connection per agent's
-/// subscription; the pool for pings and reports).
+/// What the agents share: the link's settings and two HTTP clients.
 struct Shared {
     config: AgentConfig,
+    /// Pings and reports, over a bounded pool of connections.
     client: reqwest::Client,
+    /// Subscriptions, a connection each and no pool: a pool has every request it is asked
+    /// for wait on it, and each request done scans all the waiting ones, which 10,000 agents
+    /// re-subscribing at once made quadratic.
+    subscriber: reqwest::Client,
     tasks: HollowTasks,
     counters: Counters,
     /// The bound on requests in flight: [`CONNECTIONS`].
@@ -99,10 +105,22 @@ struct Shared {
 }
 
 struct HollowTask {
-    info: Arc<TaskInfo>,
+    /// The TaskInfo as JSON: a registration writes it as it is (serialising 100,000 of them
+    /// was most of the hollow agents' work when a master restarted), and it takes less
+    /// memory than the struct.
+    info: Box<RawValue>,
+    health_checked: bool,
     executor_id: ExecutorId,
     /// The latest status, whose state is the task's.
     status: TaskStatus,
+}
+
+/// A hollow task in a registration: an [`agora_api::agent_protocol::AgentTask`] on the wire.
+#[derive(Serialize)]
+struct TaskReport<'a> {
+    framework_id: &'a str,
+    task: &'a RawValue,
+    status: &'a TaskStatus,
 }
 
 struct HollowFramework {
@@ -213,9 +231,14 @@ pub fn start_hollow(
         .pool_max_idle_per_host(CONNECTIONS)
         .build()
         .map_err(|e| AgentError::Client(e.to_string()))?;
+    let subscriber = crate::core::master_client_builder(&config.agent)
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| AgentError::Client(e.to_string()))?;
     let shared = Arc::new(Shared {
         config: config.agent,
         client,
+        subscriber,
         tasks: config.tasks,
         counters: Counters::default(),
         slots: Arc::new(tokio::sync::Semaphore::new(CONNECTIONS)),
@@ -381,7 +404,7 @@ impl HollowAgent {
         status.executor_id = Some(Id::new(task.executor_id.as_str()));
         status.reason = reason.map(str::to_owned);
         status.message = message.map(str::to_owned);
-        if new == TaskState::Running && task.info.health_check.is_some() {
+        if new == TaskState::Running && task.health_checked {
             // A hollow task is as healthy as its checks could wish.
             status.healthy = Some(true);
         }
@@ -436,11 +459,19 @@ impl HollowAgent {
             if let Some(runtime) = own_runtime(&info).or(self.shared.tasks.runtime) {
                 timed.push((runtime, task_id.clone()));
             }
+            let json = match serde_json::value::to_raw_value(&info) {
+                Ok(json) => json,
+                Err(error) => {
+                    tracing::error!(%error, task = %task_id, "a TaskInfo does not serialise; launch ignored");
+                    continue;
+                }
+            };
             let status = TaskStatus::new(task_id.as_str(), TaskState::Staging);
             entry.tasks.insert(
                 task_id.clone(),
                 HollowTask {
-                    info: Arc::new(info),
+                    info: json,
+                    health_checked: info.health_check.is_some(),
                     executor_id,
                     status,
                 },
@@ -667,6 +698,9 @@ impl AgentEnd for HollowAgent {
     fn client(&self) -> &reqwest::Client {
         &self.shared.client
     }
+    fn subscription_client(&self) -> &reqwest::Client {
+        &self.shared.subscriber
+    }
     fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
     }
@@ -674,10 +708,12 @@ impl AgentEnd for HollowAgent {
         &self.updates_wanted
     }
 
-    fn registration(&self) -> RegisterAgent {
+    fn registration(&self) -> serde_json::Result<Vec<u8>> {
         let state = self.lock();
         let mut tasks = Vec::new();
         let mut executors = Vec::new();
+        // Written once into a buffer of about its size.
+        let mut size = 1024;
         for (framework_id, framework) in &state.frameworks {
             for executor in framework.executors.values() {
                 executors.push(RunningExecutor {
@@ -686,14 +722,15 @@ impl AgentEnd for HollowAgent {
                 });
             }
             for task in framework.tasks.values() {
-                tasks.push(AgentTask {
-                    framework_id: framework_id.to_string(),
-                    task: task.info.clone(),
-                    status: task.status.clone(),
+                size += task.info.get().len() + 512;
+                tasks.push(TaskReport {
+                    framework_id: framework_id.as_str(),
+                    task: &task.info,
+                    status: &task.status,
                 });
             }
         }
-        RegisterAgent {
+        let registration = RegisterAgent {
             agent_id: state.agent_id.clone(),
             info: self.info(&state),
             endpoint: self.shared.config.endpoint(),
@@ -701,7 +738,10 @@ impl AgentEnd for HollowAgent {
             tasks,
             frameworks: state.frameworks.values().map(|f| f.info.clone()).collect(),
             executors,
-        }
+        };
+        let mut body = Vec::with_capacity(size);
+        serde_json::to_writer(&mut body, &registration)?;
+        Ok(body)
     }
 
     fn agent_token(&self) -> Option<String> {

@@ -11,7 +11,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use agora_api::agent_protocol::RegisterAgent;
 use agora_api::agent_protocol::{
     AGENT_TOKEN_HEADER, AgentCommand, ExecutorExited, ExecutorMessage, FrameworkStatus, Ping,
     StatusUpdates,
@@ -28,12 +27,18 @@ pub(crate) trait AgentEnd: Send + Sync + 'static {
     /// Where the master is and how to reach it (`master`, `leader`, `master_headers`, TLS).
     fn config(&self) -> &AgentConfig;
     fn client(&self) -> &reqwest::Client;
+    /// The client the subscription is sent with: its connection carries the command stream
+    /// for as long as the link lasts and never returns to a pool.
+    fn subscription_client(&self) -> &reqwest::Client {
+        self.client()
+    }
     /// Cancelled when the agent stops (or the master told it to).
     fn shutdown(&self) -> &tokio_util::sync::CancellationToken;
     /// Wakes the status sender: a new update, or the master link came back.
     fn updates_wanted(&self) -> &tokio::sync::Notify;
-    /// What the agent tells the master when it (re-)registers: everything it runs.
-    fn registration(&self) -> RegisterAgent;
+    /// What the agent tells the master when it (re-)registers, everything it runs: a
+    /// [`agora_api::agent_protocol::RegisterAgent`] as JSON.
+    fn registration(&self) -> serde_json::Result<Vec<u8>>;
     /// The secret the master gave this agent, for the requests it sends there.
     fn agent_token(&self) -> Option<String>;
     fn agent_id(&self) -> Option<String>;
@@ -78,8 +83,8 @@ impl AgentEnd for Agent {
     fn updates_wanted(&self) -> &tokio::sync::Notify {
         &self.updates_wanted
     }
-    fn registration(&self) -> RegisterAgent {
-        Agent::registration(self)
+    fn registration(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&Agent::registration(self))
     }
     fn agent_token(&self) -> Option<String> {
         Agent::agent_token(self)
@@ -169,7 +174,13 @@ async fn executor_heartbeats(agent: Arc<Agent>) {
 
 /// A request to the master, carrying this agent's secret once it has one.
 fn request<A: AgentEnd + ?Sized>(agent: &A, path: &str) -> reqwest::RequestBuilder {
-    let request = agent.client().post(agent.config().master_url(path));
+    with_token(agent, agent.client().post(agent.config().master_url(path)))
+}
+
+fn with_token<A: AgentEnd + ?Sized>(
+    agent: &A,
+    request: reqwest::RequestBuilder,
+) -> reqwest::RequestBuilder {
     match agent.agent_token() {
         Some(token) => request.header(AGENT_TOKEN_HEADER, token),
         None => request,
@@ -303,20 +314,25 @@ enum LinkError {
     },
     #[error(transparent)]
     RecordIo(#[from] agora_api::ApiError),
+    #[error("the registration does not serialise: {0}")]
+    Encode(serde_json::Error),
 }
 
 async fn subscribe_once<A: AgentEnd>(
     agent: &Arc<A>,
     leader: &mut Option<tokio::sync::watch::Receiver<Option<String>>>,
 ) -> Result<Outcome, LinkError> {
-    let registration = agent.registration();
+    // Moved into the request, not kept for the stream's life: it lists every task the agent runs.
+    let registration = agent.registration().map_err(LinkError::Encode)?;
+    let url = agent.config().master_url("/internal/agent/subscribe");
+    let subscribe = with_token(agent.as_ref(), agent.subscription_client().post(url))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(registration);
     let response = tokio::select! {
-        response = request(agent.as_ref(), "/internal/agent/subscribe").json(&registration).send() => response?,
+        response = subscribe.send() => response?,
         // A new leader while this one is asked: ask the new one.
         () = leader_changed(leader) => return Ok(Outcome::Registered),
     };
-    // Not kept for the stream's life: it lists every task the agent runs.
-    drop(registration);
     if !response.status().is_success() {
         let status = response.status();
         let why = response.text().await.unwrap_or_default();

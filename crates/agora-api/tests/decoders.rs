@@ -158,6 +158,9 @@ proptest! {
     fn agent_protocol_messages(body in json_value()) {
         let text = body.to_string();
         let _ = serde_json::from_str::<agent_protocol::RegisterAgent>(&text);
+        let _ = serde_json::from_str::<
+            agent_protocol::RegisterAgent<agent_protocol::ReportedTask>,
+        >(&text);
         let _ = serde_json::from_str::<agent_protocol::AgentCommand>(&text);
         let _ = serde_json::from_str::<agent_protocol::StatusUpdate>(&text);
         let _ = serde_json::from_str::<agent_protocol::StatusUpdates>(&text);

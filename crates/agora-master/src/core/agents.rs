@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use agora_api::agent_protocol::{AgentCommand, RegisterAgent};
+use agora_api::agent_protocol::{AgentCommand, RegisterAgent, ReportedTask};
 use agora_api::mesos::{Id, TaskStatus};
 use agora_api::scheduler::{Event, Failure};
 use agora_types::{AgentId, FrameworkId, TaskId, TaskState};
@@ -47,7 +47,7 @@ impl Master {
     /// received `REGISTERED` followed by any kill/shutdown commands reconciliation decided.
     pub(crate) fn register_agent(
         &mut self,
-        mut request: RegisterAgent,
+        mut request: RegisterAgent<ReportedTask>,
         token: Option<&str>,
         sender: StreamSender,
     ) -> Result<(AgentId, u64), AgentRefused> {
@@ -182,7 +182,7 @@ impl Master {
     /// it changes otherwise.
     fn agent_secret(
         &mut self,
-        request: &RegisterAgent,
+        request: &RegisterAgent<ReportedTask>,
         token: Option<&str>,
     ) -> Result<(String, Option<String>), AgentRefused> {
         let known_token = request
@@ -214,7 +214,11 @@ impl Master {
 
     /// Frameworks the agent runs tasks for that this master does not know yet (it restarted)
     /// are recovered; the ids of those that completed here, for the agent to shut down.
-    fn recover_frameworks_of(&mut self, request: &RegisterAgent, now: f64) -> HashSet<String> {
+    fn recover_frameworks_of(
+        &mut self,
+        request: &RegisterAgent<ReportedTask>,
+        now: f64,
+    ) -> HashSet<String> {
         let mut shutdown_frameworks = HashSet::new();
         for info in &request.frameworks {
             let Some(framework_id) = info.framework_id() else {
@@ -239,7 +243,7 @@ impl Master {
     fn reconcile_reported_tasks(
         &mut self,
         id: &AgentId,
-        reported_tasks: Vec<agora_api::agent_protocol::AgentTask>,
+        reported_tasks: Vec<ReportedTask>,
         shutdown_frameworks: &mut HashSet<String>,
         kill_unknown: bool,
     ) -> Reconciled {
@@ -249,10 +253,11 @@ impl Master {
                 continue;
             }
             let framework_id = FrameworkId::new(reported_task.framework_id);
-            let task_id = TaskId::new(reported_task.task.task_id.value.clone());
+            let head = &reported_task.task.head;
+            let task_id = TaskId::new(head.task_id.value.clone());
             // The status the agent reports is the task's, whatever id it names.
             let mut reported_status = reported_task.status;
-            reported_status.task_id = reported_task.task.task_id.clone();
+            reported_status.task_id = head.task_id.clone();
             let Some(framework) = self.frameworks.get_mut(&framework_id) else {
                 shutdown_frameworks.insert(framework_id.to_string());
                 continue;
@@ -285,22 +290,24 @@ impl Master {
                     .push((framework_id.to_string(), task_id.to_string()));
                 continue;
             } else {
-                let resources = agora_api::mesos::to_resources(&reported_task.task.resources)
-                    .unwrap_or_default();
+                let resources = agora_api::mesos::to_resources(&head.resources).unwrap_or_default();
                 let role = framework
                     .roles
                     .first()
                     .cloned()
                     .unwrap_or_else(|| "*".to_owned());
-                let executor_id = reported_task
-                    .task
+                let executor_id = head
                     .executor
                     .as_ref()
                     .map(|e| agora_types::ExecutorId::new(e.executor_id.value.clone()));
+                let own_user = head.own_user().map(Box::from);
                 framework.tasks.insert(
                     task_id.clone(),
                     Arc::new(Task {
-                        info: super::task_info::StoredTaskInfo::new(&reported_task.task),
+                        info: super::task_info::StoredTaskInfo::reported(
+                            reported_task.task.json,
+                            own_user,
+                        ),
                         framework_id: framework_id.clone(),
                         agent_id: id.clone(),
                         executor_id,
@@ -319,7 +326,7 @@ impl Master {
     }
 
     /// The agent's custom executors, under their frameworks.
-    fn record_executors_of(&mut self, id: &AgentId, request: &RegisterAgent) {
+    fn record_executors_of(&mut self, id: &AgentId, request: &RegisterAgent<ReportedTask>) {
         for executor in &request.executors {
             let framework_id = FrameworkId::new(executor.framework_id.clone());
             if let Some(framework) = self.frameworks.get_mut(&framework_id) {

@@ -4,6 +4,7 @@
 //! the master's memory.
 
 use agora_api::mesos::TaskInfo;
+use serde_json::value::RawValue;
 
 #[derive(Clone, Debug)]
 pub(crate) struct StoredTaskInfo {
@@ -26,6 +27,15 @@ impl StoredTaskInfo {
         StoredTaskInfo {
             json,
             own_user: (!own_user.is_empty()).then_some(own_user),
+        }
+    }
+
+    /// A TaskInfo an agent reported, as it sent it, and the user it names (`own_user`).
+    pub fn reported(json: Box<RawValue>, own_user: Option<Box<str>>) -> StoredTaskInfo {
+        let json: Box<str> = json.into();
+        StoredTaskInfo {
+            json: json.into_boxed_bytes(),
+            own_user,
         }
     }
 

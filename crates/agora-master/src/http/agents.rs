@@ -9,8 +9,8 @@ use axum::routing::post;
 use serde::de::DeserializeOwned;
 
 use agora_api::agent_protocol::{
-    AGENT_TOKEN_HEADER, ExecutorExited, ExecutorMessage, Ping, RegisterAgent, StatusUpdate,
-    StatusUpdates,
+    AGENT_TOKEN_HEADER, ExecutorExited, ExecutorMessage, Ping, RegisterAgent, ReportedTask,
+    StatusUpdate, StatusUpdates,
 };
 use agora_types::AgentId;
 
@@ -96,7 +96,7 @@ fn not_that_agent() -> MesosError {
 }
 
 async fn subscribe(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
-    let request: RegisterAgent = parse(&body)?;
+    let request: RegisterAgent<ReportedTask> = parse(&body)?;
     let overflows = lock(&shared).stream_overflows.clone();
     let (sender, receiver) = crate::stream::agent_stream(overflows);
     let outcome = lock(&shared).register_agent(request, token(&headers), sender.clone());

@@ -305,6 +305,19 @@ async fn hollow_agents_register_run_tasks_and_come_back_after_a_master_restart()
     )
     .await;
     assert_eq!(counts.len(), 1, "{counts:?}");
+    // Each task's TaskInfo came back whole with its agent.
+    let state = client.get_json("/master/state").await.expect("state");
+    let task = state["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|framework| framework["tasks"].as_array().into_iter().flatten())
+        .find(|task| task["id"] == "task-on-hollow-3")
+        .cloned()
+        .expect("task-on-hollow-3 is known again");
+    assert_eq!(task["name"], "task-on-hollow-3");
+    assert_eq!(task["resources"]["cpus"], 0.5);
+    assert_eq!(task["resources"]["mem"], 64.0);
     let metrics = client.get_json("/metrics/snapshot").await.expect("metrics");
     assert_eq!(
         metrics["master/slave_removals"], 0.0,

@@ -97,7 +97,7 @@ fn another_agents_id_is_refused_without_its_secret() {
         let (sender, mut inbox) = Inbox::new();
         let refused = c
             .master
-            .register_agent(intruder.clone(), token, sender)
+            .register_agent(as_read(&intruder), token, sender)
             .map(|_| ())
             .map_err(|refused| refused.to_string());
         assert_eq!(refused, Err(expected.clone()));
@@ -204,7 +204,7 @@ fn an_agent_reregistering_with_a_new_master_brings_its_framework_and_tasks_back(
 
     let (sender, _inbox) = Inbox::new();
     let (id, _) = master
-        .register_agent(request, Some("the-agents-secret"), sender)
+        .register_agent(as_read(&request), Some("the-agents-secret"), sender)
         .expect("an agent the master has no secret for registers");
 
     assert_eq!(id.as_str(), "agent-of-the-old-master");
@@ -379,7 +379,7 @@ fn an_agent_marked_gone_loses_its_tasks_and_cannot_register_again() {
     let request = c.agent.reregistration(Vec::new());
     let refused = c
         .master
-        .register_agent(request, Some(&c.agent.token), sender)
+        .register_agent(as_read(&request), Some(&c.agent.token), sender)
         .map(|_| ())
         .map_err(|refused| refused.to_string());
     assert_eq!(

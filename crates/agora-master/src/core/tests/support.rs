@@ -5,7 +5,9 @@
 
 use futures_util::{FutureExt, StreamExt};
 
-use agora_api::agent_protocol::{AgentCommand, AgentTask, RegisterAgent, StatusUpdate};
+use agora_api::agent_protocol::{
+    AgentCommand, AgentTask, RegisterAgent, ReportedTask, StatusUpdate,
+};
 use agora_api::mesos::{
     AgentInfo, CommandInfo, FrameworkInfo, Id, ResourceFormat, TaskInfo, TaskStatus, from_resources,
 };
@@ -160,12 +162,18 @@ pub(crate) fn agent_request(hostname: &str, resources_text: &str) -> RegisterAge
     }
 }
 
+/// `request` as the master reads it off the wire.
+pub(crate) fn as_read(request: &RegisterAgent) -> RegisterAgent<ReportedTask> {
+    let json = serde_json::to_vec(request).expect("a registration serialises");
+    serde_json::from_slice(&json).expect("a registration reads back")
+}
+
 /// Registers a new agent and reads its REGISTERED command (which carries its secret).
 pub(crate) fn add_agent(master: &mut Master, hostname: &str, resources_text: &str) -> TestAgent {
     let request = agent_request(hostname, resources_text);
     let (sender, mut inbox) = Inbox::new();
     let (id, generation) = master
-        .register_agent(request.clone(), None, sender)
+        .register_agent(as_read(&request), None, sender)
         .expect("a new agent registers");
     let token = match inbox.records().first().cloned().map(serde_json::from_value) {
         Some(Ok(AgentCommand::Registered {
@@ -190,7 +198,7 @@ pub(crate) fn reregister(
 ) -> Result<u64, String> {
     let (sender, inbox) = Inbox::new();
     let (id, generation) = master
-        .register_agent(request, Some(&agent.token), sender)
+        .register_agent(as_read(&request), Some(&agent.token), sender)
         .map_err(|refused| refused.to_string())?;
     assert_eq!(id, agent.id, "a re-registration keeps the agent's id");
     agent.inbox = inbox;
