@@ -215,37 +215,58 @@ impl Connection {
             }
             Some(_) => false,
         };
-        let acceptor = match acceptor {
-            Some(acceptor) if !plain => acceptor,
+        match acceptor {
+            Some(acceptor) if !plain => {
+                // Boxed: a TLS connection's state is some kilobytes more than a plain one's,
+                // and every connection's task would be that large otherwise (10,000 agents'
+                // subscriptions are as many connections).
+                Box::pin(serve_tls(
+                    stream,
+                    acceptor,
+                    router,
+                    header_timeout,
+                    shutdown,
+                ))
+                .await;
+            }
             _ => {
                 let service = TowerToHyperService::new(router);
                 serve_connection(stream, service, header_timeout, shutdown).await;
-                return;
             }
-        };
-        // The handshake is held to the headers' deadline: a client that stalls in it is as
-        // slow as one that trickles its headers.
-        let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
-        let stream = match handshake {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!("TLS handshake timed out");
-                return;
-            }
-        };
-        // A certificate is only there if the client CA's verifier accepted it.
-        let certified = PeerCertified(stream.get_ref().1.peer_certificates().is_some());
-        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(certified);
-            let mut router = router.clone();
-            async move { Service::call(&mut router, request).await }
-        });
-        serve_connection(stream, service, header_timeout, shutdown).await;
+        }
     }
+}
+
+/// Serves a connection that opened with a TLS handshake.
+async fn serve_tls(
+    stream: TcpStream,
+    acceptor: agora_tls::tokio_rustls::TlsAcceptor,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    // The handshake is held to the headers' deadline: a client that stalls in it is as
+    // slow as one that trickles its headers.
+    let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            return;
+        }
+    };
+    // A certificate is only there if the client CA's verifier accepted it.
+    let certified = PeerCertified(stream.get_ref().1.peer_certificates().is_some());
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(certified);
+        let mut router = router.clone();
+        async move { Service::call(&mut router, request).await }
+    });
+    serve_connection(stream, service, header_timeout, shutdown).await;
 }
 
 /// Serves one connection's requests until it closes, or until `shutdown` (the request in
@@ -278,3 +299,4 @@ async fn serve_connection<S, T>(
         }
     }
 }
+
