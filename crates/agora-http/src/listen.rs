@@ -299,4 +299,3 @@ async fn serve_connection<S, T>(
         }
     }
 }
-

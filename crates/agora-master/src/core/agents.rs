@@ -278,7 +278,7 @@ impl Master {
                         status.message = Some("Agent re-registered".into());
                         updates.push((framework_id.clone(), status));
                     }
-                    if task.latest_status().state != state {
+                    if task.statuses.latest_state() != state {
                         task.statuses.push(reported_status);
                     }
                 });

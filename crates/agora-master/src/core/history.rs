@@ -4,6 +4,8 @@
 //! `TaskStatus` is some hundreds of bytes; at 100,000 tasks with a few statuses each, keeping
 //! every one whole was most of the master's memory.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use agora_api::mesos::{Id, TaskStatus};
@@ -42,28 +44,127 @@ pub(crate) struct StatusView<'a> {
     pub labels: Option<&'a Value>,
 }
 
+/// The latest status, whole but compact: a `TaskStatus` is 384 bytes before its strings, most
+/// of its fields empty in most statuses. What statuses seldom carry sits behind one more box.
+#[derive(Clone, Debug, PartialEq)]
+struct LatestStatus {
+    task_id: Box<str>,
+    state: TaskState,
+    healthy: Option<bool>,
+    timestamp: Option<f64>,
+    /// Mesos' three sources without a string of their own.
+    source: Option<Cow<'static, str>>,
+    uuid: Option<Box<str>>,
+    reason: Option<Box<str>>,
+    message: Option<Box<str>>,
+    agent_id: Option<Box<str>>,
+    executor_id: Option<Box<str>>,
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Rare {
+    data: Option<String>,
+    check_status: Option<Value>,
+    labels: Option<Value>,
+    container_status: Option<Value>,
+    unreachable_time: Option<Value>,
+    limitation: Option<Value>,
+}
+
+fn boxed(text: Option<String>) -> Option<Box<str>> {
+    text.map(String::into_boxed_str)
+}
+
+impl LatestStatus {
+    fn of(status: TaskStatus) -> LatestStatus {
+        let rare = Rare {
+            data: status.data,
+            check_status: status.check_status,
+            labels: status.labels,
+            container_status: status.container_status,
+            unreachable_time: status.unreachable_time,
+            limitation: status.limitation,
+        };
+        LatestStatus {
+            task_id: status.task_id.value.into_boxed_str(),
+            state: status.state,
+            healthy: status.healthy,
+            timestamp: status.timestamp,
+            source: match known_source(status.source.as_deref()) {
+                Some(known) => Some(Cow::Borrowed(known)),
+                None => status.source.map(Cow::Owned),
+            },
+            uuid: boxed(status.uuid),
+            reason: boxed(status.reason),
+            message: boxed(status.message),
+            agent_id: status.agent_id.map(|id| id.value.into_boxed_str()),
+            executor_id: status.executor_id.map(|id| id.value.into_boxed_str()),
+            rare: (rare != Rare::default()).then(|| Box::new(rare)),
+        }
+    }
+
+    fn whole(&self) -> TaskStatus {
+        let rare = self.rare.as_deref().cloned().unwrap_or_default();
+        let text = |text: &Option<Box<str>>| text.as_deref().map(str::to_owned);
+        TaskStatus {
+            task_id: Id::new(&*self.task_id),
+            state: self.state,
+            message: text(&self.message),
+            source: self.source.as_deref().map(str::to_owned),
+            reason: text(&self.reason),
+            data: rare.data,
+            agent_id: self.agent_id.as_deref().map(Id::new),
+            executor_id: self.executor_id.as_deref().map(Id::new),
+            timestamp: self.timestamp,
+            uuid: text(&self.uuid),
+            healthy: self.healthy,
+            check_status: rare.check_status,
+            labels: rare.labels,
+            container_status: rare.container_status,
+            unreachable_time: rare.unreachable_time,
+            limitation: rare.limitation,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct StatusHistory {
     earlier: Vec<EarlierStatus>,
     /// Boxed: a task, in the maps of tasks, stays small.
-    latest: Box<TaskStatus>,
+    latest: Box<LatestStatus>,
 }
 
 impl StatusHistory {
     pub fn new(first: TaskStatus) -> StatusHistory {
         StatusHistory {
             earlier: Vec::new(),
-            latest: Box::new(first),
+            latest: Box::new(LatestStatus::of(first)),
         }
     }
 
-    pub fn latest(&self) -> &TaskStatus {
-        &self.latest
+    /// The latest status, whole.
+    pub fn latest(&self) -> TaskStatus {
+        self.latest.whole()
+    }
+
+    pub fn latest_state(&self) -> TaskState {
+        self.latest.state
+    }
+
+    pub fn latest_uuid(&self) -> Option<&str> {
+        self.latest.uuid.as_deref()
+    }
+
+    /// The task's id, as its statuses name it.
+    pub fn task_id(&self) -> &str {
+        &self.latest.task_id
     }
 
     /// The latest status becomes an earlier one; the oldest go past [`MAX_STATUSES`].
     pub fn push(&mut self, status: TaskStatus) {
-        let previous = *std::mem::replace(&mut self.latest, Box::new(status));
+        let previous = *std::mem::replace(&mut self.latest, Box::new(LatestStatus::of(status)));
+        let rare = previous.rare.map(|rare| *rare).unwrap_or_default();
         // Room for one more, not for the doubling a Vec grows by: most tasks keep few.
         self.earlier.reserve_exact(1);
         self.earlier.push(EarlierStatus {
@@ -71,10 +172,10 @@ impl StatusHistory {
             timestamp: previous.timestamp.unwrap_or(0.0),
             healthy: previous.healthy,
             source: known_source(previous.source.as_deref()),
-            reason: previous.reason.map(String::into_boxed_str),
-            message: previous.message.map(String::into_boxed_str),
-            container_status: previous.container_status.map(Box::new),
-            labels: previous.labels.map(Box::new),
+            reason: previous.reason,
+            message: previous.message,
+            container_status: rare.container_status.map(Box::new),
+            labels: rare.labels.map(Box::new),
         });
         if self.earlier.len() >= MAX_STATUSES {
             self.earlier.remove(0);
@@ -99,19 +200,20 @@ impl StatusHistory {
             labels: status.labels.as_deref(),
         });
         let latest = &self.latest;
+        let rare = latest.rare.as_deref();
         earlier.chain(std::iter::once(StatusView {
             state: latest.state,
             timestamp: latest.timestamp.unwrap_or(0.0),
             healthy: latest.healthy,
-            container_status: latest.container_status.as_ref(),
-            labels: latest.labels.as_ref(),
+            container_status: rare.and_then(|rare| rare.container_status.as_ref()),
+            labels: rare.and_then(|rare| rare.labels.as_ref()),
         }))
     }
 
     /// Every status kept, oldest first, as whole statuses: the earlier ones with what was kept
     /// of them and the task's ids.
     pub fn whole(&self, agent_id: &str, executor_id: Option<&str>) -> Vec<TaskStatus> {
-        let task_id = self.latest.task_id.value.as_str();
+        let task_id = &*self.latest.task_id;
         let mut all: Vec<TaskStatus> = self
             .earlier
             .iter()
@@ -129,7 +231,7 @@ impl StatusHistory {
                 status
             })
             .collect();
-        all.push((*self.latest).clone());
+        all.push(self.latest.whole());
         all
     }
 
@@ -163,7 +265,7 @@ mod tests {
         running.container_status = Some(serde_json::json!({"network_infos": []}));
         history.push(running);
         history.push(status(TaskState::Killed, 3.0));
-        assert_eq!(history.latest().uuid.as_deref(), Some("u3"));
+        assert_eq!(history.latest_uuid(), Some("u3"));
         let views: Vec<(TaskState, f64, Option<bool>)> = history
             .views()
             .map(|v| (v.state, v.timestamp, v.healthy))
@@ -196,6 +298,33 @@ mod tests {
         );
         assert_eq!(whole[2].uuid.as_deref(), Some("u3"));
         assert_eq!(history.first_timestamp(), 1.0);
+    }
+
+    #[test]
+    fn the_latest_reads_back_as_it_came() {
+        let bare = TaskStatus::new("t", TaskState::Staging);
+        assert_eq!(StatusHistory::new(bare.clone()).latest(), bare);
+        let mut full = status(TaskState::Running, 5.0);
+        full.message = Some("up".into());
+        full.source = Some("SOURCE_SOMEWHERE_ELSE".into());
+        full.reason = Some("REASON_COMMAND_EXECUTOR_FAILED".into());
+        full.data = Some("ZGF0YQ==".into());
+        full.agent_id = Some(Id::new("a1"));
+        full.executor_id = Some(Id::new("e1"));
+        full.healthy = Some(false);
+        full.check_status = Some(serde_json::json!({"type": "COMMAND"}));
+        full.labels = Some(serde_json::json!({"labels": []}));
+        full.container_status = Some(serde_json::json!({"network_infos": []}));
+        full.unreachable_time = Some(serde_json::json!({"nanoseconds": 1}));
+        full.limitation = Some(serde_json::json!({"message": "oom"}));
+        let mut history = StatusHistory::new(bare);
+        history.push(full.clone());
+        assert_eq!(history.latest(), full);
+        assert_eq!(history.latest_state(), TaskState::Running);
+        assert_eq!(history.task_id(), "t");
+        full.source = Some("SOURCE_EXECUTOR".into());
+        history.push(full.clone());
+        assert_eq!(history.latest(), full);
     }
 
     #[test]

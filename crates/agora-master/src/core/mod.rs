@@ -112,7 +112,8 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    pub fn latest_status(&self) -> &TaskStatus {
+    /// The latest status, whole (made anew: the history keeps it compact).
+    pub fn latest_status(&self) -> TaskStatus {
         self.statuses.latest()
     }
 }

@@ -167,8 +167,7 @@ impl Master {
             .get(framework_id)
             .and_then(|f| f.tasks.get(&task_id))
             .is_some_and(|task| {
-                task.state.is_terminal()
-                    && task.latest_status().uuid.as_deref() == Some(ack.uuid.as_str())
+                task.state.is_terminal() && task.statuses.latest_uuid() == Some(ack.uuid.as_str())
             });
         if terminal_acked {
             self.complete_task(framework_id, &task_id);
@@ -183,7 +182,7 @@ impl Master {
         let partition_aware = framework.partition_aware();
         let mut answers: Vec<TaskStatus> = Vec::new();
         let latest = |task: &super::Task| {
-            let mut status = task.latest_status().clone();
+            let mut status = task.latest_status();
             status.state = task.state;
             status.uuid = None;
             status.source = Some("SOURCE_MASTER".into());

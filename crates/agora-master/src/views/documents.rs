@@ -185,8 +185,7 @@ pub(crate) fn v0_tasks(
                 .chain(&framework.completed_tasks)
                 .filter(|task| viewer.sees_task(&framework.info, task))
                 .filter(|task| {
-                    page.task_id
-                        .is_none_or(|id| id == task.latest_status().task_id.value)
+                    page.task_id.is_none_or(|id| id == task.statuses.task_id())
                         && page.agent_id.is_none_or(|id| id == task.agent_id.as_str())
                         && page
                             .ended
@@ -202,10 +201,7 @@ pub(crate) fn v0_tasks(
             .statuses
             .first_timestamp()
             .total_cmp(&b.statuses.first_timestamp())
-            .then_with(|| {
-                let (a, b) = (a.latest_status(), b.latest_status());
-                a.task_id.value.cmp(&b.task_id.value)
-            });
+            .then_with(|| a.statuses.task_id().cmp(b.statuses.task_id()));
         if page.ascending {
             by_start
         } else {

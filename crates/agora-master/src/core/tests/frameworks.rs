@@ -173,7 +173,7 @@ fn a_framework_past_its_failover_timeout_is_removed_with_its_tasks() {
         removed
             .completed_tasks
             .iter()
-            .map(|t| (t.latest_status().task_id.value.as_str(), t.state))
+            .map(|t| (t.statuses.task_id(), t.state))
             .collect::<Vec<_>>(),
         vec![("t1", TaskState::Killed)]
     );

@@ -384,7 +384,7 @@ impl Cluster {
         self.master.frameworks[&self.scheduler.id]
             .completed_tasks
             .iter()
-            .map(|task| (task.latest_status().task_id.value.clone(), task.state))
+            .map(|task| (task.statuses.task_id().to_owned(), task.state))
             .collect()
     }
 
