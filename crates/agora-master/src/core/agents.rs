@@ -279,7 +279,7 @@ impl Master {
                         updates.push((framework_id.clone(), status));
                     }
                     if task.statuses.latest_state() != state {
-                        task.statuses.push(reported_status);
+                        task.statuses.push(reported_status, id);
                     }
                 });
             } else if kill_unknown {
@@ -312,7 +312,7 @@ impl Master {
                         agent_id: id.clone(),
                         executor_id,
                         state,
-                        statuses: super::history::StatusHistory::new(reported_status),
+                        statuses: super::history::StatusHistory::new(reported_status, &task_id, id),
                         resources,
                         role,
                         released: state.is_terminal(),

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use agora_api::mesos::{Id, TaskStatus};
-use agora_types::TaskState;
+use agora_types::{AgentId, TaskId, TaskState};
 
 /// Statuses kept per task, the latest included.
 const MAX_STATUSES: usize = 32;
@@ -48,7 +48,9 @@ pub(crate) struct StatusView<'a> {
 /// of its fields empty in most statuses. What statuses seldom carry sits behind one more box.
 #[derive(Clone, Debug, PartialEq)]
 struct LatestStatus {
-    task_id: Box<str>,
+    /// The task's own ids, shared with it when the status names them (it nearly always does).
+    task_id: TaskId,
+    agent_id: Option<AgentId>,
     state: TaskState,
     healthy: Option<bool>,
     timestamp: Option<f64>,
@@ -57,7 +59,6 @@ struct LatestStatus {
     uuid: Option<Box<str>>,
     reason: Option<Box<str>>,
     message: Option<Box<str>>,
-    agent_id: Option<Box<str>>,
     executor_id: Option<Box<str>>,
     rare: Option<Box<Rare>>,
 }
@@ -77,7 +78,7 @@ fn boxed(text: Option<String>) -> Option<Box<str>> {
 }
 
 impl LatestStatus {
-    fn of(status: TaskStatus) -> LatestStatus {
+    fn of(status: TaskStatus, task_id: &TaskId, agent_id: &AgentId) -> LatestStatus {
         let rare = Rare {
             data: status.data,
             check_status: status.check_status,
@@ -87,7 +88,11 @@ impl LatestStatus {
             limitation: status.limitation,
         };
         LatestStatus {
-            task_id: status.task_id.value.into_boxed_str(),
+            task_id: if status.task_id.value == task_id.as_str() {
+                task_id.clone()
+            } else {
+                TaskId::new(status.task_id.value)
+            },
             state: status.state,
             healthy: status.healthy,
             timestamp: status.timestamp,
@@ -98,7 +103,13 @@ impl LatestStatus {
             uuid: boxed(status.uuid),
             reason: boxed(status.reason),
             message: boxed(status.message),
-            agent_id: status.agent_id.map(|id| id.value.into_boxed_str()),
+            agent_id: status.agent_id.map(|id| {
+                if id.value == agent_id.as_str() {
+                    agent_id.clone()
+                } else {
+                    AgentId::new(id.value)
+                }
+            }),
             executor_id: status.executor_id.map(|id| id.value.into_boxed_str()),
             rare: (rare != Rare::default()).then(|| Box::new(rare)),
         }
@@ -108,13 +119,13 @@ impl LatestStatus {
         let rare = self.rare.as_deref().cloned().unwrap_or_default();
         let text = |text: &Option<Box<str>>| text.as_deref().map(str::to_owned);
         TaskStatus {
-            task_id: Id::new(&*self.task_id),
+            task_id: Id::new(self.task_id.as_str()),
             state: self.state,
             message: text(&self.message),
             source: self.source.as_deref().map(str::to_owned),
             reason: text(&self.reason),
             data: rare.data,
-            agent_id: self.agent_id.as_deref().map(Id::new),
+            agent_id: self.agent_id.as_ref().map(|id| Id::new(id.as_str())),
             executor_id: self.executor_id.as_deref().map(Id::new),
             timestamp: self.timestamp,
             uuid: text(&self.uuid),
@@ -136,10 +147,11 @@ pub(crate) struct StatusHistory {
 }
 
 impl StatusHistory {
-    pub fn new(first: TaskStatus) -> StatusHistory {
+    /// A history of `first`, a status of the task `task_id` on `agent_id`.
+    pub fn new(first: TaskStatus, task_id: &TaskId, agent_id: &AgentId) -> StatusHistory {
         StatusHistory {
             earlier: Vec::new(),
-            latest: Box::new(LatestStatus::of(first)),
+            latest: Box::new(LatestStatus::of(first, task_id, agent_id)),
         }
     }
 
@@ -158,12 +170,13 @@ impl StatusHistory {
 
     /// The task's id, as its statuses name it.
     pub fn task_id(&self) -> &str {
-        &self.latest.task_id
+        self.latest.task_id.as_str()
     }
 
     /// The latest status becomes an earlier one; the oldest go past [`MAX_STATUSES`].
-    pub fn push(&mut self, status: TaskStatus) {
-        let previous = *std::mem::replace(&mut self.latest, Box::new(LatestStatus::of(status)));
+    pub fn push(&mut self, status: TaskStatus, agent_id: &AgentId) {
+        let latest = LatestStatus::of(status, &self.latest.task_id, agent_id);
+        let previous = *std::mem::replace(&mut self.latest, Box::new(latest));
         let rare = previous.rare.map(|rare| *rare).unwrap_or_default();
         // Room for one more, not for the doubling a Vec grows by: most tasks keep few.
         self.earlier.reserve_exact(1);
@@ -213,7 +226,7 @@ impl StatusHistory {
     /// Every status kept, oldest first, as whole statuses: the earlier ones with what was kept
     /// of them and the task's ids.
     pub fn whole(&self, agent_id: &str, executor_id: Option<&str>) -> Vec<TaskStatus> {
-        let task_id = &*self.latest.task_id;
+        let task_id = self.latest.task_id.as_str();
         let mut all: Vec<TaskStatus> = self
             .earlier
             .iter()
@@ -249,6 +262,14 @@ impl StatusHistory {
 mod tests {
     use super::*;
 
+    fn task() -> TaskId {
+        TaskId::new("t")
+    }
+
+    fn agent() -> AgentId {
+        AgentId::new("a1")
+    }
+
     fn status(state: TaskState, at: f64) -> TaskStatus {
         let mut status = TaskStatus::new("t", state);
         status.timestamp = Some(at);
@@ -258,13 +279,13 @@ mod tests {
 
     #[test]
     fn the_latest_is_whole_and_the_earlier_kept_for_views() {
-        let mut history = StatusHistory::new(status(TaskState::Staging, 1.0));
+        let mut history = StatusHistory::new(status(TaskState::Staging, 1.0), &task(), &agent());
         let mut running = status(TaskState::Running, 2.0);
         running.healthy = Some(true);
         running.reason = Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED".into());
         running.container_status = Some(serde_json::json!({"network_infos": []}));
-        history.push(running);
-        history.push(status(TaskState::Killed, 3.0));
+        history.push(running, &agent());
+        history.push(status(TaskState::Killed, 3.0), &agent());
         assert_eq!(history.latest_uuid(), Some("u3"));
         let views: Vec<(TaskState, f64, Option<bool>)> = history
             .views()
@@ -303,7 +324,10 @@ mod tests {
     #[test]
     fn the_latest_reads_back_as_it_came() {
         let bare = TaskStatus::new("t", TaskState::Staging);
-        assert_eq!(StatusHistory::new(bare.clone()).latest(), bare);
+        assert_eq!(
+            StatusHistory::new(bare.clone(), &task(), &agent()).latest(),
+            bare
+        );
         let mut full = status(TaskState::Running, 5.0);
         full.message = Some("up".into());
         full.source = Some("SOURCE_SOMEWHERE_ELSE".into());
@@ -317,21 +341,21 @@ mod tests {
         full.container_status = Some(serde_json::json!({"network_infos": []}));
         full.unreachable_time = Some(serde_json::json!({"nanoseconds": 1}));
         full.limitation = Some(serde_json::json!({"message": "oom"}));
-        let mut history = StatusHistory::new(bare);
-        history.push(full.clone());
+        let mut history = StatusHistory::new(bare, &task(), &agent());
+        history.push(full.clone(), &agent());
         assert_eq!(history.latest(), full);
         assert_eq!(history.latest_state(), TaskState::Running);
         assert_eq!(history.task_id(), "t");
         full.source = Some("SOURCE_EXECUTOR".into());
-        history.push(full.clone());
+        history.push(full.clone(), &agent());
         assert_eq!(history.latest(), full);
     }
 
     #[test]
     fn at_most_the_latest_statuses_are_kept() {
-        let mut history = StatusHistory::new(status(TaskState::Staging, 0.0));
+        let mut history = StatusHistory::new(status(TaskState::Staging, 0.0), &task(), &agent());
         for n in 1..100 {
-            history.push(status(TaskState::Running, f64::from(n)));
+            history.push(status(TaskState::Running, f64::from(n)), &agent());
         }
         assert_eq!(history.views().count(), MAX_STATUSES);
         assert_eq!(

@@ -689,7 +689,7 @@ impl Master {
                 agent_id: agent_id.clone(),
                 executor_id,
                 state: TaskState::Staging,
-                statuses: super::history::StatusHistory::new(staging),
+                statuses: super::history::StatusHistory::new(staging, &task_id, agent_id),
                 resources,
                 role: role.to_owned(),
                 released: false,

@@ -93,7 +93,7 @@ impl Master {
                 if status.state != TaskState::Unreachable {
                     task.unreachable_since = None;
                 }
-                task.statuses.push(stored);
+                task.statuses.push(stored, &task.agent_id);
                 let release = status.state.is_terminal() && !task.released;
                 if release {
                     task.released = true;

@@ -143,10 +143,11 @@ mod tests {
             agent_id: AgentId::new("a"),
             executor_id: None,
             state,
-            statuses: super::super::history::StatusHistory::new(TaskStatus::new(
-                &id.to_string(),
-                state,
-            )),
+            statuses: super::super::history::StatusHistory::new(
+                TaskStatus::new(&id.to_string(), state),
+                &agora_types::TaskId::new(id.to_string()),
+                &AgentId::new("a"),
+            ),
             resources,
             role: "*".into(),
             released,
