@@ -107,10 +107,15 @@ impl Master {
             tasks: HashSet::new(),
             offers: HashSet::new(),
             token_sha256: Some(token_sha256.clone()),
+            pending_kills: Vec::new(),
         };
         let known_tasks: HashSet<(FrameworkId, TaskId)> = previous
             .as_mut()
             .map(|p| std::mem::take(&mut p.tasks))
+            .unwrap_or_default();
+        let pending_kills = previous
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.pending_kills))
             .unwrap_or_default();
         let deactivated = agent.deactivated;
         let record = agent.record(false);
@@ -148,6 +153,21 @@ impl Master {
                 task_id,
                 kill_policy: None,
             });
+        }
+        for (framework_id, task_id, kill_policy) in pending_kills {
+            let live = self
+                .frameworks
+                .get(&framework_id)
+                .and_then(|f| f.tasks.get(&task_id))
+                .is_some_and(|task| task.agent_id == id && !task.state.is_terminal());
+            if live {
+                tracing::info!(task = %task_id, agent = %id, "sending the kill asked for while the agent was away");
+                send(&AgentCommand::KillTask {
+                    framework_id: framework_id.to_string(),
+                    task_id: task_id.to_string(),
+                    kill_policy,
+                });
+            }
         }
         // A re-registration that changes nothing the registry holds writes nothing: after a
         // master restart, every agent comes back at once, and their records stand as they were.

@@ -23,7 +23,9 @@ use tokio::sync::Notify;
 
 use agora_alloc::{Allocator, AllocatorConfig};
 use agora_api::agent_protocol::AgentCommand;
-use agora_api::mesos::{AgentInfo, ExecutorInfo, FrameworkInfo, MasterInfo, TaskStatus};
+use agora_api::mesos::{
+    AgentInfo, ExecutorInfo, FrameworkInfo, KillPolicy, MasterInfo, TaskStatus,
+};
 use agora_api::recordio;
 use agora_api::scheduler::Event;
 use agora_types::{AgentId, ExecutorId, FrameworkId, OfferId, Resources, TaskId, TaskState};
@@ -156,6 +158,9 @@ pub(crate) struct Agent {
     pub offers: HashSet<OfferId>,
     /// SHA-256 (hex) of the secret this agent proves itself with.
     pub token_sha256: Option<String>,
+    /// Kills asked for while the agent was disconnected, sent when it re-registers (Mesos:
+    /// "Kill will be retried if the agent re-registers").
+    pub pending_kills: Vec<(FrameworkId, TaskId, Option<KillPolicy>)>,
 }
 
 impl Agent {
@@ -362,6 +367,7 @@ impl Master {
                     tasks: HashSet::new(),
                     offers: HashSet::new(),
                     token_sha256: record.token_sha256,
+                    pending_kills: Vec::new(),
                 },
             );
         }

@@ -277,11 +277,21 @@ impl Master {
             &AgentCommand::KillTask {
                 framework_id: framework_id.to_string(),
                 task_id: task_id.to_string(),
-                kill_policy,
+                kill_policy: kill_policy.clone(),
             },
         );
         if !sent {
-            tracing::warn!(task = %task_id, agent = %task.agent_id, "cannot kill task: its agent is not connected");
+            tracing::warn!(task = %task_id, agent = %task.agent_id, "cannot kill task now: its agent is not connected; the kill is sent when it re-registers");
+            if let Some(agent) = self.agents.get_mut(&task.agent_id)
+                && !agent
+                    .pending_kills
+                    .iter()
+                    .any(|(f, t, _)| f == framework_id && t == task_id)
+            {
+                agent
+                    .pending_kills
+                    .push((framework_id.clone(), task_id.clone(), kill_policy));
+            }
         }
     }
 

@@ -38,6 +38,49 @@ fn a_new_agent_gets_the_next_id_a_secret_and_its_resources_in_the_allocator() {
 }
 
 #[test]
+fn a_kill_asked_while_the_agent_is_away_reaches_it_when_it_comes_back() {
+    let mut c = cluster();
+    c.master.agent_disconnected(&c.agent.id, c.agent.generation);
+    c.master
+        .kill_task(&c.scheduler.id, &TaskId::new("t1"), None);
+    c.master
+        .kill_task(&c.scheduler.id, &TaskId::new("t1"), None);
+
+    let request = c
+        .agent
+        .reregistration(vec![c.reported_task(TaskState::Running)]);
+    reregister(&mut c.master, &mut c.agent, request).expect("re-registration");
+    let kills: Vec<AgentCommand> = c
+        .agent
+        .commands()
+        .into_iter()
+        .filter(|command| matches!(command, AgentCommand::KillTask { .. }))
+        .collect();
+    assert_eq!(
+        kills,
+        vec![AgentCommand::KillTask {
+            framework_id: c.scheduler.id.to_string(),
+            task_id: "t1".to_owned(),
+            kill_policy: None,
+        }],
+        "the kill, once"
+    );
+
+    // Sent once: the next re-registration carries no kill.
+    c.master.agent_disconnected(&c.agent.id, c.agent.generation);
+    let request = c
+        .agent
+        .reregistration(vec![c.reported_task(TaskState::Running)]);
+    reregister(&mut c.master, &mut c.agent, request).expect("re-registration");
+    assert!(
+        !c.agent
+            .commands()
+            .iter()
+            .any(|command| matches!(command, AgentCommand::KillTask { .. }))
+    );
+}
+
+#[test]
 fn reregistering_with_its_secret_keeps_the_id_and_the_running_task() {
     let mut c = cluster();
     let registered_time = c.master.agents[&c.agent.id].registered_time;
