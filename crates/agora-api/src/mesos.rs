@@ -314,7 +314,7 @@ impl WireResource {
         let reservation = role.map(|role| {
             let dynamic = self.reservation.is_some()
                 || self.reservations.last().and_then(|r| r.kind.as_deref()) == Some("DYNAMIC");
-            Reservation {
+            Box::new(Reservation {
                 role,
                 kind: if dynamic {
                     ReservationKind::Dynamic
@@ -322,7 +322,7 @@ impl WireResource {
                     ReservationKind::Static
                 },
                 principal: self.reservation.as_ref().and_then(|r| r.principal.clone()),
-            }
+            })
         });
         Ok(Resource {
             name: self.name.clone(),

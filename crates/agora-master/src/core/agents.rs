@@ -311,11 +311,8 @@ impl Master {
                 continue;
             } else {
                 let resources = agora_api::mesos::to_resources(&head.resources).unwrap_or_default();
-                let role = framework
-                    .roles
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| "*".to_owned());
+                let role = framework.roles.first().cloned();
+                let role = framework.task_role(role.as_deref().unwrap_or("*"));
                 let executor_id = head
                     .executor
                     .as_ref()
@@ -398,7 +395,7 @@ impl Master {
                 (!task.released).then(|| {
                     (
                         framework_id.clone(),
-                        task.role.clone(),
+                        task.role.to_string(),
                         task.resources.clone(),
                     )
                 })

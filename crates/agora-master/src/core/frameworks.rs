@@ -47,6 +47,7 @@ impl Master {
                 completed_tasks: VecDeque::new(),
                 offers: HashSet::new(),
                 executors: HashMap::new(),
+                task_roles: Vec::new(),
             },
         );
     }
@@ -172,6 +173,7 @@ impl Master {
                     completed_tasks: VecDeque::new(),
                     offers: HashSet::new(),
                     executors: HashMap::new(),
+                    task_roles: Vec::new(),
                 },
             );
         }

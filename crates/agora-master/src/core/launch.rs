@@ -691,7 +691,7 @@ impl Master {
                 state: TaskState::Staging,
                 statuses: super::history::StatusHistory::new(staging, &task_id, agent_id),
                 resources,
-                role: role.to_owned(),
+                role: framework.task_role(role),
                 released: false,
                 unreachable_since: None,
             };

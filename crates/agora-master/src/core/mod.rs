@@ -86,9 +86,21 @@ pub(crate) struct Framework {
     pub completed_tasks: VecDeque<Arc<Task>>,
     pub offers: HashSet<OfferId>,
     pub executors: HashMap<(AgentId, ExecutorId), ExecutorInfo>,
+    /// The roles its tasks are accounted to, one string each however many tasks.
+    pub task_roles: Vec<Arc<str>>,
 }
 
 impl Framework {
+    /// `role`, as the string its tasks share.
+    pub fn task_role(&mut self, role: &str) -> Arc<str> {
+        if let Some(shared) = self.task_roles.iter().find(|r| &***r == role) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(role);
+        self.task_roles.push(shared.clone());
+        shared
+    }
+
     pub fn partition_aware(&self) -> bool {
         self.info.has_capability("PARTITION_AWARE")
     }
@@ -107,7 +119,7 @@ pub(crate) struct Task {
     pub state: TaskState,
     pub statuses: history::StatusHistory,
     pub resources: Resources,
-    pub role: String,
+    pub role: Arc<str>,
     /// The task's resources went back to the allocator (it reached a terminal state).
     pub released: bool,
     pub unreachable_since: Option<f64>,

@@ -205,3 +205,12 @@ mod tests {
         }
     }
 }
+#[cfg(test)]
+mod size {
+    /// A master keeps 100,000 of each: a few bytes more put a task in a larger allocation.
+    #[test]
+    fn a_task_stays_small() {
+        assert!(std::mem::size_of::<super::super::Task>() <= 168);
+        assert!(std::mem::size_of::<agora_types::Resource>() <= 64);
+    }
+}

@@ -256,7 +256,7 @@ fn an_agent_reregistering_with_a_new_master_brings_its_framework_and_tasks_back(
     assert!(framework.recovered && !framework.connected());
     let task = &framework.tasks[&TaskId::new("t1")];
     assert_eq!(
-        (task.state, task.role.as_str(), &task.agent_id),
+        (task.state, &*task.role, &task.agent_id),
         (TaskState::Running, "*", &id)
     );
     assert_eq!(
