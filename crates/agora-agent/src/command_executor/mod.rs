@@ -947,7 +947,8 @@ impl Executor {
     }
 
     /// Sends a call to the agent; the future holds nothing of the executor, so the executor
-    /// can go on while it is under way. If the agent is away the update stays
+    /// can go on while it is under way. A call that could not connect (each call opens its
+    /// connection) is tried again a few times; if the agent is away the update stays
     /// unacknowledged and is re-sent on re-subscribe.
     fn post(&self, call: Call) -> impl std::future::Future<Output = ()> + use<> {
         let request = self
@@ -957,10 +958,26 @@ impl Executor {
             .json(&call)
             .timeout(Duration::from_secs(10));
         async move {
-            let _ = request.send().await;
+            for attempt in 1..=CALL_ATTEMPTS {
+                let Some(this) = request.try_clone() else {
+                    let _ = request.send().await;
+                    return;
+                };
+                match this.send().await {
+                    // Not connected: the agent never saw it, so sending it again repeats
+                    // nothing.
+                    Err(error) if error.is_connect() && attempt < CALL_ATTEMPTS => {
+                        tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                    }
+                    _ => return,
+                }
+            }
         }
     }
 }
+
+/// Attempts at a call that finds no connection to the agent.
+const CALL_ATTEMPTS: u32 = 4;
 
 /// The label of a Docker task's updates that gives the host pid of its container's first
 /// process: the agent reads the container's usage through it. (Mesos' `executor_pid` is the
