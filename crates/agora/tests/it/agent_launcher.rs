@@ -45,19 +45,29 @@ fn children_of(parent: i32) -> Vec<i32> {
         .collect()
 }
 
-/// The launcher: the child of `agora up` named `agora-launcher`.
+/// The launcher: the child of `agora up` named `agora-launcher` (it may be named an instant
+/// after `agora up` listens).
 fn launcher_of(parent: i32) -> i32 {
-    std::fs::read_dir("/proc")
-        .expect("proc")
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|_| {
-                let (ppid, name) = parent_and_name(*pid);
-                ppid == parent && name == "agora-launcher"
-            })
-        })
-        .expect("a launcher child of agora up")
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = std::fs::read_dir("/proc")
+            .expect("proc")
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|_| {
+                    let (ppid, name) = parent_and_name(*pid);
+                    ppid == parent && name == "agora-launcher"
+                })
+            });
+        match found {
+            Some(pid) => return pid,
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            None => panic!("no launcher child of agora up"),
+        }
+    }
 }
 
 async fn launch(scheduler: &mut Scheduler, id: &str, command: &str) {
