@@ -439,20 +439,20 @@ impl HollowAgent {
         entry.info = framework;
         if let Some(executor) = &executor {
             entry.executors.insert(
-                ExecutorId::new(executor.executor_id.value.clone()),
+                ExecutorId::new(&executor.executor_id.value),
                 executor.clone(),
             );
         }
         let mut started = Vec::with_capacity(tasks.len());
         let mut timed = Vec::new();
         for info in tasks {
-            let task_id = TaskId::new(info.task_id.value.clone());
+            let task_id = TaskId::new(&info.task_id.value);
             if entry.tasks.contains_key(&task_id) {
                 tracing::warn!(framework = %framework_id, task = %task_id, "launch of a task this agent already has; ignored");
                 continue;
             }
             let executor_id = match &executor {
-                Some(executor) => ExecutorId::new(executor.executor_id.value.clone()),
+                Some(executor) => ExecutorId::new(&executor.executor_id.value),
                 // The command executor's id is its task's.
                 None => ExecutorId::new(task_id.as_str()),
             };

@@ -244,8 +244,8 @@ impl Agent {
     fn save_executor(&self, state: &AgentState, written: &mut Written, key: &(String, String)) {
         let executor = state
             .frameworks
-            .get(&FrameworkId::new(key.0.clone()))
-            .and_then(|f| f.executors.get(&ExecutorId::new(key.1.clone())));
+            .get(&FrameworkId::new(&key.0))
+            .and_then(|f| f.executors.get(&ExecutorId::new(&key.1)));
         let wanted = executor.map(|executor| {
             (executor_fingerprint(executor), || ExecutorFile {
                 framework_id: key.0.clone(),
@@ -279,7 +279,7 @@ impl Agent {
     ) {
         let queue = state
             .updates
-            .get(&(FrameworkId::new(key.0.clone()), TaskId::new(key.1.clone())))
+            .get(&(FrameworkId::new(&key.0), TaskId::new(&key.1)))
             .filter(|queue| !queue.pending.is_empty());
         let fingerprint = match queue {
             Some(queue) => Some(updates_fingerprint(queue)),

@@ -51,7 +51,7 @@ pub(crate) fn push(
     status: TaskStatus,
     retry: Duration,
 ) {
-    let task_id = TaskId::new(status.task_id.value.clone());
+    let task_id = TaskId::new(&status.task_id.value);
     let queue = queues
         .entry((framework_id.clone(), task_id))
         .or_insert_with(|| UpdateQueue {

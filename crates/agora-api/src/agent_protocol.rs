@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::mesos::{
     AgentInfo, ExecutorInfo, FrameworkInfo, Id, KillPolicy, TaskInfo, TaskStatus, WireResource,
-    null_vec,
+    named_user, null_vec,
 };
 
 /// The header an agent sends its secret in, on its subscription and every report: the master
@@ -82,9 +82,7 @@ impl TaskInfoHead {
     /// The user the task itself names, by [`TaskInfo::run_as`]'s rule, if it names one.
     pub fn own_user(&self) -> Option<&str> {
         fn user_of(command: Option<&CommandHead>) -> Option<&str> {
-            command
-                .and_then(|c| c.user.as_deref())
-                .filter(|user| !user.is_empty())
+            named_user(command.and_then(|c| c.user.as_deref()))
         }
         user_of(self.command.as_ref())
             .or_else(|| user_of(self.executor.as_ref().and_then(|e| e.command.as_ref())))

@@ -88,7 +88,7 @@ impl FrameworkInfo {
     pub fn framework_id(&self) -> Option<agora_types::FrameworkId> {
         self.id
             .as_ref()
-            .map(|id| agora_types::FrameworkId::new(id.value.clone()))
+            .map(|id| agora_types::FrameworkId::new(&id.value))
     }
 
     pub fn has_capability(&self, name: &str) -> bool {
@@ -640,9 +640,12 @@ pub struct TaskInfo {
 
 /// The user a command names, if it names one.
 fn user_of(command: Option<&CommandInfo>) -> Option<&str> {
-    command
-        .and_then(|c| c.user.as_deref())
-        .filter(|user| !user.is_empty())
+    named_user(command.and_then(|c| c.user.as_deref()))
+}
+
+/// A command's `user` field as a user: an empty one names none.
+pub(crate) fn named_user(user: Option<&str>) -> Option<&str> {
+    user.filter(|user| !user.is_empty())
 }
 
 impl TaskInfo {

@@ -11,8 +11,9 @@ macro_rules! id_type {
         pub struct $name(Arc<str>);
 
         impl $name {
-            pub fn new(value: impl Into<String>) -> Self {
-                Self(Arc::from(value.into()))
+            /// Copied once into the id's shared string (a `String` given whole is copied too).
+            pub fn new(value: impl AsRef<str>) -> Self {
+                Self(Arc::from(value.as_ref()))
             }
 
             pub fn as_str(&self) -> &str {

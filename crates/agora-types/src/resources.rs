@@ -477,13 +477,14 @@ impl Resources {
             }
             let value =
                 parse_value(value.trim()).map_err(|why| ParseResourcesError::new(part, why))?;
-            let reservation =
-                (role != DEFAULT_ROLE).then(|| Box::new(Reservation::static_for(role)));
-            resources.push(Resource {
-                name: name.to_owned(),
-                value,
-                reservation,
-            });
+            resources.push(
+                Resource {
+                    name: name.to_owned(),
+                    value,
+                    reservation: None,
+                }
+                .reserved_for(role),
+            );
         }
         Ok(resources)
     }

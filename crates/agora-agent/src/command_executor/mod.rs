@@ -951,19 +951,20 @@ impl Executor {
     /// connection) is tried again a few times; if the agent is away the update stays
     /// unacknowledged and is re-sent on re-subscribe.
     fn post(&self, call: Call) -> impl std::future::Future<Output = ()> + use<> {
-        let request = self
-            .link
-            .client
-            .post(&self.link.url)
-            .json(&call)
-            .timeout(Duration::from_secs(10));
+        let client = self.link.client.clone();
+        let url = self.link.url.clone();
+        let body = serde_json::to_vec(&call).map(bytes::Bytes::from);
         async move {
+            let Ok(body) = body else { return };
             for attempt in 1..=CALL_ATTEMPTS {
-                let Some(this) = request.try_clone() else {
-                    let _ = request.send().await;
-                    return;
-                };
-                match this.send().await {
+                let sent = client
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match sent {
                     // Not connected: the agent never saw it, so sending it again repeats
                     // nothing.
                     Err(error) if error.is_connect() && attempt < CALL_ATTEMPTS => {

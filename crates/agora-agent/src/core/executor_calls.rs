@@ -21,8 +21,8 @@ impl Agent {
     ) -> Result<(), (u16, &'static str)> {
         let state = self.lock();
         let Some(executor) = state.executor(
-            &FrameworkId::new(call.framework_id.value.clone()),
-            &ExecutorId::new(call.executor_id.value.clone()),
+            &FrameworkId::new(&call.framework_id.value),
+            &ExecutorId::new(&call.executor_id.value),
         ) else {
             return Ok(());
         };
@@ -52,8 +52,8 @@ impl Agent {
         token: Option<&str>,
         stream: agora_http::events::EventSender,
     ) -> Result<(), (u16, &'static str)> {
-        let framework_id = FrameworkId::new(call.framework_id.value.clone());
-        let executor_id = ExecutorId::new(call.executor_id.value.clone());
+        let framework_id = FrameworkId::new(&call.framework_id.value);
+        let executor_id = ExecutorId::new(&call.executor_id.value);
         let mut state = self.lock();
         let agent_info = self.agent_info(&state);
         let Some(framework) = state.frameworks.get_mut(&framework_id) else {
@@ -91,7 +91,7 @@ impl Agent {
             .map(|s| {
                 s.unacknowledged_tasks
                     .iter()
-                    .map(|t| TaskId::new(t.task_id.value.clone()))
+                    .map(|t| TaskId::new(&t.task_id.value))
                     .collect()
             })
             .unwrap_or_default();
@@ -123,7 +123,7 @@ impl Agent {
                     .filter(|status| {
                         executor
                             .tasks
-                            .contains_key(&TaskId::new(status.task_id.value.clone()))
+                            .contains_key(&TaskId::new(&status.task_id.value))
                     })
                     .collect()
             })
@@ -134,7 +134,7 @@ impl Agent {
             .unwrap_or_default();
         let mut acknowledgements = Vec::new();
         for status in resent {
-            touched.push(TaskId::new(status.task_id.value.clone()));
+            touched.push(TaskId::new(&status.task_id.value));
             acknowledgements.push((status.task_id.clone(), status.uuid.clone()));
             self.enqueue_update(&mut state, &framework_id, status);
         }
@@ -177,8 +177,8 @@ impl Agent {
         call: &executor::Call,
         token: Option<&str>,
     ) -> Result<Vec<PathBuf>, (u16, &'static str)> {
-        let framework_id = FrameworkId::new(call.framework_id.value.clone());
-        let executor_id = ExecutorId::new(call.executor_id.value.clone());
+        let framework_id = FrameworkId::new(&call.framework_id.value);
+        let executor_id = ExecutorId::new(&call.executor_id.value);
         let Some(update) = &call.update else {
             return Err((400, "Expecting 'update' to be present"));
         };
@@ -192,7 +192,7 @@ impl Agent {
         }
         // An executor speaks for its own tasks only (the task id also names the update's
         // checkpoint file). A late repeat for a task that has ended is acknowledged and dropped.
-        let task_id = TaskId::new(update.status.task_id.value.clone());
+        let task_id = TaskId::new(&update.status.task_id.value);
         if !executor.tasks.contains_key(&task_id) {
             if executor
                 .completed_tasks
@@ -224,7 +224,7 @@ impl Agent {
             &state,
             &framework_id,
             Some(&executor_id),
-            &[TaskId::new(task_id.clone())],
+            &[TaskId::new(&task_id)],
             Some(&mut unsynced),
         );
         drop(state);
@@ -234,8 +234,8 @@ impl Agent {
 
     /// Tells the executor its update is safe (after its checkpoint reached the disk).
     pub(crate) fn acknowledge_to_executor(&self, call: &executor::Call) {
-        let framework_id = FrameworkId::new(call.framework_id.value.clone());
-        let executor_id = ExecutorId::new(call.executor_id.value.clone());
+        let framework_id = FrameworkId::new(&call.framework_id.value);
+        let executor_id = ExecutorId::new(&call.executor_id.value);
         let Some(update) = &call.update else {
             return;
         };

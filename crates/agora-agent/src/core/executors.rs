@@ -318,7 +318,7 @@ impl Agent {
             .tasks
             .values()
             .filter(|task| !task.state.is_terminal())
-            .map(|task| TaskId::new(task.info.task_id.value.clone()))
+            .map(|task| TaskId::new(&task.info.task_id.value))
             .collect();
         for task_id in unfinished {
             let status = TaskStatus::new(task_id.as_str(), task_state)

@@ -127,10 +127,10 @@ impl Agent {
             self.refuse_launch(&framework_id, &tasks, status, &format!("Secret: {reason}"));
             return;
         }
-        let executor_id = ExecutorId::new(executor_info.executor_id.value.clone());
+        let executor_id = ExecutorId::new(&executor_info.executor_id.value);
         let touched: Vec<TaskId> = tasks
             .iter()
-            .map(|task| TaskId::new(task.task_id.value.clone()))
+            .map(|task| TaskId::new(&task.task_id.value))
             .collect();
         let mut state = self.lock();
         let Some(agent_id) = state.agent_id.clone() else {
@@ -160,7 +160,7 @@ impl Agent {
         entry.info = framework.clone();
         let task_ids: Vec<TaskId> = tasks
             .iter()
-            .map(|t| TaskId::new(t.task_id.value.clone()))
+            .map(|t| TaskId::new(&t.task_id.value))
             .collect();
         let mut warm = None;
         let needs_start = entry.executors.get(&executor_id).is_none_or(|e| {
@@ -213,7 +213,7 @@ impl Agent {
             return;
         };
         for task in tasks {
-            let id = TaskId::new(task.task_id.value.clone());
+            let id = TaskId::new(&task.task_id.value);
             executor.tasks.insert(
                 id,
                 Box::new(TaskRecord {

@@ -302,7 +302,7 @@ fn restore_state(
             completed_executors: VecDeque::new(),
         };
         for saved_executor in framework.executors {
-            let executor_id = ExecutorId::new(saved_executor.info.executor_id.value.clone());
+            let executor_id = ExecutorId::new(&saved_executor.info.executor_id.value);
             let alive = saved_executor
                 .pid
                 .is_some_and(|pid| spawn::is_same_process(pid, saved_executor.pid_start_time));
@@ -310,7 +310,7 @@ fn restore_state(
                 .tasks
                 .into_iter()
                 .map(|task| {
-                    let id = TaskId::new(task.info.task_id.value.clone());
+                    let id = TaskId::new(&task.info.task_id.value);
                     (
                         id,
                         Box::new(TaskRecord {

@@ -17,14 +17,14 @@ impl Agent {
         framework_id: &FrameworkId,
         mut status: TaskStatus,
     ) {
-        let task_id = TaskId::new(status.task_id.value.clone());
+        let task_id = TaskId::new(&status.task_id.value);
         status_queue::stamp(&mut status, state.agent_id.as_deref());
         if let Some(framework) = state.frameworks.get_mut(framework_id) {
             // An executor's own updates name it: no need to look through every executor.
             let named = status
                 .executor_id
                 .as_ref()
-                .map(|id| ExecutorId::new(id.value.clone()))
+                .map(|id| ExecutorId::new(&id.value))
                 .filter(|id| framework.executors.contains_key(id));
             let executors: Box<dyn Iterator<Item = &mut Executor>> = match named {
                 Some(id) => Box::new(framework.executors.get_mut(&id).into_iter()),
@@ -71,7 +71,7 @@ impl Agent {
             let named = acked
                 .executor_id
                 .as_ref()
-                .map(|id| ExecutorId::new(id.value.clone()))
+                .map(|id| ExecutorId::new(&id.value))
                 .filter(|id| {
                     framework
                         .executors

@@ -56,7 +56,7 @@ impl Master {
         };
         let (token_sha256, issued) = self.agent_secret(&request, token)?;
         if let Some(id) = &request.agent_id
-            && self.gone_agents.contains(&AgentId::new(id.clone()))
+            && self.gone_agents.contains(&AgentId::new(id))
         {
             send(&AgentCommand::Shutdown {
                 message: format!("Agent {id} has been marked gone"),
@@ -66,7 +66,7 @@ impl Master {
         let total = agora_api::mesos::to_resources(&request.info.resources)
             .map_err(AgentRefused::InvalidResources)?;
         let id = match &request.agent_id {
-            Some(id) => AgentId::new(id.clone()),
+            Some(id) => AgentId::new(id),
             None => self.next_agent_id(),
         };
         let now = epoch_secs();
@@ -208,7 +208,7 @@ impl Master {
         let known_token = request
             .agent_id
             .as_ref()
-            .and_then(|id| self.agents.get(&AgentId::new(id.clone())))
+            .and_then(|id| self.agents.get(&AgentId::new(id)))
             .and_then(|agent| agent.token_sha256.clone());
         match (known_token, token) {
             (Some(expected), Some(token)) if expected == super::token_sha256(token) => {
@@ -274,7 +274,7 @@ impl Master {
             }
             let framework_id = FrameworkId::new(reported_task.framework_id);
             let head = &reported_task.task.head;
-            let task_id = TaskId::new(head.task_id.value.clone());
+            let task_id = TaskId::new(&head.task_id.value);
             // The status the agent reports is the task's, whatever id it names.
             let mut reported_status = reported_task.status;
             reported_status.task_id = head.task_id.clone();
@@ -316,7 +316,7 @@ impl Master {
                 let executor_id = head
                     .executor
                     .as_ref()
-                    .map(|e| agora_types::ExecutorId::new(e.executor_id.value.clone()));
+                    .map(|e| agora_types::ExecutorId::new(&e.executor_id.value));
                 let own_user = head.own_user().map(Box::from);
                 framework.tasks.insert(
                     task_id.clone(),
@@ -345,10 +345,10 @@ impl Master {
     /// The agent's custom executors, under their frameworks.
     fn record_executors_of(&mut self, id: &AgentId, request: &RegisterAgent<ReportedTask>) {
         for executor in &request.executors {
-            let framework_id = FrameworkId::new(executor.framework_id.clone());
+            let framework_id = FrameworkId::new(&executor.framework_id);
             if let Some(framework) = self.frameworks.get_mut(&framework_id) {
                 let executor_id =
-                    agora_types::ExecutorId::new(executor.executor.executor_id.value.clone());
+                    agora_types::ExecutorId::new(&executor.executor.executor_id.value);
                 framework
                     .executors
                     .insert((id.clone(), executor_id), executor.executor.clone());

@@ -267,7 +267,7 @@ impl Master {
             }
             // Valid offers among them go back, as Mesos does.
             for offer_id in &accept.offer_ids {
-                let offer_id = OfferId::new(offer_id.value.clone());
+                let offer_id = OfferId::new(&offer_id.value);
                 if self
                     .offers
                     .get(&offer_id)
@@ -291,7 +291,7 @@ impl Master {
         let mut agent_id = None;
         let mut role = String::from("*");
         for offer_id in &accept.offer_ids {
-            if let Some(offer) = self.take_offer(&OfferId::new(offer_id.value.clone())) {
+            if let Some(offer) = self.take_offer(&OfferId::new(&offer_id.value)) {
                 available += &offer.resources;
                 role = offer.role;
                 agent_id = Some(offer.agent_id);
@@ -323,7 +323,7 @@ impl Master {
         let mut agent: Option<&AgentId> = None;
         let mut role: Option<&str> = None;
         for offer_id in offer_ids {
-            let Some(offer) = self.offers.get(&OfferId::new(offer_id.value.clone())) else {
+            let Some(offer) = self.offers.get(&OfferId::new(&offer_id.value)) else {
                 return Err(InvalidOffers::NoLongerValid(offer_id.value.clone()));
             };
             if &offer.framework_id != framework_id {
@@ -524,7 +524,7 @@ impl Master {
         siblings: &[TaskId],
     ) -> Result<Resources, InvalidTask> {
         validate_id("Task", &task.task_id.value).map_err(InvalidTask::Id)?;
-        let task_id = TaskId::new(task.task_id.value.clone());
+        let task_id = TaskId::new(&task.task_id.value);
         let framework = self
             .frameworks
             .get(framework_id)
@@ -570,7 +570,7 @@ impl Master {
             }
             let executor_key = (
                 agent_id.clone(),
-                ExecutorId::new(executor.executor_id.value.clone()),
+                ExecutorId::new(&executor.executor_id.value),
             );
             if !framework.executors.contains_key(&executor_key) {
                 needed += &agora_api::mesos::to_resources(&executor.resources)
@@ -611,7 +611,7 @@ impl Master {
             .ok_or(InvalidTask::NotSubscribed)?;
         let executor_key = (
             agent_id.clone(),
-            ExecutorId::new(executor.executor_id.value.clone()),
+            ExecutorId::new(&executor.executor_id.value),
         );
         let mut remaining = available.clone();
         if !framework.executors.contains_key(&executor_key) {
@@ -629,7 +629,7 @@ impl Master {
             }
             let needed = self.check_task(framework_id, agent_id, task, &remaining, &seen)?;
             remaining.subtract(&needed);
-            seen.push(TaskId::new(task.task_id.value.clone()));
+            seen.push(TaskId::new(&task.task_id.value));
             launches.push((task.clone(), needed));
         }
         // The executor's own resources ride with the first task for accounting.
@@ -666,7 +666,7 @@ impl Master {
                 framework.executors.insert(
                     (
                         agent_id.clone(),
-                        ExecutorId::new(executor.executor_id.value.clone()),
+                        ExecutorId::new(&executor.executor_id.value),
                     ),
                     executor.clone(),
                 );
@@ -675,8 +675,8 @@ impl Master {
                 .executor
                 .as_ref()
                 .or(group_executor.as_ref())
-                .map(|e| ExecutorId::new(e.executor_id.value.clone()));
-            let task_id = TaskId::new(info.task_id.value.clone());
+                .map(|e| ExecutorId::new(&e.executor_id.value));
+            let task_id = TaskId::new(&info.task_id.value);
             let mut staging =
                 TaskStatus::new(task_id.as_str(), TaskState::Staging).with_source("SOURCE_MASTER");
             staging.agent_id = Some(Id::new(agent_id.as_str()));
@@ -708,7 +708,7 @@ impl Master {
             framework.executors.insert(
                 (
                     agent_id.clone(),
-                    ExecutorId::new(executor.executor_id.value.clone()),
+                    ExecutorId::new(&executor.executor_id.value),
                 ),
                 executor.clone(),
             );

@@ -358,7 +358,7 @@ impl Master {
                 self.gone_agents.insert(AgentId::new(record.id));
                 continue;
             }
-            let id = AgentId::new(record.id.clone());
+            let id = AgentId::new(&record.id);
             let total = agora_api::mesos::to_resources(&record.info.resources).unwrap_or_default();
             self.agents.insert(
                 id.clone(),

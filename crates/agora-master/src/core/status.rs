@@ -12,13 +12,13 @@ impl Master {
     /// A reliable update from an agent: record it, release resources on a terminal state and
     /// forward it (with its uuid, so the framework acknowledges it).
     pub(crate) fn agent_status_update(&mut self, update: StatusUpdate) {
-        let agent_id = AgentId::new(update.agent_id.clone());
+        let agent_id = AgentId::new(&update.agent_id);
         if let Some(agent) = self.agents.get_mut(&agent_id)
             && matches!(agent.connection, AgentConnection::Connected(_))
         {
             agent.last_seen = std::time::Instant::now();
         }
-        let framework_id = FrameworkId::new(update.framework_id.clone());
+        let framework_id = FrameworkId::new(&update.framework_id);
         if !self.frameworks.contains_key(&framework_id) {
             self.metrics.invalid_status_updates += 1;
             // The framework is gone: the agent must stop its tasks and stop retrying.
@@ -31,7 +31,7 @@ impl Master {
             return;
         }
         let mut status = update.status;
-        let task_id = TaskId::new(status.task_id.value.clone());
+        let task_id = TaskId::new(&status.task_id.value);
         // Only the agent that runs a task speaks for it.
         if let Some(task) = self
             .frameworks
@@ -152,8 +152,8 @@ impl Master {
     /// ACKNOWLEDGE: passes the ack to the agent; a terminal task whose last update is acked
     /// is complete.
     pub(crate) fn acknowledge(&mut self, framework_id: &FrameworkId, ack: Acknowledge) {
-        let agent_id = AgentId::new(ack.agent_id.value.clone());
-        let task_id = TaskId::new(ack.task_id.value.clone());
+        let agent_id = AgentId::new(&ack.agent_id.value);
+        let task_id = TaskId::new(&ack.task_id.value);
         self.send_agent(
             &agent_id,
             &AgentCommand::Acknowledge {
@@ -196,15 +196,12 @@ impl Master {
             answers.extend(framework.tasks.values().map(|task| latest(task)));
         } else {
             for wanted in tasks {
-                let task_id = TaskId::new(wanted.task_id.value.clone());
+                let task_id = TaskId::new(&wanted.task_id.value);
                 if let Some(task) = framework.tasks.get(&task_id) {
                     answers.push(latest(task));
                     continue;
                 }
-                let agent_id = wanted
-                    .agent_id
-                    .as_ref()
-                    .map(|id| AgentId::new(id.value.clone()));
+                let agent_id = wanted.agent_id.as_ref().map(|id| AgentId::new(&id.value));
                 let state = match &agent_id {
                     Some(agent_id) if self.gone_agents.contains(agent_id) => {
                         Some(TaskState::GoneByOperator)
@@ -311,7 +308,7 @@ impl Master {
     }
 
     pub(crate) fn framework_message(&mut self, framework_id: &FrameworkId, message: Message) {
-        let agent_id = AgentId::new(message.agent_id.value.clone());
+        let agent_id = AgentId::new(&message.agent_id.value);
         self.metrics.framework_to_executor_messages += 1;
         self.send_agent(
             &agent_id,

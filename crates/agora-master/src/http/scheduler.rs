@@ -65,7 +65,7 @@ fn framework_call(
     let Some(framework_id) = call
         .framework_id
         .as_ref()
-        .map(|id| FrameworkId::new(id.value.clone()))
+        .map(|id| FrameworkId::new(&id.value))
     else {
         return Err(MesosError::bad_request(
             "Expecting 'framework_id' to be present",

@@ -47,27 +47,24 @@ fn children_of(parent: i32) -> Vec<i32> {
 
 /// The launcher: the child of `agora up` named `agora-launcher` (it may be named an instant
 /// after `agora up` listens).
-fn launcher_of(parent: i32) -> i32 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = std::fs::read_dir("/proc")
-            .expect("proc")
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-            .find(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|_| {
-                    let (ppid, name) = parent_and_name(*pid);
-                    ppid == parent && name == "agora-launcher"
+async fn launcher_of(parent: i32) -> i32 {
+    wait_until(
+        Duration::from_secs(10),
+        "a launcher child of agora up",
+        || async {
+            std::fs::read_dir("/proc")
+                .expect("proc")
+                .flatten()
+                .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+                .find(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|_| {
+                        let (ppid, name) = parent_and_name(*pid);
+                        ppid == parent && name == "agora-launcher"
+                    })
                 })
-            });
-        match found {
-            Some(pid) => return pid,
-            None if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            None => panic!("no launcher child of agora up"),
-        }
-    }
+        },
+    )
+    .await
 }
 
 async fn launch(scheduler: &mut Scheduler, id: &str, command: &str) {
@@ -80,7 +77,7 @@ async fn launched_executors_look_and_end_as_executed_ones() {
     let dir = temp_dir();
     let data = dir.path().join("data");
     let up = start_up(&data, &["--resources", "cpus:2;mem:1024"]);
-    let launcher = launcher_of(up.pid());
+    let launcher = launcher_of(up.pid()).await;
     let mut scheduler = subscribe(&up.address(), framework_info("launched")).await;
     launch(
         &mut scheduler,
@@ -140,7 +137,7 @@ async fn without_its_launcher_the_agent_starts_executors_itself() {
     let dir = temp_dir();
     let data = dir.path().join("data");
     let up = start_up(&data, &["--resources", "cpus:2;mem:1024"]);
-    let launcher = launcher_of(up.pid());
+    let launcher = launcher_of(up.pid()).await;
     let mut scheduler = subscribe(&up.address(), framework_info("orphaned")).await;
     launch(&mut scheduler, "before", "exec sleep 60").await;
     let before = checkpointed_executor_pids(&data.join("agent"));

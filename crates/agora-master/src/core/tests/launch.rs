@@ -295,7 +295,7 @@ fn offers_allocated_to_two_roles_cannot_be_used_together() {
     let offer = next_offer(&mut master, &mut scheduler);
     // A MULTI_ROLE framework may hold an offer per role of one agent: the second is made by
     // hand here, as the allocator makes it when both roles are due resources.
-    let first = master.offers[&agora_types::OfferId::new(offer.id.value.clone())].clone();
+    let first = master.offers[&agora_types::OfferId::new(&offer.id.value)].clone();
     let other_role = if first.role == "a" { "b" } else { "a" };
     let second_id = agora_types::OfferId::new("second");
     master.offers.insert(
